@@ -1,0 +1,1 @@
+//! Example programs built on longshore's crates. See `src/bin/`.

@@ -1,0 +1,91 @@
+//! Loading and checking an OCI bundle's `config.json`.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::error::{Error, Result};
+
+/// Loads `config.json` from `bundle` and checks its `ociVersion` is a 1.x release
+/// from 1.0.0 through 1.3.x.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let bad = |reason: String| Error::BadBundle {
+        path: bundle.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    parse(&text).map_err(|e| match e {
+        Error::InvalidSpec(reason) => bad(reason),
+        other => other,
+    })
+}
+
+/// Parses a `config.json` document and checks its version.
+pub fn parse(json: &[u8]) -> Result<Spec> {
+    let spec: Spec = serde_json::from_slice(json)
+        .map_err(|e| Error::InvalidSpec(format!("config.json: {e}")))?;
+    check_version(spec.version())?;
+    Ok(spec)
+}
+
+/// Accepts OCI runtime-spec versions 1.0.0 through 1.3.x (pre-release suffixes included).
+pub fn check_version(version: &str) -> Result<()> {
+    let core = version.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let ok = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts[0] == "1"
+        && parts[1].parse::<u32>().is_ok_and(|minor| minor <= 3);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec(format!(
+            "ociVersion {version:?} is not supported: this runtime accepts 1.0.0 through 1.3.x"
+        )))
+    }
+}
+
+/// The root filesystem's absolute path (relative paths are relative to the bundle).
+pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("spec has no root".into()))?;
+    let p = root.path();
+    let p = if p.is_absolute() {
+        p.clone()
+    } else {
+        bundle.join(p)
+    };
+    p.canonicalize().map_err(|e| Error::BadBundle {
+        path: bundle.to_path_buf(),
+        reason: format!("root.path {}: {e}", p.display()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        for v in [
+            "1.0.0",
+            "1.0.2",
+            "1.1.0",
+            "1.2.1",
+            "1.3.0",
+            "1.0.0-rc5",
+            "1.2.0+dev",
+        ] {
+            check_version(v).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        for v in ["0.9.0", "2.0.0", "1.4.0", "1.0", "", "one", "1.x.0"] {
+            let e = check_version(v).unwrap_err().to_string();
+            assert!(e.contains("not supported"), "{v}: {e}");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Test fixtures shared by longshore's crates (dev-only, never published).
+//!
+//! * [`busybox_rootfs`] lays out a root filesystem from Debian's `busybox-static`,
+//!   with every applet as a symlink, `/etc/passwd` and `/etc/group`.
+//! * [`unique_name`] gives names that stay unique across parallel tests and processes,
+//!   for containers, cgroups, bridges and namespaces.
+//! * [`require_root!`] skips a test with a loud message when not running as root.
+//!
+//! ```no_run
+//! let dir = tempfile::tempdir().unwrap();
+//! longshore_test_support::busybox_rootfs(dir.path()).unwrap();
+//! assert!(dir.path().join("bin/sh").exists());
+//! ```
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// True when the current process runs with effective uid 0.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Returns early from a test (counted as passed) with a loud message when not root.
+///
+/// Every test that creates namespaces, cgroups, mounts or network devices starts with it.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!(
+                "\n*** SKIPPED {}:{}: this test needs root (namespaces, cgroups, mounts) ***\n",
+                file!(),
+                line!()
+            );
+            return;
+        }
+    };
+}
+
+/// A name unique to this process and call, `prefix` first: `ls-<prefix>-<pid>-<n>`.
+///
+/// Kept short (at most 15 bytes for prefixes of up to 4 characters) so that it also fits
+/// network interface names.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    format!("{prefix}{:x}{n:x}", pid & 0xfffff)
+}
+
+/// Where Debian's `busybox-static` installs its binary.
+pub fn busybox_binary() -> io::Result<PathBuf> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        let p = Path::new(p);
+        if p.exists() {
+            return Ok(p.to_path_buf());
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "busybox not found: install Debian's busybox-static (apt-get install -y busybox-static)",
+    ))
+}
+
+/// Lays out a busybox root filesystem at `root` (which may already exist).
+///
+/// Creates the usual top-level directories, copies the static busybox binary to
+/// `/bin/busybox`, links every applet it lists (`busybox --list-full`), and writes
+/// `/etc/passwd` (root, daemon, nobody and `user` 1000) and `/etc/group`.
+pub fn busybox_rootfs(root: &Path) -> io::Result<()> {
+    let bin = busybox_binary()?;
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "home/user",
+        "var",
+        "run",
+    ] {
+        fs::create_dir_all(root.join(d))?;
+    }
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+    fs::copy(&bin, root.join("bin/busybox"))?;
+    fs::set_permissions(root.join("bin/busybox"), fs::Permissions::from_mode(0o755))?;
+    let out = Command::new(&bin).arg("--list-full").output()?;
+    if !out.status.success() {
+        return Err(io::Error::other("busybox --list-full failed"));
+    }
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        let applet = applet.trim();
+        if applet.is_empty() || applet == "bin/busybox" {
+            continue;
+        }
+        let depth = applet.matches('/').count();
+        let target = format!("{}bin/busybox", "../".repeat(depth));
+        let link = root.join(applet);
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        if link.symlink_metadata().is_err() {
+            symlink(&target, &link)?;
+        }
+    }
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n\
+         daemon:x:1:1:daemon:/usr/sbin:/bin/false\n\
+         user:x:1000:1000:user:/home/user:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    fs::write(
+        root.join("etc/group"),
+        "root:x:0:\ndaemon:x:1:\nwheel:x:10:user\nuser:x:1000:\nnogroup:x:65534:\n",
+    )?;
+    Ok(())
+}
+
+/// A fresh temporary directory holding a busybox root filesystem in `rootfs/`.
+///
+/// The directory lives under `/tmp`; it is removed when the guard drops.
+pub fn busybox_bundle_dir() -> io::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("longshore-bundle-")
+        .tempdir()?;
+    busybox_rootfs(&dir.path().join("rootfs"))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ_and_fit_interfaces() {
+        let a = unique_name("br");
+        let b = unique_name("br");
+        assert_ne!(a, b);
+        assert!(a.len() <= 15, "{a} is too long for an interface name");
+    }
+
+    #[test]
+    fn rootfs_has_shell_and_users() {
+        if busybox_binary().is_err() {
+            eprintln!("*** SKIPPED: busybox-static is not installed ***");
+            return;
+        }
+        let dir = busybox_bundle_dir().unwrap();
+        let root = dir.path().join("rootfs");
+        assert_eq!(
+            fs::read_link(root.join("bin/sh")).unwrap(),
+            PathBuf::from("../bin/busybox")
+        );
+        assert!(
+            fs::read_to_string(root.join("etc/passwd"))
+                .unwrap()
+                .contains("user:x:1000")
+        );
+    }
+}
