@@ -1,23 +1,35 @@
 //! # longshore-graph
 //!
-//! The image and layer store: the seed's *Graph* and its *graph drivers*. Blobs are
-//! addressed by digest, images are OCI manifests and configs, and layers are unpacked
-//! by a graph driver (`overlay` or `vfs`) into the read-only lower layers of a
-//! container's root filesystem.
+//! The image and layer store: the seed's *Graph* and its *graph drivers*.
 //!
-//! This crate is being built under issue 3; nothing is exported yet.
+//! - [`Digest`] and [`Reference`]: validated content digests and Docker image references.
+//! - [`ContentStore`]: blobs addressed by digest, written crash-safely through an ingest area.
 //!
 //! ```
-//! assert_eq!(longshore_graph::CRATE_NAME, "longshore-graph");
+//! use std::io::Write;
+//! use longshore_graph::{Algorithm, ContentStore, Digest, Reference};
+//!
+//! # fn main() -> Result<(), longshore_graph::Error> {
+//! let r = Reference::parse_with_default_tag("busybox")?;
+//! assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
+//!
+//! let dir = tempfile::Builder::new().prefix("longshore-doc-").tempdir().unwrap();
+//! let store = ContentStore::open(dir.path())?;
+//! let mut w = store.writer("my-download", Algorithm::Sha256)?;
+//! w.write_all(b"hello").unwrap();
+//! let digest = w.commit(Some(5), Some(&Digest::sha256_of(b"hello")))?;
+//! assert_eq!(store.read(&digest)?, b"hello");
+//! # Ok(()) }
 //! ```
 
-/// The package name, for diagnostics.
-pub const CRATE_NAME: &str = "longshore-graph";
+pub mod apply;
+pub mod content;
+pub mod digest;
+mod error;
+pub mod reference;
 
-/// Errors from the image and layer store.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The requested operation is not implemented yet.
-    #[error("{0} is not implemented yet in longshore-graph")]
-    Unimplemented(&'static str),
-}
+pub use apply::{ApplyOptions, ApplyReport, Compression, WhiteoutMode, apply_layer};
+pub use content::{ContentStore, IngestStatus, Writer};
+pub use digest::{Algorithm, Digest, chain_id};
+pub use error::{Error, Result};
+pub use reference::Reference;

@@ -1,0 +1,850 @@
+//! Applying a layer tar (plain, gzip or zstd) to a directory in one streaming pass.
+//!
+//! The compressed digest and the diff ID (sha256 of the uncompressed tar) are computed while
+//! the stream is read. Every path is resolved inside the layer root with `openat2(2)` and
+//! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`, and the last component is never followed, so a
+//! hostile tar (`..`, absolute paths, symlinks leading out, hardlinks to outside, over-long
+//! names) gets [`Error::UnsafeTarEntry`] and nothing outside the root is touched.
+//!
+//! Whiteouts: `.wh.<name>` deletes `<name>` ([`WhiteoutMode::Delete`], for vfs) or becomes an
+//! overlayfs whiteout, a 0/0 character device ([`WhiteoutMode::Overlay`]); `.wh..wh..opq`
+//! empties the directory of what lower layers put there (Delete) or sets
+//! `trusted.overlay.opaque=y` on it (Overlay).
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::{Error, IoContext, Result};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const NAME_MAX: usize = 255;
+const PATH_MAX: usize = 4095;
+
+/// How whiteout entries are materialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// Delete the whited-out files (the layer is applied on top of its parent's full copy: vfs).
+    Delete,
+    /// Write overlayfs whiteouts (the layer is its own directory: overlay).
+    Overlay,
+}
+
+/// The compression of a layer stream, detected from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip (`1f 8b`).
+    Gzip,
+    /// zstd (`28 b5 2f fd`).
+    Zstd,
+}
+
+impl Compression {
+    /// Detects the compression from the stream's first bytes.
+    pub fn detect(magic: &[u8]) -> Compression {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Options for [`apply_layer`].
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Whiteout handling.
+    pub whiteouts: WhiteoutMode,
+    /// Keep the owners recorded in the tar (needs CAP_CHOWN).
+    pub same_owner: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            whiteouts: WhiteoutMode::Delete,
+            same_owner: rustix::process::geteuid().is_root(),
+        }
+    }
+}
+
+/// What [`apply_layer`] found in the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Detected compression.
+    pub compression: Compression,
+    /// Digest of the bytes as read (the blob digest).
+    pub digest: Digest,
+    /// Number of bytes read.
+    pub compressed_size: u64,
+    /// sha256 of the uncompressed tar (the OCI diff ID).
+    pub diff_id: Digest,
+    /// Uncompressed tar size.
+    pub tar_size: u64,
+    /// Sum of regular file sizes written.
+    pub content_size: u64,
+    /// Number of tar entries processed.
+    pub entries: u64,
+}
+
+/// A reader that hashes and counts what passes through it.
+struct HashReader<R> {
+    inner: R,
+    hasher: Hasher,
+    count: u64,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Applies a layer stream to `root` (which must exist) and reports its digests.
+///
+/// On error the root may hold part of the layer (callers mark such layers incomplete and
+/// remove them), but nothing outside `root` has been created, changed or removed.
+pub fn apply_layer(reader: impl Read, root: &Path, opts: &ApplyOptions) -> Result<ApplyReport> {
+    apply_layer_with(reader, root, opts, Algorithm::Sha256)
+}
+
+/// Like [`apply_layer`], hashing the compressed stream with `algorithm`.
+pub fn apply_layer_with(
+    reader: impl Read,
+    root: &Path,
+    opts: &ApplyOptions,
+    algorithm: Algorithm,
+) -> Result<ApplyReport> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx("open layer root", root)?;
+    let mut outer = HashReader {
+        inner: reader,
+        hasher: algorithm.hasher(),
+        count: 0,
+    };
+    let (compression, report_inner) = {
+        let mut buffered = BufReader::with_capacity(1 << 17, &mut outer);
+        let magic = buffered
+            .fill_buf()
+            .map_err(|e| Error::InvalidLayer(e.to_string()))?;
+        let compression = Compression::detect(magic);
+        let decoded: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(buffered),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(buffered)
+                    .map_err(|e| Error::InvalidLayer(format!("zstd: {e}")))?,
+            ),
+        };
+        let mut inner = HashReader {
+            inner: decoded,
+            hasher: Algorithm::Sha256.hasher(),
+            count: 0,
+        };
+        let mut applier = Applier {
+            root,
+            root_fd: root_fd.as_fd(),
+            opts,
+            created: HashSet::new(),
+            dirs: Vec::new(),
+            parent_cache: None,
+            content_size: 0,
+            entries: 0,
+        };
+        {
+            let mut archive = tar::Archive::new(&mut inner);
+            let entries = archive
+                .entries()
+                .map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
+                applier.entry(entry)?;
+            }
+        }
+        applier.finish_dirs()?;
+        // Hash the rest of the tar (end blocks, padding) so the diff ID covers the whole stream.
+        io::copy(&mut inner, &mut io::sink())
+            .map_err(|e| Error::InvalidLayer(format!("reading tar trailer: {e}")))?;
+        let report = (
+            inner.hasher.finish(),
+            inner.count,
+            applier.content_size,
+            applier.entries,
+        );
+        (compression, report)
+    };
+    io::copy(&mut outer, &mut io::sink())
+        .map_err(|e| Error::InvalidLayer(format!("reading stream trailer: {e}")))?;
+    let (diff_id, tar_size, content_size, entries) = report_inner;
+    Ok(ApplyReport {
+        compression,
+        digest: outer.hasher.finish(),
+        compressed_size: outer.count,
+        diff_id,
+        tar_size,
+        content_size,
+        entries,
+    })
+}
+
+struct Applier<'a> {
+    root: &'a Path,
+    root_fd: BorrowedFd<'a>,
+    opts: &'a ApplyOptions,
+    /// Paths this layer created (an opaque marker must keep them).
+    created: HashSet<Vec<u8>>,
+    /// Directories whose times are set at the end, as (path, mtime).
+    dirs: Vec<(Vec<u8>, i64)>,
+    parent_cache: Option<(Vec<u8>, OwnedFd)>,
+    content_size: u64,
+    entries: u64,
+}
+
+/// A tar path split into a safe relative parent and a final name.
+struct SafePath {
+    full: Vec<u8>,
+    parent: Vec<u8>,
+    name: Vec<u8>,
+}
+
+fn clean_path(raw: &[u8], what: &str) -> Result<Option<SafePath>> {
+    let shown = String::from_utf8_lossy(raw).into_owned();
+    let unsafe_entry = |reason: &str| Error::UnsafeTarEntry {
+        entry: shown.clone(),
+        reason: format!("{what} {reason}"),
+    };
+    if raw.starts_with(b"/") {
+        return Err(unsafe_entry("is an absolute path"));
+    }
+    if raw.contains(&0) {
+        return Err(unsafe_entry("contains a NUL byte"));
+    }
+    let mut comps: Vec<&[u8]> = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(unsafe_entry("contains a '..' component")),
+            c if c.len() > NAME_MAX => {
+                return Err(unsafe_entry(&format!(
+                    "has a {}-byte component, more than the {NAME_MAX}-byte limit",
+                    c.len()
+                )));
+            }
+            c => comps.push(c),
+        }
+    }
+    let Some((name, parents)) = comps.split_last() else {
+        return Ok(None); // the root itself
+    };
+    let full = comps.join(&b'/');
+    if full.len() > PATH_MAX {
+        return Err(unsafe_entry(&format!(
+            "is {} bytes long, more than the {PATH_MAX}-byte limit",
+            full.len()
+        )));
+    }
+    Ok(Some(SafePath {
+        parent: parents.join(&b'/'),
+        name: name.to_vec(),
+        full,
+    }))
+}
+
+fn os(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+fn errno_io(e: Errno) -> io::Error {
+    e.into()
+}
+
+impl<'a> Applier<'a> {
+    fn io_err(&self, op: &'static str, rel: &[u8], e: Errno) -> Error {
+        Error::io(op, self.root.join(os(rel)), errno_io(e))
+    }
+
+    fn unsafe_err(&self, entry: &[u8], reason: &str) -> Error {
+        Error::UnsafeTarEntry {
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Opens `rel` (a cleaned relative path) beneath the root, never leaving it.
+    fn open_beneath(&self, rel: &[u8], flags: OFlags, entry: &[u8]) -> Result<OwnedFd> {
+        let path = if rel.is_empty() { &b"."[..] } else { rel };
+        rustix::fs::openat2(
+            self.root_fd,
+            os(path),
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| match e {
+            Errno::XDEV | Errno::LOOP => self.unsafe_err(
+                entry,
+                &format!(
+                    "path {:?} goes through a symlink that leads outside the layer",
+                    String::from_utf8_lossy(rel)
+                ),
+            ),
+            Errno::NOTDIR => self.unsafe_err(
+                entry,
+                &format!("{:?} is not a directory", String::from_utf8_lossy(rel)),
+            ),
+            e => self.io_err("open", rel, e),
+        })
+    }
+
+    /// Returns an fd for the parent directory, creating missing directories (mode 0755).
+    fn parent_dir(&mut self, parent: &[u8], entry: &[u8]) -> Result<BorrowedFd<'_>> {
+        let hit = matches!(&self.parent_cache, Some((p, _)) if p == parent);
+        if !hit {
+            let flags = OFlags::PATH | OFlags::DIRECTORY;
+            let fd = match self.open_beneath(parent, flags, entry) {
+                Ok(fd) => fd,
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    // Create the missing components one at a time, each resolved beneath root.
+                    let mut cur: Vec<u8> = Vec::new();
+                    for comp in parent.split(|&b| b == b'/') {
+                        let dir_fd = self.open_beneath(&cur, flags, entry)?;
+                        match rustix::fs::mkdirat(&dir_fd, os(comp), Mode::from_raw_mode(0o755)) {
+                            Ok(()) | Err(Errno::EXIST) => {}
+                            Err(e) => return Err(self.io_err("mkdir", comp, e)),
+                        }
+                        if !cur.is_empty() {
+                            cur.push(b'/');
+                        }
+                        cur.extend_from_slice(comp);
+                    }
+                    self.open_beneath(parent, flags, entry)?
+                }
+                Err(e) => return Err(e),
+            };
+            self.parent_cache = Some((parent.to_vec(), fd));
+        }
+        match &self.parent_cache {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => unreachable!("cache was just filled"),
+        }
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        self.entries += 1;
+        let raw = entry.path_bytes().into_owned();
+        let Some(path) = clean_path(&raw, "path")? else {
+            return Ok(()); // "./": the root keeps its own metadata
+        };
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let mode = header.mode().map_err(|e| self.bad_header(&raw, e))? & 0o7777;
+        let uid = header.uid().map_err(|e| self.bad_header(&raw, e))?;
+        let gid = header.gid().map_err(|e| self.bad_header(&raw, e))?;
+        let mtime = header.mtime().map_err(|e| self.bad_header(&raw, e))? as i64;
+        let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(exts) = entry
+            .pax_extensions()
+            .map_err(|e| Error::InvalidLayer(format!("pax header of {raw:?}: {e}")))?
+        {
+            for ext in exts {
+                let ext = ext.map_err(|e| Error::InvalidLayer(format!("pax header: {e}")))?;
+                if let Ok(key) = ext.key()
+                    && let Some(name) = key.strip_prefix("SCHILY.xattr.")
+                {
+                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+        let meta = Meta {
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs,
+        };
+
+        let name_str = String::from_utf8_lossy(&path.name).into_owned();
+        if name_str == OPAQUE_MARKER {
+            return self.opaque(&path, &raw);
+        }
+        if let Some(target) = name_str.strip_prefix(WHITEOUT_PREFIX) {
+            if target.is_empty() || target == "." || target == ".." {
+                return Err(self.unsafe_err(&raw, "whiteout names no file"));
+            }
+            return self.whiteout(&path, target.as_bytes(), &raw);
+        }
+
+        match kind {
+            tar::EntryType::Directory => self.directory(&path, &meta, &raw),
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                self.regular(&path, &meta, &mut entry, &raw)
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.unsafe_err(&raw, "symlink without a target"))?
+                    .into_owned();
+                self.symlink(&path, &target, &meta, &raw)
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.unsafe_err(&raw, "hardlink without a target"))?
+                    .into_owned();
+                self.hardlink(&path, &target, &raw)
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let ft = match kind {
+                    tar::EntryType::Char => FileType::CharacterDevice,
+                    tar::EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                self.node(&path, ft, rustix::fs::makedev(major, minor), &meta, &raw)
+            }
+            // pax/GNU headers are consumed by the tar crate; other types carry nothing to write
+            _ => Ok(()),
+        }
+    }
+
+    fn bad_header(&self, raw: &[u8], e: io::Error) -> Error {
+        Error::InvalidLayer(format!(
+            "bad header for {:?}: {e}",
+            String::from_utf8_lossy(raw)
+        ))
+    }
+
+    /// Removes whatever is at `parent/name` (recursively), if anything.
+    fn remove_existing(&mut self, parent: BorrowedFd<'_>, name: &[u8]) -> Result<()> {
+        remove_at(parent, name).map_err(|e| self.io_err("remove", name, e))?;
+        self.parent_cache = None;
+        Ok(())
+    }
+
+    fn directory(&mut self, path: &SafePath, meta: &Meta, raw: &[u8]) -> Result<()> {
+        let name = path.name.clone();
+        let parent = self
+            .parent_dir(&path.parent, raw)?
+            .try_clone_to_owned()
+            .ctx("dup", self.root)?;
+        match rustix::fs::mkdirat(&parent, os(&name), Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let st = rustix::fs::statat(&parent, os(&name), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.io_err("stat", &path.full, e))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    self.remove_existing(parent.as_fd(), &name)?;
+                    rustix::fs::mkdirat(&parent, os(&name), Mode::from_raw_mode(0o700))
+                        .map_err(|e| self.io_err("mkdir", &path.full, e))?;
+                }
+            }
+            Err(e) => return Err(self.io_err("mkdir", &path.full, e)),
+        }
+        let fd = rustix::fs::openat(
+            &parent,
+            os(&name),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.io_err("open directory", &path.full, e))?;
+        self.set_fd_meta(&fd, meta, &path.full, false)?;
+        self.created.insert(path.full.clone());
+        self.dirs.push((path.full.clone(), meta.mtime));
+        Ok(())
+    }
+
+    fn regular<R: Read>(
+        &mut self,
+        path: &SafePath,
+        meta: &Meta,
+        data: &mut R,
+        raw: &[u8],
+    ) -> Result<()> {
+        let parent = self
+            .parent_dir(&path.parent, raw)?
+            .try_clone_to_owned()
+            .ctx("dup", self.root)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd =
+            match rustix::fs::openat(&parent, os(&path.name), flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => fd,
+                Err(Errno::EXIST) => {
+                    self.remove_existing(parent.as_fd(), &path.name)?;
+                    rustix::fs::openat(&parent, os(&path.name), flags, Mode::from_raw_mode(0o600))
+                        .map_err(|e| self.io_err("create", &path.full, e))?
+                }
+                Err(e) => return Err(self.io_err("create", &path.full, e)),
+            };
+        let mut file = File::from(fd);
+        let n = io::copy(data, &mut file).map_err(|e| {
+            Error::InvalidLayer(format!(
+                "reading content of {:?}: {e}",
+                String::from_utf8_lossy(raw)
+            ))
+        })?;
+        self.content_size += n;
+        self.set_fd_meta(&file, meta, &path.full, true)?;
+        self.created.insert(path.full.clone());
+        Ok(())
+    }
+
+    fn symlink(&mut self, path: &SafePath, target: &[u8], meta: &Meta, raw: &[u8]) -> Result<()> {
+        if target.contains(&0) || target.len() > PATH_MAX {
+            return Err(self.unsafe_err(raw, "symlink target is invalid or too long"));
+        }
+        let parent = self
+            .parent_dir(&path.parent, raw)?
+            .try_clone_to_owned()
+            .ctx("dup", self.root)?;
+        // A symlink may point anywhere: it is only ever followed beneath the root.
+        match rustix::fs::symlinkat(os(target), &parent, os(&path.name)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.remove_existing(parent.as_fd(), &path.name)?;
+                rustix::fs::symlinkat(os(target), &parent, os(&path.name))
+                    .map_err(|e| self.io_err("symlink", &path.full, e))?;
+            }
+            Err(e) => return Err(self.io_err("symlink", &path.full, e)),
+        }
+        self.parent_cache = None;
+        self.set_at_meta(parent.as_fd(), path, meta, false)?;
+        self.created.insert(path.full.clone());
+        Ok(())
+    }
+
+    fn hardlink(&mut self, path: &SafePath, target: &[u8], raw: &[u8]) -> Result<()> {
+        let Some(tpath) = clean_path(target, "hardlink target")? else {
+            return Err(self.unsafe_err(raw, "hardlink to the layer root"));
+        };
+        let tparent = self.open_beneath(&tpath.parent, OFlags::PATH | OFlags::DIRECTORY, raw)?;
+        let parent = self
+            .parent_dir(&path.parent, raw)?
+            .try_clone_to_owned()
+            .ctx("dup", self.root)?;
+        let link = |s: &Self| {
+            rustix::fs::linkat(
+                &tparent,
+                os(&tpath.name),
+                &parent,
+                os(&path.name),
+                AtFlags::empty(),
+            )
+            .map_err(|e| match e {
+                Errno::NOENT => s.unsafe_err(
+                    raw,
+                    &format!(
+                        "hardlink target {:?} is not in this layer",
+                        String::from_utf8_lossy(target)
+                    ),
+                ),
+                e => s.io_err("link", &path.full, e),
+            })
+        };
+        if tpath.full == path.full {
+            return Ok(()); // a link to itself changes nothing
+        }
+        match link(self) {
+            Err(Error::Io { ref source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
+                self.remove_existing(parent.as_fd(), &path.name)?;
+                link(self)?;
+            }
+            r => r?,
+        }
+        self.created.insert(path.full.clone());
+        Ok(())
+    }
+
+    fn node(
+        &mut self,
+        path: &SafePath,
+        ft: FileType,
+        dev: rustix::fs::Dev,
+        meta: &Meta,
+        raw: &[u8],
+    ) -> Result<()> {
+        let parent = self
+            .parent_dir(&path.parent, raw)?
+            .try_clone_to_owned()
+            .ctx("dup", self.root)?;
+        let mode = Mode::from_raw_mode(meta.mode & 0o777);
+        match rustix::fs::mknodat(&parent, os(&path.name), ft, mode, dev) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.remove_existing(parent.as_fd(), &path.name)?;
+                rustix::fs::mknodat(&parent, os(&path.name), ft, mode, dev)
+                    .map_err(|e| self.io_err("mknod", &path.full, e))?;
+            }
+            Err(e) => return Err(self.io_err("mknod", &path.full, e)),
+        }
+        self.set_at_meta(parent.as_fd(), path, meta, true)?;
+        self.created.insert(path.full.clone());
+        Ok(())
+    }
+
+    fn whiteout(&mut self, path: &SafePath, target: &[u8], raw: &[u8]) -> Result<()> {
+        let parent = self
+            .parent_dir(&path.parent, raw)?
+            .try_clone_to_owned()
+            .ctx("dup", self.root)?;
+        let mut full = path.parent.clone();
+        if !full.is_empty() {
+            full.push(b'/');
+        }
+        full.extend_from_slice(target);
+        match self.opts.whiteouts {
+            WhiteoutMode::Delete => self.remove_existing(parent.as_fd(), target),
+            WhiteoutMode::Overlay => {
+                let dev = rustix::fs::makedev(0, 0);
+                let mk = || {
+                    rustix::fs::mknodat(
+                        &parent,
+                        os(target),
+                        FileType::CharacterDevice,
+                        Mode::empty(),
+                        dev,
+                    )
+                };
+                match mk() {
+                    Ok(()) => Ok(()),
+                    Err(Errno::EXIST) => {
+                        self.remove_existing(parent.as_fd(), target)?;
+                        mk().map_err(|e| self.io_err("mknod whiteout", &full, e))
+                    }
+                    Err(e) => Err(self.io_err("mknod whiteout", &full, e)),
+                }
+            }
+        }
+    }
+
+    fn opaque(&mut self, path: &SafePath, raw: &[u8]) -> Result<()> {
+        // make sure the directory exists (it may have no entry of its own in this layer)
+        self.parent_dir(&path.parent, raw)?;
+        let dir = self.open_beneath(
+            &path.parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+            raw,
+        )?;
+        match self.opts.whiteouts {
+            WhiteoutMode::Overlay => rustix::fs::fsetxattr(
+                &dir,
+                "trusted.overlay.opaque",
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(|e| self.io_err("set opaque xattr", &path.parent, e)),
+            WhiteoutMode::Delete => {
+                let mut names = Vec::new();
+                let mut d = rustix::fs::Dir::read_from(&dir)
+                    .map_err(|e| self.io_err("read directory", &path.parent, e))?;
+                for ent in d.by_ref() {
+                    let ent = ent.map_err(|e| self.io_err("read directory", &path.parent, e))?;
+                    let n = ent.file_name().to_bytes();
+                    if n == b"." || n == b".." {
+                        continue;
+                    }
+                    let mut full = path.parent.clone();
+                    if !full.is_empty() {
+                        full.push(b'/');
+                    }
+                    full.extend_from_slice(n);
+                    if !self.created.contains(&full) {
+                        names.push(n.to_vec());
+                    }
+                }
+                for n in names {
+                    self.remove_existing(dir.as_fd(), &n)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn set_fd_meta(&self, fd: impl AsFd, meta: &Meta, rel: &[u8], times: bool) -> Result<()> {
+        let fd = fd.as_fd();
+        if self.opts.same_owner {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(meta.uid as u32)),
+                Some(rustix::fs::Gid::from_raw(meta.gid as u32)),
+            )
+            .map_err(|e| self.io_err("chown", rel, e))?;
+        }
+        // after chown, which clears set-id bits
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
+            .map_err(|e| self.io_err("chmod", rel, e))?;
+        for (k, v) in &meta.xattrs {
+            rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty())
+                .map_err(|e| self.io_err("setxattr", rel, e))?;
+        }
+        if times {
+            rustix::fs::futimens(fd, &timestamps(meta.mtime))
+                .map_err(|e| self.io_err("set times", rel, e))?;
+        }
+        Ok(())
+    }
+
+    /// Metadata for entries that cannot be opened (symlinks, device nodes), never following.
+    fn set_at_meta(
+        &self,
+        parent: BorrowedFd<'_>,
+        path: &SafePath,
+        meta: &Meta,
+        chmod: bool,
+    ) -> Result<()> {
+        let name = os(&path.name);
+        if self.opts.same_owner {
+            rustix::fs::chownat(
+                parent,
+                name,
+                Some(rustix::fs::Uid::from_raw(meta.uid as u32)),
+                Some(rustix::fs::Gid::from_raw(meta.gid as u32)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| self.io_err("chown", &path.full, e))?;
+        }
+        if chmod {
+            // only for device nodes and fifos we just created: not a symlink
+            rustix::fs::chmodat(
+                parent,
+                name,
+                Mode::from_raw_mode(meta.mode),
+                AtFlags::empty(),
+            )
+            .map_err(|e| self.io_err("chmod", &path.full, e))?;
+        }
+        if !meta.xattrs.is_empty() {
+            let proc_path = PathBuf::from(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&parent)
+            ))
+            .join(name);
+            for (k, v) in &meta.xattrs {
+                rustix::fs::lsetxattr(&proc_path, k.as_str(), v, rustix::fs::XattrFlags::empty())
+                    .map_err(|e| self.io_err("setxattr", &path.full, e))?;
+            }
+        }
+        rustix::fs::utimensat(
+            parent,
+            name,
+            &timestamps(meta.mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.io_err("set times", &path.full, e))?;
+        Ok(())
+    }
+
+    /// Sets directory times last (creating children changed them), deepest first.
+    fn finish_dirs(&mut self) -> Result<()> {
+        let dirs = std::mem::take(&mut self.dirs);
+        for (rel, mtime) in dirs.iter().rev() {
+            let fd = match self.open_beneath(
+                rel,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+                rel,
+            ) {
+                Ok(fd) => fd,
+                // removed or replaced later in the same layer
+                Err(_) => continue,
+            };
+            rustix::fs::futimens(&fd, &timestamps(*mtime))
+                .map_err(|e| self.io_err("set times", rel, e))?;
+        }
+        Ok(())
+    }
+}
+
+struct Meta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn timestamps(mtime: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Removes `name` in `dir` (recursively for directories), never following symlinks.
+/// A missing entry is not an error.
+pub(crate) fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<()> {
+    match rustix::fs::unlinkat(dir, os(name), AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(Errno::ISDIR) | Err(Errno::PERM) => {
+            let sub = rustix::fs::openat(
+                dir,
+                os(name),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut children = Vec::new();
+            let mut d = rustix::fs::Dir::read_from(&sub)?;
+            for ent in d.by_ref() {
+                let ent = ent?;
+                let n = ent.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    children.push(n.to_vec());
+                }
+            }
+            for c in children {
+                remove_at(sub.as_fd(), &c)?;
+            }
+            match rustix::fs::unlinkat(dir, os(name), AtFlags::REMOVEDIR) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a directory tree without following symlinks (like `rm -rf`, for layer dirs).
+pub fn remove_tree(path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let Some(name) = path.file_name() else {
+        return Err(Error::io(
+            "remove",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
+        ));
+    };
+    let pfd = match rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(Error::io("open", parent, e.into())),
+    };
+    remove_at(pfd.as_fd(), name.as_bytes()).ctx("remove", path)
+}
