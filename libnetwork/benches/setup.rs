@@ -1,0 +1,2 @@
+//! Placeholder until the setup bench lands.
+fn main() {}
