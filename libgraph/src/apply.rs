@@ -355,6 +355,17 @@ impl<'a> Applier<'a> {
         let Some(path) = clean_path(&raw, "path")? else {
             return Ok(()); // "./": the root keeps its own metadata
         };
+        let name_str = String::from_utf8_lossy(&path.name).into_owned();
+        if name_str == OPAQUE_MARKER {
+            return self.opaque(&path, &raw);
+        }
+        if let Some(target) = name_str.strip_prefix(WHITEOUT_PREFIX) {
+            if target.is_empty() || target == "." || target == ".." {
+                return Err(self.unsafe_err(&raw, "whiteout names no file"));
+            }
+            return self.whiteout(&path, target.as_bytes(), &raw);
+        }
+
         let header = entry.header().clone();
         let kind = header.entry_type();
         let mode = header.mode().map_err(|e| self.bad_header(&raw, e))? & 0o7777;
@@ -382,17 +393,6 @@ impl<'a> Applier<'a> {
             mtime,
             xattrs,
         };
-
-        let name_str = String::from_utf8_lossy(&path.name).into_owned();
-        if name_str == OPAQUE_MARKER {
-            return self.opaque(&path, &raw);
-        }
-        if let Some(target) = name_str.strip_prefix(WHITEOUT_PREFIX) {
-            if target.is_empty() || target == "." || target == ".." {
-                return Err(self.unsafe_err(&raw, "whiteout names no file"));
-            }
-            return self.whiteout(&path, target.as_bytes(), &raw);
-        }
 
         match kind {
             tar::EntryType::Directory => self.directory(&path, &meta, &raw),

@@ -23,13 +23,18 @@
 //! ```
 
 pub mod apply;
+pub mod archive;
+pub mod changes;
 pub mod content;
 pub mod digest;
+pub mod driver;
 mod error;
 pub mod reference;
 
 pub use apply::{ApplyOptions, ApplyReport, Compression, WhiteoutMode, apply_layer};
+pub use changes::{Change, ChangeKind};
 pub use content::{ContentStore, IngestStatus, Writer};
 pub use digest::{Algorithm, Digest, chain_id};
+pub use driver::Driver;
 pub use error::{Error, Result};
 pub use reference::Reference;

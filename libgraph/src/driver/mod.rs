@@ -1,0 +1,90 @@
+//! Graph drivers: how layers become a container's root filesystem (the seed's 4.2.5.1).
+//!
+//! [`Driver`] is the one interface; [`vfs::Vfs`] keeps full copies (works anywhere) and
+//! [`overlay::Overlay`] stacks layers with kernel overlayfs. [`open`] picks one by name,
+//! by the `LONGSHORE_DRIVER` environment variable (the seed's `DOCKER_DRIVER`), or by
+//! detecting overlayfs support.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::apply::ApplyReport;
+use crate::changes::Change;
+use crate::error::{Error, Result};
+
+pub mod overlay;
+pub mod vfs;
+
+/// Environment variable naming the driver to use.
+pub const DRIVER_ENV: &str = "LONGSHORE_DRIVER";
+
+/// A graph driver: stores layers by ID, each optionally on top of a parent.
+pub trait Driver: Send + Sync {
+    /// The driver's name (`vfs`, `overlay`).
+    fn name(&self) -> &'static str;
+
+    /// Where the driver keeps its data.
+    fn home(&self) -> &Path;
+
+    /// Creates an empty layer `id` on top of `parent` (whose content it shows).
+    fn create(&self, id: &str, parent: Option<&str>) -> Result<()>;
+
+    /// Removes a layer. Refused while it is mounted.
+    fn remove(&self, id: &str) -> Result<()>;
+
+    /// Whether layer `id` exists.
+    fn exists(&self, id: &str) -> bool;
+
+    /// Makes the layer's full filesystem available and returns its path (reference counted).
+    fn get(&self, id: &str) -> Result<PathBuf>;
+
+    /// Releases one [`Driver::get`]; the last one unmounts.
+    fn put(&self, id: &str) -> Result<()>;
+
+    /// Applies a layer tar (plain, gzip or zstd) to layer `id`, created empty on `parent`.
+    fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> Result<ApplyReport>;
+
+    /// The changes of layer `id` against its parent, like `docker diff`.
+    fn changes(&self, id: &str) -> Result<Vec<Change>>;
+
+    /// Writes layer `id`'s changes against its parent as an uncompressed layer tar.
+    fn diff(&self, id: &str, out: &mut dyn Write) -> Result<()>;
+
+    /// The parent given at creation.
+    fn parent(&self, id: &str) -> Result<Option<String>>;
+}
+
+/// Validates a layer ID: it becomes a directory name.
+pub(crate) fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidLayerId(id.to_string()))
+    }
+}
+
+/// Opens a driver under `home`: by `name`, else `$LONGSHORE_DRIVER`, else overlay if this
+/// kernel and filesystem support it, else vfs.
+pub fn open(home: &Path, name: Option<&str>) -> Result<Box<dyn Driver>> {
+    let env = std::env::var(DRIVER_ENV).ok().filter(|s| !s.is_empty());
+    match name.map(str::to_string).or(env).as_deref() {
+        Some("vfs") => Ok(Box::new(vfs::Vfs::open(home.join("vfs"))?)),
+        Some("overlay") | Some("overlay2") => {
+            Ok(Box::new(overlay::Overlay::open(home.join("overlay"))?))
+        }
+        Some(other) => Err(Error::DriverUnavailable {
+            name: other.to_string(),
+            reason: "unknown driver (known: overlay, vfs)".into(),
+        }),
+        None => match overlay::Overlay::open(home.join("overlay")) {
+            Ok(d) => Ok(Box::new(d)),
+            Err(_) => Ok(Box::new(vfs::Vfs::open(home.join("vfs"))?)),
+        },
+    }
+}
