@@ -1,21 +1,68 @@
 //! # longshore-registry
 //!
 //! The client side of the OCI distribution spec (Docker Registry HTTP API v2): the
-//! seed's *Registry* module. Pull, push, authentication and search.
+//! seed's *Registry* module. It pulls and pushes images, authenticates (Basic and
+//! Bearer tokens, with a token cache), lists tags and repositories, searches, and keeps
+//! credentials in Docker's `config.json` format.
 //!
-//! This crate is being built under issue 4; nothing is exported yet.
+//! Blobs stream into a [`ContentStore`] (libgraph implements it; [`DirStore`] is an
+//! OCI image layout directory), verified by size and sha256 as they arrive, several at
+//! a time, resuming with HTTP `Range` after a broken connection. Nothing is visible in
+//! the store until it is verified; dropping a pull future leaves no partial blob.
 //!
+//! Pull an image into a directory and push it from there to another registry:
+//!
+//! ```no_run
+//! use longshore_registry::{Client, ClientOptions, DirStore, PullOptions, PushOptions, Reference};
+//!
+//! # async fn demo() -> Result<(), longshore_registry::Error> {
+//! let client = Client::new(ClientOptions {
+//!     insecure_registries: vec!["127.0.0.1:5000".into()],
+//!     ..Default::default()
+//! });
+//! let dir = DirStore::open("/tmp/longshore-busybox")?;
+//! let src: Reference = "127.0.0.1:5000/library/busybox:latest".parse()?;
+//! let pulled = client.pull_to_dir(&src, &dir, &PullOptions::default()).await?;
+//! println!("pulled {} ({} layers)", pulled.manifest.digest(), pulled.layers.len());
+//!
+//! let dest: Reference = "127.0.0.1:5000/mirror/busybox:1".parse()?;
+//! let pushed = client.push_from_dir(&dir, "latest", &dest, &PushOptions::default()).await?;
+//! println!("pushed {}", pushed.digest);
+//! # Ok(()) }
 //! ```
-//! assert_eq!(longshore_registry::CRATE_NAME, "longshore-registry");
-//! ```
+//!
+//! Progress: set [`PullOptions::progress`] to a channel sender and draw the
+//! [`Progress`] events (waiting, downloading bytes/total, verifying, done, already
+//! exists) as they arrive.
+
+mod auth;
+mod client;
+mod credentials;
+mod error;
+mod progress;
+mod pull;
+mod push;
+mod reference;
+mod search;
+mod store;
+mod tls;
+
+pub use auth::{Challenge, Credentials, parse_challenge};
+pub use client::{Client, ClientOptions, MAX_REDIRECTS};
+pub use credentials::{CredentialStore, DOCKER_HUB_AUTH_KEY};
+pub use error::{Error, Result};
+pub use progress::{Progress, ProgressEvent, ProgressSender};
+pub use pull::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, Platform, PullOptions,
+    PulledImage, select_platform,
+};
+pub use push::{PushOptions, PushedImage};
+pub use reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, Reference};
+pub use search::{SearchOptions, SearchResult};
+pub use store::{
+    BlobWriter, ContentStore, DirBlobWriter, DirStore, REF_NAME_ANNOTATION, Verifier,
+    sha256_digest, sha256_hex,
+};
 
 /// The package name, for diagnostics.
 pub const CRATE_NAME: &str = "longshore-registry";
-
-/// Errors from registry operations.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The requested operation is not implemented yet.
-    #[error("{0} is not implemented yet in longshore-registry")]
-    Unimplemented(&'static str),
-}

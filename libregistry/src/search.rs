@@ -1,0 +1,93 @@
+//! `search`: Docker Hub's `/v1/search` when the registry offers it, else the registry's
+//! `_catalog` filtered by the term.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use crate::client::{BodySrc, Client, read_capped};
+use crate::error::Result;
+
+/// One search result, with the seed's columns.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SearchResult {
+    /// Repository name.
+    pub name: String,
+    /// Description (empty from `_catalog`).
+    #[serde(default)]
+    pub description: String,
+    /// Stars.
+    #[serde(default, alias = "star_count")]
+    pub stars: u64,
+    /// Official image.
+    #[serde(default, alias = "is_official")]
+    pub official: bool,
+    /// Automated build.
+    #[serde(default, alias = "is_automated")]
+    pub automated: bool,
+}
+
+/// Search filters.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    /// Only results with at least this many stars (`--stars`, `--filter stars=N`).
+    pub min_stars: u64,
+    /// At most this many results (`--limit`; Docker's default is 25).
+    pub limit: Option<usize>,
+    /// Only official images (`--filter is-official=true`).
+    pub official_only: bool,
+}
+
+impl Client {
+    /// Searches `registry` for repositories matching `term`.
+    pub async fn search(
+        &self,
+        registry: &str,
+        term: &str,
+        opts: &SearchOptions,
+    ) -> Result<Vec<SearchResult>> {
+        #[derive(Deserialize)]
+        struct V1 {
+            results: Vec<SearchResult>,
+        }
+        let limit = opts.limit.unwrap_or(25);
+        let ep = self.endpoint(registry).await?;
+        let mut url = ep.url("v1/search")?;
+        url.query_pairs_mut()
+            .append_pair("q", term)
+            .append_pair("n", &limit.to_string());
+        let resp = self
+            .send(&ep, Method::GET, url, HeaderMap::new(), &BodySrc::None, &[])
+            .await;
+        let mut results: Vec<SearchResult> = match resp {
+            Ok(r) if r.status() == StatusCode::OK => {
+                let body = read_capped(r, 16 << 20, &ep.host, "search results").await?;
+                match serde_json::from_slice::<V1>(&body) {
+                    Ok(v) => v.results,
+                    Err(_) => self.catalog_search(registry, term).await?,
+                }
+            }
+            _ => self.catalog_search(registry, term).await?,
+        };
+        results.retain(|r| r.stars >= opts.min_stars && (!opts.official_only || r.official));
+        results.truncate(limit);
+        Ok(results)
+    }
+
+    async fn catalog_search(&self, registry: &str, term: &str) -> Result<Vec<SearchResult>> {
+        let term = term.to_ascii_lowercase();
+        Ok(self
+            .catalog(registry)
+            .await?
+            .into_iter()
+            .filter(|name| name.contains(&term))
+            .map(|name| SearchResult {
+                name,
+                description: String::new(),
+                stars: 0,
+                official: false,
+                automated: false,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,379 @@
+//! Push and pull against a real `docker-registry` (distribution 2.8) on 127.0.0.1.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use longshore_registry::{
+    Client, ClientOptions, CredentialStore, Credentials, DirStore, Error, ProgressEvent,
+    PullOptions, PushOptions, Reference, SearchOptions,
+};
+
+fn client_for(reg: &str) -> Client {
+    Client::new(ClientOptions {
+        insecure_registries: vec![reg.to_string()],
+        ..Default::default()
+    })
+}
+
+fn reference(reg: &str, rest: &str) -> Reference {
+    format!("{reg}/{rest}").parse().unwrap()
+}
+
+/// Pulls `r` into a fresh layout and checks every blob equals the source's.
+async fn pull_and_compare(
+    client: &Client,
+    r: &Reference,
+    src: &DirStore,
+    img: &BuiltImage,
+) -> tempfile::TempDir {
+    let out_dir = tempdir();
+    let out = DirStore::open(out_dir.path()).unwrap();
+    let pulled = client
+        .pull_to_dir(r, &out, &PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), img.manifest.digest());
+    assert_eq!(pulled.config.digest(), &img.config);
+    let got: Vec<_> = pulled.layers.iter().map(|l| l.digest().clone()).collect();
+    assert_eq!(got, img.layers);
+    for d in img
+        .layers
+        .iter()
+        .chain([&img.config, img.manifest.digest()])
+    {
+        assert_eq!(
+            out.read_blob(d).unwrap(),
+            src.read_blob(d).unwrap(),
+            "blob {d}"
+        );
+    }
+    let (_, ingest) = blob_files(out.root());
+    assert!(ingest.is_empty(), "leftover ingest files {ingest:?}");
+    out_dir
+}
+
+#[tokio::test]
+async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
+    let reg = Registry::start(RegistryAuth::Open);
+    let src_dir = tempdir();
+    let src = DirStore::open(src_dir.path()).unwrap();
+    let img = build_image(&src, "latest", &[busybox_tar(), random_tar(1, 3 << 20)]);
+    let client = client_for(&reg.addr);
+
+    // Monolithic push with progress.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let dest = reference(&reg.addr, "test/busybox:v1");
+    let pushed = client
+        .push_from_dir(
+            &src,
+            "latest",
+            &dest,
+            &PushOptions {
+                progress: Some(tx),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(&pushed.digest, img.manifest.digest());
+    assert_eq!(
+        (pushed.uploaded, pushed.existing, pushed.mounted),
+        (3, 0, 0)
+    );
+    let mut pushed_events = 0;
+    while let Ok(p) = rx.try_recv() {
+        if p.event == ProgressEvent::Pushed {
+            pushed_events += 1;
+        }
+    }
+    assert_eq!(pushed_events, 3);
+
+    // Pull back into a fresh directory with progress; identical digests and bytes.
+    let out_dir = tempdir();
+    let out = DirStore::open(out_dir.path()).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = PullOptions {
+        progress: Some(tx),
+        ..Default::default()
+    };
+    let pulled = client.pull_to_dir(&dest, &out, &opts).await.unwrap();
+    assert_eq!(pulled.manifest.digest(), img.manifest.digest());
+    for d in img
+        .layers
+        .iter()
+        .chain([&img.config, img.manifest.digest()])
+    {
+        assert_eq!(out.read_blob(d).unwrap(), src.read_blob(d).unwrap());
+    }
+    assert_eq!(out.resolve("v1").unwrap().digest(), img.manifest.digest());
+    let mut done = 0;
+    let mut saw_bytes = false;
+    while let Ok(p) = rx.try_recv() {
+        match p.event {
+            ProgressEvent::Done => done += 1,
+            ProgressEvent::Downloading { current, total } => {
+                assert!(current <= total);
+                saw_bytes = true;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(done, 3);
+    assert!(saw_bytes);
+
+    // A second pull finds everything present.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = PullOptions {
+        progress: Some(tx),
+        ..Default::default()
+    };
+    client.pull_to_dir(&dest, &out, &opts).await.unwrap();
+    let mut existing = 0;
+    while let Ok(p) = rx.try_recv() {
+        assert!(
+            !matches!(p.event, ProgressEvent::Downloading { .. }),
+            "{p:?}"
+        );
+        if p.event == ProgressEvent::AlreadyExists {
+            existing += 1;
+        }
+    }
+    assert_eq!(existing, 3);
+
+    // Pull by digest.
+    let by_digest = Reference::new(
+        &reg.addr,
+        "test/busybox",
+        None,
+        Some(img.manifest.digest().as_ref()),
+    )
+    .unwrap();
+    pull_and_compare(&client, &by_digest, &src, &img).await;
+
+    // Re-push: everything exists.
+    let again = client
+        .push_from_dir(&src, "latest", &dest, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((again.uploaded, again.existing), (0, 3));
+
+    // Cross-repository mount.
+    let mounted_ref = reference(&reg.addr, "other/copy:m");
+    let mounted = client
+        .push_from_dir(
+            &src,
+            "latest",
+            &mounted_ref,
+            &PushOptions {
+                mount_from: Some("test/busybox".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((mounted.mounted, mounted.uploaded), (3, 0));
+    pull_and_compare(&client, &mounted_ref, &src, &img).await;
+
+    // Chunked upload (256 KiB chunks, several PATCHes per layer).
+    let chunked_client = Client::new(ClientOptions {
+        insecure_registries: vec![reg.addr.clone()],
+        chunk_size: Some(256 << 10),
+        ..Default::default()
+    });
+    let chunked_ref = reference(&reg.addr, "chunked/img:c1");
+    let c = chunked_client
+        .push_from_dir(&src, "latest", &chunked_ref, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(c.uploaded, 3);
+    pull_and_compare(&client, &chunked_ref, &src, &img).await;
+
+    // Tags, catalog, search.
+    client
+        .push_from_dir(
+            &src,
+            "latest",
+            &reference(&reg.addr, "test/busybox:v2"),
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut tags = client.tags(&reg.addr, "test/busybox").await.unwrap();
+    tags.sort();
+    assert_eq!(tags, ["v1", "v2"]);
+    let mut cat = client.catalog(&reg.addr).await.unwrap();
+    cat.sort();
+    assert_eq!(cat, ["chunked/img", "other/copy", "test/busybox"]);
+    let found = client
+        .search(&reg.addr, "busy", &SearchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["test/busybox"]
+    );
+    let limited = client
+        .search(
+            &reg.addr,
+            "/",
+            &SearchOptions {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 2);
+
+    // Missing things give clear errors.
+    let e = client
+        .pull_to_dir(
+            &reference(&reg.addr, "test/busybox:nope"),
+            &out,
+            &PullOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+    assert!(e.to_string().contains("test/busybox:nope"), "{e}");
+    let e = client
+        .pull_to_dir(
+            &dest,
+            &out,
+            &PullOptions {
+                platform: Some("linux/arm64".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .await;
+    // A plain manifest has no platform list: the platform option only applies to indexes.
+    assert!(e.is_ok());
+}
+
+#[tokio::test]
+async fn basic_auth_login_push_pull_logout() {
+    let reg = Registry::start(RegistryAuth::Basic {
+        user: "alice".into(),
+        pass: "s3cret".into(),
+    });
+    let src_dir = tempdir();
+    let src = DirStore::open(src_dir.path()).unwrap();
+    let img = build_image(&src, "latest", &[busybox_tar()]);
+    let cfg_dir = tempdir();
+    let cfg_path = cfg_dir.path().join("config.json");
+    let opts = ClientOptions {
+        insecure_registries: vec![reg.addr.clone()],
+        credential_store: Some(CredentialStore::new(&cfg_path)),
+        ..Default::default()
+    };
+    let dest = reference(&reg.addr, "private/busybox:1");
+
+    // Anonymous: refused with a clear error.
+    let anon = Client::new(opts.clone());
+    let e = anon
+        .push_from_dir(&src, "latest", &dest, &PushOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { status: 401, .. }), "{e}");
+    assert!(e.to_string().contains("log in"), "{e}");
+
+    // Wrong password: login fails and nothing is saved.
+    let e = anon
+        .login(&reg.addr, Credentials::new("alice", "wrong"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    assert!(!cfg_path.exists());
+
+    // Right password: saved with mode 0600, usable by a fresh client.
+    anon.login(&reg.addr, Credentials::new("alice", "s3cret"))
+        .await
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cfg_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let client = Client::new(opts.clone());
+    client
+        .push_from_dir(&src, "latest", &dest, &PushOptions::default())
+        .await
+        .unwrap();
+    pull_and_compare(&client, &dest, &src, &img).await;
+
+    // Logout: the file forgets, a fresh client is refused again.
+    assert!(client.logout(&reg.addr).unwrap());
+    let fresh = Client::new(opts);
+    let out_dir = tempdir();
+    let out = DirStore::open(out_dir.path()).unwrap();
+    let e = fresh
+        .pull_to_dir(&dest, &out, &PullOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+}
+
+fn skopeo(args: &[&str]) {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo must be installed");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn skopeo_cross_check_both_directions() {
+    let reg = Registry::start(RegistryAuth::Open);
+    let src_dir = tempdir();
+    let src = DirStore::open(src_dir.path()).unwrap();
+    let img = build_image(&src, "latest", &[busybox_tar(), random_tar(2, 1 << 20)]);
+    let client = client_for(&reg.addr);
+
+    // skopeo pushes what we wrote; we pull it back with identical digests.
+    let sk_ref = format!("docker://{}/skopeo/pushed:1", reg.addr);
+    let oci_src = format!("oci:{}:latest", src_dir.path().display());
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &oci_src,
+        &sk_ref,
+    ]);
+    pull_and_compare(
+        &client,
+        &reference(&reg.addr, "skopeo/pushed:1"),
+        &src,
+        &img,
+    )
+    .await;
+
+    // We push; skopeo pulls into its own OCI layout; same manifest and blobs.
+    let dest = reference(&reg.addr, "longshore/pushed:2");
+    client
+        .push_from_dir(&src, "latest", &dest, &PushOptions::default())
+        .await
+        .unwrap();
+    let sk_dir = tempdir();
+    let sk_out = format!("oci:{}:two", sk_dir.path().display());
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/longshore/pushed:2", reg.addr),
+        &sk_out,
+    ]);
+    let theirs = DirStore::open(sk_dir.path()).unwrap();
+    assert_eq!(
+        theirs.resolve("two").unwrap().digest(),
+        img.manifest.digest()
+    );
+    for d in img.layers.iter().chain([&img.config]) {
+        assert_eq!(theirs.read_blob(d).unwrap(), src.read_blob(d).unwrap());
+    }
+}
