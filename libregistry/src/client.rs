@@ -283,10 +283,16 @@ impl Client {
             }
         };
         let mut last_err = None;
+        let fallback = candidates.len() > 1;
         for base in candidates {
             let url = base.join("v2/").expect("a base URL joins v2/");
             let client = self.http_for(host)?;
-            match client.get(url.clone()).send().await {
+            let mut rb = client.get(url.clone());
+            if fallback && base.scheme() == "https" {
+                // A plain-HTTP server may never answer a TLS hello: do not wait long.
+                rb = rb.timeout(self.inner.opts.connect_timeout);
+            }
+            match rb.send().await {
                 Ok(resp) => {
                     let challenge = match resp.status() {
                         s if s.is_success() => Challenge::None,

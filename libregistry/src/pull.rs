@@ -348,8 +348,8 @@ impl Client {
             emit(opts.progress.as_ref(), b.digest(), ProgressEvent::Waiting);
         }
         let progress = opts.progress.as_ref();
-        futures::stream::iter(blobs.iter())
-            .map(|d| self.fetch_blob(ep, repo, d, store, progress))
+        futures::stream::iter(blobs.clone())
+            .map(|d| async move { self.fetch_blob(ep, repo, &d, store, progress).await })
             .buffer_unordered(self.options().max_concurrent_downloads.max(1))
             .try_collect::<Vec<()>>()
             .await?;

@@ -161,8 +161,8 @@ impl Client {
                     blobs.push(l.clone());
                 }
             }
-            let outcomes = futures::stream::iter(blobs.iter())
-                .map(|b| self.push_blob(ep, repo, store, b, scopes, opts))
+            let outcomes = futures::stream::iter(blobs)
+                .map(|b| async move { self.push_blob(ep, repo, store, &b, scopes, opts).await })
                 .buffer_unordered(self.options().max_concurrent_uploads.max(1))
                 .try_collect::<Vec<_>>()
                 .await?;

@@ -323,6 +323,10 @@ impl TinyServer {
                             Ok(0) | Err(_) => return,
                             Ok(n) => buf.extend_from_slice(&tmp[..n]),
                         }
+                        // A TLS hello (the client probing https first): not for us.
+                        if buf[0] == 0x16 {
+                            return;
+                        }
                         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             break i;
                         }

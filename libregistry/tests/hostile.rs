@@ -1,0 +1,393 @@
+//! A hostile registry (a tiny HTTP server on 127.0.0.1): wrong digests, truncated and
+//! oversized bodies, redirect loops, stalls. Each gives a clear error and leaves the
+//! content store without partial blobs.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use longshore_registry::{
+    Client, ClientOptions, Credentials, DirStore, Error, PullOptions, Reference, sha256_digest,
+};
+
+struct Fake {
+    manifest: Vec<u8>,
+    config: Vec<u8>,
+    config_digest: String,
+    layer: Vec<u8>,
+    layer_digest: String,
+}
+
+fn fake_image() -> Arc<Fake> {
+    let layer: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let config_digest = sha256_digest(&config).to_string();
+    let layer_digest = sha256_digest(&layer).to_string();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": layer.len(), "digest": layer_digest}],
+    }))
+    .unwrap();
+    Arc::new(Fake {
+        manifest,
+        config,
+        config_digest,
+        layer,
+        layer_digest,
+    })
+}
+
+/// Serves `/v2/`, the manifest and the config normally; `layer` answers the layer URL
+/// and anything else.
+async fn hostile(
+    fake: Arc<Fake>,
+    layer: impl Fn(&Req, &Fake) -> Reply + Send + Sync + 'static,
+) -> TinyServer {
+    TinyServer::start(move |req| {
+        if req.path == "/v2/" {
+            Reply::new(200, "{}")
+        } else if req.path.starts_with("/v2/hostile/img/manifests/") {
+            Reply::new(200, fake.manifest.clone())
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        } else if req.path == format!("/v2/hostile/img/blobs/{}", fake.config_digest) {
+            Reply::new(200, fake.config.clone())
+        } else {
+            layer(req, &fake)
+        }
+    })
+    .await
+}
+
+fn client(addr: &str) -> Client {
+    Client::new(ClientOptions {
+        insecure_registries: vec![addr.to_string()],
+        retries: 2,
+        retry_backoff: Duration::from_millis(10),
+        read_timeout: Duration::from_millis(400),
+        ..Default::default()
+    })
+}
+
+async fn pull(addr: &str, store: &DirStore) -> Result<(), Error> {
+    let r: Reference = format!("{addr}/hostile/img:1").parse().unwrap();
+    client(addr)
+        .pull(&r, store, &PullOptions::default())
+        .await
+        .map(|_| ())
+}
+
+/// The store holds no partial blob: nothing in ingest, no layer, no manifest.
+fn assert_clean(store: &DirStore, fake: &Fake) {
+    let (blobs, ingest) = blob_files(store.root());
+    assert!(ingest.is_empty(), "partial blobs left: {ingest:?}");
+    let layer_hex = fake.layer_digest.trim_start_matches("sha256:");
+    let manifest_hex = sha256_digest(&fake.manifest).digest().to_string();
+    assert!(
+        !blobs.iter().any(|b| b == layer_hex || *b == manifest_hex),
+        "{blobs:?}"
+    );
+}
+
+fn is_layer(req: &Req, fake: &Fake) -> bool {
+    req.path == format!("/v2/hostile/img/blobs/{}", fake.layer_digest)
+}
+
+#[tokio::test]
+async fn wrong_digest_is_rejected() {
+    let fake = fake_image();
+    let srv = hostile(fake.clone(), |req, f| {
+        let mut bad = f.layer.clone();
+        bad[1000] ^= 0xff;
+        if is_layer(req, f) {
+            Reply::new(200, bad)
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let e = pull(&srv.addr, &store).await.unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert!(e.to_string().contains(&fake.layer_digest), "{e}");
+    assert_clean(&store, &fake);
+}
+
+#[tokio::test]
+async fn truncated_body_without_range_support_fails_after_retries() {
+    let fake = fake_image();
+    let srv = hostile(fake.clone(), |req, f| {
+        if is_layer(req, f) {
+            Reply::new(200, "").body(Body::Truncated(f.layer.clone(), 100_000))
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let e = pull(&srv.addr, &store).await.unwrap_err();
+    match &e {
+        Error::Incomplete {
+            attempts, expected, ..
+        } => {
+            assert_eq!(*attempts, 3);
+            assert_eq!(*expected, fake.layer.len() as u64);
+        }
+        other => panic!("expected Incomplete, got {other}"),
+    }
+    assert_clean(&store, &fake);
+}
+
+#[tokio::test]
+async fn dropped_connection_resumes_with_range() {
+    let fake = fake_image();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let srv = hostile(fake.clone(), move |req, f| {
+        if !is_layer(req, f) {
+            return Reply::new(404, "");
+        }
+        if h.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::new(200, "").body(Body::Truncated(f.layer.clone(), 123_456));
+        }
+        let start: usize = req
+            .headers
+            .get("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Reply::new(206, f.layer[start..].to_vec()).header(
+            "Content-Range",
+            &format!("bytes {start}-{}/{}", f.layer.len() - 1, f.layer.len()),
+        )
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    pull(&srv.addr, &store).await.unwrap();
+    let ranges: Vec<_> = srv
+        .requests()
+        .into_iter()
+        .filter(|r| is_layer(r, &fake))
+        .map(|r| r.headers.get("range").cloned())
+        .collect();
+    // The resumed request asked for exactly the missing tail (the client may have
+    // received fewer bytes than the server wrote before the close, never more).
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0], None);
+    let from: usize = ranges[1]
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(from > 0 && from <= 123_456, "{ranges:?}");
+    let d = fake.layer_digest.parse().unwrap();
+    assert_eq!(store.read_blob(&d).unwrap(), fake.layer);
+}
+
+#[tokio::test]
+async fn oversized_manifests_are_refused() {
+    for sized in [true, false] {
+        let srv = TinyServer::start(move |req| {
+            if req.path == "/v2/" {
+                return Reply::new(200, "{}");
+            }
+            let huge = vec![b' '; 5 << 20];
+            let r = Reply::new(200, "")
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json");
+            if sized {
+                r.body(Body::Full(huge))
+            } else {
+                r.body(Body::Unsized(huge))
+            }
+        })
+        .await;
+        let dir = tempdir();
+        let store = DirStore::open(dir.path()).unwrap();
+        let e = pull(&srv.addr, &store).await.unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge { limit, .. } if limit == 4 << 20),
+            "{e}"
+        );
+        assert!(e.to_string().contains("manifest hostile/img:1"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_blob_is_refused() {
+    let fake = fake_image();
+    let srv = hostile(fake.clone(), |req, f| {
+        if is_layer(req, f) {
+            let mut more = f.layer.clone();
+            more.extend_from_slice(&[0; 1000]);
+            Reply::new(200, "").body(Body::Unsized(more))
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let e = pull(&srv.addr, &store).await.unwrap_err();
+    assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
+    assert_clean(&store, &fake);
+}
+
+#[tokio::test]
+async fn redirect_loop_is_detected() {
+    let fake = fake_image();
+    let srv = hostile(fake.clone(), |req, f| {
+        if is_layer(req, f) || req.path == "/loop/b" {
+            Reply::new(307, "").header("Location", "/loop/a")
+        } else if req.path == "/loop/a" {
+            Reply::new(307, "").header("Location", "/loop/b")
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let e = pull(&srv.addr, &store).await.unwrap_err();
+    assert!(matches!(e, Error::Redirect { .. }), "{e}");
+    assert_clean(&store, &fake);
+}
+
+#[tokio::test]
+async fn manifest_digest_header_mismatch_is_rejected() {
+    let fake = fake_image();
+    let f2 = fake.clone();
+    let srv = TinyServer::start(move |req| {
+        if req.path == "/v2/" {
+            return Reply::new(200, "{}");
+        }
+        Reply::new(200, f2.manifest.clone())
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .header(
+                "Docker-Content-Digest",
+                &format!("sha256:{}", "0".repeat(64)),
+            )
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let e = pull(&srv.addr, &store).await.unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert_clean(&store, &fake);
+}
+
+#[tokio::test]
+async fn credentials_are_not_sent_to_another_host_on_redirect() {
+    let fake = fake_image();
+    let f2 = fake.clone();
+    let storage = TinyServer::start(move |_| Reply::new(200, f2.layer.clone())).await;
+    let storage_addr = storage.addr.clone();
+    let f3 = fake.clone();
+    let srv = TinyServer::start(move |req| {
+        if req.headers.get("authorization").map(String::as_str)
+            != Some(&Credentials::new("bob", "pw").basic_header())
+        {
+            return Reply::new(401, "").header("WWW-Authenticate", r#"Basic realm="hostile""#);
+        }
+        if req.path == "/v2/" {
+            Reply::new(200, "{}")
+        } else if req.path.contains("/manifests/") {
+            Reply::new(200, f3.manifest.clone())
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        } else if req.path.ends_with(&f3.config_digest) {
+            Reply::new(200, f3.config.clone())
+        } else {
+            Reply::new(307, "").header("Location", &format!("http://{storage_addr}/bucket/layer"))
+        }
+    })
+    .await;
+    let c = client(&srv.addr);
+    c.set_credentials(&srv.addr, Credentials::new("bob", "pw"));
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let r: Reference = format!("{}/hostile/img:1", srv.addr).parse().unwrap();
+    c.pull(&r, &store, &PullOptions::default()).await.unwrap();
+    let redirected = storage.requests();
+    assert!(!redirected.is_empty());
+    for req in redirected {
+        assert!(
+            !req.headers.contains_key("authorization"),
+            "credentials leaked to {}: {req:?}",
+            storage.addr
+        );
+    }
+}
+
+#[tokio::test]
+async fn stalled_body_times_out_cleanly() {
+    let fake = fake_image();
+    let srv = hostile(fake.clone(), |req, f| {
+        if is_layer(req, f) {
+            Reply::new(200, "").body(Body::Stall(f.layer.clone(), 50_000))
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let e = pull(&srv.addr, &store).await.unwrap_err();
+    assert!(matches!(e, Error::Incomplete { .. }), "{e}");
+    assert_clean(&store, &fake);
+}
+
+#[tokio::test]
+async fn dropping_the_pull_leaves_no_partial_blob() {
+    let fake = fake_image();
+    let srv = hostile(fake.clone(), |req, f| {
+        if is_layer(req, f) {
+            Reply::new(200, "").body(Body::Stall(f.layer.clone(), 200_000))
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let c = Client::new(ClientOptions {
+        insecure_registries: vec![srv.addr.clone()],
+        read_timeout: Duration::from_secs(120),
+        ..Default::default()
+    });
+    let r: Reference = format!("{}/hostile/img:1", srv.addr).parse().unwrap();
+    let s2 = store.clone();
+    let task = tokio::spawn(async move { c.pull(&r, &s2, &PullOptions::default()).await });
+    // Wait until the layer is being written (its ingest file exists).
+    let hex = fake.layer_digest.trim_start_matches("sha256:").to_string();
+    for _ in 0..400 {
+        let (_, ingest) = blob_files(store.root());
+        if ingest
+            .iter()
+            .any(|p| p.file_name().unwrap().to_string_lossy().starts_with(&hex))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, ingest) = blob_files(store.root());
+    assert!(
+        !ingest.is_empty(),
+        "the pull never started writing the layer"
+    );
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_clean(&store, &fake);
+}
