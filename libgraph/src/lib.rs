@@ -29,7 +29,9 @@ pub mod content;
 pub mod digest;
 pub mod driver;
 mod error;
+pub mod meta;
 pub mod reference;
+pub mod store;
 
 pub use apply::{ApplyOptions, ApplyReport, Compression, WhiteoutMode, apply_layer};
 pub use changes::{Change, ChangeKind};
@@ -38,3 +40,7 @@ pub use digest::{Algorithm, Digest, chain_id};
 pub use driver::Driver;
 pub use error::{Error, Result};
 pub use reference::Reference;
+pub use store::{
+    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Removed, Store,
+    StoreOptions,
+};

@@ -1,0 +1,405 @@
+//! Metadata in SQLite (the seed's GraphDB): layers, images, tags and container layers.
+//!
+//! WAL mode, foreign keys on, and every change in one transaction. Layers are inserted
+//! `incomplete` before their content lands and flipped to complete after; [`Db::incomplete_layers`]
+//! lists what a crash left behind so the store can remove it at open.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// The image-layer limit of the seed (Docker's 127).
+pub const MAX_LAYERS: usize = 127;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS layers(
+    cache_id     TEXT PRIMARY KEY,
+    chain_id     TEXT UNIQUE,
+    diff_id      TEXT,
+    parent_cache TEXT REFERENCES layers(cache_id),
+    depth        INTEGER NOT NULL,
+    size         INTEGER NOT NULL DEFAULT 0,
+    tar_size     INTEGER NOT NULL DEFAULT 0,
+    blob_digest  TEXT,
+    blob_size    INTEGER NOT NULL DEFAULT 0,
+    media_type   TEXT,
+    refcount     INTEGER NOT NULL DEFAULT 0,
+    incomplete   INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS layers_parent ON layers(parent_cache);
+CREATE TABLE IF NOT EXISTS images(
+    id           TEXT PRIMARY KEY,
+    top_cache    TEXT REFERENCES layers(cache_id),
+    parent_image TEXT,
+    size         INTEGER NOT NULL DEFAULT 0,
+    created      TEXT
+);
+CREATE TABLE IF NOT EXISTS tags(
+    reference TEXT PRIMARY KEY,
+    repo      TEXT NOT NULL,
+    image_id  TEXT NOT NULL REFERENCES images(id)
+);
+CREATE TABLE IF NOT EXISTS containers(
+    id         TEXT PRIMARY KEY,
+    image_id   TEXT REFERENCES images(id),
+    cache_id   TEXT NOT NULL,
+    incomplete INTEGER NOT NULL DEFAULT 1
+);
+";
+
+/// One layer row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRow {
+    /// The driver's ID for this layer.
+    pub cache_id: String,
+    /// Chain ID (absent while incomplete).
+    pub chain_id: Option<Digest>,
+    /// Diff ID (absent while incomplete).
+    pub diff_id: Option<Digest>,
+    /// The parent layer's cache ID.
+    pub parent_cache: Option<String>,
+    /// 1 for a base layer.
+    pub depth: usize,
+    /// Bytes of file content.
+    pub size: u64,
+    /// Uncompressed tar size.
+    pub tar_size: u64,
+    /// The stored layer blob.
+    pub blob_digest: Option<Digest>,
+    /// The blob's size.
+    pub blob_size: u64,
+    /// The blob's media type.
+    pub media_type: Option<String>,
+    /// Images and containers holding this layer as their top.
+    pub refcount: u64,
+    /// Content not fully written yet.
+    pub incomplete: bool,
+}
+
+/// One image row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRow {
+    /// Image ID (the config digest).
+    pub id: Digest,
+    /// Top layer (cache ID), none for an image without layers.
+    pub top_cache: Option<String>,
+    /// The image this one was committed from.
+    pub parent_image: Option<Digest>,
+    /// Sum of layer content sizes.
+    pub size: u64,
+    /// Creation time from the config.
+    pub created: Option<String>,
+}
+
+/// The metadata database.
+pub struct Db {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn dig(s: Option<String>) -> Option<Digest> {
+    s.and_then(|s| Digest::parse(&s).ok())
+}
+
+impl Db {
+    /// Opens (creating) the database in WAL mode.
+    pub fn open(path: &Path) -> Result<Db> {
+        let conn = Connection::open(path).map_err(|e| Error::Database {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let db = Db {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| db.err(e))?;
+        db.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| db.err(e))?;
+        db.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| db.err(e))?;
+        db.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| db.err(e))?;
+        db.conn.execute_batch(SCHEMA).map_err(|e| db.err(e))?;
+        Ok(db)
+    }
+
+    pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
+        Error::Database {
+            path: self.path.clone(),
+            source: e,
+        }
+    }
+
+    /// Runs `f` in one immediate transaction.
+    pub fn tx<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let map = |e| Error::Database {
+            path: path.clone(),
+            source: e,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(map)?;
+        let v = f(&tx).map_err(map)?;
+        tx.commit().map_err(map)?;
+        Ok(v)
+    }
+
+    fn layer_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<LayerRow> {
+        Ok(LayerRow {
+            cache_id: row.get(0)?,
+            chain_id: dig(row.get(1)?),
+            diff_id: dig(row.get(2)?),
+            parent_cache: row.get(3)?,
+            depth: row.get::<_, i64>(4)? as usize,
+            size: row.get::<_, i64>(5)? as u64,
+            tar_size: row.get::<_, i64>(6)? as u64,
+            blob_digest: dig(row.get(7)?),
+            blob_size: row.get::<_, i64>(8)? as u64,
+            media_type: row.get(9)?,
+            refcount: row.get::<_, i64>(10)? as u64,
+            incomplete: row.get::<_, i64>(11)? != 0,
+        })
+    }
+
+    const LAYER_COLS: &'static str = "cache_id, chain_id, diff_id, parent_cache, depth, size, \
+        tar_size, blob_digest, blob_size, media_type, refcount, incomplete";
+
+    /// A layer by cache ID.
+    pub fn layer(&self, cache_id: &str) -> Result<Option<LayerRow>> {
+        let sql = format!(
+            "SELECT {} FROM layers WHERE cache_id = ?1",
+            Self::LAYER_COLS
+        );
+        self.conn
+            .query_row(&sql, [cache_id], Self::layer_from)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A complete layer by chain ID.
+    pub fn layer_by_chain(&self, chain: &Digest) -> Result<Option<LayerRow>> {
+        let sql = format!(
+            "SELECT {} FROM layers WHERE chain_id = ?1 AND incomplete = 0",
+            Self::LAYER_COLS
+        );
+        self.conn
+            .query_row(&sql, [chain.to_string()], Self::layer_from)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every layer row.
+    pub fn layers(&self) -> Result<Vec<LayerRow>> {
+        let sql = format!(
+            "SELECT {} FROM layers ORDER BY depth, cache_id",
+            Self::LAYER_COLS
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], Self::layer_from)
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Layers a crash left incomplete, deepest first.
+    pub fn incomplete_layers(&self) -> Result<Vec<LayerRow>> {
+        let mut v: Vec<LayerRow> = self
+            .layers()?
+            .into_iter()
+            .filter(|l| l.incomplete)
+            .collect();
+        v.sort_by_key(|l| std::cmp::Reverse(l.depth));
+        Ok(v)
+    }
+
+    /// Number of layers whose parent is `cache_id`.
+    pub fn children(&self, cache_id: &str) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM layers WHERE parent_cache = ?1",
+                [cache_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    fn image_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+        Ok(ImageRow {
+            id: dig(Some(row.get(0)?)).unwrap_or_else(|| Digest::sha256_of(b"")),
+            top_cache: row.get(1)?,
+            parent_image: dig(row.get(2)?),
+            size: row.get::<_, i64>(3)? as u64,
+            created: row.get(4)?,
+        })
+    }
+
+    /// An image by ID.
+    pub fn image(&self, id: &Digest) -> Result<Option<ImageRow>> {
+        self.conn
+            .query_row(
+                "SELECT id, top_cache, parent_image, size, created FROM images WHERE id = ?1",
+                [id.to_string()],
+                Self::image_from,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every image.
+    pub fn images(&self) -> Result<Vec<ImageRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, top_cache, parent_image, size, created FROM images ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        st.query_map([], Self::image_from)
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Images whose ID starts with `prefix` (hex, without algorithm).
+    pub fn images_with_prefix(&self, prefix: &str) -> Result<Vec<Digest>> {
+        let like = format!("sha256:{prefix}%");
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM images WHERE id LIKE ?1")
+            .map_err(|e| self.err(e))?;
+        let v: Vec<String> = st
+            .query_map([like], |r| r.get(0))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(v.into_iter()
+            .filter_map(|s| Digest::parse(&s).ok())
+            .collect())
+    }
+
+    /// The image a tag points at.
+    pub fn tag(&self, reference: &str) -> Result<Option<Digest>> {
+        let s: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT image_id FROM tags WHERE reference = ?1",
+                [reference],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(dig(s))
+    }
+
+    /// Tags of an image, as (reference, repository).
+    pub fn tags_of(&self, id: &Digest) -> Result<Vec<(String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT reference, repo FROM tags WHERE image_id = ?1 ORDER BY reference")
+            .map_err(|e| self.err(e))?;
+        st.query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Images whose parent image is `id`.
+    pub fn child_images(&self, id: &Digest) -> Result<Vec<Digest>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM images WHERE parent_image = ?1")
+            .map_err(|e| self.err(e))?;
+        let v: Vec<String> = st
+            .query_map([id.to_string()], |r| r.get(0))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(v.into_iter()
+            .filter_map(|s| Digest::parse(&s).ok())
+            .collect())
+    }
+
+    /// Containers using an image.
+    pub fn containers_of(&self, id: &Digest) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM containers WHERE image_id = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        st.query_map([id.to_string()], |r| r.get(0))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))
+    }
+
+    /// A container's (image, cache id, incomplete).
+    pub fn container(&self, id: &str) -> Result<Option<(Option<Digest>, String, bool)>> {
+        self.conn
+            .query_row(
+                "SELECT image_id, cache_id, incomplete FROM containers WHERE id = ?1",
+                [id],
+                |r| Ok((dig(r.get(0)?), r.get(1)?, r.get::<_, i64>(2)? != 0)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// All containers as (id, cache id, incomplete).
+    pub fn containers(&self) -> Result<Vec<(String, String, bool)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, cache_id, incomplete FROM containers ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// Inserts an incomplete layer row.
+pub(crate) fn insert_incomplete_layer(
+    tx: &Transaction<'_>,
+    cache_id: &str,
+    parent: Option<&str>,
+    depth: usize,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO layers(cache_id, parent_cache, depth, incomplete) VALUES (?1, ?2, ?3, 1)",
+        params![cache_id, parent, depth as i64],
+    )?;
+    Ok(())
+}
+
+/// Fields that complete a layer.
+pub(crate) struct Completed<'a> {
+    pub chain_id: &'a Digest,
+    pub diff_id: &'a Digest,
+    pub size: u64,
+    pub tar_size: u64,
+    pub blob: Option<(&'a Digest, u64, &'a str)>,
+}
+
+pub(crate) fn complete_layer(
+    tx: &Transaction<'_>,
+    cache_id: &str,
+    c: &Completed<'_>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE layers SET chain_id = ?2, diff_id = ?3, size = ?4, tar_size = ?5, blob_digest = ?6,
+         blob_size = ?7, media_type = ?8, incomplete = 0 WHERE cache_id = ?1",
+        params![
+            cache_id,
+            c.chain_id.to_string(),
+            c.diff_id.to_string(),
+            c.size as i64,
+            c.tar_size as i64,
+            c.blob.map(|b| b.0.to_string()),
+            c.blob.map_or(0, |b| b.1 as i64),
+            c.blob.map(|b| b.2),
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,1458 @@
+//! The image store (the seed's *Graph*): layers, images, tags and container layers on top of
+//! a [`ContentStore`], a graph [`Driver`] and the SQLite metadata.
+//!
+//! Layout under the root: `content/` (blobs), `<driver>/` (layer trees), `metadata.db`,
+//! `tmp/` (scratch space for load, emptied at open).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use crate::apply::{ApplyOptions, WhiteoutMode, apply_layer, remove_tree};
+use crate::archive::TarWriter;
+use crate::changes::Change;
+use crate::content::ContentStore;
+use crate::digest::{Algorithm, Digest, chain_id};
+use crate::driver::{self, Driver};
+use crate::error::{Error, IoContext, Result};
+use crate::meta::{self, Db, ImageRow, LayerRow, MAX_LAYERS};
+use crate::reference::Reference;
+
+/// Options for [`Store::open`].
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Graph driver name (`overlay`, `vfs`); `None` uses `$LONGSHORE_DRIVER` or auto-detection.
+    pub driver: Option<String>,
+}
+
+/// An image as listed by [`Store::images`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Image ID (config digest).
+    pub id: Digest,
+    /// Tags, in Docker's short form (`busybox:latest`).
+    pub tags: Vec<String>,
+    /// The image it was committed from.
+    pub parent: Option<Digest>,
+    /// Sum of its layers' content.
+    pub size: u64,
+    /// Creation time (RFC 3339).
+    pub created: Option<String>,
+    /// Diff IDs, base first.
+    pub diff_ids: Vec<Digest>,
+    /// Chain ID of the top layer.
+    pub chain_id: Option<Digest>,
+}
+
+/// One line of `docker history`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The image ID for the top entry, `None` (`<missing>`) below.
+    pub id: Option<Digest>,
+    /// Creation time.
+    pub created: Option<String>,
+    /// The command that made it.
+    pub created_by: String,
+    /// Bytes of the layer it made (0 for empty layers).
+    pub size: u64,
+    /// Comment (commit message).
+    pub comment: String,
+}
+
+/// What [`Store::remove_image`] did, in order, like `docker rmi` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A tag was removed.
+    Untagged(String),
+    /// An image was deleted.
+    Deleted(Digest),
+}
+
+/// Options for [`Store::commit`].
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Tag for the new image.
+    pub reference: Option<String>,
+    /// Author (`docker commit -a`).
+    pub author: Option<String>,
+    /// Commit message (`docker commit -m`), stored as the history comment.
+    pub message: Option<String>,
+    /// Recorded as the history's created-by.
+    pub created_by: Option<String>,
+}
+
+/// Archive layout for [`Store::save`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// `docker save`: `manifest.json` + `repositories`, plus the OCI layout Docker 25+ writes.
+    Docker,
+    /// OCI image layout only (`oci-layout`, `index.json`, `blobs/`).
+    Oci,
+}
+
+/// Findings of [`Store::check`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Problems found (and whether they were repaired).
+    pub problems: Vec<String>,
+    /// Blobs verified.
+    pub blobs_checked: usize,
+    /// Layers verified.
+    pub layers_checked: usize,
+}
+
+/// Findings of [`Store::gc`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub blobs_removed: Vec<Digest>,
+    /// Layers removed (cache IDs).
+    pub layers_removed: Vec<String>,
+}
+
+/// The image and layer store.
+pub struct Store {
+    root: PathBuf,
+    content: ContentStore,
+    driver: Box<dyn Driver>,
+    db: Mutex<Db>,
+}
+
+const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const MT_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+fn layer_media_type(c: crate::apply::Compression) -> &'static str {
+    match c {
+        crate::apply::Compression::None => MT_OCI_LAYER,
+        crate::apply::Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        crate::apply::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+    }
+}
+
+fn random_id() -> Result<String> {
+    let mut buf = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .ctx("read", "/dev/urandom")?;
+    Ok(hex::encode(buf))
+}
+
+/// Current time as RFC 3339 UTC with nanoseconds, like Docker writes.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil-from-days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Copies what is read into a content-store writer.
+struct Tee<'a, R> {
+    inner: R,
+    out: &'a mut crate::content::Writer,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// A close-on-exec pipe as (read end, write end).
+fn pipe() -> Result<(fs::File, fs::File)> {
+    let (r, w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ctx("create pipe", "<pipe>")?;
+    Ok((fs::File::from(r), fs::File::from(w)))
+}
+
+fn json_err(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Json { what, source }
+}
+
+/// A path from an archive's manifest, refused if it could leave the archive directory.
+fn archive_path(base: &Path, p: &str) -> Result<PathBuf> {
+    let bad = p.starts_with('/') || p.split('/').any(|c| c == "..") || p.contains('\0');
+    if bad || p.is_empty() {
+        return Err(Error::InvalidLayer(format!(
+            "archive names an unsafe path {p:?}"
+        )));
+    }
+    Ok(base.join(p))
+}
+
+impl Store {
+    /// Opens (creating) a store at `root`, removing what a crash left incomplete.
+    pub fn open(root: impl Into<PathBuf>, opts: StoreOptions) -> Result<Store> {
+        let root = root.into();
+        fs::create_dir_all(&root).ctx("create store directory", &root)?;
+        let tmp = root.join("tmp");
+        remove_tree(&tmp)?;
+        fs::create_dir_all(&tmp).ctx("create directory", &tmp)?;
+        let content = ContentStore::open(root.join("content"))?;
+        let driver = driver::open(&root, opts.driver.as_deref())?;
+        let db = Db::open(&root.join("metadata.db"))?;
+        let store = Store {
+            root,
+            content,
+            driver,
+            db: Mutex::new(db),
+        };
+        store.cleanup_incomplete()?;
+        Ok(store)
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        // a panic while holding the lock leaves the connection usable (transactions roll back)
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cleanup_incomplete(&self) -> Result<()> {
+        let containers = self.db().containers()?;
+        for (id, cache, incomplete) in containers {
+            if incomplete {
+                if self.driver.exists(&cache) {
+                    self.driver.remove(&cache)?;
+                }
+                self.drop_container_row(&id)?;
+            }
+        }
+        let layers = self.db().incomplete_layers()?;
+        for l in layers {
+            if self.driver.exists(&l.cache_id) {
+                self.driver.remove(&l.cache_id)?;
+            }
+            self.db().tx(|tx| {
+                tx.execute("DELETE FROM layers WHERE cache_id = ?1", [&l.cache_id])
+                    .map(|_| ())
+            })?;
+            let _ = self.content.abort(&format!("layer-{}", l.cache_id));
+        }
+        Ok(())
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The content store.
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// The graph driver.
+    pub fn driver(&self) -> &dyn Driver {
+        self.driver.as_ref()
+    }
+
+    /// The metadata of a layer.
+    pub fn layer(&self, cache_id: &str) -> Result<Option<LayerRow>> {
+        self.db().layer(cache_id)
+    }
+
+    /// The complete layer with this chain ID.
+    pub fn layer_by_chain(&self, chain: &Digest) -> Result<Option<LayerRow>> {
+        self.db().layer_by_chain(chain)
+    }
+
+    /// Registers a layer (plain, gzip or zstd tar) on top of `parent` (a cache ID), keeping
+    /// the stream as a blob. If the same chain exists already, that layer is returned.
+    ///
+    /// The new layer holds no reference: an image or container must take one, or
+    /// [`Store::gc`] will remove it.
+    pub fn register_layer(&self, parent: Option<&str>, reader: impl Read) -> Result<LayerRow> {
+        let parent_row = match parent {
+            Some(p) => Some(
+                self.db()
+                    .layer(p)?
+                    .filter(|l| !l.incomplete)
+                    .ok_or_else(|| Error::LayerNotFound(p.to_string()))?,
+            ),
+            None => None,
+        };
+        let depth = parent_row.as_ref().map_or(0, |p| p.depth) + 1;
+        if depth > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                count: depth,
+                max: MAX_LAYERS,
+            });
+        }
+        let cache_id = random_id()?;
+        self.db()
+            .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, parent, depth))?;
+        let result = (|| {
+            self.driver.create(&cache_id, parent)?;
+            let mut w = self
+                .content
+                .writer(&format!("layer-{cache_id}"), Algorithm::Sha256)?;
+            w.truncate()?;
+            let report = {
+                let mut tee = Tee {
+                    inner: reader,
+                    out: &mut w,
+                };
+                self.driver.apply_diff(&cache_id, &mut tee)?
+            };
+            let blob = w.commit(Some(report.compressed_size), Some(&report.digest))?;
+            Ok::<_, Error>((report, blob))
+        })();
+        let (report, blob) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.discard_layer(&cache_id);
+                return Err(e);
+            }
+        };
+        let parent_chain = parent_row.as_ref().and_then(|p| p.chain_id.clone());
+        let chain = match parent_chain {
+            Some(pc) => chain_id(&[pc, report.diff_id.clone()]).unwrap_or(report.diff_id.clone()),
+            None => report.diff_id.clone(),
+        };
+        let existing = self.db().layer_by_chain(&chain)?;
+        if let Some(existing) = existing {
+            self.discard_layer(&cache_id);
+            return Ok(existing);
+        }
+        let media = layer_media_type(report.compression);
+        self.db().tx(|tx| {
+            meta::complete_layer(
+                tx,
+                &cache_id,
+                &meta::Completed {
+                    chain_id: &chain,
+                    diff_id: &report.diff_id,
+                    size: report.content_size,
+                    tar_size: report.tar_size,
+                    blob: Some((&blob, report.compressed_size, media)),
+                },
+            )
+        })?;
+        self.db()
+            .layer(&cache_id)?
+            .ok_or_else(|| Error::LayerNotFound(cache_id.clone()))
+    }
+
+    /// Best-effort removal of a layer that never completed (open() retries what fails here).
+    fn discard_layer(&self, cache_id: &str) {
+        if self.driver.exists(cache_id) && self.driver.remove(cache_id).is_err() {
+            return;
+        }
+        let _ = self.content.abort(&format!("layer-{cache_id}"));
+        let _ = self.db().tx(|tx| {
+            tx.execute("DELETE FROM layers WHERE cache_id = ?1", [cache_id])
+                .map(|_| ())
+        });
+    }
+
+    /// Layers of a chain, base first.
+    fn chain_of(&self, top: Option<&str>) -> Result<Vec<LayerRow>> {
+        let db = self.db();
+        let mut out = Vec::new();
+        let mut cur = top.map(str::to_string);
+        while let Some(c) = cur {
+            let l = db
+                .layer(&c)?
+                .ok_or_else(|| Error::LayerNotFound(c.clone()))?;
+            cur = l.parent_cache.clone();
+            out.push(l);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Drops layers from `top` down while nothing references them.
+    fn release_chain(&self, top: Option<String>) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        let mut cur = top;
+        while let Some(c) = cur {
+            let (row, children) = {
+                let db = self.db();
+                let Some(row) = db.layer(&c)? else { break };
+                (row, db.children(&c)?)
+            };
+            if row.refcount > 0 || children > 0 {
+                break;
+            }
+            // mark first: a crash from here on is cleaned at the next open
+            self.db().tx(|tx| {
+                tx.execute("UPDATE layers SET incomplete = 1 WHERE cache_id = ?1", [&c])
+                    .map(|_| ())
+            })?;
+            if self.driver.exists(&c) {
+                self.driver.remove(&c)?;
+            }
+            self.db().tx(|tx| {
+                tx.execute("DELETE FROM layers WHERE cache_id = ?1", [&c])
+                    .map(|_| ())
+            })?;
+            if let Some(b) = &row.blob_digest {
+                let still_used = self
+                    .db()
+                    .layers()?
+                    .iter()
+                    .any(|l| l.blob_digest.as_ref() == Some(b));
+                if !still_used {
+                    self.content.delete(b)?;
+                }
+            }
+            removed.push(c);
+            cur = row.parent_cache;
+        }
+        Ok(removed)
+    }
+
+    /// Stores a config and records an image whose top layer is `top` (taking a reference).
+    /// Returns the image ID. An existing image is returned as is.
+    pub fn create_image(
+        &self,
+        config: &[u8],
+        top: Option<&str>,
+        parent_image: Option<&Digest>,
+    ) -> Result<Digest> {
+        let v: Value = serde_json::from_slice(config).map_err(json_err("image config"))?;
+        let chain = self.chain_of(top)?;
+        let want: Vec<Digest> = v["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().and_then(|s| Digest::parse(s).ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let have: Vec<Digest> = chain.iter().filter_map(|l| l.diff_id.clone()).collect();
+        if want != have {
+            return Err(Error::InvalidLayer(format!(
+                "image config lists {} diff IDs that do not match the {} layers given",
+                want.len(),
+                have.len()
+            )));
+        }
+        if chain.len() > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                count: chain.len(),
+                max: MAX_LAYERS,
+            });
+        }
+        let id = self.content.write_blob(config, None)?;
+        let size: u64 = chain.iter().map(|l| l.size).sum();
+        let created = v["created"].as_str().map(str::to_string);
+        self.db().tx(|tx| {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO images(id, top_cache, parent_image, size, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    id.to_string(),
+                    top,
+                    parent_image.map(|p| p.to_string()),
+                    size as i64,
+                    created
+                ],
+            )?;
+            if n == 1
+                && let Some(t) = top
+            {
+                tx.execute(
+                    "UPDATE layers SET refcount = refcount + 1 WHERE cache_id = ?1",
+                    [t],
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Points `reference` (e.g. `busybox:latest`) at image `target` (a name or ID).
+    pub fn tag(&self, target: &str, reference: &str) -> Result<()> {
+        let id = self.resolve(target)?;
+        let r = Reference::parse_with_default_tag(reference)?;
+        if r.digest().is_some() {
+            return Err(Error::InvalidReference {
+                reference: reference.to_string(),
+                reason: "a tag cannot contain a digest".into(),
+            });
+        }
+        self.db().tx(|tx| {
+            tx.execute(
+                "INSERT INTO tags(reference, repo, image_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(reference) DO UPDATE SET image_id = excluded.image_id",
+                rusqlite::params![r.to_string(), r.name(), id.to_string()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Finds an image by tag, full ID (`sha256:...` or 64 hex) or unique ID prefix.
+    pub fn resolve(&self, name: &str) -> Result<Digest> {
+        let not_found = || Error::ImageNotFound(name.to_string());
+        if let Ok(d) = Digest::parse(name) {
+            return match self.db().image(&d)? {
+                Some(_) => Ok(d),
+                None => Err(not_found()),
+            };
+        }
+        let hex_part = name.strip_prefix("sha256:").unwrap_or(name);
+        if !hex_part.is_empty()
+            && hex_part
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            let found = self.db().images_with_prefix(hex_part)?;
+            if found.len() == 1 {
+                return Ok(found[0].clone());
+            }
+            if found.len() > 1 {
+                return Err(Error::Conflict(format!(
+                    "image ID prefix {hex_part:?} is ambiguous ({} images)",
+                    found.len()
+                )));
+            }
+        }
+        match Reference::parse_with_default_tag(name) {
+            Ok(r) => self.db().tag(&r.to_string())?.ok_or_else(not_found),
+            Err(_) => Err(not_found()),
+        }
+    }
+
+    fn image_info(&self, row: ImageRow) -> Result<Image> {
+        let tags = self
+            .db()
+            .tags_of(&row.id)?
+            .into_iter()
+            .filter_map(|(r, _)| Reference::parse(&r).ok().map(|r| r.familiar()))
+            .collect();
+        let chain = self.chain_of(row.top_cache.as_deref())?;
+        Ok(Image {
+            id: row.id,
+            tags,
+            parent: row.parent_image,
+            size: row.size,
+            created: row.created,
+            diff_ids: chain.iter().filter_map(|l| l.diff_id.clone()).collect(),
+            chain_id: chain.last().and_then(|l| l.chain_id.clone()),
+        })
+    }
+
+    /// One image.
+    pub fn image(&self, name: &str) -> Result<Image> {
+        let id = self.resolve(name)?;
+        let row = self
+            .db()
+            .image(&id)?
+            .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+        self.image_info(row)
+    }
+
+    /// Every image.
+    pub fn images(&self) -> Result<Vec<Image>> {
+        let rows = self.db().images()?;
+        rows.into_iter().map(|r| self.image_info(r)).collect()
+    }
+
+    /// The image's config JSON, byte for byte.
+    pub fn config(&self, name: &str) -> Result<Vec<u8>> {
+        let id = self.resolve(name)?;
+        self.content.read(&id)
+    }
+
+    /// Imports a layer tar as a one-layer image (`docker import`), optionally tagged.
+    pub fn import(
+        &self,
+        reader: impl Read,
+        reference: Option<&str>,
+        comment: Option<&str>,
+    ) -> Result<Digest> {
+        if let Some(r) = reference {
+            Reference::parse_with_default_tag(r)?;
+        }
+        let layer = self.register_layer(None, reader)?;
+        let now = now_rfc3339();
+        let diff = layer
+            .diff_id
+            .clone()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let config = json!({
+            "architecture": arch(),
+            "os": "linux",
+            "created": now,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [diff]},
+            "history": [{"created": now, "comment": comment.unwrap_or("Imported from -")}],
+        });
+        let bytes = serde_json::to_vec(&config).map_err(json_err("image config"))?;
+        let id = self.create_image(&bytes, Some(&layer.cache_id), None)?;
+        if let Some(r) = reference {
+            self.tag(&id.to_string(), r)?;
+        }
+        Ok(id)
+    }
+
+    /// `docker history`: newest first.
+    pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>> {
+        let id = self.resolve(name)?;
+        let config: Value = serde_json::from_slice(&self.content.read(&id)?)
+            .map_err(json_err(format!("config of image {id}")))?;
+        let row = self
+            .db()
+            .image(&id)?
+            .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+        let chain = self.chain_of(row.top_cache.as_deref())?;
+        let mut layers = chain.iter();
+        let mut out = Vec::new();
+        for h in config["history"].as_array().cloned().unwrap_or_default() {
+            let empty = h["empty_layer"].as_bool().unwrap_or(false);
+            let size = if empty {
+                0
+            } else {
+                layers.next().map_or(0, |l| l.size)
+            };
+            out.push(HistoryEntry {
+                id: None,
+                created: h["created"].as_str().map(str::to_string),
+                created_by: h["created_by"].as_str().unwrap_or("").to_string(),
+                size,
+                comment: h["comment"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        out.reverse();
+        if let Some(first) = out.first_mut() {
+            first.id = Some(id);
+        }
+        Ok(out)
+    }
+
+    /// Removes a tag or an image with Docker's conflict rules (`docker rmi`).
+    ///
+    /// By tag: the tag goes; the image is deleted only when that was its last tag. By ID: an
+    /// image tagged in several repositories needs `force`. An image with child images is never
+    /// deleted; one used by a container needs `force`. Unless `no_prune`, untagged parents
+    /// left without children are deleted too.
+    pub fn remove_image(&self, name: &str, force: bool, no_prune: bool) -> Result<Vec<Removed>> {
+        let id = self.resolve(name)?;
+        let mut out = Vec::new();
+        let by_tag = Digest::parse(name).is_err()
+            && !self
+                .db()
+                .images_with_prefix(name.trim_start_matches("sha256:"))?
+                .contains(&id);
+        let tags = self.db().tags_of(&id)?;
+        let containers = self.db().containers_of(&id)?;
+        if by_tag {
+            let r = Reference::parse_with_default_tag(name)?;
+            if tags.len() == 1 && !containers.is_empty() && !force {
+                return Err(Error::Conflict(format!(
+                    "unable to remove repository reference {:?} (must force) - container {} is using its referenced image {}",
+                    name,
+                    containers[0],
+                    id.short()
+                )));
+            }
+            self.untag(&r.to_string())?;
+            out.push(Removed::Untagged(r.familiar()));
+            // other tags keep the image; so do children and containers (quietly, like Docker)
+            if tags.len() > 1 || !containers.is_empty() || !self.db().child_images(&id)?.is_empty()
+            {
+                return Ok(out);
+            }
+        } else {
+            let repos: std::collections::HashSet<&str> =
+                tags.iter().map(|(_, repo)| repo.as_str()).collect();
+            if repos.len() > 1 && !force {
+                return Err(Error::Conflict(format!(
+                    "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    id.short()
+                )));
+            }
+        }
+        if !self.db().child_images(&id)?.is_empty() {
+            return Err(Error::Conflict(format!(
+                "unable to delete {} (cannot be forced) - image has dependent child images",
+                id.short()
+            )));
+        }
+        if let Some(c) = containers.first()
+            && !force
+        {
+            return Err(Error::Conflict(format!(
+                "unable to delete {} (must be forced) - image is being used by stopped container {}",
+                id.short(),
+                c
+            )));
+        }
+        let remaining = self.db().tags_of(&id)?;
+        for (r, _) in &remaining {
+            self.untag(r)?;
+            if let Ok(r) = Reference::parse(r) {
+                out.push(Removed::Untagged(r.familiar()));
+            }
+        }
+        if !containers.is_empty() {
+            // forced while a container uses it: Docker only untags in this case
+            return Ok(out);
+        }
+        let mut next = Some(id);
+        while let Some(id) = next.take() {
+            let parent = self.delete_image_row(&id)?;
+            out.push(Removed::Deleted(id));
+            if no_prune {
+                break;
+            }
+            if let Some(p) = parent {
+                let db = self.db();
+                let dangling = db.image(&p)?.is_some()
+                    && db.tags_of(&p)?.is_empty()
+                    && db.child_images(&p)?.is_empty()
+                    && db.containers_of(&p)?.is_empty();
+                drop(db);
+                if dangling {
+                    next = Some(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn untag(&self, reference: &str) -> Result<()> {
+        self.db().tx(|tx| {
+            tx.execute("DELETE FROM tags WHERE reference = ?1", [reference])
+                .map(|_| ())
+        })
+    }
+
+    /// Deletes an image row, its config blob and the layers only it held; returns its parent.
+    fn delete_image_row(&self, id: &Digest) -> Result<Option<Digest>> {
+        let row = self
+            .db()
+            .image(id)?
+            .ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
+        self.db().tx(|tx| {
+            tx.execute("DELETE FROM tags WHERE image_id = ?1", [id.to_string()])?;
+            tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+            if let Some(t) = &row.top_cache {
+                tx.execute(
+                    "UPDATE layers SET refcount = refcount - 1 WHERE cache_id = ?1",
+                    [t],
+                )?;
+            }
+            Ok(())
+        })?;
+        self.content.delete(id)?;
+        self.release_chain(row.top_cache.clone())?;
+        Ok(row.parent_image)
+    }
+
+    /// Deletes untagged images nothing depends on (`docker image prune`).
+    pub fn prune_dangling(&self) -> Result<Vec<Digest>> {
+        let mut removed = Vec::new();
+        loop {
+            let mut found = None;
+            let images = self.db().images()?;
+            for img in images {
+                let db = self.db();
+                if db.tags_of(&img.id)?.is_empty()
+                    && db.child_images(&img.id)?.is_empty()
+                    && db.containers_of(&img.id)?.is_empty()
+                {
+                    found = Some(img.id);
+                    break;
+                }
+            }
+            let Some(id) = found else { break };
+            self.delete_image_row(&id)?;
+            removed.push(id);
+        }
+        Ok(removed)
+    }
+
+    /// Creates a container's read-write layer on top of an image.
+    pub fn create_container(&self, container_id: &str, image: &str) -> Result<()> {
+        driver::check_id(container_id)?;
+        if self.db().container(container_id)?.is_some() {
+            return Err(Error::LayerExists(container_id.to_string()));
+        }
+        let id = self.resolve(image)?;
+        let row = self
+            .db()
+            .image(&id)?
+            .ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
+        let cache = format!("{}-rw", random_id()?);
+        self.db().tx(|tx| {
+            tx.execute(
+                "INSERT INTO containers(id, image_id, cache_id, incomplete) VALUES (?1, ?2, ?3, 1)",
+                rusqlite::params![container_id, id.to_string(), cache],
+            )?;
+            if let Some(t) = &row.top_cache {
+                tx.execute(
+                    "UPDATE layers SET refcount = refcount + 1 WHERE cache_id = ?1",
+                    [t],
+                )?;
+            }
+            Ok(())
+        })?;
+        if let Err(e) = self.driver.create(&cache, row.top_cache.as_deref()) {
+            let _ = self.drop_container_row(container_id);
+            return Err(e);
+        }
+        self.db().tx(|tx| {
+            tx.execute(
+                "UPDATE containers SET incomplete = 0 WHERE id = ?1",
+                [container_id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn container_cache(&self, container_id: &str) -> Result<(Option<Digest>, String)> {
+        match self.db().container(container_id)? {
+            Some((img, cache, false)) => Ok((img, cache)),
+            _ => Err(Error::LayerNotFound(container_id.to_string())),
+        }
+    }
+
+    /// Mounts a container's filesystem and returns its path (reference counted).
+    pub fn mount_container(&self, container_id: &str) -> Result<PathBuf> {
+        let (_, cache) = self.container_cache(container_id)?;
+        self.driver.get(&cache)
+    }
+
+    /// Releases one [`Store::mount_container`].
+    pub fn unmount_container(&self, container_id: &str) -> Result<()> {
+        let (_, cache) = self.container_cache(container_id)?;
+        self.driver.put(&cache)
+    }
+
+    /// Removes a container's read-write layer.
+    pub fn remove_container(&self, container_id: &str) -> Result<()> {
+        let (_, cache) = self.container_cache(container_id)?;
+        self.driver.remove(&cache)?;
+        self.drop_container_row(container_id)
+    }
+
+    fn drop_container_row(&self, container_id: &str) -> Result<()> {
+        let Some((img, _, _)) = self.db().container(container_id)? else {
+            return Ok(());
+        };
+        let top = match &img {
+            Some(i) => self.db().image(i)?.and_then(|r| r.top_cache),
+            None => None,
+        };
+        self.db().tx(|tx| {
+            tx.execute("DELETE FROM containers WHERE id = ?1", [container_id])?;
+            if let Some(t) = &top {
+                tx.execute(
+                    "UPDATE layers SET refcount = refcount - 1 WHERE cache_id = ?1",
+                    [t],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `docker diff`: the container's changes against its image.
+    pub fn container_changes(&self, container_id: &str) -> Result<Vec<Change>> {
+        let (_, cache) = self.container_cache(container_id)?;
+        self.driver.changes(&cache)
+    }
+
+    /// `docker export`: the container's whole filesystem as a tar.
+    pub fn export_container(&self, container_id: &str, out: impl Write) -> Result<()> {
+        let root = self.mount_container(container_id)?;
+        let r = (|| {
+            let mut w = TarWriter::new(out);
+            w.append_tree(&root)?;
+            w.finish().map(|_| ())
+        })();
+        self.unmount_container(container_id)?;
+        r
+    }
+
+    /// `docker commit`: the container's changes become a new layer and image.
+    pub fn commit(&self, container_id: &str, opts: &CommitOptions) -> Result<Digest> {
+        if let Some(r) = &opts.reference {
+            Reference::parse_with_default_tag(r)?;
+        }
+        let (img, cache) = self.container_cache(container_id)?;
+        let (base_config, top, parent_image): (Value, Option<String>, Option<Digest>) = match &img {
+            Some(i) => {
+                let row = self
+                    .db()
+                    .image(i)?
+                    .ok_or_else(|| Error::ImageNotFound(i.to_string()))?;
+                let cfg = serde_json::from_slice(&self.content.read(i)?)
+                    .map_err(json_err(format!("config of image {i}")))?;
+                (cfg, row.top_cache, Some(i.clone()))
+            }
+            None => (
+                json!({"architecture": arch(), "os": "linux", "config": {}}),
+                None,
+                None,
+            ),
+        };
+        let (reader, mut writer) = pipe()?;
+        let layer = std::thread::scope(|s| {
+            let diff = s.spawn(move || {
+                let r = self.driver.diff(&cache, &mut writer);
+                drop(writer);
+                r
+            });
+            let layer = self.register_layer(top.as_deref(), reader);
+            let diffed = diff
+                .join()
+                .unwrap_or_else(|_| Err(Error::InvalidLayer("diff thread panicked".into())));
+            match (layer, diffed) {
+                (Ok(l), Ok(())) => Ok(l),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            }
+        })?;
+        let now = now_rfc3339();
+        let mut cfg = base_config;
+        cfg["created"] = json!(now);
+        if let Some(a) = &opts.author {
+            cfg["author"] = json!(a);
+        }
+        let mut diff_ids: Vec<Value> = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        diff_ids.push(json!(layer.diff_id.as_ref().map(|d| d.to_string())));
+        cfg["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+        let mut history: Vec<Value> = cfg["history"].as_array().cloned().unwrap_or_default();
+        let mut h = json!({"created": now});
+        if let Some(a) = &opts.author {
+            h["author"] = json!(a);
+        }
+        if let Some(c) = &opts.created_by {
+            h["created_by"] = json!(c);
+        }
+        if let Some(m) = &opts.message {
+            h["comment"] = json!(m);
+        }
+        history.push(h);
+        cfg["history"] = Value::Array(history);
+        let bytes = serde_json::to_vec(&cfg).map_err(json_err("image config"))?;
+        let result = self.create_image(&bytes, Some(&layer.cache_id), parent_image.as_ref());
+        let id = match result {
+            Ok(id) => id,
+            Err(e) => {
+                self.release_chain(Some(layer.cache_id))?;
+                return Err(e);
+            }
+        };
+        if let Some(r) = &opts.reference {
+            self.tag(&id.to_string(), r)?;
+        }
+        Ok(id)
+    }
+
+    /// Writes the uncompressed tar of a layer (from its blob) into `out`.
+    fn layer_tar(&self, l: &LayerRow, out: &mut dyn Write) -> Result<u64> {
+        let blob = l
+            .blob_digest
+            .as_ref()
+            .ok_or_else(|| Error::LayerNotFound(l.cache_id.clone()))?;
+        let f = self.content.open_blob(blob)?;
+        let mut r = io::BufReader::new(f);
+        let magic = io::BufRead::fill_buf(&mut r).ctx("read blob", self.content.blob_path(blob))?;
+        let mut dec: Box<dyn Read> = match crate::apply::Compression::detect(magic) {
+            crate::apply::Compression::None => Box::new(r),
+            crate::apply::Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+            crate::apply::Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(r)
+                    .map_err(|e| Error::InvalidLayer(format!("zstd: {e}")))?,
+            ),
+        };
+        io::copy(&mut dec, out).ctx("decompress layer", self.content.blob_path(blob))
+    }
+
+    /// `docker save`: images (names or IDs) as one archive.
+    pub fn save(&self, names: &[&str], format: ArchiveFormat, out: impl Write) -> Result<()> {
+        let mut b = tar::Builder::new(out);
+        let werr = |e: io::Error| Error::io("write archive", "<save stream>", e);
+        let add = |b: &mut tar::Builder<_>, name: &str, data: &[u8]| -> Result<()> {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            h.set_mtime(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, name, data).map_err(werr)
+        };
+        add(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        let mut written: std::collections::HashSet<Digest> = Default::default();
+        let mut index = Vec::new();
+        let mut docker_manifest = Vec::new();
+        let mut repositories: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for name in names {
+            let id = self.resolve(name)?;
+            let row = self
+                .db()
+                .image(&id)?
+                .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+            let chain = self.chain_of(row.top_cache.as_deref())?;
+            let mut layer_descs = Vec::new();
+            let mut layer_paths = Vec::new();
+            for l in &chain {
+                let diff = l
+                    .diff_id
+                    .clone()
+                    .ok_or_else(|| Error::LayerNotFound(l.cache_id.clone()))?;
+                let path = format!("blobs/sha256/{}", diff.hex());
+                if written.insert(diff.clone()) {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_mode(0o644);
+                    h.set_size(l.tar_size);
+                    h.set_mtime(0);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_entry_type(tar::EntryType::Regular);
+                    // stream the decompressed layer straight into the archive entry
+                    let (reader, mut writer) = pipe()?;
+                    let r = std::thread::scope(|s| {
+                        let t = s.spawn(move || {
+                            let r = self.layer_tar(l, &mut writer);
+                            drop(writer);
+                            r
+                        });
+                        let a = b.append_data(&mut h, &path, reader).map_err(werr);
+                        let n = t.join().unwrap_or_else(|_| {
+                            Err(Error::InvalidLayer("save thread panicked".into()))
+                        });
+                        a.and(n)
+                    })?;
+                    if r != l.tar_size {
+                        return Err(Error::BlobCorrupt {
+                            digest: l.blob_digest.clone().unwrap_or(diff),
+                            reason: format!("layer tar is {r} bytes, expected {}", l.tar_size),
+                        });
+                    }
+                }
+                layer_descs.push(json!({"mediaType": MT_OCI_LAYER, "digest": diff.to_string(), "size": l.tar_size}));
+                layer_paths.push(path);
+            }
+            let config = self.content.read(&id)?;
+            let config_path = format!("blobs/sha256/{}", id.hex());
+            if written.insert(id.clone()) {
+                add(&mut b, &config_path, &config)?;
+            }
+            let manifest = serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": MT_OCI_MANIFEST,
+                "config": {"mediaType": MT_OCI_CONFIG, "digest": id.to_string(), "size": config.len()},
+                "layers": layer_descs,
+            }))
+            .map_err(json_err("manifest"))?;
+            let mdig = Digest::sha256_of(&manifest);
+            if written.insert(mdig.clone()) {
+                add(&mut b, &format!("blobs/sha256/{}", mdig.hex()), &manifest)?;
+            }
+            // the tags saved: the name given if it is a tag, else all tags of the image
+            let given = Reference::parse_with_default_tag(name)
+                .ok()
+                .filter(|r| self.db().tag(&r.to_string()).ok().flatten().as_ref() == Some(&id));
+            let refs: Vec<Reference> = match given {
+                Some(r) => vec![r],
+                None => self
+                    .db()
+                    .tags_of(&id)?
+                    .into_iter()
+                    .filter_map(|(r, _)| Reference::parse(&r).ok())
+                    .collect(),
+            };
+            let mut desc = json!({"mediaType": MT_OCI_MANIFEST, "digest": mdig.to_string(), "size": manifest.len()});
+            if refs.is_empty() {
+                index.push(desc.clone());
+            }
+            for r in &refs {
+                desc["annotations"] = json!({
+                    "io.containerd.image.name": r.to_string(),
+                    "org.opencontainers.image.ref.name": r.tag().unwrap_or("latest"),
+                });
+                index.push(desc.clone());
+                if let (Some(top), Some(tag)) =
+                    (chain.last().and_then(|l| l.diff_id.clone()), r.tag())
+                {
+                    repositories
+                        .entry(r.familiar_name())
+                        .or_default()
+                        .insert(tag.to_string(), top.hex().to_string());
+                }
+            }
+            docker_manifest.push(json!({
+                "Config": config_path,
+                "RepoTags": refs.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
+                "Layers": layer_paths,
+            }));
+        }
+        let index = serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": index}),
+        )
+        .map_err(json_err("index.json"))?;
+        add(&mut b, "index.json", &index)?;
+        if format == ArchiveFormat::Docker {
+            let m = serde_json::to_vec(&docker_manifest).map_err(json_err("manifest.json"))?;
+            add(&mut b, "manifest.json", &m)?;
+            let r = serde_json::to_vec(&repositories).map_err(json_err("repositories"))?;
+            add(&mut b, "repositories", &r)?;
+        }
+        b.into_inner().map_err(werr)?;
+        Ok(())
+    }
+
+    /// `docker load`: a docker-archive or OCI-layout tar. Returns the loaded image IDs with
+    /// the tags set.
+    pub fn load(&self, reader: impl Read) -> Result<Vec<(Digest, Vec<String>)>> {
+        let dir = tempfile::Builder::new()
+            .prefix("load-")
+            .tempdir_in(self.root.join("tmp"))
+            .ctx("create directory", self.root.join("tmp"))?;
+        let opts = ApplyOptions {
+            whiteouts: WhiteoutMode::Delete,
+            same_owner: false,
+        };
+        apply_layer(reader, dir.path(), &opts)?;
+        let base = dir.path();
+        let mut loaded = Vec::new();
+        if base.join("manifest.json").is_file() {
+            let m: Value = serde_json::from_slice(
+                &fs::read(base.join("manifest.json")).ctx("read", base.join("manifest.json"))?,
+            )
+            .map_err(json_err("manifest.json"))?;
+            for entry in m.as_array().cloned().unwrap_or_default() {
+                let cfg_path = archive_path(base, entry["Config"].as_str().unwrap_or(""))?;
+                let config = fs::read(&cfg_path).ctx("read config", &cfg_path)?;
+                let layers: Vec<PathBuf> = entry["Layers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| archive_path(base, p.as_str().unwrap_or("")))
+                    .collect::<Result<_>>()?;
+                let tags: Vec<String> = entry["RepoTags"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect();
+                let layer_files = layers.iter().map(|p| (p.clone(), None)).collect();
+                loaded.push(self.load_image(&config, layer_files, &tags)?);
+            }
+        } else if base.join("index.json").is_file() {
+            let blob = |d: &str| -> Result<(Digest, PathBuf)> {
+                let d = Digest::parse(d)?;
+                let p = base.join("blobs").join(d.algorithm().name()).join(d.hex());
+                Ok((d, p))
+            };
+            let read_verified = |d: &str| -> Result<Vec<u8>> {
+                let (d, p) = blob(d)?;
+                let data = fs::read(&p).ctx("read blob", &p)?;
+                let mut h = d.algorithm().hasher();
+                h.update(&data);
+                let got = h.finish();
+                if got != d {
+                    return Err(Error::BlobCorrupt {
+                        digest: d,
+                        reason: format!("archive content hashes to {got}"),
+                    });
+                }
+                Ok(data)
+            };
+            let index: Value = serde_json::from_slice(
+                &fs::read(base.join("index.json")).ctx("read", base.join("index.json"))?,
+            )
+            .map_err(json_err("index.json"))?;
+            let mut manifests: Vec<Value> =
+                index["manifests"].as_array().cloned().unwrap_or_default();
+            let mut seen = 0;
+            while seen < manifests.len() {
+                let desc = manifests[seen].clone();
+                seen += 1;
+                let mt = desc["mediaType"].as_str().unwrap_or("");
+                let data = read_verified(desc["digest"].as_str().unwrap_or(""))?;
+                let m: Value = serde_json::from_slice(&data).map_err(json_err("manifest"))?;
+                if mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST || m["manifests"].is_array() {
+                    // a nested index: take the entry for this platform
+                    let pick = m["manifests"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|d| {
+                            d["platform"].is_null()
+                                || (d["platform"]["os"] == "linux"
+                                    && d["platform"]["architecture"] == arch())
+                        });
+                    if let Some(mut d) = pick {
+                        if d["annotations"].is_null() {
+                            d["annotations"] = desc["annotations"].clone();
+                        }
+                        manifests.push(d);
+                    }
+                    continue;
+                }
+                if !(mt.is_empty() || mt == MT_OCI_MANIFEST || mt == MT_DOCKER_MANIFEST) {
+                    continue;
+                }
+                let config = read_verified(m["config"]["digest"].as_str().unwrap_or(""))?;
+                let mut layer_files = Vec::new();
+                for l in m["layers"].as_array().cloned().unwrap_or_default() {
+                    let (d, p) = blob(l["digest"].as_str().unwrap_or(""))?;
+                    layer_files.push((p, Some(d)));
+                }
+                let ann = &desc["annotations"];
+                let tag = ann["io.containerd.image.name"]
+                    .as_str()
+                    .or(ann["org.opencontainers.image.ref.name"].as_str())
+                    .filter(|n| Reference::parse(n).is_ok() && n.contains([':', '/']));
+                let tags: Vec<String> = tag.map(|t| vec![t.to_string()]).unwrap_or_default();
+                loaded.push(self.load_image(&config, layer_files, &tags)?);
+            }
+        } else {
+            return Err(Error::InvalidLayer(
+                "archive has neither manifest.json nor index.json".into(),
+            ));
+        }
+        Ok(loaded)
+    }
+
+    fn load_image(
+        &self,
+        config: &[u8],
+        layers: Vec<(PathBuf, Option<Digest>)>,
+        tags: &[String],
+    ) -> Result<(Digest, Vec<String>)> {
+        oci_spec::image::ImageConfiguration::from_reader(config).map_err(|e| {
+            Error::InvalidLayer(format!("image config is not a valid OCI config: {e}"))
+        })?;
+        let v: Value = serde_json::from_slice(config).map_err(json_err("image config"))?;
+        let diff_ids: Vec<Digest> = v["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| Digest::parse(d.as_str().unwrap_or("")))
+            .collect::<Result<_>>()?;
+        if diff_ids.len() != layers.len() {
+            return Err(Error::InvalidLayer(format!(
+                "image config lists {} layers but the archive has {}",
+                diff_ids.len(),
+                layers.len()
+            )));
+        }
+        if diff_ids.len() > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                count: diff_ids.len(),
+                max: MAX_LAYERS,
+            });
+        }
+        let mut top: Option<LayerRow> = None;
+        for (i, ((path, blob_digest), want)) in layers.iter().zip(&diff_ids).enumerate() {
+            let chain = chain_id(&diff_ids[..=i]).unwrap_or(want.clone());
+            if let Some(existing) = self.db().layer_by_chain(&chain)? {
+                top = Some(existing);
+                continue;
+            }
+            let f = fs::File::open(path).ctx("open layer", path)?;
+            let l = self.register_layer(top.as_ref().map(|t| t.cache_id.as_str()), f)?;
+            let bad = if l.diff_id.as_ref() != Some(want) {
+                Some(format!(
+                    "layer {} has diff ID {:?}, config says {want}",
+                    i + 1,
+                    l.diff_id
+                ))
+            } else if let Some(bd) = blob_digest
+                .as_ref()
+                .filter(|bd| l.blob_digest.as_ref() != Some(*bd))
+            {
+                Some(format!(
+                    "layer {} blob hashes to {:?}, manifest says {bd}",
+                    i + 1,
+                    l.blob_digest
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = bad {
+                self.release_chain(Some(l.cache_id))?;
+                return Err(Error::InvalidLayer(reason));
+            }
+            top = Some(l);
+        }
+        let top_cache = top.as_ref().map(|t| t.cache_id.clone());
+        let id = match self.create_image(config, top_cache.as_deref(), None) {
+            Ok(id) => id,
+            Err(e) => {
+                self.release_chain(top_cache)?;
+                return Err(e);
+            }
+        };
+        let mut set = Vec::new();
+        for t in tags {
+            self.tag(&id.to_string(), t)?;
+            set.push(Reference::parse_with_default_tag(t)?.familiar());
+        }
+        Ok((id, set))
+    }
+
+    /// Verifies every blob's digest, every layer's presence and reference counts
+    /// (`repair` fixes counts and drops rows of missing layers' images' tags are kept).
+    pub fn check(&self, repair: bool) -> Result<CheckReport> {
+        let mut rep = CheckReport::default();
+        for d in self.content.list()? {
+            rep.blobs_checked += 1;
+            if let Err(e) = self.content.verify(&d) {
+                rep.problems.push(format!("{e}"));
+                if repair {
+                    self.content.delete(&d)?;
+                }
+            }
+        }
+        let layers = self.db().layers()?;
+        let images = self.db().images()?;
+        let containers = self.db().containers()?;
+        for l in &layers {
+            rep.layers_checked += 1;
+            if !self.driver.exists(&l.cache_id) {
+                rep.problems.push(format!(
+                    "layer {} is missing from the {} driver",
+                    l.cache_id,
+                    self.driver.name()
+                ));
+            }
+            if let Some(b) = &l.blob_digest
+                && !self.content.exists(b)
+            {
+                rep.problems
+                    .push(format!("blob {b} of layer {} is missing", l.cache_id));
+            }
+            let mut want = images
+                .iter()
+                .filter(|i| i.top_cache.as_deref() == Some(&l.cache_id))
+                .count() as u64;
+            for (cid, _, _) in &containers {
+                if let Some((Some(img), _, _)) = self.db().container(cid)?
+                    && images
+                        .iter()
+                        .any(|i| i.id == img && i.top_cache.as_deref() == Some(&l.cache_id))
+                {
+                    want += 1;
+                }
+            }
+            if want != l.refcount {
+                rep.problems.push(format!(
+                    "layer {} has reference count {}, expected {want}{}",
+                    l.cache_id,
+                    l.refcount,
+                    if repair { " (repaired)" } else { "" }
+                ));
+                if repair {
+                    self.db().tx(|tx| {
+                        tx.execute(
+                            "UPDATE layers SET refcount = ?2 WHERE cache_id = ?1",
+                            rusqlite::params![l.cache_id, want as i64],
+                        )
+                        .map(|_| ())
+                    })?;
+                }
+            }
+        }
+        for i in &images {
+            if !self.content.exists(&i.id) {
+                rep.problems
+                    .push(format!("config blob of image {} is missing", i.id));
+            }
+        }
+        for (cid, cache, _) in &containers {
+            if !self.driver.exists(cache) {
+                rep.problems
+                    .push(format!("read-write layer of container {cid} is missing"));
+            }
+        }
+        Ok(rep)
+    }
+
+    /// Removes layers nothing references and blobs no image or layer names. Blobs committed
+    /// after the oldest ingest still on disk started are kept: a pull in progress may need them.
+    pub fn gc(&self) -> Result<GcReport> {
+        let mut rep = GcReport::default();
+        let roots: Vec<LayerRow> = {
+            let db = self.db();
+            let mut v = Vec::new();
+            for l in db.layers()? {
+                if !l.incomplete && l.refcount == 0 && db.children(&l.cache_id)? == 0 {
+                    v.push(l);
+                }
+            }
+            v
+        };
+        for l in roots {
+            rep.layers_removed
+                .extend(self.release_chain(Some(l.cache_id))?);
+        }
+        let mut keep: std::collections::HashSet<Digest> = Default::default();
+        let layers = self.db().layers()?;
+        for l in layers {
+            keep.extend(l.blob_digest);
+        }
+        let images = self.db().images()?;
+        for i in images {
+            keep.insert(i.id);
+        }
+        let oldest_ingest = fs::read_dir(self.content.root().join("ingest"))
+            .ctx("read directory", self.content.root().join("ingest"))?
+            .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+            .min();
+        for d in self.content.list()? {
+            if keep.contains(&d) {
+                continue;
+            }
+            let p = self.content.blob_path(&d);
+            if let (Some(oldest), Ok(m)) =
+                (oldest_ingest, fs::metadata(&p).and_then(|m| m.modified()))
+                && m >= oldest
+            {
+                continue;
+            }
+            self.content.delete(&d)?;
+            rep.blobs_removed.push(d);
+        }
+        Ok(rep)
+    }
+}

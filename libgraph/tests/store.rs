@@ -1,0 +1,542 @@
+//! The image store end to end: import, containers, commit, history, rmi rules, save/load
+//! (including archives converted by skopeo), the layer limit, crash recovery, check and gc.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use common::{TarBuilder, gzip, tempdir};
+use longshore_graph::{ArchiveFormat, CommitOptions, Digest, Error, Removed, Store, StoreOptions};
+
+fn open(root: &Path, driver: &str) -> Store {
+    Store::open(
+        root,
+        StoreOptions {
+            driver: Some(driver.to_string()),
+        },
+    )
+    .unwrap()
+}
+
+fn rootfs_tar() -> Vec<u8> {
+    TarBuilder::new()
+        .dir("bin/", 0o755)
+        .file_full("bin/sh", b"#!fake shell", 0o755, 0, 0, 1_500_000_000)
+        .dir("etc/", 0o755)
+        .file("etc/hostname", b"box\n")
+        .finish()
+}
+
+fn mounted_under(p: &Path) -> bool {
+    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mi.lines().any(|l| l.contains(p.to_string_lossy().as_ref()))
+}
+
+fn import_commit_history(driver: &str) {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("store");
+    let s = open(tmp.path(), driver);
+    let id = s
+        .import(&gzip(&rootfs_tar())[..], Some("base:1"), None)
+        .unwrap();
+    assert_eq!(s.resolve("base:1").unwrap(), id);
+    assert_eq!(s.resolve(&id.hex()[..12]).unwrap(), id);
+    assert_eq!(s.resolve("docker.io/library/base:1").unwrap(), id);
+    assert!(matches!(s.resolve("base:2"), Err(Error::ImageNotFound(_))));
+    let img = s.image("base:1").unwrap();
+    assert_eq!(img.tags, vec!["base:1"]);
+    assert_eq!(img.diff_ids, vec![Digest::sha256_of(&rootfs_tar())]);
+    assert_eq!(img.chain_id, Some(img.diff_ids[0].clone()));
+    // the config is stored byte for byte and its digest is the ID
+    assert_eq!(Digest::sha256_of(&s.config("base:1").unwrap()), id);
+
+    s.create_container("c1", "base:1").unwrap();
+    let root = s.mount_container("c1").unwrap();
+    fs::write(root.join("etc/hostname"), b"changed\n").unwrap();
+    fs::create_dir(root.join("data")).unwrap();
+    fs::write(root.join("data/file"), vec![1u8; 1000]).unwrap();
+    fs::remove_file(root.join("bin/sh")).unwrap();
+    s.unmount_container("c1").unwrap();
+    let changes: Vec<String> = s
+        .container_changes("c1")
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert!(changes.contains(&"A /data".to_string()), "{changes:?}");
+    assert!(changes.contains(&"A /data/file".to_string()), "{changes:?}");
+    assert!(
+        changes.contains(&"C /etc/hostname".to_string()),
+        "{changes:?}"
+    );
+    assert!(changes.contains(&"D /bin/sh".to_string()), "{changes:?}");
+
+    let new = s
+        .commit(
+            "c1",
+            &CommitOptions {
+                reference: Some("derived:v1".into()),
+                author: Some("Ann <ann@example.com>".into()),
+                message: Some("add data".into()),
+                created_by: Some("/bin/sh -c make".into()),
+            },
+        )
+        .unwrap();
+    let di = s.image("derived:v1").unwrap();
+    assert_eq!(di.id, new);
+    assert_eq!(di.parent, Some(id.clone()));
+    assert_eq!(di.diff_ids.len(), 2);
+    let h = s.history("derived:v1").unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0].id, Some(new.clone()));
+    assert_eq!(h[0].comment, "add data");
+    assert_eq!(h[0].created_by, "/bin/sh -c make");
+    assert_eq!(h[0].size, 1000 + 8);
+    assert_eq!(h[1].comment, "Imported from -");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&s.config(&new.to_string()).unwrap()).unwrap();
+    assert_eq!(cfg["author"], "Ann <ann@example.com>");
+
+    // a container of the new image sees the committed state
+    s.create_container("c2", "derived:v1").unwrap();
+    let r2 = s.mount_container("c2").unwrap();
+    assert_eq!(fs::read(r2.join("etc/hostname")).unwrap(), b"changed\n");
+    assert!(!r2.join("bin/sh").exists());
+    assert_eq!(fs::read(r2.join("data/file")).unwrap().len(), 1000);
+    s.unmount_container("c2").unwrap();
+
+    // export gives the flattened filesystem
+    let mut tar = Vec::new();
+    s.export_container("c2", &mut tar).unwrap();
+    let mut names: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["bin/", "data/", "data/file", "etc/", "etc/hostname"]
+    );
+
+    // rmi rules
+    let err = s.remove_image(&id.to_string(), false, false).unwrap_err();
+    assert!(err.to_string().contains("dependent child images"), "{err}");
+    let err = s.remove_image("derived:v1", false, false).unwrap_err();
+    assert!(err.to_string().contains("must force"), "{err}");
+    s.remove_container("c2").unwrap();
+    s.remove_container("c1").unwrap();
+    assert!(matches!(
+        s.mount_container("c1"),
+        Err(Error::LayerNotFound(_))
+    ));
+    s.tag("derived:v1", "other/repo:x").unwrap();
+    let err = s.remove_image(&new.to_string(), false, false).unwrap_err();
+    assert!(err.to_string().contains("multiple repositories"), "{err}");
+    assert_eq!(
+        s.remove_image("other/repo:x", false, false).unwrap(),
+        vec![Removed::Untagged("other/repo:x".into())]
+    );
+    s.untag_for_test("base:1");
+    // last tag of derived: deleted, and the now untagged parent pruned
+    let out = s.remove_image("derived:v1", false, false).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Removed::Untagged("derived:v1".into()),
+            Removed::Deleted(new.clone()),
+            Removed::Deleted(id.clone()),
+        ]
+    );
+    assert!(s.images().unwrap().is_empty());
+    assert!(s.db_layers_for_test().is_empty(), "all layers released");
+    let check = s.check(false).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    assert!(
+        s.content().list().unwrap().is_empty(),
+        "blobs of deleted layers removed"
+    );
+    drop(s);
+    assert!(!mounted_under(tmp.path()));
+}
+
+trait TestHooks {
+    fn untag_for_test(&self, r: &str);
+    fn db_layers_for_test(&self) -> Vec<String>;
+}
+
+impl TestHooks for Store {
+    fn untag_for_test(&self, r: &str) {
+        // `docker rmi tag` on an image with children only untags
+        let out = self.remove_image(r, false, false).unwrap();
+        assert_eq!(out, vec![Removed::Untagged(r.to_string())]);
+    }
+    fn db_layers_for_test(&self) -> Vec<String> {
+        let d = self.driver();
+        let mut v = Vec::new();
+        for e in fs::read_dir(d.home()).unwrap() {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            if n.len() == 64 {
+                v.push(n);
+            }
+        }
+        if d.name() == "vfs" {
+            v = fs::read_dir(d.home().join("dir"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+        }
+        v
+    }
+}
+
+#[test]
+fn import_commit_history_overlay() {
+    import_commit_history("overlay");
+}
+
+#[test]
+fn import_commit_history_vfs() {
+    import_commit_history("vfs");
+}
+
+#[test]
+fn layer_limit_is_enforced() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("store");
+    let s = open(tmp.path(), "overlay");
+    let mut parent: Option<String> = None;
+    for i in 0..127 {
+        let t = TarBuilder::new().file(&format!("f{i}"), b"").finish();
+        let l = s.register_layer(parent.as_deref(), &t[..]).unwrap();
+        assert_eq!(l.depth, i + 1);
+        parent = Some(l.cache_id);
+    }
+    let t = TarBuilder::new().file("one-too-many", b"").finish();
+    let err = s.register_layer(parent.as_deref(), &t[..]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooManyLayers {
+                count: 128,
+                max: 127
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("limit of 127"));
+    let gc = s.gc().unwrap();
+    assert_eq!(
+        gc.layers_removed.len(),
+        127,
+        "unreferenced layers collected"
+    );
+}
+
+fn save_load(format: ArchiveFormat) {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "overlay");
+    let id = s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
+    s.create_container("c", "app:1").unwrap();
+    let root = s.mount_container("c").unwrap();
+    fs::write(root.join("new"), b"new").unwrap();
+    s.unmount_container("c").unwrap();
+    let id2 = s
+        .commit(
+            "c",
+            &CommitOptions {
+                reference: Some("app:2".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut archive = Vec::new();
+    s.save(&["app:1", "app:2"], format, &mut archive).unwrap();
+
+    let b = tempdir("store");
+    let t = open(b.path(), "vfs");
+    let loaded = t.load(&archive[..]).unwrap();
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(loaded[0].0, id);
+    assert_eq!(loaded[1].0, id2);
+    assert_eq!(t.resolve("app:1").unwrap(), id);
+    assert_eq!(t.resolve("app:2").unwrap(), id2);
+    assert_eq!(
+        t.image("app:2").unwrap().diff_ids,
+        s.image("app:2").unwrap().diff_ids
+    );
+    t.create_container("x", "app:2").unwrap();
+    let r = t.mount_container("x").unwrap();
+    assert_eq!(fs::read(r.join("new")).unwrap(), b"new");
+    assert_eq!(fs::read(r.join("etc/hostname")).unwrap(), b"box\n");
+    t.unmount_container("x").unwrap();
+    // the shared base layer was stored once
+    assert_eq!(t.images().unwrap().len(), 2);
+    // loading again changes nothing
+    t.load(&archive[..]).unwrap();
+    assert_eq!(t.images().unwrap().len(), 2);
+    assert!(t.check(false).unwrap().problems.is_empty());
+}
+
+#[test]
+fn save_load_docker_archive() {
+    save_load(ArchiveFormat::Docker);
+}
+
+#[test]
+fn save_load_oci_layout() {
+    save_load(ArchiveFormat::Oci);
+}
+
+#[test]
+fn load_what_skopeo_writes() {
+    longshore_test_support::require_root!();
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: skopeo is not installed");
+        return;
+    }
+    let a = tempdir("store");
+    let s = open(a.path(), "overlay");
+    // a real busybox root filesystem, tarred by tar(1)
+    let rootfs = a.path().join("rootfs");
+    fs::create_dir(&rootfs).unwrap();
+    longshore_test_support::busybox_rootfs(&rootfs).unwrap();
+    let rootfs_tar = a.path().join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-cf"])
+        .arg(&rootfs_tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let id = s
+        .import(fs::File::open(&rootfs_tar).unwrap(), Some("bb:1"), None)
+        .unwrap();
+    let docker_archive = a.path().join("docker.tar");
+    s.save(
+        &["bb:1"],
+        ArchiveFormat::Docker,
+        fs::File::create(&docker_archive).unwrap(),
+    )
+    .unwrap();
+    let oci_archive = a.path().join("oci.tar");
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("docker-archive:{}", docker_archive.display()))
+        .arg(format!("oci-archive:{}:bb:copied", oci_archive.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = tempdir("store");
+    let t = open(b.path(), "overlay");
+    if std::env::var("LONGSHORE_DEBUG_KEEP").is_ok() {
+        fs::copy(&oci_archive, "/tmp/longshore-debug-oci.tar").unwrap();
+        fs::copy(&docker_archive, "/tmp/longshore-debug-docker.tar").unwrap();
+    }
+    let loaded = t.load(fs::File::open(&oci_archive).unwrap()).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].1, vec!["bb:copied"]);
+    // skopeo gzips the layer and re-serialises the config (new image ID), same diff IDs
+    let diff_ids = s.image("bb:1").unwrap().diff_ids;
+    assert_eq!(t.image("bb:copied").unwrap().diff_ids, diff_ids);
+    let gz_layer = t.layer_by_chain(&diff_ids[0]).unwrap().unwrap();
+    assert_eq!(
+        gz_layer.media_type.as_deref(),
+        Some("application/vnd.oci.image.layer.v1.tar+gzip")
+    );
+    let _ = id;
+    t.create_container("c", "bb:copied").unwrap();
+    let r = t.mount_container("c").unwrap();
+    assert!(r.join("bin/busybox").is_file());
+    t.unmount_container("c").unwrap();
+    // and the docker-archive written by skopeo from that OCI archive loads too
+    let again = a.path().join("again.tar");
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci-archive:{}", oci_archive.display()))
+        .arg(format!("docker-archive:{}:bb:again", again.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loaded = t.load(fs::File::open(&again).unwrap()).unwrap();
+    assert_eq!(loaded[0].1, vec!["bb:again"]);
+    assert_eq!(t.image("bb:again").unwrap().diff_ids, diff_ids);
+}
+
+#[test]
+fn hostile_archives_are_refused() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "vfs");
+    let manifest = br#"[{"Config":"../../../etc/passwd","RepoTags":[],"Layers":[]}]"#;
+    let tar = TarBuilder::new().file("manifest.json", manifest).finish();
+    let err = s.load(&tar[..]).unwrap_err();
+    assert!(err.to_string().contains("unsafe path"), "{err}");
+    // a layer whose content does not match the config's diff ID
+    let layer = TarBuilder::new().file("x", b"x").finish();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::sha256_of(b"something else").to_string()]}
+    }))
+    .unwrap();
+    let manifest = br#"[{"Config":"config.json","RepoTags":["evil:1"],"Layers":["layer.tar"]}]"#;
+    let tar = TarBuilder::new()
+        .file("config.json", &config)
+        .file("layer.tar", &layer)
+        .file("manifest.json", manifest)
+        .finish();
+    let err = s.load(&tar[..]).unwrap_err();
+    assert!(err.to_string().contains("diff ID"), "{err}");
+    assert!(s.images().unwrap().is_empty());
+    assert!(
+        s.db_layers_for_test().is_empty(),
+        "the mismatching layer was removed"
+    );
+}
+
+#[test]
+fn check_and_gc() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "vfs");
+    let id = s.import(&rootfs_tar()[..], Some("x:1"), None).unwrap();
+    let orphan = s.content().write_blob(b"nobody needs me", None).unwrap();
+    // an ingest in progress protects blobs committed after it started
+    let gc = s.gc().unwrap();
+    assert_eq!(gc.blobs_removed, vec![orphan.clone()]);
+    let _w = s
+        .content()
+        .writer("pull-in-progress", longshore_graph::Algorithm::Sha256)
+        .unwrap();
+    let fresh = s.content().write_blob(b"part of the pull", None).unwrap();
+    assert!(s.gc().unwrap().blobs_removed.is_empty());
+    assert!(s.content().exists(&fresh));
+    // a corrupted config blob is found
+    let p = s.content().blob_path(&id);
+    let mut perm = fs::metadata(&p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+    fs::set_permissions(&p, perm).unwrap();
+    fs::write(&p, b"{}").unwrap();
+    let rep = s.check(false).unwrap();
+    assert!(
+        rep.problems.iter().any(|p| p.contains("corrupt")),
+        "{:?}",
+        rep.problems
+    );
+}
+
+/// Crash test: a child process is SIGKILLed while it writes a layer; reopening the store
+/// removes the half-written layer and leaves a consistent store.
+#[test]
+fn crash_mid_layer_write_is_cleaned_at_open() {
+    if let Ok(root) = std::env::var("LONGSHORE_GRAPH_CRASH_CHILD") {
+        crash_child(Path::new(&root));
+        return;
+    }
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    {
+        let s = open(a.path(), "overlay");
+        s.import(&rootfs_tar()[..], Some("keep:1"), None).unwrap();
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_mid_layer_write_is_cleaned_at_open",
+            "--nocapture",
+        ])
+        .env("LONGSHORE_GRAPH_CRASH_CHILD", a.path())
+        .spawn()
+        .unwrap();
+    let marker = a.path().join("child-writing");
+    let mut waited = 0;
+    while !marker.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+        assert!(waited < 1200, "child never started writing");
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("child exited early: {st}");
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // the child left an incomplete layer and a partial ingest behind
+    let s = open(a.path(), "overlay");
+    let rep = s.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(s.images().unwrap().len(), 1);
+    assert!(
+        s.content().ingests().unwrap().is_empty(),
+        "partial ingest removed"
+    );
+    let layer_dirs: Vec<_> = fs::read_dir(s.driver().home())
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            (n.len() == 64).then_some(n)
+        })
+        .collect();
+    assert_eq!(
+        layer_dirs.len(),
+        1,
+        "only the imported layer remains: {layer_dirs:?}"
+    );
+    s.create_container("after", "keep:1").unwrap();
+    s.remove_container("after").unwrap();
+}
+
+/// Runs in the child: starts a layer whose stream stalls forever after 1 MB.
+fn crash_child(root: &Path) {
+    struct Stall {
+        sent: usize,
+        marker: std::path::PathBuf,
+        gz: Vec<u8>,
+    }
+    impl Read for Stall {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.sent >= self.gz.len() / 2 {
+                fs::write(&self.marker, b"").unwrap();
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+            let n = buf.len().min(self.gz.len() / 2 - self.sent).min(4096);
+            buf[..n].copy_from_slice(&self.gz[self.sent..self.sent + n]);
+            self.sent += n;
+            Ok(n)
+        }
+    }
+    let mut tb = TarBuilder::new();
+    for i in 0..200 {
+        tb.file(&format!("f{i}"), &vec![i as u8; 10_000]);
+    }
+    let gz = gzip(&tb.finish());
+    let s = Store::open(
+        root,
+        StoreOptions {
+            driver: Some("overlay".into()),
+        },
+    )
+    .unwrap();
+    let stall = Stall {
+        sent: 0,
+        marker: root.join("child-writing"),
+        gz,
+    };
+    let _ = s.register_layer(None, stall);
+    unreachable!("the parent kills us while we write");
+}
