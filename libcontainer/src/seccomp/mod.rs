@@ -11,7 +11,9 @@
 //!    libseccomp does not know are skipped (and listed in
 //!    [`CompiledFilter::unknown_syscalls`]), and several conditions on the same argument
 //!    become separate rules (OR) while conditions on different arguments stay one rule
-//!    (AND).
+//!    (AND). Like runc's `patchbpf`, a short BPF prefix adds unconditional rules for
+//!    syscalls newer than the installed libseccomp (by their native number) and answers
+//!    `ENOSYS` for numbers above every syscall the filter knows.
 //! 2. [`CompiledFilter::load`] runs in the container's init process. It is one
 //!    `seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)` system call: no allocation, no
 //!    locks, safe in a child forked from a multi-threaded process.
@@ -35,6 +37,7 @@
 //! [`SeccompError::NotifyUnsupported`].
 
 mod docker;
+mod patch;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -157,8 +160,8 @@ pub struct CompiledFilter {
     pub program: Vec<u8>,
     /// `SECCOMP_FILTER_FLAG_*` bits from the spec's `flags`, passed to `seccomp(2)`.
     pub flags: u32,
-    /// Syscall names in the spec that the installed libseccomp does not know; they were
-    /// skipped, as runc does.
+    /// Syscall names in the spec that neither the installed libseccomp nor the BPF
+    /// prefix's table knows; they were skipped, as runc does.
     pub unknown_syscalls: Vec<String>,
 }
 
@@ -280,32 +283,51 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
     }
 
     let mut unknown_syscalls = Vec::new();
+    // Rules for names libseccomp does not know, added by the BPF prefix instead.
+    let mut extra: Vec<(u32, u32)> = Vec::new();
+    // The highest native syscall number the filter knows.
+    let mut max_known: Option<u32> = None;
     for rule in seccomp.syscalls().iter().flatten() {
         let first = rule.names().first().map(String::as_str).unwrap_or("");
         let action = scmp_action(rule.action(), rule.errno_ret(), first)
             .map_err(|e| notify_context(e, &listener_path))?;
-        // libseccomp refuses a rule that repeats the default action; runc skips it.
-        if action == default_action {
-            continue;
-        }
         let args = rule.args().as_deref().unwrap_or(&[]);
         for name in rule.names() {
+            let resolved = ScmpSyscall::from_name(name).ok();
+            let native = match resolved {
+                // Negative numbers are libseccomp's pseudo-syscalls (not on this arch).
+                Some(s) => u32::try_from(s.as_raw_syscall()).ok(),
+                None => patch::native_number(name),
+            };
+            if let Some(nr) = native {
+                max_known = Some(max_known.map_or(nr, |m| m.max(nr)));
+            }
+            // libseccomp refuses a rule that repeats the default action; runc skips it.
+            if action == default_action {
+                continue;
+            }
             let conditions = conditions(name, args)?;
+            let Some(syscall) = resolved else {
+                match native {
+                    Some(nr) if conditions.is_empty() => {
+                        if !extra.iter().any(|(n, _)| *n == nr) {
+                            extra.push((nr, kernel_action(action)));
+                        }
+                    }
+                    _ => {
+                        if !unknown_syscalls.contains(name) {
+                            unknown_syscalls.push(name.clone());
+                        }
+                    }
+                }
+                continue;
+            };
             let mut per_arg = [0usize; MAX_ARGS];
             for a in args {
                 // `index` was checked < MAX_ARGS in `conditions`.
                 per_arg[a.index()] += 1;
             }
             let one_rule_per_condition = per_arg.iter().any(|&n| n > 1);
-            let syscall = match ScmpSyscall::from_name(name) {
-                Ok(s) => s,
-                Err(_) => {
-                    if !unknown_syscalls.contains(name) {
-                        unknown_syscalls.push(name.clone());
-                    }
-                    continue;
-                }
-            };
             add_rule(
                 &mut ctx,
                 action,
@@ -317,7 +339,14 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
         }
     }
 
-    let program = export(&ctx)?;
+    // Numbers above every syscall the filter knows get ENOSYS when the default denies
+    // (runc's behaviour), so programs can fall back from syscalls newer than the profile.
+    let denies = !matches!(
+        default_action,
+        ScmpAction::Allow | ScmpAction::Log | ScmpAction::Errno(libc::ENOSYS)
+    );
+    let enosys_above = max_known.filter(|_| denies);
+    let program = patch::prefix(export(&ctx)?, &extra, enosys_above);
     let bytes = program.len();
     if bytes == 0 || bytes % INSN_SIZE != 0 || bytes / INSN_SIZE > MAX_INSNS {
         return Err(SeccompError::InvalidProgram { bytes });
@@ -381,6 +410,20 @@ fn scmp_action(
             });
         }
     })
+}
+
+/// The kernel's `SECCOMP_RET_*` value for a libseccomp action.
+fn kernel_action(action: ScmpAction) -> u32 {
+    match action {
+        ScmpAction::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+        ScmpAction::KillThread => libc::SECCOMP_RET_KILL_THREAD,
+        ScmpAction::Trap => libc::SECCOMP_RET_TRAP,
+        ScmpAction::Errno(e) => libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA),
+        ScmpAction::Trace(t) => libc::SECCOMP_RET_TRACE | u32::from(t),
+        ScmpAction::Log => libc::SECCOMP_RET_LOG,
+        // Allow, and Notify which `scmp_action` never returns.
+        _ => libc::SECCOMP_RET_ALLOW,
+    }
 }
 
 /// Maps a spec architecture to libseccomp's token.
