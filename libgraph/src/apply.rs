@@ -369,9 +369,12 @@ impl<'a> Applier<'a> {
         let header = entry.header().clone();
         let kind = header.entry_type();
         let mode = header.mode().map_err(|e| self.bad_header(&raw, e))? & 0o7777;
-        let uid = header.uid().map_err(|e| self.bad_header(&raw, e))?;
-        let gid = header.gid().map_err(|e| self.bad_header(&raw, e))?;
-        let mtime = header.mtime().map_err(|e| self.bad_header(&raw, e))? as i64;
+        let uid =
+            lenient(header.uid(), &header.as_old().uid).map_err(|e| self.bad_header(&raw, e))?;
+        let gid =
+            lenient(header.gid(), &header.as_old().gid).map_err(|e| self.bad_header(&raw, e))?;
+        let mtime = lenient(header.mtime(), &header.as_old().mtime)
+            .map_err(|e| self.bad_header(&raw, e))? as i64;
         let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(exts) = entry
             .pax_extensions()
@@ -781,6 +784,14 @@ struct Meta {
     gid: u64,
     mtime: i64,
     xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// An empty numeric header field (all NUL or spaces, as some writers leave uid/gid) reads as 0.
+fn lenient(v: io::Result<u64>, field: &[u8]) -> io::Result<u64> {
+    match v {
+        Err(_) if field.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        v => v,
+    }
 }
 
 fn timestamps(mtime: i64) -> Timestamps {

@@ -1,24 +1,55 @@
 //! # longshore-graph
 //!
-//! The image and layer store: the seed's *Graph* and its *graph drivers*.
+//! The image and layer store: the seed's *Graph* (4.2.4) and its *graph drivers* (4.2.5.1),
+//! on today's formats (OCI image layout, Docker archives).
 //!
-//! - [`Digest`] and [`Reference`]: validated content digests and Docker image references.
-//! - [`ContentStore`]: blobs addressed by digest, written crash-safely through an ingest area.
+//! - [`Digest`] and [`Reference`]: validated content digests and Docker image references
+//!   (`[registry[:port]/]path[:tag][@digest]`, `docker.io/library` normalisation).
+//! - [`ContentStore`]: blobs by digest, written crash-safely through an ingest area with
+//!   resumable, flock-protected writers.
+//! - [`apply_layer`]: one streaming pass from a gzip/zstd/plain layer tar to a directory,
+//!   computing the blob digest and diff ID, with whiteouts and path safety (`openat2`).
+//! - [`driver`]: the `overlay` and `vfs` graph drivers behind one [`Driver`] trait.
+//! - [`Store`]: layers (chain IDs, parents, reference counts, the 127-layer limit), images,
+//!   tags and container layers in SQLite; import, commit, diff, export, history, rmi,
+//!   save/load (docker-archive and OCI layout), check and gc.
+//!
+//! Import a tar as an image, change a container's filesystem, commit it and save both:
 //!
 //! ```
-//! use std::io::Write;
-//! use longshore_graph::{Algorithm, ContentStore, Digest, Reference};
+//! use longshore_graph::{ArchiveFormat, CommitOptions, Store, StoreOptions};
 //!
 //! # fn main() -> Result<(), longshore_graph::Error> {
-//! let r = Reference::parse_with_default_tag("busybox")?;
-//! assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
+//! # let dir = tempfile::Builder::new().prefix("longshore-doc-").tempdir().unwrap();
+//! # let mut tar = tar::Builder::new(Vec::new());
+//! # let mut h = tar::Header::new_gnu();
+//! # h.set_size(6); h.set_mode(0o644);
+//! # tar.append_data(&mut h, "etc/motd", &b"hello\n"[..]).unwrap();
+//! # let rootfs_tar = tar.into_inner().unwrap();
+//! // `vfs` works anywhere; leave `driver` unset to get overlayfs when it is available.
+//! let store = Store::open(dir.path(), StoreOptions { driver: Some("vfs".into()) })?;
+//! let base = store.import(&rootfs_tar[..], Some("base:1"), None)?;
 //!
-//! let dir = tempfile::Builder::new().prefix("longshore-doc-").tempdir().unwrap();
-//! let store = ContentStore::open(dir.path())?;
-//! let mut w = store.writer("my-download", Algorithm::Sha256)?;
-//! w.write_all(b"hello").unwrap();
-//! let digest = w.commit(Some(5), Some(&Digest::sha256_of(b"hello")))?;
-//! assert_eq!(store.read(&digest)?, b"hello");
+//! store.create_container("web", "base:1")?;
+//! let rootfs = store.mount_container("web")?;
+//! std::fs::write(rootfs.join("etc/motd"), "changed\n").unwrap();
+//! store.unmount_container("web")?;
+//! let changes: Vec<String> =
+//!     store.container_changes("web")?.iter().map(|c| c.to_string()).collect();
+//! assert_eq!(changes, ["C /etc", "C /etc/motd"]);
+//!
+//! let opts = CommitOptions {
+//!     reference: Some("base:2".into()),
+//!     message: Some("new motd".into()),
+//!     ..Default::default()
+//! };
+//! let derived = store.commit("web", &opts)?;
+//! assert_eq!(store.image("base:2")?.parent, Some(base));
+//! assert_eq!(store.history("base:2")?[0].comment, "new motd");
+//!
+//! let mut archive = Vec::new();
+//! store.save(&["base:1", "base:2"], ArchiveFormat::Docker, &mut archive)?;
+//! # let _ = derived;
 //! # Ok(()) }
 //! ```
 
