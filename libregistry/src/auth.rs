@@ -206,9 +206,13 @@ impl TokenCache {
         );
     }
 
-    pub fn remove(&mut self, registry: &str, scope: &str) {
-        self.tokens
-            .remove(&(registry.to_string(), scope.to_string()));
+    /// Forgets the token for (registry, scope) if it is still `token` (another request
+    /// may already have replaced it).
+    pub fn remove_if(&mut self, registry: &str, scope: &str, token: &str) {
+        let key = (registry.to_string(), scope.to_string());
+        if self.tokens.get(&key).is_some_and(|t| t.token == token) {
+            self.tokens.remove(&key);
+        }
     }
 
     #[cfg(test)]

@@ -117,6 +117,8 @@ struct Inner {
     http: Mutex<HashMap<String, reqwest::Client>>,
     hosts: Mutex<HashMap<String, (Url, Challenge)>>,
     tokens: Mutex<TokenCache>,
+    /// Held while fetching a token, so concurrent requests share one fetch.
+    token_fetch: tokio::sync::Mutex<()>,
     creds: Mutex<HashMap<String, Credentials>>,
 }
 
@@ -149,6 +151,7 @@ impl Client {
                 http: Mutex::new(HashMap::new()),
                 hosts: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(TokenCache::default()),
+                token_fetch: tokio::sync::Mutex::new(()),
                 creds: Mutex::new(HashMap::new()),
             }),
         }
@@ -357,7 +360,6 @@ impl Client {
         &self,
         ep: &Endpoint,
         scopes: &[String],
-        fresh: bool,
     ) -> Result<Option<String>> {
         match self.challenge(&ep.host) {
             Challenge::None => Ok(None),
@@ -366,14 +368,18 @@ impl Client {
                 .map(|c| c.basic_header())),
             Challenge::Bearer { realm, service, .. } => {
                 let key = scopes.join(" ");
-                if !fresh
-                    && let Some(t) = self
-                        .inner
+                let cached = || {
+                    self.inner
                         .tokens
                         .lock()
                         .expect("lock poisoned")
                         .get(&ep.host, &key)
-                {
+                };
+                if let Some(t) = cached() {
+                    return Ok(Some(format!("Bearer {t}")));
+                }
+                let _guard = self.inner.token_fetch.lock().await;
+                if let Some(t) = cached() {
                     return Ok(Some(format!("Bearer {t}")));
                 }
                 let creds = self.credentials_for(&ep.cred_key)?;
@@ -463,7 +469,7 @@ impl Client {
         body: &BodySrc<'_>,
         scopes: &[String],
     ) -> Result<Response> {
-        let mut auth = self.authorization(ep, scopes, false).await?;
+        let mut auth = self.authorization(ep, scopes).await?;
         let mut retried = false;
         loop {
             let resp = self
@@ -496,12 +502,14 @@ impl Client {
                     entry.1 = ch;
                 }
             }
-            self.inner
-                .tokens
-                .lock()
-                .expect("lock poisoned")
-                .remove(&ep.host, &scopes.join(" "));
-            let fresh = self.authorization(ep, scopes, true).await?;
+            if let Some(sent) = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+                self.inner.tokens.lock().expect("lock poisoned").remove_if(
+                    &ep.host,
+                    &scopes.join(" "),
+                    sent,
+                );
+            }
+            let fresh = self.authorization(ep, scopes).await?;
             if fresh.is_none()
                 || (fresh == auth && fresh.as_deref().is_some_and(|a| a.starts_with("Basic")))
             {

@@ -296,11 +296,14 @@ impl ContentStore for DirStore {
     async fn writer(&self, digest: &Digest, size: u64) -> io::Result<DirBlobWriter> {
         let final_path = self.blob_path(digest).map_err(io::Error::other)?;
         let tmp = self.ingest_path(digest).map_err(io::Error::other)?;
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .await?;
+        // Created synchronously: no await point between creating the file and owning
+        // the writer whose Drop removes it, so a cancelled pull cannot orphan it.
+        let file = tokio::fs::File::from_std(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?,
+        );
         Ok(DirBlobWriter {
             file: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
@@ -371,7 +374,7 @@ impl BlobWriter for DirBlobWriter {
             file.get_ref().sync_data().await?;
         }
         drop(file);
-        tokio::fs::rename(&self.tmp, &self.final_path).await?;
+        std::fs::rename(&self.tmp, &self.final_path)?;
         self.done = true;
         Ok(())
     }
