@@ -270,6 +270,24 @@ impl Client {
         Ok(pulled)
     }
 
+    /// Pulls every tag of `reference`'s repository (`docker pull --all-tags`).
+    pub async fn pull_all_tags<S: ContentStore>(
+        &self,
+        reference: &Reference,
+        store: &S,
+        opts: &PullOptions,
+    ) -> Result<Vec<PulledImage>> {
+        let mut tags = self
+            .tags(reference.registry(), reference.repository())
+            .await?;
+        tags.sort();
+        let mut out = Vec::with_capacity(tags.len());
+        for t in tags {
+            out.push(self.pull(&reference.with_tag(&t)?, store, opts).await?);
+        }
+        Ok(out)
+    }
+
     async fn pull_from<S: ContentStore>(
         &self,
         ep: &Endpoint,

@@ -377,3 +377,215 @@ async fn skopeo_cross_check_both_directions() {
         assert_eq!(theirs.read_blob(d).unwrap(), src.read_blob(d).unwrap());
     }
 }
+
+/// Writes an index naming `images` with their platforms into `dir` as `name`.
+fn build_index(
+    dir: &DirStore,
+    name: &str,
+    images: &[(&BuiltImage, &str, &str, Option<&str>)],
+) -> oci_spec::image::Descriptor {
+    let manifests: Vec<_> = images
+        .iter()
+        .map(|(img, os, arch, variant)| {
+            let mut p = serde_json::json!({"os": os, "architecture": arch});
+            if let Some(v) = variant {
+                p["variant"] = serde_json::json!(v);
+            }
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "size": img.manifest.size(),
+                "digest": img.manifest.digest().to_string(),
+                "platform": p,
+            })
+        })
+        .collect();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .unwrap();
+    let d = dir.write_blob(&index).unwrap();
+    let desc = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::ImageIndex,
+        index.len() as u64,
+        d,
+    );
+    dir.set_ref(name, &desc).unwrap();
+    desc
+}
+
+#[tokio::test]
+async fn index_push_and_platform_selection_and_all_tags() {
+    let reg = Registry::start(RegistryAuth::Open);
+    let src_dir = tempdir();
+    let src = DirStore::open(src_dir.path()).unwrap();
+    let amd = build_image(&src, "amd", &[random_tar(10, 200_000)]);
+    let arm = build_image(&src, "arm", &[random_tar(11, 200_000)]);
+    let armv7 = build_image(&src, "armv7", &[random_tar(12, 200_000)]);
+    let index = build_index(
+        &src,
+        "multi",
+        &[
+            (&amd, "linux", "amd64", None),
+            (&arm, "linux", "arm64", Some("v8")),
+            (&armv7, "linux", "arm", Some("v7")),
+        ],
+    );
+    let client = client_for(&reg.addr);
+    let dest = reference(&reg.addr, "multi/app:latest");
+    let pushed = client
+        .push_from_dir(&src, "multi", &dest, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&pushed.digest, index.digest());
+    assert_eq!(pushed.uploaded, 6);
+
+    for (platform, want) in [
+        (None, &amd),
+        (Some("linux/arm64"), &arm),
+        (Some("linux/arm/v7"), &armv7),
+    ] {
+        let out_dir = tempdir();
+        let out = DirStore::open(out_dir.path()).unwrap();
+        let opts = PullOptions {
+            platform: platform.map(|p| p.parse().unwrap()),
+            ..Default::default()
+        };
+        let pulled = client.pull_to_dir(&dest, &out, &opts).await.unwrap();
+        assert_eq!(
+            pulled.manifest.digest(),
+            want.manifest.digest(),
+            "{platform:?}"
+        );
+        assert_eq!(pulled.index.as_ref().unwrap().digest(), index.digest());
+        assert_eq!(
+            out.read_blob(&want.layers[0]).unwrap(),
+            src.read_blob(&want.layers[0]).unwrap()
+        );
+        // The index is stored too, and only the chosen image's blobs.
+        assert!(out.read_blob(index.digest()).is_ok());
+        let (blobs, _) = blob_files(out.root());
+        assert_eq!(blobs.len(), 4, "{blobs:?}");
+    }
+    let out_dir = tempdir();
+    let out = DirStore::open(out_dir.path()).unwrap();
+    let opts = PullOptions {
+        platform: Some("linux/s390x".parse().unwrap()),
+        ..Default::default()
+    };
+    let e = client.pull_to_dir(&dest, &out, &opts).await.unwrap_err();
+    assert!(matches!(e, Error::NoMatchingPlatform { .. }), "{e}");
+    assert!(e.to_string().contains("linux/arm64/v8"), "{e}");
+    let (blobs, ingest) = blob_files(out.root());
+    assert!(blobs.is_empty() && ingest.is_empty());
+
+    // --all-tags
+    for t in ["a", "b"] {
+        client
+            .push_from_dir(
+                &src,
+                "amd",
+                &reference(&reg.addr, &format!("multi/app:{t}")),
+                &PushOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let all = client
+        .pull_all_tags(&dest, &out, &PullOptions::default())
+        .await
+        .unwrap();
+    let tags: Vec<_> = all
+        .iter()
+        .map(|p| p.reference.tag().unwrap().to_string())
+        .collect();
+    assert_eq!(tags, ["a", "b", "latest"]);
+}
+
+#[tokio::test]
+async fn docker_hub_mirror_is_used_for_docker_io_references() {
+    let mirror = Registry::start(RegistryAuth::Open);
+    let src_dir = tempdir();
+    let src = DirStore::open(src_dir.path()).unwrap();
+    let img = build_image(&src, "latest", &[random_tar(20, 100_000)]);
+    let seed = client_for(&mirror.addr);
+    seed.push_from_dir(
+        &src,
+        "latest",
+        &reference(&mirror.addr, "library/busybox:latest"),
+        &PushOptions::default(),
+    )
+    .await
+    .unwrap();
+    // `busybox` means docker.io/library/busybox; the mirror answers, Docker Hub is never asked.
+    let client = Client::new(ClientOptions {
+        mirrors: vec![format!("http://{}", mirror.addr)],
+        ..Default::default()
+    });
+    let out_dir = tempdir();
+    let out = DirStore::open(out_dir.path()).unwrap();
+    let pulled = client
+        .pull_to_dir(&"busybox".parse().unwrap(), &out, &PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), img.manifest.digest());
+    assert_eq!(
+        pulled.reference.to_string(),
+        "docker.io/library/busybox:latest"
+    );
+}
+
+#[tokio::test]
+async fn docker_hub_search_shape_with_filters() {
+    let srv = TinyServer::start(|req| {
+        if req.path == "/v2/" {
+            Reply::new(200, "{}")
+        } else if req.path.starts_with("/v1/search?") {
+            assert!(req.path.contains("q=busy"));
+            Reply::new(200, r#"{"num_results":3,"query":"busy","results":[
+                {"name":"busybox","description":"Busybox base image.","star_count":3400,"is_official":true,"is_automated":false},
+                {"name":"someone/busy","description":"","star_count":3,"is_official":false,"is_automated":true},
+                {"name":"other/busyapp","description":"x","star_count":50,"is_official":false,"is_automated":false}]}"#)
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let client = client_for(&srv.addr);
+    let all = client
+        .search(&srv.addr, "busy", &SearchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].name, "busybox");
+    assert!(all[0].official && !all[0].automated);
+    assert_eq!(all[0].stars, 3400);
+    let starred = client
+        .search(
+            &srv.addr,
+            "busy",
+            &SearchOptions {
+                min_stars: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        starred.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["busybox", "other/busyapp"]
+    );
+    let one = client
+        .search(
+            &srv.addr,
+            "busy",
+            &SearchOptions {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+}
