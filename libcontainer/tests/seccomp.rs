@@ -77,7 +77,12 @@ fn raw2(nr: libc::c_long, a0: u64, a1: u64) -> i32 {
     // SAFETY: callers pass syscalls that ignore these arguments or treat them as plain
     // numbers (getpid, personality, unshare, keyctl queries); no memory is read or written.
     let rc = unsafe { libc::syscall(nr, a0, a1, 0u64, 0u64) };
-    if rc < 0 { Errno::last() as i32 } else { 0 }
+    if rc < 0 {
+        // Not nix's Errno: it folds values it has no name for into 0.
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    } else {
+        0
+    }
 }
 
 fn rule(names: &[&str], action: LinuxSeccompAction) -> LinuxSyscallBuilder {
@@ -631,4 +636,48 @@ fn docker_default_profile_with_sys_admin_allows_namespaces() {
         0
     });
     assert_eq!(exit_code(status), 0);
+}
+
+#[test]
+fn disk_cache_only_in_a_private_directory() {
+    require_root!();
+    // Specs no other test compiles, so the in-memory cache cannot answer first.
+    let unique = |n: u32| {
+        spec(
+            LinuxSeccompAction::ScmpActAllow,
+            vec![
+                rule(&["getppid"], LinuxSeccompAction::ScmpActErrno)
+                    .errno_ret(std::process::id() % 1000 + n)
+                    .build()
+                    .unwrap(),
+            ],
+        )
+    };
+    let (a, b) = (unique(1000), unique(2000));
+    let dir = tempdir();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let from_open = seccomp::compile_cached(&a, &open).unwrap();
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        0,
+        "nothing cached"
+    );
+    assert_eq!(
+        from_open.program,
+        seccomp::compile_uncached(&a).unwrap().program
+    );
+
+    let private = dir.path().join("private");
+    let from_private = seccomp::compile_cached(&b, &private).unwrap();
+    assert_eq!(std::fs::read_dir(&private).unwrap().count(), 1, "one entry");
+    assert_eq!(
+        from_private.program,
+        seccomp::compile_uncached(&b).unwrap().program
+    );
+    // And the cached program is the working filter.
+    let want = (std::process::id() % 1000 + 2000) as i32 & 0xff;
+    let status = probe_with(&from_private, || raw2(libc::SYS_getppid, 0, 0) & 0xff);
+    assert_eq!(exit_code(status), want);
 }

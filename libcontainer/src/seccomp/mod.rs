@@ -36,11 +36,12 @@
 //! `listenerPath`); a spec that asks for it is refused with
 //! [`SeccompError::NotifyUnsupported`].
 
+mod cache;
 mod docker;
 mod patch;
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use libseccomp::error::SeccompError as LibseccompError;
 use libseccomp::{
@@ -59,6 +60,8 @@ const INSN_SIZE: usize = 8;
 const MAX_INSNS: usize = 4096;
 /// Syscalls take at most six arguments.
 const MAX_ARGS: usize = 6;
+/// The largest errno (the kernel's `MAX_ERRNO`; libseccomp refuses more).
+const MAX_ERRNO: u32 = 4095;
 /// `errnoRet` when the spec gives none (runc and crun use `EPERM`).
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
 
@@ -77,15 +80,15 @@ pub enum SeccompError {
         /// The syscall rule that asked for it, or `None` for the default action.
         syscall: Option<String>,
     },
-    /// An `errnoRet` or trace value does not fit the 16 bits seccomp carries.
-    #[error(
-        "seccomp rule for {syscall:?}: return value {value} is out of range (0-65535; errno values above 4095 are clamped by the kernel)"
-    )]
+    /// An `errnoRet` is not an errno (0-4095) or a trace value does not fit 16 bits.
+    #[error("seccomp rule for {syscall:?}: return value {value} is out of range (0-{max})")]
     ReturnValueOutOfRange {
         /// The syscall (or `"defaultAction"`).
         syscall: String,
         /// The value given.
         value: u32,
+        /// The largest value allowed for this action.
+        max: u32,
     },
     /// An argument condition names an argument beyond the sixth.
     #[error("seccomp rule for {syscall:?}: argument index {index} is out of range (0-5)")]
@@ -254,8 +257,44 @@ fn sys_prctl_set_seccomp(program: &[u8]) -> Result<(), nix::errno::Errno> {
 /// Compiles the spec's seccomp section for the host's architecture.
 ///
 /// The host's native architecture is always in the filter; the spec's `architectures`
-/// are added to it.
+/// are added to it. Results are cached in memory (a few entries), so a long-lived
+/// process pays libseccomp's cost (about 20 ms for Docker's profile) once per profile.
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
+    let key = cache::key(seccomp);
+    if let Some(filter) = cache::memory_get(&key) {
+        return Ok(filter);
+    }
+    let filter = compile_uncached(seccomp)?;
+    cache::memory_put(key, &filter);
+    Ok(filter)
+}
+
+/// Like [`compile`], with an on-disk cache in `dir` for one-shot processes (the
+/// runtime binary): `dir` is created with mode 0700 if missing, and only used if it
+/// belongs to the caller and is closed to group and others, since whoever can write a
+/// cached program can weaken the filter. Cache entries that are corrupt or for another
+/// spec are ignored and rewritten; failing to write one is not an error.
+pub fn compile_cached(seccomp: &LinuxSeccomp, dir: &Path) -> Result<CompiledFilter, SeccompError> {
+    let key = cache::key(seccomp);
+    if let Some(filter) = cache::memory_get(&key) {
+        return Ok(filter);
+    }
+    let use_disk = cache::usable_dir(dir);
+    if let Some(filter) = use_disk.then(|| cache::disk_get(dir, &key)).flatten() {
+        cache::memory_put(key, &filter);
+        return Ok(filter);
+    }
+    let filter = compile_uncached(seccomp)?;
+    if use_disk {
+        // Best effort: the filter is correct whether or not the cache could be written.
+        let _ = cache::disk_put(dir, &key, &filter);
+    }
+    cache::memory_put(key, &filter);
+    Ok(filter)
+}
+
+/// [`compile`] without the cache.
+pub fn compile_uncached(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
     let listener_path = seccomp.listener_path().clone();
     let default_action = scmp_action(
         seccomp.default_action(),
@@ -386,11 +425,14 @@ fn scmp_action(
     ret: Option<u32>,
     syscall: &str,
 ) -> Result<ScmpAction, SeccompError> {
-    let value = |default: u32| -> Result<u16, SeccompError> {
+    let value = |default: u32, max: u32| -> Result<u16, SeccompError> {
         let v = ret.unwrap_or(default);
-        u16::try_from(v).map_err(|_| SeccompError::ReturnValueOutOfRange {
-            syscall: syscall.to_string(),
-            value: v,
+        u16::try_from(v).ok().filter(|_| v <= max).ok_or_else(|| {
+            SeccompError::ReturnValueOutOfRange {
+                syscall: syscall.to_string(),
+                value: v,
+                max,
+            }
         })
     };
     Ok(match action {
@@ -399,8 +441,12 @@ fn scmp_action(
         }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
-        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(i32::from(value(DEFAULT_ERRNO)?)),
-        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(value(DEFAULT_ERRNO)?),
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(i32::from(value(DEFAULT_ERRNO, MAX_ERRNO)?))
+        }
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(value(DEFAULT_ERRNO, u32::from(u16::MAX))?)
+        }
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {
@@ -638,14 +684,18 @@ mod tests {
 
         let spec = LinuxSeccompBuilder::default()
             .default_action(LinuxSeccompAction::ScmpActErrno)
-            .default_errno_ret(70_000u32)
+            .default_errno_ret(4096u32)
             .build()
             .unwrap();
         let err = compile(&spec).unwrap_err();
         assert!(
             matches!(
                 err,
-                SeccompError::ReturnValueOutOfRange { value: 70_000, .. }
+                SeccompError::ReturnValueOutOfRange {
+                    value: 4096,
+                    max: 4095,
+                    ..
+                }
             ),
             "{err}"
         );
