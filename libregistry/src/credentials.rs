@@ -25,12 +25,30 @@ pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 #[derive(Debug, Clone)]
 pub struct CredentialStore {
     path: PathBuf,
+    helper_dir: Option<PathBuf>,
 }
 
 impl CredentialStore {
     /// Uses the file at `path` (it need not exist yet).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        CredentialStore { path: path.into() }
+        CredentialStore {
+            path: path.into(),
+            helper_dir: None,
+        }
+    }
+
+    /// Looks for `docker-credential-<name>` helpers in `dir` before `$PATH`.
+    pub fn with_helper_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.helper_dir = Some(dir.into());
+        self
+    }
+
+    fn helper_program(&self, helper: &str) -> PathBuf {
+        let name = format!("docker-credential-{helper}");
+        match &self.helper_dir {
+            Some(d) if d.join(&name).is_file() => d.join(name),
+            _ => PathBuf::from(name),
+        }
     }
 
     /// `$LONGSHORE_CONFIG/config.json`, else `$HOME/.longshore/config.json`.
@@ -116,7 +134,7 @@ impl CredentialStore {
         let map = self.load()?;
         let key = Self::server_key(registry);
         if let Some(helper) = Self::helper_for(&map, &key) {
-            return helper_get(&helper, &key);
+            return helper_get(&self.helper_program(&helper), &helper, &key);
         }
         let Some(entry) = map.get("auths").and_then(|a| a.get(&key)) else {
             return Ok(None);
@@ -150,7 +168,13 @@ impl CredentialStore {
         if let Some(helper) = Self::helper_for(&map, &key) {
             let input =
                 json!({"ServerURL": key, "Username": creds.username, "Secret": creds.password});
-            run_helper(&helper, "store", &key, input.to_string().as_bytes())?;
+            run_helper(
+                &self.helper_program(&helper),
+                &helper,
+                "store",
+                &key,
+                input.to_string().as_bytes(),
+            )?;
             // Docker keeps an empty entry so `docker info` lists the registry.
             let auths = map
                 .entry("auths")
@@ -177,7 +201,13 @@ impl CredentialStore {
         let key = Self::server_key(registry);
         let mut removed = false;
         if let Some(helper) = Self::helper_for(&map, &key) {
-            run_helper(&helper, "erase", &key, key.as_bytes())?;
+            run_helper(
+                &self.helper_program(&helper),
+                &helper,
+                "erase",
+                &key,
+                key.as_bytes(),
+            )?;
             removed = true;
         }
         if let Some(Value::Object(a)) = map.get_mut("auths") {
@@ -190,8 +220,8 @@ impl CredentialStore {
     }
 }
 
-fn helper_get(helper: &str, key: &str) -> Result<Option<Credentials>> {
-    let out = match run_helper(helper, "get", key, key.as_bytes()) {
+fn helper_get(program: &Path, helper: &str, key: &str) -> Result<Option<Credentials>> {
+    let out = match run_helper(program, helper, "get", key, key.as_bytes()) {
         Ok(out) => out,
         Err(Error::CredentialHelper { reason, .. })
             if reason.contains("credentials not found in native keychain") =>
@@ -214,7 +244,13 @@ fn helper_get(helper: &str, key: &str) -> Result<Option<Credentials>> {
     Ok(Some(Credentials::new(u, s)))
 }
 
-fn run_helper(helper: &str, op: &'static str, server: &str, input: &[u8]) -> Result<Vec<u8>> {
+fn run_helper(
+    program: &Path,
+    helper: &str,
+    op: &'static str,
+    server: &str,
+    input: &[u8],
+) -> Result<Vec<u8>> {
     let fail = |reason: String| Error::CredentialHelper {
         helper: helper.to_string(),
         op,
@@ -229,7 +265,7 @@ fn run_helper(helper: &str, op: &'static str, server: &str, input: &[u8]) -> Res
             "helper name has characters outside [A-Za-z0-9._-]".into(),
         ));
     }
-    let mut child = Command::new(format!("docker-credential-{helper}"))
+    let mut child = Command::new(program)
         .arg(op)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -288,6 +324,53 @@ mod tests {
             cs.get("docker.io").unwrap(),
             Some(Credentials::new("hub", "x"))
         );
+    }
+
+    #[test]
+    fn credential_helpers_store_get_erase() {
+        let dir = tempfile::Builder::new()
+            .prefix("longshore-creds")
+            .tempdir()
+            .unwrap();
+        let helper = dir.path().join("docker-credential-lstest");
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\nd=$(dirname \"$0\")\ncase \"$1\" in\n\
+             store) cat > \"$d/secret.json\" ;;\n\
+             get) read s; [ -f \"$d/secret.json\" ] && cat \"$d/secret.json\" && exit 0; \
+             echo 'credentials not found in native keychain'; exit 1 ;;\n\
+             erase) read s; rm -f \"$d/secret.json\" ;;\n\
+             *) exit 2 ;;\nesac\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"credHelpers":{"reg.example:5000":"lstest"},"auths":{}}"#,
+        )
+        .unwrap();
+        let cs = CredentialStore::new(&path).with_helper_dir(dir.path());
+        assert_eq!(cs.get("reg.example:5000").unwrap(), None);
+        cs.store("reg.example:5000", &Credentials::new("u", "tok"))
+            .unwrap();
+        // The secret went to the helper, not into config.json.
+        let secret = std::fs::read_to_string(dir.path().join("secret.json")).unwrap();
+        assert!(secret.contains("\"Secret\":\"tok\""), "{secret}");
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("tok"));
+        assert_eq!(
+            cs.get("reg.example:5000").unwrap(),
+            Some(Credentials::new("u", "tok"))
+        );
+        // Other registries still use auths.
+        cs.store("other:1", &Credentials::new("a", "b")).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("other:1"));
+        assert!(cs.erase("reg.example:5000").unwrap());
+        assert!(!dir.path().join("secret.json").exists());
+        // credsStore applies to every registry; a missing helper is a clear error.
+        std::fs::write(&path, r#"{"credsStore":"missing-helper"}"#).unwrap();
+        let e = cs.get("x:1").unwrap_err().to_string();
+        assert!(e.contains("docker-credential-missing-helper"), "{e}");
     }
 
     #[test]

@@ -52,7 +52,36 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(auth: RegistryAuth) -> Registry {
+        Self::start_with(auth, None)
+    }
+
+    /// `tls`: (certificate PEM, key PEM) to serve HTTPS; with `client_ca`, client
+    /// certificates signed by it are required.
+    pub fn start_with(
+        auth: RegistryAuth,
+        tls: Option<(String, String, Option<String>)>,
+    ) -> Registry {
         let dir = tempdir();
+        let tls_yaml = match tls {
+            None => String::new(),
+            Some((cert, key, client_ca)) => {
+                std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+                std::fs::write(dir.path().join("tls.key"), key).unwrap();
+                let mut y = format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    dir.path().join("tls.crt").display(),
+                    dir.path().join("tls.key").display()
+                );
+                if let Some(ca) = client_ca {
+                    std::fs::write(dir.path().join("client-ca.crt"), ca).unwrap();
+                    y.push_str(&format!(
+                        "    clientcas:\n      - {}\n",
+                        dir.path().join("client-ca.crt").display()
+                    ));
+                }
+                y
+            }
+        };
         let auth_yaml = match &auth {
             RegistryAuth::Open => String::new(),
             RegistryAuth::Basic { user, pass } => {
@@ -85,7 +114,7 @@ impl Registry {
         for _ in 0..10 {
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: longshore-test-secret\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: longshore-test-secret\n{tls_yaml}{auth_yaml}",
                 dir.path().join("data").display()
             );
             let cfg = dir.path().join("config.yml");
