@@ -31,17 +31,19 @@ const MEMORY_ENTRIES: usize = 8;
 /// Most recently used last.
 static MEMORY: Mutex<Vec<(String, CompiledFilter)>> = Mutex::new(Vec::new());
 
-/// The cache key: the spec section plus everything else the program depends on.
-pub(super) fn key(seccomp: &LinuxSeccomp) -> String {
-    let version = libseccomp::ScmpVersion::current()
-        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
-        .unwrap_or_default();
-    let spec = serde_json::to_string(seccomp).unwrap_or_default();
-    format!(
-        "longshore-container {} {} libseccomp {version}\n{spec}",
+/// The cache key: the spec section plus everything else the program depends on;
+/// `None` (do not cache) if either cannot be had.
+pub(super) fn key(seccomp: &LinuxSeccomp) -> Option<String> {
+    let v = libseccomp::ScmpVersion::current().ok()?;
+    let spec = serde_json::to_string(seccomp).ok()?;
+    Some(format!(
+        "longshore-container {} {} libseccomp {}.{}.{}\n{spec}",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH,
-    )
+        v.major,
+        v.minor,
+        v.micro,
+    ))
 }
 
 /// A filter compiled earlier in this process.

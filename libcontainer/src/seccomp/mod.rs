@@ -260,7 +260,9 @@ fn sys_prctl_set_seccomp(program: &[u8]) -> Result<(), nix::errno::Errno> {
 /// are added to it. Results are cached in memory (a few entries), so a long-lived
 /// process pays libseccomp's cost (about 20 ms for Docker's profile) once per profile.
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
-    let key = cache::key(seccomp);
+    let Some(key) = cache::key(seccomp) else {
+        return compile_uncached(seccomp);
+    };
     if let Some(filter) = cache::memory_get(&key) {
         return Ok(filter);
     }
@@ -275,7 +277,9 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
 /// cached program can weaken the filter. Cache entries that are corrupt or for another
 /// spec are ignored and rewritten; failing to write one is not an error.
 pub fn compile_cached(seccomp: &LinuxSeccomp, dir: &Path) -> Result<CompiledFilter, SeccompError> {
-    let key = cache::key(seccomp);
+    let Some(key) = cache::key(seccomp) else {
+        return compile_uncached(seccomp);
+    };
     if let Some(filter) = cache::memory_get(&key) {
         return Ok(filter);
     }
