@@ -533,3 +533,71 @@ fn bad_cgroups_paths_are_refused() {
         );
     }
 }
+
+/// Each bad value is refused with an error naming it, and no file changes, on v1 and v2.
+#[test]
+fn bad_resource_values_are_refused_before_anything_is_written() {
+    let json = |s: &str| -> LinuxResources { serde_json::from_str(s).unwrap() };
+    let bad = [
+        (
+            r#"{"memory":{"limit":67108864},"cpu":{"shares":1}}"#,
+            "cpu.shares",
+        ),
+        (
+            r#"{"memory":{"limit":67108864,"swap":1048576}}"#,
+            "memory.swap",
+        ),
+        (r#"{"memory":{"limit":-5}}"#, "memory.limit"),
+        (
+            r#"{"pids":{"limit":5},"memory":{"swappiness":200}}"#,
+            "memory.swappiness",
+        ),
+        (
+            r#"{"pids":{"limit":5},"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rwx"}]}"#,
+            "device rule access",
+        ),
+        (
+            r#"{"pids":{"limit":5},"cpu":{"cpus":"0-1; rm -rf /"}}"#,
+            "cpu.cpus",
+        ),
+        (
+            r#"{"pids":{"limit":5},"hugepageLimits":[{"pageSize":"../../x","limit":1}]}"#,
+            "hugepage pageSize",
+        ),
+        (
+            r#"{"pids":{"limit":5},"unified":{"../../../etc/passwd":"x"}}"#,
+            "unified key",
+        ),
+    ];
+    let (_t1, v1root) = v1_tree("bad");
+    let (_t2, v2root) = v2_tree("bad");
+    let v1 = cgroups::manager_at(
+        CgroupLayout::V1,
+        &v1root,
+        Path::new("/longshore/bad"),
+        "bad",
+    )
+    .unwrap();
+    let v2 = cgroups::manager_at(
+        CgroupLayout::Unified,
+        &v2root,
+        Path::new("/longshore/bad"),
+        "bad",
+    )
+    .unwrap();
+    for (spec, field) in bad {
+        for (cg, root) in [(&v1, &v1root), (&v2, &v2root)] {
+            let before = snapshot(root);
+            let err = cg.apply(&json(spec)).unwrap_err();
+            assert!(
+                matches!(err, CgroupError::InvalidValue { .. }),
+                "{spec}: {err}"
+            );
+            assert!(err.to_string().contains(field), "{spec}: {err}");
+            assert!(
+                changes(&before, &snapshot(root)).is_empty(),
+                "{spec} wrote something"
+            );
+        }
+    }
+}

@@ -393,3 +393,88 @@ fn systemd_path_is_refused() {
         "{err}"
     );
 }
+
+/// The real cgroup2 code path on this hybrid host: its cgroup2 hierarchy has no
+/// controllers enabled, but the core files (cgroup.procs, cgroup.freeze, cgroup.events,
+/// cgroup.kill, cpu.stat) are real. The test's own subtree stands in for the mount so
+/// that nothing is enabled in the host's root.
+#[test]
+fn v2_core_files_on_the_real_cgroup2_hierarchy() {
+    require_root!();
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts = cgroups::mountinfo::parse_mountinfo(&text).unwrap();
+    let Some(unified) = mounts.unified else {
+        eprintln!("no cgroup2 mount on this host: skipped");
+        return;
+    };
+    let top = unified.join(format!("longshore-{}", unique_name("v2")));
+    std::fs::create_dir(&top).unwrap();
+    let cg = cgroups::manager_at(CgroupLayout::Unified, &top, Path::new("/ctr"), "ctr").unwrap();
+    let mut g = Guard {
+        cg,
+        children: Vec::new(),
+        extra_dirs: vec![top.clone()],
+    };
+    g.cg.create().unwrap();
+    let dir = g.cg.paths()["unified"].clone();
+    assert_eq!(dir, top.join("ctr"));
+    assert!(dir.join("cgroup.procs").exists());
+
+    // Controllers this hierarchy does not have: a limit is an error naming the
+    // controller, "unlimited" is skipped with a note, device rules are a note.
+    let err =
+        g.cg.apply(&memory_and_pids(64 << 20, None, 10))
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CgroupError::MissingController {
+                controller: "memory",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let defaults = LinuxResourcesBuilder::default()
+        .pids(LinuxPidsBuilder::default().limit(-1).build().unwrap())
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .unwrap(),
+        ])
+        .build()
+        .unwrap();
+    g.cg.apply(&defaults).unwrap();
+    let notes = g.cg.warnings().join("\n");
+    assert!(notes.contains("eBPF") && notes.contains("pids"), "{notes}");
+
+    let pid = g.spawn_sleep();
+    assert_eq!(g.cg.pids().unwrap(), vec![pid]);
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = dir.strip_prefix(&unified).unwrap();
+    assert!(
+        own.lines().any(|l| l == format!("0::/{}", rel.display())),
+        "{own}"
+    );
+
+    g.cg.freeze().unwrap();
+    assert_eq!(g.cg.freezer_state().unwrap(), FreezerState::Frozen);
+    assert!(read(&dir.join("cgroup.events")).contains("frozen 1"));
+    g.cg.thaw().unwrap();
+    wait_until("thaw", || {
+        g.cg.freezer_state().unwrap() == FreezerState::Thawed
+            && read(&dir.join("cgroup.events")).contains("frozen 0")
+    });
+
+    // SIGKILL goes through cgroup.kill.
+    g.cg.kill_all(libc::SIGKILL).unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(g.children[0].wait().unwrap().signal(), Some(libc::SIGKILL));
+    g.children.clear();
+    wait_until("empty cgroup", || g.cg.pids().unwrap().is_empty());
+    g.cg.destroy().unwrap();
+    assert!(!dir.exists());
+    assert!(!top.exists(), "the empty longshore-named parent goes too");
+}

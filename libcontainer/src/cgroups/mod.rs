@@ -465,6 +465,98 @@ pub fn resolve_path(cgroups_path: &Path, container_id: &str) -> Result<PathBuf, 
     Ok(out)
 }
 
+/// Checks every value of `r` before anything is written, so that a bad spec is refused
+/// with a clear error and leaves the cgroup as it was.
+pub fn validate(r: &LinuxResources) -> Result<(), CgroupError> {
+    let bad = |what: &'static str, value: String, reason: &str| CgroupError::InvalidValue {
+        what,
+        value,
+        reason: reason.into(),
+    };
+    if let Some(m) = r.memory() {
+        for (what, v) in [
+            ("memory.limit", m.limit()),
+            ("memory.reservation", m.reservation()),
+            ("memory.swap", m.swap()),
+        ] {
+            if let Some(v) = v.filter(|&v| v < -1) {
+                return Err(bad(
+                    what,
+                    v.to_string(),
+                    "use -1 (unlimited) or a byte count",
+                ));
+            }
+        }
+        if let (Some(l), Some(s)) = (m.limit(), m.swap()) {
+            if l > 0 && s > 0 && s < l {
+                return Err(bad(
+                    "memory.swap",
+                    s.to_string(),
+                    "memory+swap must be at least the memory limit",
+                ));
+            }
+        }
+        if let Some(s) = m.swappiness().filter(|&s| s > 100) {
+            return Err(bad("memory.swappiness", s.to_string(), "must be 0..=100"));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(s) = c.shares().filter(|&s| s != 0 && !(2..=262144).contains(&s)) {
+            return Err(bad("cpu.shares", s.to_string(), "must be 2..=262144"));
+        }
+        if let Some(q) = c.quota().filter(|&q| q < -1) {
+            return Err(bad(
+                "cpu.quota",
+                q.to_string(),
+                "use -1 (unlimited) or microseconds",
+            ));
+        }
+        for (what, v) in [("cpu.cpus", c.cpus()), ("cpu.mems", c.mems())] {
+            if let Some(v) = v.as_deref().filter(|v| {
+                !v.chars()
+                    .all(|ch| ch.is_ascii_digit() || ch == ',' || ch == '-')
+            }) {
+                return Err(bad(what, v.to_string(), "expected a list such as 0-3,5"));
+            }
+        }
+    }
+    for d in r.devices().iter().flatten() {
+        let access = d.access().as_deref().unwrap_or("");
+        if !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(bad(
+                "device rule access",
+                access.to_string(),
+                "use letters from \"rwm\"",
+            ));
+        }
+    }
+    for l in r.hugepage_limits().iter().flatten() {
+        let size = l.page_size();
+        if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(bad(
+                "hugepage pageSize",
+                size.clone(),
+                "expected a size such as 2MB or 1GB",
+            ));
+        }
+    }
+    for file in r.unified().iter().flat_map(|u| u.keys()) {
+        if file.is_empty()
+            || file.contains('/')
+            || file.starts_with('.')
+            || file.starts_with("cgroup.")
+            || !file.contains('.')
+        {
+            return Err(bad(
+                "linux.resources.unified key",
+                file.clone(),
+                "must be a controller file name such as memory.high",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// cgroup v1 `cpu.shares` (2..=262144) to v2 `cpu.weight` (1..=10000), as runc does.
 pub fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {

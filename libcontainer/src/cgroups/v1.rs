@@ -612,6 +612,7 @@ impl CgroupManager for V1Manager {
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        super::validate(r)?;
         if let Some(c) = r.cpu() {
             self.apply_cpu(c)?;
         }

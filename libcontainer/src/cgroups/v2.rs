@@ -340,6 +340,7 @@ impl CgroupManager for V2Manager {
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        super::validate(r)?;
         if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
             self.warn(
                 "cgroup v2 device rules need an eBPF program, which is not implemented: the spec's device allow/deny list is not enforced"
