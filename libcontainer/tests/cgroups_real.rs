@@ -478,3 +478,20 @@ fn v2_core_files_on_the_real_cgroup2_hierarchy() {
     assert!(!dir.exists());
     assert!(!top.exists(), "the empty longshore-named parent goes too");
 }
+
+#[test]
+fn signalling_a_paused_cgroup_keeps_it_paused() {
+    require_root!();
+    let mut g = Guard::new(&format!("/longshore-{}", unique_name("pz")));
+    g.cg.create().unwrap();
+    g.spawn_sleep();
+    g.cg.freeze().unwrap();
+    g.cg.kill_all(libc::SIGTERM).unwrap();
+    assert_eq!(g.cg.freezer_state().unwrap(), FreezerState::Frozen);
+    // The signal is pending; it lands on thaw.
+    assert_eq!(g.children[0].try_wait().unwrap(), None);
+    g.cg.thaw().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(g.children[0].wait().unwrap().signal(), Some(libc::SIGTERM));
+    g.children.clear();
+}

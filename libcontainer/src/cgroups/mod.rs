@@ -241,9 +241,10 @@ pub trait CgroupManager: Send + Sync + std::fmt::Debug {
     fn paths(&self) -> BTreeMap<String, PathBuf>;
 
     /// Sends `signal` to every process of the cgroup: freezes it first (so nothing
-    /// forks past us), signals each pid, thaws. For containers without their own pid
-    /// namespace, where killing pid 1 does not take the rest down. Without a freezer
-    /// the processes are signalled unfrozen.
+    /// forks past us), signals each pid, thaws (a paused cgroup stays frozen unless the
+    /// signal is SIGKILL). For containers without their own pid namespace, where
+    /// killing pid 1 does not take the rest down. Without a freezer the processes are
+    /// signalled unfrozen.
     fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
         freeze_signal_thaw(self, signal)
     }
@@ -262,8 +263,11 @@ fn freeze_signal_thaw<M: CgroupManager + ?Sized>(m: &M, signal: i32) -> Result<(
         value: signal.to_string(),
         reason: "not a signal number".into(),
     })?;
+    // A paused container stays paused, unless it is being killed (frozen tasks only die
+    // once thawed).
+    let was_frozen = m.freezer_state().ok() == Some(FreezerState::Frozen);
     let frozen = match m.freeze() {
-        Ok(()) => true,
+        Ok(()) => !was_frozen || sig == Signal::SIGKILL,
         Err(CgroupError::MissingController { .. }) => false,
         Err(e) => return Err(e),
     };

@@ -750,3 +750,55 @@ impl CgroupManager for V1Manager {
         self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
+
+    use super::*;
+
+    fn rule(
+        typ: Option<LinuxDeviceType>,
+        major: Option<i64>,
+        minor: Option<i64>,
+        access: Option<&str>,
+    ) -> LinuxDeviceCgroup {
+        let mut b = LinuxDeviceCgroupBuilder::default().allow(true);
+        if let Some(t) = typ {
+            b = b.typ(t);
+        }
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        if let Some(a) = access {
+            b = b.access(a.to_string());
+        }
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn device_rule_lines() {
+        let line = |r| device_rule_line(&r).unwrap();
+        assert_eq!(
+            line(rule(None, None, None, None)).as_deref(),
+            Some("a *:* rwm")
+        );
+        assert_eq!(
+            line(rule(Some(LinuxDeviceType::C), Some(1), Some(3), Some("rw"))).as_deref(),
+            Some("c 1:3 rw")
+        );
+        assert_eq!(
+            line(rule(Some(LinuxDeviceType::B), Some(8), None, Some("m"))).as_deref(),
+            Some("b 8:* m")
+        );
+        assert_eq!(
+            line(rule(Some(LinuxDeviceType::U), Some(-1), Some(2), Some(""))).as_deref(),
+            Some("c *:2 rwm")
+        );
+        assert_eq!(line(rule(Some(LinuxDeviceType::P), None, None, None)), None);
+        assert!(device_rule_line(&rule(None, None, None, Some("rwx"))).is_err());
+    }
+}
