@@ -495,3 +495,39 @@ fn signalling_a_paused_cgroup_keeps_it_paused() {
     assert_eq!(g.children[0].wait().unwrap().signal(), Some(libc::SIGTERM));
     g.children.clear();
 }
+
+/// Containers created and destroyed concurrently under one shared `longshore-*` parent,
+/// which each destroy removes when it is empty: creates must survive the parent
+/// vanishing under them (cpuset copies included), and nothing is left at the end.
+#[test]
+fn concurrent_create_destroy_under_a_shared_parent() {
+    require_root!();
+    let top = format!("longshore-{}", unique_name("cc"));
+    let probe = cgroups::manager(Path::new(&format!("/{top}/probe")), "x").unwrap();
+    let tops: Vec<PathBuf> = probe
+        .paths()
+        .values()
+        .map(|d| d.parent().unwrap().to_path_buf())
+        .collect();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let top = top.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let cg = cgroups::manager(Path::new(&format!("/{top}/c{t}-{i}")), "x").unwrap();
+                    let made = cg.create();
+                    let gone = cg.destroy();
+                    made.unwrap();
+                    gone.unwrap();
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
+    let leftovers: Vec<_> = tops.iter().filter(|d| d.exists()).collect();
+    for d in &leftovers {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(results.iter().all(|r| r.is_ok()), "a thread failed");
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}

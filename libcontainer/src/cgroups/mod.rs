@@ -719,6 +719,31 @@ fn mkdir_levels(
     }
 }
 
+/// Runs `f` again (up to 5 times in all) when it failed on a path that vanished: a
+/// concurrent `destroy` of another container removed the shared empty `longshore`
+/// parent while we were creating below it.
+fn retry_vanished(mut f: impl FnMut() -> Result<(), CgroupError>) -> Result<(), CgroupError> {
+    let mut attempts = 1;
+    loop {
+        match f() {
+            Err(e) if attempts < 5 && e.is_not_found() => attempts += 1,
+            r => return r,
+        }
+    }
+}
+
+impl CgroupError {
+    /// True for I/O errors saying a path does not exist.
+    fn is_not_found(&self) -> bool {
+        match self {
+            CgroupError::Read { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Dir { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}
+
 /// Removes `dir` and every cgroup below it, deepest first. Missing directories are
 /// fine; EBUSY (tasks still exiting) is retried for about a second. Then removes empty
 /// ancestors whose names start with `longshore` (the shared default parent), which

@@ -11,8 +11,8 @@ use oci_spec::runtime::{
 use super::mountinfo::{CgroupMounts, V1_CONTROLLERS, dir_in_mount};
 use super::{
     CgroupError, CgroupLayout, CgroupManager, FREEZE_TIMEOUT, FreezerState, Stats, mkdir_levels,
-    parse_u64, poll_until, read_limit, read_pids, read_value, remove_cgroup_tree, write_lines,
-    write_value,
+    parse_u64, poll_until, read_limit, read_pids, read_value, remove_cgroup_tree, retry_vanished,
+    write_lines, write_value,
 };
 
 /// One hierarchy's directory for this container.
@@ -591,12 +591,14 @@ impl CgroupManager for V1Manager {
             match &h.mount {
                 Some((mount, below)) => {
                     let is_cpuset = h.keys.iter().any(|k| k == "cpuset");
-                    mkdir_levels(mount, below, |new| {
-                        if is_cpuset {
-                            cpuset_init(new, mount)
-                        } else {
-                            Ok(())
-                        }
+                    retry_vanished(|| {
+                        mkdir_levels(mount, below, |new| {
+                            if is_cpuset {
+                                cpuset_init(new, mount)
+                            } else {
+                                Ok(())
+                            }
+                        })
                     })?;
                 }
                 None => {

@@ -9,7 +9,8 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use super::{
     CgroupError, CgroupLayout, CgroupManager, FREEZE_TIMEOUT, FreezerState, Stats,
     blkio_weight_to_io_weight, freeze_signal_thaw, mkdir_levels, parse_u64, poll_until, read_limit,
-    read_pids, read_value, remove_cgroup_tree, shares_to_weight, write_lines, write_value,
+    read_pids, read_value, remove_cgroup_tree, retry_vanished, shares_to_weight, write_lines,
+    write_value,
 };
 
 /// A container's cgroup on a unified host.
@@ -268,31 +269,8 @@ impl V2Manager {
         write_lines(d, "io.max", &lines)
     }
 
-    fn wait_frozen(&self, want: bool) -> Result<(bool, String), CgroupError> {
-        let d = &self.dir;
-        let want_line = if want { "frozen 1" } else { "frozen 0" };
-        poll_until(
-            FREEZE_TIMEOUT,
-            || {
-                let ev = read_value(d, "cgroup.events")?;
-                let line = ev
-                    .lines()
-                    .find(|l| l.starts_with("frozen "))
-                    .unwrap_or("frozen ?")
-                    .to_string();
-                Ok((line == want_line, line))
-            },
-            || Ok(()),
-        )
-    }
-}
-
-impl CgroupManager for V2Manager {
-    fn layout(&self) -> CgroupLayout {
-        CgroupLayout::Unified
-    }
-
-    fn create(&self) -> Result<(), CgroupError> {
+    /// One attempt at [`CgroupManager::create`].
+    fn create_once(&self) -> Result<(), CgroupError> {
         let Some(mount) = &self.mount else {
             return std::fs::create_dir_all(&self.dir).map_err(|source| CgroupError::Dir {
                 op: "create",
@@ -337,6 +315,34 @@ impl CgroupManager for V2Manager {
             }
         }
         mkdir_levels(mount, rel, |_| Ok(()))
+    }
+
+    fn wait_frozen(&self, want: bool) -> Result<(bool, String), CgroupError> {
+        let d = &self.dir;
+        let want_line = if want { "frozen 1" } else { "frozen 0" };
+        poll_until(
+            FREEZE_TIMEOUT,
+            || {
+                let ev = read_value(d, "cgroup.events")?;
+                let line = ev
+                    .lines()
+                    .find(|l| l.starts_with("frozen "))
+                    .unwrap_or("frozen ?")
+                    .to_string();
+                Ok((line == want_line, line))
+            },
+            || Ok(()),
+        )
+    }
+}
+
+impl CgroupManager for V2Manager {
+    fn layout(&self) -> CgroupLayout {
+        CgroupLayout::Unified
+    }
+
+    fn create(&self) -> Result<(), CgroupError> {
+        retry_vanished(|| self.create_once())
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
