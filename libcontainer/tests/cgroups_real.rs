@@ -531,3 +531,37 @@ fn concurrent_create_destroy_under_a_shared_parent() {
     assert!(results.iter().all(|r| r.is_ok()), "a thread failed");
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
+
+/// Updating limits of a live cgroup: memory+swap must stay >= memory at every write, so
+/// raising both writes swap first and lowering both writes memory first (runc's order).
+#[test]
+fn memory_and_swap_limits_can_be_raised_and_lowered() {
+    require_root!();
+    if layout() == CgroupLayout::Unified {
+        eprintln!("v1 memsw ordering test, host is unified: skipped");
+        return;
+    }
+    let g = Guard::new(&format!("/longshore-{}", unique_name("up")));
+    g.cg.create().unwrap();
+    let dir = g.cg.paths()["memory"].clone();
+    if !dir.join("memory.memsw.limit_in_bytes").exists() {
+        eprintln!("no swap accounting on this host: skipped");
+        return;
+    }
+    for mib in [64i64, 128, 32, 256, 16] {
+        let bytes = mib << 20;
+        g.cg.apply(&memory_and_pids(bytes, Some(bytes), 0)).unwrap();
+        assert_eq!(read(&dir.join("memory.limit_in_bytes")), bytes.to_string());
+        assert_eq!(
+            read(&dir.join("memory.memsw.limit_in_bytes")),
+            bytes.to_string()
+        );
+    }
+    // Back to unlimited: -1 for memory alone sets memory+swap unlimited too.
+    g.cg.apply(&memory_and_pids(-1, None, 0)).unwrap();
+    assert_eq!(g.cg.stats().unwrap().memory_limit, None);
+    let memsw: u64 = read(&dir.join("memory.memsw.limit_in_bytes"))
+        .parse()
+        .unwrap();
+    assert!(memsw > 1 << 62);
+}
