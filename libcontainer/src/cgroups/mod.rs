@@ -50,9 +50,6 @@ use mountinfo::CgroupMounts;
 /// Errors from cgroup management.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    /// Not implemented yet.
-    #[error("cgroups: {0} is not implemented yet")]
-    Unimplemented(&'static str),
     /// Neither a cgroup v1 nor a cgroup2 filesystem is mounted.
     #[error(
         "cgroups: no cgroup or cgroup2 filesystem is mounted (per /proc/self/mountinfo); mount one at /sys/fs/cgroup"
