@@ -58,6 +58,17 @@
 //! # }
 //! ```
 //!
+//! ## Speed
+//!
+//! `benches/setup.rs` (`benches/setup.sh`) measures one container on the default bridge in
+//! its own namespaces. On the 2-core development VM, under a load average of about 6 from
+//! other builds: setup (veth pair, eth0 address and route, loopback, lease, record, three
+//! files) about 4.8 ms; teardown about 30 ms; with one published port, setup about 11 ms
+//! (two `nft` runs and a proxy thread) and teardown about 50 ms. Teardown is bound by the
+//! kernel: deleting a veth pair (`RTM_DELLINK`) waits for RCU grace periods and takes about
+//! 20 ms here even with `ip link del`; `nft` process spawns bound the port case. Docker
+//! spends about 70 ms on networking per `docker run` on the same machine.
+//!
 //! ## Safety of the machine's network
 //!
 //! Nothing here changes the calling thread's namespace: work inside a namespace runs on a
