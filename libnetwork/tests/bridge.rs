@@ -542,3 +542,69 @@ fn bad_input_is_refused_without_side_effects() {
     assert!(ctl.endpoints().unwrap().is_empty());
     assert!(ctl.list_networks().unwrap().len() == 1);
 }
+
+#[test]
+fn daemon_options_route_avoidance_mtu_masquerade_iptables_and_ip_forward() {
+    require_root!();
+    let root_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    // a host whose routes already cover 172.17/16: the pool's next entry is chosen
+    let host = TestHost::new(|o| {
+        o.mtu = Some(1400);
+        o.ip_masq = false;
+    });
+    host.ns
+        .netns()
+        .run(|| {
+            let mut nl = Netlink::open()?;
+            let i = nl.ensure_bridge("lsother", 1500)?;
+            nl.add_address(i, "lsother", "172.17.5.1/16".parse().unwrap())
+        })
+        .unwrap();
+    let ctl = host.controller();
+    let net = ctl.network("bridge").unwrap();
+    assert_eq!(net.gateway.to_string(), "10.0.42.1/16");
+    assert_eq!(net.mtu, 1400);
+    let fwd = host
+        .ns
+        .netns()
+        .run(|| Ok(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap()))
+        .unwrap();
+    assert_eq!(fwd.trim(), "1", "ip_forward inside the test host namespace");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        root_forward,
+        "the machine's own namespace is untouched"
+    );
+    // --ip-masq=false: no masquerade rule
+    assert!(!host.rule_tags().contains(&"net:bridge".to_string()));
+    let c = TestContainer::new();
+    ctl.connect(&cfg("mtu", &c)).unwrap();
+    let mtu =
+        c.ns.netns()
+            .run(|| Netlink::open()?.link("eth0"))
+            .unwrap()
+            .unwrap()
+            .mtu;
+    assert_eq!(mtu, Some(1400));
+    ctl.disconnect("mtu").unwrap();
+    drop(ctl);
+
+    // --ip-masq (default) adds the rule; --iptables=false adds no rules at all but the
+    // proxy still publishes the port
+    let masq = TestHost::new(|_| {});
+    let _ctl = masq.controller();
+    assert!(masq.rule_tags().contains(&"net:bridge".to_string()));
+    let plain = TestHost::new(|o| o.iptables = false);
+    let ctl = plain.controller();
+    let c = TestContainer::new();
+    echo_servers(&c, 5000);
+    let mut cf = cfg("noipt", &c);
+    cf.publish = vec!["8080:5000".parse().unwrap()];
+    ctl.connect(&cf).unwrap();
+    assert!(plain.rule_tags().is_empty());
+    assert_eq!(
+        tcp_echo(&plain, (Ipv4Addr::LOCALHOST, 8080).into()),
+        "hello tcp"
+    );
+    ctl.disconnect("noipt").unwrap();
+}
