@@ -18,6 +18,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -120,13 +121,17 @@ impl<R: Read> Read for HashReader<R> {
 ///
 /// On error the root may hold part of the layer (callers mark such layers incomplete and
 /// remove them), but nothing outside `root` has been created, changed or removed.
-pub fn apply_layer(reader: impl Read, root: &Path, opts: &ApplyOptions) -> Result<ApplyReport> {
+pub fn apply_layer(
+    reader: impl Read + Send,
+    root: &Path,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport> {
     apply_layer_with(reader, root, opts, Algorithm::Sha256)
 }
 
 /// Like [`apply_layer`], hashing the compressed stream with `algorithm`.
 pub fn apply_layer_with(
-    reader: impl Read,
+    reader: impl Read + Send,
     root: &Path,
     opts: &ApplyOptions,
     algorithm: Algorithm,
@@ -137,29 +142,14 @@ pub fn apply_layer_with(
         Mode::empty(),
     )
     .ctx("open layer root", root)?;
-    let mut outer = HashReader {
-        inner: reader,
-        hasher: algorithm.hasher(),
-        count: 0,
-    };
-    let (compression, report_inner) = {
-        let mut buffered = BufReader::with_capacity(1 << 17, &mut outer);
-        let magic = buffered
-            .fill_buf()
-            .map_err(|e| Error::InvalidLayer(e.to_string()))?;
-        let compression = Compression::detect(magic);
-        let decoded: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(buffered),
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(buffered)
-                    .map_err(|e| Error::InvalidLayer(format!("zstd: {e}")))?,
-            ),
-        };
-        let mut inner = HashReader {
-            inner: decoded,
-            hasher: Algorithm::Sha256.hasher(),
-            count: 0,
+    // Two stages on two threads: [read, hash blob, decompress, hash tar] -> [parse tar, write].
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_DEPTH);
+        let producer = scope.spawn(move || decode_stage(reader, algorithm, tx));
+        let mut input = ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
         };
         let mut applier = Applier {
             root,
@@ -171,40 +161,160 @@ pub fn apply_layer_with(
             content_size: 0,
             entries: 0,
         };
-        {
-            let mut archive = tar::Archive::new(&mut inner);
-            let entries = archive
-                .entries()
-                .map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
-                applier.entry(entry)?;
+        let applied = (|| {
+            {
+                let mut archive = tar::Archive::new(&mut input);
+                let entries = archive
+                    .entries()
+                    .map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
+                for entry in entries {
+                    let entry =
+                        entry.map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
+                    applier.entry(entry)?;
+                }
+            }
+            applier.finish_dirs()?;
+            // Read the rest (end blocks, padding): the diff ID covers the whole stream.
+            io::copy(&mut input, &mut io::sink())
+                .map_err(|e| Error::InvalidLayer(format!("reading tar trailer: {e}")))?;
+            Ok::<_, Error>(())
+        })();
+        // on an early error this stops the producer (its next send fails)
+        drop(input);
+        let decoded = producer
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidLayer("decompression thread panicked".into())));
+        match (applied, decoded) {
+            (Ok(()), Ok(d)) => Ok(ApplyReport {
+                compression: d.compression,
+                digest: d.digest,
+                compressed_size: d.compressed_size,
+                diff_id: d.diff_id,
+                tar_size: d.tar_size,
+                content_size: applier.content_size,
+                entries: applier.entries,
+            }),
+            // a broken stream explains a tar error better than the tar error does
+            (Err(Error::InvalidLayer(_)), Err(e)) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(e),
+        }
+    })
+}
+
+const PIPELINE_DEPTH: usize = 8;
+const CHUNK: usize = 1 << 20;
+
+struct Decoded {
+    compression: Compression,
+    digest: Digest,
+    compressed_size: u64,
+    diff_id: Digest,
+    tar_size: u64,
+}
+
+/// First pipeline stage: reads and hashes the stream, decompresses, hashes the tar, and sends
+/// it on in 1 MiB chunks.
+fn decode_stage(
+    reader: impl Read,
+    algorithm: Algorithm,
+    tx: mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> Result<Decoded> {
+    let mut outer = HashReader {
+        inner: reader,
+        hasher: algorithm.hasher(),
+        count: 0,
+    };
+    let fail = |tx: &mpsc::SyncSender<io::Result<Vec<u8>>>, e: io::Error| {
+        let msg = e.to_string();
+        let _ = tx.send(Err(e));
+        Error::InvalidLayer(msg)
+    };
+    let (compression, diff_id, tar_size) = {
+        let mut buffered = BufReader::with_capacity(1 << 17, &mut outer);
+        let magic = match buffered.fill_buf() {
+            Ok(m) => m,
+            Err(e) => return Err(fail(&tx, e)),
+        };
+        let compression = Compression::detect(magic);
+        let mut decoded: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(buffered),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::Zstd => match zstd::stream::read::Decoder::with_buffer(buffered) {
+                Ok(d) => Box::new(d),
+                Err(e) => return Err(fail(&tx, e)),
+            },
+        };
+        let mut hasher = Algorithm::Sha256.hasher();
+        let mut total = 0u64;
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let mut filled = 0;
+            while filled < CHUNK {
+                match decoded.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let what = match compression {
+                            Compression::None => "reading layer",
+                            Compression::Gzip => "gzip",
+                            Compression::Zstd => "zstd",
+                        };
+                        return Err(fail(&tx, io::Error::new(e.kind(), format!("{what}: {e}"))));
+                    }
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            chunk.truncate(filled);
+            hasher.update(&chunk);
+            total += filled as u64;
+            if tx.send(Ok(chunk)).is_err() {
+                // the writer stopped on an error of its own, which it reports
+                return Err(Error::InvalidLayer("layer apply stopped".into()));
             }
         }
-        applier.finish_dirs()?;
-        // Hash the rest of the tar (end blocks, padding) so the diff ID covers the whole stream.
-        io::copy(&mut inner, &mut io::sink())
-            .map_err(|e| Error::InvalidLayer(format!("reading tar trailer: {e}")))?;
-        let report = (
-            inner.hasher.finish(),
-            inner.count,
-            applier.content_size,
-            applier.entries,
-        );
-        (compression, report)
+        (compression, hasher.finish(), total)
     };
+    drop(tx);
+    // bytes after the compressed stream still belong to the blob
     io::copy(&mut outer, &mut io::sink())
         .map_err(|e| Error::InvalidLayer(format!("reading stream trailer: {e}")))?;
-    let (diff_id, tar_size, content_size, entries) = report_inner;
-    Ok(ApplyReport {
+    Ok(Decoded {
         compression,
         digest: outer.hasher.finish(),
         compressed_size: outer.count,
         diff_id,
         tar_size,
-        content_size,
-        entries,
     })
+}
+
+/// Reads the chunks the first stage sends.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 struct Applier<'a> {

@@ -296,7 +296,11 @@ impl Store {
     ///
     /// The new layer holds no reference: an image or container must take one, or
     /// [`Store::gc`] will remove it.
-    pub fn register_layer(&self, parent: Option<&str>, reader: impl Read) -> Result<LayerRow> {
+    pub fn register_layer(
+        &self,
+        parent: Option<&str>,
+        reader: impl Read + Send,
+    ) -> Result<LayerRow> {
         let parent_row = match parent {
             Some(p) => Some(
                 self.db()
@@ -593,7 +597,7 @@ impl Store {
     /// Imports a layer tar as a one-layer image (`docker import`), optionally tagged.
     pub fn import(
         &self,
-        reader: impl Read,
+        reader: impl Read + Send,
         reference: Option<&str>,
         comment: Option<&str>,
     ) -> Result<Digest> {
@@ -1137,7 +1141,7 @@ impl Store {
 
     /// `docker load`: a docker-archive or OCI-layout tar. Returns the loaded image IDs with
     /// the tags set.
-    pub fn load(&self, reader: impl Read) -> Result<Vec<(Digest, Vec<String>)>> {
+    pub fn load(&self, reader: impl Read + Send) -> Result<Vec<(Digest, Vec<String>)>> {
         let dir = tempfile::Builder::new()
             .prefix("load-")
             .tempdir_in(self.root.join("tmp"))

@@ -42,7 +42,7 @@ pub trait Driver: Send + Sync {
     fn put(&self, id: &str) -> Result<()>;
 
     /// Applies a layer tar (plain, gzip or zstd) to layer `id`, created empty on `parent`.
-    fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> Result<ApplyReport>;
+    fn apply_diff(&self, id: &str, diff: &mut (dyn Read + Send)) -> Result<ApplyReport>;
 
     /// The changes of layer `id` against its parent, like `docker diff`.
     fn changes(&self, id: &str) -> Result<Vec<Change>>;

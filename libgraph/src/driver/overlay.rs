@@ -341,7 +341,7 @@ impl Driver for Overlay {
         Ok(())
     }
 
-    fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> Result<ApplyReport> {
+    fn apply_diff(&self, id: &str, diff: &mut (dyn Read + Send)) -> Result<ApplyReport> {
         check_id(id)?;
         if !self.exists(id) {
             return Err(Error::LayerNotFound(id.to_string()));

@@ -141,7 +141,7 @@ impl Driver for Vfs {
         Ok(())
     }
 
-    fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> Result<ApplyReport> {
+    fn apply_diff(&self, id: &str, diff: &mut (dyn Read + Send)) -> Result<ApplyReport> {
         let root = self.existing(id)?;
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Delete,
