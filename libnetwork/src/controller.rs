@@ -236,6 +236,9 @@ pub struct EndpointInfo {
     pub netns: PathBuf,
     /// Hostname.
     pub hostname: String,
+    /// Where the container's files were written (kept up to date on user networks).
+    #[serde(default)]
+    pub files_dir: Option<PathBuf>,
     /// Pid of the process that set it up (crash detection).
     pub owner_pid: u32,
     /// Instance token of the controller that set it up.
@@ -710,6 +713,7 @@ impl Controller {
                 .map(|n| n.path().to_path_buf())
                 .unwrap_or_default(),
             hostname,
+            files_dir: cfg.files_dir.clone(),
             owner_pid: std::process::id(),
             owner_token: self.token.clone(),
         };
@@ -727,6 +731,7 @@ impl Controller {
                 return Err(e);
             }
         };
+        self.update_peer_hosts(&ep, true);
         let link_env = cfg
             .links
             .iter()
@@ -780,7 +785,47 @@ impl Controller {
         self.teardown(&ep)
     }
 
+    /// On user-defined networks, adds (or removes) `ep`'s name in the `/etc/hosts` of the
+    /// other members whose files this controller wrote. Best effort: a member whose file
+    /// cannot be rewritten keeps its old entries.
+    fn update_peer_hosts(&self, ep: &EndpointInfo, add: bool) {
+        let (Some(net), Some(ip)) = (ep.network.as_deref(), ep.ip) else {
+            return;
+        };
+        if net == DEFAULT_NETWORK {
+            return;
+        }
+        let line = format!("{} {}", ip.ip(), ep.container_name);
+        let Ok(all) = self.endpoints() else {
+            return;
+        };
+        for other in all {
+            if other.network.as_deref() != Some(net) || other.container_id == ep.container_id {
+                continue;
+            }
+            let Some(dir) = &other.files_dir else {
+                continue;
+            };
+            let path = dir.join("hosts");
+            let Ok(old) = fs::read_to_string(&path) else {
+                continue;
+            };
+            let mut lines: Vec<&str> = old.lines().filter(|l| *l != line).collect();
+            if add {
+                lines.push(&line);
+            }
+            let mut new = lines.join("\n");
+            new.push('\n');
+            if new != old {
+                if let Err(e) = fs::write(&path, new) {
+                    eprintln!("longshore-network: update {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
     fn teardown(&self, ep: &EndpointInfo) -> Result<()> {
+        self.update_peer_hosts(ep, false);
         let r = Self::driver_by_name(&ep.driver).leave(self, ep);
         let r2 = store::remove(&self.endpoint_path(&ep.container_id));
         r.and(r2)

@@ -489,9 +489,12 @@ fn user_defined_networks_host_none_and_container_modes() {
     let eh = ctl.connect(&ch).unwrap();
     assert_eq!(eh.info.netns, host.ns.path());
 
-    for id in ["uc", "un", "uh", "ua", "ub"] {
+    for id in ["uc", "un", "uh", "ub"] {
         ctl.disconnect(id).unwrap();
     }
+    let a_hosts = std::fs::read_to_string(a.etc.join("hosts")).unwrap();
+    assert!(!a_hosts.contains("beta"), "{a_hosts}");
+    ctl.disconnect("ua").unwrap();
     ctl.remove_network("backend").unwrap();
     assert!(!host.links().contains(&net.bridge));
     assert!(matches!(
