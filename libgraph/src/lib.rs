@@ -60,6 +60,7 @@ pub mod content;
 pub mod digest;
 pub mod driver;
 mod error;
+pub mod image;
 pub mod meta;
 pub mod reference;
 pub mod store;

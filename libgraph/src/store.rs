@@ -19,6 +19,7 @@ use crate::content::ContentStore;
 use crate::digest::{Algorithm, Digest, chain_id};
 use crate::driver::{self, Driver};
 use crate::error::{Error, IoContext, Result};
+use crate::image;
 use crate::meta::{self, Db, ImageRow, LayerRow, MAX_LAYERS};
 use crate::reference::Reference;
 
@@ -122,18 +123,16 @@ pub struct Store {
     db: Mutex<Db>,
 }
 
-const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const MT_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const MT_OCI_MANIFEST: &str = image::OCI_MANIFEST;
+const MT_OCI_INDEX: &str = image::OCI_INDEX;
+const MT_OCI_CONFIG: &str = image::OCI_CONFIG;
+const MT_OCI_LAYER: &str = image::OCI_LAYER;
 
 fn layer_media_type(c: crate::apply::Compression) -> &'static str {
     match c {
         crate::apply::Compression::None => MT_OCI_LAYER,
-        crate::apply::Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        crate::apply::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        crate::apply::Compression::Gzip => image::OCI_LAYER_GZIP,
+        crate::apply::Compression::Zstd => image::OCI_LAYER_ZSTD,
     }
 }
 
@@ -1198,55 +1197,53 @@ impl Store {
                 }
                 Ok(data)
             };
-            let index: Value = serde_json::from_slice(
-                &fs::read(base.join("index.json")).ctx("read", base.join("index.json"))?,
-            )
-            .map_err(json_err("index.json"))?;
-            let mut manifests: Vec<Value> =
-                index["manifests"].as_array().cloned().unwrap_or_default();
+            let index_bytes =
+                fs::read(base.join("index.json")).ctx("read", base.join("index.json"))?;
+            let image::Parsed::Index {
+                manifests: mut todo,
+            } = image::parse(&index_bytes)?
+            else {
+                return Err(Error::InvalidLayer(
+                    "index.json is not an image index".into(),
+                ));
+            };
             let mut seen = 0;
-            while seen < manifests.len() {
-                let desc = manifests[seen].clone();
+            while seen < todo.len() {
+                let desc = todo[seen].clone();
                 seen += 1;
-                let mt = desc["mediaType"].as_str().unwrap_or("");
-                let data = read_verified(desc["digest"].as_str().unwrap_or(""))?;
-                let m: Value = serde_json::from_slice(&data).map_err(json_err("manifest"))?;
-                if mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST || m["manifests"].is_array() {
-                    // a nested index: take the entry for this platform
-                    let pick = m["manifests"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .find(|d| {
-                            d["platform"].is_null()
-                                || (d["platform"]["os"] == "linux"
-                                    && d["platform"]["architecture"] == arch())
-                        });
-                    if let Some(mut d) = pick {
-                        if d["annotations"].is_null() {
-                            d["annotations"] = desc["annotations"].clone();
+                let data = read_verified(&desc.digest.to_string())?;
+                match image::parse(&data)? {
+                    image::Parsed::Index { manifests } => {
+                        // a nested index: take the entry for this platform, keeping the name
+                        if let Some(d) = image::pick_platform(&manifests, "linux", arch()) {
+                            let mut d = d.clone();
+                            if d.annotations.is_empty() {
+                                d.annotations = desc.annotations.clone();
+                            }
+                            todo.push(d);
                         }
-                        manifests.push(d);
                     }
-                    continue;
+                    image::Parsed::Manifest { config, layers } => {
+                        let config = read_verified(&config.digest.to_string())?;
+                        let mut layer_files = Vec::new();
+                        for l in layers {
+                            let (d, p) = blob(&l.digest.to_string())?;
+                            layer_files.push((p, Some(d)));
+                        }
+                        let ann = |k: &str| {
+                            desc.annotations
+                                .iter()
+                                .find(|(key, _)| key == k)
+                                .map(|(_, v)| v.as_str())
+                        };
+                        let tag = ann("io.containerd.image.name")
+                            .or(ann("org.opencontainers.image.ref.name"))
+                            .filter(|n| Reference::parse(n).is_ok() && n.contains([':', '/']));
+                        let tags: Vec<String> =
+                            tag.map(|t| vec![t.to_string()]).unwrap_or_default();
+                        loaded.push(self.load_image(&config, layer_files, &tags)?);
+                    }
                 }
-                if !(mt.is_empty() || mt == MT_OCI_MANIFEST || mt == MT_DOCKER_MANIFEST) {
-                    continue;
-                }
-                let config = read_verified(m["config"]["digest"].as_str().unwrap_or(""))?;
-                let mut layer_files = Vec::new();
-                for l in m["layers"].as_array().cloned().unwrap_or_default() {
-                    let (d, p) = blob(l["digest"].as_str().unwrap_or(""))?;
-                    layer_files.push((p, Some(d)));
-                }
-                let ann = &desc["annotations"];
-                let tag = ann["io.containerd.image.name"]
-                    .as_str()
-                    .or(ann["org.opencontainers.image.ref.name"].as_str())
-                    .filter(|n| Reference::parse(n).is_ok() && n.contains([':', '/']));
-                let tags: Vec<String> = tag.map(|t| vec![t.to_string()]).unwrap_or_default();
-                loaded.push(self.load_image(&config, layer_files, &tags)?);
             }
         } else {
             return Err(Error::InvalidLayer(
