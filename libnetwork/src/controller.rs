@@ -504,10 +504,11 @@ impl Controller {
             info.gateway.ip(),
         )?;
         if self.opts.iptables {
-            nft::delete_tagged(&self.host, &format!("net:{}", info.name))?;
+            self.delete_network_rules(&info.name)?;
             if info.masquerade {
                 nft::add_masquerade(&self.host, &info.name, info.subnet(), &info.bridge)?;
             }
+            nft::add_hairpin(&self.host, &info.name, info.subnet())?;
         }
         write_json(&self.network_path(&info.name), info)
     }
@@ -576,6 +577,13 @@ impl Controller {
         Ok(info)
     }
 
+    fn delete_network_rules(&self, name: &str) -> Result<()> {
+        for kind in ["masq", "hairpin"] {
+            nft::delete_tagged(&self.host, &format!("net:{name}:{kind}"))?;
+        }
+        Ok(())
+    }
+
     /// Every network of the state directory, sorted by name.
     pub fn list_networks(&self) -> Result<Vec<NetworkInfo>> {
         let dir = self.state.join("networks");
@@ -621,7 +629,7 @@ impl Controller {
         self.host
             .run(|| Netlink::open()?.delete_link(&info.bridge).map(drop))?;
         if self.opts.iptables {
-            nft::delete_tagged(&self.host, &format!("net:{}", info.name))?;
+            self.delete_network_rules(&info.name)?;
         }
         self.ipam.remove_pool(&info.name)?;
         store::remove(&self.network_path(&info.name))
@@ -896,7 +904,13 @@ impl Controller {
         }
     }
 
-    fn publish(&self, cfg: &EndpointConfig, ep: &mut EndpointInfo, cip: Ipv4Addr) -> Result<()> {
+    fn publish(
+        &self,
+        cfg: &EndpointConfig,
+        ep: &mut EndpointInfo,
+        cip: Ipv4Addr,
+        bridge: &str,
+    ) -> Result<()> {
         let mut specs = cfg.publish.clone();
         if cfg.publish_all {
             for e in &ep.exposed {
@@ -962,7 +976,12 @@ impl Controller {
                 write_json(&self.endpoint_path(&ep.container_id), &*ep)?;
             }
             if self.opts.iptables {
-                nft::add_port_rules(&self.host, &ep.container_id, &ep.ports)?;
+                nft::add_port_rules(
+                    &self.host,
+                    &ep.container_id,
+                    &ep.ports,
+                    self.opts.userland_proxy.then_some(bridge),
+                )?;
             }
             Ok(())
         })();
@@ -1039,7 +1058,7 @@ impl Driver for BridgeDriver {
                 c.add_default_route(eth.index, net.gateway.ip())?;
                 c.set_up_by_name("lo")
             })
-            .and_then(|()| ctl.publish(cfg, ep, ip));
+            .and_then(|()| ctl.publish(cfg, ep, ip, &net.bridge));
         if let Err(e) = res {
             let _ = ctl.teardown(ep);
             return Err(e);

@@ -9,8 +9,8 @@
 //!   chain ports       { }                                              # one rule per published port
 //! }
 //! ```
-//! Rules carry a comment (`net:<network>` or `ep:<container>`) so teardown and crash cleanup
-//! find exactly their own rules.
+//! Rules carry a comment (`net:<network>:masq`, `net:<network>:hairpin` or `ep:<container>`)
+//! so that teardown and crash cleanup find exactly their own rules.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -105,7 +105,7 @@ pub fn add_masquerade(
 ) -> Result<()> {
     let net = Ipv4Network::new(subnet.network(), subnet.prefix()).expect("same prefix");
     let script = format!(
-        "add rule ip {TABLE} postrouting ip saddr {net} oifname != \"{}\" masquerade comment \"net:{}\"\n",
+        "add rule ip {TABLE} postrouting ip saddr {net} oifname != \"{}\" masquerade comment \"net:{}:masq\"\n",
         quote(bridge),
         quote(network)
     );
@@ -118,18 +118,45 @@ pub fn add_masquerade(
     .map(drop)
 }
 
-/// DNAT rules for an endpoint's published ports.
-pub fn add_port_rules(ns: &NetnsRef, owner: &str, ports: &[PortMapping]) -> Result<()> {
+/// Masquerades DNATed traffic from a container of `subnet` back into `subnet` (hairpin), so
+/// replies return through the host instead of going straight between containers.
+pub fn add_hairpin(ns: &NetnsRef, network: &str, subnet: Ipv4Network) -> Result<()> {
+    let net = Ipv4Network::new(subnet.network(), subnet.prefix()).expect("same prefix");
+    let script = format!(
+        "add rule ip {TABLE} postrouting ip saddr {net} ip daddr {net} ct status dnat masquerade comment \"net:{}:hairpin\"\n",
+        quote(network)
+    );
+    run_nft(
+        ns,
+        &format!("hairpin masquerade for network {network}"),
+        &["-f", "-"],
+        Some(&script),
+    )
+    .map(drop)
+}
+
+/// DNAT rules for an endpoint's published ports. With `skip_iif` (the bridge, when the
+/// userland proxy runs), traffic arriving from that bridge is left to the proxy, as Docker
+/// 1.4 did.
+pub fn add_port_rules(
+    ns: &NetnsRef,
+    owner: &str,
+    ports: &[PortMapping],
+    skip_iif: Option<&str>,
+) -> Result<()> {
     if ports.is_empty() {
         return Ok(());
     }
     let mut script = String::new();
     for p in ports {
-        let daddr = if p.host_ip.is_unspecified() {
+        let mut daddr = if p.host_ip.is_unspecified() {
             String::new()
         } else {
             format!("ip daddr {} ", p.host_ip)
         };
+        if let Some(br) = skip_iif {
+            daddr = format!("iifname != \"{}\" {daddr}", quote(br));
+        }
         script.push_str(&format!(
             "add rule ip {TABLE} ports {daddr}{} dport {} dnat to {}:{} comment \"ep:{}\"\n",
             p.proto,
@@ -148,7 +175,8 @@ pub fn add_port_rules(ns: &NetnsRef, owner: &str, ports: &[PortMapping]) -> Resu
     .map(drop)
 }
 
-/// Deletes every rule whose comment is `tag` (`ep:<id>` or `net:<name>`). Returns how many.
+/// Deletes every rule whose comment is `tag` (`ep:<id>`, `net:<name>:masq`,
+/// `net:<name>:hairpin`). Returns how many.
 pub fn delete_tagged(ns: &NetnsRef, tag: &str) -> Result<usize> {
     let json = match run_nft(
         ns,

@@ -121,17 +121,19 @@ fn echo_servers(c: &TestContainer, port: u16) {
 }
 
 fn tcp_echo(host: &TestHost, addr: SocketAddr) -> String {
-    host.ns
-        .netns()
-        .run(|| {
-            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            s.write_all(b"hello tcp").unwrap();
-            let mut b = [0u8; 9];
-            s.read_exact(&mut b).unwrap();
-            Ok(String::from_utf8_lossy(&b).into_owned())
-        })
-        .unwrap()
+    tcp_echo_in(host.ns.netns(), addr)
+}
+
+fn tcp_echo_in(ns: &longshore_network::netns::NetnsRef, addr: SocketAddr) -> String {
+    ns.run(|| {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"hello tcp").unwrap();
+        let mut b = [0u8; 9];
+        s.read_exact(&mut b).unwrap();
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    })
+    .unwrap()
 }
 
 fn udp_echo(host: &TestHost, addr: SocketAddr) -> String {
@@ -196,6 +198,14 @@ fn published_ports_echo_tcp_and_udp_through_dnat_and_proxy() {
     // a host address: DNAT in the output chain
     assert_eq!(tcp_echo(&host, (gw, 8080).into()), "hello tcp");
     assert_eq!(udp_echo(&host, (gw, 8081).into()), "hello udp");
+    // another container through the host's address: left to the proxy (Docker 1.4's way)
+    let client = TestContainer::new();
+    ctl.connect(&cfg("client", &client)).unwrap();
+    assert_eq!(
+        tcp_echo_in(client.ns.netns(), (gw, 8080).into()),
+        "hello tcp"
+    );
+    ctl.disconnect("client").unwrap();
     let tags = host.rule_tags();
     assert_eq!(
         tags.iter().filter(|t| *t == "ep:web").count(),
@@ -497,6 +507,12 @@ fn user_defined_networks_host_none_and_container_modes() {
     ctl.disconnect("ua").unwrap();
     ctl.remove_network("backend").unwrap();
     assert!(!host.links().contains(&net.bridge));
+    let tags = host.rule_tags();
+    assert!(
+        tags.iter().all(|t| !t.starts_with("net:backend")),
+        "{tags:?}"
+    );
+    assert!(tags.contains(&"net:bridge:hairpin".to_string()), "{tags:?}");
     assert!(matches!(
         ctl.network("backend"),
         Err(Error::NetworkNotFound(_))
@@ -579,7 +595,7 @@ fn daemon_options_route_avoidance_mtu_masquerade_iptables_and_ip_forward() {
         "the machine's own namespace is untouched"
     );
     // --ip-masq=false: no masquerade rule
-    assert!(!host.rule_tags().contains(&"net:bridge".to_string()));
+    assert!(!host.rule_tags().contains(&"net:bridge:masq".to_string()));
     let c = TestContainer::new();
     ctl.connect(&cfg("mtu", &c)).unwrap();
     let mtu =
@@ -596,7 +612,7 @@ fn daemon_options_route_avoidance_mtu_masquerade_iptables_and_ip_forward() {
     // proxy still publishes the port
     let masq = TestHost::new(|_| {});
     let _ctl = masq.controller();
-    assert!(masq.rule_tags().contains(&"net:bridge".to_string()));
+    assert!(masq.rule_tags().contains(&"net:bridge:masq".to_string()));
     let plain = TestHost::new(|o| o.iptables = false);
     let ctl = plain.controller();
     let c = TestContainer::new();
@@ -610,4 +626,34 @@ fn daemon_options_route_avoidance_mtu_masquerade_iptables_and_ip_forward() {
         "hello tcp"
     );
     ctl.disconnect("noipt").unwrap();
+}
+
+#[test]
+fn without_the_userland_proxy_dnat_and_hairpin_still_publish() {
+    require_root!();
+    let host = TestHost::new(|o| o.userland_proxy = false);
+    let ctl = host.controller();
+    let (srv, client) = (TestContainer::new(), TestContainer::new());
+    echo_servers(&srv, 5000);
+    let mut cf = cfg("srv", &srv);
+    cf.publish = vec!["8080:5000".parse().unwrap()];
+    ctl.connect(&cf).unwrap();
+    ctl.connect(&cfg("cli", &client)).unwrap();
+    let gw: Ipv4Addr = "172.17.42.1".parse().unwrap();
+    assert_eq!(tcp_echo(&host, (gw, 8080).into()), "hello tcp");
+    // container -> host address -> DNAT back into the bridge: the hairpin masquerade
+    assert_eq!(
+        tcp_echo_in(client.ns.netns(), (gw, 8080).into()),
+        "hello tcp"
+    );
+    // loopback is not DNATed and no proxy listens: refused
+    let refused = host
+        .ns
+        .netns()
+        .run(|| Ok(TcpStream::connect((Ipv4Addr::LOCALHOST, 8080)).is_err()))
+        .unwrap();
+    assert!(refused);
+    ctl.disconnect("cli").unwrap();
+    ctl.disconnect("srv").unwrap();
+    assert!(host.rule_tags().iter().all(|t| !t.starts_with("ep:")));
 }
