@@ -394,3 +394,65 @@ impl Drop for DirBlobWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, DirStore) {
+        let dir = tempfile::Builder::new()
+            .prefix("longshore-store")
+            .tempdir()
+            .unwrap();
+        let s = DirStore::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn commit_verifies_size_and_digest() {
+        let (_d, s) = store();
+        let good = sha256_digest(b"hello");
+        let mut w = s.writer(&good, 5).await.unwrap();
+        w.write(b"hello").await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(s.has(&good).await.unwrap(), Some(5));
+
+        // Wrong content for the digest: refused, nothing visible, nothing left in ingest.
+        let other = sha256_digest(b"world");
+        let mut w = s.writer(&other, 5).await.unwrap();
+        w.write(b"WORLD").await.unwrap();
+        assert!(w.commit().await.is_err());
+        assert_eq!(s.has(&other).await.unwrap(), None);
+        // Too many bytes: refused at write time.
+        let mut w = s.writer(&other, 5).await.unwrap();
+        assert!(w.write(b"world!").await.is_err());
+        drop(w);
+        // Too few bytes: refused at commit.
+        let mut w = s.writer(&other, 5).await.unwrap();
+        w.write(b"worl").await.unwrap();
+        assert!(w.commit().await.is_err());
+        assert_eq!(
+            std::fs::read_dir(s.root().join("ingest")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn open_removes_stale_ingest_files_and_refs_round_trip() {
+        let (d, s) = store();
+        std::fs::write(s.root().join("ingest/stale"), b"x").unwrap();
+        let s = DirStore::open(d.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(s.root().join("ingest")).unwrap().count(),
+            0
+        );
+        let digest = s.write_blob(b"{}").unwrap();
+        let desc = Descriptor::new(MediaType::ImageManifest, 2, digest.clone());
+        s.set_ref("a", &desc).unwrap();
+        s.set_ref("b", &desc).unwrap();
+        s.set_ref("a", &desc).unwrap();
+        assert_eq!(s.index().unwrap().manifests().len(), 2);
+        assert_eq!(s.resolve("b").unwrap().digest(), &digest);
+        assert!(matches!(s.resolve("c"), Err(Error::LocalNotFound { .. })));
+    }
+}

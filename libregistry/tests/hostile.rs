@@ -391,3 +391,26 @@ async fn dropping_the_pull_leaves_no_partial_blob() {
     assert!(task.await.unwrap_err().is_cancelled());
     assert_clean(&store, &fake);
 }
+
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff() {
+    let fake = fake_image();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let srv = hostile(fake.clone(), move |req, f| {
+        if !is_layer(req, f) {
+            Reply::new(404, "")
+        } else if h.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::new(503, "busy")
+        } else {
+            Reply::new(200, f.layer.clone())
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    pull(&srv.addr, &store).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    let d = fake.layer_digest.parse().unwrap();
+    assert_eq!(store.read_blob(&d).unwrap(), fake.layer);
+}

@@ -589,3 +589,169 @@ async fn docker_hub_search_shape_with_filters() {
         .unwrap();
     assert_eq!(one.len(), 1);
 }
+
+/// Rewrites a built OCI image as a Docker schema 2 image (and a Docker manifest list).
+fn docker_flavoured(
+    dir: &DirStore,
+    img: &BuiltImage,
+) -> (oci_spec::image::Descriptor, oci_spec::image::Descriptor) {
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&dir.read_blob(img.manifest.digest()).unwrap()).unwrap();
+    m["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json".into();
+    m["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json".into();
+    for l in m["layers"].as_array_mut().unwrap() {
+        l["mediaType"] = "application/vnd.docker.image.rootfs.diff.tar.gzip".into();
+    }
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let d = dir.write_blob(&bytes).unwrap();
+    let manifest = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::Other(longshore_registry::DOCKER_MANIFEST.into()),
+        bytes.len() as u64,
+        d,
+    );
+    dir.set_ref("docker", &manifest).unwrap();
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": longshore_registry::DOCKER_MANIFEST_LIST,
+        "manifests": [{
+            "mediaType": longshore_registry::DOCKER_MANIFEST,
+            "size": bytes.len(),
+            "digest": manifest.digest().to_string(),
+            "platform": {"os": "linux", "architecture": "amd64"},
+        }],
+    }))
+    .unwrap();
+    let ld = dir.write_blob(&list).unwrap();
+    let list_desc = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::Other(longshore_registry::DOCKER_MANIFEST_LIST.into()),
+        list.len() as u64,
+        ld,
+    );
+    dir.set_ref("docker-list", &list_desc).unwrap();
+    (manifest, list_desc)
+}
+
+#[tokio::test]
+async fn docker_schema2_manifest_and_manifest_list() {
+    let reg = Registry::start(RegistryAuth::Open);
+    let src_dir = tempdir();
+    let src = DirStore::open(src_dir.path()).unwrap();
+    let img = build_image(&src, "latest", &[random_tar(40, 150_000)]);
+    let (manifest, list) = docker_flavoured(&src, &img);
+    let client = client_for(&reg.addr);
+    let single = reference(&reg.addr, "docker/app:single");
+    let multi = reference(&reg.addr, "docker/app:list");
+    client
+        .push_from_dir(&src, "docker", &single, &PushOptions::default())
+        .await
+        .unwrap();
+    let pushed = client
+        .push_from_dir(&src, "docker-list", &multi, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&pushed.digest, list.digest());
+    for r in [&single, &multi] {
+        let out_dir = tempdir();
+        let out = DirStore::open(out_dir.path()).unwrap();
+        let opts = PullOptions {
+            platform: Some("linux/amd64".parse().unwrap()),
+            ..Default::default()
+        };
+        let pulled = client.pull_to_dir(r, &out, &opts).await.unwrap();
+        assert_eq!(pulled.manifest.digest(), manifest.digest(), "{r}");
+        assert_eq!(
+            pulled.manifest.media_type().as_ref(),
+            longshore_registry::DOCKER_MANIFEST
+        );
+        if r == &multi {
+            let idx = pulled.index.as_ref().unwrap();
+            assert_eq!(
+                idx.media_type().as_ref(),
+                longshore_registry::DOCKER_MANIFEST_LIST
+            );
+        }
+        assert_eq!(
+            out.read_blob(&img.layers[0]).unwrap(),
+            src.read_blob(&img.layers[0]).unwrap()
+        );
+    }
+    // skopeo agrees on the digest of what we pushed.
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/docker/app:list", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        longshore_registry::sha256_digest(&out.stdout),
+        *list.digest()
+    );
+}
+
+#[tokio::test]
+async fn hundred_megabyte_multi_layer_image_roundtrip() {
+    let reg = Registry::start(RegistryAuth::Open);
+    let src_dir = tempdir();
+    let src = DirStore::open(src_dir.path()).unwrap();
+    // Four layers of random data, 25 MiB each (stored uncompressed: random data does not shrink).
+    let mut layers = Vec::new();
+    for n in 0..4u64 {
+        let t = random_tar(100 + n, 25 << 20);
+        let d = src.write_blob(&t).unwrap();
+        layers.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": t.len(), "digest": d.to_string()}));
+    }
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = src.write_blob(config).unwrap();
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": cd.to_string()},
+        "layers": layers,
+    }))
+    .unwrap();
+    let md = src.write_blob(&m).unwrap();
+    src.set_ref(
+        "big",
+        &oci_spec::image::Descriptor::new(
+            oci_spec::image::MediaType::ImageManifest,
+            m.len() as u64,
+            md.clone(),
+        ),
+    )
+    .unwrap();
+    let client = Client::new(ClientOptions {
+        insecure_registries: vec![reg.addr.clone()],
+        chunk_size: Some(8 << 20),
+        ..Default::default()
+    });
+    let dest = reference(&reg.addr, "big/random:1");
+    let pushed = client
+        .push_from_dir(&src, "big", &dest, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(pushed.digest, md);
+    let out_dir = tempdir();
+    let out = DirStore::open(out_dir.path()).unwrap();
+    let pulled = client
+        .pull_to_dir(&dest, &out, &PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), &md);
+    for l in &pulled.layers {
+        let (a, b) = (
+            out.blob_path(l.digest()).unwrap(),
+            src.blob_path(l.digest()).unwrap(),
+        );
+        assert_eq!(
+            std::fs::metadata(&a).unwrap().len(),
+            std::fs::metadata(&b).unwrap().len()
+        );
+        // Content equality is implied by the verified digest; check one layer byte for byte.
+    }
+    let first = pulled.layers[0].digest();
+    assert_eq!(out.read_blob(first).unwrap(), src.read_blob(first).unwrap());
+}
