@@ -657,3 +657,64 @@ fn without_the_userland_proxy_dnat_and_hairpin_still_publish() {
     ctl.disconnect("srv").unwrap();
     assert!(host.rule_tags().iter().all(|t| !t.starts_with("ep:")));
 }
+
+/// Runs only as the child of `a_crashed_process_is_cleaned_up_by_the_next_one`: sets up a
+/// container with published ports, then exits without any teardown, like a crash.
+#[test]
+#[ignore = "helper, run in a child process by a_crashed_process_is_cleaned_up_by_the_next_one"]
+fn crash_child_helper() {
+    let spec = std::env::var("LS_CRASH_CHILD").expect("run by the parent test only");
+    let p: Vec<&str> = spec.split('|').collect();
+    let opts = longshore_network::DaemonOptions {
+        bridge: p[2].into(),
+        host_resolv_conf: p[4].into(),
+        ..Default::default()
+    };
+    let host = longshore_network::netns::NetnsRef::from_path(p[0]).unwrap();
+    let ctl = longshore_network::Controller::new(p[1], host, opts).unwrap();
+    let ctr = longshore_network::netns::NetnsRef::from_path(p[3]).unwrap();
+    let mut cf = EndpointConfig::new("victim", Some(ctr));
+    cf.publish = vec!["7100:80".parse().unwrap(), "7101:80/udp".parse().unwrap()];
+    ctl.connect(&cf).unwrap();
+    // no destructor runs: proxies, records, rules and the veth are left as a crash leaves them
+    std::process::exit(42);
+}
+
+#[test]
+fn a_crashed_process_is_cleaned_up_by_the_next_one() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let c = TestContainer::new();
+    let state = host.state.path().join("state");
+    let spec = format!(
+        "{}|{}|{}|{}|{}",
+        host.ns.path().display(),
+        state.display(),
+        host.opts.bridge,
+        c.ns.path().display(),
+        host.opts.host_resolv_conf.display()
+    );
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child_helper", "--ignored", "--nocapture"])
+        .env("LS_CRASH_CHILD", spec)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(42), "the child sets up and 'crashes'");
+    assert_eq!(host.veths().len(), 1);
+    assert!(host.rule_tags().contains(&"ep:victim".to_string()));
+
+    let ctl = host.controller();
+    let report = ctl.cleanup().unwrap();
+    assert_eq!(report.endpoints, vec!["victim".to_string()]);
+    assert!(host.veths().is_empty());
+    assert!(host.rule_tags().iter().all(|t| !t.starts_with("ep:")));
+    assert!(ctl.leases("bridge").unwrap().is_empty());
+    assert!(ctl.endpoints().unwrap().is_empty());
+    // the crashed process's ports are free for the next container
+    let mut cf = cfg("heir", &c);
+    cf.publish = vec!["7100:80".parse().unwrap(), "7101:80/udp".parse().unwrap()];
+    ctl.connect(&cf).unwrap();
+    ctl.disconnect("heir").unwrap();
+    // a second cleanup finds nothing
+    assert_eq!(ctl.cleanup().unwrap(), Default::default());
+}
