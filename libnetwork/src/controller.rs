@@ -695,6 +695,7 @@ impl Controller {
         if path.exists() {
             return Err(Error::AlreadyConnected(cfg.container_id.clone()));
         }
+        Self::check_config(cfg)?;
         let driver = self.driver(&cfg.mode);
         let hostname = cfg
             .hostname
@@ -750,6 +751,43 @@ impl Controller {
             files,
             link_env,
         })
+    }
+
+    fn check_config(cfg: &EndpointConfig) -> Result<()> {
+        use crate::files::check_name;
+        check_name("container name", cfg.container_name.trim_start_matches('/'))?;
+        if let Some(h) = &cfg.hostname {
+            check_name("hostname", h)?;
+        }
+        if let Some(d) = &cfg.domainname {
+            check_name("domain name", d)?;
+        }
+        for s in &cfg.dns_search {
+            check_name("--dns-search domain", s)?;
+        }
+        for e in &cfg.extra_hosts {
+            for n in &e.names {
+                check_name("--add-host name", n)?;
+            }
+        }
+        for l in &cfg.links {
+            check_name("--link alias", &l.alias)?;
+            check_name("--link name", &l.name)?;
+            if !l
+                .alias
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(Error::InvalidInput {
+                    what: "--link alias",
+                    value: l.alias.clone(),
+                    reason:
+                        "use letters, digits, '-', '_' and '.' (it names environment variables)"
+                            .into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn build_files(&self, cfg: &EndpointConfig, ep: &EndpointInfo) -> Result<ContainerFiles> {

@@ -27,15 +27,32 @@ impl HostsEntry {
             reason: reason.to_string(),
         };
         let (name, ip) = s.split_once(':').ok_or_else(|| bad("expected name:ip"))?;
-        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '#') {
-            return Err(bad("invalid host name"));
-        }
+        check_name("--add-host name", name)?;
         let ip: IpAddr = ip.parse().map_err(|_| bad("invalid IP address"))?;
         Ok(Self {
             ip,
             names: vec![name.to_string()],
         })
     }
+}
+
+/// Checks a name that goes into `/etc/hosts`, `/etc/hostname` or `resolv.conf`: 1-255
+/// characters, none of them whitespace, control characters or `#`, so no input can add lines
+/// or comments to those files.
+pub fn check_name(what: &'static str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 255
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
+        return Err(Error::InvalidInput {
+            what,
+            value: name.to_string(),
+            reason: "must be 1-255 characters without whitespace, control characters or '#'".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The localhost lines Docker 1.4 writes after the container's own line.

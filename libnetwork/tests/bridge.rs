@@ -540,6 +540,30 @@ fn bad_input_is_refused_without_side_effects() {
         })
         .is_err()
     );
+    // names that would inject lines into /etc/hosts or resolv.conf
+    let mut cf = cfg("inject", &c);
+    cf.hostname = Some("evil\n1.2.3.4 bank".into());
+    assert!(matches!(
+        ctl.connect(&cf),
+        Err(Error::InvalidInput {
+            what: "hostname",
+            ..
+        })
+    ));
+    let mut cf = cfg("inject", &c);
+    cf.dns_search = vec!["a.test\nnameserver 6.6.6.6".into()];
+    assert!(ctl.connect(&cf).is_err());
+    let mut cf = cfg("inject", &c);
+    cf.extra_hosts = vec![longshore_network::files::HostsEntry {
+        ip: "10.0.0.1".parse().unwrap(),
+        names: vec!["a b".into()],
+    }];
+    assert!(ctl.connect(&cf).is_err());
+    let mut cf = cfg("inject", &c);
+    cf.links =
+        vec![Link::parse("x:my$alias", "10.0.0.1".parse().unwrap(), vec![], vec![]).unwrap()];
+    assert!(ctl.connect(&cf).is_err());
+    assert!(!c.etc.exists(), "nothing written for refused configs");
     // the host namespace as a container namespace
     let mut cf = EndpointConfig::new("hostns", Some(host.ns.netns().clone()));
     cf.mode = NetMode::Bridge("bridge".into());
