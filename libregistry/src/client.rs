@@ -528,7 +528,9 @@ impl Client {
         body: &BodySrc<'_>,
         auth: Option<&str>,
     ) -> Result<Response> {
-        let origin = url.origin();
+        // Credentials belong to the registry endpoint: never sent to any other origin,
+        // whether reached by a redirect or named by an upload Location.
+        let origin = ep.base.origin();
         let first = url.to_string();
         let mut cur = url;
         let mut seen: Vec<Url> = Vec::new();

@@ -34,6 +34,43 @@
 //! Progress: set [`PullOptions::progress`] to a channel sender and draw the
 //! [`Progress`] events (waiting, downloading bytes/total, verifying, done, already
 //! exists) as they arrive.
+//!
+//! ## Authentication and registry configuration
+//!
+//! * `/v2/` is pinged once per host; a `401` names Basic or Bearer. Bearer tokens are
+//!   fetched from the realm (with Basic credentials when there are some), cached per
+//!   registry and scope until `expires_in`, shared by concurrent requests, and replaced
+//!   once when the registry answers `401`.
+//! * Credentials come from [`Client::set_credentials`] or a [`CredentialStore`]
+//!   (Docker's `config.json`: `auths`, `credHelpers`, `credsStore`). [`Client::login`]
+//!   checks them against the registry before saving (mode 0600); [`Client::logout`]
+//!   removes them. They are never sent to another origin, not after a redirect and not
+//!   to an upload `Location` on another host.
+//! * [`ClientOptions`] holds insecure registries (HTTPS without verification, then plain
+//!   HTTP), Docker Hub mirrors, a `certs.d` directory (`<host:port>/*.crt` CAs,
+//!   `client.cert`/`client.key`), size caps, concurrency, chunk size and retries.
+//!   Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`.
+//!
+//! ## The content store
+//!
+//! [`DirStore`] works offline too; this runs as a doctest:
+//!
+//! ```
+//! use longshore_registry::{BlobWriter, ContentStore, DirStore, Reference, sha256_digest};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let r: Reference = "busybox:1.36".parse().unwrap();
+//! assert_eq!(r.to_string(), "docker.io/library/busybox:1.36");
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = DirStore::open(dir.path()).unwrap();
+//! let digest = sha256_digest(b"layer bytes");
+//! let mut w = store.writer(&digest, 11).await.unwrap();
+//! w.write(b"layer bytes").await.unwrap();
+//! w.commit().await.unwrap(); // verified, then renamed into blobs/sha256/
+//! assert_eq!(store.has(&digest).await.unwrap(), Some(11));
+//! # }
+//! ```
 
 mod auth;
 mod client;

@@ -414,3 +414,57 @@ async fn server_errors_are_retried_with_backoff() {
     let d = fake.layer_digest.parse().unwrap();
     assert_eq!(store.read_blob(&d).unwrap(), fake.layer);
 }
+
+#[tokio::test]
+async fn upload_location_on_another_host_gets_no_credentials() {
+    let storage = TinyServer::start(|req| {
+        if req.method == "PUT" && req.path.starts_with("/upload/") {
+            Reply::new(201, "")
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let storage_addr = storage.addr.clone();
+    let srv = TinyServer::start(move |req| {
+        if req.headers.get("authorization").map(String::as_str)
+            != Some(&Credentials::new("bob", "pw").basic_header())
+        {
+            return Reply::new(401, "").header("WWW-Authenticate", r#"Basic realm="hostile""#);
+        }
+        match req.method.as_str() {
+            "GET" if req.path == "/v2/" => Reply::new(200, "{}"),
+            "HEAD" => Reply::new(404, ""),
+            "POST" => Reply::new(202, "").header(
+                "Location",
+                &format!("http://{storage_addr}/upload/1?_state=abc"),
+            ),
+            "PUT" if req.path.contains("/manifests/") => Reply::new(201, ""),
+            _ => Reply::new(404, ""),
+        }
+    })
+    .await;
+    let src_dir = tempdir();
+    let src = DirStore::open(src_dir.path()).unwrap();
+    build_image(&src, "latest", &[random_tar(50, 10_000)]);
+    let c = client(&srv.addr);
+    c.set_credentials(&srv.addr, Credentials::new("bob", "pw"));
+    let dest: Reference = format!("{}/x/y:1", srv.addr).parse().unwrap();
+    let pushed = c
+        .push_from_dir(&src, "latest", &dest, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(pushed.uploaded, 2);
+    let puts = storage.requests();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    for req in puts {
+        // The Location was followed exactly (its query kept, the digest appended)...
+        assert!(
+            req.path
+                .starts_with("/upload/1?_state=abc&digest=sha256%3A"),
+            "{req:?}"
+        );
+        // ...and the registry's credentials stayed with the registry.
+        assert!(!req.headers.contains_key("authorization"), "{req:?}");
+    }
+}
