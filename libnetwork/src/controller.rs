@@ -509,6 +509,9 @@ impl Controller {
                 nft::add_masquerade(&self.host, &info.name, info.subnet(), &info.bridge)?;
             }
             nft::add_hairpin(&self.host, &info.name, info.subnet())?;
+            if !info.icc {
+                nft::add_icc_isolation(&self.host, &info.name)?;
+            }
         }
         write_json(&self.network_path(&info.name), info)
     }
@@ -578,7 +581,7 @@ impl Controller {
     }
 
     fn delete_network_rules(&self, name: &str) -> Result<()> {
-        for kind in ["masq", "hairpin"] {
+        for kind in ["masq", "hairpin", "icc"] {
             nft::delete_tagged(&self.host, &format!("net:{name}:{kind}"))?;
         }
         Ok(())
@@ -630,6 +633,7 @@ impl Controller {
             .run(|| Netlink::open()?.delete_link(&info.bridge).map(drop))?;
         if self.opts.iptables {
             self.delete_network_rules(&info.name)?;
+            nft::delete_icc_set(&self.host, &info.name)?;
         }
         self.ipam.remove_pool(&info.name)?;
         store::remove(&self.network_path(&info.name))
@@ -1082,7 +1086,9 @@ impl Driver for BridgeDriver {
                     netns,
                 };
                 let idx = h.create_veth(&veth, br.index, net.mtu, &peer)?;
-                if !net.icc {
+                // without firewall rules, --icc=false falls back to bridge port isolation
+                // (no link exceptions possible)
+                if !net.icc && !ctl.opts.iptables {
                     h.set_port_isolated(idx, &veth, true)?;
                 }
                 netns.enter()?;
@@ -1095,6 +1101,18 @@ impl Driver for BridgeDriver {
                 c.add_address(eth.index, "eth0", IpNetwork::V4(cidr))?;
                 c.add_default_route(eth.index, net.gateway.ip())?;
                 c.set_up_by_name("lo")
+            })
+            .and_then(|()| {
+                if net.icc || !ctl.opts.iptables {
+                    return Ok(());
+                }
+                nft::icc_member(&ctl.host, &net.name, &veth, true)?;
+                for l in &cfg.links {
+                    if let IpAddr::V4(child) = l.ip {
+                        nft::add_link_rules(&ctl.host, &cfg.container_id, ip, child, &l.ports)?;
+                    }
+                }
+                Ok(())
             })
             .and_then(|()| ctl.publish(cfg, ep, ip, &net.bridge));
         if let Err(e) = res {
@@ -1117,8 +1135,16 @@ impl Driver for BridgeDriver {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&ep.container_id);
         drop(proxies);
-        if ctl.opts.iptables && !ep.ports.is_empty() {
+        let isolated = ep
+            .network
+            .as_deref()
+            .and_then(|n| ctl.network(n).ok())
+            .filter(|n| !n.icc);
+        if ctl.opts.iptables && (!ep.ports.is_empty() || isolated.is_some()) {
             keep(nft::delete_tagged(&ctl.host, &format!("ep:{}", ep.container_id)).map(drop));
+        }
+        if let (true, Some(net), Some(v)) = (ctl.opts.iptables, &isolated, &ep.veth) {
+            keep(nft::icc_member(&ctl.host, &net.name, v, false));
         }
         keep(ctl.ports.release_owner(&ep.container_id).map(drop));
         if let Some(v) = &ep.veth {

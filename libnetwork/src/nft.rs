@@ -175,32 +175,37 @@ pub fn add_port_rules(
     .map(drop)
 }
 
-/// Deletes every rule whose comment is `tag` (`ep:<id>`, `net:<name>:masq`,
-/// `net:<name>:hairpin`). Returns how many.
-pub fn delete_tagged(ns: &NetnsRef, tag: &str) -> Result<usize> {
-    let json = match run_nft(
-        ns,
-        "list table ip longshore",
-        &["-j", "list", "table", "ip", TABLE],
-        None,
-    ) {
-        Ok(j) => j,
-        // no table: nothing to delete
-        Err(Error::Nft { detail, .. }) if detail.contains("No such file") => return Ok(0),
-        Err(e) => return Err(e),
-    };
+fn list_rules(ns: &NetnsRef) -> Result<Vec<serde_json::Value>> {
+    let json = run_nft(ns, "list ruleset", &["-j", "list", "ruleset"], None)?;
     let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Nft {
         what: "parse nft -j output".into(),
         detail: e.to_string(),
     })?;
+    Ok(v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let r = &i["rule"];
+            let ours = r["table"].as_str() == Some(TABLE)
+                && matches!(r["family"].as_str(), Some("ip" | "bridge"));
+            ours.then(|| r.clone())
+        })
+        .collect())
+}
+
+/// Deletes every rule of our tables (`ip longshore`, `bridge longshore`) whose comment is
+/// `tag` (`ep:<id>`, `net:<name>:masq`, `net:<name>:hairpin`, `net:<name>:icc`). Returns how
+/// many.
+pub fn delete_tagged(ns: &NetnsRef, tag: &str) -> Result<usize> {
     let want = quote(tag);
     let mut script = String::new();
     let mut n = 0;
-    for item in v["nftables"].as_array().into_iter().flatten() {
-        let r = &item["rule"];
-        if r.is_object() && r["comment"].as_str() == Some(want.as_str()) {
+    for r in list_rules(ns)? {
+        if r["comment"].as_str() == Some(want.as_str()) {
             script.push_str(&format!(
-                "delete rule ip {TABLE} {} handle {}\n",
+                "delete rule {} {TABLE} {} handle {}\n",
+                r["family"].as_str().unwrap_or("ip"),
                 r["chain"].as_str().unwrap_or_default(),
                 r["handle"]
             ));
@@ -218,26 +223,109 @@ pub fn delete_tagged(ns: &NetnsRef, tag: &str) -> Result<usize> {
     Ok(n)
 }
 
-/// Every comment tag of the table's rules (for leak checks and cleanup).
+/// Every comment tag of our tables' rules (for leak checks and cleanup).
 pub fn tags(ns: &NetnsRef) -> Result<Vec<String>> {
-    let json = match run_nft(
-        ns,
-        "list table ip longshore",
-        &["-j", "list", "table", "ip", TABLE],
-        None,
-    ) {
-        Ok(j) => j,
-        Err(Error::Nft { detail, .. }) if detail.contains("No such file") => return Ok(vec![]),
-        Err(e) => return Err(e),
-    };
-    let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Nft {
-        what: "parse nft -j output".into(),
-        detail: e.to_string(),
-    })?;
-    Ok(v["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["rule"]["comment"].as_str().map(str::to_string))
+    Ok(list_rules(ns)?
+        .iter()
+        .filter_map(|r| r["comment"].as_str().map(str::to_string))
         .collect())
+}
+
+fn icc_set(network: &str) -> String {
+    let n: String = network
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("icc_{n}")
+}
+
+/// `--icc=false` for a network: in `table bridge longshore`, IPv4/IPv6 frames forwarded
+/// between two ports of the set `icc_<network>` are dropped. Link exceptions are inserted
+/// before the drop by [`add_link_rules`].
+pub fn add_icc_isolation(ns: &NetnsRef, network: &str) -> Result<()> {
+    let set = icc_set(network);
+    let script = format!(
+        "add table bridge {TABLE}
+add chain bridge {TABLE} forward {{ type filter hook forward priority 0; policy accept; }}
+add set bridge {TABLE} {set} {{ type ifname; }}
+add rule bridge {TABLE} forward iifname @{set} oifname @{set} ether type {{ ip, ip6 }} drop comment \"net:{}:icc\"
+",
+        quote(network)
+    );
+    run_nft(
+        ns,
+        &format!("isolate containers of network {network}"),
+        &["-f", "-"],
+        Some(&script),
+    )
+    .map(drop)
+}
+
+/// Removes the isolation set of a network (its rule goes by tag).
+pub fn delete_icc_set(ns: &NetnsRef, network: &str) -> Result<()> {
+    let script = format!("delete set bridge {TABLE} {}\n", icc_set(network));
+    match run_nft(
+        ns,
+        &format!("delete isolation set of {network}"),
+        &["-f", "-"],
+        Some(&script),
+    ) {
+        Err(Error::Nft { detail, .. }) if detail.contains("No such file") => Ok(()),
+        r => r.map(drop),
+    }
+}
+
+/// Adds (or removes) a veth to its network's isolation set.
+pub fn icc_member(ns: &NetnsRef, network: &str, veth: &str, add: bool) -> Result<()> {
+    let script = format!(
+        "{} element bridge {TABLE} {} {{ \"{}\" }}\n",
+        if add { "add" } else { "delete" },
+        icc_set(network),
+        quote(veth)
+    );
+    match run_nft(
+        ns,
+        &format!("isolation set of {network}: {veth}"),
+        &["-f", "-"],
+        Some(&script),
+    ) {
+        Err(Error::Nft { detail, .. }) if !add && detail.contains("No such file") => Ok(()),
+        r => r.map(drop),
+    }
+}
+
+/// Allows a link's ports between `parent` and `child` through the isolation (both directions,
+/// as Docker 1.4's link rules), tagged `ep:<owner>`.
+pub fn add_link_rules(
+    ns: &NetnsRef,
+    owner: &str,
+    parent: std::net::Ipv4Addr,
+    child: std::net::Ipv4Addr,
+    ports: &[crate::ports::ExposedPort],
+) -> Result<()> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let mut script = format!(
+        "add table bridge {TABLE}
+add chain bridge {TABLE} forward {{ type filter hook forward priority 0; policy accept; }}
+"
+    );
+    for p in ports {
+        for (src, dst, dir) in [(parent, child, "dport"), (child, parent, "sport")] {
+            script.push_str(&format!(
+                "insert rule bridge {TABLE} forward ip saddr {src} ip daddr {dst} {} {dir} {} accept comment \"ep:{}\"\n",
+                p.proto,
+                p.port,
+                quote(owner)
+            ));
+        }
+    }
+    run_nft(
+        ns,
+        &format!("link rules of {owner}"),
+        &["-f", "-"],
+        Some(&script),
+    )
+    .map(drop)
 }

@@ -259,20 +259,74 @@ fn published_ports_echo_tcp_and_udp_through_dnat_and_proxy() {
 }
 
 #[test]
-fn icc_false_isolates_containers_but_not_the_bridge() {
+fn icc_false_isolates_containers_but_not_the_bridge_and_links_open_their_ports() {
     require_root!();
     let host = TestHost::new(|o| o.icc = false);
     let ctl = host.controller();
-    let (a, b) = (TestContainer::new(), TestContainer::new());
-    ctl.connect(&cfg("iso-a", &a)).unwrap();
-    let eb = ctl.connect(&cfg("iso-b", &b)).unwrap();
-    assert!(a.ping("172.17.42.1"));
-    assert!(
-        !a.ping(&eb.info.ip.unwrap().ip().to_string()),
-        "icc=false must block a -> b"
+    let (a, b, c) = (
+        TestContainer::new(),
+        TestContainer::new(),
+        TestContainer::new(),
     );
-    ctl.disconnect("iso-a").unwrap();
-    ctl.disconnect("iso-b").unwrap();
+    echo_servers(&a, 5000);
+    let mut ca = cfg("iso-a", &a);
+    ca.container_name = "db".into();
+    ca.expose = vec!["5000".parse().unwrap()];
+    let ea = ctl.connect(&ca).unwrap();
+    let aip = ea.info.ip.unwrap().ip();
+    let mut cb = cfg("iso-b", &b);
+    cb.links = vec![Link::parse("db:db", aip.into(), ea.info.exposed.clone(), vec![]).unwrap()];
+    ctl.connect(&cb).unwrap();
+    ctl.connect(&cfg("iso-c", &c)).unwrap();
+    assert!(a.ping("172.17.42.1"), "the bridge stays reachable");
+    assert!(!c.ping(&aip.to_string()), "icc=false must block c -> a");
+    assert!(!b.ping("db"), "a link opens its ports only, not ICMP");
+    // the link's port is open from b, and only from b
+    let a5000: SocketAddr = (aip, 5000).into();
+    assert_eq!(tcp_echo_in(b.ns.netns(), a5000), "hello tcp");
+    let c_blocked =
+        c.ns.netns()
+            .run(|| Ok(TcpStream::connect_timeout(&a5000, Duration::from_millis(500)).is_err()))
+            .unwrap();
+    assert!(c_blocked, "c has no link to a");
+    assert!(host.rule_tags().contains(&"ep:iso-b".to_string()));
+    for id in ["iso-b", "iso-c", "iso-a"] {
+        ctl.disconnect(id).unwrap();
+    }
+    let tags = host.rule_tags();
+    assert!(tags.iter().all(|t| !t.starts_with("ep:")), "{tags:?}");
+    let set = host
+        .ns
+        .netns()
+        .run(|| {
+            let o = std::process::Command::new("nft")
+                .args(["list", "set", "bridge", "longshore", "icc_bridge"])
+                .output()
+                .unwrap();
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        })
+        .unwrap();
+    assert!(
+        !set.contains("lsv"),
+        "veths left in the isolation set: {set}"
+    );
+}
+
+#[test]
+fn icc_false_without_firewall_rules_uses_bridge_port_isolation() {
+    require_root!();
+    let host = TestHost::new(|o| {
+        o.icc = false;
+        o.iptables = false;
+    });
+    let ctl = host.controller();
+    let (a, b) = (TestContainer::new(), TestContainer::new());
+    ctl.connect(&cfg("pi-a", &a)).unwrap();
+    let eb = ctl.connect(&cfg("pi-b", &b)).unwrap();
+    assert!(a.ping("172.17.42.1"));
+    assert!(!a.ping(&eb.info.ip.unwrap().ip().to_string()));
+    ctl.disconnect("pi-a").unwrap();
+    ctl.disconnect("pi-b").unwrap();
 }
 
 #[test]
