@@ -691,13 +691,17 @@ fn daemon_options_route_avoidance_mtu_masquerade_iptables_and_ip_forward() {
     let masq = TestHost::new(|_| {});
     let _ctl = masq.controller();
     assert!(masq.rule_tags().contains(&"net:bridge:masq".to_string()));
-    let plain = TestHost::new(|o| o.iptables = false);
+    let plain = TestHost::new(|o| {
+        o.iptables = false;
+        o.ip = Ipv4Addr::LOCALHOST; // --ip: the default address of published ports
+    });
     let ctl = plain.controller();
     let c = TestContainer::new();
     echo_servers(&c, 5000);
     let mut cf = cfg("noipt", &c);
     cf.publish = vec!["8080:5000".parse().unwrap()];
-    ctl.connect(&cf).unwrap();
+    let ep = ctl.connect(&cf).unwrap();
+    assert_eq!(ep.info.ports[0].to_string(), "127.0.0.1:8080->5000/tcp");
     assert!(plain.rule_tags().is_empty());
     assert_eq!(
         tcp_echo(&plain, (Ipv4Addr::LOCALHOST, 8080).into()),
