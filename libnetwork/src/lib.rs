@@ -16,10 +16,11 @@
 //!   networks), [`HostDriver`], [`NoneDriver`], [`ContainerDriver`] (`container:<id>`);
 //! * [`netlink`]: a thin synchronous rtnetlink layer (bridge, veth pair created with its peer
 //!   directly in the container's namespace, addresses, routes, bridge port isolation for
-//!   `--icc=false`);
+//!   `--icc=false` when `--iptables=false`);
 //! * [`ipam`]: leases persisted under the state directory with `flock`, Docker 1.4's
 //!   candidate subnets skipping the host's routes;
-//! * [`nft`]: DNAT and masquerade rules in the nftables table `ip longshore`;
+//! * [`nft`]: DNAT, masquerade and hairpin rules in the nftables table `ip longshore`, and
+//!   `--icc=false` isolation with link exceptions in `bridge longshore`;
 //! * [`proxy`]: the tokio userland proxy (TCP and UDP) for traffic to loopback;
 //! * [`files`]: hosts, resolv.conf, hostname and link variables in Docker 1.4's format.
 //!
@@ -61,13 +62,13 @@
 //! ## Speed
 //!
 //! `benches/setup.rs` (`benches/setup.sh`) measures one container on the default bridge in
-//! its own namespaces. On the 2-core development VM, under a load average of about 6 from
-//! other builds: setup (veth pair, eth0 address and route, loopback, lease, record, three
-//! files) about 4.8 ms; teardown about 30 ms; with one published port, setup about 11 ms
-//! (two `nft` runs and a proxy thread) and teardown about 50 ms. Teardown is bound by the
-//! kernel: deleting a veth pair (`RTM_DELLINK`) waits for RCU grace periods and takes about
-//! 20 ms here even with `ip link del`; `nft` process spawns bound the port case. Docker
-//! spends about 70 ms on networking per `docker run` on the same machine.
+//! its own namespaces. On the 2-core development VM, under a load average of 4-6 from other
+//! builds: setup (veth pair, eth0 address and route, loopback, lease, record, three files)
+//! 3.1-4.8 ms; teardown about 30 ms; with one published port, setup 11-16 ms and teardown
+//! 50-56 ms. Teardown is bound by the kernel: deleting a veth pair (`RTM_DELLINK`) waits for
+//! RCU grace periods and takes about 20 ms here even with `ip link del`. The port case is
+//! bound by `nft` process spawns (one to add, two to list and delete) and the proxy thread.
+//! Docker spends about 70 ms on networking per `docker run` on the same machine.
 //!
 //! ## Safety of the machine's network
 //!
