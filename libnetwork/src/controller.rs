@@ -284,6 +284,10 @@ pub struct CleanupReport {
     pub orphan_veths: Vec<String>,
     /// Rule tags with no endpoint record, deleted.
     pub orphan_rules: Vec<String>,
+    /// Leases (`network/address`) whose owner has no endpoint record, released.
+    pub orphan_leases: Vec<String>,
+    /// Host port reservations whose owner has no endpoint record, released.
+    pub orphan_ports: Vec<String>,
 }
 
 /// Owns the networks of one state directory in one host namespace.
@@ -882,8 +886,9 @@ impl Controller {
     }
 
     /// Removes what crashed processes left: endpoints whose owner process is dead (or is this
-    /// process under an earlier controller instance), veths on our bridges and rules that no
-    /// endpoint record accounts for.
+    /// process under an earlier controller instance), and veths on our bridges, rules, leases
+    /// and host ports that no endpoint record accounts for. Safe to run while this controller
+    /// connects containers: a record is written before anything is allocated.
     pub fn cleanup(&self) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
         let mut first_err = None;
@@ -933,11 +938,28 @@ impl Controller {
                 .iter()
                 .map(|e| format!("ep:{}", e.container_id))
                 .collect();
-            for tag in nft::tags(&self.host)? {
+            let mut tags = nft::tags(&self.host)?;
+            tags.sort();
+            tags.dedup();
+            for tag in tags {
                 if tag.starts_with("ep:") && !ids.contains(&tag) {
                     nft::delete_tagged(&self.host, &tag)?;
                     report.orphan_rules.push(tag);
                 }
+            }
+        }
+        let owners: Vec<&str> = live.iter().map(|e| e.container_id.as_str()).collect();
+        for net in self.list_networks()? {
+            for (ip, owner) in self.ipam.leases(&net.name)? {
+                if !owners.contains(&owner.as_str()) && self.ipam.release(&net.name, ip)? {
+                    report.orphan_leases.push(format!("{}/{ip}", net.name));
+                }
+            }
+        }
+        for (key, owner) in self.ports.used()? {
+            if !owners.contains(&owner.as_str()) {
+                self.ports.release_owner(&owner)?;
+                report.orphan_ports.push(key);
             }
         }
         match first_err {
@@ -1057,19 +1079,28 @@ impl Driver for BridgeDriver {
                 reason: "the container namespace is the host namespace; use --net=host".into(),
             });
         }
-        let ip = ctl.ipam.allocate(&net.name, &cfg.container_id, cfg.ip)?;
-        let cidr = Ipv4Network::new(ip, net.gateway.prefix()).expect("prefix of a valid network");
-        let mac = cfg.mac.unwrap_or_else(|| mac_for(ip));
+        // recorded before anything is allocated or created: crash cleanup finds partial
+        // setups, and a lease or port whose owner has no record is certainly orphaned
+        let path = ctl.endpoint_path(&cfg.container_id);
         let veth = veth_name(&cfg.container_id);
         ep.network = Some(net.name.clone());
+        ep.veth = Some(veth.clone());
+        write_json(&path, &*ep)?;
+        let ip = match ctl.ipam.allocate(&net.name, &cfg.container_id, cfg.ip) {
+            Ok(ip) => ip,
+            Err(e) => {
+                let _ = store::remove(&path);
+                return Err(e);
+            }
+        };
+        let cidr = Ipv4Network::new(ip, net.gateway.prefix()).expect("prefix of a valid network");
+        let mac = cfg.mac.unwrap_or_else(|| mac_for(ip));
         ep.ip = Some(cidr);
         ep.gateway = Some(net.gateway.ip());
         ep.mac = Some(mac_string(mac));
-        ep.veth = Some(veth.clone());
-        // recorded before anything is created, so crash cleanup can find partial setups
-        let path = ctl.endpoint_path(&cfg.container_id);
         if let Err(e) = write_json(&path, &*ep) {
             let _ = ctl.ipam.release(&net.name, ip);
+            let _ = store::remove(&path);
             return Err(e);
         }
         let res = ctl

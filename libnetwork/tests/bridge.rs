@@ -459,10 +459,25 @@ fn crash_cleanup_removes_veths_rules_leases_and_ports() {
             nl.create_veth("lsvorphan", br.index, 1500, &peer).map(drop)
         })
         .unwrap();
+    // a lease and a port taken by a process that died before writing its record
+    let state = host.state.path().join("state");
+    let ipam = longshore_network::ipam::Ipam::new(&state);
+    let stray = ipam.allocate("bridge", "never-recorded", None).unwrap();
+    longshore_network::ports::PortAllocator::new(&state)
+        .allocate(
+            "never-recorded",
+            Ipv4Addr::UNSPECIFIED,
+            Some(7300),
+            longshore_network::ports::Proto::Tcp,
+            |_| Ok(()),
+        )
+        .unwrap();
     let ctl = host.controller();
     let report = ctl.cleanup().unwrap();
     assert_eq!(report.endpoints, vec!["crashed".to_string()]);
     assert_eq!(report.orphan_veths, vec!["lsvorphan".to_string()]);
+    assert_eq!(report.orphan_leases, vec![format!("bridge/{stray}")]);
+    assert_eq!(report.orphan_ports, vec!["0.0.0.0:7300/tcp".to_string()]);
     assert!(host.veths().is_empty());
     assert!(
         host.rule_tags().iter().all(|t| !t.starts_with("ep:")),
@@ -475,7 +490,7 @@ fn crash_cleanup_removes_veths_rules_leases_and_ports() {
     let ep = ctl.connect(&cf).unwrap();
     assert_eq!(
         ep.info.ip.unwrap().ip().to_string(),
-        "172.17.0.2",
+        "172.17.0.3",
         "sequential allocation resumes after the last lease"
     );
     ctl.disconnect("after").unwrap();
