@@ -815,3 +815,21 @@ fn a_crashed_process_is_cleaned_up_by_the_next_one() {
     // a second cleanup finds nothing
     assert_eq!(ctl.cleanup().unwrap(), Default::default());
 }
+
+#[test]
+fn bridge_mtu_follows_the_default_route_interface() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    // an "uplink" with MTU 1450 carrying the test host's default route
+    host.ns
+        .netns()
+        .run(|| {
+            let mut nl = Netlink::open()?;
+            let i = nl.ensure_bridge("lsuplink", 1450)?;
+            nl.add_address(i, "lsuplink", "192.0.2.1/24".parse().unwrap())?;
+            nl.add_default_route(i, "192.0.2.254".parse().unwrap())
+        })
+        .unwrap();
+    let ctl = host.controller();
+    assert_eq!(ctl.network("bridge").unwrap().mtu, 1450);
+}
