@@ -303,3 +303,40 @@ fn changes_kinds_display() {
     assert_eq!(ChangeKind::Modified.to_string(), "C");
     assert_eq!(ChangeKind::Deleted.to_string(), "D");
 }
+
+/// `LONGSHORE_DRIVER` picks the driver (checked in a child process: the environment is
+/// process-wide and tests run in parallel).
+#[test]
+fn driver_env_var_selects() {
+    if let Ok(want) = std::env::var("LONGSHORE_GRAPH_ENV_CHILD") {
+        let tmp = tempdir("drv");
+        assert_eq!(driver::open(tmp.path(), None).unwrap().name(), want);
+        return;
+    }
+    longshore_test_support::require_root!();
+    for name in ["vfs", "overlay"] {
+        let st = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "driver_env_var_selects", "--quiet"])
+            .env("LONGSHORE_GRAPH_ENV_CHILD", name)
+            .env(driver::DRIVER_ENV, name)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "{}={name} did not select {name}",
+            driver::DRIVER_ENV
+        );
+    }
+    let st = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "driver_env_var_selects", "--quiet"])
+        .env("LONGSHORE_GRAPH_ENV_CHILD", "vfs")
+        .env(driver::DRIVER_ENV, "btrfs")
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !st.success(),
+        "an unknown driver in the environment must be refused"
+    );
+}

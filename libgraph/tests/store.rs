@@ -540,3 +540,73 @@ fn crash_child(root: &Path) {
     let _ = s.register_layer(None, stall);
     unreachable!("the parent kills us while we write");
 }
+
+#[test]
+fn rmi_rules() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "vfs");
+    let id = s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
+    s.tag("app:1", "app:2").unwrap();
+    s.tag("app:1", "app:latest").unwrap();
+    // by ID, all tags in one repository: untag all and delete, no force needed
+    let out = s.remove_image(&id.to_string(), false, false).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Removed::Untagged("app:1".into()),
+            Removed::Untagged("app:2".into()),
+            Removed::Untagged("app:latest".into()),
+            Removed::Deleted(id.clone()),
+        ]
+    );
+    assert!(s.images().unwrap().is_empty());
+
+    // a stopped container's image: by ID needs force; forced, the tags go and the image stays
+    let id = s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
+    s.create_container("c", "app:1").unwrap();
+    let err = s.remove_image(&id.hex()[..12], false, false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("being used by stopped container c"),
+        "{err}"
+    );
+    let out = s.remove_image(&id.hex()[..12], true, false).unwrap();
+    assert_eq!(out, vec![Removed::Untagged("app:1".into())]);
+    assert!(s.image(&id.to_string()).is_ok());
+    s.remove_container("c").unwrap();
+    assert_eq!(s.prune_dangling().unwrap(), vec![id.clone()]);
+
+    // --no-prune keeps the untagged parent
+    let base = s.import(&rootfs_tar()[..], None, None).unwrap();
+    s.create_container("c2", &base.to_string()).unwrap();
+    let child = s
+        .commit(
+            "c2",
+            &CommitOptions {
+                reference: Some("child:1".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    s.remove_container("c2").unwrap();
+    let out = s.remove_image("child:1", false, true).unwrap();
+    assert_eq!(
+        out,
+        vec![Removed::Untagged("child:1".into()), Removed::Deleted(child)]
+    );
+    assert!(
+        s.image(&base.to_string()).is_ok(),
+        "parent kept with no_prune"
+    );
+    assert!(matches!(
+        s.remove_image("nope:1", false, false),
+        Err(Error::ImageNotFound(_))
+    ));
+    // tags and references are validated
+    assert!(matches!(
+        s.tag(&base.to_string(), "Bad:Name"),
+        Err(Error::InvalidReference { .. })
+    ));
+    assert!(s.check(false).unwrap().problems.is_empty());
+}
