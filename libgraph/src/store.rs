@@ -215,6 +215,48 @@ fn archive_path(base: &Path, p: &str) -> Result<PathBuf> {
     Ok(base.join(p))
 }
 
+/// Opens a regular file of an unpacked archive, refusing symlinks and anything outside it.
+fn open_in_archive(base: &Path, path: &Path) -> Result<fs::File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let rel = path.strip_prefix(base).unwrap_or(path);
+    let shown = rel.display().to_string();
+    let dir = rustix::fs::open(
+        base,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx("open archive directory", base)?;
+    let fd = rustix::fs::openat2(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => Error::InvalidLayer(format!(
+            "archive entry {shown:?} is a symlink or leads outside the archive"
+        )),
+        rustix::io::Errno::NOENT => Error::InvalidLayer(format!("archive has no entry {shown:?}")),
+        e => Error::io("open archive entry", path, e.into()),
+    })?;
+    let f = fs::File::from(fd);
+    if !f.metadata().ctx("stat archive entry", path)?.is_file() {
+        return Err(Error::InvalidLayer(format!(
+            "archive entry {shown:?} is not a regular file"
+        )));
+    }
+    Ok(f)
+}
+
+fn read_in_archive(base: &Path, path: &Path) -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    open_in_archive(base, path)?
+        .read_to_end(&mut data)
+        .ctx("read archive entry", path)?;
+    Ok(data)
+}
+
 impl Store {
     /// Opens (creating) a store at `root`, removing what a crash left incomplete.
     pub fn open(root: impl Into<PathBuf>, opts: StoreOptions) -> Result<Store> {
@@ -342,33 +384,87 @@ impl Store {
                 return Err(e);
             }
         };
-        let parent_chain = parent_row.as_ref().and_then(|p| p.chain_id.clone());
-        let chain = match parent_chain {
+        self.finish_layer(&cache_id, parent_row.as_ref(), &report, &blob)
+    }
+
+    /// Registers a layer from a blob already in the content store (after a pull), checking
+    /// that the blob still hashes to its digest. No second copy of the blob is written.
+    pub fn register_layer_blob(&self, parent: Option<&str>, blob: &Digest) -> Result<LayerRow> {
+        let parent_row = match parent {
+            Some(p) => Some(
+                self.db()
+                    .layer(p)?
+                    .filter(|l| !l.incomplete)
+                    .ok_or_else(|| Error::LayerNotFound(p.to_string()))?,
+            ),
+            None => None,
+        };
+        let depth = parent_row.as_ref().map_or(0, |p| p.depth) + 1;
+        if depth > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                count: depth,
+                max: MAX_LAYERS,
+            });
+        }
+        let file = self.content.open_blob(blob)?;
+        let cache_id = random_id()?;
+        self.db()
+            .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, parent, depth))?;
+        let result = (|| {
+            self.driver.create(&cache_id, parent)?;
+            let mut r = file;
+            let report = self.driver.apply_diff(&cache_id, &mut r)?;
+            if &report.digest != blob {
+                return Err(Error::BlobCorrupt {
+                    digest: blob.clone(),
+                    reason: format!("content hashes to {}", report.digest),
+                });
+            }
+            Ok(report)
+        })();
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.discard_layer(&cache_id);
+                return Err(e);
+            }
+        };
+        self.finish_layer(&cache_id, parent_row.as_ref(), &report, blob)
+    }
+
+    fn finish_layer(
+        &self,
+        cache_id: &str,
+        parent_row: Option<&LayerRow>,
+        report: &crate::apply::ApplyReport,
+        blob: &Digest,
+    ) -> Result<LayerRow> {
+        let chain = match parent_row.and_then(|p| p.chain_id.clone()) {
             Some(pc) => chain_id(&[pc, report.diff_id.clone()]).unwrap_or(report.diff_id.clone()),
             None => report.diff_id.clone(),
         };
         let existing = self.db().layer_by_chain(&chain)?;
         if let Some(existing) = existing {
-            self.discard_layer(&cache_id);
+            self.discard_layer(cache_id);
             return Ok(existing);
         }
         let media = layer_media_type(report.compression);
         self.db().tx(|tx| {
             meta::complete_layer(
                 tx,
-                &cache_id,
+                cache_id,
                 &meta::Completed {
                     chain_id: &chain,
                     diff_id: &report.diff_id,
                     size: report.content_size,
                     tar_size: report.tar_size,
-                    blob: Some((&blob, report.compressed_size, media)),
+                    blob: Some((blob, report.compressed_size, media)),
                 },
             )
         })?;
         self.db()
-            .layer(&cache_id)?
-            .ok_or_else(|| Error::LayerNotFound(cache_id.clone()))
+            .layer(cache_id)?
+            .ok_or_else(|| Error::LayerNotFound(cache_id.to_string()))
     }
 
     /// Best-effort removal of a layer that never completed (open() retries what fails here).
@@ -1153,13 +1249,12 @@ impl Store {
         let base = dir.path();
         let mut loaded = Vec::new();
         if base.join("manifest.json").is_file() {
-            let m: Value = serde_json::from_slice(
-                &fs::read(base.join("manifest.json")).ctx("read", base.join("manifest.json"))?,
-            )
-            .map_err(json_err("manifest.json"))?;
+            let m: Value =
+                serde_json::from_slice(&read_in_archive(base, &base.join("manifest.json"))?)
+                    .map_err(json_err("manifest.json"))?;
             for entry in m.as_array().cloned().unwrap_or_default() {
                 let cfg_path = archive_path(base, entry["Config"].as_str().unwrap_or(""))?;
-                let config = fs::read(&cfg_path).ctx("read config", &cfg_path)?;
+                let config = read_in_archive(base, &cfg_path)?;
                 let layers: Vec<PathBuf> = entry["Layers"]
                     .as_array()
                     .cloned()
@@ -1174,7 +1269,10 @@ impl Store {
                     .iter()
                     .filter_map(|t| t.as_str().map(str::to_string))
                     .collect();
-                let layer_files = layers.iter().map(|p| (p.clone(), None)).collect();
+                let layer_files = layers
+                    .iter()
+                    .map(|p| Ok((open_in_archive(base, p)?, None)))
+                    .collect::<Result<_>>()?;
                 loaded.push(self.load_image(&config, layer_files, &tags)?);
             }
         } else if base.join("index.json").is_file() {
@@ -1185,7 +1283,7 @@ impl Store {
             };
             let read_verified = |d: &str| -> Result<Vec<u8>> {
                 let (d, p) = blob(d)?;
-                let data = fs::read(&p).ctx("read blob", &p)?;
+                let data = read_in_archive(base, &p)?;
                 let mut h = d.algorithm().hasher();
                 h.update(&data);
                 let got = h.finish();
@@ -1197,8 +1295,7 @@ impl Store {
                 }
                 Ok(data)
             };
-            let index_bytes =
-                fs::read(base.join("index.json")).ctx("read", base.join("index.json"))?;
+            let index_bytes = read_in_archive(base, &base.join("index.json"))?;
             let image::Parsed::Index {
                 manifests: mut todo,
             } = image::parse(&index_bytes)?
@@ -1228,7 +1325,7 @@ impl Store {
                         let mut layer_files = Vec::new();
                         for l in layers {
                             let (d, p) = blob(&l.digest.to_string())?;
-                            layer_files.push((p, Some(d)));
+                            layer_files.push((open_in_archive(base, &p)?, Some(d)));
                         }
                         let ann = |k: &str| {
                             desc.annotations
@@ -1256,7 +1353,7 @@ impl Store {
     fn load_image(
         &self,
         config: &[u8],
-        layers: Vec<(PathBuf, Option<Digest>)>,
+        layers: Vec<(fs::File, Option<Digest>)>,
         tags: &[String],
     ) -> Result<(Digest, Vec<String>)> {
         oci_spec::image::ImageConfiguration::from_reader(config).map_err(|e| {
@@ -1284,14 +1381,13 @@ impl Store {
             });
         }
         let mut top: Option<LayerRow> = None;
-        for (i, ((path, blob_digest), want)) in layers.iter().zip(&diff_ids).enumerate() {
+        for (i, ((file, blob_digest), want)) in layers.into_iter().zip(&diff_ids).enumerate() {
             let chain = chain_id(&diff_ids[..=i]).unwrap_or(want.clone());
             if let Some(existing) = self.db().layer_by_chain(&chain)? {
                 top = Some(existing);
                 continue;
             }
-            let f = fs::File::open(path).ctx("open layer", path)?;
-            let l = self.register_layer(top.as_ref().map(|t| t.cache_id.as_str()), f)?;
+            let l = self.register_layer(top.as_ref().map(|t| t.cache_id.as_str()), file)?;
             let bad = if l.diff_id.as_ref() != Some(want) {
                 Some(format!(
                     "layer {} has diff ID {:?}, config says {want}",

@@ -610,3 +610,94 @@ fn rmi_rules() {
     ));
     assert!(s.check(false).unwrap().problems.is_empty());
 }
+
+#[test]
+fn archive_symlinks_are_not_followed() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "vfs");
+    let manifest = br#"[{"Config":"cfg.json","RepoTags":[],"Layers":["layer.tar"]}]"#;
+    let tar = TarBuilder::new()
+        .symlink("cfg.json", "/etc/passwd")
+        .symlink("layer.tar", "/dev/zero")
+        .file("manifest.json", manifest)
+        .finish();
+    let err = s.load(&tar[..]).unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+    assert!(s.images().unwrap().is_empty());
+}
+
+#[test]
+fn load_legacy_docker_save_layout() {
+    longshore_test_support::require_root!();
+    // what `docker save` wrote before Docker 25: <id>/layer.tar, <config hex>.json
+    let layer = rootfs_tar();
+    let diff = Digest::sha256_of(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": "2015-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff.to_string()]},
+        "history": [{"created": "2015-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file"}]
+    }))
+    .unwrap();
+    let id = Digest::sha256_of(&config);
+    let manifest = format!(
+        r#"[{{"Config":"{}.json","RepoTags":["legacy:1.4"],"Layers":["0123abcd/layer.tar"]}}]"#,
+        id.hex()
+    );
+    let tar = TarBuilder::new()
+        .dir("0123abcd/", 0o755)
+        .file("0123abcd/VERSION", b"1.0")
+        .file("0123abcd/layer.tar", &layer)
+        .file(&format!("{}.json", &id.hex()[..40]), b"wrong name, ignored")
+        .long(&format!("{}.json", id.hex()), &config)
+        .file("manifest.json", manifest.as_bytes())
+        .file("repositories", br#"{"legacy":{"1.4":"0123abcd"}}"#)
+        .finish();
+    let a = tempdir("store");
+    let s = open(a.path(), "overlay");
+    let loaded = s.load(&tar[..]).unwrap();
+    assert_eq!(loaded, vec![(id.clone(), vec!["legacy:1.4".to_string()])]);
+    let h = s.history("legacy:1.4").unwrap();
+    assert_eq!(h[0].created_by, "/bin/sh -c #(nop) ADD file");
+    assert_eq!(h[0].size, 12 + 4);
+}
+
+#[test]
+fn register_layer_from_pulled_blob() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "overlay");
+    let gz = gzip(&rootfs_tar());
+    // a pull writes the blob through the content store first
+    let blob = s.content().write_blob(&gz, None).unwrap();
+    let l = s.register_layer_blob(None, &blob).unwrap();
+    assert_eq!(l.diff_id, Some(Digest::sha256_of(&rootfs_tar())));
+    assert_eq!(l.blob_digest, Some(blob.clone()));
+    assert_eq!(
+        l.media_type.as_deref(),
+        Some("application/vnd.oci.image.layer.v1.tar+gzip")
+    );
+    // a blob corrupted on disk is refused and leaves no layer behind
+    let other = gzip(&TarBuilder::new().file("x", b"x").finish());
+    let d = s.content().write_blob(&other, None).unwrap();
+    let p = s.content().blob_path(&d);
+    let mut perm = fs::metadata(&p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+    fs::set_permissions(&p, perm).unwrap();
+    let mut bad = other.clone();
+    let n = bad.len();
+    bad[n - 5] ^= 0xff; // the gzip trailer's size field: decompresses, but the digest differs
+    fs::write(&p, &bad).unwrap();
+    let err = s.register_layer_blob(Some(&l.cache_id), &d).unwrap_err();
+    assert!(
+        matches!(err, Error::BlobCorrupt { .. } | Error::InvalidLayer(_)),
+        "{err}"
+    );
+    let gc = s.gc().unwrap();
+    assert_eq!(
+        gc.layers_removed,
+        vec![l.cache_id.clone()],
+        "only the good, unreferenced layer"
+    );
+}
