@@ -4,12 +4,50 @@
 //! OCI bundle (a root filesystem and a `config.json`) and it creates the namespaces,
 //! cgroups, mounts, capabilities and seccomp filter the spec asks for, then runs the
 //! process with the same `create` / `start` / `kill` / `delete` lifecycle as runc.
+//!
+//! ```no_run
+//! use longshore_container::{Container, Stdio};
+//!
+//! # fn main() -> longshore_container::Result<()> {
+//! // a bundle made with `longshore-runtime spec` in a directory holding rootfs/
+//! let code = Container::builder("hello")
+//!     .bundle("/tmp/bundle")
+//!     .root("/run/longshore/runtime")
+//!     .stdio(Stdio::Inherit)
+//!     .run()?;
+//! println!("exited with {code}");
+//! # Ok(()) }
+//! ```
+//!
+//! `create` + `start` separately, as runc does:
+//!
+//! ```no_run
+//! # use longshore_container::Container;
+//! # fn main() -> longshore_container::Result<()> {
+//! let mut c = Container::builder("web").bundle("/tmp/bundle").create()?;
+//! println!("{}", c.oci_state());
+//! c.start()?;
+//! c.kill(nix::sys::signal::Signal::SIGTERM, false)?;
+//! c.wait()?;
+//! c.delete(false)?;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 pub mod caps;
 pub mod cgroups;
+mod channel;
+mod container;
 mod error;
+mod hooks;
+mod init;
+pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
+pub mod state;
+mod sys;
 
+pub use container::{Container, ContainerBuilder, receive_console, wait_pid};
 pub use error::{Error, Result};
+pub use init::Stdio;
+pub use state::{State, Status};

@@ -66,9 +66,43 @@ pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     })
 }
 
+/// A starting spec, as `runc spec` writes: `sh` on a terminal, the default mounts,
+/// namespaces, masked and read-only paths, a read-only root and every device denied.
+pub fn default_spec() -> Spec {
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2".to_string());
+    spec.set_hostname(Some("longshore".to_string()));
+    if let Some(p) = spec.process_mut() {
+        p.set_terminal(Some(true));
+    }
+    if let Some(linux) = spec.linux_mut() {
+        let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .expect("a device rule with allow and access builds");
+        let mut res = linux.resources().clone().unwrap_or_default();
+        res.set_devices(Some(vec![deny_all]));
+        linux.set_resources(Some(res));
+    }
+    spec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_spec_round_trips() {
+        let spec = default_spec();
+        let json = serde_json::to_vec(&spec).unwrap();
+        let back = parse(&json).unwrap();
+        assert_eq!(back, spec);
+        assert_eq!(
+            back.process().as_ref().unwrap().args().as_ref().unwrap(),
+            &["sh"]
+        );
+    }
 
     #[test]
     fn versions() {

@@ -1,6 +1,488 @@
 //! `longshore-runtime`: runc's command line over `longshore-container`.
+//!
+//! Same commands, flags, state JSON and exit codes as runc, so containerd's
+//! `io.containerd.runc.v2` shim (with `BinaryName` pointed here) or any tool that drives
+//! runc can drive it.
 
-fn main() {
-    eprintln!("longshore-runtime: not built yet");
-    std::process::exit(1);
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use longshore_container::{Container, Error, Status, Stdio};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::Spec;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "longshore-runtime",
+    version,
+    about = "An OCI runtime with runc's command line"
+)]
+struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/longshore/runtime")]
+    root: PathBuf,
+    /// Write errors and debug output to this file instead of stderr.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    log_format: String,
+    /// Enable debug output.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd for cgroups (not supported).
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Ignored (for runc compatibility).
+    #[arg(long, global = true, hide = true)]
+    criu: Option<String>,
+    /// Ignored (for runc compatibility).
+    #[arg(long, global = true, hide = true)]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Debug)]
+struct CreateArgs {
+    /// Container id.
+    id: String,
+    /// Path to the bundle directory.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is set.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// File to write the init process's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (for a rootfs on ramfs).
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Accepted for runc compatibility (no session keyring is created).
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass this many extra descriptors (from 3 up) to the container: not supported.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create a container (its process waits for `start`).
+    Create(CreateArgs),
+    /// Start a created container's process.
+    Start {
+        /// Container id.
+        id: String,
+    },
+    /// Create and start a container, wait for it, delete it.
+    Run {
+        #[command(flatten)]
+        args: CreateArgs,
+        /// Detach: return once the process runs.
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print the container's state as JSON.
+    State {
+        /// Container id.
+        id: String,
+    },
+    /// Send a signal (default SIGTERM) to the container's init process.
+    Kill {
+        /// Container id.
+        id: String,
+        /// Signal name or number.
+        signal: Option<String>,
+        /// Signal every process in the container.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container's resources.
+    Delete {
+        /// Container id.
+        id: String,
+        /// Kill the container first if it is running.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Run a new process in a running container.
+    Exec {
+        /// Container id.
+        id: String,
+        /// The process as OCI process JSON.
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        /// Unix socket that receives the pty master.
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        /// Allocate a pseudo-TTY.
+        #[arg(short, long)]
+        tty: bool,
+        /// Working directory.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Environment variables (KEY=value).
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// User as uid[:gid].
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Additional gids.
+        #[arg(short = 'g', long = "additional-gids")]
+        additional_gids: Vec<u32>,
+        /// Detach from the process.
+        #[arg(short, long)]
+        detach: bool,
+        /// File to write the process's pid to.
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        /// Set no_new_privileges.
+        #[arg(long = "no-new-privs")]
+        no_new_privs: bool,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true)]
+        command: Vec<String>,
+    },
+    /// Freeze every process in the container.
+    Pause {
+        /// Container id.
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+    },
+    /// List the processes in a container.
+    Ps {
+        /// Container id.
+        id: String,
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+    },
+    /// List containers.
+    List {
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a starting config.json in the bundle directory.
+    Spec {
+        /// Where to write config.json.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Print the container's resource usage as JSON events.
+    Events {
+        /// Container id.
+        id: String,
+        /// Print stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats events.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = cli.log.clone();
+    let json = cli.log_format == "json";
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(log.as_deref(), json, &e.to_string());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes an error where runc would: the --log file (text or JSON lines) or stderr.
+fn report(log: Option<&std::path::Path>, json: bool, msg: &str) {
+    let line = if json {
+        serde_json::json!({"level": "error", "msg": msg, "time": longshore_container::state::now_rfc3339()})
+            .to_string()
+    } else {
+        format!("longshore-runtime: {msg}")
+    };
+    if let Some(path) = log
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+    if log.is_none() || !json {
+        eprintln!("{msg}");
+    }
+}
+
+fn parse_signal(s: &str) -> Result<Signal, Error> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n)
+            .map_err(|_| Error::InvalidSpec(format!("unknown signal {s:?}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| Error::InvalidSpec(format!("unknown signal {s:?}")))
+}
+
+fn builder(
+    root: &std::path::Path,
+    a: &CreateArgs,
+) -> Result<longshore_container::ContainerBuilder, Error> {
+    if a.preserve_fds > 0 {
+        return Err(Error::Unsupported("--preserve-fds".into()));
+    }
+    let mut b = Container::builder(&a.id)
+        .bundle(&a.bundle)
+        .root(root)
+        .no_pivot(a.no_pivot);
+    if let Some(s) = &a.console_socket {
+        b = b.console_socket(s);
+    }
+    if let Some(p) = &a.pid_file {
+        b = b.pid_file(p);
+    }
+    Ok(b)
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    if cli.systemd_cgroup {
+        return Err(Error::Unsupported(
+            "--systemd-cgroup: the systemd cgroup driver is not implemented; use cgroupfs paths"
+                .into(),
+        ));
+    }
+    let root = cli.root.as_path();
+    match cli.cmd {
+        Cmd::Create(a) => {
+            builder(root, &a)?.create()?;
+        }
+        Cmd::Start { id } => Container::load(root, &id)?.start()?,
+        Cmd::Run { args, detach, keep } => {
+            let b = builder(root, &args)?;
+            if detach {
+                b.create()?.start()?;
+            } else {
+                let mut c = b.create_attached()?;
+                let res = c.start().and_then(|()| c.wait());
+                if !keep {
+                    c.delete(true)?;
+                }
+                return Ok(res? as u8);
+            }
+        }
+        Cmd::State { id } => {
+            let c = Container::load(root, &id)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&c.oci_state()).expect("json")
+            );
+        }
+        Cmd::Kill { id, signal, all } => {
+            let sig = parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
+            Container::load(root, &id)?.kill(sig, all)?;
+        }
+        Cmd::Delete { id, force } => match Container::load(root, &id) {
+            Ok(mut c) => c.delete(force)?,
+            Err(Error::NotFound(_)) if force => {}
+            Err(e) => return Err(e),
+        },
+        Cmd::Exec {
+            id,
+            process,
+            console_socket,
+            tty,
+            cwd,
+            env,
+            user,
+            additional_gids,
+            detach,
+            pid_file,
+            no_new_privs,
+            command,
+        } => {
+            let c = Container::load(root, &id)?;
+            let mut p = match &process {
+                Some(path) => {
+                    let text = std::fs::read(path).map_err(|e| Error::Io {
+                        what: format!("read {}", path.display()),
+                        source: e,
+                    })?;
+                    serde_json::from_slice(&text).map_err(|e| {
+                        Error::InvalidSpec(format!("--process {}: {e}", path.display()))
+                    })?
+                }
+                None => {
+                    if command.is_empty() {
+                        return Err(Error::InvalidSpec(
+                            "exec needs a command or --process".into(),
+                        ));
+                    }
+                    let mut p = c.state().process.clone().unwrap_or_default();
+                    p.set_args(Some(command.clone()));
+                    p.set_terminal(Some(tty));
+                    p
+                }
+            };
+            if process.is_none() {
+                if let Some(cwd) = cwd {
+                    p.set_cwd(cwd);
+                }
+                let mut e = p.env().clone().unwrap_or_default();
+                e.extend(env);
+                p.set_env(Some(e));
+                if let Some(u) = user {
+                    let (uid, gid) = u.split_once(':').unwrap_or((&u, "0"));
+                    let bad = || Error::InvalidSpec(format!("--user {u:?}: want uid[:gid]"));
+                    p.user_mut().set_uid(uid.parse().map_err(|_| bad())?);
+                    p.user_mut().set_gid(gid.parse().map_err(|_| bad())?);
+                }
+                if !additional_gids.is_empty() {
+                    p.user_mut().set_additional_gids(Some(additional_gids));
+                }
+                if no_new_privs {
+                    p.set_no_new_privileges(Some(true));
+                }
+            }
+            let pid = c.exec(&p, Stdio::Inherit, console_socket.as_deref())?;
+            if let Some(pf) = pid_file {
+                std::fs::write(&pf, pid.to_string()).map_err(|e| Error::Io {
+                    what: format!("write {}", pf.display()),
+                    source: e,
+                })?;
+            }
+            if !detach {
+                return Ok(longshore_container::wait_pid(pid)? as u8);
+            }
+        }
+        Cmd::Pause { id } => Container::load(root, &id)?.pause()?,
+        Cmd::Resume { id } => Container::load(root, &id)?.resume()?,
+        Cmd::Ps { id, format } => {
+            let c = Container::load(root, &id)?;
+            let pids = c.pids()?;
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids).expect("json"));
+            } else {
+                println!("{:>8} {:<8} CMD", "PID", "STAT");
+                for pid in pids {
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|b| {
+                            String::from_utf8_lossy(&b)
+                                .replace('\0', " ")
+                                .trim()
+                                .to_string()
+                        })
+                        .unwrap_or_default();
+                    let stat = longshore_container::state::proc_stat(pid)
+                        .map(|(s, _)| s)
+                        .unwrap_or('?');
+                    println!("{pid:>8} {stat:<8} {cmd}");
+                }
+            }
+        }
+        Cmd::List { format, quiet } => {
+            let mut rows = Vec::new();
+            for id in Container::list(root)? {
+                if let Ok(c) = Container::load(root, &id) {
+                    rows.push(c.oci_state());
+                }
+            }
+            if quiet {
+                for r in &rows {
+                    println!("{}", r["id"].as_str().unwrap_or_default());
+                }
+            } else if format == "json" {
+                println!("{}", serde_json::to_string(&rows).expect("json"));
+            } else {
+                println!(
+                    "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
+                        r["id"].as_str().unwrap_or_default(),
+                        r["pid"],
+                        r["status"].as_str().unwrap_or_default(),
+                        r["bundle"].as_str().unwrap_or_default(),
+                        r["created"].as_str().unwrap_or_default(),
+                        r["owner"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Cmd::Spec { bundle } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(Error::InvalidSpec(format!(
+                    "File {} exists. Remove it first",
+                    path.display()
+                )));
+            }
+            let spec: Spec = longshore_container::spec::default_spec();
+            let json = serde_json::to_string_pretty(&spec).expect("json");
+            std::fs::write(&path, json).map_err(|e| Error::Io {
+                what: format!("write {}", path.display()),
+                source: e,
+            })?;
+        }
+        Cmd::Events {
+            id,
+            stats,
+            interval,
+        } => {
+            let c = Container::load(root, &id)?;
+            let every = parse_interval(&interval)?;
+            loop {
+                if c.status() == Status::Stopped {
+                    break;
+                }
+                let s = c.stats()?;
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "stats", "id": id, "data": s})
+                );
+                if stats {
+                    break;
+                }
+                std::thread::sleep(every);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, Error> {
+    let bad = || Error::InvalidSpec(format!("--interval {s:?}: want e.g. 5s or 500ms"));
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    Ok(match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n * 60),
+        _ => return Err(bad()),
+    })
 }

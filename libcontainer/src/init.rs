@@ -1,0 +1,568 @@
+//! The container's init process: what runs in the child between `clone3` and `execve`.
+//!
+//! It runs single-threaded in a copy of the runtime's memory. It never returns: it
+//! either `execve`s the user's program or reports its failure on the channel and exits.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::resource::{Resource, setrlimit};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{PosixRlimitType, Process, Spec};
+
+use crate::channel::{Channel, Msg};
+use crate::error::{Error, Result, SysContext};
+use crate::rootfs::{self, Hierarchy, RootfsContext};
+use crate::seccomp::CompiledFilter;
+use crate::sys;
+
+/// The default `PATH` when the process's environment has none.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where the user's stdio comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio {
+    /// The runtime's own stdin, stdout and stderr.
+    Inherit,
+    /// `/dev/null` for all three.
+    Null,
+    /// These descriptors (kept open by the caller until `create` returns).
+    Fds {
+        /// Becomes fd 0.
+        stdin: RawFd,
+        /// Becomes fd 1.
+        stdout: RawFd,
+        /// Becomes fd 2.
+        stderr: RawFd,
+    },
+}
+
+/// How the init process is released to `execve` the user's program.
+#[derive(Debug)]
+pub(crate) enum Release {
+    /// By `start` (possibly another process) opening the exec fifo (this descriptor is
+    /// the fifo opened `O_PATH`).
+    Fifo(OwnedFd),
+    /// By a `Start` message on the channel.
+    Channel,
+}
+
+/// What the init process needs, prepared by the runtime before `clone3`.
+pub(crate) struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub process: &'a Process,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub channel: &'a Channel,
+    pub release: &'a Release,
+    pub stdio: Stdio,
+    pub console_socket: Option<RawFd>,
+    pub hierarchies: &'a [Hierarchy],
+    pub seccomp: Option<&'a CompiledFilter>,
+    /// Namespaces to join: (type, open descriptor of the namespace file).
+    pub join: &'a [(CloneFlags, OwnedFd)],
+    pub new_userns: bool,
+    pub new_cgroupns: bool,
+    pub new_mountns: bool,
+    pub create_hooks: bool,
+    pub no_pivot: bool,
+    /// `exec` into an existing container: no rootfs work, no hostname.
+    pub joining: bool,
+}
+
+/// The init process's entry point. Never returns.
+pub(crate) fn main(args: InitArgs<'_>) -> ! {
+    let err = match run(&args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let code = match &err {
+        Error::Exec { code, .. } => *code,
+        _ => 1,
+    };
+    let _ = args.channel.send(&Msg::Failed {
+        message: err.to_string(),
+        code,
+    });
+    sys::exit_now(code)
+}
+
+fn run(a: &InitArgs<'_>) -> Result<Infallible> {
+    a.channel.send(&Msg::Hello)?;
+    setup_stdio(a.stdio)?;
+    let mut keep = vec![a.channel.raw_fd()];
+    if let Release::Fifo(fd) = a.release {
+        keep.push(fd.as_raw_fd());
+    }
+    keep.extend(a.console_socket);
+    keep.extend(a.join.iter().map(|(_, fd)| fd.as_raw_fd()));
+    sys::close_fds_except(&keep).ctx(|| "close inherited descriptors".into())?;
+    // nothing in the container may open /proc/<init>/exe (the runtime's binary) or ptrace
+    // us while we still run runtime code (CVE-2019-5736): execve resets this.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+
+    a.channel.expect(&Msg::Go)?;
+
+    for (kind, fd) in a.join {
+        nix::sched::setns(fd, *kind).ctx(|| format!("join namespace {kind:?}"))?;
+    }
+    if a.new_cgroupns {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare the cgroup namespace".into())?;
+    }
+    if a.new_userns {
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .ctx(|| "become gid 0 in the user namespace".into())?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .ctx(|| "become uid 0 in the user namespace".into())?;
+    }
+
+    if !a.joining {
+        if let Some(h) = a.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
+        }
+        if let Some(d) = a.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            sys::setdomainname(d).ctx(|| format!("setdomainname {d:?}"))?;
+        }
+        if a.new_mountns {
+            rootfs::prepare(&RootfsContext {
+                spec: a.spec,
+                bundle: a.bundle,
+                rootfs: a.rootfs,
+                hierarchies: a.hierarchies,
+                new_cgroupns: a.new_cgroupns,
+                in_userns: a.new_userns,
+            })?;
+        }
+        if a.create_hooks {
+            a.channel.send(&Msg::RunCreateHooks)?;
+            a.channel.expect(&Msg::HooksDone)?;
+            if let Some(hooks) = a
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.create_container().as_ref())
+            {
+                crate::hooks::run("createContainer", hooks, b"{}")?;
+            }
+        }
+        if a.new_mountns {
+            if a.no_pivot {
+                rootfs::move_root(a.rootfs)?
+            } else {
+                rootfs::pivot(a.rootfs)?
+            }
+        } else {
+            nix::unistd::chroot(a.rootfs).ctx(|| format!("chroot {}", a.rootfs.display()))?;
+            nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+        }
+    }
+
+    if a.process.terminal().unwrap_or(false) {
+        setup_console(a)?;
+    }
+    if !a.joining {
+        rootfs::sysctls(a.spec)?;
+        rootfs::finish(a.spec)?;
+    }
+    if let Some(adj) = a.process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| format!("set oom_score_adj {adj}"))?;
+    }
+    set_rlimits(a.process)?;
+
+    let env = environment(a.process);
+    let argv = a.process.args().clone().unwrap_or_default();
+    if argv.is_empty() {
+        return Err(Error::InvalidSpec("process.args is empty".into()));
+    }
+    let path_var = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let cwd = a.process.cwd();
+    let program = find_executable(&argv[0], path_var, cwd)?;
+
+    // credentials: bounding set, (seccomp), groups and ids, capability sets
+    let caps = a.process.capabilities().as_ref();
+    sys::prctl(libc::PR_SET_KEEPCAPS, 1).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    if let Some(bounding) = caps.and_then(|c| c.bounding().as_ref()) {
+        crate::caps::drop_bounding(bounding)?;
+    }
+    let nnp = a.process.no_new_privileges().unwrap_or(false);
+    if !nnp && let Some(filter) = a.seccomp {
+        filter.load()?;
+    }
+    set_user(a.process)?;
+    if let Some(c) = caps {
+        crate::caps::apply(c)?;
+    }
+    sys::prctl(libc::PR_SET_KEEPCAPS, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    if let Some(mask) = a.process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    enter_cwd(cwd)?;
+
+    // prepare everything execve needs before we are released
+    let c_program = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidSpec("program path contains NUL".into()))?;
+    let c_argv = cstrings(&argv)?;
+    let c_env = cstrings(&env)?;
+    let argv_ptrs: Vec<*const libc::c_char> = c_argv
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let env_ptrs: Vec<*const libc::c_char> = c_env
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+
+    a.channel.send(&Msg::Ready)?;
+    match a.release {
+        Release::Channel => a.channel.expect(&Msg::Start)?,
+        Release::Fifo(fd) => {
+            // blocks until `start` opens the other end
+            let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let fifo = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .ctx(|| "open the exec fifo".into())?;
+            use std::io::Write;
+            (&fifo)
+                .write_all(b"0")
+                .ctx(|| "write the exec fifo".into())?;
+        }
+    }
+    if !a.joining
+        && let Some(hooks) = a
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.start_container().as_ref())
+    {
+        crate::hooks::run("startContainer", hooks, b"{}")?;
+    }
+    if nnp {
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+        if let Some(filter) = a.seccomp {
+            filter.load()?;
+        }
+    }
+    let err = sys::execve(&c_program, &argv_ptrs, &env_ptrs);
+    let code = if err.raw_os_error() == Some(libc::ENOENT) {
+        127
+    } else {
+        126
+    };
+    Err(Error::Exec {
+        path: argv[0].clone(),
+        reason: err.to_string(),
+        code,
+    })
+}
+
+fn cstrings(items: &[String]) -> Result<Vec<CString>> {
+    items
+        .iter()
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| Error::InvalidSpec(format!("{s:?} contains NUL")))
+        })
+        .collect()
+}
+
+fn setup_stdio(stdio: Stdio) -> Result<()> {
+    match stdio {
+        Stdio::Inherit => Ok(()),
+        Stdio::Null => {
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .ctx(|| "open /dev/null".into())?;
+            for fd in 0..3 {
+                sys::dup2(null.as_raw_fd(), fd).ctx(|| "redirect stdio to /dev/null".into())?;
+            }
+            Ok(())
+        }
+        Stdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            // move the sources above 2 first so that dup2 order cannot clobber them
+            let hi: Vec<OwnedFd> = [stdin, stdout, stderr]
+                .iter()
+                .map(|&fd| {
+                    rustix::io::fcntl_dupfd_cloexec(sys::borrow_fd(fd), 3)
+                        .map_err(std::io::Error::from)
+                })
+                .collect::<std::io::Result<_>>()
+                .ctx(|| "duplicate stdio descriptors".into())?;
+            for (i, fd) in hi.iter().enumerate() {
+                sys::dup2(fd.as_raw_fd(), i as RawFd).ctx(|| format!("set up fd {i}"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The process's environment, with `PATH` and `HOME` defaulted as runc and Docker do.
+fn environment(p: &Process) -> Vec<String> {
+    let mut env = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|kv| kv.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+        let home = home_of(p.user().uid()).unwrap_or_else(|| "/".into());
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// The home directory of `uid` from the container's /etc/passwd.
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+    })
+}
+
+/// Resolves the program as execve would with `PATH`, and checks it can run: the errors
+/// carry Docker's exit codes, 127 (not found) and 126 (cannot be invoked).
+pub(crate) fn find_executable(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
+    let not_found = |reason: String| Error::Exec {
+        path: name.to_string(),
+        reason,
+        code: 127,
+    };
+    let check = |p: &Path| -> Result<Option<PathBuf>> {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => Err(Error::Exec {
+                path: name.into(),
+                reason: "is a directory".into(),
+                code: 126,
+            }),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(Error::Exec {
+                path: name.into(),
+                reason: "permission denied".into(),
+                code: 126,
+            }),
+            Ok(_) => Ok(Some(p.to_path_buf())),
+            Err(_) => Ok(None),
+        }
+    };
+    if name.contains('/') {
+        let p = if name.starts_with('/') {
+            PathBuf::from(name)
+        } else {
+            cwd.join(name)
+        };
+        return check(&p)?.ok_or_else(|| not_found("no such file or directory".into()));
+    }
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        if let Some(found) = check(&Path::new(dir).join(name))? {
+            return Ok(found);
+        }
+    }
+    Err(not_found("executable file not found in $PATH".into()))
+}
+
+fn set_rlimits(p: &Process) -> Result<()> {
+    for r in p.rlimits().iter().flatten() {
+        let res = rlimit_resource(r.typ());
+        setrlimit(res, r.soft(), r.hard()).map_err(|e| {
+            let (_, cur_hard) = nix::sys::resource::getrlimit(res).unwrap_or((0, 0));
+            let hint = if e == nix::errno::Errno::EPERM && r.hard() > cur_hard {
+                format!(
+                    ": raising the hard limit above {cur_hard} needs CAP_SYS_RESOURCE, which this \
+                     runtime's own bounding set lacks"
+                )
+            } else {
+                String::new()
+            };
+            Error::InvalidSpec(format!(
+                "rlimit {:?} soft={} hard={}: {e}{hint}",
+                r.typ(),
+                r.soft(),
+                r.hard()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> Resource {
+    use PosixRlimitType as T;
+    match t {
+        T::RlimitCpu => Resource::RLIMIT_CPU,
+        T::RlimitFsize => Resource::RLIMIT_FSIZE,
+        T::RlimitData => Resource::RLIMIT_DATA,
+        T::RlimitStack => Resource::RLIMIT_STACK,
+        T::RlimitCore => Resource::RLIMIT_CORE,
+        T::RlimitRss => Resource::RLIMIT_RSS,
+        T::RlimitNproc => Resource::RLIMIT_NPROC,
+        T::RlimitNofile => Resource::RLIMIT_NOFILE,
+        T::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        T::RlimitAs => Resource::RLIMIT_AS,
+        T::RlimitLocks => Resource::RLIMIT_LOCKS,
+        T::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        T::RlimitNice => Resource::RLIMIT_NICE,
+        T::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        T::RlimitRttime => Resource::RLIMIT_RTTIME,
+    }
+}
+
+fn set_user(p: &Process) -> Result<()> {
+    let user = p.user();
+    let gids: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|&g| Gid::from_raw(g))
+        .collect();
+    // setgroups is refused in a user namespace with setgroups=deny: only call it when
+    // there is something to set or clear
+    match nix::unistd::setgroups(&gids) {
+        Err(nix::errno::Errno::EPERM) if gids.is_empty() => {}
+        r => r.ctx(|| format!("setgroups {gids:?}"))?,
+    }
+    let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setresgid {gid}"))?;
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setresuid {uid}"))?;
+    Ok(())
+}
+
+/// `chdir` to the process's cwd, then make sure it really is inside the container: a
+/// leaked host descriptor (`/proc/self/fd/N` as cwd, CVE-2024-21626) would leave the cwd
+/// outside the root, where `getcwd` fails.
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    if !cwd.is_absolute() {
+        return Err(Error::InvalidSpec(format!(
+            "process.cwd {} is not absolute",
+            cwd.display()
+        )));
+    }
+    nix::unistd::chdir(cwd).ctx(|| format!("chdir to cwd {}", cwd.display()))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(Error::InvalidSpec(format!(
+            "process.cwd {} is outside the container's root",
+            cwd.display()
+        ))),
+    }
+}
+
+/// Allocates the container's terminal in its own devpts, makes it the controlling
+/// terminal and stdio, binds it onto /dev/console, and sends the master to the console
+/// socket.
+fn setup_console(a: &InitArgs<'_>) -> Result<()> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let sock = a.console_socket.ok_or_else(|| {
+        Error::InvalidSpec("process.terminal is set but no console socket was given".into())
+    })?;
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .map_err(std::io::Error::from)
+        .ctx(|| "open /dev/ptmx".into())?;
+    grantpt(&master)
+        .and_then(|()| unlockpt(&master))
+        .map_err(std::io::Error::from)
+        .ctx(|| "unlock the pty".into())?;
+    let name = ptsname(&master, Vec::new())
+        .map_err(std::io::Error::from)
+        .ctx(|| "ptsname".into())?;
+    let slave_path = PathBuf::from(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags_noctty()
+        .open(&slave_path)
+        .ctx(|| format!("open {}", slave_path.display()))?;
+    if let Some(size) = a.process.console_size() {
+        let ws = rustix::termios::Winsize {
+            ws_row: size.height() as u16,
+            ws_col: size.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let _ = rustix::termios::tcsetwinsize(&slave, ws);
+    }
+    if !a.joining {
+        let console = Path::new("/dev/console");
+        if !console.exists() {
+            std::fs::File::create(console).ctx(|| "create /dev/console".into())?;
+        }
+        nix::mount::mount(
+            Some(&slave_path),
+            console,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| "bind the pty onto /dev/console".into())?;
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    rustix::process::ioctl_tiocsctty(&slave)
+        .map_err(std::io::Error::from)
+        .ctx(|| "TIOCSCTTY".into())?;
+    for fd in 0..3 {
+        sys::dup2(slave.as_raw_fd(), fd).ctx(|| "make the pty the stdio".into())?;
+    }
+    crate::channel::send_fd(sock, master.as_raw_fd(), &slave_path.to_string_lossy())?;
+    Ok(())
+}
+
+trait NoCtty {
+    fn custom_flags_noctty(&mut self) -> &mut Self;
+}
+
+impl NoCtty for std::fs::OpenOptions {
+    fn custom_flags_noctty(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executable_lookup_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(bin.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(bin.join("data"), "x").unwrap();
+        let path = bin.to_str().unwrap();
+        assert_eq!(
+            find_executable("tool", path, Path::new("/")).unwrap(),
+            bin.join("tool")
+        );
+        let code = |r: Result<PathBuf>| match r {
+            Err(Error::Exec { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(find_executable("nope", path, Path::new("/"))), 127);
+        assert_eq!(
+            code(find_executable(
+                bin.join("data").to_str().unwrap(),
+                path,
+                Path::new("/")
+            )),
+            126
+        );
+        assert_eq!(code(find_executable(path, path, Path::new("/"))), 126);
+    }
+}

@@ -1,0 +1,810 @@
+//! The container's root filesystem: mounts from the spec, devices, `pivot_root`, masked
+//! and read-only paths. Every path from the spec is resolved *inside* the root (symlinks
+//! included), and every mount target is opened with `openat2(RESOLVE_IN_ROOT)` and
+//! mounted through `/proc/self/fd/N`, so a hostile rootfs cannot redirect a mount to
+//! the host.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use rustix::fs::{OFlags, ResolveFlags};
+
+use crate::error::{Error, Result, SysContext};
+
+/// A cgroup v1 hierarchy of the host, for `cgroup` mounts in the container.
+#[derive(Debug, Clone)]
+pub(crate) struct Hierarchy {
+    /// Directory name under /sys/fs/cgroup (e.g. `memory`, `cpu,cpuacct`, `systemd`).
+    pub name: String,
+    /// Superblock options naming the controllers (e.g. `memory`, `name=systemd`).
+    pub options: String,
+    /// The container's own cgroup directory in this hierarchy, when it has one.
+    pub container_dir: Option<PathBuf>,
+}
+
+/// Reads the host's cgroup v1 hierarchies from `/proc/self/mountinfo`.
+pub(crate) fn host_hierarchies() -> Vec<Hierarchy> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split(' ');
+        if post.next() != Some("cgroup") {
+            continue;
+        }
+        let superopts = post.nth(1).unwrap_or("");
+        let Some(mountpoint) = pre.split(' ').nth(4) else {
+            continue;
+        };
+        let Some(name) = Path::new(mountpoint).file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let options: Vec<&str> = superopts
+            .split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent"))
+            .filter(|o| {
+                !matches!(
+                    *o,
+                    "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "xattr"
+                )
+            })
+            .collect();
+        out.push(Hierarchy {
+            name: name.to_string(),
+            options: options.join(","),
+            container_dir: None,
+        });
+    }
+    out
+}
+
+/// Joins `path` onto `root` the way a process chrooted at `root` would see it: `..` and
+/// symlinks (absolute ones too) never leave `root`.
+pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    fn parts(p: &Path) -> impl Iterator<Item = OsString> + '_ {
+        p.components().filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+    }
+    let mut resolved = PathBuf::new();
+    let mut queue: VecDeque<OsString> = parts(path).collect();
+    let mut links = 0;
+    while let Some(c) = queue.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&c);
+        let full = root.join(&candidate);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = fs::read_link(&full)?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut next: VecDeque<OsString> = parts(&target).collect();
+                next.extend(queue);
+                queue = next;
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// Opens `path` (absolute inside the container) as an `O_PATH` descriptor, resolved
+/// inside `root_fd`; refuses magic links.
+fn open_in_root(root_fd: &OwnedFd, path: &Path) -> Result<OwnedFd> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    rustix::fs::openat2(
+        root_fd,
+        rel,
+        OFlags::PATH | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(io::Error::from)
+    .ctx(|| format!("open mount target {} inside the rootfs", path.display()))
+}
+
+fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Mount flags, propagation flags and filesystem data parsed from mount options.
+#[derive(Debug, PartialEq)]
+pub(crate) struct MountOptions {
+    pub flags: MsFlags,
+    pub clear: MsFlags,
+    pub propagation: MsFlags,
+    pub data: Vec<String>,
+    pub bind: bool,
+}
+
+/// Parses OCI/fstab-style mount options.
+pub(crate) fn parse_options(options: &[String]) -> MountOptions {
+    let mut o = MountOptions {
+        flags: MsFlags::empty(),
+        clear: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: Vec::new(),
+        bind: false,
+    };
+    for opt in options {
+        let (set, clear) = match opt.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "bind" => {
+                o.bind = true;
+                continue;
+            }
+            "rbind" => {
+                o.bind = true;
+                o.flags |= MsFlags::MS_REC;
+                continue;
+            }
+            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+            | "unbindable" | "runbindable") => {
+                o.propagation |= propagation(p).unwrap_or(MsFlags::empty());
+                continue;
+            }
+            other => {
+                o.data.push(other.to_string());
+                continue;
+            }
+        };
+        o.flags |= set;
+        o.flags &= !clear;
+        o.clear |= clear;
+    }
+    o
+}
+
+/// Propagation flags for a propagation name.
+pub(crate) fn propagation(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// What the rootfs setup needs besides the spec.
+pub(crate) struct RootfsContext<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub hierarchies: &'a [Hierarchy],
+    pub new_cgroupns: bool,
+    pub in_userns: bool,
+}
+
+/// Everything before `pivot_root`: propagation, the rootfs bind, the spec's mounts and
+/// the devices.
+pub(crate) fn prepare(ctx: &RootfsContext<'_>) -> Result<()> {
+    let linux = ctx.spec.linux().as_ref();
+    let prop = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            propagation(p)
+                .ok_or_else(|| Error::InvalidSpec(format!("unknown rootfsPropagation {p:?}")))
+        })
+        .transpose()?
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+        .ctx(|| "set propagation of / in the container's mount namespace".into())?;
+    mount(
+        Some(ctx.rootfs),
+        ctx.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind the rootfs {} onto itself", ctx.rootfs.display()))?;
+
+    let root_fd = rustix::fs::open(
+        ctx.rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(io::Error::from)
+    .ctx(|| format!("open rootfs {}", ctx.rootfs.display()))?;
+    let mut dev_is_tmpfs = false;
+    for m in ctx.spec.mounts().iter().flatten() {
+        if m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs") {
+            dev_is_tmpfs = true;
+        }
+        mount_one(ctx, &root_fd, m)?;
+    }
+    if dev_is_tmpfs {
+        create_devices(ctx, &root_fd)?;
+    }
+    if let Some(devices) = linux.and_then(|l| l.devices().as_ref()) {
+        for d in devices {
+            create_device(ctx, &root_fd, d)?;
+        }
+    }
+    Ok(())
+}
+
+fn mount_one(ctx: &RootfsContext<'_>, root_fd: &OwnedFd, m: &Mount) -> Result<()> {
+    let typ = m.typ().as_deref().unwrap_or("");
+    let dest_in = m.destination();
+    if !dest_in.is_absolute() {
+        return Err(Error::InvalidSpec(format!(
+            "mount destination {} is not absolute",
+            dest_in.display()
+        )));
+    }
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let bind = opts.bind || typ == "bind";
+    let dest = secure_join(ctx.rootfs, dest_in).ctx(|| format!("resolve {}", dest_in.display()))?;
+    let what = || {
+        format!(
+            "mount {} on {}",
+            m.source().as_deref().unwrap_or(Path::new(typ)).display(),
+            dest_in.display()
+        )
+    };
+
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+    let source = if bind && source.is_relative() {
+        ctx.bundle.join(source)
+    } else {
+        source
+    };
+    if bind
+        && !fs::metadata(&source)
+            .map(|m| m.is_dir())
+            .ctx(|| format!("bind source {}", source.display()))?
+    {
+        if let Some(parent) = dest.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .ctx(what)?;
+        }
+        if fs::symlink_metadata(&dest).is_err() {
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&dest)
+                .ctx(what)?;
+        }
+    } else {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dest)
+            .ctx(what)?;
+    }
+    let target_fd = open_in_root(root_fd, dest_in)?;
+    let target = fd_path(&target_fd);
+
+    if typ == "cgroup" {
+        return mount_cgroups(ctx, &target, &dest, &opts);
+    }
+    let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
+    if bind {
+        mount(
+            Some(&source),
+            target.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
+            None::<&str>,
+        )
+        .ctx(what)?;
+        let extra = opts.flags & !(MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() {
+            let fd = open_in_root(root_fd, dest_in)?;
+            remount(&fd_path(&fd), extra | MsFlags::MS_BIND).ctx(what)?;
+        }
+    } else {
+        let r = mount(
+            Some(&source),
+            target.as_str(),
+            Some(typ),
+            opts.flags,
+            data.as_deref(),
+        );
+        match r {
+            // sysfs cannot be mounted fresh without a private network namespace (or in a
+            // user namespace): bind the host's, as runc does.
+            Err(nix::errno::Errno::EPERM) if typ == "sysfs" => {
+                mount(
+                    Some("/sys"),
+                    target.as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .ctx(what)?;
+                let fd = open_in_root(root_fd, dest_in)?;
+                remount(&fd_path(&fd), opts.flags | MsFlags::MS_BIND).ctx(what)?;
+            }
+            r => r.ctx(what)?,
+        }
+    }
+    if !opts.propagation.is_empty() {
+        let fd = open_in_root(root_fd, dest_in)?;
+        mount(
+            None::<&str>,
+            fd_path(&fd).as_str(),
+            None::<&str>,
+            opts.propagation,
+            None::<&str>,
+        )
+        .ctx(what)?;
+    }
+    Ok(())
+}
+
+/// Remounts a mount point with `flags`, keeping the flags the kernel locks (nodev,
+/// nosuid, noexec... inherited from a more privileged mount namespace).
+fn remount(target: &str, flags: MsFlags) -> nix::Result<()> {
+    let locked = nix::sys::statvfs::statvfs(target)
+        .map(|s| {
+            use nix::sys::statvfs::FsFlags as F;
+            let f = s.flags();
+            let mut m = MsFlags::empty();
+            for (a, b) in [
+                (F::ST_NOSUID, MsFlags::MS_NOSUID),
+                (F::ST_NODEV, MsFlags::MS_NODEV),
+                (F::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (F::ST_NOATIME, MsFlags::MS_NOATIME),
+                (F::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (F::ST_RELATIME, MsFlags::MS_RELATIME),
+            ] {
+                if f.contains(a) {
+                    m |= b;
+                }
+            }
+            m
+        })
+        .unwrap_or(MsFlags::empty());
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        flags | locked | MsFlags::MS_REMOUNT,
+        None::<&str>,
+    )
+}
+
+/// A `cgroup` mount: a tmpfs holding one mount per v1 hierarchy (the hierarchy itself in
+/// a private cgroup namespace, else a bind of the container's own cgroup directory).
+fn mount_cgroups(
+    ctx: &RootfsContext<'_>,
+    target: &str,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<()> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .ctx(|| format!("mount tmpfs for cgroups on {}", dest.display()))?;
+    for h in ctx.hierarchies {
+        let sub = dest.join(&h.name);
+        fs::create_dir_all(&sub).ctx(|| format!("create {}", sub.display()))?;
+        let what = || format!("mount cgroup hierarchy {} on {}", h.options, sub.display());
+        // cgroup v1 cannot be mounted fresh inside a user namespace: bind instead
+        if ctx.new_cgroupns && !ctx.in_userns {
+            mount(
+                Some("cgroup"),
+                &sub,
+                Some("cgroup"),
+                flags | (opts.flags & MsFlags::MS_RDONLY),
+                Some(h.options.as_str()),
+            )
+            .ctx(what)?;
+        } else if let Some(dir) = &h.container_dir {
+            mount(
+                Some(dir),
+                &sub,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(what)?;
+            if opts.flags.contains(MsFlags::MS_RDONLY) {
+                remount(
+                    sub.to_str().unwrap_or_default(),
+                    MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+                )
+                .ctx(what)?;
+            }
+        }
+    }
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        remount(
+            dest.to_str().unwrap_or_default(),
+            flags | MsFlags::MS_RDONLY,
+        )
+        .ctx(|| format!("make {} read-only", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets (as runc): null, zero, full, random, urandom, tty.
+fn default_devices() -> Vec<(&'static str, u64, u64)> {
+    vec![
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ]
+}
+
+fn create_devices(ctx: &RootfsContext<'_>, root_fd: &OwnedFd) -> Result<()> {
+    for (path, major, minor) in default_devices() {
+        make_node(
+            ctx,
+            root_fd,
+            Path::new(path),
+            SFlag::S_IFCHR,
+            major,
+            minor,
+            0o666,
+            0,
+            0,
+        )?;
+    }
+    let dev = secure_join(ctx.rootfs, Path::new("/dev")).ctx(|| "resolve /dev".into())?;
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("pts/ptmx", "ptmx"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
+    for (target, name) in links {
+        match std::os::unix::fs::symlink(target, dev.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(e).ctx(|| format!("symlink /dev/{name}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn create_device(ctx: &RootfsContext<'_>, root_fd: &OwnedFd, d: &LinuxDevice) -> Result<()> {
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(Error::InvalidSpec(format!(
+                "device {}: type 'a' is only for cgroup rules",
+                d.path().display()
+            )));
+        }
+    };
+    make_node(
+        ctx,
+        root_fd,
+        d.path(),
+        kind,
+        d.major() as u64,
+        d.minor() as u64,
+        d.file_mode().unwrap_or(0o666),
+        d.uid().unwrap_or(0),
+        d.gid().unwrap_or(0),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_node(
+    ctx: &RootfsContext<'_>,
+    root_fd: &OwnedFd,
+    path: &Path,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    let dest = secure_join(ctx.rootfs, path).ctx(|| format!("resolve {}", path.display()))?;
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
+    }
+    let _ = fs::remove_file(&dest);
+    let what = || format!("create device {}", path.display());
+    let perm = Mode::from_bits_truncate(mode & 0o7777);
+    let made = if ctx.in_userns {
+        Err(nix::errno::Errno::EPERM)
+    } else {
+        mknod(&dest, kind, perm, makedev(major, minor))
+    };
+    match made {
+        Ok(()) => {
+            nix::unistd::chown(&dest, Some(uid.into()), Some(gid.into())).ctx(what)?;
+            // mknod honours the umask; set the exact mode
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &dest,
+                perm,
+                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+            )
+            .or_else(|_| {
+                nix::sys::stat::fchmodat(
+                    nix::fcntl::AT_FDCWD,
+                    &dest,
+                    perm,
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )
+            })
+            .ctx(what)?;
+        }
+        Err(nix::errno::Errno::EPERM) => {
+            // in a user namespace: bind the host's node instead
+            fs::File::create(&dest).ctx(what)?;
+            let fd = open_in_root(root_fd, path)?;
+            mount(
+                Some(path),
+                fd_path(&fd).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(what)?;
+        }
+        Err(e) => return Err(e).ctx(what),
+    }
+    Ok(())
+}
+
+/// Makes `rootfs` the root with `pivot_root`, and detaches the old root.
+pub(crate) fn pivot(rootfs: &Path) -> Result<()> {
+    let old = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open old root".into())?;
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root into {}", rootfs.display()))?;
+    nix::unistd::fchdir(&old).ctx(|| "fchdir old root".into())?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| "make the old root a slave".into())?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// Without `pivot_root` (rootfs on ramfs): move the rootfs over / and chroot.
+pub(crate) fn move_root(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    mount(
+        Some(rootfs),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .ctx(|| "move the rootfs to /".into())?;
+    nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// After `pivot_root`: masked paths, read-only paths, and a read-only root if asked.
+pub(crate) fn finish(spec: &Spec) -> Result<()> {
+    if let Some(linux) = spec.linux() {
+        for p in linux.masked_paths().iter().flatten() {
+            mask(p)?;
+        }
+        for p in linux.readonly_paths().iter().flatten() {
+            readonly(p)?;
+        }
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        remount("/", MsFlags::MS_BIND | MsFlags::MS_RDONLY)
+            .ctx(|| "make the root read-only".into())?;
+    }
+    Ok(())
+}
+
+fn mask(path: &str) -> Result<()> {
+    let what = || format!("mask {path}");
+    match fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).ctx(what),
+        Ok(m) if m.is_dir() => mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0,mode=755"),
+        )
+        .ctx(what),
+        Ok(_) => mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(what),
+    }
+}
+
+fn readonly(path: &str) -> Result<()> {
+    let what = || format!("make {path} read-only");
+    match mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        r => r.ctx(what)?,
+    }
+    remount(
+        path,
+        MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY,
+    )
+    .ctx(what)
+}
+
+/// Writes the spec's sysctls (after `/proc` is mounted in the container).
+pub(crate) fn sysctls(spec: &Spec) -> Result<()> {
+    for (key, value) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if key.contains("..") || key.contains('/') && key.contains('.') {
+            return Err(Error::InvalidSpec(format!(
+                "sysctl {key:?} is not a valid name"
+            )));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        fs::write(&path, value).ctx(|| format!("set sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_stays_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc", root.join("rel")).unwrap();
+        std::os::unix::fs::symlink("loop2", root.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", root.join("loop2")).unwrap();
+        assert_eq!(
+            secure_join(root, Path::new("/abs/passwd")).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("rel/passwd")).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/../../x")).unwrap(),
+            root.join("x")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/a/./b/../c")).unwrap(),
+            root.join("a/c")
+        );
+        let e = secure_join(root, Path::new("/loop1/x")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn options() {
+        let o = parse_options(&[
+            "nosuid".into(),
+            "ro".into(),
+            "rbind".into(),
+            "rslave".into(),
+            "mode=755".into(),
+            "size=65536k".into(),
+        ]);
+        assert!(o.bind);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_RDONLY | MsFlags::MS_REC
+        );
+        assert_eq!(o.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(
+            o.data,
+            vec!["mode=755".to_string(), "size=65536k".to_string()]
+        );
+        let o = parse_options(&["ro".into(), "rw".into()]);
+        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn hierarchies_found_here() {
+        // on any Linux host with v1 controllers, names and options are non-empty
+        for h in host_hierarchies() {
+            assert!(!h.name.is_empty());
+            assert!(!h.options.contains("rw"), "{h:?}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The few system calls that need `unsafe`, each in one small function.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+
+/// What `clone3` returned.
+pub(crate) enum Forked {
+    /// We are the new process.
+    Child,
+    /// We are the caller; the child has this pid.
+    Parent(i32),
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Forks like `fork(2)`, but creates the namespaces in `flags` (`CLONE_NEW*`) for the child.
+///
+/// The child is a copy of the calling thread only: between this and `execve` it may call
+/// only what is safe after fork in a multi-threaded program (glibc's malloc is).
+fn clone3(flags: u64) -> io::Result<Forked> {
+    let mut args = CloneArgs {
+        flags,
+        // with CLONE_PARENT the kernel wants 0 here and uses the caller's (SIGCHLD)
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
+        ..Default::default()
+    };
+    // SAFETY: clone3 with no stack and no CLONE_VM behaves like fork: the child gets a copy
+    // of the address space and returns 0 here; `args` is valid for the duration of the call
+    // and its size is passed exactly.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// Forks a child that lives in new namespaces (`flags`), safely from a multi-threaded
+/// program: glibc's `fork` (whose atfork handlers leave malloc usable in the child) makes
+/// a single-threaded helper, which `clone3`s the real child as our sibling
+/// (`CLONE_PARENT`) so that it is this process's child, reports its pid, and exits.
+pub(crate) fn spawn(flags: u64) -> io::Result<Forked> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // SAFETY: fork has no memory-safety preconditions; the child below only calls
+    // clone3, write and _exit before the grandchild continues as a normal program.
+    let helper = unsafe { libc::fork() };
+    match helper {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            drop(r);
+            match clone3(flags | libc::CLONE_PARENT as u64) {
+                Ok(Forked::Child) => {
+                    drop(w);
+                    Ok(Forked::Child)
+                }
+                Ok(Forked::Parent(pid)) => {
+                    let _ = rustix::io::write(&w, &pid.to_ne_bytes());
+                    exit_now(0)
+                }
+                Err(e) => {
+                    let code = -e.raw_os_error().unwrap_or(libc::EINVAL);
+                    let _ = rustix::io::write(&w, &code.to_ne_bytes());
+                    exit_now(1)
+                }
+            }
+        }
+        helper => {
+            drop(w);
+            let mut buf = [0u8; 4];
+            let n = rustix::io::read(&r, &mut buf);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None);
+            match n {
+                Ok(4) => match i32::from_ne_bytes(buf) {
+                    pid if pid > 0 => Ok(Forked::Parent(pid)),
+                    errno => Err(io::Error::from_raw_os_error(-errno)),
+                },
+                Ok(_) => Err(io::Error::other(
+                    "fork helper died before reporting the child's pid",
+                )),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Ends the process at once, without running destructors or atexit handlers (for the
+/// child after fork: the parent's buffers and locks must not be flushed twice).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes every descriptor from 3 up, except those in `keep`.
+pub(crate) fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&fd| fd > 2)
+        .map(|&fd| fd as u32)
+        .collect();
+    keep.sort_unstable();
+    let mut first = 3u32;
+    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > first {
+            // SAFETY: close_range only closes descriptors; none of the ones we still use
+            // (`keep`) are in [first, fd - 1].
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, fd - 1, 0u32) };
+            if ret == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Sets the domain name of the calling process's UTS namespace.
+pub(crate) fn setdomainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `prctl` with integer arguments.
+pub(crate) fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: every option we pass (PR_SET_KEEPCAPS, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS,
+    // PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER) takes plain integers, no pointers.
+    let ret = unsafe { libc::prctl(option, arg2, 0, 0, 0) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Replaces the process image; returns only on failure.
+pub(crate) fn execve(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> io::Error {
+    debug_assert!(argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: `path` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of
+    // pointers to NUL-terminated strings that the caller keeps alive across the call.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Borrows a raw descriptor that the caller knows is open for the borrow's lifetime.
+pub(crate) fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    assert!(fd >= 0);
+    // SAFETY: callers pass descriptors they own and keep open for as long as the borrow is
+    // used (stdio or descriptors saved in the init context).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Duplicates `from` onto `to` (clearing close-on-exec on `to`).
+pub(crate) fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
+    if from == to {
+        // clear FD_CLOEXEC so it survives exec
+        let fd = borrow_fd(from);
+        let flags = rustix::io::fcntl_getfd(fd)?;
+        rustix::io::fcntl_setfd(fd, flags - rustix::io::FdFlags::CLOEXEC)?;
+        return Ok(());
+    }
+    // SAFETY: dup2 only manipulates the descriptor table.
+    let ret = unsafe { libc::dup2(from, to) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
