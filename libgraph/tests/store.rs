@@ -701,3 +701,121 @@ fn register_layer_from_pulled_blob() {
         "only the good, unreferenced layer"
     );
 }
+
+/// Unmounts whatever a killed child left mounted under a directory.
+struct MountSweeper(std::path::PathBuf);
+
+impl Drop for MountSweeper {
+    fn drop(&mut self) {
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.0.to_string_lossy().into_owned();
+        let mut points: Vec<String> = mi
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|p| p.starts_with(&prefix))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+/// Crash test over many operations: a child loops import / container / commit / save / load /
+/// rmi and is SIGKILLed at a different moment each round; every reopen must find a store
+/// that `check` calls consistent and that keeps working.
+#[test]
+fn killed_at_random_points_the_store_stays_consistent() {
+    if let Ok(root) = std::env::var("LONGSHORE_GRAPH_CHURN_CHILD") {
+        churn_child(Path::new(&root));
+        return;
+    }
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let _sweep = MountSweeper(a.path().to_path_buf());
+    for round in 0..4u64 {
+        let marker = a.path().join("churning");
+        let _ = fs::remove_file(&marker);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "killed_at_random_points_the_store_stays_consistent",
+                "--quiet",
+            ])
+            .env("LONGSHORE_GRAPH_CHURN_CHILD", a.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut waited = 0;
+        while !marker.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            waited += 1;
+            assert!(waited < 3000, "child never started");
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("child exited early: {st}");
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(37 + round * 131));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // a killed process cannot unmount: the mounts it left behind are stale, not harmful
+        let s = open(a.path(), "overlay");
+        let rep = s.check(false).unwrap();
+        assert!(rep.problems.is_empty(), "round {round}: {:?}", rep.problems);
+        // and the store still works end to end
+        s.import(&rootfs_tar()[..], Some("probe:1"), None).unwrap();
+        s.create_container("probe", "probe:1").unwrap();
+        let r = s.mount_container("probe").unwrap();
+        assert!(r.join("etc/hostname").exists());
+        s.unmount_container("probe").unwrap();
+        s.remove_container("probe").unwrap();
+        s.remove_image("probe:1", false, false).unwrap();
+    }
+    // the sweeper unmounts what the last child left mounted before the tempdir goes
+}
+
+fn churn_child(root: &Path) {
+    let s = Store::open(
+        root,
+        StoreOptions {
+            driver: Some("overlay".into()),
+        },
+    )
+    .unwrap();
+    let archive = root.join("churn-save.tar");
+    for i in 0u64.. {
+        let base = format!("churn-base:{i}");
+        s.import(&gzip(&rootfs_tar())[..], Some(&base), None)
+            .unwrap();
+        let c = format!("churn{i}");
+        s.create_container(&c, &base).unwrap();
+        let r = s.mount_container(&c).unwrap();
+        for j in 0..50 {
+            fs::write(r.join(format!("f{j}")), vec![j as u8; 20_000]).unwrap();
+        }
+        s.unmount_container(&c).unwrap();
+        let img = format!("churn-img:{i}");
+        s.commit(
+            &c,
+            &CommitOptions {
+                reference: Some(img.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        s.save(
+            &[&img],
+            ArchiveFormat::Docker,
+            fs::File::create(&archive).unwrap(),
+        )
+        .unwrap();
+        s.remove_container(&c).unwrap();
+        s.remove_image(&img, false, false).unwrap();
+        s.load(fs::File::open(&archive).unwrap()).unwrap();
+        s.remove_image(&img, false, false).unwrap();
+        let _ = s.remove_image(&base, false, false);
+        if i == 0 {
+            fs::write(root.join("churning"), b"").unwrap();
+        }
+    }
+}
