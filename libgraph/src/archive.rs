@@ -3,9 +3,13 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use crate::changes::{Change, ChangeKind};
 use crate::error::{Error, IoContext, Result};
@@ -29,14 +33,20 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// Appends `root/rel` as entry `rel` (no leading slash; directories get a trailing one).
+    ///
+    /// The entry is opened beneath `root` without following any symlink on the way, so a
+    /// running container that swaps a directory for a symlink cannot make this read host files.
     pub fn append(&mut self, root: &Path, rel: &str) -> Result<()> {
         let rel = rel.trim_start_matches('/');
         let path = root.join(rel);
-        let meta = fs::symlink_metadata(&path).ctx("stat", &path)?;
+        let handle = open_beneath(root, rel, OFlags::PATH | OFlags::NOFOLLOW)?;
+        let handle = fs::File::from(handle);
+        let meta = handle.metadata().ctx("stat", &path)?;
         let werr = |e: std::io::Error| Error::io("write tar entry", &path, e);
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-        let xattrs = read_xattrs(&path);
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+        let xattrs = read_xattrs_following(&proc_path);
         if !xattrs.is_empty() {
             let keys: Vec<(String, Vec<u8>)> = xattrs
                 .into_iter()
@@ -67,13 +77,21 @@ impl<W: Write> TarWriter<W> {
                 .append_data(&mut header, name, std::io::empty())
                 .map_err(werr)
         } else if ft.is_symlink() {
-            let target = fs::read_link(&path).ctx("readlink", &path)?;
+            let target = rustix::fs::readlinkat(&handle, "", Vec::new()).ctx("readlink", &path)?;
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
             header.set_size(0);
             self.builder
                 .append_link(&mut header, rel, target)
                 .map_err(werr)
         } else if ft.is_file() {
-            let f = fs::File::open(&path).ctx("open", &path)?;
+            let f = fs::File::from(open_beneath(root, rel, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+            let now = f.metadata().ctx("stat", &path)?;
+            if now.ino() != meta.ino() {
+                return Err(Error::UnsafeTarEntry {
+                    entry: rel.to_string(),
+                    reason: "the file was replaced while it was being archived".into(),
+                });
+            }
             self.builder.append_data(&mut header, rel, f).map_err(werr)
         } else {
             header.set_size(0);
@@ -152,6 +170,55 @@ impl<W: Write> TarWriter<W> {
             .into_inner()
             .map_err(|e| Error::io("finish tar", "<stream>", e))
     }
+}
+
+/// Opens `rel` beneath `root` refusing symlinks on the whole path (see [`TarWriter::append`]).
+fn open_beneath(root: &Path, rel: &str, flags: OFlags) -> Result<OwnedFd> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx("open", root)?;
+    let rel_path = if rel.is_empty() { "." } else { rel };
+    rustix::fs::openat2(
+        &root_fd,
+        rel_path,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        Errno::LOOP | Errno::XDEV => Error::UnsafeTarEntry {
+            entry: rel.to_string(),
+            reason: "a directory on its path is a symlink (was it replaced while archiving?)"
+                .into(),
+        },
+        e => Error::io("open", root.join(rel), e.into()),
+    })
+}
+
+/// Like [`read_xattrs`], following the final component (for `/proc/self/fd/N` handles).
+fn read_xattrs_following(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::listxattr(path, &mut names) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        if name.starts_with("trusted.overlay.") {
+            continue;
+        }
+        let mut val = vec![0u8; 65536];
+        if let Ok(len) = rustix::fs::getxattr(path, name, &mut val) {
+            out.push((name.to_string(), val[..len].to_vec()));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Extended attributes worth keeping in a layer (not overlayfs' own `trusted.overlay.*`).

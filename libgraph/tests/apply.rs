@@ -374,3 +374,34 @@ fn writes_through_symlinks_inside_the_layer_are_allowed() {
     apply_layer(&tar[..], dir.path(), &opts(WhiteoutMode::Delete)).unwrap();
     assert_eq!(fs::read(dir.path().join("real/f")).unwrap(), b"via alias");
 }
+
+#[test]
+fn archiving_never_follows_symlinks_out_of_the_root() {
+    use longshore_graph::archive::TarWriter;
+    let dir = tempdir("archive");
+    let root = dir.path();
+    std::os::unix::fs::symlink("/etc", root.join("d")).unwrap();
+    fs::create_dir(root.join("real")).unwrap();
+    fs::write(root.join("real/f"), b"mine").unwrap();
+    let mut w = TarWriter::new(Vec::new());
+    // a container swapped directory "d" for a symlink to the host's /etc
+    let err = w.append(root, "d/passwd").unwrap_err();
+    assert!(matches!(err, Error::UnsafeTarEntry { .. }), "{err}");
+    // the symlink itself and real files are archived
+    w.append(root, "d").unwrap();
+    w.append(root, "real").unwrap();
+    w.append(root, "real/f").unwrap();
+    let tar = w.finish().unwrap();
+    let mut a = tar::Archive::new(&tar[..]);
+    let mut seen = Vec::new();
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        let p = e.path().unwrap().to_string_lossy().into_owned();
+        if p == "d" {
+            assert_eq!(e.header().entry_type(), tar::EntryType::Symlink);
+            assert_eq!(e.link_name().unwrap().unwrap().to_str(), Some("/etc"));
+        }
+        seen.push(p);
+    }
+    assert_eq!(seen, ["d", "real/", "real/f"]);
+}
