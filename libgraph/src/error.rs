@@ -140,6 +140,16 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Another process owns the store.
+    #[error(
+        "image store {root} is in use by another process (pid {owner}); only one owner at a time"
+    )]
+    StoreLocked {
+        /// The store root.
+        root: PathBuf,
+        /// The owner's pid as it wrote it.
+        owner: String,
+    },
     /// An operation is refused because of references to the object.
     #[error("conflict: {0}")]
     Conflict(String),

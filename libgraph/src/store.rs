@@ -118,6 +118,7 @@ pub struct GcReport {
 /// The image and layer store.
 pub struct Store {
     root: PathBuf,
+    _lock: fs::File,
     content: ContentStore,
     driver: Box<dyn Driver>,
     db: Mutex<Db>,
@@ -215,6 +216,36 @@ fn archive_path(base: &Path, p: &str) -> Result<PathBuf> {
     Ok(base.join(p))
 }
 
+/// Takes the store's owner lock: one process at a time may own a store (it removes what
+/// crashes left incomplete at open, which must not be another live owner's work).
+fn lock_store(root: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = root.join("lock");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .ctx("open store lock", &path)?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut owner = String::new();
+            let _ = f.read_to_string(&mut owner);
+            return Err(Error::StoreLocked {
+                root: root.to_path_buf(),
+                owner: owner.trim().to_string(),
+            });
+        }
+        Err(e) => return Err(Error::io("lock store", &path, e.into())),
+    }
+    f.set_len(0).ctx("write store lock", &path)?;
+    write!(f, "{}", std::process::id()).ctx("write store lock", &path)?;
+    Ok(f)
+}
+
 /// Opens a regular file of an unpacked archive, refusing symlinks and anything outside it.
 fn open_in_archive(base: &Path, path: &Path) -> Result<fs::File> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -262,6 +293,7 @@ impl Store {
     pub fn open(root: impl Into<PathBuf>, opts: StoreOptions) -> Result<Store> {
         let root = root.into();
         fs::create_dir_all(&root).ctx("create store directory", &root)?;
+        let lock = lock_store(&root)?;
         let tmp = root.join("tmp");
         remove_tree(&tmp)?;
         fs::create_dir_all(&tmp).ctx("create directory", &tmp)?;
@@ -270,6 +302,7 @@ impl Store {
         let db = Db::open(&root.join("metadata.db"))?;
         let store = Store {
             root,
+            _lock: lock,
             content,
             driver,
             db: Mutex::new(db),

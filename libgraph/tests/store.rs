@@ -819,3 +819,25 @@ fn churn_child(root: &Path) {
         }
     }
 }
+
+#[test]
+fn one_owner_per_store() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "vfs");
+    let err = Store::open(
+        a.path(),
+        StoreOptions {
+            driver: Some("vfs".into()),
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, Error::StoreLocked { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&std::process::id().to_string()),
+        "{err}"
+    );
+    drop(s);
+    let _again = open(a.path(), "vfs");
+}
