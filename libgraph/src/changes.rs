@@ -5,11 +5,13 @@
 //! report parent directories of added or deleted entries as changed (`C`), and return the
 //! list sorted by path.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, Metadata};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use crate::error::{IoContext, Result};
 
@@ -61,77 +63,170 @@ fn join(parent: &str, name: &str) -> String {
     }
 }
 
-fn rel(root: &Path, path: &str) -> PathBuf {
-    root.join(path.trim_start_matches('/'))
+/// The stat fields the rules look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct St {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
+    size: i64,
+    mtime: i64,
+    mtime_nsec: i64,
 }
 
-fn sorted_names(dir: &Path) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for e in fs::read_dir(dir).ctx("read directory", dir)? {
-        let e = e.ctx("read directory", dir)?;
-        names.push(e.file_name().to_string_lossy().into_owned());
+impl St {
+    fn from(s: &rustix::fs::Stat) -> St {
+        St {
+            mode: s.st_mode,
+            uid: s.st_uid,
+            gid: s.st_gid,
+            rdev: s.st_rdev,
+            size: s.st_size,
+            mtime: s.st_mtime,
+            mtime_nsec: s.st_mtime_nsec as i64,
+        }
     }
-    names.sort();
-    Ok(names)
+
+    fn is_dir(&self) -> bool {
+        FileType::from_raw_mode(self.mode) == FileType::Directory
+    }
+
+    fn is_whiteout(&self) -> bool {
+        FileType::from_raw_mode(self.mode) == FileType::CharacterDevice && self.rdev == 0
+    }
 }
 
-/// Docker's `statDifferent`: mode, owner, rdev; and for non-directories size and mtime.
-fn stat_different(old: &Metadata, new: &Metadata) -> bool {
-    old.mode() != new.mode()
-        || old.uid() != new.uid()
-        || old.gid() != new.gid()
-        || old.rdev() != new.rdev()
-        || (!new.is_dir()
-            && (old.mtime() != new.mtime()
-                || old.mtime_nsec() != new.mtime_nsec()
-                || old.len() != new.len()))
+/// A tree walked through file descriptors: every directory is opened beneath the root with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so a running container that swaps a
+/// directory for a symlink cannot make the walk list host directories.
+struct Tree {
+    root: PathBuf,
+    fd: OwnedFd,
 }
 
-fn capability(path: &Path) -> Option<Vec<u8>> {
+impl Tree {
+    fn open(root: &Path) -> Result<Tree> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx("open", root)?;
+        Ok(Tree {
+            root: root.to_path_buf(),
+            fd,
+        })
+    }
+
+    fn resolve(&self, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+        let r = rel.trim_start_matches('/');
+        rustix::fs::openat2(
+            &self.fd,
+            if r.is_empty() { "." } else { r },
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+    }
+
+    fn err(&self, rel: &str, e: Errno) -> crate::error::Error {
+        match e {
+            Errno::LOOP | Errno::XDEV => crate::error::Error::UnsafeTarEntry {
+                entry: rel.to_string(),
+                reason: "a directory on its path is a symlink (was it replaced during the walk?)"
+                    .into(),
+            },
+            e => crate::error::Error::io(
+                "read directory",
+                self.root.join(rel.trim_start_matches('/')),
+                e.into(),
+            ),
+        }
+    }
+
+    /// Sorted (name, stat) pairs of a directory.
+    fn list(&self, rel: &str) -> Result<(OwnedFd, Vec<(String, St)>)> {
+        let dir = self
+            .resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.err(rel, e))?;
+        let mut out = Vec::new();
+        let mut d = rustix::fs::Dir::read_from(&dir).map_err(|e| self.err(rel, e))?;
+        for ent in d.by_ref() {
+            let ent = ent.map_err(|e| self.err(rel, e))?;
+            let name = ent.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let st = rustix::fs::statat(&dir, ent.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.err(rel, e))?;
+            out.push((String::from_utf8_lossy(name).into_owned(), St::from(&st)));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((dir, out))
+    }
+
+    /// The stat of `rel` if it exists as a real path (no symlinks on the way).
+    fn stat(&self, rel: &str) -> Option<St> {
+        let fd = self.resolve(rel, OFlags::PATH | OFlags::NOFOLLOW).ok()?;
+        rustix::fs::fstat(&fd).ok().map(|s| St::from(&s))
+    }
+}
+
+/// `security.capability` of `dir/name`, not following `name`.
+fn capability(dir: &OwnedFd, name: &str) -> Option<Vec<u8>> {
+    let p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
     let mut buf = vec![0u8; 1024];
-    rustix::fs::lgetxattr(path, "security.capability", &mut buf)
+    rustix::fs::lgetxattr(&p, "security.capability", &mut buf)
         .ok()
         .map(|n| buf[..n].to_vec())
 }
 
+/// Docker's `statDifferent`: mode, owner, rdev; and for non-directories size and mtime.
+fn stat_different(old: &St, new: &St) -> bool {
+    old.mode != new.mode
+        || old.uid != new.uid
+        || old.gid != new.gid
+        || old.rdev != new.rdev
+        || (!new.is_dir()
+            && (old.mtime != new.mtime || old.mtime_nsec != new.mtime_nsec || old.size != new.size))
+}
+
 /// Changes of the full tree `new` against the full tree `old` (or against nothing).
 pub fn changes_dirs(new: &Path, old: Option<&Path>) -> Result<Vec<Change>> {
+    let new = Tree::open(new)?;
+    let old = old.map(Tree::open).transpose()?;
     let mut out = Vec::new();
-    walk_dirs(new, old, "/", &mut out)?;
+    walk_dirs(&new, old.as_ref(), "/", &mut out)?;
     sort(&mut out);
     Ok(out)
 }
 
-fn walk_dirs(new: &Path, old: Option<&Path>, dir: &str, out: &mut Vec<Change>) -> Result<()> {
-    let new_names = sorted_names(&rel(new, dir))?;
-    let old_names: Vec<String> = match old {
-        Some(o) => sorted_names(&rel(o, dir))?,
-        None => Vec::new(),
+fn walk_dirs(new: &Tree, old: Option<&Tree>, dir: &str, out: &mut Vec<Change>) -> Result<()> {
+    let (new_fd, new_entries) = new.list(dir)?;
+    let (old_fd, old_entries) = match old {
+        Some(o) => {
+            let (fd, e) = o.list(dir)?;
+            (Some(fd), e)
+        }
+        None => (None, Vec::new()),
     };
-    let new_set: HashSet<&String> = new_names.iter().collect();
-    for name in &old_names {
-        if !new_set.contains(name) {
+    let new_names: HashSet<&str> = new_entries.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, _) in &old_entries {
+        if !new_names.contains(name.as_str()) {
             out.push(Change {
                 path: join(dir, name),
                 kind: ChangeKind::Deleted,
             });
         }
     }
-    let old_set: HashSet<&String> = old_names.iter().collect();
-    for name in &new_names {
+    let old_map: HashMap<&str, St> = old_entries.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    for (name, nm) in &new_entries {
         let path = join(dir, name);
-        let np = rel(new, &path);
-        let nm = fs::symlink_metadata(&np).ctx("stat", &np)?;
-        let om = match old {
-            Some(o) if old_set.contains(name) => {
-                let op = rel(o, &path);
-                Some((fs::symlink_metadata(&op).ctx("stat", &op)?, op))
-            }
-            _ => None,
-        };
+        let om = old_map.get(name.as_str()).copied();
         let start = out.len();
         let mut recorded = false;
-        match &om {
+        match om {
             None => {
                 out.push(Change {
                     path: path.clone(),
@@ -139,8 +234,12 @@ fn walk_dirs(new: &Path, old: Option<&Path>, dir: &str, out: &mut Vec<Change>) -
                 });
                 recorded = true;
             }
-            Some((m, op)) => {
-                if stat_different(m, &nm) || capability(op) != capability(&np) {
+            Some(m) => {
+                let caps_differ = match &old_fd {
+                    Some(ofd) => capability(ofd, name) != capability(&new_fd, name),
+                    None => false,
+                };
+                if stat_different(&m, nm) || caps_differ {
                     out.push(Change {
                         path: path.clone(),
                         kind: ChangeKind::Modified,
@@ -150,8 +249,8 @@ fn walk_dirs(new: &Path, old: Option<&Path>, dir: &str, out: &mut Vec<Change>) -
             }
         }
         if nm.is_dir() {
-            let old_dir = match &om {
-                Some((m, _)) if m.is_dir() => old,
+            let old_dir = match om {
+                Some(m) if m.is_dir() => old,
                 _ => None,
             };
             walk_dirs(new, old_dir, &path, out)?;
@@ -169,52 +268,53 @@ fn walk_dirs(new: &Path, old: Option<&Path>, dir: &str, out: &mut Vec<Change>) -
     Ok(())
 }
 
-fn is_whiteout(m: &Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-fn is_opaque(path: &Path) -> bool {
+fn is_opaque(dir: &OwnedFd) -> bool {
     let mut buf = [0u8; 4];
-    matches!(rustix::fs::lgetxattr(path, "trusted.overlay.opaque", &mut buf), Ok(1) if buf[0] == b'y')
+    matches!(rustix::fs::fgetxattr(dir, "trusted.overlay.opaque", &mut buf), Ok(1) if buf[0] == b'y')
 }
 
 /// Changes recorded in an overlay upper directory over its lower layers (top first).
 pub fn changes_overlay(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
+    let upper = Tree::open(upper)?;
+    let lowers: Vec<Tree> = lowers
+        .iter()
+        .map(|l| Tree::open(l))
+        .collect::<Result<_>>()?;
     let mut out = Vec::new();
     let mut changed_dirs = HashSet::new();
-    walk_overlay(upper, lowers, "/", &mut out, &mut changed_dirs)?;
+    walk_overlay(&upper, &lowers, "/", &mut out, &mut changed_dirs)?;
     sort(&mut out);
     Ok(out)
 }
 
 fn walk_overlay(
-    upper: &Path,
-    lowers: &[PathBuf],
+    upper: &Tree,
+    lowers: &[Tree],
     dir: &str,
     out: &mut Vec<Change>,
     changed_dirs: &mut HashSet<String>,
 ) -> Result<()> {
-    for name in sorted_names(&rel(upper, dir))? {
+    let (_dir_fd, entries) = upper.list(dir)?;
+    for (name, m) in entries {
         let path = join(dir, &name);
-        let up = rel(upper, &path);
-        let m = fs::symlink_metadata(&up).ctx("stat", &up)?;
-        let in_lower = || {
-            lowers
-                .iter()
-                .any(|l| fs::symlink_metadata(rel(l, &path)).is_ok())
-        };
-        let kind = if is_whiteout(&m) || (m.is_dir() && is_opaque(&up) && in_lower()) {
+        let in_lower = || lowers.iter().any(|l| l.stat(&path).is_some());
+        let opaque = m.is_dir()
+            && upper
+                .resolve(&path, OFlags::RDONLY | OFlags::DIRECTORY)
+                .map(|fd| is_opaque(&fd))
+                .unwrap_or(false);
+        let kind = if m.is_whiteout() || (opaque && in_lower()) {
             Some(ChangeKind::Deleted)
         } else {
             let mut kind = Some(ChangeKind::Added);
             for l in lowers {
-                if let Ok(lm) = fs::symlink_metadata(rel(l, &path)) {
+                if let Some(lm) = l.stat(&path) {
                     if lm.is_dir()
                         && m.is_dir()
-                        && lm.len() == m.len()
-                        && lm.mode() == m.mode()
-                        && lm.mtime() == m.mtime()
-                        && lm.mtime_nsec() == m.mtime_nsec()
+                        && lm.size == m.size
+                        && lm.mode == m.mode
+                        && lm.mtime == m.mtime
+                        && lm.mtime_nsec == m.mtime_nsec
                     {
                         kind = None;
                     } else {
