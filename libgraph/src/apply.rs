@@ -99,6 +99,8 @@ pub struct ApplyReport {
     pub content_size: u64,
     /// Number of tar entries processed.
     pub entries: u64,
+    /// Extended attributes the filesystem refused (ENOTSUP/EPERM) and that were skipped.
+    pub xattrs_skipped: u64,
 }
 
 /// A reader that hashes and counts what passes through it.
@@ -160,6 +162,7 @@ pub fn apply_layer_with(
             parent_cache: None,
             content_size: 0,
             entries: 0,
+            xattrs_skipped: std::cell::Cell::new(0),
         };
         let applied = (|| {
             {
@@ -193,6 +196,7 @@ pub fn apply_layer_with(
                 tar_size: d.tar_size,
                 content_size: applier.content_size,
                 entries: applier.entries,
+                xattrs_skipped: applier.xattrs_skipped.get(),
             }),
             // a broken stream explains a tar error better than the tar error does
             (Err(Error::InvalidLayer(_)), Err(e)) => Err(e),
@@ -328,6 +332,7 @@ struct Applier<'a> {
     parent_cache: Option<(Vec<u8>, OwnedFd)>,
     content_size: u64,
     entries: u64,
+    xattrs_skipped: std::cell::Cell<u64>,
 }
 
 /// A tar path split into a safe relative parent and a final name.
@@ -794,6 +799,19 @@ impl<'a> Applier<'a> {
         }
     }
 
+    /// Like Docker, an xattr the filesystem does not support (ENOTSUP) or does not allow here
+    /// (EPERM, e.g. `user.*` on a symlink) is skipped and counted, not fatal.
+    fn xattr_result(&self, r: rustix::io::Result<()>, rel: &[u8]) -> Result<()> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(Errno::NOTSUP) | Err(Errno::PERM) => {
+                self.xattrs_skipped.set(self.xattrs_skipped.get() + 1);
+                Ok(())
+            }
+            Err(e) => Err(self.io_err("setxattr", rel, e)),
+        }
+    }
+
     fn set_fd_meta(&self, fd: impl AsFd, meta: &Meta, rel: &[u8], times: bool) -> Result<()> {
         let fd = fd.as_fd();
         if self.opts.same_owner {
@@ -808,8 +826,8 @@ impl<'a> Applier<'a> {
         rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
             .map_err(|e| self.io_err("chmod", rel, e))?;
         for (k, v) in &meta.xattrs {
-            rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty())
-                .map_err(|e| self.io_err("setxattr", rel, e))?;
+            let r = rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty());
+            self.xattr_result(r, rel)?;
         }
         if times {
             rustix::fs::futimens(fd, &timestamps(meta.mtime))
@@ -854,8 +872,13 @@ impl<'a> Applier<'a> {
             ))
             .join(name);
             for (k, v) in &meta.xattrs {
-                rustix::fs::lsetxattr(&proc_path, k.as_str(), v, rustix::fs::XattrFlags::empty())
-                    .map_err(|e| self.io_err("setxattr", &path.full, e))?;
+                let r = rustix::fs::lsetxattr(
+                    &proc_path,
+                    k.as_str(),
+                    v,
+                    rustix::fs::XattrFlags::empty(),
+                );
+                self.xattr_result(r, &path.full)?;
             }
         }
         rustix::fs::utimensat(

@@ -405,3 +405,23 @@ fn archiving_never_follows_symlinks_out_of_the_root() {
     }
     assert_eq!(seen, ["d", "real/", "real/f"]);
 }
+
+#[test]
+fn unsupported_xattrs_are_skipped_like_docker() {
+    longshore_test_support::require_root!();
+    let dir = tempdir("apply");
+    // the kernel refuses user.* xattrs on symlinks (EPERM): Docker skips those
+    let tar = TarBuilder::new()
+        .file("target", b"t")
+        .xattr_symlink(
+            "link",
+            "target",
+            &[("user.note", b"x"), ("trusted.kept", b"y")],
+        )
+        .finish();
+    let rep = apply_layer(&tar[..], dir.path(), &opts(WhiteoutMode::Delete)).unwrap();
+    assert_eq!(rep.xattrs_skipped, 1);
+    let mut buf = [0u8; 8];
+    let n = rustix::fs::lgetxattr(dir.path().join("link"), "trusted.kept", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"y");
+}

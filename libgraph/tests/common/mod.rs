@@ -100,6 +100,22 @@ impl TarBuilder {
         self.file(name, data)
     }
 
+    pub fn xattr_symlink(
+        &mut self,
+        name: &str,
+        target: &str,
+        xattrs: &[(&str, &[u8])],
+    ) -> &mut Self {
+        let keys: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+            .collect();
+        self.b
+            .append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), *v)))
+            .unwrap();
+        self.symlink(name, target)
+    }
+
     /// An entry with a long name, through the tar crate's GNU long-name support.
     pub fn long(&mut self, name: &str, data: &[u8]) -> &mut Self {
         let mut h = tar::Header::new_gnu();
