@@ -183,6 +183,8 @@ enum Cmd {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
     },
+    /// Print what this runtime supports (the OCI runtime-spec features document).
+    Features,
     /// Print the container's resource usage as JSON events.
     Events {
         /// Container id.
@@ -200,33 +202,50 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone();
     let json = cli.log_format == "json";
+    // runc's prefixes and codes: `exec` fails with 255, `create`/`run` say which failed
+    let (prefix, code) = match &cli.cmd {
+        Cmd::Exec { .. } => ("exec failed: ", 255),
+        Cmd::Create(_) => ("longshore-runtime create failed: ", 1),
+        Cmd::Run { .. } => ("longshore-runtime run failed: ", 1),
+        _ => ("", 1),
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            report(log.as_deref(), json, &e.to_string());
-            ExitCode::from(1)
+            report(log.as_deref(), json, &format!("{prefix}{e}"));
+            ExitCode::from(code)
         }
     }
 }
 
-/// Writes an error where runc would: the --log file (text or JSON lines) or stderr.
+/// Writes an error as runc does: a logrus-style line (`time=".." level=error msg=".."`,
+/// or a JSON object with `--log-format json`) to the `--log` file or, without one, to
+/// stderr; with a log file the bare message also goes to stderr (runc's `fatal`).
+/// containerd's shim reads the last `"level":"error"` line of its `log.json`.
 fn report(log: Option<&std::path::Path>, json: bool, msg: &str) {
+    let time = longshore_container::state::now_rfc3339();
     let line = if json {
-        serde_json::json!({"level": "error", "msg": msg, "time": longshore_container::state::now_rfc3339()})
-            .to_string()
+        serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
     } else {
-        format!("longshore-runtime: {msg}")
+        // logrus quotes the value as Go's %q would: a JSON string is close enough
+        format!(
+            "time={} level=error msg={}",
+            serde_json::Value::from(time),
+            serde_json::Value::from(msg)
+        )
     };
-    if let Some(path) = log
-        && let Ok(mut f) = std::fs::OpenOptions::new()
+    let written = log.is_some_and(|path| {
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-    {
-        let _ = writeln!(f, "{line}");
-    }
-    if log.is_none() || !json {
+            .and_then(|mut f| writeln!(f, "{line}"))
+            .is_ok()
+    });
+    if written {
         eprintln!("{msg}");
+    } else {
+        eprintln!("{line}");
     }
 }
 
@@ -284,7 +303,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 b.create()?.start()?;
             } else {
                 let mut c = b.create_attached()?;
-                let res = c.start().and_then(|()| c.wait());
+                // blocked only now: the init, cloned already, must not inherit the mask
+                let blocked = block_signals()?;
+                let res = c.start().and_then(|()| wait_forwarding(c.pid(), &blocked));
+                blocked.restore();
                 if !keep {
                     c.delete(true)?;
                 }
@@ -293,9 +315,22 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
         Cmd::State { id } => {
             let c = Container::load(root, &id)?;
+            let mut st = c.oci_state();
+            // runc's `state`: owner is left empty, annotations omitted when there are
+            // none, and no newline after the document
+            st["owner"] = "".into();
+            if st["annotations"].as_object().is_some_and(|a| a.is_empty())
+                && let Some(o) = st.as_object_mut()
+            {
+                o.remove("annotations");
+            }
+            print!("{}", serde_json::to_string_pretty(&st).expect("json"));
+            let _ = std::io::stdout().flush();
+        }
+        Cmd::Features => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&c.oci_state()).expect("json")
+                serde_json::to_string_pretty(&features()).expect("json")
             );
         }
         Cmd::Kill { id, signal, all } => {
@@ -372,7 +407,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 })?;
             }
             if !detach {
-                return Ok(longshore_container::wait_pid(pid)? as u8);
+                let blocked = block_signals()?;
+                let code = wait_forwarding(pid, &blocked);
+                blocked.restore();
+                return Ok(code? as u8);
             }
         }
         Cmd::Pause { id } => Container::load(root, &id)?.pause()?,
@@ -470,6 +508,114 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
     }
     Ok(0)
+}
+
+/// Signals blocked for [`wait_forwarding`], and the mask to restore afterwards.
+struct Blocked {
+    set: nix::sys::signal::SigSet,
+    old: nix::sys::signal::SigSet,
+}
+
+impl Blocked {
+    fn restore(&self) {
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&self.old),
+            None,
+        );
+    }
+}
+
+/// Blocks every signal that can be forwarded (all but SIGKILL, SIGSTOP and the
+/// synchronous faults), so that [`wait_forwarding`] receives them with `sigwait`.
+fn block_signals() -> Result<Blocked, Error> {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut set = SigSet::all();
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGFPE,
+        Signal::SIGILL,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+    ] {
+        set.remove(s);
+    }
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(|e| Error::Sys {
+        what: "block signals".into(),
+        source: e,
+    })?;
+    Ok(Blocked { set, old })
+}
+
+/// Waits for our child `pid` (the container's init for `run`, the new process for
+/// `exec`) and returns its exit code (128+signal when killed), forwarding every signal
+/// the runtime receives to it meanwhile, as runc's foreground `run` and `exec` do
+/// (except SIGCHLD, which tells us it exited, and SIGWINCH/SIGURG).
+fn wait_forwarding(pid: i32, blocked: &Blocked) -> Result<i32, Error> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let sys = |what: String, e: nix::Error| Error::Sys { what, source: e };
+    let child = nix::unistd::Pid::from_raw(pid);
+    loop {
+        // check before every wait: a SIGCHLD that came before the block is lost
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(sys(format!("wait for pid {pid}"), e)),
+        }
+        match blocked.set.wait() {
+            Ok(Signal::SIGCHLD | Signal::SIGWINCH | Signal::SIGURG) => {}
+            Ok(sig) => {
+                let _ = nix::sys::signal::kill(child, sig);
+            }
+            Err(e) => return Err(sys("sigwait".into(), e)),
+        }
+    }
+}
+
+/// The OCI runtime-spec "features" document (`runc features`): what this runtime and
+/// this host support.
+fn features() -> serde_json::Value {
+    let last = longshore_container::caps::last_cap();
+    let caps: Vec<&str> = (0..=last)
+        .map(longshore_container::caps::cap_name)
+        .collect();
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.3.0",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
+        "mountOptions": ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync",
+            "exec", "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand",
+            "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime",
+            "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared",
+            "slave", "strictatime", "suid", "sync", "unbindable"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "capabilities": caps,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
+                    "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG",
+                    "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
+                    "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32",
+                    "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"]
+            },
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false}
+        },
+        "annotations": {
+            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "org.longshore.runtime.version": env!("CARGO_PKG_VERSION")
+        }
+    })
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, Error> {

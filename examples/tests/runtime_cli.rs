@@ -1,0 +1,700 @@
+//! The `longshore-runtime` binary against runc's: the same lifecycle on the same busybox
+//! bundle, the same state documents, status strings, exit codes and error behaviour.
+//! Needs root and Debian's `runc` (for the side-by-side comparisons) and `busybox-static`.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use longshore_test_support::{busybox_bundle_dir, require_root, unique_name};
+use serde_json::Value;
+
+const RT: &str = env!("CARGO_BIN_EXE_longshore-runtime");
+const RUNC: &str = "/usr/sbin/runc";
+
+/// A busybox bundle whose config.json comes from `longshore-runtime spec`, with
+/// `terminal: false` and the given process arguments.
+fn bundle(args: &[&str]) -> tempfile::TempDir {
+    let dir = busybox_bundle_dir().expect("busybox bundle (apt-get install -y busybox-static)");
+    let out = Command::new(RT)
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "spec: {}", text(&out.stderr));
+    let path = dir.path().join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    // writable, so that containers can leave marks in /tmp
+    spec["root"]["readonly"] = false.into();
+    spec["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    dir
+}
+
+fn read_back(mut f: std::fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut v = Vec::new();
+    f.seek(std::io::SeekFrom::Start(0)).unwrap();
+    f.read_to_end(&mut v).unwrap();
+    v
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One runtime binary with its own state root; force-deletes its containers on drop.
+struct Runtime {
+    bin: &'static str,
+    root: tempfile::TempDir,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Runtime {
+    fn new(bin: &'static str) -> Runtime {
+        Runtime {
+            bin,
+            root: tempfile::Builder::new()
+                .prefix("longshore-rtroot-")
+                .tempdir()
+                .unwrap(),
+            ids: Default::default(),
+        }
+    }
+
+    fn longshore() -> Runtime {
+        Runtime::new(RT)
+    }
+
+    /// runc, if installed (the comparisons need it: apt-get install -y runc).
+    fn runc() -> Option<Runtime> {
+        if Path::new(RUNC).exists() {
+            Some(Runtime::new(RUNC))
+        } else {
+            eprintln!(
+                "\n*** SKIPPED runc comparison: {RUNC} missing (apt-get install -y runc) ***\n"
+            );
+            None
+        }
+    }
+
+    /// A fresh container id, deleted (forced) when the runtime guard drops. It holds
+    /// "longshore" so that runc's cgroup (`/<id>` without a cgroupsPath) is named so too.
+    fn id(&self, prefix: &str) -> String {
+        let id = format!("longshore-{}", unique_name(prefix));
+        self.ids.borrow_mut().push(id.clone());
+        id
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(self.bin);
+        c.arg("--root").arg(self.root.path());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs to completion. stdout and stderr go to files, not pipes: a container
+    /// created by the command inherits them and would hold a pipe open.
+    fn run(&self, args: &[&str], cwd: &Path) -> Output {
+        let out = tempfile::tempfile().unwrap();
+        let err = tempfile::tempfile().unwrap();
+        let status = self
+            .cmd()
+            .args(args)
+            .current_dir(cwd)
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: read_back(out),
+            stderr: read_back(err),
+        }
+    }
+
+    /// Runs and asserts exit code 0.
+    fn ok(&self, args: &[&str], cwd: &Path) -> Output {
+        let out = self.run(args, cwd);
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {:?}\nstdout: {}\nstderr: {}",
+            self.bin,
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let out = self.ok(&["state", id], Path::new("/"));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("state of {id} is not JSON ({e}): {}", text(&out.stdout)))
+    }
+
+    /// Polls `state` until the status is `want` (a killed process takes a moment to go).
+    fn wait_status(&self, id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.run(&["state", id], Path::new("/"));
+            // (a container being created by another command may not exist yet)
+            if out.status.success() || Instant::now() > deadline {
+                let st = self.state(id);
+                if st["status"] == want || Instant::now() > deadline {
+                    return st;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self
+                .cmd()
+                .args(["delete", "--force", id])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A foreground `run` spawned in the background of the test. On drop (a failed test)
+/// it force-deletes the container until the `run` process is gone, so that a `run`
+/// still creating its container when the test fails does not leave it behind.
+struct Foreground<'a> {
+    rt: &'a Runtime,
+    id: String,
+    child: std::process::Child,
+}
+
+impl<'a> Foreground<'a> {
+    fn spawn(rt: &'a Runtime, id: &str, bundle: &Path) -> Foreground<'a> {
+        let child = rt
+            .cmd()
+            .args(["run", id])
+            .current_dir(bundle)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Foreground {
+            rt,
+            id: id.to_string(),
+            child,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Foreground<'_> {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            let _ = self
+                .rt
+                .cmd()
+                .args(["delete", "--force", &self.id])
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// The cgroup directories a container of ours with this id would have.
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            let p = e.path().join("longshore").join(id);
+            if p.exists() {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// What one runtime printed and returned for the lifecycle, for comparison.
+#[derive(Debug, PartialEq)]
+struct Lifecycle {
+    state_keys: Vec<String>,
+    statuses: Vec<String>,
+    codes: Vec<Option<i32>>,
+}
+
+/// create → state → start → state → delete (refused: running) → kill KILL → state →
+/// kill 9 (refused: stopped) → delete → state (gone).
+fn lifecycle(rt: &Runtime, bundle: &Path) -> Lifecycle {
+    let id = rt.id("lc");
+    let b = bundle.to_str().unwrap();
+    let mut statuses = Vec::new();
+    let mut codes = Vec::new();
+    let mut code = |out: &Output| codes.push(out.status.code());
+
+    code(&rt.ok(&["create", "--bundle", b, &id], Path::new("/")));
+    let created = rt.state(&id);
+    assert_eq!(created["id"], id.as_str());
+    assert!(created["pid"].as_i64().unwrap() > 0, "{created}");
+    assert_eq!(
+        Path::new(created["bundle"].as_str().unwrap()),
+        bundle.canonicalize().unwrap()
+    );
+    statuses.push(created["status"].as_str().unwrap().to_string());
+    let pid = created["pid"].as_i64().unwrap();
+
+    code(&rt.ok(&["start", &id], Path::new("/")));
+    let running = rt.state(&id);
+    assert_eq!(running["pid"].as_i64(), Some(pid), "same init after start");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    statuses.push(running["status"].as_str().unwrap().to_string());
+
+    // a running container is not deleted without --force
+    let out = rt.run(&["delete", &id], Path::new("/"));
+    assert!(
+        !out.stderr.is_empty(),
+        "{}: delete of a running container is silent",
+        rt.bin
+    );
+    code(&out);
+    assert_eq!(rt.state(&id)["status"], "running");
+
+    code(&rt.ok(&["kill", &id, "KILL"], Path::new("/")));
+    let stopped = rt.wait_status(&id, "stopped");
+    assert_eq!(
+        stopped["pid"], 0,
+        "a stopped container reports pid 0: {stopped}"
+    );
+    statuses.push(stopped["status"].as_str().unwrap().to_string());
+
+    // signalling a stopped container is an error
+    let out = rt.run(&["kill", &id, "9"], Path::new("/"));
+    assert!(!out.stderr.is_empty());
+    code(&out);
+
+    code(&rt.ok(&["delete", &id], Path::new("/")));
+    let out = rt.run(&["state", &id], Path::new("/"));
+    assert!(!out.stderr.is_empty());
+    assert!(out.stdout.is_empty());
+    code(&out);
+
+    Lifecycle {
+        state_keys: keys(&running),
+        statuses,
+        codes,
+    }
+}
+
+#[test]
+fn lifecycle_matches_runc() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let ours = Runtime::longshore();
+    let mine = lifecycle(&ours, dir.path());
+    assert_eq!(mine.statuses, ["created", "running", "stopped"]);
+    assert_eq!(
+        mine.codes,
+        [
+            Some(0),
+            Some(0),
+            Some(1),
+            Some(0),
+            Some(1),
+            Some(0),
+            Some(1)
+        ]
+    );
+    assert_eq!(
+        mine.state_keys,
+        [
+            "bundle",
+            "created",
+            "id",
+            "ociVersion",
+            "owner",
+            "pid",
+            "rootfs",
+            "status"
+        ]
+    );
+    if let Some(runc) = Runtime::runc() {
+        let theirs = lifecycle(&runc, dir.path());
+        assert_eq!(mine, theirs, "longshore-runtime vs runc");
+    }
+}
+
+#[test]
+fn kill_by_number_and_by_name_with_and_without_sig() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let rt = Runtime::longshore();
+    let b = dir.path().to_str().unwrap();
+    for sig in ["9", "KILL", "SIGKILL", "sigkill"] {
+        let id = rt.id("ks");
+        rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+        assert_eq!(rt.state(&id)["status"], "running");
+        rt.ok(&["kill", &id, sig], Path::new("/"));
+        assert_eq!(
+            rt.wait_status(&id, "stopped")["status"],
+            "stopped",
+            "kill {sig}"
+        );
+        rt.ok(&["delete", &id], Path::new("/"));
+    }
+}
+
+/// The same error cases on both runtimes: exit code 1 and a message on stderr.
+#[test]
+fn errors_exit_1_with_a_message_like_runc() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        let nobody = rt.id("no");
+        for args in [
+            vec!["start", nobody.as_str()],
+            vec!["state", nobody.as_str()],
+            vec!["kill", nobody.as_str()],
+            vec!["delete", nobody.as_str()],
+            vec!["pause", nobody.as_str()],
+            vec!["exec", nobody.as_str(), "true"],
+        ] {
+            let out = rt.run(&args, Path::new("/"));
+            // runc: a failed exec exits 255, everything else 1
+            let want = if args[0] == "exec" { 255 } else { 1 };
+            assert_eq!(out.status.code(), Some(want), "{} {args:?}", rt.bin);
+            assert!(out.stdout.is_empty(), "{} {args:?}", rt.bin);
+            let err = text(&out.stderr);
+            assert!(
+                err.contains("level=error") && err.contains("does not exist"),
+                "{} {args:?}: {err}",
+                rt.bin
+            );
+        }
+        // delete --force of an unknown container succeeds quietly
+        let out = rt.run(&["delete", "--force", &nobody], Path::new("/"));
+        assert_eq!(out.status.code(), Some(0), "{}", rt.bin);
+
+        // a running container: start again, bad signal, double create
+        let id = rt.id("er");
+        rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+        for args in [
+            vec!["start", id.as_str()],
+            vec!["kill", id.as_str(), "NOPE"],
+            vec!["create", "--bundle", b, id.as_str()],
+            vec!["resume", id.as_str()],
+        ] {
+            let out = rt.run(&args, Path::new("/"));
+            assert_eq!(out.status.code(), Some(1), "{} {args:?}", rt.bin);
+            assert!(
+                text(&out.stderr).contains("level=error"),
+                "{} {args:?}: {}",
+                rt.bin,
+                text(&out.stderr)
+            );
+        }
+        assert_eq!(rt.state(&id)["status"], "running", "{}", rt.bin);
+        rt.ok(&["delete", "--force", &id], Path::new("/"));
+        let out = rt.run(&["state", &id], Path::new("/"));
+        assert_eq!(out.status.code(), Some(1), "{}", rt.bin);
+    }
+}
+
+#[test]
+fn json_log_file_gets_the_error_as_runc_writes_it() {
+    require_root!();
+    let rt = Runtime::longshore();
+    let logdir = tempfile::Builder::new()
+        .prefix("longshore-log-")
+        .tempdir()
+        .unwrap();
+    let log = logdir.path().join("log.json");
+    let id = rt.id("lg");
+    let out = rt
+        .cmd()
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "start", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // the bare message on stderr, the JSON line in the log (containerd's shim reads it)
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("does not exist") && !err.contains("level="),
+        "{err}"
+    );
+    let line = std::fs::read_to_string(&log).unwrap();
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["level"], "error");
+    assert!(v["msg"].as_str().unwrap().contains("does not exist"), "{v}");
+    assert!(v["time"].as_str().unwrap().ends_with('Z'), "{v}");
+}
+
+/// `run` returns the container's exit code, 128+9 when it is killed from outside.
+#[test]
+fn run_returns_the_exit_code_like_runc() {
+    require_root!();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        for (args, want) in [(&["true"][..], 0), (&["sh", "-c", "exit 3"][..], 3)] {
+            let dir = bundle(args);
+            let id = rt.id("rc");
+            let out = rt.run(&["run", &id], dir.path());
+            assert_eq!(out.status.code(), Some(want), "{} {args:?}", rt.bin);
+            // run deletes the container afterwards
+            assert_eq!(
+                rt.run(&["state", &id], Path::new("/")).status.code(),
+                Some(1)
+            );
+        }
+        let dir = bundle(&["sleep", "100"]);
+        let id = rt.id("rk");
+        let mut child = Foreground::spawn(rt, &id, dir.path());
+        assert_eq!(rt.wait_status(&id, "running")["status"], "running");
+        rt.ok(&["kill", &id, "KILL"], Path::new("/"));
+        let status = child.wait();
+        assert_eq!(status.code(), Some(137), "{}", rt.bin);
+        assert_eq!(
+            rt.run(&["state", &id], Path::new("/")).status.code(),
+            Some(1)
+        );
+    }
+}
+
+#[test]
+fn exec_into_a_running_container_like_runc() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        let id = rt.id("ex");
+        rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+        let pid = rt.state(&id)["pid"].as_i64().unwrap();
+        // same namespaces as the init, and its exit code comes back
+        let out = rt.ok(
+            &["exec", &id, "sh", "-c", "hostname; cat /proc/1/cmdline"],
+            Path::new("/"),
+        );
+        let s = text(&out.stdout);
+        assert!(s.starts_with("longshore\n"), "{}: {s}", rt.bin);
+        assert!(
+            s.contains("sleep\u{0}100"),
+            "{}: pid 1 is not the init: {s:?}",
+            rt.bin
+        );
+        let out = rt.run(&["exec", &id, "sh", "-c", "exit 5"], Path::new("/"));
+        assert_eq!(out.status.code(), Some(5), "{}", rt.bin);
+        // --process JSON (what containerd's shim passes), detached with a pid file
+        let tmp = tempfile::Builder::new()
+            .prefix("longshore-exec-")
+            .tempdir()
+            .unwrap();
+        let process = serde_json::json!({
+            "terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/",
+            "args": ["sh", "-c", "echo detached > /tmp/mark; sleep 100"],
+            "env": ["PATH=/bin:/usr/bin"]
+        });
+        std::fs::write(tmp.path().join("p.json"), process.to_string()).unwrap();
+        let pf = tmp.path().join("pid");
+        rt.ok(
+            &[
+                "exec",
+                "--process",
+                tmp.path().join("p.json").to_str().unwrap(),
+                "--detach",
+                "--pid-file",
+                pf.to_str().unwrap(),
+                &id,
+            ],
+            Path::new("/"),
+        );
+        let epid: i32 = std::fs::read_to_string(&pf)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(epid > 0 && i64::from(epid) != pid);
+        // the exec'd process is in the container's pid namespace
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{epid}/ns/pid")).unwrap(),
+            std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap()
+        );
+        let out = rt.ok(&["ps", "--format", "json", &id], Path::new("/"));
+        let pids: Vec<i64> = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            pids.contains(&pid) && pids.contains(&i64::from(epid)),
+            "{pids:?}"
+        );
+        rt.ok(&["delete", "--force", &id], Path::new("/"));
+        assert!(!Path::new(&format!("/proc/{epid}")).exists() || zombie_or_gone(epid));
+    }
+}
+
+fn zombie_or_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                return true;
+            }
+            Ok(_) if Instant::now() > deadline => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// kill -9 of a foreground `run`: the container lives on (its init is not tied to the
+/// runtime), `state` still sees it running, and `delete --force` cleans up everything.
+#[test]
+fn state_after_kill_9_of_the_runtime() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let rt = Runtime::longshore();
+    let id = rt.id("k9");
+    let mut child = Foreground::spawn(&rt, &id, dir.path());
+    let st = rt.wait_status(&id, "running");
+    assert_eq!(st["status"], "running", "{st}");
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = child.wait();
+    assert_eq!(
+        status.signal(),
+        Some(nix::sys::signal::Signal::SIGKILL as i32)
+    );
+
+    let st = rt.state(&id);
+    assert_eq!(
+        st["status"], "running",
+        "the init survives its runtime: {st}"
+    );
+    assert_eq!(st["pid"].as_i64(), Some(i64::from(pid)));
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert!(!cgroup_dirs(&id).is_empty(), "the container has cgroups");
+    let state_dir = rt.root.path().join(&id);
+    assert!(state_dir.exists());
+
+    rt.ok(&["delete", "--force", &id], Path::new("/"));
+    assert!(
+        zombie_or_gone(pid),
+        "init {pid} still runs after delete --force"
+    );
+    assert_eq!(
+        cgroup_dirs(&id),
+        Vec::<PathBuf>::new(),
+        "cgroups left behind"
+    );
+    assert!(!state_dir.exists(), "state dir left behind");
+    assert_eq!(
+        rt.run(&["state", &id], Path::new("/")).status.code(),
+        Some(1)
+    );
+    let out = rt.ok(&["list", "--quiet"], Path::new("/"));
+    assert!(!text(&out.stdout).contains(&id));
+}
+
+/// A foreground `run` passes the signals it receives on to the container's init, as
+/// runc does: the container's shell traps SIGTERM and exits with 42.
+#[test]
+fn foreground_run_forwards_signals() {
+    require_root!();
+    let dir = bundle(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; trap 'exit 43' INT; touch /tmp/ready; while true; do sleep 0.05; done",
+    ]);
+    let rt = Runtime::longshore();
+    for (sig, want) in [
+        (nix::sys::signal::Signal::SIGTERM, 42),
+        (nix::sys::signal::Signal::SIGINT, 43),
+    ] {
+        let id = rt.id("sg");
+        let mut child = Foreground::spawn(&rt, &id, dir.path());
+        let ready = dir.path().join("rootfs/tmp/ready");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(ready.exists(), "the container did not start");
+        std::fs::remove_file(&ready).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.pid()), sig).unwrap();
+        let status = child.wait();
+        assert_eq!(status.code(), Some(want), "{sig} forwarded");
+        assert_eq!(
+            rt.run(&["state", &id], Path::new("/")).status.code(),
+            Some(1)
+        );
+    }
+}
+
+#[test]
+fn features_document() {
+    let out = Command::new(RT).arg("features").output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    assert!(v["linux"]["namespaces"].as_array().unwrap().len() == 7);
+    assert!(
+        v["linux"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("CAP_SYS_ADMIN"))
+    );
+    assert_eq!(v["linux"]["cgroup"]["systemd"], false);
+}
+
+#[test]
+fn systemd_cgroup_is_refused_clearly() {
+    let root = tempfile::Builder::new()
+        .prefix("longshore-rtroot-")
+        .tempdir()
+        .unwrap();
+    let out = Command::new(RT)
+        .arg("--root")
+        .arg(root.path())
+        .args(["--systemd-cgroup", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("systemd"),
+        "{}",
+        text(&out.stderr)
+    );
+}
