@@ -30,16 +30,26 @@ c["process"]["args"] = ["/bin/true"]
 json.dump(c, open(p, "w"), indent=1)
 PY
 cd "$work"
-cmds=("$ls_rt --root $work/state-ls run ls-bench-$$")
+# state roots on a tmpfs, as /run is on a normal host (on this machine /run is on disk,
+# where each runtime's state writes would time the disk instead)
+mkdir -p "$work/state"
+mount -t tmpfs longshore-bench-state "$work/state"
+trap 'umount "$work/state" 2>/dev/null; rm -rf "$work"' EXIT
+cmds=("$ls_rt --root $work/state/ls run ls-bench-$$")
 names=("longshore-runtime")
 # crun fails on hosts whose cgroup v1 layout lacks some controllers: include it only if it runs
-if crun --root "$work/state-crun" run "crun-probe-$$" >/dev/null 2>"$work/crun.err"; then
-    cmds+=("crun --root $work/state-crun run crun-bench-$$"); names+=("crun")
+if crun --root "$work/state/crun" run "crun-probe-$$" >/dev/null 2>"$work/crun.err"; then
+    cmds+=("crun --root $work/state/crun run crun-bench-$$"); names+=("crun")
 else
     echo "crun cannot run here: $(tail -1 "$work/crun.err")"
+    # a lower bound for reference: crun without any cgroup work at all
+    if crun --cgroup-manager=disabled --root "$work/state/crun" run "crun-probe-$$" >/dev/null 2>&1; then
+        cmds+=("crun --cgroup-manager=disabled --root $work/state/crun run crun-bench-$$")
+        names+=("crun-no-cgroups")
+    fi
 fi
-if runc --root "$work/state-runc" run "runc-probe-$$" >/dev/null 2>"$work/runc.err"; then
-    cmds+=("runc --root $work/state-runc run runc-bench-$$"); names+=("runc")
+if runc --root "$work/state/runc" run "runc-probe-$$" >/dev/null 2>"$work/runc.err"; then
+    cmds+=("runc --root $work/state/runc run runc-bench-$$"); names+=("runc")
 else
     echo "runc cannot run here: $(tail -1 "$work/runc.err")"
 fi
@@ -51,7 +61,7 @@ import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 ls = r["longshore-runtime"]["mean"]
 print(f"\nlongshore-runtime run: {ls*1000:.2f} ms mean, {r['longshore-runtime']['median']*1000:.2f} ms median")
-for other in ("crun", "runc"):
+for other in ("crun", "crun-no-cgroups", "runc"):
     if other in r:
         o = r[other]["mean"]
         print(f"{other} run: {o*1000:.2f} ms mean -> longshore is {o/ls:.2f}x the speed of {other}")

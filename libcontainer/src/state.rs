@@ -1,6 +1,6 @@
 //! Container state on disk: one directory per container under the runtime's root,
-//! holding `state.json` (written atomically: temp file, fsync, rename, fsync the
-//! directory) and, between `create` and `start`, the `exec.fifo`. Every change happens
+//! holding `state.json` (written atomically: temp file, fdatasync, rename) and, between
+//! `create` and `start`, the `exec.fifo`. Every change happens
 //! under an exclusive `flock` on the container's directory.
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +54,8 @@ pub struct State {
     pub oci_version: String,
     /// Container id.
     pub id: String,
-    /// Status recorded at the last transition (see `Container::status` for the live one).
+    /// Status recorded when the state was written (`created`); the live status comes
+    /// from the process, the exec fifo and the freezer (see `Container::status`).
     pub status: Status,
     /// Host pid of the init process.
     pub pid: i32,
@@ -186,9 +187,12 @@ impl StateStore {
                 .mode(0o600)
                 .open(&tmp)?;
             f.write_all(&json)?;
-            f.sync_all()?;
-            fs::rename(&tmp, dir.join("state.json"))?;
-            File::open(&dir)?.sync_all()
+            // the data is on disk before the rename makes it visible, so a crash never
+            // leaves a state.json that is empty or half-written. The directory is not
+            // fsynced: the rename only has to survive a power cut, after which every
+            // container this file describes is gone anyway.
+            f.sync_data()?;
+            fs::rename(&tmp, dir.join("state.json"))
         };
         write().ctx(|| format!("save state of {}", state.id))
     }
@@ -223,8 +227,10 @@ impl StateStore {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.root).ctx(|| format!("list {}", self.root.display()))? {
             let entry = entry.ctx(|| format!("list {}", self.root.display()))?;
+            // ids never start with '.': such entries are the runtime's own (caches)
             if entry.file_type().is_ok_and(|t| t.is_dir())
                 && let Some(name) = entry.file_name().to_str()
+                && !name.starts_with('.')
             {
                 ids.push(name.to_string());
             }

@@ -4,6 +4,10 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 
+/// `clone3` flag: start the child in the cgroup v2 directory given by `cgroup` (no
+/// migration, so no RCU grace period on the cgroup threadgroup lock).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// What `clone3` returned.
 pub(crate) enum Forked {
     /// We are the new process.
@@ -32,9 +36,15 @@ struct CloneArgs {
 ///
 /// The child is a copy of the calling thread only: between this and `execve` it may call
 /// only what is safe after fork in a multi-threaded program (glibc's malloc is).
-fn clone3(flags: u64) -> io::Result<Forked> {
+fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
     let mut args = CloneArgs {
-        flags,
+        flags: flags
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
         // with CLONE_PARENT the kernel wants 0 here and uses the caller's (SIGCHLD)
         exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
             0
@@ -60,11 +70,12 @@ fn clone3(flags: u64) -> io::Result<Forked> {
     }
 }
 
-/// Forks a child that lives in new namespaces (`flags`), safely from a multi-threaded
+/// Forks a child that lives in new namespaces (`flags`) and, with `cgroup`, starts in
+/// that cgroup v2 directory, safely from a multi-threaded
 /// program: glibc's `fork` (whose atfork handlers leave malloc usable in the child) makes
 /// a single-threaded helper, which `clone3`s the real child as our sibling
 /// (`CLONE_PARENT`) so that it is this process's child, reports its pid, and exits.
-pub(crate) fn spawn(flags: u64) -> io::Result<Forked> {
+pub(crate) fn spawn(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     // SAFETY: fork has no memory-safety preconditions; the child below only calls
     // clone3, write and _exit before the grandchild continues as a normal program.
@@ -73,7 +84,7 @@ pub(crate) fn spawn(flags: u64) -> io::Result<Forked> {
         -1 => Err(io::Error::last_os_error()),
         0 => {
             drop(r);
-            match clone3(flags | libc::CLONE_PARENT as u64) {
+            match clone3(flags | libc::CLONE_PARENT as u64, cgroup) {
                 Ok(Forked::Child) => {
                     drop(w);
                     Ok(Forked::Child)

@@ -767,3 +767,35 @@ fn delete_leaves_no_cgroup_and_no_state() {
     }
     assert!(!f.root().join(&f.id).exists());
 }
+
+#[test]
+fn docker_default_seccomp_profile_blocks_in_the_container() {
+    require_root!();
+    let mut f = Fixture::new(&[
+        "sh",
+        "-c",
+        "unshare -U true 2>&1 && echo UNSHARED || echo blocked; echo alive",
+    ]);
+    let caps = longshore_container::caps::docker_default_capabilities();
+    let caps_vec: Vec<_> = caps.iter().copied().collect();
+    let profile = longshore_container::seccomp::docker_default_profile(&caps_vec);
+    f.spec
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_seccomp(Some(profile));
+    let (code, out) = f.run();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("blocked") && !out.contains("UNSHARED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Operation not permitted"),
+        "blocked for the wrong reason: {out}"
+    );
+    assert!(out.contains("alive"));
+    // the compiled filter was cached under the state root, which lists no container for it
+    assert!(f.root().join(".seccomp-cache").exists());
+    assert!(Container::list(f.root()).unwrap().is_empty());
+}
