@@ -11,7 +11,7 @@
 # busybox-static. Cleans up after itself (also on failure); safe to run repeatedly and
 # in parallel (every name is unique).
 #
-# Usage: run-under-containerd.sh [path/to/longshore-runtime]
+# Usage: [LONGSHORE_CTRD_LOG=file] run-under-containerd.sh [path/to/longshore-runtime]
 #   default: builds it with cargo (debug) and uses $CARGO_TARGET_DIR or ./target.
 set -euo pipefail
 
@@ -41,6 +41,8 @@ ctrd_pid=
 
 log() { echo "== $*" >&2; }
 ctr_() { ctr -a "$sock" -n "$ns" "$@"; }
+# grep -q at the end of a pipe would make the writer die of SIGPIPE (pipefail)
+has() { grep "$@" >/dev/null; }
 
 cleanup() {
     local rc=$?
@@ -49,7 +51,7 @@ cleanup() {
         for t in $(ctr_ task ls -q 2>/dev/null); do
             ctr_ task kill -s SIGKILL "$t" >/dev/null 2>&1
             for _ in $(seq 50); do
-                ctr_ task ls 2>/dev/null | grep -q "^$t .*STOPPED" && break
+                ctr_ task ls 2>/dev/null | has "^$t .*STOPPED" && break
                 sleep 0.1
             done
             ctr_ task delete -f "$t" >/dev/null 2>&1
@@ -77,6 +79,8 @@ cleanup() {
         [[ -d $cg ]] || continue
         find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
     done
+    # LONGSHORE_CTRD_LOG=file keeps containerd's log (with the shims' messages)
+    [[ -n ${LONGSHORE_CTRD_LOG:-} ]] && cp "$dir/containerd.log" "$LONGSHORE_CTRD_LOG"
     if [[ $rc -ne 0 ]]; then
         echo "---- containerd log (tail) ----" >&2
         tail -n 60 "$dir/containerd.log" >&2 2>/dev/null
@@ -85,6 +89,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 
 # ---------------------------------------------------------------- containerd
 mkdir -p "$dir/root" "$dir/state" "$runc_root"
@@ -151,7 +156,7 @@ printf '{"imageLayoutVersion":"1.0.0"}' >"$img/out/oci-layout"
 mv "$img/blobs" "$img/out/blobs"
 tar -C "$img/out" -cf "$dir/image.tar" oci-layout index.json blobs
 ctr_ image import --digests --all-platforms --snapshotter "$snapshotter" "$dir/image.tar" >&2
-ctr_ image ls -q | grep -qx "$image" || { echo "FAIL: image $image not imported" >&2; ctr_ image ls >&2; exit 1; }
+ctr_ image ls -q | has -x "$image" || { echo "FAIL: image $image not imported" >&2; ctr_ image ls >&2; exit 1; }
 
 run_opts=(--runtime io.containerd.runc.v2 --runc-binary "$rt" --runc-root "$runc_root" --snapshotter "$snapshotter")
 
@@ -164,13 +169,15 @@ echo "$out"
 grep -qx 'hello from longshore under containerd' <<<"$out" || { echo "FAIL: no greeting" >&2; exit 1; }
 [[ $(sed -n 2p <<<"$out") == "$(hostname)" ]] || { echo "FAIL: hostname differs from the host's (ctr sets none)" >&2; exit 1; }
 grep -q '^sh -c ' <<<"$out" || { echo "FAIL: pid 1 is not the container's sh" >&2; exit 1; }
-ctr_ container ls -q | grep -qx "$id1" && { echo "FAIL: --rm left container $id1" >&2; exit 1; }
+ctr_ container ls -q | has -x "$id1" && { echo "FAIL: --rm left container $id1" >&2; exit 1; }
 
 # exit code passes through
 log "exit code"
 set +e
+trap - ERR
 ctr_ run --rm "${run_opts[@]}" "$image" "lsc2-$tag" sh -c 'exit 7'
 code=$?
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 set -e
 [[ $code -eq 7 ]] || { echo "FAIL: exit code $code, want 7" >&2; exit 1; }
 
@@ -184,22 +191,37 @@ pid=$(ctr_ task ls | awk -v id="$id3" '$1 == id {print $2}')
 state=$("$rt" --root "$runc_root/$ns" state "$id3")
 grep -q '"status": "running"' <<<"$state" || { echo "FAIL: runtime state: $state" >&2; exit 1; }
 grep -q "\"pid\": $pid" <<<"$state" || { echo "FAIL: runtime pid differs from ctr's $pid: $state" >&2; exit 1; }
-# exec (the shim calls `exec --process ... --detach --pid-file ...`)
-got=$(ctr_ task exec --exec-id e1 "$id3" sh -c 'echo exec says $((6*7))')
-[[ $got == "exec says 42" ]] || { echo "FAIL: exec printed '$got'" >&2; exit 1; }
+# exec (the shim calls `exec --process ... --detach --pid-file ...`). What it prints
+# is checked through a file in the rootfs, not ctr's stdout: ctr 1.6 may drop an exec's
+# last output when it exits at once (containerd#5741, fixed upstream by #13931).
+rootfs="$dir/state/io.containerd.runtime.v2.task/$ns/$id3/rootfs"
+ctr_ task exec --exec-id e1 "$id3" sh -c 'echo exec says $((6*7)) as $(id -u) > /tmp/exec-out'
+got=$(cat "$rootfs/tmp/exec-out")
+[[ $got == "exec says 42 as 0" ]] || { echo "FAIL: exec wrote '$got'" >&2; exit 1; }
+set +e
+trap - ERR
+ctr_ task exec --exec-id e2 "$id3" sh -c 'exit 42'
+code=$?
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
+set -e
+[[ $code -eq 42 ]] || { echo "FAIL: exec exit code $code, want 42" >&2; exit 1; }
+# the shim reads the container's cgroups itself for metrics
+ctr_ task metrics "$id3" | has memory || { echo "FAIL: no memory metrics" >&2; exit 1; }
 ps_out=$(ctr_ task ps "$id3")
 grep -q "$pid" <<<"$ps_out" || { echo "FAIL: task ps lacks $pid: $ps_out" >&2; exit 1; }
 # pause / resume
 ctr_ task pause "$id3"
-ctr_ task ls | grep -qE "^$id3 +[0-9]+ +PAUSED" || { echo "FAIL: not PAUSED" >&2; ctr_ task ls >&2; exit 1; }
+ctr_ task ls | has -E "^$id3 +[0-9]+ +PAUSED" || { echo "FAIL: not PAUSED" >&2; ctr_ task ls >&2; exit 1; }
 ctr_ task resume "$id3"
-ctr_ task ls | grep -qE "^$id3 +[0-9]+ +RUNNING" || { echo "FAIL: not RUNNING after resume" >&2; exit 1; }
-ctr_ task kill -s SIGKILL "$id3"
+ctr_ task ls | has -E "^$id3 +[0-9]+ +RUNNING" || { echo "FAIL: not RUNNING after resume" >&2; exit 1; }
+# a second process, so that --all has more than the init to signal
+ctr_ task exec -d --exec-id e3 "$id3" sleep 1000
+ctr_ task kill --all -s SIGKILL "$id3"
 for _ in $(seq 100); do
-    ctr_ task ls | grep -qE "^$id3 +[0-9]+ +STOPPED" && break
+    ctr_ task ls | has -E "^$id3 +[0-9]+ +STOPPED" && break
     sleep 0.1
 done
-ctr_ task ls | grep -qE "^$id3 +[0-9]+ +STOPPED" || { echo "FAIL: not STOPPED after kill" >&2; ctr_ task ls >&2; exit 1; }
+ctr_ task ls | has -E "^$id3 +[0-9]+ +STOPPED" || { echo "FAIL: not STOPPED after kill" >&2; ctr_ task ls >&2; exit 1; }
 ctr_ task delete "$id3" >/dev/null
 ctr_ container delete "$id3"
 [[ ! -e $runc_root/$ns/$id3 ]] || { echo "FAIL: runtime state of $id3 left behind" >&2; exit 1; }

@@ -698,3 +698,121 @@ fn systemd_cgroup_is_refused_clearly() {
         text(&out.stderr)
     );
 }
+
+/// The host directory of `pid`'s cgroup for a v1 `controller`.
+fn v1_cgroup_dir(pid: i64, controller: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = text
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            ctrls
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} cgroup for {pid}: {text}"));
+    Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(rel.trim_start_matches('/'))
+}
+
+fn read_trim(p: PathBuf) -> String {
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// `update` by flags and by `--resources -` (containerd's way), on both runtimes; the
+/// device rules in a resources document are not applied (the container keeps /dev/null).
+#[test]
+fn update_changes_cgroup_limits_like_runc() {
+    require_root!();
+    if !Path::new("/sys/fs/cgroup/memory").is_dir() || !Path::new("/sys/fs/cgroup/pids").is_dir() {
+        eprintln!(
+            "\n*** SKIPPED {}: needs cgroup v1 memory and pids ***\n",
+            file!()
+        );
+        return;
+    }
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        let id = rt.id("up");
+        rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+        let pid = rt.state(&id)["pid"].as_i64().unwrap();
+        rt.ok(
+            &["update", "--memory", "64m", "--pids-limit", "30", &id],
+            Path::new("/"),
+        );
+        let mem = v1_cgroup_dir(pid, "memory");
+        assert_eq!(
+            read_trim(mem.join("memory.limit_in_bytes")),
+            "67108864",
+            "{}",
+            rt.bin
+        );
+        assert_eq!(
+            read_trim(v1_cgroup_dir(pid, "pids").join("pids.max")),
+            "30",
+            "{}",
+            rt.bin
+        );
+
+        let res = serde_json::json!({
+            "memory": {"limit": 96 * 1024 * 1024},
+            "pids": {"limit": 40},
+            "devices": [{"allow": false, "access": "rwm"}]
+        });
+        let mut child = rt
+            .cmd()
+            .args(["update", "--resources", "-", &id])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(res.to_string().as_bytes()).unwrap();
+        }
+        assert!(child.wait().unwrap().success(), "{}", rt.bin);
+        assert_eq!(
+            read_trim(mem.join("memory.limit_in_bytes")),
+            "100663296",
+            "{}",
+            rt.bin
+        );
+        assert_eq!(
+            read_trim(v1_cgroup_dir(pid, "pids").join("pids.max")),
+            "40",
+            "{}",
+            rt.bin
+        );
+        let out = rt.run(
+            &["exec", &id, "sh", "-c", "echo x > /dev/null"],
+            Path::new("/"),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            rt.bin,
+            text(&out.stderr)
+        );
+
+        // bad input changes nothing
+        let out = rt.run(&["update", "--memory", "lots", &id], Path::new("/"));
+        assert_ne!(out.status.code(), Some(0), "{}", rt.bin);
+        assert_eq!(
+            read_trim(mem.join("memory.limit_in_bytes")),
+            "100663296",
+            "{}",
+            rt.bin
+        );
+        rt.ok(&["delete", "--force", &id], Path::new("/"));
+    }
+}

@@ -69,6 +69,45 @@ struct CreateArgs {
     preserve_fds: u32,
 }
 
+#[derive(clap::Args, Debug)]
+struct UpdateArgs {
+    /// Container id.
+    id: String,
+    /// OCI `linux.resources` JSON file ("-" for stdin), as containerd's shim passes.
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    /// Memory limit in bytes (k, m, g suffixes allowed).
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Memory soft limit in bytes.
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit in bytes ("-1" for unlimited).
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-shares")]
+    cpu_shares: Option<u64>,
+    /// CPU CFS quota in microseconds.
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds.
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    /// CPUs to use (cpuset).
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes to use (cpuset).
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Maximum number of pids (-1 for unlimited).
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    /// Block IO weight (10-1000).
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Create a container (its process waits for `start`).
@@ -183,6 +222,8 @@ enum Cmd {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
     },
+    /// Change a running container's cgroup limits.
+    Update(UpdateArgs),
     /// Print what this runtime supports (the OCI runtime-spec features document).
     Features,
     /// Print the container's resource usage as JSON events.
@@ -327,6 +368,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             print!("{}", serde_json::to_string_pretty(&st).expect("json"));
             let _ = std::io::stdout().flush();
         }
+        Cmd::Update(u) => update(root, u)?,
         Cmd::Features => {
             println!(
                 "{}",
@@ -508,6 +550,124 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
     }
     Ok(0)
+}
+
+/// `update`: the `--resources` document (or an empty one) with the flags laid over it,
+/// applied to the container's cgroups. Device rules are left alone, as runc does (the
+/// shim passes the spec's whole resources, whose device list lacks the defaults).
+fn update(root: &std::path::Path, u: UpdateArgs) -> Result<(), Error> {
+    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    let c = Container::load(root, &u.id)?;
+    let status = c.status();
+    if status == Status::Stopped {
+        return Err(Error::WrongState {
+            id: u.id.clone(),
+            status: status.to_string(),
+            wanted: "cannot update a stopped container",
+        });
+    }
+    let mut res: LinuxResources = match &u.resources {
+        None => LinuxResources::default(),
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).map(|_| v)
+            } else {
+                std::fs::read(p)
+            }
+            .map_err(|e| Error::Io {
+                what: format!("read resources {}", p.display()),
+                source: e,
+            })?;
+            serde_json::from_slice(&text)
+                .map_err(|e| Error::InvalidSpec(format!("--resources {}: {e}", p.display())))?
+        }
+    };
+    res.set_devices(None);
+    let mut mem = (*res.memory()).unwrap_or_default();
+    let mut mem_set = res.memory().is_some();
+    for (flag, val, set) in [
+        (
+            "--memory",
+            &u.memory,
+            LinuxMemory::set_limit as fn(&mut LinuxMemory, Option<i64>) -> &mut LinuxMemory,
+        ),
+        (
+            "--memory-reservation",
+            &u.memory_reservation,
+            LinuxMemory::set_reservation,
+        ),
+        ("--memory-swap", &u.memory_swap, LinuxMemory::set_swap),
+    ] {
+        if let Some(v) = val {
+            set(&mut mem, Some(parse_bytes(flag, v)?));
+            mem_set = true;
+        }
+    }
+    if mem_set {
+        res.set_memory(Some(mem));
+    }
+    let mut cpu = res.cpu().clone().unwrap_or_default();
+    let cpu_set = res.cpu().is_some()
+        || u.cpu_shares.is_some()
+        || u.cpu_quota.is_some()
+        || u.cpu_period.is_some()
+        || u.cpuset_cpus.is_some()
+        || u.cpuset_mems.is_some();
+    let cpu: &mut LinuxCpu = &mut cpu;
+    if u.cpu_shares.is_some() {
+        cpu.set_shares(u.cpu_shares);
+    }
+    if u.cpu_quota.is_some() {
+        cpu.set_quota(u.cpu_quota);
+    }
+    if u.cpu_period.is_some() {
+        cpu.set_period(u.cpu_period);
+    }
+    if u.cpuset_cpus.is_some() {
+        cpu.set_cpus(u.cpuset_cpus.clone());
+    }
+    if u.cpuset_mems.is_some() {
+        cpu.set_mems(u.cpuset_mems.clone());
+    }
+    if cpu_set {
+        res.set_cpu(Some(cpu.clone()));
+    }
+    if let Some(limit) = u.pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(limit);
+        res.set_pids(Some(p));
+    }
+    if let Some(w) = u.blkio_weight {
+        let mut b = res.block_io().clone().unwrap_or_default();
+        b.set_weight(Some(w));
+        res.set_block_io(Some(b));
+    }
+    let st = c.state();
+    let layout = st
+        .cgroup_layout
+        .ok_or_else(|| Error::Unsupported(format!("container {:?} has no cgroup", u.id)))?;
+    let cg = longshore_container::cgroups::manager_from_state(layout, &st.cgroup_paths)?;
+    cg.apply(&res)?;
+    Ok(())
+}
+
+/// Parses a byte count with an optional k/m/g suffix (runc's `--memory 100m`).
+fn parse_bytes(flag: &str, v: &str) -> Result<i64, Error> {
+    let bad = || Error::InvalidSpec(format!("{flag} {v:?}: want bytes, e.g. 104857600 or 100m"));
+    let t = v.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    if n == -1 {
+        return Ok(-1);
+    }
+    n.checked_mul(mult).filter(|&b| b >= 0).ok_or_else(bad)
 }
 
 /// Signals blocked for [`wait_forwarding`], and the mask to restore afterwards.
