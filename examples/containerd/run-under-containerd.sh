@@ -181,6 +181,20 @@ trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 set -e
 [[ $code -eq 7 ]] || { echo "FAIL: exit code $code, want 7" >&2; exit 1; }
 
+# ---------------------------------------------------------------- a terminal
+# `ctr run -t` makes the shim pass --console-socket: the runtime sends the pty master
+# over it. `script` (bsdutils) gives ctr the terminal it wants on its own stdin.
+if command -v script >/dev/null; then
+    log "ctr run -t (console socket)"
+    cmd="ctr -a $sock -n $ns run -t --rm ${run_opts[*]} $image lsc4-$tag sh -c 'tty; echo term ok'"
+    out=$(script -qec "$cmd" /dev/null </dev/null | tr -d '\r')
+    echo "$out"
+    has '/dev/pts/[0-9]' <<<"$out" || { echo "FAIL: no pty in the container" >&2; exit 1; }
+    has -x 'term ok' <<<"$out" || { echo "FAIL: no output through the pty" >&2; exit 1; }
+else
+    log "SKIPPED the terminal check: script(1) missing (apt-get install -y bsdutils)"
+fi
+
 # ---------------------------------------------------------------- detached task
 id3="lsc3-$tag"
 log "detached task $id3"
@@ -229,4 +243,4 @@ for cg in /sys/fs/cgroup/*/"$ns"/"$id3"; do
     [[ ! -d $cg ]] || { echo "FAIL: cgroup $cg left behind" >&2; exit 1; }
 done
 
-echo "OK: longshore-runtime works as containerd's runc (run --rm, exit code, detached task, exec, ps, pause/resume, kill, delete)"
+echo "OK: longshore-runtime works as containerd's runc (run --rm, exit code, terminal, detached task, exec, ps, metrics, pause/resume, kill --all, delete)"

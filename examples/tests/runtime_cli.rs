@@ -816,3 +816,43 @@ fn update_changes_cgroup_limits_like_runc() {
         rt.ok(&["delete", "--force", &id], Path::new("/"));
     }
 }
+
+/// `list --format json` and `ps` print what runc prints for the same containers.
+#[test]
+fn list_and_ps_like_runc() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    let mut shapes = Vec::new();
+    for rt in &runtimes {
+        let id = rt.id("ls");
+        rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+        let pid = rt.state(&id)["pid"].as_i64().unwrap();
+        let out = rt.ok(&["list", "--format", "json"], Path::new("/"));
+        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(list.len(), 1, "{}: {list:?}", rt.bin);
+        assert_eq!(list[0]["id"], id.as_str());
+        assert_eq!(list[0]["status"], "running");
+        assert_eq!(list[0]["owner"], "root", "{}", rt.bin);
+        let quiet = rt.ok(&["list", "-q"], Path::new("/"));
+        assert_eq!(text(&quiet.stdout).trim(), id);
+
+        let out = rt.ok(&["ps", &id], Path::new("/"));
+        let table = text(&out.stdout);
+        let mut lines = table.lines();
+        let header = lines.next().unwrap().split_whitespace().collect::<Vec<_>>();
+        assert_eq!(header[..3], ["UID", "PID", "PPID"], "{}: {table}", rt.bin);
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 1, "{}: {table}", rt.bin);
+        assert!(rows[0].contains(&pid.to_string()) && rows[0].ends_with("sleep 100"));
+        let out = rt.run(&["ps", "--format", "yaml", &id], Path::new("/"));
+        assert_eq!(out.status.code(), Some(1), "{}", rt.bin);
+        shapes.push(keys(&list[0]));
+        rt.ok(&["delete", "--force", &id], Path::new("/"));
+    }
+    if shapes.len() == 2 {
+        assert_eq!(shapes[0], shapes[1], "list --format json keys");
+    }
+}

@@ -206,6 +206,9 @@ enum Cmd {
         /// table or json.
         #[arg(short, long, default_value = "table")]
         format: String,
+        /// Options for ps(1) (default -ef), as runc.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
     },
     /// List containers.
     List {
@@ -457,34 +460,35 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
         Cmd::Pause { id } => Container::load(root, &id)?.pause()?,
         Cmd::Resume { id } => Container::load(root, &id)?.resume()?,
-        Cmd::Ps { id, format } => {
+        Cmd::Ps {
+            id,
+            format,
+            ps_args,
+        } => {
             let c = Container::load(root, &id)?;
             let pids = c.pids()?;
             if format == "json" {
                 println!("{}", serde_json::to_string(&pids).expect("json"));
+            } else if format == "table" {
+                print!("{}", ps_table(&pids, &ps_args)?);
             } else {
-                println!("{:>8} {:<8} CMD", "PID", "STAT");
-                for pid in pids {
-                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .map(|b| {
-                            String::from_utf8_lossy(&b)
-                                .replace('\0', " ")
-                                .trim()
-                                .to_string()
-                        })
-                        .unwrap_or_default();
-                    let stat = longshore_container::state::proc_stat(pid)
-                        .map(|(s, _)| s)
-                        .unwrap_or('?');
-                    println!("{pid:>8} {stat:<8} {cmd}");
-                }
+                return Err(Error::InvalidSpec(format!(
+                    "invalid format option {format:?}: want table or json"
+                )));
             }
         }
         Cmd::List { format, quiet } => {
             let mut rows = Vec::new();
             for id in Container::list(root)? {
                 if let Ok(c) = Container::load(root, &id) {
-                    rows.push(c.oci_state());
+                    let mut st = c.oci_state();
+                    // runc omits empty annotations
+                    if st["annotations"].as_object().is_some_and(|a| a.is_empty())
+                        && let Some(o) = st.as_object_mut()
+                    {
+                        o.remove("annotations");
+                    }
+                    rows.push(st);
                 }
             }
             if quiet {
@@ -550,6 +554,49 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
     }
     Ok(0)
+}
+
+/// runc's `ps` table: runs `ps` (default `-ef`) and keeps the header and the lines whose
+/// PID column names a process of the container.
+fn ps_table(pids: &[i32], args: &[String]) -> Result<String, Error> {
+    let args: Vec<&str> = if args.is_empty() {
+        vec!["-ef"]
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| Error::Io {
+            what: "run ps(1) (install procps)".into(),
+            source: e,
+        })?;
+    if !out.status.success() {
+        return Err(Error::InvalidSpec(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| Error::InvalidSpec("couldn't find PID field in ps output".into()))?;
+    let mut table = format!("{header}\n");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            table.push_str(line);
+            table.push('\n');
+        }
+    }
+    Ok(table)
 }
 
 /// `update`: the `--resources` document (or an empty one) with the flags laid over it,
