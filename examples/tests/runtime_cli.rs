@@ -856,3 +856,145 @@ fn list_and_ps_like_runc() {
         assert_eq!(shapes[0], shapes[1], "list --format json keys");
     }
 }
+
+/// `events --stats` prints one runc-shaped stats event; `create --pid-file` writes the
+/// bare pid (containerd's shim parses it without trimming).
+#[test]
+fn events_stats_and_pid_file_like_runc() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        let id = rt.id("ev");
+        let tmp = tempfile::Builder::new()
+            .prefix("longshore-pidf-")
+            .tempdir()
+            .unwrap();
+        let pf = tmp.path().join("init.pid");
+        rt.ok(
+            &[
+                "create",
+                "--bundle",
+                b,
+                "--pid-file",
+                pf.to_str().unwrap(),
+                &id,
+            ],
+            Path::new("/"),
+        );
+        let pid = rt.state(&id)["pid"].as_i64().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&pf).unwrap(),
+            pid.to_string(),
+            "{}",
+            rt.bin
+        );
+        rt.ok(&["start", &id], Path::new("/"));
+        let out = rt.ok(&["events", "--stats", &id], Path::new("/"));
+        let ev: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(ev["type"], "stats", "{}", rt.bin);
+        assert_eq!(ev["id"], id.as_str());
+        let data = &ev["data"];
+        assert!(
+            data["cpu"]["usage"]["total"].as_u64().unwrap() > 0,
+            "{}: {ev}",
+            rt.bin
+        );
+        assert!(
+            data["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+            "{}: {ev}",
+            rt.bin
+        );
+        assert_eq!(data["pids"]["current"], 1, "{}: {ev}", rt.bin);
+        rt.ok(&["delete", "--force", &id], Path::new("/"));
+    }
+}
+
+/// A foreground `exec` forwards signals to its process too (runc's exec does).
+#[test]
+fn foreground_exec_forwards_signals() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let rt = Runtime::longshore();
+    let id = rt.id("xs");
+    rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+    let mut child = rt
+        .cmd()
+        .args([
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "trap 'exit 44' TERM; touch /tmp/xready; while true; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = dir.path().join("rootfs/tmp/xready");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = ready.exists();
+    if !started {
+        let _ = child.kill();
+    }
+    assert!(started, "the exec'd process did not start");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(44));
+    assert_eq!(rt.state(&id)["status"], "running", "the init is untouched");
+}
+
+/// Both runtimes: a created (never started) container is deleted without --force, and
+/// a bundle without config.json fails create with exit code 1.
+#[test]
+fn delete_created_and_bad_bundle_like_runc() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let empty = tempfile::Builder::new()
+        .prefix("longshore-empty-")
+        .tempdir()
+        .unwrap();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        let id = rt.id("dc");
+        rt.ok(&["create", "--bundle", b, &id], Path::new("/"));
+        let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+        rt.ok(&["delete", &id], Path::new("/"));
+        assert!(
+            zombie_or_gone(pid),
+            "{}: init {pid} survives delete",
+            rt.bin
+        );
+        assert_eq!(
+            rt.run(&["state", &id], Path::new("/")).status.code(),
+            Some(1)
+        );
+
+        let bad = rt.id("bb");
+        let out = rt.run(
+            &["create", "--bundle", empty.path().to_str().unwrap(), &bad],
+            Path::new("/"),
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", rt.bin);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("create failed") && err.contains("config.json"),
+            "{}: {err}",
+            rt.bin
+        );
+        assert_eq!(
+            rt.run(&["state", &bad], Path::new("/")).status.code(),
+            Some(1)
+        );
+    }
+}

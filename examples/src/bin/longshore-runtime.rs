@@ -544,7 +544,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 let s = c.stats()?;
                 println!(
                     "{}",
-                    serde_json::json!({"type": "stats", "id": id, "data": s})
+                    serde_json::json!({"type": "stats", "id": id, "data": runc_stats(&s)})
                 );
                 if stats {
                     break;
@@ -554,6 +554,36 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
     }
     Ok(0)
+}
+
+/// Our cgroup statistics in the shape of runc's `events --stats` data (runc's
+/// `types.Stats`): the fields we measure, under runc's names.
+fn runc_stats(s: &longshore_container::cgroups::Stats) -> serde_json::Value {
+    // what cgroup v1 reports for "no limit" with 4 KiB pages, as runc prints it
+    const UNLIMITED: u64 = 9_223_372_036_854_771_712;
+    serde_json::json!({
+        "cpu": {
+            "usage": {
+                "total": s.cpu_usage_ns,
+                "kernel": s.cpu_system_ns,
+                "user": s.cpu_user_ns
+            },
+            "throttling": {}
+        },
+        "memory": {
+            "usage": {
+                "limit": s.memory_limit.unwrap_or(UNLIMITED),
+                "usage": s.memory_usage,
+                "max": s.memory_max_usage.unwrap_or(0),
+                "failcnt": 0
+            },
+            "oom_kills": s.oom_kills
+        },
+        "pids": {
+            "current": s.pids_current,
+            "limit": s.pids_limit.unwrap_or(0)
+        }
+    })
 }
 
 /// runc's `ps` table: runs `ps` (default `-ef`) and keeps the header and the lines whose
