@@ -998,3 +998,49 @@ fn delete_created_and_bad_bundle_like_runc() {
         );
     }
 }
+
+/// A foreground `run` of a process with `terminal: true` and no --console-socket gets a
+/// pty proxied to the runtime's own terminal, with its size, as `runc run` does.
+#[test]
+fn foreground_run_with_terminal_like_runc() {
+    require_root!();
+    let dir = bundle(&["sh", "-c", "tty; stty size; echo tty-ok; exit 6"]);
+    let path = dir.path().join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = true.into();
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        let ws = nix::pty::Winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+        let id = rt.id("tt");
+        let mut cmd = rt.cmd();
+        cmd.args(["run", &id])
+            .current_dir(dir.path())
+            .stdin(pty.slave.try_clone().unwrap())
+            .stdout(pty.slave.try_clone().unwrap())
+            .stderr(pty.slave);
+        let mut child = cmd.spawn().unwrap();
+        drop(cmd); // our copies of the terminal's slave end
+        let master = std::fs::File::from(pty.master);
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut &master, &mut out); // EIO at the end
+            out
+        });
+        let status = child.wait().unwrap();
+        let out = text(&reader.join().unwrap()).replace('\r', "");
+        assert_eq!(status.code(), Some(6), "{}: {out}", rt.bin);
+        assert!(
+            out.contains("/dev/pts/0\n30 100\ntty-ok\n"),
+            "{}: {out:?}",
+            rt.bin
+        );
+    }
+}

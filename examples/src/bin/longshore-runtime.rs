@@ -342,17 +342,36 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
         Cmd::Start { id } => Container::load(root, &id)?.start()?,
         Cmd::Run { args, detach, keep } => {
-            let b = builder(root, &args)?;
+            let mut b = builder(root, &args)?;
             if detach {
                 b.create()?.start()?;
             } else {
+                // like runc: a terminal without --console-socket is ours to proxy
+                let console = if args.console_socket.is_none() && spec_wants_terminal(&args.bundle)
+                {
+                    let l = ConsoleListener::new()?;
+                    b = b.console_socket(&l.path);
+                    Some(l)
+                } else {
+                    None
+                };
                 let mut c = b.create_attached()?;
-                // blocked only now: the init, cloned already, must not inherit the mask
+                // blocked only now: the init, cloned already, must not inherit the mask;
+                // and before the proxy's threads start, so that they inherit it
                 let blocked = block_signals()?;
-                let res = c.start().and_then(|()| wait_forwarding(c.pid(), &blocked));
+                let proxy = console
+                    .map(|l| l.accept())
+                    .transpose()?
+                    .map(TtyProxy::start);
+                let res = c
+                    .start()
+                    .and_then(|()| wait_forwarding(c.pid(), &blocked, proxy.as_ref()));
                 blocked.restore();
                 if !keep {
                     c.delete(true)?;
+                }
+                if let Some(p) = proxy {
+                    p.finish();
                 }
                 return Ok(res? as u8);
             }
@@ -444,17 +463,38 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     p.set_no_new_privileges(Some(true));
                 }
             }
-            let pid = c.exec(&p, Stdio::Inherit, console_socket.as_deref())?;
+            let console = if console_socket.is_none() && p.terminal().unwrap_or(false) {
+                if detach {
+                    return Err(Error::InvalidSpec(
+                        "cannot allocate a tty for a detached exec without --console-socket".into(),
+                    ));
+                }
+                Some(ConsoleListener::new()?)
+            } else {
+                None
+            };
+            let sock = console_socket
+                .clone()
+                .or_else(|| console.as_ref().map(|l| l.path.clone()));
+            let pid = c.exec(&p, Stdio::Inherit, sock.as_deref())?;
+            // (before any proxy thread starts, so that the threads inherit the mask)
+            let blocked = if detach { None } else { Some(block_signals()?) };
+            let proxy = console
+                .map(|l| l.accept())
+                .transpose()?
+                .map(TtyProxy::start);
             if let Some(pf) = pid_file {
                 std::fs::write(&pf, pid.to_string()).map_err(|e| Error::Io {
                     what: format!("write {}", pf.display()),
                     source: e,
                 })?;
             }
-            if !detach {
-                let blocked = block_signals()?;
-                let code = wait_forwarding(pid, &blocked);
+            if let Some(blocked) = blocked {
+                let code = wait_forwarding(pid, &blocked, proxy.as_ref());
                 blocked.restore();
+                if let Some(p) = proxy {
+                    p.finish();
+                }
                 return Ok(code? as u8);
             }
         }
@@ -747,6 +787,141 @@ fn parse_bytes(flag: &str, v: &str) -> Result<i64, Error> {
     n.checked_mul(mult).filter(|&b| b >= 0).ok_or_else(bad)
 }
 
+/// Whether the bundle's process asks for a terminal (false when the spec is unreadable:
+/// create reports that).
+fn spec_wants_terminal(bundle: &std::path::Path) -> bool {
+    longshore_container::spec::load(bundle)
+        .ok()
+        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
+}
+
+/// A private console socket for a foreground `run`/`exec` whose process has a terminal.
+struct ConsoleListener {
+    dir: PathBuf,
+    path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleListener {
+    fn new() -> Result<ConsoleListener, Error> {
+        use std::os::unix::fs::DirBuilderExt;
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("longshore-console-{}-{n}", std::process::id()));
+        let io = |what: String| move |e| Error::Io { what, source: e };
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io(format!("create {}", dir.display())))?;
+        let path = dir.join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(io(format!("listen on {}", path.display())))?;
+        Ok(ConsoleListener {
+            dir,
+            path,
+            listener,
+        })
+    }
+
+    /// Takes the pty master the container's init sent (it did during create).
+    fn accept(self) -> Result<std::fs::File, Error> {
+        use std::os::fd::AsRawFd;
+        let (conn, _) = self.listener.accept().map_err(|e| Error::Io {
+            what: "accept the console connection".into(),
+            source: e,
+        })?;
+        let fd = longshore_container::receive_console(conn.as_raw_fd())?;
+        Ok(std::fs::File::from(fd))
+    }
+}
+
+impl Drop for ConsoleListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Copies our stdin to the container's terminal and the terminal to our stdout (runc's
+/// tty proxy), with our terminal, if any, in raw mode meanwhile.
+struct TtyProxy {
+    master: std::sync::Arc<std::fs::File>,
+    saved: Option<nix::sys::termios::Termios>,
+    output: std::thread::JoinHandle<()>,
+}
+
+impl TtyProxy {
+    fn start(master: std::fs::File) -> TtyProxy {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let master = std::sync::Arc::new(master);
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            cfmakeraw(&mut raw);
+            let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        }
+        let proxy_in = master.clone();
+        // (left blocked in read when we exit: the process ends it)
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut &*proxy_in);
+        });
+        let proxy_out = master.clone();
+        let output = std::thread::spawn(move || {
+            // ends with EIO once every holder of the terminal's other end is gone
+            let mut out = std::io::stdout().lock();
+            let _ = std::io::copy(&mut &*proxy_out, &mut out);
+            let _ = out.flush();
+        });
+        let p = TtyProxy {
+            master,
+            saved,
+            output,
+        };
+        p.resize();
+        p
+    }
+
+    /// Gives the container's terminal our terminal's size.
+    fn resize(&self) {
+        use std::os::fd::AsRawFd;
+        if let Some(ws) = winsize(std::io::stdin().as_raw_fd()) {
+            set_winsize(self.master.as_raw_fd(), &ws);
+        }
+    }
+
+    /// Waits for the last output and restores our terminal.
+    fn finish(self) {
+        let _ = self.output.join();
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
+}
+
+fn winsize(fd: std::os::fd::RawFd) -> Option<libc::winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the valid, exclusively borrowed `ws`;
+    // a bad or non-terminal fd only makes it fail.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some(ws)
+}
+
+fn set_winsize(fd: std::os::fd::RawFd, ws: &libc::winsize) {
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the valid reference `ws`.
+    let _ = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws as *const libc::winsize) };
+}
+
 /// Signals blocked for [`wait_forwarding`], and the mask to restore afterwards.
 struct Blocked {
     set: nix::sys::signal::SigSet,
@@ -792,7 +967,7 @@ fn block_signals() -> Result<Blocked, Error> {
 /// `exec`) and returns its exit code (128+signal when killed), forwarding every signal
 /// the runtime receives to it meanwhile, as runc's foreground `run` and `exec` do
 /// (except SIGCHLD, which tells us it exited, and SIGWINCH/SIGURG).
-fn wait_forwarding(pid: i32, blocked: &Blocked) -> Result<i32, Error> {
+fn wait_forwarding(pid: i32, blocked: &Blocked, tty: Option<&TtyProxy>) -> Result<i32, Error> {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let sys = |what: String, e: nix::Error| Error::Sys { what, source: e };
     let child = nix::unistd::Pid::from_raw(pid);
@@ -805,7 +980,12 @@ fn wait_forwarding(pid: i32, blocked: &Blocked) -> Result<i32, Error> {
             Err(e) => return Err(sys(format!("wait for pid {pid}"), e)),
         }
         match blocked.set.wait() {
-            Ok(Signal::SIGCHLD | Signal::SIGWINCH | Signal::SIGURG) => {}
+            Ok(Signal::SIGWINCH) => {
+                if let Some(t) = tty {
+                    t.resize();
+                }
+            }
+            Ok(Signal::SIGCHLD | Signal::SIGURG) => {}
             Ok(sig) => {
                 let _ = nix::sys::signal::kill(child, sig);
             }
