@@ -38,6 +38,13 @@ pub enum ProgressEvent {
     },
     /// All bytes are in; checking the digest.
     Verifying,
+    /// Being unpacked (emitted by the layer store, e.g. libgraph, not by this crate).
+    Extracting {
+        /// Bytes unpacked.
+        current: u64,
+        /// Blob size.
+        total: u64,
+    },
     /// Committed to the content store.
     Done,
     /// The blob was already present; nothing transferred.

@@ -239,7 +239,12 @@ impl DirStore {
     }
 
     /// Names `desc` as `name` in `index.json` (replacing an earlier entry of that name).
+    ///
+    /// Serialised within this process; separate processes must not update one layout
+    /// at the same time.
     pub fn set_ref(&self, name: &str, desc: &Descriptor) -> Result<()> {
+        static INDEX_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INDEX_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let index = self.index()?;
         let mut manifests: Vec<Descriptor> = index
             .manifests()

@@ -303,6 +303,24 @@ async fn basic_auth_login_push_pull_logout() {
         .unwrap();
     pull_and_compare(&client, &dest, &src, &img).await;
 
+    // skopeo with the same credentials pushes; we pull its upload back identically.
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        &format!("oci:{}:latest", src_dir.path().display()),
+        &format!("docker://{}/private/by-skopeo:1", reg.addr),
+    ]);
+    pull_and_compare(
+        &client,
+        &reference(&reg.addr, "private/by-skopeo:1"),
+        &src,
+        &img,
+    )
+    .await;
+
     // Logout: the file forgets, a fresh client is refused again.
     assert!(client.logout(&reg.addr).unwrap());
     let fresh = Client::new(opts);

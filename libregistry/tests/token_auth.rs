@@ -155,6 +155,31 @@ async fn token_auth_login_push_pull_with_cached_tokens() {
     assert_eq!(iss.issued.load(Ordering::SeqCst) - before, 2);
     client.tags(&reg.addr, "tok/busybox").await.unwrap();
     assert_eq!(iss.issued.load(Ordering::SeqCst) - before, 2);
+
+    // skopeo, through the same token service, reads exactly what we pushed.
+    let sk_dir = tempdir();
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--src-creds",
+            "alice:pw",
+            &format!("docker://{}/tok/busybox:1", reg.addr),
+            &format!("oci:{}:got", sk_dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = DirStore::open(sk_dir.path()).unwrap();
+    assert_eq!(
+        theirs.resolve("got").unwrap().digest(),
+        img.manifest.digest()
+    );
 }
 
 #[tokio::test]
