@@ -38,6 +38,9 @@ sock="$dir/containerd.sock"
 image="docker.io/library/longshore-busybox:$tag"
 runc_root="$dir/runc"
 ctrd_pid=
+# the shim puts its sockets under /run/containerd/s whatever the config says (ctr's
+# fifos go to $dir/fifo): remove the directories afterwards if we made them
+run_ctrd_existed=$([[ -e /run/containerd ]] && echo 1 || true)
 
 log() { echo "== $*" >&2; }
 ctr_() { ctr -a "$sock" -n "$ns" "$@"; }
@@ -86,6 +89,9 @@ cleanup() {
         tail -n 60 "$dir/containerd.log" >&2 2>/dev/null
     fi
     rm -rf "$dir"
+    if [[ -z $run_ctrd_existed ]]; then
+        rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null
+    fi
     exit $rc
 }
 trap cleanup EXIT
@@ -158,7 +164,7 @@ tar -C "$img/out" -cf "$dir/image.tar" oci-layout index.json blobs
 ctr_ image import --digests --all-platforms --snapshotter "$snapshotter" "$dir/image.tar" >&2
 ctr_ image ls -q | has -x "$image" || { echo "FAIL: image $image not imported" >&2; ctr_ image ls >&2; exit 1; }
 
-run_opts=(--runtime io.containerd.runc.v2 --runc-binary "$rt" --runc-root "$runc_root" --snapshotter "$snapshotter")
+run_opts=(--runtime io.containerd.runc.v2 --runc-binary "$rt" --runc-root "$runc_root" --snapshotter "$snapshotter" --fifo-dir "$dir/fifo")
 
 # ---------------------------------------------------------------- ctr run --rm
 id1="lsc1-$tag"
@@ -209,12 +215,12 @@ grep -q "\"pid\": $pid" <<<"$state" || { echo "FAIL: runtime pid differs from ct
 # is checked through a file in the rootfs, not ctr's stdout: ctr 1.6 may drop an exec's
 # last output when it exits at once (containerd#5741, fixed upstream by #13931).
 rootfs="$dir/state/io.containerd.runtime.v2.task/$ns/$id3/rootfs"
-ctr_ task exec --exec-id e1 "$id3" sh -c 'echo exec says $((6*7)) as $(id -u) > /tmp/exec-out'
+ctr_ task exec --fifo-dir "$dir/fifo" --exec-id e1 "$id3" sh -c 'echo exec says $((6*7)) as $(id -u) > /tmp/exec-out'
 got=$(cat "$rootfs/tmp/exec-out")
 [[ $got == "exec says 42 as 0" ]] || { echo "FAIL: exec wrote '$got'" >&2; exit 1; }
 set +e
 trap - ERR
-ctr_ task exec --exec-id e2 "$id3" sh -c 'exit 42'
+ctr_ task exec --fifo-dir "$dir/fifo" --exec-id e2 "$id3" sh -c 'exit 42'
 code=$?
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 set -e
@@ -229,7 +235,7 @@ ctr_ task ls | has -E "^$id3 +[0-9]+ +PAUSED" || { echo "FAIL: not PAUSED" >&2; 
 ctr_ task resume "$id3"
 ctr_ task ls | has -E "^$id3 +[0-9]+ +RUNNING" || { echo "FAIL: not RUNNING after resume" >&2; exit 1; }
 # a second process, so that --all has more than the init to signal
-ctr_ task exec -d --exec-id e3 "$id3" sleep 1000
+ctr_ task exec --fifo-dir "$dir/fifo" -d --exec-id e3 "$id3" sleep 1000
 ctr_ task kill --all -s SIGKILL "$id3"
 for _ in $(seq 100); do
     ctr_ task ls | has -E "^$id3 +[0-9]+ +STOPPED" && break

@@ -49,4 +49,22 @@ fn runs_under_containerd_runc_v2_shim() {
         stdout.contains("OK: longshore-runtime works as containerd's runc"),
         "{stdout}"
     );
+
+    // it cleaned up: no directory, mount or cgroup of its private containerd is left
+    let dir = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("== starting containerd in "))
+        .expect("the script names its directory");
+    assert!(!Path::new(dir).exists(), "{dir} left behind");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(dir), "mounts under {dir} left behind");
+    let ns = Path::new(dir)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_ascii_lowercase();
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let cg = e.path().join(&ns);
+        assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+    }
 }
