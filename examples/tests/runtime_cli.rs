@@ -1044,3 +1044,58 @@ fn foreground_run_with_terminal_like_runc() {
         );
     }
 }
+
+/// kill -9 of `create` in the middle (during a createRuntime hook, before any state is
+/// saved): `state` says the container does not exist, `delete --force` removes what
+/// the aborted create left in the state root (as runc does), and the id can be reused.
+#[test]
+fn kill_9_during_create_then_delete_force_and_reuse() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let marker = dir.path().join("hook-ran");
+    let path = dir.path().join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["hooks"] = serde_json::json!({"createRuntime": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("touch {}; sleep 3", marker.display())]
+    }]});
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let b = dir.path().to_str().unwrap();
+    let rt = Runtime::longshore();
+    let id = rt.id("kc");
+    let mut create = rt
+        .cmd()
+        .args(["create", "--bundle", b, &id])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = create.kill();
+    create.wait().unwrap();
+    assert!(marker.exists(), "the hook never ran");
+    assert!(
+        rt.root.path().join(&id).exists(),
+        "create made its state dir"
+    );
+
+    let out = rt.run(&["state", &id], Path::new("/"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("does not exist"));
+    rt.ok(&["delete", "--force", &id], Path::new("/"));
+    assert!(
+        !rt.root.path().join(&id).exists(),
+        "delete --force left the state dir"
+    );
+
+    // the id is free again; this container also takes over (and removes) the cgroups
+    // the aborted create left behind
+    spec["hooks"] = Value::Null;
+    std::fs::write(&path, spec.to_string()).unwrap();
+    rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+    assert_eq!(rt.state(&id)["status"], "running");
+    rt.ok(&["delete", "--force", &id], Path::new("/"));
+    assert_eq!(cgroup_dirs(&id), Vec::<PathBuf>::new());
+}

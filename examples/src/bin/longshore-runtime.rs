@@ -403,7 +403,22 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
         Cmd::Delete { id, force } => match Container::load(root, &id) {
             Ok(mut c) => c.delete(force)?,
-            Err(Error::NotFound(_)) if force => {}
+            Err(Error::NotFound(n)) => {
+                // as runc: a create killed before it saved any state leaves a directory
+                // without state.json that nothing else would remove
+                if longshore_container::state::validate_id(&id).is_ok() {
+                    let dir = root.join(&id);
+                    if dir.is_dir() && !dir.join("state.json").exists() {
+                        std::fs::remove_dir_all(&dir).map_err(|e| Error::Io {
+                            what: format!("remove {}", dir.display()),
+                            source: e,
+                        })?;
+                    }
+                }
+                if !force {
+                    return Err(Error::NotFound(n));
+                }
+            }
             Err(e) => return Err(e),
         },
         Cmd::Exec {
