@@ -1,7 +1,8 @@
 #!/bin/sh
 # Compares applying a gzip layer with longshore-graph against `pigz -dc` (decompression only)
 # and `tar -xzf`. Every extraction goes to a fresh directory (re-creating files right after
-# deleting them is slow on this ext4), all removed at the end.
+# deleting them is slow on this ext4), all removed at the end; `sync` before each run keeps
+# dirty-page writeback of earlier runs from throttling later ones.
 #
 #   libgraph/scripts/bench-apply.sh [LAYER.tar.gz]
 #
@@ -22,7 +23,7 @@ fi
 apply=$target/release/examples/apply
 ls -l "$layer"
 mkdir -p "$work/out"
-hyperfine --warmup 1 --runs "${RUNS:-7}" --export-markdown "$work/result.md" \
+hyperfine --warmup 1 --runs "${RUNS:-7}" --prepare sync --export-markdown "$work/result.md" \
     -n "pigz -dc" "pigz -dc '$layer' > /dev/null" \
     -n "tar -xzf" "d=\$(mktemp -d -p '$work/out'); tar -xzf '$layer' -C \$d" \
     -n "longshore apply" "d=\$(mktemp -d -p '$work/out'); '$apply' '$layer' \$d 2>/dev/null"

@@ -147,9 +147,12 @@ pub fn apply_layer_with(
     // Two stages on two threads: [read, hash blob, decompress, hash tar] -> [parse tar, write].
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_DEPTH);
-        let producer = scope.spawn(move || decode_stage(reader, algorithm, tx));
+        // used buffers go back to the first stage instead of being freed and re-allocated
+        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH + 2);
+        let producer = scope.spawn(move || decode_stage(reader, algorithm, tx, recycle_rx));
         let mut input = ChannelReader {
             rx,
+            recycle: recycle_tx,
             buf: Vec::new(),
             pos: 0,
         };
@@ -223,6 +226,7 @@ fn decode_stage(
     reader: impl Read,
     algorithm: Algorithm,
     tx: mpsc::SyncSender<io::Result<Vec<u8>>>,
+    recycled: mpsc::Receiver<Vec<u8>>,
 ) -> Result<Decoded> {
     let mut outer = HashReader {
         inner: reader,
@@ -252,7 +256,8 @@ fn decode_stage(
         let mut hasher = Algorithm::Sha256.hasher();
         let mut total = 0u64;
         loop {
-            let mut chunk = vec![0u8; CHUNK];
+            let mut chunk = recycled.try_recv().unwrap_or_default();
+            chunk.resize(CHUNK, 0);
             let mut filled = 0;
             while filled < CHUNK {
                 match decoded.read(&mut chunk[filled..]) {
@@ -298,6 +303,7 @@ fn decode_stage(
 /// Reads the chunks the first stage sends.
 struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    recycle: mpsc::SyncSender<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
 }
@@ -307,7 +313,10 @@ impl Read for ChannelReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.buf = chunk;
+                    let old = std::mem::replace(&mut self.buf, chunk);
+                    if old.capacity() >= CHUNK {
+                        let _ = self.recycle.try_send(old);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
