@@ -680,6 +680,26 @@ fn features_document() {
 }
 
 #[test]
+fn bad_log_format_is_refused_like_runc() {
+    let root = tempfile::Builder::new()
+        .prefix("longshore-rtroot-")
+        .tempdir()
+        .unwrap();
+    let out = Command::new(RT)
+        .arg("--root")
+        .arg(root.path())
+        .args(["--log-format", "xml", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid log-format"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn systemd_cgroup_is_refused_clearly() {
     let root = tempfile::Builder::new()
         .prefix("longshore-rtroot-")

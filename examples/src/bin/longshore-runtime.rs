@@ -329,6 +329,12 @@ fn builder(
 }
 
 fn run(cli: Cli) -> Result<u8, Error> {
+    if cli.log_format != "text" && cli.log_format != "json" {
+        return Err(Error::InvalidSpec(format!(
+            "invalid log-format: {} (want text or json)",
+            cli.log_format
+        )));
+    }
     if cli.systemd_cgroup {
         return Err(Error::Unsupported(
             "--systemd-cgroup: the systemd cgroup driver is not implemented; use cgroupfs paths"
