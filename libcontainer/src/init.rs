@@ -98,6 +98,9 @@ pub(crate) fn main(args: InitArgs<'_>) -> ! {
 }
 
 fn run(a: &InitArgs<'_>) -> Result<Infallible> {
+    // while setting up, die with the runtime thread that is driving us
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     a.channel.send(&Msg::Hello)?;
     for tasks in a.cgroup_tasks {
         std::fs::write(tasks, b"0").ctx(|| format!("join cgroup {}", tasks.display()))?;
@@ -232,6 +235,8 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         .chain([std::ptr::null()])
         .collect();
 
+    // from here on the runtime may exit (`create` does) while we wait for `start`
+    sys::prctl(libc::PR_SET_PDEATHSIG, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     a.channel.send(&Msg::Ready)?;
     match a.release {
         Release::Channel => a.channel.expect(&Msg::Start)?,
