@@ -11,7 +11,9 @@
 # busybox-static. Cleans up after itself (also on failure); safe to run repeatedly and
 # in parallel (every name is unique).
 #
-# Usage: [LONGSHORE_CTRD_LOG=file] run-under-containerd.sh [path/to/longshore-runtime]
+# Usage: [LONGSHORE_CTRD_LOG=file] [LONGSHORE_CTRD_BENCH=1] run-under-containerd.sh [path/to/longshore-runtime]
+#   LONGSHORE_CTRD_BENCH=1 also times `ctr run --rm ... true` with longshore-runtime and
+#   runc side by side (hyperfine); a release build gives the meaningful numbers.
 #   default: builds it with cargo (debug) and uses $CARGO_TARGET_DIR or ./target.
 set -euo pipefail
 
@@ -248,5 +250,14 @@ ctr_ container delete "$id3"
 for cg in /sys/fs/cgroup/*/"$ns"/"$id3"; do
     [[ ! -d $cg ]] || { echo "FAIL: cgroup $cg left behind" >&2; exit 1; }
 done
+
+# ---------------------------------------------------------------- optional timing
+# LONGSHORE_CTRD_BENCH=1: `ctr run --rm ... true` through the shim with each runtime
+if [[ -n ${LONGSHORE_CTRD_BENCH:-} ]] && command -v hyperfine >/dev/null; then
+    common="ctr -a $sock -n $ns run --rm --runtime io.containerd.runc.v2 --runc-root $runc_root --snapshotter $snapshotter --fifo-dir $dir/fifo"
+    hyperfine -N -w 3 -r "${LONGSHORE_CTRD_BENCH_RUNS:-20}" \
+        -n longshore-runtime "$common --runc-binary $rt $image lsb1-$tag true" \
+        -n runc "$common --runc-binary $(command -v runc || echo /usr/sbin/runc) $image lsb2-$tag true" >&2
+fi
 
 echo "OK: longshore-runtime works as containerd's runc (run --rm, exit code, terminal, detached task, exec, ps, metrics, pause/resume, kill --all, delete)"
