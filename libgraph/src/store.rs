@@ -722,6 +722,38 @@ impl Store {
         self.content.read(&id)
     }
 
+    /// An OCI manifest for an image, referencing the layer blobs as stored (compressed as
+    /// they came), ready to push: returns the manifest bytes and the layers, base first.
+    pub fn manifest(&self, name: &str) -> Result<(Vec<u8>, Vec<LayerRow>)> {
+        let id = self.resolve(name)?;
+        let row = self
+            .db()
+            .image(&id)?
+            .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+        let chain = self.chain_of(row.top_cache.as_deref())?;
+        let config_size = self.content.size(&id)?;
+        let mut layers = Vec::new();
+        for l in &chain {
+            let blob = l
+                .blob_digest
+                .as_ref()
+                .ok_or_else(|| Error::LayerNotFound(l.cache_id.clone()))?;
+            layers.push(json!({
+                "mediaType": l.media_type.as_deref().unwrap_or(MT_OCI_LAYER),
+                "digest": blob.to_string(),
+                "size": l.blob_size,
+            }));
+        }
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "config": {"mediaType": MT_OCI_CONFIG, "digest": id.to_string(), "size": config_size},
+            "layers": layers,
+        }))
+        .map_err(json_err("manifest"))?;
+        Ok((manifest, chain))
+    }
+
     /// Imports a layer tar as a one-layer image (`docker import`), optionally tagged.
     pub fn import(
         &self,

@@ -841,3 +841,30 @@ fn one_owner_per_store() {
     drop(s);
     let _again = open(a.path(), "vfs");
 }
+
+#[test]
+fn manifest_for_push_references_stored_blobs() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "vfs");
+    s.import(&gzip(&rootfs_tar())[..], Some("push:1"), None)
+        .unwrap();
+    let (bytes, layers) = s.manifest("push:1").unwrap();
+    let longshore_graph::image::Parsed::Manifest {
+        config,
+        layers: descs,
+    } = longshore_graph::image::parse(&bytes).unwrap()
+    else {
+        panic!("not a manifest")
+    };
+    assert_eq!(config.digest, s.resolve("push:1").unwrap());
+    assert_eq!(descs.len(), 1);
+    assert_eq!(
+        descs[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(Some(&descs[0].digest), layers[0].blob_digest.as_ref());
+    // the blob is there, and hashes to its name
+    s.content().verify(&descs[0].digest).unwrap();
+    assert_eq!(s.content().size(&descs[0].digest).unwrap(), descs[0].size);
+}
