@@ -227,6 +227,18 @@ code=$?
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 set -e
 [[ $code -eq 42 ]] || { echo "FAIL: exec exit code $code, want 42" >&2; exit 1; }
+# exec with a terminal: the shim passes --console-socket to `exec`
+if command -v script >/dev/null; then
+    cmd="ctr -a $sock -n $ns task exec --fifo-dir $dir/fifo -t --exec-id e4 $id3 sh -c 'tty > /tmp/exec-tty; exit 3'"
+    set +e
+    trap - ERR
+    script -qec "$cmd" /dev/null </dev/null >/dev/null
+    code=$?
+    trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
+    set -e
+    [[ $code -eq 3 ]] || { echo "FAIL: exec -t exit code $code, want 3" >&2; exit 1; }
+    has '^/dev/pts/[0-9]' "$rootfs/tmp/exec-tty" || { echo "FAIL: exec -t got no pty" >&2; exit 1; }
+fi
 # the shim reads the container's cgroups itself for metrics
 ctr_ task metrics "$id3" | has memory || { echo "FAIL: no memory metrics" >&2; exit 1; }
 ps_out=$(ctr_ task ps "$id3")
@@ -260,4 +272,4 @@ if [[ -n ${LONGSHORE_CTRD_BENCH:-} ]] && command -v hyperfine >/dev/null; then
         -n runc "$common --runc-binary $(command -v runc || echo /usr/sbin/runc) $image lsb2-$tag true" >&2
 fi
 
-echo "OK: longshore-runtime works as containerd's runc (run --rm, exit code, terminal, detached task, exec, ps, metrics, pause/resume, kill --all, delete)"
+echo "OK: $(basename "$rt") works as containerd's runc (run --rm, exit code, terminal, detached task, exec, exec -t, ps, metrics, pause/resume, kill --all, delete)"
