@@ -1,8 +1,22 @@
 //! `longshore-runtime`: runc's command line over `longshore-container`.
 //!
 //! Same commands, flags, state JSON and exit codes as runc, so containerd's
-//! `io.containerd.runc.v2` shim (with `BinaryName` pointed here) or any tool that drives
-//! runc can drive it.
+//! `io.containerd.runc.v2` shim (with `BinaryName` pointed here, or `ctr run
+//! --runc-binary`) or any tool that drives runc can drive it. What follows runc:
+//!
+//! * errors: a logrus-style line (`time=".." level=error msg=".."`, or a JSON object with
+//!   `--log-format json`) to the `--log` file or stderr, plus the bare message on stderr
+//!   when a log file takes the line; exit code 1, 255 for a failed `exec`;
+//! * `state` prints runc's document (no `annotations` when empty, `owner` empty);
+//! * foreground `run` and `exec` forward the signals they receive to the container's
+//!   process and return its exit code (128+signal when killed); when the process has a
+//!   terminal and no `--console-socket` is given they proxy a pty to their own terminal;
+//! * `update` (flags or `--resources` JSON, as the shim passes), `features`, `ps` through
+//!   ps(1), `events --stats` in runc's stats shape;
+//! * `delete` removes the directory a killed `create` left without `state.json`.
+//!
+//! Not supported (clear errors): `--systemd-cgroup`, `--preserve-fds`, checkpoint and
+//! restore, real-time signal numbers in `kill`.
 
 use std::io::Write;
 use std::path::PathBuf;
