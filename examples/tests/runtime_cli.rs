@@ -1119,3 +1119,66 @@ fn kill_9_during_create_then_delete_force_and_reuse() {
     rt.ok(&["delete", "--force", &id], Path::new("/"));
     assert_eq!(cgroup_dirs(&id), Vec::<PathBuf>::new());
 }
+
+/// The `msg` of a logrus-style error line, with the runtime's own name normalised.
+fn error_msg(rt: &Runtime, out: &Output) -> String {
+    let err = text(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("level=error"))
+        .unwrap_or_else(|| panic!("{}: no error line in {err:?}", rt.bin));
+    let quoted = &line[line.find("msg=").expect("msg=") + 4..];
+    let msg: String = serde_json::from_str(quoted.trim()).unwrap_or_else(|_| quoted.to_string());
+    let name = Path::new(rt.bin).file_name().unwrap().to_str().unwrap();
+    msg.replace(name, "RUNTIME")
+}
+
+/// The same mistakes give the same messages and exit codes from both runtimes.
+#[test]
+fn error_messages_are_runcs() {
+    require_root!();
+    let Some(runc) = Runtime::runc() else {
+        return;
+    };
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let mut seen = Vec::new();
+    for rt in [&Runtime::longshore(), &runc] {
+        let id = rt.id("em");
+        let mut msgs = Vec::new();
+        let mut expect_fail = |args: &[&str]| {
+            let out = rt.run(args, Path::new("/"));
+            assert_ne!(out.status.code(), Some(0), "{} {args:?}", rt.bin);
+            msgs.push((args[0].to_string(), out.status.code(), error_msg(rt, &out)));
+        };
+        expect_fail(&["start", "nosuch"]);
+        expect_fail(&["kill", "nosuch"]);
+        rt.ok(&["create", "--bundle", b, &id], Path::new("/"));
+        expect_fail(&["create", "--bundle", b, &id]);
+        expect_fail(&["resume", &id]);
+        rt.ok(&["start", &id], Path::new("/"));
+        expect_fail(&["start", &id]);
+        expect_fail(&["delete", &id]);
+        expect_fail(&["resume", &id]);
+        rt.ok(&["pause", &id], Path::new("/"));
+        expect_fail(&["start", &id]);
+        expect_fail(&["exec", &id, "true"]);
+        rt.ok(&["resume", &id], Path::new("/"));
+        rt.ok(&["kill", &id, "KILL"], Path::new("/"));
+        rt.wait_status(&id, "stopped");
+        expect_fail(&["start", &id]);
+        expect_fail(&["kill", &id, "KILL"]);
+        expect_fail(&["pause", &id]);
+        expect_fail(&["exec", &id, "true"]);
+        rt.ok(&["delete", &id], Path::new("/"));
+        expect_fail(&["delete", &id]);
+        seen.push((msgs, id));
+    }
+    let (theirs, runc_id) = seen.pop().unwrap();
+    let (ours, our_id) = seen.pop().unwrap();
+    for (a, b) in ours.iter().zip(&theirs) {
+        let b = (b.0.clone(), b.1, b.2.replace(&runc_id, &our_id));
+        assert_eq!(a, &b, "longshore-runtime vs runc");
+    }
+    assert_eq!(ours.len(), theirs.len());
+}

@@ -261,18 +261,52 @@ fn main() -> ExitCode {
     let log = cli.log.clone();
     let json = cli.log_format == "json";
     // runc's prefixes and codes: `exec` fails with 255, `create`/`run` say which failed
-    let (prefix, code) = match &cli.cmd {
-        Cmd::Exec { .. } => ("exec failed: ", 255),
-        Cmd::Create(_) => ("longshore-runtime create failed: ", 1),
-        Cmd::Run { .. } => ("longshore-runtime run failed: ", 1),
-        _ => ("", 1),
+    let (op, prefix, code) = match &cli.cmd {
+        Cmd::Exec { .. } => ("exec", "exec failed: ", 255),
+        Cmd::Create(_) => ("create", "longshore-runtime create failed: ", 1),
+        Cmd::Run { .. } => ("run", "longshore-runtime run failed: ", 1),
+        Cmd::Start { .. } => ("start", "", 1),
+        Cmd::Kill { .. } => ("kill", "", 1),
+        Cmd::Pause { .. } => ("pause", "", 1),
+        Cmd::Resume { .. } => ("resume", "", 1),
+        Cmd::Delete { .. } => ("delete", "", 1),
+        Cmd::Update(_) => ("update", "", 1),
+        _ => ("", "", 1),
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            report(log.as_deref(), json, &format!("{prefix}{e}"));
+            report(
+                log.as_deref(),
+                json,
+                &format!("{prefix}{}", runc_message(op, &e)),
+            );
             ExitCode::from(code)
         }
+    }
+}
+
+/// runc's words for the lifecycle errors: callers match on them (containerd's shim
+/// turns "container not running" from `kill` and "does not exist" into "not found").
+/// Other errors keep the library's message.
+fn runc_message(op: &str, e: &Error) -> String {
+    match e {
+        Error::NotFound(_) => "container does not exist".into(),
+        Error::Exists(_) => "container with given ID already exists".into(),
+        Error::WrongState { id, status, .. } => match (op, status.as_str()) {
+            ("start", "running") => "cannot start an already running container".into(),
+            ("start", "stopped") => "cannot start a container that has stopped".into(),
+            ("start", "paused") => "cannot start a container in the paused state".into(),
+            ("kill" | "pause" | "update", _) => "container not running".into(),
+            ("resume", _) => "container not paused".into(),
+            ("exec", "stopped") => "cannot exec in a stopped container".into(),
+            ("exec", "paused") => {
+                "cannot exec in a paused container (use --ignore-paused to override)".into()
+            }
+            ("delete", _) => format!("cannot delete container {id} that is not stopped: {status}"),
+            _ => e.to_string(),
+        },
+        _ => e.to_string(),
     }
 }
 
