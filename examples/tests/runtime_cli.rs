@@ -1182,3 +1182,51 @@ fn error_messages_are_runcs() {
     }
     assert_eq!(ours.len(), theirs.len());
 }
+
+/// Real-time signals reach the init (systemd's stop signal is SIGRTMIN+3, 37 here), by
+/// number on both runtimes and as `RTMIN+3` on ours.
+#[test]
+fn kill_with_a_real_time_signal_like_runc() {
+    require_root!();
+    let dir = bundle(&[
+        "sh",
+        "-c",
+        "trap 'echo got > /tmp/rt; exit 45' 37; touch /tmp/rtready; while true; do sleep 0.05; done",
+    ]);
+    let b = dir.path().to_str().unwrap();
+    let mut runs = vec![
+        (Runtime::longshore(), "RTMIN+3"),
+        (Runtime::longshore(), "37"),
+    ];
+    runs.extend(Runtime::runc().map(|r| (r, "37")));
+    for (rt, sig) in &runs {
+        let ready = dir.path().join("rootfs/tmp/rtready");
+        let got = dir.path().join("rootfs/tmp/rt");
+        let _ = std::fs::remove_file(&ready);
+        let _ = std::fs::remove_file(&got);
+        let id = rt.id("rt");
+        rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(ready.exists(), "{}: the container did not start", rt.bin);
+        rt.ok(&["kill", &id, sig], Path::new("/"));
+        assert_eq!(
+            rt.wait_status(&id, "stopped")["status"],
+            "stopped",
+            "{} {sig}",
+            rt.bin
+        );
+        assert_eq!(
+            std::fs::read_to_string(&got).unwrap(),
+            "got\n",
+            "{} {sig}",
+            rt.bin
+        );
+        // out of range
+        let out = rt.run(&["kill", &id, "99"], Path::new("/"));
+        assert_eq!(out.status.code(), Some(1), "{}", rt.bin);
+        rt.ok(&["delete", &id], Path::new("/"));
+    }
+}

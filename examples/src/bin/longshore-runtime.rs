@@ -13,10 +13,11 @@
 //!   terminal and no `--console-socket` is given they proxy a pty to their own terminal;
 //! * `update` (flags or `--resources` JSON, as the shim passes), `features`, `ps` through
 //!   ps(1), `events --stats` in runc's stats shape;
-//! * `delete` removes the directory a killed `create` left without `state.json`.
+//! * `delete` removes the directory a killed `create` left without `state.json`;
+//! * `kill` takes numbers, names and real-time signals (`37`, `RTMIN+3`).
 //!
 //! Not supported (clear errors): `--systemd-cgroup`, `--preserve-fds`, checkpoint and
-//! restore, real-time signal numbers in `kill`.
+//! restore.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -292,6 +293,7 @@ fn main() -> ExitCode {
 fn runc_message(op: &str, e: &Error) -> String {
     match e {
         Error::NotFound(_) => "container does not exist".into(),
+        Error::InvalidSpec(m) if op == "kill" && m.starts_with("unknown signal") => m.clone(),
         Error::Exists(_) => "container with given ID already exists".into(),
         Error::WrongState { id, status, .. } => match (op, status.as_str()) {
             ("start", "running") => "cannot start an already running container".into(),
@@ -341,19 +343,81 @@ fn report(log: Option<&std::path::Path>, json: bool, msg: &str) {
     }
 }
 
-fn parse_signal(s: &str) -> Result<Signal, Error> {
+/// A signal for `kill`: one nix names, or a real-time one (SIGRTMIN..=SIGRTMAX, e.g.
+/// systemd's stop signal SIGRTMIN+3 = 37), which the library's `kill` cannot name.
+#[derive(Debug, Clone, Copy)]
+enum KillSignal {
+    Std(Signal),
+    Rt(i32),
+}
+
+/// Parses a signal as runc does: a number, or a name with or without `SIG` in any case;
+/// also `RTMIN+n` / `RTMAX-n`.
+fn parse_signal(s: &str) -> Result<KillSignal, Error> {
+    let unknown = || Error::InvalidSpec(format!("unknown signal {s:?}"));
+    let (rtmin, rtmax) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let number = |n: i32| {
+        if let Ok(sig) = Signal::try_from(n) {
+            Ok(KillSignal::Std(sig))
+        } else if (rtmin..=rtmax).contains(&n) {
+            Ok(KillSignal::Rt(n))
+        } else {
+            Err(unknown())
+        }
+    };
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n)
-            .map_err(|_| Error::InvalidSpec(format!("unknown signal {s:?}")));
+        return number(n);
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
+    let bare = up.strip_prefix("SIG").unwrap_or(&up);
+    let offset = |rest: &str, sign: char| -> Result<i32, Error> {
+        if rest.is_empty() {
+            return Ok(0);
+        }
+        rest.strip_prefix(sign)
+            .and_then(|k| k.parse::<i32>().ok())
+            .ok_or_else(unknown)
     };
-    name.parse::<Signal>()
-        .map_err(|_| Error::InvalidSpec(format!("unknown signal {s:?}")))
+    if let Some(rest) = bare.strip_prefix("RTMIN") {
+        return number(rtmin + offset(rest, '+')?);
+    }
+    if let Some(rest) = bare.strip_prefix("RTMAX") {
+        return number(rtmax - offset(rest, '-')?);
+    }
+    format!("SIG{bare}")
+        .parse::<Signal>()
+        .map(KillSignal::Std)
+        .map_err(|_| unknown())
+}
+
+/// Sends a real-time signal to the init (or, with `all`, every process of the container).
+fn kill_rt(c: &Container, n: i32, all: bool) -> Result<(), Error> {
+    let status = c.status();
+    if status == Status::Stopped {
+        return Err(Error::WrongState {
+            id: c.id().to_string(),
+            status: status.to_string(),
+            wanted: "cannot be signalled",
+        });
+    }
+    let st = c.state();
+    if all {
+        let layout = st
+            .cgroup_layout
+            .ok_or_else(|| Error::Unsupported(format!("container {:?} has no cgroup", c.id())))?;
+        longshore_container::cgroups::manager_from_state(layout, &st.cgroup_paths)?.kill_all(n)?;
+        return Ok(());
+    }
+    if longshore_container::state::is_alive(st.pid, st.pid_start_time) {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+        if unsafe { libc::kill(st.pid, n) } != 0 {
+            return Err(Error::Io {
+                what: format!("send signal {n} to {}", c.id()),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn builder(
@@ -452,8 +516,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
             );
         }
         Cmd::Kill { id, signal, all } => {
+            // (runc looks the container up first, then the signal)
+            let c = Container::load(root, &id)?;
             let sig = parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
-            Container::load(root, &id)?.kill(sig, all)?;
+            match sig {
+                KillSignal::Std(sig) => c.kill(sig, all)?,
+                KillSignal::Rt(n) => kill_rt(&c, n, all)?,
+            }
         }
         Cmd::Delete { id, force } => match Container::load(root, &id) {
             Ok(mut c) => c.delete(force)?,
