@@ -1230,3 +1230,44 @@ fn kill_with_a_real_time_signal_like_runc() {
         rt.ok(&["delete", &id], Path::new("/"));
     }
 }
+
+/// `exec -t` without --console-socket proxies a pty too (runc does).
+#[test]
+fn foreground_exec_with_terminal_like_runc() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let b = dir.path().to_str().unwrap();
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        let id = rt.id("et");
+        rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let mut cmd = rt.cmd();
+        cmd.args([
+            "exec",
+            "-t",
+            &id,
+            "sh",
+            "-c",
+            "tty; echo exec-tty-ok; exit 4",
+        ])
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave);
+        let mut child = cmd.spawn().unwrap();
+        drop(cmd);
+        let master = std::fs::File::from(pty.master);
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut &master, &mut out);
+            out
+        });
+        let status = child.wait().unwrap();
+        let out = text(&reader.join().unwrap()).replace('\r', "");
+        assert_eq!(status.code(), Some(4), "{}: {out}", rt.bin);
+        assert!(out.contains("/dev/pts/"), "{}: {out:?}", rt.bin);
+        assert!(out.contains("exec-tty-ok\n"), "{}: {out:?}", rt.bin);
+        rt.ok(&["delete", "--force", &id], Path::new("/"));
+    }
+}
