@@ -211,3 +211,67 @@ pub(crate) fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Re-executes the running program from a sealed, anonymous copy of itself (`memfd`),
+/// unless it already runs from one. Afterwards `/proc/<pid>/exe` of this process and of
+/// every process it forks names that copy, not the file on the host: a container that
+/// can open it (one with CAP_SYS_PTRACE) cannot overwrite the runtime (CVE-2019-5736).
+///
+/// Returns only on failure (or when already sealed).
+pub fn reexec_sealed() -> io::Result<()> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let exe = std::fs::File::open("/proc/self/exe")?;
+    if let Ok(seals) = rustix::fs::fcntl_get_seals(&exe)
+        && seals.contains(SealFlags::WRITE | SealFlags::SEAL)
+    {
+        return Ok(());
+    }
+    let len = exe.metadata()?.len();
+    let memfd = rustix::fs::memfd_create(
+        "longshore-runtime",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
+    let mut left = len as usize;
+    while left > 0 {
+        let n = rustix::fs::sendfile(&memfd, &exe, None, left)?;
+        if n == 0 {
+            return Err(io::Error::other("short copy of /proc/self/exe"));
+        }
+        left -= n;
+    }
+    rustix::fs::fcntl_add_seals(
+        &memfd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?;
+    let args: Vec<std::ffi::CString> = std::env::args_os()
+        .map(|a| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())))
+        .collect::<Result<_, _>>()
+        .map_err(|_| io::Error::other("argument with NUL"))?;
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = std::os::unix::ffi::OsStrExt::as_bytes(k.as_os_str()).to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()));
+            std::ffi::CString::new(kv)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|_| io::Error::other("environment with NUL"))?;
+    let argv: Vec<*const libc::c_char> =
+        args.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp: Vec<*const libc::c_char> =
+        env.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    // SAFETY: `memfd` is an open executable file; argv and envp are NULL-terminated
+    // arrays of pointers to NUL-terminated strings that live across the call; on success
+    // the call does not return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            std::os::fd::AsRawFd::as_raw_fd(&memfd),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Err(io::Error::last_os_error())
+}
