@@ -18,8 +18,12 @@ pub(crate) enum Msg {
     /// Init → runtime, first thing: "here I am" (the kernel attaches our pid, translated
     /// into the runtime's pid namespace).
     Hello,
-    /// Runtime → init: cgroups joined and id maps written; go on.
-    Go,
+    /// Runtime → init: cgroups joined and id maps written; go on. Carries the container's
+    /// state JSON (status "creating") for the hooks the init runs itself.
+    Go {
+        /// The OCI state document.
+        state: String,
+    },
     /// Init → runtime: the mounts are done but `pivot_root` has not happened: run the
     /// `prestart` and `createRuntime` hooks now.
     RunCreateHooks,

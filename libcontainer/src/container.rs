@@ -311,7 +311,8 @@ impl ContainerBuilder {
             hooks: hooks.clone(),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         };
-        parent_end.send(&Msg::Go)?;
+        let state_json = serde_json::to_string(&st.oci_json(Status::Creating)).expect("json");
+        parent_end.send(&Msg::Go { state: state_json })?;
         loop {
             match parent_end.recv()? {
                 Some(Msg::Ready) => break,
@@ -976,7 +977,10 @@ impl Container {
         {
             cg.add_task(child).map_err(|e| fail(e.into()))?;
         }
-        parent_end.send(&Msg::Go).map_err(fail)?;
+        let state_json = serde_json::to_string(&self.oci_state()).expect("json");
+        parent_end
+            .send(&Msg::Go { state: state_json })
+            .map_err(fail)?;
         parent_end.expect(&Msg::Ready).map_err(fail)?;
         parent_end.send(&Msg::Start).map_err(fail)?;
         match parent_end.recv().map_err(fail)? {

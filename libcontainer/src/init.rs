@@ -117,7 +117,11 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     // us while we still run runtime code (CVE-2019-5736): execve resets this.
     sys::prctl(libc::PR_SET_DUMPABLE, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
 
-    a.channel.expect(&Msg::Go)?;
+    let state_json = match a.channel.recv()? {
+        Some(Msg::Go { state }) => state,
+        Some(Msg::Failed { message, code }) => return Err(crate::channel::failure(message, code)),
+        other => return Err(Error::Init(format!("expected Go, got {other:?}"))),
+    };
 
     for (kind, fd) in a.join {
         nix::sched::setns(fd, *kind).ctx(|| format!("join namespace {kind:?}"))?;
@@ -159,7 +163,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
                 .as_ref()
                 .and_then(|h| h.create_container().as_ref())
             {
-                crate::hooks::run("createContainer", hooks, b"{}")?;
+                crate::hooks::run("createContainer", hooks, state_json.as_bytes())?;
             }
         }
         if a.new_mountns {
@@ -260,7 +264,9 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
             .as_ref()
             .and_then(|h| h.start_container().as_ref())
     {
-        crate::hooks::run("startContainer", hooks, b"{}")?;
+        // the state as `start` sees it
+        let started = state_json.replacen("\"creating\"", "\"created\"", 1);
+        crate::hooks::run("startContainer", hooks, started.as_bytes())?;
     }
     if nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;

@@ -48,7 +48,7 @@ pub mod state;
 mod sys;
 
 pub use container::{Container, ContainerBuilder, receive_console, wait_pid};
-pub use sys::reexec_sealed;
 pub use error::{Error, Result};
 pub use init::Stdio;
 pub use state::{State, Status};
+pub use sys::reexec_sealed;

@@ -256,10 +256,16 @@ pub fn reexec_sealed() -> io::Result<()> {
         })
         .collect::<Result<_, _>>()
         .map_err(|_| io::Error::other("environment with NUL"))?;
-    let argv: Vec<*const libc::c_char> =
-        args.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
-    let envp: Vec<*const libc::c_char> =
-        env.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let envp: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
     // SAFETY: `memfd` is an open executable file; argv and envp are NULL-terminated
     // arrays of pointers to NUL-terminated strings that live across the call; on success
     // the call does not return.

@@ -420,33 +420,64 @@ fn pids_limit() {
 #[test]
 fn hooks_run_in_order() {
     require_root!();
-    let f = Fixture::new(&["true"]);
+    let mut f = Fixture::new(&["true"]);
     let log = f.bundle().join("hooks.log");
-    let hook = |name: &str| {
+    // every hook reads the state JSON on stdin and logs its name only if it got one
+    let hook = |name: &str, log: &str| {
         oci_spec::runtime::HookBuilder::default()
             .path("/bin/sh")
             .args(vec![
                 "sh".to_string(),
                 "-c".to_string(),
-                format!("echo {name} >> {}", log.display()),
+                format!(
+                    "read -r state; case \"$state\" in *'\"id\"'*) echo {name} >> {log};; esac"
+                ),
             ])
             .build()
             .unwrap()
     };
+    let host_log = log.display().to_string();
+    #[allow(deprecated)]
     let hooks = oci_spec::runtime::HooksBuilder::default()
-        .create_runtime(vec![hook("createRuntime")])
-        .poststart(vec![hook("poststart")])
-        .poststop(vec![hook("poststop")])
+        .prestart(vec![hook("prestart", &host_log)])
+        .create_runtime(vec![hook("createRuntime", &host_log)])
+        // before pivot_root: its path and the log resolve on the host
+        .create_container(vec![hook("createContainer", &host_log)])
+        // after pivot_root: the container's sh, the log through a bind mount
+        .start_container(vec![hook("startContainer", "/hostdir/hooks.log")])
+        .poststart(vec![hook("poststart", &host_log)])
+        .poststop(vec![hook("poststop", &host_log)])
         .build()
         .unwrap();
-    let mut f = f;
     f.spec.set_hooks(Some(hooks));
-    let (code, _) = f.run();
-    assert_eq!(code, 0);
+    f.spec
+        .root_mut()
+        .as_mut()
+        .unwrap()
+        .set_readonly(Some(false));
+    let bind = oci_spec::runtime::MountBuilder::default()
+        .destination("/hostdir")
+        .typ("bind")
+        .source(f.bundle())
+        .options(vec!["rbind".to_string(), "rw".to_string()])
+        .build()
+        .unwrap();
+    let mut mounts = f.spec.mounts().clone().unwrap();
+    mounts.push(bind);
+    f.spec.set_mounts(Some(mounts));
+    let (code, out) = f.run();
+    assert_eq!(code, 0, "{out}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
-        ["createRuntime", "poststart", "poststop"]
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ]
     );
 }
 
