@@ -927,7 +927,12 @@ fn events_stats_and_pid_file_like_runc() {
             "{}: {ev}",
             rt.bin
         );
-        assert_eq!(data["pids"]["current"], 1, "{}: {ev}", rt.bin);
+        // (1 once the init has exec'd; runc's init still has its Go threads just after start)
+        assert!(
+            data["pids"]["current"].as_u64().unwrap() >= 1,
+            "{}: {ev}",
+            rt.bin
+        );
         rt.ok(&["delete", "--force", &id], Path::new("/"));
     }
 }
@@ -1057,11 +1062,13 @@ fn foreground_run_with_terminal_like_runc() {
         let status = child.wait().unwrap();
         let out = text(&reader.join().unwrap()).replace('\r', "");
         assert_eq!(status.code(), Some(6), "{}: {out}", rt.bin);
-        assert!(
-            out.contains("/dev/pts/0\n30 100\ntty-ok\n"),
-            "{}: {out:?}",
-            rt.bin
-        );
+        assert!(out.contains("/dev/pts/0\n"), "{}: {out:?}", rt.bin);
+        assert!(out.contains("tty-ok\n"), "{}: {out:?}", rt.bin);
+        // the terminal's size is passed on (checked on ours: runc's own `stty` was seen
+        // failing with ECHILD when four copies of this suite ran at once)
+        if rt.bin == RT {
+            assert!(out.contains("\n30 100\n"), "{}: {out:?}", rt.bin);
+        }
     }
 }
 
@@ -1269,5 +1276,43 @@ fn foreground_exec_with_terminal_like_runc() {
         assert!(out.contains("/dev/pts/"), "{}: {out:?}", rt.bin);
         assert!(out.contains("exec-tty-ok\n"), "{}: {out:?}", rt.bin);
         rt.ok(&["delete", "--force", &id], Path::new("/"));
+    }
+}
+
+/// The container's process starts with no ignored signals, as under runc (Rust programs
+/// start with SIGPIPE ignored, which execve would pass on).
+#[test]
+fn no_ignored_signals_leak_into_the_container_like_runc() {
+    require_root!();
+    // (`; true`: sh forks grep with the dispositions sh inherited; exec'd as the last
+    // command it would keep busybox sh's own ignored SIGQUIT)
+    let dir = bundle(&[
+        "sh",
+        "-c",
+        "grep SigIgn /proc/self/status > /tmp/sigign; true",
+    ]);
+    let b = dir.path().to_str().unwrap();
+    let out_file = dir.path().join("rootfs/tmp/sigign");
+    let mut runtimes = vec![Runtime::longshore()];
+    runtimes.extend(Runtime::runc());
+    for rt in &runtimes {
+        for detach in [true, false] {
+            let _ = std::fs::remove_file(&out_file);
+            let id = rt.id("si");
+            if detach {
+                rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+                rt.wait_status(&id, "stopped");
+                rt.ok(&["delete", &id], Path::new("/"));
+            } else {
+                rt.ok(&["run", "--bundle", b, &id], Path::new("/"));
+            }
+            let got = std::fs::read_to_string(&out_file).unwrap();
+            let mask = u64::from_str_radix(got.trim().trim_start_matches("SigIgn:\t"), 16)
+                .unwrap_or_else(|e| panic!("{got:?}: {e}"));
+            // runc passes on glibc's internal 32 and 33 when its caller ignored them
+            // (seen under cargo test); ours resets every signal
+            let checked = if rt.bin == RT { u64::MAX } else { 0x7fff_ffff };
+            assert_eq!(mask & checked, 0, "{} detach={detach}: {got}", rt.bin);
+        }
     }
 }

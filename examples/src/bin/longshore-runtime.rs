@@ -258,6 +258,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    reset_signals();
     let cli = Cli::parse();
     let log = cli.log.clone();
     let json = cli.log_format == "json";
@@ -285,6 +286,37 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Starts from default signal dispositions and an empty mask, as runc's container
+/// processes do: an ignored signal stays ignored across execve, and Rust starts programs
+/// with SIGPIPE ignored, callers (shells, CI runners) often with SIGINT, SIGQUIT or
+/// SIGHUP ignored, and sometimes glibc's internal 32 and 33.
+fn reset_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // the kernel's `struct sigaction`: all zero is SIG_DFL, no flags, empty mask on
+        // every layout (with or without sa_restorer); glibc's wrapper refuses 32 and 33
+        let dfl = [0u64; 4];
+        // SAFETY: rt_sigaction reads `size_of::<sigset_t>()` = 8 bytes of mask from the
+        // 32-byte zeroed buffer it is given and writes nothing (no old-action pointer).
+        let _ = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                libc::c_long::from(sig),
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8 as libc::c_long,
+            )
+        };
+    }
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 /// runc's words for the lifecycle errors: callers match on them (containerd's shim
@@ -464,6 +496,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if detach {
                 b.create()?.start()?;
             } else {
+                catch_signals();
                 // like runc: a terminal without --console-socket is ours to proxy
                 let console = if args.console_socket.is_none() && spec_wants_terminal(&args.bundle)
                 {
@@ -474,8 +507,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     None
                 };
                 let mut c = b.create_attached()?;
-                // blocked only now: the init, cloned already, must not inherit the mask;
-                // and before the proxy's threads start, so that they inherit it
+                // blocked only now: the init, cloned already, must not inherit the mask
+                // (signals until now were caught and noted); and before the proxy's
+                // threads start, so that they inherit it
                 let blocked = block_signals()?;
                 let proxy = console
                     .map(|l| l.accept())
@@ -614,6 +648,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
             let sock = console_socket
                 .clone()
                 .or_else(|| console.as_ref().map(|l| l.path.clone()));
+            if !detach {
+                catch_signals();
+            }
             let pid = c.exec(&p, Stdio::Inherit, sock.as_deref())?;
             // (before any proxy thread starts, so that the threads inherit the mask)
             let blocked = if detach { None } else { Some(block_signals()?) };
@@ -1060,6 +1097,57 @@ fn set_winsize(fd: std::os::fd::RawFd, ws: &libc::winsize) {
     let _ = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws as *const libc::winsize) };
 }
 
+/// Signals noted by [`note_signal`] between [`catch_signals`] and [`block_signals`]:
+/// they came while the container was being set up and are forwarded once it runs.
+static NOTED: [std::sync::atomic::AtomicBool; 65] =
+    [const { std::sync::atomic::AtomicBool::new(false) }; 65];
+
+extern "C" fn note_signal(sig: libc::c_int) {
+    // async-signal-safe: one atomic store
+    if let Some(flag) = usize::try_from(sig).ok().and_then(|i| NOTED.get(i)) {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The signals a foreground `run`/`exec` passes on: all but the uncatchable ones, our
+/// own synchronous faults, SIGCHLD (its child's exit), SIGWINCH (a resize) and SIGURG.
+fn forwarded(sig: libc::c_int) -> bool {
+    ![
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+        libc::SIGCHLD,
+        libc::SIGWINCH,
+        libc::SIGURG,
+    ]
+    .contains(&sig)
+}
+
+/// Notes forwardable signals instead of dying of them, from before the container's
+/// process exists. Unlike a blocked mask, caught signals do not leak into it: the child
+/// inherits the handler only until its `execve`, which resets it.
+fn catch_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if !forwarded(sig) {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handler only
+        // stores to an atomic, which is async-signal-safe; failures (e.g. for the
+        // signals glibc reserves) leave that signal's disposition as it was.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = note_signal as *const () as libc::sighandler_t;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Signals blocked for [`wait_forwarding`], and the mask to restore afterwards.
 struct Blocked {
     set: nix::sys::signal::SigSet,
@@ -1076,8 +1164,9 @@ impl Blocked {
     }
 }
 
-/// Blocks every signal that can be forwarded (all but SIGKILL, SIGSTOP and the
-/// synchronous faults), so that [`wait_forwarding`] receives them with `sigwait`.
+/// Blocks every forwardable signal plus SIGCHLD and SIGWINCH, so that [`wait_forwarding`]
+/// receives them with `sigwait`. Called once the container's process exists (a blocked
+/// mask would be inherited by it), after [`catch_signals`] covered the time before.
 fn block_signals() -> Result<Blocked, Error> {
     use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
     let mut set = SigSet::all();
@@ -1101,33 +1190,53 @@ fn block_signals() -> Result<Blocked, Error> {
     Ok(Blocked { set, old })
 }
 
+/// Sends `sig` (any number, real-time ones included) to `pid`.
+fn send(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let _ = unsafe { libc::kill(pid, sig) };
+}
+
 /// Waits for our child `pid` (the container's init for `run`, the new process for
-/// `exec`) and returns its exit code (128+signal when killed), forwarding every signal
-/// the runtime receives to it meanwhile, as runc's foreground `run` and `exec` do
-/// (except SIGCHLD, which tells us it exited, and SIGWINCH/SIGURG).
+/// `exec`) and returns its exit code (128+signal when killed), forwarding to it every
+/// signal the runtime receives meanwhile, and those noted before, as runc's foreground
+/// `run` and `exec` do.
 fn wait_forwarding(pid: i32, blocked: &Blocked, tty: Option<&TtyProxy>) -> Result<i32, Error> {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    let sys = |what: String, e: nix::Error| Error::Sys { what, source: e };
     let child = nix::unistd::Pid::from_raw(pid);
+    for (sig, flag) in NOTED.iter().enumerate() {
+        if flag.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            send(pid, sig as libc::c_int);
+        }
+    }
     loop {
         // check before every wait: a SIGCHLD that came before the block is lost
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(sys(format!("wait for pid {pid}"), e)),
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: format!("wait for pid {pid}"),
+                    source: e,
+                });
+            }
         }
-        match blocked.set.wait() {
-            Ok(Signal::SIGWINCH) => {
-                if let Some(t) = tty {
-                    t.resize();
-                }
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `blocked.set` is an initialised sigset_t and `sig` a valid out-pointer;
+        // sigwait(3) (unlike nix's wrapper) also returns real-time signal numbers.
+        let r = unsafe { libc::sigwait(blocked.set.as_ref(), &mut sig) };
+        if r != 0 {
+            return Err(Error::Sys {
+                what: "sigwait".into(),
+                source: nix::errno::Errno::from_raw(r),
+            });
+        }
+        if sig == libc::SIGWINCH {
+            if let Some(t) = tty {
+                t.resize();
             }
-            Ok(Signal::SIGCHLD | Signal::SIGURG) => {}
-            Ok(sig) => {
-                let _ = nix::sys::signal::kill(child, sig);
-            }
-            Err(e) => return Err(sys("sigwait".into(), e)),
+        } else if forwarded(sig) {
+            send(pid, sig);
         }
     }
 }
