@@ -123,7 +123,7 @@ EOF
 log "starting containerd in $dir"
 containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
 ctrd_pid=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do
     ctr -a "$sock" version >/dev/null 2>&1 && break
     kill -0 "$ctrd_pid" 2>/dev/null || { echo "FAIL: containerd exited" >&2; exit 1; }
     sleep 0.1
@@ -251,7 +251,7 @@ ctr_ task ls | has -E "^$id3 +[0-9]+ +RUNNING" || { echo "FAIL: not RUNNING afte
 # a second process, so that --all has more than the init to signal
 ctr_ task exec --fifo-dir "$dir/fifo" -d --exec-id e3 "$id3" sleep 1000
 ctr_ task kill --all -s SIGKILL "$id3"
-for _ in $(seq 100); do
+for _ in $(seq 300); do
     ctr_ task ls | has -E "^$id3 +[0-9]+ +STOPPED" && break
     sleep 0.1
 done
