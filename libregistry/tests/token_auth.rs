@@ -158,7 +158,8 @@ async fn token_auth_login_push_pull_with_cached_tokens() {
 
     // skopeo, through the same token service, reads exactly what we pushed.
     let sk_dir = tempdir();
-    let out = std::process::Command::new("skopeo")
+    // tokio's Command: the token service runs on this test's runtime thread.
+    let out = tokio::process::Command::new("skopeo")
         .args([
             "copy",
             "--quiet",
@@ -169,6 +170,7 @@ async fn token_auth_login_push_pull_with_cached_tokens() {
             &format!("oci:{}:got", sk_dir.path().display()),
         ])
         .output()
+        .await
         .unwrap();
     assert!(
         out.status.success(),

@@ -119,7 +119,17 @@ impl Registry {
             );
             let cfg = dir.path().join("config.yml");
             std::fs::write(&cfg, config).unwrap();
-            let mut child = Command::new("/usr/bin/docker-registry")
+            let mut cmd = Command::new("/usr/bin/docker-registry");
+            // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory
+            // of the parent; it makes a killed test run take its registry with it.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = cmd
                 .arg("serve")
                 .arg(&cfg)
                 .stdout(Stdio::null())
