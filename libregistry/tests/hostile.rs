@@ -72,7 +72,7 @@ fn client(addr: &str) -> Client {
         insecure_registries: vec![addr.to_string()],
         retries: 2,
         retry_backoff: Duration::from_millis(10),
-        read_timeout: Duration::from_millis(400),
+        read_timeout: Duration::from_secs(2),
         ..Default::default()
     })
 }
@@ -372,7 +372,7 @@ async fn dropping_the_pull_leaves_no_partial_blob() {
     let task = tokio::spawn(async move { c.pull(&r, &s2, &PullOptions::default()).await });
     // Wait until the layer is being written (its ingest file exists).
     let hex = fake.layer_digest.trim_start_matches("sha256:").to_string();
-    for _ in 0..400 {
+    for _ in 0..3000 {
         let (_, ingest) = blob_files(store.root());
         if ingest
             .iter()

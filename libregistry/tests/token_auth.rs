@@ -186,7 +186,7 @@ async fn token_auth_login_push_pull_with_cached_tokens() {
 
 #[tokio::test]
 async fn rejected_token_is_replaced_once_and_expiry_is_honoured() {
-    let iss = issuer(2, true).await;
+    let iss = issuer(6, true).await;
     let reg = start_registry(&iss);
     let src_dir = tempdir();
     let src = DirStore::open(src_dir.path()).unwrap();
@@ -212,8 +212,8 @@ async fn rejected_token_is_replaced_once_and_expiry_is_honoured() {
         n,
         "a live token is reused"
     );
-    // expires_in is 2 s: after it passes the client asks for a new token.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // expires_in is 6 s (cached for 3 s): after it passes the client asks for a new token.
+    tokio::time::sleep(Duration::from_millis(6100)).await;
     client.tags(&reg.addr, "tok/retry").await.unwrap();
     assert_eq!(iss.issued.load(Ordering::SeqCst), n + 1);
 }
