@@ -1072,9 +1072,10 @@ fn foreground_run_with_terminal_like_runc() {
     }
 }
 
-/// kill -9 of `create` in the middle (during a createRuntime hook, before any state is
-/// saved): `state` says the container does not exist, `delete --force` removes what
-/// the aborted create left in the state root (as runc does), and the id can be reused.
+/// kill -9 of `create` in the middle (during a createRuntime hook): the "creating" record
+/// written right after the cgroups were made lets `state` report the container as
+/// stopped and `delete --force` remove its cgroups and state (runc 1.1 leaks the cgroups
+/// here and says the container does not exist); the id can then be reused.
 #[test]
 fn kill_9_during_create_then_delete_force_and_reuse() {
     require_root!();
@@ -1108,13 +1109,17 @@ fn kill_9_during_create_then_delete_force_and_reuse() {
         "create made its state dir"
     );
 
-    let out = rt.run(&["state", &id], Path::new("/"));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("does not exist"));
+    assert!(!cgroup_dirs(&id).is_empty(), "create had made the cgroups");
+    assert_eq!(rt.state(&id)["status"], "stopped");
     rt.ok(&["delete", "--force", &id], Path::new("/"));
     assert!(
         !rt.root.path().join(&id).exists(),
         "delete --force left the state dir"
+    );
+    assert_eq!(
+        cgroup_dirs(&id),
+        Vec::<PathBuf>::new(),
+        "delete --force left the cgroups"
     );
 
     // the id is free again; this container also takes over (and removes) the cgroups
@@ -1315,4 +1320,38 @@ fn no_ignored_signals_leak_into_the_container_like_runc() {
             assert_eq!(mask & checked, 0, "{} detach={detach}: {got}", rt.bin);
         }
     }
+}
+
+/// CVE-2019-5736 with CAP_SYS_PTRACE granted: non-dumpable no longer hides the init's
+/// `/proc/<pid>/exe`, so the runtime re-runs itself from a sealed memfd first and what
+/// the container can reach is that anonymous copy, never the binary on the host.
+#[test]
+fn with_ptrace_the_init_runs_from_a_sealed_copy() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let path = dir.path().join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for set in ["bounding", "effective", "permitted"] {
+        let caps = spec["process"]["capabilities"][set].as_array_mut().unwrap();
+        caps.push("CAP_SYS_PTRACE".into());
+    }
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let b = dir.path().to_str().unwrap();
+    let rt = Runtime::longshore();
+    let id = rt.id("pt");
+    rt.ok(&["create", "--bundle", b, &id], Path::new("/"));
+    // the init still waits in the runtime's code: look at its exe from inside
+    let out = rt.ok(&["exec", &id, "readlink", "/proc/1/exe"], Path::new("/"));
+    let exe = text(&out.stdout);
+    assert!(
+        exe.starts_with("/memfd:longshore-runtime"),
+        "init runs from {exe:?}"
+    );
+    // and writing through it fails: the copy is sealed
+    let out = rt.run(
+        &["exec", &id, "sh", "-c", "echo x >> /proc/1/exe"],
+        Path::new("/"),
+    );
+    assert!(!out.status.success(), "wrote to the runtime's image");
+    rt.ok(&["delete", "--force", &id], Path::new("/"));
 }

@@ -194,6 +194,28 @@ impl ContainerBuilder {
         cgroup = cgroups::manager(&cg_path, &self.id)?;
         cgroup.create()?;
         cleanup.cgroup = Some(cgroup.as_ref());
+        let paths = cgroup.paths();
+        // a record of the cgroups before anything runs in them: if this process is killed
+        // now, `delete` still finds and removes them (pid 0 reads as stopped)
+        let mut st = State {
+            oci_version: spec.version().clone(),
+            id: self.id.clone(),
+            status: Status::Creating,
+            pid: 0,
+            pid_start_time: 0,
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            created: state::now_rfc3339(),
+            owner: "root".into(),
+            cgroup_layout: Some(cgroup.layout()),
+            cgroup_paths: paths.clone(),
+            own_pid_namespace: new_flags.contains(CloneFlags::CLONE_NEWPID),
+            process: Some(process.clone()),
+            hooks: spec.hooks().clone(),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        };
+        store.save_unsynced(&st)?;
         if let Some(linux) = spec.linux().as_ref() {
             let mut res = linux.resources().clone().unwrap_or_default();
             allow_default_devices(&mut res, linux.devices().as_deref().unwrap_or(&[]));
@@ -205,7 +227,6 @@ impl ContainerBuilder {
         } else {
             Vec::new()
         };
-        let paths = cgroup.paths();
         for h in &mut hierarchies {
             // keys are controller names ("memory") or "name=systemd" for named hierarchies
             h.container_dir = h.options.split(',').find_map(|c| paths.get(c)).cloned();
@@ -292,25 +313,8 @@ impl ContainerBuilder {
         if join_plan.parent_adds {
             cgroup.add_task(pid)?;
         }
-        let start_time = state::proc_stat(pid).map(|(_, t)| t).unwrap_or(0);
-        let mut st = State {
-            oci_version: spec.version().clone(),
-            id: self.id.clone(),
-            status: Status::Creating,
-            pid,
-            pid_start_time: start_time,
-            bundle: bundle.clone(),
-            rootfs: rootfs.clone(),
-            annotations: spec.annotations().clone().unwrap_or_default(),
-            created: state::now_rfc3339(),
-            owner: "root".into(),
-            cgroup_layout: Some(cgroup.layout()),
-            cgroup_paths: paths,
-            own_pid_namespace: new_flags.contains(CloneFlags::CLONE_NEWPID),
-            process: Some(process.clone()),
-            hooks: hooks.clone(),
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-        };
+        st.pid = pid;
+        st.pid_start_time = state::proc_stat(pid).map(|(_, t)| t).unwrap_or(0);
         let state_json = serde_json::to_string(&st.oci_json(Status::Creating)).expect("json");
         parent_end.send(&Msg::Go { state: state_json })?;
         loop {
@@ -751,6 +755,12 @@ impl Container {
     /// Sends `signal` to the init process (to every process in the container's cgroup
     /// with `all`).
     pub fn kill(&self, signal: Signal, all: bool) -> Result<()> {
+        self.signal(signal as i32, all)
+    }
+
+    /// Sends signal number `signal` (real-time signals included, e.g. systemd's
+    /// SIGRTMIN+3) to the init process, or to every process with `all`.
+    pub fn signal(&self, signal: i32, all: bool) -> Result<()> {
         let status = self.status();
         if status == Status::Stopped {
             return Err(Error::WrongState {
@@ -760,12 +770,15 @@ impl Container {
             });
         }
         if all {
-            self.cgroup()?.kill_all(signal as i32)?;
+            self.cgroup()?.kill_all(signal)?;
             return Ok(());
         }
         if let Some(fd) = self.pidfd()? {
-            let sig = rustix::process::Signal::from_named_raw(signal as i32)
-                .ok_or_else(|| Error::InvalidSpec(format!("bad signal {signal}")))?;
+            if signal <= 0 || signal > libc::SIGRTMAX() {
+                return Err(Error::InvalidSpec(format!("bad signal {signal}")));
+            }
+            // SAFETY: every number from 1 to SIGRTMAX names a signal the kernel accepts
+            let sig = unsafe { rustix::process::Signal::from_raw_unchecked(signal) };
             rustix::process::pidfd_send_signal(&fd, sig)
                 .map_err(std::io::Error::from)
                 .ctx(|| format!("send {signal} to {}", self.state.id))?;
@@ -818,10 +831,10 @@ impl Container {
         Ok(())
     }
 
-    /// Freezes every process (`runc pause`).
+    /// Freezes every process (`runc pause`; a created container can be paused too).
     pub fn pause(&self) -> Result<()> {
         let status = self.status();
-        if status != Status::Running {
+        if status != Status::Running && status != Status::Created {
             return Err(Error::WrongState {
                 id: self.state.id.clone(),
                 status: status.to_string(),

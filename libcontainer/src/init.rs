@@ -257,6 +257,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
                 .ctx(|| "write the exec fifo".into())?;
         }
     }
+    sys::reset_signals();
     if !a.joining
         && let Some(hooks) = a
             .spec

@@ -197,6 +197,18 @@ impl StateStore {
         write().ctx(|| format!("save state of {}", state.id))
     }
 
+    /// Writes `state.json` atomically but without waiting for the disk: for the
+    /// short-lived "creating" record that lets `delete` find the cgroups of a runtime
+    /// killed in the middle of `create`.
+    pub fn save_unsynced(&self, state: &State) -> Result<()> {
+        let dir = self.dir(&state.id);
+        let tmp = dir.join("state.json.tmp");
+        let json = serde_json::to_vec(state).expect("state always serializes");
+        fs::write(&tmp, json)
+            .and_then(|()| fs::rename(&tmp, dir.join("state.json")))
+            .ctx(|| format!("save state of {}", state.id))
+    }
+
     /// Reads a container's state.
     pub fn load(&self, id: &str) -> Result<State> {
         let path = self.dir(id).join("state.json");

@@ -281,3 +281,33 @@ pub fn reexec_sealed() -> io::Result<()> {
     };
     Err(io::Error::last_os_error())
 }
+
+/// Resets every signal to its default disposition and unblocks all: an ignored signal
+/// stays ignored across `execve`, and the runtime's own (Rust ignores SIGPIPE; callers
+/// often ignore SIGINT, SIGQUIT or SIGHUP) must not leak into the container.
+pub(crate) fn reset_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // the kernel's `struct sigaction` all zero is SIG_DFL with no flags and an empty
+        // mask; the raw call also reaches 32 and 33, which glibc's wrapper refuses
+        let dfl = [0u64; 4];
+        // SAFETY: rt_sigaction reads 8 bytes of mask (the size passed) from the 32-byte
+        // zeroed buffer and writes nothing (no old-action pointer).
+        let _ = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                libc::c_long::from(sig),
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8 as libc::c_long,
+            )
+        };
+    }
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}

@@ -452,12 +452,37 @@ fn kill_rt(c: &Container, n: i32, all: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// The container's processes cannot open `/proc/<pid>/exe` of the runtime while it is
+/// non-dumpable, unless they hold CAP_SYS_PTRACE. When the process may have it, re-run
+/// this program from a sealed memfd copy first (CVE-2019-5736), so that what they could
+/// open is not the binary on the host. Costs a copy of the binary (~1 ms).
+fn seal_if_ptrace(p: &oci_spec::runtime::Process) -> Result<(), Error> {
+    let ptrace = p
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().as_ref())
+        .is_some_and(|b| b.contains(&oci_spec::runtime::Capability::SysPtrace));
+    if ptrace {
+        longshore_container::reexec_sealed().map_err(|e| Error::Io {
+            what: "re-execute from a sealed copy of the runtime".into(),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
 fn builder(
     root: &std::path::Path,
     a: &CreateArgs,
 ) -> Result<longshore_container::ContainerBuilder, Error> {
     if a.preserve_fds > 0 {
         return Err(Error::Unsupported("--preserve-fds".into()));
+    }
+    // the bundle's process caps decide whether we must run from a sealed copy
+    if let Ok(spec) = longshore_container::spec::load(&a.bundle)
+        && let Some(p) = spec.process()
+    {
+        seal_if_ptrace(p)?;
     }
     let mut b = Container::builder(&a.id)
         .bundle(&a.bundle)
@@ -651,6 +676,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if !detach {
                 catch_signals();
             }
+            seal_if_ptrace(&p)?;
             let pid = c.exec(&p, Stdio::Inherit, sock.as_deref())?;
             // (before any proxy thread starts, so that the threads inherit the mask)
             let blocked = if detach { None } else { Some(block_signals()?) };
