@@ -468,3 +468,39 @@ async fn upload_location_on_another_host_gets_no_credentials() {
         assert!(!req.headers.contains_key("authorization"), "{req:?}");
     }
 }
+
+#[tokio::test]
+async fn hostile_auth_challenges_and_token_services() {
+    // A token service answering with 2 MiB of JSON: capped, clear error.
+    let realm =
+        TinyServer::start(|_| Reply::new(200, "").body(Body::Unsized(vec![b' '; 2 << 20]))).await;
+    let realm_url = format!("http://{}/token", realm.addr);
+    let srv = TinyServer::start(move |_| {
+        Reply::new(401, "").header(
+            "WWW-Authenticate",
+            &format!(r#"Bearer realm="{realm_url}",service="s""#),
+        )
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let e = pull(&srv.addr, &store).await.unwrap_err();
+    assert!(
+        matches!(e, Error::TooLarge { limit, .. } if limit == 1 << 20),
+        "{e}"
+    );
+
+    // A challenge that cannot be parsed, and one pointing at a non-HTTP realm.
+    for header in [
+        r#"Bearer realm="unterminated"#,
+        r#"Bearer realm="file:///etc/shadow""#,
+    ] {
+        let srv =
+            TinyServer::start(move |_| Reply::new(401, "").header("WWW-Authenticate", header))
+                .await;
+        let e = pull(&srv.addr, &store).await.unwrap_err();
+        assert!(matches!(e, Error::BadChallenge { .. }), "{e}");
+    }
+    let (blobs, ingest) = blob_files(store.root());
+    assert!(blobs.is_empty() && ingest.is_empty());
+}
