@@ -52,6 +52,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// `User-Agent` header.
     pub user_agent: String,
+    /// Proxy URL for all registry traffic. `None`: `HTTPS_PROXY`, `HTTP_PROXY` and
+    /// `NO_PROXY` from the environment apply.
+    pub proxy: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -71,6 +74,7 @@ impl Default for ClientOptions {
             read_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(15),
             user_agent: concat!("longshore/", env!("CARGO_PKG_VERSION")).to_string(),
+            proxy: None,
         }
     }
 }
@@ -200,7 +204,14 @@ impl Client {
             self.inner.opts.certs_dir.as_deref(),
             self.is_insecure(host),
         )?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(p) = &self.inner.opts.proxy {
+            builder = builder.proxy(reqwest::Proxy::all(p).map_err(|e| Error::Tls {
+                registry: host.to_string(),
+                reason: format!("invalid proxy {p:?}: {e}"),
+            })?);
+        }
+        let client = builder
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(self.inner.opts.user_agent.clone())

@@ -504,3 +504,45 @@ async fn hostile_auth_challenges_and_token_services() {
     let (blobs, ingest) = blob_files(store.root());
     assert!(blobs.is_empty() && ingest.is_empty());
 }
+
+#[tokio::test]
+async fn traffic_goes_through_the_configured_proxy() {
+    // The registry host does not resolve: only the proxy can reach it.
+    let fake = fake_image();
+    let f = fake.clone();
+    let proxy = TinyServer::start(move |req| {
+        let Some(path) = req.path.strip_prefix("http://registry.invalid:5000") else {
+            return Reply::new(405, "");
+        };
+        if path == "/v2/" {
+            Reply::new(200, "{}")
+        } else if path.contains("/manifests/") {
+            Reply::new(200, f.manifest.clone())
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        } else if path.ends_with(&f.config_digest) {
+            Reply::new(200, f.config.clone())
+        } else if path.ends_with(&f.layer_digest) {
+            Reply::new(200, f.layer.clone())
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let c = Client::new(ClientOptions {
+        insecure_registries: vec!["registry.invalid:5000".into()],
+        proxy: Some(format!("http://{}", proxy.addr)),
+        ..Default::default()
+    });
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let r: Reference = "registry.invalid:5000/hostile/img:1".parse().unwrap();
+    c.pull(&r, &store, &PullOptions::default()).await.unwrap();
+    let d = fake.layer_digest.parse().unwrap();
+    assert_eq!(store.read_blob(&d).unwrap(), fake.layer);
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with(&fake.layer_digest))
+    );
+}
