@@ -51,4 +51,4 @@ pub use container::{Container, ContainerBuilder, receive_console, wait_pid};
 pub use error::{Error, Result};
 pub use init::Stdio;
 pub use state::{State, Status};
-pub use sys::reexec_sealed;
+pub use sys::{reexec_sealed, reset_signals};

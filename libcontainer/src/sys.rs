@@ -285,7 +285,7 @@ pub fn reexec_sealed() -> io::Result<()> {
 /// Resets every signal to its default disposition and unblocks all: an ignored signal
 /// stays ignored across `execve`, and the runtime's own (Rust ignores SIGPIPE; callers
 /// often ignore SIGINT, SIGQUIT or SIGHUP) must not leak into the container.
-pub(crate) fn reset_signals() {
+pub fn reset_signals() {
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;

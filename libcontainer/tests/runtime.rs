@@ -72,6 +72,21 @@ impl Drop for Fixture {
     }
 }
 
+/// Runs `p` in the container, waits for it, returns (exit code, stdout+stderr).
+fn exec_capture(c: &Container, p: &oci_spec::runtime::Process) -> (i32, String) {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let raw = w.as_raw_fd();
+    let stdio = Stdio::Fds {
+        stdin: raw,
+        stdout: raw,
+        stderr: raw,
+    };
+    let pid = c.exec(p, stdio, None).unwrap();
+    drop(w);
+    let code = longshore_container::wait_pid(pid).unwrap();
+    (code, read_all(r))
+}
+
 fn read_all(fd: OwnedFd) -> String {
     let mut s = String::new();
     std::fs::File::from(fd).read_to_string(&mut s).unwrap();
@@ -335,22 +350,7 @@ fn exec_joins_the_container() {
         "-c".into(),
         "hostname; echo $$; cat /proc/1/cmdline; echo; ls /proc | grep -c '^[0-9]'".into(),
     ]));
-    let (r, w) = nix::unistd::pipe().unwrap();
-    let raw = w.as_raw_fd();
-    let pid = c
-        .exec(
-            &p,
-            Stdio::Fds {
-                stdin: raw,
-                stdout: raw,
-                stderr: raw,
-            },
-            None,
-        )
-        .unwrap();
-    drop(w);
-    let code = longshore_container::wait_pid(pid).unwrap();
-    let out = read_all(r);
+    let (code, out) = exec_capture(&c, &p);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "longshore");
@@ -527,22 +527,8 @@ fn runtime_binary_is_not_reachable_from_the_container() {
         "-c".into(),
         "cat /proc/1/exe > /dev/null 2>&1 && echo OPENED || echo denied".into(),
     ]));
-    let (r, w) = nix::unistd::pipe().unwrap();
-    let raw = w.as_raw_fd();
-    let pid = c
-        .exec(
-            &p,
-            Stdio::Fds {
-                stdin: raw,
-                stdout: raw,
-                stderr: raw,
-            },
-            None,
-        )
-        .unwrap();
-    drop(w);
-    longshore_container::wait_pid(pid).unwrap();
-    assert_eq!(read_all(r).trim(), "denied");
+    let (_, out) = exec_capture(&c, &p);
+    assert_eq!(out.trim(), "denied");
     c.delete(true).unwrap();
 }
 

@@ -258,7 +258,8 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    reset_signals();
+    // start clean: Rust ignores SIGPIPE, callers often ignore SIGINT, SIGQUIT or SIGHUP
+    longshore_container::reset_signals();
     let cli = Cli::parse();
     let log = cli.log.clone();
     let json = cli.log_format == "json";
@@ -286,37 +287,6 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-/// Starts from default signal dispositions and an empty mask, as runc's container
-/// processes do: an ignored signal stays ignored across execve, and Rust starts programs
-/// with SIGPIPE ignored, callers (shells, CI runners) often with SIGINT, SIGQUIT or
-/// SIGHUP ignored, and sometimes glibc's internal 32 and 33.
-fn reset_signals() {
-    for sig in 1..=libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // the kernel's `struct sigaction`: all zero is SIG_DFL, no flags, empty mask on
-        // every layout (with or without sa_restorer); glibc's wrapper refuses 32 and 33
-        let dfl = [0u64; 4];
-        // SAFETY: rt_sigaction reads `size_of::<sigset_t>()` = 8 bytes of mask from the
-        // 32-byte zeroed buffer it is given and writes nothing (no old-action pointer).
-        let _ = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                libc::c_long::from(sig),
-                dfl.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8 as libc::c_long,
-            )
-        };
-    }
-    let _ = nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    );
 }
 
 /// runc's words for the lifecycle errors: callers match on them (containerd's shim
