@@ -183,7 +183,12 @@ impl ContainerBuilder {
         let new_userns = new_flags.contains(CloneFlags::CLONE_NEWUSER);
         let new_mountns = new_flags.contains(CloneFlags::CLONE_NEWNS)
             || join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS);
-        let clone_flags = new_flags - CloneFlags::CLONE_NEWCGROUP;
+        // the init unshares these itself: the cgroup namespace once it sits in its cgroups,
+        // the time namespace once it has written the clock offsets (execve enters it)
+        let time_flag = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+        let new_timens = new_flags.contains(time_flag);
+        let time_offsets = time_offsets(&spec, new_timens)?;
+        let clone_flags = new_flags - CloneFlags::CLONE_NEWCGROUP - time_flag;
 
         // cgroups
         let cg_path = spec
@@ -295,6 +300,8 @@ impl ContainerBuilder {
                 new_mountns,
                 create_hooks,
                 no_pivot: self.no_pivot,
+                new_timens,
+                time_offsets: &time_offsets,
                 joining: false,
                 cgroup_tasks: &join_plan.v1_tasks,
             }),
@@ -509,10 +516,40 @@ fn ns_flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
         LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-        LinuxNamespaceType::Time => {
-            return Err(Error::Unsupported("time namespaces".into()));
-        }
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
     })
+}
+
+/// The spec's `linux.timeOffsets` as `/proc/self/timens_offsets` lines.
+fn time_offsets(spec: &Spec, new_timens: bool) -> Result<String> {
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref());
+    let Some(offsets) = offsets.filter(|o| !o.is_empty()) else {
+        return Ok(String::new());
+    };
+    if !new_timens {
+        return Err(Error::InvalidSpec(
+            "linux.timeOffsets needs a new time namespace in linux.namespaces".into(),
+        ));
+    }
+    let mut text = String::new();
+    for (clock, off) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::InvalidSpec(format!(
+                "linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+            )));
+        }
+        let nanos = off.nanosecs().unwrap_or(0);
+        if nanos >= 1_000_000_000 {
+            return Err(Error::InvalidSpec(format!(
+                "linux.timeOffsets.{clock}.nanosecs {nanos} is not below one second"
+            )));
+        }
+        text.push_str(&format!("{clock} {} {nanos}\n", off.secs().unwrap_or(0)));
+    }
+    Ok(text)
 }
 
 fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
@@ -970,6 +1007,8 @@ impl Container {
                 new_mountns: false,
                 create_hooks: false,
                 no_pivot: false,
+                new_timens: false,
+                time_offsets: "",
                 joining: true,
                 cgroup_tasks: &join_plan.v1_tasks,
             }),

@@ -72,6 +72,9 @@ pub(crate) struct InitArgs<'a> {
     pub new_mountns: bool,
     pub create_hooks: bool,
     pub no_pivot: bool,
+    /// Unshare a time namespace and write these `timens_offsets` lines to it.
+    pub new_timens: bool,
+    pub time_offsets: &'a str,
     /// `exec` into an existing container: no rootfs work, no hostname.
     pub joining: bool,
     /// cgroup v1 `tasks` files the init joins itself by writing "0" (moving only the
@@ -129,6 +132,16 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     if a.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .ctx(|| "unshare the cgroup namespace".into())?;
+    }
+    if a.new_timens {
+        // the new namespace is for our children and, after execve, for us; its clocks
+        // can only be set before any process is in it
+        nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .ctx(|| "unshare the time namespace".into())?;
+        if !a.time_offsets.is_empty() {
+            std::fs::write("/proc/self/timens_offsets", a.time_offsets)
+                .ctx(|| format!("set clock offsets {:?}", a.time_offsets))?;
+        }
     }
     if a.new_userns {
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))

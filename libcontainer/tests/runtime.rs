@@ -816,3 +816,63 @@ fn docker_default_seccomp_profile_blocks_in_the_container() {
     assert!(f.root().join(".seccomp-cache").exists());
     assert!(Container::list(f.root()).unwrap().is_empty());
 }
+
+#[test]
+fn time_namespace_with_clock_offsets() {
+    require_root!();
+    let mut f = Fixture::new(&[
+        "sh",
+        "-c",
+        "cut -d. -f1 /proc/uptime; readlink /proc/self/ns/time",
+    ]);
+    let linux = f.spec.linux_mut().as_mut().unwrap();
+    let mut ns = linux.namespaces().clone().unwrap();
+    ns.push(
+        oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::Time)
+            .build()
+            .unwrap(),
+    );
+    linux.set_namespaces(Some(ns));
+    let mut day = oci_spec::runtime::LinuxTimeOffset::default();
+    day.set_secs(Some(86_400 * 10));
+    day.set_nanosecs(Some(0));
+    linux.set_time_offsets(Some([("boottime".to_string(), day.clone())].into()));
+    let (code, out) = f.run();
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let host_uptime: u64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let uptime: u64 = lines[0].trim().parse().unwrap();
+    assert!(
+        uptime >= host_uptime + 86_400 * 10 - 5,
+        "uptime {uptime} vs host {host_uptime}"
+    );
+    assert_ne!(
+        lines[1],
+        std::fs::read_link("/proc/self/ns/time")
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+
+    // offsets without a new time namespace are refused
+    let mut g = Fixture::new(&["true"]);
+    g.spec
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_time_offsets(Some([("boottime".to_string(), day)].into()));
+    let e = g
+        .builder()
+        .stdio(Stdio::Null)
+        .create()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("time namespace"), "{e}");
+}
