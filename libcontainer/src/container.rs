@@ -132,6 +132,7 @@ impl ContainerBuilder {
             }
             None => crate::spec::load(&bundle)?,
         };
+        crate::spec::check_supported(&spec)?;
         let rootfs = crate::spec::rootfs_path(&bundle, &spec)?;
         let process = spec
             .process()
@@ -932,6 +933,7 @@ impl Container {
                 "process.terminal is set: a console socket is required".into(),
             ));
         }
+        crate::spec::check_process_supported(process)?;
         let pidfd = self
             .pidfd()?
             .ok_or_else(|| Error::NotFound(self.state.id.clone()))?;

@@ -15,6 +15,7 @@ use nix::sys::resource::{Resource, setrlimit};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{PosixRlimitType, Process, Spec};
 
+use crate::attrs;
 use crate::channel::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
 use crate::rootfs::{self, Hierarchy, RootfsContext};
@@ -105,9 +106,12 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     a.channel.send(&Msg::Hello)?;
+    let affinity = a.process.exec_cpu_affinity().as_ref().filter(|_| a.joining);
+    attrs::initial_affinity(affinity)?;
     for tasks in a.cgroup_tasks {
         std::fs::write(tasks, b"0").ctx(|| format!("join cgroup {}", tasks.display()))?;
     }
+    attrs::final_affinity(affinity)?;
     setup_stdio(a.stdio)?;
     let mut keep = vec![a.channel.raw_fd()];
     if let Release::Fifo(fd) = a.release {
@@ -203,6 +207,28 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
             .ctx(|| format!("set oom_score_adj {adj}"))?;
     }
     set_rlimits(a.process)?;
+    if let Some(io) = a.process.io_priority() {
+        attrs::io_priority(io)?;
+    }
+    if let Some(sched) = a.process.scheduler() {
+        attrs::scheduler(sched)?;
+    }
+    if let Some(policy) = a
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.memory_policy().as_ref())
+    {
+        attrs::memory_policy(policy)?;
+    }
+    if let Some(profile) = a
+        .process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        attrs::apparmor_exec(profile)?;
+    }
 
     let env = environment(a.process);
     let argv = a.process.args().clone().unwrap_or_default();
@@ -271,6 +297,14 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         }
     }
     sys::reset_signals();
+    if let Some(p) = a
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+    {
+        attrs::personality(p)?;
+    }
     if !a.joining
         && let Some(hooks) = a
             .spec

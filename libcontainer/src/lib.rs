@@ -34,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod attrs;
 pub mod caps;
 pub mod cgroups;
 mod channel;

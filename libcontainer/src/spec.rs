@@ -66,6 +66,47 @@ pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     })
 }
 
+/// Refuses, with a clear error, what the spec asks for and this runtime or host cannot
+/// do, before anything is created.
+pub fn check_supported(spec: &Spec) -> Result<()> {
+    if let Some(linux) = spec.linux() {
+        if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(Error::Unsupported(
+                "linux.netDevices (moving host network devices into the container)".into(),
+            ));
+        }
+        if linux.intel_rdt().is_some() {
+            return Err(Error::Unsupported("linux.intelRdt (resctrl)".into()));
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return Err(Error::Unsupported(format!(
+                "id-mapped mount of {}",
+                m.destination().display()
+            )));
+        }
+    }
+    if let Some(p) = spec.process() {
+        check_process_supported(p)?;
+    }
+    Ok(())
+}
+
+/// The process-level part of [`check_supported`] (also for `exec`).
+pub fn check_process_supported(p: &oci_spec::runtime::Process) -> Result<()> {
+    if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty())
+        && !crate::attrs::apparmor_enabled()
+    {
+        return Err(Error::InvalidSpec(format!(
+            "apparmor profile {profile:?} specified but AppArmor is not enabled on this host"
+        )));
+    }
+    Ok(())
+}
+
 /// A starting spec, as `runc spec` writes: `sh` on a terminal, the default mounts,
 /// namespaces, masked and read-only paths, a read-only root and every device denied.
 pub fn default_spec() -> Spec {

@@ -311,3 +311,71 @@ pub fn reset_signals() {
         None,
     );
 }
+
+/// `personality(2)`.
+pub(crate) fn personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: personality takes a plain integer and changes only this process's
+    // execution domain.
+    let ret = unsafe { libc::personality(persona) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, value)`: this process's I/O priority.
+pub(crate) fn ioprio_set(value: i32) -> io::Result<()> {
+    // SAFETY: integer arguments only; who=1 (a process), 0 = the caller.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The kernel's `struct sched_attr`.
+#[repr(C)]
+pub(crate) struct SchedAttr {
+    pub size: u32,
+    pub sched_policy: u32,
+    pub sched_flags: u64,
+    pub sched_nice: i32,
+    pub sched_priority: u32,
+    pub sched_runtime: u64,
+    pub sched_deadline: u64,
+    pub sched_period: u64,
+    pub sched_util_min: u32,
+    pub sched_util_max: u32,
+}
+
+/// `sched_setattr(2)` for the calling thread.
+pub(crate) fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a valid, fully initialised sched_attr whose `size` field is its
+    // size; the kernel only reads it.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `set_mempolicy(2)` with `maxnode` bits of `nodes`.
+pub(crate) fn set_mempolicy(mode: i32, nodes: &[libc::c_ulong], maxnode: usize) -> io::Result<()> {
+    let ptr = if maxnode == 0 {
+        std::ptr::null()
+    } else {
+        nodes.as_ptr()
+    };
+    debug_assert!(maxnode <= nodes.len() * 64 + 1);
+    // SAFETY: `nodes` holds at least `maxnode - 1` bits (or the pointer is NULL with
+    // maxnode 0); the kernel only reads it.
+    let ret = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
