@@ -18,6 +18,7 @@ use crate::netns::NetnsRef;
 use crate::nft;
 use crate::ports::{ExposedPort, PortAllocator, PortMapping, PortSpec, Proto};
 use crate::proxy::Proxy;
+use crate::reaper::{Reaper, ReaperStats};
 use crate::store::{self, read_json, write_json};
 
 /// Name of the default bridge network.
@@ -239,6 +240,10 @@ pub struct EndpointInfo {
     /// Where the container's files were written (kept up to date on user networks).
     #[serde(default)]
     pub files_dir: Option<PathBuf>,
+    /// Handles of the DNAT rules of `ports` in chain `ip longshore ports` (deleted by handle
+    /// by the controller instance that added them, by comment tag otherwise).
+    #[serde(default)]
+    pub rule_handles: Vec<u64>,
     /// Pid of the process that set it up (crash detection).
     pub owner_pid: u32,
     /// Instance token of the controller that set it up.
@@ -262,7 +267,8 @@ pub trait Driver: Send + Sync {
     fn name(&self) -> &'static str;
     /// Sets the container up and fills `ep`; undoes its own partial work on error.
     fn join(&self, ctl: &Controller, cfg: &EndpointConfig, ep: &mut EndpointInfo) -> Result<()>;
-    /// Undoes `join`. Must tolerate objects that are already gone.
+    /// Undoes `join`, except for the host-side veth recorded in `ep.veth`: the controller
+    /// deletes that in the background. Must tolerate objects that are already gone.
     fn leave(&self, ctl: &Controller, ep: &EndpointInfo) -> Result<()>;
 }
 
@@ -299,6 +305,7 @@ pub struct Controller {
     ipam: Ipam,
     ports: PortAllocator,
     proxies: Mutex<HashMap<String, Vec<Proxy>>>,
+    reaper: Reaper,
 }
 
 fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
@@ -392,6 +399,7 @@ impl Controller {
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         let ctl = Self {
+            reaper: Reaper::start(&host)?,
             ipam: Ipam::new(&state),
             ports: PortAllocator::new(&state),
             state,
@@ -723,6 +731,7 @@ impl Controller {
             mac: None,
             veth: None,
             ports: vec![],
+            rule_handles: vec![],
             exposed,
             netns: cfg
                 .netns
@@ -831,12 +840,40 @@ impl Controller {
         })
     }
 
-    /// Disconnects a container: removes its veth, rules, proxies, ports and lease.
+    /// Disconnects a container: removes its rules, proxies, ports, lease, record and its name
+    /// from its peers' hosts files before returning, and hands its veth to a background
+    /// thread (deleting a veth blocks for about 20 ms in the kernel). [`Controller::flush`]
+    /// waits for that thread; a new container never gets the name or address of a veth still
+    /// waiting.
     pub fn disconnect(&self, container_id: &str) -> Result<()> {
+        self.disconnect_as(container_id, false)
+    }
+
+    /// Disconnects a container whose network namespace is about to be destroyed (its last
+    /// process is gone and the runtime drops its last reference): as [`Controller::disconnect`],
+    /// but the veth pair is left to the kernel, which removes both ends with the namespace.
+    /// Should the namespace live on after all, the background thread deletes the veth after
+    /// a grace period ([`crate::reaper::NETNS_GRACE`]) or at the next [`Controller::flush`].
+    pub fn disconnect_dying(&self, container_id: &str) -> Result<()> {
+        self.disconnect_as(container_id, true)
+    }
+
+    fn disconnect_as(&self, container_id: &str, netns_dying: bool) -> Result<()> {
         safe_name("container id", container_id)?;
         let ep: EndpointInfo = read_json(&self.endpoint_path(container_id))?
             .ok_or_else(|| Error::EndpointNotFound(container_id.into()))?;
-        self.teardown(&ep)
+        self.teardown_as(&ep, netns_dying)
+    }
+
+    /// Waits until every veth handed to the background thread is deleted; returns the first
+    /// error the thread met since the last flush. Dropping the controller flushes too.
+    pub fn flush(&self) -> Result<()> {
+        self.reaper.flush()
+    }
+
+    /// What the background veth thread did so far.
+    pub fn reaper_stats(&self) -> ReaperStats {
+        self.reaper.stats()
     }
 
     /// On user-defined networks, adds (or removes) `ep`'s name in the `/etc/hosts` of the
@@ -879,8 +916,15 @@ impl Controller {
     }
 
     fn teardown(&self, ep: &EndpointInfo) -> Result<()> {
+        self.teardown_as(ep, false)
+    }
+
+    fn teardown_as(&self, ep: &EndpointInfo, netns_dying: bool) -> Result<()> {
         self.update_peer_hosts(ep, false);
         let r = Self::driver_by_name(&ep.driver).leave(self, ep);
+        if let Some(v) = &ep.veth {
+            self.reaper.queue(v, ep.ip.map(|i| i.ip()), netns_dying);
+        }
         let r2 = store::remove(&self.endpoint_path(&ep.container_id));
         r.and(r2)
     }
@@ -890,6 +934,9 @@ impl Controller {
     /// and host ports that no endpoint record accounts for. Safe to run while this controller
     /// connects containers: a record is written before anything is allocated.
     pub fn cleanup(&self) -> Result<CleanupReport> {
+        // veths still queued have no record any more: delete them first, so that they are
+        // not reported as orphans
+        self.reaper.flush()?;
         let mut report = CleanupReport::default();
         let mut first_err = None;
         let mut live = Vec::new();
@@ -906,6 +953,9 @@ impl Controller {
             } else {
                 live.push(ep);
             }
+        }
+        if let Err(e) = self.reaper.flush() {
+            first_err.get_or_insert(e);
         }
         let bridges: Vec<String> = self
             .list_networks()?
@@ -1039,13 +1089,14 @@ impl Controller {
                 });
                 write_json(&self.endpoint_path(&ep.container_id), &*ep)?;
             }
-            if self.opts.iptables {
-                nft::add_port_rules(
+            if self.opts.iptables && !ep.ports.is_empty() {
+                ep.rule_handles = nft::add_port_rules(
                     &self.host,
                     &ep.container_id,
                     &ep.ports,
                     self.opts.userland_proxy.then_some(bridge),
                 )?;
+                write_json(&self.endpoint_path(&ep.container_id), &*ep)?;
             }
             Ok(())
         })();
@@ -1093,6 +1144,9 @@ impl Driver for BridgeDriver {
                 return Err(e);
             }
         };
+        // an earlier container's veth with this name or address may still be queued for
+        // deletion: never have two on the bridge (same address and MAC)
+        ctl.reaper.wait_clear(&veth, Some(ip));
         let cidr = Ipv4Network::new(ip, net.gateway.prefix()).expect("prefix of a valid network");
         let mac = cfg.mac.unwrap_or_else(|| mac_for(ip));
         ep.ip = Some(cidr);
@@ -1171,16 +1225,32 @@ impl Driver for BridgeDriver {
             .as_deref()
             .and_then(|n| ctl.network(n).ok())
             .filter(|n| !n.icc);
-        if ctl.opts.iptables && (!ep.ports.is_empty() || isolated.is_some()) {
+        // the DNAT rules by handle (one nft run) when this controller instance added them
+        // (so the handles are of this incarnation of the table); link rules and everything
+        // else by tag (listing the ruleset first)
+        let mut by_tag = isolated.is_some();
+        if ctl.opts.iptables && !ep.ports.is_empty() {
+            if ep.owner_token == ctl.token && ep.rule_handles.len() == ep.ports.len() {
+                match nft::delete_port_rules(&ctl.host, &ep.container_id, &ep.rule_handles) {
+                    Ok(true) => {}
+                    Ok(false) => by_tag = true,
+                    Err(e) => {
+                        keep(Err(e));
+                        by_tag = true;
+                    }
+                }
+            } else {
+                by_tag = true;
+            }
+        }
+        if ctl.opts.iptables && by_tag {
             keep(nft::delete_tagged(&ctl.host, &format!("ep:{}", ep.container_id)).map(drop));
         }
         if let (true, Some(net), Some(v)) = (ctl.opts.iptables, &isolated, &ep.veth) {
             keep(nft::icc_member(&ctl.host, &net.name, v, false));
         }
         keep(ctl.ports.release_owner(&ep.container_id).map(drop));
-        if let Some(v) = &ep.veth {
-            keep(ctl.host.run(|| Netlink::open()?.delete_link(v).map(drop)));
-        }
+        // the veth (ep.veth) is deleted by the controller's background thread
         if let (Some(net), Some(ip)) = (&ep.network, ep.ip) {
             keep(ctl.ipam.release(net, ip.ip()).map(drop));
         }

@@ -85,6 +85,7 @@ pub mod netns;
 pub mod nft;
 pub mod ports;
 pub mod proxy;
+pub mod reaper;
 mod store;
 
 pub use controller::{
@@ -93,6 +94,7 @@ pub use controller::{
     NetworkCreate, NetworkInfo, NoneDriver, parse_mac, veth_name,
 };
 pub use error::{Error, Result};
+pub use reaper::ReaperStats;
 
 /// The package name, for diagnostics.
 pub const CRATE_NAME: &str = "longshore-network";

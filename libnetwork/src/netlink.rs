@@ -314,6 +314,40 @@ impl Netlink {
         }
     }
 
+    /// Moves the link called `name` into interface group `group` (a cheap change, unlike a
+    /// delete). Returns false if the link does not exist.
+    pub fn set_group(&mut self, name: &str, group: u32) -> Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Group(group));
+        match self.request(
+            &format!("move link {name} to group {group}"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes every link of interface group `group` in one request: the kernel unregisters
+    /// them as one batch, so the RCU grace periods a delete waits for are paid once for all.
+    /// Returns false if the group had no link.
+    pub fn delete_group(&mut self, group: u32) -> Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
+        match self.request(
+            &format!("delete the links of group {group}"),
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Adds `addr` (with its prefix) to link `index`. An already present address is fine.
     pub fn add_address(&mut self, index: u32, name: &str, addr: IpNetwork) -> Result<()> {
         let mut msg = AddressMessage::default();

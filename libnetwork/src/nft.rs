@@ -138,14 +138,18 @@ pub fn add_hairpin(ns: &NetnsRef, network: &str, subnet: Ipv4Network) -> Result<
 /// DNAT rules for an endpoint's published ports. With `skip_iif` (the bridge, when the
 /// userland proxy runs), traffic arriving from that bridge is left to the proxy, as Docker
 /// 1.4 did.
+///
+/// Returns the kernel's handles of the new rules in chain `ip longshore ports` (from
+/// `nft --echo --handle`), so that [`delete_port_rules`] removes them with one `nft` run
+/// instead of listing the ruleset first.
 pub fn add_port_rules(
     ns: &NetnsRef,
     owner: &str,
     ports: &[PortMapping],
     skip_iif: Option<&str>,
-) -> Result<()> {
+) -> Result<Vec<u64>> {
     if ports.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
     let mut script = String::new();
     for p in ports {
@@ -166,13 +170,56 @@ pub fn add_port_rules(
             quote(owner)
         ));
     }
-    run_nft(
+    let what = format!("publish ports of {owner}");
+    let out = run_nft(ns, &what, &["--echo", "--handle", "-f", "-"], Some(&script))?;
+    let handles = echoed_rule_handles(&out);
+    if handles.len() != ports.len() {
+        // cannot happen with a working nft; never guess handles: teardown goes by tag
+        return Err(Error::Nft {
+            what,
+            detail: format!(
+                "expected {} rule handles from nft --echo --handle, got {}: {out}",
+                ports.len(),
+                handles.len()
+            ),
+        });
+    }
+    Ok(handles)
+}
+
+/// The handles of the rules in `nft --echo --handle` output (`add rule ... # handle 7`), in
+/// order.
+pub fn echoed_rule_handles(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter(|l| l.starts_with("add rule ") || l.starts_with("insert rule "))
+        .filter_map(|l| l.rsplit_once("# handle ")?.1.trim().parse().ok())
+        .collect()
+}
+
+/// Deletes an endpoint's DNAT rules by the handles [`add_port_rules`] returned, in one `nft`
+/// run (one transaction: all or nothing). Returns false, deleting nothing, when a handle no
+/// longer exists; the caller then falls back to [`delete_tagged`].
+///
+/// Handles are only unique within one incarnation of the table: use them only when the
+/// table cannot have been deleted and recreated since the rules were added.
+pub fn delete_port_rules(ns: &NetnsRef, owner: &str, handles: &[u64]) -> Result<bool> {
+    if handles.is_empty() {
+        return Ok(true);
+    }
+    let script: String = handles
+        .iter()
+        .map(|h| format!("delete rule ip {TABLE} ports handle {h}\n"))
+        .collect();
+    match run_nft(
         ns,
-        &format!("publish ports of {owner}"),
+        &format!("delete the port rules of {owner}"),
         &["-f", "-"],
         Some(&script),
-    )
-    .map(drop)
+    ) {
+        Ok(_) => Ok(true),
+        Err(Error::Nft { detail, .. }) if detail.contains("No such file") => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn list_rules(ns: &NetnsRef) -> Result<Vec<serde_json::Value>> {

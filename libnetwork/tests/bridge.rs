@@ -72,6 +72,7 @@ fn two_containers_ping_each_other_and_the_bridge_then_teardown_leaves_nothing() 
 
     ctl.disconnect("ctr-a").unwrap();
     ctl.disconnect("ctr-b").unwrap();
+    ctl.flush().unwrap(); // veths go in the background
     assert!(host.veths().is_empty(), "{:?}", host.veths());
     let eth = a.ns.netns().run(|| Netlink::open()?.link("eth0")).unwrap();
     assert!(eth.is_none());
@@ -223,6 +224,7 @@ fn published_ports_echo_tcp_and_udp_through_dnat_and_proxy() {
             .contains("0.0.0.0:8080/tcp failed: port is already allocated by web"),
         "{err}"
     );
+    ctl.flush().unwrap(); // veths go in the background
     assert_eq!(host.veths().len(), 1);
     assert!(ctl.endpoint("web2").is_err());
     // a port bound by another process in the host namespace is refused too
@@ -250,6 +252,7 @@ fn published_ports_echo_tcp_and_udp_through_dnat_and_proxy() {
         "{:?}",
         host.rule_tags()
     );
+    ctl.flush().unwrap(); // veths go in the background
     assert!(host.veths().is_empty());
     // the proxy is gone: the port can be bound again
     host.ns
@@ -423,6 +426,7 @@ fn fifty_concurrent_setups_get_unique_addresses_and_teardown_leaves_nothing() {
             s.spawn(move || ctl.disconnect(&format!("many-{i}")).unwrap());
         }
     });
+    ctl.flush().unwrap(); // veths go in the background
     assert!(host.veths().is_empty());
     let tags = host.rule_tags();
     assert!(tags.iter().all(|t| !t.starts_with("ep:")), "{tags:?}");
@@ -650,6 +654,7 @@ fn bad_input_is_refused_without_side_effects() {
         })
         .is_err()
     );
+    ctl.flush().unwrap(); // veths go in the background
     assert!(host.veths().is_empty());
     assert!(ctl.endpoints().unwrap().is_empty());
     assert!(ctl.list_networks().unwrap().len() == 1);

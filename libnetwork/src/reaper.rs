@@ -1,0 +1,252 @@
+//! Background deletion of host-side veths.
+//!
+//! Deleting a veth pair (`RTM_DELLINK`) blocks the caller for about 20 ms: the kernel waits
+//! for RCU grace periods (`synchronize_net`) while it unregisters both ends. Teardown hands
+//! the veth to the [`Reaper`] instead: a thread in the host namespace that moves every ready
+//! veth into the interface group [`DYING_GROUP`] (cheap) and then deletes the whole group
+//! with one request, so the kernel unregisters them as one batch and pays the grace periods
+//! once per batch rather than once per container.
+//!
+//! A veth whose container namespace is being destroyed anyway is queued with a grace period:
+//! the kernel removes both ends when the namespace dies, and the reaper only deletes what is
+//! still there afterwards (a namespace that someone else keeps alive).
+//!
+//! [`Reaper::flush`] makes everything queued ready now and waits until it is gone; dropping
+//! the reaper flushes and joins the thread. Addresses, rules, ports and records are released
+//! by the caller synchronously; only the link itself is deferred, and
+//! [`Reaper::wait_clear`] keeps a new container from reusing a name or address whose old
+//! veth is still queued.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::netlink::Netlink;
+use crate::netns::NetnsRef;
+
+/// Interface group of veths queued for deletion (`"lsdv"`).
+pub const DYING_GROUP: u32 = 0x6c73_6476;
+
+/// How long a veth whose namespace is being destroyed is left to the kernel.
+pub const NETNS_GRACE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    veth: String,
+    ip: Option<Ipv4Addr>,
+    not_before: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<Entry>,
+    busy: Vec<Entry>,
+    errors: Vec<Error>,
+    deleted: u64,
+    gone_already: u64,
+    stop: bool,
+}
+
+type Shared = Arc<(Mutex<State>, Condvar)>;
+
+fn lock(s: &Shared) -> MutexGuard<'_, State> {
+    s.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counters of what the reaper did (for tests and diagnostics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReaperStats {
+    /// Veths this process deleted.
+    pub deleted: u64,
+    /// Queued veths that were already gone (their namespace took them along).
+    pub gone_already: u64,
+    /// Veths queued or being deleted now.
+    pub pending: usize,
+}
+
+/// The background veth deleter of one host namespace.
+pub struct Reaper {
+    shared: Shared,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reaper {
+    /// Starts the thread; it enters `host` before doing anything.
+    pub fn start(host: &NetnsRef) -> Result<Self> {
+        let shared: Shared = Arc::default();
+        let (s, ns) = (shared.clone(), host.clone());
+        let thread = std::thread::Builder::new()
+            .name("ls-veth-reaper".into())
+            .spawn(move || worker(&s, &ns))
+            .map_err(|source| Error::Netns {
+                path: host.path().to_path_buf(),
+                what: "start the veth reaper thread",
+                source,
+            })?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `veth` (whose container had `ip`) for deletion: now, or after [`NETNS_GRACE`]
+    /// when its namespace is going away and will most likely take it along.
+    pub fn queue(&self, veth: &str, ip: Option<Ipv4Addr>, netns_dying: bool) {
+        let delay = if netns_dying {
+            NETNS_GRACE
+        } else {
+            Duration::ZERO
+        };
+        let mut st = lock(&self.shared);
+        st.queue.push(Entry {
+            veth: veth.to_string(),
+            ip,
+            not_before: Instant::now() + delay,
+        });
+        self.shared.1.notify_all();
+    }
+
+    /// Waits until no queued veth has the name `veth` or the address `ip` (it is made ready
+    /// now if it was waiting for its namespace).
+    pub fn wait_clear(&self, veth: &str, ip: Option<Ipv4Addr>) {
+        let hit = |e: &Entry| e.veth == veth || (ip.is_some() && e.ip == ip);
+        let mut st = lock(&self.shared);
+        let mut promoted = false;
+        let now = Instant::now();
+        for e in st.queue.iter_mut().filter(|e| hit(e)) {
+            e.not_before = now;
+            promoted = true;
+        }
+        if promoted {
+            self.shared.1.notify_all();
+        }
+        while st.queue.iter().chain(&st.busy).any(hit) {
+            st = self.shared.1.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Deletes everything queued now and waits until it is gone. Returns the first error of
+    /// the deletions since the last flush.
+    pub fn flush(&self) -> Result<()> {
+        let mut st = lock(&self.shared);
+        let now = Instant::now();
+        for e in &mut st.queue {
+            e.not_before = now;
+        }
+        self.shared.1.notify_all();
+        while !(st.queue.is_empty() && st.busy.is_empty()) {
+            st = self.shared.1.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        let mut errs = std::mem::take(&mut st.errors);
+        match errs.is_empty() {
+            true => Ok(()),
+            false => Err(errs.swap_remove(0)),
+        }
+    }
+
+    /// What the reaper did so far.
+    pub fn stats(&self) -> ReaperStats {
+        let st = lock(&self.shared);
+        ReaperStats {
+            deleted: st.deleted,
+            gone_already: st.gone_already,
+            pending: st.queue.len() + st.busy.len(),
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            eprintln!("longshore-network: veth reaper: {e}");
+        }
+        lock(&self.shared).stop = true;
+        self.shared.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker(shared: &Shared, host: &NetnsRef) {
+    let entered = host.enter();
+    let mut nl: Option<Netlink> = None;
+    loop {
+        let batch: Vec<String> = {
+            let mut st = lock(shared);
+            loop {
+                let now = Instant::now();
+                if st.queue.iter().any(|e| e.not_before <= now) {
+                    break;
+                }
+                if st.stop {
+                    return;
+                }
+                st = match st.queue.iter().map(|e| e.not_before).min() {
+                    Some(t) => {
+                        shared
+                            .1
+                            .wait_timeout(st, t - now)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                    None => shared.1.wait(st).unwrap_or_else(|p| p.into_inner()),
+                };
+            }
+            let now = Instant::now();
+            let (ready, later): (Vec<Entry>, Vec<Entry>) =
+                st.queue.drain(..).partition(|e| e.not_before <= now);
+            st.queue = later;
+            st.busy = ready;
+            st.busy.iter().map(|e| e.veth.clone()).collect()
+        };
+        let res = match (&entered, nl.as_mut()) {
+            (Err(e), _) => Err(Error::Netlink {
+                op: format!("delete veths {batch:?}: enter the host namespace"),
+                source: std::io::Error::other(e.to_string()),
+            }),
+            (Ok(()), Some(n)) => delete(n, &batch),
+            (Ok(()), None) => Netlink::open().and_then(|n| delete(nl.insert(n), &batch)),
+        };
+        let mut st = lock(shared);
+        st.busy.clear();
+        match res {
+            Ok((deleted, gone)) => {
+                st.deleted += deleted;
+                st.gone_already += gone;
+            }
+            Err(e) => st.errors.push(e),
+        }
+        shared.1.notify_all();
+    }
+}
+
+/// Marks each veth dying, then deletes the group in one request. Returns (deleted, already
+/// gone).
+fn delete(nl: &mut Netlink, batch: &[String]) -> Result<(u64, u64)> {
+    let (mut marked, mut gone) = (0u64, 0u64);
+    let mut first_err = None;
+    for v in batch {
+        match nl.set_group(v, DYING_GROUP) {
+            Ok(true) => marked += 1,
+            Ok(false) => gone += 1,
+            // cannot mark it: delete it on its own
+            Err(e) => match nl.delete_link(v) {
+                Ok(true) => marked += 1,
+                Ok(false) => gone += 1,
+                Err(_) => {
+                    first_err.get_or_insert(e);
+                }
+            },
+        }
+    }
+    if marked > 0 {
+        nl.delete_group(DYING_GROUP)?;
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok((marked, gone)),
+    }
+}

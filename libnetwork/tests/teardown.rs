@@ -1,0 +1,183 @@
+//! Fast teardown: veths deleted in the background (or by the kernel with their namespace),
+//! DNAT rules deleted by handle; nothing is left behind once the controller is flushed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestContainer, TestHost};
+use longshore_network::EndpointConfig;
+use longshore_network::netlink::Netlink;
+use longshore_network::nft;
+use longshore_test_support::require_root;
+
+fn cfg(id: &str, c: &TestContainer) -> EndpointConfig {
+    let mut cfg = EndpointConfig::new(id, Some(c.ns.netns().clone()));
+    cfg.files_dir = Some(c.etc.clone());
+    cfg
+}
+
+fn eth0_in(c: &TestContainer) -> bool {
+    c.ns.netns()
+        .run(|| Netlink::open()?.link("eth0"))
+        .unwrap()
+        .is_some()
+}
+
+#[test]
+fn disconnect_releases_synchronously_and_flush_leaves_no_veth() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let ctl = host.controller();
+    let ctrs: Vec<TestContainer> = (0..3).map(|_| TestContainer::new()).collect();
+    let mut ips = Vec::new();
+    for (i, c) in ctrs.iter().enumerate() {
+        let mut cf = cfg(&format!("bg-{i}"), c);
+        cf.publish = vec![format!("{}:80", 7400 + i).parse().unwrap()];
+        ips.push(ctl.connect(&cf).unwrap().info.ip.unwrap().ip());
+    }
+    assert_eq!(host.veths().len(), 3);
+    for i in 0..3 {
+        ctl.disconnect(&format!("bg-{i}")).unwrap();
+    }
+    // released before disconnect returned: records, leases, rules, ports
+    assert!(ctl.endpoints().unwrap().is_empty());
+    assert!(ctl.leases("bridge").unwrap().is_empty());
+    let tags = host.rule_tags();
+    assert!(tags.iter().all(|t| !t.starts_with("ep:")), "{tags:?}");
+    // the veths go in the background; after a flush none is left, on either side
+    ctl.flush().unwrap();
+    assert!(host.veths().is_empty(), "{:?}", host.veths());
+    assert!(ctrs.iter().all(|c| !eth0_in(c)));
+    let st = ctl.reaper_stats();
+    assert_eq!(st.pending, 0);
+    assert_eq!(st.deleted + st.gone_already, 3, "{st:?}");
+    assert_eq!(ctl.cleanup().unwrap(), Default::default());
+}
+
+#[test]
+fn reconnecting_at_once_waits_for_the_old_veth() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let ctl = host.controller();
+    let c = TestContainer::new();
+    let first = ctl.connect(&cfg("again", &c)).unwrap();
+    for _ in 0..3 {
+        ctl.disconnect("again").unwrap();
+        // same id (same veth name), same address and MAC: must not meet the queued veth
+        let mut cf = cfg("again", &c);
+        cf.ip = Some(first.info.ip.unwrap().ip());
+        let ep = ctl.connect(&cf).unwrap();
+        assert_eq!(ep.info.ip, first.info.ip);
+        assert_eq!(host.veths(), vec![ep.info.veth.clone().unwrap()]);
+        assert!(eth0_in(&c));
+    }
+    ctl.disconnect("again").unwrap();
+    ctl.flush().unwrap();
+    assert!(host.veths().is_empty());
+}
+
+#[test]
+fn a_destroyed_container_namespace_takes_its_veth_along() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let ctl = host.controller();
+    let c = TestContainer::new();
+    let mut cf = cfg("dying", &c);
+    cf.publish = vec!["7500:80".parse().unwrap()];
+    ctl.connect(&cf).unwrap();
+    assert_eq!(host.veths().len(), 1);
+    // the runtime destroys the namespace: no reference is left (the config held one)
+    drop(cf);
+    drop(c);
+    ctl.disconnect_dying("dying").unwrap();
+    assert!(ctl.endpoints().unwrap().is_empty());
+    assert!(ctl.leases("bridge").unwrap().is_empty());
+    assert!(host.rule_tags().iter().all(|t| !t.starts_with("ep:")));
+    // the kernel removes the pair with the namespace (asynchronously); wait for it without
+    // flushing, generously
+    let t = Instant::now();
+    while !host.veths().is_empty() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(host.veths().is_empty(), "{:?}", host.veths());
+    ctl.flush().unwrap();
+    let st = ctl.reaper_stats();
+    eprintln!("reaper after a destroyed namespace: {st:?}");
+    assert_eq!(st.deleted + st.gone_already, 1, "{st:?}");
+    assert_eq!(ctl.cleanup().unwrap(), Default::default());
+}
+
+#[test]
+fn a_namespace_that_lives_on_still_loses_its_veth() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let ctl = host.controller();
+    let c = TestContainer::new();
+    ctl.connect(&cfg("survivor", &c)).unwrap();
+    // the caller claims the namespace dies, but it does not
+    ctl.disconnect_dying("survivor").unwrap();
+    ctl.flush().unwrap();
+    assert!(host.veths().is_empty(), "{:?}", host.veths());
+    assert!(!eth0_in(&c));
+    assert_eq!(ctl.reaper_stats().deleted, 1);
+    // and a dropped controller flushes too
+    let c2 = TestContainer::new();
+    {
+        let ctl2 = host.controller();
+        ctl2.connect(&cfg("survivor2", &c2)).unwrap();
+        ctl2.disconnect_dying("survivor2").unwrap();
+    }
+    assert!(host.veths().is_empty(), "{:?}", host.veths());
+    assert!(!eth0_in(&c2));
+}
+
+#[test]
+fn port_rules_go_by_handle_and_a_stale_handle_falls_back_to_the_tag() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let ctl = host.controller();
+    let c = TestContainer::new();
+    let mut cf = cfg("handles", &c);
+    cf.publish = vec!["7600:80".parse().unwrap(), "7601:81/udp".parse().unwrap()];
+    let ep = ctl.connect(&cf).unwrap();
+    assert_eq!(ep.info.rule_handles.len(), 2);
+    let rec = ctl.endpoint("handles").unwrap();
+    assert_eq!(rec.rule_handles, ep.info.rule_handles);
+    let ours = |tags: Vec<String>| tags.iter().filter(|t| *t == "ep:handles").count();
+    assert_eq!(ours(host.rule_tags()), 2);
+    // someone deletes one of the rules behind our back: the handle batch fails as a whole
+    // and teardown falls back to the comment tag
+    assert!(
+        nft::delete_port_rules(host.ns.netns(), "handles", &ep.info.rule_handles[..1]).unwrap()
+    );
+    assert_eq!(ours(host.rule_tags()), 1);
+    assert!(!nft::delete_port_rules(host.ns.netns(), "handles", &ep.info.rule_handles).unwrap());
+    assert_eq!(ours(host.rule_tags()), 1, "a failed batch deletes nothing");
+    ctl.disconnect("handles").unwrap();
+    assert_eq!(ours(host.rule_tags()), 0);
+    // the plain path: by handle
+    let mut cf = cfg("handles2", &c);
+    cf.publish = vec!["7602:80".parse().unwrap()];
+    ctl.connect(&cf).unwrap();
+    assert_eq!(
+        host.rule_tags()
+            .iter()
+            .filter(|t| *t == "ep:handles2")
+            .count(),
+        1
+    );
+    ctl.disconnect("handles2").unwrap();
+    assert!(host.rule_tags().iter().all(|t| !t.starts_with("ep:")));
+    ctl.flush().unwrap();
+    assert!(host.veths().is_empty());
+}
+
+#[test]
+fn echoed_handles_are_parsed_in_order() {
+    let out = "add rule ip longshore ports tcp dport 8080 dnat to 172.17.0.2:80 comment \"ep:x\" # handle 12\n\
+               add rule ip longshore ports udp dport 53 dnat to 172.17.0.2:53 comment \"ep:x\" # handle 13\n\
+               # new generation 7 by process 99 (nft)\n";
+    assert_eq!(nft::echoed_rule_handles(out), vec![12, 13]);
+    assert!(nft::echoed_rule_handles("add table ip t # handle 1\n").is_empty());
+}
