@@ -18,6 +18,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use rustix::fs::{OFlags, ResolveFlags};
 
 use crate::error::{Error, Result, SysContext};
+use crate::sys;
 
 /// A cgroup v1 hierarchy of the host, for `cgroup` mounts in the container.
 #[derive(Debug, Clone)]
@@ -140,6 +141,31 @@ pub(crate) struct MountOptions {
     pub propagation: MsFlags,
     pub data: Vec<String>,
     pub bind: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...) to set and clear on the whole tree
+    /// with `mount_setattr(AT_RECURSIVE)`.
+    pub rec_set: u64,
+    pub rec_clear: u64,
+}
+
+/// `MOUNT_ATTR_*` for a recursive option: (attribute, true to set / false to clear).
+fn recursive_attr(opt: &str) -> Option<(u64, bool)> {
+    Some(match opt {
+        "rro" => (sys::MOUNT_ATTR_RDONLY, true),
+        "rrw" => (sys::MOUNT_ATTR_RDONLY, false),
+        "rnosuid" => (sys::MOUNT_ATTR_NOSUID, true),
+        "rsuid" => (sys::MOUNT_ATTR_NOSUID, false),
+        "rnodev" => (sys::MOUNT_ATTR_NODEV, true),
+        "rdev" => (sys::MOUNT_ATTR_NODEV, false),
+        "rnoexec" => (sys::MOUNT_ATTR_NOEXEC, true),
+        "rexec" => (sys::MOUNT_ATTR_NOEXEC, false),
+        "rnodiratime" => (sys::MOUNT_ATTR_NODIRATIME, true),
+        "rdiratime" => (sys::MOUNT_ATTR_NODIRATIME, false),
+        "rnoatime" => (sys::MOUNT_ATTR_NOATIME, true),
+        "rstrictatime" => (sys::MOUNT_ATTR_STRICTATIME, true),
+        "rnosymfollow" => (sys::MOUNT_ATTR_NOSYMFOLLOW, true),
+        "rsymfollow" => (sys::MOUNT_ATTR_NOSYMFOLLOW, false),
+        _ => return None,
+    })
 }
 
 /// Parses OCI/fstab-style mount options.
@@ -150,6 +176,8 @@ pub(crate) fn parse_options(options: &[String]) -> MountOptions {
         propagation: MsFlags::empty(),
         data: Vec::new(),
         bind: false,
+        rec_set: 0,
+        rec_clear: 0,
     };
     for opt in options {
         let (set, clear) = match opt.as_str() {
@@ -189,8 +217,20 @@ pub(crate) fn parse_options(options: &[String]) -> MountOptions {
                 o.propagation |= propagation(p).unwrap_or(MsFlags::empty());
                 continue;
             }
+            "nosymfollow" => (
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                MsFlags::empty(),
+            ),
+            "symfollow" => (
+                MsFlags::empty(),
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+            ),
             other => {
-                o.data.push(other.to_string());
+                match recursive_attr(other) {
+                    Some((attr, true)) => o.rec_set |= attr,
+                    Some((attr, false)) => o.rec_clear |= attr,
+                    None => o.data.push(other.to_string()),
+                }
                 continue;
             }
         };
@@ -376,6 +416,10 @@ fn mount_one(ctx: &RootfsContext<'_>, root_fd: &OwnedFd, m: &Mount) -> Result<()
             }
             r => r.ctx(what)?,
         }
+    }
+    if opts.rec_set != 0 || opts.rec_clear != 0 {
+        let fd = open_in_root(root_fd, dest_in)?;
+        sys::mount_setattr_recursive(&fd, opts.rec_set, opts.rec_clear).ctx(what)?;
     }
     if !opts.propagation.is_empty() {
         let fd = open_in_root(root_fd, dest_in)?;

@@ -379,3 +379,54 @@ pub(crate) fn set_mempolicy(mode: i32, nodes: &[libc::c_ulong], maxnode: usize) 
         Ok(())
     }
 }
+
+/// `MOUNT_ATTR_*` flags of `mount_setattr(2)`.
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub(crate) const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub(crate) const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub(crate) const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub(crate) const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Sets and clears mount attributes on the mount at `fd` and every mount below it.
+pub(crate) fn mount_setattr_recursive(
+    fd: &impl std::os::fd::AsRawFd,
+    set: u64,
+    clear: u64,
+) -> io::Result<()> {
+    // atime modes are one field: clearing it selects the mode being set
+    let atime = if set & 0x70 != 0 { 0x70 } else { 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear | atime,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` is a valid struct mount_attr of the size passed; the path is an
+    // empty C string used with AT_EMPTY_PATH on an open descriptor.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

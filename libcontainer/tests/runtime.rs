@@ -984,3 +984,50 @@ fn exec_cpu_affinity_final() {
     );
     c.delete(true).unwrap();
 }
+
+#[test]
+fn recursive_read_only_bind_mount() {
+    require_root!();
+    // a host directory with a mount inside it: "ro" would leave the inner mount writable,
+    // "rro" makes the whole tree read-only
+    let host = tempfile::Builder::new()
+        .prefix("longshore-rro-")
+        .tempdir()
+        .unwrap();
+    let inner = host.path().join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &inner,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _guard = Unmount(inner.clone());
+    let mut f = Fixture::new(&[
+        "sh",
+        "-c",
+        "touch /data/x 2>/dev/null && echo top-rw || echo top-ro; touch /data/inner/x 2>/dev/null && echo inner-rw || echo inner-ro",
+    ]);
+    let m = oci_spec::runtime::MountBuilder::default()
+        .destination("/data")
+        .typ("bind")
+        .source(host.path())
+        .options(vec!["rbind".to_string(), "rro".to_string()])
+        .build()
+        .unwrap();
+    let mut mounts = f.spec.mounts().clone().unwrap();
+    mounts.push(m);
+    f.spec.set_mounts(Some(mounts));
+    let (code, out) = f.run();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["top-ro", "inner-ro"]);
+    assert!(!inner.join("x").exists());
+}
