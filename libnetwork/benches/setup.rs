@@ -5,6 +5,8 @@
 //! Runs as root, in namespaces of its own ("host" and one per container); the container
 //! namespaces are created outside the timed part (that is the runtime's job).
 //! `publish_1_port` adds one `-p` mapping: an nftables DNAT rule and a userland proxy.
+//! Teardown hands the veth to the controller's background thread; the `flush` benches
+//! include waiting for the kernel to delete it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -89,8 +91,55 @@ fn bench(c: &mut Criterion) {
                 total
             })
         });
+        // the namespace is destroyed first (as a runtime does when the container exits) and
+        // the veth is left to the kernel
+        g.bench_function(format!("teardown_only_netns_destroyed{suffix}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (ns, cfg) = make(ports);
+                    ctl.connect(&cfg).expect("connect");
+                    drop(ns);
+                    let t = Instant::now();
+                    ctl.disconnect_dying(&cfg.container_id).expect("disconnect");
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
     }
+    // what the kernel's veth deletion costs when waited for: setup + teardown + flush of
+    // one container, and the same per container for a batch of 10 (one flush for all)
+    g.bench_function("setup_teardown_flush", |b| {
+        b.iter_batched(
+            || make(0),
+            |(ns, cfg)| {
+                ctl.connect(&cfg).expect("connect");
+                ctl.disconnect(&cfg.container_id).expect("disconnect");
+                ctl.flush().expect("flush");
+                ns
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("setup_teardown_flush_per_container_of_10", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let batch: Vec<_> = (0..10).map(|_| make(0)).collect();
+                let t = Instant::now();
+                for (_, cfg) in &batch {
+                    ctl.connect(cfg).expect("connect");
+                    ctl.disconnect(&cfg.container_id).expect("disconnect");
+                }
+                ctl.flush().expect("flush");
+                total += t.elapsed() / 10;
+            }
+            total
+        })
+    });
     g.finish();
+    ctl.flush().expect("flush");
 }
 
 criterion_group!(benches, bench);
