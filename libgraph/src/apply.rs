@@ -14,16 +14,17 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::rc::Rc;
+use std::sync::{Arc, mpsc};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -103,22 +104,6 @@ pub struct ApplyReport {
     pub xattrs_skipped: u64,
 }
 
-/// A reader that hashes and counts what passes through it.
-struct HashReader<R> {
-    inner: R,
-    hasher: Hasher,
-    count: u64,
-}
-
-impl<R: Read> Read for HashReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 /// Applies a layer stream to `root` (which must exist) and reports its digests.
 ///
 /// On error the root may hold part of the layer (callers mark such layers incomplete and
@@ -144,16 +129,23 @@ pub fn apply_layer_with(
         Mode::empty(),
     )
     .ctx("open layer root", root)?;
-    // Two stages on two threads: [read, hash blob, decompress, hash tar] -> [parse tar, write].
+    // Three stages on three threads:
+    //   decode: read, gunzip/unzstd            -> tar chunks (to hash and apply)
+    //   hash:   sha256 of the blob and of the tar (the diff ID)
+    //   apply:  parse the tar and write files (this thread)
+    // Tar chunks are shared (Arc) between hash and apply; whichever finishes a chunk last
+    // sends its buffer back to the decoder instead of freeing it.
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_DEPTH);
-        // used buffers go back to the first stage instead of being freed and re-allocated
-        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH + 2);
-        let producer = scope.spawn(move || decode_stage(reader, algorithm, tx, recycle_rx));
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Chunk>>(PIPELINE_DEPTH);
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<HashMsg>(2 * PIPELINE_DEPTH);
+        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH + 4);
+        let hash_recycle = recycle_tx.clone();
+        let hasher = scope.spawn(move || hash_stage(hash_rx, algorithm, hash_recycle));
+        let producer = scope.spawn(move || decode_stage(reader, tx, hash_tx, recycle_rx));
         let mut input = ChannelReader {
             rx,
             recycle: recycle_tx,
-            buf: Vec::new(),
+            buf: Chunk::default(),
             pos: 0,
         };
         let mut applier = Applier {
@@ -163,6 +155,10 @@ pub fn apply_layer_with(
             created: HashSet::new(),
             dirs: Vec::new(),
             parent_cache: None,
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            umask: read_umask(),
+            copy_buf: Vec::new(),
             content_size: 0,
             entries: 0,
             xattrs_skipped: std::cell::Cell::new(0),
@@ -190,12 +186,20 @@ pub fn apply_layer_with(
         let decoded = producer
             .join()
             .unwrap_or_else(|_| Err(Error::InvalidLayer("decompression thread panicked".into())));
+        // the producer has dropped its sender: the hasher has seen everything
+        let hashed = hasher
+            .join()
+            .map_err(|_| Error::InvalidLayer("hashing thread panicked".into()));
+        let decoded = match (decoded, hashed) {
+            (Ok(d), Ok(h)) => Ok((d, h)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
         match (applied, decoded) {
-            (Ok(()), Ok(d)) => Ok(ApplyReport {
+            (Ok(()), Ok((d, h))) => Ok(ApplyReport {
                 compression: d.compression,
-                digest: d.digest,
+                digest: h.blob,
                 compressed_size: d.compressed_size,
-                diff_id: d.diff_id,
+                diff_id: h.tar,
                 tar_size: d.tar_size,
                 content_size: applier.content_size,
                 entries: applier.entries,
@@ -212,33 +216,99 @@ pub fn apply_layer_with(
 const PIPELINE_DEPTH: usize = 8;
 const CHUNK: usize = 1 << 20;
 
+/// A tar chunk, shared by the hash and apply stages.
+type Chunk = Arc<Vec<u8>>;
+
+/// What the decode stage sends to the hash stage, in stream order.
+enum HashMsg {
+    /// Bytes of the blob as read (compressed).
+    Blob(Vec<u8>),
+    /// Bytes of the uncompressed tar.
+    Tar(Chunk),
+}
+
 struct Decoded {
     compression: Compression,
-    digest: Digest,
     compressed_size: u64,
-    diff_id: Digest,
     tar_size: u64,
 }
 
-/// First pipeline stage: reads and hashes the stream, decompresses, hashes the tar, and sends
-/// it on in 1 MiB chunks.
+struct Hashed {
+    blob: Digest,
+    tar: Digest,
+}
+
+/// A reader that counts what passes through it and sends a copy to the hash stage.
+struct TeeReader<R> {
+    inner: R,
+    hash: mpsc::SyncSender<HashMsg>,
+    count: u64,
+}
+
+impl<R: Read> Read for TeeReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.hash
+                .send(HashMsg::Blob(buf[..n].to_vec()))
+                .map_err(|_| io::Error::other("hashing stopped"))?;
+            self.count += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// Hash stage: the blob digest (with `algorithm`) and the diff ID (sha256 of the tar).
+fn hash_stage(
+    rx: mpsc::Receiver<HashMsg>,
+    algorithm: Algorithm,
+    recycle: mpsc::SyncSender<Vec<u8>>,
+) -> Hashed {
+    let mut blob = algorithm.hasher();
+    let mut tar = Algorithm::Sha256.hasher();
+    for msg in rx {
+        match msg {
+            HashMsg::Blob(b) => blob.update(&b),
+            HashMsg::Tar(c) => {
+                tar.update(&c);
+                give_back(c, &recycle);
+            }
+        }
+    }
+    Hashed {
+        blob: blob.finish(),
+        tar: tar.finish(),
+    }
+}
+
+/// Drops a shared chunk; the last holder sends the buffer back for reuse.
+fn give_back(chunk: Chunk, recycle: &mpsc::SyncSender<Vec<u8>>) {
+    if let Some(v) = Arc::into_inner(chunk)
+        && v.capacity() >= CHUNK
+    {
+        let _ = recycle.try_send(v);
+    }
+}
+
+/// Decode stage: reads the stream (a copy of each read goes to the hash stage), decompresses
+/// it and sends the tar on in 1 MiB chunks, to the hash stage and to the apply stage.
 fn decode_stage(
     reader: impl Read,
-    algorithm: Algorithm,
-    tx: mpsc::SyncSender<io::Result<Vec<u8>>>,
+    tx: mpsc::SyncSender<io::Result<Chunk>>,
+    hash: mpsc::SyncSender<HashMsg>,
     recycled: mpsc::Receiver<Vec<u8>>,
 ) -> Result<Decoded> {
-    let mut outer = HashReader {
+    let mut outer = TeeReader {
         inner: reader,
-        hasher: algorithm.hasher(),
+        hash: hash.clone(),
         count: 0,
     };
-    let fail = |tx: &mpsc::SyncSender<io::Result<Vec<u8>>>, e: io::Error| {
+    let fail = |tx: &mpsc::SyncSender<io::Result<Chunk>>, e: io::Error| {
         let msg = e.to_string();
         let _ = tx.send(Err(e));
         Error::InvalidLayer(msg)
     };
-    let (compression, diff_id, tar_size) = {
+    let (compression, tar_size) = {
         let mut buffered = BufReader::with_capacity(1 << 17, &mut outer);
         let magic = match buffered.fill_buf() {
             Ok(m) => m,
@@ -253,7 +323,6 @@ fn decode_stage(
                 Err(e) => return Err(fail(&tx, e)),
             },
         };
-        let mut hasher = Algorithm::Sha256.hasher();
         let mut total = 0u64;
         loop {
             let mut chunk = recycled.try_recv().unwrap_or_default();
@@ -278,14 +347,14 @@ fn decode_stage(
                 break;
             }
             chunk.truncate(filled);
-            hasher.update(&chunk);
             total += filled as u64;
-            if tx.send(Ok(chunk)).is_err() {
+            let chunk = Arc::new(chunk);
+            if hash.send(HashMsg::Tar(chunk.clone())).is_err() || tx.send(Ok(chunk)).is_err() {
                 // the writer stopped on an error of its own, which it reports
                 return Err(Error::InvalidLayer("layer apply stopped".into()));
             }
         }
-        (compression, hasher.finish(), total)
+        (compression, total)
     };
     drop(tx);
     // bytes after the compressed stream still belong to the blob
@@ -293,18 +362,16 @@ fn decode_stage(
         .map_err(|e| Error::InvalidLayer(format!("reading stream trailer: {e}")))?;
     Ok(Decoded {
         compression,
-        digest: outer.hasher.finish(),
         compressed_size: outer.count,
-        diff_id,
         tar_size,
     })
 }
 
 /// Reads the chunks the first stage sends.
 struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    rx: mpsc::Receiver<io::Result<Chunk>>,
     recycle: mpsc::SyncSender<Vec<u8>>,
-    buf: Vec<u8>,
+    buf: Chunk,
     pos: usize,
 }
 
@@ -314,9 +381,7 @@ impl Read for ChannelReader {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
                     let old = std::mem::replace(&mut self.buf, chunk);
-                    if old.capacity() >= CHUNK {
-                        let _ = self.recycle.try_send(old);
-                    }
+                    give_back(old, &self.recycle);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
@@ -338,7 +403,16 @@ struct Applier<'a> {
     created: HashSet<Vec<u8>>,
     /// Directories whose times are set at the end, as (path, mtime).
     dirs: Vec<(Vec<u8>, i64)>,
-    parent_cache: Option<(Vec<u8>, OwnedFd)>,
+    /// The last parent directory: its path, an `O_PATH` fd and its group.
+    parent_cache: Option<(Vec<u8>, Rc<OwnedFd>, u32)>,
+    /// Our effective uid and gid: the owner of what we create, so `chown` to them is skipped.
+    euid: u32,
+    egid: u32,
+    /// The process umask when it could be read: files whose mode it does not change are
+    /// created with their final mode and need no `chmod`.
+    umask: Option<u32>,
+    /// Reused buffer for file contents (small files are written with one `write`).
+    copy_buf: Vec<u8>,
     content_size: u64,
     entries: u64,
     xattrs_skipped: std::cell::Cell<u64>,
@@ -441,8 +515,8 @@ impl<'a> Applier<'a> {
     }
 
     /// Returns an fd for the parent directory, creating missing directories (mode 0755).
-    fn parent_dir(&mut self, parent: &[u8], entry: &[u8]) -> Result<BorrowedFd<'_>> {
-        let hit = matches!(&self.parent_cache, Some((p, _)) if p == parent);
+    fn parent_dir(&mut self, parent: &[u8], entry: &[u8]) -> Result<Rc<OwnedFd>> {
+        let hit = matches!(&self.parent_cache, Some((p, _, _)) if p == parent);
         if !hit {
             let flags = OFlags::PATH | OFlags::DIRECTORY;
             let fd = match self.open_beneath(parent, flags, entry) {
@@ -465,10 +539,13 @@ impl<'a> Applier<'a> {
                 }
                 Err(e) => return Err(e),
             };
-            self.parent_cache = Some((parent.to_vec(), fd));
+            let gid = rustix::fs::fstat(&fd)
+                .map_err(|e| self.io_err("stat", parent, e))?
+                .st_gid;
+            self.parent_cache = Some((parent.to_vec(), Rc::new(fd), gid));
         }
         match &self.parent_cache {
-            Some((_, fd)) => Ok(fd.as_fd()),
+            Some((_, fd, _)) => Ok(fd.clone()),
             None => unreachable!("cache was just filled"),
         }
     }
@@ -571,10 +648,7 @@ impl<'a> Applier<'a> {
 
     fn directory(&mut self, path: &SafePath, meta: &Meta, raw: &[u8]) -> Result<()> {
         let name = path.name.clone();
-        let parent = self
-            .parent_dir(&path.parent, raw)?
-            .try_clone_to_owned()
-            .ctx("dup", self.root)?;
+        let parent = self.parent_dir(&path.parent, raw)?;
         match rustix::fs::mkdirat(&parent, os(&name), Mode::from_raw_mode(0o700)) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
@@ -595,7 +669,7 @@ impl<'a> Applier<'a> {
             Mode::empty(),
         )
         .map_err(|e| self.io_err("open directory", &path.full, e))?;
-        self.set_fd_meta(&fd, meta, &path.full, false)?;
+        self.set_fd_meta(&fd, meta, &path.full, false, Done::default())?;
         self.created.insert(path.full.clone());
         self.dirs.push((path.full.clone(), meta.mtime));
         Ok(())
@@ -608,43 +682,82 @@ impl<'a> Applier<'a> {
         data: &mut R,
         raw: &[u8],
     ) -> Result<()> {
-        let parent = self
-            .parent_dir(&path.parent, raw)?
-            .try_clone_to_owned()
-            .ctx("dup", self.root)?;
+        let parent = self.parent_dir(&path.parent, raw)?;
+        let parent_gid = self.parent_cache.as_ref().map_or(u32::MAX, |c| c.2);
+        // Create with the final mode when the umask leaves it alone and it has no set-id or
+        // sticky bits (those are set by chmod after chown, which would clear them).
+        let final_mode = meta.mode & 0o7000 == 0 && self.umask.is_some_and(|u| meta.mode & u == 0);
+        let create_mode = Mode::from_raw_mode(if final_mode { meta.mode } else { 0o600 });
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd =
-            match rustix::fs::openat(&parent, os(&path.name), flags, Mode::from_raw_mode(0o600)) {
-                Ok(fd) => fd,
-                Err(Errno::EXIST) => {
-                    self.remove_existing(parent.as_fd(), &path.name)?;
-                    rustix::fs::openat(&parent, os(&path.name), flags, Mode::from_raw_mode(0o600))
-                        .map_err(|e| self.io_err("create", &path.full, e))?
-                }
-                Err(e) => return Err(self.io_err("create", &path.full, e)),
-            };
+        let fd = match rustix::fs::openat(&parent, os(&path.name), flags, create_mode) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) => {
+                self.remove_existing(parent.as_fd(), &path.name)?;
+                rustix::fs::openat(&parent, os(&path.name), flags, create_mode)
+                    .map_err(|e| self.io_err("create", &path.full, e))?
+            }
+            Err(e) => return Err(self.io_err("create", &path.full, e)),
+        };
         let mut file = File::from(fd);
-        let n = io::copy(data, &mut file).map_err(|e| {
-            Error::InvalidLayer(format!(
-                "reading content of {:?}: {e}",
-                String::from_utf8_lossy(raw)
-            ))
-        })?;
-        self.content_size += n;
-        self.set_fd_meta(&file, meta, &path.full, true)?;
+        self.content_size += self.copy_content(data, &mut file, path, raw)?;
+        let done = Done {
+            // a new file belongs to our euid and to our egid or its directory's group
+            owner: meta.uid == u64::from(self.euid)
+                && meta.gid == u64::from(self.egid)
+                && parent_gid == self.egid,
+            mode: final_mode,
+        };
+        self.set_fd_meta(&file, meta, &path.full, true, done)?;
         self.created.insert(path.full.clone());
         Ok(())
+    }
+
+    /// Copies a file's content through one reused buffer: files up to [`CHUNK`] bytes get a
+    /// single `write`.
+    fn copy_content<R: Read>(
+        &mut self,
+        data: &mut R,
+        file: &mut File,
+        path: &SafePath,
+        raw: &[u8],
+    ) -> Result<u64> {
+        if self.copy_buf.len() < CHUNK {
+            self.copy_buf.resize(CHUNK, 0);
+        }
+        let mut total = 0u64;
+        loop {
+            let mut filled = 0;
+            while filled < CHUNK {
+                match data.read(&mut self.copy_buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(Error::InvalidLayer(format!(
+                            "reading content of {:?}: {e}",
+                            String::from_utf8_lossy(raw)
+                        )));
+                    }
+                }
+            }
+            if filled == 0 {
+                return Ok(total);
+            }
+            file.write_all(&self.copy_buf[..filled])
+                .map_err(|e| Error::io("write", self.root.join(os(&path.full)), e))?;
+            total += filled as u64;
+            if filled < CHUNK {
+                return Ok(total);
+            }
+        }
     }
 
     fn symlink(&mut self, path: &SafePath, target: &[u8], meta: &Meta, raw: &[u8]) -> Result<()> {
         if target.contains(&0) || target.len() > PATH_MAX {
             return Err(self.unsafe_err(raw, "symlink target is invalid or too long"));
         }
-        let parent = self
-            .parent_dir(&path.parent, raw)?
-            .try_clone_to_owned()
-            .ctx("dup", self.root)?;
+        let parent = self.parent_dir(&path.parent, raw)?;
         // A symlink may point anywhere: it is only ever followed beneath the root.
         match rustix::fs::symlinkat(os(target), &parent, os(&path.name)) {
             Ok(()) => {}
@@ -666,10 +779,7 @@ impl<'a> Applier<'a> {
             return Err(self.unsafe_err(raw, "hardlink to the layer root"));
         };
         let tparent = self.open_beneath(&tpath.parent, OFlags::PATH | OFlags::DIRECTORY, raw)?;
-        let parent = self
-            .parent_dir(&path.parent, raw)?
-            .try_clone_to_owned()
-            .ctx("dup", self.root)?;
+        let parent = self.parent_dir(&path.parent, raw)?;
         let link = |s: &Self| {
             rustix::fs::linkat(
                 &tparent,
@@ -711,10 +821,7 @@ impl<'a> Applier<'a> {
         meta: &Meta,
         raw: &[u8],
     ) -> Result<()> {
-        let parent = self
-            .parent_dir(&path.parent, raw)?
-            .try_clone_to_owned()
-            .ctx("dup", self.root)?;
+        let parent = self.parent_dir(&path.parent, raw)?;
         let mode = Mode::from_raw_mode(meta.mode & 0o777);
         match rustix::fs::mknodat(&parent, os(&path.name), ft, mode, dev) {
             Ok(()) => {}
@@ -731,10 +838,7 @@ impl<'a> Applier<'a> {
     }
 
     fn whiteout(&mut self, path: &SafePath, target: &[u8], raw: &[u8]) -> Result<()> {
-        let parent = self
-            .parent_dir(&path.parent, raw)?
-            .try_clone_to_owned()
-            .ctx("dup", self.root)?;
+        let parent = self.parent_dir(&path.parent, raw)?;
         let mut full = path.parent.clone();
         if !full.is_empty() {
             full.push(b'/');
@@ -821,9 +925,16 @@ impl<'a> Applier<'a> {
         }
     }
 
-    fn set_fd_meta(&self, fd: impl AsFd, meta: &Meta, rel: &[u8], times: bool) -> Result<()> {
+    fn set_fd_meta(
+        &self,
+        fd: impl AsFd,
+        meta: &Meta,
+        rel: &[u8],
+        times: bool,
+        done: Done,
+    ) -> Result<()> {
         let fd = fd.as_fd();
-        if self.opts.same_owner {
+        if self.opts.same_owner && !done.owner {
             rustix::fs::fchown(
                 fd,
                 Some(rustix::fs::Uid::from_raw(meta.uid as u32)),
@@ -832,8 +943,10 @@ impl<'a> Applier<'a> {
             .map_err(|e| self.io_err("chown", rel, e))?;
         }
         // after chown, which clears set-id bits
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
-            .map_err(|e| self.io_err("chmod", rel, e))?;
+        if !done.mode {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
+                .map_err(|e| self.io_err("chmod", rel, e))?;
+        }
         for (k, v) in &meta.xattrs {
             let r = rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty());
             self.xattr_result(r, rel)?;
@@ -918,6 +1031,23 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// Metadata a new file already has, so setting it again is skipped.
+#[derive(Default, Clone, Copy)]
+struct Done {
+    /// Owner and group are the ones the tar asks for.
+    owner: bool,
+    /// The mode is the one the tar asks for.
+    mode: bool,
+}
+
+/// The umask, from `/proc/self/status` (reading it with `umask(2)` would change it for a
+/// moment, for every thread).
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 struct Meta {

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use common::{TarBuilder, gzip, listing, tempdir, zstd};
+use common::{TarBuilder, gzip, listing, noise, tempdir, zstd};
 use longshore_graph::{ApplyOptions, Compression, Digest, Error, WhiteoutMode, apply_layer};
 
 fn opts(w: WhiteoutMode) -> ApplyOptions {
@@ -424,4 +424,148 @@ fn unsupported_xattrs_are_skipped_like_docker() {
     let mut buf = [0u8; 8];
     let n = rustix::fs::lgetxattr(dir.path().join("link"), "trusted.kept", &mut buf).unwrap();
     assert_eq!(&buf[..n], b"y");
+}
+
+/// The process umask, read without changing it.
+fn umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .unwrap();
+    u32::from_str_radix(line.trim(), 8).unwrap()
+}
+
+/// Files are created with their final mode when the umask allows and chown is skipped when
+/// the owner is already right: every mode and owner must still come out as the tar says,
+/// whatever the umask, set-id bits or the group of the directory (setgid directories give
+/// new files their group, so a chown to our own gid is not a no-op there).
+#[test]
+fn modes_and_owners_survive_the_skipped_chmod_and_chown() {
+    longshore_test_support::require_root!();
+    let modes = [
+        0o644, 0o755, 0o666, 0o777, 0o600, 0o000, 0o4755, 0o2755, 0o1777, 0o640,
+    ];
+    let mut b = TarBuilder::new();
+    b.dir("m", 0o755);
+    for m in modes {
+        b.file_full(&format!("m/{m:o}"), b"x", m, 0, 0, 1_400_000_000);
+        b.file_full(&format!("m/u{m:o}"), b"y", m, 1000, 1000, 1_400_000_000);
+    }
+    // a setgid directory of group 1000 in the layer, a root:root file in it
+    b.dir_owned("sg", 0o2775, 0, 1000);
+    b.file_full("sg/root", b"r", 0o644, 0, 0, 1_400_000_000);
+    b.file_full("sg/user", b"u", 0o644, 1000, 1000, 1_400_000_000);
+    // a directory of group 1000 that the target already has (a lower layer's copy)
+    b.file_full("pre/root", b"p", 0o644, 0, 0, 1_400_000_000);
+    let tar = b.finish();
+    let dir = tempdir("apply");
+    let pre = dir.path().join("pre");
+    fs::create_dir(&pre).unwrap();
+    std::os::unix::fs::chown(&pre, Some(0), Some(1000)).unwrap();
+    fs::set_permissions(&pre, fs::Permissions::from_mode(0o2775)).unwrap();
+
+    apply_layer(&gzip(&tar)[..], dir.path(), &opts(WhiteoutMode::Delete)).unwrap();
+    eprintln!("umask {:o}", umask());
+    for m in modes {
+        for (name, owner) in [(format!("{m:o}"), 0), (format!("u{m:o}"), 1000)] {
+            let md = fs::symlink_metadata(dir.path().join("m").join(&name)).unwrap();
+            assert_eq!(md.mode() & 0o7777, m, "mode of m/{name}");
+            assert_eq!((md.uid(), md.gid()), (owner, owner), "owner of m/{name}");
+            assert_eq!(md.mtime(), 1_400_000_000, "mtime of m/{name}");
+        }
+    }
+    for (rel, owner) in [("sg/root", 0), ("sg/user", 1000), ("pre/root", 0)] {
+        let md = fs::metadata(dir.path().join(rel)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (owner, owner), "owner of {rel}");
+        assert_eq!(md.mode() & 0o7777, 0o644, "mode of {rel}");
+    }
+    assert_eq!(
+        fs::metadata(dir.path().join("sg")).unwrap().mode() & 0o7777,
+        0o2775
+    );
+}
+
+/// A layer of several MiB goes through the decode, hash and apply threads in many chunks (and
+/// recycled buffers): contents of files larger than the copy buffer, empty files, and both
+/// digests (sha256 and sha512 blob digests) must be exact.
+#[test]
+fn large_layers_keep_contents_and_digests_across_chunks() {
+    longshore_test_support::require_root!();
+    use sha2::Digest as _;
+    let big = noise(3 * (1 << 20) + 123, 1);
+    let exact = noise(1 << 20, 2);
+    let mut b = TarBuilder::new();
+    b.file("big", &big).file("empty", b"").file("exact", &exact);
+    let mut small = Vec::new();
+    for i in 0..300 {
+        let data = noise(i * 97 % 20_000, i as u64 + 3);
+        b.file(&format!("small/{i}"), &data);
+        small.push(data);
+    }
+    b.file("tail", &big[..5000]);
+    let tar = b.finish();
+    assert!(tar.len() > 4 << 20);
+    let gz = gzip(&tar);
+
+    let dir = tempdir("apply");
+    let rep = apply_layer(&gz[..], dir.path(), &opts(WhiteoutMode::Delete)).unwrap();
+    assert_eq!(rep.digest, Digest::sha256_of(&gz));
+    assert_eq!(rep.diff_id, Digest::sha256_of(&tar));
+    assert_eq!(rep.tar_size, tar.len() as u64);
+    assert_eq!(rep.compressed_size, gz.len() as u64);
+    assert_eq!(fs::read(dir.path().join("big")).unwrap(), big);
+    assert_eq!(fs::read(dir.path().join("exact")).unwrap(), exact);
+    assert_eq!(fs::read(dir.path().join("tail")).unwrap(), &big[..5000]);
+    assert!(fs::read(dir.path().join("empty")).unwrap().is_empty());
+    for (i, data) in small.iter().enumerate() {
+        assert_eq!(
+            &fs::read(dir.path().join(format!("small/{i}"))).unwrap(),
+            data
+        );
+    }
+
+    let dir = tempdir("apply");
+    let rep = longshore_graph::apply::apply_layer_with(
+        &gz[..],
+        dir.path(),
+        &opts(WhiteoutMode::Delete),
+        longshore_graph::Algorithm::Sha512,
+    )
+    .unwrap();
+    let want = format!("sha512:{}", hex::encode(sha2::Sha512::digest(&gz)));
+    assert_eq!(rep.digest.to_string(), want);
+    assert_eq!(rep.diff_id, Digest::sha256_of(&tar));
+}
+
+/// An error in the apply stage while the decode and hash stages still have megabytes to send
+/// (first entry) or after many chunks (last entry) ends all three threads with that error.
+#[test]
+fn hostile_entries_stop_every_pipeline_stage() {
+    let big = noise(6 << 20, 9);
+    hostile(
+        TarBuilder::new()
+            .file("../outside/pwned", b"x")
+            .file("big", &big)
+            .finish(),
+        "'..'",
+    );
+    let gz = gzip(
+        &TarBuilder::new()
+            .file("big", &big)
+            .file("/outside/pwned", b"x")
+            .finish(),
+    );
+    let dir = tempdir("apply");
+    let err = apply_layer(&gz[..], dir.path(), &opts(WhiteoutMode::Delete)).unwrap_err();
+    assert!(matches!(err, Error::UnsafeTarEntry { .. }), "{err}");
+    // corrupt after several chunks: a gzip error, not a hang
+    let mut bad = gz.clone();
+    let at = bad.len() * 3 / 4;
+    for b in &mut bad[at..at + 64] {
+        *b ^= 0x5a;
+    }
+    let dir = tempdir("apply");
+    let err = apply_layer(&bad[..], dir.path(), &opts(WhiteoutMode::Delete)).unwrap_err();
+    assert!(matches!(err, Error::InvalidLayer(_)), "{err}");
 }

@@ -45,6 +45,14 @@ impl TarBuilder {
         self.push(h, &[])
     }
 
+    /// A directory with an owner.
+    pub fn dir_owned(&mut self, name: &str, mode: u32, uid: u64, gid: u64) -> &mut Self {
+        let mut h = Self::header(name.as_bytes(), tar::EntryType::Directory, mode, 0);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        self.push(h, &[])
+    }
+
     pub fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
         self.file_full(name, data, 0o644, 0, 0, 1_500_000_000)
     }
@@ -140,6 +148,19 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 pub fn zstd(data: &[u8]) -> Vec<u8> {
     zstd::encode_all(data, 3).unwrap()
+}
+
+/// `len` bytes that do not compress away (an LCG), different for each `seed`.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 56) as u8
+        })
+        .collect()
 }
 
 pub fn tempdir(tag: &str) -> tempfile::TempDir {
