@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result, file_err};
 use crate::files::{ContainerFiles, HostsEntry, Link, hosts_file, resolv_conf};
 use crate::ipam::{Ipam, pick_subnet};
+use crate::libnft::NftSession;
 use crate::netlink::{Netlink, VethPeer};
 use crate::netns::NetnsRef;
 use crate::nft;
@@ -306,6 +307,7 @@ pub struct Controller {
     ports: PortAllocator,
     proxies: Mutex<HashMap<String, Vec<Proxy>>>,
     reaper: Reaper,
+    nft: Option<NftSession>,
 }
 
 fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
@@ -400,6 +402,11 @@ impl Controller {
             .unwrap_or_default();
         let ctl = Self {
             reaper: Reaper::start(&host)?,
+            nft: if opts.iptables {
+                NftSession::start(&host)
+            } else {
+                None
+            },
             ipam: Ipam::new(&state),
             ports: PortAllocator::new(&state),
             state,
@@ -1092,6 +1099,7 @@ impl Controller {
             if self.opts.iptables && !ep.ports.is_empty() {
                 ep.rule_handles = nft::add_port_rules(
                     &self.host,
+                    self.nft.as_ref(),
                     &ep.container_id,
                     &ep.ports,
                     self.opts.userland_proxy.then_some(bridge),
@@ -1231,7 +1239,12 @@ impl Driver for BridgeDriver {
         let mut by_tag = isolated.is_some();
         if ctl.opts.iptables && !ep.ports.is_empty() {
             if ep.owner_token == ctl.token && ep.rule_handles.len() == ep.ports.len() {
-                match nft::delete_port_rules(&ctl.host, &ep.container_id, &ep.rule_handles) {
+                match nft::delete_port_rules(
+                    &ctl.host,
+                    ctl.nft.as_ref(),
+                    &ep.container_id,
+                    &ep.rule_handles,
+                ) {
                     Ok(true) => {}
                     Ok(false) => by_tag = true,
                     Err(e) => {

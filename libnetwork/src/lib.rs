@@ -80,6 +80,7 @@ pub mod controller;
 pub mod error;
 pub mod files;
 pub mod ipam;
+pub mod libnft;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use ipnetwork::Ipv4Network;
 
 use crate::error::{Error, Result};
+use crate::libnft::NftSession;
 use crate::netns::NetnsRef;
 use crate::ports::PortMapping;
 
@@ -58,6 +59,23 @@ fn run_nft(ns: &NetnsRef, what: &str, args: &[&str], stdin: Option<&str>) -> Res
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     })
+}
+
+/// Runs `script` through the in-process `session` when there is one, else through
+/// `nft --echo --handle -f -` in `ns`. Returns nft's output.
+fn run_script(
+    ns: &NetnsRef,
+    session: Option<&NftSession>,
+    what: &str,
+    script: &str,
+) -> Result<String> {
+    match session {
+        Some(s) => s.run(script).map_err(|detail| Error::Nft {
+            what: what.to_string(),
+            detail,
+        }),
+        None => run_nft(ns, what, &["--echo", "--handle", "-f", "-"], Some(script)),
+    }
 }
 
 /// Creates the table and base chains (idempotent; the jump rules are rewritten atomically).
@@ -141,9 +159,10 @@ pub fn add_hairpin(ns: &NetnsRef, network: &str, subnet: Ipv4Network) -> Result<
 ///
 /// Returns the kernel's handles of the new rules in chain `ip longshore ports` (from
 /// `nft --echo --handle`), so that [`delete_port_rules`] removes them with one `nft` run
-/// instead of listing the ruleset first.
+/// instead of listing the ruleset first. With a `session` no process is spawned.
 pub fn add_port_rules(
     ns: &NetnsRef,
+    session: Option<&NftSession>,
     owner: &str,
     ports: &[PortMapping],
     skip_iif: Option<&str>,
@@ -171,7 +190,7 @@ pub fn add_port_rules(
         ));
     }
     let what = format!("publish ports of {owner}");
-    let out = run_nft(ns, &what, &["--echo", "--handle", "-f", "-"], Some(&script))?;
+    let out = run_script(ns, session, &what, &script)?;
     let handles = echoed_rule_handles(&out);
     if handles.len() != ports.len() {
         // cannot happen with a working nft; never guess handles: teardown goes by tag
@@ -202,7 +221,12 @@ pub fn echoed_rule_handles(out: &str) -> Vec<u64> {
 ///
 /// Handles are only unique within one incarnation of the table: use them only when the
 /// table cannot have been deleted and recreated since the rules were added.
-pub fn delete_port_rules(ns: &NetnsRef, owner: &str, handles: &[u64]) -> Result<bool> {
+pub fn delete_port_rules(
+    ns: &NetnsRef,
+    session: Option<&NftSession>,
+    owner: &str,
+    handles: &[u64],
+) -> Result<bool> {
     if handles.is_empty() {
         return Ok(true);
     }
@@ -210,11 +234,11 @@ pub fn delete_port_rules(ns: &NetnsRef, owner: &str, handles: &[u64]) -> Result<
         .iter()
         .map(|h| format!("delete rule ip {TABLE} ports handle {h}\n"))
         .collect();
-    match run_nft(
+    match run_script(
         ns,
+        session,
         &format!("delete the port rules of {owner}"),
-        &["-f", "-"],
-        Some(&script),
+        &script,
     ) {
         Ok(_) => Ok(true),
         Err(Error::Nft { detail, .. }) if detail.contains("No such file") => Ok(false),

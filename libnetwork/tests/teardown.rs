@@ -149,10 +149,13 @@ fn port_rules_go_by_handle_and_a_stale_handle_falls_back_to_the_tag() {
     // someone deletes one of the rules behind our back: the handle batch fails as a whole
     // and teardown falls back to the comment tag
     assert!(
-        nft::delete_port_rules(host.ns.netns(), "handles", &ep.info.rule_handles[..1]).unwrap()
+        nft::delete_port_rules(host.ns.netns(), None, "handles", &ep.info.rule_handles[..1])
+            .unwrap()
     );
     assert_eq!(ours(host.rule_tags()), 1);
-    assert!(!nft::delete_port_rules(host.ns.netns(), "handles", &ep.info.rule_handles).unwrap());
+    assert!(
+        !nft::delete_port_rules(host.ns.netns(), None, "handles", &ep.info.rule_handles).unwrap()
+    );
     assert_eq!(ours(host.rule_tags()), 1, "a failed batch deletes nothing");
     ctl.disconnect("handles").unwrap();
     assert_eq!(ours(host.rule_tags()), 0);
@@ -180,4 +183,28 @@ fn echoed_handles_are_parsed_in_order() {
                # new generation 7 by process 99 (nft)\n";
     assert_eq!(nft::echoed_rule_handles(out), vec![12, 13]);
     assert!(nft::echoed_rule_handles("add table ip t # handle 1\n").is_empty());
+}
+
+#[test]
+fn the_in_process_nft_session_echoes_handles_and_reports_errors() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let _ctl = host.controller(); // creates table ip longshore in the test host
+    let s = longshore_network::libnft::NftSession::start(host.ns.netns())
+        .expect("libnftables.so.1 (package nftables) loads");
+    let out = s
+        .run("add rule ip longshore ports tcp dport 7700 dnat to 10.9.9.9:80 comment \"ep:sess\"\n")
+        .unwrap();
+    let h = nft::echoed_rule_handles(&out);
+    assert_eq!(h.len(), 1, "{out}");
+    // the rule is in the test host's namespace, not the machine's
+    assert!(host.rule_tags().contains(&"ep:sess".to_string()));
+    assert!(nft::delete_port_rules(host.ns.netns(), Some(&s), "sess", &h).unwrap());
+    assert!(!host.rule_tags().contains(&"ep:sess".to_string()));
+    // a stale handle: false, nothing deleted
+    assert!(!nft::delete_port_rules(host.ns.netns(), Some(&s), "sess", &h).unwrap());
+    let err = s
+        .run("add rule ip longshore nosuchchain accept\n")
+        .unwrap_err();
+    assert!(err.contains("No such file"), "{err}");
 }
