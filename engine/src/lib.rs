@@ -1,22 +1,60 @@
 //! # longshore-engine
 //!
-//! The seed's *Engine*: jobs that compose the `lib*` crates (pull an image, create and
-//! run a container, commit, save), container and image state, events, logs, volumes,
-//! and the Docker-compatible Engine API server.
+//! The seed's *Engine*: jobs that compose the `lib*` crates. Today it has one job,
+//! [`Engine::pull`]: libregistry downloads an image's blobs straight into libgraph's
+//! content store (through [`GraphContent`], no second copy), and each layer is unpacked by
+//! libgraph's graph driver as soon as its blob and its parent layer are done, while the
+//! other blobs are still downloading. The image is then recorded (its ID is the config
+//! digest) and tagged with the reference.
 //!
-//! Not yet built: no issue has been filed for it; nothing is exported yet.
+//! Containers, events, logs, volumes and the Engine API server are not built yet.
+//!
+//! ```no_run
+//! use longshore_engine::{Engine, EngineOptions, PullJobOptions};
+//!
+//! # async fn demo() -> Result<(), longshore_engine::Error> {
+//! let engine = Engine::open(
+//!     "/var/lib/longshore",
+//!     EngineOptions {
+//!         client: longshore_registry::ClientOptions {
+//!             insecure_registries: vec!["127.0.0.1:5000".into()],
+//!             ..Default::default()
+//!         },
+//!         ..Default::default()
+//!     },
+//! )?;
+//! let report = engine
+//!     .pull("127.0.0.1:5000/library/busybox:latest", &PullJobOptions::default())
+//!     .await?;
+//! println!("{report}");
+//! # Ok(()) }
+//! ```
+//!
+//! Errors name the image and the problem; this runs as a doctest:
 //!
 //! ```
-//! assert_eq!(longshore_engine::CRATE_NAME, "longshore-engine");
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let dir = tempfile::Builder::new().prefix("longshore-doc-").tempdir().unwrap();
+//! let opts = longshore_engine::EngineOptions {
+//!     driver: Some("vfs".into()),
+//!     ..Default::default()
+//! };
+//! let engine = longshore_engine::Engine::open(dir.path(), opts).unwrap();
+//! let err = engine
+//!     .pull("Not A Reference", &Default::default())
+//!     .await
+//!     .unwrap_err();
+//! assert!(err.to_string().contains("invalid image reference"));
+//! # }
 //! ```
+
+mod content;
+mod error;
+mod pull;
+
+pub use content::{GraphBlobWriter, GraphContent};
+pub use error::{Error, Result};
+pub use pull::{Engine, EngineOptions, LayerOutcome, PullJobOptions, PullReport};
 
 /// The package name, for diagnostics.
 pub const CRATE_NAME: &str = "longshore-engine";
-
-/// Errors from engine jobs.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The requested operation is not implemented yet.
-    #[error("{0} is not implemented yet in longshore-engine")]
-    Unimplemented(&'static str),
-}

@@ -1,0 +1,521 @@
+//! The pull job: download into libgraph's content store, unpack layers as they arrive.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use longshore_graph::meta::LayerRow;
+use longshore_graph::{Digest, Store, StoreOptions, chain_id};
+use longshore_registry::{
+    Client, ClientOptions, Platform, Progress, ProgressEvent, ProgressSender, PullOptions,
+    PulledImage, Reference,
+};
+use oci_spec::image::Digest as OciDigest;
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::task::JoinHandle;
+
+use crate::content::{GraphContent, graph_digest};
+use crate::error::{Error, Result, graph};
+
+/// How to open an [`Engine`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Graph driver (`overlay`, `vfs`); `None`: `$LONGSHORE_DRIVER` or detection.
+    pub driver: Option<String>,
+    /// Registry client settings (insecure registries, mirrors, concurrency...).
+    pub client: ClientOptions,
+}
+
+/// Options of one pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullJobOptions {
+    /// Platform to pick from an index (default: the host's).
+    pub platform: Option<Platform>,
+    /// Where progress goes: libregistry's download events, plus `Extracting` (start and
+    /// end of each layer's unpacking) and `AlreadyExists` for layers already unpacked.
+    pub progress: Option<ProgressSender>,
+}
+
+/// What happened to one layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerOutcome {
+    /// The layer blob (compressed) digest.
+    pub blob: Digest,
+    /// Its diff ID.
+    pub diff_id: Digest,
+    /// The graph driver's ID of the layer.
+    pub cache_id: String,
+    /// The layer (same chain) was already unpacked; nothing was extracted.
+    pub already_existed: bool,
+}
+
+/// The result of [`Engine::pull`].
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// The reference pulled, normalised (`docker.io/library/busybox:latest`).
+    pub reference: String,
+    /// Image ID (the config digest).
+    pub image_id: Digest,
+    /// Digest of the image manifest.
+    pub manifest_digest: String,
+    /// Layers, base first.
+    pub layers: Vec<LayerOutcome>,
+    /// The image already existed (and the tag already pointed at it): nothing changed.
+    pub already_exists: bool,
+}
+
+impl fmt::Display for PullReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.already_exists {
+            write!(
+                f,
+                "{}: image already exists ({}), up to date",
+                self.reference, self.image_id
+            )
+        } else {
+            write!(
+                f,
+                "{}: pulled image {} (manifest {}, {} layers)",
+                self.reference,
+                self.image_id,
+                self.manifest_digest,
+                self.layers.len()
+            )
+        }
+    }
+}
+
+/// The engine: a libgraph image store and a libregistry client.
+pub struct Engine {
+    graph: Arc<Store>,
+    client: Client,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("root", &self.graph.root())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (creating) the image store at `root` and makes a registry client.
+    pub fn open(root: impl AsRef<Path>, opts: EngineOptions) -> Result<Engine> {
+        let root = root.as_ref();
+        let store = Store::open(
+            root,
+            StoreOptions {
+                driver: opts.driver,
+            },
+        )
+        .map_err(graph(format!("open image store {}", root.display())))?;
+        Ok(Engine::from_parts(store, Client::new(opts.client)))
+    }
+
+    /// An engine over an already opened store and client.
+    pub fn from_parts(graph: Store, client: Client) -> Engine {
+        Engine {
+            graph: Arc::new(graph),
+            client,
+        }
+    }
+
+    /// The image store.
+    pub fn graph(&self) -> &Store {
+        &self.graph
+    }
+
+    /// The registry client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Pulls `reference` and unpacks it into the image store (`docker pull`).
+    ///
+    /// Layers are registered in order, each as soon as its blob is verified in the content
+    /// store and its parent is registered, while later blobs still download. Each layer's
+    /// diff ID is checked against the config's `rootfs.diff_ids`; the image (ID = config
+    /// digest) is created and tagged only when every layer is in. A layer already present
+    /// (same chain ID) is not unpacked again.
+    ///
+    /// Dropping the future stops the downloads (no partial blob stays visible); a layer
+    /// being unpacked at that moment finishes on its worker thread (or, if the process is
+    /// killed, is marked incomplete and removed by libgraph at the next open). Layers
+    /// registered by a pull that fails hold no reference; `Store::gc` removes them.
+    pub async fn pull(&self, reference: &str, opts: &PullJobOptions) -> Result<PullReport> {
+        let parsed: Reference = reference
+            .parse()
+            .map_err(|source| Error::InvalidReference {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            })?;
+        let name = parsed.to_string();
+        let (tx, mut rx) = unbounded_channel::<Progress>();
+        let content = GraphContent::new(self.graph.content().clone());
+        let ropts = PullOptions {
+            platform: opts.platform.clone(),
+            progress: Some(tx),
+        };
+        let user = opts.progress.clone();
+        let mut sched = Speculation::default();
+        let mut running: Option<JoinHandle<Result<LayerOutcome>>> = None;
+        let pull = self.client.pull(&parsed, &content, &ropts);
+        tokio::pin!(pull);
+
+        let pulled: std::result::Result<PulledImage, longshore_registry::Error> = loop {
+            if running.is_none()
+                && let Some((blob, diff_id, parent)) = sched.next(&self.graph)
+            {
+                running = Some(self.spawn_apply(&name, blob, diff_id, parent, user.clone()));
+            }
+            tokio::select! {
+                biased;
+                Some(ev) = rx.recv() => sched.on_event(ev, user.as_ref()),
+                done = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
+                    running = None;
+                    match join(done, "unpacking a layer") {
+                        Ok(l) => sched.applied.push(l),
+                        Err(e) => {
+                            // Fall back to the ordered phase, which reports the error
+                            // again if it is real.
+                            tracing::debug!("speculative unpack failed: {e}");
+                            sched.disabled = true;
+                        }
+                    }
+                }
+                res = &mut pull => break res,
+            }
+        };
+        while let Ok(ev) = rx.try_recv() {
+            sched.on_event(ev, user.as_ref());
+        }
+        // Let the layer in flight finish before anything else touches the store.
+        if let Some(h) = running.take() {
+            match join(h.await, "unpacking a layer") {
+                Ok(l) => sched.applied.push(l),
+                Err(_) => sched.disabled = true,
+            }
+        }
+        let pulled = pulled.map_err(|source| match source {
+            longshore_registry::Error::NotFound { .. } => Error::NotFound {
+                reference: name.clone(),
+                source: Box::new(source),
+            },
+            source => Error::Registry {
+                reference: name.clone(),
+                source: Box::new(source),
+            },
+        })?;
+        self.finish(&name, &parsed, pulled, sched.applied, user)
+            .await
+    }
+
+    fn spawn_apply(
+        &self,
+        name: &str,
+        blob: Digest,
+        diff_id: Digest,
+        parent: Option<LayerRow>,
+        progress: Option<ProgressSender>,
+    ) -> JoinHandle<Result<LayerOutcome>> {
+        let store = Arc::clone(&self.graph);
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            apply_one(
+                &store,
+                &name,
+                &blob,
+                &diff_id,
+                parent.as_ref(),
+                progress.as_ref(),
+            )
+        })
+    }
+
+    /// The ordered phase: with the authoritative manifest, keep what the speculative
+    /// phase registered when it matches, unpack the rest, create and tag the image.
+    async fn finish(
+        &self,
+        name: &str,
+        parsed: &Reference,
+        pulled: PulledImage,
+        speculative: Vec<LayerOutcome>,
+        progress: Option<ProgressSender>,
+    ) -> Result<PullReport> {
+        let config_digest =
+            graph_digest(pulled.config.digest()).map_err(|e| Error::InvalidConfig {
+                reference: name.to_string(),
+                digest: pulled.config.digest().to_string(),
+                reason: e.to_string(),
+            })?;
+        let config = self
+            .graph
+            .content()
+            .read(&config_digest)
+            .map_err(graph(format!("read config of {name}")))?;
+        let diff_ids = parse_diff_ids(&config).map_err(|reason| Error::InvalidConfig {
+            reference: name.to_string(),
+            digest: config_digest.to_string(),
+            reason,
+        })?;
+        let blobs = pulled
+            .layers
+            .iter()
+            .map(|l| graph_digest(l.digest()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::InvalidConfig {
+                reference: name.to_string(),
+                digest: config_digest.to_string(),
+                reason: format!("bad layer digest in manifest: {e}"),
+            })?;
+        if blobs.len() != diff_ids.len() {
+            return Err(Error::InvalidConfig {
+                reference: name.to_string(),
+                digest: config_digest.to_string(),
+                reason: format!(
+                    "the manifest has {} layers but the config lists {} diff IDs",
+                    blobs.len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let store = Arc::clone(&self.graph);
+        let name_owned = name.to_string();
+        let parsed_tag = parsed
+            .tag()
+            .filter(|_| parsed.digest().is_none())
+            .map(|_| parsed.to_string());
+        let manifest_digest = pulled.manifest.digest().to_string();
+        let worker = tokio::task::spawn_blocking(move || -> Result<PullReport> {
+            let mut layers: Vec<LayerOutcome> = Vec::with_capacity(blobs.len());
+            for (i, (blob, diff_id)) in blobs.iter().zip(&diff_ids).enumerate() {
+                let reuse = speculative
+                    .get(i)
+                    .filter(|s| &s.blob == blob && &s.diff_id == diff_id && layers.len() == i);
+                if let Some(s) = reuse {
+                    layers.push(s.clone());
+                    continue;
+                }
+                let parent = match layers.last() {
+                    Some(l) => Some(
+                        store
+                            .layer(&l.cache_id)
+                            .map_err(graph(format!("read layer {}", l.cache_id)))?
+                            .ok_or_else(|| Error::Graph {
+                                op: format!("read layer {}", l.cache_id),
+                                source: longshore_graph::Error::LayerNotFound(l.cache_id.clone()),
+                            })?,
+                    ),
+                    None => None,
+                };
+                layers.push(apply_one(
+                    &store,
+                    &name_owned,
+                    blob,
+                    diff_id,
+                    parent.as_ref(),
+                    progress.as_ref(),
+                )?);
+            }
+            let existed = store.resolve(&config_digest.to_string()).is_ok();
+            let top = layers.last().map(|l| l.cache_id.as_str());
+            let id = store
+                .create_image(&config, top, None)
+                .map_err(graph(format!(
+                    "create image {config_digest} for {name_owned}"
+                )))?;
+            let mut tag_moved = false;
+            if let Some(tag) = &parsed_tag {
+                tag_moved = store.resolve(tag).ok().as_ref() != Some(&id);
+                store
+                    .tag(&id.to_string(), tag)
+                    .map_err(graph(format!("tag {id} as {tag}")))?;
+            }
+            Ok(PullReport {
+                reference: name_owned,
+                image_id: id,
+                manifest_digest,
+                layers,
+                already_exists: existed && !tag_moved,
+            })
+        });
+        join(worker.await, "recording the image")
+    }
+}
+
+fn join<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>, what: &str) -> Result<T> {
+    r.map_err(|e| Error::Worker {
+        what: what.to_string(),
+        reason: e.to_string(),
+    })?
+}
+
+fn parse_diff_ids(config: &[u8]) -> std::result::Result<Vec<Digest>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(config).map_err(|e| format!("not JSON: {e}"))?;
+    let ids = v["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or("no rootfs.diff_ids")?;
+    ids.iter()
+        .map(|d| {
+            d.as_str()
+                .ok_or_else(|| "a diff ID is not a string".to_string())
+                .and_then(|s| Digest::parse(s).map_err(|e| e.to_string()))
+        })
+        .collect()
+}
+
+fn send(progress: Option<&ProgressSender>, blob: &Digest, event: ProgressEvent) {
+    if let (Some(tx), Ok(digest)) = (progress, blob.to_string().parse::<OciDigest>()) {
+        let _ = tx.send(Progress {
+            id: blob.short().to_string(),
+            digest,
+            event,
+        });
+    }
+}
+
+/// Registers one layer on `parent` from its stored blob (or finds it already there) and
+/// checks its diff ID. Blocking.
+fn apply_one(
+    store: &Store,
+    name: &str,
+    blob: &Digest,
+    diff_id: &Digest,
+    parent: Option<&LayerRow>,
+    progress: Option<&ProgressSender>,
+) -> Result<LayerOutcome> {
+    let chain = match parent.and_then(|p| p.chain_id.clone()) {
+        Some(pc) => chain_id(&[pc, diff_id.clone()]).expect("two digests"),
+        None => diff_id.clone(),
+    };
+    if let Some(row) = store
+        .layer_by_chain(&chain)
+        .map_err(graph(format!("look up layer {chain}")))?
+    {
+        send(progress, blob, ProgressEvent::AlreadyExists);
+        return Ok(LayerOutcome {
+            blob: blob.clone(),
+            diff_id: diff_id.clone(),
+            cache_id: row.cache_id,
+            already_existed: true,
+        });
+    }
+    let total = store.content().size(blob).unwrap_or(0);
+    send(
+        progress,
+        blob,
+        ProgressEvent::Extracting { current: 0, total },
+    );
+    let row = store
+        .register_layer_blob(parent.map(|p| p.cache_id.as_str()), blob)
+        .map_err(graph(format!("unpack layer {blob} of {name}")))?;
+    if row.diff_id.as_ref() != Some(diff_id) {
+        return Err(Error::DiffIdMismatch {
+            reference: name.to_string(),
+            blob: blob.to_string(),
+            expected: diff_id.to_string(),
+            actual: row
+                .diff_id
+                .as_ref()
+                .map_or_else(|| "(none)".to_string(), |d| d.to_string()),
+        });
+    }
+    send(
+        progress,
+        blob,
+        ProgressEvent::Extracting {
+            current: total,
+            total,
+        },
+    );
+    Ok(LayerOutcome {
+        blob: blob.clone(),
+        diff_id: diff_id.clone(),
+        cache_id: row.cache_id,
+        already_existed: false,
+    })
+}
+
+/// The speculative phase. libregistry announces every blob (`Waiting`) in manifest order,
+/// config first, before any transfer; from that and the `Done`/`AlreadyExists` events the
+/// engine starts unpacking early. Nothing here is trusted: the ordered phase keeps a
+/// speculative layer only if it matches the manifest libregistry returns, and libgraph
+/// checks the diff IDs again when the image is created.
+#[derive(Default)]
+struct Speculation {
+    order: Vec<Digest>,
+    announcing: bool,
+    ready: HashSet<Digest>,
+    diff_ids: Option<Vec<Digest>>,
+    applied: Vec<LayerOutcome>,
+    disabled: bool,
+}
+
+impl Speculation {
+    fn on_event(&mut self, ev: Progress, user: Option<&ProgressSender>) {
+        if let Ok(d) = graph_digest(&ev.digest) {
+            match ev.event {
+                ProgressEvent::Waiting => {
+                    if self.ready.is_empty() && (self.announcing || self.order.is_empty()) {
+                        self.announcing = true;
+                        self.order.push(d);
+                    }
+                }
+                ProgressEvent::Done | ProgressEvent::AlreadyExists => {
+                    self.announcing = false;
+                    self.ready.insert(d);
+                }
+                _ => self.announcing = false,
+            }
+        }
+        if let Some(tx) = user {
+            let _ = tx.send(ev);
+        }
+    }
+
+    /// The next layer to unpack, if its blob and its parent are ready.
+    fn next(&mut self, store: &Store) -> Option<(Digest, Digest, Option<LayerRow>)> {
+        if self.disabled || self.order.is_empty() {
+            return None;
+        }
+        if self.diff_ids.is_none() {
+            let config = &self.order[0];
+            if !self.ready.contains(config) {
+                return None;
+            }
+            match store
+                .content()
+                .read(config)
+                .map_err(|e| e.to_string())
+                .and_then(|c| parse_diff_ids(&c))
+            {
+                Ok(ids) if ids.len() + 1 == self.order.len() => self.diff_ids = Some(ids),
+                _ => {
+                    // Duplicate layers or an unexpected order: the ordered phase does it all.
+                    self.disabled = true;
+                    return None;
+                }
+            }
+        }
+        let i = self.applied.len();
+        let ids = self.diff_ids.as_ref()?;
+        let blob = self.order.get(i + 1)?;
+        if !self.ready.contains(blob) {
+            return None;
+        }
+        let parent = match self.applied.last() {
+            Some(l) => match store.layer(&l.cache_id) {
+                Ok(Some(row)) => Some(row),
+                _ => {
+                    self.disabled = true;
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some((blob.clone(), ids[i].clone(), parent))
+    }
+}

@@ -1,0 +1,263 @@
+//! The pull job against a real `docker-registry`, into a real libgraph store (overlay).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Registry, busybox_tar, files_tar, push_image, random_bytes, tempdir};
+use longshore_engine::{Engine, EngineOptions, Error, PullJobOptions};
+use longshore_graph::Store;
+use longshore_registry::{Progress, ProgressEvent};
+use longshore_test_support::{require_root, unique_name};
+use tokio::sync::mpsc::unbounded_channel;
+
+fn engine(root: &std::path::Path, reg: &Registry) -> Engine {
+    Engine::open(
+        root,
+        EngineOptions {
+            driver: Some("overlay".into()),
+            client: reg.client_options(),
+        },
+    )
+    .unwrap()
+}
+
+/// Removes a container layer even when an assertion fails.
+struct ContainerGuard<'a>(&'a Store, String);
+impl Drop for ContainerGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unmount_container(&self.1);
+        let _ = self.0.remove_container(&self.1);
+    }
+}
+
+fn events(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Progress>) -> Vec<Progress> {
+    let mut out = Vec::new();
+    while let Ok(p) = rx.try_recv() {
+        out.push(p);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_unpacks_a_busybox_image_and_a_second_pull_is_up_to_date() {
+    require_root!();
+    let reg = Registry::start();
+    let hello = b"hello from the second layer\n";
+    let tars = vec![
+        busybox_tar(),
+        files_tar(&[
+            ("etc/hello", hello),
+            ("data.bin", &random_bytes(7, 3 << 20)),
+        ]),
+    ];
+    let built = push_image(&reg, "test/busybox", "v1", &tars, None).await;
+
+    let root = tempdir();
+    let engine = engine(root.path(), &reg);
+    let reference = format!("{}/test/busybox:v1", reg.addr);
+    let (tx, mut rx) = unbounded_channel();
+    let opts = PullJobOptions {
+        progress: Some(tx),
+        ..Default::default()
+    };
+    let report = engine.pull(&reference, &opts).await.unwrap();
+    assert!(!report.already_exists, "{report}");
+    assert_eq!(report.image_id.to_string(), built.config.to_string());
+    assert_eq!(report.manifest_digest, built.manifest.to_string());
+    assert_eq!(report.layers.len(), 2);
+    for (i, l) in report.layers.iter().enumerate() {
+        assert_eq!(l.blob.to_string(), built.layers[i].to_string());
+        assert_eq!(l.diff_id.to_string(), built.diff_ids[i].to_string());
+        assert!(!l.already_existed);
+    }
+    // Progress: downloads, then an extraction start and end per layer.
+    let evs = events(&mut rx);
+    for blob in &built.layers {
+        let of = |want: fn(&ProgressEvent) -> bool| {
+            evs.iter()
+                .filter(|p| &p.digest == blob && want(&p.event))
+                .count()
+        };
+        assert_eq!(of(|e| matches!(e, ProgressEvent::Done)), 1, "{evs:?}");
+        assert_eq!(of(|e| matches!(e, ProgressEvent::Extracting { .. })), 2);
+    }
+
+    // The store has the image, tagged, with the layers' diff IDs.
+    let g = engine.graph();
+    let img = g.image(&reference).unwrap();
+    assert_eq!(img.id, report.image_id);
+    let want: Vec<String> = built.diff_ids.iter().map(|d| d.to_string()).collect();
+    let have: Vec<String> = img.diff_ids.iter().map(|d| d.to_string()).collect();
+    assert_eq!(have, want);
+    assert_eq!(
+        g.content().read(&report.image_id).unwrap(),
+        g.config(&reference).unwrap()
+    );
+    // Blobs are in libgraph's content store, and nothing is left in its ingest area.
+    for blob in &report.layers {
+        assert!(g.content().exists(&blob.blob));
+    }
+    assert!(g.content().ingests().unwrap().is_empty());
+
+    // A container layer mounted from the image sees files of both layers.
+    let cid = unique_name("eng");
+    g.create_container(&cid, &reference).unwrap();
+    let guard = ContainerGuard(g, cid.clone());
+    let mnt = g.mount_container(&cid).unwrap();
+    assert_eq!(std::fs::read(mnt.join("etc/hello")).unwrap(), hello);
+    let passwd = std::fs::read_to_string(mnt.join("etc/passwd")).unwrap();
+    assert!(passwd.starts_with("root:"), "{passwd}");
+    let bb = std::fs::metadata(mnt.join("bin/busybox")).unwrap();
+    assert!(bb.len() > 100_000);
+    drop(guard);
+
+    // Pulling again: already exists, nothing unpacked or downloaded.
+    let report2 = engine.pull(&reference, &opts).await.unwrap();
+    assert!(report2.already_exists);
+    assert!(report2.to_string().contains("already exists"), "{report2}");
+    assert_eq!(report2.image_id, report.image_id);
+    assert!(report2.layers.iter().all(|l| l.already_existed));
+    let evs = events(&mut rx);
+    assert!(
+        !evs.iter().any(|p| matches!(
+            p.event,
+            ProgressEvent::Extracting { .. } | ProgressEvent::Downloading { .. }
+        )),
+        "{evs:?}"
+    );
+    assert_eq!(g.images().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulling_a_missing_tag_is_a_clear_error_and_changes_nothing() {
+    require_root!();
+    let reg = Registry::start();
+    push_image(
+        &reg,
+        "test/present",
+        "v1",
+        &[files_tar(&[("a", b"a")])],
+        None,
+    )
+    .await;
+    let root = tempdir();
+    let engine = engine(root.path(), &reg);
+    for reference in [
+        format!("{}/test/present:nope", reg.addr),
+        format!("{}/test/absent:v1", reg.addr),
+    ] {
+        let err = engine
+            .pull(&reference, &PullJobOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&reference) && msg.contains("not found"),
+            "{msg}"
+        );
+    }
+    assert!(engine.graph().images().unwrap().is_empty());
+    assert!(engine.graph().content().list().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_whose_diff_id_does_not_match_the_config_creates_no_image() {
+    require_root!();
+    let reg = Registry::start();
+    let tars = vec![
+        files_tar(&[("a", b"first")]),
+        files_tar(&[("b", b"second")]),
+    ];
+    // The config claims the second layer's diff ID is that of something else.
+    let lie = vec![
+        longshore_registry::sha256_digest(&tars[0]),
+        longshore_registry::sha256_digest(b"not the layer"),
+    ];
+    push_image(&reg, "test/liar", "v1", &tars, Some(lie)).await;
+    let root = tempdir();
+    let engine = engine(root.path(), &reg);
+    let reference = format!("{}/test/liar:v1", reg.addr);
+    let err = engine
+        .pull(&reference, &PullJobOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DiffIdMismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains("diff ID"), "{err}");
+    assert!(engine.graph().images().unwrap().is_empty());
+    assert!(engine.graph().resolve(&reference).is_err());
+    // The stray layers hold no reference: gc removes them.
+    let gc = engine.graph().gc().unwrap();
+    assert!(!gc.layers_removed.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_pull_leaves_the_store_consistent_and_can_be_redone() {
+    require_root!();
+    let reg = Registry::start();
+    let tars = vec![
+        busybox_tar(),
+        files_tar(&[("big1", &random_bytes(1, 24 << 20))]),
+        files_tar(&[("big2", &random_bytes(2, 24 << 20))]),
+    ];
+    let built = push_image(&reg, "test/cancel", "v1", &tars, None).await;
+    let root = tempdir();
+    let reference = format!("{}/test/cancel:v1", reg.addr);
+    {
+        let engine = Arc::new(engine(root.path(), &reg));
+        let (tx, mut rx) = unbounded_channel();
+        let opts = PullJobOptions {
+            progress: Some(tx),
+            ..Default::default()
+        };
+        let e2 = Arc::clone(&engine);
+        let r2 = reference.clone();
+        let job = tokio::spawn(async move { e2.pull(&r2, &opts).await });
+        // Cancel as soon as a big blob is partly downloaded.
+        while let Some(p) = rx.recv().await {
+            if matches!(p.event, ProgressEvent::Downloading { current, total } if current < total && total > 1 << 20)
+            {
+                break;
+            }
+        }
+        job.abort();
+        let _ = job.await;
+        // Wait for a layer that was unpacking on a worker thread to finish.
+        for _ in 0..200 {
+            if Arc::strong_count(&engine) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let g = engine.graph();
+        // A blob whose commit (fsync + rename) was running on a blocking thread when the
+        // job was cancelled finishes it; give it time, then nothing may remain.
+        for _ in 0..200 {
+            if g.content().ingests().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(g.images().unwrap().is_empty());
+        // No partial blob visible, no ingest left by the cancelled downloads.
+        for blob in g.content().list().unwrap() {
+            g.content().verify(&blob).unwrap();
+        }
+        assert!(
+            g.content().ingests().unwrap().is_empty(),
+            "{:?}",
+            g.content().ingests()
+        );
+    }
+    // Reopened: consistent, and the pull completes.
+    let engine = engine(root.path(), &reg);
+    let check = engine.graph().check(false).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    let report = engine
+        .pull(&reference, &PullJobOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.image_id.to_string(), built.config.to_string());
+    assert_eq!(report.layers.len(), 3);
+}
