@@ -519,3 +519,72 @@ impl Speculation {
         Some((blob.clone(), ids[i].clone(), parent))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(n: u8, event: ProgressEvent) -> Progress {
+        let hex = format!("{n:02x}").repeat(32);
+        Progress {
+            id: hex[..12].to_string(),
+            digest: format!("sha256:{hex}").parse().unwrap(),
+            event,
+        }
+    }
+
+    fn d(n: u8) -> Digest {
+        Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
+    }
+
+    #[test]
+    fn the_announced_order_ends_at_the_first_other_event_and_events_are_forwarded() {
+        let (tx, mut rx) = unbounded_channel();
+        let mut s = Speculation::default();
+        for n in [1, 2, 3] {
+            s.on_event(ev(n, ProgressEvent::Waiting), Some(&tx));
+        }
+        s.on_event(
+            ev(
+                1,
+                ProgressEvent::Downloading {
+                    current: 1,
+                    total: 2,
+                },
+            ),
+            Some(&tx),
+        );
+        // A later Waiting (e.g. a second image) does not extend the order.
+        s.on_event(ev(4, ProgressEvent::Waiting), Some(&tx));
+        s.on_event(ev(1, ProgressEvent::Done), Some(&tx));
+        s.on_event(ev(3, ProgressEvent::AlreadyExists), Some(&tx));
+        assert_eq!(s.order, vec![d(1), d(2), d(3)]);
+        assert!(s.ready.contains(&d(1)) && s.ready.contains(&d(3)) && !s.ready.contains(&d(2)));
+        let mut forwarded = 0;
+        while rx.try_recv().is_ok() {
+            forwarded += 1;
+        }
+        assert_eq!(forwarded, 7);
+    }
+
+    #[test]
+    fn diff_ids_are_parsed_strictly() {
+        let ok = format!(
+            r#"{{"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            d(9)
+        );
+        assert_eq!(parse_diff_ids(ok.as_bytes()).unwrap(), vec![d(9)]);
+        assert!(
+            parse_diff_ids(b"{}")
+                .unwrap_err()
+                .contains("rootfs.diff_ids")
+        );
+        assert!(parse_diff_ids(br#"{"rootfs":{"diff_ids":[1]}}"#).is_err());
+        assert!(parse_diff_ids(br#"{"rootfs":{"diff_ids":["sha256:zz"]}}"#).is_err());
+        assert!(
+            parse_diff_ids(b"not json")
+                .unwrap_err()
+                .contains("not JSON")
+        );
+    }
+}
