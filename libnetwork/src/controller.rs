@@ -930,7 +930,8 @@ impl Controller {
         self.update_peer_hosts(ep, false);
         let r = Self::driver_by_name(&ep.driver).leave(self, ep);
         if let Some(v) = &ep.veth {
-            self.reaper.queue(v, ep.ip.map(|i| i.ip()), netns_dying);
+            self.reaper
+                .queue(v, ep.ip.map(|i| i.ip()), &ep.netns, netns_dying);
         }
         let r2 = store::remove(&self.endpoint_path(&ep.container_id));
         r.and(r2)
@@ -1152,9 +1153,10 @@ impl Driver for BridgeDriver {
                 return Err(e);
             }
         };
-        // an earlier container's veth with this name or address may still be queued for
-        // deletion: never have two on the bridge (same address and MAC)
-        ctl.reaper.wait_clear(&veth, Some(ip));
+        // an earlier container's veth with this name, address or namespace may still be
+        // queued for deletion: never have two on the bridge (same address and MAC), nor
+        // meet the old eth0 in the namespace
+        ctl.reaper.wait_clear(&veth, Some(ip), netns.path());
         let cidr = Ipv4Network::new(ip, net.gateway.prefix()).expect("prefix of a valid network");
         let mac = cfg.mac.unwrap_or_else(|| mac_for(ip));
         ep.ip = Some(cidr);
@@ -1178,7 +1180,18 @@ impl Driver for BridgeDriver {
                     mac,
                     netns,
                 };
-                let idx = h.create_veth(&veth, br.index, net.mtu, &peer)?;
+                let idx = match h.create_veth(&veth, br.index, net.mtu, &peer) {
+                    // a queued veth under another path of the same namespace: delete the
+                    // queue now and try once more
+                    Err(Error::Netlink { source, .. })
+                        if source.raw_os_error() == Some(libc::EEXIST)
+                            && ctl.reaper.stats().pending > 0 =>
+                    {
+                        ctl.reaper.flush()?;
+                        h.create_veth(&veth, br.index, net.mtu, &peer)?
+                    }
+                    r => r?,
+                };
                 // without firewall rules, --icc=false falls back to bridge port isolation
                 // (no link exceptions possible)
                 if !net.icc && !ctl.opts.iptables {

@@ -2,10 +2,11 @@
 //!
 //! Deleting a veth pair (`RTM_DELLINK`) blocks the caller for about 20 ms: the kernel waits
 //! for RCU grace periods (`synchronize_net`) while it unregisters both ends. Teardown hands
-//! the veth to the [`Reaper`] instead: a thread in the host namespace that moves every ready
-//! veth into the interface group [`DYING_GROUP`] (cheap) and then deletes the whole group
-//! with one request, so the kernel unregisters them as one batch and pays the grace periods
-//! once per batch rather than once per container.
+//! the veth to the [`Reaper`] instead: a thread in the host namespace that waits up to
+//! [`LINGER`] for more, moves every ready veth into the interface group [`DYING_GROUP`]
+//! (cheap) and then deletes the whole group with one request, so the kernel unregisters them
+//! as one batch and pays the grace periods (and holds the RTNL lock that concurrent setups
+//! need) once per batch rather than once per container.
 //!
 //! A veth whose container namespace is being destroyed anyway is queued with a grace period:
 //! the kernel removes both ends when the namespace dies, and the reaper only deletes what is
@@ -18,6 +19,7 @@
 //! veth is still queued.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,10 +34,15 @@ pub const DYING_GROUP: u32 = 0x6c73_6476;
 /// How long a veth whose namespace is being destroyed is left to the kernel.
 pub const NETNS_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a queued veth waits for others to share its batch (one set of RCU grace
+/// periods, one hold of the RTNL lock, which setups wait for, per batch).
+pub const LINGER: Duration = Duration::from_millis(20);
+
 #[derive(Debug, Clone)]
 struct Entry {
     veth: String,
     ip: Option<Ipv4Addr>,
+    netns: PathBuf,
     not_before: Instant,
 }
 
@@ -91,27 +98,26 @@ impl Reaper {
         })
     }
 
-    /// Queues `veth` (whose container had `ip`) for deletion: now, or after [`NETNS_GRACE`]
-    /// when its namespace is going away and will most likely take it along.
-    pub fn queue(&self, veth: &str, ip: Option<Ipv4Addr>, netns_dying: bool) {
-        let delay = if netns_dying {
-            NETNS_GRACE
-        } else {
-            Duration::ZERO
-        };
+    /// Queues `veth` (whose container had `ip` and the namespace at `netns`) for deletion:
+    /// after [`LINGER`], or after [`NETNS_GRACE`] when its namespace is going away and will
+    /// most likely take it along.
+    pub fn queue(&self, veth: &str, ip: Option<Ipv4Addr>, netns: &Path, netns_dying: bool) {
+        let delay = if netns_dying { NETNS_GRACE } else { LINGER };
         let mut st = lock(&self.shared);
         st.queue.push(Entry {
             veth: veth.to_string(),
             ip,
+            netns: netns.to_path_buf(),
             not_before: Instant::now() + delay,
         });
         self.shared.1.notify_all();
     }
 
-    /// Waits until no queued veth has the name `veth` or the address `ip` (it is made ready
-    /// now if it was waiting for its namespace).
-    pub fn wait_clear(&self, veth: &str, ip: Option<Ipv4Addr>) {
-        let hit = |e: &Entry| e.veth == veth || (ip.is_some() && e.ip == ip);
+    /// Waits until no queued veth has the name `veth`, the address `ip` or its peer in the
+    /// namespace at `netns` (where the new peer would meet the old `eth0`); such veths are
+    /// deleted now.
+    pub fn wait_clear(&self, veth: &str, ip: Option<Ipv4Addr>, netns: &Path) {
+        let hit = |e: &Entry| e.veth == veth || (ip.is_some() && e.ip == ip) || e.netns == netns;
         let mut st = lock(&self.shared);
         let mut promoted = false;
         let now = Instant::now();
@@ -195,9 +201,10 @@ fn worker(shared: &Shared, host: &NetnsRef) {
                     None => shared.1.wait(st).unwrap_or_else(|p| p.into_inner()),
                 };
             }
-            let now = Instant::now();
+            // everything that would be ready within LINGER joins the batch
+            let soon = Instant::now() + LINGER;
             let (ready, later): (Vec<Entry>, Vec<Entry>) =
-                st.queue.drain(..).partition(|e| e.not_before <= now);
+                st.queue.drain(..).partition(|e| e.not_before <= soon);
             st.queue = later;
             st.busy = ready;
             st.busy.iter().map(|e| e.veth.clone()).collect()
