@@ -943,10 +943,9 @@ impl Controller {
     /// connects containers: a record is written before anything is allocated.
     pub fn cleanup(&self) -> Result<CleanupReport> {
         // veths still queued have no record any more: delete them first, so that they are
-        // not reported as orphans
-        self.reaper.flush()?;
+        // not reported as orphans (whatever the thread could not delete is swept below)
+        let mut first_err = self.reaper.flush().err();
         let mut report = CleanupReport::default();
-        let mut first_err = None;
         let mut live = Vec::new();
         for ep in self.endpoints()? {
             let dead = !pid_alive(ep.owner_pid)

@@ -9,6 +9,10 @@
 //!   chain ports       { }                                              # one rule per published port
 //! }
 //! ```
+//! The per-container DNAT rules ([`add_port_rules`], [`delete_port_rules`]) go through the
+//! controller's in-process [`NftSession`] when `libnftables` loads, and are deleted by the
+//! handles echoed at creation.
+//!
 //! Rules carry a comment (`net:<network>:masq`, `net:<network>:hairpin` or `ep:<container>`)
 //! so that teardown and crash cleanup find exactly their own rules.
 
