@@ -44,6 +44,9 @@ async fn main() {
             std::process::exit(1)
         }
     };
+    if !quiet {
+        eprintln!("{:7.3}s store opened", start.elapsed().as_secs_f64());
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<longshore_registry::Progress>();
     let printer = tokio::spawn(async move {
         while let Some(p) = rx.recv().await {

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Pull-with-unpack benchmark (issue 4): builds a 4-layer image (~78 MB gzip, ~216 MB
+# unpacked, 10,000 files: incompressible and repetitive text files), pushes it with skopeo
+# to a local docker-registry (free port, temporary storage, killed at exit), then times with
+# hyperfine:
+#   * skopeo copy docker://... oci:DIR     (download only: blobs, no unpacking)
+#   * engine/examples/pull                 (longshore: download + unpack into a fresh
+#                                           libgraph store with the overlay driver)
+#   * docker pull / podman pull            (only when a daemon/podman is usable)
+# and reports the peak RSS of one run of each (/usr/bin/time -v).
+#
+# Usage: engine/scripts/bench-pull-unpack.sh [RUNS]   (needs root for the overlay driver)
+# SETUP_ONLY=1: build and push the image, then keep the registry running (for manual runs).
+set -euo pipefail
+
+RUNS=${1:-10}
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-engine}
+for tool in hyperfine skopeo docker-registry pigz python3 sha256sum; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /var/tmp/longshore-bench-pull.XXXXXX)
+REG_PID=
+cleanup() {
+  if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi
+  # Stores hold no mounts (pull mounts nothing), so this is a plain delete.
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== building the example (release)"
+cargo build --release -q -p longshore-engine --example pull --manifest-path "$REPO/Cargo.toml"
+PULL_BIN=$CARGO_TARGET_DIR/release/examples/pull
+
+echo "== generating 4 layers in $WORK"
+cat > "$WORK/gen.py" <<'PY'
+import os, random, sys
+root, layer = sys.argv[1], int(sys.argv[2])
+RND_FILES, RND_SIZE, TXT_FILES, TXT_SIZE = 500, 38500, 2000, 17600
+rng = random.Random(layer)
+words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon phi chi psi omega".split()
+block = "".join(" ".join(rng.choice(words) for _ in range(8)) + "\n" for _ in range(40))
+for i in range(RND_FILES + TXT_FILES):
+    d = os.path.join(root, f"d{i % 50:02d}")
+    os.makedirs(d, exist_ok=True)
+    if i < RND_FILES:
+        name, data = f"r{layer}-{i:05d}.bin", os.urandom(RND_SIZE)
+    else:
+        name = f"t{layer}-{i:05d}.txt"
+        data = (f"layer {layer} file {i}\n" + block * (TXT_SIZE // len(block) + 1))[:TXT_SIZE].encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+PY
+LAYOUT=$WORK/layout
+mkdir -p "$LAYOUT/blobs/sha256"
+echo '{"imageLayoutVersion":"1.0.0"}' > "$LAYOUT/oci-layout"
+DIFF_IDS=() LAYERS=() UNPACKED=0 COMPRESSED=0
+for n in 0 1 2 3; do
+  src=$WORK/src/layer$n
+  mkdir -p "$src"
+  python3 "$WORK/gen.py" "$src" "$n"
+  tar -C "$src" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$WORK/layer$n.tar" .
+  DIFF_IDS+=("sha256:$(sha256sum "$WORK/layer$n.tar" | cut -d' ' -f1)")
+  UNPACKED=$((UNPACKED + $(du -sb "$src" | cut -f1)))
+  pigz -6 -c "$WORK/layer$n.tar" > "$WORK/layer$n.tar.gz"
+  hex=$(sha256sum "$WORK/layer$n.tar.gz" | cut -d' ' -f1)
+  size=$(stat -c %s "$WORK/layer$n.tar.gz")
+  COMPRESSED=$((COMPRESSED + size))
+  mv "$WORK/layer$n.tar.gz" "$LAYOUT/blobs/sha256/$hex"
+  rm -rf "$WORK/layer$n.tar" "$src"
+  LAYERS+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$hex\",\"size\":$size}")
+done
+ids=$(printf '"%s",' "${DIFF_IDS[@]}"); ids=${ids%,}
+printf '{"architecture":"amd64","os":"linux","created":"2026-11-27T00:00:00Z","config":{"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$ids" > "$WORK/config.json"
+chex=$(sha256sum "$WORK/config.json" | cut -d' ' -f1); csize=$(stat -c %s "$WORK/config.json")
+mv "$WORK/config.json" "$LAYOUT/blobs/sha256/$chex"
+layers=$(printf '%s,' "${LAYERS[@]}"); layers=${layers%,}
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' "$chex" "$csize" "$layers" > "$WORK/manifest.json"
+mhex=$(sha256sum "$WORK/manifest.json" | cut -d' ' -f1); msize=$(stat -c %s "$WORK/manifest.json")
+mv "$WORK/manifest.json" "$LAYOUT/blobs/sha256/$mhex"
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}' "$mhex" "$msize" > "$LAYOUT/index.json"
+echo "image: 4 layers, 10000 files, $((COMPRESSED / 1000000)) MB compressed, $((UNPACKED / 1000000)) MB unpacked (file content)"
+
+echo "== starting docker-registry"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ADDR=127.0.0.1:$PORT
+cat > "$WORK/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry
+http:
+  addr: $ADDR
+  secret: longshore-bench
+YML
+docker-registry serve "$WORK/registry.yml" 2>"$WORK/registry.log" &
+REG_PID=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.1
+done
+REF=$ADDR/bench/big:v1
+skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:v1" "docker://$REF"
+rm -rf "$LAYOUT"
+echo "pushed $REF"
+if [ -n "${SETUP_ONLY:-}" ]; then
+  echo "SETUP_ONLY: registry $ADDR (pid $REG_PID) serves $REF until this script is stopped"
+  wait "$REG_PID"
+  exit 0
+fi
+
+echo "$ADDR" > "$WORK/addr"
+echo 0 > "$WORK/ctr"
+mkdir -p "$WORK/stores" "$WORK/skopeo"
+# Each run pulls into a fresh directory (never re-created right after a delete: see
+# common.md on this ext4); old trees are deleted after timing.
+LS_CMD="n=\$((\$(cat $WORK/ctr)+1)); echo \$n > $WORK/ctr; exec $PULL_BIN --quiet --driver overlay --insecure $ADDR --root $WORK/stores/\$n $REF"
+SK_CMD="n=\$((\$(cat $WORK/ctr)+1)); echo \$n > $WORK/ctr; exec skopeo copy -q --src-tls-verify=false docker://$REF oci:$WORK/skopeo/\$n:v1"
+CMDS=(-n "skopeo copy (download only)" "bash -c '$SK_CMD'"
+      -n "longshore pull + unpack (overlay)" "bash -c '$LS_CMD'")
+if docker info >/dev/null 2>&1; then
+  CMDS+=(-n "docker pull" "docker pull -q $REF >/dev/null; docker rmi -f $REF >/dev/null")
+  echo "note: docker pull needs $ADDR in the daemon's insecure-registries (127.0.0.0/8 is by default)"
+else
+  echo "note: docker is not usable here (no daemon): skipped"
+fi
+if command -v podman >/dev/null; then
+  CMDS+=(-n "podman pull" "podman pull -q --tls-verify=false $REF >/dev/null; podman rmi -f $REF >/dev/null")
+else
+  echo "note: podman is not installed: skipped"
+fi
+
+echo "== timing ($RUNS runs each, 1 warmup)"
+hyperfine --prepare sync --warmup 1 --runs "$RUNS" --export-markdown "$WORK/results.md" "${CMDS[@]}"
+cat "$WORK/results.md"
+
+echo "== peak memory (one more run each)"
+rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F': ' '/Maximum resident set size/ {printf "%.1f MB\n", $2/1024}'; }
+echo "skopeo copy:      $(rss bash -c "$SK_CMD")"
+echo "longshore pull:   $(rss bash -c "$LS_CMD")"
+
+echo "== one verbose longshore pull (timeline)"
+"$PULL_BIN" --driver overlay --insecure "$ADDR" --root "$WORK/stores/verbose" "$REF"
+
+rm -rf "$WORK/stores" "$WORK/skopeo"
