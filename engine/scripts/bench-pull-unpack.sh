@@ -155,4 +155,4 @@ echo "longshore pull:   $(rss bash -c "$LS_CMD")"
 echo "== one verbose longshore pull (timeline)"
 "$PULL_BIN" --driver overlay --insecure "$ADDR" --root "$WORK/stores/verbose" "$REF"
 
-rm -rf "$WORK/stores" "$WORK/skopeo"
+# The exit trap stops the registry first, then deletes every tree (slow on this ext4).
