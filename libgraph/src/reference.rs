@@ -94,6 +94,14 @@ impl Reference {
         } else {
             path.to_string()
         };
+        // the limit holds for the full name too (as Docker's ParseNormalizedNamed checks
+        // it), so that what we print always parses again (found by fuzzing)
+        let full = domain.len() + 1 + path.len();
+        if full > NAME_MAX {
+            return Err(bad(format!(
+                "repository name {domain}/{path} is {full} characters long, the limit is {NAME_MAX}"
+            )));
+        }
         Ok(Reference {
             domain,
             path,
@@ -448,5 +456,17 @@ mod tests {
         let r = Reference::parse("busybox:1").unwrap();
         assert_eq!(r.with_tag("2").unwrap().familiar(), "busybox:2");
         assert!(r.with_tag("bad tag").is_err());
+    }
+
+    #[test]
+    fn normalised_name_over_the_limit_is_refused() {
+        // 244 characters alone, 262 as docker.io/library/...: refused, never accepted in
+        // a form that would not parse again
+        let name = "v5-l".repeat(61);
+        let e = Reference::parse(&name).unwrap_err().to_string();
+        assert!(e.contains("limit is 255"), "{e}");
+        let ok = "a".repeat(255 - "docker.io/library/".len());
+        let r = Reference::parse(&ok).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
     }
 }
