@@ -8,6 +8,10 @@
 #
 #   libgraph/scripts/bench-apply.sh [LAYER.tar.gz]
 #   ROUNDS=3 RUNS=7 (defaults): ROUNDS hyperfine rounds of RUNS runs each.
+#   SETTLE=70: sync and wait that many seconds first. Without a journal, ext4 skips inodes
+#   freed in the last 60 s (360 s while their inode table block is dirty) when it allocates
+#   new ones, and that scan (recently_deleted, find_get_block) makes every file creation
+#   slower after a large `rm -rf` on the same filesystem, by anyone.
 #
 # Prints each round's table and, per round and as the median over rounds, the ratio of the
 # median times longshore/pigz (the goal is <= 1.00) and tar/pigz.
@@ -31,6 +35,8 @@ ls -l "$layer"
 "$apply" "$layer" "$work/check" || { echo "longshore apply failed" >&2; exit 1; }
 echo "layer: $(find "$work/check" | wc -l) paths, $(du -sm "$work/check" | cut -f1) MB; nproc $(nproc); load $(cut -d' ' -f1-3 /proc/loadavg)"
 mkdir -p "$work/out"
+sync
+sleep "${SETTLE:-0}"
 rounds=${ROUNDS:-3}
 : > "$work/ratios"
 i=1
