@@ -18,7 +18,7 @@ use crate::netlink::{Netlink, VethPeer};
 use crate::netns::NetnsRef;
 use crate::nft;
 use crate::ports::{ExposedPort, PortAllocator, PortMapping, PortSpec, Proto};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, ProxyRuntime};
 use crate::reaper::{Reaper, ReaperStats};
 use crate::store::{self, read_json, write_json};
 
@@ -306,6 +306,7 @@ pub struct Controller {
     ipam: Ipam,
     ports: PortAllocator,
     proxies: Mutex<HashMap<String, Vec<Proxy>>>,
+    proxy_rt: ProxyRuntime,
     reaper: Reaper,
     nft: Option<NftSession>,
 }
@@ -402,6 +403,7 @@ impl Controller {
             .unwrap_or_default();
         let ctl = Self {
             reaper: Reaper::start(&host)?,
+            proxy_rt: ProxyRuntime::new(&host),
             nft: if opts.iptables {
                 NftSession::start(&host)
             } else {
@@ -1056,7 +1058,7 @@ impl Controller {
                         .allocate(&ep.container_id, host_ip, s.host_port, proto, |p| {
                             let listen = SocketAddr::from((host_ip, p));
                             if self.opts.userland_proxy {
-                                started = Some(Proxy::start(&self.host, proto, listen, target)?);
+                                started = Some(self.proxy_rt.start(proto, listen, target)?);
                                 Ok(())
                             } else {
                                 self.host.run(|| {
