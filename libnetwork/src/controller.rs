@@ -1096,8 +1096,10 @@ impl Controller {
                     container_port: s.container.port,
                     proto,
                 });
-                write_json(&self.endpoint_path(&ep.container_id), &*ep)?;
             }
+            // one record write for all ports and their rules: a crash before it leaves a
+            // record without them, whose ports are released by owner and whose rules are
+            // deleted by tag (the record is of another incarnation then)
             if self.opts.iptables && !ep.ports.is_empty() {
                 ep.rule_handles = nft::add_port_rules(
                     &self.host,
@@ -1106,6 +1108,8 @@ impl Controller {
                     &ep.ports,
                     self.opts.userland_proxy.then_some(bridge),
                 )?;
+            }
+            if !ep.ports.is_empty() {
                 write_json(&self.endpoint_path(&ep.container_id), &*ep)?;
             }
             Ok(())
@@ -1250,7 +1254,8 @@ impl Driver for BridgeDriver {
         // the DNAT rules by handle (one nft run) when this controller instance added them
         // (so the handles are of this incarnation of the table); link rules and everything
         // else by tag (listing the ruleset first)
-        let mut by_tag = isolated.is_some();
+        // a record of another incarnation may lack the ports whose rules a crash left
+        let mut by_tag = isolated.is_some() || ep.owner_token != ctl.token;
         if ctl.opts.iptables && !ep.ports.is_empty() {
             if ep.owner_token == ctl.token && ep.rule_handles.len() == ep.ports.len() {
                 match nft::delete_port_rules(
