@@ -102,10 +102,16 @@
 //!   the handles `--echo --handle` returned at setup (one transaction, no ruleset listing).
 //!   Measured alone in a test namespace, adding a rule takes 0.35-1 ms and deleting it
 //!   0.13-0.5 ms this way (an `nft` process cost 8-15 ms each in the bench under this
-//!   load). What remains is the userland proxy's thread and tokio runtime per port (0.1-3.5
-//!   ms to start, 0.1 ms to stop), the port reservation files, and, on a loaded 2-core
-//!   machine, every thread hand-off (namespace threads, proxy, nft session, veth thread)
-//!   waiting for a core: the published-port case does not reach 5 ms here. Without
+//!   load). What remains: the userland proxy is one
+//!   thread and tokio runtime per controller ([`proxy::ProxyRuntime`], a task per port,
+//!   added and removed by message, about 0.1-0.4 ms per port each way); the port table and
+//!   the endpoint record (written once per setup with all ports and rule handles) are small
+//!   files under `flock` whose writes cost 0.3 ms median but 1.5 ms mean, 4 ms at p90, on
+//!   this loaded ext4; and every thread hand-off waits for a core. Same-session A/B runs of
+//!   `setup_teardown_publish_1_port` (old binary, then new, twice; load 3-5): 17.9 / 5.4 ms
+//!   before, 10.1 / 6.1 ms after, with the plain case at 7.2 / 4.0 and 5.2 / 4.4 ms: the
+//!   published-port case is at 5-6 ms when the machine is quiet and the difference to the
+//!   plain case is about 1-2 ms; the spread is the machine's load. Without
 //!   `libnftables.so.1` the `nft` command is run as before (one spawn per setup and one
 //!   per teardown).
 //!
