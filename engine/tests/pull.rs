@@ -223,13 +223,19 @@ async fn a_cancelled_pull_leaves_the_store_consistent_and_can_be_redone() {
         }
         job.abort();
         let _ = job.await;
-        // Wait for a layer that was unpacking on a worker thread to finish.
-        for _ in 0..200 {
+        // Wait for a layer that was unpacking on a worker thread to finish (it holds the
+        // engine, and with it the store's owner lock, until then; slow on a loaded machine).
+        for _ in 0..1200 {
             if Arc::strong_count(&engine) == 1 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        assert_eq!(
+            Arc::strong_count(&engine),
+            1,
+            "a worker still holds the engine after 60 s"
+        );
         let g = engine.graph();
         // A blob whose commit (fsync + rename) was running on a blocking thread when the
         // job was cancelled finishes it; give it time, then nothing may remain.

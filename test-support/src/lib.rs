@@ -12,6 +12,8 @@
 //! assert!(dir.path().join("bin/sh").exists());
 //! ```
 
+pub mod registry;
+
 use std::fs;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};

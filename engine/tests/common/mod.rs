@@ -3,9 +3,6 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use longshore_registry::{Client, ClientOptions, DirStore, PushOptions, sha256_digest};
 use oci_spec::image::{Descriptor, Digest, MediaType};
@@ -17,71 +14,17 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An open `docker-registry` process on 127.0.0.1; killed on drop.
 pub struct Registry {
-    child: Child,
+    server: longshore_test_support::registry::RegistryServer,
     pub addr: String,
-    pub dir: tempfile::TempDir,
 }
 
 impl Registry {
     pub fn start() -> Registry {
-        let dir = tempdir();
-        for _ in 0..10 {
-            let port = free_port();
-            let config = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: longshore-test-secret\n",
-                dir.path().join("data").display()
-            );
-            let cfg = dir.path().join("config.yml");
-            std::fs::write(&cfg, config).unwrap();
-            let mut cmd = Command::new("/usr/bin/docker-registry");
-            // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory
-            // of the parent; a killed test run takes its registry with it.
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let mut child = cmd
-                .arg("serve")
-                .arg(&cfg)
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.path().join("registry.log")).unwrap(),
-                ))
-                .spawn()
-                .expect("docker-registry must be installed");
-            for _ in 0..200 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Registry {
-                        child,
-                        addr: format!("127.0.0.1:{port}"),
-                        dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "docker-registry did not start: {}",
-            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
-        );
+        let server = longshore_test_support::registry::RegistryServer::start(tempdir(), "");
+        let addr = server.addr.clone();
+        Registry { server, addr }
     }
 
     pub fn client_options(&self) -> ClientOptions {
@@ -89,13 +32,6 @@ impl Registry {
             insecure_registries: vec![self.addr.clone()],
             ..Default::default()
         }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,9 +45,8 @@ pub enum RegistryAuth {
 
 /// A `docker-registry` process on 127.0.0.1; killed on drop.
 pub struct Registry {
-    child: Child,
+    server: longshore_test_support::registry::RegistryServer,
     pub addr: String,
-    pub dir: tempfile::TempDir,
 }
 
 impl Registry {
@@ -111,60 +110,12 @@ impl Registry {
                 )
             }
         };
-        for _ in 0..10 {
-            let port = free_port();
-            let config = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: longshore-test-secret\n{tls_yaml}{auth_yaml}",
-                dir.path().join("data").display()
-            );
-            let cfg = dir.path().join("config.yml");
-            std::fs::write(&cfg, config).unwrap();
-            let mut cmd = Command::new("/usr/bin/docker-registry");
-            // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory
-            // of the parent; it makes a killed test run take its registry with it.
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let mut child = cmd
-                .arg("serve")
-                .arg(&cfg)
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.path().join("registry.log")).unwrap(),
-                ))
-                .spawn()
-                .expect("docker-registry must be installed");
-            for _ in 0..200 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Registry {
-                        child,
-                        addr: format!("127.0.0.1:{port}"),
-                        dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "docker-registry did not start: {}",
-            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+        let server = longshore_test_support::registry::RegistryServer::start(
+            dir,
+            &format!("{tls_yaml}{auth_yaml}"),
         );
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let addr = server.addr.clone();
+        Registry { server, addr }
     }
 }
 
