@@ -354,27 +354,7 @@ impl Store {
         parent: Option<&str>,
         reader: impl Read + Send,
     ) -> Result<LayerRow> {
-        let parent_row = match parent {
-            Some(p) => Some(
-                self.db()
-                    .layer(p)?
-                    .filter(|l| !l.incomplete)
-                    .ok_or_else(|| Error::LayerNotFound(p.to_string()))?,
-            ),
-            None => None,
-        };
-        let depth = parent_row.as_ref().map_or(0, |p| p.depth) + 1;
-        if depth > MAX_LAYERS {
-            return Err(Error::TooManyLayers {
-                count: depth,
-                max: MAX_LAYERS,
-            });
-        }
-        let cache_id = random_id()?;
-        self.db()
-            .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, parent, depth))?;
-        let result = (|| {
-            self.driver.create(&cache_id, parent)?;
+        self.build_layer(parent, |cache_id| {
             let mut w = self
                 .content
                 .writer(&format!("layer-{cache_id}"), Algorithm::Sha256)?;
@@ -384,24 +364,37 @@ impl Store {
                     inner: reader,
                     out: &mut w,
                 };
-                self.driver.apply_diff(&cache_id, &mut tee)?
+                self.driver.apply_diff(cache_id, &mut tee)?
             };
             let blob = w.commit(Some(report.compressed_size), Some(&report.digest))?;
-            Ok::<_, Error>((report, blob))
-        })();
-        let (report, blob) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                self.discard_layer(&cache_id);
-                return Err(e);
-            }
-        };
-        self.finish_layer(&cache_id, parent_row.as_ref(), &report, &blob)
+            Ok((report, blob))
+        })
     }
 
     /// Registers a layer from a blob already in the content store (after a pull), checking
     /// that the blob still hashes to its digest. No second copy of the blob is written.
     pub fn register_layer_blob(&self, parent: Option<&str>, blob: &Digest) -> Result<LayerRow> {
+        let mut file = self.content.open_blob(blob)?;
+        self.build_layer(parent, |cache_id| {
+            let report = self.driver.apply_diff(cache_id, &mut file)?;
+            if &report.digest != blob {
+                return Err(Error::BlobCorrupt {
+                    digest: blob.clone(),
+                    reason: format!("content hashes to {}", report.digest),
+                });
+            }
+            Ok((report, blob.clone()))
+        })
+    }
+
+    /// The steps every new layer shares: check the parent and the layer limit, record the
+    /// layer as incomplete, create its directory, fill it with `fill` (which returns the
+    /// apply report and the blob digest), then finish it, or discard it on any error.
+    fn build_layer(
+        &self,
+        parent: Option<&str>,
+        fill: impl FnOnce(&str) -> Result<(crate::apply::ApplyReport, Digest)>,
+    ) -> Result<LayerRow> {
         let parent_row = match parent {
             Some(p) => Some(
                 self.db()
@@ -418,30 +411,21 @@ impl Store {
                 max: MAX_LAYERS,
             });
         }
-        let file = self.content.open_blob(blob)?;
         let cache_id = random_id()?;
         self.db()
             .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, parent, depth))?;
-        let result = (|| {
-            self.driver.create(&cache_id, parent)?;
-            let mut r = file;
-            let report = self.driver.apply_diff(&cache_id, &mut r)?;
-            if &report.digest != blob {
-                return Err(Error::BlobCorrupt {
-                    digest: blob.clone(),
-                    reason: format!("content hashes to {}", report.digest),
-                });
-            }
-            Ok(report)
-        })();
-        let report = match result {
-            Ok(r) => r,
+        let result = self
+            .driver
+            .create(&cache_id, parent)
+            .and_then(|()| fill(&cache_id));
+        let (report, blob) = match result {
+            Ok(v) => v,
             Err(e) => {
                 self.discard_layer(&cache_id);
                 return Err(e);
             }
         };
-        self.finish_layer(&cache_id, parent_row.as_ref(), &report, blob)
+        self.finish_layer(&cache_id, parent_row.as_ref(), &report, &blob)
     }
 
     fn finish_layer(
