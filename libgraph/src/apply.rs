@@ -317,7 +317,7 @@ fn decode_stage(
         let compression = Compression::detect(magic);
         let mut decoded: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(buffered),
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::Gzip => crate::gzip::decoder(buffered),
             Compression::Zstd => match zstd::stream::read::Decoder::with_buffer(buffered) {
                 Ok(d) => Box::new(d),
                 Err(e) => return Err(fail(&tx, e)),

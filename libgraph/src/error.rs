@@ -81,6 +81,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The driver cannot do what was asked.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// A driver layer already exists.
     #[error("layer {0:?} already exists in the graph driver")]
     LayerExists(String),

@@ -60,6 +60,7 @@ pub mod content;
 pub mod digest;
 pub mod driver;
 mod error;
+mod gzip;
 pub mod image;
 pub mod meta;
 pub mod reference;
@@ -71,8 +72,9 @@ pub use content::{ContentStore, IngestStatus, Writer};
 pub use digest::{Algorithm, Digest, chain_id};
 pub use driver::Driver;
 pub use error::{Error, Result};
+pub use gzip::gzip_backend;
 pub use reference::Reference;
 pub use store::{
-    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Removed, Store,
-    StoreOptions,
+    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Removed, StagedLayer,
+    Store, StoreOptions,
 };

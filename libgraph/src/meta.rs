@@ -373,6 +373,20 @@ pub(crate) fn insert_incomplete_layer(
     Ok(())
 }
 
+/// Gives an incomplete layer (staged with no parent) its parent and depth.
+pub(crate) fn set_layer_parent(
+    tx: &Transaction<'_>,
+    cache_id: &str,
+    parent: Option<&str>,
+    depth: usize,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE layers SET parent_cache = ?2, depth = ?3 WHERE cache_id = ?1 AND incomplete = 1",
+        params![cache_id, parent, depth as i64],
+    )?;
+    Ok(())
+}
+
 /// Fields that complete a layer.
 pub(crate) struct Completed<'a> {
     pub chain_id: &'a Digest,

@@ -115,6 +115,37 @@ pub struct GcReport {
     pub layers_removed: Vec<String>,
 }
 
+/// A layer unpacked with no parent yet, waiting for [`Store::attach_layer`].
+#[derive(Debug)]
+#[must_use = "a staged layer stays incomplete until it is attached or discarded"]
+pub struct StagedLayer {
+    cache_id: String,
+    report: crate::apply::ApplyReport,
+    blob: Digest,
+}
+
+impl StagedLayer {
+    /// The graph driver's ID of the layer.
+    pub fn cache_id(&self) -> &str {
+        &self.cache_id
+    }
+
+    /// The diff ID (sha256 of the uncompressed tar) computed while unpacking.
+    pub fn diff_id(&self) -> &Digest {
+        &self.report.diff_id
+    }
+
+    /// The blob the layer was unpacked from.
+    pub fn blob(&self) -> &Digest {
+        &self.blob
+    }
+
+    /// What unpacking found (sizes, entries, compression).
+    pub fn report(&self) -> &crate::apply::ApplyReport {
+        &self.report
+    }
+}
+
 /// The image and layer store.
 pub struct Store {
     root: PathBuf,
@@ -395,6 +426,27 @@ impl Store {
         parent: Option<&str>,
         fill: impl FnOnce(&str) -> Result<(crate::apply::ApplyReport, Digest)>,
     ) -> Result<LayerRow> {
+        let (parent_row, depth) = self.parent_and_depth(parent)?;
+        let cache_id = random_id()?;
+        self.db()
+            .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, parent, depth))?;
+        let result = self
+            .driver
+            .create(&cache_id, parent)
+            .and_then(|()| fill(&cache_id));
+        let (report, blob) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.discard_layer(&cache_id);
+                return Err(e);
+            }
+        };
+        self.finish_layer(&cache_id, parent_row.as_ref(), &report, &blob, None)
+    }
+
+    /// The complete layer `parent` (if any) and the depth of a layer on top of it, refused
+    /// over the layer limit.
+    fn parent_and_depth(&self, parent: Option<&str>) -> Result<(Option<LayerRow>, usize)> {
         let parent_row = match parent {
             Some(p) => Some(
                 self.db()
@@ -411,29 +463,94 @@ impl Store {
                 max: MAX_LAYERS,
             });
         }
-        let cache_id = random_id()?;
-        self.db()
-            .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, parent, depth))?;
-        let result = self
-            .driver
-            .create(&cache_id, parent)
-            .and_then(|()| fill(&cache_id));
-        let (report, blob) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                self.discard_layer(&cache_id);
-                return Err(e);
-            }
-        };
-        self.finish_layer(&cache_id, parent_row.as_ref(), &report, &blob)
+        Ok((parent_row, depth))
     }
 
+    /// Whether the driver lets layers be unpacked before their parents are
+    /// ([`Store::stage_layer_blob`]): overlay does, vfs does not.
+    pub fn supports_staging(&self) -> bool {
+        self.driver.independent_layers()
+    }
+
+    /// Unpacks a layer blob from the content store into a new layer with no parent yet, so
+    /// that the layers of one image can be unpacked at the same time, each on its own
+    /// thread; [`Store::attach_layer`] then puts them in order. The blob is checked against
+    /// its digest on the way. The layer stays incomplete (invisible, removed at the next
+    /// open after a crash) until it is attached; the caller attaches or
+    /// [discards](Store::discard_staged) every staged layer.
+    pub fn stage_layer_blob(&self, blob: &Digest) -> Result<StagedLayer> {
+        if !self.supports_staging() {
+            return Err(Error::Unsupported(format!(
+                "the {} driver cannot unpack a layer before its parent; use register_layer_blob",
+                self.driver.name()
+            )));
+        }
+        let mut file = self.content.open_blob(blob)?;
+        let cache_id = random_id()?;
+        self.db()
+            .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, None, 1))?;
+        let result = self.driver.create(&cache_id, None).and_then(|()| {
+            let report = self.driver.apply_diff(&cache_id, &mut file)?;
+            if &report.digest != blob {
+                return Err(Error::BlobCorrupt {
+                    digest: blob.clone(),
+                    reason: format!("content hashes to {}", report.digest),
+                });
+            }
+            Ok(report)
+        });
+        match result {
+            Ok(report) => Ok(StagedLayer {
+                cache_id,
+                report,
+                blob: blob.clone(),
+            }),
+            Err(e) => {
+                self.discard_layer(&cache_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts a staged layer on top of `parent` (a complete layer, or `None` for a base
+    /// layer) and completes it. If a layer with the same chain ID exists already, the
+    /// staged one is discarded and the existing one returned. On error the staged layer
+    /// is discarded.
+    pub fn attach_layer(&self, staged: StagedLayer, parent: Option<&str>) -> Result<LayerRow> {
+        let id = staged.cache_id.clone();
+        let attached = self
+            .parent_and_depth(parent)
+            .and_then(|(parent_row, depth)| {
+                self.driver.set_parent(&id, parent)?;
+                self.finish_layer(
+                    &id,
+                    parent_row.as_ref(),
+                    &staged.report,
+                    &staged.blob,
+                    Some((parent, depth)),
+                )
+            });
+        if attached.is_err() {
+            self.discard_layer(&id);
+        }
+        attached
+    }
+
+    /// Removes a staged layer that will not be attached.
+    pub fn discard_staged(&self, staged: StagedLayer) {
+        self.discard_layer(&staged.cache_id);
+    }
+
+    /// Completes layer `cache_id` (chain ID, diff ID, sizes, blob) in one transaction,
+    /// first giving it `reparent` (parent, depth) when it was staged. If its chain exists
+    /// already, it is discarded and the existing layer returned.
     fn finish_layer(
         &self,
         cache_id: &str,
         parent_row: Option<&LayerRow>,
         report: &crate::apply::ApplyReport,
         blob: &Digest,
+        reparent: Option<(Option<&str>, usize)>,
     ) -> Result<LayerRow> {
         let chain = match parent_row.and_then(|p| p.chain_id.clone()) {
             Some(pc) => chain_id(&[pc, report.diff_id.clone()]).unwrap_or(report.diff_id.clone()),
@@ -446,6 +563,9 @@ impl Store {
         }
         let media = layer_media_type(report.compression);
         self.db().tx(|tx| {
+            if let Some((parent, depth)) = reparent {
+                meta::set_layer_parent(tx, cache_id, parent, depth)?;
+            }
             meta::complete_layer(
                 tx,
                 cache_id,
@@ -1118,7 +1238,7 @@ impl Store {
         let magic = io::BufRead::fill_buf(&mut r).ctx("read blob", self.content.blob_path(blob))?;
         let mut dec: Box<dyn Read> = match crate::apply::Compression::detect(magic) {
             crate::apply::Compression::None => Box::new(r),
-            crate::apply::Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+            crate::apply::Compression::Gzip => crate::gzip::decoder(r),
             crate::apply::Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::with_buffer(r)
                     .map_err(|e| Error::InvalidLayer(format!("zstd: {e}")))?,

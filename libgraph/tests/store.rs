@@ -868,3 +868,168 @@ fn manifest_for_push_references_stored_blobs() {
     s.content().verify(&descs[0].digest).unwrap();
     assert_eq!(s.content().size(&descs[0].digest).unwrap(), descs[0].size);
 }
+
+/// Three layers: a base, one that changes, deletes (whiteout) and adds, one that empties a
+/// directory (opaque) and adds to it.
+fn three_layers() -> [Vec<u8>; 3] {
+    [
+        gzip(&rootfs_tar()),
+        gzip(
+            &TarBuilder::new()
+                .file("etc/hostname", b"changed\n")
+                .file("bin/.wh.sh", b"")
+                .dir("a/", 0o755)
+                .file("a/b", b"b")
+                .dir("keep/", 0o755)
+                .file("keep/old", b"old")
+                .finish(),
+        ),
+        gzip(
+            &TarBuilder::new()
+                .file("a/c", b"c")
+                .dir("keep/", 0o755)
+                .file("keep/.wh..wh..opq", b"")
+                .file("keep/new", b"new")
+                .finish(),
+        ),
+    ]
+}
+
+#[test]
+fn staged_layers_unpack_at_once_and_attach_in_order() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "overlay");
+    assert!(s.supports_staging());
+    let blobs: Vec<Digest> = three_layers()
+        .iter()
+        .map(|b| s.content().write_blob(b, None).unwrap())
+        .collect();
+    // all three unpack at the same time, on their own threads, before any has a parent
+    let mut staged: Vec<_> = std::thread::scope(|sc| {
+        let handles: Vec<_> = blobs
+            .iter()
+            .rev()
+            .map(|b| sc.spawn(|| s.stage_layer_blob(b).unwrap()))
+            .collect();
+        handles
+            .into_iter()
+            .rev()
+            .map(|h| h.join().unwrap())
+            .collect()
+    });
+    let l3 = staged.pop().unwrap();
+    let l2 = staged.pop().unwrap();
+    let l1 = staged.pop().unwrap();
+    assert_eq!(l1.diff_id(), &Digest::sha256_of(&rootfs_tar()));
+    // a staged layer is invisible: incomplete, not found by chain
+    assert!(s.layer(l1.cache_id()).unwrap().unwrap().incomplete);
+    assert!(s.layer_by_chain(l1.diff_id()).unwrap().is_none());
+    // a parent must be complete
+    let l2_id = l2.cache_id().to_string();
+    let err = s.attach_layer(l2, Some(l3.cache_id())).unwrap_err();
+    assert!(matches!(err, Error::LayerNotFound(_)), "{err}");
+    assert!(
+        s.layer(&l2_id).unwrap().is_none(),
+        "a failed attach discards"
+    );
+    assert!(!s.driver().exists(&l2_id));
+    let r1 = s.attach_layer(l1, None).unwrap();
+    let l2 = s.stage_layer_blob(&blobs[1]).unwrap();
+    let r2 = s.attach_layer(l2, Some(&r1.cache_id)).unwrap();
+    let r3 = s.attach_layer(l3, Some(&r2.cache_id)).unwrap();
+    assert_eq!(r3.parent_cache.as_deref(), Some(r2.cache_id.as_str()));
+    assert_eq!((r1.depth, r2.depth, r3.depth), (1, 2, 3));
+    assert_eq!(r3.blob_digest.as_ref(), Some(&blobs[2]));
+    // the same chain as registering one after the other
+    let b = tempdir("store");
+    let t = open(b.path(), "overlay");
+    let mut parent: Option<String> = None;
+    let mut seq = Vec::new();
+    for blob in three_layers() {
+        let d = t.content().write_blob(&blob, None).unwrap();
+        let row = t.register_layer_blob(parent.as_deref(), &d).unwrap();
+        parent = Some(row.cache_id.clone());
+        seq.push(row.chain_id.clone());
+    }
+    assert_eq!(
+        vec![
+            r1.chain_id.clone(),
+            r2.chain_id.clone(),
+            r3.chain_id.clone()
+        ],
+        seq
+    );
+    // and the same filesystem when mounted
+    let merged = s.driver().get(&r3.cache_id).unwrap();
+    assert_eq!(fs::read(merged.join("etc/hostname")).unwrap(), b"changed\n");
+    assert!(!merged.join("bin/sh").exists(), "the whiteout hides bin/sh");
+    assert_eq!(fs::read(merged.join("a/b")).unwrap(), b"b");
+    assert_eq!(fs::read(merged.join("a/c")).unwrap(), b"c");
+    assert!(
+        !merged.join("keep/old").exists(),
+        "the opaque dir hides keep/old"
+    );
+    assert_eq!(fs::read(merged.join("keep/new")).unwrap(), b"new");
+    s.driver().put(&r3.cache_id).unwrap();
+    // a second staging of a chain that exists is discarded in favour of the existing layer
+    let again = s.stage_layer_blob(&blobs[0]).unwrap();
+    let again_id = again.cache_id().to_string();
+    assert_eq!(s.attach_layer(again, None).unwrap().cache_id, r1.cache_id);
+    assert!(!s.driver().exists(&again_id));
+}
+
+#[test]
+fn staging_refuses_corrupt_blobs_vfs_and_is_cleaned_after_a_crash() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "overlay");
+    let [base, ..] = three_layers();
+    let d = s.content().write_blob(&base, None).unwrap();
+    // corrupt the stored blob: the digest check refuses it and no layer stays
+    let p = s.content().blob_path(&d);
+    let mut perm = fs::metadata(&p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+    fs::set_permissions(&p, perm).unwrap();
+    let mut bad = base.clone();
+    let n = bad.len();
+    bad[n - 5] ^= 0xff;
+    fs::write(&p, &bad).unwrap();
+    let err = s.stage_layer_blob(&d).unwrap_err();
+    assert!(
+        matches!(err, Error::BlobCorrupt { .. } | Error::InvalidLayer(_)),
+        "{err}"
+    );
+    fs::write(&p, &base).unwrap();
+    let layers_dir = |root: &Path| {
+        fs::read_dir(root.join("overlay"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "l" && !n.starts_with('.'))
+            .count()
+    };
+    assert_eq!(
+        layers_dir(a.path()),
+        0,
+        "the refused layer left a directory"
+    );
+    // staged and never attached (the process dies): gone at the next open
+    let staged = s.stage_layer_blob(&d).unwrap();
+    let id = staged.cache_id().to_string();
+    std::mem::forget(staged);
+    drop(s);
+    let s = open(a.path(), "overlay");
+    assert!(s.layer(&id).unwrap().is_none());
+    assert!(!s.driver().exists(&id));
+    // vfs layers start as copies of their parents: staging is refused with a clear error
+    let b = tempdir("store");
+    let v = open(b.path(), "vfs");
+    assert!(!v.supports_staging());
+    let d = v.content().write_blob(&base, None).unwrap();
+    let err = v.stage_layer_blob(&d).unwrap_err();
+    assert!(
+        err.to_string().contains("vfs driver cannot unpack"),
+        "{err}"
+    );
+}

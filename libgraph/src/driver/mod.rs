@@ -50,8 +50,25 @@ pub trait Driver: Send + Sync {
     /// Writes layer `id`'s changes against its parent as an uncompressed layer tar.
     fn diff(&self, id: &str, out: &mut dyn Write) -> Result<()>;
 
-    /// The parent given at creation.
+    /// The parent given at creation (or by [`Driver::set_parent`]).
     fn parent(&self, id: &str) -> Result<Option<String>>;
+
+    /// Whether a layer's directory holds only its own diff, so that a layer can be created
+    /// with no parent, filled, and given its parent afterwards ([`Driver::set_parent`]):
+    /// layers of one image can then be unpacked at the same time. True for overlay; vfs
+    /// layers start as a copy of their parent, so they cannot.
+    fn independent_layers(&self) -> bool {
+        false
+    }
+
+    /// Puts layer `id`, created with no parent and never mounted, on top of `parent`.
+    fn set_parent(&self, id: &str, parent: Option<&str>) -> Result<()> {
+        let _ = parent;
+        Err(Error::Unsupported(format!(
+            "the {} driver cannot give layer {id} a parent after it was filled",
+            self.name()
+        )))
+    }
 }
 
 /// Validates a layer ID: it becomes a directory name.

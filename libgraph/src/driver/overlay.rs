@@ -101,6 +101,29 @@ impl Overlay {
         }
     }
 
+    /// The `lower` file's content for a layer on `parent`: the parent's short link first,
+    /// then the parent's own lowers.
+    fn lower_chain(&self, parent: Option<&str>) -> Result<String> {
+        let Some(p) = parent else {
+            return Ok(String::new());
+        };
+        check_id(p)?;
+        if !self.exists(p) {
+            return Err(Error::LayerNotFound(p.to_string()));
+        }
+        let plink = fs::read_to_string(self.dir(p).join("link"))
+            .ctx("read link", self.dir(p).join("link"))?;
+        let mut lower = vec![format!("l/{plink}")];
+        lower.extend(self.lowers(p)?);
+        if lower.len() > MAX_LOWERS {
+            return Err(Error::TooManyLayers {
+                count: lower.len() + 1,
+                max: MAX_LOWERS + 1,
+            });
+        }
+        Ok(lower.join(":"))
+    }
+
     fn lower_dirs(&self, id: &str) -> Result<Vec<PathBuf>> {
         Ok(self.lowers(id)?.iter().map(|l| self.home.join(l)).collect())
     }
@@ -223,23 +246,7 @@ impl Driver for Overlay {
         if self.exists(id) {
             return Err(Error::LayerExists(id.to_string()));
         }
-        let mut lower = Vec::new();
-        if let Some(p) = parent {
-            check_id(p)?;
-            if !self.exists(p) {
-                return Err(Error::LayerNotFound(p.to_string()));
-            }
-            let plink = fs::read_to_string(self.dir(p).join("link"))
-                .ctx("read link", self.dir(p).join("link"))?;
-            lower.push(format!("l/{plink}"));
-            lower.extend(self.lowers(p)?);
-            if lower.len() > MAX_LOWERS {
-                return Err(Error::TooManyLayers {
-                    count: lower.len() + 1,
-                    max: MAX_LOWERS + 1,
-                });
-            }
-        }
+        let lower = self.lower_chain(parent)?;
         let tmp = self.home.join(format!(".tmp-{id}"));
         remove_tree(&tmp)?;
         for sub in ["diff", "work", "merged"] {
@@ -247,7 +254,7 @@ impl Driver for Overlay {
         }
         let short = self.short_name(id);
         fs::write(tmp.join("link"), &short).ctx("write link", tmp.join("link"))?;
-        fs::write(tmp.join("lower"), lower.join(":")).ctx("write lower", tmp.join("lower"))?;
+        fs::write(tmp.join("lower"), &lower).ctx("write lower", tmp.join("lower"))?;
         fs::write(tmp.join("parent"), parent.unwrap_or(""))
             .ctx("write parent", tmp.join("parent"))?;
         let dir = self.dir(id);
@@ -370,6 +377,37 @@ impl Driver for Overlay {
             .and_then(|()| w.finish().map(|_| ()));
         self.put(id)?;
         r
+    }
+
+    fn independent_layers(&self) -> bool {
+        true
+    }
+
+    fn set_parent(&self, id: &str, parent: Option<&str>) -> Result<()> {
+        check_id(id)?;
+        if !self.exists(id) {
+            return Err(Error::LayerNotFound(id.to_string()));
+        }
+        if parent == Some(id) {
+            return Err(Error::Unsupported(format!(
+                "layer {id} cannot be its own parent"
+            )));
+        }
+        if self.mounts().get(id).copied().unwrap_or(0) > 0 || self.is_mounted(id) {
+            return Err(Error::LayerBusy {
+                id: id.to_string(),
+                reason: "it is mounted; a mounted layer keeps its parent".into(),
+            });
+        }
+        let lower = self.lower_chain(parent)?;
+        // each file replaced by rename: a crash leaves the old or the new one, never half
+        for (name, content) in [("lower", lower.as_str()), ("parent", parent.unwrap_or(""))] {
+            let tmp = self.dir(id).join(format!(".{name}.tmp"));
+            fs::write(&tmp, content).ctx("write", &tmp)?;
+            let dst = self.dir(id).join(name);
+            fs::rename(&tmp, &dst).ctx("rename", &dst)?;
+        }
+        Ok(())
     }
 
     fn parent(&self, id: &str) -> Result<Option<String>> {
