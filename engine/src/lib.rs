@@ -51,6 +51,7 @@
 mod content;
 mod error;
 mod pull;
+mod stage;
 
 pub use content::{GraphBlobWriter, GraphContent};
 pub use error::{Error, Result};

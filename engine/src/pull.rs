@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::content::{GraphContent, graph_digest};
 use crate::error::{Error, Result, graph};
+use crate::stage::Stager;
 
 /// How to open an [`Engine`].
 #[derive(Debug, Clone, Default)]
@@ -161,11 +162,24 @@ impl Engine {
         let user = opts.progress.clone();
         let mut sched = Speculation::default();
         let mut running: Option<JoinHandle<Result<LayerOutcome>>> = None;
+        // overlay: layers unpack at the same time, each as soon as its blob is in;
+        // vfs: one after the other, each on its parent
+        let mut stager = self
+            .graph
+            .supports_staging()
+            .then(|| Stager::new(Arc::clone(&self.graph), &name, user.clone()));
         let pull = self.client.pull(&parsed, &content, &ropts);
         tokio::pin!(pull);
 
         let pulled: std::result::Result<PulledImage, longshore_registry::Error> = loop {
-            if running.is_none()
+            if let Some(st) = stager.as_mut() {
+                for blob in sched.candidates(&self.graph) {
+                    if !st.has_room() {
+                        break;
+                    }
+                    st.start(&blob);
+                }
+            } else if running.is_none()
                 && let Some((blob, diff_id, parent)) = sched.next(&self.graph)
             {
                 running = Some(self.spawn_apply(&name, blob, diff_id, parent, user.clone()));
@@ -173,6 +187,8 @@ impl Engine {
             tokio::select! {
                 biased;
                 Some(ev) = rx.recv() => sched.on_event(ev, user.as_ref()),
+                r = async { stager.as_mut().expect("guarded").next().await },
+                    if stager.as_ref().is_some_and(Stager::busy) => r?,
                 done = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
                     running = None;
                     match join(done, "unpacking a layer") {
@@ -208,7 +224,7 @@ impl Engine {
                 source: Box::new(source),
             },
         })?;
-        self.finish(&name, &parsed, pulled, sched.applied, user)
+        self.finish(&name, &parsed, pulled, sched.applied, stager, user)
             .await
     }
 
@@ -242,6 +258,7 @@ impl Engine {
         parsed: &Reference,
         pulled: PulledImage,
         speculative: Vec<LayerOutcome>,
+        stager: Option<Stager>,
         progress: Option<ProgressSender>,
     ) -> Result<PullReport> {
         let config_digest =
@@ -281,6 +298,13 @@ impl Engine {
                 ),
             });
         }
+        let staged_layers = match stager {
+            Some(st) => Some(
+                self.attach_staged(name, st, &blobs, &diff_ids, progress.as_ref())
+                    .await?,
+            ),
+            None => None,
+        };
         let store = Arc::clone(&self.graph);
         let name_owned = name.to_string();
         let parsed_tag = parsed
@@ -289,8 +313,12 @@ impl Engine {
             .map(|_| parsed.to_string());
         let manifest_digest = pulled.manifest.digest().to_string();
         let worker = tokio::task::spawn_blocking(move || -> Result<PullReport> {
-            let mut layers: Vec<LayerOutcome> = Vec::with_capacity(blobs.len());
+            let done = staged_layers.is_some();
+            let mut layers: Vec<LayerOutcome> = staged_layers.unwrap_or_default();
             for (i, (blob, diff_id)) in blobs.iter().zip(&diff_ids).enumerate() {
+                if done {
+                    break;
+                }
                 let reuse = speculative
                     .get(i)
                     .filter(|s| &s.blob == blob && &s.diff_id == diff_id && layers.len() == i);
@@ -345,6 +373,85 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The ordered phase with a stager: base first, keep a layer whose chain exists,
+    /// otherwise take the blob's staged layer (unpacking it now if the speculative phase
+    /// did not, with the next ones started as room allows), check its diff ID against the
+    /// config and attach it on its parent.
+    async fn attach_staged(
+        &self,
+        name: &str,
+        mut stager: Stager,
+        blobs: &[Digest],
+        diff_ids: &[Digest],
+        progress: Option<&ProgressSender>,
+    ) -> Result<Vec<LayerOutcome>> {
+        let mut chains: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+        for d in diff_ids {
+            let c = match chains.last() {
+                Some(pc) => chain_id(&[pc.clone(), d.clone()]).expect("two digests"),
+                None => d.clone(),
+            };
+            chains.push(c);
+        }
+        let mut existing = Vec::with_capacity(chains.len());
+        for c in &chains {
+            existing.push(
+                self.graph
+                    .layer_by_chain(c)
+                    .map_err(graph(format!("look up layer {c}")))?,
+            );
+        }
+        let mut layers: Vec<LayerOutcome> = Vec::with_capacity(blobs.len());
+        for (i, (blob, diff_id)) in blobs.iter().zip(diff_ids).enumerate() {
+            if let Some(row) = &existing[i] {
+                send(progress, blob, ProgressEvent::AlreadyExists);
+                layers.push(LayerOutcome {
+                    blob: blob.clone(),
+                    diff_id: diff_id.clone(),
+                    cache_id: row.cache_id.clone(),
+                    already_existed: true,
+                });
+                continue;
+            }
+            let ahead: Vec<Digest> = (i + 1..blobs.len())
+                .filter(|&j| existing[j].is_none())
+                .map(|j| blobs[j].clone())
+                .collect();
+            let staged = stager.take(blob, &ahead).await?;
+            if staged.diff_id() != diff_id {
+                return Err(Error::DiffIdMismatch {
+                    reference: name.to_string(),
+                    blob: blob.to_string(),
+                    expected: diff_id.to_string(),
+                    actual: staged.diff_id().to_string(),
+                });
+            }
+            let store = Arc::clone(&self.graph);
+            let parent = layers.last().map(|l| l.cache_id.clone());
+            let layer = staged.take();
+            let row =
+                tokio::task::spawn_blocking(move || store.attach_layer(layer, parent.as_deref()))
+                    .await
+                    .map_err(|e| Error::Worker {
+                        what: "attaching a layer".into(),
+                        reason: e.to_string(),
+                    })?
+                    .map_err(graph(format!("attach layer {blob} of {name}")))?;
+            layers.push(LayerOutcome {
+                blob: blob.clone(),
+                diff_id: diff_id.clone(),
+                cache_id: row.cache_id,
+                already_existed: false,
+            });
+        }
+        // unpacks started for layers that turned out to exist end (and are discarded)
+        // before the image is recorded
+        stager.drain().await?;
+        Ok(layers)
+    }
+}
+
 fn join<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>, what: &str) -> Result<T> {
     r.map_err(|e| Error::Worker {
         what: what.to_string(),
@@ -367,7 +474,7 @@ fn parse_diff_ids(config: &[u8]) -> std::result::Result<Vec<Digest>, String> {
         .collect()
 }
 
-fn send(progress: Option<&ProgressSender>, blob: &Digest, event: ProgressEvent) {
+pub(crate) fn send(progress: Option<&ProgressSender>, blob: &Digest, event: ProgressEvent) {
     if let (Some(tx), Ok(digest)) = (progress, blob.to_string().parse::<OciDigest>()) {
         let _ = tx.send(Progress {
             id: blob.short().to_string(),
@@ -452,6 +559,8 @@ struct Speculation {
     diff_ids: Option<Vec<Digest>>,
     applied: Vec<LayerOutcome>,
     disabled: bool,
+    /// Per layer (staging mode): whether its chain is already in the store.
+    present: Vec<Option<bool>>,
 }
 
 impl Speculation {
@@ -476,29 +585,69 @@ impl Speculation {
         }
     }
 
-    /// The next layer to unpack, if its blob and its parent are ready.
-    fn next(&mut self, store: &Store) -> Option<(Digest, Digest, Option<LayerRow>)> {
+    /// Reads the diff IDs from the config once it is in; false until then (or when the
+    /// speculation is off).
+    fn load_diff_ids(&mut self, store: &Store) -> bool {
         if self.disabled || self.order.is_empty() {
-            return None;
+            return false;
         }
-        if self.diff_ids.is_none() {
-            let config = &self.order[0];
-            if !self.ready.contains(config) {
-                return None;
+        if self.diff_ids.is_some() {
+            return true;
+        }
+        let config = &self.order[0];
+        if !self.ready.contains(config) {
+            return false;
+        }
+        match store
+            .content()
+            .read(config)
+            .map_err(|e| e.to_string())
+            .and_then(|c| parse_diff_ids(&c))
+        {
+            Ok(ids) if ids.len() + 1 == self.order.len() => {
+                self.present = vec![None; ids.len()];
+                self.diff_ids = Some(ids);
+                true
             }
-            match store
-                .content()
-                .read(config)
-                .map_err(|e| e.to_string())
-                .and_then(|c| parse_diff_ids(&c))
-            {
-                Ok(ids) if ids.len() + 1 == self.order.len() => self.diff_ids = Some(ids),
-                _ => {
-                    // Duplicate layers or an unexpected order: the ordered phase does it all.
-                    self.disabled = true;
-                    return None;
+            _ => {
+                // Duplicate layers or an unexpected order: the ordered phase does it all.
+                self.disabled = true;
+                false
+            }
+        }
+    }
+
+    /// Staging mode: the blobs, base first, that are in the content store and whose
+    /// layer (same chain) is not in the image store yet.
+    fn candidates(&mut self, store: &Store) -> Vec<Digest> {
+        if !self.load_diff_ids(store) {
+            return Vec::new();
+        }
+        let ids = self.diff_ids.as_ref().expect("loaded");
+        let mut out = Vec::new();
+        let mut chain: Option<Digest> = None;
+        for (i, d) in ids.iter().enumerate() {
+            let c = match &chain {
+                Some(pc) => chain_id(&[pc.clone(), d.clone()]).expect("two digests"),
+                None => d.clone(),
+            };
+            let blob = &self.order[i + 1];
+            if self.ready.contains(blob) {
+                let present = *self.present[i]
+                    .get_or_insert_with(|| matches!(store.layer_by_chain(&c), Ok(Some(_))));
+                if !present {
+                    out.push(blob.clone());
                 }
             }
+            chain = Some(c);
+        }
+        out
+    }
+
+    /// The next layer to unpack, if its blob and its parent are ready.
+    fn next(&mut self, store: &Store) -> Option<(Digest, Digest, Option<LayerRow>)> {
+        if !self.load_diff_ids(store) {
+            return None;
         }
         let i = self.applied.len();
         let ids = self.diff_ids.as_ref()?;

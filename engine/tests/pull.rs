@@ -1,4 +1,5 @@
-//! The pull job against a real `docker-registry`, into a real libgraph store (overlay).
+//! The pull job against a real `docker-registry`, into a real libgraph store (overlay, whose
+//! layers unpack at the same time, and vfs, whose layers unpack one on another).
 
 mod common;
 
@@ -12,10 +13,14 @@ use longshore_test_support::{require_root, unique_name};
 use tokio::sync::mpsc::unbounded_channel;
 
 fn engine(root: &std::path::Path, reg: &Registry) -> Engine {
+    engine_with(root, reg, "overlay")
+}
+
+fn engine_with(root: &std::path::Path, reg: &Registry, driver: &str) -> Engine {
     Engine::open(
         root,
         EngineOptions {
-            driver: Some("overlay".into()),
+            driver: Some(driver.into()),
             client: reg.client_options(),
         },
     )
@@ -41,6 +46,15 @@ fn events(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Progress>) -> Vec<Progre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_unpacks_a_busybox_image_and_a_second_pull_is_up_to_date() {
+    pull_and_pull_again("overlay").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_unpacks_a_busybox_image_and_a_second_pull_is_up_to_date_vfs() {
+    pull_and_pull_again("vfs").await;
+}
+
+async fn pull_and_pull_again(driver: &str) {
     require_root!();
     let reg = Registry::start();
     let hello = b"hello from the second layer\n";
@@ -54,7 +68,7 @@ async fn pull_unpacks_a_busybox_image_and_a_second_pull_is_up_to_date() {
     let built = push_image(&reg, "test/busybox", "v1", &tars, None).await;
 
     let root = tempdir();
-    let engine = engine(root.path(), &reg);
+    let engine = engine_with(root.path(), &reg, driver);
     let reference = format!("{}/test/busybox:v1", reg.addr);
     let (tx, mut rx) = unbounded_channel();
     let opts = PullJobOptions {
@@ -256,8 +270,26 @@ async fn a_cancelled_pull_leaves_the_store_consistent_and_can_be_redone() {
             g.content().ingests()
         );
     }
-    // Reopened: consistent, and the pull completes.
-    let engine = engine(root.path(), &reg);
+    // Reopened: consistent, and the pull completes. An unpack that was running on a
+    // blocking thread when the job was cancelled still holds the store (and its owner
+    // lock) until it ends and discards its layer: wait for that.
+    let engine = {
+        let mut tries = 0;
+        loop {
+            let opts = EngineOptions {
+                driver: Some("overlay".into()),
+                client: reg.client_options(),
+            };
+            match Engine::open(root.path(), opts) {
+                Ok(e) => break e,
+                Err(e) if tries < 1200 && e.to_string().contains("in use by another") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("reopening the store: {e}"),
+            }
+        }
+    };
     let check = engine.graph().check(false).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
     let report = engine
@@ -266,4 +298,67 @@ async fn a_cancelled_pull_leaves_the_store_consistent_and_can_be_redone() {
         .unwrap();
     assert_eq!(report.image_id.to_string(), built.config.to_string());
     assert_eq!(report.layers.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_on_a_pulled_base_unpacks_only_its_own_layers() {
+    require_root!();
+    let reg = Registry::start();
+    let base = busybox_tar();
+    let a = push_image(&reg, "test/base", "v1", std::slice::from_ref(&base), None).await;
+    let top1 = files_tar(&[("one", &random_bytes(11, 2 << 20))]);
+    let top2 = files_tar(&[("two", &random_bytes(12, 3 << 20))]);
+    let b = push_image(&reg, "test/app", "v1", &[base, top1, top2], None).await;
+    let root = tempdir();
+    let engine = engine(root.path(), &reg);
+    let base_ref = format!("{}/test/base:v1", reg.addr);
+    let app_ref = format!("{}/test/app:v1", reg.addr);
+    let first = engine
+        .pull(&base_ref, &PullJobOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first.image_id.to_string(), a.config.to_string());
+    let (tx, mut rx) = unbounded_channel();
+    let opts = PullJobOptions {
+        progress: Some(tx),
+        ..Default::default()
+    };
+    let report = engine.pull(&app_ref, &opts).await.unwrap();
+    assert_eq!(report.image_id.to_string(), b.config.to_string());
+    let existed: Vec<bool> = report.layers.iter().map(|l| l.already_existed).collect();
+    assert_eq!(existed, vec![true, false, false]);
+    assert_eq!(report.layers[0].cache_id, first.layers[0].cache_id);
+    let evs = events(&mut rx);
+    let base_blob = &b.layers[0];
+    assert!(
+        !evs.iter()
+            .any(|p| &p.digest == base_blob && matches!(p.event, ProgressEvent::Extracting { .. })),
+        "the shared base was unpacked again: {evs:?}"
+    );
+    // the layers chain up: each on the one before, and a container sees all of them
+    let g = engine.graph();
+    let rows: Vec<_> = report
+        .layers
+        .iter()
+        .map(|l| g.layer(&l.cache_id).unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        rows[1].parent_cache.as_deref(),
+        Some(rows[0].cache_id.as_str())
+    );
+    assert_eq!(
+        rows[2].parent_cache.as_deref(),
+        Some(rows[1].cache_id.as_str())
+    );
+    assert!(rows.iter().all(|r| !r.incomplete));
+    let cid = unique_name("eng");
+    g.create_container(&cid, &app_ref).unwrap();
+    let guard = ContainerGuard(g, cid.clone());
+    let mnt = g.mount_container(&cid).unwrap();
+    assert_eq!(std::fs::metadata(mnt.join("one")).unwrap().len(), 2 << 20);
+    assert_eq!(std::fs::metadata(mnt.join("two")).unwrap().len(), 3 << 20);
+    assert!(mnt.join("bin/busybox").exists());
+    drop(guard);
+    let check = g.check(false).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
 }
