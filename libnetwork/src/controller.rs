@@ -295,6 +295,9 @@ pub struct CleanupReport {
     pub orphan_leases: Vec<String>,
     /// Host port reservations whose owner has no endpoint record, released.
     pub orphan_ports: Vec<String>,
+    /// Temporary state files of dead processes (a crash between writing and renaming),
+    /// removed; paths relative to the state directory.
+    pub temp_files: Vec<String>,
 }
 
 /// Owns the networks of one state directory in one host namespace.
@@ -673,7 +676,7 @@ impl Controller {
         for e in fs::read_dir(&dir).map_err(file_err(&dir, "list"))? {
             let p = e.map_err(file_err(&dir, "list"))?.path();
             if p.extension().is_some_and(|x| x == "json") {
-                if let Some(ep) = read_json::<EndpointInfo>(&p)? {
+                if let Some(ep) = store::read_record::<EndpointInfo>(&p)? {
                     out.push(ep);
                 }
             }
@@ -684,7 +687,7 @@ impl Controller {
     /// The endpoint of a container, by id or name.
     pub fn endpoint(&self, id_or_name: &str) -> Result<EndpointInfo> {
         if safe_name("container id", id_or_name).is_ok() {
-            if let Some(e) = read_json(&self.endpoint_path(id_or_name))? {
+            if let Some(e) = store::read_record(&self.endpoint_path(id_or_name))? {
                 return Ok(e);
             }
         }
@@ -869,7 +872,7 @@ impl Controller {
 
     fn disconnect_as(&self, container_id: &str, netns_dying: bool) -> Result<()> {
         safe_name("container id", container_id)?;
-        let ep: EndpointInfo = read_json(&self.endpoint_path(container_id))?
+        let ep: EndpointInfo = store::read_record(&self.endpoint_path(container_id))?
             .ok_or_else(|| Error::EndpointNotFound(container_id.into()))?;
         self.teardown_as(&ep, netns_dying)
     }
@@ -935,7 +938,16 @@ impl Controller {
             self.reaper
                 .queue(v, ep.ip.map(|i| i.ip()), &ep.netns, netns_dying);
         }
-        let r2 = store::remove(&self.endpoint_path(&ep.container_id));
+        // gone from the directory now; unlinked on the background thread
+        let path = self.endpoint_path(&ep.container_id);
+        let r2 = match store::retire(&path) {
+            Ok(Some(aside)) => {
+                self.reaper.remove_file(aside);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(_) => store::remove(&path),
+        };
         r.and(r2)
     }
 
@@ -1021,10 +1033,38 @@ impl Controller {
                 report.orphan_ports.push(key);
             }
         }
+        report.temp_files = self.remove_stale_temp_files()?;
         match first_err {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+
+    /// Removes the temporary files (`*.tmp<pid>-<n>`) of dead processes from the state
+    /// directory and its subdirectories.
+    fn remove_stale_temp_files(&self) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for sub in ["", "endpoints", "networks", "ipam"] {
+            let dir = self.state.join(sub);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(file_err(&dir, "list")(e)),
+            };
+            for e in entries {
+                let e = e.map_err(file_err(&dir, "list"))?;
+                let name = e.file_name();
+                let Some(pid) = name.to_str().and_then(store::stale_tmp_pid) else {
+                    continue;
+                };
+                if pid != std::process::id() && !pid_alive(pid) {
+                    store::remove(&e.path())?;
+                    gone.push(Path::new(sub).join(&name).display().to_string());
+                }
+            }
+        }
+        gone.sort();
+        Ok(gone)
     }
 
     fn publish(
@@ -1097,9 +1137,7 @@ impl Controller {
                     proto,
                 });
             }
-            // one record write for all ports and their rules: a crash before it leaves a
-            // record without them, whose ports are released by owner and whose rules are
-            // deleted by tag (the record is of another incarnation then)
+            // the caller writes the record once, with all ports and their rules' handles
             if self.opts.iptables && !ep.ports.is_empty() {
                 ep.rule_handles = nft::add_port_rules(
                     &self.host,
@@ -1108,9 +1146,6 @@ impl Controller {
                     &ep.ports,
                     self.opts.userland_proxy.then_some(bridge),
                 )?;
-            }
-            if !ep.ports.is_empty() {
-                write_json(&self.endpoint_path(&ep.container_id), &*ep)?;
             }
             Ok(())
         })();
@@ -1150,7 +1185,9 @@ impl Driver for BridgeDriver {
         let veth = veth_name(&cfg.container_id);
         ep.network = Some(net.name.clone());
         ep.veth = Some(veth.clone());
-        write_json(&path, &*ep)?;
+        if !store::create_json(&path, &*ep)? {
+            return Err(Error::AlreadyConnected(cfg.container_id.clone()));
+        }
         let ip = match ctl.ipam.allocate(&net.name, &cfg.container_id, cfg.ip) {
             Ok(ip) => ip,
             Err(e) => {
@@ -1167,11 +1204,6 @@ impl Driver for BridgeDriver {
         ep.ip = Some(cidr);
         ep.gateway = Some(net.gateway.ip());
         ep.mac = Some(mac_string(mac));
-        if let Err(e) = write_json(&path, &*ep) {
-            let _ = ctl.ipam.release(&net.name, ip);
-            let _ = store::remove(&path);
-            return Err(e);
-        }
         let res = ctl
             .host
             .run(|| {
@@ -1225,7 +1257,12 @@ impl Driver for BridgeDriver {
                 }
                 Ok(())
             })
-            .and_then(|()| ctl.publish(cfg, ep, ip, &net.bridge));
+            .and_then(|()| ctl.publish(cfg, ep, ip, &net.bridge))
+            // the complete record (address, ports, rule handles) in one more write: a crash
+            // before it leaves the first record, from which cleanup deletes the veth by
+            // name, the rules by tag and the ports by owner, and whose lease (an owner
+            // without a live record) it releases as an orphan
+            .and_then(|()| store::update_record(&path, &*ep));
         if let Err(e) = res {
             let _ = ctl.teardown(ep);
             return Err(e);
@@ -1293,6 +1330,15 @@ impl Driver for BridgeDriver {
     }
 }
 
+/// Writes the record of an endpoint set up in one step.
+fn create_record(ctl: &Controller, ep: &EndpointInfo) -> Result<()> {
+    if store::create_json(&ctl.endpoint_path(&ep.container_id), ep)? {
+        Ok(())
+    } else {
+        Err(Error::AlreadyConnected(ep.container_id.clone()))
+    }
+}
+
 impl Driver for HostDriver {
     fn name(&self) -> &'static str {
         "host"
@@ -1303,7 +1349,7 @@ impl Driver for HostDriver {
         if let Ok(h) = fs::read_to_string("/proc/sys/kernel/hostname") {
             ep.hostname = h.trim().to_string();
         }
-        write_json(&ctl.endpoint_path(&ep.container_id), &*ep)
+        create_record(ctl, ep)
     }
 
     fn leave(&self, _ctl: &Controller, _ep: &EndpointInfo) -> Result<()> {
@@ -1323,7 +1369,7 @@ impl Driver for NoneDriver {
             reason: "--net=none needs the container's network namespace".into(),
         })?;
         netns.run(|| Netlink::open()?.set_up_by_name("lo"))?;
-        write_json(&ctl.endpoint_path(&ep.container_id), &*ep)
+        create_record(ctl, ep)
     }
 
     fn leave(&self, _ctl: &Controller, _ep: &EndpointInfo) -> Result<()> {
@@ -1347,7 +1393,7 @@ impl Driver for ContainerDriver {
         ep.mac = o.mac.clone();
         ep.network = None;
         ep.hostname = o.hostname.clone();
-        write_json(&ctl.endpoint_path(&ep.container_id), &*ep)
+        create_record(ctl, ep)
     }
 
     fn leave(&self, _ctl: &Controller, _ep: &EndpointInfo) -> Result<()> {

@@ -17,6 +17,10 @@
 //! by the caller synchronously; only the link itself is deferred, and
 //! [`Reaper::wait_clear`] keeps a new container from reusing a name or address whose old
 //! veth is still queued.
+//!
+//! The thread also unlinks files handed to it with [`Reaper::remove_file`] (endpoint records
+//! already moved aside): on a filesystem mounted with `discard`, unlinking a file whose
+//! blocks are allocated waits for the discard.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -51,6 +55,9 @@ struct State {
     queue: Vec<Entry>,
     busy: Vec<Entry>,
     errors: Vec<Error>,
+    /// Files to unlink, and how many the thread is unlinking now.
+    files: Vec<PathBuf>,
+    files_busy: usize,
     deleted: u64,
     gone_already: u64,
     stop: bool,
@@ -113,6 +120,12 @@ impl Reaper {
         self.shared.1.notify_all();
     }
 
+    /// Unlinks `path` on the thread (soon, without waiting for a batch of veths).
+    pub fn remove_file(&self, path: PathBuf) {
+        lock(&self.shared).files.push(path);
+        self.shared.1.notify_all();
+    }
+
     /// Waits until no queued veth has the name `veth`, the address `ip` or its peer in the
     /// namespace at `netns` (where the new peer would meet the old `eth0`); such veths are
     /// deleted now.
@@ -142,7 +155,11 @@ impl Reaper {
             e.not_before = now;
         }
         self.shared.1.notify_all();
-        while !(st.queue.is_empty() && st.busy.is_empty()) {
+        while !(st.queue.is_empty()
+            && st.busy.is_empty()
+            && st.files.is_empty()
+            && st.files_busy == 0)
+        {
             st = self.shared.1.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         let mut errs = std::mem::take(&mut st.errors);
@@ -180,11 +197,11 @@ fn worker(shared: &Shared, host: &NetnsRef) {
     let entered = host.enter();
     let mut nl: Option<Netlink> = None;
     loop {
-        let batch: Vec<String> = {
+        let (batch, files): (Vec<String>, Vec<PathBuf>) = {
             let mut st = lock(shared);
             loop {
                 let now = Instant::now();
-                if st.queue.iter().any(|e| e.not_before <= now) {
+                if st.queue.iter().any(|e| e.not_before <= now) || !st.files.is_empty() {
                     break;
                 }
                 if st.stop {
@@ -201,14 +218,33 @@ fn worker(shared: &Shared, host: &NetnsRef) {
                     None => shared.1.wait(st).unwrap_or_else(|p| p.into_inner()),
                 };
             }
-            // everything that would be ready within LINGER joins the batch
-            let soon = Instant::now() + LINGER;
-            let (ready, later): (Vec<Entry>, Vec<Entry>) =
-                st.queue.drain(..).partition(|e| e.not_before <= soon);
-            st.queue = later;
-            st.busy = ready;
-            st.busy.iter().map(|e| e.veth.clone()).collect()
+            let files = std::mem::take(&mut st.files);
+            st.files_busy = files.len();
+            // everything that would be ready within LINGER joins the batch (when one is
+            // ready: the thread may have woken for files only)
+            let now = Instant::now();
+            if st.queue.iter().any(|e| e.not_before <= now) {
+                let soon = now + LINGER;
+                let (ready, later): (Vec<Entry>, Vec<Entry>) =
+                    st.queue.drain(..).partition(|e| e.not_before <= soon);
+                st.queue = later;
+                st.busy = ready;
+            }
+            (st.busy.iter().map(|e| e.veth.clone()).collect(), files)
         };
+        let file_errs: Vec<Error> = files
+            .iter()
+            .filter_map(|f| crate::store::remove(f).err())
+            .collect();
+        if !files.is_empty() {
+            let mut st = lock(shared);
+            st.files_busy = 0;
+            st.errors.extend(file_errs);
+            shared.1.notify_all();
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let res = match (&entered, nl.as_mut()) {
             (Err(e), _) => Err(Error::Netlink {
                 op: format!("delete veths {batch:?}: enter the host namespace"),

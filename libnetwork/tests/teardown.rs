@@ -45,9 +45,15 @@ fn disconnect_releases_synchronously_and_flush_leaves_no_veth() {
     assert!(ctl.leases("bridge").unwrap().is_empty());
     let tags = host.rule_tags();
     assert!(tags.iter().all(|t| !t.starts_with("ep:")), "{tags:?}");
-    // the veths go in the background; after a flush none is left, on either side
+    // the veths (and the records, moved aside) go in the background; after a flush none
+    // is left, on either side
     ctl.flush().unwrap();
     assert!(host.veths().is_empty(), "{:?}", host.veths());
+    let records: Vec<_> = std::fs::read_dir(host.state.path().join("state/endpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(records.is_empty(), "{records:?}");
     assert!(ctrs.iter().all(|c| !eth0_in(c)));
     let st = ctl.reaper_stats();
     assert_eq!(st.pending, 0);
@@ -207,4 +213,58 @@ fn the_in_process_nft_session_echoes_handles_and_reports_errors() {
         .run("add rule ip longshore nosuchchain accept\n")
         .unwrap_err();
     assert!(err.contains("No such file"), "{err}");
+}
+
+#[test]
+fn cleanup_removes_temporary_files_of_dead_processes_only() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let ctl = host.controller();
+    let state = host.state.path().join("state");
+    // a process that is certainly gone
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = [
+        state.join("endpoints").join(format!("ghost.tmp{dead}-3")),
+        state.join("ipam").join(format!("bridge.tmp{dead}-0")),
+        state.join(format!("ports.tmp{dead}")),
+    ];
+    let ours = state
+        .join("endpoints")
+        .join(format!("busy.tmp{}-9", std::process::id()));
+    let record_like = state
+        .join("endpoints")
+        .join(format!("x.tmp{dead}.json.bak"));
+    for p in stale.iter().chain([&ours, &record_like]) {
+        std::fs::write(p, b"{").unwrap();
+    }
+    let report = ctl.cleanup().unwrap();
+    assert_eq!(
+        report.temp_files,
+        vec![
+            format!("endpoints/ghost.tmp{dead}-3"),
+            format!("ipam/bridge.tmp{dead}-0"),
+            format!("ports.tmp{dead}"),
+        ]
+    );
+    assert!(stale.iter().all(|p| !p.exists()));
+    assert!(ours.exists(), "a live process's temporary file is kept");
+    assert!(record_like.exists(), "only temporary files are touched");
+    // a plain container's record and its setup leave no temporary file behind either
+    let c = TestContainer::new();
+    let mut cf = cfg("tidy", &c);
+    cf.publish = vec!["7500:80".parse().unwrap()];
+    ctl.connect(&cf).unwrap();
+    std::fs::remove_file(&ours).unwrap();
+    std::fs::remove_file(&record_like).unwrap();
+    let leftovers: Vec<String> = ["", "endpoints", "ipam"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(state.join(d)).unwrap())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    ctl.disconnect("tidy").unwrap();
+    assert_eq!(ctl.cleanup().unwrap(), Default::default());
 }
