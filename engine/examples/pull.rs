@@ -1,4 +1,4 @@
-//! `pull --root DIR [--driver overlay|vfs] [--insecure HOST:PORT]... [--quiet] REFERENCE`
+//! `pull --root DIR [--driver overlay|vfs] [--insecure HOST:PORT]... [--quiet] [--unpack-after-download] REFERENCE`
 //!
 //! Pulls an image with unpacking into the libgraph store at DIR and prints the result and
 //! the wall time. Used by `engine/scripts/bench-pull-unpack.sh`.
@@ -10,7 +10,7 @@ use longshore_registry::ProgressEvent;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: pull --root DIR [--driver overlay|vfs] [--insecure HOST:PORT]... [--quiet] REFERENCE"
+        "usage: pull --root DIR [--driver overlay|vfs] [--insecure HOST:PORT]... [--quiet] [--unpack-after-download] REFERENCE"
     );
     std::process::exit(2)
 }
@@ -19,7 +19,7 @@ fn usage() -> ! {
 async fn main() {
     let mut args = std::env::args().skip(1);
     let mut opts = EngineOptions::default();
-    let (mut root, mut reference, mut quiet) = (None, None, false);
+    let (mut root, mut reference, mut quiet, mut after) = (None, None, false, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--root" => root = Some(args.next().unwrap_or_else(|| usage())),
@@ -29,6 +29,7 @@ async fn main() {
                 .insecure_registries
                 .push(args.next().unwrap_or_else(|| usage())),
             "--quiet" => quiet = true,
+            "--unpack-after-download" => after = true,
             s if !s.starts_with('-') && reference.is_none() => reference = Some(a),
             _ => usage(),
         }
@@ -69,6 +70,7 @@ async fn main() {
             &reference,
             &PullJobOptions {
                 progress: Some(tx),
+                unpack_after_download: after,
                 ..Default::default()
             },
         )

@@ -2,9 +2,12 @@
 //! content store, so pulled blobs land (verified) exactly where libgraph applies them from.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
-use longshore_graph::{ContentStore, Digest, Error as GraphError, Writer};
+use longshore_graph::{ContentStore, Digest, Error as GraphError, Store, Writer};
 use oci_spec::image::Digest as OciDigest;
+
+use crate::stage::{StreamTee, Streams};
 
 /// Bytes gathered before one `write(2)` into the ingest file.
 const BUF: usize = 1 << 20;
@@ -26,16 +29,56 @@ fn other(e: GraphError) -> io::Error {
 /// interleaving); [`BlobWriter::commit`](longshore_registry::BlobWriter::commit) checks
 /// size and digest, fsyncs and renames it into `blobs/`. A writer dropped or aborted
 /// removes its ingest: a cancelled pull leaves no partial blob.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GraphContent {
     content: ContentStore,
+    unpack: Option<Unpack>,
+}
+
+/// Where layers are unpacked while they download (the pull job, overlay stores).
+#[derive(Clone)]
+struct Unpack {
+    store: Arc<Store>,
+    streams: Arc<Streams>,
+    name: String,
+}
+
+impl std::fmt::Debug for GraphContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphContent")
+            .field("content", &self.content)
+            .field("unpack_while_downloading", &self.unpack.is_some())
+            .finish()
+    }
 }
 
 impl GraphContent {
     /// Wraps libgraph's content store (`Store::content().clone()`).
     pub fn new(content: ContentStore) -> GraphContent {
-        GraphContent { content }
+        GraphContent {
+            content,
+            unpack: None,
+        }
     }
+
+    /// Also unpacks each compressed layer blob into a staged layer of `store` while it
+    /// downloads, handing the unpack to `streams` once the blob is committed.
+    pub(crate) fn unpacking(store: Arc<Store>, streams: Arc<Streams>, name: &str) -> Self {
+        GraphContent {
+            content: store.content().clone(),
+            unpack: Some(Unpack {
+                store,
+                streams,
+                name: name.to_string(),
+            }),
+        }
+    }
+}
+
+/// Whether a blob starting with `head` is a compressed layer (gzip, zstd), not a config
+/// or manifest (JSON).
+fn compressed_layer(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
 }
 
 impl longshore_registry::ContentStore for GraphContent {
@@ -67,6 +110,8 @@ impl longshore_registry::ContentStore for GraphContent {
             digest: d,
             size,
             received: 0,
+            unpack: self.unpack.clone(),
+            tee: None,
         })
     }
 
@@ -91,6 +136,9 @@ pub struct GraphBlobWriter {
     digest: Digest,
     size: u64,
     received: u64,
+    unpack: Option<Unpack>,
+    /// The unpack of this layer running from its bytes as they arrive.
+    tee: Option<(StreamTee, Unpack)>,
 }
 
 impl GraphBlobWriter {
@@ -116,7 +164,19 @@ impl longshore_registry::BlobWriter for GraphBlobWriter {
                 ),
             ));
         }
+        if self.received == 0
+            && let Some(u) = self.unpack.take()
+            && compressed_layer(data)
+        {
+            // an unpack that cannot start just leaves the layer to be unpacked later
+            self.tee = StreamTee::start(Arc::clone(&u.store), self.digest.clone(), u.name.clone())
+                .ok()
+                .map(|t| (t, u));
+        }
         self.received += data.len() as u64;
+        if let Some((tee, _)) = &mut self.tee {
+            tee.write(data).await;
+        }
         // Page-cache writes of at most 1 MiB: short enough to do on the runtime thread.
         if self.buf.len() + data.len() > BUF {
             self.flush_buf()?;
@@ -140,12 +200,22 @@ impl longshore_registry::BlobWriter for GraphBlobWriter {
             .take()
             .ok_or_else(|| io::Error::other("blob writer already finished"))?;
         let (size, digest) = (self.size, self.digest.clone());
+        // the unpack gets the end of its stream first, and runs on during the fsync
+        let unpacking = match self.tee.take() {
+            Some((tee, u)) => tee.finish().await.map(|job| (job, u)),
+            None => None,
+        };
         // fsync and rename: off the runtime thread. If the pull is cancelled meanwhile
         // the commit still completes, leaving a whole, verified blob.
-        tokio::task::spawn_blocking(move || w.commit(Some(size), Some(&digest)))
+        let d = digest.clone();
+        tokio::task::spawn_blocking(move || w.commit(Some(size), Some(&d)))
             .await
             .map_err(io::Error::other)?
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        // (on an error above, dropping the unpack lets it end and discard its layer)
+        if let Some((job, u)) = unpacking {
+            u.streams.finished(digest, job);
+        }
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::content::{GraphContent, graph_digest};
 use crate::error::{Error, Result, graph};
-use crate::stage::Stager;
+use crate::stage::{Stager, Streams};
 
 /// How to open an [`Engine`].
 #[derive(Debug, Clone, Default)]
@@ -36,6 +36,9 @@ pub struct PullJobOptions {
     /// Where progress goes: libregistry's download events, plus `Extracting` (start and
     /// end of each layer's unpacking) and `AlreadyExists` for layers already unpacked.
     pub progress: Option<ProgressSender>,
+    /// Overlay stores unpack each compressed layer while it downloads; with this set,
+    /// only after its blob is committed (to compare the two).
+    pub unpack_after_download: bool,
 }
 
 /// What happened to one layer.
@@ -49,6 +52,8 @@ pub struct LayerOutcome {
     pub cache_id: String,
     /// The layer (same chain) was already unpacked; nothing was extracted.
     pub already_existed: bool,
+    /// The layer was unpacked from its bytes as they downloaded.
+    pub unpacked_while_downloading: bool,
 }
 
 /// The result of [`Engine::pull`].
@@ -154,7 +159,13 @@ impl Engine {
             })?;
         let name = parsed.to_string();
         let (tx, mut rx) = unbounded_channel::<Progress>();
-        let content = GraphContent::new(self.graph.content().clone());
+        let streams = Arc::new(Streams::default());
+        let content = if self.graph.supports_staging() && std::env::var_os("XX_NOSTREAM").is_none()
+        {
+            GraphContent::unpacking(Arc::clone(&self.graph), Arc::clone(&streams), &name)
+        } else {
+            GraphContent::new(self.graph.content().clone())
+        };
         let ropts = PullOptions {
             platform: opts.platform.clone(),
             progress: Some(tx),
@@ -167,7 +178,7 @@ impl Engine {
         let mut stager = self
             .graph
             .supports_staging()
-            .then(|| Stager::new(Arc::clone(&self.graph), &name, user.clone()));
+            .then(|| Stager::new(Arc::clone(&self.graph), &name, user.clone(), streams));
         let pull = self.client.pull(&parsed, &content, &ropts);
         tokio::pin!(pull);
 
@@ -411,6 +422,7 @@ impl Engine {
                     diff_id: diff_id.clone(),
                     cache_id: row.cache_id.clone(),
                     already_existed: true,
+                    unpacked_while_downloading: false,
                 });
                 continue;
             }
@@ -429,6 +441,7 @@ impl Engine {
             }
             let store = Arc::clone(&self.graph);
             let parent = layers.last().map(|l| l.cache_id.clone());
+            let streamed = staged.streamed();
             let layer = staged.take();
             let row =
                 tokio::task::spawn_blocking(move || store.attach_layer(layer, parent.as_deref()))
@@ -443,6 +456,7 @@ impl Engine {
                 diff_id: diff_id.clone(),
                 cache_id: row.cache_id,
                 already_existed: false,
+                unpacked_while_downloading: streamed,
             });
         }
         // unpacks started for layers that turned out to exist end (and are discarded)
@@ -508,6 +522,7 @@ fn apply_one(
             diff_id: diff_id.clone(),
             cache_id: row.cache_id,
             already_existed: true,
+            unpacked_while_downloading: false,
         });
     }
     let total = store.content().size(blob).unwrap_or(0);
@@ -543,6 +558,7 @@ fn apply_one(
         diff_id: diff_id.clone(),
         cache_id: row.cache_id,
         already_existed: false,
+        unpacked_while_downloading: false,
     })
 }
 

@@ -4,7 +4,9 @@
 //! attaches them base first.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use longshore_graph::{Digest, StagedLayer, Store};
 use longshore_registry::{ProgressEvent, ProgressSender};
@@ -13,17 +15,145 @@ use tokio::task::JoinSet;
 use crate::error::{Error, Result, graph};
 use crate::pull::send;
 
+/// Layers being unpacked straight from their downloads, by blob digest: the content
+/// adapter starts them ([`StreamTee`]) and hands them over when the blob is committed; the
+/// stager picks them up. A handle dropped unclaimed lets its thread finish and discard.
+#[derive(Default)]
+pub(crate) struct Streams {
+    done: Mutex<HashMap<Digest, JoinHandle<Result<Staged>>>>,
+}
+
+impl Streams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, JoinHandle<Result<Staged>>>> {
+        self.done.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Files the unpack of a blob whose download was committed.
+    pub(crate) fn finished(&self, blob: Digest, job: JoinHandle<Result<Staged>>) {
+        self.lock().insert(blob, job);
+    }
+
+    fn take(&self, blob: &Digest) -> Option<JoinHandle<Result<Staged>>> {
+        self.lock().remove(blob)
+    }
+}
+
+/// Bytes gathered before one hand-off to a streaming unpack.
+const TEE_CHUNK: usize = 256 << 10;
+/// Chunks in flight to one streaming unpack (bounds its memory to about 4 MiB).
+const TEE_DEPTH: usize = 16;
+
+/// The download side of a streaming unpack: the blob's bytes go to a thread that stages
+/// the layer from them while they are also written to the content store.
+pub(crate) struct StreamTee {
+    tx: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    pending: Vec<u8>,
+    job: Option<JoinHandle<Result<Staged>>>,
+}
+
+impl StreamTee {
+    /// Starts unpacking `blob` from the bytes [`StreamTee::write`] will pass on.
+    pub(crate) fn start(store: Arc<Store>, blob: Digest, name: String) -> io::Result<StreamTee> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(TEE_DEPTH);
+        let job = std::thread::Builder::new()
+            .name("longshore-unpack".into())
+            .spawn(move || {
+                let reader = TeeReader {
+                    rx,
+                    buf: Vec::new(),
+                    pos: 0,
+                };
+                store
+                    .stage_layer_stream(&blob, reader)
+                    .map(|l| Staged {
+                        store: Arc::clone(&store),
+                        layer: Some(l),
+                        from_download: true,
+                    })
+                    .map_err(graph(format!("unpack layer {blob} of {name}")))
+            })?;
+        Ok(StreamTee {
+            tx: Some(tx),
+            pending: Vec::with_capacity(TEE_CHUNK),
+            job: Some(job),
+        })
+    }
+
+    /// Passes bytes on. An unpack that stopped (its error is reported when the stager
+    /// asks for the layer, which it then unpacks from the stored blob) just stops the tee.
+    pub(crate) async fn write(&mut self, data: &[u8]) {
+        if self.tx.is_none() {
+            return;
+        }
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= TEE_CHUNK {
+            self.flush().await;
+        }
+    }
+
+    async fn flush(&mut self) {
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(TEE_CHUNK));
+        if let Some(tx) = &self.tx
+            && tx.send(chunk).await.is_err()
+        {
+            self.tx = None;
+        }
+    }
+
+    /// The whole blob was passed on (and committed): ends the stream and returns the
+    /// unpack for [`Streams::finished`].
+    pub(crate) async fn finish(mut self) -> Option<JoinHandle<Result<Staged>>> {
+        if !self.pending.is_empty() {
+            self.flush().await;
+        }
+        self.tx = None;
+        self.job.take()
+    }
+}
+
+/// The unpacking thread's side of the tee.
+struct TeeReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for TeeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                // the download ended or was dropped: a cut stream fails the digest check
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// A staged layer that is discarded unless it is taken for attaching, so an error or a
 /// dropped pull leaves no layer behind, even for unpacks that finish after the drop.
 pub(crate) struct Staged {
     store: Arc<Store>,
     layer: Option<StagedLayer>,
+    from_download: bool,
 }
 
 impl Staged {
     /// The diff ID computed while unpacking.
     pub(crate) fn diff_id(&self) -> &Digest {
         self.layer.as_ref().expect("present until taken").diff_id()
+    }
+
+    /// Whether it was unpacked from the download's bytes as they arrived.
+    pub(crate) fn streamed(&self) -> bool {
+        self.from_download
     }
 
     /// Takes the layer out, to attach it.
@@ -46,6 +176,7 @@ pub(crate) struct Stager {
     name: String,
     progress: Option<ProgressSender>,
     jobs: usize,
+    streams: Arc<Streams>,
     running: JoinSet<(Digest, Result<Staged>)>,
     started: HashSet<Digest>,
     staged: HashMap<Digest, Staged>,
@@ -53,7 +184,12 @@ pub(crate) struct Stager {
 }
 
 impl Stager {
-    pub(crate) fn new(store: Arc<Store>, name: &str, progress: Option<ProgressSender>) -> Self {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        name: &str,
+        progress: Option<ProgressSender>,
+        streams: Arc<Streams>,
+    ) -> Self {
         // Each unpack keeps about 1.5 cores busy (inflate, hashing and file writes on
         // three threads); more than one per core only adds contention.
         let jobs = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
@@ -62,6 +198,7 @@ impl Stager {
             name: name.to_string(),
             progress,
             jobs,
+            streams,
             running: JoinSet::new(),
             started: HashSet::new(),
             staged: HashMap::new(),
@@ -84,7 +221,8 @@ impl Stager {
         self.started.contains(blob)
     }
 
-    /// Starts unpacking `blob` (already in the content store).
+    /// Starts unpacking `blob` (already in the content store), or waiting for the
+    /// unpack that ran during its download.
     pub(crate) fn start(&mut self, blob: &Digest) {
         if !self.started.insert(blob.clone()) {
             return;
@@ -93,6 +231,7 @@ impl Stager {
         let blob = blob.clone();
         let name = self.name.clone();
         let progress = self.progress.clone();
+        let streamed = self.streams.take(&blob);
         self.running.spawn_blocking(move || {
             let total = store.content().size(&blob).unwrap_or(0);
             send(
@@ -100,13 +239,25 @@ impl Stager {
                 &blob,
                 ProgressEvent::Extracting { current: 0, total },
             );
-            let r = store
-                .stage_layer_blob(&blob)
-                .map(|l| Staged {
-                    store: Arc::clone(&store),
-                    layer: Some(l),
-                })
-                .map_err(graph(format!("unpack layer {blob} of {name}")));
+            let from_download = streamed.and_then(|job| match job.join() {
+                Ok(Ok(staged)) => Some(staged),
+                Ok(Err(e)) => {
+                    tracing::debug!("unpack during download failed, unpacking the blob: {e}");
+                    None
+                }
+                Err(_) => None,
+            });
+            let r = match from_download {
+                Some(staged) => Ok(staged),
+                None => store
+                    .stage_layer_blob(&blob)
+                    .map(|l| Staged {
+                        store: Arc::clone(&store),
+                        layer: Some(l),
+                        from_download: false,
+                    })
+                    .map_err(graph(format!("unpack layer {blob} of {name}"))),
+            };
             if r.is_ok() {
                 send(
                     progress.as_ref(),

@@ -84,6 +84,8 @@ async fn pull_and_pull_again(driver: &str) {
         assert_eq!(l.blob.to_string(), built.layers[i].to_string());
         assert_eq!(l.diff_id.to_string(), built.diff_ids[i].to_string());
         assert!(!l.already_existed);
+        // overlay unpacks gzip layers from the download's bytes; vfs after, on the parent
+        assert_eq!(l.unpacked_while_downloading, driver == "overlay", "{l:?}");
     }
     // Progress: downloads, then an extraction start and end per layer.
     let evs = events(&mut rx);
@@ -361,4 +363,62 @@ async fn an_image_on_a_pulled_base_unpacks_only_its_own_layers() {
     drop(guard);
     let check = g.check(false).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
+}
+
+/// A tar with a `../` entry, raw (the tar crate refuses to build one).
+fn escaping_tar(name: &str) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_mut_bytes()[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    let mut data = b"owned".to_vec();
+    data.resize(512, 0);
+    out.extend(data);
+    out.extend([0u8; 1024]);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_layer_is_refused_while_downloading_and_leaves_nothing() {
+    require_root!();
+    let reg = Registry::start();
+    let outside = tempdir();
+    let target = outside.path().join("escaped");
+    // deep enough `..` to leave the store for `outside`, whatever the depth
+    let name = format!(
+        "{}{}",
+        "../".repeat(12),
+        target.to_str().unwrap().trim_start_matches('/')
+    );
+    assert!(name.len() < 100, "{name}");
+    let tars = vec![busybox_tar(), escaping_tar(&name)];
+    push_image(&reg, "test/hostile", "v1", &tars, None).await;
+    let root = tempdir();
+    let engine = engine(root.path(), &reg);
+    let reference = format!("{}/test/hostile:v1", reg.addr);
+    let err = engine
+        .pull(&reference, &PullJobOptions::default())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unsafe"), "{msg}");
+    assert!(!target.exists(), "the layer wrote outside its root");
+    let g = engine.graph();
+    assert!(g.images().unwrap().is_empty());
+    let check = g.check(false).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    // the good base layer may stay (unreferenced, for gc); no staged layer stays behind
+    let gc = g.gc().unwrap();
+    assert!(gc.layers_removed.len() <= 1, "{gc:?}");
+    let overlay = root.path().join("overlay");
+    let dirs: Vec<String> = std::fs::read_dir(&overlay)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "l" && !n.starts_with('.'))
+        .collect();
+    assert!(dirs.is_empty(), "layer directories left: {dirs:?}");
 }

@@ -479,18 +479,30 @@ impl Store {
     /// open after a crash) until it is attached; the caller attaches or
     /// [discards](Store::discard_staged) every staged layer.
     pub fn stage_layer_blob(&self, blob: &Digest) -> Result<StagedLayer> {
+        let file = self.content.open_blob(blob)?;
+        self.stage_layer_stream(blob, file)
+    }
+
+    /// Like [`Store::stage_layer_blob`], reading the blob from a stream while it arrives
+    /// (a download being written to the content store at the same time). The stream must
+    /// hash to `blob`, or the layer is discarded; the blob itself is not stored by this
+    /// call and must be in the content store before the layer is attached.
+    pub fn stage_layer_stream(
+        &self,
+        blob: &Digest,
+        mut reader: impl Read + Send,
+    ) -> Result<StagedLayer> {
         if !self.supports_staging() {
             return Err(Error::Unsupported(format!(
                 "the {} driver cannot unpack a layer before its parent; use register_layer_blob",
                 self.driver.name()
             )));
         }
-        let mut file = self.content.open_blob(blob)?;
         let cache_id = random_id()?;
         self.db()
             .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, None, 1))?;
         let result = self.driver.create(&cache_id, None).and_then(|()| {
-            let report = self.driver.apply_diff(&cache_id, &mut file)?;
+            let report = self.driver.apply_diff(&cache_id, &mut reader)?;
             if &report.digest != blob {
                 return Err(Error::BlobCorrupt {
                     digest: blob.clone(),
