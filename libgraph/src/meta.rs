@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS tags(
 );
 CREATE TABLE IF NOT EXISTS containers(
     id         TEXT PRIMARY KEY,
-    image_id   TEXT REFERENCES images(id),
+    image_id   TEXT,
     cache_id   TEXT NOT NULL,
     incomplete INTEGER NOT NULL DEFAULT 1
 );
@@ -128,7 +128,35 @@ impl Db {
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| db.err(e))?;
         db.conn.execute_batch(SCHEMA).map_err(|e| db.err(e))?;
+        db.migrate().map_err(|e| db.err(e))?;
         Ok(db)
+    }
+
+    /// Brings stores made by earlier versions to the current schema.
+    fn migrate(&self) -> rusqlite::Result<()> {
+        // containers.image_id lost its foreign key: like Docker, a forced `rmi` deletes an
+        // image a stopped container uses, and the container keeps the image ID.
+        let fk: i64 = self.conn.query_row(
+            "SELECT count(*) FROM pragma_foreign_key_list('containers')",
+            [],
+            |r| r.get(0),
+        )?;
+        if fk > 0 {
+            self.conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE containers_v2(
+                     id         TEXT PRIMARY KEY,
+                     image_id   TEXT,
+                     cache_id   TEXT NOT NULL,
+                     incomplete INTEGER NOT NULL DEFAULT 1
+                 );
+                 INSERT INTO containers_v2 SELECT id, image_id, cache_id, incomplete FROM containers;
+                 DROP TABLE containers;
+                 ALTER TABLE containers_v2 RENAME TO containers;
+                 COMMIT;",
+            )?;
+        }
+        Ok(())
     }
 
     pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
@@ -416,4 +444,45 @@ pub(crate) fn complete_layer(
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_with_the_old_container_foreign_key_are_migrated() {
+        let dir = tempfile::Builder::new()
+            .prefix("longshore-meta")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("metadata.db");
+        {
+            // the schema as an earlier version made it
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TABLE images(id TEXT PRIMARY KEY, top_cache TEXT, parent_image TEXT,
+                     size INTEGER NOT NULL DEFAULT 0, created TEXT);
+                 CREATE TABLE containers(id TEXT PRIMARY KEY,
+                     image_id TEXT REFERENCES images(id), cache_id TEXT NOT NULL,
+                     incomplete INTEGER NOT NULL DEFAULT 1);
+                 INSERT INTO images(id) VALUES ('sha256:aa');
+                 INSERT INTO containers VALUES ('c1', 'sha256:aa', 'x-rw', 0);",
+            )
+            .unwrap();
+        }
+        let mut db = Db::open(&path).unwrap();
+        // the container survived, and the image can now go while it stays
+        assert!(db.container("c1").unwrap().is_some());
+        db.tx(|tx| {
+            tx.execute("DELETE FROM images WHERE id = 'sha256:aa'", [])
+                .map(|_| ())
+        })
+        .unwrap();
+        assert_eq!(db.container("c1").unwrap().unwrap().1, "x-rw");
+        // opening again finds nothing to migrate
+        drop(db);
+        Db::open(&path).unwrap();
+    }
 }

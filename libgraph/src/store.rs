@@ -330,10 +330,18 @@ impl Store {
         let containers = self.db().containers()?;
         for (id, cache, incomplete) in containers {
             if incomplete {
-                if self.driver.exists(&cache) {
+                // the reference was taken on the image's top layer with the row
+                let top = if self.driver.exists(&cache) {
+                    let top = self.driver.parent(&cache)?;
                     self.driver.remove(&cache)?;
-                }
-                self.drop_container_row(&id)?;
+                    top
+                } else {
+                    match self.db().container(&id)? {
+                        Some((Some(img), _, _)) => self.db().image(&img)?.and_then(|r| r.top_cache),
+                        _ => None,
+                    }
+                };
+                self.drop_container_row(&id, top)?;
             }
         }
         let layers = self.db().incomplete_layers()?;
@@ -920,8 +928,11 @@ impl Store {
     ///
     /// By tag: the tag goes; the image is deleted only when that was its last tag. By ID: an
     /// image tagged in several repositories needs `force`. An image with child images is never
-    /// deleted; one used by a container needs `force`. Unless `no_prune`, untagged parents
-    /// left without children are deleted too.
+    /// deleted; one used by a container needs `force`, and is then deleted while the
+    /// container keeps its image ID, config and layers until it is removed (Docker's rules;
+    /// refusing an image a *running* container uses is the engine's check, as libgraph
+    /// does not know which containers run). Unless `no_prune`, untagged parents left
+    /// without children are deleted too.
     pub fn remove_image(&self, name: &str, force: bool, no_prune: bool) -> Result<Vec<Removed>> {
         let id = self.resolve(name)?;
         let mut out = Vec::new();
@@ -944,8 +955,11 @@ impl Store {
             }
             self.untag(&r.to_string())?;
             out.push(Removed::Untagged(r.familiar()));
-            // other tags keep the image; so do children and containers (quietly, like Docker)
-            if tags.len() > 1 || !containers.is_empty() || !self.db().child_images(&id)?.is_empty()
+            // other tags keep the image; so do children, and containers unless forced
+            // (quietly, like Docker)
+            if tags.len() > 1
+                || (!containers.is_empty() && !force)
+                || !self.db().child_images(&id)?.is_empty()
             {
                 return Ok(out);
             }
@@ -981,10 +995,9 @@ impl Store {
                 out.push(Removed::Untagged(r.familiar()));
             }
         }
-        if !containers.is_empty() {
-            // forced while a container uses it: Docker only untags in this case
-            return Ok(out);
-        }
+        // Forced while a (stopped) container uses it: deleted, like Docker does; the
+        // container keeps the image ID, its config blob and its layers until it is
+        // removed. A running container is a hard conflict the engine checks first.
         let mut next = Some(id);
         while let Some(id) = next.take() {
             let parent = self.delete_image_row(&id)?;
@@ -1031,7 +1044,10 @@ impl Store {
             }
             Ok(())
         })?;
-        self.content.delete(id)?;
+        // a container made from the image still needs its config (commit, inspect)
+        if self.db().containers_of(id)?.is_empty() {
+            self.content.delete(id)?;
+        }
         self.release_chain(row.top_cache.clone())?;
         Ok(row.parent_image)
     }
@@ -1085,7 +1101,7 @@ impl Store {
             Ok(())
         })?;
         if let Err(e) = self.driver.create(&cache, row.top_cache.as_deref()) {
-            let _ = self.drop_container_row(container_id);
+            let _ = self.drop_container_row(container_id, row.top_cache.clone());
             return Err(e);
         }
         self.db().tx(|tx| {
@@ -1119,17 +1135,17 @@ impl Store {
     /// Removes a container's read-write layer.
     pub fn remove_container(&self, container_id: &str) -> Result<()> {
         let (_, cache) = self.container_cache(container_id)?;
+        // the image's top layer, read from the driver: the image may be gone (forced rmi)
+        let top = self.driver.parent(&cache)?;
         self.driver.remove(&cache)?;
-        self.drop_container_row(container_id)
+        self.drop_container_row(container_id, top)
     }
 
-    fn drop_container_row(&self, container_id: &str) -> Result<()> {
+    /// Removes a container's row and its reference on `top`; what only it still held (the
+    /// config and layers of an image deleted while it was in use) goes too.
+    fn drop_container_row(&self, container_id: &str, top: Option<String>) -> Result<()> {
         let Some((img, _, _)) = self.db().container(container_id)? else {
             return Ok(());
-        };
-        let top = match &img {
-            Some(i) => self.db().image(i)?.and_then(|r| r.top_cache),
-            None => None,
         };
         self.db().tx(|tx| {
             tx.execute("DELETE FROM containers WHERE id = ?1", [container_id])?;
@@ -1140,7 +1156,18 @@ impl Store {
                 )?;
             }
             Ok(())
-        })
+        })?;
+        if let Some(i) = &img {
+            let orphaned = {
+                let db = self.db();
+                db.image(i)?.is_none() && db.containers_of(i)?.is_empty()
+            };
+            if orphaned {
+                self.content.delete(i)?;
+                self.release_chain(top)?;
+            }
+        }
+        Ok(())
     }
 
     /// `docker diff`: the container's changes against its image.
@@ -1169,13 +1196,11 @@ impl Store {
         let (img, cache) = self.container_cache(container_id)?;
         let (base_config, top, parent_image): (Value, Option<String>, Option<Digest>) = match &img {
             Some(i) => {
-                let row = self
-                    .db()
-                    .image(i)?
-                    .ok_or_else(|| Error::ImageNotFound(i.to_string()))?;
+                // the image row may be gone (forced rmi); its config blob and top layer
+                // stay while the container exists
                 let cfg = serde_json::from_slice(&self.content.read(i)?)
                     .map_err(json_err(format!("config of image {i}")))?;
-                (cfg, row.top_cache, Some(i.clone()))
+                (cfg, self.driver.parent(&cache)?, Some(i.clone()))
             }
             None => (
                 json!({"architecture": arch(), "os": "linux", "config": {}}),
@@ -1623,11 +1648,9 @@ impl Store {
                 .iter()
                 .filter(|i| i.top_cache.as_deref() == Some(&l.cache_id))
                 .count() as u64;
-            for (cid, _, _) in &containers {
-                if let Some((Some(img), _, _)) = self.db().container(cid)?
-                    && images
-                        .iter()
-                        .any(|i| i.id == img && i.top_cache.as_deref() == Some(&l.cache_id))
+            for (_, cache, _) in &containers {
+                if self.driver.exists(cache)
+                    && self.driver.parent(cache)?.as_deref() == Some(&l.cache_id)
                 {
                     want += 1;
                 }
@@ -1661,6 +1684,13 @@ impl Store {
                 rep.problems
                     .push(format!("read-write layer of container {cid} is missing"));
             }
+            if let Some((Some(img), _, _)) = self.db().container(cid)?
+                && !self.content.exists(&img)
+            {
+                rep.problems.push(format!(
+                    "config blob of image {img} of container {cid} is missing"
+                ));
+            }
         }
         Ok(rep)
     }
@@ -1691,6 +1721,12 @@ impl Store {
         let images = self.db().images()?;
         for i in images {
             keep.insert(i.id);
+        }
+        let containers = self.db().containers()?;
+        for (cid, _, _) in containers {
+            if let Some((Some(img), _, _)) = self.db().container(&cid)? {
+                keep.insert(img);
+            }
         }
         let oldest_ingest = fs::read_dir(self.content.root().join("ingest"))
             .ctx("read directory", self.content.root().join("ingest"))?

@@ -562,7 +562,8 @@ fn rmi_rules() {
     );
     assert!(s.images().unwrap().is_empty());
 
-    // a stopped container's image: by ID needs force; forced, the tags go and the image stays
+    // a stopped container's image: by ID needs force; forced, it is deleted (Docker's
+    // rules) while the container keeps working: mount, commit, check
     let id = s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
     s.create_container("c", "app:1").unwrap();
     let err = s.remove_image(&id.hex()[..12], false, false).unwrap_err();
@@ -572,10 +573,59 @@ fn rmi_rules() {
         "{err}"
     );
     let out = s.remove_image(&id.hex()[..12], true, false).unwrap();
-    assert_eq!(out, vec![Removed::Untagged("app:1".into())]);
-    assert!(s.image(&id.to_string()).is_ok());
+    assert_eq!(
+        out,
+        vec![
+            Removed::Untagged("app:1".into()),
+            Removed::Deleted(id.clone())
+        ]
+    );
+    assert!(matches!(
+        s.image(&id.to_string()),
+        Err(Error::ImageNotFound(_))
+    ));
+    assert!(s.images().unwrap().is_empty());
+    assert!(s.check(false).unwrap().problems.is_empty());
+    assert!(
+        s.gc().unwrap().layers_removed.is_empty(),
+        "the container's layers stay"
+    );
+    let root = s.mount_container("c").unwrap();
+    assert_eq!(fs::read(root.join("etc/hostname")).unwrap(), b"box\n");
+    fs::write(root.join("new"), b"n").unwrap();
+    s.unmount_container("c").unwrap();
+    let committed = s.commit("c", &CommitOptions::default()).unwrap();
+    let h = s.history(&committed.to_string()).unwrap();
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(
+        s.remove_image(&committed.to_string(), false, false)
+            .unwrap()
+            .len(),
+        1
+    );
+    // removing the container frees what only it held: config blob and layers
     s.remove_container("c").unwrap();
-    assert_eq!(s.prune_dangling().unwrap(), vec![id.clone()]);
+    assert!(!s.content().exists(&id));
+    assert!(s.check(false).unwrap().problems.is_empty());
+    assert!(
+        s.gc().unwrap().layers_removed.is_empty(),
+        "nothing left to collect"
+    );
+    // by its last tag, forced: the same
+    let id = s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
+    s.create_container("c", "app:1").unwrap();
+    let err = s.remove_image("app:1", false, false).unwrap_err();
+    assert!(err.to_string().contains("must force"), "{err}");
+    let out = s.remove_image("app:1", true, false).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Removed::Untagged("app:1".into()),
+            Removed::Deleted(id.clone())
+        ]
+    );
+    s.remove_container("c").unwrap();
+    assert!(s.check(false).unwrap().problems.is_empty());
 
     // --no-prune keeps the untagged parent
     let base = s.import(&rootfs_tar()[..], None, None).unwrap();
