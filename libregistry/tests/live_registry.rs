@@ -536,9 +536,12 @@ async fn docker_hub_mirror_is_used_for_docker_io_references() {
     )
     .await
     .unwrap();
-    // `busybox` means docker.io/library/busybox; the mirror answers, Docker Hub is never asked.
+    // `busybox` means docker.io/library/busybox; the mirrors are tried in order (the first
+    // one is down: nothing listens on its port), the second answers, and Docker Hub is
+    // never asked.
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let client = Client::new(ClientOptions {
-        mirrors: vec![format!("http://{}", mirror.addr)],
+        mirrors: vec![dead, format!("http://{}", mirror.addr)],
         ..Default::default()
     });
     let out_dir = tempdir();
