@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use longshore_graph::{ContentStore, Digest, Error as GraphError, Store, Writer};
+use longshore_graph::{ContentStore, Digest, Error as GraphError, Lease, Store, Writer};
 use oci_spec::image::Digest as OciDigest;
 
 use crate::stage::{StreamTee, Streams};
@@ -33,6 +33,7 @@ fn other(e: GraphError) -> io::Error {
 pub struct GraphContent {
     content: ContentStore,
     unpack: Option<Unpack>,
+    lease: Option<Arc<Lease>>,
 }
 
 /// Where layers are unpacked while they download (the pull job, overlay stores).
@@ -58,19 +59,27 @@ impl GraphContent {
         GraphContent {
             content,
             unpack: None,
+            lease: None,
         }
     }
 
-    /// Also unpacks each compressed layer blob into a staged layer of `store` while it
-    /// downloads, handing the unpack to `streams` once the blob is committed.
-    pub(crate) fn unpacking(store: Arc<Store>, streams: Arc<Streams>, name: &str) -> Self {
+    /// The pull job's adapter: every blob the pull finds present or commits is added to
+    /// `lease` (so a `gc` at the same time keeps it), and with `unpack`, each compressed
+    /// layer blob is also unpacked into a staged layer while it downloads, the unpack
+    /// handed to the streams once the blob is committed.
+    pub(crate) fn for_pull(
+        store: &Arc<Store>,
+        lease: Arc<Lease>,
+        unpack: Option<(Arc<Streams>, &str)>,
+    ) -> Self {
         GraphContent {
             content: store.content().clone(),
-            unpack: Some(Unpack {
-                store,
+            unpack: unpack.map(|(streams, name)| Unpack {
+                store: Arc::clone(store),
                 streams,
                 name: name.to_string(),
             }),
+            lease: Some(lease),
         }
     }
 }
@@ -87,6 +96,11 @@ impl longshore_registry::ContentStore for GraphContent {
 
     async fn has(&self, digest: &OciDigest) -> io::Result<Option<u64>> {
         let d = graph_digest(digest)?;
+        // leased before the look-up: a gc running now has either removed it already (and
+        // it is downloaded again) or keeps it
+        if let Some(l) = &self.lease {
+            l.add_blob(&d);
+        }
         match self.content.size(&d) {
             Ok(n) => Ok(Some(n)),
             Err(GraphError::BlobNotFound(_)) => Ok(None),

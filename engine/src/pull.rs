@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use longshore_graph::meta::LayerRow;
-use longshore_graph::{Digest, Store, StoreOptions, chain_id};
+use longshore_graph::{Digest, Lease, Store, StoreOptions, chain_id};
 use longshore_registry::{
     Client, ClientOptions, Platform, Progress, ProgressEvent, ProgressSender, PullOptions,
     PulledImage, Reference,
@@ -160,18 +160,23 @@ impl Engine {
         let name = parsed.to_string();
         let (tx, mut rx) = unbounded_channel::<Progress>();
         let streams = Arc::new(Streams::default());
-        let content = if self.graph.supports_staging() && std::env::var_os("XX_NOSTREAM").is_none()
-        {
-            GraphContent::unpacking(Arc::clone(&self.graph), Arc::clone(&streams), &name)
-        } else {
-            GraphContent::new(self.graph.content().clone())
-        };
+        // what this pull downloads, finds and unpacks is kept by a gc until the image is in
+        let lease = Arc::new(self.graph.lease());
+        let stream = self.graph.supports_staging() && !opts.unpack_after_download;
+        let content = GraphContent::for_pull(
+            &self.graph,
+            Arc::clone(&lease),
+            stream.then(|| (Arc::clone(&streams), name.as_str())),
+        );
         let ropts = PullOptions {
             platform: opts.platform.clone(),
             progress: Some(tx),
         };
         let user = opts.progress.clone();
-        let mut sched = Speculation::default();
+        let mut sched = Speculation {
+            lease: Some(Arc::clone(&lease)),
+            ..Default::default()
+        };
         let mut running: Option<JoinHandle<Result<LayerOutcome>>> = None;
         // overlay: layers unpack at the same time, each as soon as its blob is in;
         // vfs: one after the other, each on its parent
@@ -235,7 +240,7 @@ impl Engine {
                 source: Box::new(source),
             },
         })?;
-        self.finish(&name, &parsed, pulled, sched.applied, stager, user)
+        self.finish(&name, &parsed, pulled, sched, stager, user)
             .await
     }
 
@@ -268,10 +273,12 @@ impl Engine {
         name: &str,
         parsed: &Reference,
         pulled: PulledImage,
-        speculative: Vec<LayerOutcome>,
+        sched: Speculation,
         stager: Option<Stager>,
         progress: Option<ProgressSender>,
     ) -> Result<PullReport> {
+        let speculative = sched.applied;
+        let lease = sched.lease.expect("the pull job sets the lease");
         let config_digest =
             graph_digest(pulled.config.digest()).map_err(|e| Error::InvalidConfig {
                 reference: name.to_string(),
@@ -308,6 +315,10 @@ impl Engine {
                     diff_ids.len()
                 ),
             });
+        }
+        lease.add_blob(&config_digest);
+        for c in chains_of(&diff_ids) {
+            lease.add_chain(&c);
         }
         let staged_layers = match stager {
             Some(st) => Some(
@@ -397,14 +408,7 @@ impl Engine {
         diff_ids: &[Digest],
         progress: Option<&ProgressSender>,
     ) -> Result<Vec<LayerOutcome>> {
-        let mut chains: Vec<Digest> = Vec::with_capacity(diff_ids.len());
-        for d in diff_ids {
-            let c = match chains.last() {
-                Some(pc) => chain_id(&[pc.clone(), d.clone()]).expect("two digests"),
-                None => d.clone(),
-            };
-            chains.push(c);
-        }
+        let chains = chains_of(diff_ids);
         let mut existing = Vec::with_capacity(chains.len());
         for c in &chains {
             existing.push(
@@ -471,6 +475,19 @@ fn join<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>, what: &str
         what: what.to_string(),
         reason: e.to_string(),
     })?
+}
+
+/// The chain IDs of a list of diff IDs, base first.
+fn chains_of(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut chains: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let c = match chains.last() {
+            Some(pc) => chain_id(&[pc.clone(), d.clone()]).expect("two digests"),
+            None => d.clone(),
+        };
+        chains.push(c);
+    }
+    chains
 }
 
 fn parse_diff_ids(config: &[u8]) -> std::result::Result<Vec<Digest>, String> {
@@ -577,6 +594,8 @@ struct Speculation {
     disabled: bool,
     /// Per layer (staging mode): whether its chain is already in the store.
     present: Vec<Option<bool>>,
+    /// The pull's lease: layer chains are added as soon as the config names them.
+    lease: Option<Arc<Lease>>,
 }
 
 impl Speculation {
@@ -621,6 +640,11 @@ impl Speculation {
             .and_then(|c| parse_diff_ids(&c))
         {
             Ok(ids) if ids.len() + 1 == self.order.len() => {
+                if let Some(l) = &self.lease {
+                    for c in chains_of(&ids) {
+                        l.add_chain(&c);
+                    }
+                }
                 self.present = vec![None; ids.len()];
                 self.diff_ids = Some(ids);
                 true

@@ -422,3 +422,51 @@ async fn a_hostile_layer_is_refused_while_downloading_and_leaves_nothing() {
         .collect();
     assert!(dirs.is_empty(), "layer directories left: {dirs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_running_during_a_pull_keeps_what_the_pull_needs() {
+    require_root!();
+    let reg = Registry::start();
+    let tars = vec![
+        busybox_tar(),
+        files_tar(&[("one", &random_bytes(21, 6 << 20))]),
+        files_tar(&[("two", &random_bytes(22, 6 << 20))]),
+    ];
+    let built = push_image(&reg, "test/gc", "v1", &tars, None).await;
+    let root = tempdir();
+    let engine = Arc::new(engine(root.path(), &reg));
+    // a gc loop on another thread for the whole pull: without the pull's lease it would
+    // remove committed blobs and attached layers that no image references yet
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let gc = engine.graph().gc().unwrap();
+                assert!(gc.layers_removed.is_empty(), "{gc:?}");
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let reference = format!("{}/test/gc:v1", reg.addr);
+    let report = engine.pull(&reference, &PullJobOptions::default()).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = collector.join().unwrap();
+    let report = report.unwrap();
+    assert!(rounds > 0);
+    assert_eq!(report.image_id.to_string(), built.config.to_string());
+    let g = engine.graph();
+    let check = g.check(false).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    // after the pull, a gc finds nothing of the image to remove (the manifest blob the
+    // pull stored is not kept: the image is recorded by its config and layers)
+    let gc = g.gc().unwrap();
+    assert!(gc.layers_removed.is_empty(), "{gc:?}");
+    assert!(!gc.blobs_removed.contains(&report.image_id), "{gc:?}");
+    for l in &report.layers {
+        assert!(g.content().exists(&l.blob));
+        assert!(!gc.blobs_removed.contains(&l.blob), "{gc:?}");
+    }
+}

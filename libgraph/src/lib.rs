@@ -75,6 +75,6 @@ pub use error::{Error, Result};
 pub use gzip::gzip_backend;
 pub use reference::Reference;
 pub use store::{
-    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Removed, StagedLayer,
-    Store, StoreOptions,
+    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, Removed,
+    StagedLayer, Store, StoreOptions,
 };

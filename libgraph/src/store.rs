@@ -4,11 +4,11 @@
 //! Layout under the root: `content/` (blobs), `<driver>/` (layer trees), `metadata.db`,
 //! `tmp/` (scratch space for load, emptied at open).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -153,6 +153,61 @@ pub struct Store {
     content: ContentStore,
     driver: Box<dyn Driver>,
     db: Mutex<Db>,
+    leases: Arc<Mutex<Leases>>,
+}
+
+/// What live [`Lease`]s protect from [`Store::gc`].
+#[derive(Default)]
+struct Leases {
+    next: u64,
+    live: HashMap<u64, Leased>,
+}
+
+struct Leased {
+    since: std::time::SystemTime,
+    blobs: HashSet<Digest>,
+    chains: HashSet<Digest>,
+}
+
+/// Protects what an operation in progress (a pull, a build) will reference but nothing
+/// references yet from [`Store::gc`]: the blobs and layer chains added to it, and every blob
+/// committed since the lease was taken. Dropping it ends the protection.
+pub struct Lease {
+    id: u64,
+    leases: Arc<Mutex<Leases>>,
+}
+
+impl Lease {
+    fn with<T>(&self, f: impl FnOnce(&mut Leased) -> T) -> Option<T> {
+        let mut l = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        l.live.get_mut(&self.id).map(f)
+    }
+
+    /// Protects a blob (for example one a pull found already present and will use). Once
+    /// this returns, a `gc` running at the same time has either not removed it or has
+    /// finished removing it.
+    pub fn add_blob(&self, digest: &Digest) {
+        self.with(|l| l.blobs.insert(digest.clone()));
+    }
+
+    /// Protects the complete layer with this chain ID (and so its parents) even while no
+    /// image references it yet.
+    pub fn add_chain(&self, chain: &Digest) {
+        self.with(|l| l.chains.insert(chain.clone()));
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut l = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        l.live.remove(&self.id);
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("id", &self.id).finish()
+    }
 }
 
 const MT_OCI_MANIFEST: &str = image::OCI_MANIFEST;
@@ -316,6 +371,7 @@ impl Store {
             content,
             driver,
             db: Mutex::new(db),
+            leases: Arc::default(),
         };
         store.cleanup_incomplete()?;
         Ok(store)
@@ -472,6 +528,26 @@ impl Store {
             });
         }
         Ok((parent_row, depth))
+    }
+
+    /// Takes a [`Lease`]: until it is dropped, `gc` keeps what it protects.
+    pub fn lease(&self) -> Lease {
+        let mut l = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        l.next += 1;
+        let id = l.next;
+        l.live.insert(
+            id,
+            Leased {
+                // a little slack for filesystem timestamp granularity
+                since: std::time::SystemTime::now() - std::time::Duration::from_secs(1),
+                blobs: HashSet::new(),
+                chains: HashSet::new(),
+            },
+        );
+        Lease {
+            id,
+            leases: Arc::clone(&self.leases),
+        }
     }
 
     /// Whether the driver lets layers be unpacked before their parents are
@@ -631,8 +707,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Drops layers from `top` down while nothing references them.
+    /// Drops layers from `top` down while nothing (no image, container, child or lease)
+    /// references them.
     fn release_chain(&self, top: Option<String>) -> Result<Vec<String>> {
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        self.release_chain_with(top, &leases)
+    }
+
+    fn release_chain_with(&self, top: Option<String>, leases: &Leases) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         let mut cur = top;
         while let Some(c) = cur {
@@ -641,7 +723,11 @@ impl Store {
                 let Some(row) = db.layer(&c)? else { break };
                 (row, db.children(&c)?)
             };
-            if row.refcount > 0 || children > 0 {
+            let leased = row
+                .chain_id
+                .as_ref()
+                .is_some_and(|ch| leases.live.values().any(|l| l.chains.contains(ch)));
+            if row.refcount > 0 || children > 0 || leased {
                 break;
             }
             // mark first: a crash from here on is cleaned at the next open
@@ -661,7 +747,8 @@ impl Store {
                     .db()
                     .layers()?
                     .iter()
-                    .any(|l| l.blob_digest.as_ref() == Some(b));
+                    .any(|l| l.blob_digest.as_ref() == Some(b))
+                    || leases.live.values().any(|l| l.blobs.contains(b));
                 if !still_used {
                     self.content.delete(b)?;
                 }
@@ -1695,10 +1782,14 @@ impl Store {
         Ok(rep)
     }
 
-    /// Removes layers nothing references and blobs no image or layer names. Blobs committed
-    /// after the oldest ingest still on disk started are kept: a pull in progress may need them.
+    /// Removes layers nothing references and blobs no image, container or layer names.
+    /// What a live [`Lease`] protects stays (its blobs and layer chains, and blobs committed
+    /// since it was taken), and so do blobs committed after the oldest ingest still on disk
+    /// started: a pull in progress may need them.
     pub fn gc(&self) -> Result<GcReport> {
         let mut rep = GcReport::default();
+        // held throughout: a lease adding a blob waits for this gc to finish
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         let roots: Vec<LayerRow> = {
             let db = self.db();
             let mut v = Vec::new();
@@ -1711,7 +1802,7 @@ impl Store {
         };
         for l in roots {
             rep.layers_removed
-                .extend(self.release_chain(Some(l.cache_id))?);
+                .extend(self.release_chain_with(Some(l.cache_id), &leases)?);
         }
         let mut keep: std::collections::HashSet<Digest> = Default::default();
         let layers = self.db().layers()?;
@@ -1728,9 +1819,13 @@ impl Store {
                 keep.insert(img);
             }
         }
+        for l in leases.live.values() {
+            keep.extend(l.blobs.iter().cloned());
+        }
         let oldest_ingest = fs::read_dir(self.content.root().join("ingest"))
             .ctx("read directory", self.content.root().join("ingest"))?
             .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+            .chain(leases.live.values().map(|l| l.since))
             .min();
         for d in self.content.list()? {
             if keep.contains(&d) {

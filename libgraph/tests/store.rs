@@ -1083,3 +1083,40 @@ fn staging_refuses_corrupt_blobs_vfs_and_is_cleaned_after_a_crash() {
         "{err}"
     );
 }
+
+#[test]
+fn gc_keeps_what_a_lease_protects() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "overlay");
+    // an old unreferenced blob and an unreferenced complete layer, as a pull in progress
+    // would have them before it creates its image
+    let old = s.content().write_blob(b"old blob", None).unwrap();
+    let layer_blob = s.content().write_blob(&gzip(&rootfs_tar()), None).unwrap();
+    let layer = s.register_layer_blob(None, &layer_blob).unwrap();
+    let chain = layer.chain_id.clone().unwrap();
+    let lease = s.lease();
+    lease.add_blob(&old);
+    lease.add_chain(&chain);
+    let young = s
+        .content()
+        .write_blob(b"committed after the lease", None)
+        .unwrap();
+    let gc = s.gc().unwrap();
+    assert!(
+        gc.layers_removed.is_empty() && gc.blobs_removed.is_empty(),
+        "{gc:?}"
+    );
+    assert!(s.content().exists(&old) && s.content().exists(&young));
+    assert!(s.layer(&layer.cache_id).unwrap().is_some());
+    // a second lease ending changes nothing while the first lives
+    drop(s.lease());
+    assert!(s.gc().unwrap().layers_removed.is_empty());
+    drop(lease);
+    let gc = s.gc().unwrap();
+    assert_eq!(gc.layers_removed, vec![layer.cache_id.clone()]);
+    for d in [&old, &young, &layer_blob] {
+        assert!(!s.content().exists(d), "{d} kept: {gc:?}");
+    }
+    assert!(s.check(false).unwrap().problems.is_empty());
+}
