@@ -27,8 +27,10 @@ fn other(e: GraphError) -> io::Error {
 /// Each blob is written into libgraph's ingest area under the reference `pull-<digest>`
 /// (`flock`ed, so two pulls of the same blob at once make the second fail instead of
 /// interleaving); [`BlobWriter::commit`](longshore_registry::BlobWriter::commit) checks
-/// size and digest, fsyncs and renames it into `blobs/`. A writer dropped or aborted
-/// removes its ingest: a cancelled pull leaves no partial blob.
+/// the size, fsyncs and renames it into `blobs/`. The digest is not computed a second
+/// time: by the [`ContentStore`](longshore_registry::ContentStore) contract, libregistry
+/// commits only bytes it has hashed and matched. A writer dropped or aborted removes its
+/// ingest: a cancelled pull leaves no partial blob.
 #[derive(Clone)]
 pub struct GraphContent {
     content: ContentStore,
@@ -118,6 +120,9 @@ impl longshore_registry::ContentStore for GraphContent {
         if w.offset() != 0 {
             w.truncate().map_err(other)?;
         }
+        // libregistry hashes every blob as it streams and commits only on a match (its
+        // ContentStore contract): the ingest writer need not hash the bytes again
+        w.verified_by_caller(&d).map_err(other)?;
         Ok(GraphBlobWriter {
             inner: Some(w),
             buf: Vec::with_capacity(BUF.min(size as usize)),

@@ -63,8 +63,10 @@ impl StreamTee {
                     buf: Vec::new(),
                     pos: 0,
                 };
+                // the bytes are the download's, which libregistry hashes: not again here
+                // (the layer is attached only once the blob committed, so verified)
                 store
-                    .stage_layer_stream(&blob, reader)
+                    .stage_layer_download(&blob, reader)
                     .map(|l| Staged {
                         store: Arc::clone(&store),
                         layer: Some(l),

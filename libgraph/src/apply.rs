@@ -72,6 +72,11 @@ pub struct ApplyOptions {
     pub whiteouts: WhiteoutMode,
     /// Keep the owners recorded in the tar (needs CAP_CHOWN).
     pub same_owner: bool,
+    /// The blob digest of the stream when the caller verifies it itself (a download whose
+    /// bytes the registry client hashes): the compressed stream is then not hashed a second
+    /// time and [`ApplyReport::digest`] is this digest. The caller must discard the result
+    /// if its own check fails.
+    pub verified_blob: Option<Digest>,
 }
 
 impl Default for ApplyOptions {
@@ -79,6 +84,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             whiteouts: WhiteoutMode::Delete,
             same_owner: rustix::process::geteuid().is_root(),
+            verified_blob: None,
         }
     }
 }
@@ -141,7 +147,9 @@ pub fn apply_layer_with(
         let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH + 4);
         let hash_recycle = recycle_tx.clone();
         let hasher = scope.spawn(move || hash_stage(hash_rx, algorithm, hash_recycle));
-        let producer = scope.spawn(move || decode_stage(reader, tx, hash_tx, recycle_rx));
+        let hash_blob = opts.verified_blob.is_none();
+        let producer =
+            scope.spawn(move || decode_stage(reader, tx, hash_tx, recycle_rx, hash_blob));
         let mut input = ChannelReader {
             rx,
             recycle: recycle_tx,
@@ -197,7 +205,7 @@ pub fn apply_layer_with(
         match (applied, decoded) {
             (Ok(()), Ok((d, h))) => Ok(ApplyReport {
                 compression: d.compression,
-                digest: h.blob,
+                digest: opts.verified_blob.clone().unwrap_or(h.blob),
                 compressed_size: d.compressed_size,
                 diff_id: h.tar,
                 tar_size: d.tar_size,
@@ -238,21 +246,23 @@ struct Hashed {
     tar: Digest,
 }
 
-/// A reader that counts what passes through it and sends a copy to the hash stage.
+/// A reader that counts what passes through it and sends a copy to the hash stage
+/// (unless the caller verifies the blob digest itself).
 struct TeeReader<R> {
     inner: R,
-    hash: mpsc::SyncSender<HashMsg>,
+    hash: Option<mpsc::SyncSender<HashMsg>>,
     count: u64,
 }
 
 impl<R: Read> Read for TeeReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.hash
-                .send(HashMsg::Blob(buf[..n].to_vec()))
+        self.count += n as u64;
+        if n > 0
+            && let Some(hash) = &self.hash
+        {
+            hash.send(HashMsg::Blob(buf[..n].to_vec()))
                 .map_err(|_| io::Error::other("hashing stopped"))?;
-            self.count += n as u64;
         }
         Ok(n)
     }
@@ -297,10 +307,11 @@ fn decode_stage(
     tx: mpsc::SyncSender<io::Result<Chunk>>,
     hash: mpsc::SyncSender<HashMsg>,
     recycled: mpsc::Receiver<Vec<u8>>,
+    hash_blob: bool,
 ) -> Result<Decoded> {
     let mut outer = TeeReader {
         inner: reader,
-        hash: hash.clone(),
+        hash: hash_blob.then(|| hash.clone()),
         count: 0,
     };
     let fail = |tx: &mpsc::SyncSender<io::Result<Chunk>>, e: io::Error| {

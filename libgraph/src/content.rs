@@ -253,6 +253,7 @@ impl ContentStore {
             hasher,
             algorithm,
             offset,
+            trusted: None,
         })
     }
 
@@ -299,9 +300,29 @@ pub struct Writer {
     hasher: Hasher,
     algorithm: Algorithm,
     offset: u64,
+    /// Set by [`Writer::verified_by_caller`]: the digest the caller checks itself.
+    trusted: Option<Digest>,
 }
 
 impl Writer {
+    /// Declares that the caller verifies what it writes against `digest` itself (a
+    /// registry client hashes every download and commits only on a match): the writer
+    /// stops hashing, and [`Writer::commit`] checks the size and that the expected digest
+    /// is `digest`. Only at offset 0.
+    pub fn verified_by_caller(&mut self, digest: &Digest) -> Result<()> {
+        if self.offset != 0 {
+            return Err(Error::ContentMismatch {
+                reference: self.reference.clone(),
+                reason: format!(
+                    "a writer at offset {} cannot switch to caller verification",
+                    self.offset
+                ),
+            });
+        }
+        self.trusted = Some(digest.clone());
+        Ok(())
+    }
+
     /// Bytes written so far (including bytes from a resumed ingest).
     pub fn offset(&self) -> u64 {
         self.offset
@@ -312,9 +333,12 @@ impl Writer {
         &self.reference
     }
 
-    /// The digest of what has been written so far.
+    /// The digest of what has been written so far (the caller's digest once it verifies).
     pub fn digest(&self) -> Digest {
-        self.hasher.clone().finish()
+        match &self.trusted {
+            Some(d) => d.clone(),
+            None => self.hasher.clone().finish(),
+        }
     }
 
     /// The partial data file.
@@ -331,6 +355,7 @@ impl Writer {
             .ctx("seek ingest", &self.data_path)?;
         self.hasher = self.algorithm.hasher();
         self.offset = 0;
+        self.trusted = None;
         Ok(())
     }
 
@@ -343,7 +368,7 @@ impl Writer {
         expected_size: Option<u64>,
         expected: Option<&Digest>,
     ) -> Result<Digest> {
-        let digest = self.hasher.clone().finish();
+        let digest = self.digest();
         let mismatch = match expected_size.filter(|&s| s != self.offset) {
             Some(size) => Some(format!("expected {size} bytes, got {}", self.offset)),
             None => expected
@@ -387,7 +412,9 @@ impl Writer {
 impl Write for Writer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.trusted.is_none() {
+            self.hasher.update(&buf[..n]);
+        }
         self.offset += n as u64;
         Ok(n)
     }
@@ -460,6 +487,33 @@ mod tests {
         assert!(!cs.exists(&claimed));
         assert!(cs.list().unwrap().is_empty());
         assert!(cs.ingests().unwrap().is_empty(), "bad ingest removed");
+    }
+
+    #[test]
+    fn caller_verified_writes_check_size_and_the_named_digest() {
+        let (_t, cs) = store();
+        let want = Digest::sha256_of(b"verified elsewhere");
+        let mut w = cs.writer("trusted", Algorithm::Sha256).unwrap();
+        w.verified_by_caller(&want).unwrap();
+        w.write_all(b"verified elsewhere").unwrap();
+        assert_eq!(w.digest(), want);
+        assert_eq!(w.commit(Some(18), Some(&want)).unwrap(), want);
+        assert_eq!(cs.read(&want).unwrap(), b"verified elsewhere");
+        // a size or a digest other than the one declared is still refused
+        let other = Digest::sha256_of(b"other");
+        let mut w = cs.writer("trusted-2", Algorithm::Sha256).unwrap();
+        w.verified_by_caller(&other).unwrap();
+        w.write_all(b"other").unwrap();
+        assert!(w.commit(Some(6), Some(&other)).is_err(), "wrong size");
+        let mut w = cs.writer("trusted-3", Algorithm::Sha256).unwrap();
+        w.verified_by_caller(&other).unwrap();
+        w.write_all(b"other").unwrap();
+        assert!(w.commit(Some(5), Some(&want)).is_err(), "another digest");
+        assert!(!cs.exists(&other));
+        // only from the start: the bytes already written were not checked by the caller
+        let mut w = cs.writer("trusted-4", Algorithm::Sha256).unwrap();
+        w.write_all(b"x").unwrap();
+        assert!(w.verified_by_caller(&other).is_err());
     }
 
     #[test]

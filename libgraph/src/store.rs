@@ -574,7 +574,28 @@ impl Store {
     pub fn stage_layer_stream(
         &self,
         blob: &Digest,
+        reader: impl Read + Send,
+    ) -> Result<StagedLayer> {
+        self.stage(blob, reader, false)
+    }
+
+    /// Like [`Store::stage_layer_stream`] for a download whose bytes the caller hashes
+    /// itself (libregistry verifies every blob): the compressed stream is not hashed a
+    /// second time. The caller must [discard](Store::discard_staged) the layer if its own
+    /// digest check fails, and attach it only once the blob is committed.
+    pub fn stage_layer_download(
+        &self,
+        blob: &Digest,
+        reader: impl Read + Send,
+    ) -> Result<StagedLayer> {
+        self.stage(blob, reader, true)
+    }
+
+    fn stage(
+        &self,
+        blob: &Digest,
         mut reader: impl Read + Send,
+        caller_verifies: bool,
     ) -> Result<StagedLayer> {
         if !self.supports_staging() {
             return Err(Error::Unsupported(format!(
@@ -586,7 +607,12 @@ impl Store {
         self.db()
             .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, None, 1))?;
         let result = self.driver.create(&cache_id, None).and_then(|()| {
-            let report = self.driver.apply_diff(&cache_id, &mut reader)?;
+            let report = if caller_verifies {
+                self.driver
+                    .apply_diff_verified(&cache_id, &mut reader, blob)?
+            } else {
+                self.driver.apply_diff(&cache_id, &mut reader)?
+            };
             if &report.digest != blob {
                 return Err(Error::BlobCorrupt {
                     digest: blob.clone(),
@@ -1516,6 +1542,7 @@ impl Store {
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Delete,
             same_owner: false,
+            verified_blob: None,
         };
         apply_layer(reader, dir.path(), &opts)?;
         let base = dir.path();

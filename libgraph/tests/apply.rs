@@ -119,6 +119,25 @@ fn plain_gzip_zstd_give_the_same_tree_and_digests() {
 }
 
 #[test]
+fn a_blob_the_caller_verifies_is_not_hashed_but_the_diff_id_is() {
+    longshore_test_support::require_root!();
+    let tar = sample_tar();
+    let gz = gzip(&tar);
+    // the digest the caller vouches for is reported as is; the diff ID is still computed
+    let claimed = Digest::sha256_of(b"what the caller checks elsewhere");
+    let dir = tempdir("apply");
+    let o = ApplyOptions {
+        verified_blob: Some(claimed.clone()),
+        ..opts(WhiteoutMode::Delete)
+    };
+    let rep = apply_layer(&gz[..], dir.path(), &o).unwrap();
+    assert_eq!(rep.digest, claimed);
+    assert_eq!(rep.diff_id, Digest::sha256_of(&tar));
+    assert_eq!(rep.compressed_size, gz.len() as u64);
+    check_sample(dir.path());
+}
+
+#[test]
 fn corrupt_gzip_is_a_clear_error() {
     let tar = sample_tar();
     let mut gz = gzip(&tar);

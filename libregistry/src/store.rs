@@ -25,7 +25,10 @@ pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// A content-addressed blob store that the client streams into and reads from.
 ///
 /// Implementations must make a blob visible only on [`BlobWriter::commit`], and must
-/// discard the data of a writer that is dropped or aborted.
+/// discard the data of a writer that is dropped or aborted. The client calls `commit`
+/// only after it has checked that the bytes it wrote have the writer's size and digest
+/// (it hashes every blob as it streams), so a store may rely on that check instead of
+/// hashing the bytes a second time.
 pub trait ContentStore: Send + Sync {
     /// Writer for one incoming blob.
     type Writer: BlobWriter;

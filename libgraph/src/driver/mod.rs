@@ -44,6 +44,19 @@ pub trait Driver: Send + Sync {
     /// Applies a layer tar (plain, gzip or zstd) to layer `id`, created empty on `parent`.
     fn apply_diff(&self, id: &str, diff: &mut (dyn Read + Send)) -> Result<ApplyReport>;
 
+    /// Like [`Driver::apply_diff`], for a stream whose blob digest the caller verifies
+    /// itself ([`ApplyOptions::verified_blob`](crate::ApplyOptions::verified_blob)).
+    /// Drivers that do not override it hash the stream anyway.
+    fn apply_diff_verified(
+        &self,
+        id: &str,
+        diff: &mut (dyn Read + Send),
+        blob: &crate::Digest,
+    ) -> Result<ApplyReport> {
+        let _ = blob;
+        self.apply_diff(id, diff)
+    }
+
     /// The changes of layer `id` against its parent, like `docker diff`.
     fn changes(&self, id: &str) -> Result<Vec<Change>>;
 

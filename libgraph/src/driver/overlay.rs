@@ -121,6 +121,24 @@ impl Overlay {
         }
     }
 
+    fn apply(
+        &self,
+        id: &str,
+        diff: &mut (dyn Read + Send),
+        verified_blob: Option<crate::Digest>,
+    ) -> Result<ApplyReport> {
+        check_id(id)?;
+        if !self.exists(id) {
+            return Err(Error::LayerNotFound(id.to_string()));
+        }
+        let opts = ApplyOptions {
+            whiteouts: WhiteoutMode::Overlay,
+            verified_blob,
+            ..ApplyOptions::default()
+        };
+        apply_layer(diff, &self.dir(id).join("diff"), &opts)
+    }
+
     /// The `lower` file's content for a layer on `parent`: the parent's short link first,
     /// then the parent's own lowers.
     fn lower_chain(&self, parent: Option<&str>) -> Result<String> {
@@ -386,15 +404,16 @@ impl Driver for Overlay {
     }
 
     fn apply_diff(&self, id: &str, diff: &mut (dyn Read + Send)) -> Result<ApplyReport> {
-        check_id(id)?;
-        if !self.exists(id) {
-            return Err(Error::LayerNotFound(id.to_string()));
-        }
-        let opts = ApplyOptions {
-            whiteouts: WhiteoutMode::Overlay,
-            ..ApplyOptions::default()
-        };
-        apply_layer(diff, &self.dir(id).join("diff"), &opts)
+        self.apply(id, diff, None)
+    }
+
+    fn apply_diff_verified(
+        &self,
+        id: &str,
+        diff: &mut (dyn Read + Send),
+        blob: &crate::Digest,
+    ) -> Result<ApplyReport> {
+        self.apply(id, diff, Some(blob.clone()))
     }
 
     fn changes(&self, id: &str) -> Result<Vec<Change>> {
