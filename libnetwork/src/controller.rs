@@ -16,6 +16,7 @@ use crate::ipam::{Ipam, pick_subnet};
 use crate::libnft::NftSession;
 use crate::netlink::{Netlink, VethPeer};
 use crate::netns::NetnsRef;
+use crate::nfnl::NfTables;
 use crate::nft;
 use crate::ports::{ExposedPort, PortAllocator, PortMapping, PortSpec, Proto};
 use crate::proxy::{Proxy, ProxyRuntime};
@@ -312,6 +313,7 @@ pub struct Controller {
     proxy_rt: ProxyRuntime,
     reaper: Reaper,
     nft: Option<NftSession>,
+    nfnl: Option<Mutex<NfTables>>,
 }
 
 fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
@@ -404,10 +406,19 @@ impl Controller {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
+        // the per-container rules go through a raw nf_tables socket (libnftables or nft
+        // only when it cannot be opened)
+        let nfnl = if opts.iptables {
+            NfTables::open_in(&host).ok().map(Mutex::new)
+        } else {
+            None
+        };
+        let nfnl_missing = nfnl.is_none();
         let ctl = Self {
             reaper: Reaper::start(&host)?,
             proxy_rt: ProxyRuntime::new(&host),
-            nft: if opts.iptables {
+            nfnl,
+            nft: if opts.iptables && nfnl_missing {
                 NftSession::start(&host)
             } else {
                 None
@@ -1139,13 +1150,21 @@ impl Controller {
             }
             // the caller writes the record once, with all ports and their rules' handles
             if self.opts.iptables && !ep.ports.is_empty() {
-                ep.rule_handles = nft::add_port_rules(
-                    &self.host,
-                    self.nft.as_ref(),
-                    &ep.container_id,
-                    &ep.ports,
-                    self.opts.userland_proxy.then_some(bridge),
-                )?;
+                let skip_iif = self.opts.userland_proxy.then_some(bridge);
+                ep.rule_handles = match &self.nfnl {
+                    Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).add_port_rules(
+                        &ep.container_id,
+                        &ep.ports,
+                        skip_iif,
+                    )?,
+                    None => nft::add_port_rules(
+                        &self.host,
+                        self.nft.as_ref(),
+                        &ep.container_id,
+                        &ep.ports,
+                        skip_iif,
+                    )?,
+                };
             }
             Ok(())
         })();
@@ -1295,12 +1314,19 @@ impl Driver for BridgeDriver {
         let mut by_tag = isolated.is_some() || ep.owner_token != ctl.token;
         if ctl.opts.iptables && !ep.ports.is_empty() {
             if ep.owner_token == ctl.token && ep.rule_handles.len() == ep.ports.len() {
-                match nft::delete_port_rules(
-                    &ctl.host,
-                    ctl.nft.as_ref(),
-                    &ep.container_id,
-                    &ep.rule_handles,
-                ) {
+                let deleted = match &ctl.nfnl {
+                    Some(n) => n
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .delete_port_rules(&ep.container_id, &ep.rule_handles),
+                    None => nft::delete_port_rules(
+                        &ctl.host,
+                        ctl.nft.as_ref(),
+                        &ep.container_id,
+                        &ep.rule_handles,
+                    ),
+                };
+                match deleted {
                     Ok(true) => {}
                     Ok(false) => by_tag = true,
                     Err(e) => {

@@ -112,7 +112,7 @@ pub fn delete_table(ns: &NetnsRef) -> Result<()> {
     }
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c))
         .collect()

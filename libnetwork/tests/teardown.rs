@@ -268,3 +268,83 @@ fn cleanup_removes_temporary_files_of_dead_processes_only() {
     ctl.disconnect("tidy").unwrap();
     assert_eq!(ctl.cleanup().unwrap(), Default::default());
 }
+
+/// `nft -a list chain ip longshore ports` in the test host, rule lines without handles.
+fn listed_rules(host: &TestHost) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", host.ns.name()])
+        .args(["nft", "list", "chain", "ip", "longshore", "ports"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("dnat to"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn raw_netlink_rules_read_back_as_nft_writes_them_and_go_by_handle() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let _ctl = host.controller(); // creates table ip longshore in the test host
+    let mut nf = longshore_network::nfnl::NfTables::open_in(host.ns.netns()).unwrap();
+    let ports: Vec<longshore_network::ports::PortMapping> =
+        [("0.0.0.0", 7800, 80, "tcp"), ("127.0.0.1", 7801, 53, "udp")]
+            .iter()
+            .map(
+                |(ip, hp, cp, proto)| longshore_network::ports::PortMapping {
+                    host_ip: ip.parse().unwrap(),
+                    host_port: *hp,
+                    container_ip: "172.17.0.9".parse().unwrap(),
+                    container_port: *cp,
+                    proto: proto.parse().unwrap(),
+                },
+            )
+            .collect();
+    let h1 = nf.add_port_rules("raw", &ports, Some("lsbr0")).unwrap();
+    let h2 = nf.add_port_rules("raw2", &ports[..1], None).unwrap();
+    assert_eq!(h1.len(), 2);
+    assert!(h1[0] < h1[1] && h1[1] < h2[0], "{h1:?} {h2:?}");
+    // the same rules from text, through the nft command: identical listings
+    let text = nft::add_port_rules(host.ns.netns(), None, "raw", &ports, Some("lsbr0")).unwrap();
+    assert_eq!(text.len(), 2);
+    let listed = listed_rules(&host);
+    assert_eq!(
+        listed,
+        vec![
+            "iifname != \"lsbr0\" tcp dport 7800 dnat to 172.17.0.9:80 comment \"ep:raw\"",
+            "iifname != \"lsbr0\" ip daddr 127.0.0.1 udp dport 7801 dnat to 172.17.0.9:53 comment \"ep:raw\"",
+            "tcp dport 7800 dnat to 172.17.0.9:80 comment \"ep:raw2\"",
+            "iifname != \"lsbr0\" tcp dport 7800 dnat to 172.17.0.9:80 comment \"ep:raw\"",
+            "iifname != \"lsbr0\" ip daddr 127.0.0.1 udp dport 7801 dnat to 172.17.0.9:53 comment \"ep:raw\"",
+        ]
+    );
+    // the comments are tags cleanup finds
+    assert_eq!(
+        host.rule_tags().iter().filter(|t| *t == "ep:raw").count(),
+        4
+    );
+    // deleted by handle, one transaction; a stale handle deletes nothing
+    assert!(nf.delete_port_rules("raw", &h1).unwrap());
+    assert!(!nf.delete_port_rules("raw", &[h1[0], h2[0]]).unwrap());
+    assert_eq!(
+        listed_rules(&host).len(),
+        3,
+        "a failed batch deletes nothing"
+    );
+    assert!(nf.delete_port_rules("raw2", &h2).unwrap());
+    assert!(nf.delete_port_rules("raw", &text).unwrap());
+    assert!(listed_rules(&host).is_empty());
+    // refused by the kernel: a clear error, nothing added
+    nft::delete_table(host.ns.netns()).unwrap();
+    let err = nf.add_port_rules("raw", &ports, None).unwrap_err();
+    assert!(
+        err.to_string().contains("publish ports of raw")
+            && err.to_string().contains("No such file"),
+        "{err}"
+    );
+}
