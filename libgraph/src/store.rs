@@ -386,18 +386,10 @@ impl Store {
         let containers = self.db().containers()?;
         for (id, cache, incomplete) in containers {
             if incomplete {
-                // the reference was taken on the image's top layer with the row
-                let top = if self.driver.exists(&cache) {
-                    let top = self.driver.parent(&cache)?;
+                if self.driver.exists(&cache) {
                     self.driver.remove(&cache)?;
-                    top
-                } else {
-                    match self.db().container(&id)? {
-                        Some((Some(img), _, _)) => self.db().image(&img)?.and_then(|r| r.top_cache),
-                        _ => None,
-                    }
-                };
-                self.drop_container_row(&id, top)?;
+                }
+                self.drop_container_row(&id)?;
             }
         }
         let layers = self.db().incomplete_layers()?;
@@ -1202,8 +1194,9 @@ impl Store {
         let cache = format!("{}-rw", random_id()?);
         self.db().tx(|tx| {
             tx.execute(
-                "INSERT INTO containers(id, image_id, cache_id, incomplete) VALUES (?1, ?2, ?3, 1)",
-                rusqlite::params![container_id, id.to_string(), cache],
+                "INSERT INTO containers(id, image_id, cache_id, incomplete, top_cache)
+                 VALUES (?1, ?2, ?3, 1, ?4)",
+                rusqlite::params![container_id, id.to_string(), cache, row.top_cache],
             )?;
             if let Some(t) = &row.top_cache {
                 tx.execute(
@@ -1214,7 +1207,7 @@ impl Store {
             Ok(())
         })?;
         if let Err(e) = self.driver.create(&cache, row.top_cache.as_deref()) {
-            let _ = self.drop_container_row(container_id, row.top_cache.clone());
+            let _ = self.drop_container_row(container_id);
             return Err(e);
         }
         self.db().tx(|tx| {
@@ -1248,15 +1241,47 @@ impl Store {
     /// Removes a container's read-write layer.
     pub fn remove_container(&self, container_id: &str) -> Result<()> {
         let (_, cache) = self.container_cache(container_id)?;
-        // the image's top layer, read from the driver: the image may be gone (forced rmi)
-        let top = self.driver.parent(&cache)?;
-        self.driver.remove(&cache)?;
-        self.drop_container_row(container_id, top)
+        // marked first: a removal cut short is finished at the next open
+        self.db().tx(|tx| {
+            tx.execute(
+                "UPDATE containers SET incomplete = 1 WHERE id = ?1",
+                [container_id],
+            )
+            .map(|_| ())
+        })?;
+        if self.driver.exists(&cache)
+            && let Err(e) = self.driver.remove(&cache)
+        {
+            // refused (mounted) or failed: the container stays as it was
+            self.db().tx(|tx| {
+                tx.execute(
+                    "UPDATE containers SET incomplete = 0 WHERE id = ?1",
+                    [container_id],
+                )
+                .map(|_| ())
+            })?;
+            return Err(e);
+        }
+        self.drop_container_row(container_id)
     }
 
-    /// Removes a container's row and its reference on `top`; what only it still held (the
-    /// config and layers of an image deleted while it was in use) goes too.
-    fn drop_container_row(&self, container_id: &str, top: Option<String>) -> Result<()> {
+    /// The layer a container holds a reference on: recorded in its row (older rows: the
+    /// image's top layer).
+    fn container_top(&self, container_id: &str) -> Result<Option<String>> {
+        let db = self.db();
+        if let Some(t) = db.container_top(container_id)? {
+            return Ok(Some(t));
+        }
+        Ok(match db.container(container_id)? {
+            Some((Some(img), _, _)) => db.image(&img)?.and_then(|r| r.top_cache),
+            _ => None,
+        })
+    }
+
+    /// Removes a container's row and its reference on its top layer; what only it still
+    /// held (the config and layers of an image deleted while it was in use) goes too.
+    fn drop_container_row(&self, container_id: &str) -> Result<()> {
+        let top = self.container_top(container_id)?;
         let Some((img, _, _)) = self.db().container(container_id)? else {
             return Ok(());
         };
@@ -1313,7 +1338,7 @@ impl Store {
                 // stay while the container exists
                 let cfg = serde_json::from_slice(&self.content.read(i)?)
                     .map_err(json_err(format!("config of image {i}")))?;
-                (cfg, self.driver.parent(&cache)?, Some(i.clone()))
+                (cfg, self.container_top(container_id)?, Some(i.clone()))
             }
             None => (
                 json!({"architecture": arch(), "os": "linux", "config": {}}),
@@ -1762,10 +1787,8 @@ impl Store {
                 .iter()
                 .filter(|i| i.top_cache.as_deref() == Some(&l.cache_id))
                 .count() as u64;
-            for (_, cache, _) in &containers {
-                if self.driver.exists(cache)
-                    && self.driver.parent(cache)?.as_deref() == Some(&l.cache_id)
-                {
+            for (cid, _, _) in &containers {
+                if self.container_top(cid)?.as_deref() == Some(&l.cache_id) {
                     want += 1;
                 }
             }

@@ -1120,3 +1120,28 @@ fn gc_keeps_what_a_lease_protects() {
     }
     assert!(s.check(false).unwrap().problems.is_empty());
 }
+
+#[test]
+fn removing_a_mounted_container_is_refused_and_changes_nothing() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "overlay");
+    s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
+    s.create_container("busy", "app:1").unwrap();
+    let root = s.mount_container("busy").unwrap();
+    let err = s.remove_container("busy").unwrap_err();
+    assert!(matches!(err, Error::LayerBusy { .. }), "{err}");
+    // still there, still mounted, still removable once unmounted
+    assert!(root.join("etc/hostname").exists());
+    assert!(s.check(false).unwrap().problems.is_empty());
+    s.unmount_container("busy").unwrap();
+    drop(s);
+    let s = open(a.path(), "overlay");
+    assert!(
+        s.mount_container("busy").is_ok(),
+        "the container survived a reopen"
+    );
+    s.unmount_container("busy").unwrap();
+    s.remove_container("busy").unwrap();
+    assert!(s.check(false).unwrap().problems.is_empty());
+}
