@@ -102,9 +102,15 @@
 //!   the kernel's deletion throughput (the `flush` rows).
 //! * Plain setup is bound by about ten netlink round trips (veth pair, eth0 address, route,
 //!   links up) on a thread that `setns`es into each namespace, and by creating files: the
-//!   endpoint record and the container's `hosts`, `resolv.conf` and `hostname` are new
-//!   inodes, and ext4 without a journal skips every inode freed in the last half minute
-//!   when it allocates one (0.1-0.3 ms each under the bench's churn, from `strace -T`).
+//!   endpoint record and the container's `hosts`, `resolv.conf` and `hostname` (and their
+//!   directory, in the bench) are new inodes, and ext4 without a journal skips every inode
+//!   freed in the last half minute when it allocates one, so their cost grows with the
+//!   disk's recent deletions. Timestamps inside the library during the bench (load 5,
+//!   medians, plain / one port): the netlink part 1.1 / 1.1 ms, creating the record 0.17 /
+//!   0.27 ms, the lease 0.02 ms, completing the record 0.02 ms, the container's files 0.29 /
+//!   0.84 ms (the same work; the port run comes later in the bench, after more deletions),
+//!   the whole teardown 0.04 / 0.12 ms. Reusing retired record files instead of creating
+//!   and unlinking one per container would take the record's inode off the path; not done.
 //! * State files no longer cost milliseconds. This disk is ext4 without a journal, mounted
 //!   with `discard`: a rename over an existing file makes ext4 allocate the new file's blocks
 //!   at once (`auto_da_alloc`), and unlinking such a file later waits for a synchronous

@@ -838,3 +838,74 @@ fn bridge_mtu_follows_the_default_route_interface() {
     let ctl = host.controller();
     assert_eq!(ctl.network("bridge").unwrap().mtu, 1450);
 }
+
+/// Two controllers on one state directory (as two daemons would be) allocate host ports
+/// from the one port table: without the userland proxy nothing but the table holds a port
+/// (the bind is only a probe), so a duplicate could only be kept out by it.
+#[test]
+fn two_controllers_on_one_state_directory_never_share_a_host_port() {
+    require_root!();
+    let host = TestHost::new(|o| {
+        o.userland_proxy = false;
+        o.fixed_cidr = Some("172.17.5.0/24".parse().unwrap());
+    });
+    let (a, b) = (host.controller(), host.controller());
+    let ctrs: Vec<TestContainer> = (0..12).map(|_| TestContainer::new()).collect();
+    let eps: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = ctrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let ctl = if i % 2 == 0 { &a } else { &b };
+                s.spawn(move || {
+                    let mut cf = cfg(&format!("two-{i}"), c);
+                    cf.publish = vec!["80".parse().unwrap(), "53/udp".parse().unwrap()];
+                    ctl.connect(&cf).unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for proto in ["tcp", "udp"] {
+        let mut ports: Vec<u16> = eps
+            .iter()
+            .flat_map(|e| e.info.ports.iter())
+            .filter(|p| p.proto.as_str() == proto)
+            .map(|p| p.host_port)
+            .collect();
+        assert_eq!(ports.len(), 12);
+        assert!(
+            ports
+                .iter()
+                .all(|p| (DYNAMIC_FIRST..=DYNAMIC_LAST).contains(p))
+        );
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), 12, "{proto} ports handed out twice");
+    }
+    // a fixed port held through one controller is refused by the other, naming the holder
+    let taken = eps[0].info.ports[0].host_port;
+    let late = TestContainer::new();
+    let mut cf = cfg("two-late", &late);
+    cf.publish = vec![format!("{taken}:80").parse().unwrap()];
+    let err = b.connect(&cf).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "{taken}/tcp failed: port is already allocated by two-0"
+        )),
+        "{err}"
+    );
+    for i in 0..12 {
+        let ctl = if i % 2 == 0 { &a } else { &b };
+        ctl.disconnect(&format!("two-{i}")).unwrap();
+    }
+    // every reservation is gone: the held port is free for the other controller now
+    let ep = b.connect(&cf).unwrap();
+    assert_eq!(ep.info.ports[0].host_port, taken);
+    b.disconnect("two-late").unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert!(host.veths().is_empty());
+    assert!(host.rule_tags().iter().all(|t| !t.starts_with("ep:")));
+    assert!(a.endpoints().unwrap().is_empty());
+}
