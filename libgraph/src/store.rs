@@ -1210,10 +1210,16 @@ impl Store {
             let _ = self.drop_container_row(container_id);
             return Err(e);
         }
+        self.set_container_incomplete(container_id, false)
+    }
+
+    /// Marks a container row incomplete (invisible, finished or removed at the next open)
+    /// or complete.
+    fn set_container_incomplete(&self, container_id: &str, incomplete: bool) -> Result<()> {
         self.db().tx(|tx| {
             tx.execute(
-                "UPDATE containers SET incomplete = 0 WHERE id = ?1",
-                [container_id],
+                "UPDATE containers SET incomplete = ?2 WHERE id = ?1",
+                rusqlite::params![container_id, incomplete as i64],
             )
             .map(|_| ())
         })
@@ -1242,24 +1248,12 @@ impl Store {
     pub fn remove_container(&self, container_id: &str) -> Result<()> {
         let (_, cache) = self.container_cache(container_id)?;
         // marked first: a removal cut short is finished at the next open
-        self.db().tx(|tx| {
-            tx.execute(
-                "UPDATE containers SET incomplete = 1 WHERE id = ?1",
-                [container_id],
-            )
-            .map(|_| ())
-        })?;
+        self.set_container_incomplete(container_id, true)?;
         if self.driver.exists(&cache)
             && let Err(e) = self.driver.remove(&cache)
         {
             // refused (mounted) or failed: the container stays as it was
-            self.db().tx(|tx| {
-                tx.execute(
-                    "UPDATE containers SET incomplete = 0 WHERE id = ?1",
-                    [container_id],
-                )
-                .map(|_| ())
-            })?;
+            self.set_container_incomplete(container_id, false)?;
             return Err(e);
         }
         self.drop_container_row(container_id)
