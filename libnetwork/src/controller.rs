@@ -314,6 +314,21 @@ pub struct Controller {
     reaper: Reaper,
     nft: Option<NftSession>,
     nfnl: Option<Mutex<NfTables>>,
+    /// Retired endpoint record files, reused for new records (see [`store::create_json_in`]).
+    spares: Mutex<Vec<PathBuf>>,
+}
+
+/// How many retired record files a controller keeps for reuse.
+const MAX_SPARE_RECORDS: usize = 16;
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        // unlinked by the reaper thread, which the reaper's own drop then waits for
+        let spares = std::mem::take(self.spares.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for f in spares {
+            self.reaper.remove_file(f);
+        }
+    }
 }
 
 fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
@@ -430,6 +445,7 @@ impl Controller {
             token: format!("{}-{nanos:x}", std::process::id()),
             opts,
             proxies: Mutex::new(HashMap::new()),
+            spares: Mutex::new(Vec::new()),
         };
         if ctl.opts.ip_forward {
             ctl.host.run(|| {
@@ -460,6 +476,42 @@ impl Controller {
 
     fn endpoint_path(&self, id: &str) -> PathBuf {
         self.state.join("endpoints").join(format!("{id}.json"))
+    }
+
+    /// The record of container `id` at `path`. A record file is reused for another
+    /// container once retired, so a reader that opened it under the old name may find the
+    /// new container's record: that counts as not found.
+    fn read_endpoint(path: &Path, id: &str) -> Result<Option<EndpointInfo>> {
+        Ok(store::read_record::<EndpointInfo>(path)?.filter(|e| e.container_id == id))
+    }
+
+    /// Writes the first record of an endpoint, into a retired record file when there is
+    /// one; false when the container has a record already.
+    fn create_record(&self, ep: &EndpointInfo) -> Result<bool> {
+        let path = self.endpoint_path(&ep.container_id);
+        let spare = self.spares.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(spare) = spare {
+            match store::create_json_in(&path, ep, spare.clone()) {
+                Ok(None) => return Ok(true),
+                Ok(Some(unused)) => {
+                    self.keep_spare(unused);
+                    return Ok(false);
+                }
+                // a new file instead
+                Err(_) => self.reaper.remove_file(spare),
+            }
+        }
+        store::create_json(&path, ep)
+    }
+
+    fn keep_spare(&self, f: PathBuf) {
+        let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        if spares.len() < MAX_SPARE_RECORDS {
+            spares.push(f);
+        } else {
+            drop(spares);
+            self.reaper.remove_file(f);
+        }
     }
 
     fn default_mtu(&self, nl: &mut Netlink) -> Result<u32> {
@@ -687,7 +739,10 @@ impl Controller {
         for e in fs::read_dir(&dir).map_err(file_err(&dir, "list"))? {
             let p = e.map_err(file_err(&dir, "list"))?.path();
             if p.extension().is_some_and(|x| x == "json") {
-                if let Some(ep) = store::read_record::<EndpointInfo>(&p)? {
+                let Some(id) = p.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                if let Some(ep) = Self::read_endpoint(&p, id)? {
                     out.push(ep);
                 }
             }
@@ -698,7 +753,7 @@ impl Controller {
     /// The endpoint of a container, by id or name.
     pub fn endpoint(&self, id_or_name: &str) -> Result<EndpointInfo> {
         if safe_name("container id", id_or_name).is_ok() {
-            if let Some(e) = store::read_record(&self.endpoint_path(id_or_name))? {
+            if let Some(e) = Self::read_endpoint(&self.endpoint_path(id_or_name), id_or_name)? {
                 return Ok(e);
             }
         }
@@ -883,7 +938,7 @@ impl Controller {
 
     fn disconnect_as(&self, container_id: &str, netns_dying: bool) -> Result<()> {
         safe_name("container id", container_id)?;
-        let ep: EndpointInfo = store::read_record(&self.endpoint_path(container_id))?
+        let ep = Self::read_endpoint(&self.endpoint_path(container_id), container_id)?
             .ok_or_else(|| Error::EndpointNotFound(container_id.into()))?;
         self.teardown_as(&ep, netns_dying)
     }
@@ -949,11 +1004,11 @@ impl Controller {
             self.reaper
                 .queue(v, ep.ip.map(|i| i.ip()), &ep.netns, netns_dying);
         }
-        // gone from the directory now; unlinked on the background thread
+        // gone from the directory now; its file is kept for the next record
         let path = self.endpoint_path(&ep.container_id);
         let r2 = match store::retire(&path) {
             Ok(Some(aside)) => {
-                self.reaper.remove_file(aside);
+                self.keep_spare(aside);
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -1204,7 +1259,7 @@ impl Driver for BridgeDriver {
         let veth = veth_name(&cfg.container_id);
         ep.network = Some(net.name.clone());
         ep.veth = Some(veth.clone());
-        if !store::create_json(&path, &*ep)? {
+        if !ctl.create_record(ep)? {
             return Err(Error::AlreadyConnected(cfg.container_id.clone()));
         }
         let ip = match ctl.ipam.allocate(&net.name, &cfg.container_id, cfg.ip) {
@@ -1358,7 +1413,7 @@ impl Driver for BridgeDriver {
 
 /// Writes the record of an endpoint set up in one step.
 fn create_record(ctl: &Controller, ep: &EndpointInfo) -> Result<()> {
-    if store::create_json(&ctl.endpoint_path(&ep.container_id), ep)? {
+    if ctl.create_record(ep)? {
         Ok(())
     } else {
         Err(Error::AlreadyConnected(ep.container_id.clone()))

@@ -173,6 +173,44 @@ pub(crate) fn create_json<T: Serialize>(path: &Path, data: &T) -> Result<bool> {
     }
 }
 
+/// Writes a record that must not exist yet into `spare`, a retired record file (see
+/// [`retire`]), and renames it into place with `RENAME_NOREPLACE`: no inode is created, and
+/// none was deleted at the teardown that retired it. The spare is rewritten under an
+/// exclusive `flock` because a reader may still hold it open under its old name: such a
+/// reader then reads either the old record or this one, and must check that the record is
+/// the one it asked for. Returns `Ok(None)` when `path` was created, `Ok(Some(spare))`
+/// (unused, to keep) when it exists; `Err` when the spare cannot be used, which the caller
+/// then drops and creates the record anew.
+pub(crate) fn create_json_in<T: Serialize>(
+    path: &Path,
+    data: &T,
+    spare: PathBuf,
+) -> Result<Option<PathBuf>> {
+    let mut bytes = to_json(path, data)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(&spare)
+        .map_err(file_err(&spare, "open"))?;
+    let f = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::File {
+        path: spare.clone(),
+        what: "lock",
+        source: e.into(),
+    })?;
+    let len = f.metadata().map_err(file_err(&spare, "stat"))?.len() as usize;
+    if len <= IN_PLACE_MAX {
+        bytes.resize(bytes.len().max(len), b' ');
+    } else {
+        f.set_len(0).map_err(file_err(&spare, "truncate"))?;
+    }
+    f.write_all_at(&bytes, 0)
+        .map_err(file_err(&spare, "write"))?;
+    match renameat2(&spare, path, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(None),
+        Err(Errno::EEXIST) => Ok(Some(spare)),
+        Err(e) => Err(file_err(path, "rename into place")(e.into())),
+    }
+}
+
 /// Rewrites an endpoint record in place under an exclusive `flock` on the record itself
 /// (readers take it shared, see [`read_record`]), as [`Locked::save`] does for tables: one
 /// padded `pwrite(2)` when old and new content fit in a page, else a new file swapped in
@@ -227,9 +265,10 @@ pub(crate) fn read_record<T: DeserializeOwned>(path: &Path) -> Result<Option<T>>
 }
 
 /// Moves a file out of the way under a temporary name (`x.tmp<pid>-<n>`, which readers of
-/// `*.json` ignore and [`stale_tmp_pid`] recognises), for a background thread to unlink:
-/// the unlink of a file whose blocks are allocated costs a synchronous discard on this disk.
-/// `None` when the file does not exist.
+/// `*.json` ignore and [`stale_tmp_pid`] recognises), to be reused by [`create_json_in`] or
+/// unlinked by a background thread: the unlink of a file whose blocks are allocated costs a
+/// synchronous discard on this disk, and every inode freed makes the next ones slower to
+/// allocate for half a minute. `None` when the file does not exist.
 pub(crate) fn retire(path: &Path) -> Result<Option<PathBuf>> {
     let tmp = tmp_path(path);
     match fs::rename(path, &tmp) {
@@ -450,6 +489,35 @@ mod tests {
         fs::write(&path, b"{\"k0\":").unwrap();
         let err = read_record::<Table>(&path).unwrap_err();
         assert!(matches!(err, Error::CorruptState { .. }), "{err}");
+    }
+
+    #[test]
+    fn retired_files_take_new_records_and_are_handed_back_when_the_name_is_taken() {
+        let dir = tempfile::Builder::new()
+            .prefix("longshore-")
+            .tempdir()
+            .unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        let big = table(3, 50);
+        assert!(create_json(&a, &big).unwrap());
+        let ino = fs::metadata(&a).unwrap().ino();
+        let spare = retire(&a).unwrap().unwrap();
+        // a shorter record in the longer file: padded, same inode
+        let small = table(1, 1);
+        assert!(create_json_in(&b, &small, spare).unwrap().is_none());
+        assert_eq!(fs::metadata(&b).unwrap().ino(), ino);
+        assert_eq!(read_record::<Table>(&b).unwrap().unwrap(), small);
+        // the name is taken: the spare comes back and the record is untouched
+        let spare = retire(&b).unwrap().unwrap();
+        assert!(create_json(&a, &big).unwrap());
+        let back = create_json_in(&a, &small, spare.clone()).unwrap();
+        assert_eq!(back.as_deref(), Some(spare.as_path()));
+        assert!(spare.exists());
+        assert_eq!(read_record::<Table>(&a).unwrap().unwrap(), big);
+        // a spare that is gone is an error (the caller then creates a new file)
+        remove(&spare).unwrap();
+        assert!(create_json_in(&b, &small, spare).is_err());
+        assert!(!b.exists());
     }
 
     #[test]

@@ -6,9 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestContainer, TestHost};
-use longshore_network::EndpointConfig;
 use longshore_network::netlink::Netlink;
 use longshore_network::nft;
+use longshore_network::{EndpointConfig, EndpointInfo};
 use longshore_test_support::require_root;
 
 fn cfg(id: &str, c: &TestContainer) -> EndpointConfig {
@@ -49,11 +49,13 @@ fn disconnect_releases_synchronously_and_flush_leaves_no_veth() {
     // is left, on either side
     ctl.flush().unwrap();
     assert!(host.veths().is_empty(), "{:?}", host.veths());
-    let records: Vec<_> = std::fs::read_dir(host.state.path().join("state/endpoints"))
+    let files: Vec<String> = std::fs::read_dir(host.state.path().join("state/endpoints"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert!(records.is_empty(), "{records:?}");
+    // no record is left; their files are kept, under temporary names, for the next ones
+    assert!(files.iter().all(|f| f.contains(".tmp")), "{files:?}");
+    assert_eq!(files.len(), 3, "{files:?}");
     assert!(ctrs.iter().all(|c| !eth0_in(c)));
     let st = ctl.reaper_stats();
     assert_eq!(st.pending, 0);
@@ -347,4 +349,57 @@ fn raw_netlink_rules_read_back_as_nft_writes_them_and_go_by_handle() {
             && err.to_string().contains("No such file"),
         "{err}"
     );
+}
+
+#[test]
+fn record_files_are_reused_and_a_stale_reader_never_takes_another_containers_record() {
+    use std::os::unix::fs::MetadataExt;
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let ctl = host.controller();
+    let dir = host.state.path().join("state/endpoints");
+    let c = TestContainer::new();
+    ctl.connect(&cfg("first", &c)).unwrap();
+    let ino = std::fs::metadata(dir.join("first.json")).unwrap().ino();
+    // a reader that opened the record just before the teardown
+    let stale = std::fs::File::open(dir.join("first.json")).unwrap();
+    ctl.disconnect("first").unwrap();
+    ctl.flush().unwrap();
+    let c2 = TestContainer::new();
+    let ep = ctl.connect(&cfg("second", &c2)).unwrap();
+    assert_eq!(
+        std::fs::metadata(dir.join("second.json")).unwrap().ino(),
+        ino,
+        "the retired file holds the new record"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    // what the stale reader sees is the new record, which lookups of the old name refuse
+    let seen: EndpointInfo = serde_json::from_reader(&stale).unwrap();
+    assert_eq!(seen.container_id, "second");
+    assert!(matches!(
+        ctl.endpoint("first"),
+        Err(longshore_network::Error::EndpointNotFound(_))
+    ));
+    assert!(matches!(
+        ctl.disconnect("first"),
+        Err(longshore_network::Error::EndpointNotFound(_))
+    ));
+    assert_eq!(ctl.endpoint("second").unwrap(), ep.info);
+    let ids: Vec<String> = ctl
+        .endpoints()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.container_id)
+        .collect();
+    assert_eq!(ids, vec!["second".to_string()]);
+    // a second connect of a connected container keeps its record and the spare pool
+    assert!(matches!(
+        ctl.connect(&cfg("second", &c2)),
+        Err(longshore_network::Error::AlreadyConnected(_))
+    ));
+    ctl.disconnect("second").unwrap();
+    assert!(ctl.endpoints().unwrap().is_empty());
+    drop(ctl);
+    // the controller's retired files go with it
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
