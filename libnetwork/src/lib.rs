@@ -73,22 +73,34 @@
 //! the old and the new bench binary alternately in one session, and the load average is
 //! part of the result. Criterion medians; "previous" is commit e49ac14, "now" this crate:
 //!
-//! One full run of each binary, back to back (load average 4.0-4.5 throughout):
+//! `benches/ab.sh` alternates the two binaries on the two setup + teardown rows, three
+//! rounds (load average before and after each run; the bench itself adds about 1):
+//!
+//! | round | load      | previous plain | previous one port | now plain | now one port |
+//! |-------|-----------|----------------|-------------------|-----------|--------------|
+//! | 1     | 1.6 - 2.9 | 3.45 ms        | 5.30 ms           | 2.50 ms   | 2.77 ms      |
+//! | 2     | 2.9 - 3.9 | 4.57 ms        | 6.21 ms           | 4.02 ms   | 4.69 ms      |
+//! | 3     | 3.9 - 4.2 | 6.83 ms        | 9.94 ms           | 4.21 ms   | 5.18 ms      |
+//!
+//! Then one full run of each binary, back to back (load 3.9-4.2 throughout):
 //!
 //! | per container                                       | previous | now     |
 //! |-----------------------------------------------------|----------|---------|
-//! | setup (plain)                                       | 4.2 ms   | 6.0 ms  |
-//! | teardown (plain)                                    | 3.0 ms   | 0.10 ms |
-//! | setup + teardown (plain)                            | 7.4 ms   | 5.9 ms  |
-//! | teardown, namespace destroyed first                 | 2.6 ms   | 0.13 ms |
-//! | setup, one published port                           | 7.4 ms   | 4.3 ms  |
-//! | teardown, one published port                        | 6.1 ms   | 0.22 ms |
-//! | setup + teardown, one published port                | 12.0 ms  | 5.1 ms  |
-//! | setup + teardown + waiting for the veth's deletion  | 27.5 ms  | 29.3 ms |
-//! | the same, per container of a batch of 10            | 10.3 ms  | 6.6 ms  |
+//! | setup (plain)                                       | 5.8 ms   | 3.1 ms  |
+//! | teardown (plain)                                    | 1.0 ms   | 0.08 ms |
+//! | setup + teardown (plain)                            | 8.0 ms   | 2.5 ms  |
+//! | teardown, namespace destroyed first                 | 0.51 ms  | 0.10 ms |
+//! | setup, one published port                           | 4.2 ms   | 2.5 ms  |
+//! | teardown, one published port                        | 1.4 ms   | 0.17 ms |
+//! | setup + teardown, one published port                | 5.9 ms   | 2.8 ms  |
+//! | setup + teardown + waiting for the veth's deletion  | 32.7 ms  | 31.8 ms |
+//! | the same, per container of a batch of 10            | 5.3 ms   | 4.0 ms  |
 //!
-//! Setup medians under this load swing by 2 ms between runs (the plain setup above is
-//! slower than the one with a port); teardown no longer touches the disk's slow paths.
+//! Setup medians swing by 1-2 ms between runs with the machine's load (in the previous
+//! column the setup with a port is faster than the plain one); teardown is now a tenth of
+//! a millisecond or two because it no longer touches the disk's slow paths or
+//! `libnftables`. An earlier full run at load 4.0-4.5 gave 12.0 ms before and 5.1 ms now for
+//! setup + teardown with one port, 6.1 and 0.22 ms for its teardown.
 //!
 //! What bounds them:
 //! * Deleting a veth pair (`RTM_DELLINK`) takes about 20 ms in the kernel, which waits for
@@ -102,15 +114,14 @@
 //!   the kernel's deletion throughput (the `flush` rows).
 //! * Plain setup is bound by about ten netlink round trips (veth pair, eth0 address, route,
 //!   links up) on a thread that `setns`es into each namespace, and by creating files: the
-//!   endpoint record and the container's `hosts`, `resolv.conf` and `hostname` (and their
-//!   directory, in the bench) are new inodes, and ext4 without a journal skips every inode
-//!   freed in the last half minute when it allocates one, so their cost grows with the
-//!   disk's recent deletions. Timestamps inside the library during the bench (load 5,
-//!   medians, plain / one port): the netlink part 1.1 / 1.1 ms, creating the record 0.17 /
-//!   0.27 ms, the lease 0.02 ms, completing the record 0.02 ms, the container's files 0.29 /
-//!   0.84 ms (the same work; the port run comes later in the bench, after more deletions),
-//!   the whole teardown 0.04 / 0.12 ms. Reusing retired record files instead of creating
-//!   and unlinking one per container would take the record's inode off the path; not done.
+//!   container's `hosts`, `resolv.conf` and `hostname` (and their directory, in the bench)
+//!   are new inodes, and ext4 without a journal skips every inode freed in the last half
+//!   minute when it allocates one, so their cost grows with the disk's recent deletions.
+//!   Timestamps inside the library during the bench (load 4-5, medians, plain / one port):
+//!   the netlink part 1.1 / 1.2 ms, the lease 0.02 ms, the record 0.03 ms to create and
+//!   0.02 ms to complete, the container's files 0.21 / 0.63 ms (the same work; the port run
+//!   comes later in the bench), the whole teardown 0.04 / 0.12 ms. The record used to be a
+//!   new inode too (0.17-0.27 ms); now a retired record file is reused (below).
 //! * State files no longer cost milliseconds. This disk is ext4 without a journal, mounted
 //!   with `discard`: a rename over an existing file makes ext4 allocate the new file's blocks
 //!   at once (`auto_da_alloc`), and unlinking such a file later waits for a synchronous
@@ -124,9 +135,13 @@
 //!   writer cannot tear; tables over 4 KiB, about 40 entries, swap a new file in with
 //!   `RENAME_EXCHANGE`); the endpoint record is created once (`RENAME_NOREPLACE`, which also
 //!   stops two processes connecting one container), completed once in place under a `flock`
-//!   that readers take shared, moved aside at teardown and unlinked on the [`reaper`]
-//!   thread. Nothing was ever `fsync`ed (a crash of the machine may lose recent state, as
-//!   before; a crash of the process cannot tear it).
+//!   that readers take shared, and moved aside at teardown under a temporary name; the
+//!   controller keeps up to 16 such files and writes the next records into them (no inode
+//!   created or freed per container; a reader that still holds a reused file open finds
+//!   another container's id in it and treats the record as gone), and the [`reaper`]
+//!   thread unlinks the rest and, when the controller is dropped, these. Crash cleanup
+//!   removes the temporary files of dead processes. Nothing was ever `fsync`ed (a crash of
+//!   the machine may lose recent state, as before; a crash of the process cannot tear it).
 //! * Published ports: before, about 1 ms over the plain case. Per phase, from timestamps
 //!   in the bench (load 3.4, medians): reserving the port and starting its proxy 0.13 ms,
 //!   adding the DNAT rule through `libnftables` 0.54 ms, stopping the proxy 0.06 ms,
@@ -136,16 +151,19 @@
 //!   with the host's ruleset, and each command is a hand-off to its thread. Now [`nfnl`]
 //!   sends the `nf_tables` batch itself from the caller's thread over a socket opened once
 //!   in the host namespace: one `NEWRULE` per port with `NLM_F_ECHO` (the echo carries the
-//!   handle), one `DELRULE` per handle at teardown. Measured the same way (load 4.0): adding the rule
-//!   0.05 ms, deleting it 0.03 ms; with the proxy's start (0.13 ms) and stop (0.11 ms) and
-//!   the port table (0.01-0.03 ms per change) a published port now costs about 0.35 ms. The proxy's two thread
-//!   hand-offs stay: its listening socket must be created inside the host namespace, by
-//!   the proxy runtime's thread when that is not the caller's namespace.
+//!   handle), one `DELRULE` per handle at teardown. Measured the same way (load 4.0):
+//!   adding the rule 0.05 ms, deleting it 0.03 ms; with the proxy's start (0.13 ms) and
+//!   stop (0.11 ms) and the port table (0.01-0.03 ms per change) a published port now costs
+//!   about 0.35 ms. The proxy's two thread hand-offs stay: its listening socket must be
+//!   created inside the host namespace, by the proxy runtime's thread when that is not the
+//!   caller's namespace, and its removal is waited for so that the port is free when
+//!   [`Controller::disconnect`] returns.
 //! * The port table stays a file: with `userland_proxy = false` no socket holds the port
 //!   (the bind is only a probe), and a crashed process's DNAT rules outlive its sockets
 //!   until cleanup, so the kernel's socket table cannot stand in for it; in place it costs
-//!   about 0.03 ms per change. Without `libnftables.so.1` the `nft` command is run as before
-//!   (one spawn per setup and one per teardown, 8-15 ms each).
+//!   about 0.03 ms per change. Where the `nf_tables` socket cannot be opened the rules go
+//!   through `libnftables.so.1` as before, and without that through the `nft` command (one
+//!   spawn per setup and one per teardown, 8-15 ms each).
 //!
 //! Docker spends about 70 ms on networking per `docker run` on the same machine.
 //!
