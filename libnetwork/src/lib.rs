@@ -73,14 +73,21 @@
 //! the old and the new bench binary alternately in one session, and the load average is
 //! part of the result. Criterion medians; "previous" is commit e49ac14, "now" this crate:
 //!
-//! `benches/ab.sh` alternates the two binaries on the two setup + teardown rows, three
-//! rounds (load average before and after each run; the bench itself adds about 1):
+//! `benches/ab.sh` alternates the two binaries on the two setup + teardown rows (load
+//! average before and after each run; the bench itself adds about 1):
 //!
 //! | round | load      | previous plain | previous one port | now plain | now one port |
 //! |-------|-----------|----------------|-------------------|-----------|--------------|
 //! | 1     | 1.6 - 2.9 | 3.45 ms        | 5.30 ms           | 2.50 ms   | 2.77 ms      |
 //! | 2     | 2.9 - 3.9 | 4.57 ms        | 6.21 ms           | 4.02 ms   | 4.69 ms      |
 //! | 3     | 3.9 - 4.2 | 6.83 ms        | 9.94 ms           | 4.21 ms   | 5.18 ms      |
+//! | 4     | 1.3 - 2.9 | 3.99 ms        | 6.38 ms           | 2.63 ms   | 2.80 ms      |
+//! | 5     | 2.9 - 3.9 | 6.48 ms        | 6.08 ms           | 3.71 ms   | 4.74 ms      |
+//! | 6     | 3.9 - 5.0 | 11.36 ms       | 19.31 ms          | 5.37 ms   | 5.07 ms      |
+//!
+//! (rounds 4-6 are a second session). Medians over the six rounds: previous 5.5 ms plain
+//! and 6.3 ms with one port, now 3.9 ms and 4.7 ms; in the two quietest rounds the port
+//! case went from 5.3-6.4 ms to 2.8 ms.
 //!
 //! Then one full run of each binary, back to back (load 3.9-4.2 throughout):
 //!
