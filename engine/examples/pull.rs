@@ -1,4 +1,4 @@
-//! `pull --root DIR [--driver overlay|vfs] [--insecure HOST:PORT]... [--quiet] [--unpack-after-download] REFERENCE`
+//! `pull --root DIR [--driver overlay|vfs] [--insecure HOST:PORT]... [--quiet] [--unpack-after-download] [--max-concurrent-downloads N] REFERENCE`
 //!
 //! Pulls an image with unpacking into the libgraph store at DIR and prints the result and
 //! the wall time. Used by `engine/scripts/bench-pull-unpack.sh`.
@@ -10,7 +10,7 @@ use longshore_registry::ProgressEvent;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: pull --root DIR [--driver overlay|vfs] [--insecure HOST:PORT]... [--quiet] [--unpack-after-download] REFERENCE"
+        "usage: pull --root DIR [--driver overlay|vfs] [--insecure HOST:PORT]... [--quiet] [--unpack-after-download] [--max-concurrent-downloads N] REFERENCE"
     );
     std::process::exit(2)
 }
@@ -30,6 +30,12 @@ async fn main() {
                 .push(args.next().unwrap_or_else(|| usage())),
             "--quiet" => quiet = true,
             "--unpack-after-download" => after = true,
+            "--max-concurrent-downloads" => {
+                opts.client.max_concurrent_downloads = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
             s if !s.starts_with('-') && reference.is_none() => reference = Some(a),
             _ => usage(),
         }

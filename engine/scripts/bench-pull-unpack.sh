@@ -76,7 +76,8 @@ for n in 0 1 2 3; do
   size=$(stat -c %s "$WORK/layer$n.tar.gz")
   COMPRESSED=$((COMPRESSED + size))
   mv "$WORK/layer$n.tar.gz" "$LAYOUT/blobs/sha256/$hex"
-  rm -rf "$WORK/layer$n.tar" "$src"
+  # the source trees stay until the end: deleting 10k files right before the timing
+  # makes every file creation of the next ~60 s slower on this ext4 (recently_deleted)
   LAYERS+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$hex\",\"size\":$size}")
 done
 ids=$(printf '"%s",' "${DIFF_IDS[@]}"); ids=${ids%,}
@@ -114,7 +115,6 @@ for _ in $(seq 100); do
 done
 REF=$ADDR/bench/big:v1
 skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:v1" "docker://$REF"
-rm -rf "$LAYOUT"
 echo "pushed $REF"
 if [ -n "${SETUP_ONLY:-}" ]; then
   echo "SETUP_ONLY: registry $ADDR (pid $REG_PID) serves $REF until this script is stopped"
@@ -144,6 +144,11 @@ else
 fi
 
 echo "== timing ($RUNS runs each, 1 warmup)"
+# SETTLE (default 70 s): let writeback of the generated image and any recent deletions on
+# this filesystem (by anyone) age out first; see above.
+sync
+sleep "${SETTLE:-70}"
+echo "load before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 hyperfine --prepare sync --warmup 1 --runs "$RUNS" --export-markdown "$WORK/results.md" "${CMDS[@]}"
 cat "$WORK/results.md"
 
