@@ -12,12 +12,15 @@
 # Usage: engine/scripts/bench-pull-unpack.sh [RUNS]   (needs root for the overlay driver)
 # SETUP_ONLY=1: build and push the image, then keep the registry running (for manual runs).
 #
-# Measured 2026-11-27 on the shared 2-core VM (load average 5-8 from other builds), 78 MB
-# gzip / 218 MB unpacked: skopeo copy (download only) 0.41-0.53 s mean; longshore pull +
-# unpack 1.8-2.5 s mean (best run 0.86 s), peak RSS 27-32 MB (skopeo 21 MB). The download
-# ends after ~0.3-0.45 s; the rest is unpacking the 4 layers one after another (libgraph
-# registers a layer only on a complete parent), 0.2-0.75 s per 54 MB / 2,500-file layer
-# depending on the machine's load. docker (no daemon) and podman (absent) were skipped.
+# Measured 2026-11-27, session 2, on the 2-core VM when quiet (load 0.35 before timing),
+# 78 MB gzip / 216 MB unpacked: longshore pull + unpack 524.7 +- 27.4 ms mean (489-570 ms,
+# 10 runs; user 0.48 s, sys 0.40 s), skopeo copy (download only) 334 ms; peak RSS 61 MB
+# (skopeo 21 MB). Every compressed layer unpacks from its bytes as it downloads (all four
+# at once, overlay staged layers), each blob is hashed once, gzip is ISA-L's. Session 1's
+# 1.8-2.5 s were one layer after another with zlib, timed right after this script deleted
+# its 10k generated files. A large deletion on the filesystem in the last minutes (by
+# anyone) still doubles the time: every file creation then scans recently freed inodes.
+# docker (no daemon) and podman (absent) were skipped.
 set -euo pipefail
 
 RUNS=${1:-10}
