@@ -781,10 +781,35 @@ impl Controller {
         }
     }
 
+    /// The state directory's connect lock: every `connect` (in any process) holds it shared
+    /// for its whole run and `cleanup` holds it exclusive. Without it, a record written after
+    /// cleanup listed the endpoints would make the new lease, port and rules look orphaned.
+    fn connect_lock(&self, exclusive: bool) -> Result<nix::fcntl::Flock<fs::File>> {
+        let path = self.state.join("connect.lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(file_err(&path, "open lock file"))?;
+        let arg = if exclusive {
+            nix::fcntl::FlockArg::LockExclusive
+        } else {
+            nix::fcntl::FlockArg::LockShared
+        };
+        nix::fcntl::Flock::lock(f, arg).map_err(|(_, e)| Error::File {
+            path,
+            what: "lock",
+            source: e.into(),
+        })
+    }
+
     /// Connects a container: runs its driver, publishes ports, builds its files and link
     /// environment. On error everything done so far is undone.
     pub fn connect(&self, cfg: &EndpointConfig) -> Result<Endpoint> {
         safe_name("container id", &cfg.container_id)?;
+        let _connecting = self.connect_lock(false)?;
         let path = self.endpoint_path(&cfg.container_id);
         if path.exists() {
             return Err(Error::AlreadyConnected(cfg.container_id.clone()));
@@ -1019,9 +1044,12 @@ impl Controller {
 
     /// Removes what crashed processes left: endpoints whose owner process is dead (or is this
     /// process under an earlier controller instance), and veths on our bridges, rules, leases
-    /// and host ports that no endpoint record accounts for. Safe to run while this controller
-    /// connects containers: a record is written before anything is allocated.
+    /// and host ports that no endpoint record accounts for. Safe to run while controllers (in
+    /// this or other processes) connect containers: it waits for the connects in progress,
+    /// and new ones wait for it.
     pub fn cleanup(&self) -> Result<CleanupReport> {
+        // no connect is half done while this looks for orphans (see connect_lock)
+        let _alone = self.connect_lock(true)?;
         // veths still queued have no record any more: delete them first, so that they are
         // not reported as orphans (whatever the thread could not delete is swept below)
         let mut first_err = self.reaper.flush().err();

@@ -403,3 +403,50 @@ fn record_files_are_reused_and_a_stale_reader_never_takes_another_containers_rec
     // the controller's retired files go with it
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+#[test]
+fn cleanup_running_during_connects_takes_nothing_from_them() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let ctl = host.controller();
+    let c = TestContainer::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // cleanup in a loop for the whole test: it must never find a connect's lease, port,
+        // rules or veth orphaned (before the connect lock it could, for a record written
+        // after it listed the endpoints)
+        let cleaner = s.spawn(|| {
+            let mut rounds = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = ctl.cleanup().unwrap();
+                assert!(
+                    r.orphan_leases.is_empty()
+                        && r.orphan_ports.is_empty()
+                        && r.orphan_rules.is_empty()
+                        && r.orphan_veths.is_empty()
+                        && r.endpoints.is_empty(),
+                    "cleanup took from a live connect: {r:?}"
+                );
+                rounds += 1;
+            }
+            rounds
+        });
+        for i in 0..20 {
+            let id = format!("cc-{i}");
+            let mut cf = cfg(&id, &c);
+            cf.publish = vec![format!("{}:80", 7600 + i).parse().unwrap()];
+            let ep = ctl.connect(&cf).unwrap();
+            let ip = ep.info.ip.unwrap().ip();
+            assert_eq!(
+                ctl.leases("bridge").unwrap().get(&ip).map(String::as_str),
+                Some(id.as_str())
+            );
+            assert!(host.rule_tags().contains(&format!("ep:{id}")));
+            ctl.disconnect(&id).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(cleaner.join().unwrap() > 0);
+    });
+    ctl.flush().unwrap();
+    assert!(host.veths().is_empty(), "{:?}", host.veths());
+}
