@@ -317,12 +317,13 @@ impl Engine {
             });
         }
         lease.add_blob(&config_digest);
-        for c in chains_of(&diff_ids) {
-            lease.add_chain(&c);
+        let chains = chains_of(&diff_ids);
+        for c in &chains {
+            lease.add_chain(c);
         }
         let staged_layers = match stager {
             Some(st) => Some(
-                self.attach_staged(name, st, &blobs, &diff_ids, progress.as_ref())
+                self.attach_staged(name, st, &blobs, &diff_ids, &chains, progress.as_ref())
                     .await?,
             ),
             None => None,
@@ -406,11 +407,11 @@ impl Engine {
         mut stager: Stager,
         blobs: &[Digest],
         diff_ids: &[Digest],
+        chains: &[Digest],
         progress: Option<&ProgressSender>,
     ) -> Result<Vec<LayerOutcome>> {
-        let chains = chains_of(diff_ids);
         let mut existing = Vec::with_capacity(chains.len());
-        for c in &chains {
+        for c in chains {
             existing.push(
                 self.graph
                     .layer_by_chain(c)
@@ -592,6 +593,8 @@ struct Speculation {
     diff_ids: Option<Vec<Digest>>,
     applied: Vec<LayerOutcome>,
     disabled: bool,
+    /// The layers' chain IDs, from the diff IDs.
+    chains: Vec<Digest>,
     /// Per layer (staging mode): whether its chain is already in the store.
     present: Vec<Option<bool>>,
     /// The pull's lease: layer chains are added as soon as the config names them.
@@ -640,9 +643,10 @@ impl Speculation {
             .and_then(|c| parse_diff_ids(&c))
         {
             Ok(ids) if ids.len() + 1 == self.order.len() => {
+                self.chains = chains_of(&ids);
                 if let Some(l) = &self.lease {
-                    for c in chains_of(&ids) {
-                        l.add_chain(&c);
+                    for c in &self.chains {
+                        l.add_chain(c);
                     }
                 }
                 self.present = vec![None; ids.len()];
@@ -663,23 +667,16 @@ impl Speculation {
         if !self.load_diff_ids(store) {
             return Vec::new();
         }
-        let ids = self.diff_ids.as_ref().expect("loaded");
         let mut out = Vec::new();
-        let mut chain: Option<Digest> = None;
-        for (i, d) in ids.iter().enumerate() {
-            let c = match &chain {
-                Some(pc) => chain_id(&[pc.clone(), d.clone()]).expect("two digests"),
-                None => d.clone(),
-            };
+        for (i, c) in self.chains.iter().enumerate() {
             let blob = &self.order[i + 1];
             if self.ready.contains(blob) {
                 let present = *self.present[i]
-                    .get_or_insert_with(|| matches!(store.layer_by_chain(&c), Ok(Some(_))));
+                    .get_or_insert_with(|| matches!(store.layer_by_chain(c), Ok(Some(_))));
                 if !present {
                     out.push(blob.clone());
                 }
             }
-            chain = Some(c);
         }
         out
     }

@@ -65,14 +65,8 @@ impl StreamTee {
                 };
                 // the bytes are the download's, which libregistry hashes: not again here
                 // (the layer is attached only once the blob committed, so verified)
-                store
-                    .stage_layer_download(&blob, reader)
-                    .map(|l| Staged {
-                        store: Arc::clone(&store),
-                        layer: Some(l),
-                        from_download: true,
-                    })
-                    .map_err(graph(format!("unpack layer {blob} of {name}")))
+                let r = store.stage_layer_download(&blob, reader);
+                Staged::new(&store, r, true, &blob, &name)
             })?;
         Ok(StreamTee {
             tx: Some(tx),
@@ -148,6 +142,23 @@ pub(crate) struct Staged {
 }
 
 impl Staged {
+    /// Wraps the result of unpacking `blob` of image `name`.
+    fn new(
+        store: &Arc<Store>,
+        staged: longshore_graph::Result<StagedLayer>,
+        from_download: bool,
+        blob: &Digest,
+        name: &str,
+    ) -> Result<Staged> {
+        staged
+            .map(|l| Staged {
+                store: Arc::clone(store),
+                layer: Some(l),
+                from_download,
+            })
+            .map_err(graph(format!("unpack layer {blob} of {name}")))
+    }
+
     /// The diff ID computed while unpacking.
     pub(crate) fn diff_id(&self) -> &Digest {
         self.layer.as_ref().expect("present until taken").diff_id()
@@ -251,14 +262,7 @@ impl Stager {
             });
             let r = match from_download {
                 Some(staged) => Ok(staged),
-                None => store
-                    .stage_layer_blob(&blob)
-                    .map(|l| Staged {
-                        store: Arc::clone(&store),
-                        layer: Some(l),
-                        from_download: false,
-                    })
-                    .map_err(graph(format!("unpack layer {blob} of {name}"))),
+                None => Staged::new(&store, store.stage_layer_blob(&blob), false, &blob, &name),
             };
             if r.is_ok() {
                 send(

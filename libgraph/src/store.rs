@@ -223,6 +223,17 @@ fn layer_media_type(c: crate::apply::Compression) -> &'static str {
     }
 }
 
+/// Refuses a layer whose stream did not hash to the blob digest it was read as.
+fn blob_matches(report: &crate::apply::ApplyReport, blob: &Digest) -> Result<()> {
+    if &report.digest != blob {
+        return Err(Error::BlobCorrupt {
+            digest: blob.clone(),
+            reason: format!("content hashes to {}", report.digest),
+        });
+    }
+    Ok(())
+}
+
 fn random_id() -> Result<String> {
     let mut buf = [0u8; 32];
     fs::File::open("/dev/urandom")
@@ -464,12 +475,7 @@ impl Store {
         let mut file = self.content.open_blob(blob)?;
         self.build_layer(parent, |cache_id| {
             let report = self.driver.apply_diff(cache_id, &mut file)?;
-            if &report.digest != blob {
-                return Err(Error::BlobCorrupt {
-                    digest: blob.clone(),
-                    reason: format!("content hashes to {}", report.digest),
-                });
-            }
+            blob_matches(&report, blob)?;
             Ok((report, blob.clone()))
         })
     }
@@ -483,21 +489,32 @@ impl Store {
         fill: impl FnOnce(&str) -> Result<(crate::apply::ApplyReport, Digest)>,
     ) -> Result<LayerRow> {
         let (parent_row, depth) = self.parent_and_depth(parent)?;
+        let (cache_id, (report, blob)) = self.new_layer(parent, depth, fill)?;
+        self.finish_layer(&cache_id, parent_row.as_ref(), &report, &blob, None)
+    }
+
+    /// Records a new layer as incomplete, creates its directory on `parent` and fills it
+    /// with `fill`; on any error the layer is discarded. Returns its cache ID.
+    fn new_layer<T>(
+        &self,
+        parent: Option<&str>,
+        depth: usize,
+        fill: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<(String, T)> {
         let cache_id = random_id()?;
         self.db()
             .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, parent, depth))?;
-        let result = self
+        match self
             .driver
             .create(&cache_id, parent)
-            .and_then(|()| fill(&cache_id));
-        let (report, blob) = match result {
-            Ok(v) => v,
+            .and_then(|()| fill(&cache_id))
+        {
+            Ok(v) => Ok((cache_id, v)),
             Err(e) => {
                 self.discard_layer(&cache_id);
-                return Err(e);
+                Err(e)
             }
-        };
-        self.finish_layer(&cache_id, parent_row.as_ref(), &report, &blob, None)
+        }
     }
 
     /// The complete layer `parent` (if any) and the depth of a layer on top of it, refused
@@ -595,35 +612,21 @@ impl Store {
                 self.driver.name()
             )));
         }
-        let cache_id = random_id()?;
-        self.db()
-            .tx(|tx| meta::insert_incomplete_layer(tx, &cache_id, None, 1))?;
-        let result = self.driver.create(&cache_id, None).and_then(|()| {
+        let (cache_id, report) = self.new_layer(None, 1, |cache_id| {
             let report = if caller_verifies {
                 self.driver
-                    .apply_diff_verified(&cache_id, &mut reader, blob)?
+                    .apply_diff_verified(cache_id, &mut reader, blob)?
             } else {
-                self.driver.apply_diff(&cache_id, &mut reader)?
+                self.driver.apply_diff(cache_id, &mut reader)?
             };
-            if &report.digest != blob {
-                return Err(Error::BlobCorrupt {
-                    digest: blob.clone(),
-                    reason: format!("content hashes to {}", report.digest),
-                });
-            }
+            blob_matches(&report, blob)?;
             Ok(report)
-        });
-        match result {
-            Ok(report) => Ok(StagedLayer {
-                cache_id,
-                report,
-                blob: blob.clone(),
-            }),
-            Err(e) => {
-                self.discard_layer(&cache_id);
-                Err(e)
-            }
-        }
+        })?;
+        Ok(StagedLayer {
+            cache_id,
+            report,
+            blob: blob.clone(),
+        })
     }
 
     /// Puts a staged layer on top of `parent` (a complete layer, or `None` for a base
