@@ -21,11 +21,7 @@ fn runs_under_containerd_runc_v2_shim() {
     .filter(|p| !Path::new(p).exists())
     .collect();
     if !missing.is_empty() {
-        eprintln!(
-            "\n*** SKIPPED {}: {missing:?} missing; apt-get install -y containerd ***\n",
-            file!()
-        );
-        return;
+        longshore_test_support::skip!("{missing:?} missing; apt-get install -y containerd");
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("containerd/run-under-containerd.sh");
     let out = Command::new("bash")

@@ -73,8 +73,9 @@ impl Runtime {
         if Path::new(RUNC).exists() {
             Some(Runtime::new(RUNC))
         } else {
-            eprintln!(
-                "\n*** SKIPPED runc comparison: {RUNC} missing (apt-get install -y runc) ***\n"
+            longshore_test_support::report_skip(
+                "runc comparison",
+                &format!("{RUNC} missing (apt-get install -y runc)"),
             );
             None
         }
@@ -751,11 +752,7 @@ fn read_trim(p: PathBuf) -> String {
 fn update_changes_cgroup_limits_like_runc() {
     require_root!();
     if !Path::new("/sys/fs/cgroup/memory").is_dir() || !Path::new("/sys/fs/cgroup/pids").is_dir() {
-        eprintln!(
-            "\n*** SKIPPED {}: needs cgroup v1 memory and pids ***\n",
-            file!()
-        );
-        return;
+        longshore_test_support::skip!("needs cgroup v1 memory and pids");
     }
     let dir = bundle(&["sleep", "100"]);
     let b = dir.path().to_str().unwrap();

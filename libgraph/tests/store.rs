@@ -296,8 +296,7 @@ fn save_load_oci_layout() {
 fn load_what_skopeo_writes() {
     longshore_test_support::require_root!();
     if Command::new("skopeo").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: skopeo is not installed");
-        return;
+        longshore_test_support::skip!("skopeo is not installed (apt-get install -y skopeo)");
     }
     let a = tempdir("store");
     let s = open(a.path(), "overlay");

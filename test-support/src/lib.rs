@@ -4,7 +4,8 @@
 //!   with every applet as a symlink, `/etc/passwd` and `/etc/group`.
 //! * [`unique_name`] gives names that stay unique across parallel tests and processes,
 //!   for containers, cgroups, bridges and namespaces.
-//! * [`require_root!`] skips a test with a loud message when not running as root.
+//! * [`require_root!`] skips a test with a loud message when not running as root, and
+//!   [`skip!`] for any other reason; both fail instead under `LONGSHORE_REQUIRE_ROOT=1`.
 //!
 //! ```no_run
 //! let dir = tempfile::tempdir().unwrap();
@@ -27,19 +28,42 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Returns early from a test (counted as passed) with a loud message when not root.
+/// True when skipping a test is a failure: `LONGSHORE_REQUIRE_ROOT=1` (CI sets it), so a
+/// green run means every test ran.
+pub fn skips_are_failures() -> bool {
+    std::env::var_os("LONGSHORE_REQUIRE_ROOT").is_some_and(|v| v == "1")
+}
+
+/// Reports a test that cannot run here: a loud message, then a failure when
+/// [`skips_are_failures`] (in CI), an early return otherwise. Use [`skip!`] in tests.
+pub fn report_skip(location: &str, why: &str) {
+    let msg = format!("*** SKIPPED {location}: {why} ***");
+    if skips_are_failures() {
+        panic!("{msg} (LONGSHORE_REQUIRE_ROOT=1: a skipped test is a failure)");
+    }
+    eprintln!("\n{msg}\n");
+}
+
+/// Skips the rest of a test with a reason (`skip!("runc missing: apt-get install -y runc")`):
+/// a loud message and an early return for a developer, a failure under
+/// `LONGSHORE_REQUIRE_ROOT=1`, where every test must run.
+#[macro_export]
+macro_rules! skip {
+    ($($why:tt)+) => {{
+        $crate::report_skip(concat!(file!(), ":", line!()), &format!($($why)+));
+        return;
+    }};
+}
+
+/// Returns early from a test with a loud message when not root, or fails it under
+/// `LONGSHORE_REQUIRE_ROOT=1` (see [`skip!`]).
 ///
 /// Every test that creates namespaces, cgroups, mounts or network devices starts with it.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !$crate::is_root() {
-            eprintln!(
-                "\n*** SKIPPED {}:{}: this test needs root (namespaces, cgroups, mounts) ***\n",
-                file!(),
-                line!()
-            );
-            return;
+            $crate::skip!("this test needs root (namespaces, cgroups, mounts)");
         }
     };
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing longshore needs on Debian 12, as root, when it is
+# missing: the system packages (apt) and a Rust toolchain check. Safe to run again: it
+# does nothing when everything is there. The README's two commands call it first.
+set -euo pipefail
+# busybox-static: test and demo root filesystems; libseccomp-dev: seccomp; libisal-dev and
+# isal: ISA-L's fast gzip inflate (libgraph falls back to zlib-rs without it); pkg-config, gcc:
+# -sys crates; iproute2, nftables, iptables: networking; runc, crun, containerd: comparisons
+# and cross-checks; docker-registry, skopeo, apache2-utils (htpasswd): registry tests;
+# pigz, hyperfine, strace: benches; procps: ps for the leak check; git, curl, ca-certificates.
+PACKAGES=(
+    busybox-static libseccomp-dev libisal-dev isal pkg-config gcc libc6-dev iproute2 nftables
+    iptables procps runc crun containerd docker-registry skopeo apache2-utils pigz hyperfine
+    strace ca-certificates git curl
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps: missing packages ${missing[*]}; run as root (apt-get install needs it)" >&2
+        exit 1
+    fi
+    echo "== installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# docker-registry's and containerd's packaged services are not wanted: tests start their own
+# on free loopback ports.
+for svc in docker-registry containerd; do
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done
+if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null; then
+    echo "deps: cargo not found; install Rust 1.88 or newer (https://rustup.rs), then run again" >&2
+    exit 1
+fi
