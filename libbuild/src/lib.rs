@@ -1,22 +1,21 @@
 //! # longshore-build
 //!
-//! Building images from a Dockerfile: the parser for every instruction the seed
-//! describes, a build plan, a layer cache and an executor that runs steps through a
-//! step-runner trait and commits layers into `longshore-build`.
+//! Building images from a Dockerfile.
 //!
-//! Not yet built: no issue has been filed for it; nothing is exported yet.
+//! - [`parser`]: BuildKit's Dockerfile parser semantics (directives, continuations,
+//!   heredocs, flags, JSON and shell forms); its AST dumps exactly as BuildKit's.
+//! - [`shell`]: the shell lexer for variable expansion and word splitting.
 //!
 //! ```
-//! assert_eq!(longshore_build::CRATE_NAME, "longshore-build");
+//! let ast = longshore_build::parser::parse("Dockerfile", "FROM busybox AS base\nCMD [\"sh\"]\n").unwrap();
+//! assert_eq!(ast.root.dump(), "(from \"busybox\" \"AS\" \"base\")\n(cmd \"sh\")");
 //! ```
+
+mod error;
+pub mod parser;
+pub mod shell;
+
+pub use error::{Error, Result};
 
 /// The package name, for diagnostics.
 pub const CRATE_NAME: &str = "longshore-build";
-
-/// Errors from parsing and building.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The requested operation is not implemented yet.
-    #[error("{0} is not implemented yet in longshore-build")]
-    Unimplemented(&'static str),
-}
