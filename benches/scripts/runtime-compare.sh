@@ -12,7 +12,7 @@ for p in runc crun hyperfine; do command -v "$p" >/dev/null || need+=("$p"); don
 if [ ${#need[@]} -gt 0 ]; then apt-get install -y -qq "${need[@]}" >/dev/null; fi
 
 cargo build --release -q -p longshore-examples --bin longshore-runtime
-ls_rt=$PWD/target/release/longshore-runtime
+ls_rt=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore-runtime
 
 work=$(mktemp -d /tmp/longshore-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT

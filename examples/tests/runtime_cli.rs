@@ -1352,3 +1352,100 @@ fn with_ptrace_the_init_runs_from_a_sealed_copy() {
     assert!(!out.status.success(), "wrote to the runtime's image");
     rt.ok(&["delete", "--force", &id], Path::new("/"));
 }
+
+/// Compiles libcontainer's CVE-2019-5736 payload into `rootfs` as the dynamic loader and
+/// makes the image's `/bin/sh` the script `#!/proc/self/exe` (issue 14, item 1).
+fn plant_exe_payload(rootfs: &Path) {
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../libcontainer/tests/data/exe_overwrite.c");
+    std::fs::create_dir_all(rootfs.join("lib64")).unwrap();
+    let out = Command::new("cc")
+        .args([
+            "-static",
+            "-nostdlib",
+            "-fno-pie",
+            "-no-pie",
+            "-O1",
+            "-fno-stack-protector",
+            "-o",
+        ])
+        .arg(rootfs.join("lib64/ld-linux-x86-64.so.2"))
+        .arg(&src)
+        .output()
+        .expect("cc (the payload is C)");
+    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+    let sh = rootfs.join("bin/sh");
+    std::fs::remove_file(&sh).unwrap();
+    std::fs::write(&sh, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&sh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// Waits until the payload in `rootfs` is done (it ran: its outcome) or is known never to
+/// have run (`settled` says the container's process is over and it left no mark).
+fn payload_outcome(rootfs: &Path, settled: impl Fn() -> bool) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(rootfs.join("payload-done")) {
+            return Some(s);
+        }
+        let started = rootfs.join("payload-started").exists();
+        if (!started && settled()) || Instant::now() > deadline {
+            return std::fs::read_to_string(rootfs.join("payload-started"))
+                .ok()
+                .map(|s| format!("started (opened inode {})", s.trim()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// CVE-2019-5736 as reproduced in issue 14, with the default capabilities (no
+/// CAP_SYS_PTRACE): the image's `/bin/sh` is `#!/proc/self/exe` and its loader writes
+/// through `/proc/self/fd/N` once the runtime has exited. Neither `run -d` with `/bin/sh`
+/// as the entrypoint nor `exec c1 /bin/sh` may let it replace the runtime's binary (a
+/// private copy here, so that the real one is safe even when this test fails).
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn cve_2019_5736_the_runtime_binary_cannot_be_overwritten() {
+    require_root!();
+    let copy_dir = tempfile::Builder::new()
+        .prefix("longshore-rtcopy-")
+        .tempdir()
+        .unwrap();
+    let copy = copy_dir.path().join("longshore-runtime");
+    std::fs::copy(RT, &copy).unwrap();
+    let original = std::fs::read(&copy).unwrap();
+    let bin: &'static str = Box::leak(copy.to_str().unwrap().to_string().into_boxed_str());
+    let rt = Runtime::new(bin);
+
+    // run -d with the script as the entrypoint: the init's execve
+    let dir = bundle(&["/bin/sh"]);
+    let rootfs = dir.path().join("rootfs");
+    plant_exe_payload(&rootfs);
+    let id = rt.id("cve1");
+    let b = dir.path().to_str().unwrap();
+    rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+    let got = payload_outcome(&rootfs, || rt.state(&id)["status"] == "stopped");
+    assert_eq!(got, None, "run -d: the payload ran as the runtime's loader");
+    assert!(
+        std::fs::read(&copy).unwrap() == original,
+        "run -d: the runtime binary changed"
+    );
+
+    // exec /bin/sh into a running container
+    let dir = bundle(&["sleep", "100"]);
+    let rootfs = dir.path().join("rootfs");
+    plant_exe_payload(&rootfs);
+    let id = rt.id("cve1");
+    let b = dir.path().to_str().unwrap();
+    rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+    let out = rt.run(&["exec", &id, "/bin/sh"], Path::new("/"));
+    let got = payload_outcome(&rootfs, || true);
+    assert_eq!(got, None, "exec: the payload ran as the runtime's loader");
+    assert!(
+        std::fs::read(&copy).unwrap() == original,
+        "exec: the runtime binary changed"
+    );
+    // the script reached only the sealed trampoline, which refused it
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    rt.ok(&["delete", "--force", &id], Path::new("/"));
+}

@@ -77,7 +77,8 @@ impl Channel {
         Ok(())
     }
 
-    /// Receives one message; `None` when the other end has closed (exited or exec'd).
+    /// Receives one message; `None` when the other end has closed (exited or exec'd). A
+    /// 4-byte packet (no message serializes that short) is the exec trampoline's errno.
     pub(crate) fn recv(&self) -> Result<Option<Msg>> {
         let mut buf = [0u8; 8192];
         let n = loop {
@@ -90,6 +91,14 @@ impl Channel {
         };
         if n == 0 {
             return Ok(None);
+        }
+        if n == 4 {
+            // the exec trampoline's report: the user's program's execve failed
+            let errno = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            return Ok(Some(Msg::Failed {
+                message: std::io::Error::from_raw_os_error(errno).to_string(),
+                code: if errno == libc::ENOENT { 127 } else { 126 },
+            }));
         }
         serde_json::from_slice(&buf[..n])
             .map(Some)

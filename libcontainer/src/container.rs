@@ -281,6 +281,7 @@ impl ContainerBuilder {
             Some(p) => Some(PidNsGuard::enter(p)?),
             None => None,
         };
+        let trampoline = trampoline_fd()?;
         let forked = sys::spawn(clone_flags.bits() as u64 & 0xffff_ffff, join_plan.v2_fd())
             .ctx(|| "clone3 the container's init".into())?;
         match forked {
@@ -305,6 +306,7 @@ impl ContainerBuilder {
                 time_offsets: &time_offsets,
                 joining: false,
                 cgroup_tasks: &join_plan.v1_tasks,
+                trampoline,
             }),
             // (the helper's view of the pid is wrong when joining a pid namespace: the
             // init's hello carries the right one)
@@ -990,6 +992,7 @@ impl Container {
             Some(cg) => CgroupJoin::plan(cg.as_ref(), false)?,
             None => CgroupJoin::none(),
         };
+        let trampoline = trampoline_fd()?;
         let forked = sys::spawn(0, join_plan.v2_fd()).ctx(|| "clone3 the exec process".into())?;
         match forked {
             Forked::Child => init::main(InitArgs {
@@ -1013,6 +1016,7 @@ impl Container {
                 time_offsets: "",
                 joining: true,
                 cgroup_tasks: &join_plan.v1_tasks,
+                trampoline,
             }),
             Forked::Parent(_) => {}
         }
@@ -1056,6 +1060,13 @@ pub fn wait_pid(pid: i32) -> Result<i32> {
             Err(e) => return Err(e).ctx(|| format!("wait for pid {pid}")),
         }
     }
+}
+
+/// The sealed exec trampoline every container process runs its program through.
+fn trampoline_fd() -> Result<RawFd> {
+    crate::trampoline::fd()
+        .map(|fd| fd.as_raw_fd())
+        .ctx(|| "make the sealed exec trampoline (memfd)".into())
 }
 
 fn destroy_with_retry(cg: &dyn CgroupManager) -> Result<()> {

@@ -82,6 +82,9 @@ pub(crate) struct InitArgs<'a> {
     /// calling thread skips the kernel's global threadgroup lock, whose first write
     /// lock waits a whole RCU grace period, ~10 ms here).
     pub cgroup_tasks: &'a [PathBuf],
+    /// The sealed exec trampoline ([`crate::trampoline`]): the user's program is run
+    /// through it, never `execve`d from the runtime's own image.
+    pub trampoline: RawFd,
 }
 
 /// The init process's entry point. Never returns.
@@ -119,6 +122,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     }
     keep.extend(a.console_socket);
     keep.extend(a.join.iter().map(|(_, fd)| fd.as_raw_fd()));
+    keep.push(a.trampoline);
     sys::close_fds_except(&keep).ctx(|| "close inherited descriptors".into())?;
     // nothing in the container may open /proc/<init>/exe (the runtime's binary) or ptrace
     // us while we still run runtime code (CVE-2019-5736): execve resets this.
@@ -265,11 +269,14 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     // prepare everything execve needs before we are released
     let c_program = CString::new(program.as_os_str().as_bytes())
         .map_err(|_| Error::InvalidSpec("program path contains NUL".into()))?;
+    // the trampoline's argv: the channel's fd (to report a failed execve), the program,
+    // then the program's own argv
+    let c_fd = CString::new(a.channel.raw_fd().to_string()).expect("digits");
     let c_argv = cstrings(&argv)?;
     let c_env = cstrings(&env)?;
-    let argv_ptrs: Vec<*const libc::c_char> = c_argv
-        .iter()
-        .map(|c| c.as_ptr())
+    let argv_ptrs: Vec<*const libc::c_char> = [c_fd.as_ptr(), c_program.as_ptr()]
+        .into_iter()
+        .chain(c_argv.iter().map(|c| c.as_ptr()))
         .chain([std::ptr::null()])
         .collect();
     let env_ptrs: Vec<*const libc::c_char> = c_env
@@ -322,7 +329,9 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
             filter.load()?;
         }
     }
-    let err = sys::execve(&c_program, &argv_ptrs, &env_ptrs);
+    // the channel stays open across the trampoline's execve (it closes it on the user's)
+    sys::dup2(a.channel.raw_fd(), a.channel.raw_fd()).ctx(|| "keep the init channel".into())?;
+    let err = sys::execveat_empty(a.trampoline, &argv_ptrs, &env_ptrs);
     let code = if err.raw_os_error() == Some(libc::ENOENT) {
         127
     } else {

@@ -47,6 +47,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod state;
 mod sys;
+mod trampoline;
 
 pub use container::{Container, ContainerBuilder, receive_console, wait_pid};
 pub use error::{Error, Result};

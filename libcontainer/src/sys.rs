@@ -1,6 +1,5 @@
 //! The few system calls that need `unsafe`, each in one small function.
 
-use std::ffi::CStr;
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 
@@ -172,17 +171,28 @@ pub(crate) fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<()> 
     }
 }
 
-/// Replaces the process image; returns only on failure.
-pub(crate) fn execve(
-    path: &CStr,
+/// Replaces the process image with the executable open at `fd` (`execveat` with
+/// `AT_EMPTY_PATH`); returns only on failure.
+pub(crate) fn execveat_empty(
+    fd: RawFd,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> io::Error {
     debug_assert!(argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(envp.last().is_some_and(|p| p.is_null()));
-    // SAFETY: `path` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of
-    // pointers to NUL-terminated strings that the caller keeps alive across the call.
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    // SAFETY: the path is an empty C string used with AT_EMPTY_PATH on `fd`; `argv` and
+    // `envp` are NULL-terminated arrays of pointers to NUL-terminated strings that the
+    // caller keeps alive across the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
     io::Error::last_os_error()
 }
 

@@ -1,97 +1,16 @@
 //! Real containers, as root: namespaces, mounts, cgroups, capabilities, lifecycle.
 
-use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use common::{Fixture, exec_capture, read_all};
 use longshore_container::{Container, Error, Status, Stdio};
-use longshore_test_support::{busybox_bundle_dir, require_root, unique_name};
+use longshore_test_support::require_root;
 use nix::sys::signal::Signal;
 use oci_spec::runtime::Spec;
-
-/// A bundle with a busybox rootfs, a spec to tweak, a private state root, and cleanup.
-struct Fixture {
-    dir: tempfile::TempDir,
-    id: String,
-    spec: Spec,
-}
-
-impl Fixture {
-    fn new(args: &[&str]) -> Fixture {
-        let dir = busybox_bundle_dir().expect("busybox rootfs");
-        let mut spec = longshore_container::spec::default_spec();
-        let p = spec.process_mut().as_mut().unwrap();
-        p.set_terminal(Some(false));
-        p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
-        Fixture {
-            dir,
-            id: unique_name("lsct"),
-            spec,
-        }
-    }
-
-    fn bundle(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn builder(&self) -> longshore_container::ContainerBuilder {
-        Container::builder(&self.id)
-            .bundle(self.bundle())
-            .root(self.root())
-            .spec(self.spec.clone())
-    }
-
-    /// Runs to completion; returns (exit code, stdout+stderr).
-    fn run(&self) -> (i32, String) {
-        let (r, w) = nix::unistd::pipe().unwrap();
-        let w_raw = w.as_raw_fd();
-        let b = self.builder().stdio(Stdio::Fds {
-            stdin: w_raw,
-            stdout: w_raw,
-            stderr: w_raw,
-        });
-        let res = b.run();
-        drop(w);
-        let out = read_all(r);
-        match res {
-            Ok(code) => (code, out),
-            Err(e) => panic!("run failed: {e}\noutput: {out}"),
-        }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Ok(mut c) = Container::load(self.root(), &self.id) {
-            let _ = c.delete(true);
-        }
-    }
-}
-
-/// Runs `p` in the container, waits for it, returns (exit code, stdout+stderr).
-fn exec_capture(c: &Container, p: &oci_spec::runtime::Process) -> (i32, String) {
-    let (r, w) = nix::unistd::pipe().unwrap();
-    let raw = w.as_raw_fd();
-    let stdio = Stdio::Fds {
-        stdin: raw,
-        stdout: raw,
-        stderr: raw,
-    };
-    let pid = c.exec(p, stdio, None).unwrap();
-    drop(w);
-    let code = longshore_container::wait_pid(pid).unwrap();
-    (code, read_all(r))
-}
-
-fn read_all(fd: OwnedFd) -> String {
-    let mut s = String::new();
-    std::fs::File::from(fd).read_to_string(&mut s).unwrap();
-    s
-}
 
 #[test]
 fn hostname_and_pid_one() {
