@@ -77,7 +77,6 @@ pub enum Error {
 }
 
 /// Attaches an operation and path to I/O errors.
-#[allow(dead_code)] // used once the context and executor land
 pub(crate) trait IoContext<T> {
     fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T, Error>;
 }

@@ -11,8 +11,12 @@
 //! assert_eq!(ast.root.dump(), "(from \"busybox\" \"AS\" \"base\")\n(cmd \"sh\")");
 //! ```
 
+pub mod context;
 mod error;
+pub mod ignore;
+pub mod instructions;
 pub mod parser;
+pub mod plan;
 pub mod shell;
 
 pub use error::{Error, Result};
