@@ -48,6 +48,8 @@ impl ContentStore {
             let p = root.join(sub);
             fs::create_dir_all(&p).ctx("create directory", &p)?;
         }
+        // blobs are image content: only the owner may reach them
+        crate::store::private_dir(&root, crate::store::PRIVATE_MODE)?;
         Ok(ContentStore { root })
     }
 

@@ -3,6 +3,11 @@
 //!
 //! Layout under the root: `content/` (blobs), `<driver>/` (layer trees), `metadata.db`,
 //! `tmp/` (scratch space for load, emptied at open).
+//!
+//! Image content is unreachable to other users (a set-user-ID file of an image must not be
+//! something a local user can run, CVE-2021-41091): the root is mode 0710 and every
+//! directory in it 0700, as Docker does. [`Store::open`] sets these modes on every open,
+//! so stores created with wider modes are fixed.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -292,6 +297,30 @@ fn archive_path(base: &Path, p: &str) -> Result<PathBuf> {
     Ok(base.join(p))
 }
 
+/// The mode of the store root: root may enter it, its group (the remapped root of user
+/// namespaces, when it is given one) may pass through, nobody else.
+const ROOT_MODE: u32 = 0o710;
+/// The mode of every directory directly under the root: only its owner (root) may enter.
+pub(crate) const PRIVATE_MODE: u32 = 0o700;
+
+/// Sets a directory's mode to `mode` (unless it is that already), without following a
+/// symlink.
+pub(crate) fn private_dir(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = fs::symlink_metadata(path).ctx("stat", path)?;
+    if !m.is_dir() {
+        return Err(Error::io(
+            "open store directory",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
+        ));
+    }
+    if m.permissions().mode() & 0o7777 != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
+    }
+    Ok(())
+}
+
 /// Takes the store's owner lock: one process at a time may own a store (it removes what
 /// crashes left incomplete at open, which must not be another live owner's work).
 fn lock_store(root: &Path) -> Result<fs::File> {
@@ -369,12 +398,20 @@ impl Store {
     pub fn open(root: impl Into<PathBuf>, opts: StoreOptions) -> Result<Store> {
         let root = root.into();
         fs::create_dir_all(&root).ctx("create store directory", &root)?;
+        private_dir(&root, ROOT_MODE)?;
         let lock = lock_store(&root)?;
         let tmp = root.join("tmp");
         remove_tree(&tmp)?;
         fs::create_dir_all(&tmp).ctx("create directory", &tmp)?;
         let content = ContentStore::open(root.join("content"))?;
         let driver = driver::open(&root, opts.driver.as_deref())?;
+        // every directory in the root, also those of drivers not in use and of older stores
+        for e in fs::read_dir(&root).ctx("read directory", &root)? {
+            let e = e.ctx("read directory", &root)?;
+            if e.file_type().ctx("stat", e.path())?.is_dir() {
+                private_dir(&e.path(), PRIVATE_MODE)?;
+            }
+        }
         let db = Db::open(&root.join("metadata.db"))?;
         let store = Store {
             root,

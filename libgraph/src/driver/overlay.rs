@@ -56,6 +56,8 @@ impl Overlay {
             return Err(unavailable("the kernel has no overlay filesystem".into()));
         }
         fs::create_dir_all(home.join("l")).ctx("create directory", home.join("l"))?;
+        // layers hold image content (set-user-ID files): only the owner may reach them
+        crate::store::private_dir(&home, crate::store::PRIVATE_MODE)?;
         for e in fs::read_dir(&home).ctx("read directory", &home)? {
             let e = e.ctx("read directory", &home)?;
             if e.file_name().to_string_lossy().starts_with(".tmp-") {

@@ -29,6 +29,8 @@ impl Vfs {
         for sub in ["dir", "parent"] {
             fs::create_dir_all(home.join(sub)).ctx("create directory", home.join(sub))?;
         }
+        // layers hold image content (set-user-ID files): only the owner may reach them
+        crate::store::private_dir(&home, crate::store::PRIVATE_MODE)?;
         let dir = home.join("dir");
         for e in fs::read_dir(&dir).ctx("read directory", &dir)? {
             let e = e.ctx("read directory", &dir)?;
