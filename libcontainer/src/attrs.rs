@@ -199,14 +199,15 @@ pub(crate) fn apparmor_enabled() -> bool {
         .is_ok_and(|s| s.trim() == "Y")
 }
 
-/// Asks AppArmor to confine the process with `profile` from its next `execve`.
-pub(crate) fn apparmor_exec(profile: &str) -> Result<()> {
-    let attr = if std::path::Path::new("/proc/self/attr/apparmor/exec").exists() {
-        "/proc/self/attr/apparmor/exec"
+/// Asks AppArmor to confine the process with `profile` from its next `execve`, through
+/// the trusted procfs (a mount over `/proc/self/attr` cannot catch it).
+pub(crate) fn apparmor_exec(proc: crate::procfs::ProcFs<'_>, profile: &str) -> Result<()> {
+    let attr = if proc.own_exists("attr/apparmor/exec") {
+        "attr/apparmor/exec"
     } else {
-        "/proc/self/attr/exec"
+        "attr/exec"
     };
-    std::fs::write(attr, format!("exec {profile}"))
+    proc.write_own(attr, format!("exec {profile}").as_bytes())
         .ctx(|| format!("set AppArmor profile {profile:?}"))
 }
 

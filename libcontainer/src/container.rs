@@ -282,6 +282,7 @@ impl ContainerBuilder {
             None => None,
         };
         let trampoline = trampoline_fd()?;
+        let procfs = procfs_fd()?;
         let forked = sys::spawn(clone_flags.bits() as u64 & 0xffff_ffff, join_plan.v2_fd())
             .ctx(|| "clone3 the container's init".into())?;
         match forked {
@@ -307,6 +308,7 @@ impl ContainerBuilder {
                 joining: false,
                 cgroup_tasks: &join_plan.v1_tasks,
                 trampoline,
+                procfs,
             }),
             // (the helper's view of the pid is wrong when joining a pid namespace: the
             // init's hello carries the right one)
@@ -993,6 +995,7 @@ impl Container {
             None => CgroupJoin::none(),
         };
         let trampoline = trampoline_fd()?;
+        let procfs = procfs_fd()?;
         let forked = sys::spawn(0, join_plan.v2_fd()).ctx(|| "clone3 the exec process".into())?;
         match forked {
             Forked::Child => init::main(InitArgs {
@@ -1017,6 +1020,7 @@ impl Container {
                 joining: true,
                 cgroup_tasks: &join_plan.v1_tasks,
                 trampoline,
+                procfs,
             }),
             Forked::Parent(_) => {}
         }
@@ -1067,6 +1071,13 @@ fn trampoline_fd() -> Result<RawFd> {
     crate::trampoline::fd()
         .map(|fd| fd.as_raw_fd())
         .ctx(|| "make the sealed exec trampoline (memfd)".into())
+}
+
+/// The trusted procfs every write under `/proc` goes through.
+fn procfs_fd() -> Result<RawFd> {
+    crate::procfs::handle()
+        .map(|p| p.root().as_raw_fd())
+        .ctx(|| "open a trusted procfs (fsopen proc, or /proc)".into())
 }
 
 fn destroy_with_retry(cg: &dyn CgroupManager) -> Result<()> {

@@ -18,6 +18,7 @@ use oci_spec::runtime::{PosixRlimitType, Process, Spec};
 use crate::attrs;
 use crate::channel::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
+use crate::procfs::ProcFs;
 use crate::rootfs::{self, Hierarchy, RootfsContext};
 use crate::seccomp::CompiledFilter;
 use crate::sys;
@@ -85,6 +86,8 @@ pub(crate) struct InitArgs<'a> {
     /// The sealed exec trampoline ([`crate::trampoline`]): the user's program is run
     /// through it, never `execve`d from the runtime's own image.
     pub trampoline: RawFd,
+    /// The root of the procfs every write under `/proc` goes through ([`crate::procfs`]).
+    pub procfs: RawFd,
 }
 
 /// The init process's entry point. Never returns.
@@ -123,6 +126,8 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     keep.extend(a.console_socket);
     keep.extend(a.join.iter().map(|(_, fd)| fd.as_raw_fd()));
     keep.push(a.trampoline);
+    keep.push(a.procfs);
+    let proc = ProcFs::from_root(sys::borrow_fd(a.procfs));
     sys::close_fds_except(&keep).ctx(|| "close inherited descriptors".into())?;
     // nothing in the container may open /proc/<init>/exe (the runtime's binary) or ptrace
     // us while we still run runtime code (CVE-2019-5736): execve resets this.
@@ -147,7 +152,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
             .ctx(|| "unshare the time namespace".into())?;
         if !a.time_offsets.is_empty() {
-            std::fs::write("/proc/self/timens_offsets", a.time_offsets)
+            proc.write_own("timens_offsets", a.time_offsets.as_bytes())
                 .ctx(|| format!("set clock offsets {:?}", a.time_offsets))?;
         }
     }
@@ -203,11 +208,11 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         setup_console(a)?;
     }
     if !a.joining {
-        rootfs::sysctls(a.spec)?;
+        rootfs::sysctls(a.spec, proc)?;
         rootfs::finish(a.spec)?;
     }
     if let Some(adj) = a.process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        proc.write_own("oom_score_adj", adj.to_string().as_bytes())
             .ctx(|| format!("set oom_score_adj {adj}"))?;
     }
     set_rlimits(a.process)?;
@@ -231,7 +236,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         .as_deref()
         .filter(|p| !p.is_empty())
     {
-        attrs::apparmor_exec(profile)?;
+        attrs::apparmor_exec(proc, profile)?;
     }
 
     let env = environment(a.process);

@@ -42,6 +42,7 @@ mod container;
 mod error;
 mod hooks;
 mod init;
+mod procfs;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;

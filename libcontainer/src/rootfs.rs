@@ -312,6 +312,13 @@ pub(crate) fn prepare(ctx: &RootfsContext<'_>) -> Result<()> {
             create_device(ctx, &root_fd, d)?;
         }
     }
+    if let Some(linux) = linux {
+        protect_paths(
+            &root_fd,
+            linux.masked_paths().as_deref().unwrap_or(&[]),
+            linux.readonly_paths().as_deref().unwrap_or(&[]),
+        )?;
+    }
     Ok(())
 }
 
@@ -371,6 +378,7 @@ fn mount_one(ctx: &RootfsContext<'_>, root_fd: &OwnedFd, m: &Mount) -> Result<()
             .ctx(what)?;
     }
     let target_fd = open_in_root(root_fd, dest_in)?;
+    check_proc_destination(ctx.rootfs, &dest, &target_fd, typ, bind, dest_in)?;
     let target = fd_path(&target_fd);
 
     if typ == "cgroup" {
@@ -701,16 +709,8 @@ pub(crate) fn move_root(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-/// After `pivot_root`: masked paths, read-only paths, and a read-only root if asked.
+/// After `pivot_root`: a read-only root if asked.
 pub(crate) fn finish(spec: &Spec) -> Result<()> {
-    if let Some(linux) = spec.linux() {
-        for p in linux.masked_paths().iter().flatten() {
-            mask(p)?;
-        }
-        for p in linux.readonly_paths().iter().flatten() {
-            readonly(p)?;
-        }
-    }
     if spec
         .root()
         .as_ref()
@@ -723,51 +723,158 @@ pub(crate) fn finish(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn mask(path: &str) -> Result<()> {
-    let what = || format!("mask {path}");
-    match fs::metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).ctx(what),
-        Ok(m) if m.is_dir() => mount(
-            Some("tmpfs"),
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            Some("size=0,mode=755"),
-        )
-        .ctx(what),
-        Ok(_) => mount(
-            Some("/dev/null"),
-            path,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(what),
+/// The files runc lets a bind mount cover under `/proc` (what LXCFS provides): plain
+/// files whose reads it virtualises. Anything else on or under `/proc` is refused.
+const PROC_BIND_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuses a mount on or under the container's `/proc` other than procfs itself at
+/// `/proc` (CVE-2019-16884, CVE-2023-27561): judged on the destination as resolved in
+/// the root (`dest`) and on the filesystem the opened target lies on, never on the
+/// spec's string. Bind mounts of LXCFS's files are let through, as runc does.
+fn check_proc_destination(
+    rootfs: &Path,
+    dest: &Path,
+    target: &OwnedFd,
+    typ: &str,
+    bind: bool,
+    dest_in: &Path,
+) -> Result<()> {
+    let inside = Path::new("/").join(dest.strip_prefix(rootfs).unwrap_or(dest));
+    let on_procfs = rustix::fs::fstatfs(target)
+        .map(|s| s.f_type as u64 == PROC_SUPER_MAGIC)
+        .unwrap_or(false);
+    let under_proc = inside.starts_with("/proc");
+    if !under_proc && !on_procfs {
+        return Ok(());
     }
+    if inside == Path::new("/proc") && typ == "proc" && !bind && !on_procfs {
+        return Ok(());
+    }
+    let is_file = rustix::fs::fstat(target)
+        .map(|s| {
+            rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::RegularFile
+        })
+        .unwrap_or(false);
+    if bind && is_file && PROC_BIND_ALLOWED.iter().any(|p| inside == Path::new(p)) {
+        return Ok(());
+    }
+    Err(Error::InvalidSpec(format!(
+        "mount destination {} resolves to {} on or under /proc: only procfs itself may be \
+         mounted there (and bind mounts of LXCFS's files)",
+        dest_in.display(),
+        inside.display()
+    )))
 }
 
-fn readonly(path: &str) -> Result<()> {
-    let what = || format!("make {path} read-only");
-    match mount(
-        Some(path),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    ) {
-        Err(nix::errno::Errno::ENOENT) => return Ok(()),
-        r => r.ctx(what)?,
-    }
-    remount(
-        path,
-        MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY,
+/// `PROC_SUPER_MAGIC`.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+
+/// The host's `/dev/null`, opened `O_PATH` without following a symlink and checked to be
+/// the character device 1:3: the source of every masking bind (CVE-2025-31133). The
+/// image's `/dev/null` is never used: it may be anything, a symlink to a /proc/sys file
+/// included.
+fn trusted_dev_null() -> Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        "/dev/null",
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
     )
-    .ctx(what)
+    .map_err(io::Error::from)
+    .ctx(|| "open the host's /dev/null".into())?;
+    let st = rustix::fs::fstat(&fd)
+        .map_err(io::Error::from)
+        .ctx(|| "stat the host's /dev/null".into())?;
+    let chr =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice;
+    if !chr || st.st_rdev != makedev(1, 3) {
+        return Err(Error::Init(
+            "the host's /dev/null is not the character device 1:3: refusing to mask from it".into(),
+        ));
+    }
+    Ok(fd)
 }
 
-/// Writes the spec's sysctls (after `/proc` is mounted in the container).
-pub(crate) fn sysctls(spec: &Spec) -> Result<()> {
+/// Masked and read-only paths, before `pivot_root`: every target is opened inside the
+/// root (`RESOLVE_IN_ROOT`), files are masked with a bind of the host's checked
+/// `/dev/null`, directories with an empty tmpfs that is read-only, nosuid, nodev and
+/// noexec.
+fn protect_paths(root_fd: &OwnedFd, masked: &[String], readonly: &[String]) -> Result<()> {
+    let mut null: Option<OwnedFd> = None;
+    for path in masked {
+        let what = || format!("mask {path}");
+        let target = match open_in_root(root_fd, Path::new(path)) {
+            Ok(fd) => fd,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let st = rustix::fs::fstat(&target)
+            .map_err(io::Error::from)
+            .ctx(what)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+            mount(
+                Some("tmpfs"),
+                fd_path(&target).as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0,mode=755"),
+            )
+            .ctx(what)?;
+        } else {
+            let null = match &null {
+                Some(fd) => fd,
+                None => null.insert(trusted_dev_null()?),
+            };
+            mount(
+                Some(fd_path(null).as_str()),
+                fd_path(&target).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(what)?;
+        }
+    }
+    for path in readonly {
+        let what = || format!("make {path} read-only");
+        let target = match open_in_root(root_fd, Path::new(path)) {
+            Ok(fd) => fd,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let t = fd_path(&target);
+        mount(
+            Some(t.as_str()),
+            t.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(what)?;
+        // the new mount sits on top of the old path: reopen to reach it
+        let top = open_in_root(root_fd, Path::new(path))?;
+        remount(
+            &fd_path(&top),
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY,
+        )
+        .ctx(what)?;
+    }
+    Ok(())
+}
+
+/// Writes the spec's sysctls through the trusted procfs (they apply to the writer's
+/// network, UTS and IPC namespaces, whatever the container's `/proc` holds).
+pub(crate) fn sysctls(spec: &Spec, proc: crate::procfs::ProcFs<'_>) -> Result<()> {
     for (key, value) in spec
         .linux()
         .as_ref()
@@ -780,8 +887,14 @@ pub(crate) fn sysctls(spec: &Spec) -> Result<()> {
                 "sysctl {key:?} is not a valid name"
             )));
         }
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        fs::write(&path, value).ctx(|| format!("set sysctl {key}={value}"))?;
+        // "net.ipv4.conf.eth0/1.forwarding" style keys name an interface with a dot
+        let path = if key.contains('/') {
+            format!("sys/{key}")
+        } else {
+            format!("sys/{}", key.replace('.', "/"))
+        };
+        proc.write(&path, value.as_bytes())
+            .ctx(|| format!("set sysctl {key}={value}"))?;
     }
     Ok(())
 }

@@ -109,3 +109,207 @@ fn cve_2019_5736_shebang_to_proc_self_exe_never_reaches_the_embedder() {
     assert_eq!(code, 126, "{out}");
     c.delete(true).unwrap();
 }
+
+/// Runs `f` to completion; (exit code, output) or the create/run error as text.
+fn try_run(f: &Fixture) -> std::result::Result<(i32, String), String> {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&w);
+    let res = f
+        .builder()
+        .stdio(Stdio::Fds {
+            stdin: raw,
+            stdout: raw,
+            stderr: raw,
+        })
+        .run();
+    drop(w);
+    let out = common::read_all(r);
+    res.map(|code| (code, out)).map_err(|e| e.to_string())
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// CVE-2025-31133 class: no tmpfs on /dev in the spec, and the image's `/dev/null` is a
+/// symlink to `/proc/sys/kernel/hostname`. Masking must not bind that file read-write
+/// over `/proc/timer_list` (a write through it would set the hostname; with
+/// `core_pattern` as the target it runs code on the host), and the tmpfs that masks a
+/// directory is read-only, nosuid, nodev and noexec.
+#[test]
+fn masking_never_binds_the_images_dev_null() {
+    require_root!();
+    let host_before = hostname();
+    let mut f = writable(&[
+        "sh",
+        "-c",
+        "echo pwned > /proc/timer_list; echo pwned > /proc/keys; hostname; \
+         grep ' /proc/scsi \\| /sys/firmware ' /proc/self/mountinfo",
+    ]);
+    let mounts: Vec<_> = f
+        .spec
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.destination() != Path::new("/dev"))
+        .collect();
+    f.spec.set_mounts(Some(mounts));
+    let dev = rootfs(&f).join("dev");
+    std::os::unix::fs::symlink("/proc/sys/kernel/hostname", dev.join("null")).unwrap();
+    let (code, out) = try_run(&f).unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("longshore"), "exit {code}: {out}");
+    let masks: Vec<&str> = lines.collect();
+    assert!(!masks.is_empty(), "no masking tmpfs found: {out}");
+    for m in masks {
+        let opts = m.split(' ').nth(5).unwrap_or("");
+        for want in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(opts.split(',').any(|o| o == want), "{want} missing: {m}");
+        }
+    }
+    assert_eq!(hostname(), host_before);
+}
+
+/// CVE-2025-52881 class: a volume mounted at `/proc/sys/net` holds
+/// `ipv4/ip_unprivileged_port_start` as a symlink to `/proc/sys/kernel/hostname`; the
+/// spec's sysctl must not end up as the hostname. (The runtime refuses the mount, and
+/// writes sysctls through its own procfs anyway.)
+#[test]
+fn sysctl_is_not_redirected_by_a_volume_over_proc_sys() {
+    require_root!();
+    let mut f = writable(&["hostname"]);
+    let vol = tempfile::Builder::new()
+        .prefix("longshore-vol-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir(vol.path().join("ipv4")).unwrap();
+    std::os::unix::fs::symlink(
+        "/proc/sys/kernel/hostname",
+        vol.path().join("ipv4/ip_unprivileged_port_start"),
+    )
+    .unwrap();
+    let mut mounts = f.spec.mounts().clone().unwrap_or_default();
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/proc/sys/net")
+            .typ("bind")
+            .source(vol.path())
+            .options(vec!["rbind".to_string(), "rw".to_string()])
+            .build()
+            .unwrap(),
+    );
+    f.spec.set_mounts(Some(mounts));
+    let linux = f.spec.linux_mut().as_mut().unwrap();
+    linux.set_sysctl(Some(
+        [(
+            "net.ipv4.ip_unprivileged_port_start".to_string(),
+            "1000".to_string(),
+        )]
+        .into(),
+    ));
+    // also unmask /proc/sys so that only the runtime's own write is judged
+    linux.set_readonly_paths(Some(vec![]));
+    match try_run(&f) {
+        Err(e) => assert!(e.contains("/proc"), "refused, but not for /proc: {e}"),
+        Ok((code, out)) => assert_eq!(out.trim(), "longshore", "exit {code}: {out}"),
+    }
+    assert!(
+        std::fs::symlink_metadata(vol.path().join("ipv4/ip_unprivileged_port_start"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+/// CVE-2019-16884 / CVE-2023-27561: mounts on or under `/proc` other than procfs are
+/// refused, judged after resolution (a symlink in the image naming `/proc` too), while
+/// LXCFS-style binds of single files stay allowed.
+#[test]
+fn mounts_over_proc_are_refused_after_resolution() {
+    require_root!();
+    let tmpfs_at = |dest: &str| {
+        oci_spec::runtime::MountBuilder::default()
+            .destination(dest)
+            .typ("tmpfs")
+            .source("tmpfs")
+            .build()
+            .unwrap()
+    };
+    for dest in [
+        "/proc/self/attr",
+        "/proc",
+        "/proclink/sys",
+        "/proclink/self/attr",
+    ] {
+        let mut f = writable(&["true"]);
+        std::os::unix::fs::symlink("/proc", rootfs(&f).join("proclink")).unwrap();
+        let mut mounts = f.spec.mounts().clone().unwrap_or_default();
+        if dest == "/proc" {
+            mounts.retain(|m| m.destination() != Path::new("/proc"));
+        }
+        mounts.push(tmpfs_at(dest));
+        f.spec.set_mounts(Some(mounts));
+        match try_run(&f) {
+            Err(e) => assert!(
+                e.contains("on or under /proc"),
+                "{dest}: refused for another reason: {e}"
+            ),
+            Ok(r) => panic!("a tmpfs at {dest} was accepted: {r:?}"),
+        }
+    }
+    // a bind of a file over /proc/meminfo (what LXCFS does) still works
+    let mut f = writable(&["head", "-c", "12", "/proc/meminfo"]);
+    let fake = f.bundle().join("meminfo");
+    std::fs::write(&fake, "MemTotal: 42 kB\n").unwrap();
+    let mut mounts = f.spec.mounts().clone().unwrap_or_default();
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/proc/meminfo")
+            .typ("bind")
+            .source(&fake)
+            .options(vec!["bind".to_string(), "ro".to_string()])
+            .build()
+            .unwrap(),
+    );
+    f.spec.set_mounts(Some(mounts));
+    let (code, out) = try_run(&f).unwrap();
+    assert_eq!((code, out.as_str()), (0, "MemTotal: 42"));
+}
+
+/// The same class where the mount itself is allowed: an LXCFS-style bind of a file over
+/// `/proc/sys/kernel/ns_last_pid` must not catch the spec's `kernel.ns_last_pid` sysctl
+/// (written by path, it lands in the volume's file on the host).
+#[test]
+fn sysctl_goes_to_the_kernel_not_to_a_file_bound_over_it() {
+    require_root!();
+    let mut f = writable(&["cat", "/proc/sys/kernel/ns_last_pid"]);
+    let vol = tempfile::Builder::new()
+        .prefix("longshore-vol-")
+        .tempdir()
+        .unwrap();
+    let file = vol.path().join("ns_last_pid");
+    std::fs::write(&file, "untouched\n").unwrap();
+    let mut mounts = f.spec.mounts().clone().unwrap_or_default();
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/proc/sys/kernel/ns_last_pid")
+            .typ("bind")
+            .source(&file)
+            .options(vec!["bind".to_string(), "rw".to_string()])
+            .build()
+            .unwrap(),
+    );
+    f.spec.set_mounts(Some(mounts));
+    let linux = f.spec.linux_mut().as_mut().unwrap();
+    linux.set_sysctl(Some(
+        [("kernel.ns_last_pid".to_string(), "300".to_string())].into(),
+    ));
+    linux.set_readonly_paths(Some(vec![]));
+    let (code, out) = try_run(&f).unwrap();
+    assert_eq!((code, out.trim()), (0, "untouched"), "{out}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "untouched\n");
+}
