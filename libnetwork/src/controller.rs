@@ -78,6 +78,10 @@ impl Default for DaemonOptions {
 pub struct NetworkInfo {
     /// Network name (`bridge` for the default one).
     pub name: String,
+    /// Network ID: 32 random hex digits, unique within the state directory; names the
+    /// network's nftables isolation set. Empty in records written before IDs existed.
+    #[serde(default)]
+    pub id: String,
     /// Bridge device.
     pub bridge: String,
     /// Gateway (the bridge's address) with the subnet's prefix, e.g. `172.17.42.1/16`.
@@ -453,9 +457,7 @@ impl Controller {
                 fs::write(p, "1\n").map_err(file_err(p, "enable IP forwarding"))
             })?;
         }
-        if ctl.opts.iptables {
-            nft::ensure_base(&ctl.host)?;
-        }
+        // the base chains and the default network's rules in one transaction
         ctl.ensure_default_network()?;
         Ok(ctl)
     }
@@ -565,8 +567,14 @@ impl Controller {
                     network: DEFAULT_NETWORK.into(),
                 })
         })?;
+        // a record of before network IDs keeps its (empty) ID, and so its isolation set
+        let id = match &existing {
+            Some(e) => e.id.clone(),
+            None => self.new_network_id()?,
+        };
         let info = NetworkInfo {
             name: DEFAULT_NETWORK.into(),
+            id,
             bridge,
             gateway,
             fixed_cidr: self.opts.fixed_cidr,
@@ -574,11 +582,40 @@ impl Controller {
             icc: self.opts.icc,
             masquerade: self.opts.ip_masq,
         };
-        self.setup_network(&info)?;
+        self.setup_network(&info, true)?;
         Ok(())
     }
 
-    fn setup_network(&self, info: &NetworkInfo) -> Result<()> {
+    /// A network ID no network of the state directory has.
+    fn new_network_id(&self) -> Result<String> {
+        let taken: Vec<String> = self.list_networks()?.into_iter().map(|n| n.id).collect();
+        loop {
+            let mut b = [0u8; 16];
+            let path = Path::new("/dev/urandom");
+            fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+                .map_err(file_err(path, "read"))?;
+            let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            if !taken.contains(&id) {
+                return Ok(id);
+            }
+        }
+    }
+
+    fn network_rules<'a>(info: &'a NetworkInfo) -> nft::NetworkRules<'a> {
+        nft::NetworkRules {
+            name: &info.name,
+            id: &info.id,
+            subnet: info.subnet(),
+            bridge: &info.bridge,
+            masquerade: info.masquerade,
+            icc: info.icc,
+        }
+    }
+
+    /// Creates the bridge, the address pool and the rules of a network; with `base`, the
+    /// table's base chains too, in the same transaction as the network's rules.
+    fn setup_network(&self, info: &NetworkInfo, base: bool) -> Result<()> {
         self.host.run(|| {
             let mut nl = Netlink::open()?;
             let idx = nl.ensure_bridge(&info.bridge, info.mtu)?;
@@ -591,14 +628,7 @@ impl Controller {
             info.gateway.ip(),
         )?;
         if self.opts.iptables {
-            self.delete_network_rules(&info.name)?;
-            if info.masquerade {
-                nft::add_masquerade(&self.host, &info.name, info.subnet(), &info.bridge)?;
-            }
-            nft::add_hairpin(&self.host, &info.name, info.subnet())?;
-            if !info.icc {
-                nft::add_icc_isolation(&self.host, &info.name)?;
-            }
+            nft::set_network_rules(&self.host, &Self::network_rules(info), base)?;
         }
         write_json(&self.network_path(&info.name), info)
     }
@@ -653,6 +683,7 @@ impl Controller {
         })?;
         let info = NetworkInfo {
             name: req.name.clone(),
+            id: self.new_network_id()?,
             bridge,
             gateway,
             fixed_cidr: req.fixed_cidr,
@@ -660,18 +691,11 @@ impl Controller {
             icc: !req.no_icc,
             masquerade: self.opts.ip_masq,
         };
-        if let Err(e) = self.setup_network(&info) {
+        if let Err(e) = self.setup_network(&info, false) {
             let _ = self.remove_network_objects(&info);
             return Err(e);
         }
         Ok(info)
-    }
-
-    fn delete_network_rules(&self, name: &str) -> Result<()> {
-        for kind in ["masq", "hairpin", "icc"] {
-            nft::delete_tagged(&self.host, &format!("net:{name}:{kind}"))?;
-        }
-        Ok(())
     }
 
     /// Every network of the state directory, sorted by name.
@@ -719,8 +743,7 @@ impl Controller {
         self.host
             .run(|| Netlink::open()?.delete_link(&info.bridge).map(drop))?;
         if self.opts.iptables {
-            self.delete_network_rules(&info.name)?;
-            nft::delete_icc_set(&self.host, &info.name)?;
+            nft::delete_network_rules(&self.host, &info.name, &info.id)?;
         }
         self.ipam.remove_pool(&info.name)?;
         store::remove(&self.network_path(&info.name))
@@ -1306,58 +1329,68 @@ impl Driver for BridgeDriver {
         ep.ip = Some(cidr);
         ep.gateway = Some(net.gateway.ip());
         ep.mac = Some(mac_string(mac));
-        let res = ctl
-            .host
-            .run(|| {
-                let mut h = Netlink::open()?;
-                let br = h.link(&net.bridge)?.ok_or_else(|| Error::Netlink {
-                    op: format!("find bridge {} of network {}", net.bridge, net.name),
-                    source: std::io::Error::from_raw_os_error(libc::ENODEV),
-                })?;
-                let peer = VethPeer {
-                    name: "eth0",
-                    mac,
-                    netns,
-                };
-                let idx = match h.create_veth(&veth, br.index, net.mtu, &peer) {
-                    // a queued veth under another path of the same namespace: delete the
-                    // queue now and try once more
-                    Err(Error::Netlink { source, .. })
-                        if source.raw_os_error() == Some(libc::EEXIST)
-                            && ctl.reaper.stats().pending > 0 =>
-                    {
-                        ctl.reaper.flush()?;
-                        h.create_veth(&veth, br.index, net.mtu, &peer)?
-                    }
-                    r => r?,
-                };
-                // without firewall rules, --icc=false falls back to bridge port isolation
-                // (no link exceptions possible)
-                if !net.icc && !ctl.opts.iptables {
-                    h.set_port_isolated(idx, &veth, true)?;
+        // --icc=false: the veth joins the isolation set (which matches names) and the link
+        // exceptions are in place before the veth exists, so its first frame is isolated
+        let isolate = || -> Result<()> {
+            if net.icc || !ctl.opts.iptables {
+                return Ok(());
+            }
+            nft::icc_member(&ctl.host, &net.name, &net.id, &veth, true)?;
+            for l in &cfg.links {
+                if let IpAddr::V4(child) = l.ip {
+                    nft::add_link_rules(
+                        &ctl.host,
+                        &cfg.container_id,
+                        &net.bridge,
+                        ip,
+                        child,
+                        &l.ports,
+                    )?;
                 }
-                netns.enter()?;
-                let mut c = Netlink::open()?;
-                let eth = c.link("eth0")?.ok_or_else(|| Error::Netlink {
-                    op: format!("find eth0 in {}", netns.path().display()),
-                    source: std::io::Error::from_raw_os_error(libc::ENODEV),
-                })?;
-                c.set_up(eth.index, "eth0")?;
-                c.add_address(eth.index, "eth0", IpNetwork::V4(cidr))?;
-                c.add_default_route(eth.index, net.gateway.ip())?;
-                c.set_up_by_name("lo")
-            })
+            }
+            Ok(())
+        };
+        let res = isolate()
             .and_then(|()| {
-                if net.icc || !ctl.opts.iptables {
-                    return Ok(());
-                }
-                nft::icc_member(&ctl.host, &net.name, &veth, true)?;
-                for l in &cfg.links {
-                    if let IpAddr::V4(child) = l.ip {
-                        nft::add_link_rules(&ctl.host, &cfg.container_id, ip, child, &l.ports)?;
+                ctl.host.run(|| {
+                    let mut h = Netlink::open()?;
+                    let br = h.link(&net.bridge)?.ok_or_else(|| Error::Netlink {
+                        op: format!("find bridge {} of network {}", net.bridge, net.name),
+                        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                    })?;
+                    let peer = VethPeer {
+                        name: "eth0",
+                        mac,
+                        netns,
+                    };
+                    let idx = match h.create_veth(&veth, br.index, net.mtu, &peer) {
+                        // a queued veth under another path of the same namespace: delete the
+                        // queue now and try once more
+                        Err(Error::Netlink { source, .. })
+                            if source.raw_os_error() == Some(libc::EEXIST)
+                                && ctl.reaper.stats().pending > 0 =>
+                        {
+                            ctl.reaper.flush()?;
+                            h.create_veth(&veth, br.index, net.mtu, &peer)?
+                        }
+                        r => r?,
+                    };
+                    // without firewall rules, --icc=false falls back to bridge port isolation
+                    // (no link exceptions possible)
+                    if !net.icc && !ctl.opts.iptables {
+                        h.set_port_isolated(idx, &veth, true)?;
                     }
-                }
-                Ok(())
+                    netns.enter()?;
+                    let mut c = Netlink::open()?;
+                    let eth = c.link("eth0")?.ok_or_else(|| Error::Netlink {
+                        op: format!("find eth0 in {}", netns.path().display()),
+                        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                    })?;
+                    c.set_up(eth.index, "eth0")?;
+                    c.add_address(eth.index, "eth0", IpNetwork::V4(cidr))?;
+                    c.add_default_route(eth.index, net.gateway.ip())?;
+                    c.set_up_by_name("lo")
+                })
             })
             .and_then(|()| ctl.publish(cfg, ep, ip, &net.bridge))
             // the complete record (address, ports, rule handles) in one more write: a crash
@@ -1425,7 +1458,17 @@ impl Driver for BridgeDriver {
             keep(nft::delete_tagged(&ctl.host, &format!("ep:{}", ep.container_id)).map(drop));
         }
         if let (true, Some(net), Some(v)) = (ctl.opts.iptables, &isolated, &ep.veth) {
-            keep(nft::icc_member(&ctl.host, &net.name, v, false));
+            // the veth leaves the isolation set only once it forwards nothing (it is deleted
+            // later, in the background): no window at teardown either
+            let down = ctl
+                .host
+                .run(|| Netlink::open()?.set_down_by_name(v))
+                .map(drop);
+            if down.is_ok() {
+                keep(nft::icc_member(&ctl.host, &net.name, &net.id, v, false));
+            } else {
+                keep(down);
+            }
         }
         keep(ctl.ports.release_owner(&ep.container_id).map(drop));
         // the veth (ep.veth) is deleted by the controller's background thread

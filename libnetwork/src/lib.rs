@@ -20,8 +20,9 @@
 //!   `--icc=false` when `--iptables=false`);
 //! * [`ipam`]: leases persisted under the state directory with `flock`, Docker 1.4's
 //!   candidate subnets skipping the host's routes;
-//! * [`nft`]: DNAT, masquerade and hairpin rules in the nftables table `ip longshore`, and
-//!   `--icc=false` isolation with link exceptions in `bridge longshore`;
+//! * [`nft`]: DNAT, masquerade and hairpin rules in the nftables table `ip longshore`, the
+//!   forwarding filter (policy drop) and the loopback guard, and `--icc=false` isolation
+//!   with link exceptions in both `ip longshore` and `bridge longshore`;
 //! * [`nfnl`]: the per-container DNAT rules as raw `nf_tables` netlink batches (no
 //!   `libnftables` cache fill, no thread hand-off); [`libnft`]: the same rules through
 //!   `libnftables` in process where that socket cannot be opened;
@@ -179,6 +180,40 @@
 //! Nothing here changes the calling thread's namespace: work inside a namespace runs on a
 //! short-lived thread that `setns(2)`s into it ([`netns::NetnsRef::run`]). Link names created
 //! here start with `ls` and the nftables table is `longshore`.
+//!
+//! ## What the firewall rules hold, and what they do not
+//!
+//! With `--iptables` (the default), in the host namespace ([`nft`] has the rule sets):
+//!
+//! * ports published on a loopback address (`-p 127.0.0.1:8080:80`) stay local: packets to
+//!   127.0.0.0/8 that did not arrive on `lo` are dropped before any DNAT, so a neighbour
+//!   that routes 127.0.0.1 via the host reaches nothing (CVE-2020-8558; Docker 28 does the
+//!   same);
+//! * forwarding is filtered (policy drop in `ip longshore`, Docker's since 1.13): established
+//!   and related traffic, published ports, containers' own outgoing traffic,
+//!   inter-container traffic where `--icc` allows it, links, and what the user accepts in
+//!   the chain `ip longshore forward-user` (kept across restarts, like Docker's
+//!   `DOCKER-USER`) pass; nothing else, so a neighbour that routes a container subnet via
+//!   the host does not reach unpublished ports, and the host does not route between its
+//!   other interfaces. Other tables are not touched; being a separate base chain, ours
+//!   drops what another table's forward chain accepts, as Docker's policy does;
+//! * `--icc=false` holds at both layers and at every moment: between isolated ports every
+//!   frame but ARP is dropped (tagged 802.1Q/VLAN 0 frames included), and the ip family
+//!   drops traffic routed from an isolated bridge back into it (a container routing to its
+//!   neighbour via the gateway). A veth joins its network's isolation set before it is
+//!   created and leaves it only after it is down; a controller start replaces rules in one
+//!   transaction. Link exceptions are stateful in the ip family: the parent opens
+//!   connections to the linked ports, replies pass as established.
+//!
+//! Not prevented, as with Docker: a container with `CAP_NET_RAW` (a default capability) can
+//! send frames with another container's IP or MAC address as source. Nothing binds an
+//! address to its veth, so a container on a network with inter-container communication can
+//! spoof its neighbours' addresses and poison their ARP caches, and on an isolated network
+//! it can send as its linked parent to the linked ports of the child (a spoofed source
+//! does not get the replies, which go to the real owner). ARP itself passes between
+//! isolated ports. Without `--iptables`, `--icc=false` is bridge port isolation only (no
+//! link exceptions) and nothing filters forwarding; IPv6 forwarding is not enabled and not
+//! filtered.
 
 pub mod controller;
 pub mod error;

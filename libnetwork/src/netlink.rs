@@ -299,6 +299,23 @@ impl Netlink {
         self.set_up(l.index, name)
     }
 
+    /// Takes the link called `name` down (a bridge port that is down forwards nothing).
+    /// Returns false if the link does not exist.
+    pub fn set_down_by_name(&mut self, name: &str) -> Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(
+            &format!("set link {name} down"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a link by name. Returns false if it did not exist.
     pub fn delete_link(&mut self, name: &str) -> Result<bool> {
         let mut msg = LinkMessage::default();

@@ -1,20 +1,49 @@
-//! nftables rules in the table `ip longshore`, driven through `nft -f -` (text) and
-//! `nft -j list` (JSON), run inside the host namespace.
+//! nftables rules in the tables `ip longshore` and `bridge longshore`, driven through
+//! `nft -f -` (text) and `nft -j list` (JSON), run inside the host namespace.
 //!
 //! ```text
 //! table ip longshore {
+//!   chain raw-prerouting { type filter hook prerouting priority raw; iifname != "lo" ip daddr 127.0.0.0/8 drop }
 //!   chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump ports }
 //!   chain output      { type nat hook output priority -100; ip daddr != 127.0.0.0/8 fib daddr type local jump ports }
-//!   chain postrouting { type nat hook postrouting priority srcnat; }   # masquerade per network
-//!   chain ports       { }                                              # one rule per published port
+//!   chain postrouting { type nat hook postrouting priority srcnat; }   # masquerade, hairpin per network
+//!   chain ports       { }                                              # one DNAT rule per published port
+//!   chain forward     { type filter hook forward priority filter; policy drop;
+//!                       jump forward-user; ct state established,related accept;
+//!                       jump forward-in; jump forward-out }
+//!   chain forward-user { }   # the user's own accept/drop rules; created once, never flushed
+//!   chain forward-in  { }    # into a bridge: links; per network icc accept or isolation drop,
+//!                            # `ct status dnat accept` (published ports), drop
+//!   chain forward-out { }    # out of a bridge to anything else: accept
+//! }
+//! table bridge longshore {   # only with an isolated (--icc=false) network
+//!   set icc_<network id> { type ifname; }
+//!   chain forward { type filter hook forward priority 0;
+//!                   # links: per-port accepts; per network: iifname @set oifname @set ether type != arp drop }
 //! }
 //! ```
+//!
+//! Isolation holds at both layers: the bridge family drops every frame but ARP between two
+//! isolated ports (IPv4, IPv6 and 802.1Q/802.1ad-tagged frames alike, so a priority-tagged
+//! frame does not slip past), and the ip family drops what is routed (or, with
+//! `br_netfilter`, bridged) from an isolated bridge back into it, so a container that
+//! routes to its neighbour via the gateway gets nowhere. Link exceptions are stateful in the
+//! ip family: only the parent opens connections to the child's linked ports; replies pass
+//! as `established`. The bridge family has no connection tracking here
+//! (`nf_conntrack_bridge` is optional), so there the link rules match addresses and ports
+//! in both directions; `bridge-nf-call-iptables` is switched on in the host namespace for
+//! isolated networks so that the stateful ip-family check sees bridged traffic too.
+//!
+//! Every change of a network's rules is one `nft -f` transaction: old rules deleted by
+//! handle and new ones added together, so a restart never opens a window.
+//!
 //! The per-container DNAT rules ([`add_port_rules`], [`delete_port_rules`]) go through the
 //! controller's in-process [`NftSession`] when `libnftables` loads, and are deleted by the
 //! handles echoed at creation.
 //!
-//! Rules carry a comment (`net:<network>:masq`, `net:<network>:hairpin` or `ep:<container>`)
-//! so that teardown and crash cleanup find exactly their own rules.
+//! Rules carry a comment (`net:<network>:masq`, `net:<network>:hairpin`, `net:<network>:icc`,
+//! `net:<network>:fwd` or `ep:<container>`) so that teardown and crash cleanup find exactly
+//! their own rules.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -82,21 +111,58 @@ fn run_script(
     }
 }
 
-/// Creates the table and base chains (idempotent; the jump rules are rewritten atomically).
-pub fn ensure_base(ns: &NetnsRef) -> Result<()> {
-    let script = format!(
+/// The base chains of `ip longshore`: created when missing, the rules of the hooked chains
+/// rewritten (flush and add in the same transaction: no moment without them). Chains
+/// holding per-network and per-container rules (`ports`, `forward-in`, `forward-out`) and
+/// the user's `forward-user` keep their rules.
+fn base_script() -> String {
+    format!(
         "add table ip {TABLE}
 add chain ip {TABLE} ports
+add chain ip {TABLE} forward-user
+add chain ip {TABLE} forward-in
+add chain ip {TABLE} forward-out
+add chain ip {TABLE} raw-prerouting {{ type filter hook prerouting priority raw; policy accept; }}
 add chain ip {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain ip {TABLE} output {{ type nat hook output priority -100; policy accept; }}
 add chain ip {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain ip {TABLE} forward {{ type filter hook forward priority filter; policy drop; }}
+flush chain ip {TABLE} raw-prerouting
 flush chain ip {TABLE} prerouting
 flush chain ip {TABLE} output
+flush chain ip {TABLE} forward
+add rule ip {TABLE} raw-prerouting iifname != \"lo\" ip daddr 127.0.0.0/8 drop
 add rule ip {TABLE} prerouting fib daddr type local jump ports
 add rule ip {TABLE} output ip daddr != 127.0.0.0/8 fib daddr type local jump ports
+add rule ip {TABLE} forward jump forward-user
+add rule ip {TABLE} forward ct state established,related accept
+add rule ip {TABLE} forward jump forward-in
+add rule ip {TABLE} forward jump forward-out
 "
-    );
-    run_nft(ns, "create table ip longshore", &["-f", "-"], Some(&script)).map(drop)
+    )
+}
+
+/// Creates the table and base chains (idempotent; the hooked chains' rules are rewritten
+/// atomically). [`set_network_rules`] with `base` does this and a network's rules in one
+/// transaction.
+///
+/// * `raw-prerouting` drops packets to 127.0.0.0/8 that did not arrive on `lo`, before any
+///   DNAT: a neighbour that routes 127.0.0.1 via the host does not reach ports published on
+///   loopback (the CVE-2020-8558 class; Docker 28 does the same);
+/// * `forward` has a policy of drop: established and related traffic, published ports
+///   (DNATed into a bridge), traffic leaving a bridge, between containers of a network
+///   with inter-container communication, linked ports, and whatever the user accepts in
+///   `forward-user` pass; nothing else is forwarded (Docker's `FORWARD` policy since
+///   1.13, in our own table: other tables' rules are not touched, though their accepts do
+///   not override our drop, as with any two nftables base chains).
+pub fn ensure_base(ns: &NetnsRef) -> Result<()> {
+    run_nft(
+        ns,
+        "create table ip longshore",
+        &["-f", "-"],
+        Some(&base_script()),
+    )
+    .map(drop)
 }
 
 /// Removes the whole table (only when no network uses it any more).
@@ -118,39 +184,134 @@ pub(crate) fn quote(s: &str) -> String {
         .collect()
 }
 
-/// Masquerades traffic from `subnet` leaving through anything but `bridge`.
-pub fn add_masquerade(
-    ns: &NetnsRef,
-    network: &str,
-    subnet: Ipv4Network,
-    bridge: &str,
-) -> Result<()> {
-    let net = Ipv4Network::new(subnet.network(), subnet.prefix()).expect("same prefix");
-    let script = format!(
-        "add rule ip {TABLE} postrouting ip saddr {net} oifname != \"{}\" masquerade comment \"net:{}:masq\"\n",
-        quote(bridge),
-        quote(network)
-    );
+/// What a network needs in our tables (see [`set_network_rules`]).
+#[derive(Debug, Clone)]
+pub struct NetworkRules<'a> {
+    /// Network name (rule tags `net:<name>:...`).
+    pub name: &'a str,
+    /// Network ID (names its isolation set, see [`icc_set_name`]).
+    pub id: &'a str,
+    /// The network's subnet.
+    pub subnet: Ipv4Network,
+    /// Its bridge device.
+    pub bridge: &'a str,
+    /// Masquerade traffic leaving through anything but the bridge.
+    pub masquerade: bool,
+    /// Inter-container communication (`--icc`).
+    pub icc: bool,
+}
+
+/// The tags of a network's rules.
+fn network_tags(name: &str) -> [String; 4] {
+    let n = quote(name);
+    ["masq", "hairpin", "icc", "fwd"].map(|k| format!("net:{n}:{k}"))
+}
+
+/// `delete rule` lines for every rule of our tables whose comment is one of `tags`.
+fn delete_lines(rules: &[serde_json::Value], tags: &[String]) -> String {
+    rules
+        .iter()
+        .filter(|r| {
+            r["comment"]
+                .as_str()
+                .is_some_and(|c| tags.iter().any(|t| t == c))
+        })
+        .map(|r| {
+            format!(
+                "delete rule {} {TABLE} {} handle {}\n",
+                r["family"].as_str().unwrap_or("ip"),
+                r["chain"].as_str().unwrap_or_default(),
+                r["handle"]
+            )
+        })
+        .collect()
+}
+
+/// Replaces a network's rules (and, with `base`, the base chains' rules, see
+/// [`ensure_base`]) in one transaction: the old rules are deleted by handle and the new
+/// ones added by the same `nft -f` run, so traffic never meets a moment without them.
+///
+/// * masquerade of traffic from the subnet leaving through anything but the bridge;
+/// * hairpin masquerade of DNATed traffic from the subnet back into it, so replies return
+///   through the host instead of going straight between containers;
+/// * forwarding into the bridge: from the bridge itself accepted (`--icc=true`) or dropped
+///   (`--icc=false`, only links pass, see [`add_link_rules`]), DNATed traffic (published
+///   ports) accepted, the rest dropped; forwarding out of the bridge accepted;
+/// * with `--icc=false`, in `bridge longshore`: every frame but ARP between two ports of
+///   the set [`icc_set_name`] dropped, and `bridge-nf-call-iptables` switched on (when the
+///   kernel has it) so that bridged IPv4 also meets the ip family's stateful rules.
+pub fn set_network_rules(ns: &NetnsRef, net: &NetworkRules<'_>, base: bool) -> Result<()> {
+    let subnet = Ipv4Network::new(net.subnet.network(), net.subnet.prefix()).expect("same prefix");
+    let [masq, hairpin, icc, fwd] = network_tags(net.name);
+    let br = quote(net.bridge);
+    let mut script = if base { base_script() } else { String::new() };
+    if !net.icc {
+        let set = icc_set_name(net.id, net.name);
+        script.push_str(&format!(
+            "add table bridge {TABLE}
+add chain bridge {TABLE} forward {{ type filter hook forward priority 0; policy accept; }}
+add set bridge {TABLE} {set} {{ type ifname; }}
+"
+        ));
+    }
+    // the old rules (none on a first start)
+    let rules = list_rules(ns)?;
+    script.push_str(&delete_lines(
+        &rules,
+        &[masq.clone(), hairpin.clone(), icc.clone(), fwd.clone()],
+    ));
+    if net.masquerade {
+        script.push_str(&format!(
+            "add rule ip {TABLE} postrouting ip saddr {subnet} oifname != \"{br}\" masquerade comment \"{masq}\"\n"
+        ));
+    }
+    script.push_str(&format!(
+        "add rule ip {TABLE} postrouting ip saddr {subnet} ip daddr {subnet} ct status dnat masquerade comment \"{hairpin}\"
+add rule ip {TABLE} forward-in iifname \"{br}\" oifname \"{br}\" {} comment \"{icc}\"
+add rule ip {TABLE} forward-in oifname \"{br}\" ct status dnat accept comment \"{fwd}\"
+add rule ip {TABLE} forward-in oifname \"{br}\" drop comment \"{fwd}\"
+add rule ip {TABLE} forward-out iifname \"{br}\" accept comment \"{fwd}\"
+",
+        if net.icc { "accept" } else { "drop" }
+    ));
+    if !net.icc {
+        let set = icc_set_name(net.id, net.name);
+        script.push_str(&format!(
+            "add rule bridge {TABLE} forward iifname @{set} oifname @{set} ether type != arp drop comment \"{icc}\"\n"
+        ));
+        // bridged IPv4 through the ip family's forward hook too (Docker sets the same);
+        // absent without br_netfilter, where the bridge family's rules stand alone
+        ns.run(|| {
+            let p = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
+            match std::fs::write(p, "1\n") {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r.map_err(crate::error::file_err(p, "enable bridge-nf-call-iptables")),
+            }
+        })?;
+    }
     run_nft(
         ns,
-        &format!("masquerade for network {network}"),
+        &format!("rules of network {}", net.name),
         &["-f", "-"],
         Some(&script),
     )
     .map(drop)
 }
 
-/// Masquerades DNATed traffic from a container of `subnet` back into `subnet` (hairpin), so
-/// replies return through the host instead of going straight between containers.
-pub fn add_hairpin(ns: &NetnsRef, network: &str, subnet: Ipv4Network) -> Result<()> {
-    let net = Ipv4Network::new(subnet.network(), subnet.prefix()).expect("same prefix");
-    let script = format!(
-        "add rule ip {TABLE} postrouting ip saddr {net} ip daddr {net} ct status dnat masquerade comment \"net:{}:hairpin\"\n",
-        quote(network)
-    );
+/// Deletes a network's rules and, when it has one, its isolation set, in one transaction.
+pub fn delete_network_rules(ns: &NetnsRef, name: &str, id: &str) -> Result<()> {
+    let rules = list_rules(ns)?;
+    let mut script = delete_lines(&rules, &network_tags(name));
+    let set = icc_set_name(id, name);
+    if sets(ns)?.contains(&set) {
+        script.push_str(&format!("delete set bridge {TABLE} {set}\n"));
+    }
+    if script.is_empty() {
+        return Ok(());
+    }
     run_nft(
         ns,
-        &format!("hairpin masquerade for network {network}"),
+        &format!("delete the rules of network {name}"),
         &["-f", "-"],
         Some(&script),
     )
@@ -250,12 +411,32 @@ pub fn delete_port_rules(
     }
 }
 
-fn list_rules(ns: &NetnsRef) -> Result<Vec<serde_json::Value>> {
+fn list_ruleset(ns: &NetnsRef) -> Result<serde_json::Value> {
     let json = run_nft(ns, "list ruleset", &["-j", "list", "ruleset"], None)?;
-    let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Nft {
+    serde_json::from_str(&json).map_err(|e| Error::Nft {
         what: "parse nft -j output".into(),
         detail: e.to_string(),
-    })?;
+    })
+}
+
+/// The names of the sets of `bridge longshore`.
+fn sets(ns: &NetnsRef) -> Result<Vec<String>> {
+    let v = list_ruleset(ns)?;
+    Ok(v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let s = &i["set"];
+            (s["table"].as_str() == Some(TABLE) && s["family"].as_str() == Some("bridge"))
+                .then(|| s["name"].as_str().map(str::to_string))
+                .flatten()
+        })
+        .collect())
+}
+
+fn list_rules(ns: &NetnsRef) -> Result<Vec<serde_json::Value>> {
+    let v = list_ruleset(ns)?;
     Ok(v["nftables"]
         .as_array()
         .into_iter()
@@ -306,7 +487,14 @@ pub fn tags(ns: &NetnsRef) -> Result<Vec<String>> {
         .collect())
 }
 
-fn icc_set(network: &str) -> String {
+/// The isolation set of a network: `icc_<id>` from its network ID (unique within the
+/// state directory, so two networks never share a set, whatever their names). Records of
+/// networks created before IDs existed have none; their set keeps the old name, the
+/// network name with everything but letters and digits as `_`.
+pub fn icc_set_name(id: &str, network: &str) -> String {
+    if !id.is_empty() {
+        return format!("icc_{id}");
+    }
     let n: String = network
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -314,48 +502,13 @@ fn icc_set(network: &str) -> String {
     format!("icc_{n}")
 }
 
-/// `--icc=false` for a network: in `table bridge longshore`, IPv4/IPv6 frames forwarded
-/// between two ports of the set `icc_<network>` are dropped. Link exceptions are inserted
-/// before the drop by [`add_link_rules`].
-pub fn add_icc_isolation(ns: &NetnsRef, network: &str) -> Result<()> {
-    let set = icc_set(network);
-    let script = format!(
-        "add table bridge {TABLE}
-add chain bridge {TABLE} forward {{ type filter hook forward priority 0; policy accept; }}
-add set bridge {TABLE} {set} {{ type ifname; }}
-add rule bridge {TABLE} forward iifname @{set} oifname @{set} ether type {{ ip, ip6 }} drop comment \"net:{}:icc\"
-",
-        quote(network)
-    );
-    run_nft(
-        ns,
-        &format!("isolate containers of network {network}"),
-        &["-f", "-"],
-        Some(&script),
-    )
-    .map(drop)
-}
-
-/// Removes the isolation set of a network (its rule goes by tag).
-pub fn delete_icc_set(ns: &NetnsRef, network: &str) -> Result<()> {
-    let script = format!("delete set bridge {TABLE} {}\n", icc_set(network));
-    match run_nft(
-        ns,
-        &format!("delete isolation set of {network}"),
-        &["-f", "-"],
-        Some(&script),
-    ) {
-        Err(Error::Nft { detail, .. }) if detail.contains("No such file") => Ok(()),
-        r => r.map(drop),
-    }
-}
-
-/// Adds (or removes) a veth to its network's isolation set.
-pub fn icc_member(ns: &NetnsRef, network: &str, veth: &str, add: bool) -> Result<()> {
+/// Adds (or removes) a veth to its network's isolation set. The set holds names, so a veth
+/// joins it before it exists: it is isolated from its first frame.
+pub fn icc_member(ns: &NetnsRef, network: &str, id: &str, veth: &str, add: bool) -> Result<()> {
     let script = format!(
         "{} element bridge {TABLE} {} {{ \"{}\" }}\n",
         if add { "add" } else { "delete" },
-        icc_set(network),
+        icc_set_name(id, network),
         quote(veth)
     );
     match run_nft(
@@ -369,11 +522,19 @@ pub fn icc_member(ns: &NetnsRef, network: &str, veth: &str, add: bool) -> Result
     }
 }
 
-/// Allows a link's ports between `parent` and `child` through the isolation (both directions,
-/// as Docker 1.4's link rules), tagged `ep:<owner>`.
+/// Allows a link's ports from `parent` to `child` through the isolation of the network on
+/// `bridge`, tagged `ep:<owner>`.
+///
+/// In the ip family the exception is stateful: the parent may open connections to the
+/// child's linked ports, and replies pass as established (the `forward` chain's first
+/// rule); a child sending from a linked port opens nothing. The bridge family has no
+/// connection tracking here, so there the frames of the linked ports pass in both
+/// directions by address and port (as Docker 1.4's link rules), and the ip family (through
+/// `br_netfilter`) does the stateful check.
 pub fn add_link_rules(
     ns: &NetnsRef,
     owner: &str,
+    bridge: &str,
     parent: std::net::Ipv4Addr,
     child: std::net::Ipv4Addr,
     ports: &[crate::ports::ExposedPort],
@@ -381,20 +542,21 @@ pub fn add_link_rules(
     if ports.is_empty() {
         return Ok(());
     }
+    let br = quote(bridge);
+    let tag = quote(owner);
     let mut script = format!(
         "add table bridge {TABLE}
 add chain bridge {TABLE} forward {{ type filter hook forward priority 0; policy accept; }}
 "
     );
     for p in ports {
-        for (src, dst, dir) in [(parent, child, "dport"), (child, parent, "sport")] {
-            script.push_str(&format!(
-                "insert rule bridge {TABLE} forward ip saddr {src} ip daddr {dst} {} {dir} {} accept comment \"ep:{}\"\n",
-                p.proto,
-                p.port,
-                quote(owner)
-            ));
-        }
+        let (proto, port) = (p.proto, p.port);
+        script.push_str(&format!(
+            "insert rule ip {TABLE} forward-in iifname \"{br}\" oifname \"{br}\" ip saddr {parent} ip daddr {child} {proto} dport {port} accept comment \"ep:{tag}\"
+insert rule bridge {TABLE} forward ip saddr {parent} ip daddr {child} {proto} dport {port} accept comment \"ep:{tag}\"
+insert rule bridge {TABLE} forward ip saddr {child} ip daddr {parent} {proto} sport {port} accept comment \"ep:{tag}\"
+"
+        ));
     }
     run_nft(
         ns,

@@ -10,7 +10,7 @@ use common::{TestContainer, TestHost};
 use longshore_network::files::Link;
 use longshore_network::netlink::Netlink;
 use longshore_network::ports::{DYNAMIC_FIRST, DYNAMIC_LAST};
-use longshore_network::{EndpointConfig, Error, NetMode, NetworkCreate, parse_mac};
+use longshore_network::{EndpointConfig, Error, NetMode, NetworkCreate, nft, parse_mac};
 use longshore_test_support::require_root;
 
 fn cfg(id: &str, c: &TestContainer) -> EndpointConfig {
@@ -298,12 +298,13 @@ fn icc_false_isolates_containers_but_not_the_bridge_and_links_open_their_ports()
     }
     let tags = host.rule_tags();
     assert!(tags.iter().all(|t| !t.starts_with("ep:")), "{tags:?}");
+    let set_name = nft::icc_set_name(&ctl.network("bridge").unwrap().id, "bridge");
     let set = host
         .ns
         .netns()
         .run(|| {
             let o = std::process::Command::new("nft")
-                .args(["list", "set", "bridge", "longshore", "icc_bridge"])
+                .args(["list", "set", "bridge", "longshore", &set_name])
                 .output()
                 .unwrap();
             Ok(String::from_utf8_lossy(&o.stdout).into_owned())
