@@ -11,15 +11,20 @@
 //! assert_eq!(ast.root.dump(), "(from \"busybox\" \"AS\" \"base\")\n(cmd \"sh\")");
 //! ```
 
+pub mod build;
 pub mod context;
 mod error;
+mod fsutil;
 pub mod ignore;
 pub mod instructions;
 pub mod parser;
 pub mod plan;
 pub mod shell;
 
+pub use build::{BuildOptions, Built, RunStep, StepRunner, build};
+pub use context::Context;
 pub use error::{Error, Result};
+pub use plan::Plan;
 
 /// The package name, for diagnostics.
 pub const CRATE_NAME: &str = "longshore-build";

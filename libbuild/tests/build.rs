@@ -1,0 +1,614 @@
+//! Builds with real layers in a libgraph store (overlay when the kernel has it). RUN steps
+//! run with chroot in the step's mounted container root, as root; the engine runs them in a
+//! real container instead.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use longshore_build::{BuildOptions, Built, Context, Error, RunStep, StepRunner, build};
+use longshore_graph::{Store, StoreOptions};
+use longshore_test_support::require_root;
+
+/// Runs the step with `chroot --userspec` and busybox's shell for the working directory.
+struct Chroot;
+
+impl StepRunner for Chroot {
+    fn run(&self, step: RunStep<'_>) -> Result<i32, String> {
+        let mut c = Command::new("chroot");
+        if !step.user.is_empty() {
+            let spec = if step.user.contains(':') {
+                step.user.clone()
+            } else {
+                format!("{0}:{0}", step.user)
+            };
+            c.arg(format!("--userspec={spec}"));
+        }
+        c.arg(step.rootfs)
+            .args(["/bin/busybox", "sh", "-c", "cd \"$0\" && exec \"$@\""])
+            .arg(&step.workdir)
+            .args(&step.args)
+            .env_clear();
+        for e in &step.env {
+            if let Some((k, v)) = e.split_once('=') {
+                c.env(k, v);
+            }
+        }
+        let out = c.output().map_err(|e| format!("chroot: {e}"))?;
+        step.output
+            .write_all(&out.stdout)
+            .map_err(|e| e.to_string())?;
+        step.output
+            .write_all(&out.stderr)
+            .map_err(|e| e.to_string())?;
+        Ok(out.status.code().unwrap_or(128))
+    }
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Store,
+    ctx: std::path::PathBuf,
+}
+
+/// A store and a context directory holding a busybox root filesystem in `rootfs/`.
+fn env() -> Env {
+    let dir = tempfile::Builder::new()
+        .prefix("longshore-build-test-")
+        .tempdir()
+        .unwrap();
+    let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
+    let ctx = dir.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    longshore_test_support::busybox_rootfs(&ctx.join("rootfs")).unwrap();
+    Env {
+        _dir: dir,
+        store,
+        ctx,
+    }
+}
+
+fn opts(dockerfile: &str) -> BuildOptions {
+    BuildOptions {
+        dockerfile: dockerfile.to_string(),
+        ..BuildOptions::default()
+    }
+}
+
+fn run(e: &Env, o: &BuildOptions) -> (Result<Built, Error>, String) {
+    let ctx = Context::dir(&e.ctx).unwrap();
+    let mut out: Vec<u8> = Vec::new();
+    let r = build(&e.store, &ctx, o, &Chroot, &mut out);
+    (r, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The busybox base, built from scratch so that it is the same in every store.
+fn base(e: &Env) {
+    let mut o = opts("FROM scratch\nCOPY rootfs/ /\nCMD [\"sh\"]\n");
+    o.tags = vec!["base:1".into()];
+    let (r, out) = run(e, &o);
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+}
+
+fn leftover_containers(store: &Store) -> Vec<String> {
+    let home = store.driver().home().to_path_buf();
+    fs::read_dir(&home)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with("-rw"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn config(store: &Store, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&store.config(name).unwrap()).unwrap()
+}
+
+const APP: &str = "FROM base:1
+ENV MYNAME=\"Allen Ren\" GREETING=hello
+WORKDIR /app
+COPY test.txt ./
+RUN echo \"$GREETING $MYNAME\" > greeting && cat test.txt
+RUN echo welcome
+EXPOSE 8080 53/udp
+USER 1000
+CMD [\"cat\", \"greeting\"]
+";
+
+#[test]
+fn a_build_runs_each_step_and_records_docker_history() {
+    require_root!();
+    let e = env();
+    base(&e);
+    fs::write(e.ctx.join("test.txt"), "hello world\n").unwrap();
+    let mut o = opts(APP);
+    o.tags = vec!["app:1".into(), "app:latest".into()];
+    let (r, out) = run(&e, &o);
+    let built = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert_eq!(built.run_steps, 8, "{out}");
+    assert!(out.contains("Step 1/9 : FROM base:1\n"), "{out}");
+    assert!(out.contains("Step 5/9 : RUN echo \"$GREETING $MYNAME\" > greeting && cat test.txt\n ---> Running in "), "{out}");
+    assert!(
+        out.contains("hello world\nRemoving intermediate container "),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Successfully built {}\n", &built.id.hex()[..12])),
+        "{out}"
+    );
+    assert!(
+        out.contains("Successfully tagged app:1\nSuccessfully tagged app:latest\n"),
+        "{out}"
+    );
+
+    let cfg = config(&e.store, "app:1");
+    let c = &cfg["config"];
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "MYNAME=Allen Ren"),
+        "{c}"
+    );
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["User"], "1000");
+    assert_eq!(c["Cmd"], serde_json::json!(["cat", "greeting"]));
+    assert!(c["ExposedPorts"]["8080/tcp"].is_object() && c["ExposedPorts"]["53/udp"].is_object());
+    assert_eq!(cfg["created"], "1970-01-01T00:00:00Z");
+
+    let hist = e.store.history("app:1").unwrap();
+    let by: Vec<&str> = hist.iter().map(|h| h.created_by.as_str()).collect();
+    assert_eq!(by[0], "/bin/sh -c #(nop)  CMD [\"cat\",\"greeting\"]");
+    assert_eq!(by[1], "/bin/sh -c #(nop)  USER 1000");
+    assert_eq!(by[2], "/bin/sh -c #(nop)  EXPOSE 53/udp 8080/tcp");
+    assert_eq!(by[3], "/bin/sh -c echo welcome");
+    assert!(
+        by[5].starts_with("/bin/sh -c #(nop) COPY file:") && by[5].ends_with(" in /app/ "),
+        "{}",
+        by[5]
+    );
+    assert_eq!(by[6], "/bin/sh -c #(nop)  WORKDIR /app");
+    assert_eq!(
+        by[7],
+        "/bin/sh -c #(nop)  ENV MYNAME=Allen Ren GREETING=hello"
+    );
+
+    // the files are in the image: run a container on it
+    e.store
+        .create_container("longshore-build-check", "app:1")
+        .unwrap();
+    let root = e.store.mount_container("longshore-build-check").unwrap();
+    assert_eq!(
+        fs::read_to_string(root.join("app/greeting")).unwrap(),
+        "hello Allen Ren\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("app/test.txt")).unwrap(),
+        "hello world\n"
+    );
+    e.store.unmount_container("longshore-build-check").unwrap();
+    e.store.remove_container("longshore-build-check").unwrap();
+    assert!(leftover_containers(&e.store).is_empty());
+}
+
+#[test]
+fn rebuilds_reuse_the_cache_and_a_changed_source_invalidates_from_there() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let df = "FROM base:1\nRUN echo hello\nADD ./test.txt /home/renyl/\nRUN echo welcome\n";
+    fs::write(e.ctx.join("test.txt"), "hello world\n").unwrap();
+    let (r, out) = run(&e, &opts(df));
+    let first = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert_eq!((first.cached_steps, first.run_steps), (0, 3));
+
+    // identical rebuild: every step from the cache (the seed's 7.2 example)
+    let (r, out) = run(&e, &opts(df));
+    let second = r.unwrap();
+    assert_eq!((second.cached_steps, second.run_steps), (3, 0), "{out}");
+    assert_eq!(second.id, first.id);
+    assert!(
+        out.contains("Step 2/4 : RUN echo hello\n ---> Using cache\n"),
+        "{out}"
+    );
+
+    // the ADDed file changes: RUN echo hello stays cached, ADD and everything after rerun
+    fs::write(e.ctx.join("test.txt"), "hello\n").unwrap();
+    let (r, out) = run(&e, &opts(df));
+    let third = r.unwrap();
+    assert_eq!((third.cached_steps, third.run_steps), (1, 2), "{out}");
+    assert_ne!(third.id, first.id);
+
+    // --no-cache runs everything again, and gives the same image (reproducible)
+    let mut o = opts(df);
+    o.no_cache = true;
+    let (r, _) = run(&e, &o);
+    let fourth = r.unwrap();
+    assert_eq!((fourth.cached_steps, fourth.run_steps), (0, 3));
+    assert_eq!(fourth.id, third.id);
+
+    // a build arg in scope is part of a RUN's key
+    let df2 = "FROM base:1\nARG V=1\nRUN echo $V > /v\n";
+    let (r, _) = run(&e, &opts(df2));
+    let a = r.unwrap();
+    let mut o = opts(df2);
+    o.build_args.insert("V".into(), "2".into());
+    let (r, _) = run(&e, &o);
+    let b = r.unwrap();
+    assert_eq!(b.run_steps, 1);
+    assert_ne!(a.id, b.id);
+    let hist = e.store.history(&b.id.to_string()).unwrap();
+    assert_eq!(hist[0].created_by, "|1 V=2 /bin/sh -c echo $V > /v");
+}
+
+#[test]
+fn the_same_inputs_give_the_same_image_id_in_two_stores() {
+    require_root!();
+    let a = env();
+    let b = env();
+    let df = "FROM base:1\nCOPY . /src/\nRUN mkdir /out && echo built > /out/x && touch /out/y\nENV A=1\nCMD [\"sh\"]\n";
+    for e in [&a, &b] {
+        base(e);
+        fs::create_dir_all(e.ctx.join("data/sub")).unwrap();
+        fs::write(e.ctx.join("data/sub/f"), "content\n").unwrap();
+        std::os::unix::fs::symlink("sub/f", e.ctx.join("data/link")).unwrap();
+    }
+    // different file times in the two contexts do not matter
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(b.ctx.join("data/sub/f"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (ra, out) = run(&a, &opts(df));
+    let ia = ra.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (rb, _) = run(&b, &opts(df));
+    let ib = rb.unwrap();
+    assert_eq!(ia.id, ib.id, "two stores, same inputs, different image IDs");
+    assert_eq!(
+        a.store.image(&ia.id.to_string()).unwrap().diff_ids,
+        b.store.image(&ib.id.to_string()).unwrap().diff_ids
+    );
+
+    // SOURCE_DATE_EPOCH changes the times and so the ID
+    let mut o = opts(df);
+    o.source_date_epoch = Some(1_700_000_000);
+    let (rc, _) = run(&a, &o);
+    let ic = rc.unwrap();
+    assert_ne!(ic.id, ia.id);
+    assert_eq!(
+        config(&a.store, &ic.id.to_string())["created"],
+        "2023-11-14T22:13:20Z"
+    );
+}
+
+#[test]
+fn multi_stage_builds_only_what_the_target_needs() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let df = "ARG GREETING=hi
+FROM base:1 AS builder
+ARG GREETING
+RUN echo \"$GREETING from builder\" > /artifact
+FROM base:1 AS broken
+RUN exit 3
+FROM scratch AS final
+COPY --from=builder /artifact /artifact
+COPY --from=0 /bin/busybox /bin/busybox
+FROM final AS test
+RUN [\"/bin/busybox\", \"true\"]
+";
+    let mut o = opts(df);
+    o.target = Some("final".into());
+    let (r, out) = run(&e, &o);
+    let built = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(!out.contains("exit 3"), "the unused stage ran:\n{out}");
+    assert!(out.contains("Step 6/6"), "{out}");
+    e.store
+        .create_container("longshore-build-ms", &built.id.to_string())
+        .unwrap();
+    let root = e.store.mount_container("longshore-build-ms").unwrap();
+    assert_eq!(
+        fs::read_to_string(root.join("artifact")).unwrap(),
+        "hi from builder\n"
+    );
+    assert!(root.join("bin/busybox").is_file());
+    e.store.unmount_container("longshore-build-ms").unwrap();
+    e.store.remove_container("longshore-build-ms").unwrap();
+
+    // the last stage builds `final` from the cache, then its own step
+    let (r, out) = run(&e, &opts(df));
+    let t = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert_eq!(t.run_steps, 1, "{out}");
+}
+
+#[test]
+fn dockerignore_leaves_files_out_with_exceptions() {
+    require_root!();
+    let e = env();
+    base(&e);
+    fs::write(
+        e.ctx.join(".dockerignore"),
+        "rootfs\n*.log\n!keep.log\nsecret/**\n",
+    )
+    .unwrap();
+    fs::write(e.ctx.join("a.log"), "no").unwrap();
+    fs::write(e.ctx.join("keep.log"), "yes").unwrap();
+    fs::create_dir_all(e.ctx.join("secret/deep")).unwrap();
+    fs::write(e.ctx.join("secret/deep/key"), "no").unwrap();
+    fs::write(e.ctx.join("app.txt"), "yes").unwrap();
+    let (r, out) = run(
+        &e,
+        &opts("FROM base:1\nCOPY . /ctx/\nRUN find /ctx | sort\n"),
+    );
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(
+        out.contains("/ctx/keep.log\n") && out.contains("/ctx/app.txt\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("a.log") && !out.contains("/ctx/secret/deep") && !out.contains("/ctx/rootfs"),
+        "{out}"
+    );
+    // an excluded file named alone is missing
+    let (r, _) = run(&e, &opts("FROM base:1\nCOPY a.log /\n"));
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:2: COPY failed: file not found in build context or excluded by .dockerignore"), "{err}");
+}
+
+fn assert_clean_failure(e: &Env, images_before: usize, err: &str, want: &str) {
+    assert!(
+        err.contains(want),
+        "error {err:?} does not contain {want:?}"
+    );
+    assert_eq!(
+        e.store.images().unwrap().len(),
+        images_before,
+        "a failed build left an image"
+    );
+    assert!(
+        e.store.image("bad:1").is_err(),
+        "a failed build set its tag"
+    );
+    assert!(
+        leftover_containers(&e.store).is_empty(),
+        "a failed build left a container"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing() {
+    require_root!();
+    let e = env();
+    base(&e);
+    fs::write(e.ctx.join("ok.txt"), "x").unwrap();
+    let n = e.store.images().unwrap().len();
+    let cases: &[(&str, &str)] = &[
+        (
+            "FROM base:1\nENV ONLYKEY\n",
+            "Dockerfile:2: ENV must have two arguments",
+        ),
+        (
+            "FROM base:1\nCMD [\"a\", [\"nested\"]]\n",
+            "Dockerfile:2: when using JSON array syntax, arrays must be comprised of strings only",
+        ),
+        (
+            "FROM base:1\nFROBNICATE x\n",
+            "Dockerfile:2: unknown instruction: FROBNICATE",
+        ),
+        (
+            "FROM base:1\nONBUILD FROM busybox\n",
+            "Dockerfile:2: FROM isn't allowed as an ONBUILD trigger",
+        ),
+        (
+            "FROM base:1\nONBUILD ONBUILD RUN x\n",
+            "Dockerfile:2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+        ),
+        (
+            "FROM base:1\nCOPY ok.txt /\nCOPY --from=nosuchstage /x /x\n",
+            "Dockerfile:3: COPY --from=nosuchstage: there is no stage named \"nosuchstage\"",
+        ),
+        (
+            "FROM base:1 AS a\nCOPY --from=b /x /x\nFROM base:1 AS b\nCOPY --from=a /y /y\n",
+            "circular dependency detected on stage",
+        ),
+        (
+            "FROM base:1\nCOPY ok.txt /\nCOPY missing.txt /\n",
+            "Dockerfile:3: COPY failed: file not found in build context",
+        ),
+        (
+            "FROM base:1\nCOPY ../outside /x\n",
+            "Dockerfile:2: COPY failed: forbidden path outside the build context: ../outside",
+        ),
+        (
+            "FROM base:1\nCOPY ok.txt /a\nRUN echo before && exit 7\nRUN echo after\n",
+            "step 3/4 : RUN echo before && exit 7: the command returned a non-zero code: 7",
+        ),
+        (
+            "FROM nosuchimage:1\n",
+            "Dockerfile:1: base image \"nosuchimage:1\"",
+        ),
+    ];
+    for (df, want) in cases {
+        let mut o = opts(df);
+        o.tags = vec!["bad:1".into()];
+        let (r, out) = run(&e, &o);
+        let err = match r {
+            Ok(b) => panic!("{df:?} built {}:\n{out}", b.id),
+            Err(err) => err.to_string(),
+        };
+        assert_clean_failure(&e, n, &err, want);
+    }
+    // an absolute source is taken inside the context, never from the host
+    let (r, out) = run(&e, &opts("FROM base:1\nCOPY /etc/shadow /x\n"));
+    assert!(
+        r.unwrap_err()
+            .to_string()
+            .contains("file not found in build context"),
+        "{out}"
+    );
+    // a symlink in the context pointing out of it resolves inside the context
+    std::os::unix::fs::symlink("/etc/hostname", e.ctx.join("escape")).unwrap();
+    let (r, _) = run(&e, &opts("FROM base:1\nCOPY escape /x\n"));
+    assert!(
+        r.unwrap_err()
+            .to_string()
+            .contains("file not found in build context")
+    );
+}
+
+#[test]
+fn hostile_archives_change_nothing_outside() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let victim = tempfile::Builder::new()
+        .prefix("longshore-build-victim-")
+        .tempdir()
+        .unwrap();
+    let target = victim.path().join("pwned");
+    // an ADDed tar with ../ entries and an absolute symlink followed by a write through it
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    let evil = format!("../../../../../../../..{}", target.display());
+    {
+        let name = evil.as_bytes();
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..name.len()].copy_from_slice(name);
+    }
+    h.set_cksum();
+    b.append(&h, &b"evil"[..]).unwrap();
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    l.set_mode(0o777);
+    b.append_link(&mut l, "out", victim.path()).unwrap();
+    let mut f = tar::Header::new_gnu();
+    f.set_size(4);
+    f.set_mode(0o644);
+    b.append_data(&mut f, "out/pwned", &b"evil"[..]).unwrap();
+    fs::write(e.ctx.join("evil.tar"), b.into_inner().unwrap()).unwrap();
+    let (r, out) = run(&e, &opts("FROM base:1\nADD evil.tar /x/\n"));
+    assert!(
+        !target.exists(),
+        "the ADDed tar wrote outside the layer ({r:?})\n{out}"
+    );
+    if let Ok(built) = r {
+        e.store
+            .remove_image(&built.id.to_string(), true, false)
+            .unwrap();
+    }
+
+    // a context tar with a ../ entry is refused as a whole
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4);
+    h.set_mode(0o644);
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        let name = b"../escape";
+        gnu.name[..name.len()].copy_from_slice(name);
+    }
+    h.set_cksum();
+    b.append(&h, &b"evil"[..]).unwrap();
+    let err = Context::tar(&b.into_inner().unwrap()[..])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("context tar entry \"../escape\" points outside the context"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_context_tar_builds_like_a_directory() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(6);
+    h.set_mode(0o640);
+    b.append_data(&mut h, "dir/file.txt", &b"hello\n"[..])
+        .unwrap();
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    b.append_link(&mut l, "dir/link", "file.txt").unwrap();
+    let ctx = Context::tar(&b.into_inner().unwrap()[..]).unwrap();
+    let mut out = Vec::new();
+    let built = build(
+        &e.store,
+        &ctx,
+        &opts("FROM base:1\nCOPY dir /d\nRUN readlink /d/link && stat -c %a /d/file.txt\n"),
+        &Chroot,
+        &mut out,
+    )
+    .unwrap_or_else(|err| panic!("{err}\n{}", String::from_utf8_lossy(&out)));
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("file.txt\n640\n"), "{out}");
+    let _ = built;
+}
+
+#[test]
+fn copy_chown_chmod_heredocs_and_onbuild() {
+    require_root!();
+    let e = env();
+    base(&e);
+    fs::write(e.ctx.join("f"), "data").unwrap();
+    let df = "FROM base:1
+COPY --chown=user:wheel --chmod=0750 f /opt/f
+COPY <<EOF /opt/script.sh
+echo from heredoc
+EOF
+RUN <<EOT
+stat -c '%u:%g %a' /opt/f
+sh /opt/script.sh
+EOT
+ONBUILD RUN echo triggered > /trig
+";
+    let mut o = opts(df);
+    o.tags = vec!["parent:1".into()];
+    let (r, out) = run(&e, &o);
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(out.contains("1000:10 750\nfrom heredoc\n"), "{out}");
+    let (r, out) = run(&e, &opts("FROM parent:1\nRUN cat /trig\n"));
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(out.contains("# Executing 1 build trigger\n"), "{out}");
+    assert!(out.contains("triggered\n"), "{out}");
+}
+
+#[test]
+fn labels_and_unused_build_args() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let mut o = opts("FROM base:1\nLABEL a=1\n");
+    o.labels = BTreeMap::from([("org.example".to_string(), "x".to_string())]);
+    o.build_args.insert("NOPE".into(), "1".into());
+    let (r, out) = run(&e, &o);
+    let b = r.unwrap();
+    assert_eq!(b.unused_build_args, ["NOPE"]);
+    assert!(
+        out.contains("[Warning] One or more build-args [NOPE] were not consumed"),
+        "{out}"
+    );
+    let cfg = config(&e.store, &b.id.to_string());
+    assert_eq!(cfg["config"]["Labels"]["a"], "1");
+    assert_eq!(cfg["config"]["Labels"]["org.example"], "x");
+    let mut q = opts("FROM base:1\nLABEL a=1\n");
+    q.quiet = true;
+    let (r, out) = run(&e, &q);
+    assert_eq!(out, format!("{}\n", r.unwrap().id));
+    let _ = Path::new("/");
+}
