@@ -1449,3 +1449,33 @@ fn cve_2019_5736_the_runtime_binary_cannot_be_overwritten() {
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
     rt.ok(&["delete", "--force", &id], Path::new("/"));
 }
+
+/// `run -d` and `create` + `start` of a container without a mount namespace of its own
+/// (issue 14, item 11): it runs, as a foreground `run` of the same bundle does, and `exec`
+/// lands in its root (item 5).
+#[test]
+fn detached_container_without_mount_namespace_runs() {
+    require_root!();
+    let dir = bundle(&["sleep", "100"]);
+    let path = dir.path().join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "mount");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    std::fs::write(dir.path().join("rootfs/longshore-marker"), "inside\n").unwrap();
+    let b = dir.path().to_str().unwrap();
+    let rt = Runtime::longshore();
+    let id = rt.id("nomnt");
+    rt.ok(&["run", "--detach", "--bundle", b, &id], Path::new("/"));
+    assert_eq!(rt.state(&id)["status"], "running");
+    let out = rt.ok(&["exec", &id, "cat", "/longshore-marker"], Path::new("/"));
+    assert_eq!(text(&out.stdout), "inside\n");
+    rt.ok(&["delete", "--force", &id], Path::new("/"));
+    let id = rt.id("nomnt");
+    rt.ok(&["create", "--bundle", b, &id], Path::new("/"));
+    rt.ok(&["start", &id], Path::new("/"));
+    assert_eq!(rt.wait_status(&id, "running")["status"], "running");
+    rt.ok(&["delete", "--force", &id], Path::new("/"));
+}

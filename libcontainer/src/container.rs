@@ -184,6 +184,13 @@ impl ContainerBuilder {
         let new_userns = new_flags.contains(CloneFlags::CLONE_NEWUSER);
         let new_mountns = new_flags.contains(CloneFlags::CLONE_NEWNS)
             || join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS);
+        if !new_mountns && spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+            return Err(Error::InvalidSpec(
+                "root.readonly needs a mount namespace (linux.namespaces has no \"mount\"): \
+                 the root cannot be remounted without changing the host's mount"
+                    .into(),
+            ));
+        }
         // the init unshares these itself: the cgroup namespace once it sits in its cgroups,
         // the time namespace once it has written the clock offsets (execve enters it)
         let time_flag = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
@@ -309,6 +316,7 @@ impl ContainerBuilder {
                 cgroup_tasks: &join_plan.v1_tasks,
                 trampoline,
                 procfs,
+                enter_root: None,
             }),
             // (the helper's view of the pid is wrong when joining a pid namespace: the
             // init's hello carries the right one)
@@ -968,6 +976,13 @@ impl Container {
                 join.push((flag, OwnedFd::from(f)));
             }
         }
+        // without a mount namespace of its own the container is only the init's chroot:
+        // enter the same root, checked to be the container's rootfs, or refuse
+        let enter_root = if own("mnt") == theirs("mnt") {
+            Some(self.init_root(pid)?)
+        } else {
+            None
+        };
         let pidns = PathBuf::from(format!("/proc/{pid}/ns/pid"));
         let seccomp = self
             .state
@@ -1021,6 +1036,7 @@ impl Container {
                 cgroup_tasks: &join_plan.v1_tasks,
                 trampoline,
                 procfs,
+                enter_root: enter_root.as_ref().map(|f| f.as_raw_fd()),
             }),
             Forked::Parent(_) => {}
         }
@@ -1050,6 +1066,36 @@ impl Container {
             Some(Msg::Failed { message, code }) => Err(fail(channel::failure(message, code))),
             Some(other) => Err(fail(Error::Init(format!("unexpected {other:?} from exec")))),
         }
+    }
+}
+
+impl Container {
+    /// The init's root directory (`/proc/<pid>/root`, opened while the pidfd pins the
+    /// process), checked to be the container's rootfs.
+    fn init_root(&self, pid: i32) -> Result<File> {
+        use std::os::unix::fs::MetadataExt;
+        let refuse = |why: String| {
+            Error::Unsupported(format!(
+                "exec into {}: it has no mount namespace of its own and its root cannot be \
+                 entered: {why}",
+                self.state.id
+            ))
+        };
+        let root = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(format!("/proc/{pid}/root"))
+            .map_err(|e| refuse(format!("open /proc/{pid}/root: {e}")))?;
+        let got = root.metadata().map_err(|e| refuse(e.to_string()))?;
+        let want = std::fs::metadata(&self.state.rootfs)
+            .map_err(|e| refuse(format!("{}: {e}", self.state.rootfs.display())))?;
+        if (got.dev(), got.ino()) != (want.dev(), want.ino()) {
+            return Err(refuse(format!(
+                "the init's root is not {}",
+                self.state.rootfs.display()
+            )));
+        }
+        Ok(root)
     }
 }
 

@@ -88,6 +88,9 @@ pub(crate) struct InitArgs<'a> {
     pub trampoline: RawFd,
     /// The root of the procfs every write under `/proc` goes through ([`crate::procfs`]).
     pub procfs: RawFd,
+    /// `exec` into a container without a mount namespace of its own: the init's root
+    /// (opened and checked by the runtime), to `chroot` into as the init did.
+    pub enter_root: Option<RawFd>,
 }
 
 /// The init process's entry point. Never returns.
@@ -127,6 +130,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     keep.extend(a.join.iter().map(|(_, fd)| fd.as_raw_fd()));
     keep.push(a.trampoline);
     keep.push(a.procfs);
+    keep.extend(a.enter_root);
     let proc = ProcFs::from_root(sys::borrow_fd(a.procfs));
     sys::close_fds_except(&keep).ctx(|| "close inherited descriptors".into())?;
     // nothing in the container may open /proc/<init>/exe (the runtime's binary) or ptrace
@@ -204,6 +208,11 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         }
     }
 
+    if let Some(root) = a.enter_root {
+        nix::unistd::fchdir(sys::borrow_fd(root)).ctx(|| "enter the container's root".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot into the container's root".into())?;
+        nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    }
     if a.process.terminal().unwrap_or(false) {
         setup_console(a)?;
     }
@@ -296,12 +305,24 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     match a.release {
         Release::Channel => a.channel.expect(&Msg::Start)?,
         Release::Fifo(fd) => {
-            // blocks until `start` opens the other end
-            let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            let fifo = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .ctx(|| "open the exec fifo".into())?;
+            // blocks until `start` opens the other end; reopened through our own procfs,
+            // not the container's /proc (which a container without a mount namespace of
+            // its own does not have)
+            let path = format!(
+                "{}/fd/{}",
+                proc.own_dir().ctx(|| "find /proc/self".into())?,
+                fd.as_raw_fd()
+            );
+            let fifo = std::fs::File::from(
+                rustix::fs::openat(
+                    proc.root(),
+                    path.as_str(),
+                    rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(std::io::Error::from)
+                .ctx(|| "open the exec fifo".into())?,
+            );
             use std::io::Write;
             (&fifo)
                 .write_all(b"0")

@@ -313,3 +313,73 @@ fn sysctl_goes_to_the_kernel_not_to_a_file_bound_over_it() {
     assert_eq!((code, out.trim()), (0, "untouched"), "{out}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "untouched\n");
 }
+
+/// A writable fixture without a mount namespace of its own (the container is the init's
+/// chroot in the runtime's mount namespace), with a marker file only its root has.
+fn without_mount_ns(args: &[&str]) -> Fixture {
+    let mut f = writable(args);
+    let linux = f.spec.linux_mut().as_mut().unwrap();
+    let ns: Vec<_> = linux
+        .namespaces()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Mount)
+        .collect();
+    linux.set_namespaces(Some(ns));
+    std::fs::write(rootfs(&f).join("longshore-marker"), "inside\n").unwrap();
+    f
+}
+
+/// exec into a container with no mount namespace of its own must land in the init's root,
+/// not in the host's (the exec'd process saw the host's `/`).
+#[test]
+fn exec_without_mount_namespace_enters_the_containers_root() {
+    require_root!();
+    let f = without_mount_ns(&["sleep", "100"]);
+    // (released through the channel: see the next test for the fifo)
+    let mut c = f.builder().stdio(Stdio::Null).create_attached().unwrap();
+    c.start().unwrap();
+    let mut p = f.spec.process().clone().unwrap();
+    p.set_args(Some(vec![
+        "/bin/busybox".into(),
+        "cat".into(),
+        "/longshore-marker".into(),
+    ]));
+    let (code, out) = exec_capture(&c, &p);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "inside\n"),
+        "the exec'd process is not in the container's root"
+    );
+    c.delete(true).unwrap();
+}
+
+/// `create` then `start` (the exec fifo) of a container without a mount namespace of its
+/// own works as a foreground run does (it was already stopped when start came).
+#[test]
+fn create_and_start_without_mount_namespace() {
+    require_root!();
+    let f = without_mount_ns(&[
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "cat /longshore-marker > /out; sleep 100",
+    ]);
+    let mut c = f.builder().stdio(Stdio::Null).create().unwrap();
+    c.start().unwrap();
+    let out = rootfs(&f).join("out");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // (the shell creates the file before cat fills it)
+    while std::fs::read_to_string(&out).unwrap_or_default() != "inside\n"
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap_or_default(),
+        "inside\n"
+    );
+    assert_eq!(c.status(), longshore_container::Status::Running);
+    c.delete(true).unwrap();
+}
