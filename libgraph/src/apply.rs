@@ -1088,38 +1088,7 @@ fn timestamps(mtime: i64) -> Timestamps {
     }
 }
 
-/// Removes `name` in `dir` (recursively for directories), never following symlinks.
-/// A missing entry is not an error.
-pub(crate) fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<()> {
-    match rustix::fs::unlinkat(dir, os(name), AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(Errno::ISDIR) | Err(Errno::PERM) => {
-            let sub = rustix::fs::openat(
-                dir,
-                os(name),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let mut children = Vec::new();
-            let mut d = rustix::fs::Dir::read_from(&sub)?;
-            for ent in d.by_ref() {
-                let ent = ent?;
-                let n = ent.file_name().to_bytes();
-                if n != b"." && n != b".." {
-                    children.push(n.to_vec());
-                }
-            }
-            for c in children {
-                remove_at(sub.as_fd(), &c)?;
-            }
-            match rustix::fs::unlinkat(dir, os(name), AtFlags::REMOVEDIR) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
+pub(crate) use crate::walk::remove_at;
 
 /// Removes a directory tree without following symlinks (like `rm -rf`, for layer dirs).
 pub fn remove_tree(path: &Path) -> Result<()> {

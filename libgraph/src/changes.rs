@@ -197,16 +197,42 @@ pub fn changes_dirs(new: &Path, old: Option<&Path>) -> Result<Vec<Change>> {
     let new = Tree::open(new)?;
     let old = old.map(Tree::open).transpose()?;
     let mut out = Vec::new();
-    walk_dirs(&new, old.as_ref(), "/", &mut out)?;
+    walk_dirs(&new, old.as_ref(), &mut out)?;
     sort(&mut out);
     Ok(out)
 }
 
-fn walk_dirs(new: &Tree, old: Option<&Tree>, dir: &str, out: &mut Vec<Change>) -> Result<()> {
-    let (new_fd, new_entries) = new.list(dir)?;
+/// An entry of a directory being compared, with what the comparison needs from the old
+/// tree (read while the directory was open: no descriptor is held across levels).
+struct Entry {
+    name: String,
+    new: St,
+    old: Option<St>,
+    caps_differ: bool,
+}
+
+/// A directory being compared: its entries still to visit (popped from the end), and what
+/// its own entry recorded, so that a directory whose content changed is reported once.
+struct Frame {
+    dir: String,
+    entries: Vec<Entry>,
+    start: usize,
+    recorded: bool,
+}
+
+/// Lists `dir` in both trees, reports what was deleted from it and returns its entries.
+fn open_frame(
+    new: &Tree,
+    old: Option<&Tree>,
+    dir: String,
+    start: usize,
+    recorded: bool,
+    out: &mut Vec<Change>,
+) -> Result<Frame> {
+    let (new_fd, new_entries) = new.list(&dir)?;
     let (old_fd, old_entries) = match old {
         Some(o) => {
-            let (fd, e) = o.list(dir)?;
+            let (fd, e) = o.list(&dir)?;
             (Some(fd), e)
         }
         None => (None, Vec::new()),
@@ -215,18 +241,60 @@ fn walk_dirs(new: &Tree, old: Option<&Tree>, dir: &str, out: &mut Vec<Change>) -
     for (name, _) in &old_entries {
         if !new_names.contains(name.as_str()) {
             out.push(Change {
-                path: join(dir, name),
+                path: join(&dir, name),
                 kind: ChangeKind::Deleted,
             });
         }
     }
     let old_map: HashMap<&str, St> = old_entries.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-    for (name, nm) in &new_entries {
-        let path = join(dir, name);
-        let om = old_map.get(name.as_str()).copied();
+    let mut entries: Vec<Entry> = new_entries
+        .into_iter()
+        .map(|(name, st)| {
+            let old = old_map.get(name.as_str()).copied();
+            let caps_differ = match (&old_fd, old) {
+                (Some(ofd), Some(_)) => capability(ofd, &name) != capability(&new_fd, &name),
+                _ => false,
+            };
+            Entry {
+                name,
+                new: st,
+                old,
+                caps_differ,
+            }
+        })
+        .collect();
+    entries.reverse();
+    Ok(Frame {
+        dir,
+        entries,
+        start,
+        recorded,
+    })
+}
+
+/// Compares two trees depth first without recursion (a layer may be thousands of
+/// directories deep), holding descriptors only for the directory being listed.
+fn walk_dirs(new: &Tree, old: Option<&Tree>, out: &mut Vec<Change>) -> Result<()> {
+    // the root's own entry is never reported
+    let mut stack = vec![open_frame(new, old, "/".into(), 0, true, out)?];
+    // per frame: whether the old tree has the directory
+    let mut in_old = vec![old.is_some()];
+    while let Some(f) = stack.last_mut() {
+        let Some(e) = f.entries.pop() else {
+            let f = stack.pop().expect("the loop saw it");
+            in_old.pop();
+            if out.len() > f.start && !f.recorded {
+                out.push(Change {
+                    path: f.dir,
+                    kind: ChangeKind::Modified,
+                });
+            }
+            continue;
+        };
+        let path = join(&f.dir, &e.name);
         let start = out.len();
         let mut recorded = false;
-        match om {
+        match e.old {
             None => {
                 out.push(Change {
                     path: path.clone(),
@@ -235,11 +303,7 @@ fn walk_dirs(new: &Tree, old: Option<&Tree>, dir: &str, out: &mut Vec<Change>) -
                 recorded = true;
             }
             Some(m) => {
-                let caps_differ = match &old_fd {
-                    Some(ofd) => capability(ofd, name) != capability(&new_fd, name),
-                    None => false,
-                };
-                if stat_different(&m, nm) || caps_differ {
+                if stat_different(&m, &e.new) || e.caps_differ {
                     out.push(Change {
                         path: path.clone(),
                         kind: ChangeKind::Modified,
@@ -248,21 +312,14 @@ fn walk_dirs(new: &Tree, old: Option<&Tree>, dir: &str, out: &mut Vec<Change>) -
                 }
             }
         }
-        if nm.is_dir() {
-            let old_dir = match om {
-                Some(m) if m.is_dir() => old,
+        if e.new.is_dir() {
+            let here = in_old.last().copied().unwrap_or(false);
+            let old_dir = match e.old {
+                Some(m) if m.is_dir() && here => old,
                 _ => None,
             };
-            walk_dirs(new, old_dir, &path, out)?;
-            if out.len() > start && !recorded {
-                out.insert(
-                    start,
-                    Change {
-                        path,
-                        kind: ChangeKind::Modified,
-                    },
-                );
-            }
+            stack.push(open_frame(new, old_dir, path, start, recorded, out)?);
+            in_old.push(old_dir.is_some());
         }
     }
     Ok(())
@@ -282,67 +339,76 @@ pub fn changes_overlay(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> 
         .collect::<Result<_>>()?;
     let mut out = Vec::new();
     let mut changed_dirs = HashSet::new();
-    walk_overlay(&upper, &lowers, "/", &mut out, &mut changed_dirs)?;
+    walk_overlay(&upper, &lowers, &mut out, &mut changed_dirs)?;
     sort(&mut out);
     Ok(out)
 }
 
+/// Walks the upper directory depth first without recursion (see [`walk_dirs`]).
 fn walk_overlay(
     upper: &Tree,
     lowers: &[Tree],
-    dir: &str,
     out: &mut Vec<Change>,
     changed_dirs: &mut HashSet<String>,
 ) -> Result<()> {
-    let (_dir_fd, entries) = upper.list(dir)?;
-    for (name, m) in entries {
-        let path = join(dir, &name);
-        let in_lower = || lowers.iter().any(|l| l.stat(&path).is_some());
-        let opaque = m.is_dir()
-            && upper
-                .resolve(&path, OFlags::RDONLY | OFlags::DIRECTORY)
-                .map(|fd| is_opaque(&fd))
-                .unwrap_or(false);
-        let kind = if m.is_whiteout() || (opaque && in_lower()) {
-            Some(ChangeKind::Deleted)
-        } else {
-            let mut kind = Some(ChangeKind::Added);
-            for l in lowers {
-                if let Some(lm) = l.stat(&path) {
-                    if lm.is_dir()
-                        && m.is_dir()
-                        && lm.size == m.size
-                        && lm.mode == m.mode
-                        && lm.mtime == m.mtime
-                        && lm.mtime_nsec == m.mtime_nsec
-                    {
-                        kind = None;
-                    } else {
-                        kind = Some(ChangeKind::Modified);
+    let mut stack = vec!["/".to_string()];
+    while let Some(dir) = stack.pop() {
+        let (_dir_fd, entries) = upper.list(&dir)?;
+        let mut subdirs = Vec::new();
+        for (name, m) in entries {
+            let path = join(&dir, &name);
+            let in_lower = || lowers.iter().any(|l| l.stat(&path).is_some());
+            let opaque = m.is_dir()
+                && upper
+                    .resolve(&path, OFlags::RDONLY | OFlags::DIRECTORY)
+                    .map(|fd| is_opaque(&fd))
+                    .unwrap_or(false);
+            let kind = if m.is_whiteout() || (opaque && in_lower()) {
+                Some(ChangeKind::Deleted)
+            } else {
+                let mut kind = Some(ChangeKind::Added);
+                for l in lowers {
+                    if let Some(lm) = l.stat(&path) {
+                        if lm.is_dir()
+                            && m.is_dir()
+                            && lm.size == m.size
+                            && lm.mode == m.mode
+                            && lm.mtime == m.mtime
+                            && lm.mtime_nsec == m.mtime_nsec
+                        {
+                            kind = None;
+                        } else {
+                            kind = Some(ChangeKind::Modified);
+                        }
+                        break;
                     }
-                    break;
                 }
-            }
-            kind
-        };
-        if let Some(kind) = kind {
-            if m.is_dir() {
-                changed_dirs.insert(path.clone());
-            }
-            if kind != ChangeKind::Modified && dir != "/" && changed_dirs.insert(dir.to_string()) {
+                kind
+            };
+            if let Some(kind) = kind {
+                if m.is_dir() {
+                    changed_dirs.insert(path.clone());
+                }
+                if kind != ChangeKind::Modified
+                    && dir != "/"
+                    && changed_dirs.insert(dir.to_string())
+                {
+                    out.push(Change {
+                        path: dir.to_string(),
+                        kind: ChangeKind::Modified,
+                    });
+                }
                 out.push(Change {
-                    path: dir.to_string(),
-                    kind: ChangeKind::Modified,
+                    path: path.clone(),
+                    kind,
                 });
             }
-            out.push(Change {
-                path: path.clone(),
-                kind,
-            });
+            if m.is_dir() {
+                subdirs.push(path);
+            }
         }
-        if m.is_dir() {
-            walk_overlay(upper, lowers, &path, out, changed_dirs)?;
-        }
+        // in name order, depth first
+        stack.extend(subdirs.into_iter().rev());
     }
     Ok(())
 }

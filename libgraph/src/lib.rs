@@ -65,6 +65,7 @@ pub mod image;
 pub mod meta;
 pub mod reference;
 pub mod store;
+mod walk;
 
 pub use apply::{ApplyOptions, ApplyReport, Compression, WhiteoutMode, apply_layer};
 pub use changes::{Change, ChangeKind};

@@ -351,6 +351,17 @@ fn lock_store(root: &Path) -> Result<fs::File> {
     Ok(f)
 }
 
+/// A directory under `tmp/` removed on drop with [`remove_tree`], which removes trees of
+/// any depth (`std::fs::remove_dir_all` holds a descriptor per level).
+struct ScratchDir(tempfile::TempDir);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // what is left is removed at the next open
+        let _ = remove_tree(self.0.path());
+    }
+}
+
 /// Opens a regular file of an unpacked archive, refusing symlinks and anything outside it.
 fn open_in_archive(base: &Path, path: &Path) -> Result<fs::File> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -401,7 +412,8 @@ impl Store {
         private_dir(&root, ROOT_MODE)?;
         let lock = lock_store(&root)?;
         let tmp = root.join("tmp");
-        remove_tree(&tmp)?;
+        // scratch space only: what cannot be removed now does no harm (the next open retries)
+        let _ = remove_tree(&tmp);
         fs::create_dir_all(&tmp).ctx("create directory", &tmp)?;
         let content = ContentStore::open(root.join("content"))?;
         let driver = driver::open(&root, opts.driver.as_deref())?;
@@ -430,20 +442,23 @@ impl Store {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Removes what a crash or a failed removal left incomplete. A layer whose directory
+    /// cannot be removed now stays incomplete (invisible) for the next open to retry: the
+    /// store opens anyway.
     fn cleanup_incomplete(&self) -> Result<()> {
         let containers = self.db().containers()?;
         for (id, cache, incomplete) in containers {
             if incomplete {
-                if self.driver.exists(&cache) {
-                    self.driver.remove(&cache)?;
+                if self.driver.exists(&cache) && self.driver.remove(&cache).is_err() {
+                    continue;
                 }
                 self.drop_container_row(&id)?;
             }
         }
         let layers = self.db().incomplete_layers()?;
         for l in layers {
-            if self.driver.exists(&l.cache_id) {
-                self.driver.remove(&l.cache_id)?;
+            if self.driver.exists(&l.cache_id) && self.driver.remove(&l.cache_id).is_err() {
+                continue;
             }
             self.db().tx(|tx| {
                 tx.execute("DELETE FROM layers WHERE cache_id = ?1", [&l.cache_id])
@@ -1594,17 +1609,19 @@ impl Store {
     /// `docker load`: a docker-archive or OCI-layout tar. Returns the loaded image IDs with
     /// the tags set.
     pub fn load(&self, reader: impl Read + Send) -> Result<Vec<(Digest, Vec<String>)>> {
-        let dir = tempfile::Builder::new()
-            .prefix("load-")
-            .tempdir_in(self.root.join("tmp"))
-            .ctx("create directory", self.root.join("tmp"))?;
+        let dir = ScratchDir(
+            tempfile::Builder::new()
+                .prefix("load-")
+                .tempdir_in(self.root.join("tmp"))
+                .ctx("create directory", self.root.join("tmp"))?,
+        );
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Delete,
             same_owner: false,
             verified_blob: None,
         };
-        apply_layer(reader, dir.path(), &opts)?;
-        let base = dir.path();
+        apply_layer(reader, dir.0.path(), &opts)?;
+        let base = dir.0.path();
         let mut loaded = Vec::new();
         if base.join("manifest.json").is_file() {
             let m: Value =

@@ -144,3 +144,131 @@ fn setuid_file_in_a_vfs_layer_gives_other_users_nothing() {
 fn setuid_file_in_an_overlay_layer_gives_other_users_nothing() {
     setuid_attack("overlay");
 }
+
+/// A scratch directory removed with `rm -rf` (it may hold a tree deeper than the test's
+/// own descriptor limit allows `std::fs::remove_dir_all` to remove).
+struct Scratch(tempfile::TempDir);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("rm").arg("-rf").arg(self.0.path()).status();
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
+    Scratch(tempdir(tag))
+}
+
+/// Directories in the deep layer: about the deepest a tar path of at most 4095 bytes holds.
+const DEEP: usize = 2000;
+
+/// A layer of one file under `DEEP` nested directories: 4 KB of tar, 1 KB gzipped.
+fn deep_layer(file: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(5);
+    h.set_mtime(1_500_000_000);
+    let path = format!("{}{file}", "d/".repeat(DEEP));
+    b.append_data(&mut h, &path, &b"deep\n"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// What a store does with a deep layer, run by [`deep_tree_child`] in a process with the
+/// usual 1024-descriptor limit, on a thread with the 2 MiB stack of a tokio blocking thread.
+fn deep_tree_work(root: &Path, driver: &str) {
+    let layer = gzip(&deep_layer("f"));
+    assert!(layer.len() < 2048, "{} bytes", layer.len());
+    {
+        let s = open(root, driver);
+        s.import(&layer[..], Some("deep:1"), None).unwrap();
+        s.create_container("longshore-deep", "deep:1").unwrap();
+        let rootfs = s.mount_container("longshore-deep").unwrap();
+        fs::write(rootfs.join("top"), b"changed\n").unwrap();
+        s.unmount_container("longshore-deep").unwrap();
+        let opts = longshore_graph::CommitOptions {
+            reference: Some("deep:2".into()),
+            ..Default::default()
+        };
+        s.commit("longshore-deep", &opts).unwrap();
+        s.create_container("longshore-deep2", "deep:2").unwrap();
+        s.remove_container("longshore-deep2").unwrap();
+        s.remove_container("longshore-deep").unwrap();
+        s.remove_image("deep:2", false, false).unwrap();
+        s.remove_image("deep:1", false, false).unwrap();
+        s.gc().unwrap();
+        // a load that fails after unpacking the deep tree into tmp/
+        let mut archive = TarBuilder::new();
+        archive.file(
+            "manifest.json",
+            b"[{\"Config\": \"missing.json\", \"Layers\": []}]",
+        );
+        let mut tar = archive.finish();
+        tar.truncate(tar.len() - 1024); // no end blocks: append the deep entry
+        tar.extend_from_slice(&deep_layer("g"));
+        assert!(s.load(&tar[..]).is_err());
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+    let s = open(root, driver);
+    let rep = s.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert!(s.images().unwrap().is_empty());
+    let layers = match driver {
+        "vfs" => fs::read_dir(root.join("vfs/dir")).unwrap().count(),
+        _ => fs::read_dir(root.join("overlay"))
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                n != "l" && n != ".probe"
+            })
+            .count(),
+    };
+    assert_eq!(layers, 0, "layers left in the {driver} driver");
+}
+
+/// Run by [`deep_tree_in_a_small_process`] only (`--ignored`, with the store and driver in
+/// the environment).
+#[test]
+#[ignore = "run in a child process with a 1024-descriptor limit by deep_tree_* tests"]
+fn deep_tree_child() {
+    let root = PathBuf::from(std::env::var("LONGSHORE_DEEP_ROOT").expect("run by deep_tree_*"));
+    let driver = std::env::var("LONGSHORE_DEEP_DRIVER").unwrap();
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || deep_tree_work(&root, &driver))
+        .unwrap()
+        .join()
+        .unwrap();
+    println!("deep tree child: done");
+}
+
+fn deep_tree_in_a_small_process(driver: &str) {
+    longshore_test_support::require_root!();
+    let tmp = scratch("hostile-deep");
+    let out = Command::new("prlimit")
+        .args(["--nofile=1024:1024", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "deep_tree_child", "--ignored", "--nocapture"])
+        .env("LONGSHORE_DEEP_ROOT", tmp.0.path().join("store"))
+        .env("LONGSHORE_DEEP_DRIVER", driver)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("deep tree child: done"),
+        "child with a 1024-descriptor limit failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn deep_tree_in_vfs_neither_crashes_nor_locks_the_store() {
+    deep_tree_in_a_small_process("vfs");
+}
+
+#[test]
+fn deep_tree_in_overlay_neither_crashes_nor_locks_the_store() {
+    deep_tree_in_a_small_process("overlay");
+}

@@ -3,17 +3,23 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
 
 use super::{Driver, check_id};
 use crate::apply::{ApplyOptions, ApplyReport, WhiteoutMode, apply_layer, remove_tree};
 use crate::archive::{TarWriter, read_xattrs};
 use crate::changes::{Change, changes_dirs};
 use crate::error::{Error, IoContext, Result};
+use crate::walk::{DirChain, read_names};
 
 /// Full-copy graph driver.
 #[derive(Debug)]
@@ -181,70 +187,239 @@ impl Driver for Vfs {
 }
 
 /// Copies a tree with owners, modes, times, xattrs, hardlinks, symlinks and device nodes.
+///
+/// `src` must be a directory; `dst` must not exist. The walk is iterative and holds a
+/// bounded number of descriptors ([`crate::walk`]), so a tree of any depth is copied (a
+/// recursive copy overflowed a 2 MiB thread stack on a 2000-deep layer). Nothing is
+/// followed: every entry is opened relative to its directory with `O_NOFOLLOW`.
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
-    let mut links = HashMap::new();
-    copy_entry(src, dst, &mut links)?;
+    let src_root = rustix::fs::open(src, DIR_FLAGS, Mode::empty()).ctx("open directory", src)?;
+    let root_stat = rustix::fs::fstat(&src_root).ctx("stat", src)?;
+    fs::create_dir(dst).ctx("mkdir", dst)?;
+    let dst_root = rustix::fs::open(dst, DIR_FLAGS, Mode::empty()).ctx("open directory", dst)?;
+    let mut copier = Copier {
+        src,
+        dst,
+        links: HashMap::new(),
+    };
+    let mut sdirs = DirChain::new(src_root.as_fd());
+    let mut ddirs = DirChain::new(dst_root.as_fd());
+    // per open directory: the entries still to copy (sorted, popped from the end) and the
+    // directory's own stat, applied when it is left (its children change its times)
+    let mut stack: Vec<(Vec<Vec<u8>>, rustix::fs::Stat)> =
+        vec![(sorted_names(src_root.as_fd(), src)?, root_stat)];
+    while let Some((todo, _)) = stack.last_mut() {
+        let Some(name) = todo.pop() else {
+            let Some((_, st)) = stack.pop() else { break };
+            sdirs.reopen().ctx("open directory", src)?;
+            ddirs.reopen().ctx("open directory", dst)?;
+            let shown = copier.shown(&ddirs, b"");
+            copier.set_fd_meta(sdirs.fd(), ddirs.fd(), &st, &shown)?;
+            sdirs.pop();
+            ddirs.pop();
+            continue;
+        };
+        sdirs.reopen().ctx("open directory", src)?;
+        ddirs.reopen().ctx("open directory", dst)?;
+        let (s, d) = (sdirs.fd(), ddirs.fd());
+        let st = rustix::fs::statat(s, os(&name), AtFlags::SYMLINK_NOFOLLOW)
+            .ctx("stat", copier.src.join(os(&name)))?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            rustix::fs::mkdirat(d, os(&name), Mode::from_raw_mode(0o700))
+                .ctx("mkdir", copier.dst.join(os(&name)))?;
+            let sfd = rustix::fs::openat(s, os(&name), DIR_FLAGS, Mode::empty())
+                .ctx("open directory", copier.src.join(os(&name)))?;
+            let dfd = rustix::fs::openat(d, os(&name), DIR_FLAGS, Mode::empty())
+                .ctx("open directory", copier.dst.join(os(&name)))?;
+            let names = sorted_names(sfd.as_fd(), src)?;
+            sdirs.push(name.clone(), sfd);
+            ddirs.push(name, dfd);
+            stack.push((names, st));
+        } else {
+            copier.leaf(s, d, &name, &st, &ddirs, dst_root.as_fd())?;
+        }
+    }
     Ok(())
 }
 
-fn copy_entry(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> Result<()> {
-    let m = fs::symlink_metadata(src).ctx("stat", src)?;
-    let ft = m.file_type();
-    if ft.is_dir() {
-        fs::create_dir(dst).ctx("mkdir", dst)?;
-        let mut names: Vec<_> = fs::read_dir(src)
-            .ctx("read directory", src)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .ctx("read directory", src)?;
-        names.sort();
-        for n in names {
-            copy_entry(&src.join(&n), &dst.join(&n), links)?;
+const DIR_FLAGS: OFlags = crate::walk::DIR_FLAGS;
+
+fn os(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+fn sorted_names(dir: BorrowedFd<'_>, shown: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut names = read_names(dir).ctx("read directory", shown)?;
+    // popped from the end: copied in name order
+    names.sort_by(|a, b| b.cmp(a));
+    Ok(names)
+}
+
+/// The state of one [`copy_tree`]: where the first copy of each hardlinked inode went.
+struct Copier<'p> {
+    src: &'p Path,
+    dst: &'p Path,
+    /// (dev, ino) of the source -> the destination path as names from the destination root.
+    links: HashMap<(u64, u64), Vec<Vec<u8>>>,
+}
+
+impl Copier<'_> {
+    /// A destination path for messages (it may be too long to use).
+    fn shown(&self, dirs: &DirChain<'_>, name: &[u8]) -> PathBuf {
+        let mut p = self.dst.to_path_buf();
+        for n in dirs.names() {
+            p.push(os(n));
         }
-    } else {
-        if m.nlink() > 1 && !ft.is_symlink() {
-            let key = (m.dev(), m.ino());
-            if let Some(first) = links.get(&key) {
-                return fs::hard_link(first, dst).ctx("link", dst);
+        if !name.is_empty() {
+            p.push(os(name));
+        }
+        p
+    }
+
+    /// Copies a non-directory `name` from `s` to `d`.
+    fn leaf(
+        &mut self,
+        s: BorrowedFd<'_>,
+        d: BorrowedFd<'_>,
+        name: &[u8],
+        st: &rustix::fs::Stat,
+        dirs: &DirChain<'_>,
+        dst_root: BorrowedFd<'_>,
+    ) -> Result<()> {
+        let shown = self.shown(dirs, name);
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(first) = self.links.get(&key) {
+                let (tdir, tname) = open_parent(dst_root, first).ctx("open directory", &shown)?;
+                return rustix::fs::linkat(&tdir, os(tname), d, os(name), AtFlags::empty())
+                    .ctx("link", &shown);
             }
-            links.insert(key, dst.to_path_buf());
+            let mut path: Vec<Vec<u8>> = dirs.names().map(<[u8]>::to_vec).collect();
+            path.push(name.to_vec());
+            self.links.insert(key, path);
         }
-        if ft.is_symlink() {
-            let t = fs::read_link(src).ctx("readlink", src)?;
-            std::os::unix::fs::symlink(&t, dst).ctx("symlink", dst)?;
-        } else if ft.is_file() {
-            fs::copy(src, dst).ctx("copy", dst)?;
-        } else {
-            let kind = rustix::fs::FileType::from_raw_mode(m.mode());
-            rustix::fs::mknodat(
-                CWD,
-                dst,
-                kind,
-                rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
-                m.rdev(),
+        match ft {
+            FileType::RegularFile => {
+                let sf = rustix::fs::openat(
+                    s,
+                    os(name),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx("open", self.src.join(os(name)))?;
+                let df = rustix::fs::openat(
+                    d,
+                    os(name),
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .ctx("create", &shown)?;
+                let (mut sf, mut df) = (fs::File::from(sf), fs::File::from(df));
+                std::io::copy(&mut sf, &mut df).ctx("copy", &shown)?;
+                return self.set_fd_meta(sf.as_fd(), df.as_fd(), st, &shown);
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(s, os(name), Vec::new())
+                    .ctx("readlink", self.src.join(os(name)))?;
+                rustix::fs::symlinkat(os(target.as_bytes()), d, os(name)).ctx("symlink", &shown)?;
+            }
+            _ => {
+                rustix::fs::mknodat(
+                    d,
+                    os(name),
+                    ft,
+                    Mode::from_raw_mode(st.st_mode & 0o7777),
+                    st.st_rdev,
+                )
+                .ctx("mknod", &shown)?;
+            }
+        }
+        // symlinks and nodes: by name in the parent, never following
+        rustix::fs::chownat(
+            d,
+            os(name),
+            Some(rustix::fs::Uid::from_raw(st.st_uid)),
+            Some(rustix::fs::Gid::from_raw(st.st_gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ctx("chown", &shown)?;
+        if ft != FileType::Symlink {
+            rustix::fs::chmodat(
+                d,
+                os(name),
+                Mode::from_raw_mode(st.st_mode & 0o7777),
+                AtFlags::empty(),
             )
-            .ctx("mknod", dst)?;
+            .ctx("chmod", &shown)?;
         }
+        let sp = fd_path(s).join(os(name));
+        let dp = fd_path(d).join(os(name));
+        for (k, v) in read_xattrs(&sp) {
+            rustix::fs::lsetxattr(&dp, k.as_str(), &v, rustix::fs::XattrFlags::empty())
+                .ctx("setxattr", &shown)?;
+        }
+        rustix::fs::utimensat(d, os(name), &times(st), AtFlags::SYMLINK_NOFOLLOW)
+            .ctx("set times", &shown)
     }
-    std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid())).ctx("chown", dst)?;
-    if !ft.is_symlink() {
-        fs::set_permissions(dst, fs::Permissions::from_mode(m.mode() & 0o7777))
-            .ctx("chmod", dst)?;
+
+    /// Owner, mode (after the owner: chown clears set-ID bits), xattrs and times of `s` on `d`.
+    fn set_fd_meta(
+        &self,
+        s: BorrowedFd<'_>,
+        d: BorrowedFd<'_>,
+        st: &rustix::fs::Stat,
+        shown: &Path,
+    ) -> Result<()> {
+        rustix::fs::fchown(
+            d,
+            Some(rustix::fs::Uid::from_raw(st.st_uid)),
+            Some(rustix::fs::Gid::from_raw(st.st_gid)),
+        )
+        .ctx("chown", shown)?;
+        rustix::fs::fchmod(d, Mode::from_raw_mode(st.st_mode & 0o7777)).ctx("chmod", shown)?;
+        for (k, v) in read_xattrs(&fd_path(s)) {
+            rustix::fs::lsetxattr(fd_path(d), k.as_str(), &v, rustix::fs::XattrFlags::empty())
+                .ctx("setxattr", shown)?;
+        }
+        rustix::fs::futimens(d, &times(st)).ctx("set times", shown)
     }
-    for (k, v) in read_xattrs(src) {
-        rustix::fs::lsetxattr(dst, k.as_str(), &v, rustix::fs::XattrFlags::empty())
-            .ctx("setxattr", dst)?;
-    }
-    let ts = Timestamps {
+}
+
+/// `/proc/self/fd/N`: a path for the open file (its last component is a magic link that
+/// the `l*xattr` calls do not follow, so it names the file itself; a name joined to it is
+/// looked up in that directory).
+fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn times(st: &rustix::fs::Stat) -> Timestamps {
+    Timestamps {
         last_access: Timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec() as _,
+            tv_sec: st.st_atime as _,
+            tv_nsec: st.st_atime_nsec as _,
         },
         last_modification: Timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec() as _,
+            tv_sec: st.st_mtime as _,
+            tv_nsec: st.st_mtime_nsec as _,
         },
-    };
-    rustix::fs::utimensat(CWD, dst, &ts, AtFlags::SYMLINK_NOFOLLOW).ctx("set times", dst)?;
-    Ok(())
+    }
+}
+
+/// Opens the directory holding `path` (names from `root`), one component at a time, never
+/// following a symlink; returns it and the last name.
+fn open_parent<'p>(
+    root: BorrowedFd<'_>,
+    path: &'p [Vec<u8>],
+) -> rustix::io::Result<(OwnedFd, &'p [u8])> {
+    let (last, dirs) = path.split_last().ok_or(Errno::INVAL)?;
+    let mut cur = rustix::fs::openat(root, ".", DIR_FLAGS, Mode::empty())?;
+    for n in dirs {
+        cur = rustix::fs::openat(&cur, os(n), DIR_FLAGS, Mode::empty())?;
+    }
+    Ok((cur, last))
 }
