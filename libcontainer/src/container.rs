@@ -98,6 +98,10 @@ impl ContainerBuilder {
 
     /// Creates the container as `runc create` does: everything is set up and the user's
     /// process waits until [`Container::start`] (from this or any other process).
+    ///
+    /// As with runc, a `process` without `capabilities` keeps every capability the runtime
+    /// holds (root's full set): give the set explicitly (e.g.
+    /// [`crate::caps::docker_default_capabilities`]) for anything untrusted.
     pub fn create(self) -> Result<Container> {
         self.build(true)
     }
@@ -585,9 +589,32 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+/// Writes `pid` to the pid file `path` as runc does, without following a symlink planted
+/// at the temporary name: `<path>.tmp` is created with `O_CREAT | O_EXCL | O_NOFOLLOW`
+/// (a stale one, file or symlink, is unlinked once, never written through) and renamed
+/// over `path` (which replaces a symlink there rather than following it).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write {}", tmp.display()))?;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&tmp).ctx(|| format!("remove stale {}", tmp.display()))?;
+            open()
+        }
+        r => r,
+    }
+    .ctx(|| format!("create {}", tmp.display()))?;
+    f.write_all(pid.to_string().as_bytes())
+        .ctx(|| format!("write {}", tmp.display()))?;
+    drop(f);
     std::fs::rename(&tmp, path).ctx(|| format!("rename {}", path.display()))
 }
 
@@ -946,6 +973,18 @@ impl Container {
             ));
         }
         crate::spec::check_process_supported(process)?;
+        // no capabilities in the exec'd process's spec: the container's, as runc does (not
+        // every capability the runtime holds)
+        let inherited;
+        let process = match (process.capabilities(), self.state.process.as_ref()) {
+            (None, Some(init)) => {
+                let mut p = process.clone();
+                p.set_capabilities(init.capabilities().clone());
+                inherited = p;
+                &inherited
+            }
+            _ => process,
+        };
         let pidfd = self
             .pidfd()?
             .ok_or_else(|| Error::NotFound(self.state.id.clone()))?;

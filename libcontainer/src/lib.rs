@@ -50,7 +50,7 @@ pub mod state;
 mod sys;
 mod trampoline;
 
-pub use container::{Container, ContainerBuilder, receive_console, wait_pid};
+pub use container::{Container, ContainerBuilder, receive_console, wait_pid, write_pid_file};
 pub use error::{Error, Result};
 pub use init::Stdio;
 pub use state::{State, Status};

@@ -125,6 +125,14 @@ pub fn default_spec() -> Spec {
         let mut res = linux.resources().clone().unwrap_or_default();
         res.set_devices(Some(vec![deny_all]));
         linux.set_resources(Some(res));
+        // what Docker masks today beyond runc's list
+        let mut masked = linux.masked_paths().clone().unwrap_or_default();
+        for extra in ["/proc/interrupts", "/sys/devices/virtual/powercap"] {
+            if !masked.iter().any(|m| m == extra) {
+                masked.push(extra.to_string());
+            }
+        }
+        linux.set_masked_paths(Some(masked));
     }
     spec
 }

@@ -383,3 +383,92 @@ fn create_and_start_without_mount_namespace() {
     assert_eq!(c.status(), longshore_container::Status::Running);
     c.delete(true).unwrap();
 }
+
+/// The capability bitmasks (`CapEff`, `CapBnd`) a process reports.
+fn cap_masks(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter(|l| l.starts_with("CapEff:") || l.starts_with("CapBnd:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// An exec'd process whose spec has no `capabilities` gets the container's, not every capability the runtime holds (CAP_SYS_ADMIN among them).
+#[test]
+fn exec_without_capabilities_gets_the_containers() {
+    require_root!();
+    // (the default spec's process holds runc's three: AUDIT_WRITE, KILL, NET_BIND_SERVICE)
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut c = f.builder().stdio(Stdio::Null).create().unwrap();
+    c.start().unwrap();
+    let init = cap_masks(&std::fs::read_to_string(format!("/proc/{}/status", c.pid())).unwrap());
+    let mut p = f.spec.process().clone().unwrap();
+    p.set_capabilities(None);
+    p.set_args(Some(vec!["cat".into(), "/proc/self/status".into()]));
+    let (code, out) = exec_capture(&c, &p);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        cap_masks(&out),
+        init,
+        "the exec'd process has other capabilities than the container"
+    );
+    c.delete(true).unwrap();
+}
+
+/// The pid file is not written through a symlink planted at its temporary name.
+#[test]
+fn pid_file_is_not_written_through_a_symlink() {
+    require_root!();
+    let f = Fixture::new(&["true"]);
+    let dir = tempfile::Builder::new()
+        .prefix("longshore-pidfile-")
+        .tempdir()
+        .unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    let pid_file = dir.path().join("c.pid");
+    std::os::unix::fs::symlink(&victim, pid_file.with_extension("tmp")).unwrap();
+    let mut c = f
+        .builder()
+        .stdio(Stdio::Null)
+        .pid_file(&pid_file)
+        .create()
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        c.pid().to_string()
+    );
+    assert!(
+        !std::fs::symlink_metadata(&pid_file)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    c.delete(true).unwrap();
+}
+
+/// The default spec masks what Docker masks today: `/proc/interrupts` reads empty.
+#[test]
+fn default_spec_masks_interrupts_and_powercap() {
+    require_root!();
+    let spec = longshore_container::spec::default_spec();
+    let masked = spec
+        .linux()
+        .as_ref()
+        .unwrap()
+        .masked_paths()
+        .clone()
+        .unwrap();
+    assert!(
+        masked.iter().any(|m| m == "/sys/devices/virtual/powercap"),
+        "{masked:?}"
+    );
+    let f = Fixture::new(&["wc", "-c", "/proc/interrupts"]);
+    let (code, out) = f.run();
+    assert_eq!(
+        (code, out.split_whitespace().next()),
+        (0, Some("0")),
+        "{out}"
+    );
+}

@@ -655,10 +655,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 .transpose()?
                 .map(TtyProxy::start);
             if let Some(pf) = pid_file {
-                std::fs::write(&pf, pid.to_string()).map_err(|e| Error::Io {
-                    what: format!("write {}", pf.display()),
-                    source: e,
-                })?;
+                longshore_container::write_pid_file(&pf, pid)?;
             }
             if let Some(blocked) = blocked {
                 let code = wait_forwarding(pid, &blocked, proxy.as_ref());
