@@ -363,6 +363,10 @@ impl Drop for ScratchDir {
 }
 
 /// Opens a regular file of an unpacked archive, refusing symlinks and anything outside it.
+///
+/// The entry is first opened `O_PATH` (which opens nothing: no FIFO blocks, no device
+/// driver runs) and its type checked; only a regular file is then opened for reading, with
+/// `O_NONBLOCK`, and checked to be the same inode.
 fn open_in_archive(base: &Path, path: &Path) -> Result<fs::File> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let rel = path.strip_prefix(base).unwrap_or(path);
@@ -373,24 +377,52 @@ fn open_in_archive(base: &Path, path: &Path) -> Result<fs::File> {
         Mode::empty(),
     )
     .ctx("open archive directory", base)?;
-    let fd = rustix::fs::openat2(
-        &dir,
-        rel,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| match e {
-        rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => Error::InvalidLayer(format!(
-            "archive entry {shown:?} is a symlink or leads outside the archive"
-        )),
-        rustix::io::Errno::NOENT => Error::InvalidLayer(format!("archive has no entry {shown:?}")),
-        e => Error::io("open archive entry", path, e.into()),
-    })?;
-    let f = fs::File::from(fd);
-    if !f.metadata().ctx("stat archive entry", path)?.is_file() {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let open = |flags: OFlags| {
+        rustix::fs::openat2(
+            &dir,
+            rel,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => Error::InvalidLayer(format!(
+                "archive entry {shown:?} is a symlink or leads outside the archive"
+            )),
+            rustix::io::Errno::NOENT => {
+                Error::InvalidLayer(format!("archive has no entry {shown:?}"))
+            }
+            e => Error::io("open archive entry", path, e.into()),
+        })
+    };
+    let handle = open(OFlags::PATH)?;
+    let st = rustix::fs::fstat(&handle).ctx("stat archive entry", path)?;
+    let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    if kind == rustix::fs::FileType::Symlink {
+        // O_PATH | O_NOFOLLOW opens a final symlink itself
         return Err(Error::InvalidLayer(format!(
-            "archive entry {shown:?} is not a regular file"
+            "archive entry {shown:?} is a symlink or leads outside the archive"
+        )));
+    }
+    if kind != rustix::fs::FileType::RegularFile {
+        return Err(Error::InvalidLayer(format!(
+            "archive entry {shown:?} is not a regular file (it is a {})",
+            match kind {
+                rustix::fs::FileType::Fifo => "FIFO",
+                rustix::fs::FileType::CharacterDevice => "character device",
+                rustix::fs::FileType::BlockDevice => "block device",
+                rustix::fs::FileType::Directory => "directory",
+                rustix::fs::FileType::Socket => "socket",
+                _ => "special file",
+            }
+        )));
+    }
+    let f = fs::File::from(open(OFlags::RDONLY | OFlags::NONBLOCK)?);
+    let now = rustix::fs::fstat(&f).ctx("stat archive entry", path)?;
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(Error::InvalidLayer(format!(
+            "archive entry {shown:?} was replaced while it was being read"
         )));
     }
     Ok(f)

@@ -272,3 +272,149 @@ fn deep_tree_in_vfs_neither_crashes_nor_locks_the_store() {
 fn deep_tree_in_overlay_neither_crashes_nor_locks_the_store() {
     deep_tree_in_a_small_process("overlay");
 }
+
+/// Opens every FIFO under `dir` for writing and closes it: a reader blocked on one returns.
+fn unblock_fifos(dir: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_fifo() {
+                let _ = rustix::fs::open(
+                    e.path(),
+                    rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK,
+                    rustix::fs::Mode::empty(),
+                );
+            }
+        }
+    }
+}
+
+/// Loads `archive`, failing the test if the load does not return within a minute (a hang:
+/// the FIFOs it may be blocked on are then opened for writing, so that it returns).
+fn load_or_hang(s: &Store, archive: &[u8]) -> longshore_graph::Result<Vec<String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let r = s
+                .load(archive)
+                .map(|v| v.into_iter().map(|(id, _)| id.to_string()).collect());
+            let _ = tx.send(r);
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(r) => r,
+            Err(_) => {
+                unblock_fifos(&s.root().join("tmp"));
+                let _ = rx.recv();
+                panic!("load did not return within a minute (blocked on a FIFO?)");
+            }
+        }
+    })
+}
+
+fn config_for(layer_tar: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [longshore_graph::Digest::sha256_of(layer_tar).to_string()]}
+    }))
+    .unwrap()
+}
+
+fn assert_store_clean(root: &Path, driver: &str) {
+    let s = open(root, driver);
+    let rep = s.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(
+        fs::read_dir(root.join("tmp")).unwrap().count(),
+        0,
+        "tmp/ is empty"
+    );
+}
+
+#[test]
+fn load_refuses_fifos_and_devices_without_opening_them() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("hostile-fifo");
+    let root = tmp.path().join("store");
+    let layer = TarBuilder::new().file("etc/motd", b"hi\n").finish();
+    let config = config_for(&layer);
+    let manifest = br#"[{"Config":"config.json","RepoTags":["fifo:1"],"Layers":["layer.tar"]}]"#;
+    // the config is a FIFO; the config is a device; the layer is a FIFO
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "FIFO",
+            TarBuilder::new()
+                .file("manifest.json", manifest)
+                .node("config.json", tar::EntryType::Fifo, 0, 0)
+                .file("layer.tar", &layer)
+                .finish(),
+        ),
+        (
+            "character device",
+            TarBuilder::new()
+                .file("manifest.json", manifest)
+                .node("config.json", tar::EntryType::Char, 1, 3)
+                .file("layer.tar", &layer)
+                .finish(),
+        ),
+        (
+            "FIFO",
+            TarBuilder::new()
+                .file("manifest.json", manifest)
+                .file("config.json", &config)
+                .node("layer.tar", tar::EntryType::Fifo, 0, 0)
+                .finish(),
+        ),
+    ];
+    // an OCI layout whose layer blob is a FIFO
+    let config_d = longshore_graph::Digest::sha256_of(&config);
+    let layer_d = longshore_graph::Digest::sha256_of(&layer);
+    let oci_manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_d.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_d.to_string(), "size": layer.len()}],
+    }))
+    .unwrap();
+    let manifest_d = longshore_graph::Digest::sha256_of(&oci_manifest);
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_d.to_string(), "size": oci_manifest.len()}],
+    }))
+    .unwrap();
+    let mut cases = cases;
+    cases.push((
+        "FIFO",
+        TarBuilder::new()
+            .file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .file("index.json", &index)
+            .file(&format!("blobs/sha256/{}", manifest_d.hex()), &oci_manifest)
+            .file(&format!("blobs/sha256/{}", config_d.hex()), &config)
+            .node(
+                &format!("blobs/sha256/{}", layer_d.hex()),
+                tar::EntryType::Fifo,
+                0,
+                0,
+            )
+            .finish(),
+    ));
+    for (i, (kind, archive)) in cases.iter().enumerate() {
+        {
+            let s = open(&root, "vfs");
+            let err = load_or_hang(&s, archive).unwrap_err().to_string();
+            assert!(
+                err.contains("not a regular file") && err.contains(kind),
+                "case {i}: {err}"
+            );
+            assert!(s.images().unwrap().is_empty(), "case {i}");
+        }
+        assert_store_clean(&root, "vfs");
+    }
+}
