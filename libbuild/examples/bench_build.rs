@@ -6,7 +6,6 @@
 //! `sudo cargo run --release -p longshore-build --example bench_build [rounds]`
 
 use std::fs;
-use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,8 +25,12 @@ impl StepRunner for Chroot {
             .envs(step.env.iter().filter_map(|e| e.split_once('=')))
             .output()
             .map_err(|e| format!("chroot: {e}"))?;
-        step.output.write_all(&out.stdout).map_err(|e| e.to_string())?;
-        step.output.write_all(&out.stderr).map_err(|e| e.to_string())?;
+        step.output
+            .write_all(&out.stdout)
+            .map_err(|e| e.to_string())?;
+        step.output
+            .write_all(&out.stderr)
+            .map_err(|e| e.to_string())?;
         Ok(out.status.code().unwrap_or(128))
     }
 }
@@ -66,10 +69,16 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     let (mut cold, mut cached, mut noop) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let dir = tempfile::Builder::new().prefix("longshore-build-bench-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("longshore-build-bench-")
+            .tempdir()
+            .unwrap();
         let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
         let base_ctx = dir.path().join("base");
         longshore_test_support::busybox_rootfs(&base_ctx.join("rootfs")).unwrap();
@@ -81,9 +90,15 @@ fn main() {
         let app = dir.path().join("app");
         fs::create_dir_all(app.join("files")).unwrap();
         for i in 0..200 {
-            fs::write(app.join(format!("files/f{i:03}.txt")), format!("file {i}\n")).unwrap();
+            fs::write(
+                app.join(format!("files/f{i:03}.txt")),
+                format!("file {i}\n"),
+            )
+            .unwrap();
         }
-        let big: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let big: Vec<u8> = (0..20u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         fs::write(app.join("big.bin"), big).unwrap();
         let ctx = Context::dir(&app).unwrap();
         cold.push(time(&store, &ctx, &opts(DOCKERFILE, false)));
@@ -93,10 +108,25 @@ fn main() {
         noop.push(t2.saturating_sub(t1));
     }
     println!("driver: {}", {
-        let d = tempfile::Builder::new().prefix("longshore-build-bench-").tempdir().unwrap();
-        Store::open(d.path(), StoreOptions::default()).unwrap().driver().name()
+        let d = tempfile::Builder::new()
+            .prefix("longshore-build-bench-")
+            .tempdir()
+            .unwrap();
+        Store::open(d.path(), StoreOptions::default())
+            .unwrap()
+            .driver()
+            .name()
     });
-    println!("10-step build, cold:         median {:?} of {rounds} ({cold:?})", median(cold.clone()));
-    println!("10-step build, fully cached: median {:?} of {rounds} ({cached:?})", median(cached.clone()));
-    println!("no-op RUN step:              median {:?} of {rounds} ({noop:?})", median(noop.clone()));
+    println!(
+        "10-step build, cold:         median {:?} of {rounds} ({cold:?})",
+        median(cold.clone())
+    );
+    println!(
+        "10-step build, fully cached: median {:?} of {rounds} ({cached:?})",
+        median(cached.clone())
+    );
+    println!(
+        "no-op RUN step:              median {:?} of {rounds} ({noop:?})",
+        median(noop.clone())
+    );
 }

@@ -174,6 +174,8 @@ struct State {
     config: Value,
     /// ARGs declared in this stage, with values.
     args: Vec<(String, Option<String>)>,
+    /// A CMD was set in this stage.
+    cmd_set: bool,
 }
 
 impl State {
@@ -537,6 +539,7 @@ impl Shared<'_> {
                 top: None,
                 config: self.scratch_config(),
                 args,
+                cmd_set: false,
             });
         };
         let config: Value = serde_json::from_slice(&self.store.config(&id.to_string())?)
@@ -556,6 +559,7 @@ impl Shared<'_> {
             top,
             config,
             args,
+            cmd_set: false,
         };
         if !st.config["config"].is_object() {
             st.config["config"] = json!({});
@@ -734,7 +738,9 @@ impl Shared<'_> {
     ) -> Result<()> {
         if let Some(id) = self.cache_lookup(key) {
             let args = std::mem::take(&mut st.args);
+            let cmd_set = st.cmd_set;
             *st = self.load_state(Some(&id), args)?;
+            st.cmd_set = cmd_set;
             self.say(&format!(" ---> Using cache\n ---> {}\n", short(&id)));
             self.counts.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
             return Ok(());
@@ -815,15 +821,15 @@ impl Shared<'_> {
         match &ins.kind {
             Kind::From { .. } => Err(self.step_err(ins, "FROM inside a stage".into())),
             Kind::Env(pairs) => {
+                // every pair expands against the environment before the instruction
+                // (`ENV abc=bye def=$abc` gives def the old abc), as in Docker
                 let mut vals = Vec::new();
-                let mut tmp = st.clone();
                 for (k, v) in pairs {
-                    let k = self.expand(&tmp, ins, k)?;
-                    let v = self.expand(&tmp, ins, v)?;
+                    let k = self.expand(st, ins, k)?;
+                    let v = self.expand(st, ins, v)?;
                     if k.is_empty() {
                         return Err(self.step_err(ins, "ENV names can not be blank".into()));
                     }
-                    tmp.set_env(&k, &v);
                     vals.push((k, v));
                 }
                 let text: Vec<String> = vals.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -866,13 +872,19 @@ impl Shared<'_> {
                 };
                 let shown = serde_json::to_string(&argv).unwrap_or_default();
                 let word = if is_cmd { "CMD" } else { "ENTRYPOINT" };
+                if is_cmd {
+                    st.cmd_set = true;
+                }
+                // ENTRYPOINT resets a CMD inherited from the base, not one this stage set
+                let reset_cmd = !is_cmd && !st.cmd_set;
                 self.meta_step(st, format!("{word} {shown}"), |st| {
                     if is_cmd {
                         st.config["config"]["Cmd"] = json!(argv);
                     } else {
                         st.config["config"]["Entrypoint"] = json!(argv);
-                        // ENTRYPOINT resets an inherited CMD (Docker's rule)
-                        st.config["config"]["Cmd"] = Value::Null;
+                        if reset_cmd {
+                            st.config["config"]["Cmd"] = Value::Null;
+                        }
                     }
                 })
             }

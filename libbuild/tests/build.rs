@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use longshore_build::{BuildOptions, Built, Context, Error, RunStep, StepRunner, build};
@@ -610,5 +609,110 @@ fn labels_and_unused_build_args() {
     q.quiet = true;
     let (r, out) = run(&e, &q);
     assert_eq!(out, format!("{}\n", r.unwrap().id));
-    let _ = Path::new("/");
+}
+
+/// The seed's 7.3 example (docker-registry's Dockerfile), adapted to a busybox base: the
+/// comment lines inside the RUN continuation, COPY of the context and of one file, the old
+/// `ENV key value` form, EXPOSE and CMD.
+#[test]
+fn the_seeds_example_dockerfile_builds() {
+    require_root!();
+    let e = env();
+    base(&e);
+    fs::create_dir_all(e.ctx.join("config")).unwrap();
+    fs::create_dir_all(e.ctx.join("depends/docker-registry-core")).unwrap();
+    fs::write(e.ctx.join("config/boto.cfg"), "[Boto]\n").unwrap();
+    fs::write(e.ctx.join("config/config_sample.yml"), "dev:\n").unwrap();
+    fs::write(
+        e.ctx.join("depends/docker-registry-core/setup.py"),
+        "# core\n",
+    )
+    .unwrap();
+    fs::write(e.ctx.join(".dockerignore"), "rootfs\n").unwrap();
+    let df = "# VERSION 0.1
+# DOCKER-VERSION 0.7.3
+# AUTHOR:      Sam Alba <sam@docker.com>
+# DESCRIPTION:  Image with docker-registry project and dependencies
+# TO_BUILD:    docker build -rm -t registry .
+# TO_RUN:      docker run -p 5000:5000 registry
+
+# Latest Ubuntu LTS
+FROM base:1
+
+# Update
+RUN echo apt-get update \\
+# Install pip
+    && echo apt-get install -y \\
+        swig \\
+        python-pip \\
+# Install deps for backports.lmza (python2 requires it)
+        python-dev \\
+        libssl-dev \\
+        liblzma-dev \\
+        libevent1-dev \\
+        && rm -rf /var/lib/apt/lists/*
+
+COPY . /docker-registry
+COPY ./config/boto.cfg /etc/boto.cfg
+
+# Install core
+RUN ls /docker-registry/depends/docker-registry-core
+
+ENV DOCKER_REGISTRY_CONFIG /docker-registry/config/config_sample.yml
+ENV SETTINGS_FLAVOR dev
+
+EXPOSE 5000
+
+CMD [\"docker-registry\"]
+";
+    let mut o = opts(df);
+    o.tags = vec!["registry".into()];
+    let (r, out) = run(&e, &o);
+    let built = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(
+        out.contains(
+            "apt-get install -y swig python-pip python-dev libssl-dev liblzma-dev libevent1-dev\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("setup.py\n"), "{out}");
+    assert!(
+        out.contains("Step 9/9 : CMD [\"docker-registry\"]"),
+        "{out}"
+    );
+    assert!(out.contains("Successfully tagged registry:latest"), "{out}");
+    let cfg = config(&e.store, "registry");
+    let env = cfg["config"]["Env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|v| v == "DOCKER_REGISTRY_CONFIG=/docker-registry/config/config_sample.yml")
+    );
+    assert!(env.iter().any(|v| v == "SETTINGS_FLAVOR=dev"));
+    assert!(cfg["config"]["ExposedPorts"]["5000/tcp"].is_object());
+    assert_eq!(e.store.image("registry").unwrap().id, built.id);
+}
+
+#[test]
+fn env_expands_against_the_previous_environment_and_entrypoint_resets_inherited_cmd() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let (r, out) = run(
+        &e,
+        &opts(
+            "FROM base:1\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\nENTRYPOINT [\"sh\"]\n",
+        ),
+    );
+    let b = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    let cfg = config(&e.store, &b.id.to_string());
+    let env = cfg["config"]["Env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|v| v == "def=hello") && env.iter().any(|v| v == "ghi=bye"),
+        "{env:?}"
+    );
+    // base:1 has CMD ["sh"]: ENTRYPOINT drops it
+    assert!(cfg["config"]["Cmd"].is_null(), "{cfg}");
+    let (r, _) = run(&e, &opts("FROM base:1\nCMD [\"x\"]\nENTRYPOINT [\"sh\"]\n"));
+    let cfg = config(&e.store, &r.unwrap().id.to_string());
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["x"]));
 }
