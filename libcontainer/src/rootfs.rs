@@ -9,11 +9,11 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::stat::{Mode, SFlag, makedev};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use rustix::fs::{OFlags, ResolveFlags};
 
@@ -127,6 +127,126 @@ fn open_in_root(root_fd: &OwnedFd, path: &Path) -> Result<OwnedFd> {
     )
     .map_err(io::Error::from)
     .ctx(|| format!("open mount target {} inside the rootfs", path.display()))
+}
+
+/// The components of `path` (absolute inside the container), `.` and the root dropped.
+fn components(path: &Path) -> Vec<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn join(parts: &[OsString]) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    p.extend(parts);
+    p
+}
+
+/// Opens the directory `path` inside the root, `O_PATH` (symlinks resolved by the kernel
+/// inside the root, magic links refused).
+fn open_dir_in_root(root_fd: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    rustix::fs::openat2(
+        root_fd,
+        rel,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(io::Error::from)
+}
+
+/// `mkdir -p` inside the root with no path ever resolved in the host's: each missing
+/// directory is made with `mkdirat` on its parent, itself opened from `root_fd` with
+/// `RESOLVE_IN_ROOT`, so a symlink swapped in at any moment (CVE-2019-19921,
+/// CVE-2021-30465) still resolves inside the root. A dangling symlink is followed (inside
+/// the root) by creating its target. Returns the last directory, opened `O_PATH`.
+fn mkdir_all_in_root(root_fd: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+    let mut todo = components(path);
+    let mut done: Vec<OsString> = Vec::new();
+    let mut cur = open_dir_in_root(root_fd, Path::new("/"))?;
+    let mut links = 0;
+    while !todo.is_empty() {
+        let name = todo.remove(0);
+        let mut next = done.clone();
+        next.push(name.clone());
+        match open_dir_in_root(root_fd, &join(&next)) {
+            Ok(fd) => {
+                cur = fd;
+                done = next;
+                continue;
+            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+        match rustix::fs::mkdirat(
+            &cur,
+            name.as_os_str(),
+            rustix::fs::Mode::from_raw_mode(0o755),
+        ) {
+            Ok(()) => {
+                cur = open_dir_in_root(root_fd, &join(&next))?;
+                done = next;
+            }
+            Err(rustix::io::Errno::EXIST) => {
+                // a dangling symlink: create what it names, inside the root
+                let target = rustix::fs::readlinkat(&cur, name.as_os_str(), Vec::new())
+                    .map_err(io::Error::from)?;
+                links += 1;
+                if links > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+                let mut rest = if target.is_absolute() {
+                    components(&target)
+                } else {
+                    let mut r = done.clone();
+                    r.extend(components(&target));
+                    r
+                };
+                rest.extend(todo);
+                todo = rest;
+                done.clear();
+                cur = open_dir_in_root(root_fd, Path::new("/"))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(cur)
+}
+
+/// The parent directory of `path` inside the root (made if missing) and the last name.
+fn parent_in_root(root_fd: &OwnedFd, path: &Path) -> io::Result<(OwnedFd, OsString)> {
+    let mut parts = components(path);
+    let name = parts
+        .pop()
+        .filter(|n| n != "..")
+        .ok_or_else(|| io::Error::other(format!("{} names no file", path.display())))?;
+    Ok((mkdir_all_in_root(root_fd, &join(&parts))?, name))
+}
+
+/// Creates an empty file at `path` inside the root unless something is there already
+/// (never through a symlink in the host's root).
+fn create_file_in_root(root_fd: &OwnedFd, path: &Path, mode: u32) -> io::Result<()> {
+    let (dir, name) = parent_in_root(root_fd, path)?;
+    match rustix::fs::openat(
+        &dir,
+        name.as_os_str(),
+        OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC,
+        rustix::fs::Mode::from_raw_mode(mode),
+    ) {
+        Ok(_) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn fd_path(fd: &OwnedFd) -> String {
@@ -353,36 +473,16 @@ fn mount_one(ctx: &RootfsContext<'_>, root_fd: &OwnedFd, m: &Mount) -> Result<()
             .map(|m| m.is_dir())
             .ctx(|| format!("bind source {}", source.display()))?
     {
-        if let Some(parent) = dest.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .ctx(what)?;
-        }
-        if fs::symlink_metadata(&dest).is_err() {
-            fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&dest)
-                .ctx(what)?;
-        }
+        create_file_in_root(root_fd, dest_in, 0o644).ctx(what)?;
     } else {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&dest)
-            .ctx(what)?;
+        mkdir_all_in_root(root_fd, dest_in).ctx(what)?;
     }
     let target_fd = open_in_root(root_fd, dest_in)?;
     check_proc_destination(ctx.rootfs, &dest, &target_fd, typ, bind, dest_in)?;
     let target = fd_path(&target_fd);
 
     if typ == "cgroup" {
-        return mount_cgroups(ctx, &target, &dest, &opts);
+        return mount_cgroups(ctx, root_fd, dest_in, &target, &opts);
     }
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
     if bind {
@@ -479,8 +579,9 @@ fn remount(target: &str, flags: MsFlags) -> nix::Result<()> {
 /// a private cgroup namespace, else a bind of the container's own cgroup directory).
 fn mount_cgroups(
     ctx: &RootfsContext<'_>,
-    target: &str,
+    root_fd: &OwnedFd,
     dest: &Path,
+    target: &str,
     opts: &MountOptions,
 ) -> Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -492,15 +593,33 @@ fn mount_cgroups(
         Some("mode=755"),
     )
     .ctx(|| format!("mount tmpfs for cgroups on {}", dest.display()))?;
+    // the fresh tmpfs, reached through the root again (the old descriptor is below it)
+    let tmpfs = open_in_root(root_fd, dest)?;
     for h in ctx.hierarchies {
         let sub = dest.join(&h.name);
-        fs::create_dir_all(&sub).ctx(|| format!("create {}", sub.display()))?;
         let what = || format!("mount cgroup hierarchy {} on {}", h.options, sub.display());
+        match rustix::fs::mkdirat(
+            &tmpfs,
+            h.name.as_str(),
+            rustix::fs::Mode::from_raw_mode(0o755),
+        ) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(io::Error::from(e)).ctx(what),
+        }
+        let sub_fd = rustix::fs::openat(
+            &tmpfs,
+            h.name.as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(io::Error::from)
+        .ctx(what)?;
+        let sub_path = fd_path(&sub_fd);
         // cgroup v1 cannot be mounted fresh inside a user namespace: bind instead
         if ctx.new_cgroupns && !ctx.in_userns {
             mount(
                 Some("cgroup"),
-                &sub,
+                sub_path.as_str(),
                 Some("cgroup"),
                 flags | (opts.flags & MsFlags::MS_RDONLY),
                 Some(h.options.as_str()),
@@ -509,27 +628,21 @@ fn mount_cgroups(
         } else if let Some(dir) = &h.container_dir {
             mount(
                 Some(dir),
-                &sub,
+                sub_path.as_str(),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
             .ctx(what)?;
             if opts.flags.contains(MsFlags::MS_RDONLY) {
-                remount(
-                    sub.to_str().unwrap_or_default(),
-                    MsFlags::MS_BIND | MsFlags::MS_RDONLY,
-                )
-                .ctx(what)?;
+                let top = open_in_root(root_fd, &sub)?;
+                remount(&fd_path(&top), MsFlags::MS_BIND | MsFlags::MS_RDONLY).ctx(what)?;
             }
         }
     }
     if opts.flags.contains(MsFlags::MS_RDONLY) {
-        remount(
-            dest.to_str().unwrap_or_default(),
-            flags | MsFlags::MS_RDONLY,
-        )
-        .ctx(|| format!("make {} read-only", dest.display()))?;
+        remount(&fd_path(&tmpfs), flags | MsFlags::MS_RDONLY)
+            .ctx(|| format!("make {} read-only", dest.display()))?;
     }
     Ok(())
 }
@@ -560,7 +673,7 @@ fn create_devices(ctx: &RootfsContext<'_>, root_fd: &OwnedFd) -> Result<()> {
             0,
         )?;
     }
-    let dev = secure_join(ctx.rootfs, Path::new("/dev")).ctx(|| "resolve /dev".into())?;
+    let dev = mkdir_all_in_root(root_fd, Path::new("/dev")).ctx(|| "open /dev".into())?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -572,11 +685,9 @@ fn create_devices(ctx: &RootfsContext<'_>, root_fd: &OwnedFd) -> Result<()> {
         links.push(("/proc/kcore", "core"));
     }
     for (target, name) in links {
-        match std::os::unix::fs::symlink(target, dev.join(name)) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(e).ctx(|| format!("symlink /dev/{name}"));
-            }
-            _ => {}
+        match rustix::fs::symlinkat(target, &dev, name) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(io::Error::from(e)).ctx(|| format!("symlink /dev/{name}")),
         }
     }
     Ok(())
@@ -619,41 +730,62 @@ fn make_node(
     uid: u32,
     gid: u32,
 ) -> Result<()> {
-    let dest = secure_join(ctx.rootfs, path).ctx(|| format!("resolve {}", path.display()))?;
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
-    }
-    let _ = fs::remove_file(&dest);
     let what = || format!("create device {}", path.display());
-    let perm = Mode::from_bits_truncate(mode & 0o7777);
+    let (dir, name) = parent_in_root(root_fd, path).ctx(what)?;
+    let name = name.as_os_str();
+    match rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(io::Error::from(e)).ctx(what),
+    }
+    let perm = mode & 0o7777;
     let made = if ctx.in_userns {
-        Err(nix::errno::Errno::EPERM)
+        Err(rustix::io::Errno::PERM)
     } else {
-        mknod(&dest, kind, perm, makedev(major, minor))
+        // the exact mode: no umask while the node is made (so no chmod by path after)
+        let old = rustix::process::umask(rustix::fs::Mode::empty());
+        let r = rustix::fs::mknodat(
+            &dir,
+            name,
+            rustix::fs::FileType::from_raw_mode(kind.bits()),
+            rustix::fs::Mode::from_raw_mode(perm),
+            makedev(major, minor),
+        );
+        rustix::process::umask(old);
+        r
     };
     match made {
         Ok(()) => {
-            nix::unistd::chown(&dest, Some(uid.into()), Some(gid.into())).ctx(what)?;
-            // mknod honours the umask; set the exact mode
-            nix::sys::stat::fchmodat(
-                nix::fcntl::AT_FDCWD,
-                &dest,
-                perm,
-                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+            // chown what we made, through a descriptor that did not follow a symlink
+            let node = rustix::fs::openat(
+                &dir,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
             )
-            .or_else(|_| {
-                nix::sys::stat::fchmodat(
-                    nix::fcntl::AT_FDCWD,
-                    &dest,
-                    perm,
-                    nix::sys::stat::FchmodatFlags::FollowSymlink,
-                )
-            })
+            .map_err(io::Error::from)
+            .ctx(what)?;
+            let st = rustix::fs::fstat(&node)
+                .map_err(io::Error::from)
+                .ctx(what)?;
+            if st.st_mode & libc::S_IFMT != kind.bits() || st.st_rdev != makedev(major, minor) {
+                return Err(Error::Init(format!(
+                    "device {} was replaced while it was being made",
+                    path.display()
+                )));
+            }
+            rustix::fs::chownat(
+                &node,
+                "",
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                rustix::fs::AtFlags::EMPTY_PATH,
+            )
+            .map_err(io::Error::from)
             .ctx(what)?;
         }
-        Err(nix::errno::Errno::EPERM) => {
+        Err(rustix::io::Errno::PERM) => {
             // in a user namespace: bind the host's node instead
-            fs::File::create(&dest).ctx(what)?;
+            create_file_in_root(root_fd, path, 0o644).ctx(what)?;
             let fd = open_in_root(root_fd, path)?;
             mount(
                 Some(path),
@@ -664,7 +796,7 @@ fn make_node(
             )
             .ctx(what)?;
         }
-        Err(e) => return Err(e).ctx(what),
+        Err(e) => return Err(io::Error::from(e)).ctx(what),
     }
     Ok(())
 }

@@ -472,3 +472,94 @@ fn default_spec_masks_interrupts_and_powercap() {
         "{out}"
     );
 }
+
+/// CVE-2019-19921 / CVE-2021-30465 class: a neighbour sharing a volume swaps a path
+/// component between a directory and a symlink to a host directory, over and over, while
+/// containers mounting under that volume start. The directories, the file for a file
+/// bind and the device node the runtime makes must never land on the host.
+#[test]
+fn racing_symlink_on_a_shared_volume_never_reaches_the_host() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    require_root!();
+    let victim = tempfile::Builder::new()
+        .prefix("longshore-victim-")
+        .tempdir()
+        .unwrap();
+    let vol = tempfile::Builder::new()
+        .prefix("longshore-vol-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir(vol.path().join("dir")).unwrap();
+    std::os::unix::fs::symlink(victim.path(), vol.path().join("alt")).unwrap();
+    let file = vol.path().join("source-file");
+    std::fs::write(&file, "x").unwrap();
+
+    // the neighbour: exchange dir <-> alt (a symlink to the victim) as fast as it can
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = {
+        let stop = stop.clone();
+        let (a, b) = (vol.path().join("dir"), vol.path().join("alt"));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &a,
+                    rustix::fs::CWD,
+                    &b,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )
+                .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut made = 0;
+    for _ in 0..30 {
+        let mut f = writable(&["true"]);
+        let mut mounts = f.spec.mounts().clone().unwrap_or_default();
+        let m = |dest: &str, typ: &str, src: &Path, opts: &[&str]| {
+            oci_spec::runtime::MountBuilder::default()
+                .destination(dest)
+                .typ(typ)
+                .source(src)
+                .options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+                .build()
+                .unwrap()
+        };
+        mounts.push(m("/data", "bind", vol.path(), &["rbind", "rw"]));
+        mounts.push(m("/data/dir/sub/deeper", "tmpfs", Path::new("tmpfs"), &[]));
+        mounts.push(m("/data/dir/f", "bind", &file, &["bind", "ro"]));
+        f.spec.set_mounts(Some(mounts));
+        let dev = oci_spec::runtime::LinuxDeviceBuilder::default()
+            .path("/data/dir/nulldev")
+            .typ(oci_spec::runtime::LinuxDeviceType::C)
+            .major(1)
+            .minor(3)
+            .build()
+            .unwrap();
+        f.spec
+            .linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_devices(Some(vec![dev]));
+        // failures are fine (the path changes under the runtime's feet); escapes are not
+        if let Ok(mut c) = f.builder().stdio(Stdio::Null).create() {
+            made += 1;
+            c.delete(true).unwrap();
+        }
+        let leaked: Vec<_> = std::fs::read_dir(victim.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "created on the host through the race: {leaked:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let n = swaps.join().unwrap();
+    eprintln!("{made}/30 containers created during {n} swaps");
+}
