@@ -274,6 +274,8 @@ struct Shared<'a> {
     /// Declared ARG names (for the unused build args warning).
     declared: Mutex<BTreeSet<String>>,
     counts: Mutex<(usize, usize)>,
+    /// Keeps layers registered but not yet in an image from a concurrent `gc`.
+    lease: longshore_graph::Lease,
 }
 
 /// Builds `opts.dockerfile` with `context` into `store`, running RUN steps with `runner` and
@@ -340,12 +342,11 @@ pub fn build(
         created: Mutex::new(Vec::new()),
         declared: Mutex::new(plan.global_args.iter().map(|(k, _)| k.clone()).collect()),
         counts: Mutex::new((0, 0)),
+        lease: store.lease(),
     };
-    let lease = store.lease();
     let r = shared.build_all();
     match r {
         Ok(id) => {
-            drop(lease);
             let (cached, run) = *shared.counts.lock().unwrap_or_else(|p| p.into_inner());
             let declared = shared
                 .declared
@@ -388,7 +389,6 @@ pub fn build(
                 let _ = store.remove_image(&id.to_string(), false, true);
                 let _ = fs::remove_file(shared.cache_dir.join("by-image").join(id.hex()));
             }
-            drop(lease);
             Err(e)
         }
     }
@@ -805,6 +805,9 @@ impl Shared<'_> {
         let layer = self
             .store
             .register_layer(st.top.as_deref(), Cursor::new(tar))?;
+        if let Some(c) = &layer.chain_id {
+            self.lease.add_chain(c);
+        }
         guard.keep = !self.opts.rm;
         drop(guard);
         self.commit(st, created_by, Some(layer))

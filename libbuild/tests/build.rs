@@ -716,3 +716,52 @@ fn env_expands_against_the_previous_environment_and_entrypoint_resets_inherited_
     let cfg = config(&e.store, &r.unwrap().id.to_string());
     assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["x"]));
 }
+
+/// Two RUN steps that each wait for the other (in the runner, on the host): they can only
+/// both succeed when their stages build at the same time. Built one after the other, the
+/// first would give up after 30 s and fail the build.
+struct Rendezvous {
+    dir: std::path::PathBuf,
+}
+
+impl StepRunner for Rendezvous {
+    fn run(&self, step: RunStep<'_>) -> Result<i32, String> {
+        let script = step.args.last().cloned().unwrap_or_default();
+        if let Some(me) = script.strip_prefix("echo meet-") {
+            let other = if me == "a" { "b" } else { "a" };
+            fs::write(self.dir.join(me), "").map_err(|e| e.to_string())?;
+            for _ in 0..3000 {
+                if self.dir.join(other).exists() {
+                    return Chroot.run(step);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            return Ok(99);
+        }
+        Chroot.run(step)
+    }
+}
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let meet = tempfile::Builder::new()
+        .prefix("longshore-build-meet-")
+        .tempdir()
+        .unwrap();
+    let df = "FROM base:1 AS a\nRUN echo meet-a\nFROM base:1 AS b\nRUN echo meet-b\nFROM base:1\nCOPY --from=a /bin/sh /a\nCOPY --from=b /bin/sh /b\n";
+    let ctx = Context::dir(&e.ctx).unwrap();
+    let mut out = Vec::new();
+    let runner = Rendezvous {
+        dir: meet.path().to_path_buf(),
+    };
+    let r = build(&e.store, &ctx, &opts(df), &runner, &mut out);
+    let out = String::from_utf8_lossy(&out);
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(
+        out.contains("meet-a\n") && out.contains("meet-b\n"),
+        "{out}"
+    );
+}
