@@ -52,6 +52,12 @@ pub trait StepRunner: Send + Sync {
     /// Runs the step's process to its end and returns its exit code (0 is success). An
     /// `Err` is a failure to run it at all.
     fn run(&self, step: RunStep<'_>) -> std::result::Result<i32, String>;
+
+    /// Downloads an `ADD <url>` source. The default fetches plain `http://` URLs with
+    /// libbuild's small client; the engine can override it for `https://`.
+    fn fetch(&self, url: &str) -> std::result::Result<crate::fetch::Fetched, String> {
+        crate::fetch::http_get(url)
+    }
 }
 
 /// Options of a build (`docker build` flags).
@@ -1257,7 +1263,8 @@ impl Shared<'_> {
         };
         // resolve sources
         let mut srcs: Vec<Src> = Vec::new();
-        let mut heredoc_files: Vec<(String, String)> = Vec::new();
+        // heredocs and downloads: (name, content, mode, mtime)
+        let mut heredoc_files: Vec<(String, Vec<u8>, u32, Option<u64>)> = Vec::new();
         for s in &spec.sources {
             if let Some(h) = spec.heredocs.iter().find(|h| {
                 crate::parser::parse_heredoc(s)
@@ -1275,12 +1282,40 @@ impl Shared<'_> {
                 } else {
                     body
                 };
-                heredoc_files.push((h.name.clone(), body));
+                heredoc_files.push((h.name.clone(), body.into_bytes(), 0o644, None));
                 continue;
             }
             let s = expand(s)?;
             if s.contains("://") || s.starts_with("git@") {
-                return Err(self.step_err(ins, format!("{word} {s}: fetching URLs and git repositories is not supported by longshore-build yet")));
+                if !is_add {
+                    return Err(self.step_err(
+                        ins,
+                        format!("COPY {s}: source can't be a URL for COPY (use ADD)"),
+                    ));
+                }
+                if !(s.starts_with("http://") || s.starts_with("https://")) {
+                    return Err(self.step_err(
+                        ins,
+                        format!("ADD {s}: git sources are not supported by longshore-build yet"),
+                    ));
+                }
+                let f = self
+                    .runner
+                    .fetch(&s)
+                    .map_err(|m| self.step_err(ins, format!("ADD failed: {m}")))?;
+                if let Some(want) = &spec.checksum {
+                    let got = format!("sha256:{}", hex::encode(Sha256::digest(&f.data)));
+                    if !want.eq_ignore_ascii_case(&got) {
+                        return Err(self.step_err(ins, format!("ADD {s}: digest mismatch: the download is {got}, --checksum wants {want}")));
+                    }
+                }
+                let name = crate::fetch::url_file_name(&s).unwrap_or_default();
+                if name.is_empty() && (dest_is_dir_syntax || spec.sources.len() > 1) {
+                    return Err(self.step_err(ins, format!("ADD {s}: cannot determine a file name from the URL; give a file path as destination")));
+                }
+                // Docker: downloads get mode 0600 and Last-Modified as their time
+                heredoc_files.push((name, f.data, 0o600, f.last_modified));
+                continue;
             }
             if spec.checksum.is_some() {
                 return Err(self.step_err(
@@ -1313,9 +1348,9 @@ impl Shared<'_> {
         for s in &srcs {
             fsutil::hash_source(&mut h, s, ignore)?;
         }
-        for (n, b) in &heredoc_files {
-            h.update(format!("heredoc {n} {}\n", b.len()).as_bytes());
-            h.update(b.as_bytes());
+        for (n, b, mode, _) in &heredoc_files {
+            h.update(format!("extra {n} {mode:o} {}\n", b.len()).as_bytes());
+            h.update(b);
         }
         let content = hex::encode(h.finalize());
         let kind = if srcs.len() == 1 && heredoc_files.is_empty() {
@@ -1365,10 +1400,10 @@ impl Shared<'_> {
                             fsutil::copy_entry(rootfs, s, &t, ignore, attrs, false)?;
                         }
                     }
-                    for (n, body) in &heredoc_files {
+                    for (n, body, mode, mtime) in &heredoc_files {
                         let inside = format!("{}/{n}", dest.trim_end_matches('/'));
                         let t = resolve_in_root(rootfs, &inside, false).ctx("resolve", &inside)?;
-                        write_file(&t, body.as_bytes(), attrs, 0o644)?;
+                        write_file(&t, body, attrs, *mode, *mtime)?;
                     }
                 } else {
                     let parent = match dest.rsplit_once('/') {
@@ -1394,8 +1429,8 @@ impl Shared<'_> {
                         } else {
                             fsutil::copy_entry(rootfs, s, &t, ignore, attrs, false)?;
                         }
-                    } else if let Some((_, body)) = heredoc_files.first() {
-                        write_file(&t, body.as_bytes(), attrs, 0o644)?;
+                    } else if let Some((_, body, mode, mtime)) = heredoc_files.first() {
+                        write_file(&t, body, attrs, *mode, *mtime)?;
                     }
                 }
                 Ok(())
@@ -1490,7 +1525,13 @@ impl Shared<'_> {
     }
 }
 
-fn write_file(path: &Path, data: &[u8], attrs: Attrs, default_mode: u32) -> Result<()> {
+fn write_file(
+    path: &Path,
+    data: &[u8],
+    attrs: Attrs,
+    default_mode: u32,
+    mtime: Option<u64>,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = fs::symlink_metadata(path)
         && !m.is_dir()
@@ -1503,6 +1544,13 @@ fn write_file(path: &Path, data: &[u8], attrs: Attrs, default_mode: u32) -> Resu
         fs::Permissions::from_mode(attrs.chmod.unwrap_or(default_mode)),
     )
     .ctx("chmod", path)?;
+    if let Some(t) = mtime {
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t)))
+            .ctx("set the time of", path)?;
+    }
     std::os::unix::fs::lchown(path, Some(attrs.uid), Some(attrs.gid)).ctx("chown", path)
 }
 

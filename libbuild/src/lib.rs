@@ -64,6 +64,7 @@
 pub mod build;
 pub mod context;
 mod error;
+pub mod fetch;
 mod fsutil;
 pub mod ignore;
 pub mod instructions;

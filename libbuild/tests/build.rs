@@ -765,3 +765,72 @@ fn independent_stages_build_at_the_same_time() {
         "{out}"
     );
 }
+
+/// A one-thread HTTP server: `/old` redirects to `/hello.txt`, which has a Last-Modified.
+fn http_server() -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let mut s = s.unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap() == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let resp = if path == "/old" {
+                "HTTP/1.1 301 Moved\r\nLocation: /hello.txt\r\nContent-Length: 0\r\n\r\n"
+                    .to_string()
+            } else {
+                "HTTP/1.1 200 OK\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n6\r\nworld\n\r\n0\r\n\r\n".to_string()
+            };
+            s.write_all(resp.as_bytes()).unwrap();
+        }
+    });
+    (addr, h)
+}
+
+#[test]
+fn add_fetches_urls_with_checksum_and_mtime() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let (url, server) = http_server();
+    let sum = "sha256:a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447";
+    let df = format!(
+        "FROM base:1\nADD --checksum={sum} {url}/old /dl/\nRUN stat -c '%a %Y' /dl/old && cat /dl/old\n"
+    );
+    let mut o = opts(&df);
+    o.source_date_epoch = Some(2_000_000_000);
+    let (r, out) = run(&e, &o);
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(out.contains("600 1445412480\nhello world\n"), "{out}");
+    // a wrong checksum refuses the download and leaves nothing
+    let n = e.store.images().unwrap().len();
+    let bad = format!(
+        "FROM base:1\nADD --checksum=sha256:{} {url}/hello.txt /x\n",
+        "0".repeat(64)
+    );
+    let mut o = opts(&bad);
+    o.tags = vec!["bad:1".into()];
+    let (r, _) = run(&e, &o);
+    let err = r.unwrap_err().to_string();
+    assert_clean_failure(&e, n, &err, "Dockerfile:2: ADD http://");
+    assert!(err.contains("digest mismatch"), "{err}");
+    // COPY takes no URL
+    let (r, _) = run(&e, &opts(&format!("FROM base:1\nCOPY {url}/x /x\n")));
+    assert!(
+        r.unwrap_err()
+            .to_string()
+            .contains("source can't be a URL for COPY")
+    );
+    // let the server finish: it serves exactly 4 connections
+    let _ = longshore_build::fetch::http_get(&format!("{url}/hello.txt"));
+    server.join().unwrap();
+}
