@@ -834,3 +834,33 @@ fn add_fetches_urls_with_checksum_and_mtime() {
     let _ = longshore_build::fetch::http_get(&format!("{url}/hello.txt"));
     server.join().unwrap();
 }
+
+#[test]
+fn cache_from_limits_the_cache_to_those_images() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let df = "FROM base:1\nRUN echo one > /one\nRUN echo two > /two\n";
+    let mut o = opts(df);
+    o.tags = vec!["cached:1".into()];
+    let (r, _) = run(&e, &o);
+    let first = r.unwrap();
+    // an unrelated image as the only trusted source: nothing is reused
+    let mut o = opts(df);
+    o.cache_from = vec!["base:1".into()];
+    let (r, out) = run(&e, &o);
+    let b = r.unwrap();
+    assert_eq!((b.cached_steps, b.run_steps), (0, 2), "{out}");
+    // the earlier result: every step is reused
+    let mut o = opts(df);
+    o.cache_from = vec!["cached:1".into()];
+    let (r, out) = run(&e, &o);
+    let c = r.unwrap();
+    assert_eq!((c.cached_steps, c.run_steps), (2, 0), "{out}");
+    assert_eq!(c.id, first.id);
+    // a --cache-from image that does not exist is an error naming it
+    let mut o = opts(df);
+    o.cache_from = vec!["nosuch:1".into()];
+    let (r, _) = run(&e, &o);
+    assert!(r.unwrap_err().to_string().contains("nosuch:1"));
+}
