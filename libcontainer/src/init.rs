@@ -564,17 +564,55 @@ fn enter_cwd(cwd: &Path) -> Result<()> {
     }
 }
 
+/// `DEVPTS_SUPER_MAGIC`.
+const DEVPTS_SUPER_MAGIC: u64 = 0x1cd1;
+/// The first major number of Unix98 pty slaves.
+const PTY_SLAVE_MAJOR: u32 = 136;
+
 /// Allocates the container's terminal in its own devpts, makes it the controlling
 /// terminal and stdio, binds it onto /dev/console, and sends the master to the console
-/// socket.
+/// socket. Nothing is reached by a path that could be a symlink (CVE-2025-52565): the
+/// master is the devpts's own `ptmx` (opened inside the root and checked to be 5:2 on
+/// devpts), the slave comes from the master (`TIOCGPTPEER`) and is checked to be a pty,
+/// and `/dev/console` is made and opened beneath `/dev` without following a symlink, then
+/// covered with a clone of the slave's mount (`open_tree` + `move_mount`).
 fn setup_console(a: &InitArgs<'_>) -> Result<()> {
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::pty::{OpenptFlags, grantpt, ptsname, unlockpt};
     let sock = a.console_socket.ok_or_else(|| {
         Error::InvalidSpec("process.terminal is set but no console socket was given".into())
     })?;
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+    let bad = |what: String| Error::Init(format!("process.terminal: {what}"));
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .ctx(|| "open /".into())?;
+    let master = rustix::fs::openat2(
+        &root,
+        "dev/pts/ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(std::io::Error::from)
+    .ctx(|| "open /dev/pts/ptmx (a devpts at /dev/pts is needed for a terminal)".into())?;
+    let st = rustix::fs::fstat(&master)
         .map_err(std::io::Error::from)
-        .ctx(|| "open /dev/ptmx".into())?;
+        .ctx(|| "stat /dev/pts/ptmx".into())?;
+    let fs = rustix::fs::fstatfs(&master)
+        .map_err(std::io::Error::from)
+        .ctx(|| "statfs /dev/pts/ptmx".into())?;
+    if fs.f_type as u64 != DEVPTS_SUPER_MAGIC
+        || st.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || st.st_rdev != libc::makedev(5, 2)
+    {
+        return Err(bad(
+            "/dev/pts/ptmx is not the ptmx of a devpts mounted at /dev/pts".into(),
+        ));
+    }
     grantpt(&master)
         .and_then(|()| unlockpt(&master))
         .map_err(std::io::Error::from)
@@ -582,13 +620,22 @@ fn setup_console(a: &InitArgs<'_>) -> Result<()> {
     let name = ptsname(&master, Vec::new())
         .map_err(std::io::Error::from)
         .ctx(|| "ptsname".into())?;
-    let slave_path = PathBuf::from(std::ffi::OsStr::from_bytes(name.as_bytes()));
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags_noctty()
-        .open(&slave_path)
-        .ctx(|| format!("open {}", slave_path.display()))?;
+    let slave_name = PathBuf::from(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
+    )
+    .map_err(std::io::Error::from)
+    .ctx(|| "open the pty's slave (TIOCGPTPEER)".into())?;
+    let st = rustix::fs::fstat(&slave)
+        .map_err(std::io::Error::from)
+        .ctx(|| "stat the pty's slave".into())?;
+    let major = libc::major(st.st_rdev);
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || !(PTY_SLAVE_MAJOR..PTY_SLAVE_MAJOR + 8).contains(&major)
+    {
+        return Err(bad("the pty's slave is not a pty".into()));
+    }
     if let Some(size) = a.process.console_size() {
         let ws = rustix::termios::Winsize {
             ws_row: size.height() as u16,
@@ -598,19 +645,8 @@ fn setup_console(a: &InitArgs<'_>) -> Result<()> {
         };
         let _ = rustix::termios::tcsetwinsize(&slave, ws);
     }
-    if !a.joining {
-        let console = Path::new("/dev/console");
-        if !console.exists() {
-            std::fs::File::create(console).ctx(|| "create /dev/console".into())?;
-        }
-        nix::mount::mount(
-            Some(&slave_path),
-            console,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(|| "bind the pty onto /dev/console".into())?;
+    if !a.joining && a.new_mountns {
+        bind_console(&root, &slave)?;
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     rustix::process::ioctl_tiocsctty(&slave)
@@ -619,19 +655,78 @@ fn setup_console(a: &InitArgs<'_>) -> Result<()> {
     for fd in 0..3 {
         sys::dup2(slave.as_raw_fd(), fd).ctx(|| "make the pty the stdio".into())?;
     }
-    crate::channel::send_fd(sock, master.as_raw_fd(), &slave_path.to_string_lossy())?;
+    crate::channel::send_fd(sock, master.as_raw_fd(), &slave_name.to_string_lossy())?;
     Ok(())
 }
 
-trait NoCtty {
-    fn custom_flags_noctty(&mut self) -> &mut Self;
-}
-
-impl NoCtty for std::fs::OpenOptions {
-    fn custom_flags_noctty(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+/// Covers `/dev/console` with the pty's slave: the file is made (or a symlink there
+/// replaced) beneath `/dev` and opened `O_PATH | O_NOFOLLOW`; the mount is a clone of the
+/// slave's own (`open_tree`), moved onto that descriptor.
+fn bind_console(root: &OwnedFd, slave: &OwnedFd) -> Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+    let what = || "bind the pty onto /dev/console".to_string();
+    let dev = rustix::fs::openat2(
+        root,
+        "dev",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(std::io::Error::from)
+    .ctx(|| "open /dev".into())?;
+    if let Ok(st) = rustix::fs::statat(&dev, "console", AtFlags::SYMLINK_NOFOLLOW)
+        && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+    {
+        rustix::fs::unlinkat(&dev, "console", AtFlags::empty())
+            .map_err(std::io::Error::from)
+            .ctx(|| "remove the symlink at /dev/console".into())?;
     }
+    match rustix::fs::openat(
+        &dev,
+        "console",
+        OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(_) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(std::io::Error::from(e)).ctx(|| "create /dev/console".into()),
+    }
+    let target = rustix::fs::openat(
+        &dev,
+        "console",
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .ctx(what)?;
+    let kind = rustix::fs::fstat(&target)
+        .map_err(std::io::Error::from)
+        .ctx(what)?
+        .st_mode
+        & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR {
+        return Err(Error::Init(
+            "/dev/console is neither a file nor a device: refusing to mount over it".into(),
+        ));
+    }
+    let tree = rustix::mount::open_tree(
+        slave,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(std::io::Error::from)
+    .ctx(what)?;
+    rustix::mount::move_mount(
+        &tree,
+        "",
+        &target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(std::io::Error::from)
+    .ctx(what)
 }
 
 #[cfg(test)]

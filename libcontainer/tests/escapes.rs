@@ -563,3 +563,66 @@ fn racing_symlink_on_a_shared_volume_never_reaches_the_host() {
     let n = swaps.join().unwrap();
     eprintln!("{made}/30 containers created during {n} swaps");
 }
+
+/// CVE-2025-52565 class: with the image's own /dev (no tmpfs in the spec), its
+/// `/dev/console` is a symlink; the pty must be bound on `/dev/console` itself, never on
+/// what the symlink names.
+#[test]
+fn console_is_not_bound_through_a_symlink() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    require_root!();
+    let mut f = writable(&[
+        "sh",
+        "-c",
+        "echo mounts-on-target $(grep -c ' /etc/target ' /proc/self/mountinfo) \
+         on-console $(grep -c ' /dev/console ' /proc/self/mountinfo) done-tty",
+    ]);
+    f.spec
+        .process_mut()
+        .as_mut()
+        .unwrap()
+        .set_terminal(Some(true));
+    let mounts: Vec<_> = f
+        .spec
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.destination() != Path::new("/dev"))
+        .collect();
+    f.spec.set_mounts(Some(mounts));
+    let root = rootfs(&f);
+    std::fs::write(root.join("etc/target"), "image file\n").unwrap();
+    std::os::unix::fs::symlink("/etc/target", root.join("dev/console")).unwrap();
+    std::os::unix::fs::symlink("pts/ptmx", root.join("dev/ptmx")).unwrap();
+    let sock_dir = tempfile::Builder::new()
+        .prefix("longshore-console-")
+        .tempdir()
+        .unwrap();
+    let sock_path = sock_dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let accept = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        longshore_container::receive_console(conn.as_raw_fd()).unwrap()
+    });
+    let mut c = f.builder().console_socket(&sock_path).create().unwrap();
+    let master = accept.join().unwrap();
+    c.start().unwrap();
+    let mut out = Vec::new();
+    let mut file = std::fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&out).contains("done-tty") {
+        match file.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.contains("mounts-on-target 0 on-console 1"),
+        "the pty went through the image's symlink: {out}"
+    );
+    c.wait().unwrap();
+    c.delete(true).unwrap();
+}
