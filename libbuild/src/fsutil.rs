@@ -246,6 +246,8 @@ pub(crate) fn changes_tar(
         path: PathBuf::from("<layer>"),
         source: e,
     };
+    // hard links among the files this layer writes: later paths become link entries
+    let mut links: std::collections::HashMap<(u64, u64), String> = std::collections::HashMap::new();
     let mut sorted: Vec<&Change> = changes.iter().collect();
     sorted.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     for c in sorted {
@@ -287,6 +289,20 @@ pub(crate) fn changes_tar(
         h.set_uid(u64::from(m.uid()));
         h.set_gid(u64::from(m.gid()));
         let ft = m.file_type();
+        let xattrs = kept_xattrs(&p);
+        if !xattrs.is_empty() {
+            b.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(werr)?;
+        }
+        if ft.is_file() && m.nlink() > 1 {
+            if let Some(first) = links.get(&(m.dev(), m.ino())) {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                b.append_link(&mut h, rel, first).map_err(werr)?;
+                continue;
+            }
+            links.insert((m.dev(), m.ino()), rel.to_string());
+        }
         if ft.is_dir() {
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
@@ -323,6 +339,30 @@ pub(crate) fn changes_tar(
     }
     b.finish().map_err(werr)?;
     Ok(())
+}
+
+/// The extended attributes a layer keeps (file capabilities and `user.*`), sorted.
+fn kept_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names = vec![0u8; 64 * 1024];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        if name != "security.capability" && !name.starts_with("user.") {
+            continue;
+        }
+        let mut value = vec![0u8; 64 * 1024];
+        if let Ok(len) = rustix::fs::lgetxattr(path, name, &mut value[..]) {
+            value.truncate(len);
+            out.push((format!("SCHILY.xattr.{name}"), value));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Looks `user[:group]` up in the container's `/etc/passwd` and `/etc/group`.

@@ -864,3 +864,58 @@ fn cache_from_limits_the_cache_to_those_images() {
     let (r, _) = run(&e, &o);
     assert!(r.unwrap_err().to_string().contains("nosuch:1"));
 }
+
+/// Hard links made by a RUN stay one file in the layer, and file capabilities survive.
+#[test]
+fn layers_keep_hard_links_and_file_capabilities() {
+    require_root!();
+    let e = env();
+    base(&e);
+    struct Caps;
+    impl StepRunner for Caps {
+        fn run(&self, step: RunStep<'_>) -> Result<i32, String> {
+            let rootfs = step.rootfs.to_path_buf();
+            let setcap = step.args.last().is_some_and(|a| a.contains("pinger"));
+            let code = Chroot.run(step)?;
+            if setcap {
+                // what `setcap` inside the container would do, done from the host
+                let st = Command::new("setcap")
+                    .arg("cap_net_raw+ep")
+                    .arg(rootfs.join("bin/pinger"))
+                    .status()
+                    .map_err(|e| e.to_string())?;
+                if !st.success() {
+                    return Ok(98);
+                }
+            }
+            Ok(code)
+        }
+    }
+    let df = "FROM base:1\nRUN echo data > /a && ln /a /b && cp /bin/busybox /bin/pinger\n";
+    let ctx = Context::dir(&e.ctx).unwrap();
+    let mut out = Vec::new();
+    let built = build(&e.store, &ctx, &opts(df), &Caps, &mut out)
+        .unwrap_or_else(|err| panic!("{err}\n{}", String::from_utf8_lossy(&out)));
+    e.store
+        .create_container("longshore-build-caps", &built.id.to_string())
+        .unwrap();
+    let root = e.store.mount_container("longshore-build-caps").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        fs::metadata(root.join("a")).unwrap(),
+        fs::metadata(root.join("b")).unwrap(),
+    );
+    let caps = Command::new("getcap")
+        .arg(root.join("bin/pinger"))
+        .output()
+        .unwrap();
+    e.store.unmount_container("longshore-build-caps").unwrap();
+    e.store.remove_container("longshore-build-caps").unwrap();
+    assert_eq!(
+        (a.dev(), a.ino()),
+        (b.dev(), b.ino()),
+        "the hard link became two files"
+    );
+    let caps = String::from_utf8_lossy(&caps.stdout);
+    assert!(caps.contains("cap_net_raw"), "capabilities lost: {caps:?}");
+}
