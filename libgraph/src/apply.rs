@@ -11,6 +11,7 @@
 //! empties the directory of what lower layers put there (Delete) or sets
 //! `trusted.overlay.opaque=y` on it (Overlay).
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -173,14 +174,23 @@ pub fn apply_layer_with(
         };
         let applied = (|| {
             {
-                let mut archive = tar::Archive::new(&mut input);
-                let entries = archive
+                let headers = Cell::new(HeaderState::Start);
+                let mut guarded = HeaderGuard::new(&mut input, &headers);
+                let mut archive = tar::Archive::new(&mut guarded);
+                let mut entries = archive
                     .entries()
                     .map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
-                for entry in entries {
-                    let entry =
+                loop {
+                    // what the tar crate reads from here to the entry is headers: capped
+                    headers.set(HeaderState::Start);
+                    let Some(entry) = entries.next() else { break };
+                    let mut entry =
                         entry.map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
-                    applier.entry(entry)?;
+                    applier.entry(&mut entry)?;
+                    // the rest of the entry's data (of entries that have none to write), so
+                    // that the next header starts at the next block boundary
+                    io::copy(&mut entry, &mut io::sink())
+                        .map_err(|e| Error::InvalidLayer(format!("reading tar: {e}")))?;
                 }
             }
             applier.finish_dirs()?;
@@ -213,6 +223,8 @@ pub fn apply_layer_with(
                 entries: applier.entries,
                 xattrs_skipped: applier.xattrs_skipped.get(),
             }),
+            // the decoder stopped because the apply stage did: the apply error stands
+            (Err(e), Err(Error::InvalidLayer(m))) if m == APPLY_STOPPED => Err(e),
             // a broken stream explains a tar error better than the tar error does
             (Err(Error::InvalidLayer(_)), Err(e)) => Err(e),
             (Err(e), _) => Err(e),
@@ -222,6 +234,8 @@ pub fn apply_layer_with(
 }
 
 const PIPELINE_DEPTH: usize = 8;
+/// The decode stage's error when the apply stage stopped reading (on an error of its own).
+const APPLY_STOPPED: &str = "layer apply stopped";
 const CHUNK: usize = 1 << 20;
 
 /// A tar chunk, shared by the hash and apply stages.
@@ -362,7 +376,7 @@ fn decode_stage(
             let chunk = Arc::new(chunk);
             if hash.send(HashMsg::Tar(chunk.clone())).is_err() || tx.send(Ok(chunk)).is_err() {
                 // the writer stopped on an error of its own, which it reports
-                return Err(Error::InvalidLayer("layer apply stopped".into()));
+                return Err(Error::InvalidLayer(APPLY_STOPPED.into()));
             }
         }
         (compression, total)
@@ -402,6 +416,146 @@ impl Read for ChannelReader {
         let n = out.len().min(self.buf.len() - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The most bytes one extended tar header (GNU long name, GNU long link, PAX local or
+/// global records) may have: the tar crate reads each whole into memory. Docker's limit.
+pub const MAX_EXTENDED_HEADER: u64 = 1 << 20;
+
+/// Where the [`HeaderGuard`] is in the stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeaderState {
+    /// The tar crate is about to read headers: they start at the next block boundary.
+    Start,
+    /// Reading headers; the next one starts at this offset.
+    Header(u64),
+    /// Reading GNU sparse extension blocks; the next one starts at this offset.
+    SparseExt(u64),
+    /// Reading an entry's data (not looked at).
+    Data,
+}
+
+/// Sits between the tar crate and the stream and reads the headers the tar crate reads
+/// before each entry, to refuse an extended header over [`MAX_EXTENDED_HEADER`] (or more
+/// sparse map blocks than that) before the tar crate allocates it. The apply loop sets
+/// [`HeaderState::Start`] before asking for each entry, after reading all of the
+/// previous entry's data.
+struct HeaderGuard<'s, R> {
+    inner: R,
+    state: &'s Cell<HeaderState>,
+    /// Offset in the stream.
+    pos: u64,
+    block: [u8; 512],
+    fill: usize,
+    sparse_blocks: u64,
+}
+
+impl<'s, R: Read> HeaderGuard<'s, R> {
+    fn new(inner: R, state: &'s Cell<HeaderState>) -> Self {
+        HeaderGuard {
+            inner,
+            state,
+            pos: 0,
+            block: [0; 512],
+            fill: 0,
+            sparse_blocks: 0,
+        }
+    }
+
+    /// Looks at the bytes `buf` just read at offset `self.pos`.
+    fn inspect(&mut self, buf: &[u8]) -> io::Result<()> {
+        let mut i = 0usize;
+        while i < buf.len() {
+            let at = self.pos + i as u64;
+            let next = match self.state.get() {
+                HeaderState::Data => return Ok(()),
+                HeaderState::Start => {
+                    let next = at.div_ceil(512) * 512;
+                    self.state.set(HeaderState::Header(next));
+                    self.fill = 0;
+                    next
+                }
+                HeaderState::Header(n) | HeaderState::SparseExt(n) => n,
+            };
+            if self.fill == 0 && at < next {
+                // padding or extended header data
+                i += (next - at).min((buf.len() - i) as u64) as usize;
+                continue;
+            }
+            let take = (512 - self.fill).min(buf.len() - i);
+            self.block[self.fill..self.fill + take].copy_from_slice(&buf[i..i + take]);
+            self.fill += take;
+            i += take;
+            if self.fill == 512 {
+                self.fill = 0;
+                self.block_done(next)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A whole header block at offset `at` was read.
+    fn block_done(&mut self, at: u64) -> io::Result<()> {
+        let b = &self.block;
+        let too_big = |what: &str, size: u64| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{what} of {size} bytes at offset {at} is over the {} MiB limit for extended tar headers",
+                    MAX_EXTENDED_HEADER >> 20
+                ),
+            )
+        };
+        if let HeaderState::SparseExt(_) = self.state.get() {
+            self.sparse_blocks += 1;
+            if self.sparse_blocks * 512 > MAX_EXTENDED_HEADER {
+                return Err(too_big("a GNU sparse map", self.sparse_blocks * 512));
+            }
+            self.state.set(if b[504] == 1 {
+                HeaderState::SparseExt(at + 512)
+            } else {
+                HeaderState::Data
+            });
+            return Ok(());
+        }
+        if b.iter().all(|&x| x == 0) {
+            // end of archive
+            self.state.set(HeaderState::Data);
+            return Ok(());
+        }
+        let header = tar::Header::from_byte_slice(b);
+        let what = match b[156] {
+            b'L' => Some("a GNU long name"),
+            b'K' => Some("a GNU long link name"),
+            b'x' => Some("a PAX header"),
+            b'g' => Some("a PAX global header"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            // an unreadable size is the tar crate's error to report
+            let size = header.entry_size().unwrap_or(0);
+            if size > MAX_EXTENDED_HEADER {
+                return Err(too_big(what, size));
+            }
+            let next = (at + 512).saturating_add(size.div_ceil(512).saturating_mul(512));
+            self.state.set(HeaderState::Header(next));
+        } else if b[156] == b'S' && header.as_gnu().is_some() && b[482] == 1 {
+            self.sparse_blocks = 0;
+            self.state.set(HeaderState::SparseExt(at + 512));
+        } else {
+            self.state.set(HeaderState::Data);
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for HeaderGuard<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.inspect(&buf[..n])?;
+        self.pos += n as u64;
         Ok(n)
     }
 }
@@ -561,7 +715,7 @@ impl<'a> Applier<'a> {
         }
     }
 
-    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         self.entries += 1;
         let raw = entry.path_bytes().into_owned();
         let Some(path) = clean_path(&raw, "path")? else {
@@ -612,7 +766,7 @@ impl<'a> Applier<'a> {
         match kind {
             tar::EntryType::Directory => self.directory(&path, &meta, &raw),
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                self.regular(&path, &meta, &mut entry, &raw)
+                self.regular(&path, &meta, entry, &raw)
             }
             tar::EntryType::Symlink => {
                 let target = entry

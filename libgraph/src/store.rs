@@ -428,9 +428,26 @@ fn open_in_archive(base: &Path, path: &Path) -> Result<fs::File> {
     Ok(f)
 }
 
-fn read_in_archive(base: &Path, path: &Path) -> Result<Vec<u8>> {
-    let mut data = Vec::new();
-    open_in_archive(base, path)?
+/// The most bytes a manifest, an image index or a `manifest.json` in an archive may have
+/// (libregistry's limit for manifests).
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+/// The most bytes an image config in an archive may have (libregistry's limit).
+pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
+/// Reads a JSON file of an unpacked archive, refusing one over `limit` bytes before
+/// reading it (`what` names it in the error).
+fn read_in_archive(base: &Path, path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let f = open_in_archive(base, path)?;
+    let size = f.metadata().ctx("stat archive entry", path)?.len();
+    if size > limit {
+        return Err(Error::InvalidLayer(format!(
+            "{what} {:?} is {size} bytes, over the {} MiB limit",
+            path.strip_prefix(base).unwrap_or(path),
+            limit >> 20
+        )));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    f.take(limit)
         .read_to_end(&mut data)
         .ctx("read archive entry", path)?;
     Ok(data)
@@ -1656,12 +1673,16 @@ impl Store {
         let base = dir.0.path();
         let mut loaded = Vec::new();
         if base.join("manifest.json").is_file() {
-            let m: Value =
-                serde_json::from_slice(&read_in_archive(base, &base.join("manifest.json"))?)
-                    .map_err(json_err("manifest.json"))?;
+            let m: Value = serde_json::from_slice(&read_in_archive(
+                base,
+                &base.join("manifest.json"),
+                MAX_MANIFEST_SIZE,
+                "manifest",
+            )?)
+            .map_err(json_err("manifest.json"))?;
             for entry in m.as_array().cloned().unwrap_or_default() {
                 let cfg_path = archive_path(base, entry["Config"].as_str().unwrap_or(""))?;
-                let config = read_in_archive(base, &cfg_path)?;
+                let config = read_in_archive(base, &cfg_path, MAX_CONFIG_SIZE, "image config")?;
                 let layers: Vec<PathBuf> = entry["Layers"]
                     .as_array()
                     .cloned()
@@ -1688,9 +1709,9 @@ impl Store {
                 let p = base.join("blobs").join(d.algorithm().name()).join(d.hex());
                 Ok((d, p))
             };
-            let read_verified = |d: &str| -> Result<Vec<u8>> {
+            let read_verified = |d: &str, limit: u64, what: &str| -> Result<Vec<u8>> {
                 let (d, p) = blob(d)?;
-                let data = read_in_archive(base, &p)?;
+                let data = read_in_archive(base, &p, limit, what)?;
                 let mut h = d.algorithm().hasher();
                 h.update(&data);
                 let got = h.finish();
@@ -1702,7 +1723,12 @@ impl Store {
                 }
                 Ok(data)
             };
-            let index_bytes = read_in_archive(base, &base.join("index.json"))?;
+            let index_bytes = read_in_archive(
+                base,
+                &base.join("index.json"),
+                MAX_MANIFEST_SIZE,
+                "image index",
+            )?;
             let image::Parsed::Index {
                 manifests: mut todo,
             } = image::parse(&index_bytes)?
@@ -1715,7 +1741,7 @@ impl Store {
             while seen < todo.len() {
                 let desc = todo[seen].clone();
                 seen += 1;
-                let data = read_verified(&desc.digest.to_string())?;
+                let data = read_verified(&desc.digest.to_string(), MAX_MANIFEST_SIZE, "manifest")?;
                 match image::parse(&data)? {
                     image::Parsed::Index { manifests } => {
                         // a nested index: take the entry for this platform, keeping the name
@@ -1728,7 +1754,11 @@ impl Store {
                         }
                     }
                     image::Parsed::Manifest { config, layers } => {
-                        let config = read_verified(&config.digest.to_string())?;
+                        let config = read_verified(
+                            &config.digest.to_string(),
+                            MAX_CONFIG_SIZE,
+                            "image config",
+                        )?;
                         let mut layer_files = Vec::new();
                         for l in layers {
                             let (d, p) = blob(&l.digest.to_string())?;

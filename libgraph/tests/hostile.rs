@@ -418,3 +418,217 @@ fn load_refuses_fifos_and_devices_without_opening_them() {
         assert_store_clean(&root, "vfs");
     }
 }
+
+/// Bytes of attacker data in the memory tests: the old code held all of it (and more).
+const BIG: u64 = 256 << 20;
+/// What the child process may use at its peak (VmHWM) while refusing `BIG` bytes.
+const PEAK_LIMIT_KB: u64 = 128 << 10;
+
+/// A tar stream written header by header into a gzip encoder, with entry data streamed
+/// (so a 256 MiB entry costs no memory to build).
+struct TarStream(flate2::write::GzEncoder<Vec<u8>>);
+
+impl TarStream {
+    fn new() -> Self {
+        TarStream(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ))
+    }
+
+    fn header(&mut self, name: &str, kind: tar::EntryType, size: u64) {
+        use std::io::Write;
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_mtime(1_500_000_000);
+        h.set_cksum();
+        self.0.write_all(h.as_bytes()).unwrap();
+    }
+
+    /// `size` bytes of `byte` (padded to the block), with `tail` as the last bytes.
+    fn data(&mut self, size: u64, byte: u8, tail: &[u8]) {
+        use std::io::Write;
+        let chunk = vec![byte; 1 << 16];
+        let mut left = size - tail.len() as u64;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            self.0.write_all(&chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+        self.0.write_all(tail).unwrap();
+        let pad = (512 - size % 512) % 512;
+        self.0.write_all(&vec![0u8; pad as usize]).unwrap();
+    }
+
+    fn file(&mut self, name: &str, data: &[u8]) {
+        self.header(name, tar::EntryType::Regular, data.len() as u64);
+        self.data(data.len() as u64, 0, data);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        use std::io::Write;
+        self.0.write_all(&[0u8; 1024]).unwrap();
+        self.0.finish().unwrap()
+    }
+}
+
+/// The hostile input of a memory case: (gzip stream, whether it is loaded or imported).
+fn memory_case(case: &str) -> (Vec<u8>, bool) {
+    let mut t = TarStream::new();
+    let load = match case {
+        "long-name" => {
+            t.header("././@LongLink", tar::EntryType::GNULongName, BIG);
+            t.data(BIG, b'a', b"\0");
+            t.file("f", b"x");
+            false
+        }
+        "long-link" => {
+            t.header("././@LongLink", tar::EntryType::GNULongLink, BIG);
+            t.data(BIG, b'a', b"\0");
+            t.header("l", tar::EntryType::Symlink, 0);
+            false
+        }
+        "pax" => {
+            t.header("pax", tar::EntryType::XHeader, BIG);
+            t.data(BIG, b'a', b"\n");
+            t.file("f", b"x");
+            false
+        }
+        "pax-global" => {
+            t.header("pax", tar::EntryType::XGlobalHeader, BIG);
+            t.data(BIG, b'a', b"\n");
+            t.file("f", b"x");
+            false
+        }
+        "manifest.json" => {
+            t.header("manifest.json", tar::EntryType::Regular, BIG);
+            t.data(BIG, b' ', b"[]");
+            true
+        }
+        "config" => {
+            t.file(
+                "manifest.json",
+                br#"[{"Config":"config.json","RepoTags":["big:1"],"Layers":[]}]"#,
+            );
+            t.header("config.json", tar::EntryType::Regular, BIG);
+            t.data(BIG, b' ', b"{}");
+            true
+        }
+        "index.json" => {
+            t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+            t.header("index.json", tar::EntryType::Regular, BIG);
+            t.data(BIG, b' ', b"{}");
+            true
+        }
+        other => panic!("unknown case {other}"),
+    };
+    (t.finish(), load)
+}
+
+/// Peak resident memory of this process, in KiB.
+fn peak_kb() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Run by [`hostile_memory`] only, in a fresh process per case (so the peak is the case's).
+#[test]
+#[ignore = "run in a child process by hostile_memory_* tests"]
+fn hostile_memory_child() {
+    let root = PathBuf::from(std::env::var("LONGSHORE_MEM_ROOT").expect("run by hostile_memory"));
+    let case = std::env::var("LONGSHORE_MEM_CASE").unwrap();
+    let (input, load) = memory_case(&case);
+    println!("input: {} bytes of gzip", input.len());
+    let s = open(&root, "vfs");
+    let err = if load {
+        s.load(&input[..]).map(|_| ()).unwrap_err()
+    } else {
+        s.import(&input[..], Some("big:1"), None)
+            .map(|_| ())
+            .unwrap_err()
+    };
+    println!("error: {err}");
+    println!("peak_kb: {}", peak_kb());
+}
+
+fn hostile_memory(case: &str, want: &str) {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("hostile-mem");
+    let root = tmp.path().join("store");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "hostile_memory_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("LONGSHORE_MEM_ROOT", &root)
+        .env("LONGSHORE_MEM_CASE", case)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{case}: child failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |k: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{case}: no {k} in {stdout}"))
+            .to_string()
+    };
+    let err = field("error: ");
+    assert!(err.contains(want), "{case}: {err}");
+    let peak: u64 = field("peak_kb: ").trim().parse().unwrap();
+    assert!(
+        peak < PEAK_LIMIT_KB,
+        "{case}: the process peaked at {peak} KiB for {} MiB of attacker data ({err})",
+        BIG >> 20
+    );
+    let s = open(&root, "vfs");
+    assert!(s.images().unwrap().is_empty());
+    drop(s);
+    assert_store_clean(&root, "vfs");
+}
+
+#[test]
+fn huge_gnu_long_name_is_refused_in_bounded_memory() {
+    hostile_memory("long-name", "GNU long name of 268435456 bytes");
+}
+
+#[test]
+fn huge_gnu_long_link_is_refused_in_bounded_memory() {
+    hostile_memory("long-link", "GNU long link name of 268435456 bytes");
+}
+
+#[test]
+fn huge_pax_header_is_refused_in_bounded_memory() {
+    hostile_memory("pax", "PAX header of 268435456 bytes");
+}
+
+#[test]
+fn huge_pax_global_header_is_refused_in_bounded_memory() {
+    hostile_memory("pax-global", "PAX global header of 268435456 bytes");
+}
+
+#[test]
+fn huge_manifest_json_is_refused_in_bounded_memory() {
+    hostile_memory("manifest.json", "over the 4 MiB limit");
+}
+
+#[test]
+fn huge_config_is_refused_in_bounded_memory() {
+    hostile_memory("config", "over the 16 MiB limit");
+}
+
+#[test]
+fn huge_oci_index_is_refused_in_bounded_memory() {
+    hostile_memory("index.json", "over the 4 MiB limit");
+}
