@@ -406,6 +406,29 @@ fn familiar(t: &str) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// Writes a RUN step's output into the progress stream (nothing with `-q`).
+struct Stream<'a, 'b> {
+    shared: &'a Shared<'b>,
+}
+
+impl Write for Stream<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.shared.opts.quiet {
+            let mut o = self.shared.out.lock().unwrap_or_else(|p| p.into_inner());
+            o.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.shared
+            .out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush()
+    }
+}
+
 /// Removes an intermediate container whatever happens.
 struct ContainerGuard<'a> {
     store: &'a Store,
@@ -1127,7 +1150,8 @@ impl Shared<'_> {
                             " ---> Running in {}\n",
                             &cid["longshore-build-".len()..]
                         ));
-                        let mut buf: Vec<u8> = Vec::new();
+                        // the step's output goes to the progress stream as it comes
+                        let mut stream = Stream { shared: self };
                         let code = self.runner.run(RunStep {
                             container_id: cid,
                             rootfs,
@@ -1136,9 +1160,8 @@ impl Shared<'_> {
                             workdir: workdir.clone(),
                             user,
                             network: network.clone(),
-                            output: &mut buf,
+                            output: &mut stream,
                         });
-                        self.say(&String::from_utf8_lossy(&buf));
                         if self.opts.rm {
                             self.say(&format!(
                                 "Removing intermediate container {}\n",
