@@ -13,21 +13,14 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::glob::Glob;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
     /// `**`: any number of path elements.
     Any,
     /// One element's glob.
-    Glob(Vec<G>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum G {
-    Lit(char),
-    One,
-    Star,
-    Class(bool, Vec<(char, char)>),
+    Glob(Glob),
 }
 
 /// One pattern.
@@ -68,76 +61,6 @@ pub fn clean(p: &str) -> String {
     }
 }
 
-fn parse_glob(seg: &str) -> Result<Vec<G>, String> {
-    let cs: Vec<char> = seg.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < cs.len() {
-        let c = cs[i];
-        i += 1;
-        match c {
-            '\\' => {
-                let n = *cs.get(i).ok_or("trailing backslash")?;
-                out.push(G::Lit(n));
-                i += 1;
-            }
-            '*' => out.push(G::Star),
-            '?' => out.push(G::One),
-            '[' => {
-                let neg = cs.get(i) == Some(&'^') || cs.get(i) == Some(&'!');
-                if neg {
-                    i += 1;
-                }
-                let mut ranges = Vec::new();
-                let mut first = true;
-                loop {
-                    let c = *cs.get(i).ok_or("syntax error in pattern (unclosed [)")?;
-                    i += 1;
-                    if c == ']' && !first {
-                        break;
-                    }
-                    first = false;
-                    let lo = if c == '\\' {
-                        let n = *cs.get(i).ok_or("syntax error in pattern")?;
-                        i += 1;
-                        n
-                    } else {
-                        c
-                    };
-                    let hi = if cs.get(i) == Some(&'-') && cs.get(i + 1).is_some_and(|c| *c != ']')
-                    {
-                        i += 2;
-                        cs[i - 1]
-                    } else {
-                        lo
-                    };
-                    ranges.push((lo, hi));
-                }
-                out.push(G::Class(neg, ranges));
-            }
-            c => out.push(G::Lit(c)),
-        }
-    }
-    Ok(out)
-}
-
-fn glob_match(g: &[G], s: &[char]) -> bool {
-    match g.first() {
-        None => s.is_empty(),
-        Some(G::Star) => (0..=s.len()).any(|k| glob_match(&g[1..], &s[k..])),
-        Some(t) => {
-            let Some(&c) = s.first() else { return false };
-            let ok = match t {
-                G::Lit(l) => *l == c,
-                G::One => true,
-                G::Class(neg, r) => r.iter().any(|(a, b)| *a <= c && c <= *b) != *neg,
-                G::Star => false,
-            };
-            ok && glob_match(&g[1..], &s[1..])
-        }
-    }
-}
-
 fn segs_match(p: &[Seg], path: &[&str]) -> bool {
     match p.first() {
         None => path.is_empty(),
@@ -147,7 +70,7 @@ fn segs_match(p: &[Seg], path: &[&str]) -> bool {
                 return false;
             };
             let cs: Vec<char> = first.chars().collect();
-            glob_match(g, &cs) && segs_match(&p[1..], &path[1..])
+            g.matches(&cs) && segs_match(&p[1..], &path[1..])
         }
     }
 }
@@ -160,7 +83,7 @@ fn prefix_could_match(segs: &[Seg], dir: &[&str]) -> bool {
         (None, Some(_)) => false,
         (Some(Seg::Glob(g)), Some(d)) => {
             let cs: Vec<char> = d.chars().collect();
-            glob_match(g, &cs) && prefix_could_match(&segs[1..], &dir[1..])
+            g.matches(&cs) && prefix_could_match(&segs[1..], &dir[1..])
         }
     }
 }
@@ -188,7 +111,7 @@ impl Pattern {
                 }
             } else {
                 segs.push(Seg::Glob(
-                    parse_glob(part).map_err(|e| format!("{raw:?}: {e}"))?,
+                    Glob::parse(part, '\\', true).map_err(|e| format!("{raw:?}: {e}"))?,
                 ));
             }
         }

@@ -66,6 +66,7 @@ pub mod context;
 mod error;
 pub mod fetch;
 mod fsutil;
+mod glob;
 pub mod ignore;
 pub mod instructions;
 pub mod parser;

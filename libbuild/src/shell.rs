@@ -426,7 +426,8 @@ impl ShellWord<'_> {
                             Some(rest) => (true, rest.to_string()),
                             None => (false, word),
                         };
-                        let pat = Pattern::parse(&pat, self.lex.escape);
+                        let pat = Pattern::parse(&pat, self.lex.escape, false)
+                            .map_err(|e| e.to_string())?;
                         Ok(if c == '%' {
                             trim_suffix(&pat, &value, greedy)
                         } else {
@@ -466,7 +467,8 @@ impl ShellWord<'_> {
                     }
                     return Ok(String::new());
                 };
-                let pat = Pattern::parse(&pattern, self.lex.escape);
+                let pat =
+                    Pattern::parse(&pattern, self.lex.escape, false).map_err(|e| e.to_string())?;
                 Ok(replace(&pat, &value, &replacement, all))
             }
             _ => Err(format!("unsupported modifier ({chs}) in substitution")),
@@ -497,89 +499,7 @@ impl ShellWord<'_> {
     }
 }
 
-/// A shell glob (`*`, `?`, `[...]`, escapes) for the `#`, `%` and `/` modifiers.
-#[derive(Debug)]
-enum Tok {
-    Lit(char),
-    Any,
-    Star,
-    Class(bool, Vec<(char, char)>),
-}
-
-struct Pattern(Vec<Tok>);
-
-impl Pattern {
-    fn parse(p: &str, escape: char) -> Pattern {
-        let cs: Vec<char> = p.chars().collect();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < cs.len() {
-            let c = cs[i];
-            i += 1;
-            if c == escape && i < cs.len() {
-                out.push(Tok::Lit(cs[i]));
-                i += 1;
-            } else if c == '*' {
-                out.push(Tok::Star);
-            } else if c == '?' {
-                out.push(Tok::Any);
-            } else if c == '[' {
-                // a class only when it closes; otherwise a literal '['
-                let mut j = i;
-                let neg = j < cs.len() && (cs[j] == '!' || cs[j] == '^');
-                if neg {
-                    j += 1;
-                }
-                let mut ranges = Vec::new();
-                let start = j;
-                let mut closed = false;
-                while j < cs.len() {
-                    if cs[j] == ']' && j > start {
-                        closed = true;
-                        break;
-                    }
-                    let lo = cs[j];
-                    if j + 2 < cs.len() && cs[j + 1] == '-' && cs[j + 2] != ']' {
-                        ranges.push((lo, cs[j + 2]));
-                        j += 3;
-                    } else {
-                        ranges.push((lo, lo));
-                        j += 1;
-                    }
-                }
-                if closed {
-                    out.push(Tok::Class(neg, ranges));
-                    i = j + 1;
-                } else {
-                    out.push(Tok::Lit('['));
-                }
-            } else {
-                out.push(Tok::Lit(c));
-            }
-        }
-        Pattern(out)
-    }
-
-    fn matches(&self, s: &[char]) -> bool {
-        fn m(p: &[Tok], s: &[char]) -> bool {
-            match p.first() {
-                None => s.is_empty(),
-                Some(Tok::Star) => (0..=s.len()).any(|k| m(&p[1..], &s[k..])),
-                Some(t) => {
-                    let Some(&c) = s.first() else { return false };
-                    let ok = match t {
-                        Tok::Lit(l) => *l == c,
-                        Tok::Any => true,
-                        Tok::Class(neg, r) => r.iter().any(|(a, b)| *a <= c && c <= *b) != *neg,
-                        Tok::Star => unreachable!("handled above"),
-                    };
-                    ok && m(&p[1..], &s[1..])
-                }
-            }
-        }
-        m(&self.0, s)
-    }
-}
+use crate::glob::Glob as Pattern;
 
 fn trim_prefix(pat: &Pattern, value: &str, greedy: bool) -> String {
     let cs: Vec<char> = value.chars().collect();
