@@ -919,3 +919,82 @@ fn layers_keep_hard_links_and_file_capabilities() {
     let caps = String::from_utf8_lossy(&caps.stdout);
     assert!(caps.contains("cap_net_raw"), "capabilities lost: {caps:?}");
 }
+
+/// The instructions not covered above, each checked in the image config or in a RUN.
+#[test]
+fn every_remaining_instruction_lands_in_the_config() {
+    require_root!();
+    let e = env();
+    base(&e);
+    fs::write(e.ctx.join(".dockerignore"), "rootfs\nDockerfile\n").unwrap();
+    fs::write(e.ctx.join("Dockerfile"), "FROM base:1\n").unwrap();
+    fs::write(e.ctx.join("kept"), "k").unwrap();
+    let df = "ARG GLOBAL=g
+FROM base:1
+MAINTAINER Sam Alba <sam@docker.com>
+ENV BASE=/srv
+WORKDIR $BASE
+WORKDIR app
+RUN pwd
+RUN echo \"global=[$GLOBAL]\"
+ARG GLOBAL
+RUN echo \"global=[$GLOBAL]\"
+SHELL [\"/bin/sh\", \"-ec\"]
+RUN echo shell=$0
+USER user
+RUN id -u
+USER root
+COPY . /ctx/
+RUN ls /ctx
+VOLUME /data [\"/logs\"]
+VOLUME [\"/a\", \"/b\"]
+STOPSIGNAL SIGKILL
+HEALTHCHECK --interval=5s --timeout=3s --retries=2 CMD wget -q localhost || exit 1
+ENTRYPOINT exec top -b
+LABEL version=\"1.0\" description=\"a b\"
+";
+    let (r, out) = run(&e, &opts(df));
+    let b = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(out.contains("/srv/app\n"), "{out}");
+    // a global ARG is not visible in a stage until the stage declares it
+    assert!(
+        out.contains("global=[]\n") && out.contains("global=[g]\n"),
+        "{out}"
+    );
+    assert!(out.contains("shell=/bin/sh\n"), "{out}");
+    assert!(out.contains("1000\n"), "{out}");
+    // the Dockerfile is read though .dockerignore lists it, and COPY leaves it out
+    assert!(
+        out.contains("kept\n") && !out.contains("Dockerfile\n"),
+        "{out}"
+    );
+    let cfg = config(&e.store, &b.id.to_string());
+    let c = &cfg["config"];
+    assert_eq!(cfg["author"], "Sam Alba <sam@docker.com>");
+    assert_eq!(c["WorkingDir"], "/srv/app");
+    assert_eq!(c["User"], "root");
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    // the shell form expands words like the shell: quotes go
+    for v in ["/data", "[/logs]", "/a", "/b"] {
+        assert!(c["Volumes"][v].is_object(), "{v}: {c}");
+    }
+    assert_eq!(c["StopSignal"], "SIGKILL");
+    assert_eq!(
+        c["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "wget -q localhost || exit 1"], "Interval": 5_000_000_000u64, "Timeout": 3_000_000_000u64, "Retries": 2})
+    );
+    assert_eq!(
+        c["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-ec", "exec top -b"])
+    );
+    assert_eq!(c["Labels"]["description"], "a b");
+    let hist = e.store.history(&b.id.to_string()).unwrap();
+    assert!(
+        hist.iter()
+            .any(|h| h.created_by == "/bin/sh -c #(nop)  STOPSIGNAL SIGKILL")
+    );
+    assert!(
+        hist.iter()
+            .any(|h| h.created_by == "/bin/sh -c #(nop)  MAINTAINER Sam Alba <sam@docker.com>")
+    );
+}
