@@ -15,7 +15,7 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -169,6 +169,7 @@ pub fn apply_layer_with(
             umask: read_umask(),
             copy_buf: Vec::new(),
             content_size: 0,
+            sparse_size: 0,
             entries: 0,
             xattrs_skipped: std::cell::Cell::new(0),
         };
@@ -234,6 +235,35 @@ pub fn apply_layer_with(
 }
 
 const PIPELINE_DEPTH: usize = 8;
+/// The granularity at which sparse file content is checked for holes (a filesystem block).
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `buf` at the file's position, seeking over the [`HOLE_BLOCK`]s that are all zero
+/// (so that they stay holes) and writing each run of the others at once.
+fn write_sparse(file: &mut File, buf: &[u8]) -> io::Result<()> {
+    const ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+    let mut blocks = buf.chunks(HOLE_BLOCK).peekable();
+    while let Some(first) = blocks.next() {
+        let zero = first == &ZEROS[..first.len()];
+        let mut len = first.len();
+        while let Some(b) = blocks.next_if(|b| (*b == &ZEROS[..b.len()]) == zero) {
+            len += b.len();
+        }
+        let start = first.as_ptr() as usize - buf.as_ptr() as usize;
+        if zero {
+            file.seek(io::SeekFrom::Current(len as i64))?;
+        } else {
+            file.write_all(&buf[start..start + len])?;
+        }
+    }
+    Ok(())
+}
+
+/// The most the GNU sparse files of one layer may expand to (their apparent sizes added
+/// up). Their holes stay holes on disk, so this bounds the time spent reading the zeros
+/// the tar crate produces for them, not disk use: content that is not a hole is in the
+/// layer stream, so a layer takes at most about its own uncompressed size on disk.
+pub const MAX_SPARSE_SIZE: u64 = 64 << 30;
 /// The decode stage's error when the apply stage stopped reading (on an error of its own).
 const APPLY_STOPPED: &str = "layer apply stopped";
 const CHUNK: usize = 1 << 20;
@@ -579,6 +609,8 @@ struct Applier<'a> {
     /// Reused buffer for file contents (small files are written with one `write`).
     copy_buf: Vec<u8>,
     content_size: u64,
+    /// Apparent size of the GNU sparse files so far (bounded by [`MAX_SPARSE_SIZE`]).
+    sparse_size: u64,
     entries: u64,
     xattrs_skipped: std::cell::Cell<u64>,
 }
@@ -765,8 +797,22 @@ impl<'a> Applier<'a> {
 
         match kind {
             tar::EntryType::Directory => self.directory(&path, &meta, &raw),
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                self.regular(&path, &meta, entry, &raw)
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                self.regular(&path, &meta, entry, &raw, false)
+            }
+            tar::EntryType::GNUSparse => {
+                // the tar crate has read the sparse map: size() is the file's apparent size
+                self.sparse_size = self.sparse_size.saturating_add(entry.size());
+                if self.sparse_size > MAX_SPARSE_SIZE {
+                    return Err(Error::InvalidLayer(format!(
+                        "sparse file {:?} ({} bytes) makes the sparse files of the layer expand to {} bytes, over the {} GiB limit",
+                        String::from_utf8_lossy(&raw),
+                        entry.size(),
+                        self.sparse_size,
+                        MAX_SPARSE_SIZE >> 30
+                    )));
+                }
+                self.regular(&path, &meta, entry, &raw, true)
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -846,6 +892,7 @@ impl<'a> Applier<'a> {
         meta: &Meta,
         data: &mut R,
         raw: &[u8],
+        sparse: bool,
     ) -> Result<()> {
         let parent = self.parent_dir(&path.parent, raw)?;
         let parent_gid = self.parent_cache.as_ref().map_or(u32::MAX, |c| c.2);
@@ -865,7 +912,7 @@ impl<'a> Applier<'a> {
             Err(e) => return Err(self.io_err("create", &path.full, e)),
         };
         let mut file = File::from(fd);
-        self.content_size += self.copy_content(data, &mut file, path, raw)?;
+        self.content_size += self.copy_content(data, &mut file, path, raw, sparse)?;
         let done = Done {
             // a new file belongs to our euid and to our egid or its directory's group
             owner: meta.uid == u64::from(self.euid)
@@ -879,13 +926,15 @@ impl<'a> Applier<'a> {
     }
 
     /// Copies a file's content through one reused buffer: files up to [`CHUNK`] bytes get a
-    /// single `write`.
+    /// single `write`. For a `sparse` file, blocks of zeros (its holes, which the tar crate
+    /// fills in) are skipped with a seek and stay holes.
     fn copy_content<R: Read>(
         &mut self,
         data: &mut R,
         file: &mut File,
         path: &SafePath,
         raw: &[u8],
+        sparse: bool,
     ) -> Result<u64> {
         if self.copy_buf.len() < CHUNK {
             self.copy_buf.resize(CHUNK, 0);
@@ -906,16 +955,26 @@ impl<'a> Applier<'a> {
                     }
                 }
             }
+            let werr = |e| Error::io("write", self.root.join(os(&path.full)), e);
             if filled == 0 {
-                return Ok(total);
+                break;
             }
-            file.write_all(&self.copy_buf[..filled])
-                .map_err(|e| Error::io("write", self.root.join(os(&path.full)), e))?;
+            if sparse {
+                write_sparse(file, &self.copy_buf[..filled]).map_err(werr)?;
+            } else {
+                file.write_all(&self.copy_buf[..filled]).map_err(werr)?;
+            }
             total += filled as u64;
             if filled < CHUNK {
-                return Ok(total);
+                break;
             }
         }
+        if sparse {
+            // a trailing hole: the size is set without writing it
+            file.set_len(total)
+                .map_err(|e| Error::io("truncate", self.root.join(os(&path.full)), e))?;
+        }
+        Ok(total)
     }
 
     fn symlink(&mut self, path: &SafePath, target: &[u8], meta: &Meta, raw: &[u8]) -> Result<()> {

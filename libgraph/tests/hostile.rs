@@ -632,3 +632,129 @@ fn huge_config_is_refused_in_bounded_memory() {
 fn huge_oci_index_is_refused_in_bounded_memory() {
     hostile_memory("index.json", "over the 4 MiB limit");
 }
+
+/// A GNU sparse entry of apparent size `real` with 512 bytes of `a` at the start and 512
+/// bytes of `b` at the end: 1.5 KB of tar.
+fn sparse_entry(t: &mut tar::Builder<Vec<u8>>, name: &str, real: u64) {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_mtime(1_500_000_000);
+    h.set_size(1024);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.sparse[0].set_offset(0);
+    gnu.sparse[0].set_length(512);
+    gnu.sparse[1].set_offset(real - 512);
+    gnu.sparse[1].set_length(512);
+    gnu.set_real_size(real);
+    h.set_cksum();
+    let mut data = vec![b'a'; 512];
+    data.extend_from_slice(&[b'b'; 512]);
+    t.append(&h, &data[..]).unwrap();
+}
+
+/// Bytes allocated on disk for everything under `dir`.
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            total += m.blocks() * 512;
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+fn sparse_file_stays_sparse(driver: &str) {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    longshore_test_support::require_root!();
+    let tmp = tempdir("hostile-sparse");
+    let root = tmp.path().join("store");
+    const REAL: u64 = 2 << 30;
+    let mut t = tar::Builder::new(Vec::new());
+    sparse_entry(&mut t, "big", REAL);
+    let layer = t.into_inner().unwrap();
+    assert!(layer.len() < 4096, "{} bytes of tar", layer.len());
+    {
+        let s = open(&root, driver);
+        s.import(&layer[..], Some("sparse:1"), None).unwrap();
+        s.create_container("longshore-sparse", "sparse:1").unwrap();
+        let rootfs = s.mount_container("longshore-sparse").unwrap();
+        let mut f = fs::File::open(rootfs.join("big")).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), REAL);
+        let mut buf = [0u8; 512];
+        f.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [b'a'; 512]);
+        f.seek(SeekFrom::Start(REAL / 2)).unwrap();
+        f.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [0; 512]);
+        f.seek(SeekFrom::Start(REAL - 512)).unwrap();
+        f.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [b'b'; 512]);
+        drop(f);
+        s.unmount_container("longshore-sparse").unwrap();
+        for f in find_named(&root, "big") {
+            let m = fs::metadata(&f).unwrap();
+            assert_eq!(m.len(), REAL);
+            assert!(
+                m.blocks() * 512 < 1 << 20,
+                "{} takes {} bytes on disk",
+                f.display(),
+                m.blocks() * 512
+            );
+        }
+        // the image layer, the container's copy (vfs) and the blob: a few MiB at most
+        let used = disk_usage(&root);
+        assert!(used < 16 << 20, "the store takes {used} bytes on disk");
+        s.remove_container("longshore-sparse").unwrap();
+    }
+    assert_store_clean(&root, driver);
+}
+
+#[test]
+fn sparse_file_in_vfs_is_written_as_holes() {
+    sparse_file_stays_sparse("vfs");
+}
+
+#[test]
+fn sparse_file_in_overlay_is_written_as_holes() {
+    sparse_file_stays_sparse("overlay");
+}
+
+#[test]
+fn sparse_files_of_a_layer_are_bounded() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("hostile-sparse-limit");
+    let root = tmp.path().join("store");
+    let limit = longshore_graph::apply::MAX_SPARSE_SIZE;
+    // one file over the limit; two that are over it together
+    let mut one = tar::Builder::new(Vec::new());
+    sparse_entry(&mut one, "huge", limit + 1);
+    let mut two = tar::Builder::new(Vec::new());
+    sparse_entry(&mut two, "first", 1 << 30);
+    sparse_entry(&mut two, "second", limit - (1 << 30) + 512);
+    for (name, layer) in [
+        ("huge", one.into_inner().unwrap()),
+        ("second", two.into_inner().unwrap()),
+    ] {
+        {
+            let s = open(&root, "vfs");
+            let err = s.import(&layer[..], None, None).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("sparse file \"{name}\"")) && err.contains("64 GiB limit"),
+                "{err}"
+            );
+            assert!(s.images().unwrap().is_empty());
+        }
+        assert_store_clean(&root, "vfs");
+        assert!(disk_usage(&root) < 16 << 20);
+        assert_eq!(fs::read_dir(root.join("vfs/dir")).unwrap().count(), 0);
+    }
+}

@@ -319,8 +319,7 @@ impl Copier<'_> {
                     Mode::from_raw_mode(0o600),
                 )
                 .ctx("create", &shown)?;
-                let (mut sf, mut df) = (fs::File::from(sf), fs::File::from(df));
-                std::io::copy(&mut sf, &mut df).ctx("copy", &shown)?;
+                copy_data(&sf, &df, st.st_size as u64).ctx("copy", &shown)?;
                 return self.set_fd_meta(sf.as_fd(), df.as_fd(), st, &shown);
             }
             FileType::Symlink => {
@@ -388,6 +387,33 @@ impl Copier<'_> {
         }
         rustix::fs::futimens(d, &times(st)).ctx("set times", shown)
     }
+}
+
+/// Copies a regular file's content, keeping its holes holes (a sparse file from a layer
+/// stays sparse in every container made from it): only the data ranges `SEEK_DATA` /
+/// `SEEK_HOLE` find are copied, with `copy_file_range`, and the size is set at the end.
+fn copy_data(src: &OwnedFd, dst: &OwnedFd, size: u64) -> std::io::Result<()> {
+    use rustix::fs::SeekFrom;
+    let mut off = 0u64;
+    while off < size {
+        let start = match rustix::fs::seek(src, SeekFrom::Data(off)) {
+            Ok(p) => p,
+            Err(Errno::NXIO) => break, // only a hole is left
+            Err(e) => return Err(e.into()),
+        };
+        let end = rustix::fs::seek(src, SeekFrom::Hole(start))?.min(size);
+        let (mut i, mut o) = (start, start);
+        while i < end {
+            let len = (end - i).min(1 << 30) as usize;
+            let n = rustix::fs::copy_file_range(src, Some(&mut i), dst, Some(&mut o), len)?;
+            if n == 0 {
+                break; // the file shrank meanwhile
+            }
+        }
+        off = end.max(start + 1);
+    }
+    rustix::fs::ftruncate(dst, size)?;
+    Ok(())
 }
 
 /// `/proc/self/fd/N`: a path for the open file (its last component is a magic link that
