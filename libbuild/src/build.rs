@@ -43,8 +43,82 @@ pub struct RunStep<'a> {
     pub user: String,
     /// `RUN --network` (`default`, `none`, `host`), `None` for the default.
     pub network: Option<String>,
+    /// `RUN --mount`s to make inside the container (their targets exist); the runner must
+    /// unmount them before it returns.
+    pub mounts: Vec<RunMount>,
     /// Where the process's stdout and stderr go.
     pub output: &'a mut (dyn Write + Send),
+}
+
+/// What a `RUN --mount` mount is, for the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMountKind {
+    /// A bind mount of `source` (also cache mounts: a host directory kept between builds).
+    Bind,
+    /// An empty tmpfs.
+    Tmpfs,
+}
+
+/// One `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    /// Bind or tmpfs.
+    pub kind: RunMountKind,
+    /// The host path to bind (`None` for tmpfs).
+    pub source: Option<PathBuf>,
+    /// Absolute path in the container.
+    pub target: String,
+    /// Mount it read-only.
+    pub readonly: bool,
+}
+
+/// A parsed `--mount=type=...,target=...` of RUN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct MountSpec {
+    kind: String,
+    target: String,
+    source: Option<String>,
+    from: Option<String>,
+    readonly: Option<bool>,
+    id: Option<String>,
+}
+
+fn parse_mount(spec: &str) -> std::result::Result<MountSpec, String> {
+    let mut m = MountSpec {
+        kind: "bind".into(),
+        ..MountSpec::default()
+    };
+    for field in spec.split(',') {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim().to_string())),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let val = || {
+            v.clone()
+                .ok_or_else(|| format!("--mount: {k} needs a value"))
+        };
+        match k.as_str() {
+            "type" => m.kind = val()?.to_ascii_lowercase(),
+            "target" | "dst" | "destination" => m.target = val()?,
+            "source" | "src" => m.source = Some(val()?),
+            "from" => m.from = Some(val()?),
+            "id" => m.id = Some(val()?),
+            "ro" | "readonly" => m.readonly = Some(v.as_deref().is_none_or(|v| v == "true")),
+            "rw" | "readwrite" => m.readonly = Some(v.as_deref().is_some_and(|v| v == "false")),
+            "sharing" | "mode" | "uid" | "gid" | "size" | "required" => {}
+            other => return Err(format!("--mount: unknown option {other:?}")),
+        }
+    }
+    if !matches!(m.kind.as_str(), "bind" | "cache" | "tmpfs") {
+        return Err(format!(
+            "--mount type={} is not supported by longshore-build (bind, cache and tmpfs are)",
+            m.kind
+        ));
+    }
+    if m.target.is_empty() {
+        return Err("--mount needs a target".into());
+    }
+    Ok(m)
 }
 
 /// Runs RUN steps. The engine implements it with a real container; tests may chroot.
@@ -426,6 +500,31 @@ impl Write for Stream<'_, '_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .flush()
+    }
+}
+
+/// What keeps a `RUN --mount` source alive during the step.
+enum MountHolder<'a> {
+    Container { _guard: ContainerGuard<'a> },
+    Dir { _dir: tempfile::TempDir },
+}
+
+/// Removes the (empty) directories a step created as mount points, deepest first.
+struct RemoveDirs(Vec<PathBuf>);
+
+impl Drop for RemoveDirs {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            match fs::symlink_metadata(d) {
+                Ok(m) if m.is_dir() => {
+                    let _ = fs::remove_dir(d);
+                }
+                Ok(m) if m.len() == 0 => {
+                    let _ = fs::remove_file(d);
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -1081,12 +1180,13 @@ impl Shared<'_> {
                 network,
                 security,
             } => {
-                if !mounts.is_empty() {
-                    return Err(self.step_err(
-                        ins,
-                        "RUN --mount is not supported by longshore-build yet".into(),
-                    ));
-                }
+                let specs: Vec<MountSpec> = mounts
+                    .iter()
+                    .map(|m| {
+                        let m = self.expand(st, ins, m)?;
+                        parse_mount(&m).map_err(|e| self.step_err(ins, e))
+                    })
+                    .collect::<Result<_>>()?;
                 if security.as_deref().is_some_and(|s| s != "sandbox") {
                     return Err(self.step_err(ins, "RUN --security=insecure is not allowed".into()));
                 }
@@ -1132,7 +1232,55 @@ impl Shared<'_> {
                     desc.push(' ');
                 }
                 desc.push_str(&argv.join(" "));
-                let key = self.cache_key(st, &format!("RUN {desc} network={network:?}"), None);
+                // the mounts' sources (bind mounts: their content is part of the key; cache
+                // mounts and tmpfs are not, by design)
+                let mut holders = Vec::new();
+                let mut run_mounts = Vec::new();
+                let mut mount_key = Sha256::new();
+                for m in &specs {
+                    let target = if m.target.starts_with('/') {
+                        crate::ignore::clean(&m.target)
+                    } else {
+                        crate::ignore::clean(&format!("{}/{}", st.workdir(), m.target))
+                    };
+                    mount_key.update(format!("{m:?}\n").as_bytes());
+                    let (source, readonly) = match m.kind.as_str() {
+                        "tmpfs" => (None, false),
+                        "cache" => {
+                            let id = m.id.clone().unwrap_or_else(|| target.clone());
+                            let dir = self
+                                .cache_dir
+                                .join("mounts")
+                                .join(hex::encode(Sha256::digest(id.as_bytes())));
+                            fs::create_dir_all(&dir).ctx("create cache mount", &dir)?;
+                            (Some(dir), m.readonly.unwrap_or(false))
+                        }
+                        _ => {
+                            let (path, tmp) =
+                                self.bind_source(ins, m, done, &mut holders, &mut mount_key)?;
+                            if let Some(t) = tmp {
+                                holders.push(MountHolder::Dir { _dir: t });
+                            }
+                            (Some(path), m.readonly.unwrap_or(true))
+                        }
+                    };
+                    run_mounts.push(RunMount {
+                        kind: if m.kind == "tmpfs" {
+                            RunMountKind::Tmpfs
+                        } else {
+                            RunMountKind::Bind
+                        },
+                        source,
+                        target,
+                        readonly,
+                    });
+                }
+                let mount_digest = hex::encode(mount_key.finalize());
+                let key = self.cache_key(
+                    st,
+                    &format!("RUN {desc} network={network:?} mounts={mount_digest}"),
+                    None,
+                );
                 let step_no = self.step_no(stage, idx);
                 let total = self.total();
                 self.cached_or(st, &key, |st| {
@@ -1146,6 +1294,25 @@ impl Shared<'_> {
                     let user = st.cfg()["User"].as_str().unwrap_or("").to_string();
                     self.container_step(st, &desc, |cid, rootfs| {
                         fsutil::mkdir_in_root(rootfs, &workdir, Attrs::default())?;
+                        // mount points made for the step are removed again before the diff
+                        let mut made = Vec::new();
+                        for m in &run_mounts {
+                            let file = m.source.as_ref().is_some_and(|s| !s.is_dir());
+                            if !file {
+                                made.extend(fsutil::mkdir_in_root_tracked(rootfs, &m.target)?);
+                                continue;
+                            }
+                            // a file is bound onto a file
+                            let parent = m.target.rsplit_once('/').map_or("/", |(p, _)| p);
+                            made.extend(fsutil::mkdir_in_root_tracked(rootfs, parent)?);
+                            let t = resolve_in_root(rootfs, &m.target, true)
+                                .ctx("resolve", &m.target)?;
+                            if fs::symlink_metadata(&t).is_err() {
+                                fs::File::create(&t).ctx("create mount point", &t)?;
+                                made.push(t);
+                            }
+                        }
+                        let _cleanup = RemoveDirs(made);
                         self.say(&format!(
                             " ---> Running in {}\n",
                             &cid["longshore-build-".len()..]
@@ -1160,6 +1327,7 @@ impl Shared<'_> {
                             workdir: workdir.clone(),
                             user,
                             network: network.clone(),
+                            mounts: run_mounts.clone(),
                             output: &mut stream,
                         });
                         if self.opts.rm {
@@ -1192,6 +1360,77 @@ impl Shared<'_> {
                 self.copy_step(st, ins, spec, is_add, from, done)
             }
         }
+    }
+
+    /// The host directory a `--mount=type=bind` shows: a path in the context (a filtered
+    /// copy when .dockerignore applies or the mount is writable, so neither ignored files
+    /// nor the user's context are exposed), or in another stage's or an image's filesystem.
+    fn bind_source<'s>(
+        &'s self,
+        ins: &Instruction,
+        m: &MountSpec,
+        done: &BTreeMap<usize, Digest>,
+        holders: &mut Vec<MountHolder<'s>>,
+        key: &mut Sha256,
+    ) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+        let rel = context_rel(m.source.as_deref().unwrap_or("."))
+            .map_err(|e| self.step_err(ins, format!("--mount: {e}")))?;
+        let Some(from) = &m.from else {
+            let found =
+                self.find_sources(self.context.root(), &rel, Some(self.context.ignore()))?;
+            let Some(src) = found.into_iter().next() else {
+                return Err(self.step_err(ins, format!("--mount: source {rel:?} not found in build context or excluded by .dockerignore")));
+            };
+            fsutil::hash_source(key, &src, Some(self.context.ignore()))?;
+            let writable = m.readonly == Some(false);
+            if !writable && self.context.ignore().is_empty() {
+                return Ok((src.path, None));
+            }
+            let tmp = tempfile::Builder::new()
+                .prefix("longshore-build-mount-")
+                .tempdir()
+                .ctx("create", std::env::temp_dir())?;
+            let dest = tmp.path().join("m");
+            fsutil::copy_entry(
+                tmp.path(),
+                &src,
+                &dest,
+                Some(self.context.ignore()),
+                Attrs::default(),
+                false,
+            )?;
+            return Ok((dest, Some(tmp)));
+        };
+        let image = match self.plan.stages.iter().find(|s| {
+            s.name.as_deref() == Some(from.to_ascii_lowercase().as_str()) || s.index.to_string() == *from
+        }) {
+            Some(s) => done.get(&s.index).cloned().ok_or_else(|| {
+                self.step_err(ins, format!("--mount from={from}: the stage was not built before this one"))
+            })?,
+            None => self.store.resolve(from).map_err(|_| {
+                self.step_err(ins, format!("--mount from={from}: there is no stage named {from:?} and no image {from:?} in the store"))
+            })?,
+        };
+        key.update(format!("from {image}\n").as_bytes());
+        let cid = format!("longshore-build-src-{}", random_hex(6)?);
+        self.store.create_container(&cid, &image.to_string())?;
+        let mut g = ContainerGuard {
+            store: self.store,
+            id: cid.clone(),
+            mounted: false,
+            keep: false,
+        };
+        let root = self.store.mount_container(&cid)?;
+        g.mounted = true;
+        holders.push(MountHolder::Container { _guard: g });
+        let path = resolve_in_root(&root, &rel, true).ctx("resolve", &rel)?;
+        if fs::symlink_metadata(&path).is_err() {
+            return Err(self.step_err(
+                ins,
+                format!("--mount from={from}: {rel:?} does not exist there"),
+            ));
+        }
+        Ok((path, None))
     }
 
     fn total(&self) -> usize {

@@ -133,6 +133,22 @@ pub(crate) fn mkdir_in_root(rootfs: &Path, rel: &str, attrs: Attrs) -> Result<Pa
     resolve_in_root(rootfs, rel, true).ctx("resolve", rel)
 }
 
+/// Like [`mkdir_in_root`] (root-owned, 0755), returning the directories it created.
+pub(crate) fn mkdir_in_root_tracked(rootfs: &Path, rel: &str) -> Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let mut cur = String::new();
+    for part in rel.split('/').filter(|s| !s.is_empty()) {
+        cur = format!("{cur}/{part}");
+        let p = resolve_in_root(rootfs, &cur, true).ctx("resolve", &cur)?;
+        if fs::symlink_metadata(&p).is_err() {
+            fs::create_dir(&p).ctx("create directory", &p)?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).ctx("chmod", &p)?;
+            made.push(p);
+        }
+    }
+    Ok(made)
+}
+
 /// Copies `src` to `dest` (a host path inside the container root `rootfs`, already
 /// resolved; its parent exists). Directories are merged; symlinks are copied as symlinks.
 pub(crate) fn copy_entry(

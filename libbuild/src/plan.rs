@@ -207,6 +207,22 @@ impl Plan {
                 Source::Image(s.base.clone())
             };
             for (idx, ins) in s.instructions.iter().enumerate() {
+                if let Kind::Run { mounts, .. } = &ins.kind {
+                    // RUN --mount=...,from=<stage> needs that stage first
+                    for m in mounts {
+                        let m = lex.process_word(m, &genv).unwrap_or_else(|_| m.clone());
+                        let from = m.split(',').find_map(|f| f.trim().strip_prefix("from="));
+                        if let Some(i) = from.and_then(|f| {
+                            find(f, s.index).or_else(|| {
+                                f.parse::<usize>()
+                                    .ok()
+                                    .filter(|&i| i < count && i != s.index)
+                            })
+                        }) {
+                            s.deps.insert(i);
+                        }
+                    }
+                }
                 let (Kind::Copy(c) | Kind::Add(c)) = &ins.kind else {
                     continue;
                 };

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
+use longshore_build::build::RunMountKind;
 use longshore_build::{BuildOptions, Built, Context, Error, RunStep, StepRunner, build};
 use longshore_graph::{Store, StoreOptions};
 use longshore_test_support::require_root;
@@ -34,7 +36,32 @@ impl StepRunner for Chroot {
                 c.env(k, v);
             }
         }
-        let out = c.output().map_err(|e| format!("chroot: {e}"))?;
+        // RUN --mount: made here, from the host, and undone before returning
+        let mut mounted = Vec::new();
+        let mut result = Ok(());
+        for m in &step.mounts {
+            let target = step.rootfs.join(m.target.trim_start_matches('/'));
+            let ok = match (&m.kind, &m.source) {
+                (RunMountKind::Tmpfs, _) => {
+                    sh(&["mount", "-t", "tmpfs", "longshore-tmpfs"], &target)
+                }
+                (RunMountKind::Bind, Some(src)) => {
+                    sh(&["mount", "--bind", &src.to_string_lossy()], &target)
+                        && (!m.readonly || sh(&["mount", "-o", "remount,bind,ro"], &target))
+                }
+                _ => false,
+            };
+            mounted.push(target);
+            if !ok {
+                result = Err(format!("cannot mount {}", m.target));
+                break;
+            }
+        }
+        let out = result.and_then(|()| c.output().map_err(|e| format!("chroot: {e}")));
+        for t in mounted.iter().rev() {
+            sh(&["umount", "-l"], t);
+        }
+        let out = out?;
         step.output
             .write_all(&out.stdout)
             .map_err(|e| e.to_string())?;
@@ -43,6 +70,14 @@ impl StepRunner for Chroot {
             .map_err(|e| e.to_string())?;
         Ok(out.status.code().unwrap_or(128))
     }
+}
+
+fn sh(args: &[&str], target: &Path) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .arg(target)
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 struct Env {
@@ -996,5 +1031,71 @@ LABEL version=\"1.0\" description=\"a b\"
     assert!(
         hist.iter()
             .any(|h| h.created_by == "/bin/sh -c #(nop)  MAINTAINER Sam Alba <sam@docker.com>")
+    );
+}
+
+#[test]
+fn run_mounts_cache_bind_and_tmpfs() {
+    require_root!();
+    let e = env();
+    base(&e);
+    fs::create_dir_all(e.ctx.join("data")).unwrap();
+    fs::write(e.ctx.join("data/f"), "bound\n").unwrap();
+    let df = "FROM base:1 AS tools
+RUN echo tool > /tool
+FROM base:1
+RUN --mount=type=cache,target=/cache echo $(( $(cat /cache/n 2>/dev/null || echo 0) + 1 )) > /cache/n && echo count=$(cat /cache/n)
+RUN --mount=type=bind,source=data,target=/mnt cat /mnt/f && ! touch /mnt/x 2>/dev/null && echo read-only
+RUN --mount=type=bind,from=tools,source=/tool,target=/t cat /t
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/y && ls /scratch
+";
+    let (r, out) = run(&e, &opts(df));
+    let b = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(out.contains("count=1\n"), "{out}");
+    assert!(out.contains("bound\nread-only\n"), "{out}");
+    assert!(out.contains("tool\n") && out.contains("\ny\n"), "{out}");
+    // the mount points and what was written into the mounts are not in the image
+    e.store
+        .create_container("longshore-build-mnt", &b.id.to_string())
+        .unwrap();
+    let root = e.store.mount_container("longshore-build-mnt").unwrap();
+    let present: Vec<&str> = ["cache", "mnt", "t", "scratch"]
+        .into_iter()
+        .filter(|p| root.join(p).symlink_metadata().is_ok())
+        .collect();
+    e.store.unmount_container("longshore-build-mnt").unwrap();
+    e.store.remove_container("longshore-build-mnt").unwrap();
+    assert!(
+        present.is_empty(),
+        "mount points left in the image: {present:?}"
+    );
+    assert!(!e.ctx.join("data/x").exists());
+
+    // the cache mount keeps its content across builds; a changed bind source reruns its step
+    fs::write(e.ctx.join("data/f"), "changed\n").unwrap();
+    let mut o = opts(df);
+    o.no_cache = false;
+    let (r, out) = run(&e, &o);
+    let b2 = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(out.contains("changed\nread-only\n"), "{out}");
+    assert!(
+        !out.contains("count=1\n") && !out.contains("count=2\n"),
+        "the cache-mount step should come from the cache:\n{out}"
+    );
+    // the bind's content is not in the image: the rerun step makes the same layer
+    assert_eq!(b2.id, b.id);
+    let mut o = opts(df);
+    o.no_cache = true;
+    let (r, out) = run(&e, &o);
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(out.contains("count=2\n"), "{out}");
+    let (r, _) = run(
+        &e,
+        &opts("FROM base:1\nRUN --mount=type=secret,id=x true\n"),
+    );
+    assert!(
+        r.unwrap_err()
+            .to_string()
+            .contains("type=secret is not supported")
     );
 }
