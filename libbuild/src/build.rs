@@ -1462,12 +1462,6 @@ impl Shared<'_> {
         done: &BTreeMap<usize, Digest>,
     ) -> Result<()> {
         let word = if is_add { "ADD" } else { "COPY" };
-        if spec.parents || !spec.exclude.is_empty() {
-            return Err(self.step_err(
-                ins,
-                format!("{word} --parents and --exclude are not supported by longshore-build yet"),
-            ));
-        }
         // where the sources come from: the context, another stage or an image
         let (src_image, mut holder): (Option<Digest>, Option<ContainerGuard>) = match &from {
             None => (None, None),
@@ -1600,8 +1594,48 @@ impl Shared<'_> {
             }
             srcs.extend(found);
         }
-        let multi =
-            srcs.len() + heredoc_files.len() > 1 || spec.sources.iter().any(|s| has_glob(s));
+        // --exclude: patterns relative to each source (a file source by its name); they
+        // join the .dockerignore rules for this copy
+        let filter: Option<crate::ignore::Ignore> = if spec.exclude.is_empty() {
+            None
+        } else {
+            let pats: Vec<String> = spec
+                .exclude
+                .iter()
+                .map(|p| expand(p))
+                .collect::<Result<_>>()?;
+            let mut ig = ignore.cloned().unwrap_or_default();
+            let top = crate::ignore::Ignore::parse(&pats.join("\n"))?;
+            srcs.retain(|s| s.path.is_dir() || !top.excludes(&s.base));
+            for s in &srcs {
+                if s.path.is_dir() {
+                    for p in &pats {
+                        ig.push(&if s.rel.is_empty() {
+                            p.clone()
+                        } else {
+                            format!("{}/{p}", s.rel)
+                        })?;
+                    }
+                }
+            }
+            if srcs.is_empty() && heredoc_files.is_empty() {
+                return Err(self.step_err(
+                    ins,
+                    format!("{word} failed: every source is excluded by --exclude"),
+                ));
+            }
+            Some(ig)
+        };
+        let ignore = filter.as_ref().or(ignore);
+        // --parents: each source keeps its path (relative to the context or stage root)
+        if spec.parents {
+            for s in &mut srcs {
+                s.base = s.rel.clone();
+            }
+        }
+        let multi = spec.parents
+            || srcs.len() + heredoc_files.len() > 1
+            || spec.sources.iter().any(|s| has_glob(s));
         if srcs.len() + heredoc_files.len() > 1 && !dest_is_dir_syntax {
             return Err(self.step_err(ins, format!("When using {word} with more than one source file, the destination must be a directory and end with a /")));
         }
@@ -1630,6 +1664,12 @@ impl Shared<'_> {
         if spec.link {
             flags.push_str("--link ");
         }
+        if spec.parents {
+            flags.push_str("--parents ");
+        }
+        for x in &spec.exclude {
+            flags.push_str(&format!("--exclude={} ", expand(x)?));
+        }
         let desc = format!("{word} {flags}{kind}:{content} in {dest}");
         let key = self.cache_key(st, &format!("{desc} from={src_image:?}"), Some(&content));
         let chown = spec.chown.as_deref().map(expand).transpose()?;
@@ -1652,11 +1692,30 @@ impl Shared<'_> {
                     let d = fsutil::mkdir_in_root(rootfs, &dest, attrs)?;
                     for s in &srcs {
                         if s.path.is_dir() {
+                            let d = if spec.parents && !s.base.is_empty() {
+                                fsutil::mkdir_in_root(
+                                    rootfs,
+                                    &format!("{}/{}", dest.trim_end_matches('/'), s.base),
+                                    attrs,
+                                )?
+                            } else {
+                                d.clone()
+                            };
                             fsutil::copy_entry(rootfs, s, &d, ignore, attrs, true)?;
                         } else if unpack && fsutil::is_archive(&s.path) {
                             self.extract(&s.path, &d)?;
                         } else {
                             let inside = format!("{}/{}", dest.trim_end_matches('/'), s.base);
+                            if let Some((parent, _)) = inside.rsplit_once('/') {
+                                fsutil::mkdir_in_root(
+                                    rootfs,
+                                    parent,
+                                    Attrs {
+                                        chmod: None,
+                                        ..attrs
+                                    },
+                                )?;
+                            }
                             let t =
                                 resolve_in_root(rootfs, &inside, false).ctx("resolve", &inside)?;
                             fsutil::copy_entry(rootfs, s, &t, ignore, attrs, false)?;

@@ -1099,3 +1099,49 @@ RUN --mount=type=tmpfs,target=/scratch touch /scratch/y && ls /scratch
             .contains("type=secret is not supported")
     );
 }
+
+#[test]
+fn copy_exclude_and_parents() {
+    require_root!();
+    let e = env();
+    base(&e);
+    for f in [
+        "src/a/one.rs",
+        "src/a/one.txt",
+        "src/b/two.rs",
+        "top.txt",
+        "top.rs",
+    ] {
+        let p = e.ctx.join(f);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, f).unwrap();
+    }
+    let df = "FROM base:1
+COPY --exclude=**/*.txt src /x/
+COPY --exclude=*.txt top.txt top.rs /y/
+COPY --parents src/a/one.rs src/b /z/
+RUN find /x /y /z | sort
+";
+    let (r, out) = run(&e, &opts(df));
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    let listed: Vec<&str> = out.lines().filter(|l| l.starts_with('/')).collect();
+    assert_eq!(
+        listed,
+        [
+            "/x",
+            "/x/a",
+            "/x/a/one.rs",
+            "/x/b",
+            "/x/b/two.rs",
+            "/y",
+            "/y/top.rs",
+            "/z",
+            "/z/src",
+            "/z/src/a",
+            "/z/src/a/one.rs",
+            "/z/src/b",
+            "/z/src/b/two.rs"
+        ],
+        "{out}"
+    );
+}
