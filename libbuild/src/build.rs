@@ -155,6 +155,9 @@ pub struct BuildOptions {
     pub cache_from: Vec<String>,
     /// `-q`: print only the image ID.
     pub quiet: bool,
+    /// Terminal mode: the same lines, with emphasis and colours (for a tty); plain when
+    /// false.
+    pub terminal: bool,
     /// `--rm` (default true): remove intermediate containers after a successful step.
     pub rm: bool,
     /// `--force-rm`: remove them after a failed step too. A failed step's container is also
@@ -179,6 +182,7 @@ impl Default for BuildOptions {
             no_cache: false,
             cache_from: Vec::new(),
             quiet: false,
+            terminal: false,
             rm: true,
             force_rm: false,
             source_date_epoch: None,
@@ -439,21 +443,19 @@ pub fn build(
                 .filter(|k| !declared.contains(*k))
                 .cloned()
                 .collect();
-            let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
-            if !unused.is_empty() && !opts.quiet {
-                let _ = writeln!(
-                    out,
-                    "[Warning] One or more build-args [{}] were not consumed",
+            if !unused.is_empty() {
+                shared.say(&format!(
+                    "[Warning] One or more build-args [{}] were not consumed\n",
                     unused.join(" ")
-                );
+                ));
+            }
+            shared.say(&format!("Successfully built {}\n", short(&id)));
+            for t in &opts.tags {
+                shared.say(&format!("Successfully tagged {}\n", familiar(t)));
             }
             if opts.quiet {
+                let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
                 let _ = writeln!(out, "{id}");
-            } else {
-                let _ = writeln!(out, "Successfully built {}", short(&id));
-                for t in &opts.tags {
-                    let _ = writeln!(out, "Successfully tagged {}", familiar(t));
-                }
             }
             Ok(Built {
                 id,
@@ -480,6 +482,30 @@ fn familiar(t: &str) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// Terminal mode: steps bold, results cyan, the end green.
+fn style(s: &str) -> String {
+    s.split_inclusive('\n')
+        .map(|l| {
+            let (body, nl) = match l.strip_suffix('\n') {
+                Some(b) => (b, "\n"),
+                None => (l, ""),
+            };
+            let code = if body.starts_with("Step ") {
+                "1"
+            } else if body.starts_with(" ---> ") {
+                "36"
+            } else if body.starts_with("Successfully") {
+                "1;32"
+            } else if body.starts_with("[Warning]") {
+                "33"
+            } else {
+                return l.to_string();
+            };
+            format!("\x1b[{code}m{body}\x1b[0m{nl}")
+        })
+        .collect()
+}
+
 /// Writes a RUN step's output into the progress stream (nothing with `-q`).
 struct Stream<'a, 'b> {
     shared: &'a Shared<'b>,
@@ -489,7 +515,14 @@ impl Write for Stream<'_, '_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if !self.shared.opts.quiet {
             let mut o = self.shared.out.lock().unwrap_or_else(|p| p.into_inner());
-            o.write_all(buf)?;
+            if self.shared.opts.terminal {
+                // the step's own output dimmed, apart from the build's lines
+                o.write_all(b"\x1b[2m")?;
+                o.write_all(buf)?;
+                o.write_all(b"\x1b[0m")?;
+            } else {
+                o.write_all(buf)?;
+            }
         }
         Ok(buf.len())
     }
@@ -552,8 +585,13 @@ impl Shared<'_> {
         if self.opts.quiet {
             return;
         }
+        let text = if self.opts.terminal {
+            style(s)
+        } else {
+            s.to_string()
+        };
         let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = o.write_all(s.as_bytes());
+        let _ = o.write_all(text.as_bytes());
     }
 
     fn build_all(&self) -> Result<Digest> {

@@ -1145,3 +1145,25 @@ RUN find /x /y /z | sort
         "{out}"
     );
 }
+
+#[test]
+fn terminal_mode_styles_the_same_lines() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let df = "FROM base:1\nRUN echo out\n";
+    let (r, plain) = run(&e, &opts(df));
+    r.unwrap();
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    let mut o = opts(df);
+    o.terminal = true;
+    o.no_cache = true;
+    let (r, tty) = run(&e, &o);
+    r.unwrap();
+    assert!(
+        tty.contains("\x1b[1mStep 2/2 : RUN echo out\x1b[0m\n"),
+        "{tty:?}"
+    );
+    assert!(tty.contains("\x1b[2mout\n\x1b[0m"), "{tty:?}");
+    assert!(tty.contains("\x1b[1;32mSuccessfully built "), "{tty:?}");
+}
