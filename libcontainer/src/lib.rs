@@ -32,6 +32,13 @@
 //! c.delete(false)?;
 //! # Ok(()) }
 //! ```
+//!
+//! The image and the container are not trusted: the user's program is exec'd through a
+//! sealed trampoline (the caller's binary is never reachable as `/proc/self/exe`), every
+//! path in the root is made and opened through descriptors beneath it, and every write
+//! under `/proc` goes through a procfs of the runtime's own. ARCHITECTURE.md's "threat
+//! model" says what is trusted and how each known escape is closed. A `process` without
+//! `capabilities` keeps the caller's full set at create (as with runc): give the set.
 #![deny(missing_docs)]
 
 mod attrs;

@@ -227,6 +227,11 @@ pub(crate) fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
 /// every process it forks names that copy, not the file on the host: a container that
 /// can open it (one with CAP_SYS_PTRACE) cannot overwrite the runtime (CVE-2019-5736).
 ///
+/// Without CAP_SYS_PTRACE in the container this is not needed (the user's program is
+/// exec'd through a sealed trampoline, so a container never executes this binary); a
+/// program embedding the library that grants CAP_SYS_PTRACE should call it first thing
+/// in `main`, as `longshore-runtime` does for such specs.
+///
 /// Returns only on failure (or when already sealed).
 pub fn reexec_sealed() -> io::Result<()> {
     use rustix::fs::{MemfdFlags, SealFlags};
