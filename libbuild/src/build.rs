@@ -979,6 +979,54 @@ impl Shared<'_> {
         self.commit(st, created_by, Some(layer))
     }
 
+    /// `COPY --link`: the copy is made into an empty directory, not onto the parent, and its
+    /// layer is put on the parent as it is. A layer made for the same sources and
+    /// destination is reused on any base (`link-<key>` in the cache names its blob).
+    fn link_step(
+        &self,
+        st: &mut State,
+        created_by: &str,
+        link_key: &str,
+        work: impl FnOnce(&str, &Path) -> Result<()>,
+    ) -> Result<Digest> {
+        let entry = self.cache_dir.join(format!("link-{link_key}"));
+        let blob = fs::read_to_string(&entry)
+            .ok()
+            .and_then(|t| Digest::parse(t.trim()).ok())
+            .filter(|b| !self.opts.no_cache && self.store.content().exists(b));
+        if let Some(b) = &blob {
+            self.lease.add_blob(b);
+        }
+        let layer = match blob {
+            Some(b) => self.store.register_layer_blob(st.top.as_deref(), &b)?,
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("longshore-build-link-")
+                    .tempdir()
+                    .ctx("create", std::env::temp_dir())?;
+                work("", tmp.path())?;
+                let changes = fsutil::all_as_added(tmp.path())?;
+                let mut tar = Vec::new();
+                fsutil::changes_tar(tmp.path(), &changes, self.epoch, &mut tar)?;
+                let layer = self
+                    .store
+                    .register_layer(st.top.as_deref(), Cursor::new(tar))?;
+                if let Some(b) = &layer.blob_digest {
+                    let t = self
+                        .cache_dir
+                        .join(format!(".link-{link_key}.{}", random_hex(4)?));
+                    fs::write(&t, b.to_string()).ctx("write", &t)?;
+                    fs::rename(&t, &entry).ctx("rename", &t)?;
+                }
+                layer
+            }
+        };
+        if let Some(c) = &layer.chain_id {
+            self.lease.add_chain(c);
+        }
+        self.commit(st, created_by, Some(layer))
+    }
+
     fn step(
         &self,
         st: &mut State,
@@ -1716,8 +1764,20 @@ impl Shared<'_> {
             .as_deref()
             .and_then(|m| u32::from_str_radix(m, 8).ok());
         let unpack = is_add && spec.unpack != Some(false);
+        let link_key = {
+            let mut h = Sha256::new();
+            h.update(
+                format!(
+                    "link v1 epoch {} {desc} from={src_image:?}\n{content}",
+                    self.epoch
+                )
+                .as_bytes(),
+            );
+            hex::encode(h.finalize())
+        };
         let r = self.cached_or(st, &key, |st| {
-            self.container_step(st, &format!("/bin/sh -c #(nop) {desc} "), |_cid, rootfs| {
+            let created_by = format!("/bin/sh -c #(nop) {desc} ");
+            let work = |_cid: &str, rootfs: &Path| -> Result<()> {
                 let (uid, gid) = match &chown {
                     Some(c) => fsutil::resolve_owner(rootfs, c)?,
                     None => (0, 0),
@@ -1793,7 +1853,12 @@ impl Shared<'_> {
                     }
                 }
                 Ok(())
-            })
+            };
+            if spec.link {
+                self.link_step(st, &created_by, &link_key, work)
+            } else {
+                self.container_step(st, &created_by, work)
+            }
         });
         drop(holder.take());
         r

@@ -381,6 +381,27 @@ fn kept_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Every entry below `root` as an added change (for a layer made in an empty directory).
+pub(crate) fn all_as_added(root: &Path) -> Result<Vec<Change>> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<Change>) -> Result<()> {
+        for (n, p) in sorted_entries(dir)? {
+            let r = format!("{rel}/{n}");
+            let is_dir = fs::symlink_metadata(&p).ctx("stat", &p)?.is_dir();
+            out.push(Change {
+                path: r.clone(),
+                kind: ChangeKind::Added,
+            });
+            if is_dir {
+                walk(&p, &r, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out)?;
+    Ok(out)
+}
+
 /// Looks `user[:group]` up in the container's `/etc/passwd` and `/etc/group`.
 pub(crate) fn resolve_owner(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
     let (user, group) = match spec.split_once(':') {

@@ -1167,3 +1167,58 @@ fn terminal_mode_styles_the_same_lines() {
     assert!(tty.contains("\x1b[2mout\n\x1b[0m"), "{tty:?}");
     assert!(tty.contains("\x1b[1;32mSuccessfully built "), "{tty:?}");
 }
+
+/// `COPY --link` makes its layer without the parent: the same layer (diff ID) on any base,
+/// made once and reused when the base changes.
+#[test]
+fn copy_link_layers_do_not_depend_on_the_base() {
+    require_root!();
+    let e = env();
+    base(&e);
+    fs::create_dir_all(e.ctx.join("data")).unwrap();
+    fs::write(e.ctx.join("data/f"), "linked\n").unwrap();
+    let mut o = opts("FROM base:1\nRUN mkdir -m 700 /data && echo base2 > /marker\n");
+    o.tags = vec!["base:2".into()];
+    let (r, _) = run(&e, &o);
+    r.unwrap();
+    let df = |b: &str| {
+        format!(
+            "FROM {b}\nCOPY --link --chown=1000:1000 data /data/\nRUN stat -c '%u %a' /data && cat /data/f\n"
+        )
+    };
+    let (r, out1) = run(&e, &opts(&df("base:1")));
+    let one = r.unwrap_or_else(|err| panic!("{err}\n{out1}"));
+    let (r, out2) = run(&e, &opts(&df("base:2")));
+    let two = r.unwrap_or_else(|err| panic!("{err}\n{out2}"));
+    assert!(
+        out1.contains("1000 755\nlinked\n") && out2.contains("1000 755\nlinked\n"),
+        "{out1}\n{out2}"
+    );
+    let layer = |id: &longshore_graph::Digest| {
+        let d = e.store.image(&id.to_string()).unwrap().diff_ids;
+        d[d.len() - 2].clone()
+    };
+    assert_eq!(
+        layer(&one.id),
+        layer(&two.id),
+        "the --link layer differs between bases"
+    );
+    let links = fs::read_dir(e.store.root().join("build-cache"))
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("link-")
+        })
+        .count();
+    assert_eq!(links, 1);
+    // without --link the copy lands on the parent's /data (mode 700 on base:2)
+    let (r, out) = run(
+        &e,
+        &opts("FROM base:2\nCOPY data /data/\nRUN stat -c '%a' /data\n"),
+    );
+    r.unwrap();
+    assert!(out.contains("\n700\n"), "{out}");
+}
