@@ -109,6 +109,9 @@ pub struct CheckReport {
     pub blobs_checked: usize,
     /// Layers verified.
     pub layers_checked: usize,
+    /// Complete layers nothing uses (no image, container, child layer or live [`Lease`]):
+    /// not damage, but what a load or pull cut short left; [`Store::gc`] removes them.
+    pub unreferenced_layers: Vec<String>,
 }
 
 /// Findings of [`Store::gc`].
@@ -451,6 +454,304 @@ fn read_in_archive(base: &Path, path: &Path, limit: u64, what: &str) -> Result<V
         .read_to_end(&mut data)
         .ctx("read archive entry", path)?;
     Ok(data)
+}
+
+/// An image whose config is stored and checked, ready for [`insert_image`].
+struct NewImage {
+    id: Digest,
+    top: Option<String>,
+    size: u64,
+    created: Option<String>,
+}
+
+/// Records an image (unless it exists) and its reference on its top layer.
+fn insert_image(
+    tx: &rusqlite::Transaction<'_>,
+    img: &NewImage,
+    parent_image: Option<&Digest>,
+) -> rusqlite::Result<()> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO images(id, top_cache, parent_image, size, created)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![
+            img.id.to_string(),
+            img.top,
+            parent_image.map(|p| p.to_string()),
+            img.size as i64,
+            img.created
+        ],
+    )?;
+    if n == 1
+        && let Some(t) = &img.top
+    {
+        tx.execute(
+            "UPDATE layers SET refcount = refcount + 1 WHERE cache_id = ?1",
+            [t],
+        )?;
+    }
+    Ok(())
+}
+
+/// Points tag `r` at image `id`.
+fn insert_tag(tx: &rusqlite::Transaction<'_>, r: &Reference, id: &Digest) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO tags(reference, repo, image_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT(reference) DO UPDATE SET image_id = excluded.image_id",
+        rusqlite::params![r.to_string(), r.name(), id.to_string()],
+    )
+    .map(|_| ())
+}
+
+/// One image of an archive, validated and ready to load: nothing in the store has changed.
+struct LoadPlan {
+    config: Vec<u8>,
+    diff_ids: Vec<Digest>,
+    /// The layer files in the archive, base first, with the blob digest an OCI manifest
+    /// gives each.
+    layers: Vec<(PathBuf, Option<Digest>)>,
+    tags: Vec<Reference>,
+}
+
+/// How many manifests (nested indexes included) an OCI layout may name.
+const MAX_OCI_MANIFESTS: usize = 1000;
+
+/// A tag to set on a loaded image: a valid reference without a digest.
+fn load_tag(t: &str, source: &str) -> Result<Reference> {
+    let r = Reference::parse_with_default_tag(t)?;
+    if r.digest().is_some() {
+        return Err(Error::InvalidReference {
+            reference: t.to_string(),
+            reason: format!("{source} names a digest, which cannot be a tag"),
+        });
+    }
+    Ok(r)
+}
+
+/// Validates one image of an archive: its config, the layer count (before any layer file
+/// is opened) and the layer files' types.
+fn plan_image(
+    base: &Path,
+    config: Vec<u8>,
+    layers: Vec<(PathBuf, Option<Digest>)>,
+    tags: Vec<Reference>,
+) -> Result<LoadPlan> {
+    oci_spec::image::ImageConfiguration::from_reader(&config[..])
+        .map_err(|e| Error::InvalidLayer(format!("image config is not a valid OCI config: {e}")))?;
+    let v: Value = serde_json::from_slice(&config).map_err(json_err("image config"))?;
+    let diff_ids: Vec<Digest> = v["rootfs"]["diff_ids"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| Digest::parse(d.as_str().unwrap_or("")))
+        .collect::<Result<_>>()?;
+    if diff_ids.len() > MAX_LAYERS || layers.len() > MAX_LAYERS {
+        return Err(Error::TooManyLayers {
+            count: diff_ids.len().max(layers.len()),
+            max: MAX_LAYERS,
+        });
+    }
+    if diff_ids.len() != layers.len() {
+        return Err(Error::InvalidLayer(format!(
+            "image config lists {} layers but the archive has {}",
+            diff_ids.len(),
+            layers.len()
+        )));
+    }
+    for (p, _) in &layers {
+        // the type check (and close): each is opened again, one at a time, when loaded
+        open_in_archive(base, p)?;
+    }
+    Ok(LoadPlan {
+        config,
+        diff_ids,
+        layers,
+        tags,
+    })
+}
+
+/// The images of a docker archive (`manifest.json`), validated.
+fn plan_docker_archive(base: &Path) -> Result<Vec<LoadPlan>> {
+    let bytes = read_in_archive(
+        base,
+        &base.join("manifest.json"),
+        MAX_MANIFEST_SIZE,
+        "manifest",
+    )?;
+    let m: Value = serde_json::from_slice(&bytes).map_err(json_err("manifest.json"))?;
+    let Some(entries) = m.as_array() else {
+        return Err(Error::InvalidLayer(format!(
+            "manifest.json is not a list of images but a JSON {}",
+            json_kind(&m)
+        )));
+    };
+    if entries.is_empty() {
+        return Err(Error::InvalidLayer("manifest.json lists no image".into()));
+    }
+    let strings = |v: &Value, what: &str, i: usize| -> Result<Vec<String>> {
+        match v {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| {
+                    x.as_str().map(str::to_string).ok_or_else(|| {
+                        Error::InvalidLayer(format!(
+                            "manifest.json image {}: {what} holds a JSON {}, not a string",
+                            i + 1,
+                            json_kind(x)
+                        ))
+                    })
+                })
+                .collect(),
+            other => Err(Error::InvalidLayer(format!(
+                "manifest.json image {}: {what} is a JSON {}, not a list",
+                i + 1,
+                json_kind(other)
+            ))),
+        }
+    };
+    let mut plans = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        if !entry.is_object() {
+            return Err(Error::InvalidLayer(format!(
+                "manifest.json image {} is a JSON {}, not an object",
+                i + 1,
+                json_kind(entry)
+            )));
+        }
+        let cfg = entry["Config"].as_str().ok_or_else(|| {
+            Error::InvalidLayer(format!("manifest.json image {} has no Config", i + 1))
+        })?;
+        let config = read_in_archive(
+            base,
+            &archive_path(base, cfg)?,
+            MAX_CONFIG_SIZE,
+            "image config",
+        )?;
+        let layers = strings(&entry["Layers"], "Layers", i)?;
+        // counted before anything else is done with them
+        if layers.len() > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                count: layers.len(),
+                max: MAX_LAYERS,
+            });
+        }
+        let layers = layers
+            .iter()
+            .map(|p| Ok((archive_path(base, p)?, None)))
+            .collect::<Result<_>>()?;
+        let tags = strings(&entry["RepoTags"], "RepoTags", i)?
+            .iter()
+            .map(|t| load_tag(t, "RepoTags"))
+            .collect::<Result<_>>()?;
+        plans.push(plan_image(base, config, layers, tags)?);
+    }
+    Ok(plans)
+}
+
+/// The images of an OCI layout (`index.json`, nested indexes for this platform), validated.
+fn plan_oci_layout(base: &Path) -> Result<Vec<LoadPlan>> {
+    let blob = |d: &Digest| base.join("blobs").join(d.algorithm().name()).join(d.hex());
+    let read_verified = |d: &Digest, limit: u64, what: &str| -> Result<Vec<u8>> {
+        let data = read_in_archive(base, &blob(d), limit, what)?;
+        let mut h = d.algorithm().hasher();
+        h.update(&data);
+        let got = h.finish();
+        if &got != d {
+            return Err(Error::BlobCorrupt {
+                digest: d.clone(),
+                reason: format!("archive content hashes to {got}"),
+            });
+        }
+        Ok(data)
+    };
+    let index_bytes = read_in_archive(
+        base,
+        &base.join("index.json"),
+        MAX_MANIFEST_SIZE,
+        "image index",
+    )?;
+    let image::Parsed::Index {
+        manifests: mut todo,
+    } = image::parse(&index_bytes)?
+    else {
+        return Err(Error::InvalidLayer(
+            "index.json is not an image index".into(),
+        ));
+    };
+    let mut plans = Vec::new();
+    let mut seen = HashSet::new();
+    let mut next = 0;
+    while next < todo.len() {
+        let desc = todo[next].clone();
+        next += 1;
+        if !seen.insert(desc.digest.clone()) {
+            continue; // an index naming itself (or a manifest twice)
+        }
+        if seen.len() > MAX_OCI_MANIFESTS {
+            return Err(Error::InvalidLayer(format!(
+                "index.json names more than {MAX_OCI_MANIFESTS} manifests"
+            )));
+        }
+        let data = read_verified(&desc.digest, MAX_MANIFEST_SIZE, "manifest")?;
+        match image::parse(&data)? {
+            image::Parsed::Index { manifests } => {
+                // a nested index: take the entry for this platform, keeping the name
+                if let Some(d) = image::pick_platform(&manifests, "linux", arch()) {
+                    let mut d = d.clone();
+                    if d.annotations.is_empty() {
+                        d.annotations = desc.annotations.clone();
+                    }
+                    todo.push(d);
+                }
+            }
+            image::Parsed::Manifest { config, layers } => {
+                let config = read_verified(&config.digest, MAX_CONFIG_SIZE, "image config")?;
+                if layers.len() > MAX_LAYERS {
+                    return Err(Error::TooManyLayers {
+                        count: layers.len(),
+                        max: MAX_LAYERS,
+                    });
+                }
+                let layers = layers
+                    .iter()
+                    .map(|l| (blob(&l.digest), Some(l.digest.clone())))
+                    .collect();
+                let ann = |k: &str| {
+                    desc.annotations
+                        .iter()
+                        .find(|(key, _)| key == k)
+                        .map(|(_, v)| v.as_str())
+                };
+                // a full name (a bare `ref.name` such as "latest" names no repository)
+                let name = ann("io.containerd.image.name")
+                    .or(ann("org.opencontainers.image.ref.name")
+                        .filter(|n| Reference::parse(n).is_ok() && n.contains([':', '/'])));
+                let mut tags = Vec::new();
+                if let Some(n) = name {
+                    let r = Reference::parse_with_default_tag(n)?;
+                    // named by digest only: loaded untagged
+                    if r.digest().is_none() {
+                        tags.push(load_tag(n, "the image name annotation")?);
+                    }
+                }
+                plans.push(plan_image(base, config, layers, tags)?);
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// "object", "string"...: what a JSON value is, for messages.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
 }
 
 impl Store {
@@ -840,45 +1141,55 @@ impl Store {
         let mut removed = Vec::new();
         let mut cur = top;
         while let Some(c) = cur {
-            let (row, children) = {
-                let db = self.db();
-                let Some(row) = db.layer(&c)? else { break };
-                (row, db.children(&c)?)
-            };
-            let leased = row
-                .chain_id
-                .as_ref()
-                .is_some_and(|ch| leases.live.values().any(|l| l.chains.contains(ch)));
-            if row.refcount > 0 || children > 0 || leased {
+            let Some(row) = self.db().layer(&c)? else {
                 break;
-            }
-            // mark first: a crash from here on is cleaned at the next open
-            self.db().tx(|tx| {
-                tx.execute("UPDATE layers SET incomplete = 1 WHERE cache_id = ?1", [&c])
-                    .map(|_| ())
-            })?;
-            if self.driver.exists(&c) {
-                self.driver.remove(&c)?;
-            }
-            self.db().tx(|tx| {
-                tx.execute("DELETE FROM layers WHERE cache_id = ?1", [&c])
-                    .map(|_| ())
-            })?;
-            if let Some(b) = &row.blob_digest {
-                let still_used = self
-                    .db()
-                    .layers()?
-                    .iter()
-                    .any(|l| l.blob_digest.as_ref() == Some(b))
-                    || leases.live.values().any(|l| l.blobs.contains(b));
-                if !still_used {
-                    self.content.delete(b)?;
-                }
+            };
+            if !self.release_layer(&row, leases)? {
+                break;
             }
             removed.push(c);
             cur = row.parent_cache;
         }
         Ok(removed)
+    }
+
+    /// Removes one layer (its directory, row and blob unless another layer or a lease uses
+    /// it) if nothing references it: no image, container, child or lease. Returns whether it
+    /// was removed.
+    fn release_layer(&self, row: &LayerRow, leases: &Leases) -> Result<bool> {
+        let c = &row.cache_id;
+        let children = self.db().children(c)?;
+        let leased = row
+            .chain_id
+            .as_ref()
+            .is_some_and(|ch| leases.live.values().any(|l| l.chains.contains(ch)));
+        if row.refcount > 0 || children > 0 || leased {
+            return Ok(false);
+        }
+        // mark first: a crash from here on is cleaned at the next open
+        self.db().tx(|tx| {
+            tx.execute("UPDATE layers SET incomplete = 1 WHERE cache_id = ?1", [c])
+                .map(|_| ())
+        })?;
+        if self.driver.exists(c) {
+            self.driver.remove(c)?;
+        }
+        self.db().tx(|tx| {
+            tx.execute("DELETE FROM layers WHERE cache_id = ?1", [c])
+                .map(|_| ())
+        })?;
+        if let Some(b) = &row.blob_digest {
+            let still_used = self
+                .db()
+                .layers()?
+                .iter()
+                .any(|l| l.blob_digest.as_ref() == Some(b))
+                || leases.live.values().any(|l| l.blobs.contains(b));
+            if !still_used {
+                self.content.delete(b)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Stores a config and records an image whose top layer is `top` (taking a reference).
@@ -889,6 +1200,14 @@ impl Store {
         top: Option<&str>,
         parent_image: Option<&Digest>,
     ) -> Result<Digest> {
+        let img = self.prepare_image(config, top)?;
+        self.db().tx(|tx| insert_image(tx, &img, parent_image))?;
+        Ok(img.id)
+    }
+
+    /// Checks a config against the layer chain ending at `top` and stores it: what
+    /// [`insert_image`] records.
+    fn prepare_image(&self, config: &[u8], top: Option<&str>) -> Result<NewImage> {
         let v: Value = serde_json::from_slice(config).map_err(json_err("image config"))?;
         let chain = self.chain_of(top)?;
         let want: Vec<Digest> = v["rootfs"]["diff_ids"]
@@ -914,31 +1233,12 @@ impl Store {
             });
         }
         let id = self.content.write_blob(config, None)?;
-        let size: u64 = chain.iter().map(|l| l.size).sum();
-        let created = v["created"].as_str().map(str::to_string);
-        self.db().tx(|tx| {
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO images(id, top_cache, parent_image, size, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![
-                    id.to_string(),
-                    top,
-                    parent_image.map(|p| p.to_string()),
-                    size as i64,
-                    created
-                ],
-            )?;
-            if n == 1
-                && let Some(t) = top
-            {
-                tx.execute(
-                    "UPDATE layers SET refcount = refcount + 1 WHERE cache_id = ?1",
-                    [t],
-                )?;
-            }
-            Ok(())
-        })?;
-        Ok(id)
+        Ok(NewImage {
+            id,
+            top: top.map(str::to_string),
+            size: chain.iter().map(|l| l.size).sum(),
+            created: v["created"].as_str().map(str::to_string),
+        })
     }
 
     /// Points `reference` (e.g. `busybox:latest`) at image `target` (a name or ID).
@@ -951,14 +1251,7 @@ impl Store {
                 reason: "a tag cannot contain a digest".into(),
             });
         }
-        self.db().tx(|tx| {
-            tx.execute(
-                "INSERT INTO tags(reference, repo, image_id) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(reference) DO UPDATE SET image_id = excluded.image_id",
-                rusqlite::params![r.to_string(), r.name(), id.to_string()],
-            )
-            .map(|_| ())
-        })
+        self.db().tx(|tx| insert_tag(tx, &r, &id))
     }
 
     /// Finds an image by tag, full ID (`sha256:...` or 64 hex) or unique ID prefix.
@@ -1657,6 +1950,12 @@ impl Store {
 
     /// `docker load`: a docker-archive or OCI-layout tar. Returns the loaded image IDs with
     /// the tags set.
+    ///
+    /// Everything is validated before the store changes: the manifests, every config, the
+    /// layer counts (over [`MAX_LAYERS`] is refused before any layer file is opened), the
+    /// tags and the layer files' types. Layers are then registered (each checked against its
+    /// diff ID), and the images and all their tags are recorded in one transaction. On any
+    /// error, the layers this load registered are removed again and no tag moves.
     pub fn load(&self, reader: impl Read + Send) -> Result<Vec<(Digest, Vec<String>)>> {
         let dir = ScratchDir(
             tempfile::Builder::new()
@@ -1671,202 +1970,127 @@ impl Store {
         };
         apply_layer(reader, dir.0.path(), &opts)?;
         let base = dir.0.path();
-        let mut loaded = Vec::new();
-        if base.join("manifest.json").is_file() {
-            let m: Value = serde_json::from_slice(&read_in_archive(
-                base,
-                &base.join("manifest.json"),
-                MAX_MANIFEST_SIZE,
-                "manifest",
-            )?)
-            .map_err(json_err("manifest.json"))?;
-            for entry in m.as_array().cloned().unwrap_or_default() {
-                let cfg_path = archive_path(base, entry["Config"].as_str().unwrap_or(""))?;
-                let config = read_in_archive(base, &cfg_path, MAX_CONFIG_SIZE, "image config")?;
-                let layers: Vec<PathBuf> = entry["Layers"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|p| archive_path(base, p.as_str().unwrap_or("")))
-                    .collect::<Result<_>>()?;
-                let tags: Vec<String> = entry["RepoTags"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect();
-                let layer_files = layers
-                    .iter()
-                    .map(|p| Ok((open_in_archive(base, p)?, None)))
-                    .collect::<Result<_>>()?;
-                loaded.push(self.load_image(&config, layer_files, &tags)?);
-            }
+        let plans = if base.join("manifest.json").is_file() {
+            plan_docker_archive(base)?
         } else if base.join("index.json").is_file() {
-            let blob = |d: &str| -> Result<(Digest, PathBuf)> {
-                let d = Digest::parse(d)?;
-                let p = base.join("blobs").join(d.algorithm().name()).join(d.hex());
-                Ok((d, p))
-            };
-            let read_verified = |d: &str, limit: u64, what: &str| -> Result<Vec<u8>> {
-                let (d, p) = blob(d)?;
-                let data = read_in_archive(base, &p, limit, what)?;
-                let mut h = d.algorithm().hasher();
-                h.update(&data);
-                let got = h.finish();
-                if got != d {
-                    return Err(Error::BlobCorrupt {
-                        digest: d,
-                        reason: format!("archive content hashes to {got}"),
-                    });
-                }
-                Ok(data)
-            };
-            let index_bytes = read_in_archive(
-                base,
-                &base.join("index.json"),
-                MAX_MANIFEST_SIZE,
-                "image index",
-            )?;
-            let image::Parsed::Index {
-                manifests: mut todo,
-            } = image::parse(&index_bytes)?
-            else {
-                return Err(Error::InvalidLayer(
-                    "index.json is not an image index".into(),
-                ));
-            };
-            let mut seen = 0;
-            while seen < todo.len() {
-                let desc = todo[seen].clone();
-                seen += 1;
-                let data = read_verified(&desc.digest.to_string(), MAX_MANIFEST_SIZE, "manifest")?;
-                match image::parse(&data)? {
-                    image::Parsed::Index { manifests } => {
-                        // a nested index: take the entry for this platform, keeping the name
-                        if let Some(d) = image::pick_platform(&manifests, "linux", arch()) {
-                            let mut d = d.clone();
-                            if d.annotations.is_empty() {
-                                d.annotations = desc.annotations.clone();
-                            }
-                            todo.push(d);
-                        }
-                    }
-                    image::Parsed::Manifest { config, layers } => {
-                        let config = read_verified(
-                            &config.digest.to_string(),
-                            MAX_CONFIG_SIZE,
-                            "image config",
-                        )?;
-                        let mut layer_files = Vec::new();
-                        for l in layers {
-                            let (d, p) = blob(&l.digest.to_string())?;
-                            layer_files.push((open_in_archive(base, &p)?, Some(d)));
-                        }
-                        let ann = |k: &str| {
-                            desc.annotations
-                                .iter()
-                                .find(|(key, _)| key == k)
-                                .map(|(_, v)| v.as_str())
-                        };
-                        let tag = ann("io.containerd.image.name")
-                            .or(ann("org.opencontainers.image.ref.name"))
-                            .filter(|n| Reference::parse(n).is_ok() && n.contains([':', '/']));
-                        let tags: Vec<String> =
-                            tag.map(|t| vec![t.to_string()]).unwrap_or_default();
-                        loaded.push(self.load_image(&config, layer_files, &tags)?);
-                    }
-                }
-            }
+            plan_oci_layout(base)?
         } else {
             return Err(Error::InvalidLayer(
                 "archive has neither manifest.json nor index.json".into(),
             ));
-        }
-        Ok(loaded)
+        };
+        self.load_plans(base, &plans)
     }
 
-    fn load_image(
+    /// Registers the layers of validated images, then records the images and their tags in
+    /// one transaction; undoes what it registered on error.
+    fn load_plans(&self, base: &Path, plans: &[LoadPlan]) -> Result<Vec<(Digest, Vec<String>)>> {
+        // keeps the layers registered here from a concurrent gc until the images hold them
+        let lease = self.lease();
+        let mut created = Vec::new();
+        let mut configs = Vec::new();
+        let loaded = (|| {
+            let mut images = Vec::new();
+            for p in plans {
+                let top = self.load_layers(base, p, &lease, &mut created)?;
+                let img = self.prepare_image(&p.config, top.as_deref())?;
+                configs.push(img.id.clone());
+                images.push(img);
+            }
+            self.db().tx(|tx| {
+                for (img, p) in images.iter().zip(plans) {
+                    insert_image(tx, img, None)?;
+                    for r in &p.tags {
+                        insert_tag(tx, r, &img.id)?;
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(images
+                .into_iter()
+                .zip(plans)
+                .map(|(img, p)| (img.id, p.tags.iter().map(Reference::familiar).collect()))
+                .collect())
+        })();
+        drop(lease);
+        if loaded.is_err() {
+            self.discard_loaded(&created, &configs);
+        }
+        loaded
+    }
+
+    /// Registers the layers of one planned image (those not in the store yet), each checked
+    /// against the diff ID the config gives it (and the blob digest the OCI manifest gives
+    /// it); returns the top layer. New layers are added to `created`.
+    fn load_layers(
         &self,
-        config: &[u8],
-        layers: Vec<(fs::File, Option<Digest>)>,
-        tags: &[String],
-    ) -> Result<(Digest, Vec<String>)> {
-        oci_spec::image::ImageConfiguration::from_reader(config).map_err(|e| {
-            Error::InvalidLayer(format!("image config is not a valid OCI config: {e}"))
-        })?;
-        let v: Value = serde_json::from_slice(config).map_err(json_err("image config"))?;
-        let diff_ids: Vec<Digest> = v["rootfs"]["diff_ids"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|d| Digest::parse(d.as_str().unwrap_or("")))
-            .collect::<Result<_>>()?;
-        if diff_ids.len() != layers.len() {
-            return Err(Error::InvalidLayer(format!(
-                "image config lists {} layers but the archive has {}",
-                diff_ids.len(),
-                layers.len()
-            )));
-        }
-        if diff_ids.len() > MAX_LAYERS {
-            return Err(Error::TooManyLayers {
-                count: diff_ids.len(),
-                max: MAX_LAYERS,
-            });
-        }
+        base: &Path,
+        plan: &LoadPlan,
+        lease: &Lease,
+        created: &mut Vec<String>,
+    ) -> Result<Option<String>> {
         let mut top: Option<LayerRow> = None;
-        for (i, ((file, blob_digest), want)) in layers.into_iter().zip(&diff_ids).enumerate() {
-            let chain = chain_id(&diff_ids[..=i]).unwrap_or(want.clone());
+        for (i, ((path, blob_digest), want)) in plan.layers.iter().zip(&plan.diff_ids).enumerate() {
+            let chain = chain_id(&plan.diff_ids[..=i]).unwrap_or(want.clone());
+            lease.add_chain(&chain);
             if let Some(existing) = self.db().layer_by_chain(&chain)? {
                 top = Some(existing);
                 continue;
             }
+            // opened one at a time, only now
+            let file = open_in_archive(base, path)?;
             let l = self.register_layer(top.as_ref().map(|t| t.cache_id.as_str()), file)?;
-            let bad = if l.diff_id.as_ref() != Some(want) {
-                Some(format!(
+            if let Some(c) = &l.chain_id {
+                lease.add_chain(c);
+            }
+            created.push(l.cache_id.clone());
+            if l.diff_id.as_ref() != Some(want) {
+                return Err(Error::InvalidLayer(format!(
                     "layer {} has diff ID {:?}, config says {want}",
                     i + 1,
                     l.diff_id
-                ))
-            } else if let Some(bd) = blob_digest
-                .as_ref()
-                .filter(|bd| l.blob_digest.as_ref() != Some(*bd))
+                )));
+            }
+            if let Some(bd) = blob_digest
+                && l.blob_digest.as_ref() != Some(bd)
             {
-                Some(format!(
+                return Err(Error::InvalidLayer(format!(
                     "layer {} blob hashes to {:?}, manifest says {bd}",
                     i + 1,
                     l.blob_digest
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = bad {
-                self.release_chain(Some(l.cache_id))?;
-                return Err(Error::InvalidLayer(reason));
+                )));
             }
             top = Some(l);
         }
-        let top_cache = top.as_ref().map(|t| t.cache_id.clone());
-        let id = match self.create_image(config, top_cache.as_deref(), None) {
-            Ok(id) => id,
-            Err(e) => {
-                self.release_chain(top_cache)?;
-                return Err(e);
-            }
-        };
-        let mut set = Vec::new();
-        for t in tags {
-            self.tag(&id.to_string(), t)?;
-            set.push(Reference::parse_with_default_tag(t)?.familiar());
+        Ok(top.map(|t| t.cache_id))
+    }
+
+    /// Removes what a failed load added: the layers it registered (newest first, while
+    /// nothing uses them) and the configs no image names.
+    fn discard_loaded(&self, created: &[String], configs: &[Digest]) {
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        for c in created.iter().rev() {
+            let row = match self.db().layer(c) {
+                Ok(Some(row)) => row,
+                _ => continue,
+            };
+            // what cannot be removed now is unreferenced: check reports it, gc removes it
+            let _ = self.release_layer(&row, &leases);
         }
-        Ok((id, set))
+        drop(leases);
+        for id in configs {
+            if let Ok(None) = self.db().image(id)
+                && matches!(self.db().containers_of(id), Ok(c) if c.is_empty())
+            {
+                let _ = self.content.delete(id);
+            }
+        }
     }
 
     /// Verifies every blob's digest, every layer's presence and reference counts
-    /// (`repair` fixes counts and drops rows of missing layers' images' tags are kept).
+    /// (`repair` fixes counts and drops rows of missing layers' images' tags are kept), and
+    /// lists the layers nothing uses ([`CheckReport::unreferenced_layers`]), which
+    /// [`Store::gc`] removes.
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
         let mut rep = CheckReport::default();
         for d in self.content.list()? {
@@ -1904,6 +2128,13 @@ impl Store {
                 if self.container_top(cid)?.as_deref() == Some(&l.cache_id) {
                     want += 1;
                 }
+            }
+            let leased = l.chain_id.as_ref().is_some_and(|ch| {
+                let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+                leases.live.values().any(|x| x.chains.contains(ch))
+            });
+            if want == 0 && !l.incomplete && !leased && self.db().children(&l.cache_id)? == 0 {
+                rep.unreferenced_layers.push(l.cache_id.clone());
             }
             if want != l.refcount {
                 rep.problems.push(format!(

@@ -328,6 +328,7 @@ fn assert_store_clean(root: &Path, driver: &str) {
     let s = open(root, driver);
     let rep = s.check(false).unwrap();
     assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert!(rep.unreferenced_layers.is_empty(), "{rep:?}");
     assert_eq!(
         fs::read_dir(root.join("tmp")).unwrap().count(),
         0,
@@ -757,4 +758,209 @@ fn sparse_files_of_a_layer_are_bounded() {
         assert!(disk_usage(&root) < 16 << 20);
         assert_eq!(fs::read_dir(root.join("vfs/dir")).unwrap().count(), 0);
     }
+}
+
+/// A docker archive of one image over `layers` (plain tars), with `repo_tags`.
+fn docker_archive(layers: &[Vec<u8>], repo_tags: &[&str]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| longshore_graph::Digest::sha256_of(l).to_string())
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}
+    }))
+    .unwrap();
+    let names: Vec<String> = (0..layers.len()).map(|i| format!("l{i}.tar")).collect();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": "config.json", "RepoTags": repo_tags, "Layers": names
+    }]))
+    .unwrap();
+    let mut t = TarBuilder::new();
+    t.file("manifest.json", &manifest)
+        .file("config.json", &config);
+    for (n, l) in names.iter().zip(layers) {
+        t.file(n, l);
+    }
+    t.finish()
+}
+
+/// (layers in the metadata, layer directories in the vfs driver, blobs).
+fn store_counts(s: &Store) -> (usize, usize, usize) {
+    let dirs = fs::read_dir(s.root().join("vfs/dir")).unwrap().count();
+    let blobs = fs::read_dir(s.root().join("content/blobs/sha256"))
+        .unwrap()
+        .count();
+    let layers = s
+        .images()
+        .unwrap()
+        .iter()
+        .map(|i| i.diff_ids.len())
+        .sum::<usize>();
+    (layers, dirs, blobs)
+}
+
+fn small_layer(i: usize) -> Vec<u8> {
+    TarBuilder::new()
+        .file(&format!("f{i}"), format!("{i}\n").as_bytes())
+        .finish()
+}
+
+#[test]
+fn failed_load_changes_nothing() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("hostile-load");
+    let root = tmp.path().join("store");
+    let s = open(&root, "vfs");
+    let good = s
+        .load(&docker_archive(&[small_layer(0)], &["good:1"])[..])
+        .unwrap();
+    let good_id = good[0].0.clone();
+    let before = store_counts(&s);
+    let bad_digest = format!("foo@sha256:{}", "0".repeat(63));
+    let unsafe_layer = TarBuilder::new().file("../escape", b"x").finish();
+    let oci_named = |name: &str| {
+        let layer = small_layer(7);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [longshore_graph::Digest::sha256_of(&layer).to_string()]}
+        }))
+        .unwrap();
+        let (cd, ld) = (
+            longshore_graph::Digest::sha256_of(&config),
+            longshore_graph::Digest::sha256_of(&layer),
+        );
+        let m = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": cd.to_string(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": ld.to_string(), "size": layer.len()}],
+        }))
+        .unwrap();
+        let md = longshore_graph::Digest::sha256_of(&m);
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": md.to_string(), "size": m.len(),
+                           "annotations": {"io.containerd.image.name": name}}],
+        }))
+        .unwrap();
+        TarBuilder::new()
+            .file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .file("index.json", &index)
+            .file(&format!("blobs/sha256/{}", md.hex()), &m)
+            .file(&format!("blobs/sha256/{}", cd.hex()), &config)
+            .file(&format!("blobs/sha256/{}", ld.hex()), &layer)
+            .finish()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a bad tag after a good one",
+            docker_archive(&[small_layer(1), small_layer(2)], &["good:1", &bad_digest]),
+            "invalid reference format",
+        ),
+        (
+            "a tag with a digest",
+            docker_archive(
+                &[small_layer(1)],
+                &["good:1", &format!("foo@sha256:{}", "0".repeat(64))],
+            ),
+            "cannot be a tag",
+        ),
+        (
+            "an OCI image name that is not a reference",
+            oci_named(&bad_digest),
+            "invalid reference format",
+        ),
+        (
+            "a bad third layer",
+            docker_archive(&[small_layer(3), small_layer(4), unsafe_layer], &["good:1"]),
+            "unsafe",
+        ),
+        (
+            "a manifest.json that is an object",
+            TarBuilder::new()
+                .file("manifest.json", br#"{"Config":"c.json","Layers":[]}"#)
+                .finish(),
+            "not a list of images but a JSON object",
+        ),
+    ];
+    for (what, archive, want) in &cases {
+        let err = s.load(&archive[..]).unwrap_err().to_string();
+        assert!(err.contains(want), "{what}: {err}");
+        assert_eq!(
+            s.resolve("good:1").unwrap(),
+            good_id,
+            "{what}: good:1 moved"
+        );
+        assert_eq!(s.images().unwrap().len(), 1, "{what}");
+        assert_eq!(store_counts(&s), before, "{what}: layers or blobs left");
+        let rep = s.check(false).unwrap();
+        assert!(rep.problems.is_empty(), "{what}: {:?}", rep.problems);
+        assert!(rep.unreferenced_layers.is_empty(), "{what}: {rep:?}");
+    }
+    drop(s);
+    assert_store_clean(&root, "vfs");
+}
+
+#[test]
+fn layer_limit_is_checked_before_layer_files_are_opened() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("hostile-limit");
+    let root = tmp.path().join("store");
+    let s = open(&root, "vfs");
+    // 30,000 layers, all the same file: the old code opened each before counting
+    let layer = small_layer(0);
+    let n = 30_000;
+    let diff = longshore_graph::Digest::sha256_of(&layer).to_string();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": vec![diff; n]}
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": "config.json", "RepoTags": ["many:1"], "Layers": vec!["l.tar"; n]
+    }]))
+    .unwrap();
+    let archive = TarBuilder::new()
+        .file("manifest.json", &manifest)
+        .file("config.json", &config)
+        .file("l.tar", &layer)
+        .finish();
+    match s.load(&archive[..]) {
+        Err(longshore_graph::Error::TooManyLayers { count, max }) => {
+            assert_eq!((count, max), (n, 127));
+        }
+        other => panic!("expected the layer limit, got {other:?}"),
+    }
+    assert!(s.images().unwrap().is_empty());
+    drop(s);
+    assert_store_clean(&root, "vfs");
+}
+
+#[test]
+fn check_reports_and_gc_removes_unreferenced_layers() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("hostile-orphan");
+    let root = tmp.path().join("store");
+    let s = open(&root, "vfs");
+    // what a load cut short by a crash left: layers with no image
+    let base = s.register_layer(None, &small_layer(0)[..]).unwrap();
+    let top = s
+        .register_layer(Some(&base.cache_id), &small_layer(1)[..])
+        .unwrap();
+    let rep = s.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    // the top one (the base is used by it)
+    assert_eq!(rep.unreferenced_layers, vec![top.cache_id.clone()]);
+    let gc = s.gc().unwrap();
+    assert_eq!(gc.layers_removed, vec![top.cache_id, base.cache_id]);
+    let rep = s.check(false).unwrap();
+    assert!(
+        rep.problems.is_empty() && rep.unreferenced_layers.is_empty(),
+        "{rep:?}"
+    );
+    assert_eq!(fs::read_dir(root.join("vfs/dir")).unwrap().count(), 0);
 }
