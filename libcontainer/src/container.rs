@@ -50,6 +50,8 @@ pub struct Container {
 struct Parent {
     channel: Channel,
     fifo: bool,
+    /// The exit code once this process has reaped the init.
+    exit: Option<i32>,
 }
 
 impl ContainerBuilder {
@@ -382,6 +384,7 @@ impl ContainerBuilder {
             parent: Some(Parent {
                 channel: parent_end,
                 fifo,
+                exit: None,
             }),
         })
     }
@@ -717,6 +720,7 @@ impl Container {
             Some(Parent {
                 channel,
                 fifo: false,
+                ..
             }) => {
                 channel.send(&Msg::Start)?;
                 // the channel closes on execve (close-on-exec); a message means failure
@@ -779,23 +783,40 @@ impl Container {
     }
 
     /// Waits for the init process to exit and returns its exit code (128+signal when a
-    /// signal killed it). Only the process that created the container learns the real
-    /// code; others wait until it is gone and get 0.
+    /// signal killed it). Only the process that created the container can learn the code
+    /// (the init is its child): it is kept, so later calls return it again. Any other
+    /// process waits until the init is gone and gets [`Error::ExitUnknown`], as does the
+    /// creator when something else reaped the init (SIGCHLD ignored).
     pub fn wait(&mut self) -> Result<i32> {
-        if self.parent.is_some() {
+        let id = self.state.id.clone();
+        let unknown = |reason: &str| Error::ExitUnknown {
+            id: id.clone(),
+            reason: reason.to_string(),
+        };
+        if let Some(parent) = self.parent.as_mut() {
+            if let Some(code) = parent.exit {
+                return Ok(code);
+            }
             loop {
-                match waitpid(Pid::from_raw(self.state.pid), None) {
-                    Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                    Ok(_) => continue,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(nix::errno::Errno::ECHILD) => return Ok(0),
+                let code = match waitpid(Pid::from_raw(self.state.pid), None) {
+                    Ok(WaitStatus::Exited(_, code)) => code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(nix::errno::Errno::ECHILD) => {
+                        return Err(unknown(
+                            "its init was reaped by someone else (is SIGCHLD ignored?)",
+                        ));
+                    }
                     Err(e) => return Err(e).ctx(|| format!("wait for {}", self.state.id)),
-                }
+                };
+                parent.exit = Some(code);
+                return Ok(code);
             }
         }
+        let not_ours = "it was not created by this process, and only the creator learns the \
+                        exit status";
         let Some(pidfd) = self.pidfd()? else {
-            return Ok(0);
+            return Err(unknown(not_ours));
         };
         let mut fds = [nix::poll::PollFd::new(
             pidfd.as_fd(),
@@ -803,7 +824,7 @@ impl Container {
         )];
         loop {
             match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-                Ok(_) => return Ok(0),
+                Ok(_) => return Err(unknown(not_ours)),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).ctx(|| format!("wait for {}", self.state.id)),
             }
@@ -890,8 +911,14 @@ impl Container {
                 let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5000u16));
             }
         }
-        if self.parent.is_some() {
-            let _ = waitpid(Pid::from_raw(self.state.pid), Some(WaitPidFlag::WNOHANG));
+        if let Some(parent) = self.parent.as_mut()
+            && parent.exit.is_none()
+        {
+            match waitpid(Pid::from_raw(self.state.pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => parent.exit = Some(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => parent.exit = Some(128 + sig as i32),
+                _ => {}
+            }
         }
         if let Ok(cg) = self.cgroup() {
             if !self.state.own_pid_namespace {

@@ -51,6 +51,14 @@ pub enum Error {
         /// Docker's exit code for this failure: 126 (cannot invoke) or 127 (not found).
         code: i32,
     },
+    /// The container's exit status cannot be known here.
+    #[error("exit status of container {id:?} is unknown: {reason}")]
+    ExitUnknown {
+        /// Container id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// Setting up the container inside its namespaces failed (reported by the init process).
     #[error("container init: {0}")]
     Init(String),

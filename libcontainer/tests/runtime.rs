@@ -949,3 +949,22 @@ fn recursive_read_only_bind_mount() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["top-ro", "inner-ro"]);
     assert!(!inner.join("x").exists());
 }
+
+/// `wait` tells the truth (issue 9): the creator gets the exit code, again on a second
+/// call; another process (here a second handle loaded from the state) cannot know it and
+/// says so instead of returning 0.
+#[test]
+fn wait_returns_the_code_or_says_it_is_unknown() {
+    require_root!();
+    let f = Fixture::new(&["sh", "-c", "exit 3"]);
+    let mut c = f.builder().stdio(Stdio::Null).create().unwrap();
+    let mut other = Container::load(f.root(), &f.id).unwrap();
+    c.start().unwrap();
+    match other.wait() {
+        Err(Error::ExitUnknown { id, .. }) => assert_eq!(id, f.id),
+        r => panic!("a process that did not create the container learned {r:?}"),
+    }
+    assert_eq!(c.wait().unwrap(), 3);
+    assert_eq!(c.wait().unwrap(), 3);
+    c.delete(false).unwrap();
+}

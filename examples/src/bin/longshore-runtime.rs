@@ -392,36 +392,6 @@ fn parse_signal(s: &str) -> Result<KillSignal, Error> {
         .map_err(|_| unknown())
 }
 
-/// Sends a real-time signal to the init (or, with `all`, every process of the container).
-fn kill_rt(c: &Container, n: i32, all: bool) -> Result<(), Error> {
-    let status = c.status();
-    if status == Status::Stopped {
-        return Err(Error::WrongState {
-            id: c.id().to_string(),
-            status: status.to_string(),
-            wanted: "cannot be signalled",
-        });
-    }
-    let st = c.state();
-    if all {
-        let layout = st
-            .cgroup_layout
-            .ok_or_else(|| Error::Unsupported(format!("container {:?} has no cgroup", c.id())))?;
-        longshore_container::cgroups::manager_from_state(layout, &st.cgroup_paths)?.kill_all(n)?;
-        return Ok(());
-    }
-    if longshore_container::state::is_alive(st.pid, st.pid_start_time) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-        if unsafe { libc::kill(st.pid, n) } != 0 {
-            return Err(Error::Io {
-                what: format!("send signal {n} to {}", c.id()),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// The container's processes cannot open `/proc/<pid>/exe` of the runtime while it is
 /// non-dumpable, unless they hold CAP_SYS_PTRACE. When the process may have it, re-run
 /// this program from a sealed memfd copy first (CVE-2019-5736), so that what they could
@@ -550,7 +520,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
             let sig = parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
             match sig {
                 KillSignal::Std(sig) => c.kill(sig, all)?,
-                KillSignal::Rt(n) => kill_rt(&c, n, all)?,
+                // through the library's pidfd, as for the others: no pid-reuse race
+                KillSignal::Rt(n) => c.signal(n, all)?,
             }
         }
         Cmd::Delete { id, force } => match Container::load(root, &id) {
