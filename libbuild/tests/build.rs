@@ -1222,3 +1222,30 @@ fn copy_link_layers_do_not_depend_on_the_base() {
     r.unwrap();
     assert!(out.contains("\n700\n"), "{out}");
 }
+
+/// `--rm=false` keeps the intermediate containers (Docker's flag); by default none is left.
+#[test]
+fn rm_false_keeps_intermediate_containers() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let mut o = opts("FROM base:1\nRUN echo kept > /k\n");
+    o.rm = false;
+    let (r, out) = run(&e, &o);
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(!out.contains("Removing intermediate container"), "{out}");
+    let short = out
+        .lines()
+        .find_map(|l| l.strip_prefix(" ---> Running in "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let id = format!("longshore-build-{short}");
+    let root = e
+        .store
+        .mount_container(&id)
+        .expect("the intermediate container was removed");
+    assert_eq!(fs::read_to_string(root.join("k")).unwrap(), "kept\n");
+    e.store.unmount_container(&id).unwrap();
+    e.store.remove_container(&id).unwrap();
+    assert!(leftover_containers(&e.store).is_empty());
+}
