@@ -445,3 +445,19 @@ pub(crate) fn mount_setattr_recursive(
         Ok(())
     }
 }
+
+/// `bpf(cmd, attr, 128)`.
+///
+/// # Safety
+/// Every pointer the command reads from `attr` must be valid for the lengths `attr`
+/// gives, and every buffer it writes must be writable, for the duration of the call.
+pub(crate) unsafe fn bpf(cmd: i32, attr: &mut [u8; 128]) -> io::Result<i64> {
+    // SAFETY: `attr` is a valid 128-byte `union bpf_attr` (zero beyond the fields set);
+    // the caller guarantees what its pointers point to.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}

@@ -448,7 +448,10 @@ fn v2_core_files_on_the_real_cgroup2_hierarchy() {
         .unwrap();
     g.cg.apply(&defaults).unwrap();
     let notes = g.cg.warnings().join("\n");
-    assert!(notes.contains("eBPF") && notes.contains("pids"), "{notes}");
+    assert!(notes.contains("pids"), "{notes}");
+    // the device rules are enforced (an eBPF program), not noted
+    assert!(!notes.contains("device"), "{notes}");
+    assert_eq!(cgroups::devices::attached_programs(&dir).unwrap(), 1);
 
     let pid = g.spawn_sleep();
     assert_eq!(g.cg.pids().unwrap(), vec![pid]);
@@ -564,4 +567,76 @@ fn memory_and_swap_limits_can_be_raised_and_lowered() {
         .parse()
         .unwrap();
     assert!(memsw > 1 << 62);
+}
+
+/// cgroup v2 device rules are enforced for real (issue 9): on this host's cgroup2
+/// hierarchy (no controller needed), a process in the cgroup opens an allowed device
+/// (/dev/null, 1:3) and is refused a denied one (/dev/zero, 1:5); an update replaces the
+/// program rather than adding one.
+#[test]
+fn v2_device_rules_are_enforced_with_ebpf() {
+    require_root!();
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts = cgroups::mountinfo::parse_mountinfo(&text).unwrap();
+    let Some(unified) = mounts.unified else {
+        longshore_test_support::skip!("no cgroup2 mount on this host");
+    };
+    let top = unified.join(format!("longshore-{}", unique_name("dv")));
+    std::fs::create_dir(&top).unwrap();
+    let cg = cgroups::manager_at(CgroupLayout::Unified, &top, Path::new("/ctr"), "ctr").unwrap();
+    let g = Guard {
+        cg,
+        children: Vec::new(),
+        extra_dirs: vec![top.clone()],
+    };
+    g.cg.create().unwrap();
+    let dir = g.cg.paths()["unified"].clone();
+    let rule = |allow: bool, major: Option<i64>, minor: Option<i64>| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .access("rwm");
+        if let Some(m) = major {
+            b = b.typ(oci_spec::runtime::LinuxDeviceType::C).major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build().unwrap()
+    };
+    let with = |rules| {
+        LinuxResourcesBuilder::default()
+            .devices(rules)
+            .build()
+            .unwrap()
+    };
+    // a shell that moves itself into the cgroup, then opens both devices
+    let probe = || {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs || exit 9; \
+             (exec 3</dev/null) 2>/dev/null && echo null-ok || echo null-denied; \
+             (exec 3</dev/zero) 2>/dev/null && echo zero-ok || echo zero-denied",
+            dir.display()
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    g.cg.apply(&with(vec![
+        rule(false, None, None),
+        rule(true, Some(1), Some(3)),
+    ]))
+    .unwrap();
+    assert_eq!(probe(), "null-ok zero-denied");
+    // an update replaces the program: now /dev/zero too
+    g.cg.apply(&with(vec![
+        rule(false, None, None),
+        rule(true, Some(1), Some(3)),
+        rule(true, Some(1), Some(5)),
+    ]))
+    .unwrap();
+    assert_eq!(probe(), "null-ok zero-ok");
+    assert_eq!(cgroups::devices::attached_programs(&dir).unwrap(), 1);
+    drop(g);
 }

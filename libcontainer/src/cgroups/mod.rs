@@ -14,8 +14,9 @@
 //!
 //! Only what the spec sets is written. A controller the host does not have is skipped
 //! with a note in [`CgroupManager::warnings`] unless the spec asks it for a non-default
-//! value, which is an error naming the controller. cgroup v2 device rules need an eBPF
-//! program, which is not implemented: they are recorded as a warning, not enforced.
+//! value, which is an error naming the controller. cgroup v2 device rules are enforced
+//! with an eBPF program ([`devices`]); where it cannot be loaded, `apply` fails unless the
+//! rules allow every device.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -28,6 +29,7 @@
 //! # Ok::<(), cgroups::CgroupError>(())
 //! ```
 
+pub mod devices;
 pub mod mountinfo;
 mod v1;
 mod v2;
@@ -124,6 +126,17 @@ pub enum CgroupError {
         /// The value.
         value: String,
         /// Why it is refused.
+        reason: String,
+    },
+    /// The cgroup v2 device filter (eBPF) could not be loaded or attached.
+    #[error(
+        "cgroups: cannot enforce the device rules on {path} (cgroup v2 needs an eBPF device \
+         program): {reason}"
+    )]
+    DeviceFilter {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// What failed.
         reason: String,
     },
     /// The resource exists in the spec but not in this cgroup version.

@@ -347,11 +347,14 @@ impl CgroupManager for V2Manager {
 
     fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
         super::validate(r)?;
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            self.warn(
-                "cgroup v2 device rules need an eBPF program, which is not implemented: the spec's device allow/deny list is not enforced"
-                    .into(),
-            );
+        if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
+            match super::devices::apply(&self.dir, rules) {
+                Ok(()) => {}
+                Err(e) if super::devices::allows_everything(rules) => self.warn(format!(
+                    "no device filter (the rules allow every device): {e}"
+                )),
+                Err(e) => return Err(e),
+            }
         }
         let enabled_text = read_value(&self.dir, "cgroup.controllers")?;
         let en: Vec<String> = enabled_text
