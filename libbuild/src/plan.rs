@@ -280,6 +280,25 @@ impl Plan {
         })
     }
 
+    /// The images (references as written, after ARG expansion) the stages to build use as
+    /// bases or `COPY --from` sources: what the caller pulls first (`--pull`, or when
+    /// missing). `scratch` and stages are not listed.
+    pub fn external_images(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for &i in &self.order {
+            let s = &self.stages[i];
+            let refs = std::iter::once(&s.base_source).chain(s.copy_from.values());
+            for src in refs {
+                if let Source::Image(r) = src
+                    && !out.contains(r)
+                {
+                    out.push(r.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// The stages in `order`, as groups whose members do not depend on each other (each
     /// group only on earlier groups): the stages of one group can build in parallel.
     pub fn waves(&self) -> Vec<Vec<usize>> {
@@ -370,8 +389,16 @@ mod tests {
         assert_eq!(p.stages[2].base_source, Source::Stage(1));
         assert_eq!(p.stages[1].copy_from[&0], Source::Stage(0));
         assert_eq!(p.waves(), vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(p.external_images(), ["busybox"]);
         let p = plan(df, None).unwrap();
         assert_eq!(p.order, [3]);
+        assert!(p.external_images().is_empty());
+        let p = plan(
+            "FROM alpine:3 AS a\nFROM busybox\nCOPY --from=nginx:1 /x /x\nCOPY --from=a /y /y\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.external_images(), ["alpine:3", "busybox", "nginx:1"]);
         let e = plan(df, Some("nope")).unwrap_err().to_string();
         assert_eq!(e, "target stage \"nope\" could not be found");
         let p = plan("FROM busybox AS x\nFROM busybox AS y\nFROM scratch\nCOPY --from=x / /\nCOPY --from=y / /\n", None).unwrap();
