@@ -458,6 +458,40 @@ mod tests {
     }
 
     #[test]
+    fn heredoc_forms() {
+        let h = |w: &str| parse_heredoc(w).unwrap();
+        let d = h("<<EOF").unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.expand, d.chomp, d.file_descriptor),
+            ("EOF", true, false, 0)
+        );
+        assert!(!h("<<'EOF'").unwrap().expand);
+        assert!(!h("<<\"EOF\"").unwrap().expand);
+        let d = h("<<E\"O\"F").unwrap();
+        assert_eq!((d.name.as_str(), d.expand), ("EOF", false));
+        let d = h("3<<-EOT").unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.chomp, d.file_descriptor),
+            ("EOT", true, 3)
+        );
+        assert!(h("<<").is_none() && h("<<<EOF").is_none() && h("a<<EOF").is_none());
+        assert!(h("<<EOF EOT").is_none(), "two words are not one name");
+        // several per line, JSON form has none, and the body keeps its lines
+        let src = "FROM x\nCOPY <<one <<two /dest/\n1\none\n2\ntwo\nRUN [\"<<EOF\"]\nRUN cat <<EOF > /f\n  $HOME\nEOF\n";
+        let ast = parse("Dockerfile", src).unwrap();
+        let names: Vec<&str> = ast.root.children[1]
+            .heredocs
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(names, ["one", "two"]);
+        assert_eq!(ast.root.children[1].heredocs[1].content, "2\n");
+        assert!(ast.root.children[2].heredocs.is_empty());
+        assert_eq!(ast.root.children[3].heredocs[0].content, "  $HOME\n");
+        assert_eq!(ast.root.children.len(), 4);
+    }
+
+    #[test]
     fn directives() {
         let ast = parse(
             "Dockerfile",
