@@ -81,6 +81,7 @@ struct MountSpec {
     from: Option<String>,
     readonly: Option<bool>,
     id: Option<String>,
+    required: bool,
 }
 
 fn parse_mount(spec: &str) -> std::result::Result<MountSpec, String> {
@@ -105,15 +106,27 @@ fn parse_mount(spec: &str) -> std::result::Result<MountSpec, String> {
             "id" => m.id = Some(val()?),
             "ro" | "readonly" => m.readonly = Some(v.as_deref().is_none_or(|v| v == "true")),
             "rw" | "readwrite" => m.readonly = Some(v.as_deref().is_some_and(|v| v == "false")),
-            "sharing" | "mode" | "uid" | "gid" | "size" | "required" => {}
+            "required" => m.required = v.as_deref().is_none_or(|v| v == "true"),
+            "sharing" | "mode" | "uid" | "gid" | "size" => {}
             other => return Err(format!("--mount: unknown option {other:?}")),
         }
     }
-    if !matches!(m.kind.as_str(), "bind" | "cache" | "tmpfs") {
+    if !matches!(m.kind.as_str(), "bind" | "cache" | "tmpfs" | "secret") {
         return Err(format!(
-            "--mount type={} is not supported by longshore-build (bind, cache and tmpfs are)",
+            "--mount type={} is not supported by longshore-build (bind, cache, tmpfs and secret are)",
             m.kind
         ));
+    }
+    if m.kind == "secret" {
+        let id =
+            m.id.clone()
+                .or_else(|| m.target.rsplit('/').next().map(str::to_string))
+                .filter(|i| !i.is_empty())
+                .ok_or("--mount type=secret needs an id or a target")?;
+        if m.target.is_empty() {
+            m.target = format!("/run/secrets/{id}");
+        }
+        m.id = Some(id);
     }
     if m.target.is_empty() {
         return Err("--mount needs a target".into());
@@ -168,6 +181,9 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<u64>,
     /// Where cache entries live; `None` is `<store root>/build-cache`.
     pub cache_dir: Option<PathBuf>,
+    /// `--secret id=...,src=...`: files `RUN --mount=type=secret,id=...` shows read-only
+    /// (at `/run/secrets/<id>` by default) without putting them in the image or the cache key.
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -187,6 +203,7 @@ impl Default for BuildOptions {
             force_rm: false,
             source_date_epoch: None,
             cache_dir: None,
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -1324,6 +1341,17 @@ impl Shared<'_> {
                 let mut run_mounts = Vec::new();
                 let mut mount_key = Sha256::new();
                 for m in &specs {
+                    if m.kind == "secret"
+                        && !m
+                            .id
+                            .as_ref()
+                            .is_some_and(|i| self.opts.secrets.contains_key(i))
+                    {
+                        if m.required {
+                            return Err(self.step_err(ins, format!("secret {} is required but was not given (--secret id={},src=...)", m.id.as_deref().unwrap_or(""), m.id.as_deref().unwrap_or(""))));
+                        }
+                        continue;
+                    }
                     let target = if m.target.starts_with('/') {
                         crate::ignore::clean(&m.target)
                     } else {
@@ -1332,6 +1360,13 @@ impl Shared<'_> {
                     mount_key.update(format!("{m:?}\n").as_bytes());
                     let (source, readonly) = match m.kind.as_str() {
                         "tmpfs" => (None, false),
+                        // a secret's content is never in the key nor in the image
+                        "secret" => (
+                            m.id.as_ref()
+                                .and_then(|i| self.opts.secrets.get(i))
+                                .cloned(),
+                            true,
+                        ),
                         "cache" => {
                             let id = m.id.clone().unwrap_or_else(|| target.clone());
                             let dir = self

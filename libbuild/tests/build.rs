@@ -1089,14 +1089,11 @@ RUN --mount=type=tmpfs,target=/scratch touch /scratch/y && ls /scratch
     let (r, out) = run(&e, &o);
     r.unwrap_or_else(|err| panic!("{err}\n{out}"));
     assert!(out.contains("count=2\n"), "{out}");
-    let (r, _) = run(
-        &e,
-        &opts("FROM base:1\nRUN --mount=type=secret,id=x true\n"),
-    );
+    let (r, _) = run(&e, &opts("FROM base:1\nRUN --mount=type=ssh true\n"));
     assert!(
         r.unwrap_err()
             .to_string()
-            .contains("type=secret is not supported")
+            .contains("type=ssh is not supported")
     );
 }
 
@@ -1248,4 +1245,56 @@ fn rm_false_keeps_intermediate_containers() {
     e.store.unmount_container(&id).unwrap();
     e.store.remove_container(&id).unwrap();
     assert!(leftover_containers(&e.store).is_empty());
+}
+
+#[test]
+fn secrets_are_shown_to_run_and_kept_out_of_the_image_and_the_key() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let dir = tempfile::Builder::new()
+        .prefix("longshore-build-secret-")
+        .tempdir()
+        .unwrap();
+    fs::write(dir.path().join("token"), "s3cr3t\n").unwrap();
+    let df =
+        "FROM base:1\nRUN --mount=type=secret,id=token cat /run/secrets/token && touch /made\n";
+    let mut o = opts(df);
+    o.secrets.insert("token".into(), dir.path().join("token"));
+    let (r, out) = run(&e, &o);
+    let b = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    assert!(out.contains("s3cr3t\n"), "{out}");
+    e.store
+        .create_container("longshore-build-sec", &b.id.to_string())
+        .unwrap();
+    let root = e.store.mount_container("longshore-build-sec").unwrap();
+    let leaked = root.join("run/secrets").exists();
+    let made = root.join("made").exists();
+    e.store.unmount_container("longshore-build-sec").unwrap();
+    e.store.remove_container("longshore-build-sec").unwrap();
+    assert!(
+        made && !leaked,
+        "made {made}, /run/secrets in the image: {leaked}"
+    );
+    let cfg = String::from_utf8(e.store.config(&b.id.to_string()).unwrap()).unwrap();
+    assert!(!cfg.contains("s3cr3t"));
+    // another secret value reuses the step: the content is not part of the key
+    fs::write(dir.path().join("token"), "other\n").unwrap();
+    let (r, out) = run(&e, &o);
+    assert_eq!(r.unwrap().cached_steps, 1, "{out}");
+    // a required secret that is not given is an error; an optional one is skipped
+    let (r, _) = run(
+        &e,
+        &opts("FROM base:1\nRUN --mount=type=secret,id=nope,required true\n"),
+    );
+    assert!(
+        r.unwrap_err()
+            .to_string()
+            .contains("secret nope is required")
+    );
+    let (r, out) = run(
+        &e,
+        &opts("FROM base:1\nRUN --mount=type=secret,id=nope test ! -e /run/secrets/nope\n"),
+    );
+    r.unwrap_or_else(|err| panic!("{err}\n{out}"));
 }
