@@ -1479,3 +1479,25 @@ fn detached_container_without_mount_namespace_runs() {
     assert_eq!(rt.wait_status(&id, "running")["status"], "running");
     rt.ok(&["delete", "--force", &id], Path::new("/"));
 }
+
+/// `create` prints what the container was asked for and did not get as a runc-style
+/// warning line on stderr, and still creates it (issue 9).
+#[test]
+fn create_prints_warnings_like_runc() {
+    require_root!();
+    let dir = bundle(&["true"]);
+    let path = dir.path().join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["linux"]["resources"]["memory"] = serde_json::json!({"kernel": 67108864});
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let b = dir.path().to_str().unwrap();
+    let rt = Runtime::longshore();
+    let id = rt.id("warn");
+    let out = rt.ok(&["create", "--bundle", b, &id], Path::new("/"));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("level=warning") && err.contains("memory.kernel"),
+        "{err}"
+    );
+    rt.ok(&["delete", "--force", &id], Path::new("/"));
+}

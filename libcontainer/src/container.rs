@@ -44,6 +44,8 @@ pub struct Container {
     /// Set when this process created the container in this run: the init channel (for
     /// release without the fifo) and the right to `waitpid` the init process.
     parent: Option<Parent>,
+    /// What the container was asked for and did not get (see [`Container::warnings`]).
+    warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -240,6 +242,7 @@ impl ContainerBuilder {
             allow_default_devices(&mut res, linux.devices().as_deref().unwrap_or(&[]));
             cgroup.apply(&res)?;
         }
+        let warnings = cgroup.warnings();
         let join_plan = CgroupJoin::plan(cgroup.as_ref(), new_userns)?;
         let mut hierarchies = if new_mountns {
             rootfs::host_hierarchies()
@@ -386,6 +389,7 @@ impl ContainerBuilder {
                 fifo,
                 exit: None,
             }),
+            warnings,
         })
     }
 }
@@ -645,6 +649,7 @@ impl Container {
             store,
             state,
             parent: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -661,6 +666,14 @@ impl Container {
     /// The host pid of the init process.
     pub fn pid(&self) -> i32 {
         self.state.pid
+    }
+
+    /// What this container was asked for and did not get, as the runtime found out while
+    /// creating it (a resource left at its default because the host lacks the controller,
+    /// a setting this cgroup version ignores): never fatal, meant for the user's eyes, as
+    /// runc's warnings are. Empty for a container loaded from the state directory.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The saved state.

@@ -479,15 +479,11 @@ fn v1_writes_and_comounted_cpu_cpuacct() {
 fn v1_missing_controllers_are_skipped_or_named_in_the_error() {
     let (_tmp, root) = v1_tree("b");
     let cg = cgroups::manager_at(CgroupLayout::V1, &root, Path::new("/longshore/b"), "b").unwrap();
-    let notes = cg.warnings().join("\n");
-    for c in ["hugetlb", "net_cls", "net_prio", "freezer", "devices"] {
-        assert!(
-            notes.contains(&format!("controller {c} has no v1 hierarchy")),
-            "{notes}"
-        );
-    }
-    // The default (empty) device list and no hugepage limits: fine without the hierarchies.
+    // The default (empty) device list and no hugepage limits: fine without the hierarchies,
+    // and nothing to warn about (warnings are what a container asked for and did not get,
+    // not a description of the host)
     cg.apply(&LinuxResources::default()).unwrap();
+    assert!(cg.warnings().is_empty(), "{:?}", cg.warnings());
     let huge = LinuxResourcesBuilder::default()
         .hugepage_limits(vec![
             LinuxHugepageLimitBuilder::default()

@@ -968,3 +968,30 @@ fn wait_returns_the_code_or_says_it_is_unknown() {
     assert_eq!(c.wait().unwrap(), 3);
     c.delete(false).unwrap();
 }
+
+/// What a container was asked for and did not get reaches the caller (issue 9): kernel
+/// memory limits are obsolete, so the container runs without one and says so.
+#[test]
+fn warnings_reach_the_caller() {
+    require_root!();
+    let mut f = Fixture::new(&["true"]);
+    let linux = f.spec.linux_mut().as_mut().unwrap();
+    let mut res = linux.resources().clone().unwrap_or_default();
+    #[allow(deprecated)]
+    res.set_memory(Some(
+        oci_spec::runtime::LinuxMemoryBuilder::default()
+            .kernel(64i64 << 20)
+            .build()
+            .unwrap(),
+    ));
+    linux.set_resources(Some(res));
+    let mut c = f.builder().stdio(Stdio::Null).create().unwrap();
+    let w = c.warnings().join("\n");
+    assert!(w.contains("memory.kernel"), "{w}");
+    // a plain container has nothing to report
+    c.delete(true).unwrap();
+    let f = Fixture::new(&["true"]);
+    let mut c = f.builder().stdio(Stdio::Null).create().unwrap();
+    assert_eq!(c.warnings(), &[] as &[String]);
+    c.delete(true).unwrap();
+}

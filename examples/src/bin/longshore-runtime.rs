@@ -319,13 +319,25 @@ fn runc_message(op: &str, e: &Error) -> String {
 /// stderr; with a log file the bare message also goes to stderr (runc's `fatal`).
 /// containerd's shim reads the last `"level":"error"` line of its `log.json`.
 fn report(log: Option<&std::path::Path>, json: bool, msg: &str) {
+    report_at(log, json, "error", msg)
+}
+
+/// Prints what the container was asked for and did not get, as runc's warnings: a
+/// `level=warning` line on stderr (or in the --log file).
+fn warn(log: Option<&std::path::Path>, json: bool, warnings: &[String]) {
+    for w in warnings {
+        report_at(log, json, "warning", w);
+    }
+}
+
+fn report_at(log: Option<&std::path::Path>, json: bool, level: &str, msg: &str) {
     let time = longshore_container::state::now_rfc3339();
     let line = if json {
-        serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+        serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
     } else {
         // logrus quotes the value as Go's %q would: a JSON string is close enough
         format!(
-            "time={} level=error msg={}",
+            "time={} level={level} msg={}",
             serde_json::Value::from(time),
             serde_json::Value::from(msg)
         )
@@ -451,15 +463,19 @@ fn run(cli: Cli) -> Result<u8, Error> {
         ));
     }
     let root = cli.root.as_path();
+    let (log, json) = (cli.log.clone(), cli.log_format == "json");
+    let warn = |w: &[String]| warn(log.as_deref(), json, w);
     match cli.cmd {
         Cmd::Create(a) => {
-            builder(root, &a)?.create()?;
+            warn(builder(root, &a)?.create()?.warnings());
         }
         Cmd::Start { id } => Container::load(root, &id)?.start()?,
         Cmd::Run { args, detach, keep } => {
             let mut b = builder(root, &args)?;
             if detach {
-                b.create()?.start()?;
+                let mut c = b.create()?;
+                warn(c.warnings());
+                c.start()?;
             } else {
                 catch_signals();
                 // like runc: a terminal without --console-socket is ours to proxy
@@ -472,6 +488,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     None
                 };
                 let mut c = b.create_attached()?;
+                warn(c.warnings());
                 // blocked only now: the init, cloned already, must not inherit the mask
                 // (signals until now were caught and noted); and before the proxy's
                 // threads start, so that they inherit it
@@ -507,7 +524,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             print!("{}", serde_json::to_string_pretty(&st).expect("json"));
             let _ = std::io::stdout().flush();
         }
-        Cmd::Update(u) => update(root, u)?,
+        Cmd::Update(u) => warn(&update(root, u)?),
         Cmd::Features => {
             println!(
                 "{}",
@@ -811,7 +828,8 @@ fn ps_table(pids: &[i32], args: &[String]) -> Result<String, Error> {
 /// `update`: the `--resources` document (or an empty one) with the flags laid over it,
 /// applied to the container's cgroups. Device rules are left alone, as runc does (the
 /// shim passes the spec's whole resources, whose device list lacks the defaults).
-fn update(root: &std::path::Path, u: UpdateArgs) -> Result<(), Error> {
+/// Returns what the update asked for and did not get.
+fn update(root: &std::path::Path, u: UpdateArgs) -> Result<Vec<String>, Error> {
     use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
     let c = Container::load(root, &u.id)?;
     let status = c.status();
@@ -905,7 +923,7 @@ fn update(root: &std::path::Path, u: UpdateArgs) -> Result<(), Error> {
         .ok_or_else(|| Error::Unsupported(format!("container {:?} has no cgroup", u.id)))?;
     let cg = longshore_container::cgroups::manager_from_state(layout, &st.cgroup_paths)?;
     cg.apply(&res)?;
-    Ok(())
+    Ok(cg.warnings())
 }
 
 /// Parses a byte count with an optional k/m/g suffix (runc's `--memory 100m`).

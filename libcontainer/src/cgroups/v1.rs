@@ -8,7 +8,7 @@ use oci_spec::runtime::{
     LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxResources,
 };
 
-use super::mountinfo::{CgroupMounts, V1_CONTROLLERS, dir_in_mount};
+use super::mountinfo::{CgroupMounts, dir_in_mount};
 use super::{
     CgroupError, CgroupLayout, CgroupManager, FREEZE_TIMEOUT, FreezerState, Stats, mkdir_levels,
     parse_u64, poll_until, read_limit, read_pids, read_value, remove_cgroup_tree, retry_vanished,
@@ -64,15 +64,11 @@ impl V1Manager {
                 mount: Some((mp.clone(), below)),
             });
         }
-        let warnings = V1_CONTROLLERS
-            .iter()
-            .filter(|c| mounts.v1_hierarchy(c).is_none())
-            .map(|c| format!("cgroup controller {c} has no v1 hierarchy on this host: skipped"))
-            .collect();
+        // (a controller the host lacks is noted when a container asks for it, in `ctl`)
         V1Manager {
             layout,
             hierarchies,
-            warnings: Mutex::new(warnings),
+            warnings: Mutex::new(Vec::new()),
         }
     }
 
