@@ -211,7 +211,9 @@
 //! spoof its neighbours' addresses and poison their ARP caches, and on an isolated network
 //! it can send as its linked parent to the linked ports of the child (a spoofed source
 //! does not get the replies, which go to the real owner). ARP itself passes between
-//! isolated ports. Without `--iptables`, `--icc=false` is bridge port isolation only (no
+//! isolated ports, so an isolated container can still poison a neighbour's ARP entry for
+//! the gateway: that neighbour's frames then go to the attacker's port and are dropped (a
+//! denial of service, not a way to read or reach it). Without `--iptables`, `--icc=false` is bridge port isolation only (no
 //! link exceptions) and nothing filters forwarding; IPv6 forwarding is not enabled and not
 //! filtered.
 
