@@ -1416,6 +1416,21 @@ fn cve_2019_5736_the_runtime_binary_cannot_be_overwritten() {
     let original = std::fs::read(&copy).unwrap();
     let bin: &'static str = Box::leak(copy.to_str().unwrap().to_string().into_boxed_str());
     let rt = Runtime::new(bin);
+    // if the attack works the copy is garbage: clean up with the real binary
+    struct DeleteWithRealBinary<'a>(&'a Runtime);
+    impl Drop for DeleteWithRealBinary<'_> {
+        fn drop(&mut self) {
+            for id in self.0.ids.borrow().iter() {
+                let _ = Command::new(RT)
+                    .arg("--root")
+                    .arg(self.0.root.path())
+                    .args(["delete", "--force", id])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+    let _cleanup = DeleteWithRealBinary(&rt);
 
     // run -d with the script as the entrypoint: the init's execve
     let dir = bundle(&["/bin/sh"]);
