@@ -377,6 +377,8 @@ struct Shared<'a> {
     counts: Mutex<(usize, usize)>,
     /// Keeps layers registered but not yet in an image from a concurrent `gc`.
     lease: longshore_graph::Lease,
+    /// Digests of context files, kept between builds.
+    memo: fsutil::Memo,
 }
 
 /// Builds `opts.dockerfile` with `context` into `store`, running RUN steps with `runner` and
@@ -429,6 +431,7 @@ pub fn build(
         .clone()
         .unwrap_or_else(|| store.root().join("build-cache"));
     fs::create_dir_all(&cache_dir).ctx("create", &cache_dir)?;
+    let memo = fsutil::Memo::load(&cache_dir.join("file-digests"));
     let shared = Shared {
         store,
         context,
@@ -444,8 +447,11 @@ pub fn build(
         declared: Mutex::new(plan.global_args.iter().map(|(k, _)| k.clone()).collect()),
         counts: Mutex::new((0, 0)),
         lease: store.lease(),
+        memo,
     };
     let r = shared.build_all();
+    // a memo that cannot be written only costs the next build some reading
+    let _ = shared.memo.save(&shared.cache_dir.join("file-digests"));
     match r {
         Ok(id) => {
             let (cached, run) = *shared.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -1502,7 +1508,7 @@ impl Shared<'_> {
             let Some(src) = found.into_iter().next() else {
                 return Err(self.step_err(ins, format!("--mount: source {rel:?} not found in build context or excluded by .dockerignore")));
             };
-            fsutil::hash_source(key, &src, Some(self.context.ignore()))?;
+            fsutil::hash_source(key, &src, Some(self.context.ignore()), &self.memo)?;
             let writable = m.readonly == Some(false);
             if !writable && self.context.ignore().is_empty() {
                 return Ok((src.path, None));
@@ -1763,7 +1769,7 @@ impl Shared<'_> {
         // the cache key: the instruction, and every source's content, mode and name
         let mut h = Sha256::new();
         for s in &srcs {
-            fsutil::hash_source(&mut h, s, ignore)?;
+            fsutil::hash_source(&mut h, s, ignore, &self.memo)?;
         }
         for (n, b, mode, _) in &heredoc_files {
             h.update(format!("extra {n} {mode:o} {}\n", b.len()).as_bytes());

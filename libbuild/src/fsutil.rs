@@ -57,15 +57,105 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(v)
 }
 
+type MemoKey = (u64, u64, u64, i64, i64, i64, i64);
+
+/// File digests by (device, inode, size, mtime, ctime), kept between builds, so an unchanged
+/// context file is not read again to compute a cache key (BuildKit's contenthash does the
+/// same). Any write to a file changes its ctime, which the caller cannot set.
+#[derive(Default)]
+pub(crate) struct Memo {
+    map: std::sync::Mutex<std::collections::HashMap<MemoKey, [u8; 32]>>,
+}
+
+/// At most this many digests are kept.
+const MEMO_MAX: usize = 200_000;
+
+impl Memo {
+    pub(crate) fn load(path: &Path) -> Memo {
+        let mut map = std::collections::HashMap::new();
+        for line in fs::read_to_string(path).unwrap_or_default().lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.len() != 8 {
+                continue;
+            }
+            let n = |i: usize| f[i].parse::<i64>().ok();
+            let (Some(a), Some(b), Some(c), Some(d), Some(e), Some(g), Some(k)) =
+                (n(0), n(1), n(2), n(3), n(4), n(5), n(6))
+            else {
+                continue;
+            };
+            let mut digest = [0u8; 32];
+            if hex::decode_to_slice(f[7], &mut digest).is_ok() {
+                map.insert((a as u64, b as u64, c as u64, d, e, g, k), digest);
+            }
+        }
+        Memo {
+            map: std::sync::Mutex::new(map),
+        }
+    }
+
+    /// Writes the memo (temp file and rename).
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = String::new();
+        for ((a, b, c, d, e, g, k), digest) in map.iter().take(MEMO_MAX) {
+            text.push_str(&format!(
+                "{a} {b} {c} {d} {e} {g} {k} {}\n",
+                hex::encode(digest)
+            ));
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, text).ctx("write", &tmp)?;
+        fs::rename(&tmp, path).ctx("rename", &tmp)
+    }
+
+    fn file_digest(&self, path: &Path, m: &fs::Metadata) -> Result<[u8; 32]> {
+        let key = (
+            m.dev(),
+            m.ino(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        );
+        if let Some(d) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(*d);
+        }
+        let mut f = fs::File::open(path).ctx("open", path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf).ctx("read", path)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let d: [u8; 32] = h.finalize().into();
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, d);
+        Ok(d)
+    }
+}
+
 /// Adds to `h` what a COPY of `src` would write: paths, types, modes, contents, link
 /// targets (after .dockerignore).
-pub(crate) fn hash_source(h: &mut Sha256, src: &Src, ignore: Option<&Ignore>) -> Result<()> {
+pub(crate) fn hash_source(
+    h: &mut Sha256,
+    src: &Src,
+    ignore: Option<&Ignore>,
+    memo: &Memo,
+) -> Result<()> {
     fn walk(
         h: &mut Sha256,
         path: &Path,
         rel: &str,
         name: &str,
         ignore: Option<&Ignore>,
+        memo: &Memo,
     ) -> Result<()> {
         let m = fs::symlink_metadata(path).ctx("stat", path)?;
         let ft = m.file_type();
@@ -87,26 +177,18 @@ pub(crate) fn hash_source(h: &mut Sha256, src: &Src, ignore: Option<&Ignore>) ->
                 {
                     continue;
                 }
-                walk(h, &p, &r, &format!("{name}/{n}"), ignore)?;
+                walk(h, &p, &r, &format!("{name}/{n}"), ignore, memo)?;
             }
         } else if ft.is_file() {
             h.update(format!("F{}\0", m.len()).as_bytes());
-            let mut f = fs::File::open(path).ctx("open", path)?;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = f.read(&mut buf).ctx("read", path)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            h.update(memo.file_digest(path, &m)?);
         } else {
             h.update(format!("S{}\0", m.rdev()).as_bytes());
         }
         h.update(b"\n");
         Ok(())
     }
-    walk(h, &src.path, &src.rel, &src.base, ignore)
+    walk(h, &src.path, &src.rel, &src.base, ignore, memo)
 }
 
 /// Creates the directories of `rel` (absolute in the container) inside `rootfs`, resolving

@@ -1298,3 +1298,31 @@ fn secrets_are_shown_to_run_and_kept_out_of_the_image_and_the_key() {
     );
     r.unwrap_or_else(|err| panic!("{err}\n{out}"));
 }
+
+/// The file-digest memo that spares reading unchanged context files never hides a change:
+/// same size and the old mtime put back still invalidate the COPY (the ctime moved).
+#[test]
+fn a_changed_file_with_its_old_size_and_mtime_still_misses_the_cache() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let f = e.ctx.join("same.txt");
+    fs::write(&f, "aaaa\n").unwrap();
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    let df = "FROM base:1\nCOPY same.txt /s\nRUN cat /s\n";
+    let (r, _) = run(&e, &opts(df));
+    r.unwrap();
+    let (r, _) = run(&e, &opts(df));
+    assert_eq!(r.unwrap().cached_steps, 2);
+    fs::write(&f, "bbbb\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let (r, out) = run(&e, &opts(df));
+    let b = r.unwrap();
+    assert_eq!(b.cached_steps, 0, "{out}");
+    assert!(out.contains("bbbb\n"), "{out}");
+}
