@@ -1265,13 +1265,20 @@ impl Shared<'_> {
                     let v = match (self.opts.build_args.get(k), default) {
                         (Some(b), _) => Some(b.clone()),
                         (None, Some(d)) => Some(self.expand(st, ins, d)?),
-                        // an ARG without default takes the global value
+                        // an ARG without default takes the global value, or the
+                        // automatic platform value
                         (None, None) => self
                             .plan
                             .global_args
                             .iter()
                             .rfind(|(g, _)| g == k)
-                            .and_then(|(_, v)| v.clone()),
+                            .and_then(|(_, v)| v.clone())
+                            .or_else(|| {
+                                crate::plan::platform_args()
+                                    .into_iter()
+                                    .find(|(p, _)| p == k)
+                                    .map(|(_, v)| v)
+                            }),
                     };
                     vals.push((k.clone(), v));
                 }

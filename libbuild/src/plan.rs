@@ -109,10 +109,12 @@ impl Plan {
                     name,
                     platform: _,
                 } => {
-                    let env: Vec<(String, String)> = global_args
-                        .iter()
-                        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-                        .collect();
+                    let mut env = platform_args();
+                    env.extend(
+                        global_args
+                            .iter()
+                            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))),
+                    );
                     let base = lex
                         .process_word(image, &env)
                         .map_err(|source| Error::Expand {
@@ -148,10 +150,12 @@ impl Plan {
                         let v = match (build_args.get(k), default) {
                             (Some(b), _) => Some(b.clone()),
                             (None, Some(d)) => {
-                                let env: Vec<(String, String)> = global_args
-                                    .iter()
-                                    .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-                                    .collect();
+                                let mut env = platform_args();
+                                env.extend(
+                                    global_args
+                                        .iter()
+                                        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))),
+                                );
                                 Some(lex.process_word(d, &env).map_err(|source| Error::Expand {
                                     file: file.to_string(),
                                     line: ins.line,
@@ -325,6 +329,25 @@ impl Plan {
     }
 }
 
+/// BuildKit's automatic platform ARGs (`TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`,
+/// `TARGETVARIANT` and the `BUILD*` ones) for this machine: usable in FROM lines, and in a
+/// stage once it declares them (`ARG TARGETARCH`).
+pub fn platform_args() -> Vec<(String, String)> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let mut v = Vec::new();
+    for p in ["TARGET", "BUILD"] {
+        v.push((format!("{p}PLATFORM"), format!("linux/{arch}")));
+        v.push((format!("{p}OS"), "linux".to_string()));
+        v.push((format!("{p}ARCH"), arch.to_string()));
+        v.push((format!("{p}VARIANT"), String::new()));
+    }
+    v
+}
+
 /// Post-order from `target`, refusing cycles.
 fn order(stages: &[Stage], target: usize) -> Result<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
@@ -460,6 +483,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.stages[0].base, "busybox:1.36");
+        let p = plan("FROM --platform=$BUILDPLATFORM busybox:${TARGETOS}\n", None).unwrap();
+        assert_eq!(p.stages[0].base, "busybox:linux");
         let e = plan("FROM ${X:?must_be_set}\n", None)
             .unwrap_err()
             .to_string();

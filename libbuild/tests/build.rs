@@ -974,6 +974,8 @@ RUN pwd
 RUN echo \"global=[$GLOBAL]\"
 ARG GLOBAL
 RUN echo \"global=[$GLOBAL]\"
+ARG TARGETOS
+RUN echo \"os=$TARGETOS\"
 SHELL [\"/bin/sh\", \"-ec\"]
 RUN echo shell=$0
 USER user
@@ -997,6 +999,7 @@ LABEL version=\"1.0\" description=\"a b\"
         "{out}"
     );
     assert!(out.contains("shell=/bin/sh\n"), "{out}");
+    assert!(out.contains("os=linux\n"), "{out}");
     assert!(out.contains("1000\n"), "{out}");
     // the Dockerfile is read though .dockerignore lists it, and COPY leaves it out
     assert!(
