@@ -1,29 +1,1806 @@
-//! `longshore`: docker-style commands over `longshore-engine`.
+//! `longshore`: docker-style commands over `longshore-engine`, in process (no daemon).
 //!
-//! The engine is not built yet (no issue covers it so far), so every command exits with
-//! status 125 and says so. The runc-style runtime, `longshore-runtime`, lives in the
-//! `examples` package and works today.
+//! Exit codes as docker's: 125 when longshore fails, 126 when the container's command
+//! cannot be invoked, 127 when it is not found, otherwise the container's own.
 
+mod format;
+mod term;
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+use longshore_engine::{
+    CreateRequest, Engine, EngineOptions, Error, ListOptions, LogsOptions, RemoveImageOptions,
+    RemoveOptions, StartOptions, StopOptions, WaitCondition,
+};
+use serde_json::{Value, json};
+
+use crate::format::{Template, render_all, table};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "longshore",
+    about = "A self-sufficient runtime for containers",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Location of the engine's data (images, containers, volumes)
+    #[arg(
+        long,
+        global = true,
+        env = "LONGSHORE_ROOT",
+        default_value = "/var/lib/longshore"
+    )]
+    root: PathBuf,
+    /// Daemon socket to connect to (client mode, not available yet)
+    #[arg(short = 'H', long = "host")]
+    host: Vec<String>,
+    /// Enable debug mode
+    #[arg(short = 'D', long)]
+    debug: bool,
+    /// Set the logging level ("debug", "info", "warn", "error", "fatal")
+    #[arg(short = 'l', long = "log-level", default_value = "info")]
+    log_level: String,
+    /// Location of client config files
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Storage driver (overlay, vfs)
+    #[arg(long = "storage-driver", global = true, env = "LONGSHORE_DRIVER")]
+    storage_driver: Option<String>,
+    /// Bridge device of the default network (the daemon's -b)
+    #[arg(long, global = true, env = "LONGSHORE_BRIDGE")]
+    bridge: Option<String>,
+    /// Address and prefix of the default bridge (the daemon's --bip)
+    #[arg(long, global = true, env = "LONGSHORE_BIP")]
+    bip: Option<String>,
+    /// Registries to reach over plain HTTP or with unverified TLS
+    #[arg(long = "insecure-registry", global = true)]
+    insecure_registry: Vec<String>,
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+struct RunOpts {
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short = 'a', long = "attach")]
+    attach: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    cpu_shares: Option<i64>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", alias = "cpuset")]
+    cpuset_cpus: Option<String>,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Write the container ID to the file
+    #[arg(long)]
+    cidfile: Option<PathBuf>,
+    /// Run container in background and print container ID
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Add a host device to the container
+    #[arg(long)]
+    device: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    expose: Vec<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// IPC mode to use
+    #[arg(long)]
+    ipc: Option<String>,
+    /// PID namespace to use
+    #[arg(long)]
+    pid: Option<String>,
+    /// UTS namespace to use
+    #[arg(long)]
+    uts: Option<String>,
+    /// Add link to another container
+    #[arg(long)]
+    link: Vec<String>,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    /// Ulimit options
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    mac_address: Option<String>,
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Connect a container to a network
+    #[arg(long = "network", alias = "net")]
+    network: Option<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    privileged: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Mount a tmpfs directory
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Security Options
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
+    /// Proxy received signals to the process
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout")]
+    stop_timeout: Option<i64>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Logging driver for the container
+    #[arg(long = "log-driver")]
+    log_driver: Option<String>,
+    /// Log driver options
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
+    /// Add custom lxc options (not supported)
+    #[arg(long = "lxc-conf")]
+    lxc_conf: Vec<String>,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, default_value = "missing")]
+    pull: String,
+    /// Suppress the pull output
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    detach_keys: Option<String>,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Image
+    image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(RunOpts),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(RunOpts),
+    /// Start one or more stopped containers
+    Start {
+        /// Attach STDOUT/STDERR and forward signals
+        #[arg(short = 'a', long)]
+        attach: bool,
+        /// Attach container's STDIN
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop one or more running containers
+    Stop {
+        /// Seconds to wait before killing the container
+        #[arg(short = 't', long = "time", alias = "timeout")]
+        time: Option<i64>,
+        /// Signal to send to the container
+        #[arg(short = 's', long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart one or more containers
+    Restart {
+        /// Seconds to wait before killing the container
+        #[arg(short = 't', long = "time", alias = "timeout")]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Kill one or more running containers
+    Kill {
+        /// Signal to send to the container
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove one or more containers
+    Rm {
+        /// Force the removal of a running container (uses SIGKILL)
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Remove anonymous volumes associated with the container
+        #[arg(short = 'v', long)]
+        volumes: bool,
+        /// Remove the specified link
+        #[arg(short = 'l', long)]
+        link: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers
+    Ps(PsOpts),
+    /// Fetch the logs of a container
+    Logs {
+        /// Follow log output
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Show timestamps
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// Show logs since timestamp or relative (e.g. 42m)
+        #[arg(long)]
+        since: Option<String>,
+        /// Show logs before a timestamp or relative
+        #[arg(long)]
+        until: Option<String>,
+        /// Number of lines to show from the end of the logs
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        container: String,
+    },
+    /// Return low-level information on containers or images
+    Inspect {
+        /// Format output using a Go template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        /// Only inspect objects of the given type (container, image)
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Execute a command in a running container
+    Exec {
+        /// Detached mode: run command in the background
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Keep STDIN open even if not attached
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Allocate a pseudo-TTY
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Username or UID
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        /// Working directory inside the container
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        /// Set environment variables
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// Give extended privileges to the command
+        #[arg(long)]
+        privileged: bool,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Block until one or more containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Pause all processes within one or more containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container
+    Rename { container: String, new_name: String },
+    /// List port mappings or a specific mapping for the container
+    Port {
+        container: String,
+        private_port: Option<String>,
+    },
+    /// Display the running processes of a container
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
+    /// Create a new image from a container's changes
+    Commit {
+        /// Author
+        #[arg(short = 'a', long)]
+        author: Option<String>,
+        /// Commit message
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Apply Dockerfile instruction to the created image
+        #[arg(short = 'c', long)]
+        change: Vec<String>,
+        /// Pause container during commit
+        #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
+        pause: bool,
+        container: String,
+        repository: Option<String>,
+    },
+    /// Export a container's filesystem as a tar archive
+    Export {
+        /// Write to a file, instead of STDOUT
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// List images
+    Images(ImagesOpts),
+    /// Import the contents from a tarball to create a filesystem image
+    Import {
+        /// Apply Dockerfile instruction to the created image
+        #[arg(short = 'c', long)]
+        change: Vec<String>,
+        /// Set commit message for imported image
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// file or - for STDIN
+        file: String,
+        reference: Option<String>,
+    },
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi {
+        /// Force removal of the image
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Do not delete untagged parents
+        #[arg(long = "no-prune")]
+        no_prune: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show the history of an image
+    History {
+        /// Don't truncate output
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        /// Only show image IDs
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        image: String,
+    },
+    /// Download an image from a registry
+    Pull {
+        /// Suppress verbose output
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        image: String,
+    },
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save {
+        /// Write to a file, instead of STDOUT
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load an image from a tar archive or STDIN
+    Load {
+        /// Read from tar archive file, instead of STDIN
+        #[arg(short = 'i', long)]
+        input: Option<PathBuf>,
+        /// Suppress the load output
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Get real time events from the server
+    Events {
+        /// Show all events created since timestamp
+        #[arg(long)]
+        since: Option<String>,
+        /// Stream events until this timestamp
+        #[arg(long)]
+        until: Option<String>,
+        /// Filter output based on conditions provided
+        #[arg(short = 'f', long)]
+        filter: Vec<String>,
+        /// Format the output using the given Go template
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show the longshore version information
+    Version {
+        /// Format the output using the given Go template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
+    /// Display system-wide information
+    Info {
+        /// Format the output using the given Go template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
+    /// Attach local standard input, output, and error streams to a running container
+    Attach {
+        /// Do not attach STDIN
+        #[arg(long = "no-stdin")]
+        no_stdin: bool,
+        /// Proxy all received signals to the process
+        #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+        sig_proxy: bool,
+        /// Override the key sequence for detaching a container
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
+        container: String,
+    },
+    /// Build an image from a Dockerfile (libbuild is not wired into the engine yet)
+    Build {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Update configuration of one or more containers (not implemented yet)
+    Update {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Copy files/folders between a container and the local filesystem (not implemented yet)
+    Cp {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Display a live stream of container(s) resource usage statistics (not implemented yet)
+    Stats {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Log in to a registry (not implemented yet)
+    Login {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Log out from a registry (not implemented yet)
+    Logout {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Upload an image to a registry (not implemented yet)
+    Push {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Search registries for images (not implemented yet)
+    Search {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Run the Engine API server (not implemented yet)
+    Daemon {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ContainerCmd {
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(PsOpts),
+    /// Remove all stopped containers
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesOpts),
+    /// Remove unused images
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct PsOpts {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    format: Option<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last")]
+    last: Option<usize>,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    latest: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// Only display container IDs
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    size: bool,
+}
+
+#[derive(Args, Debug)]
+struct ImagesOpts {
+    /// Show all images (default hides intermediate images)
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    format: Option<String>,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Repository to list
+    repository: Option<String>,
+}
+
+/// A failure with the exit code docker would give.
+struct Failure {
+    code: u8,
+    msg: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure {
+            code: e.exit_code() as u8,
+            msg: format!("Error response from daemon: {e}"),
+        }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure {
+            code: 125,
+            msg: e.to_string(),
+        }
+    }
+}
+
+impl From<format::TemplateError> for Failure {
+    fn from(e: format::TemplateError) -> Self {
+        Failure {
+            code: 125,
+            msg: e.0,
+        }
+    }
+}
+
+fn fail(msg: impl Into<String>) -> Failure {
+    Failure {
+        code: 125,
+        msg: msg.into(),
+    }
+}
+
+type Res<T = ()> = Result<T, Failure>;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("version" | "--version" | "-v") => {
-            println!("longshore version {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    // a re-executed monitor never returns from here
+    longshore_engine::monitor::run_if_monitor();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
         }
-        Some(cmd) => {
-            eprintln!(
-                "longshore: {cmd:?}: not implemented yet: {} has no jobs yet; \
-                 use longshore-runtime (cargo run -p longshore-examples --bin longshore-runtime)",
-                longshore_engine::CRATE_NAME
+    };
+    if cli.version {
+        println!(
+            "longshore version {}, build {}",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("LONGSHORE_GIT").unwrap_or("dev")
+        );
+        return ExitCode::SUCCESS;
+    }
+    if !cli.host.is_empty() || std::env::var_os("LONGSHORE_HOST").is_some() {
+        eprintln!(
+            "longshore: client mode (-H, LONGSHORE_HOST) is not available yet: the Engine API server is not built; run without -H to use the engine in process"
+        );
+        return ExitCode::from(125);
+    }
+    let Some(cmd) = cli.cmd else {
+        eprintln!(
+            "Usage:  longshore [OPTIONS] COMMAND\n\nRun 'longshore --help' for more information"
+        );
+        return ExitCode::from(125);
+    };
+    let mut opts = EngineOptions {
+        driver: cli.storage_driver.clone(),
+        ..Default::default()
+    };
+    opts.client.insecure_registries = cli.insecure_registry.clone();
+    if cli.bridge.is_some() || cli.bip.is_some() {
+        let mut net = longshore_engine::default_network();
+        if let Some(b) = &cli.bridge {
+            net.bridge = b.clone();
+        }
+        if let Some(b) = &cli.bip {
+            match b.parse() {
+                Ok(n) => net.bip = Some(n),
+                Err(e) => {
+                    eprintln!("longshore: invalid --bip {b:?}: {e}");
+                    return ExitCode::from(125);
+                }
+            }
+        }
+        opts.network = Some(net);
+    }
+    match run(&cli.root, &opts, cmd) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if !f.msg.is_empty() {
+                eprintln!("{}", f.msg);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn open(root: &PathBuf, opts: &EngineOptions) -> Res<Engine> {
+    Engine::open(root, opts.clone()).map_err(Failure::from)
+}
+
+fn short(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
+    let engine = || open(root, opts);
+    match cmd {
+        Cmd::Version { format } => {
+            let v = json!({
+                "Client": {"Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1.45", "Os": "linux", "Arch": std::env::consts::ARCH},
+                "Server": {"Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1.45", "MinAPIVersion": "1.24", "Os": "linux", "Arch": std::env::consts::ARCH},
+            });
+            match format {
+                Some(f) => println!("{}", Template::parse(&f)?.render(&v)?),
+                None => println!(
+                    "Client:\n Version:           {}\n API version:       1.45\n OS/Arch:           linux/{}\n\nServer: longshore (in process)\n Engine:\n  Version:          {}\n  API version:      1.45 (minimum version 1.24)",
+                    env!("CARGO_PKG_VERSION"),
+                    std::env::consts::ARCH,
+                    env!("CARGO_PKG_VERSION")
+                ),
+            }
+            Ok(0)
+        }
+        Cmd::Run(o) => cmd_run(engine()?, o, true),
+        Cmd::Create(o) => cmd_run(engine()?, o, false),
+        Cmd::Start {
+            attach,
+            interactive,
+            containers,
+        } => {
+            let e = engine()?;
+            if attach || interactive {
+                let c = e.container(&containers[0])?;
+                let id = c.record.id.clone();
+                let tty = c.record.config.tty;
+                e.start_container(&id, &start_opts(true))?;
+                drop(e);
+                return term::attach_loop(&id, interactive, tty, true, None, root)
+                    .map_err(Into::into);
+            }
+            let mut failed = false;
+            for c in containers {
+                match e.start_container(&c, &StartOptions::default()) {
+                    Ok(_) => println!("{c}"),
+                    Err(err) => {
+                        eprintln!("Error response from daemon: {err}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                return Err(fail("Error: failed to start containers"));
+            }
+            Ok(0)
+        }
+        Cmd::Stop {
+            time,
+            signal,
+            containers,
+        } => each(engine()?, containers, |e, c| {
+            let mut o = StopOptions::default();
+            o.timeout = time;
+            o.signal = signal.clone();
+            e.stop_container(c, &o)
+        }),
+        Cmd::Restart { time, containers } => each(engine()?, containers, |e, c| {
+            let mut o = StopOptions::default();
+            o.timeout = time;
+            e.restart_container(c, &o)
+        }),
+        Cmd::Kill { signal, containers } => each(engine()?, containers, |e, c| {
+            e.kill_container(c, Some(&signal))
+        }),
+        Cmd::Pause { containers } => each(engine()?, containers, |e, c| e.pause_container(c)),
+        Cmd::Unpause { containers } => each(engine()?, containers, |e, c| e.unpause_container(c)),
+        Cmd::Rm {
+            force,
+            volumes,
+            link,
+            containers,
+        } => each(engine()?, containers, |e, c| {
+            let mut o = RemoveOptions::default();
+            o.force = force;
+            o.volumes = volumes;
+            o.link = link;
+            e.remove_container(c, &o)
+        }),
+        Cmd::Wait { containers } => {
+            let e = engine()?;
+            let mut failed = false;
+            for c in containers {
+                match e.wait_container(&c, WaitCondition::NotRunning) {
+                    Ok(code) => println!("{code}"),
+                    Err(err) => {
+                        eprintln!("Error response from daemon: {err}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        Cmd::Ps(o) | Cmd::Container(ContainerCmd::Ls(o)) => cmd_ps(&engine()?, o),
+        Cmd::Container(ContainerCmd::Prune { .. }) => {
+            let e = engine()?;
+            println!("Deleted Containers:");
+            for c in e.containers()? {
+                if c.live_status() == "exited" || c.live_status() == "created" {
+                    e.remove_container(&c.record.id, &RemoveOptions::default())?;
+                    println!("{}", c.record.id);
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Logs {
+            follow,
+            timestamps,
+            since,
+            until,
+            tail,
+            container,
+        } => {
+            let e = engine()?;
+            let mut o = LogsOptions::default();
+            o.follow = follow;
+            o.since = since;
+            o.until = until;
+            o.tail = if tail == "all" {
+                None
+            } else {
+                Some(
+                    tail.parse()
+                        .map_err(|_| fail(format!("invalid value for --tail: {tail:?}")))?,
+                )
+            };
+            let out = io::stdout();
+            let err = io::stderr();
+            e.container_logs(&container, &o, &mut |l| {
+                let text = if timestamps {
+                    format!("{} {}", l.time, l.data)
+                } else {
+                    l.data
+                };
+                if l.stream == 2 {
+                    err.lock().write_all(text.as_bytes()).is_ok()
+                } else {
+                    let mut o = out.lock();
+                    o.write_all(text.as_bytes()).is_ok() && o.flush().is_ok()
+                }
+            })?;
+            Ok(0)
+        }
+        Cmd::Inspect {
+            format,
+            kind,
+            names,
+        } => {
+            let e = engine()?;
+            let mut out = Vec::new();
+            let mut failed = None;
+            for n in &names {
+                let r = match kind.as_deref() {
+                    Some("container") => e.inspect_container(n),
+                    Some("image") => e.inspect_image(n),
+                    Some(k) => {
+                        return Err(fail(format!("\"{k}\" is not a valid value for --type")));
+                    }
+                    None => e
+                        .inspect_container(n)
+                        .or_else(|_| e.inspect_image(n))
+                        .map_err(|_| Error::NoSuchContainer(n.clone())),
+                };
+                match r {
+                    Ok(v) => out.push(v),
+                    Err(err) => {
+                        failed = Some(match &err {
+                            Error::NoSuchContainer(n) | Error::NoSuchImage(n) => {
+                                format!("Error: No such object: {n}")
+                            }
+                            _ => format!("Error response from daemon: {err}"),
+                        });
+                    }
+                }
+            }
+            match format {
+                Some(f) => {
+                    let t = Template::parse(&f)?;
+                    for v in &out {
+                        println!("{}", t.render(v)?);
+                    }
+                }
+                None => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&Value::Array(out)).unwrap_or_default()
+                ),
+            }
+            match failed {
+                Some(m) => Err(Failure { code: 1, msg: m }),
+                None => Ok(0),
+            }
+        }
+        Cmd::Exec {
+            detach,
+            interactive,
+            tty,
+            user,
+            workdir,
+            env,
+            privileged,
+            container,
+            cmd,
+        } => {
+            let e = engine()?;
+            let mut req = longshore_engine::ExecRequest::default();
+            req.cmd = cmd;
+            req.env = env;
+            req.user = user;
+            req.workdir = workdir;
+            req.tty = tty && !detach;
+            req.privileged = privileged;
+            let stdio = if detach {
+                longshore_container::Stdio::Null
+            } else if !interactive && !tty {
+                // no stdin unless -i
+                let null = std::fs::File::open("/dev/null")?;
+                let fd = std::os::fd::IntoRawFd::into_raw_fd(null);
+                longshore_container::Stdio::Fds {
+                    stdin: fd,
+                    stdout: 1,
+                    stderr: 2,
+                }
+            } else {
+                longshore_container::Stdio::Inherit
+            };
+            let p = e.exec(&container, &req, stdio)?;
+            drop(e);
+            if detach {
+                return Ok(0);
+            }
+            let code = match p.terminal.as_ref() {
+                Some(t) => term::proxy_terminal(t, p.pid, interactive)?,
+                None => p.wait()?,
+            };
+            Ok(code as u8)
+        }
+        Cmd::Rename {
+            container,
+            new_name,
+        } => {
+            engine()?.rename_container(&container, &new_name)?;
+            Ok(0)
+        }
+        Cmd::Port {
+            container,
+            private_port,
+        } => {
+            let e = engine()?;
+            let c = e.container(&container)?;
+            let ports = c
+                .state
+                .network
+                .as_ref()
+                .filter(|_| c.live_status() == "running")
+                .map(|n| n.ports.clone())
+                .unwrap_or_default();
+            let want = private_port.map(|p| {
+                if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                }
+            });
+            let mut any = false;
+            for p in ports {
+                let key = format!("{}/{}", p.container_port, p.proto);
+                match &want {
+                    Some(w) if *w != key => continue,
+                    Some(_) => println!("{}:{}", p.host_ip, p.host_port),
+                    None => println!("{key} -> {}:{}", p.host_ip, p.host_port),
+                }
+                any = true;
+            }
+            if let (Some(w), false) = (want, any) {
+                return Err(fail(format!(
+                    "Error: No public port '{w}' published for {container}"
+                )));
+            }
+            Ok(0)
+        }
+        Cmd::Top { container, ps_args } => {
+            let e = engine()?;
+            let c = e.container(&container)?;
+            if c.live_status() != "running" {
+                return Err(Failure::from(Error::WrongState(format!(
+                    "Container {} is not running",
+                    c.record.id
+                ))));
+            }
+            let procs = std::fs::read_to_string(format!(
+                "/proc/{}/task/{}/children",
+                c.state.pid, c.state.pid
+            ))
+            .unwrap_or_default();
+            let mut pids: Vec<String> = vec![c.state.pid.to_string()];
+            pids.extend(procs.split_whitespace().map(String::from));
+            let args = if ps_args.is_empty() {
+                vec!["-f".to_string()]
+            } else {
+                ps_args
+            };
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .arg("-p")
+                .arg(pids.join(","))
+                .output()?;
+            io::stdout().write_all(&out.stdout)?;
+            Ok(0)
+        }
+        Cmd::Diff { container } => {
+            let e = engine()?;
+            let c = e.container(&container)?;
+            for ch in e
+                .graph()?
+                .container_changes(&c.record.id)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?
+            {
+                println!("{ch}");
+            }
+            Ok(0)
+        }
+        Cmd::Commit {
+            author,
+            message,
+            change,
+            pause: _,
+            container,
+            repository,
+        } => {
+            let e = engine()?;
+            let c = e.container(&container)?;
+            let o = longshore_graph::CommitOptions {
+                reference: repository,
+                author,
+                message,
+                ..Default::default()
+            };
+            if !change.is_empty() {
+                return Err(fail(
+                    "commit --change is not supported yet: commit, then import --change",
+                ));
+            }
+            let id = e
+                .graph()?
+                .commit(&c.record.id, &o)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            println!("{id}");
+            Ok(0)
+        }
+        Cmd::Export { output, container } => {
+            let e = engine()?;
+            let c = e.container(&container)?;
+            if output.is_none() && term::stdout_is_tty() {
+                return Err(fail(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect",
+                ));
+            }
+            let w: Box<dyn Write> = match output {
+                Some(p) => Box::new(std::fs::File::create(p)?),
+                None => Box::new(io::stdout().lock()),
+            };
+            e.graph()?
+                .export_container(&c.record.id, w)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            Ok(0)
+        }
+        Cmd::Images(o) | Cmd::Image(ImageCmd::Ls(o)) => cmd_images(&engine()?, o),
+        Cmd::Image(ImageCmd::Prune { .. }) => {
+            let e = engine()?;
+            let gone = e
+                .graph()?
+                .prune_dangling()
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            println!("Deleted Images:");
+            for d in gone {
+                println!("deleted: {d}");
+            }
+            Ok(0)
+        }
+        Cmd::Import {
+            change,
+            message,
+            file,
+            reference,
+        } => {
+            let e = engine()?;
+            let r: Box<dyn Read + Send> = if file == "-" {
+                Box::new(io::stdin())
+            } else {
+                Box::new(
+                    std::fs::File::open(&file)
+                        .map_err(|err| fail(format!("open {file}: {err}")))?,
+                )
+            };
+            let id = e.import_image(r, reference.as_deref(), message.as_deref(), &change)?;
+            println!("{id}");
+            Ok(0)
+        }
+        Cmd::Tag { source, target } => {
+            engine()?.tag_image(&source, &target)?;
+            Ok(0)
+        }
+        Cmd::Rmi {
+            force,
+            no_prune,
+            images,
+        } => {
+            let e = engine()?;
+            let mut failed = false;
+            for i in images {
+                let mut o = RemoveImageOptions::default();
+                o.force = force;
+                o.no_prune = no_prune;
+                match e.remove_image(&i, &o) {
+                    Ok(rs) => {
+                        for r in rs {
+                            match r {
+                                longshore_graph::Removed::Untagged(t) => println!("Untagged: {t}"),
+                                longshore_graph::Removed::Deleted(d) => println!("Deleted: {d}"),
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        eprintln!("Error response from daemon: {err}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        Cmd::History {
+            no_trunc,
+            quiet,
+            image,
+        } => {
+            let e = engine()?;
+            let h = e.image_history(&image)?;
+            if quiet {
+                for x in h {
+                    println!(
+                        "{}",
+                        x.id.map(|d| if no_trunc {
+                            d.to_string()
+                        } else {
+                            short(&d.to_string())
+                        })
+                        .unwrap_or_else(|| "<missing>".into())
+                    );
+                }
+                return Ok(0);
+            }
+            let rows: Vec<Vec<String>> = h
+                .into_iter()
+                .map(|x| {
+                    let by = if no_trunc || x.created_by.chars().count() <= 45 {
+                        x.created_by.clone()
+                    } else {
+                        format!("{}…", x.created_by.chars().take(44).collect::<String>())
+                    };
+                    vec![
+                        x.id.map(|d| {
+                            if no_trunc {
+                                d.to_string()
+                            } else {
+                                short(&d.to_string())
+                            }
+                        })
+                        .unwrap_or_else(|| "<missing>".into()),
+                        x.created.as_deref().map(ago).unwrap_or_default(),
+                        by,
+                        human_size(x.size),
+                        x.comment.clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+                    &rows
+                )
             );
-            ExitCode::from(125)
+            Ok(0)
         }
-        None => {
-            eprintln!("usage: longshore COMMAND (only `version` works so far)");
-            ExitCode::from(125)
+        Cmd::Pull { quiet, image } => {
+            let e = engine()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            if !quiet {
+                println!("Using default tag: latest");
+            }
+            let report = rt.block_on(e.pull(&image, &Default::default()))?;
+            if quiet {
+                println!("{}", report.reference);
+            } else {
+                println!("Digest: {}", report.manifest_digest);
+                println!(
+                    "Status: {} for {}",
+                    if report.already_exists {
+                        "Image is up to date"
+                    } else {
+                        "Downloaded newer image"
+                    },
+                    report.reference
+                );
+                println!("{}", report.reference);
+            }
+            Ok(0)
         }
+        Cmd::Save { output, images } => {
+            let e = engine()?;
+            if output.is_none() && term::stdout_is_tty() {
+                return Err(fail(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect",
+                ));
+            }
+            let names: Vec<&str> = images.iter().map(String::as_str).collect();
+            let w: Box<dyn Write> = match output {
+                Some(p) => Box::new(std::fs::File::create(p)?),
+                None => Box::new(io::stdout().lock()),
+            };
+            e.graph()?
+                .save(&names, longshore_graph::ArchiveFormat::Docker, w)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            Ok(0)
+        }
+        Cmd::Load { input, quiet } => {
+            let e = engine()?;
+            let r: Box<dyn Read + Send> = match input {
+                Some(p) => Box::new(std::fs::File::open(p)?),
+                None => Box::new(io::stdin()),
+            };
+            let loaded = e
+                .graph()?
+                .load(r)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            if !quiet {
+                for (id, tags) in loaded {
+                    if tags.is_empty() {
+                        println!("Loaded image ID: {id}");
+                    }
+                    for t in tags {
+                        println!("Loaded image: {t}");
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Events {
+            since,
+            until,
+            filter,
+            format,
+        } => {
+            let e = engine()?;
+            let mut o = longshore_engine::EventsOptions::default();
+            let to_secs = |s: &str| -> Res<i64> {
+                if let Ok(n) = s.parse::<i64>() {
+                    return Ok(n);
+                }
+                if let Ok(d) = humantime::parse_duration(s) {
+                    return Ok(std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs() as i64
+                        - d.as_secs() as i64);
+                }
+                Ok(longshore_engine::containers::unix_time(s))
+            };
+            o.since = since.as_deref().map(to_secs).transpose()?;
+            o.until = until.as_deref().map(to_secs).transpose()?;
+            if o.since.is_none() && o.until.is_none() {
+                o.since = Some(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs() as i64,
+                );
+            }
+            for f in filter {
+                let (k, v) = f.split_once('=').ok_or_else(|| {
+                    fail(format!("bad format of filter (expected name=value): {f}"))
+                })?;
+                o.filters.push((k.into(), v.into()));
+            }
+            let t = format.as_deref().map(Template::parse).transpose()?;
+            let out = io::stdout();
+            e.events(&o, &mut |ev| {
+                let line = match &t {
+                    Some(t) => t
+                        .render(&serde_json::to_value(&ev).unwrap_or_default())
+                        .unwrap_or_default(),
+                    None => {
+                        let time = humantime::format_rfc3339_nanos(
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_nanos(ev.time_nano as u64),
+                        );
+                        let attrs: Vec<String> = ev
+                            .actor
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect();
+                        format!(
+                            "{time} {} {} {} ({})",
+                            ev.kind,
+                            ev.action,
+                            ev.actor.id,
+                            attrs.join(", ")
+                        )
+                    }
+                };
+                let mut o = out.lock();
+                writeln!(o, "{line}").is_ok() && o.flush().is_ok()
+            })?;
+            Ok(0)
+        }
+        Cmd::Info { format } => {
+            let e = engine()?;
+            let cs = e.containers()?;
+            let count = |s: &str| cs.iter().filter(|c| c.live_status() == s).count();
+            let v = json!({
+                "Containers": cs.len(),
+                "ContainersRunning": count("running"),
+                "ContainersPaused": count("paused"),
+                "ContainersStopped": count("exited") + count("created"),
+                "Images": e.graph()?.images().map(|i| i.len()).unwrap_or(0),
+                "Driver": e.graph()?.driver().name(),
+                "DockerRootDir": root,
+                "OperatingSystem": std::fs::read_to_string("/etc/os-release").ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))).unwrap_or_default(),
+                "KernelVersion": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+                "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                "ServerVersion": env!("CARGO_PKG_VERSION"),
+                "Name": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+            });
+            match format {
+                Some(f) => println!("{}", Template::parse(&f)?.render(&v)?),
+                None => {
+                    println!(
+                        "Containers: {}\n Running: {}\n Paused: {}\n Stopped: {}",
+                        v["Containers"],
+                        v["ContainersRunning"],
+                        v["ContainersPaused"],
+                        v["ContainersStopped"]
+                    );
+                    println!(
+                        "Images: {}\nServer Version: {}\nStorage Driver: {}\nLogging Driver: json-file\nCgroup Driver: cgroupfs",
+                        v["Images"],
+                        env!("CARGO_PKG_VERSION"),
+                        v["Driver"].as_str().unwrap_or_default()
+                    );
+                    println!(
+                        "Kernel Version: {}\nOperating System: {}\nCPUs: {}\nName: {}\nDocker Root Dir: {}",
+                        v["KernelVersion"].as_str().unwrap_or_default(),
+                        v["OperatingSystem"].as_str().unwrap_or_default(),
+                        v["NCPU"],
+                        v["Name"].as_str().unwrap_or_default(),
+                        root.display()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Attach {
+            no_stdin,
+            sig_proxy,
+            detach_keys,
+            container,
+        } => {
+            let e = engine()?;
+            let c = e.container(&container)?;
+            if c.live_status() != "running" {
+                return Err(fail(
+                    "You cannot attach to a stopped container, start it first",
+                ));
+            }
+            let (id, tty, open_stdin) = (
+                c.record.id.clone(),
+                c.record.config.tty,
+                c.record.config.open_stdin,
+            );
+            drop(e);
+            term::attach_loop(
+                &id,
+                open_stdin && !no_stdin,
+                tty,
+                sig_proxy,
+                detach_keys.as_deref(),
+                root,
+            )
+            .map_err(Into::into)
+        }
+        Cmd::Build { .. } => Err(fail(
+            "longshore build: the builder (libbuild) is not wired into the engine yet",
+        )),
+        Cmd::Update { .. } => Err(fail("longshore update: not implemented yet")),
+        Cmd::Cp { .. } => Err(fail("longshore cp: not implemented yet")),
+        Cmd::Stats { .. } => Err(fail("longshore stats: not implemented yet")),
+        Cmd::Login { .. } | Cmd::Logout { .. } => {
+            Err(fail("longshore login/logout: not implemented yet"))
+        }
+        Cmd::Push { .. } => Err(fail("longshore push: not implemented yet")),
+        Cmd::Search { .. } => Err(fail("longshore search: not implemented yet")),
+        Cmd::Daemon { .. } => Err(fail(
+            "longshore daemon: the Engine API server is not built yet",
+        )),
+    }
+}
+
+fn start_opts(wait_for_attach: bool) -> StartOptions {
+    let mut o = StartOptions::default();
+    o.wait_for_attach = wait_for_attach;
+    o
+}
+
+/// Runs `f` on each container, printing its name as docker does, or the error.
+fn each(
+    e: Engine,
+    names: Vec<String>,
+    f: impl Fn(&Engine, &str) -> longshore_engine::Result<()>,
+) -> Res<u8> {
+    let mut failed = false;
+    for n in names {
+        match f(&e, &n) {
+            Ok(()) => println!("{n}"),
+            Err(err) => {
+                eprintln!("Error response from daemon: {err}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn read_env_file(p: &PathBuf) -> Res<Vec<String>> {
+    let s = std::fs::read_to_string(p).map_err(|e| fail(format!("open {}: {e}", p.display())))?;
+    Ok(s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+/// `run` and `create`. The engine (and with it the image store, which other `longshore`
+/// processes wait for) is released before attaching to the container.
+fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
+    let mut req = CreateRequest::default();
+    let mut env = Vec::new();
+    for f in &o.env_file {
+        env.extend(read_env_file(f)?);
+    }
+    env.extend(o.env.clone());
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &o.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    req.image = o.image.clone();
+    req.cmd = o.args.clone();
+    req.entrypoint = o.entrypoint.clone();
+    req.name = o.name.clone();
+    req.env = env;
+    req.hostname = o.hostname.clone();
+    req.user = o.user.clone();
+    req.workdir = o.workdir.clone();
+    req.labels = labels;
+    req.tty = o.tty;
+    req.interactive = o.interactive;
+    req.attach = o.attach.clone();
+    req.expose = o.expose.clone();
+    req.publish = o.publish.clone();
+    req.publish_all = o.publish_all;
+    req.network = o.network.clone();
+    req.restart = o.restart.clone();
+    req.auto_remove = o.rm;
+    req.volumes = o.volume.clone();
+    req.volumes_from = o.volumes_from.clone();
+    req.tmpfs = o.tmpfs.clone();
+    req.read_only = o.read_only;
+    req.privileged = o.privileged;
+    req.cap_add = o.cap_add.clone();
+    req.cap_drop = o.cap_drop.clone();
+    req.security_opt = o.security_opt.clone();
+    req.dns = o.dns.clone();
+    req.dns_search = o.dns_search.clone();
+    req.add_host = o.add_host.clone();
+    req.links = o.link.clone();
+    req.mac_address = o.mac_address.clone();
+    req.memory = o.memory.clone();
+    req.memory_swap = o.memory_swap.clone();
+    req.cpu_shares = o.cpu_shares;
+    req.cpus = o.cpus;
+    req.cpuset_cpus = o.cpuset_cpus.clone();
+    req.pids_limit = o.pids_limit;
+    req.ulimits = o.ulimit.clone();
+    req.devices = o.device.clone();
+    req.ipc = o.ipc.clone();
+    req.pid = o.pid.clone();
+    req.uts = o.uts.clone();
+    req.init = o.init;
+    req.stop_signal = o.stop_signal.clone();
+    req.stop_timeout = o.stop_timeout;
+    req.log_driver = o.log_driver.clone();
+    req.log_opts = o.log_opt.clone();
+    req.lxc_conf = o.lxc_conf.clone();
+    let created = match e.create_container(&req) {
+        Err(Error::NoSuchImage(img)) if o.pull != "never" => {
+            eprintln!("Unable to find image '{img}' locally");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(e.pull(&img, &Default::default()))
+                .map_err(|err| Failure {
+                    code: 125,
+                    msg: format!(
+                        "longshore: Error response from daemon: {err}.\nSee 'longshore run --help'."
+                    ),
+                })?;
+            e.create_container(&req)
+        }
+        r => r,
+    };
+    let c = created.map_err(|err| Failure {
+        code: err.exit_code() as u8,
+        msg: format!(
+            "longshore: Error response from daemon: {err}.\nSee 'longshore {} --help'.",
+            if run { "run" } else { "create" }
+        ),
+    })?;
+    let id = c.record.id.clone();
+    if let Some(p) = &o.cidfile {
+        std::fs::write(p, &id)
+            .map_err(|err| fail(format!("write cidfile {}: {err}", p.display())))?;
+    }
+    if !run {
+        println!("{id}");
+        return Ok(0);
+    }
+    if o.detach {
+        e.start_container(&id, &StartOptions::default())
+            .map_err(run_error)?;
+        println!("{id}");
+        return Ok(0);
+    }
+    e.start_container(&id, &start_opts(true))
+        .map_err(run_error)?;
+    let stdin = o.interactive;
+    term::attach_loop(
+        &id,
+        stdin,
+        o.tty,
+        o.sig_proxy,
+        o.detach_keys.as_deref(),
+        e.root(),
+    )
+    .map_err(Into::into)
+}
+
+fn run_error(err: Error) -> Failure {
+    Failure {
+        code: err.exit_code() as u8,
+        msg: format!("longshore: Error response from daemon: {err}."),
+    }
+}
+
+fn ago(t: &str) -> String {
+    let secs = longshore_engine::containers::unix_time(t);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    format!(
+        "{} ago",
+        longshore_engine::containers::human_duration(std::time::Duration::from_secs(
+            (now - secs).max(0) as u64
+        ))
+    )
+}
+
+/// Docker's sizes: decimal units, three significant digits (`1.23MB`, `4.1kB`).
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = format!("{v:.3}");
+    let s = if s.contains('.') {
+        let digits: String = s.chars().take(4).collect();
+        digits
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
+}
+
+fn ps_row(s: &longshore_engine::Summary, no_trunc: bool) -> Value {
+    let ports: Vec<String> = s
+        .ports
+        .iter()
+        .map(|p| match (p.ip.as_deref(), p.public_port) {
+            (Some(ip), Some(pp)) => format!("{ip}:{pp}->{}/{}", p.private_port, p.kind),
+            _ => format!("{}/{}", p.private_port, p.kind),
+        })
+        .collect();
+    let command = if no_trunc || s.command.chars().count() <= 20 {
+        format!("\"{}\"", s.command)
+    } else {
+        format!("\"{}…\"", s.command.chars().take(19).collect::<String>())
+    };
+    json!({
+        "ID": if no_trunc { s.id.clone() } else { short(&s.id) },
+        "Image": s.image,
+        "Command": command,
+        "CreatedAt": s.created,
+        "RunningFor": ago(&humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.created as u64)).to_string()),
+        "Ports": ports.join(", "),
+        "State": s.state,
+        "Status": s.status,
+        "Names": s.names.iter().map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(","),
+        "Labels": s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+    })
+}
+
+fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
+    let mut lo = ListOptions::default();
+    lo.all = o.all;
+    lo.limit = if o.latest { Some(1) } else { o.last };
+    for f in &o.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| fail(format!("bad format of filter (expected name=value): {f}")))?;
+        lo.filters.push((k.into(), v.into()));
+    }
+    let list = e.list_containers(&lo)?;
+    let _ = o.size;
+    if o.quiet {
+        for s in &list {
+            println!(
+                "{}",
+                if o.no_trunc {
+                    s.id.clone()
+                } else {
+                    short(&s.id)
+                }
+            );
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Value> = list.iter().map(|s| ps_row(s, o.no_trunc)).collect();
+    let fmt = o.format.unwrap_or_else(|| "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".into());
+    let t = Template::parse(&fmt)?;
+    print!("{}", render_all(&t, &rows)?);
+    Ok(0)
+}
+
+fn cmd_images(e: &Engine, o: ImagesOpts) -> Res<u8> {
+    let mut filters = Vec::new();
+    for f in &o.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| fail(format!("bad format of filter (expected name=value): {f}")))?;
+        filters.push((k.to_string(), v.to_string()));
+    }
+    if let Some(r) = &o.repository {
+        filters.push(("reference".into(), r.clone()));
+    }
+    let _ = o.all;
+    let list = e.list_images(&filters)?;
+    let mut rows = Vec::new();
+    for i in &list {
+        let id = if o.no_trunc {
+            i.id.clone()
+        } else {
+            short(&i.id)
+        };
+        let created = ago(&humantime::format_rfc3339(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(i.created.max(0) as u64),
+        )
+        .to_string());
+        let tags: Vec<(String, String)> = if i.repo_tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            i.repo_tags
+                .iter()
+                .map(|t| match t.rsplit_once(':') {
+                    Some((r, tag)) if !tag.contains('/') => (r.to_string(), tag.to_string()),
+                    _ => (t.clone(), "<none>".into()),
+                })
+                .collect()
+        };
+        for (repo, tag) in tags {
+            if o.repository.as_ref().is_some_and(|r| {
+                let (want_repo, want_tag) = r.rsplit_once(':').unwrap_or((r, ""));
+                want_repo != repo || (!want_tag.is_empty() && want_tag != tag)
+            }) {
+                continue;
+            }
+            rows.push(json!({"ID": id, "Repository": repo, "Tag": tag, "CreatedSince": created, "CreatedAt": i.created, "Size": human_size(i.size), "Containers": i.containers}));
+        }
+    }
+    if o.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &rows {
+            let id = r["ID"].as_str().unwrap_or_default().to_string();
+            if seen.insert(id.clone()) {
+                println!("{id}");
+            }
+        }
+        return Ok(0);
+    }
+    let fmt = o.format.unwrap_or_else(|| {
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
+    });
+    let fmt = if fmt.starts_with("table {{.Repository}}\t{{.Tag}}\t{{.ID}}") {
+        fmt.replacen("{{.ID}}", "{{.ImageID}}", 1)
+    } else {
+        fmt
+    };
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|mut r| {
+            r["ImageID"] = r["ID"].clone();
+            r
+        })
+        .collect();
+    let t = Template::parse(&fmt)?;
+    print!("{}", render_all(&t, &rows)?);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_valid() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -1,8 +1,60 @@
 //! The engine's error type.
 
-/// Errors from engine jobs. Each message names the object and the problem.
+/// Errors from engine jobs. Each message names the object and the problem, in Docker's
+/// words where Docker has them; [`Error::exit_code`] gives the CLI's exit status.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// No container has this ID, ID prefix or name.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// No image has this reference or ID.
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    /// The request conflicts with the current state (a name in use, a running container).
+    #[error("{0}")]
+    Conflict(String),
+    /// A request argument is malformed or out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The container is not in a state that allows the operation.
+    #[error("{0}")]
+    WrongState(String),
+    /// The container's command could not be run: 127 (not found) or 126 (not executable).
+    #[error("{reason}")]
+    Exec {
+        /// The runtime's explanation.
+        reason: String,
+        /// 126 or 127.
+        code: i32,
+    },
+    /// The OCI runtime failed.
+    #[error("{op}: {source}")]
+    Runtime {
+        /// What the engine was doing.
+        op: String,
+        /// What libcontainer reported.
+        #[source]
+        source: longshore_container::Error,
+    },
+    /// Networking failed.
+    #[error("{op}: {source}")]
+    Network {
+        /// What the engine was doing.
+        op: String,
+        /// What libnetwork reported.
+        #[source]
+        source: longshore_network::Error,
+    },
+    /// A file or system call of the engine's own failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What the engine was doing.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The requested operation is not implemented yet.
     #[error("{0} is not implemented yet in longshore-engine")]
     Unimplemented(&'static str),
@@ -82,4 +134,53 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub(crate) fn graph(op: impl Into<String>) -> impl FnOnce(longshore_graph::Error) -> Error {
     let op = op.into();
     move |source| Error::Graph { op, source }
+}
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+
+    pub(crate) fn network(op: impl Into<String>) -> impl FnOnce(longshore_network::Error) -> Error {
+        let op = op.into();
+        move |source| Error::Network { op, source }
+    }
+
+    pub(crate) fn runtime(
+        op: impl Into<String>,
+    ) -> impl FnOnce(longshore_container::Error) -> Error {
+        let op = op.into();
+        move |source| match source {
+            longshore_container::Error::Exec { reason, code, path } => Error::Exec {
+                reason: if path.is_empty() {
+                    reason
+                } else {
+                    format!("{path}: {reason}")
+                },
+                code,
+            },
+            source => Error::Runtime {
+                op: op.clone(),
+                source,
+            },
+        }
+    }
+
+    /// Docker's exit status for a command that failed with this error: 126 when the
+    /// container's command cannot be invoked, 127 when it is not found, 125 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Exec { code, .. } => *code,
+            _ => 125,
+        }
+    }
+
+    /// True when the error is "no such object" (the API's 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::NoSuchContainer(_) | Error::NoSuchImage(_) | Error::NotFound { .. }
+        )
+    }
 }

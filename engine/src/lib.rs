@@ -9,7 +9,11 @@
 //! the config digest) and tagged with the reference. A 78 MB / 216 MB four-layer image
 //! pulls and unpacks from a local registry in about half a second on two cores.
 //!
-//! Containers, events, logs, volumes and the Engine API server are not built yet.
+//! Containers: [`Engine::create_container`], [`Engine::start_container`] (a per-container
+//! monitor process becomes the container's parent, see [`monitor`]), stop, kill, restart,
+//! pause, wait, rm, ps, logs, inspect, exec and attach; images: list, import, tag, rmi,
+//! inspect, history; events on disk. A program that runs containers with the engine calls
+//! [`monitor::run_if_monitor`] first in `main`. The Engine API server is not built yet.
 //!
 //! ```no_run
 //! use longshore_engine::{Engine, EngineOptions, PullJobOptions};
@@ -50,14 +54,29 @@
 //! # }
 //! ```
 
+mod attach;
+pub mod containers;
 mod content;
+mod engine;
 mod error;
+pub mod events;
+mod images;
+pub mod monitor;
 mod pull;
 mod stage;
 
+pub use attach::{Attached, ExecProcess, ExecRequest, Frame, attach_to};
+pub use containers::{
+    Container, ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig,
+    ListOptions, LogLine, LogsOptions, RemoveOptions, StartOptions, StopOptions, Summary,
+    WaitCondition,
+};
 pub use content::{GraphBlobWriter, GraphContent};
+pub use engine::{Engine, EngineOptions, default_network};
 pub use error::{Error, Result};
-pub use pull::{Engine, EngineOptions, LayerOutcome, PullJobOptions, PullReport};
+pub use events::{Event, EventsOptions};
+pub use images::{ImageSummary, RemoveImageOptions, apply_change};
+pub use pull::{LayerOutcome, PullJobOptions, PullReport};
 
 /// The package name, for diagnostics.
 pub const CRATE_NAME: &str = "longshore-engine";

@@ -2,31 +2,21 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 
 use longshore_graph::meta::LayerRow;
-use longshore_graph::{Digest, Lease, Store, StoreOptions, chain_id};
+use longshore_graph::{Digest, Lease, Store, chain_id};
 use longshore_registry::{
-    Client, ClientOptions, Platform, Progress, ProgressEvent, ProgressSender, PullOptions,
-    PulledImage, Reference,
+    Platform, Progress, ProgressEvent, ProgressSender, PullOptions, PulledImage, Reference,
 };
 use oci_spec::image::Digest as OciDigest;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::task::JoinHandle;
 
 use crate::content::{GraphContent, graph_digest};
+use crate::engine::Engine;
 use crate::error::{Error, Result, graph};
 use crate::stage::{Stager, Streams};
-
-/// How to open an [`Engine`].
-#[derive(Debug, Clone, Default)]
-pub struct EngineOptions {
-    /// Graph driver (`overlay`, `vfs`); `None`: `$LONGSHORE_DRIVER` or detection.
-    pub driver: Option<String>,
-    /// Registry client settings (insecure registries, mirrors, concurrency...).
-    pub client: ClientOptions,
-}
 
 /// Options of one pull.
 #[derive(Debug, Clone, Default)]
@@ -92,52 +82,7 @@ impl fmt::Display for PullReport {
     }
 }
 
-/// The engine: a libgraph image store and a libregistry client.
-pub struct Engine {
-    graph: Arc<Store>,
-    client: Client,
-}
-
-impl fmt::Debug for Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine")
-            .field("root", &self.graph.root())
-            .finish_non_exhaustive()
-    }
-}
-
 impl Engine {
-    /// Opens (creating) the image store at `root` and makes a registry client.
-    pub fn open(root: impl AsRef<Path>, opts: EngineOptions) -> Result<Engine> {
-        let root = root.as_ref();
-        let store = Store::open(
-            root,
-            StoreOptions {
-                driver: opts.driver,
-            },
-        )
-        .map_err(graph(format!("open image store {}", root.display())))?;
-        Ok(Engine::from_parts(store, Client::new(opts.client)))
-    }
-
-    /// An engine over an already opened store and client.
-    pub fn from_parts(graph: Store, client: Client) -> Engine {
-        Engine {
-            graph: Arc::new(graph),
-            client,
-        }
-    }
-
-    /// The image store.
-    pub fn graph(&self) -> &Store {
-        &self.graph
-    }
-
-    /// The registry client.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Pulls `reference` and unpacks it into the image store (`docker pull`).
     ///
     /// Layers are registered in order, each as soon as its blob is verified in the content
@@ -151,6 +96,7 @@ impl Engine {
     /// killed, is marked incomplete and removed by libgraph at the next open). Layers
     /// registered by a pull that fails hold no reference; `Store::gc` removes them.
     pub async fn pull(&self, reference: &str, opts: &PullJobOptions) -> Result<PullReport> {
+        self.store()?;
         let parsed: Reference = reference
             .parse()
             .map_err(|source| Error::InvalidReference {
@@ -161,10 +107,10 @@ impl Engine {
         let (tx, mut rx) = unbounded_channel::<Progress>();
         let streams = Arc::new(Streams::default());
         // what this pull downloads, finds and unpacks is kept by a gc until the image is in
-        let lease = Arc::new(self.graph.lease());
-        let stream = self.graph.supports_staging() && !opts.unpack_after_download;
+        let lease = Arc::new(self.opened().lease());
+        let stream = self.opened().supports_staging() && !opts.unpack_after_download;
         let content = GraphContent::for_pull(
-            &self.graph,
+            self.opened(),
             Arc::clone(&lease),
             stream.then(|| (Arc::clone(&streams), name.as_str())),
         );
@@ -181,22 +127,22 @@ impl Engine {
         // overlay: layers unpack at the same time, each as soon as its blob is in;
         // vfs: one after the other, each on its parent
         let mut stager = self
-            .graph
+            .opened()
             .supports_staging()
-            .then(|| Stager::new(Arc::clone(&self.graph), &name, user.clone(), streams));
+            .then(|| Stager::new(Arc::clone(self.opened()), &name, user.clone(), streams));
         let pull = self.client.pull(&parsed, &content, &ropts);
         tokio::pin!(pull);
 
         let pulled: std::result::Result<PulledImage, longshore_registry::Error> = loop {
             if let Some(st) = stager.as_mut() {
-                for blob in sched.candidates(&self.graph) {
+                for blob in sched.candidates(self.opened()) {
                     if !st.has_room() {
                         break;
                     }
                     st.start(&blob);
                 }
             } else if running.is_none()
-                && let Some((blob, diff_id, parent)) = sched.next(&self.graph)
+                && let Some((blob, diff_id, parent)) = sched.next(self.opened())
             {
                 running = Some(self.spawn_apply(&name, blob, diff_id, parent, user.clone()));
             }
@@ -252,7 +198,7 @@ impl Engine {
         parent: Option<LayerRow>,
         progress: Option<ProgressSender>,
     ) -> JoinHandle<Result<LayerOutcome>> {
-        let store = Arc::clone(&self.graph);
+        let store = Arc::clone(self.opened());
         let name = name.to_string();
         tokio::task::spawn_blocking(move || {
             apply_one(
@@ -286,7 +232,7 @@ impl Engine {
                 reason: e.to_string(),
             })?;
         let config = self
-            .graph
+            .opened()
             .content()
             .read(&config_digest)
             .map_err(graph(format!("read config of {name}")))?;
@@ -328,7 +274,7 @@ impl Engine {
             ),
             None => None,
         };
-        let store = Arc::clone(&self.graph);
+        let store = Arc::clone(self.opened());
         let name_owned = name.to_string();
         let parsed_tag = parsed
             .tag()
@@ -413,7 +359,7 @@ impl Engine {
         let mut existing = Vec::with_capacity(chains.len());
         for c in chains {
             existing.push(
-                self.graph
+                self.opened()
                     .layer_by_chain(c)
                     .map_err(graph(format!("look up layer {c}")))?,
             );
@@ -444,7 +390,7 @@ impl Engine {
                     actual: staged.diff_id().to_string(),
                 });
             }
-            let store = Arc::clone(&self.graph);
+            let store = Arc::clone(self.opened());
             let parent = layers.last().map(|l| l.cache_id.clone());
             let streamed = staged.streamed();
             let layer = staged.take();

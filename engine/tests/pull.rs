@@ -22,6 +22,7 @@ fn engine_with(root: &std::path::Path, reg: &Registry, driver: &str) -> Engine {
         EngineOptions {
             driver: Some(driver.into()),
             client: reg.client_options(),
+            ..Default::default()
         },
     )
     .unwrap()
@@ -100,7 +101,7 @@ async fn pull_and_pull_again(driver: &str) {
     }
 
     // The store has the image, tagged, with the layers' diff IDs.
-    let g = engine.graph();
+    let g = engine.graph().unwrap();
     let img = g.image(&reference).unwrap();
     assert_eq!(img.id, report.image_id);
     let want: Vec<String> = built.diff_ids.iter().map(|d| d.to_string()).collect();
@@ -174,8 +175,8 @@ async fn pulling_a_missing_tag_is_a_clear_error_and_changes_nothing() {
             "{msg}"
         );
     }
-    assert!(engine.graph().images().unwrap().is_empty());
-    assert!(engine.graph().content().list().unwrap().is_empty());
+    assert!(engine.graph().unwrap().images().unwrap().is_empty());
+    assert!(engine.graph().unwrap().content().list().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,10 +202,10 @@ async fn a_layer_whose_diff_id_does_not_match_the_config_creates_no_image() {
         .unwrap_err();
     assert!(matches!(err, Error::DiffIdMismatch { .. }), "{err:?}");
     assert!(err.to_string().contains("diff ID"), "{err}");
-    assert!(engine.graph().images().unwrap().is_empty());
-    assert!(engine.graph().resolve(&reference).is_err());
+    assert!(engine.graph().unwrap().images().unwrap().is_empty());
+    assert!(engine.graph().unwrap().resolve(&reference).is_err());
     // The stray layers hold no reference: gc removes them.
-    let gc = engine.graph().gc().unwrap();
+    let gc = engine.graph().unwrap().gc().unwrap();
     assert!(!gc.layers_removed.is_empty());
 }
 
@@ -252,7 +253,7 @@ async fn a_cancelled_pull_leaves_the_store_consistent_and_can_be_redone() {
             1,
             "a worker still holds the engine after 60 s"
         );
-        let g = engine.graph();
+        let g = engine.graph().unwrap();
         // A blob whose commit (fsync + rename) was running on a blocking thread when the
         // job was cancelled finishes it; give it time, then nothing may remain.
         for _ in 0..200 {
@@ -281,6 +282,7 @@ async fn a_cancelled_pull_leaves_the_store_consistent_and_can_be_redone() {
             let opts = EngineOptions {
                 driver: Some("overlay".into()),
                 client: reg.client_options(),
+                ..Default::default()
             };
             match Engine::open(root.path(), opts) {
                 Ok(e) => break e,
@@ -292,7 +294,7 @@ async fn a_cancelled_pull_leaves_the_store_consistent_and_can_be_redone() {
             }
         }
     };
-    let check = engine.graph().check(false).unwrap();
+    let check = engine.graph().unwrap().check(false).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
     let report = engine
         .pull(&reference, &PullJobOptions::default())
@@ -338,7 +340,7 @@ async fn an_image_on_a_pulled_base_unpacks_only_its_own_layers() {
         "the shared base was unpacked again: {evs:?}"
     );
     // the layers chain up: each on the one before, and a container sees all of them
-    let g = engine.graph();
+    let g = engine.graph().unwrap();
     let rows: Vec<_> = report
         .layers
         .iter()
@@ -406,7 +408,7 @@ async fn a_hostile_layer_is_refused_while_downloading_and_leaves_nothing() {
     let msg = err.to_string();
     assert!(msg.contains("unsafe"), "{msg}");
     assert!(!target.exists(), "the layer wrote outside its root");
-    let g = engine.graph();
+    let g = engine.graph().unwrap();
     assert!(g.images().unwrap().is_empty());
     let check = g.check(false).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
@@ -443,7 +445,7 @@ async fn gc_running_during_a_pull_keeps_what_the_pull_needs() {
         std::thread::spawn(move || {
             let mut rounds = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let gc = engine.graph().gc().unwrap();
+                let gc = engine.graph().unwrap().gc().unwrap();
                 assert!(gc.layers_removed.is_empty(), "{gc:?}");
                 rounds += 1;
             }
@@ -457,7 +459,7 @@ async fn gc_running_during_a_pull_keeps_what_the_pull_needs() {
     let report = report.unwrap();
     assert!(rounds > 0);
     assert_eq!(report.image_id.to_string(), built.config.to_string());
-    let g = engine.graph();
+    let g = engine.graph().unwrap();
     let check = g.check(false).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
     // after the pull, a gc finds nothing of the image to remove (the manifest blob the

@@ -1,0 +1,562 @@
+//! The `longshore` command as a user runs it, as root, against a busybox image imported
+//! from Debian's busybox-static into a private data root per test. Containers on the
+//! bridge run with every command inside a network namespace the test made (nsenter), so
+//! the host's network and nftables stay untouched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use longshore_test_support::{require_root, unique_name};
+
+const BIN: &str = env!("CARGO_BIN_EXE_longshore");
+
+struct Env {
+    root: tempfile::TempDir,
+    /// A network namespace every command runs in (bridge tests).
+    netns: Option<PathBuf>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let root = tempfile::Builder::new()
+            .prefix("longshore-cli-")
+            .tempdir()
+            .unwrap();
+        let env = Env { root, netns: None };
+        env.import_busybox();
+        env
+    }
+
+    fn with_netns() -> Env {
+        let mut env = Env::new();
+        let name = unique_name("lsc");
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let path = PathBuf::from(format!("/run/netns/{name}"));
+        let st = Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        env.netns = Some(path);
+        env
+    }
+
+    fn import_busybox(&self) {
+        let rootfs = self.root.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        longshore_test_support::busybox_rootfs(&rootfs).unwrap();
+        let tar = self.root.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = self.run(&[
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            tar.to_str().unwrap(),
+            "busybox:latest",
+        ]);
+        assert!(out.status.success(), "import: {}", stderr(&out));
+    }
+
+    fn data(&self) -> &Path {
+        self.root.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        c.args(args)
+            .env("LONGSHORE_ROOT", self.data())
+            .env("LONGSHORE_BRIDGE", "lsbr0")
+            .env_remove("LONGSHORE_HOST");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({:?}): {}",
+            out.status.code(),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let ids = stdout(&self.run(&["ps", "-aq", "--no-trunc"]));
+        for id in ids.lines() {
+            let _ = self.run(&["rm", "-f", "-v", id]);
+        }
+        if let Some(ns) = &self.netns {
+            let name = ns.file_name().unwrap().to_str().unwrap().to_string();
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_gives_docker_exit_codes_and_rm_leaves_nothing() {
+    require_root!();
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "hello",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello\n");
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stderr(&out), "err\n");
+    let out = env.run(&["run", "--rm", "--network", "none", "busybox", "nosuchcmd"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("executable file not found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["run", "--rm", "--network", "none", "busybox", "/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    // --rm: nothing is left (the monitor removes the container after it exits)
+    wait_for("removal", || env.ok(&["ps", "-aq"]).is_empty());
+    // stdin with -i
+    let mut c = env.command(&[
+        "run",
+        "-i",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "wc",
+        "-c",
+    ]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"12345").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out).trim(), "5");
+}
+
+#[test]
+fn detached_container_lifecycle() {
+    require_root!();
+    let env = Env::new();
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web1",
+        "--network",
+        "none",
+        "-l",
+        "tier=front",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; echo oops >&2; exec sleep 1000",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    // the CLI that started it is gone; another process sees it running
+    let ps = env.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(
+        lines[0].starts_with("CONTAINER ID   IMAGE     COMMAND"),
+        "{ps}"
+    );
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains("Up ") && lines[1].ends_with("web1"),
+        "{ps}"
+    );
+    assert_eq!(
+        env.ok(&["ps", "-q", "--filter", "label=tier=front"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        env.ok(&["ps", "-q", "--filter", "label=tier=back"]).trim(),
+        ""
+    );
+    assert_eq!(
+        env.ok(&["ps", "--format", "{{.Names}} {{.State}}"]).trim(),
+        "web1 running"
+    );
+    wait_for("logs", || env.ok(&["logs", "web1"]).contains("started"));
+    let out = env.run(&["logs", "web1"]);
+    assert_eq!(stdout(&out), "started\n");
+    assert_eq!(stderr(&out), "oops\n");
+    // the json-file log on disk in Docker's format
+    let log =
+        std::fs::read_to_string(env.data().join(format!("containers/{id}/{id}-json.log"))).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["log"], "started\n");
+    assert_eq!(first["stream"], "stdout");
+    // exec: output and exit code
+    let out = env.run(&["exec", "web1", "sh", "-c", "echo in; exit 4"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(stdout(&out), "in\n");
+    // rm of a running container: refused in Docker's words
+    let out = env.run(&["rm", "web1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("You cannot remove a running container"),
+        "{}",
+        stderr(&out)
+    );
+    // a name in use
+    let out = env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "web1",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("is already in use by container"),
+        "{}",
+        stderr(&out)
+    );
+    // inspect with a template; by prefix
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", &id[..5]])
+            .trim(),
+        "running /web1"
+    );
+    // stop: sleep as pid 1 ignores TERM, so SIGKILL after -t: 137
+    env.ok(&["stop", "-t", "1", "web1"]);
+    let st = env.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "web1",
+    ]);
+    assert_eq!(st.trim(), "exited 137");
+    assert!(env.ok(&["ps", "-a"]).contains("Exited (137)"));
+    assert_eq!(env.ok(&["ps", "-q"]).trim(), "");
+    // start again, then wait for a container that exits by itself
+    env.ok(&["rename", "web1", "web2"]);
+    env.ok(&["start", "web2"]);
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Running}}", "web2"])
+            .trim(),
+        "true"
+    );
+    env.ok(&["kill", "web2"]);
+    assert_eq!(env.ok(&["wait", "web2"]).trim(), "137");
+    env.ok(&["rm", "web2"]);
+    let out = env.run(&["inspect", "web2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("No such object: web2"));
+}
+
+#[test]
+fn a_killed_monitor_loses_no_container() {
+    require_root!();
+    let env = Env::new();
+    let id = env.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.data().join(format!("containers/{id}/state.json"))).unwrap(),
+    )
+    .unwrap();
+    let monitor = state["LongshoreMonitorPid"].as_i64().unwrap();
+    assert!(monitor > 0);
+    // kill -9 of the monitor: the container runs on and is still found
+    let st = Command::new("kill")
+        .args(["-9", &monitor.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(env.ok(&["ps"]).contains("Up "), "{}", env.ok(&["ps", "-a"]));
+    // stopping it records that its status is unknown (as Docker when its shim dies)
+    env.ok(&["stop", "-t", "0", id]);
+    let st = env.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id]);
+    assert_eq!(st.trim(), "exited 255");
+    env.ok(&["rm", id]);
+}
+
+#[test]
+fn restart_policy_on_failure_counts_restarts() {
+    require_root!();
+    let env = Env::new();
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--restart",
+        "on-failure:2",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    let id = id.trim().to_string();
+    wait_for("the restarts", || {
+        env.ok(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", &id])
+            .trim()
+            == "exited 2"
+    });
+    assert_eq!(env.ok(&["logs", &id]).matches("run").count(), 3);
+    let out = env.run(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("Conflicting options: --restart and --rm"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_leaves_nothing() {
+    require_root!();
+    let env = Env::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "run",
+                "--pull",
+                "never",
+                "--network",
+                "none",
+                "nosuchimage:1",
+                "true",
+            ],
+            "No such image",
+        ),
+        (
+            &["run", "-p", "99999:80", "busybox", "true"],
+            "invalid port mapping",
+        ),
+        (
+            &["run", "-m", "1m", "busybox", "true"],
+            "Minimum memory limit allowed is 6MB",
+        ),
+        (
+            &["run", "-v", "relative:path", "busybox", "true"],
+            "invalid volume specification",
+        ),
+        (
+            &["run", "--lxc-conf", "lxc.x=1", "busybox", "true"],
+            "--lxc-conf is not supported",
+        ),
+        (
+            &["run", "--restart", "sometimes", "busybox", "true"],
+            "invalid restart policy",
+        ),
+        (
+            &["run", "--cap-add", "CAP_NOPE", "busybox", "true"],
+            "invalid capability",
+        ),
+        (
+            &["run", "--stop-signal", "SIGNOPE", "busybox", "true"],
+            "Invalid signal",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{args:?}");
+    }
+    assert_eq!(env.ok(&["ps", "-aq"]), "", "a failed run left a container");
+    let out = env.run(&["nosuchcommand"]);
+    assert_eq!(out.status.code(), Some(125));
+    let out = env.run(&["ps", "--format", "{{.Nope}}"]);
+    // no containers: the template is not evaluated, as docker
+    assert!(out.status.success());
+    env.ok(&["create", "--name", "c1", "busybox", "true"]);
+    let out = env.run(&["ps", "-a", "--format", "{{.Nope}}"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("can't evaluate field Nope"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["stop", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("No such container: nosuch"));
+    let out = env.run(&["exec", "c1", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
+}
+
+#[test]
+fn images_tag_rmi_and_conflicts() {
+    require_root!();
+    let env = Env::new();
+    let imgs = env.ok(&["images"]);
+    assert!(
+        imgs.starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"),
+        "{imgs}"
+    );
+    assert!(
+        imgs.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("busybox      latest    "),
+        "{imgs}"
+    );
+    env.ok(&["tag", "busybox", "mine:v1"]);
+    assert_eq!(
+        env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", "mine"])
+            .trim(),
+        "mine:v1"
+    );
+    env.ok(&["create", "--name", "user1", "busybox", "true"]);
+    let out = env.run(&["rmi", "busybox"]);
+    // another tag remains: untagging is fine
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["rmi", "mine:v1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("image is being used by stopped container"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["rm", "user1"]);
+    assert!(env.ok(&["rmi", "mine:v1"]).contains("Untagged: mine:v1"));
+    assert_eq!(env.ok(&["images", "-q"]), "");
+}
+
+#[test]
+fn bridge_network_and_published_port() {
+    require_root!();
+    let env = Env::with_netns();
+    let ns = env.netns.clone().unwrap();
+    // an address of the "host" to reach the published port through
+    let st = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["sh", "-c", "ip link add lsd0 type veth peer name lsd1 && ip addr add 10.250.0.1/24 dev lsd0 && ip link set lsd0 up && ip link set lsd1 up"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let id = env.ok(&[
+        "run", "-d", "--name", "web", "-p", "18080:80", "busybox", "httpd", "-f", "-p", "80", "-h",
+        "/etc",
+    ]);
+    let id = id.trim();
+    let ps = env.ok(&["ps"]);
+    assert!(ps.contains("0.0.0.0:18080->80/tcp"), "{ps}");
+    assert_eq!(env.ok(&["port", "web"]).trim(), "80/tcp -> 0.0.0.0:18080");
+    let ip = env.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
+    assert!(ip.trim().starts_with("172.17."), "{ip}");
+    let fetch = |url: &str| {
+        Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(["curl", "-s", "-m", "3", url])
+            .output()
+            .unwrap()
+    };
+    let mut got = String::new();
+    wait_for("httpd", || {
+        got = stdout(&fetch("http://10.250.0.1:18080/passwd"));
+        got.contains("root:x:0:0")
+    });
+    // hosts and hostname inside the container
+    let hosts = env.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!("{} {}", ip.trim(), &id[..12])),
+        "{hosts}"
+    );
+    env.ok(&["rm", "-f", "web"]);
+    // the published port is gone with the container
+    assert!(!stdout(&fetch("http://10.250.0.1:18080/passwd")).contains("root"));
+    let netns_left = std::path::Path::new("/run/netns").join(format!("ls{}", &id[..12]));
+    assert!(
+        !netns_left.exists(),
+        "the container's network namespace was left behind"
+    );
+}
+
+#[test]
+fn run_it_under_a_pseudo_terminal() {
+    require_root!();
+    let env = Env::new();
+    // script(1) gives the command a pseudo-terminal as its stdin and stdout
+    let cmd = format!("{BIN} run -it --rm --network none busybox sh");
+    let mut c = Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"])
+        .env("LONGSHORE_ROOT", env.data())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        std::io::Write::write_all(
+            &mut input,
+            b"tty -s && echo on-a-tty; stty size; echo $TERM\n",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        std::io::Write::write_all(&mut input, b"exit 7\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(7), "{text} {}", stderr(&out));
+    assert!(text.contains("on-a-tty"), "{text}");
+    assert!(text.contains("xterm"), "{text}");
+    wait_for("removal", || env.ok(&["ps", "-aq"]).is_empty());
+}

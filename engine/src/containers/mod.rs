@@ -1,0 +1,590 @@
+//! Container jobs (one file per verb) and the container's two records.
+//!
+//! A container lives in `<root>/containers/<id>/`:
+//! - `config.json`: what was asked for ([`ContainerRecord`]), written by `create`,
+//!   changed by `rename` and `update`;
+//! - `state.json`: what is happening ([`ContainerState`]), written by whoever owns the
+//!   container at that moment: the job that creates or starts it, then its monitor
+//!   (the container's parent, see [`crate::monitor`]) until the container has stopped;
+//! - `bundle/config.json`: the OCI spec given to libcontainer;
+//! - `hosts`, `hostname`, `resolv.conf`: bind-mounted into the container;
+//! - `<id>-json.log`: the json-file log;
+//! - `monitor.lock`: held (flock) by the running monitor.
+//!
+//! Every file is replaced atomically (written beside, then renamed), so a reader in
+//! another process never sees half a record.
+
+mod create;
+mod list;
+mod logs;
+mod names;
+mod remove;
+mod spec;
+pub use spec::{parse_signal, resolve_user};
+mod start;
+mod stop;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use create::{CreateRequest, parse_memory};
+pub use list::{ListOptions, Summary, human_duration, unix_time};
+pub use logs::{LogLine, LogsOptions};
+pub use remove::RemoveOptions;
+pub use start::StartOptions;
+pub(crate) use start::unpin_netns as unpin_netns_path;
+pub use stop::{StopOptions, WaitCondition};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// What a container was created with (`docker inspect`'s Config).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerConfig {
+    /// `-h`.
+    pub hostname: String,
+    /// `--domainname`.
+    pub domainname: String,
+    /// `-u`.
+    pub user: String,
+    /// `-a stdin` or `-i`.
+    pub attach_stdin: bool,
+    /// `-a stdout` (default when not detached).
+    pub attach_stdout: bool,
+    /// `-a stderr` (default when not detached).
+    pub attach_stderr: bool,
+    /// `--expose` and the image's, `port/proto`.
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub open_stdin: bool,
+    /// Close stdin after the first attach detaches (`-i` with `run`).
+    pub stdin_once: bool,
+    /// The environment (the image's, then `--env-file`, then `-e`).
+    pub env: Vec<String>,
+    /// The command (after the image's `Cmd` was applied).
+    pub cmd: Vec<String>,
+    /// The image as given.
+    pub image: String,
+    /// Volumes from the image and `-v /path`.
+    pub volumes: BTreeMap<String, serde_json::Value>,
+    /// `-w`.
+    pub working_dir: String,
+    /// The entrypoint (after the image's).
+    pub entrypoint: Option<Vec<String>>,
+    /// `-l`, and the image's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `--stop-signal` or the image's.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` (seconds).
+    pub stop_timeout: Option<i64>,
+}
+
+/// A restart policy (`--restart`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    /// `""`/`no`, `always`, `unless-stopped`, `on-failure`.
+    pub name: String,
+    /// `on-failure:N`.
+    pub maximum_retry_count: i64,
+}
+
+impl RestartPolicy {
+    /// Parses Docker's `--restart` value.
+    pub fn parse(s: &str) -> Result<RestartPolicy> {
+        let (name, count) = match s.split_once(':') {
+            Some((n, c)) => (n, Some(c)),
+            None => (s, None),
+        };
+        let bad = || Error::InvalidArgument(format!("invalid restart policy format {s:?}"));
+        match (name, count) {
+            ("" | "no", None) => Ok(RestartPolicy::default()),
+            ("always" | "unless-stopped", None) => Ok(RestartPolicy {
+                name: name.into(),
+                maximum_retry_count: 0,
+            }),
+            ("on-failure", c) => Ok(RestartPolicy {
+                name: name.into(),
+                maximum_retry_count: match c {
+                    Some(c) => c.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(bad)?,
+                    None => 0,
+                },
+            }),
+            ("always" | "unless-stopped" | "no", Some(_)) => Err(Error::InvalidArgument(format!(
+                "maximum retry count cannot be used with restart policy {name:?}"
+            ))),
+            _ => Err(bad()),
+        }
+    }
+
+    /// True for `no` (or unset).
+    pub fn is_none(&self) -> bool {
+        self.name.is_empty() || self.name == "no"
+    }
+}
+
+/// A published port as asked (`-p`): `[ip:][hostPort:]containerPort[/proto]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// Host address (empty: all).
+    pub host_ip: String,
+    /// Host port (empty: any free port).
+    pub host_port: String,
+}
+
+/// The host side of a container (`docker inspect`'s HostConfig).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    /// `-v host:ctr[:ro]` and named volumes.
+    pub binds: Vec<String>,
+    /// `--network`: `bridge`, `host`, `none`, `container:NAME`, or a network's name.
+    pub network_mode: String,
+    /// `-p` as given, one entry each (`8080:80/tcp`).
+    pub publish: Vec<String>,
+    /// `-p` by container port, as Docker shows them.
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`.
+    pub publish_all_ports: bool,
+    /// `--restart`.
+    pub restart_policy: RestartPolicy,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--read-only`.
+    pub readonly_rootfs: bool,
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--add-host`.
+    pub extra_hosts: Vec<String>,
+    /// `--link`.
+    pub links: Vec<String>,
+    /// `--security-opt`.
+    pub security_opt: Vec<String>,
+    /// `--tmpfs` (path → options).
+    pub tmpfs: BTreeMap<String, String>,
+    /// `-m` in bytes (0: none).
+    pub memory: i64,
+    /// `--memory-swap` in bytes (0: default, -1: unlimited).
+    pub memory_swap: i64,
+    /// `-c`.
+    pub cpu_shares: i64,
+    /// `--cpus` × 10⁹.
+    pub nano_cpus: i64,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: String,
+    /// `--pids-limit` (0: none).
+    pub pids_limit: i64,
+    /// `--ulimit name=soft[:hard]`.
+    pub ulimits: Vec<String>,
+    /// `--device host[:ctr[:perms]]`.
+    pub devices: Vec<String>,
+    /// `--ipc`.
+    pub ipc_mode: String,
+    /// `--pid`.
+    pub pid_mode: String,
+    /// `--uts`.
+    pub uts_mode: String,
+    /// `--init`.
+    pub init: bool,
+    /// `--volumes-from`.
+    pub volumes_from: Vec<String>,
+    /// `--mac-address`.
+    pub mac_address: String,
+    /// `--log-driver` (`json-file`, `none`).
+    pub log_driver: String,
+    /// `--log-opt` (`max-size`, `max-file`).
+    pub log_opts: BTreeMap<String, String>,
+}
+
+/// Everything a container was created with (`config.json` of its directory).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerRecord {
+    /// 64 hex digits.
+    pub id: String,
+    /// Its name, without Docker's leading `/`.
+    pub name: String,
+    /// Creation time (RFC 3339, nanoseconds).
+    pub created: String,
+    /// The image ID (`sha256:...`).
+    pub image_id: String,
+    /// The program (entrypoint and command joined, first word).
+    pub path: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The container's configuration.
+    pub config: ContainerConfig,
+    /// The host side.
+    pub host_config: HostConfig,
+}
+
+/// What a container is doing (`docker inspect`'s State, plus what the engine needs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerState {
+    /// `created`, `running`, `paused`, `restarting`, `removing`, `exited` or `dead`.
+    pub status: String,
+    /// Running (or paused).
+    pub running: bool,
+    /// Frozen.
+    pub paused: bool,
+    /// Waiting to be restarted by its policy.
+    pub restarting: bool,
+    /// The kernel's OOM killer ended it.
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    /// Could not be cleaned up.
+    pub dead: bool,
+    /// The init process (host pid), 0 when not running.
+    pub pid: i32,
+    /// Its start time in clock ticks since boot (so a recycled pid is never mistaken).
+    #[serde(rename = "LongshorePidStartTime")]
+    pub pid_start_time: u64,
+    /// Exit status of the last run.
+    pub exit_code: i32,
+    /// Why the last start failed.
+    pub error: String,
+    /// Last start (RFC 3339), Docker's zero time before the first.
+    pub started_at: String,
+    /// Last exit (RFC 3339), Docker's zero time before the first.
+    pub finished_at: String,
+    /// Restarts done by the policy since the last start by a user.
+    #[serde(rename = "LongshoreRestartCount")]
+    pub restart_count: i64,
+    /// Stopped by a user (`stop`, `kill`): `unless-stopped` and `always` do not restart it
+    /// until it is started again.
+    #[serde(rename = "LongshoreStoppedByUser")]
+    pub stopped_by_user: bool,
+    /// The monitor process (the container's parent) while it runs.
+    #[serde(rename = "LongshoreMonitorPid")]
+    pub monitor_pid: i32,
+    /// The named network namespace the container runs in (bridge networks).
+    #[serde(rename = "LongshoreNetns")]
+    pub netns: Option<PathBuf>,
+    /// The address the container got on its network.
+    #[serde(rename = "LongshoreNetwork")]
+    pub network: Option<NetworkState>,
+}
+
+/// The network a running container is attached to (`docker inspect`'s NetworkSettings).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkState {
+    /// Network name (`bridge`).
+    pub network: String,
+    /// Address without prefix.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// Prefix length.
+    pub ip_prefix_len: u8,
+    /// Gateway.
+    pub gateway: String,
+    /// MAC address.
+    pub mac_address: String,
+    /// Published ports: `host_ip:host_port->ctr_port/proto`.
+    pub ports: Vec<PublishedPort>,
+}
+
+/// One published port of a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PublishedPort {
+    /// Host address.
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+    /// Container port.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub proto: String,
+}
+
+/// Docker's zero time, shown for a container that never started or never stopped.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+impl ContainerState {
+    /// A just-created container's state.
+    pub fn created() -> ContainerState {
+        ContainerState {
+            status: "created".into(),
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+            ..Default::default()
+        }
+    }
+
+    /// True while the init process is the one recorded (checked against its start time).
+    pub fn is_alive(&self) -> bool {
+        self.pid > 0 && longshore_container::state::is_alive(self.pid, self.pid_start_time)
+    }
+}
+
+/// A container as the jobs see it: both records.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// What it was created with.
+    pub record: ContainerRecord,
+    /// What it is doing.
+    pub state: ContainerState,
+    pub(crate) dir: PathBuf,
+}
+
+impl Container {
+    /// The container's ID.
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The container's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// Its directory under the data root.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The state as it really is: a container recorded as running whose init process is
+    /// gone (its monitor was killed too) is reported as exited.
+    pub fn live_status(&self) -> &str {
+        match self.state.status.as_str() {
+            "running" | "paused" if !self.state.is_alive() => "exited",
+            s => s,
+        }
+    }
+
+    /// Docker's `inspect` JSON of the container.
+    pub fn inspect(&self) -> serde_json::Value {
+        let mut state = serde_json::to_value(&self.state).unwrap_or_default();
+        let live = self.live_status().to_string();
+        if let Some(o) = state.as_object_mut() {
+            o.insert("Status".into(), live.clone().into());
+            o.insert(
+                "Running".into(),
+                (live == "running" || live == "paused").into(),
+            );
+            if live != "running" && live != "paused" {
+                o.insert("Pid".into(), 0.into());
+            }
+            o.retain(|k, _| !k.starts_with("Longshore"));
+            o.insert("RestartCount".into(), self.state.restart_count.into());
+        }
+        let net = self.state.network.clone().unwrap_or_default();
+        let mut ports = serde_json::Map::new();
+        for p in self.record.config.exposed_ports.keys() {
+            ports.insert(p.clone(), serde_json::Value::Null);
+        }
+        let mut by_port: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+        for p in &net.ports {
+            by_port
+                .entry(format!("{}/{}", p.container_port, p.proto))
+                .or_default()
+                .push(
+                    serde_json::json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}),
+                );
+        }
+        for (k, v) in by_port {
+            ports.insert(k, v.into());
+        }
+        let networks = if net.network.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({ net.network.clone(): {
+                "IPAddress": net.ip_address, "IPPrefixLen": net.ip_prefix_len,
+                "Gateway": net.gateway, "MacAddress": net.mac_address,
+            }})
+        };
+        serde_json::json!({
+            "Id": self.record.id,
+            "Created": self.record.created,
+            "Path": self.record.path,
+            "Args": self.record.args,
+            "State": state,
+            "Image": self.record.image_id,
+            "ResolvConfPath": self.dir.join("resolv.conf"),
+            "HostnamePath": self.dir.join("hostname"),
+            "HostsPath": self.dir.join("hosts"),
+            "LogPath": self.dir.join(format!("{}-json.log", self.record.id)),
+            "Name": format!("/{}", self.record.name),
+            "RestartCount": self.state.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "HostConfig": self.record.host_config,
+            "Config": self.record.config,
+            "NetworkSettings": {
+                "IPAddress": net.ip_address,
+                "IPPrefixLen": net.ip_prefix_len,
+                "Gateway": net.gateway,
+                "MacAddress": net.mac_address,
+                "Ports": ports,
+                "Networks": networks,
+                "SandboxKey": self.state.netns.clone().unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// Writes `data` to `path` atomically: a temporary file beside it, then rename.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let res = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map_err(Error::io(format!("write {}", path.display())))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let data = fs::read(path).map_err(Error::io(format!("read {}", path.display())))?;
+    serde_json::from_slice(&data).map_err(|e| Error::Io {
+        what: format!("parse {}", path.display()),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })
+}
+
+impl Engine {
+    pub(crate) fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    /// Loads one container by directory.
+    pub(crate) fn load_container_dir(&self, dir: PathBuf) -> Result<Container> {
+        let record: ContainerRecord = read_json(&dir.join("config.json"))?;
+        let state: ContainerState = read_json(&dir.join("state.json"))?;
+        Ok(Container { record, state, dir })
+    }
+
+    /// IDs of every container (complete ones: both records written).
+    pub(crate) fn container_ids(&self) -> Result<Vec<String>> {
+        let dir = self.containers_dir();
+        let mut ids = Vec::new();
+        for e in fs::read_dir(&dir).map_err(Error::io(format!("list {}", dir.display())))? {
+            let e = e.map_err(Error::io(format!("list {}", dir.display())))?;
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                ids.push(name.to_string());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Finds a container by full ID, name (with or without `/`) or unique ID prefix, as
+    /// Docker does (an exact name wins over a prefix).
+    pub fn container(&self, name_or_id: &str) -> Result<Container> {
+        let key = name_or_id.strip_prefix('/').unwrap_or(name_or_id);
+        if key.is_empty() {
+            return Err(Error::NoSuchContainer(name_or_id.to_string()));
+        }
+        let dir = self.containers_dir();
+        if key.len() == 64 && dir.join(key).join("state.json").exists() {
+            return self.load_container_dir(dir.join(key));
+        }
+        if let Some(id) = names::lookup(&self.containers_dir(), key)?
+            && let Ok(c) = self.load_container_dir(dir.join(&id))
+        {
+            return Ok(c);
+        }
+        let matches: Vec<String> = self
+            .container_ids()?
+            .into_iter()
+            .filter(|id| id.starts_with(key))
+            .collect();
+        match matches.as_slice() {
+            [id] => self.load_container_dir(dir.join(id)),
+            [] => Err(Error::NoSuchContainer(name_or_id.to_string())),
+            _ => Err(Error::Conflict(format!(
+                "multiple IDs found with provided prefix: {name_or_id}"
+            ))),
+        }
+    }
+
+    /// Every container.
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        let dir = self.containers_dir();
+        let mut out = Vec::new();
+        for id in self.container_ids()? {
+            // one removed meanwhile, or not yet complete, is skipped
+            if let Ok(c) = self.load_container_dir(dir.join(&id)) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Docker's `inspect` of a container.
+    pub fn inspect_container(&self, name_or_id: &str) -> Result<serde_json::Value> {
+        Ok(self.container(name_or_id)?.inspect())
+    }
+
+    pub(crate) fn save_state(&self, c: &Container) -> Result<()> {
+        let data = serde_json::to_vec(&c.state).expect("state serializes");
+        write_atomic(&c.dir.join("state.json"), &data)
+    }
+
+    pub(crate) fn save_record(&self, c: &Container) -> Result<()> {
+        let data = serde_json::to_vec(&c.record).expect("record serializes");
+        write_atomic(&c.dir.join("config.json"), &data)
+    }
+
+    /// Renames a container (`docker rename`).
+    pub fn rename_container(&self, name_or_id: &str, new_name: &str) -> Result<()> {
+        let mut c = self.container(name_or_id)?;
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        names::validate(new_name)?;
+        let old = c.record.name.clone();
+        if old == new_name {
+            return Err(Error::Conflict(
+                "Renaming a container with the same name as its current name".into(),
+            ));
+        }
+        names::reserve(&self.containers_dir(), new_name, &c.record.id)?;
+        c.record.name = new_name.to_string();
+        if let Err(e) = self.save_record(&c) {
+            names::release(&self.containers_dir(), new_name);
+            return Err(e);
+        }
+        names::release(&self.containers_dir(), &old);
+        Ok(())
+    }
+}
+
+/// Unmounts a container's root filesystem (`<dir>/rootfs`, its bind of the mounted
+/// layers), whichever process mounted it.
+pub(crate) fn unmount_rootfs(dir: &Path) {
+    let _ = nix::mount::umount2(&dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+}
+
+/// RFC 3339 with nanoseconds, UTC (Docker's timestamps).
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+/// A random 64-hex ID.
+pub(crate) fn random_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    let mut f = fs::File::open("/dev/urandom").map_err(Error::io("open /dev/urandom"))?;
+    std::io::Read::read_exact(&mut f, &mut b).map_err(Error::io("read /dev/urandom"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}

@@ -1,0 +1,86 @@
+//! `rm`: a container, its read-write layer, its records, and with `-v` its anonymous
+//! volumes.
+
+use std::fs;
+
+use super::names;
+use crate::engine::Engine;
+use crate::error::{Error, Result, graph};
+
+/// Options of `docker rm`.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RemoveOptions {
+    /// `-f`: kill a running container first.
+    pub force: bool,
+    /// `-v`: remove its anonymous volumes too.
+    pub volumes: bool,
+    /// `-l`: remove a link (Docker 1.4's legacy links; refused here).
+    pub link: bool,
+}
+
+impl Engine {
+    /// Removes a container (`docker rm`). A running one needs `force`, in Docker's words.
+    pub fn remove_container(&self, name_or_id: &str, opts: &RemoveOptions) -> Result<()> {
+        if opts.link {
+            return Err(Error::InvalidArgument(
+                "rm --link: legacy links are removed with the container that holds them".into(),
+            ));
+        }
+        let c = self.container(name_or_id)?;
+        let status = c.live_status().to_string();
+        if matches!(status.as_str(), "running" | "paused" | "restarting")
+            || crate::monitor::monitor_alive(&c.dir)
+        {
+            if !opts.force {
+                return Err(Error::Conflict(format!(
+                    "You cannot remove a {status} container {}. Stop the container before attempting removal or force remove",
+                    c.record.id
+                )));
+            }
+            let _ = fs::write(c.dir.join("stopped-by-user"), b"");
+            if let Ok(rc) = longshore_container::Container::load(self.runtime_root(), &c.record.id)
+            {
+                let _ = rc.resume();
+                let _ = rc.signal(libc::SIGKILL, true);
+            }
+            self.settle(&c)?;
+        }
+        let mut c = self.container(&c.record.id)?;
+        c.state.status = "removing".into();
+        self.save_state(&c)?;
+        if let Ok(mut rc) = longshore_container::Container::load(self.runtime_root(), &c.record.id)
+        {
+            let _ = rc.delete(true);
+        }
+        self.teardown_network(&mut c);
+        super::unmount_rootfs(&c.dir);
+        self.store()?
+            .remove_container(&c.record.id)
+            .or_else(|e| match e {
+                longshore_graph::Error::LayerNotFound(_) => Ok(()),
+                e => Err(e),
+            })
+            .map_err(graph(format!(
+                "remove the read-write layer of {}",
+                c.record.name
+            )))?;
+        if opts.volumes {
+            let prefix = format!("anon-{}-", &c.record.id[..12]);
+            if let Ok(rd) = fs::read_dir(self.root.join("volumes")) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let _ = fs::remove_file(crate::monitor::attach_socket(&c.record.id));
+        // the state file first: without it the directory is not a container any more
+        let _ = fs::remove_file(c.dir.join("state.json"));
+        fs::remove_dir_all(&c.dir).map_err(Error::io(format!("remove {}", c.dir.display())))?;
+        names::release(&self.containers_dir(), &c.record.name);
+        self.event("container", "destroy", &c.record.id, c.event_attributes());
+        Ok(())
+    }
+}

@@ -1,0 +1,444 @@
+//! `start`: the seed's 4.3.2 steps 11–17. The rootfs is mounted (graph driver), the
+//! network is set up in a network namespace pinned under `/run/netns` (network driver),
+//! the OCI spec is written, and the container's monitor is started: the monitor creates
+//! and starts the container through libcontainer (exec driver) as its parent, and stays
+//! with it (see [`crate::monitor`]).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use longshore_network::netns::{NamedNetns, NetnsRef};
+use longshore_network::{EndpointConfig, NetMode};
+
+use super::spec::{self, SpecInputs};
+use super::{Container, NetworkState, PublishedPort, write_atomic};
+use crate::engine::Engine;
+use crate::error::{Error, Result, graph};
+use crate::monitor::{MONITOR_ENV, MonitorArgs};
+
+/// How to start a container.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct StartOptions {
+    /// The monitor starts the process only once a client attached (a foreground `run`
+    /// or `start -a`), so that no output is missed.
+    pub wait_for_attach: bool,
+}
+
+/// Name of the pinned network namespace of a container (`ls` + 12 hex digits).
+pub(crate) fn netns_name(id: &str) -> String {
+    format!("ls{}", &id[..12])
+}
+
+/// Removes a pinned network namespace (unmount, then unlink).
+pub(crate) fn unpin_netns(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    let _ = fs::remove_file(path);
+}
+
+impl Engine {
+    /// Starts a created or stopped container (`docker start`). Returns once the
+    /// container's process runs (or, with `wait_for_attach`, once it waits for a client
+    /// on its attach socket). A start that fails undoes its network and mount and records
+    /// the error in the container's state.
+    pub fn start_container(&self, name_or_id: &str, opts: &StartOptions) -> Result<Container> {
+        let mut c = self.container(name_or_id)?;
+        match c.live_status() {
+            "running" | "paused" => return Ok(c),
+            "removing" | "dead" => {
+                return Err(Error::WrongState(format!(
+                    "container {} is marked for removal and cannot be started",
+                    c.record.id
+                )));
+            }
+            _ => {}
+        }
+        if crate::monitor::monitor_alive(&c.dir) {
+            return Err(Error::WrongState(format!(
+                "container {} is restarting: wait for it or stop it first",
+                c.record.id
+            )));
+        }
+        let res = self.start_inner(&mut c, opts);
+        if let Err(e) = &res {
+            self.teardown_network(&mut c);
+            super::unmount_rootfs(&c.dir);
+            c.state.error = e.to_string();
+            c.state.status = if c.state.started_at == super::ZERO_TIME {
+                "created".into()
+            } else {
+                "exited".into()
+            };
+            if let Error::Exec { code, .. } = e {
+                c.state.exit_code = *code;
+            }
+            let _ = self.save_state(&c);
+        }
+        res.map(|()| c)
+    }
+
+    fn start_inner(&self, c: &mut Container, opts: &StartOptions) -> Result<()> {
+        let id = c.record.id.clone();
+        let merged = self.store()?.mount_container(&id).map_err(graph(format!(
+            "mount the root filesystem of {}",
+            c.record.name
+        )))?;
+        // the container's own bind of the mounted layers: it outlives this process (the
+        // store unmounts what it mounted when it is dropped) until the container stops
+        let rootfs = c.dir.join("rootfs");
+        super::unmount_rootfs(&c.dir);
+        let bound = fs::create_dir_all(&rootfs)
+            .map_err(Error::io(format!("create {}", rootfs.display())))
+            .and_then(|()| {
+                nix::mount::mount(
+                    Some(&merged),
+                    &rootfs,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| {
+                    Error::io(format!("bind {} to {}", merged.display(), rootfs.display()))(
+                        e.into(),
+                    )
+                })
+            });
+        let _ = self.store()?.unmount_container(&id);
+        bound?;
+        let volume_mounts = self.volume_mounts(c, &rootfs)?;
+        let netns = self.setup_network(c)?;
+        let init_program = if c.record.host_config.init {
+            Some(self.monitor_program()?)
+        } else {
+            None
+        };
+        let spec = spec::build(
+            c,
+            &SpecInputs {
+                rootfs: &rootfs,
+                netns: netns.as_deref(),
+                volume_mounts: &volume_mounts,
+                init_program: init_program.as_deref(),
+            },
+        )?;
+        let bundle = c.dir.join("bundle");
+        fs::create_dir_all(&bundle).map_err(Error::io(format!("create {}", bundle.display())))?;
+        write_atomic(
+            &bundle.join("config.json"),
+            &serde_json::to_vec(&spec).expect("spec serializes"),
+        )?;
+        c.state.error.clear();
+        c.state.stopped_by_user = false;
+        c.state.restart_count = 0;
+        self.save_state(c)?;
+        self.spawn_monitor(c, opts)?;
+        // the monitor wrote the state (running, or created while it waits for a client)
+        let fresh = self.load_container_dir(c.dir.clone())?;
+        c.state = fresh.state;
+        self.event("container", "start", &id, c.event_attributes());
+        Ok(())
+    }
+
+    /// The program the monitors run as.
+    pub(crate) fn monitor_program(&self) -> Result<PathBuf> {
+        match &self.opts.monitor_program {
+            Some(p) => Ok(p.clone()),
+            None => fs::read_link("/proc/self/exe").map_err(Error::io("read /proc/self/exe")),
+        }
+    }
+
+    fn spawn_monitor(&self, c: &mut Container, opts: &StartOptions) -> Result<()> {
+        let program = self.monitor_program()?;
+        let args = MonitorArgs {
+            root: self.root.clone(),
+            id: c.record.id.clone(),
+            driver: self.opts.driver.clone(),
+            network: self.opts.network.clone().map(Into::into),
+            wait_for_attach: opts.wait_for_attach,
+        };
+        let (rd, wr): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe().map_err(|e| Error::io("pipe")(e.into()))?;
+        let wr_fd = wr.as_raw_fd();
+        let mut cmd = Command::new(&program);
+        cmd.arg0("longshore-monitor")
+            .env(
+                MONITOR_ENV,
+                serde_json::to_string(&args).expect("args serialize"),
+            )
+            .env("LONGSHORE_MONITOR_READY_FD", "3")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: between fork and exec the closure only calls async-signal-safe functions
+        // (setsid, dup2) on descriptors this process owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::dup2(wr_fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(Error::io(format!(
+            "start the monitor {}",
+            program.display()
+        )))?;
+        drop(wr);
+        let mut line = String::new();
+        let n = BufReader::new(fs::File::from(rd))
+            .read_line(&mut line)
+            .map_err(Error::io("read the monitor's report"))?;
+        // the monitor detaches (a grandchild runs on); reap the first child
+        let _ = child.wait();
+        if n == 0 {
+            return Err(Error::Io {
+                what: format!("start container {}", c.record.name),
+                source: std::io::Error::other("the monitor exited before reporting"),
+            });
+        }
+        crate::monitor::parse_report(line.trim_end())
+    }
+
+    /// Bind mounts for `-v`, named and anonymous volumes and `--volumes-from`.
+    fn volume_mounts(
+        &self,
+        c: &mut Container,
+        _rootfs: &Path,
+    ) -> Result<Vec<(PathBuf, String, bool)>> {
+        let mut out = Vec::new();
+        for from in c.record.host_config.volumes_from.clone() {
+            let (name, mode) = from.split_once(':').unwrap_or((&from, ""));
+            let other = self.container(name)?;
+            for (src, dest, ro) in self.volume_mounts(&mut other.clone(), _rootfs)? {
+                out.push((src, dest, ro || mode == "ro"));
+            }
+        }
+        for b in &c.record.host_config.binds {
+            let parts: Vec<&str> = b.split(':').collect();
+            let (src, dest, ro) = match parts.as_slice() {
+                [s, d] => (*s, *d, false),
+                [s, d, o] => (*s, *d, o.split(',').any(|x| x == "ro")),
+                _ => continue,
+            };
+            let src = if src.starts_with('/') {
+                let p = PathBuf::from(src);
+                if !p.exists() {
+                    fs::create_dir_all(&p)
+                        .map_err(Error::io(format!("create bind source {src}")))?;
+                }
+                p
+            } else {
+                let p = spec::volume_dir(&self.root, src);
+                fs::create_dir_all(&p).map_err(Error::io(format!("create volume {src}")))?;
+                p
+            };
+            out.push((src, dest.to_string(), ro));
+        }
+        // anonymous volumes (-v /path and the image's VOLUME): one per path, named by the
+        // container's ID and the path, kept in the container's directory
+        for v in c.record.config.volumes.keys() {
+            if out.iter().any(|(_, d, _)| d == v) {
+                continue;
+            }
+            let name = format!(
+                "anon-{}-{}",
+                &c.record.id[..12],
+                v.trim_matches('/').replace('/', "-")
+            );
+            let p = spec::volume_dir(&self.root, &name);
+            fs::create_dir_all(&p).map_err(Error::io(format!("create volume for {v}")))?;
+            out.push((p, v.clone(), false));
+        }
+        Ok(out)
+    }
+
+    /// Pins a network namespace (bridge and none) and connects it; writes the hosts,
+    /// hostname and resolv.conf files into the container's directory.
+    fn setup_network(&self, c: &mut Container) -> Result<Option<PathBuf>> {
+        let hc = c.record.host_config.clone();
+        let mode = hc.network_mode.as_str();
+        let (netns, net_mode) = match mode {
+            // no network driver at all: a fresh namespace with loopback (or the host's),
+            // and the three files written here
+            "host" | "none" => {
+                self.write_local_files(c, mode == "host")?;
+                return Ok(None);
+            }
+            m if m.starts_with("container:") => {
+                let other = self.container(&m["container:".len()..])?;
+                if !other.state.is_alive() {
+                    return Err(Error::WrongState(format!(
+                        "cannot join network of a non running container: {}",
+                        other.record.id
+                    )));
+                }
+                let p = PathBuf::from(format!("/proc/{}/ns/net", other.state.pid));
+                c.state.netns = None;
+                return Ok(Some(p));
+            }
+            "bridge" => (Some(self.pin_netns(c)?), NetMode::Bridge("bridge".into())),
+            other => (Some(self.pin_netns(c)?), NetMode::Bridge(other.to_string())),
+        };
+        let ns_ref = match &netns {
+            Some(p) => Some(
+                NetnsRef::from_path(p)
+                    .map_err(Error::network("open the container's network namespace"))?,
+            ),
+            None => None,
+        };
+        let mut cfg = EndpointConfig::new(&c.record.id, ns_ref);
+        cfg.container_name = c.record.name.clone();
+        cfg.mode = net_mode;
+        cfg.hostname = Some(c.record.config.hostname.clone());
+        cfg.files_dir = Some(c.dir.clone());
+        for p in &hc.publish {
+            cfg.publish.extend(super::create::expand_publish(p)?);
+        }
+        cfg.publish_all = hc.publish_all_ports;
+        for p in c.record.config.exposed_ports.keys() {
+            if let Ok(e) = p.parse() {
+                cfg.expose.push(e);
+            }
+        }
+        for d in &hc.dns {
+            cfg.dns.push(
+                d.parse()
+                    .map_err(|_| Error::InvalidArgument(format!("invalid --dns {d:?}")))?,
+            );
+        }
+        cfg.dns_search = hc.dns_search.clone();
+        for h in &hc.extra_hosts {
+            cfg.extra_hosts.push(
+                longshore_network::files::HostsEntry::parse_add_host(h).map_err(|e| {
+                    Error::InvalidArgument(format!("invalid --add-host {h:?}: {e}"))
+                })?,
+            );
+        }
+        for l in &hc.links {
+            let (name, alias) = l.split_once(':').unwrap_or((l, l));
+            let other = self.container(name)?;
+            let ip = other
+                .state
+                .network
+                .as_ref()
+                .filter(|_| other.state.is_alive())
+                .and_then(|n| n.ip_address.parse().ok())
+                .ok_or_else(|| {
+                    Error::WrongState(format!(
+                        "Cannot link to a non running container: /{} AS /{}/{alias}",
+                        other.record.name, c.record.name
+                    ))
+                })?;
+            cfg.links.push(longshore_network::files::Link {
+                name: other.record.name.clone(),
+                alias: alias.to_string(),
+                ip,
+                ports: other
+                    .record
+                    .config
+                    .exposed_ports
+                    .keys()
+                    .filter_map(|p| p.parse().ok())
+                    .collect(),
+                env: other.record.config.env.clone(),
+            });
+        }
+        if !hc.mac_address.is_empty() {
+            cfg.mac = Some(
+                longshore_network::parse_mac(&hc.mac_address)
+                    .map_err(Error::network("--mac-address"))?,
+            );
+        }
+        let ep = self.network()?.connect(&cfg).map_err(|e| match e {
+            longshore_network::Error::InvalidInput { .. } => Error::InvalidArgument(e.to_string()),
+            e => Error::Network {
+                op: format!("connect container {} to network {mode}", c.record.name),
+                source: e,
+            },
+        })?;
+        let info = ep.info;
+        c.state.network = Some(NetworkState {
+            network: info.network.clone().unwrap_or_else(|| mode.to_string()),
+            ip_address: info.ip.map(|i| i.ip().to_string()).unwrap_or_default(),
+            ip_prefix_len: info.ip.map(|i| i.prefix()).unwrap_or(0),
+            gateway: info.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            mac_address: info.mac.clone().unwrap_or_default(),
+            ports: info
+                .ports
+                .iter()
+                .map(|p| PublishedPort {
+                    host_ip: p.host_ip.to_string(),
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    proto: p.proto.to_string(),
+                })
+                .collect(),
+        });
+        Ok(netns)
+    }
+
+    /// `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` for `none` and `host`.
+    fn write_local_files(&self, c: &Container, host: bool) -> Result<()> {
+        let hostname = if host {
+            fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        } else {
+            c.record.config.hostname.clone()
+        };
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        if host {
+            hosts = fs::read_to_string("/etc/hosts").unwrap_or(hosts);
+        }
+        for h in &c.record.host_config.extra_hosts {
+            let e = longshore_network::files::HostsEntry::parse_add_host(h)
+                .map_err(|e| Error::InvalidArgument(format!("invalid --add-host {h:?}: {e}")))?;
+            hosts.push_str(&format!("{}\t{}\n", e.ip, e.names.join(" ")));
+        }
+        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (name, data) in [
+            ("hosts", hosts),
+            ("hostname", format!("{hostname}\n")),
+            ("resolv.conf", resolv),
+        ] {
+            write_atomic(&c.dir.join(name), data.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn pin_netns(&self, c: &mut Container) -> Result<PathBuf> {
+        let name = netns_name(&c.record.id);
+        let path = Path::new(NamedNetns::DIR).join(&name);
+        if path.exists() {
+            unpin_netns(&path);
+        }
+        let ns = NamedNetns::create(&name)
+            .map_err(Error::network(format!("create network namespace {name}")))?;
+        let p = ns.path().to_path_buf();
+        // kept past this process: the container and its monitor use it; `teardown_network`
+        // removes it when the container stops for good
+        std::mem::forget(ns);
+        c.state.netns = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Disconnects a container from its network and removes its pinned namespace.
+    pub(crate) fn teardown_network(&self, c: &mut Container) {
+        if c.state.network.is_some() || c.state.netns.is_some() {
+            if let Ok(ctl) = self.network() {
+                let _ = ctl.disconnect(&c.record.id);
+            }
+        }
+        if let Some(p) = c.state.netns.take() {
+            unpin_netns(&p);
+        }
+        c.state.network = None;
+    }
+}

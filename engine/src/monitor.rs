@@ -1,0 +1,844 @@
+//! The container monitor: one small process per running container, its parent.
+//!
+//! Why a monitor per container (like Podman's conmon) rather than the caller: with no
+//! daemon, the process that runs `longshore run -d` exits at once, yet someone must
+//! `waitpid` the container's init to learn how it ended, drain its stdout and stderr
+//! into the json-file log, hold its pty, serve `attach`, and apply its restart policy.
+//! The monitor is this same program re-executed (so an embedding program needs no
+//! second binary: it calls [`run_if_monitor`] first in `main`), detached in a session of
+//! its own. It is single-threaded: one `poll` loop over the container's output, the
+//! attach socket and a pidfd of the init. It writes `state.json` at every change, so
+//! another process (or an engine restarted after a crash) learns the exit status from
+//! the file, never from the monitor. If the monitor itself is killed, the container runs
+//! on; the engine then sees the monitor's lock free and the init still alive (or gone, with
+//! an unknown status, as Docker does when its shim dies).
+//!
+//! Attach protocol (a unix socket per container, `/run/longshore/sock/<id>.attach`): the
+//! client sends one JSON line `{"stdin":bool,"stdout":bool,"stderr":bool}`, then frames
+//! with Docker's 8-byte header (`[kind, 0, 0, 0, len_be32]`): kind 0 is stdin data, 3 a
+//! resize (`"rows cols"`), 4 closes stdin. The monitor sends frames of kind 1 (stdout) and
+//! 2 (stderr), and a last frame of kind 5 holding the exit code as 4 big-endian bytes.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use serde::{Deserialize, Serialize};
+
+use crate::containers::{ContainerState, write_atomic};
+use crate::error::{Error, Result};
+
+/// The environment variable that makes a program a monitor (its value: the arguments).
+pub const MONITOR_ENV: &str = "LONGSHORE_MONITOR";
+
+/// Where attach sockets live (short, for the 108-byte limit of socket paths).
+pub const SOCKET_DIR: &str = "/run/longshore/sock";
+
+/// The attach socket of container `id`.
+pub fn attach_socket(id: &str) -> PathBuf {
+    Path::new(SOCKET_DIR).join(format!("{id}.attach"))
+}
+
+/// What the engine tells a monitor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MonitorArgs {
+    pub root: PathBuf,
+    pub id: String,
+    pub driver: Option<String>,
+    pub network: Option<NetOptions>,
+    pub wait_for_attach: bool,
+}
+
+/// libnetwork's daemon options, as the monitor needs them to disconnect the container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NetOptions {
+    bridge: String,
+    bip: Option<String>,
+    fixed_cidr: Option<String>,
+    mtu: Option<u32>,
+    icc: bool,
+    ip: std::net::Ipv4Addr,
+    ip_forward: bool,
+    ip_masq: bool,
+    iptables: bool,
+    userland_proxy: bool,
+    host_resolv_conf: PathBuf,
+}
+
+impl From<longshore_network::DaemonOptions> for NetOptions {
+    fn from(o: longshore_network::DaemonOptions) -> Self {
+        NetOptions {
+            bridge: o.bridge,
+            bip: o.bip.map(|b| b.to_string()),
+            fixed_cidr: o.fixed_cidr.map(|b| b.to_string()),
+            mtu: o.mtu,
+            icc: o.icc,
+            ip: o.ip,
+            ip_forward: o.ip_forward,
+            ip_masq: o.ip_masq,
+            iptables: o.iptables,
+            userland_proxy: o.userland_proxy,
+            host_resolv_conf: o.host_resolv_conf,
+        }
+    }
+}
+
+impl From<NetOptions> for longshore_network::DaemonOptions {
+    fn from(o: NetOptions) -> Self {
+        longshore_network::DaemonOptions {
+            bridge: o.bridge,
+            bip: o.bip.and_then(|b| b.parse().ok()),
+            fixed_cidr: o.fixed_cidr.and_then(|b| b.parse().ok()),
+            mtu: o.mtu,
+            icc: o.icc,
+            ip: o.ip,
+            ip_forward: o.ip_forward,
+            ip_masq: o.ip_masq,
+            iptables: o.iptables,
+            userland_proxy: o.userland_proxy,
+            host_resolv_conf: o.host_resolv_conf,
+        }
+    }
+}
+
+/// Runs the monitor and exits if this process was started as one; returns otherwise.
+/// A program that embeds `longshore-engine` and runs containers calls it first in `main`
+/// (or sets [`crate::EngineOptions::monitor_program`] to a program that does).
+pub fn run_if_monitor() {
+    let Ok(args) = std::env::var(MONITOR_ENV) else {
+        return;
+    };
+    let ready = std::env::var("LONGSHORE_MONITOR_READY_FD")
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok());
+    let code = match serde_json::from_str::<MonitorArgs>(&args) {
+        Ok(a) => monitor_main(a, ready),
+        Err(e) => {
+            eprintln!("longshore monitor: bad arguments: {e}");
+            125
+        }
+    };
+    std::process::exit(code);
+}
+
+/// True while a monitor holds the container's lock.
+pub(crate) fn monitor_alive(dir: &Path) -> bool {
+    let Ok(f) = fs::OpenOptions::new()
+        .read(true)
+        .open(dir.join("monitor.lock"))
+    else {
+        return false;
+    };
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => false,
+        Err(_) => true,
+    }
+}
+
+/// Waits until no monitor holds the container's lock, up to `timeout`.
+pub(crate) fn wait_monitor_gone(dir: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    while monitor_alive(dir) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Parses the monitor's one-line report: `ok` or `err CODE MESSAGE`.
+pub(crate) fn parse_report(line: &str) -> Result<()> {
+    if line == "ok" {
+        return Ok(());
+    }
+    let rest = line.strip_prefix("err ").unwrap_or(line);
+    let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
+    match code.parse::<i32>() {
+        Ok(c @ (126 | 127)) => Err(Error::Exec {
+            reason: msg.to_string(),
+            code: c,
+        }),
+        _ => Err(Error::Io {
+            what: "start the container".into(),
+            source: io::Error::other(msg.to_string()),
+        }),
+    }
+}
+
+struct Reporter(Option<fs::File>);
+
+impl Reporter {
+    fn send(&mut self, line: &str) {
+        if let Some(mut f) = self.0.take() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn monitor_main(args: MonitorArgs, ready: Option<i32>) -> i32 {
+    // SAFETY: fd 3 was set up by the engine for this process alone (dup2 before exec);
+    // nothing else in this fresh process owns it.
+    let ready = ready.map(|fd| unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    // detach: the engine waits for this process; the monitor lives on in a child
+    // SAFETY: the process is single-threaded here (just exec'd, no thread started), so the
+    // child may run any code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            if let Some(mut f) = ready {
+                let _ = writeln!(f, "err 125 fork the monitor: {e}");
+            }
+            return 125;
+        }
+    }
+    let mut reporter = Reporter(ready);
+    let mut m = match Monitor::new(args) {
+        Ok(m) => m,
+        Err(e) => {
+            reporter.send(&format!("err 125 {e}"));
+            return 125;
+        }
+    };
+    let code = m.run(&mut reporter);
+    m.finish();
+    code
+}
+
+struct Client {
+    stream: UnixStream,
+    stdout: bool,
+    stderr: bool,
+    stdin: bool,
+    inbuf: Vec<u8>,
+}
+
+struct Monitor {
+    args: MonitorArgs,
+    dir: PathBuf,
+    _lock: fs::File,
+    state: ContainerState,
+    listener: UnixListener,
+    clients: Vec<Client>,
+    log: Option<JsonLog>,
+    open_stdin: bool,
+    tty: bool,
+    auto_remove: bool,
+    restart: crate::containers::RestartPolicy,
+}
+
+impl Monitor {
+    fn new(args: MonitorArgs) -> Result<Monitor> {
+        let dir = args.root.join("containers").join(&args.id);
+        let lock_path = dir.join("monitor.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(Error::io(format!("open {}", lock_path.display())))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| Error::io("lock the container's monitor")(e.into()))?;
+        let record: crate::containers::ContainerRecord = read_json(&dir.join("config.json"))?;
+        let state: ContainerState = read_json(&dir.join("state.json"))?;
+        fs::create_dir_all(SOCKET_DIR).map_err(Error::io(format!("create {SOCKET_DIR}")))?;
+        let sock = attach_socket(&args.id);
+        let _ = fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock)
+            .map_err(Error::io(format!("listen on {}", sock.display())))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(Error::io("attach socket"))?;
+        let log = (record.host_config.log_driver != "none").then(|| JsonLog {
+            path: dir.join(format!("{}-json.log", args.id)),
+            max_size: record
+                .host_config
+                .log_opts
+                .get("max-size")
+                .and_then(|s| crate::containers::parse_memory(s).ok())
+                .map(|n| n as u64),
+            max_file: record
+                .host_config
+                .log_opts
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1),
+            file: None,
+        });
+        Ok(Monitor {
+            dir,
+            _lock: lock,
+            state,
+            listener,
+            clients: Vec::new(),
+            log,
+            open_stdin: record.config.open_stdin,
+            tty: record.config.tty,
+            auto_remove: record.host_config.auto_remove,
+            restart: record.host_config.restart_policy.clone(),
+            args,
+        })
+    }
+
+    fn save(&self) {
+        let data = serde_json::to_vec(&self.state).expect("state serializes");
+        let _ = write_atomic(&self.dir.join("state.json"), &data);
+    }
+
+    /// Runs the container until it stops for good; returns its last exit code.
+    fn run(&mut self, reporter: &mut Reporter) -> i32 {
+        let mut first = true;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            let code = match self.run_once(reporter, first) {
+                Ok(code) => code,
+                Err(e) => {
+                    reporter.send(&format!(
+                        "err {} {}",
+                        e.exit_code(),
+                        e.to_string().replace('\n', " ")
+                    ));
+                    self.state.error = e.to_string();
+                    self.state.status = if self.state.started_at == crate::containers::ZERO_TIME {
+                        "created".into()
+                    } else {
+                        "exited".into()
+                    };
+                    self.state.running = false;
+                    self.state.restarting = false;
+                    self.state.pid = 0;
+                    self.state.exit_code = e.exit_code();
+                    self.save();
+                    return e.exit_code();
+                }
+            };
+            first = false;
+            crate::events::record(
+                &self.args.root,
+                "container",
+                "die",
+                &self.args.id,
+                vec![("exitCode".into(), code.to_string())],
+            );
+            let by_user = self.dir.join("stopped-by-user").exists();
+            let again = match self.restart.name.as_str() {
+                "always" => !by_user,
+                "unless-stopped" => !by_user,
+                "on-failure" => {
+                    code != 0
+                        && !by_user
+                        && (self.restart.maximum_retry_count == 0
+                            || self.state.restart_count < self.restart.maximum_retry_count)
+                }
+                _ => false,
+            };
+            if !again {
+                return code;
+            }
+            // Docker's backoff: doubling from 100 ms, reset after 10 s of running
+            if started.elapsed() > Duration::from_secs(10) {
+                delay = Duration::from_millis(100);
+            }
+            self.state.restarting = true;
+            self.state.status = "restarting".into();
+            self.save();
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(60));
+            if self.dir.join("stopped-by-user").exists() {
+                return code;
+            }
+            self.state.restart_count += 1;
+        }
+    }
+
+    fn run_once(&mut self, reporter: &mut Reporter, first: bool) -> Result<i32> {
+        use longshore_container::{Container, Stdio};
+        let rt_root = self.args.root.join("runtime");
+        let id = self.args.id.clone();
+        // a stale runtime state (a monitor killed earlier) would refuse the id
+        if let Ok(mut old) = Container::load(&rt_root, &id) {
+            let _ = old.delete(true);
+        }
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (in_r, in_w) = if self.open_stdin {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let null = fs::File::open("/dev/null").map_err(Error::io("open /dev/null"))?;
+        let builder = Container::builder(&id)
+            .bundle(self.dir.join("bundle"))
+            .root(&rt_root);
+        let console = if self.tty {
+            let path = Path::new(SOCKET_DIR).join(format!("{id}.console"));
+            let _ = fs::remove_file(&path);
+            let l = UnixListener::bind(&path).map_err(Error::io("console socket"))?;
+            Some((l, path))
+        } else {
+            None
+        };
+        let builder = match &console {
+            Some((_, path)) => builder.console_socket(path).stdio(Stdio::Null),
+            None => builder.stdio(Stdio::Fds {
+                stdin: in_r.as_ref().map_or(null.as_raw_fd(), |f| f.as_raw_fd()),
+                stdout: out_w.as_raw_fd(),
+                stderr: err_w.as_raw_fd(),
+            }),
+        };
+        let created = builder.create_attached();
+        drop(out_w);
+        drop(err_w);
+        drop(in_r);
+        let mut c = created.map_err(Error::runtime(format!("create container {id}")))?;
+        let (mut out, err, mut stdin): (Option<OwnedFd>, Option<OwnedFd>, Option<OwnedFd>) =
+            match console {
+                Some((l, path)) => {
+                    let master = (|| {
+                        let (conn, _) = l.accept()?;
+                        longshore_container::receive_console(conn.as_raw_fd())
+                            .map_err(io::Error::other)
+                    })();
+                    let _ = fs::remove_file(&path);
+                    let master = master.map_err(Error::io("receive the container's terminal"))?;
+                    let dup = master.try_clone().map_err(Error::io("dup the terminal"))?;
+                    (Some(master), None, Some(dup))
+                }
+                None => (Some(out_r), Some(err_r), in_w),
+            };
+        let mut err = err;
+        if first && self.args.wait_for_attach {
+            // the client attaches before the process runs, so it sees all its output: the
+            // engine learns now that the container is ready, the client learns of a
+            // failure to start from the attach stream
+            reporter.send("ok");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.clients.is_empty() && Instant::now() < deadline {
+                let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(100u16));
+                self.accept_clients();
+            }
+        }
+        if let Err(e) = c.start() {
+            let e = Error::runtime(format!("start container {id}"))(e);
+            let msg = format!("longshore: Error response from daemon: {e}\n");
+            let mut frame = vec![2, 0, 0, 0];
+            frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            frame.extend_from_slice(msg.as_bytes());
+            for cl in &mut self.clients {
+                let _ = cl.stream.write_all(&frame);
+            }
+            let _ = c.delete(true);
+            return Err(e);
+        }
+        let pid = c.pid();
+        self.state.pid = pid;
+        self.state.pid_start_time = longshore_container::state::proc_stat(pid)
+            .map(|s| s.1)
+            .unwrap_or(0);
+        self.state.status = "running".into();
+        self.state.running = true;
+        self.state.restarting = false;
+        self.state.paused = false;
+        self.state.oom_killed = false;
+        self.state.started_at = crate::containers::now_rfc3339();
+        self.state.monitor_pid = std::process::id() as i32;
+        self.save();
+        reporter.send("ok");
+
+        // clients that attached before the start may have sent stdin with their header
+        for i in 0..self.clients.len() {
+            self.client_input(i, &mut stdin, false);
+        }
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid).expect("a positive pid"),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(|e| Error::io("pidfd_open")(e.into()))?;
+        let mut exited = false;
+        let mut buf = vec![0u8; 64 * 1024];
+        while !exited || out.is_some() || err.is_some() {
+            let mut fds: Vec<PollFd> = Vec::new();
+            let listener = self.listener.as_fd();
+            fds.push(PollFd::new(listener, PollFlags::POLLIN));
+            fds.push(PollFd::new(
+                pidfd.as_fd(),
+                if exited {
+                    PollFlags::empty()
+                } else {
+                    PollFlags::POLLIN
+                },
+            ));
+            let o_idx = fds.len();
+            if let Some(o) = &out {
+                fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
+            }
+            let e_idx = fds.len();
+            if let Some(e) = &err {
+                fds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
+            }
+            let c_idx = fds.len();
+            let client_fds: Vec<BorrowedFd<'_>> =
+                self.clients.iter().map(|c| c.stream.as_fd()).collect();
+            for f in &client_fds {
+                fds.push(PollFd::new(*f, PollFlags::POLLIN));
+            }
+            // after the init exits, output still buffered is drained; a pipe held open by an
+            // orphaned process inside must not keep the monitor forever
+            let timeout = if exited {
+                PollTimeout::from(200u16)
+            } else {
+                PollTimeout::NONE
+            };
+            let n = match poll(&mut fds, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::io("poll")(e.into())),
+            };
+            let ready = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            let listener_ready = ready(0);
+            let init_exited = ready(1);
+            let out_ready = out.is_some() && ready(o_idx);
+            let err_ready = err.is_some() && ready(e_idx);
+            let clients_ready: Vec<bool> =
+                (0..client_fds.len()).map(|i| ready(c_idx + i)).collect();
+            drop(fds);
+            drop(client_fds);
+            if n == 0 && exited {
+                break;
+            }
+            if init_exited {
+                exited = true;
+            }
+            if out_ready && !self.pump(&mut out, 1, &mut buf) {
+                out = None;
+                if self.tty {
+                    stdin = None;
+                }
+            }
+            if err_ready && !self.pump(&mut err, 2, &mut buf) {
+                err = None;
+            }
+            for (i, r) in clients_ready.into_iter().enumerate().rev() {
+                if r && !self.client_input(i, &mut stdin, true) {
+                    self.clients.remove(i);
+                }
+            }
+            if listener_ready {
+                let before = self.clients.len();
+                self.accept_clients();
+                // what a new client sent with its header is already buffered
+                for i in before..self.clients.len() {
+                    self.client_input(i, &mut stdin, false);
+                }
+            }
+        }
+        drop(stdin);
+        let code = c
+            .wait()
+            .map_err(Error::runtime(format!("wait for container {id}")))?;
+        let oom = c
+            .cgroup_paths()
+            .get("memory")
+            .and_then(|p| fs::read_to_string(p.join("memory.oom_control")).ok())
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                })
+            })
+            .is_some_and(|n| n > 0);
+        let _ = c.delete(true);
+        if let Some(l) = &mut self.log {
+            l.flush_partial();
+        }
+        self.state.status = "exited".into();
+        self.state.running = false;
+        self.state.paused = false;
+        self.state.pid = 0;
+        self.state.exit_code = code;
+        self.state.oom_killed = oom;
+        self.state.finished_at = crate::containers::now_rfc3339();
+        self.save();
+        Ok(code)
+    }
+
+    /// Reads what the container wrote on one stream into the log and the clients.
+    /// Returns false at end of stream.
+    fn pump(&mut self, fd: &mut Option<OwnedFd>, stream: u8, buf: &mut [u8]) -> bool {
+        let Some(f) = fd else { return false };
+        let n = match nix::unistd::read(f.as_fd(), buf) {
+            Ok(0) | Err(nix::errno::Errno::EIO) => return false,
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => return true,
+            Err(_) => return false,
+        };
+        let data = &buf[..n];
+        if let Some(l) = &mut self.log {
+            l.write(stream, data);
+        }
+        let mut frame = Vec::with_capacity(8 + n);
+        frame.extend_from_slice(&[stream, 0, 0, 0]);
+        frame.extend_from_slice(&(n as u32).to_be_bytes());
+        frame.extend_from_slice(data);
+        self.clients.retain_mut(|c| {
+            let want = if stream == 1 { c.stdout } else { c.stderr };
+            !want || c.stream.write_all(&frame).is_ok()
+        });
+        true
+    }
+
+    fn accept_clients(&mut self) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+            let mut line = String::new();
+            let mut r = BufReader::new(&stream);
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let pending = r.buffer().to_vec();
+            let h: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
+            let _ = stream.set_read_timeout(None);
+            let _ = stream.set_nonblocking(true);
+            self.clients.push(Client {
+                stdout: h["stdout"].as_bool().unwrap_or(true),
+                stderr: h["stderr"].as_bool().unwrap_or(true),
+                stdin: h["stdin"].as_bool().unwrap_or(false),
+                stream,
+                inbuf: pending,
+            });
+        }
+    }
+
+    /// Reads frames from a client: stdin data, resize, stdin close. False when it left.
+    fn client_input(&mut self, i: usize, stdin: &mut Option<OwnedFd>, read: bool) -> bool {
+        let c = &mut self.clients[i];
+        let mut tmp = [0u8; 32 * 1024];
+        let mut open = true;
+        if read {
+            match c.stream.read(&mut tmp) {
+                Ok(0) => open = false,
+                Ok(n) => c.inbuf.extend_from_slice(&tmp[..n]),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => open = false,
+            }
+        }
+        let mut frames = VecDeque::new();
+        while c.inbuf.len() >= 8 {
+            let len = u32::from_be_bytes([c.inbuf[4], c.inbuf[5], c.inbuf[6], c.inbuf[7]]) as usize;
+            if c.inbuf.len() < 8 + len {
+                break;
+            }
+            let kind = c.inbuf[0];
+            let payload = c.inbuf[8..8 + len].to_vec();
+            c.inbuf.drain(..8 + len);
+            frames.push_back((kind, payload));
+        }
+        let wants_stdin = c.stdin;
+        for (kind, payload) in frames {
+            match kind {
+                0 if wants_stdin => {
+                    if let Some(f) = stdin.as_ref()
+                        && nix::unistd::write(f, &payload).is_err()
+                    {
+                        *stdin = None;
+                    }
+                }
+                3 => {
+                    if let (Some(f), Ok(s)) = (stdin.as_ref(), std::str::from_utf8(&payload)) {
+                        let mut it = s.split_whitespace().filter_map(|x| x.parse::<u16>().ok());
+                        if let (Some(rows), Some(cols)) = (it.next(), it.next()) {
+                            set_winsize(f.as_fd(), rows, cols);
+                        }
+                    }
+                }
+                4 if wants_stdin && !self.tty => *stdin = None,
+                _ => {}
+            }
+        }
+        open
+    }
+
+    /// After the last run: tell clients the exit code, take the network down, unmount,
+    /// and remove the container if `--rm` asked for it.
+    fn finish(&mut self) {
+        let code = self.state.exit_code;
+        for c in &mut self.clients {
+            let mut frame = vec![5, 0, 0, 0, 0, 0, 0, 4];
+            frame.extend_from_slice(&code.to_be_bytes());
+            let _ = c.stream.set_nonblocking(false);
+            let _ = c.stream.write_all(&frame);
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        }
+        self.clients.clear();
+        let _ = fs::remove_file(attach_socket(&self.args.id));
+        let opts = crate::EngineOptions {
+            driver: self.args.driver.clone(),
+            network: self.args.network.clone().map(Into::into),
+            ..Default::default()
+        };
+        if self.state.network.is_some() || self.state.netns.is_some() {
+            let net = opts
+                .network
+                .clone()
+                .unwrap_or_else(crate::engine::default_network);
+            if let Ok(host) = longshore_network::netns::NetnsRef::current()
+                && let Ok(ctl) =
+                    longshore_network::Controller::new(self.args.root.join("network"), host, net)
+            {
+                let _ = ctl.disconnect(&self.args.id);
+                let _ = ctl.flush();
+            }
+            if let Some(p) = self.state.netns.take() {
+                crate::containers::unpin_netns_path(&p);
+            }
+            self.state.network = None;
+        }
+        // the rootfs: unmounted here; the layer stays until `rm`
+        crate::containers::unmount_rootfs(&self.dir);
+        self.save();
+        if self.auto_remove {
+            // the lock must be free for `rm`, which waits for the monitor to be gone
+            let lock = std::mem::replace(&mut self._lock, tempfile_or_null());
+            drop(lock);
+            if let Ok(engine) = crate::Engine::open(&self.args.root, opts) {
+                let _ = engine.remove_container(
+                    &self.args.id,
+                    &crate::containers::RemoveOptions {
+                        force: true,
+                        volumes: true,
+                        link: false,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn tempfile_or_null() -> fs::File {
+    fs::File::open("/dev/null").expect("/dev/null opens")
+}
+
+fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid for the call;
+    // fd is an open pty master.
+    unsafe {
+        libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe")(e.into()))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let data = fs::read(path).map_err(Error::io(format!("read {}", path.display())))?;
+    serde_json::from_slice(&data).map_err(|e| Error::Io {
+        what: format!("parse {}", path.display()),
+        source: io::Error::new(io::ErrorKind::InvalidData, e),
+    })
+}
+
+/// The json-file log driver: one JSON object per line, Docker's on-disk format,
+/// rotated by size.
+struct JsonLog {
+    path: PathBuf,
+    max_size: Option<u64>,
+    max_file: u32,
+    file: Option<(fs::File, u64)>,
+}
+
+impl JsonLog {
+    fn write(&mut self, stream: u8, data: &[u8]) {
+        let name = if stream == 2 { "stderr" } else { "stdout" };
+        let time = crate::containers::now_rfc3339();
+        let mut out = Vec::new();
+        for line in data.split_inclusive(|b| *b == b'\n') {
+            let entry = serde_json::json!({
+                "log": String::from_utf8_lossy(line),
+                "stream": name,
+                "time": time,
+            });
+            serde_json::to_writer(&mut out, &entry).expect("json");
+            out.push(b'\n');
+        }
+        self.append(&out);
+    }
+
+    fn flush_partial(&mut self) {
+        if let Some((f, _)) = &mut self.file {
+            let _ = f.flush();
+        }
+    }
+
+    fn append(&mut self, data: &[u8]) {
+        if self.file.is_none() {
+            let Ok(f) = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            else {
+                return;
+            };
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            self.file = Some((f, len));
+        }
+        if let (Some(max), Some((_, len))) = (self.max_size, &self.file)
+            && *len > 0
+            && len + data.len() as u64 > max
+        {
+            self.rotate();
+            return self.append(data);
+        }
+        if let Some((f, len)) = &mut self.file
+            && f.write_all(data).is_ok()
+        {
+            *len += data.len() as u64;
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.file = None;
+        let p = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.max_file <= 1 {
+            let _ = fs::remove_file(&self.path);
+        } else {
+            let _ = fs::remove_file(p(self.max_file - 1));
+            for n in (1..self.max_file - 1).rev() {
+                let _ = fs::rename(p(n), p(n + 1));
+            }
+            let _ = fs::rename(&self.path, p(1));
+        }
+        if let Ok(f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            self.file = Some((f, 0));
+        }
+    }
+}
