@@ -109,9 +109,9 @@ pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
     Ok(root.join(resolved))
 }
 
-/// Opens `path` (absolute inside the container) as an `O_PATH` descriptor, resolved
-/// inside `root_fd`; refuses magic links.
-fn open_in_root(root_fd: &OwnedFd, path: &Path) -> Result<OwnedFd> {
+/// Opens `path` (absolute inside the container) with `flags`, resolved by the kernel
+/// inside `root_fd` (`RESOLVE_IN_ROOT`); refuses magic links.
+fn openat_in_root(root_fd: &OwnedFd, path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -121,12 +121,17 @@ fn open_in_root(root_fd: &OwnedFd, path: &Path) -> Result<OwnedFd> {
     rustix::fs::openat2(
         root_fd,
         rel,
-        OFlags::PATH | OFlags::CLOEXEC,
+        flags | OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(io::Error::from)
-    .ctx(|| format!("open mount target {} inside the rootfs", path.display()))
+}
+
+/// Opens `path` (absolute inside the container) as an `O_PATH` descriptor inside the root.
+fn open_in_root(root_fd: &OwnedFd, path: &Path) -> Result<OwnedFd> {
+    openat_in_root(root_fd, path, OFlags::PATH)
+        .ctx(|| format!("open mount target {} inside the rootfs", path.display()))
 }
 
 /// The components of `path` (absolute inside the container), `.` and the root dropped.
@@ -146,23 +151,9 @@ fn join(parts: &[OsString]) -> PathBuf {
     p
 }
 
-/// Opens the directory `path` inside the root, `O_PATH` (symlinks resolved by the kernel
-/// inside the root, magic links refused).
+/// Opens the directory `path` inside the root, `O_PATH`.
 fn open_dir_in_root(root_fd: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    rustix::fs::openat2(
-        root_fd,
-        rel,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(io::Error::from)
+    openat_in_root(root_fd, path, OFlags::PATH | OFlags::DIRECTORY)
 }
 
 /// `mkdir -p` inside the root with no path ever resolved in the host's: each missing

@@ -110,6 +110,17 @@ fn cve_2019_5736_shebang_to_proc_self_exe_never_reaches_the_embedder() {
     c.delete(true).unwrap();
 }
 
+/// A mount of `src` at `dest` with `typ` and `options`.
+fn mount_of(dest: &str, typ: &str, src: &Path, options: &[&str]) -> oci_spec::runtime::Mount {
+    oci_spec::runtime::MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(src)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()
+        .unwrap()
+}
+
 /// Runs `f` to completion; (exit code, output) or the create/run error as text.
 fn try_run(f: &Fixture) -> std::result::Result<(i32, String), String> {
     let (r, w) = nix::unistd::pipe().unwrap();
@@ -193,15 +204,12 @@ fn sysctl_is_not_redirected_by_a_volume_over_proc_sys() {
     )
     .unwrap();
     let mut mounts = f.spec.mounts().clone().unwrap_or_default();
-    mounts.push(
-        oci_spec::runtime::MountBuilder::default()
-            .destination("/proc/sys/net")
-            .typ("bind")
-            .source(vol.path())
-            .options(vec!["rbind".to_string(), "rw".to_string()])
-            .build()
-            .unwrap(),
-    );
+    mounts.push(mount_of(
+        "/proc/sys/net",
+        "bind",
+        vol.path(),
+        &["rbind", "rw"],
+    ));
     f.spec.set_mounts(Some(mounts));
     let linux = f.spec.linux_mut().as_mut().unwrap();
     linux.set_sysctl(Some(
@@ -231,14 +239,7 @@ fn sysctl_is_not_redirected_by_a_volume_over_proc_sys() {
 #[test]
 fn mounts_over_proc_are_refused_after_resolution() {
     require_root!();
-    let tmpfs_at = |dest: &str| {
-        oci_spec::runtime::MountBuilder::default()
-            .destination(dest)
-            .typ("tmpfs")
-            .source("tmpfs")
-            .build()
-            .unwrap()
-    };
+    let tmpfs_at = |dest: &str| mount_of(dest, "tmpfs", Path::new("tmpfs"), &[]);
     for dest in [
         "/proc/self/attr",
         "/proc",
@@ -266,15 +267,7 @@ fn mounts_over_proc_are_refused_after_resolution() {
     let fake = f.bundle().join("meminfo");
     std::fs::write(&fake, "MemTotal: 42 kB\n").unwrap();
     let mut mounts = f.spec.mounts().clone().unwrap_or_default();
-    mounts.push(
-        oci_spec::runtime::MountBuilder::default()
-            .destination("/proc/meminfo")
-            .typ("bind")
-            .source(&fake)
-            .options(vec!["bind".to_string(), "ro".to_string()])
-            .build()
-            .unwrap(),
-    );
+    mounts.push(mount_of("/proc/meminfo", "bind", &fake, &["bind", "ro"]));
     f.spec.set_mounts(Some(mounts));
     let (code, out) = try_run(&f).unwrap();
     assert_eq!((code, out.as_str()), (0, "MemTotal: 42"));
@@ -294,15 +287,12 @@ fn sysctl_goes_to_the_kernel_not_to_a_file_bound_over_it() {
     let file = vol.path().join("ns_last_pid");
     std::fs::write(&file, "untouched\n").unwrap();
     let mut mounts = f.spec.mounts().clone().unwrap_or_default();
-    mounts.push(
-        oci_spec::runtime::MountBuilder::default()
-            .destination("/proc/sys/kernel/ns_last_pid")
-            .typ("bind")
-            .source(&file)
-            .options(vec!["bind".to_string(), "rw".to_string()])
-            .build()
-            .unwrap(),
-    );
+    mounts.push(mount_of(
+        "/proc/sys/kernel/ns_last_pid",
+        "bind",
+        &file,
+        &["bind", "rw"],
+    ));
     f.spec.set_mounts(Some(mounts));
     let linux = f.spec.linux_mut().as_mut().unwrap();
     linux.set_sysctl(Some(
@@ -520,15 +510,7 @@ fn racing_symlink_on_a_shared_volume_never_reaches_the_host() {
     for _ in 0..30 {
         let mut f = writable(&["true"]);
         let mut mounts = f.spec.mounts().clone().unwrap_or_default();
-        let m = |dest: &str, typ: &str, src: &Path, opts: &[&str]| {
-            oci_spec::runtime::MountBuilder::default()
-                .destination(dest)
-                .typ(typ)
-                .source(src)
-                .options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>())
-                .build()
-                .unwrap()
-        };
+        let m = mount_of;
         mounts.push(m("/data", "bind", vol.path(), &["rbind", "rw"]));
         mounts.push(m("/data/dir/sub/deeper", "tmpfs", Path::new("tmpfs"), &[]));
         mounts.push(m("/data/dir/f", "bind", &file, &["bind", "ro"]));
@@ -569,8 +551,6 @@ fn racing_symlink_on_a_shared_volume_never_reaches_the_host() {
 /// what the symlink names.
 #[test]
 fn console_is_not_bound_through_a_symlink() {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
     require_root!();
     let mut f = writable(&[
         "sh",
@@ -578,11 +558,6 @@ fn console_is_not_bound_through_a_symlink() {
         "echo mounts-on-target $(grep -c ' /etc/target ' /proc/self/mountinfo) \
          on-console $(grep -c ' /dev/console ' /proc/self/mountinfo) done-tty",
     ]);
-    f.spec
-        .process_mut()
-        .as_mut()
-        .unwrap()
-        .set_terminal(Some(true));
     let mounts: Vec<_> = f
         .spec
         .mounts()
@@ -596,33 +571,9 @@ fn console_is_not_bound_through_a_symlink() {
     std::fs::write(root.join("etc/target"), "image file\n").unwrap();
     std::os::unix::fs::symlink("/etc/target", root.join("dev/console")).unwrap();
     std::os::unix::fs::symlink("pts/ptmx", root.join("dev/ptmx")).unwrap();
-    let sock_dir = tempfile::Builder::new()
-        .prefix("longshore-console-")
-        .tempdir()
-        .unwrap();
-    let sock_path = sock_dir.path().join("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
-    let accept = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        longshore_container::receive_console(conn.as_raw_fd()).unwrap()
-    });
-    let mut c = f.builder().console_socket(&sock_path).create().unwrap();
-    let master = accept.join().unwrap();
-    c.start().unwrap();
-    let mut out = Vec::new();
-    let mut file = std::fs::File::from(master);
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&out).contains("done-tty") {
-        match file.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    let out = String::from_utf8_lossy(&out);
+    let out = common::run_on_console(&mut f, "done-tty");
     assert!(
         out.contains("mounts-on-target 0 on-console 1"),
         "the pty went through the image's symlink: {out}"
     );
-    c.wait().unwrap();
-    c.delete(true).unwrap();
 }

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
@@ -647,42 +646,9 @@ fn no_pivot_root_fallback() {
 fn console_socket_receives_the_pty() {
     require_root!();
     let mut f = Fixture::new(&["sh", "-c", "tty; echo hello-tty"]);
-    f.spec
-        .process_mut()
-        .as_mut()
-        .unwrap()
-        .set_terminal(Some(true));
-    let sock_dir = tempfile::Builder::new()
-        .prefix("longshore-console-")
-        .tempdir()
-        .unwrap();
-    let sock_path = sock_dir.path().join("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
-    let accept = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        longshore_container::receive_console(conn.as_raw_fd()).unwrap()
-    });
-    let mut c = f.builder().console_socket(&sock_path).create().unwrap();
-    let master = accept.join().unwrap();
-    c.start().unwrap();
-    let mut out = Vec::new();
-    let mut file = std::fs::File::from(master);
-    let mut buf = [0u8; 4096];
-    // the pty reports EIO once the slave side is closed by the exited process
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-        if String::from_utf8_lossy(&out).contains("hello-tty") {
-            break;
-        }
-    }
-    let out = String::from_utf8_lossy(&out);
+    let out = common::run_on_console(&mut f, "hello-tty");
     assert!(out.contains("/dev/pts/"), "{out}");
     assert!(out.contains("hello-tty"), "{out}");
-    c.wait().unwrap();
-    c.delete(true).unwrap();
 }
 
 #[test]

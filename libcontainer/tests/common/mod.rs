@@ -92,3 +92,40 @@ pub fn read_all(fd: OwnedFd) -> String {
     std::fs::File::from(fd).read_to_string(&mut s).unwrap();
     s
 }
+
+/// Creates and starts `f` with `process.terminal` on a console socket, reads the
+/// terminal until `marker` appears (or the pty closes), waits for the container and
+/// deletes it; returns what the terminal showed.
+pub fn run_on_console(f: &mut Fixture, marker: &str) -> String {
+    f.spec
+        .process_mut()
+        .as_mut()
+        .unwrap()
+        .set_terminal(Some(true));
+    let sock_dir = tempfile::Builder::new()
+        .prefix("longshore-console-")
+        .tempdir()
+        .unwrap();
+    let sock_path = sock_dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let accept = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        longshore_container::receive_console(conn.as_raw_fd()).unwrap()
+    });
+    let mut c = f.builder().console_socket(&sock_path).create().unwrap();
+    let master = accept.join().unwrap();
+    c.start().unwrap();
+    let mut out = Vec::new();
+    let mut file = std::fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    // the pty reports EIO once the slave side is closed by the exited process
+    while !String::from_utf8_lossy(&out).contains(marker) {
+        match file.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    c.wait().unwrap();
+    c.delete(true).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
