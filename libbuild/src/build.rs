@@ -968,6 +968,7 @@ impl Shared<'_> {
         &self,
         st: &mut State,
         created_by: &str,
+        keep_empty: bool,
         work: impl FnOnce(&str, &Path) -> Result<()>,
     ) -> Result<Digest> {
         let image = self.ensure_image(st)?;
@@ -987,6 +988,13 @@ impl Shared<'_> {
             return Err(e);
         }
         let changes = self.store.container_changes(&cid)?;
+        if changes.is_empty() && !keep_empty {
+            self.store.unmount_container(&cid)?;
+            guard.mounted = false;
+            guard.keep = !self.opts.rm;
+            drop(guard);
+            return self.commit(st, created_by, None);
+        }
         let mut tar = Vec::new();
         fsutil::changes_tar(&rootfs, &changes, self.epoch, &mut tar)?;
         self.store.unmount_container(&cid)?;
@@ -1179,8 +1187,20 @@ impl Shared<'_> {
                 } else {
                     crate::ignore::clean(&format!("{}/{w}", st.workdir()))
                 };
-                self.meta_step(st, format!("WORKDIR {path}"), |st| {
+                // the directory is made now (as BuildKit does), in a layer only when it was
+                // missing
+                let desc = format!("WORKDIR {path}");
+                let key = self.cache_key(st, &desc, None);
+                self.cached_or(st, &key, |st| {
                     st.config["config"]["WorkingDir"] = json!(path);
+                    self.container_step(
+                        st,
+                        &format!("/bin/sh -c #(nop) {desc}"),
+                        false,
+                        |_, rootfs| {
+                            fsutil::mkdir_in_root(rootfs, &path, Attrs::default()).map(|_| ())
+                        },
+                    )
                 })
             }
             Kind::Stopsignal(s) => {
@@ -1426,7 +1446,7 @@ impl Shared<'_> {
                     env.extend(args.iter().map(|(k, v)| format!("{k}={v}")));
                     let workdir = st.workdir();
                     let user = st.cfg()["User"].as_str().unwrap_or("").to_string();
-                    self.container_step(st, &desc, |cid, rootfs| {
+                    self.container_step(st, &desc, true, |cid, rootfs| {
                         fsutil::mkdir_in_root(rootfs, &workdir, Attrs::default())?;
                         // mount points made for the step are removed again before the diff
                         let mut made = Vec::new();
@@ -1905,7 +1925,7 @@ impl Shared<'_> {
             if spec.link {
                 self.link_step(st, &created_by, &link_key, work)
             } else {
-                self.container_step(st, &created_by, work)
+                self.container_step(st, &created_by, true, work)
             }
         });
         drop(holder.take());

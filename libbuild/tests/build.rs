@@ -205,7 +205,9 @@ fn a_build_runs_each_step_and_records_docker_history() {
         "{}",
         by[5]
     );
-    assert_eq!(by[6], "/bin/sh -c #(nop)  WORKDIR /app");
+    assert_eq!(by[6], "/bin/sh -c #(nop) WORKDIR /app");
+    // /app was missing: WORKDIR made it in a layer (base, WORKDIR, COPY, 2 RUN); ENV none
+    assert_eq!(e.store.image("app:1").unwrap().diff_ids.len(), 5);
     assert_eq!(
         by[7],
         "/bin/sh -c #(nop)  ENV MYNAME=Allen Ren GREETING=hello"
@@ -1328,4 +1330,26 @@ fn a_changed_file_with_its_old_size_and_mtime_still_misses_the_cache() {
     let b = r.unwrap();
     assert_eq!(b.cached_steps, 0, "{out}");
     assert!(out.contains("bbbb\n"), "{out}");
+}
+
+#[test]
+fn workdir_makes_a_layer_only_when_the_directory_is_missing() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let (r, out) = run(&e, &opts("FROM base:1\nWORKDIR /tmp\nWORKDIR /srv/new\n"));
+    let b = r.unwrap_or_else(|err| panic!("{err}\n{out}"));
+    let base_layers = e.store.image("base:1").unwrap().diff_ids.len();
+    assert_eq!(
+        e.store.image(&b.id.to_string()).unwrap().diff_ids.len(),
+        base_layers + 1
+    );
+    e.store
+        .create_container("longshore-build-wd", &b.id.to_string())
+        .unwrap();
+    let root = e.store.mount_container("longshore-build-wd").unwrap();
+    let made = root.join("srv/new").is_dir();
+    e.store.unmount_container("longshore-build-wd").unwrap();
+    e.store.remove_container("longshore-build-wd").unwrap();
+    assert!(made);
 }
