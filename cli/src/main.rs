@@ -556,6 +556,12 @@ enum Cmd {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Run the Engine API server (not implemented yet)
     Daemon {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -573,6 +579,95 @@ enum ContainerCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VolumeCmd {
+    /// Create a volume
+    Create {
+        /// Set metadata for a volume
+        #[arg(short = 'l', long = "label")]
+        label: Vec<String>,
+        /// Specify volume driver name
+        #[arg(short = 'd', long, default_value = "local")]
+        driver: String,
+        name: Option<String>,
+    },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls {
+        /// Only display volume names
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Format output using a custom template
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Display detailed information on one or more volumes
+    Inspect {
+        /// Format output using a Go template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm {
+        /// Force the removal of one or more volumes
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused local volumes
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NetworkCmd {
+    /// Create a network
+    Create {
+        /// Driver to manage the Network
+        #[arg(short = 'd', long, default_value = "bridge")]
+        driver: String,
+        /// Subnet in CIDR format that represents a network segment
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Allocate container ip from a sub-range
+        #[arg(long = "ip-range")]
+        ip_range: Option<String>,
+        /// Set driver specific options (com.docker.network.bridge.name,
+        /// com.docker.network.bridge.enable_icc)
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
+        name: String,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        /// Only display network names
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Display detailed information on one or more networks
+    Inspect {
+        /// Format output using a Go template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -1465,6 +1560,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
         Cmd::Daemon { .. } => Err(fail(
             "longshore daemon: the Engine API server is not built yet",
         )),
+        Cmd::Volume(v) => cmd_volume(&engine()?, v),
+        Cmd::Network(n) => cmd_network(&engine()?, n),
     }
 }
 
@@ -1793,6 +1890,232 @@ fn cmd_images(e: &Engine, o: ImagesOpts) -> Res<u8> {
     let t = Template::parse(&fmt)?;
     print!("{}", render_all(&t, &rows)?);
     Ok(0)
+}
+
+fn print_json_or_template(values: &[Value], format: Option<String>) -> Res<u8> {
+    match format {
+        Some(f) => {
+            let t = Template::parse(&f)?;
+            for v in values {
+                println!("{}", t.render(v)?);
+            }
+        }
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(values).unwrap_or_default()
+        ),
+    }
+    Ok(0)
+}
+
+fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
+    match cmd {
+        VolumeCmd::Create {
+            label,
+            driver,
+            name,
+        } => {
+            if driver != "local" {
+                return Err(fail(format!(
+                    "Error response from daemon: volume driver {driver:?} is not supported (local)"
+                )));
+            }
+            let labels = label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            let v = e.create_volume(name.as_deref(), labels)?;
+            println!("{}", v.name);
+            Ok(0)
+        }
+        VolumeCmd::Ls { quiet, format } => {
+            let vols = e.volumes()?;
+            if quiet {
+                for v in &vols {
+                    println!("{}", v.name);
+                }
+                return Ok(0);
+            }
+            let rows: Vec<Value> = vols
+                .iter()
+                .map(|v| json!({"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint}))
+                .collect();
+            let fmt = format.unwrap_or_else(|| "table {{.Driver}}\t{{.Name}}".into());
+            let fmt = if fmt == "table {{.Driver}}\t{{.Name}}" {
+                "table {{.Driver}}\t{{.VolumeName}}".to_string()
+            } else {
+                fmt
+            };
+            let rows: Vec<Value> = rows
+                .into_iter()
+                .map(|mut r| {
+                    r["VolumeName"] = r["Name"].clone();
+                    r
+                })
+                .collect();
+            print!("{}", render_all(&Template::parse(&fmt)?, &rows)?);
+            Ok(0)
+        }
+        VolumeCmd::Inspect { format, names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(serde_json::to_value(e.volume(n)?).unwrap_or_default());
+            }
+            print_json_or_template(&out, format)
+        }
+        VolumeCmd::Rm { force, names } => each_named(names, |n| e.remove_volume(n, force)),
+        VolumeCmd::Prune { .. } => {
+            let gone = e.prune_volumes()?;
+            println!("Deleted Volumes:");
+            for g in gone {
+                println!("{g}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
+    let net_err =
+        |err: longshore_network::Error| fail(format!("Error response from daemon: {err}"));
+    match cmd {
+        NetworkCmd::Create {
+            driver,
+            subnet,
+            ip_range,
+            opt,
+            name,
+        } => {
+            if driver != "bridge" {
+                return Err(fail(format!(
+                    "Error response from daemon: plugin \"{driver}\" not found"
+                )));
+            }
+            let mut req = longshore_network::NetworkCreate {
+                name: name.clone(),
+                bridge: None,
+                gateway: None,
+                fixed_cidr: None,
+                mtu: None,
+                no_icc: false,
+            };
+            if let Some(s) = subnet {
+                let n: ipnetwork::Ipv4Network = s
+                    .parse()
+                    .map_err(|err| fail(format!("invalid subnet {s:?}: {err}")))?;
+                // the gateway is the first address of the subnet, as Docker picks it
+                let gw = ipnetwork::Ipv4Network::new(
+                    std::net::Ipv4Addr::from(u32::from(n.network()) + 1),
+                    n.prefix(),
+                )
+                .map_err(|err| fail(format!("invalid subnet {s:?}: {err}")))?;
+                req.gateway = Some(gw);
+            }
+            if let Some(r) = ip_range {
+                req.fixed_cidr = Some(
+                    r.parse()
+                        .map_err(|err| fail(format!("invalid --ip-range {r:?}: {err}")))?,
+                );
+            }
+            for o in opt {
+                match o.split_once('=') {
+                    Some(("com.docker.network.bridge.name", v)) => req.bridge = Some(v.to_string()),
+                    Some(("com.docker.network.bridge.enable_icc", v)) => req.no_icc = v == "false",
+                    Some(("com.docker.network.driver.mtu", v)) => req.mtu = v.parse().ok(),
+                    _ => return Err(fail(format!("unsupported network option {o:?}"))),
+                }
+            }
+            let info = e.network()?.create_network(&req).map_err(net_err)?;
+            println!(
+                "{}",
+                if info.id.is_empty() {
+                    info.name
+                } else {
+                    info.id
+                }
+            );
+            Ok(0)
+        }
+        NetworkCmd::Ls { quiet } => {
+            let nets = e.network()?.list_networks().map_err(net_err)?;
+            let mut rows: Vec<Vec<String>> = nets
+                .iter()
+                .map(|n| {
+                    vec![
+                        short(&n.id),
+                        n.name.clone(),
+                        "bridge".into(),
+                        "local".into(),
+                    ]
+                })
+                .collect();
+            rows.push(vec![
+                String::new(),
+                "host".into(),
+                "host".into(),
+                "local".into(),
+            ]);
+            rows.push(vec![
+                String::new(),
+                "none".into(),
+                "null".into(),
+                "local".into(),
+            ]);
+            if quiet {
+                for r in rows {
+                    println!("{}", r[1]);
+                }
+                return Ok(0);
+            }
+            print!(
+                "{}",
+                table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
+            );
+            Ok(0)
+        }
+        NetworkCmd::Inspect { format, names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                let info = e
+                    .network()?
+                    .network(n)
+                    .map_err(|_| Failure::from(Error::NoSuchNetwork(n.clone())))?;
+                out.push(json!({
+                    "Name": info.name, "Id": info.id, "Driver": "bridge", "Scope": "local",
+                    "IPAM": {"Driver": "default", "Config": [{"Subnet": info.gateway.network().to_string() + "/" + &info.gateway.prefix().to_string(), "Gateway": info.gateway.ip().to_string()}]},
+                    "Options": {"com.docker.network.bridge.name": info.bridge, "com.docker.network.bridge.enable_icc": info.icc.to_string(), "com.docker.network.driver.mtu": info.mtu.to_string()},
+                }));
+            }
+            print_json_or_template(&out, format)
+        }
+        NetworkCmd::Rm { names } => each_named(names, |n| {
+            e.network()?.remove_network(n).map_err(|err| match err {
+                longshore_network::Error::NetworkNotFound(_) => Error::NoSuchNetwork(n.to_string()),
+                err => Error::Network {
+                    op: format!("remove network {n}"),
+                    source: err,
+                },
+            })
+        }),
+    }
+}
+
+/// Runs `f` on each name, printing it as docker does, or the error (exit 1).
+fn each_named(names: Vec<String>, f: impl Fn(&str) -> longshore_engine::Result<()>) -> Res<u8> {
+    let mut failed = false;
+    for n in names {
+        match f(&n) {
+            Ok(()) => println!("{n}"),
+            Err(err) => {
+                eprintln!("Error response from daemon: {err}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
 }
 
 #[cfg(test)]

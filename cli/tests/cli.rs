@@ -560,3 +560,95 @@ fn run_it_under_a_pseudo_terminal() {
     assert!(text.contains("xterm"), "{text}");
     wait_for("removal", || env.ok(&["ps", "-aq"]).is_empty());
 }
+
+#[test]
+fn volumes_named_bind_and_in_use() {
+    require_root!();
+    let env = Env::new();
+    assert_eq!(env.ok(&["volume", "create", "data1"]).trim(), "data1");
+    env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "data1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "data1:/data",
+        "busybox",
+        "cat",
+        "/data/f",
+    ]);
+    assert_eq!(out, "kept\n");
+    let ls = env.ok(&["volume", "ls"]);
+    assert!(
+        ls.starts_with("DRIVER    VOLUME NAME\nlocal     data1"),
+        "{ls}"
+    );
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "--network",
+        "none",
+        "-v",
+        "data1:/data",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let out = env.run(&["volume", "rm", "data1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("volume is in use"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["rm", "-f", "holder"]);
+    env.ok(&["volume", "rm", "data1"]);
+    assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
+    // a read-only bind of a host directory
+    let host = env.data().join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in"), "from host\n").unwrap();
+    let bind = format!("{}:/mnt:ro", host.display());
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &bind,
+        "busybox",
+        "cat",
+        "/mnt/in",
+    ]);
+    assert_eq!(out, "from host\n");
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &bind,
+        "busybox",
+        "touch",
+        "/mnt/new",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!host.join("new").exists());
+    let out = env.run(&["volume", "inspect", "nosuch"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("no such volume"), "{}", stderr(&out));
+}

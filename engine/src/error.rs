@@ -8,6 +8,12 @@ pub enum Error {
     /// No container has this ID, ID prefix or name.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// No volume has this name.
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    /// No network has this name.
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
     /// No image has this reference or ID.
     #[error("No such image: {0}")]
     NoSuchImage(String),
@@ -180,7 +186,11 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Error::NoSuchContainer(_) | Error::NoSuchImage(_) | Error::NotFound { .. }
+            Error::NoSuchContainer(_)
+                | Error::NoSuchImage(_)
+                | Error::NoSuchVolume(_)
+                | Error::NoSuchNetwork(_)
+                | Error::NotFound { .. }
         )
     }
 }

@@ -64,6 +64,7 @@ mod images;
 pub mod monitor;
 mod pull;
 mod stage;
+mod volumes;
 
 pub use attach::{Attached, ExecProcess, ExecRequest, Frame, attach_to};
 pub use containers::{
@@ -77,6 +78,7 @@ pub use error::{Error, Result};
 pub use events::{Event, EventsOptions};
 pub use images::{ImageSummary, RemoveImageOptions, apply_change};
 pub use pull::{LayerOutcome, PullJobOptions, PullReport};
+pub use volumes::Volume;
 
 /// The package name, for diagnostics.
 pub const CRATE_NAME: &str = "longshore-engine";

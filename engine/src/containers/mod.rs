@@ -581,8 +581,8 @@ pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
 
-/// A random 64-hex ID.
-pub(crate) fn random_id() -> Result<String> {
+/// A random 64-hex ID (containers, anonymous volumes).
+pub fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     let mut f = fs::File::open("/dev/urandom").map_err(Error::io("open /dev/urandom"))?;
     std::io::Read::read_exact(&mut f, &mut b).map_err(Error::io("read /dev/urandom"))?;
