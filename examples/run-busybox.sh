@@ -4,6 +4,7 @@
 # (create, start, state, exec, kill, delete). Needs root and Debian's busybox-static.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh
 cargo build --release -q -p longshore-examples --bin longshore-runtime
 rt=$PWD/target/release/longshore-runtime
 bundle=$(mktemp -d /tmp/longshore-demo-XXXXXX)
