@@ -509,6 +509,24 @@ struct ContainerGuard<'a> {
     keep: bool,
 }
 
+impl<'a> ContainerGuard<'a> {
+    /// Creates a container (ID `<prefix><random>`) on `image` and mounts it; the guard
+    /// unmounts and removes it when dropped.
+    fn mounted(store: &'a Store, prefix: &str, image: &Digest) -> Result<(Self, PathBuf)> {
+        let id = format!("{prefix}{}", random_hex(6)?);
+        store.create_container(&id, &image.to_string())?;
+        let mut g = ContainerGuard {
+            store,
+            id: id.clone(),
+            mounted: false,
+            keep: false,
+        };
+        let root = store.mount_container(&id)?;
+        g.mounted = true;
+        Ok((g, root))
+    }
+}
+
 impl Drop for ContainerGuard<'_> {
     fn drop(&mut self) {
         if self.mounted {
@@ -889,16 +907,8 @@ impl Shared<'_> {
         work: impl FnOnce(&str, &Path) -> Result<()>,
     ) -> Result<Digest> {
         let image = self.ensure_image(st)?;
-        let cid = format!("longshore-build-{}", random_hex(6)?);
-        self.store.create_container(&cid, &image.to_string())?;
-        let mut guard = ContainerGuard {
-            store: self.store,
-            id: cid.clone(),
-            mounted: false,
-            keep: false,
-        };
-        let rootfs = self.store.mount_container(&cid)?;
-        guard.mounted = true;
+        let (mut guard, rootfs) = ContainerGuard::mounted(self.store, "longshore-build-", &image)?;
+        let cid = guard.id.clone();
         let r = work(&cid, &rootfs);
         if let Err(e) = r {
             guard.keep = !(self.opts.rm || self.opts.force_rm);

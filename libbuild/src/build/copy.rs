@@ -28,16 +28,7 @@ impl Shared<'_> {
         };
         let (src_root, ignore): (PathBuf, Option<&crate::ignore::Ignore>) = match &src_image {
             Some(img) => {
-                let cid = format!("longshore-build-src-{}", random_hex(6)?);
-                self.store.create_container(&cid, &img.to_string())?;
-                let mut g = ContainerGuard {
-                    store: self.store,
-                    id: cid.clone(),
-                    mounted: false,
-                    keep: false,
-                };
-                let root = self.store.mount_container(&cid)?;
-                g.mounted = true;
+                let (g, root) = ContainerGuard::mounted(self.store, "longshore-build-src-", img)?;
                 holder = Some(g);
                 (root, None)
             }

@@ -359,16 +359,7 @@ impl Shared<'_> {
             })?,
         };
         key.update(format!("from {image}\n").as_bytes());
-        let cid = format!("longshore-build-src-{}", random_hex(6)?);
-        self.store.create_container(&cid, &image.to_string())?;
-        let mut g = ContainerGuard {
-            store: self.store,
-            id: cid.clone(),
-            mounted: false,
-            keep: false,
-        };
-        let root = self.store.mount_container(&cid)?;
-        g.mounted = true;
+        let (g, root) = ContainerGuard::mounted(self.store, "longshore-build-src-", &image)?;
         holders.push(MountHolder::Container { _guard: g });
         let path = resolve_in_root(&root, &rel, true).ctx("resolve", &rel)?;
         if fs::symlink_metadata(&path).is_err() {
