@@ -132,6 +132,13 @@ fn header_name(field: &str) -> String {
         "RunningFor" => "CREATED".into(),
         "CreatedSince" => "CREATED".into(),
         "Repository" => "REPOSITORY".into(),
+        "Container" => "CONTAINER ID".into(),
+        "CPUPerc" => "CPU %".into(),
+        "MemUsage" => "MEM USAGE / LIMIT".into(),
+        "MemPerc" => "MEM %".into(),
+        "PIDs" => "PIDS".into(),
+        "ImageID" => "IMAGE ID".into(),
+        "VolumeName" => "VOLUME NAME".into(),
         _ => {
             let mut s = String::new();
             let mut prev_upper = true;

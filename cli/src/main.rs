@@ -515,20 +515,49 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Update configuration of one or more containers (not implemented yet)
+    /// Update configuration of one or more containers
     Update {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Memory limit
+        #[arg(short = 'm', long)]
+        memory: Option<String>,
+        /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+        #[arg(long = "memory-swap")]
+        memory_swap: Option<String>,
+        /// CPU shares (relative weight)
+        #[arg(short = 'c', long = "cpu-shares")]
+        cpu_shares: Option<i64>,
+        /// Number of CPUs
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// CPUs in which to allow execution (0-3, 0,1)
+        #[arg(long = "cpuset-cpus")]
+        cpuset_cpus: Option<String>,
+        /// Tune container pids limit (set -1 for unlimited)
+        #[arg(long = "pids-limit")]
+        pids_limit: Option<i64>,
+        /// Restart policy to apply when a container exits
+        #[arg(long)]
+        restart: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
     },
     /// Copy files/folders between a container and the local filesystem (not implemented yet)
     Cp {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Display a live stream of container(s) resource usage statistics (not implemented yet)
+    /// Display a live stream of container(s) resource usage statistics
     Stats {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Disable streaming stats and only pull the first result
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// Show all containers (default shows just running)
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Format output using a custom template
+        #[arg(long)]
+        format: Option<String>,
+        containers: Vec<String>,
     },
     /// Log in to a registry (not implemented yet)
     Login {
@@ -1549,9 +1578,39 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
         Cmd::Build { .. } => Err(fail(
             "longshore build: the builder (libbuild) is not wired into the engine yet",
         )),
-        Cmd::Update { .. } => Err(fail("longshore update: not implemented yet")),
+        Cmd::Update {
+            memory,
+            memory_swap,
+            cpu_shares,
+            cpus,
+            cpuset_cpus,
+            pids_limit,
+            restart,
+            containers,
+        } => {
+            let e = engine()?;
+            let mut req = longshore_engine::UpdateRequest::default();
+            req.memory = memory;
+            req.memory_swap = memory_swap;
+            req.cpu_shares = cpu_shares;
+            req.cpus = cpus;
+            req.cpuset_cpus = cpuset_cpus;
+            req.pids_limit = pids_limit;
+            req.restart = restart;
+            each(e, containers, |e, c| {
+                for w in e.update_container(c, &req)? {
+                    eprintln!("WARNING: {w}");
+                }
+                Ok(())
+            })
+        }
         Cmd::Cp { .. } => Err(fail("longshore cp: not implemented yet")),
-        Cmd::Stats { .. } => Err(fail("longshore stats: not implemented yet")),
+        Cmd::Stats {
+            no_stream,
+            all,
+            format,
+            containers,
+        } => cmd_stats(&engine()?, no_stream, all, format, containers),
         Cmd::Login { .. } | Cmd::Logout { .. } => {
             Err(fail("longshore login/logout: not implemented yet"))
         }
@@ -1890,6 +1949,121 @@ fn cmd_images(e: &Engine, o: ImagesOpts) -> Res<u8> {
     let t = Template::parse(&fmt)?;
     print!("{}", render_all(&t, &rows)?);
     Ok(0)
+}
+
+fn cmd_stats(
+    e: &Engine,
+    no_stream: bool,
+    all: bool,
+    format: Option<String>,
+    names: Vec<String>,
+) -> Res<u8> {
+    let ids: Vec<String> = if names.is_empty() {
+        let mut lo = ListOptions::default();
+        lo.all = all;
+        e.list_containers(&lo)?.into_iter().map(|s| s.id).collect()
+    } else {
+        names
+    };
+    let fmt = format.unwrap_or_else(|| {
+        "table {{.Container}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}"
+            .into()
+    });
+    let t = Template::parse(&fmt)?;
+    let mut last: std::collections::HashMap<String, (u64, std::time::Instant)> = Default::default();
+    let first = |e: &Engine,
+                 last: &mut std::collections::HashMap<String, (u64, std::time::Instant)>|
+     -> Res<Vec<Value>> {
+        let mut rows = Vec::new();
+        for id in &ids {
+            let s = match e.container_stats(id) {
+                Ok(s) => s,
+                Err(Error::WrongState(_)) => {
+                    rows.push(json!({"Container": short(id), "ID": short(id), "Name": "--", "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%", "PIDs": "0"}));
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let now = std::time::Instant::now();
+            let cpu = match last.get(id) {
+                Some((prev, t)) => {
+                    let dt = now.duration_since(*t).as_nanos().max(1) as f64;
+                    (s.cpu_usage_ns.saturating_sub(*prev)) as f64 / dt * 100.0
+                }
+                None => 0.0,
+            };
+            last.insert(id.clone(), (s.cpu_usage_ns, now));
+            let total = std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|m| {
+                    m.lines()
+                        .next()
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+                * 1024;
+            let limit = if s.memory_limit == 0 || s.memory_limit > total {
+                total
+            } else {
+                s.memory_limit
+            };
+            rows.push(json!({
+                "Container": short(&s.id), "ID": short(&s.id), "Name": s.name,
+                "CPUPerc": format!("{cpu:.2}%"),
+                "MemUsage": format!("{} / {}", human_binary(s.memory_usage), human_binary(limit)),
+                "MemPerc": format!("{:.2}%", if limit > 0 { s.memory_usage as f64 * 100.0 / limit as f64 } else { 0.0 }),
+                "PIDs": s.pids.to_string(),
+            }));
+        }
+        Ok(rows)
+    };
+    // CPU use needs two samples: the first one primes the counters
+    first(e, &mut last)?;
+    std::thread::sleep(std::time::Duration::from_millis(if no_stream {
+        100
+    } else {
+        500
+    }));
+    loop {
+        let rows = first(e, &mut last)?;
+        if !no_stream {
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{}", render_all(&t, &rows)?);
+        io::stdout().flush()?;
+        if no_stream {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Docker's memory sizes in `stats`: binary units (`1.5MiB`).
+fn human_binary(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    // Go's %.4g, as go-units' BytesSize prints it
+    let digits = if v >= 1000.0 {
+        0
+    } else if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{v:.digits$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
 }
 
 fn print_json_or_template(values: &[Value], format: Option<String>) -> Res<u8> {

@@ -652,3 +652,59 @@ fn volumes_named_bind_and_in_use() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("no such volume"), "{}", stderr(&out));
 }
+
+#[test]
+fn update_and_stats_of_a_running_container() {
+    require_root!();
+    let env = Env::new();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "st1",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let stats = env.ok(&["stats", "--no-stream", "st1"]);
+    let lines: Vec<&str> = stats.lines().collect();
+    assert!(
+        lines[0].starts_with("CONTAINER ID   NAME      CPU %"),
+        "{stats}"
+    );
+    assert!(
+        lines[1].contains("st1") && lines[1].contains("/ 64MiB"),
+        "{stats}"
+    );
+    env.ok(&["update", "-m", "128m", "--pids-limit", "50", "st1"]);
+    let stats = env.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}} {{.PIDs}}",
+        "st1",
+    ]);
+    assert!(stats.contains("/ 128MiB"), "{stats}");
+    assert_eq!(
+        env.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+            "st1"
+        ])
+        .trim(),
+        "134217728 50"
+    );
+    let out = env.run(&["update", "-m", "1m", "st1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Minimum memory limit"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["rm", "-f", "st1"]);
+}

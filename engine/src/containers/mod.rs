@@ -23,6 +23,7 @@ mod spec;
 pub use spec::{parse_signal, resolve_user};
 mod start;
 mod stop;
+mod update;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -38,6 +39,7 @@ pub use remove::RemoveOptions;
 pub use start::StartOptions;
 pub(crate) use start::unpin_netns as unpin_netns_path;
 pub use stop::{StopOptions, WaitCondition};
+pub use update::{StatsSample, UpdateRequest};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
