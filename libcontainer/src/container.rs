@@ -773,14 +773,19 @@ impl Container {
             .ctx(|| format!("open {}", path.display()))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut byte = [0u8; 1];
+        // the init writes one byte, then keeps the fifo open until the user's program is
+        // exec'd (the trampoline closes it): read the byte, then wait for the end
+        let mut released = false;
         loop {
             match fifo.read(&mut byte) {
-                Ok(1) => break,
+                Ok(1) => released = true,
+                Ok(0) if released => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e).ctx(|| "read the exec fifo".into()),
             }
-            if !state::is_alive(self.state.pid, self.state.pid_start_time) {
+            // (once released, a process that is gone closed the fifo: the next read ends)
+            if !released && !state::is_alive(self.state.pid, self.state.pid_start_time) {
                 return Err(Error::Init(
                     "the container's init process died before start".into(),
                 ));

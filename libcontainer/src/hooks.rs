@@ -2,6 +2,7 @@
 //! args and env, and an optional timeout after which it is killed.
 
 use std::io::Write;
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,25 +11,66 @@ use oci_spec::runtime::Hook;
 
 use crate::error::{Error, Result};
 
+/// The trampoline's channel argument when there is no channel: a descriptor number no
+/// process has open (its fcntl and errno report fail harmlessly).
+const NO_CHANNEL: &str = "999999999";
+
 /// Runs `hooks` in order; the first failure stops the list.
 pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
     for hook in hooks {
-        run_one(kind, hook, state_json)?;
+        run_one(kind, hook, state_json, None)?;
     }
     Ok(())
 }
 
-fn run_one(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<()> {
+/// Runs hooks whose program lies in the container (createContainer, startContainer) from
+/// the init: through the sealed exec trampoline open at `trampoline`, as the user's
+/// program is, so that an image's `#!/proc/self/exe` hook never reaches the runtime's
+/// binary (CVE-2019-5736).
+pub(crate) fn run_in_container(
+    kind: &'static str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    trampoline: RawFd,
+) -> Result<()> {
+    for hook in hooks {
+        run_one(kind, hook, state_json, Some(trampoline))?;
+    }
+    Ok(())
+}
+
+fn run_one(
+    kind: &'static str,
+    hook: &Hook,
+    state_json: &[u8],
+    trampoline: Option<RawFd>,
+) -> Result<()> {
     let fail = |reason: String| Error::Hook {
         hook: kind,
         path: hook.path().clone(),
         reason,
     };
-    let mut cmd = Command::new(hook.path());
     let args = hook.args().clone().unwrap_or_default();
-    if let Some((argv0, rest)) = args.split_first() {
-        cmd.arg0(argv0).args(rest);
-    }
+    let mut cmd = match trampoline {
+        None => {
+            let mut cmd = Command::new(hook.path());
+            if let Some((argv0, rest)) = args.split_first() {
+                cmd.arg0(argv0).args(rest);
+            }
+            cmd
+        }
+        Some(fd) => {
+            // the trampoline's argv: no channel (an fd number that is not open), the
+            // program, its argv
+            let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
+            cmd.arg0(NO_CHANNEL).arg(hook.path());
+            match args.split_first() {
+                Some((argv0, rest)) => cmd.arg(argv0).args(rest),
+                None => cmd.arg(hook.path()),
+            };
+            cmd
+        }
+    };
     cmd.env_clear();
     for kv in hook.env().iter().flatten() {
         if let Some((k, v)) = kv.split_once('=') {

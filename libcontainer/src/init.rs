@@ -193,7 +193,12 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
                 .as_ref()
                 .and_then(|h| h.create_container().as_ref())
             {
-                crate::hooks::run("createContainer", hooks, state_json.as_bytes())?;
+                crate::hooks::run_in_container(
+                    "createContainer",
+                    hooks,
+                    state_json.as_bytes(),
+                    a.trampoline,
+                )?;
             }
         }
         if a.new_mountns {
@@ -288,7 +293,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     let c_fd = CString::new(a.channel.raw_fd().to_string()).expect("digits");
     let c_argv = cstrings(&argv)?;
     let c_env = cstrings(&env)?;
-    let argv_ptrs: Vec<*const libc::c_char> = [c_fd.as_ptr(), c_program.as_ptr()]
+    let mut argv_ptrs: Vec<*const libc::c_char> = [c_fd.as_ptr(), c_program.as_ptr()]
         .into_iter()
         .chain(c_argv.iter().map(|c| c.as_ptr()))
         .chain([std::ptr::null()])
@@ -302,8 +307,13 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     // from here on the runtime may exit (`create` does) while we wait for `start`
     sys::prctl(libc::PR_SET_PDEATHSIG, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     a.channel.send(&Msg::Ready)?;
-    match a.release {
-        Release::Channel => a.channel.expect(&Msg::Start)?,
+    // what the trampoline closes at the user's execve: the channel, or for `start` through
+    // the fifo the fifo itself, so that `start` returns once the program runs
+    let fifo = match a.release {
+        Release::Channel => {
+            a.channel.expect(&Msg::Start)?;
+            None
+        }
         Release::Fifo(fd) => {
             // blocks until `start` opens the other end; reopened through our own procfs,
             // not the container's /proc (which a container without a mount namespace of
@@ -327,8 +337,18 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
             (&fifo)
                 .write_all(b"0")
                 .ctx(|| "write the exec fifo".into())?;
+            Some(fifo)
         }
-    }
+    };
+    let c_fifo;
+    let report_fd = match &fifo {
+        Some(f) => {
+            c_fifo = CString::new(f.as_raw_fd().to_string()).expect("digits");
+            argv_ptrs[0] = c_fifo.as_ptr();
+            f.as_raw_fd()
+        }
+        None => a.channel.raw_fd(),
+    };
     sys::reset_signals();
     if let Some(p) = a
         .spec
@@ -347,7 +367,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     {
         // the state as `start` sees it
         let started = state_json.replacen("\"creating\"", "\"created\"", 1);
-        crate::hooks::run("startContainer", hooks, started.as_bytes())?;
+        crate::hooks::run_in_container("startContainer", hooks, started.as_bytes(), a.trampoline)?;
     }
     if nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
@@ -355,8 +375,10 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
             filter.load()?;
         }
     }
-    // the channel stays open across the trampoline's execve (it closes it on the user's)
-    sys::dup2(a.channel.raw_fd(), a.channel.raw_fd()).ctx(|| "keep the init channel".into())?;
+    // the channel (or the fifo) stays open across the trampoline's execve; it closes it
+    // on the user's
+    sys::dup2(report_fd, report_fd)
+        .ctx(|| "keep the init channel open for the trampoline".into())?;
     let err = sys::execveat_empty(a.trampoline, &argv_ptrs, &env_ptrs);
     let code = if err.raw_os_error() == Some(libc::ENOENT) {
         127

@@ -577,3 +577,36 @@ fn console_is_not_bound_through_a_symlink() {
         "the pty went through the image's symlink: {out}"
     );
 }
+
+/// CVE-2019-5736 through a hook: startContainer hooks run inside the container, from the
+/// init, so a hook program of the image (`#!/proc/self/exe` with the payload loader) must
+/// reach only the sealed trampoline, never this binary.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn cve_2019_5736_through_a_start_container_hook() {
+    require_root!();
+    let me = std::fs::metadata("/proc/self/exe").unwrap().ino();
+    let mut f = writable(&["true"]);
+    if !plant_exe_payload(&rootfs(&f)) {
+        return;
+    }
+    let hook = oci_spec::runtime::HookBuilder::default()
+        .path("/bin/sh")
+        .args(vec!["sh".to_string()])
+        .build()
+        .unwrap();
+    f.spec.set_hooks(Some(
+        oci_spec::runtime::HooksBuilder::default()
+            .start_container(vec![hook])
+            .build()
+            .unwrap(),
+    ));
+    // the hook fails (the trampoline refuses the script); what matters is what it reached
+    let res = try_run(&f);
+    let got = payload_opened(&rootfs(&f));
+    assert!(
+        got.is_none(),
+        "the hook ran this binary with the image's loader: opened inode {got:?} (this binary \
+         is {me}); {res:?}"
+    );
+}

@@ -961,3 +961,38 @@ fn warnings_reach_the_caller() {
     assert_eq!(c.warnings(), &[] as &[String]);
     c.delete(true).unwrap();
 }
+
+/// `start` through the exec fifo returns once the user's program runs (the fifo stays
+/// open until its execve), not while the init still runs the runtime's code (here a
+/// slow startContainer hook, which runs between the release and the execve).
+#[test]
+fn start_returns_once_the_program_runs() {
+    require_root!();
+    let mut f = Fixture::new(&["sleep", "100"]);
+    let hook = oci_spec::runtime::HookBuilder::default()
+        .path("/bin/sh")
+        .args(vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "sleep 0.3".to_string(),
+        ])
+        .build()
+        .unwrap();
+    f.spec.set_hooks(Some(
+        oci_spec::runtime::HooksBuilder::default()
+            .start_container(vec![hook])
+            .build()
+            .unwrap(),
+    ));
+    let c = f.builder().stdio(Stdio::Null).create().unwrap();
+    // another handle, as `longshore-runtime start` is another process: the fifo path
+    let mut other = Container::load(f.root(), &f.id).unwrap();
+    other.start().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", c.pid())).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&cmdline).replace('\0', " ").trim(),
+        "sleep 100",
+        "start returned before the program was exec'd"
+    );
+    drop(c);
+}
