@@ -434,7 +434,6 @@ pub fn build(
                 std::mem::take(&mut *shared.created.lock().unwrap_or_else(|p| p.into_inner()));
             for id in created.iter().rev() {
                 let _ = store.remove_image(&id.to_string(), false, true);
-                let _ = fs::remove_file(shared.cache_dir.join("by-image").join(id.hex()));
             }
             Err(e)
         }
