@@ -461,3 +461,14 @@ pub(crate) unsafe fn bpf(cmd: i32, attr: &mut [u8; 128]) -> io::Result<i64> {
         Ok(ret)
     }
 }
+
+/// [`bpf`] for the commands that return a new descriptor (`PROG_LOAD`, `GET_FD_BY_ID`).
+///
+/// # Safety
+/// As for [`bpf`]; `cmd` must be a command that returns a descriptor on success.
+pub(crate) unsafe fn bpf_fd(cmd: i32, attr: &mut [u8; 128]) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: the caller's guarantees are ours.
+    let fd = unsafe { bpf(cmd, attr) }?;
+    // SAFETY: on success the command returned a new descriptor that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
+}

@@ -12,7 +12,7 @@
 //! the major and minor match (absent: any) and the access asked for is within the rule's;
 //! no match denies.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
@@ -197,9 +197,8 @@ fn load(rules: &[LinuxDeviceCgroup]) -> std::io::Result<OwnedFd> {
     put32(&mut attr, 68, BPF_CGROUP_DEVICE); // expected_attach_type
     // SAFETY: `insns`, `license` and `log` outlive the call and the attribute holds their
     // exact lengths; the kernel writes only into `log` (up to its length).
-    match unsafe { sys::bpf(BPF_PROG_LOAD, &mut attr) } {
-        // SAFETY: a successful PROG_LOAD returns a new descriptor that we now own.
-        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+    match unsafe { sys::bpf_fd(BPF_PROG_LOAD, &mut attr) } {
+        Ok(fd) => Ok(fd),
         Err(e) => {
             let text = String::from_utf8_lossy(&log);
             let text = text.trim_end_matches('\0').trim();
@@ -246,9 +245,7 @@ fn prog_by_id(id: u32) -> std::io::Result<OwnedFd> {
     let mut attr = [0u8; 128];
     put32(&mut attr, 0, id);
     // SAFETY: the attribute holds only integers.
-    let fd = unsafe { sys::bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }?;
-    // SAFETY: a successful GET_FD_BY_ID returns a new descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    unsafe { sys::bpf_fd(BPF_PROG_GET_FD_BY_ID, &mut attr) }
 }
 
 /// Enforces `rules` on the cgroup v2 directory `dir`: attaches the new program, then
