@@ -541,10 +541,18 @@ enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    /// Copy files/folders between a container and the local filesystem (not implemented yet)
+    /// Copy files/folders between a container and the local filesystem
     Cp {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Archive mode (copy all uid/gid information)
+        #[arg(short = 'a', long)]
+        archive: bool,
+        /// Always follow symbol link in SRC_PATH
+        #[arg(short = 'L', long = "follow-link")]
+        follow_link: bool,
+        /// CONTAINER:SRC_PATH or SRC_PATH or - (a tar on stdin)
+        src: String,
+        /// DEST_PATH or - (a tar on stdout) or CONTAINER:DEST_PATH
+        dest: String,
     },
     /// Display a live stream of container(s) resource usage statistics
     Stats {
@@ -1604,7 +1612,12 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
                 Ok(())
             })
         }
-        Cmd::Cp { .. } => Err(fail("longshore cp: not implemented yet")),
+        Cmd::Cp {
+            archive: _,
+            follow_link: _,
+            src,
+            dest,
+        } => cmd_cp(&engine()?, &src, &dest),
         Cmd::Stats {
             no_stream,
             all,
@@ -2064,6 +2077,146 @@ fn human_binary(n: u64) -> String {
         s
     };
     format!("{s}{}", units[i])
+}
+
+/// `CONTAINER:PATH` as docker splits it: a colon before any slash.
+fn container_path(arg: &str) -> Option<(&str, &str)> {
+    let (c, p) = arg.split_once(':')?;
+    (!c.is_empty() && !c.contains('/')).then_some((c, p))
+}
+
+fn cmd_cp(e: &Engine, src: &str, dest: &str) -> Res<u8> {
+    match (container_path(src), container_path(dest)) {
+        (Some(_), Some(_)) => Err(fail("copying between containers is not supported")),
+        (None, None) => Err(fail("must specify at least one container source")),
+        (Some((c, path)), None) => {
+            if dest == "-" {
+                e.copy_from_container(c, path, io::stdout().lock())?;
+                return Ok(0);
+            }
+            let dest = PathBuf::from(dest);
+            let (dir, rename) = if dest.is_dir() {
+                (dest.clone(), None)
+            } else {
+                let parent = dest
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                if !parent.is_dir() {
+                    return Err(fail(format!(
+                        "destination directory {} does not exist",
+                        parent.display()
+                    )));
+                }
+                (parent.to_path_buf(), Some(dest.clone()))
+            };
+            // extracted beside the destination (never following a link in the archive out of
+            // it), then renamed to the destination's name when that differs
+            let stage = tempfile_dir(&dir)?;
+            let mut buf = Vec::new();
+            e.copy_from_container(c, path, &mut buf)?;
+            longshore_graph::apply_layer(
+                &buf[..],
+                stage.path(),
+                &longshore_graph::ApplyOptions::default(),
+            )
+            .map_err(|err| fail(format!("extract {src}: {err}")))?;
+            for entry in std::fs::read_dir(stage.path())? {
+                let entry = entry?;
+                let target = match &rename {
+                    Some(r) => r.clone(),
+                    None => dir.join(entry.file_name()),
+                };
+                if target.is_dir() && entry.path().is_dir() {
+                    // merge into an existing directory, as docker does
+                    let status = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(format!("{}/.", entry.path().display()))
+                        .arg(&target)
+                        .status()?;
+                    if !status.success() {
+                        return Err(fail(format!("copy into {}", target.display())));
+                    }
+                } else {
+                    std::fs::rename(entry.path(), &target)?;
+                }
+            }
+            Ok(0)
+        }
+        (None, Some((c, path))) => {
+            if src == "-" {
+                e.copy_to_container(c, path, io::stdin())?;
+                return Ok(0);
+            }
+            let src_path = PathBuf::from(src);
+            let md = std::fs::symlink_metadata(&src_path)
+                .map_err(|err| fail(format!("stat {src}: {err}")))?;
+            let tar_of = |name: &std::path::Path| -> Res<Vec<u8>> {
+                let mut b = tar::Builder::new(Vec::new());
+                b.follow_symlinks(false);
+                if md.is_dir() {
+                    if src.ends_with("/.") {
+                        b.append_dir_all(".", &src_path)?;
+                    } else {
+                        b.append_dir_all(name, &src_path)?;
+                    }
+                } else {
+                    b.append_path_with_name(&src_path, name)?;
+                }
+                Ok(b.into_inner()?)
+            };
+            let base = src_path
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            // into an existing directory under the source's name; else as the new path
+            match e.copy_to_container(c, path, &tar_of(&base)?[..]) {
+                Ok(()) => Ok(0),
+                Err(Error::NotFoundPath(_)) | Err(Error::InvalidArgument(_))
+                    if !path.trim_end_matches('/').is_empty() =>
+                {
+                    let p = std::path::Path::new(path.trim_end_matches('/'));
+                    let parent = p
+                        .parent()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "/".into());
+                    let name = p.file_name().map(PathBuf::from).unwrap_or(base);
+                    e.copy_to_container(c, &parent, &tar_of(&name)?[..])?;
+                    Ok(0)
+                }
+                Err(err) => Err(err.into()),
+            }
+        }
+    }
+}
+
+fn tempfile_dir(beside: &std::path::Path) -> Res<TempDir> {
+    let n = std::process::id();
+    for i in 0..100 {
+        let p = beside.join(format!(".longshore-cp-{n}-{i}"));
+        if std::fs::create_dir(&p).is_ok() {
+            return Ok(TempDir(p));
+        }
+    }
+    Err(fail(format!(
+        "cannot create a temporary directory in {}",
+        beside.display()
+    )))
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn print_json_or_template(values: &[Value], format: Option<String>) -> Res<u8> {

@@ -708,3 +708,121 @@ fn update_and_stats_of_a_running_container() {
     );
     env.ok(&["rm", "-f", "st1"]);
 }
+
+#[test]
+fn eight_processes_share_one_root() {
+    require_root!();
+    let env = std::sync::Arc::new(Env::new());
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let env = std::sync::Arc::clone(&env);
+            std::thread::spawn(move || {
+                for round in 0..3 {
+                    let name = format!("par{w}x{round}");
+                    let id = env.ok(&[
+                        "run",
+                        "-d",
+                        "--name",
+                        &name,
+                        "--network",
+                        "none",
+                        "busybox",
+                        "sleep",
+                        "100",
+                    ]);
+                    assert_eq!(id.trim().len(), 64);
+                    assert!(
+                        env.ok(&["ps", "-a", "--format", "{{.Names}}"])
+                            .lines()
+                            .any(|l| l == name)
+                    );
+                    assert_eq!(env.ok(&["exec", &name, "echo", "hi"]), "hi\n");
+                    env.ok(&["rm", "-f", &name]);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn cp_both_ways_and_never_outside_the_container() {
+    require_root!();
+    let env = Env::new();
+    env.ok(&["run", "-d", "--name", "cp1", "--network", "none", "busybox", "sh", "-c", "mkdir -p /data && echo inside > /data/f && ln -s / /data/hostroot && ln -s /etc/passwd /data/pw && exec sleep 100"]);
+    wait_for("the file", || {
+        env.run(&["exec", "cp1", "cat", "/data/f"]).status.success()
+    });
+    let out_dir = env.data().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    // out: a file, and a directory
+    env.ok(&["cp", "cp1:/data/f", out_dir.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("f")).unwrap(),
+        "inside\n"
+    );
+    env.ok(&["cp", "cp1:/data", out_dir.join("copy").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("copy/f")).unwrap(),
+        "inside\n"
+    );
+    // the container's symlinks come out as symlinks, not as the host's files they name
+    assert!(
+        std::fs::symlink_metadata(out_dir.join("copy/hostroot"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // a path through a symlink to / resolves inside the container: its passwd, not the host's
+    let host_marker = env.data().join("host-only-marker");
+    std::fs::write(&host_marker, "host secret\n").unwrap();
+    let probe = format!("cp1:/data/hostroot{}", host_marker.display());
+    let out = env.run(&["cp", &probe, "-"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "read a host file through the container's symlink"
+    );
+    assert!(
+        stderr(&out).contains("Could not find the file"),
+        "{}",
+        stderr(&out)
+    );
+    // in: a host file into a directory, and under a new name
+    let src = env.data().join("src.txt");
+    std::fs::write(&src, "from host\n").unwrap();
+    env.ok(&["cp", src.to_str().unwrap(), "cp1:/data"]);
+    assert_eq!(
+        env.ok(&["exec", "cp1", "cat", "/data/src.txt"]),
+        "from host\n"
+    );
+    env.ok(&["cp", src.to_str().unwrap(), "cp1:/data/renamed"]);
+    assert_eq!(
+        env.ok(&["exec", "cp1", "cat", "/data/renamed"]),
+        "from host\n"
+    );
+    // into a path that escapes through a symlink: lands inside the container, never on the host
+    let escape_dir = env.data().join("escape-target");
+    std::fs::create_dir(&escape_dir).unwrap();
+    let dest = format!("cp1:/data/hostroot{}", escape_dir.display());
+    let _ = env.run(&["cp", src.to_str().unwrap(), &dest]);
+    assert!(
+        !escape_dir.join("src.txt").exists(),
+        "cp wrote through the container's symlink onto the host"
+    );
+    // the container still runs (it was frozen only during the copies)
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Status}}", "cp1"])
+            .trim(),
+        "running"
+    );
+    // a stopped container too
+    env.ok(&["stop", "-t", "0", "cp1"]);
+    let out = env.run(&["cp", "cp1:/data/f", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!out.stdout.is_empty());
+    env.ok(&["rm", "cp1"]);
+}

@@ -8,6 +8,9 @@ pub enum Error {
     /// No container has this ID, ID prefix or name.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// A path does not exist in a container.
+    #[error("{0}")]
+    NotFoundPath(String),
     /// No volume has this name.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
@@ -187,6 +190,7 @@ impl Error {
         matches!(
             self,
             Error::NoSuchContainer(_)
+                | Error::NotFoundPath(_)
                 | Error::NoSuchImage(_)
                 | Error::NoSuchVolume(_)
                 | Error::NoSuchNetwork(_)

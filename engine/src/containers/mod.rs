@@ -14,6 +14,7 @@
 //! Every file is replaced atomically (written beside, then renamed), so a reader in
 //! another process never sees half a record.
 
+mod copy;
 mod create;
 mod list;
 mod logs;
