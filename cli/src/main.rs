@@ -593,6 +593,11 @@ enum Cmd {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Print a shell completion script (bash, zsh, fish)
+    Completion {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCmd),
@@ -815,6 +820,12 @@ type Res<T = ()> = Result<T, Failure>;
 fn main() -> ExitCode {
     // a re-executed monitor never returns from here
     longshore_engine::monitor::run_if_monitor();
+    // `longshore ps | head -1`: a closed pipe ends the command quietly, as docker's does
+    // SAFETY: setting a signal's disposition to the default has no preconditions; no other
+    // thread exists yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -1632,6 +1643,11 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
         Cmd::Daemon { .. } => Err(fail(
             "longshore daemon: the Engine API server is not built yet",
         )),
+        Cmd::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "longshore", &mut io::stdout());
+            Ok(0)
+        }
         Cmd::Volume(v) => cmd_volume(&engine()?, v),
         Cmd::Network(n) => cmd_network(&engine()?, n),
     }
