@@ -12,8 +12,11 @@
 //! - [`plan`]: stages, the graph between them, global ARGs, `--target`.
 //! - [`ignore`] and [`context`]: `.dockerignore` and the build context (directory or tar).
 //! - [`build()`]: the executor: cache, steps (RUN through a [`StepRunner`] the caller
-//!   implements with a real container), layers and images committed into the store with
-//!   Docker's history entries, reproducible by default.
+//!   implements with a real container, with `--mount` bind/cache/tmpfs/secret), COPY/ADD
+//!   (`--from`, `--chown`, `--chmod`, `--link`, `--exclude`, `--parents`, archives, URLs),
+//!   layers and images committed into the store with Docker's history entries, independent
+//!   stages in parallel, reproducible by default (`SOURCE_DATE_EPOCH` or 0).
+//! - [`fetch`]: the small HTTP client `ADD <url>` uses by default.
 //!
 //! Parse and plan (no store needed):
 //!
