@@ -435,7 +435,7 @@ pub(crate) fn changes_tar(
             b.append_data(&mut h, rel, io::empty()).map_err(werr)?;
         }
     }
-    b.finish().map_err(werr)?;
+    b.into_inner().and_then(|mut w| w.flush()).map_err(werr)?;
     Ok(())
 }
 
