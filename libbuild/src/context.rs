@@ -150,6 +150,26 @@ impl Context {
         Ok(c)
     }
 
+    /// Uses `<dockerfile>.dockerignore` instead of `.dockerignore` when the context has one
+    /// (BuildKit's per-Dockerfile ignore file: `-f build/app.Dockerfile` reads
+    /// `build/app.Dockerfile.dockerignore`); without one the context's rules stay.
+    pub fn with_dockerfile_ignore(mut self, dockerfile: &str) -> Result<Context> {
+        let rel = context_rel(&format!("{dockerfile}.dockerignore"))?;
+        let p = resolve_in_root(&self.root, &rel, true).ctx("resolve", &rel)?;
+        match fs::read_to_string(&p) {
+            Ok(t) => self.ignore = Ignore::parse(&t)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    op: "read",
+                    path: p,
+                    source: e,
+                });
+            }
+        }
+        Ok(self)
+    }
+
     /// The context's root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -213,6 +233,23 @@ mod tests {
         assert_eq!(resolve_in_root(r, "abs", false).unwrap(), r.join("abs"));
         symlink("loop", r.join("loop")).unwrap();
         assert!(resolve_in_root(r, "loop/x", true).is_err());
+    }
+
+    #[test]
+    fn dockerfile_specific_ignore() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(".dockerignore"), "a\n").unwrap();
+        fs::create_dir(d.path().join("build")).unwrap();
+        fs::write(d.path().join("build/app.Dockerfile.dockerignore"), "b\n").unwrap();
+        let c = Context::dir(d.path()).unwrap();
+        assert!(c.ignore().excludes("a") && !c.ignore().excludes("b"));
+        let c = c.with_dockerfile_ignore("build/app.Dockerfile").unwrap();
+        assert!(!c.ignore().excludes("a") && c.ignore().excludes("b"));
+        let c = Context::dir(d.path())
+            .unwrap()
+            .with_dockerfile_ignore("Dockerfile")
+            .unwrap();
+        assert!(c.ignore().excludes("a"));
     }
 
     #[test]
