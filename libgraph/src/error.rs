@@ -143,7 +143,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// Another process owns the store.
+    /// Another process owns the store. Not returned since stores are shared by several
+    /// processes ([`Store::open`](crate::Store::open)); kept for callers that match it.
     #[error(
         "image store {root} is in use by another process (pid {owner}); only one owner at a time"
     )]

@@ -324,12 +324,15 @@ pub(crate) fn private_dir(path: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
-/// Takes the store's owner lock: one process at a time may own a store (it removes what
-/// crashes left incomplete at open, which must not be another live owner's work).
-fn lock_store(root: &Path) -> Result<fs::File> {
+/// Takes the store's lock, shared by every process using the store. Returns whether this
+/// process is alone: it then holds the lock exclusively, may remove what crashed processes
+/// left incomplete (nobody else's work is in progress), and must call [`share_lock`] after.
+/// A process that is not alone waits only while another one cleans up at its open.
+fn lock_store(root: &Path) -> Result<(fs::File, bool)> {
+    use rustix::fs::FlockOperation;
     use std::os::unix::fs::OpenOptionsExt;
     let path = root.join("lock");
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
@@ -337,21 +340,20 @@ fn lock_store(root: &Path) -> Result<fs::File> {
         .custom_flags(libc::O_CLOEXEC)
         .open(&path)
         .ctx("open store lock", &path)?;
-    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
+    match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok((f, true)),
         Err(rustix::io::Errno::WOULDBLOCK) => {
-            let mut owner = String::new();
-            let _ = f.read_to_string(&mut owner);
-            return Err(Error::StoreLocked {
-                root: root.to_path_buf(),
-                owner: owner.trim().to_string(),
-            });
+            rustix::fs::flock(&f, FlockOperation::LockShared).ctx("lock store", &path)?;
+            Ok((f, false))
         }
-        Err(e) => return Err(Error::io("lock store", &path, e.into())),
+        Err(e) => Err(Error::io("lock store", &path, e.into())),
     }
-    f.set_len(0).ctx("write store lock", &path)?;
-    write!(f, "{}", std::process::id()).ctx("write store lock", &path)?;
-    Ok(f)
+}
+
+/// Turns the exclusive lock [`lock_store`] gave a process that was alone into a shared one.
+fn share_lock(f: &fs::File, root: &Path) -> Result<()> {
+    rustix::fs::flock(f, rustix::fs::FlockOperation::LockShared)
+        .ctx("lock store", root.join("lock"))
 }
 
 /// A directory under `tmp/` removed on drop with [`remove_tree`], which removes trees of
@@ -756,17 +758,26 @@ fn json_kind(v: &Value) -> &'static str {
 
 impl Store {
     /// Opens (creating) a store at `root`, removing what a crash left incomplete.
+    ///
+    /// Several processes (and several `Store`s of one process) may use one root at the same
+    /// time: metadata changes are SQLite (WAL) transactions, layers and containers are
+    /// recorded incomplete until they are finished, and what crashed processes left
+    /// incomplete is removed by the first open that finds no other user of the store (a
+    /// shared `flock` on `lock` marks the users), so no open removes work in progress.
+    /// [`Lease`]s protect only from the `gc` of their own process.
     pub fn open(root: impl Into<PathBuf>, opts: StoreOptions) -> Result<Store> {
         let root = root.into();
         fs::create_dir_all(&root).ctx("create store directory", &root)?;
         private_dir(&root, ROOT_MODE)?;
-        let lock = lock_store(&root)?;
+        let (lock, alone) = lock_store(&root)?;
         let tmp = root.join("tmp");
-        // scratch space only: what cannot be removed now does no harm (the next open retries)
-        let _ = remove_tree(&tmp);
+        if alone {
+            // scratch space only: what cannot be removed now does no harm (retried later)
+            let _ = remove_tree(&tmp);
+        }
         fs::create_dir_all(&tmp).ctx("create directory", &tmp)?;
         let content = ContentStore::open(root.join("content"))?;
-        let driver = driver::open(&root, opts.driver.as_deref())?;
+        let driver = driver::open_with(&root, opts.driver.as_deref(), alone)?;
         // every directory in the root, also those of drivers not in use and of older stores
         for e in fs::read_dir(&root).ctx("read directory", &root)? {
             let e = e.ctx("read directory", &root)?;
@@ -783,7 +794,10 @@ impl Store {
             db: Mutex::new(db),
             leases: Arc::default(),
         };
-        store.cleanup_incomplete()?;
+        if alone {
+            store.cleanup_incomplete()?;
+            share_lock(&store._lock, &store.root)?;
+        }
         Ok(store)
     }
 
@@ -1081,7 +1095,7 @@ impl Store {
             return Ok(existing);
         }
         let media = layer_media_type(report.compression);
-        self.db().tx(|tx| {
+        let completed = self.db().tx(|tx| {
             if let Some((parent, depth)) = reparent {
                 meta::set_layer_parent(tx, cache_id, parent, depth)?;
             }
@@ -1096,7 +1110,19 @@ impl Store {
                     blob: Some((blob, report.compressed_size, media)),
                 },
             )
-        })?;
+        });
+        if let Err(Error::Database {
+            source: rusqlite::Error::SqliteFailure(e, _),
+            ..
+        }) = &completed
+            && e.code == rusqlite::ErrorCode::ConstraintViolation
+            && let Some(existing) = self.db().layer_by_chain(&chain)?
+        {
+            // another process completed the same chain since the check above
+            self.discard_layer(cache_id);
+            return Ok(existing);
+        }
+        completed?;
         self.db()
             .layer(cache_id)?
             .ok_or_else(|| Error::LayerNotFound(cache_id.to_string()))

@@ -870,25 +870,33 @@ fn churn_child(root: &Path) {
 }
 
 #[test]
-fn one_owner_per_store() {
+fn several_stores_share_a_root_and_crash_leftovers_wait_until_one_is_alone() {
     longshore_test_support::require_root!();
     let a = tempdir("store");
-    let s = open(a.path(), "vfs");
-    let err = Store::open(
-        a.path(),
-        StoreOptions {
-            driver: Some("vfs".into()),
-        },
-    )
-    .err()
-    .unwrap();
-    assert!(matches!(err, Error::StoreLocked { .. }), "{err}");
+    let first = open(a.path(), "vfs");
+    // what a crashed process left: a half-created layer directory
+    let leftover = a.path().join("vfs/dir/.tmp-crashed");
+    fs::create_dir(&leftover).unwrap();
+    // a second store on the same root (another process would do the same): not alone, so
+    // it must not remove what may be another user's work in progress
+    let second = open(a.path(), "vfs");
     assert!(
-        err.to_string().contains(&std::process::id().to_string()),
-        "{err}"
+        leftover.exists(),
+        "removed while another user had the store open"
     );
-    drop(s);
-    let _again = open(a.path(), "vfs");
+    second
+        .import(&gzip(&rootfs_tar())[..], Some("shared:1"), None)
+        .unwrap();
+    assert!(
+        first.image("shared:1").is_ok(),
+        "one store sees the other's image"
+    );
+    drop(first);
+    drop(second);
+    // alone: the leftover goes
+    let third = open(a.path(), "vfs");
+    assert!(!leftover.exists());
+    assert!(third.check(false).unwrap().problems.is_empty());
 }
 
 #[test]

@@ -102,19 +102,26 @@ pub(crate) fn check_id(id: &str) -> Result<()> {
 /// Opens a driver under `home`: by `name`, else `$LONGSHORE_DRIVER`, else overlay if this
 /// kernel and filesystem support it, else vfs.
 pub fn open(home: &Path, name: Option<&str>) -> Result<Box<dyn Driver>> {
+    open_with(home, name, true)
+}
+
+/// Like [`open`]; `cleanup` removes half-created layers left by a crash, which only a
+/// process that knows nobody else uses the driver's home may do.
+pub fn open_with(home: &Path, name: Option<&str>, cleanup: bool) -> Result<Box<dyn Driver>> {
     let env = std::env::var(DRIVER_ENV).ok().filter(|s| !s.is_empty());
     match name.map(str::to_string).or(env).as_deref() {
-        Some("vfs") => Ok(Box::new(vfs::Vfs::open(home.join("vfs"))?)),
-        Some("overlay") | Some("overlay2") => {
-            Ok(Box::new(overlay::Overlay::open(home.join("overlay"))?))
-        }
+        Some("vfs") => Ok(Box::new(vfs::Vfs::open_with(home.join("vfs"), cleanup)?)),
+        Some("overlay") | Some("overlay2") => Ok(Box::new(overlay::Overlay::open_with(
+            home.join("overlay"),
+            cleanup,
+        )?)),
         Some(other) => Err(Error::DriverUnavailable {
             name: other.to_string(),
             reason: "unknown driver (known: overlay, vfs)".into(),
         }),
-        None => match overlay::Overlay::open(home.join("overlay")) {
+        None => match overlay::Overlay::open_with(home.join("overlay"), cleanup) {
             Ok(d) => Ok(Box::new(d)),
-            Err(_) => Ok(Box::new(vfs::Vfs::open(home.join("vfs"))?)),
+            Err(_) => Ok(Box::new(vfs::Vfs::open_with(home.join("vfs"), cleanup)?)),
         },
     }
 }

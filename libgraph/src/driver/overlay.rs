@@ -46,6 +46,12 @@ impl Overlay {
     /// Opens the driver, checking overlayfs works here with a probe mount, and removes
     /// half-created layers left by a crash.
     pub fn open(home: impl Into<PathBuf>) -> Result<Overlay> {
+        Overlay::open_with(home, true)
+    }
+
+    /// Like [`Overlay::open`]; without `cleanup`, half-created layers are left alone
+    /// (another process may be creating them).
+    pub fn open_with(home: impl Into<PathBuf>, cleanup: bool) -> Result<Overlay> {
         let home = home.into();
         let unavailable = |reason: String| Error::DriverUnavailable {
             name: "overlay".into(),
@@ -60,7 +66,7 @@ impl Overlay {
         crate::store::private_dir(&home, crate::store::PRIVATE_MODE)?;
         for e in fs::read_dir(&home).ctx("read directory", &home)? {
             let e = e.ctx("read directory", &home)?;
-            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            if cleanup && e.file_name().to_string_lossy().starts_with(".tmp-") {
                 let merged = e.path().join("merged");
                 let _ = rustix::mount::unmount(&merged, UnmountFlags::DETACH);
                 remove_tree(&e.path())?;

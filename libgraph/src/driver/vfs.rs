@@ -31,6 +31,12 @@ pub struct Vfs {
 impl Vfs {
     /// Opens the driver's home, removing half-created layers left by a crash.
     pub fn open(home: impl Into<PathBuf>) -> Result<Vfs> {
+        Vfs::open_with(home, true)
+    }
+
+    /// Like [`Vfs::open`]; without `cleanup`, half-created layers are left alone (another
+    /// process may be creating them).
+    pub fn open_with(home: impl Into<PathBuf>, cleanup: bool) -> Result<Vfs> {
         let home = home.into();
         for sub in ["dir", "parent"] {
             fs::create_dir_all(home.join(sub)).ctx("create directory", home.join(sub))?;
@@ -40,7 +46,7 @@ impl Vfs {
         let dir = home.join("dir");
         for e in fs::read_dir(&dir).ctx("read directory", &dir)? {
             let e = e.ctx("read directory", &dir)?;
-            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            if cleanup && e.file_name().to_string_lossy().starts_with(".tmp-") {
                 remove_tree(&e.path())?;
             }
         }

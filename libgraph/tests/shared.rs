@@ -1,0 +1,136 @@
+//! Several processes on one store root at once (issue 10's daemonless engine: two shells
+//! running `run -d`, `ps`, `rm` at the same time): 8 processes create, mount, change,
+//! commit and remove containers, and import the same layer, on one root.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{TarBuilder, gzip, tempdir};
+use longshore_graph::{CommitOptions, Store, StoreOptions};
+
+const PROCESSES: usize = 8;
+const ROUNDS: usize = 6;
+
+fn open(root: &Path) -> Store {
+    Store::open(
+        root,
+        StoreOptions {
+            driver: Some("overlay".into()),
+        },
+    )
+    .unwrap()
+}
+
+fn base_layer() -> Vec<u8> {
+    TarBuilder::new()
+        .dir("etc/", 0o755)
+        .file("etc/hostname", b"base\n")
+        .finish()
+}
+
+/// The same layer for every process: all but one find its chain made by another.
+fn shared_layer() -> Vec<u8> {
+    gzip(
+        &TarBuilder::new()
+            .file("shared", b"same in every process\n")
+            .finish(),
+    )
+}
+
+/// One of the processes (run by [`eight_processes_share_one_store`] only).
+#[test]
+#[ignore = "run in 8 child processes by eight_processes_share_one_store"]
+fn shared_store_child() {
+    let root = PathBuf::from(std::env::var("LONGSHORE_SHARED_ROOT").expect("run by the parent"));
+    let n: usize = std::env::var("LONGSHORE_SHARED_N")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let s = open(&root);
+    for round in 0..ROUNDS {
+        let id = format!("longshore-mp{n}-{round}");
+        s.create_container(&id, "base:1").unwrap();
+        let rootfs = s.mount_container(&id).unwrap();
+        fs::write(rootfs.join("etc/hostname"), format!("{id}\n")).unwrap();
+        s.unmount_container(&id).unwrap();
+        if round % 2 == 0 {
+            let tag = format!("mp{n}:{round}");
+            let opts = CommitOptions {
+                reference: Some(tag.clone()),
+                ..Default::default()
+            };
+            let img = s.commit(&id, &opts).unwrap();
+            assert_eq!(s.resolve(&tag).unwrap(), img);
+            s.remove_image(&tag, false, false).unwrap();
+        }
+        s.remove_container(&id).unwrap();
+        s.import(&shared_layer()[..], None, None).unwrap();
+        // what `ps`/`images` in another shell does meanwhile
+        s.images().unwrap();
+    }
+    println!("shared store child {n}: done");
+}
+
+#[test]
+fn eight_processes_share_one_store() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("shared");
+    let root = tmp.path().join("store");
+    {
+        let s = open(&root);
+        s.import(&gzip(&base_layer())[..], Some("base:1"), None)
+            .unwrap();
+    }
+    let children: Vec<(usize, Child)> = (0..PROCESSES)
+        .map(|n| {
+            let child = Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "shared_store_child", "--ignored", "--nocapture"])
+                .env("LONGSHORE_SHARED_ROOT", &root)
+                .env("LONGSHORE_SHARED_N", n.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (n, child)
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (n, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !stdout.contains(&format!("child {n}: done")) {
+            failed.push(format!(
+                "process {n}: {:?}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    let s = open(&root);
+    let rep = s.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert!(rep.unreferenced_layers.is_empty(), "{rep:?}");
+    let images = s.images().unwrap();
+    // base:1 and the imports (untagged; their configs differ only by their time)
+    assert_eq!(images.iter().filter(|i| !i.tags.is_empty()).count(), 1);
+    assert!(images.len() > 1);
+    // every import shares one layer, whichever process made it
+    let chains: std::collections::HashSet<_> = images
+        .iter()
+        .filter(|i| i.tags.is_empty())
+        .map(|i| i.chain_id.clone())
+        .collect();
+    assert_eq!(chains.len(), 1, "{chains:?}");
+    let layers = fs::read_dir(root.join("overlay"))
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            n != "l" && n != ".probe"
+        })
+        .count();
+    assert_eq!(layers, 2, "only the base and the shared layer are left");
+}
