@@ -110,6 +110,19 @@ fn cve_2019_5736_shebang_to_proc_self_exe_never_reaches_the_embedder() {
     c.delete(true).unwrap();
 }
 
+/// Drops the spec's tmpfs on /dev: the image's own /dev is what the container gets.
+fn without_dev_tmpfs(f: &mut Fixture) {
+    let mounts: Vec<_> = f
+        .spec
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.destination() != Path::new("/dev"))
+        .collect();
+    f.spec.set_mounts(Some(mounts));
+}
+
 /// A mount of `src` at `dest` with `typ` and `options`.
 fn mount_of(dest: &str, typ: &str, src: &Path, options: &[&str]) -> oci_spec::runtime::Mount {
     oci_spec::runtime::MountBuilder::default()
@@ -160,15 +173,7 @@ fn masking_never_binds_the_images_dev_null() {
         "echo pwned > /proc/timer_list; echo pwned > /proc/keys; hostname; \
          grep ' /proc/scsi \\| /sys/firmware ' /proc/self/mountinfo",
     ]);
-    let mounts: Vec<_> = f
-        .spec
-        .mounts()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| m.destination() != Path::new("/dev"))
-        .collect();
-    f.spec.set_mounts(Some(mounts));
+    without_dev_tmpfs(&mut f);
     let dev = rootfs(&f).join("dev");
     std::os::unix::fs::symlink("/proc/sys/kernel/hostname", dev.join("null")).unwrap();
     let (code, out) = try_run(&f).unwrap();
@@ -383,7 +388,8 @@ fn cap_masks(status: &str) -> Vec<String> {
         .collect()
 }
 
-/// An exec'd process whose spec has no `capabilities` gets the container's, not every capability the runtime holds (CAP_SYS_ADMIN among them).
+/// An exec'd process whose spec has no `capabilities` gets the container's, not every
+/// capability the runtime holds (CAP_SYS_ADMIN among them).
 #[test]
 fn exec_without_capabilities_gets_the_containers() {
     require_root!();
@@ -558,15 +564,7 @@ fn console_is_not_bound_through_a_symlink() {
         "echo mounts-on-target $(grep -c ' /etc/target ' /proc/self/mountinfo) \
          on-console $(grep -c ' /dev/console ' /proc/self/mountinfo) done-tty",
     ]);
-    let mounts: Vec<_> = f
-        .spec
-        .mounts()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| m.destination() != Path::new("/dev"))
-        .collect();
-    f.spec.set_mounts(Some(mounts));
+    without_dev_tmpfs(&mut f);
     let root = rootfs(&f);
     std::fs::write(root.join("etc/target"), "image file\n").unwrap();
     std::os::unix::fs::symlink("/etc/target", root.join("dev/console")).unwrap();
