@@ -120,6 +120,16 @@ impl Context {
             .prefix("longshore-build-context-")
             .tempdir()
             .ctx("create", std::env::temp_dir())?;
+        // `docker build - < context.tar.gz`: gzip is recognised by its magic bytes
+        let mut r = io::BufReader::new(reader);
+        let gzip = io::BufRead::fill_buf(&mut r)
+            .ctx("read context tar", "-")?
+            .starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn Read> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(r))
+        } else {
+            Box::new(r)
+        };
         let mut ar = tar::Archive::new(reader);
         ar.set_preserve_permissions(true);
         ar.set_preserve_mtime(true);

@@ -581,7 +581,20 @@ fn a_context_tar_builds_like_a_directory() {
     l.set_entry_type(tar::EntryType::Symlink);
     l.set_size(0);
     b.append_link(&mut l, "dir/link", "file.txt").unwrap();
-    let ctx = Context::tar(&b.into_inner().unwrap()[..]).unwrap();
+    let plain = b.into_inner().unwrap();
+    // the same context gzip-compressed (`docker build - < ctx.tar.gz`)
+    let gz = {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&plain).unwrap();
+        enc.finish().unwrap()
+    };
+    let gz_ctx = Context::tar(&gz[..]).unwrap();
+    assert_eq!(
+        fs::read_to_string(gz_ctx.root().join("dir/file.txt")).unwrap(),
+        "hello\n"
+    );
+    let ctx = Context::tar(&plain[..]).unwrap();
     let mut out = Vec::new();
     let built = build(
         &e.store,
