@@ -526,10 +526,27 @@ impl<'a> ContainerGuard<'a> {
     }
 }
 
+/// Unmounts a step's container, retrying for up to a second: something outside the build
+/// (a `find` or `du` walking /tmp) can hold the mount busy for a moment, and a container
+/// left mounted could not be removed.
+fn unmount_patiently(store: &Store, id: &str) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match store.unmount_container(id) {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= 50 => return Err(e.into()),
+            Err(_) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 impl Drop for ContainerGuard<'_> {
     fn drop(&mut self) {
         if self.mounted {
-            let _ = self.store.unmount_container(&self.id);
+            let _ = unmount_patiently(self.store, &self.id);
         }
         if !self.keep {
             let _ = self.store.remove_container(&self.id);
@@ -915,7 +932,7 @@ impl Shared<'_> {
         }
         let changes = self.store.container_changes(&cid)?;
         if changes.is_empty() && !keep_empty {
-            self.store.unmount_container(&cid)?;
+            unmount_patiently(self.store, &cid)?;
             guard.mounted = false;
             guard.keep = !self.opts.rm;
             drop(guard);
@@ -923,7 +940,7 @@ impl Shared<'_> {
         }
         let mut tar = Vec::new();
         fsutil::changes_tar(&rootfs, &changes, self.epoch, &mut tar)?;
-        self.store.unmount_container(&cid)?;
+        unmount_patiently(self.store, &cid)?;
         guard.mounted = false;
         let layer = self
             .store
