@@ -74,8 +74,11 @@
 //! the old and the new bench binary alternately in one session, and the load average is
 //! part of the result. Criterion medians; "previous" is commit e49ac14, "now" this crate:
 //!
-//! `benches/ab.sh` alternates the two binaries on the two setup + teardown rows (load
-//! average before and after each run; the bench itself adds about 1):
+//! `benches/pair.sh` runs two bench binaries at the same moment instead, so that both see
+//! the same load even when it drifts (under a rising load, the second binary of each
+//! `ab.sh` round pays for it). `benches/ab.sh` alternates the two binaries on the two
+//! setup + teardown rows (load average before and after each run; the bench itself adds
+//! about 1):
 //!
 //! | round | load      | previous plain | previous one port | now plain | now one port |
 //! |-------|-----------|----------------|-------------------|-----------|--------------|
