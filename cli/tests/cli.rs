@@ -826,3 +826,130 @@ fn cp_both_ways_and_never_outside_the_container() {
     assert!(!out.stdout.is_empty());
     env.ok(&["rm", "cp1"]);
 }
+
+#[test]
+fn events_logs_options_and_rotation() {
+    require_root!();
+    let env = Env::new();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    env.ok(&[
+        "run",
+        "--name",
+        "ev1",
+        "--network",
+        "none",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 1 200); do echo line-$i; done",
+    ]);
+    // events of another process, read back from disk
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = env.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=ev1",
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    let actions: Vec<&str> = ev.lines().collect();
+    assert_eq!(
+        actions,
+        ["container create", "container start", "container die"],
+        "{ev}"
+    );
+    // rotation kept two files of at most ~2k each; logs reads both, oldest first
+    let dir = env.data().join("containers");
+    let id = env.ok(&["inspect", "-f", "{{.Id}}", "ev1"]);
+    let log = dir.join(id.trim()).join(format!("{}-json.log", id.trim()));
+    assert!(log.exists() && std::path::Path::new(&format!("{}.1", log.display())).exists());
+    assert!(!std::path::Path::new(&format!("{}.2", log.display())).exists());
+    assert!(std::fs::metadata(&log).unwrap().len() <= 2048);
+    let all = env.ok(&["logs", "ev1"]);
+    assert!(all.ends_with("line-200\n"), "{all}");
+    assert!(
+        !all.contains("line-1\n"),
+        "the oldest lines were rotated away"
+    );
+    assert_eq!(
+        env.ok(&["logs", "--tail", "2", "ev1"]),
+        "line-199\nline-200\n"
+    );
+    let ts = env.ok(&["logs", "-t", "--tail", "1", "ev1"]);
+    assert!(ts.starts_with("20") && ts.contains("Z line-200"), "{ts}");
+    let later = (until.parse::<u64>().unwrap() + 60).to_string();
+    assert_eq!(env.ok(&["logs", "--since", &later, "ev1"]), "");
+    // -f returns once the container has stopped
+    assert!(
+        env.ok(&["logs", "-f", "--tail", "1", "ev1"])
+            .contains("line-200")
+    );
+}
+
+#[test]
+fn build_runs_steps_in_containers() {
+    require_root!();
+    let env = Env::new();
+    let ctx = env.data().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("f.txt"), "hello file\n").unwrap();
+    std::fs::write(ctx.join("secret.txt"), "not sent\n").unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "secret.txt\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nENV GREETING=hi\nWORKDIR /app\nCOPY . .\nRUN echo \"$GREETING from $(hostname)\" > out.txt && cat f.txt >> out.txt && ls /app > list.txt\nCMD [\"cat\", \"/app/out.txt\"]\n",
+    )
+    .unwrap();
+    let out = env.ok(&["build", "-t", "mine:1", ctx.to_str().unwrap()]);
+    assert!(out.contains("Step 5/6 : RUN"), "{out}");
+    assert!(out.contains("Successfully tagged mine:1"), "{out}");
+    let ran = env.ok(&["run", "--rm", "--network", "none", "mine:1"]);
+    assert!(
+        ran.starts_with("hi from ") && ran.ends_with("hello file\n"),
+        "{ran}"
+    );
+    let list = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "mine:1",
+        "cat",
+        "/app/list.txt",
+    ]);
+    assert!(!list.contains("secret.txt"), "{list}");
+    // a second build takes every step from the cache
+    let again = env.ok(&["build", "-q", "-t", "mine:1", ctx.to_str().unwrap()]);
+    let id = env.ok(&["images", "-q", "--no-trunc", "mine:1"]);
+    assert_eq!(again.trim(), id.trim());
+    // intermediate images are hidden without -a
+    assert_eq!(env.ok(&["images", "-q"]).lines().count(), 2);
+    // a failing RUN: its code, the step named, nothing left behind
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
+    let out = env.run(&["build", "-t", "bad:1", ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("RUN exit 3: the command returned a non-zero code: 3"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+    assert!(!env.ok(&["images"]).contains("bad"));
+}

@@ -8,6 +8,9 @@ pub enum Error {
     /// No container has this ID, ID prefix or name.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// A build failed (libbuild's message names the Dockerfile line or the step).
+    #[error("{0}")]
+    Build(String),
     /// A path does not exist in a container.
     #[error("{0}")]
     NotFoundPath(String),

@@ -56,7 +56,20 @@ impl Engine {
     /// `docker images`: newest first; `filters` are `dangling`, `label`, `before`, `since`,
     /// `reference`.
     pub fn list_images(&self, filters: &[(String, String)]) -> Result<Vec<ImageSummary>> {
+        self.list_images_all(filters, true)
+    }
+
+    /// `docker images [-a]`: without `all`, untagged images that are the parent of another
+    /// image (a build's intermediate steps) are left out, as Docker does.
+    pub fn list_images_all(&self, filters: &[(String, String)], all: bool) -> Result<Vec<ImageSummary>> {
         let mut imgs = self.store()?.images().map_err(graph("list images"))?;
+        if !all {
+            let parents: std::collections::HashSet<String> = imgs
+                .iter()
+                .filter_map(|i| i.parent.as_ref().map(|p| p.to_string()))
+                .collect();
+            imgs.retain(|i| !i.tags.is_empty() || !parents.contains(&i.id.to_string()));
+        }
         imgs.sort_by(|a, b| b.created.cmp(&a.created));
         let containers = self.containers()?;
         let mut out = Vec::new();

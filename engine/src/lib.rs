@@ -55,6 +55,7 @@
 //! ```
 
 mod attach;
+pub mod build;
 pub mod containers;
 mod content;
 mod engine;

@@ -233,6 +233,8 @@ struct Monitor {
     tty: bool,
     auto_remove: bool,
     restart: crate::containers::RestartPolicy,
+    /// The container's event attributes (name, image, labels).
+    attributes: Vec<(String, String)>,
 }
 
 impl Monitor {
@@ -284,6 +286,14 @@ impl Monitor {
             tty: record.config.tty,
             auto_remove: record.host_config.auto_remove,
             restart: record.host_config.restart_policy.clone(),
+            attributes: {
+                let mut a = vec![
+                    ("image".to_string(), record.config.image.clone()),
+                    ("name".to_string(), record.name.clone()),
+                ];
+                a.extend(record.config.labels.clone());
+                a
+            },
             args,
         })
     }
@@ -327,7 +337,11 @@ impl Monitor {
                 "container",
                 "die",
                 &self.args.id,
-                vec![("exitCode".into(), code.to_string())],
+                {
+                    let mut a = self.attributes.clone();
+                    a.push(("exitCode".into(), code.to_string()));
+                    a
+                },
             );
             let by_user = self.dir.join("stopped-by-user").exists();
             let again = match self.restart.name.as_str() {
@@ -776,6 +790,7 @@ impl JsonLog {
     fn write(&mut self, stream: u8, data: &[u8]) {
         let name = if stream == 2 { "stderr" } else { "stdout" };
         let time = crate::containers::now_rfc3339();
+        // one entry per line, each appended (and rotated) on its own, as Docker's driver
         let mut out = Vec::new();
         for line in data.split_inclusive(|b| *b == b'\n') {
             let entry = serde_json::json!({
@@ -783,10 +798,11 @@ impl JsonLog {
                 "stream": name,
                 "time": time,
             });
+            out.clear();
             serde_json::to_writer(&mut out, &entry).expect("json");
             out.push(b'\n');
+            self.append(&out);
         }
-        self.append(&out);
     }
 
     fn flush_partial(&mut self) {

@@ -22,6 +22,7 @@ mod names;
 mod remove;
 mod spec;
 pub use spec::{parse_signal, resolve_user};
+pub(crate) use spec::{MASKED_PATHS, READONLY_PATHS};
 mod start;
 mod stop;
 mod update;

@@ -1,0 +1,193 @@
+//! The `build` job: libbuild's builder with RUN steps in real containers.
+//!
+//! libbuild mounts each step's container layer and hands the runner its root filesystem;
+//! [`ContainerRunner`] runs the step there through libcontainer, in process, with
+//! Docker's defaults (its 14 capabilities, its seccomp profile, masked and read-only
+//! paths), the step's user resolved through the image's `/etc/passwd`, `RUN --mount`s as
+//! mounts of the container's own namespace, and its output streamed to the build's output.
+//! A RUN step's network is a namespace of its own with loopback only (`--network none`)
+//! unless the step asks for the host's (`RUN --network=host`).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use longshore_build::build::{RunMountKind, RunStep, StepRunner};
+use serde_json::json;
+
+use crate::containers::{resolve_user, write_atomic};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// Options of [`Engine::build`]: libbuild's.
+pub use longshore_build::BuildOptions;
+/// What a build made.
+pub use longshore_build::Built;
+/// The build context (a directory or a tar).
+pub use longshore_build::Context as BuildContext;
+
+/// Runs RUN steps in containers of the engine's runtime root.
+pub struct ContainerRunner {
+    runtime_root: PathBuf,
+    bundles: PathBuf,
+}
+
+impl StepRunner for ContainerRunner {
+    fn run(&self, step: RunStep<'_>) -> std::result::Result<i32, String> {
+        self.run_step(step).map_err(|e| e.to_string())
+    }
+}
+
+impl ContainerRunner {
+    fn run_step(&self, step: RunStep<'_>) -> Result<i32> {
+        use longshore_container::{Container, Stdio};
+        let (uid, gid, extra, home) = resolve_user(step.rootfs, &step.user)?;
+        let mut env = step.env.clone();
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!(
+                "HOME={}",
+                if home.is_empty() { "/" } else { &home }
+            ));
+        }
+        let caps: Vec<String> = longshore_container::caps::docker_default_capabilities()
+            .iter()
+            .map(|c| {
+                longshore_container::caps::cap_name(longshore_container::caps::capability_number(
+                    *c,
+                ))
+                .to_string()
+            })
+            .collect();
+        let mut mounts = vec![
+            json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+            json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+            json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        ];
+        for m in &step.mounts {
+            match (m.kind, &m.source) {
+                (RunMountKind::Tmpfs, _) => mounts.push(json!({"destination": m.target, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]})),
+                (RunMountKind::Bind, Some(src)) => {
+                    let mut o = vec!["rbind", "rprivate"];
+                    if m.readonly {
+                        o.push("ro");
+                    }
+                    mounts.push(json!({"destination": m.target, "type": "bind", "source": src, "options": o}));
+                }
+                (RunMountKind::Bind, None) => {
+                    return Err(Error::InvalidArgument(format!("RUN --mount at {} has no source", m.target)));
+                }
+            }
+        }
+        let host_net = step.network.as_deref() == Some("host");
+        let mut namespaces = vec![
+            json!({"type": "pid"}),
+            json!({"type": "ipc"}),
+            json!({"type": "uts"}),
+            json!({"type": "mount"}),
+        ];
+        if !host_net {
+            namespaces.push(json!({"type": "network"}));
+        }
+        if host_net {
+            mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind", "source": "/etc/resolv.conf", "options": ["rbind", "ro"]}));
+        }
+        let set: Vec<_> = longshore_container::caps::docker_default_capabilities()
+            .into_iter()
+            .collect();
+        let spec = json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": uid, "gid": gid, "additionalGids": extra},
+                "args": step.args,
+                "env": env,
+                "cwd": step.workdir,
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+                "noNewPrivileges": false,
+            },
+            "root": {"path": step.rootfs, "readonly": false},
+            "hostname": if host_net { serde_json::Value::Null } else { step.container_id[..12.min(step.container_id.len())].into() },
+            "mounts": mounts,
+            "linux": {
+                "namespaces": namespaces,
+                "maskedPaths": crate::containers::MASKED_PATHS,
+                "readonlyPaths": crate::containers::READONLY_PATHS,
+                "cgroupsPath": format!("longshore/build-{}", step.container_id),
+                "seccomp": longshore_container::seccomp::docker_default_profile(&set),
+            },
+        });
+        let bundle = self.bundles.join(step.container_id);
+        std::fs::create_dir_all(&bundle)
+            .map_err(Error::io(format!("create {}", bundle.display())))?;
+        let res = (|| {
+            write_atomic(
+                &bundle.join("config.json"),
+                &serde_json::to_vec(&spec).expect("spec serializes"),
+            )?;
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| Error::io("pipe")(e.into()))?;
+            let mut out_r = std::fs::File::from(out_r);
+            let null = std::fs::File::open("/dev/null").map_err(Error::io("open /dev/null"))?;
+            let id = format!("build-{}", step.container_id);
+            let created = Container::builder(&id)
+                .bundle(&bundle)
+                .root(&self.runtime_root)
+                .stdio(Stdio::Fds {
+                    stdin: std::os::fd::AsRawFd::as_raw_fd(&null),
+                    stdout: std::os::fd::AsRawFd::as_raw_fd(&out_w),
+                    stderr: std::os::fd::AsRawFd::as_raw_fd(&out_w),
+                })
+                .create_attached();
+            drop(out_w);
+            let mut c = created.map_err(Error::runtime(format!("create the container of {id}")))?;
+            let started = c.start().map_err(Error::runtime(format!("start {id}")));
+            if let Err(e) = started {
+                let _ = c.delete(true);
+                return Err(e);
+            }
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match out_r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let _ = step.output.write_all(&buf[..n]);
+                    }
+                }
+            }
+            let code = c.wait().map_err(Error::runtime(format!("wait for {id}")));
+            let _ = c.delete(true);
+            code
+        })();
+        let _ = std::fs::remove_dir_all(&bundle);
+        match res {
+            // a step whose command cannot run fails like any other, with Docker's code
+            Err(Error::Exec { code, reason }) => {
+                let _ = writeln!(step.output, "{reason}");
+                Ok(code)
+            }
+            r => r,
+        }
+    }
+}
+
+impl Engine {
+    /// `docker build`: builds `context` as `opts` say into the image store, RUN steps in
+    /// containers, writing Docker's step lines to `out`.
+    pub fn build(
+        &self,
+        context: &BuildContext,
+        opts: &BuildOptions,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Built> {
+        let runner = ContainerRunner {
+            runtime_root: self.runtime_root(),
+            bundles: self.root.join("build-bundles"),
+        };
+        let store = self.store()?;
+        let built = longshore_build::build(store, context, opts, &runner, out)
+            .map_err(|e| Error::Build(e.to_string()))?;
+        self.event("image", "build", &built.id.to_string(), vec![]);
+        Ok(built)
+    }
+}
