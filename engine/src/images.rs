@@ -61,7 +61,11 @@ impl Engine {
 
     /// `docker images [-a]`: without `all`, untagged images that are the parent of another
     /// image (a build's intermediate steps) are left out, as Docker does.
-    pub fn list_images_all(&self, filters: &[(String, String)], all: bool) -> Result<Vec<ImageSummary>> {
+    pub fn list_images_all(
+        &self,
+        filters: &[(String, String)],
+        all: bool,
+    ) -> Result<Vec<ImageSummary>> {
         let mut imgs = self.store()?.images().map_err(graph("list images"))?;
         if !all {
             let parents: std::collections::HashSet<String> = imgs

@@ -332,17 +332,11 @@ impl Monitor {
                 }
             };
             first = false;
-            crate::events::record(
-                &self.args.root,
-                "container",
-                "die",
-                &self.args.id,
-                {
-                    let mut a = self.attributes.clone();
-                    a.push(("exitCode".into(), code.to_string()));
-                    a
-                },
-            );
+            crate::events::record(&self.args.root, "container", "die", &self.args.id, {
+                let mut a = self.attributes.clone();
+                a.push(("exitCode".into(), code.to_string()));
+                a
+            });
             let by_user = self.dir.join("stopped-by-user").exists();
             let again = match self.restart.name.as_str() {
                 "always" => !by_user,
