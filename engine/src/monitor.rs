@@ -463,6 +463,12 @@ impl Monitor {
         self.state.monitor_pid = std::process::id() as i32;
         self.save();
         reporter.send("ok");
+        // what setting up needed (spec parsing, seccomp, the runtime's buffers) is freed:
+        // give it back, the monitor stays small for the container's lifetime
+        // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
+        }
 
         // clients that attached before the start may have sent stdin with their header
         for i in 0..self.clients.len() {
@@ -637,7 +643,7 @@ impl Monitor {
     /// Reads frames from a client: stdin data, resize, stdin close. False when it left.
     fn client_input(&mut self, i: usize, stdin: &mut Option<OwnedFd>, read: bool) -> bool {
         let c = &mut self.clients[i];
-        let mut tmp = [0u8; 32 * 1024];
+        let mut tmp = [0u8; 8 * 1024];
         let mut open = true;
         if read {
             match c.stream.read(&mut tmp) {
