@@ -403,30 +403,10 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
     let mut resources = json!({
         "devices": default_device_rules(hc.privileged),
     });
-    if hc.memory > 0 {
-        let swap = match hc.memory_swap {
-            0 => hc.memory * 2,
-            -1 => -1,
-            s => s,
-        };
-        resources["memory"] = json!({"limit": hc.memory, "swap": swap});
-    }
-    let mut cpu = serde_json::Map::new();
-    if hc.cpu_shares > 0 {
-        cpu.insert("shares".into(), hc.cpu_shares.into());
-    }
-    if hc.nano_cpus > 0 {
-        cpu.insert("period".into(), 100_000.into());
-        cpu.insert("quota".into(), (hc.nano_cpus / 10_000).into());
-    }
-    if !hc.cpuset_cpus.is_empty() {
-        cpu.insert("cpus".into(), hc.cpuset_cpus.clone().into());
-    }
-    if !cpu.is_empty() {
-        resources["cpu"] = Value::Object(cpu);
-    }
-    if hc.pids_limit > 0 {
-        resources["pids"] = json!({"limit": hc.pids_limit});
+    if let Value::Object(limits) = resource_limits(hc) {
+        for (k, v) in limits {
+            resources[k] = v;
+        }
     }
     let mut devices = Vec::new();
     for d in &hc.devices {
@@ -481,6 +461,38 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
         "linux": linux,
         "annotations": {"org.opencontainers.image.ref.name": cfg.image},
     }))
+}
+
+/// The memory, CPU and pids limits of a host config as OCI `linux.resources` (what `create`
+/// writes into the spec and `update` into a running container's cgroups).
+pub(crate) fn resource_limits(hc: &super::HostConfig) -> Value {
+    let mut resources = json!({});
+    if hc.memory > 0 {
+        let swap = match hc.memory_swap {
+            0 => hc.memory * 2,
+            -1 => -1,
+            s => s,
+        };
+        resources["memory"] = json!({"limit": hc.memory, "swap": swap});
+    }
+    let mut cpu = serde_json::Map::new();
+    if hc.cpu_shares > 0 {
+        cpu.insert("shares".into(), hc.cpu_shares.into());
+    }
+    if hc.nano_cpus > 0 {
+        cpu.insert("period".into(), 100_000.into());
+        cpu.insert("quota".into(), (hc.nano_cpus / 10_000).into());
+    }
+    if !hc.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), hc.cpuset_cpus.clone().into());
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
+    }
+    if hc.pids_limit != 0 {
+        resources["pids"] = json!({"limit": hc.pids_limit});
+    }
+    resources
 }
 
 /// Docker's default device cgroup rules: deny all, then the usual character devices.

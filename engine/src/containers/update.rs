@@ -91,32 +91,7 @@ impl Engine {
         }
         let mut warnings = Vec::new();
         if matches!(c.live_status(), "running" | "paused") {
-            let hc = &c.record.host_config;
-            let mut res = serde_json::json!({});
-            if hc.memory > 0 {
-                let swap = match hc.memory_swap {
-                    0 => hc.memory * 2,
-                    s => s,
-                };
-                res["memory"] = serde_json::json!({"limit": hc.memory, "swap": swap});
-            }
-            let mut cpu = serde_json::Map::new();
-            if hc.cpu_shares > 0 {
-                cpu.insert("shares".into(), hc.cpu_shares.into());
-            }
-            if hc.nano_cpus > 0 {
-                cpu.insert("period".into(), 100_000.into());
-                cpu.insert("quota".into(), (hc.nano_cpus / 10_000).into());
-            }
-            if !hc.cpuset_cpus.is_empty() {
-                cpu.insert("cpus".into(), hc.cpuset_cpus.clone().into());
-            }
-            if !cpu.is_empty() {
-                res["cpu"] = serde_json::Value::Object(cpu);
-            }
-            if hc.pids_limit != 0 {
-                res["pids"] = serde_json::json!({"limit": hc.pids_limit});
-            }
+            let res = super::spec::resource_limits(&c.record.host_config);
             let res: oci_spec::runtime::LinuxResources = serde_json::from_value(res)
                 .map_err(|e| Error::InvalidArgument(format!("resources: {e}")))?;
             let rc = longshore_container::Container::load(self.runtime_root(), &c.record.id)
