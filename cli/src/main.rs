@@ -1151,6 +1151,16 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             cmd,
         } => {
             let e = engine()?;
+            // the exec'd process is a fork of this program until it execs: in a container
+            // that may ptrace it, it must be a sealed copy (CVE-2019-5736)
+            // (reexec_sealed returns at once when this already is the sealed copy)
+            if longshore_engine::monitor::grants_ptrace(e.container(&container)?.dir())
+                && let Err(err) = longshore_container::reexec_sealed()
+            {
+                return Err(fail(format!(
+                    "refusing to exec into a container with CAP_SYS_PTRACE: cannot run from a sealed copy of longshore: {err}"
+                )));
+            }
             let mut req = longshore_engine::ExecRequest::default();
             req.cmd = cmd;
             req.env = env;

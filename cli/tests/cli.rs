@@ -953,3 +953,63 @@ fn build_runs_steps_in_containers() {
     assert_eq!(env.ok(&["ps", "-aq"]), "");
     assert!(!env.ok(&["images"]).contains("bad"));
 }
+
+#[test]
+fn privileged_containers_get_every_capability_and_a_sealed_monitor() {
+    require_root!();
+    let env = Env::new();
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--privileged",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    // the capabilities this process has, not more (as Docker gives what the daemon has)
+    let mine = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = mine
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let theirs = env.ok(&["exec", id, "sh", "-c", "grep CapEff /proc/self/status"]);
+    assert_eq!(theirs.split_whitespace().nth(1).unwrap(), bnd, "{theirs}");
+    // a container that may ptrace its processes must never reach this binary: its monitor
+    // (the init's parent) runs from a sealed copy
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.data().join(format!("containers/{id}/state.json"))).unwrap(),
+    )
+    .unwrap();
+    let monitor = state["LongshoreMonitorPid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap();
+    assert!(exe.to_string_lossy().starts_with("/memfd:"), "{exe:?}");
+    // and a process exec'd into it from this binary runs from a sealed copy as well: the
+    // container sees no process whose executable is the host's longshore
+    let exes = env.ok(&[
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do readlink $p/exe; done",
+    ]);
+    assert!(!exes.contains("longshore"), "{exes}");
+    env.ok(&["rm", "-f", id]);
+    // without CAP_SYS_PTRACE the monitor needs no copy
+    let id = env.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "100"]);
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            env.data()
+                .join(format!("containers/{}/state.json", id.trim())),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let monitor = state["LongshoreMonitorPid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap();
+    assert!(!exe.to_string_lossy().starts_with("/memfd:"), "{exe:?}");
+}

@@ -185,15 +185,7 @@ impl Engine {
         }
         p["env"] = env.into();
         if req.privileged {
-            let all: Vec<String> = longshore_container::caps::all_capabilities()
-                .iter()
-                .map(|cap| {
-                    longshore_container::caps::cap_name(
-                        longshore_container::caps::capability_number(*cap),
-                    )
-                    .to_string()
-                })
-                .collect();
+            let all = crate::containers::kernel_capabilities();
             p["capabilities"] =
                 serde_json::json!({"bounding": all, "effective": all, "permitted": all});
         }

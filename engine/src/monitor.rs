@@ -117,13 +117,38 @@ pub fn run_if_monitor() {
         .ok()
         .and_then(|s| s.parse::<i32>().ok());
     let code = match serde_json::from_str::<MonitorArgs>(&args) {
-        Ok(a) => monitor_main(a, ready),
+        Ok(a) => {
+            // a container that may ptrace its processes could reach this binary through the
+            // init while it is set up: run from a sealed copy instead (CVE-2019-5736)
+            if grants_ptrace(&a.root.join("containers").join(&a.id)) {
+                let _ = longshore_container::reexec_sealed();
+            }
+            monitor_main(a, ready)
+        }
         Err(e) => {
             eprintln!("longshore monitor: bad arguments: {e}");
             125
         }
     };
     std::process::exit(code);
+}
+
+/// True when the container's capabilities include CAP_SYS_PTRACE (`--privileged`,
+/// `--cap-add SYS_PTRACE` or `ALL`): processes of this program that enter it must then run
+/// from a sealed copy ([`longshore_container::reexec_sealed`]).
+pub fn grants_ptrace(container_dir: &Path) -> bool {
+    let Ok(data) = fs::read(container_dir.join("config.json")) else {
+        return false;
+    };
+    let Ok(r) = serde_json::from_slice::<crate::containers::ContainerRecord>(&data) else {
+        return false;
+    };
+    let hc = &r.host_config;
+    hc.privileged
+        || hc.cap_add.iter().any(|c| {
+            let c = c.to_ascii_uppercase();
+            c == "ALL" || c == "SYS_PTRACE" || c == "CAP_SYS_PTRACE"
+        })
 }
 
 /// True while a monitor holds the container's lock.

@@ -238,16 +238,32 @@ fn cap_name(c: &str) -> String {
     }
 }
 
+/// Every capability this process may hand on (`--privileged`, `--cap-add ALL`, as Docker
+/// gives what the daemon has): those of its bounding set, up to the kernel's last one.
+pub(crate) fn kernel_capabilities() -> Vec<String> {
+    let last = longshore_container::caps::last_cap();
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("CapBnd:")
+                    .map(|v| u64::from_str_radix(v.trim(), 16))
+            })
+        })
+        .and_then(|r| r.ok())
+        .unwrap_or(u64::MAX);
+    longshore_container::caps::all_capabilities()
+        .iter()
+        .map(|cap| longshore_container::caps::capability_number(*cap))
+        .filter(|n| *n <= last && bounding & (1u64 << n) != 0)
+        .map(|n| longshore_container::caps::cap_name(n).to_string())
+        .collect()
+}
+
 /// The capability set after `--cap-add`/`--cap-drop` (`ALL` in either) and `--privileged`.
 pub(crate) fn capabilities(c: &Container) -> Vec<String> {
     let hc = &c.record.host_config;
-    let all: Vec<String> = longshore_container::caps::all_capabilities()
-        .iter()
-        .map(|cap| {
-            longshore_container::caps::cap_name(longshore_container::caps::capability_number(*cap))
-                .to_string()
-        })
-        .collect();
+    let all = kernel_capabilities();
     if hc.privileged {
         return all;
     }
