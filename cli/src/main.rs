@@ -1932,8 +1932,12 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
         return Ok(0);
     }
     if o.detach {
-        e.start_container(&id, &StartOptions::default())
+        let c = e
+            .start_container(&id, &StartOptions::default())
             .map_err(run_error)?;
+        for w in &c.state.warnings {
+            eprintln!("WARNING: {w}");
+        }
         println!("{id}");
         return Ok(0);
     }

@@ -475,6 +475,7 @@ impl Monitor {
             return Err(e);
         }
         let pid = c.pid();
+        self.state.warnings = c.warnings().to_vec();
         self.state.pid = pid;
         self.state.pid_start_time = longshore_container::state::proc_stat(pid)
             .map(|s| s.1)

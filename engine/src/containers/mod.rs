@@ -284,6 +284,10 @@ pub struct ContainerState {
     /// The address the container got on its network.
     #[serde(rename = "LongshoreNetwork")]
     pub network: Option<NetworkState>,
+    /// What the container was asked for and did not get at its last start (a cgroup
+    /// controller this host lacks...), from the runtime.
+    #[serde(rename = "LongshoreWarnings")]
+    pub warnings: Vec<String>,
 }
 
 /// The network a running container is attached to (`docker inspect`'s NetworkSettings).
