@@ -401,6 +401,10 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
             "--lxc-conf is not supported",
         ),
         (
+            &["run", "--init", "busybox", "true"],
+            "--init is not supported yet",
+        ),
+        (
             &["run", "--restart", "sometimes", "busybox", "true"],
             "invalid restart policy",
         ),
