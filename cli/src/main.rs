@@ -1787,10 +1787,15 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             data_root,
             debug,
         } => {
-            let _ = (hosts, group, pidfile, data_root, debug);
-            Err(fail(
-                "longshore daemon: the Engine API server is not built yet",
-            ))
+            let engine = open(data_root.as_ref().unwrap_or(root), opts)?;
+            let mut d = longshore_engine::api::DaemonOptions::default();
+            d.hosts = hosts;
+            d.group = group;
+            d.pidfile = pidfile;
+            d.debug = debug;
+            longshore_engine::api::run(engine, &d)
+                .map(|()| 0)
+                .map_err(|e| fail(format!("longshore daemon: {e}")))
         }
         Cmd::Completion { shell } => {
             use clap::CommandFactory;

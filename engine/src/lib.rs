@@ -13,7 +13,8 @@
 //! monitor process becomes the container's parent, see [`monitor`]), stop, kill, restart,
 //! pause, wait, rm, ps, logs, inspect, exec and attach; images: list, import, tag, rmi,
 //! inspect, history; events on disk. A program that runs containers with the engine calls
-//! [`monitor::run_if_monitor`] first in `main`. The Engine API server is not built yet.
+//! [`monitor::run_if_monitor`] first in `main`. The Engine API server (`longshore daemon`,
+//! the docker CLI's daemon) is [`api`].
 //!
 //! ```no_run
 //! use longshore_engine::{Engine, EngineOptions, PullJobOptions};
@@ -54,6 +55,7 @@
 //! # }
 //! ```
 
+pub mod api;
 mod attach;
 pub mod build;
 pub mod containers;

@@ -1,0 +1,165 @@
+//! `/_ping`, `/version`, `/info`.
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode, header};
+use serde_json::json;
+
+use super::body::{ApiResult, Body, Resp, json};
+use super::router::{Req, State};
+use super::{API_VERSION, MIN_API_VERSION};
+
+/// `GET|HEAD /_ping`: `OK` with the headers clients negotiate with.
+pub fn ping(r: &Req) -> Resp {
+    let body = if r.method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::Full(Some("OK".into()))
+    };
+    let mut resp = hyper::Response::new(body);
+    let h = resp.headers_mut();
+    h.insert("API-Version", header::HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", header::HeaderValue::from_static("linux"));
+    h.insert(
+        "Docker-Experimental",
+        header::HeaderValue::from_static("false"),
+    );
+    h.insert("Builder-Version", header::HeaderValue::from_static("1"));
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+/// `GET /version`.
+pub async fn version(_state: &Arc<State>) -> ApiResult {
+    let v = env!("CARGO_PKG_VERSION");
+    let k = kernel();
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "Platform": {"Name": "longshore"},
+            "Components": [{
+                "Name": "Engine",
+                "Version": v,
+                "Details": {
+                    "ApiVersion": API_VERSION,
+                    "MinAPIVersion": MIN_API_VERSION,
+                    "Os": "linux",
+                    "Arch": arch(),
+                    "KernelVersion": k,
+                    "Experimental": "false",
+                }
+            }],
+            "Version": v,
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": option_env!("LONGSHORE_GIT").unwrap_or("dev"),
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": arch(),
+            "KernelVersion": k,
+            "BuildTime": "",
+        }),
+    ))
+}
+
+/// `GET /info`.
+pub async fn info(state: &Arc<State>) -> ApiResult {
+    let (containers, images, driver) = state
+        .job(|e| {
+            let cs = e.list_containers(&crate::ListOptions {
+                all: true,
+                ..Default::default()
+            })?;
+            let imgs = e.list_images(&[])?.len();
+            let driver = e.graph()?.driver().name().to_string();
+            Ok((cs, imgs, driver))
+        })
+        .await?;
+    let count = |s: &str| containers.iter().filter(|c| c.state == s).count();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let running = count("running");
+    let paused = count("paused");
+    let mut v = json!({
+            "ID": "",
+            "Containers": containers.len(),
+            "ContainersRunning": running,
+            "ContainersPaused": paused,
+            "ContainersStopped": containers.len() - running - paused,
+            "Images": images,
+            "Driver": driver,
+            "DriverStatus": [],
+            "MemoryLimit": true,
+            "SwapLimit": false,
+            "CpuCfsPeriod": true,
+            "CpuCfsQuota": true,
+            "CPUShares": true,
+            "CPUSet": true,
+            "PidsLimit": true,
+            "IPv4Forwarding": true,
+            "Debug": state.debug,
+            "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+            "NGoroutines": 0,
+            "SystemTime": humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "1",
+    });
+    let more = json!({
+            "NEventsListener": 0,
+            "KernelVersion": kernel(),
+            "OperatingSystem": "longshore",
+            "OSType": "linux",
+            "Architecture": std::env::consts::ARCH,
+            "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "MemTotal": mem,
+            "DockerRootDir": state.engine.root(),
+            "Name": name,
+            "Labels": [],
+            "ExperimentalBuild": false,
+            "ServerVersion": env!("CARGO_PKG_VERSION"),
+            "Runtimes": {"longshore": {"path": "longshore"}},
+            "DefaultRuntime": "longshore",
+            "LiveRestoreEnabled": true,
+            "Isolation": "",
+            "InitBinary": "",
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Warnings": [],
+    });
+    if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), more) {
+        a.extend(b);
+    }
+    Ok(json(StatusCode::OK, &v))
+}

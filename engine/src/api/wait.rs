@@ -1,0 +1,55 @@
+//! A wait the client can leave: the docker CLI opens `POST /wait?condition=next-exit`
+//! for every `run`, `-d` included, and drops it; a wait that outlived its client would
+//! hold a blocking thread until the container exits. [`crate::Engine::wait_container`]
+//! has no way out, so this polls the same records with one (it belongs beside
+//! `wait_container` in `containers/stop.rs` once that file is free to change).
+
+use std::time::Duration;
+
+use crate::containers::WaitCondition;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::monitor::monitor_alive;
+
+/// Waits for `cond` on container `id` (a full ID); `None` once `left()` says the client
+/// went away. The exit code otherwise (the last one seen for a removed container).
+pub fn wait_or_leave(
+    engine: &Engine,
+    id: &str,
+    cond: WaitCondition,
+    left: &dyn Fn() -> bool,
+) -> Result<Option<i32>> {
+    let c = engine.container(id)?;
+    let first_finish = c.state.finished_at.clone();
+    let mut last_code = c.state.exit_code;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if left() {
+            return Ok(None);
+        }
+        match engine.container(id) {
+            Ok(cur) => {
+                last_code = cur.state.exit_code;
+                match cond {
+                    WaitCondition::NotRunning
+                        if !matches!(cur.live_status(), "running" | "paused" | "restarting")
+                            && !monitor_alive(&cur.dir) =>
+                    {
+                        // holds now: the engine's wait returns at once, after settling
+                        return engine.wait_container(id, cond).map(Some);
+                    }
+                    WaitCondition::NextExit if cur.state.finished_at != first_finish => {
+                        return Ok(Some(last_code));
+                    }
+                    _ => {}
+                }
+            }
+            Err(Error::NoSuchContainer(_)) => return Ok(Some(last_code)),
+            // a removal in progress: its records are going away
+            Err(Error::Io { .. }) if cond == WaitCondition::Removed => {}
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
