@@ -352,6 +352,15 @@ fn images_and_inspect(d: &Daemon) {
     assert!(id.trim().starts_with("sha256:"), "{id}");
     let o = d.docker(&["inspect", "--type", "image", "nosuchimage-lsapi"]);
     assert!(!o.status.success());
+    // a missing image: the CLI asks to pull it, and gets a clear refusal
+    let o = d.docker(&["run", "--rm", "--network", "none", "nosuchimage-lsapi"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o.stderr)
+            .contains("pulling and importing images through the Engine API is not built yet"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = d.docker(&["rmi", "nosuchimage-lsapi"]);
     assert!(
         text(&o.stderr).contains("No such image"),

@@ -268,6 +268,14 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::DELETE, ["images", name @ ..]) if !name.is_empty() => {
             images::remove(state, &name.join("/"), &r).await
         }
+        (&M::POST, ["images", "create"]) => Ok(error(
+            StatusCode::NOT_IMPLEMENTED,
+            "pulling and importing images through the Engine API is not built yet in longshore: run `longshore pull` (or `longshore import`) with the daemon's --root",
+        )),
+        (&M::POST, ["build"]) => Ok(error(
+            StatusCode::NOT_IMPLEMENTED,
+            "building through the Engine API is not built yet in longshore: run `longshore build` with the daemon's --root",
+        )),
         _ => Ok(error(StatusCode::NOT_FOUND, "page not found")),
     }
 }
