@@ -457,8 +457,13 @@ impl Controller {
                 fs::write(p, "1\n").map_err(file_err(p, "enable IP forwarding"))
             })?;
         }
-        // the base chains and the default network's rules in one transaction
-        ctl.ensure_default_network()?;
+        // the base chains and the default network's rules in one transaction; alone, so that
+        // two processes starting controllers on one state directory (a container's monitor
+        // tearing down while the next `run` starts) never delete each other's rule handles
+        {
+            let _alone = ctl.connect_lock(true)?;
+            ctl.ensure_default_network()?;
+        }
         Ok(ctl)
     }
 

@@ -910,3 +910,28 @@ fn two_controllers_on_one_state_directory_never_share_a_host_port() {
     assert!(host.rule_tags().iter().all(|t| !t.starts_with("ep:")));
     assert!(a.endpoints().unwrap().is_empty());
 }
+
+/// Controllers started at the same moment on one state directory (a container's monitor
+/// tearing down while the next `longshore run` starts): each replaces the network's rules
+/// by handle, so without the state directory's lock one deleted handles the other had
+/// just deleted and failed ("No such file or directory").
+#[test]
+fn controllers_started_at_once_on_one_state_directory_all_succeed() {
+    require_root!();
+    let host = TestHost::new(|o| o.userland_proxy = false);
+    drop(host.controller());
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..5 {
+                        drop(host.controller());
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
