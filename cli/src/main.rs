@@ -1948,16 +1948,28 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
     }
     e.start_container(&id, &start_opts(true))
         .map_err(run_error)?;
-    let stdin = o.interactive;
-    term::attach_loop(
+    let root = e.root().to_path_buf();
+    drop(e);
+    let code = term::attach_loop(
         &id,
-        stdin,
+        o.interactive,
         o.tty,
         o.sig_proxy,
         o.detach_keys.as_deref(),
-        e.root(),
-    )
-    .map_err(Into::into)
+        &root,
+    )?;
+    if o.rm {
+        // as docker: `run --rm` returns once the container is gone (its monitor removes it),
+        // so that its name can be used again at once
+        let dir = root.join("containers").join(&id);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut pause = std::time::Duration::from_micros(200);
+        while dir.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(20));
+        }
+    }
+    Ok(code)
 }
 
 fn run_error(err: Error) -> Failure {

@@ -1017,3 +1017,24 @@ fn privileged_containers_get_every_capability_and_a_sealed_monitor() {
     let exe = std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap();
     assert!(!exe.to_string_lossy().starts_with("/memfd:"), "{exe:?}");
 }
+
+#[test]
+fn run_rm_returns_once_the_container_is_gone() {
+    require_root!();
+    let env = Env::new();
+    for _ in 0..3 {
+        // the same name at once: the previous container must be removed when run returns
+        let out = env.run(&[
+            "run",
+            "--rm",
+            "--name",
+            "again",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(env.ok(&["ps", "-aq"]), "");
+    }
+}
