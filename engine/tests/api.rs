@@ -342,6 +342,47 @@ fn detached_logs_stop_rm(d: &Daemon) {
     );
 }
 
+fn exec_in_a_running_container(d: &Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    assert_eq!(ok(&d.docker(&["exec", &name, "echo", "hi"])), "hi\n");
+    let o = d.docker(&["exec", &name, "sh", "-c", "echo out; echo err >&2; exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "out\n");
+    assert!(text(&o.stderr).contains("err\n"), "{}", text(&o.stderr));
+    let o = d.docker_in(&["exec", "-i", &name, "cat"], Some(b"via stdin\n"));
+    assert_eq!(ok(&o), "via stdin\n");
+    ok(&d.docker(&["exec", "-d", &name, "sh", "-c", "echo done > /tmp/f"]));
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = text(&d.docker(&["exec", &name, "cat", "/tmp/f"]).stdout);
+        if seen == "done\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(seen, "done\n", "the detached exec did not run");
+    ok(&d.docker(&["stop", "-t", "0", &name]));
+    let o = d.docker(&["exec", &name, "true"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("is not running"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&d.docker(&["rm", &name]));
+}
+
 fn images_and_inspect(d: &Daemon) {
     let imgs = ok(&d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]));
     assert!(
@@ -502,6 +543,9 @@ fn main() -> ExitCode {
         }),
         ("run_with_stdin", |d| run_with_stdin(d)),
         ("detached_logs_stop_rm", |d| detached_logs_stop_rm(d)),
+        ("exec_in_a_running_container", |d| {
+            exec_in_a_running_container(d)
+        }),
         ("images_and_inspect", |d| images_and_inspect(d)),
         ("bad_requests_leave_the_daemon_up", |d| {
             bad_requests_leave_the_daemon_up(d)

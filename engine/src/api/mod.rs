@@ -49,6 +49,7 @@ mod attach;
 mod body;
 mod containers;
 mod create;
+mod exec;
 mod exit;
 mod images;
 pub mod router;

@@ -24,6 +24,8 @@ pub struct State {
     pub engine: Arc<Engine>,
     /// Attach connections to containers not started yet, by full ID.
     pub(crate) pending: Mutex<HashMap<String, Vec<PendingAttach>>>,
+    /// Exec instances by ID (config, then exit code), as Docker keeps them in memory.
+    pub(crate) execs: Mutex<HashMap<String, super::exec::ExecEntry>>,
     /// `-D`: log each request on stderr.
     pub debug: bool,
 }
@@ -34,6 +36,7 @@ impl State {
         State {
             engine,
             pending: Mutex::default(),
+            execs: Mutex::default(),
             debug,
         }
     }
@@ -261,6 +264,16 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             super::attach::attach(state, &id, &r, req).await
         }
         (&M::POST, ["containers", id, "resize"]) => super::attach::resize(state, id, &r).await,
+        (&M::POST, ["containers", id, "exec"]) => {
+            let id = id.to_string();
+            let body = read_body(req).await?;
+            super::exec::create(state, &id, body).await
+        }
+        (&M::POST, ["exec", id, "start"]) => {
+            let id = id.to_string();
+            super::exec::start(state, &id, req).await
+        }
+        (&M::GET, ["exec", id, "json"]) => super::exec::inspect(state, id).await,
         (&M::GET, ["images", "json"]) => images::list(state, &r).await,
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(state, &name.join("/")).await
