@@ -13,6 +13,9 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::monitor::monitor_alive;
 
+/// How long a next-exit wait waits for the monitor to finish after the exit.
+const MONITOR_FINISH: Duration = Duration::from_secs(30);
+
 /// Waits for `cond` on container `id` (a full ID); `None` once `left()` says the client
 /// went away. The exit code otherwise (the last one seen for a removed container).
 pub fn wait_or_leave(
@@ -25,6 +28,7 @@ pub fn wait_or_leave(
     let first_finish = c.state.finished_at.clone();
     let mut last_code = c.state.exit_code;
     let mut pause = Duration::from_millis(1);
+    let mut exit_seen: Option<std::time::Instant> = None;
     loop {
         if left() {
             return Ok(None);
@@ -40,7 +44,18 @@ pub fn wait_or_leave(
                         // holds now: the engine's wait returns at once, after settling
                         return engine.wait_container(id, cond).map(Some);
                     }
-                    WaitCondition::NextExit if cur.state.finished_at != first_finish => {
+                    // without a restart policy the monitor finishes (unmounts, leaves)
+                    // right after the exit: a `docker rm` that follows `docker run`
+                    // must not find it busy
+                    WaitCondition::NextExit
+                        if cur.state.finished_at != first_finish
+                            && (!cur.record.host_config.restart_policy.is_none()
+                                || !monitor_alive(&cur.dir)
+                                || exit_seen
+                                    .get_or_insert_with(std::time::Instant::now)
+                                    .elapsed()
+                                    > MONITOR_FINISH) =>
+                    {
                         return Ok(Some(last_code));
                     }
                     _ => {}
