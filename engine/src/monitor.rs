@@ -274,8 +274,9 @@ impl Monitor {
             .map_err(Error::io(format!("open {}", lock_path.display())))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|e| Error::io("lock the container's monitor")(e.into()))?;
-        let record: crate::containers::ContainerRecord = read_json(&dir.join("config.json"))?;
-        let state: ContainerState = read_json(&dir.join("state.json"))?;
+        let record: crate::containers::ContainerRecord =
+            crate::containers::read_json(&dir.join("config.json"))?;
+        let state: ContainerState = crate::containers::read_json(&dir.join("state.json"))?;
         fs::create_dir_all(SOCKET_DIR).map_err(Error::io(format!("create {SOCKET_DIR}")))?;
         let sock = attach_socket(&args.id);
         let _ = fs::remove_file(&sock);
@@ -793,14 +794,6 @@ fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) {
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe")(e.into()))
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let data = fs::read(path).map_err(Error::io(format!("read {}", path.display())))?;
-    serde_json::from_slice(&data).map_err(|e| Error::Io {
-        what: format!("parse {}", path.display()),
-        source: io::Error::new(io::ErrorKind::InvalidData, e),
-    })
 }
 
 /// The json-file log driver: one JSON object per line, Docker's on-disk format,

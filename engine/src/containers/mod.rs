@@ -463,7 +463,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     res.map_err(Error::io(format!("write {}", path.display())))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data = fs::read(path).map_err(Error::io(format!("read {}", path.display())))?;
     serde_json::from_slice(&data).map_err(|e| Error::Io {
         what: format!("parse {}", path.display()),

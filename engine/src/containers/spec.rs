@@ -306,8 +306,6 @@ pub(crate) struct SpecInputs<'a> {
     pub netns: Option<&'a Path>,
     /// Mounts from `--volumes-from` and volumes (source, destination, read-only).
     pub volume_mounts: &'a [(PathBuf, String, bool)],
-    /// `/dev/init` source for `--init` (this program re-executed as a reaper).
-    pub init_program: Option<&'a Path>,
 }
 
 /// The OCI spec of `c`.
@@ -329,13 +327,9 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
             if home.is_empty() { "/" } else { &home }
         ));
     }
-    let mut args: Vec<String> = std::iter::once(rc.path.clone())
+    let args: Vec<String> = std::iter::once(rc.path.clone())
         .chain(rc.args.iter().cloned())
         .collect();
-    if hc.init {
-        args.insert(0, "/dev/init".into());
-        args.insert(1, "--".into());
-    }
     let caps = capabilities(c);
     let no_new_privs = hc.security_opt.iter().any(|s| {
         s == "no-new-privileges" || s == "no-new-privileges:true" || s == "no-new-privileges=true"
@@ -390,9 +384,6 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
             o.push("ro");
         }
         mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": o}));
-    }
-    if let Some(init) = inp.init_program {
-        mounts.push(json!({"destination": "/dev/init", "type": "bind", "source": init, "options": ["bind", "ro"]}));
     }
 
     let mut namespaces = vec![

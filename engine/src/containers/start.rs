@@ -109,20 +109,14 @@ impl Engine {
             });
         let _ = self.store()?.unmount_container(&id);
         bound?;
-        let volume_mounts = self.volume_mounts(c, &rootfs)?;
+        let volume_mounts = self.volume_mounts(c)?;
         let netns = self.setup_network(c)?;
-        let init_program = if c.record.host_config.init {
-            Some(self.monitor_program()?)
-        } else {
-            None
-        };
         let spec = spec::build(
             c,
             &SpecInputs {
                 rootfs: &rootfs,
                 netns: netns.as_deref(),
                 volume_mounts: &volume_mounts,
-                init_program: init_program.as_deref(),
             },
         )?;
         let bundle = c.dir.join("bundle");
@@ -204,16 +198,12 @@ impl Engine {
     }
 
     /// Bind mounts for `-v`, named and anonymous volumes and `--volumes-from`.
-    fn volume_mounts(
-        &self,
-        c: &mut Container,
-        _rootfs: &Path,
-    ) -> Result<Vec<(PathBuf, String, bool)>> {
+    fn volume_mounts(&self, c: &Container) -> Result<Vec<(PathBuf, String, bool)>> {
         let mut out = Vec::new();
         for from in c.record.host_config.volumes_from.clone() {
             let (name, mode) = from.split_once(':').unwrap_or((&from, ""));
             let other = self.container(name)?;
-            for (src, dest, ro) in self.volume_mounts(&mut other.clone(), _rootfs)? {
+            for (src, dest, ro) in self.volume_mounts(&other)? {
                 out.push((src, dest, ro || mode == "ro"));
             }
         }
