@@ -1,7 +1,7 @@
 //! # longshore-engine
 //!
-//! The seed's *Engine*: jobs that compose the `lib*` crates. Today it has one job,
-//! [`Engine::pull`]: libregistry downloads an image's blobs straight into libgraph's
+//! The seed's *Engine*: jobs that compose the `lib*` crates. [`Engine::pull`]:
+//! libregistry downloads an image's blobs straight into libgraph's
 //! content store (through [`GraphContent`], no second copy, hashed once). With the overlay
 //! driver every compressed layer is unpacked from its bytes while it downloads, all layers
 //! at the same time, and attached to its parent afterwards; with vfs each layer is
@@ -11,8 +11,9 @@
 //!
 //! Containers: [`Engine::create_container`], [`Engine::start_container`] (a per-container
 //! monitor process becomes the container's parent, see [`monitor`]), stop, kill, restart,
-//! pause, wait, rm, ps, logs, inspect, exec and attach; images: list, import, tag, rmi,
-//! inspect, history; events on disk. A program that runs containers with the engine calls
+//! pause, wait, rm, ps, logs, inspect, exec, attach, cp, update and stats; images: list,
+//! import, tag, rmi, inspect, history, and [`Engine::build`] (libbuild with RUN steps in
+//! containers); volumes; events on disk. A program that runs containers with the engine calls
 //! [`monitor::run_if_monitor`] first in `main`. The Engine API server (`longshore daemon`,
 //! the docker CLI's daemon) is [`api`].
 //!
