@@ -530,12 +530,10 @@ impl Controller {
             .iter()
             .find(|r| r.destination.prefix() == 0)
             .and_then(|r| r.oif)
+            && let Some(l) = nl.links()?.into_iter().find(|l| l.index == oif)
+            && let Some(m) = l.mtu
         {
-            if let Some(l) = nl.links()?.into_iter().find(|l| l.index == oif) {
-                if let Some(m) = l.mtu {
-                    return Ok(m);
-                }
-            }
+            return Ok(m);
         }
         Ok(1500)
     }
@@ -559,10 +557,10 @@ impl Controller {
             if let Some(e) = existing.as_ref().filter(|e| e.bridge == bridge) {
                 return Ok((e.gateway, mtu));
             }
-            if let Some(l) = nl.link(&bridge)? {
-                if let Some(IpNetwork::V4(a)) = nl.addresses_v4(l.index)?.into_iter().next() {
-                    return Ok((a, mtu));
-                }
+            if let Some(l) = nl.link(&bridge)?
+                && let Some(IpNetwork::V4(a)) = nl.addresses_v4(l.index)?.into_iter().next()
+            {
+                return Ok((a, mtu));
             }
             let routes: Vec<IpNetwork> =
                 nl.routes_v4()?.into_iter().map(|r| r.destination).collect();
@@ -660,14 +658,14 @@ impl Controller {
         }
         safe_name("bridge name", &bridge)?;
         let taken: Vec<Ipv4Network> = self.list_networks()?.iter().map(|n| n.subnet()).collect();
-        if let Some(g) = req.gateway {
-            if let Some(t) = taken.iter().find(|t| crate::ipam::overlaps(t, &g)) {
-                return Err(Error::InvalidInput {
-                    what: "subnet",
-                    value: g.to_string(),
-                    reason: format!("overlaps the existing network {t}"),
-                });
-            }
+        if let Some(g) = req.gateway
+            && let Some(t) = taken.iter().find(|t| crate::ipam::overlaps(t, &g))
+        {
+            return Err(Error::InvalidInput {
+                what: "subnet",
+                value: g.to_string(),
+                reason: format!("overlaps the existing network {t}"),
+            });
         }
         let (gateway, mtu) = self.host.run(|| {
             let mut nl = Netlink::open()?;
@@ -710,10 +708,10 @@ impl Controller {
         for e in fs::read_dir(&dir).map_err(file_err(&dir, "list"))? {
             let e = e.map_err(file_err(&dir, "list"))?;
             let p = e.path();
-            if p.extension().is_some_and(|x| x == "json") {
-                if let Some(n) = read_json::<NetworkInfo>(&p)? {
-                    out.push(n);
-                }
+            if p.extension().is_some_and(|x| x == "json")
+                && let Some(n) = read_json::<NetworkInfo>(&p)?
+            {
+                out.push(n);
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -780,10 +778,10 @@ impl Controller {
 
     /// The endpoint of a container, by id or name.
     pub fn endpoint(&self, id_or_name: &str) -> Result<EndpointInfo> {
-        if safe_name("container id", id_or_name).is_ok() {
-            if let Some(e) = Self::read_endpoint(&self.endpoint_path(id_or_name), id_or_name)? {
-                return Ok(e);
-            }
+        if safe_name("container id", id_or_name).is_ok()
+            && let Some(e) = Self::read_endpoint(&self.endpoint_path(id_or_name), id_or_name)?
+        {
+            return Ok(e);
         }
         self.endpoints()?
             .into_iter()
@@ -949,13 +947,14 @@ impl Controller {
         // DNS-free name resolution on user-defined networks: the other members' names
         if let Some(net) = ep.network.as_deref().filter(|n| *n != DEFAULT_NETWORK) {
             for other in self.endpoints()? {
-                if other.network.as_deref() == Some(net) && other.container_id != ep.container_id {
-                    if let Some(ip) = other.ip {
-                        extra.push(HostsEntry {
-                            ip: IpAddr::V4(ip.ip()),
-                            names: vec![other.container_name.clone()],
-                        });
-                    }
+                if other.network.as_deref() == Some(net)
+                    && other.container_id != ep.container_id
+                    && let Some(ip) = other.ip
+                {
+                    extra.push(HostsEntry {
+                        ip: IpAddr::V4(ip.ip()),
+                        names: vec![other.container_name.clone()],
+                    });
                 }
             }
         }
@@ -1038,10 +1037,10 @@ impl Controller {
             }
             let mut new = lines.join("\n");
             new.push('\n');
-            if new != old {
-                if let Err(e) = fs::write(&path, new) {
-                    eprintln!("longshore-network: update {}: {e}", path.display());
-                }
+            if new != old
+                && let Err(e) = fs::write(&path, new)
+            {
+                eprintln!("longshore-network: update {}: {e}", path.display());
             }
         }
     }

@@ -230,10 +230,11 @@ impl Link {
             self.alias
         ));
         for kv in &self.env {
-            if let Some((k, v)) = kv.split_once('=') {
-                if k != "HOME" && k != "PATH" {
-                    env.push(format!("{alias}_ENV_{k}={v}"));
-                }
+            if let Some((k, v)) = kv.split_once('=')
+                && k != "HOME"
+                && k != "PATH"
+            {
+                env.push(format!("{alias}_ENV_{k}={v}"));
             }
         }
         env

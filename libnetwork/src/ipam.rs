@@ -85,14 +85,14 @@ impl Ipam {
         gateway: Ipv4Addr,
     ) -> Result<()> {
         let subnet = Ipv4Network::new(subnet.network(), subnet.prefix()).expect("same prefix");
-        if let Some(r) = range {
-            if !subnet.contains(r.network()) || r.prefix() < subnet.prefix() {
-                return Err(Error::InvalidInput {
-                    what: "fixed CIDR",
-                    value: r.to_string(),
-                    reason: format!("not inside the network's subnet {subnet}"),
-                });
-            }
+        if let Some(r) = range
+            && (!subnet.contains(r.network()) || r.prefix() < subnet.prefix())
+        {
+            return Err(Error::InvalidInput {
+                what: "fixed CIDR",
+                value: r.to_string(),
+                reason: format!("not inside the network's subnet {subnet}"),
+            });
         }
         let mut p: Locked<Pool> = Locked::open(&self.path(network))?;
         if p.data.subnet != Some(subnet) {

@@ -376,11 +376,11 @@ impl Netlink {
         msg.header.index = index;
         msg.attributes.push(AddressAttribute::Local(addr.ip()));
         msg.attributes.push(AddressAttribute::Address(addr.ip()));
-        if let IpNetwork::V4(v4) = addr {
-            if v4.prefix() < 31 {
-                msg.attributes
-                    .push(AddressAttribute::Broadcast(v4.broadcast()));
-            }
+        if let IpNetwork::V4(v4) = addr
+            && v4.prefix() < 31
+        {
+            msg.attributes
+                .push(AddressAttribute::Broadcast(v4.broadcast()));
         }
         match self.request(
             &format!("add address {addr} to {name}"),
@@ -464,10 +464,10 @@ impl Netlink {
                 continue;
             }
             for attr in &a.attributes {
-                if let AddressAttribute::Local(ip) = attr {
-                    if let Ok(n) = IpNetwork::new(*ip, a.header.prefix_len) {
-                        out.push(n);
-                    }
+                if let AddressAttribute::Local(ip) = attr
+                    && let Ok(n) = IpNetwork::new(*ip, a.header.prefix_len)
+                {
+                    out.push(n);
                 }
             }
         }

@@ -186,10 +186,10 @@ impl Drop for NamedNetns {
         if let Err(e) = nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
             eprintln!("longshore-network: unmount {}: {e}", path.display());
         }
-        if let Err(e) = fs::remove_file(&path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                eprintln!("longshore-network: remove {}: {e}", path.display());
-            }
+        if let Err(e) = fs::remove_file(&path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            eprintln!("longshore-network: remove {}: {e}", path.display());
         }
     }
 }

@@ -386,10 +386,10 @@ impl RawFlood {
         let thread = std::thread::spawn(move || {
             ns.run(|| {
                 while !s.load(Ordering::Relaxed) {
-                    if let Some(i) = ifindex("eth0") {
-                        if raw_send(i, &frame).is_ok() {
-                            n.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if let Some(i) = ifindex("eth0")
+                        && raw_send(i, &frame).is_ok()
+                    {
+                        n.fetch_add(1, Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_micros(100));
                 }

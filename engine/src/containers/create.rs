@@ -514,10 +514,8 @@ impl Engine {
         };
         let dir = containers.join(&id);
         let undo = |with_layer: bool| {
-            if with_layer {
-                if let Ok(g) = self.store() {
-                    let _ = g.remove_container(&id);
-                }
+            if with_layer && let Ok(g) = self.store() {
+                let _ = g.remove_container(&id);
             }
             let _ = fs::remove_dir_all(&dir);
             names::release(&containers, &name);

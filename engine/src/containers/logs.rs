@@ -104,10 +104,10 @@ impl Engine {
             let mut s = String::new();
             while r.read_line(&mut s).map(|n| n > 0).unwrap_or(false) {
                 if s.ends_with('\n') {
-                    if let Some(l) = parse_line(s.trim_end()) {
-                        if keep(&l) {
-                            lines.push(l);
-                        }
+                    if let Some(l) = parse_line(s.trim_end())
+                        && keep(&l)
+                    {
+                        lines.push(l);
                     }
                     if *f == main {
                         offset += s.len() as u64;

@@ -421,10 +421,10 @@ impl Engine {
 
     /// Disconnects a container from its network and removes its pinned namespace.
     pub(crate) fn teardown_network(&self, c: &mut Container) {
-        if c.state.network.is_some() || c.state.netns.is_some() {
-            if let Ok(ctl) = self.network() {
-                let _ = ctl.disconnect(&c.record.id);
-            }
+        if (c.state.network.is_some() || c.state.netns.is_some())
+            && let Ok(ctl) = self.network()
+        {
+            let _ = ctl.disconnect(&c.record.id);
         }
         if let Some(p) = c.state.netns.take() {
             unpin_netns(&p);

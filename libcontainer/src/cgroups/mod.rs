@@ -501,14 +501,16 @@ pub fn validate(r: &LinuxResources) -> Result<(), CgroupError> {
                 ));
             }
         }
-        if let (Some(l), Some(s)) = (m.limit(), m.swap()) {
-            if l > 0 && s > 0 && s < l {
-                return Err(bad(
-                    "memory.swap",
-                    s.to_string(),
-                    "memory+swap must be at least the memory limit",
-                ));
-            }
+        if let (Some(l), Some(s)) = (m.limit(), m.swap())
+            && l > 0
+            && s > 0
+            && s < l
+        {
+            return Err(bad(
+                "memory.swap",
+                s.to_string(),
+                "memory+swap must be at least the memory limit",
+            ));
         }
         if let Some(s) = m.swappiness().filter(|&s| s > 100) {
             return Err(bad("memory.swappiness", s.to_string(), "must be 0..=100"));
@@ -830,7 +832,7 @@ fn poll_until(
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
         round += 1;
-        if round % 8 == 0 {
+        if round.is_multiple_of(8) {
             nudge()?;
         }
     }

@@ -174,7 +174,7 @@ impl CompiledFilter {
     /// Needs `no_new_privs` or `CAP_SYS_ADMIN` in the caller's user namespace.
     pub fn load(&self) -> Result<(), SeccompError> {
         let bytes = self.program.len();
-        if bytes == 0 || bytes % INSN_SIZE != 0 || bytes / INSN_SIZE > MAX_INSNS {
+        if bytes == 0 || !bytes.is_multiple_of(INSN_SIZE) || bytes / INSN_SIZE > MAX_INSNS {
             return Err(SeccompError::InvalidProgram { bytes });
         }
         match sys_seccomp_set_mode_filter(self.flags, &self.program) {
@@ -391,7 +391,7 @@ pub fn compile_uncached(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, Seccom
     let enosys_above = max_known.filter(|_| denies);
     let program = patch::prefix(export(&ctx)?, &extra, enosys_above);
     let bytes = program.len();
-    if bytes == 0 || bytes % INSN_SIZE != 0 || bytes / INSN_SIZE > MAX_INSNS {
+    if bytes == 0 || !bytes.is_multiple_of(INSN_SIZE) || bytes / INSN_SIZE > MAX_INSNS {
         return Err(SeccompError::InvalidProgram { bytes });
     }
     Ok(CompiledFilter {
