@@ -1819,17 +1819,7 @@ fn each(
     names: Vec<String>,
     f: impl Fn(&Engine, &str) -> longshore_engine::Result<()>,
 ) -> Res<u8> {
-    let mut failed = false;
-    for n in names {
-        match f(&e, &n) {
-            Ok(()) => println!("{n}"),
-            Err(err) => {
-                eprintln!("Error response from daemon: {err}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
+    each_named(names, |n| f(&e, n))
 }
 
 fn read_env_file(p: &PathBuf) -> Res<Vec<String>> {

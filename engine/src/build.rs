@@ -48,15 +48,7 @@ impl ContainerRunner {
                 if home.is_empty() { "/" } else { &home }
             ));
         }
-        let caps: Vec<String> = longshore_container::caps::docker_default_capabilities()
-            .iter()
-            .map(|c| {
-                longshore_container::caps::cap_name(longshore_container::caps::capability_number(
-                    *c,
-                ))
-                .to_string()
-            })
-            .collect();
+        let caps = crate::containers::default_capabilities();
         let mut mounts = vec![
             json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
             json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),

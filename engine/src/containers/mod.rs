@@ -21,7 +21,7 @@ mod logs;
 mod names;
 mod remove;
 mod spec;
-pub(crate) use spec::{MASKED_PATHS, READONLY_PATHS, kernel_capabilities};
+pub(crate) use spec::{MASKED_PATHS, READONLY_PATHS, default_capabilities, kernel_capabilities};
 pub use spec::{parse_signal, resolve_user};
 mod start;
 mod stop;

@@ -260,6 +260,17 @@ pub(crate) fn kernel_capabilities() -> Vec<String> {
         .collect()
 }
 
+/// The names of Docker's 14 default capabilities (`CAP_CHOWN`, ...).
+pub(crate) fn default_capabilities() -> Vec<String> {
+    longshore_container::caps::docker_default_capabilities()
+        .iter()
+        .map(|cap| {
+            longshore_container::caps::cap_name(longshore_container::caps::capability_number(*cap))
+                .to_string()
+        })
+        .collect()
+}
+
 /// The capability set after `--cap-add`/`--cap-drop` (`ALL` in either) and `--privileged`.
 pub(crate) fn capabilities(c: &Container) -> Vec<String> {
     let hc = &c.record.host_config;
@@ -267,13 +278,7 @@ pub(crate) fn capabilities(c: &Container) -> Vec<String> {
     if hc.privileged {
         return all;
     }
-    let mut caps: Vec<String> = longshore_container::caps::docker_default_capabilities()
-        .iter()
-        .map(|cap| {
-            longshore_container::caps::cap_name(longshore_container::caps::capability_number(*cap))
-                .to_string()
-        })
-        .collect();
+    let mut caps = default_capabilities();
     if hc.cap_drop.iter().any(|d| d.eq_ignore_ascii_case("ALL")) {
         caps.clear();
     } else {
