@@ -112,6 +112,10 @@ pub struct CheckReport {
     /// Complete layers nothing uses (no image, container, child layer or live [`Lease`]):
     /// not damage, but what a load or pull cut short left; [`Store::gc`] removes them.
     pub unreferenced_layers: Vec<String>,
+    /// Layers recorded incomplete: being unpacked or removed now (by this or another
+    /// process sharing the store), or left by a crash, which the next open that finds no
+    /// other user removes. Not checked further and not damage.
+    pub incomplete_layers: Vec<String>,
 }
 
 /// Findings of [`Store::gc`].
@@ -1111,16 +1115,19 @@ impl Store {
                 },
             )
         });
-        if let Err(Error::Database {
+        let conflict = matches!(&completed, Err(Error::Database {
             source: rusqlite::Error::SqliteFailure(e, _),
             ..
-        }) = &completed
-            && e.code == rusqlite::ErrorCode::ConstraintViolation
-            && let Some(existing) = self.db().layer_by_chain(&chain)?
-        {
-            // another process completed the same chain since the check above
-            self.discard_layer(cache_id);
-            return Ok(existing);
+        }) if e.code == rusqlite::ErrorCode::ConstraintViolation);
+        if conflict {
+            // bound first: a `self.db()` temporary in the `if let` would keep the database
+            // locked through the block, and discard_layer locks it again (a deadlock)
+            let existing = self.db().layer_by_chain(&chain)?;
+            if let Some(existing) = existing {
+                // another process completed the same chain since the check above
+                self.discard_layer(cache_id);
+                return Ok(existing);
+            }
         }
         completed?;
         self.db()
@@ -2105,9 +2112,9 @@ impl Store {
         }
         drop(leases);
         for id in configs {
-            if let Ok(None) = self.db().image(id)
-                && matches!(self.db().containers_of(id), Ok(c) if c.is_empty())
-            {
+            let unused = matches!(self.db().image(id), Ok(None))
+                && matches!(self.db().containers_of(id), Ok(c) if c.is_empty());
+            if unused {
                 let _ = self.content.delete(id);
             }
         }
@@ -2132,6 +2139,12 @@ impl Store {
         let images = self.db().images()?;
         let containers = self.db().containers()?;
         for l in &layers {
+            if l.incomplete {
+                // a row is marked incomplete before its directory exists and before its
+                // removal starts: its directory may be half there, or gone
+                rep.incomplete_layers.push(l.cache_id.clone());
+                continue;
+            }
             rep.layers_checked += 1;
             if !self.driver.exists(&l.cache_id) {
                 rep.problems.push(format!(

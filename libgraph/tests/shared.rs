@@ -134,3 +134,44 @@ fn eight_processes_share_one_store() {
         .count();
     assert_eq!(layers, 2, "only the base and the shared layer are left");
 }
+
+/// Another process's layer between "recorded incomplete" and "directory created" (or
+/// between "marked for removal" and "row deleted") has a row and no directory: `check` from
+/// a process sharing the store lists it as in progress, not as damage. (Issue 15's CI saw
+/// "layer … is missing from the overlay driver" in exactly this window.)
+#[test]
+fn check_does_not_call_another_process_layer_in_progress_damage() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("inprogress");
+    let root = tmp.path().join("store");
+    let s = open(&root);
+    s.import(&gzip(&base_layer())[..], Some("base:1"), None)
+        .unwrap();
+    // what the other process's first transaction wrote
+    let conn = rusqlite::Connection::open(root.join("metadata.db")).unwrap();
+    conn.execute(
+        "INSERT INTO layers(cache_id, parent_cache, depth, incomplete) VALUES (?1, NULL, 0, 1)",
+        ["0123456789abcdef0123456789abcdef"],
+    )
+    .unwrap();
+    drop(conn);
+    let rep = s.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(
+        rep.incomplete_layers,
+        vec!["0123456789abcdef0123456789abcdef".to_string()]
+    );
+    assert_eq!(rep.layers_checked, 1);
+    // a complete layer whose directory is gone is still damage
+    let layer = fs::read_dir(root.join("overlay"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().is_some_and(|n| n != "l" && n != ".probe"))
+        .unwrap();
+    let aside = tmp.path().join("aside");
+    fs::rename(&layer, &aside).unwrap();
+    let rep = s.check(false).unwrap();
+    fs::rename(&aside, &layer).unwrap();
+    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert!(rep.problems[0].contains("missing from the overlay driver"));
+}
