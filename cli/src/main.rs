@@ -193,6 +193,27 @@ struct RunOpts {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout")]
     stop_timeout: Option<i64>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long = "health-interval", value_parser = go_duration_arg)]
+    health_interval: Option<i64>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long = "health-timeout", value_parser = go_duration_arg)]
+    health_timeout: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-period", value_parser = go_duration_arg)]
+    health_start_period: Option<i64>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-interval", value_parser = go_duration_arg)]
+    health_start_interval: Option<i64>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries")]
+    health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    no_healthcheck: bool,
     /// Username or UID (format: <name|uid>[:<group|gid>])
     #[arg(short = 'u', long)]
     user: Option<String>,
@@ -1890,6 +1911,19 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
     req.init = o.init;
     req.stop_signal = o.stop_signal.clone();
     req.stop_timeout = o.stop_timeout;
+    req.health = longshore_engine::health::HealthConfig {
+        test: o
+            .health_cmd
+            .iter()
+            .flat_map(|c| ["CMD-SHELL".to_string(), c.clone()])
+            .collect(),
+        interval: o.health_interval.unwrap_or(0),
+        timeout: o.health_timeout.unwrap_or(0),
+        start_period: o.health_start_period.unwrap_or(0),
+        start_interval: o.health_start_interval.unwrap_or(0),
+        retries: o.health_retries.unwrap_or(0),
+    };
+    req.no_healthcheck = o.no_healthcheck;
     req.log_driver = o.log_driver.clone();
     req.log_opts = o.log_opt.clone();
     req.lxc_conf = o.lxc_conf.clone();
@@ -2620,6 +2654,12 @@ fn each_named(names: Vec<String>, f: impl Fn(&str) -> longshore_engine::Result<(
     Ok(if failed { 1 } else { 0 })
 }
 
+/// A Go duration flag (`30s`, `1m30s`, `500ms`), in ns.
+fn go_duration_arg(s: &str) -> Result<i64, String> {
+    longshore_engine::health::parse_go_duration(s)
+        .ok_or_else(|| format!("time: invalid duration \"{s}\""))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -2629,3 +2669,4 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 }
+

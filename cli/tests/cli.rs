@@ -1038,3 +1038,233 @@ fn run_rm_returns_once_the_container_is_gone() {
         assert_eq!(env.ok(&["ps", "-aq"]), "");
     }
 }
+
+#[test]
+fn a_new_volume_gets_the_image_content_and_never_the_hosts() {
+    require_root!();
+    let env = Env::new();
+    // a host directory an image's symlink names
+    let secret = env.data().join("host-secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::write(secret.join("key"), "host only\n").unwrap();
+    let script = format!(
+        "mkdir /seed && echo hi > /seed/a && chown 5:6 /seed/a && chmod 0750 /seed \
+         && ln -s /etc/passwd /seed/link && ln -s {} /evil",
+        secret.display()
+    );
+    env.ok(&[
+        "run",
+        "--name",
+        "mk",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    env.ok(&["commit", "mk", "seeded:1"]);
+    // a named volume, new and empty: filled from the image
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "vol1:/seed",
+        "seeded:1",
+        "cat",
+        "/seed/a",
+    ]);
+    assert_eq!(out, "hi\n");
+    let data = env.data().join("volumes/vol1/_data");
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(data.join("a")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (5, 6));
+    assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::read_link(data.join("link")).unwrap(),
+        Path::new("/etc/passwd"),
+        "symlinks are copied as symlinks"
+    );
+    // not filled again once it holds something
+    std::fs::remove_file(data.join("a")).unwrap();
+    env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "vol1:/seed",
+        "seeded:1",
+        "true",
+    ]);
+    assert!(!data.join("a").exists());
+    // nocopy and host binds get nothing
+    env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "vol2:/seed:nocopy",
+        "seeded:1",
+        "true",
+    ]);
+    assert!(!env.data().join("volumes/vol2/_data/a").exists());
+    // an anonymous volume is filled too
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "/seed",
+        "seeded:1",
+        "cat",
+        "/seed/a",
+    ]);
+    assert_eq!(out, "hi\n");
+    // the image's symlink to a host path is resolved inside the image: the host's files
+    // never reach the volume
+    env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "vol3:/evil",
+        "seeded:1",
+        "true",
+    ]);
+    let got: Vec<_> = std::fs::read_dir(env.data().join("volumes/vol3/_data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(got.is_empty(), "the host's directory was copied: {got:?}");
+    assert_eq!(
+        std::fs::read_to_string(secret.join("key")).unwrap(),
+        "host only\n"
+    );
+}
+
+#[test]
+fn health_checks_run_in_the_container_and_show_in_ps_inspect_and_events() {
+    require_root!();
+    let env = Env::new();
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--network",
+        "none",
+        "--health-cmd",
+        "test -f /tmp/ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    let status = || env.ok(&["inspect", "--format", "{{.State.Health.Status}}", "hc"]);
+    wait_for("unhealthy", || status().trim() == "unhealthy");
+    let ps = env.ok(&[
+        "ps",
+        "--filter",
+        "health=unhealthy",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
+    assert!(
+        ps.starts_with("hc Up ") && ps.trim_end().ends_with("(unhealthy)"),
+        "{ps}"
+    );
+    env.ok(&["exec", "hc", "touch", "/tmp/ok"]);
+    wait_for("healthy", || status().trim() == "healthy");
+    let log = env.ok(&["inspect", "--format", "{{json .State.Health}}", "hc"]);
+    let h: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let last = h["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ExitCode"], 0, "{h}");
+    assert_eq!(last["Output"], "fine\n", "{h}");
+    assert_eq!(h["FailingStreak"], 0);
+    assert!(
+        env.ok(&["ps", "--filter", "health=healthy", "-q"])
+            .trim()
+            .len()
+            == 12
+    );
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = env.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(
+        ev.contains("health_status: unhealthy") && ev.contains("health_status: healthy"),
+        "{ev}"
+    );
+    // a check that outlives its timeout fails with Docker's message
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--network",
+        "none",
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    wait_for("timed out", || {
+        env.ok(&["inspect", "--format", "{{.State.Health.Status}}", "slow"])
+            .trim()
+            == "unhealthy"
+    });
+    let log = env.ok(&["inspect", "--format", "{{json .State.Health.Log}}", "slow"]);
+    assert!(
+        log.contains("Health check exceeded timeout (300ms)"),
+        "{log}"
+    );
+    assert!(log.contains("\"ExitCode\":-1"), "{log}");
+    // bad options are refused before anything is created
+    let out = env.run(&["run", "--rm", "--health-interval", "5x", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--no-healthcheck",
+        "--health-cmd",
+        "true",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("--no-healthcheck conflicts"),
+        "{}",
+        stderr(&out)
+    );
+}

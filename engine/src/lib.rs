@@ -64,6 +64,7 @@ mod content;
 mod engine;
 mod error;
 pub mod events;
+pub mod health;
 mod images;
 pub mod monitor;
 mod pull;

@@ -260,6 +260,10 @@ struct Monitor {
     restart: crate::containers::RestartPolicy,
     /// The container's event attributes (name, image, labels).
     attributes: Vec<(String, String)>,
+    /// Its health check, when it has one.
+    healthcheck: Option<crate::health::HealthConfig>,
+    /// Stops the running health prober.
+    health_stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Monitor {
@@ -320,6 +324,8 @@ impl Monitor {
                 a.extend(record.config.labels.clone());
                 a
             },
+            healthcheck: record.config.healthcheck.clone().filter(|h| h.enabled()),
+            health_stop: None,
             args,
         })
     }
@@ -490,6 +496,19 @@ impl Monitor {
         self.state.monitor_pid = std::process::id() as i32;
         self.save();
         reporter.send("ok");
+        if let Some(hc) = &self.healthcheck {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            crate::health::Prober {
+                root: self.args.root.clone(),
+                id: id.clone(),
+                dir: self.dir.clone(),
+                config: hc.clone(),
+                driver: self.args.driver.clone(),
+                attributes: self.attributes.clone(),
+            }
+            .spawn(stop.clone());
+            self.health_stop = Some(stop);
+        }
         // what setting up needed (spec parsing, seccomp, the runtime's buffers) is freed:
         // give it back, the monitor stays small for the container's lifetime
         // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
@@ -589,13 +608,21 @@ impl Monitor {
             }
         }
         drop(stdin);
+        if let Some(stop) = self.health_stop.take() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let code = c
             .wait()
             .map_err(Error::runtime(format!("wait for container {id}")))?;
         let oom = c
             .cgroup_paths()
             .get("memory")
-            .and_then(|p| fs::read_to_string(p.join("memory.oom_control")).ok())
+            // v1: memory.oom_control; v2 (a unified cgroup): memory.events
+            .and_then(|p| {
+                fs::read_to_string(p.join("memory.oom_control"))
+                    .or_else(|_| fs::read_to_string(p.join("memory.events")))
+                    .ok()
+            })
             .and_then(|s| {
                 s.lines().find_map(|l| {
                     l.strip_prefix("oom_kill ")

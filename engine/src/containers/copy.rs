@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// Resolves `path` inside `root`; returns the host path it names (inside `root`).
-fn resolve_in_root(root: &Path, path: &str, name: &str) -> Result<PathBuf> {
+pub(super) fn resolve_in_root(root: &Path, path: &str, name: &str) -> Result<PathBuf> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let dir = rustix::fs::open(
         root,

@@ -119,6 +119,12 @@ pub struct CreateRequest {
     pub log_opts: Vec<String>,
     /// `--lxc-conf` (refused: there is no LXC driver).
     pub lxc_conf: Vec<String>,
+    /// `--health-cmd`, `--health-interval`, `--health-timeout`, `--health-start-period`,
+    /// `--health-start-interval`, `--health-retries` (durations in ns), over the image's
+    /// HEALTHCHECK.
+    pub health: crate::health::HealthConfig,
+    /// `--no-healthcheck`.
+    pub no_healthcheck: bool,
 }
 
 /// Parses Docker's memory sizes: `512`, `512b`, `64k`, `256m`, `1g` (binary units).
@@ -451,6 +457,28 @@ impl Engine {
         if let Some(s) = &req.stop_signal {
             spec::parse_signal(s)?;
         }
+        if req.no_healthcheck && !req.health.test.is_empty() {
+            return Err(Error::InvalidArgument(
+                "--no-healthcheck conflicts with --health-* options".into(),
+            ));
+        }
+        for (what, v) in [
+            ("--health-interval", req.health.interval),
+            ("--health-timeout", req.health.timeout),
+            ("--health-start-period", req.health.start_period),
+            ("--health-start-interval", req.health.start_interval),
+        ] {
+            if v != 0 && v < 1_000_000 {
+                return Err(Error::InvalidArgument(format!(
+                    "Interval {what} cannot be less than 1ms"
+                )));
+            }
+        }
+        if req.health.retries < 0 {
+            return Err(Error::InvalidArgument(
+                "--health-retries cannot be negative".into(),
+            ));
+        }
         let mut tmpfs = BTreeMap::new();
         for t in &req.tmpfs {
             let (p, o) = t.split_once(':').unwrap_or((t, ""));
@@ -567,6 +595,19 @@ impl Engine {
                     .clone()
                     .or_else(|| ic["StopSignal"].as_str().map(String::from)),
                 stop_timeout: req.stop_timeout,
+                healthcheck: {
+                    let image: crate::health::HealthConfig =
+                        serde_json::from_value(ic["Healthcheck"].clone()).unwrap_or_default();
+                    let hc = if req.no_healthcheck {
+                        crate::health::HealthConfig {
+                            test: vec!["NONE".into()],
+                            ..Default::default()
+                        }
+                    } else {
+                        req.health.clone().over(&image)
+                    };
+                    (!hc.test.is_empty()).then_some(hc)
+                },
             },
             host_config: HostConfig {
                 binds: req

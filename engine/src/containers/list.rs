@@ -105,7 +105,14 @@ impl Container {
     /// Docker's status column.
     pub fn status_text(&self) -> String {
         match self.live_status() {
-            "running" => format!("Up {}", human_duration(since(&self.state.started_at))),
+            "running" => {
+                let up = format!("Up {}", human_duration(since(&self.state.started_at)));
+                match self.state.health.as_ref().map(|h| h.status.as_str()) {
+                    Some("starting") => format!("{up} (health: starting)"),
+                    Some(h @ ("healthy" | "unhealthy")) => format!("{up} ({h})"),
+                    _ => up,
+                }
+            }
             "paused" => format!(
                 "Up {} (Paused)",
                 human_duration(since(&self.state.started_at))
@@ -195,7 +202,7 @@ impl Engine {
                 "before" => before = Some(self.container(v)?.record.created),
                 "since" => since_ = Some(self.container(v)?.record.created),
                 "id" | "name" | "label" | "status" | "exited" | "ancestor" | "volume"
-                | "network" => {}
+                | "network" | "health" => {}
                 _ => return Err(Error::InvalidArgument(format!("invalid filter '{k}'"))),
             }
         }
@@ -253,6 +260,15 @@ impl Engine {
                         .iter()
                         .any(|b| b.split(':').any(|p| p == v))
                         || c.record.config.volumes.contains_key(v)
+                })
+                && ok("health", &|v| {
+                    let h = c
+                        .state
+                        .health
+                        .as_ref()
+                        .filter(|_| status == "running")
+                        .map_or("none", |h| h.status.as_str());
+                    v == h
                 })
                 && ok("network", &|v| {
                     c.record.host_config.network_mode == v

@@ -88,6 +88,9 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     /// `--stop-timeout` (seconds).
     pub stop_timeout: Option<i64>,
+    /// `--health-*` and the image's `HEALTHCHECK`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// A restart policy (`--restart`).
@@ -288,6 +291,10 @@ pub struct ContainerState {
     /// controller this host lacks...), from the runtime.
     #[serde(rename = "LongshoreWarnings")]
     pub warnings: Vec<String>,
+    /// The health check's state while it runs (`docker inspect`'s State.Health), from
+    /// `health.json`, which the monitor's prober writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// The network a running container is attached to (`docker inspect`'s NetworkSettings).
@@ -479,7 +486,15 @@ impl Engine {
     /// Loads one container by directory.
     pub(crate) fn load_container_dir(&self, dir: PathBuf) -> Result<Container> {
         let record: ContainerRecord = read_json(&dir.join("config.json"))?;
-        let state: ContainerState = read_json(&dir.join("state.json"))?;
+        let mut state: ContainerState = read_json(&dir.join("state.json"))?;
+        if record
+            .config
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| h.enabled())
+        {
+            state.health = crate::health::read(&dir);
+        }
         Ok(Container { record, state, dir })
     }
 

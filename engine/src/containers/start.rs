@@ -109,7 +109,7 @@ impl Engine {
             });
         let _ = self.store()?.unmount_container(&id);
         bound?;
-        let volume_mounts = self.volume_mounts(c)?;
+        let volume_mounts = self.volume_mounts(c, &rootfs)?;
         let netns = self.setup_network(c)?;
         let spec = spec::build(
             c,
@@ -197,13 +197,65 @@ impl Engine {
         crate::monitor::parse_report(line.trim_end())
     }
 
-    /// Bind mounts for `-v`, named and anonymous volumes and `--volumes-from`.
-    fn volume_mounts(&self, c: &Container) -> Result<Vec<(PathBuf, String, bool)>> {
+    /// Bind mounts for `-v`, named and anonymous volumes and `--volumes-from`. A named or
+    /// anonymous volume that is empty when first mounted gets a copy of what the image
+    /// holds at its path, as Docker does (not with `nocopy`, never for host binds).
+    fn volume_mounts(&self, c: &Container, rootfs: &Path) -> Result<Vec<(PathBuf, String, bool)>> {
         let mut out = Vec::new();
         for from in c.record.host_config.volumes_from.clone() {
             let (name, mode) = from.split_once(':').unwrap_or((&from, ""));
             let other = self.container(name)?;
-            for (src, dest, ro) in self.volume_mounts(&other)? {
+            for (src, dest, ro) in self.volume_mounts_of(&other)? {
+                out.push((src, dest, ro || mode == "ro"));
+            }
+        }
+        for b in &c.record.host_config.binds {
+            let parts: Vec<&str> = b.split(':').collect();
+            let (src, dest, opts) = match parts.as_slice() {
+                [s, d] => (*s, *d, ""),
+                [s, d, o] => (*s, *d, *o),
+                _ => continue,
+            };
+            let ro = opts.split(',').any(|x| x == "ro");
+            let src = if src.starts_with('/') {
+                let p = PathBuf::from(src);
+                if !p.exists() {
+                    fs::create_dir_all(&p)
+                        .map_err(Error::io(format!("create bind source {src}")))?;
+                }
+                p
+            } else {
+                let p = spec::volume_dir(&self.root, src);
+                fs::create_dir_all(&p).map_err(Error::io(format!("create volume {src}")))?;
+                if !opts.split(',').any(|x| x == "nocopy") {
+                    copy_up(rootfs, dest, &p, &c.record.name)?;
+                }
+                p
+            };
+            out.push((src, dest.to_string(), ro));
+        }
+        // anonymous volumes (-v /path and the image's VOLUME): one per path, named by the
+        // container's ID and the path, kept in the container's directory
+        for v in c.record.config.volumes.keys() {
+            if out.iter().any(|(_, d, _)| d == v) {
+                continue;
+            }
+            let p = spec::volume_dir(&self.root, &anonymous_volume(&c.record.id, v));
+            fs::create_dir_all(&p).map_err(Error::io(format!("create volume for {v}")))?;
+            copy_up(rootfs, v, &p, &c.record.name)?;
+            out.push((p, v.clone(), false));
+        }
+        Ok(out)
+    }
+
+    /// The mounts `--volumes-from` takes from another container: what its own
+    /// [`Engine::volume_mounts`] gave it (no copy: its volumes exist).
+    fn volume_mounts_of(&self, c: &Container) -> Result<Vec<(PathBuf, String, bool)>> {
+        let mut out = Vec::new();
+        for from in c.record.host_config.volumes_from.clone() {
+            let (name, mode) = from.split_once(':').unwrap_or((&from, ""));
+            let other = self.container(name)?;
+            for (src, dest, ro) in self.volume_mounts_of(&other)? {
                 out.push((src, dest, ro || mode == "ro"));
             }
         }
@@ -215,32 +267,17 @@ impl Engine {
                 _ => continue,
             };
             let src = if src.starts_with('/') {
-                let p = PathBuf::from(src);
-                if !p.exists() {
-                    fs::create_dir_all(&p)
-                        .map_err(Error::io(format!("create bind source {src}")))?;
-                }
-                p
+                PathBuf::from(src)
             } else {
-                let p = spec::volume_dir(&self.root, src);
-                fs::create_dir_all(&p).map_err(Error::io(format!("create volume {src}")))?;
-                p
+                spec::volume_dir(&self.root, src)
             };
             out.push((src, dest.to_string(), ro));
         }
-        // anonymous volumes (-v /path and the image's VOLUME): one per path, named by the
-        // container's ID and the path, kept in the container's directory
         for v in c.record.config.volumes.keys() {
             if out.iter().any(|(_, d, _)| d == v) {
                 continue;
             }
-            let name = format!(
-                "anon-{}-{}",
-                &c.record.id[..12],
-                v.trim_matches('/').replace('/', "-")
-            );
-            let p = spec::volume_dir(&self.root, &name);
-            fs::create_dir_all(&p).map_err(Error::io(format!("create volume for {v}")))?;
+            let p = spec::volume_dir(&self.root, &anonymous_volume(&c.record.id, v));
             out.push((p, v.clone(), false));
         }
         Ok(out)
@@ -431,4 +468,64 @@ impl Engine {
         }
         c.state.network = None;
     }
+}
+
+/// The name of container `id`'s anonymous volume at `path`.
+fn anonymous_volume(id: &str, path: &str) -> String {
+    format!(
+        "anon-{}-{}",
+        &id[..12],
+        path.trim_matches('/').replace('/', "-")
+    )
+}
+
+/// Copies what the image holds at `dest` (resolved inside `rootfs`, so a symlink in the
+/// image cannot name a host path) into the volume directory `volume` if that is empty.
+/// Symlinks are copied as symlinks and the copy goes through libgraph's layer apply, which
+/// keeps every entry inside the volume; owners, modes and times are kept.
+fn copy_up(rootfs: &Path, dest: &str, volume: &Path, name: &str) -> Result<()> {
+    let empty = fs::read_dir(volume)
+        .map_err(Error::io(format!("read volume {}", volume.display())))?
+        .next()
+        .is_none();
+    if !empty {
+        return Ok(());
+    }
+    let src = match super::copy::resolve_in_root(rootfs, dest, name) {
+        Ok(p) => p,
+        // nothing at that path in the image (or it crosses a mount): nothing to copy
+        Err(_) => return Ok(()),
+    };
+    match fs::symlink_metadata(&src) {
+        Ok(md) if md.is_dir() => {}
+        _ => return Ok(()),
+    }
+    let src_dir = src.clone();
+    let (rd, wr) = std::io::pipe().map_err(Error::io("pipe"))?;
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut b = tar::Builder::new(wr);
+        b.follow_symlinks(false);
+        b.append_dir_all(".", &src)?;
+        b.finish()
+    });
+    let applied =
+        longshore_graph::apply_layer(rd, volume, &longshore_graph::ApplyOptions::default());
+    let written = writer
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the copy panicked")));
+    applied.map_err(|e| {
+        Error::InvalidArgument(format!("copy the image's {dest} into its volume: {e}"))
+    })?;
+    written.map_err(Error::io(format!(
+        "copy the image's {dest} into its volume"
+    )))?;
+    // the volume's root takes the owner and mode of the image's directory
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md =
+        fs::symlink_metadata(&src_dir).map_err(Error::io(format!("stat the image's {dest}")))?;
+    std::os::unix::fs::lchown(volume, Some(md.uid()), Some(md.gid()))
+        .map_err(Error::io(format!("chown volume {}", volume.display())))?;
+    fs::set_permissions(volume, fs::Permissions::from_mode(md.mode() & 0o7777))
+        .map_err(Error::io(format!("chmod volume {}", volume.display())))?;
+    Ok(())
 }
