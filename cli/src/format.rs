@@ -139,6 +139,7 @@ fn header_name(field: &str) -> String {
         "PIDs" => "PIDS".into(),
         "ImageID" => "IMAGE ID".into(),
         "VolumeName" => "VOLUME NAME".into(),
+        "TotalCount" => "TOTAL".into(),
         _ => {
             let mut s = String::new();
             let mut prev_upper = true;

@@ -658,6 +658,9 @@ enum Cmd {
     /// Manage networks
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Manage longshore (df, prune; info and events as at the top level)
+    #[command(subcommand)]
+    System(SystemCmd),
     /// Run the Engine API server (the docker CLI and SDKs drive it over a unix socket)
     Daemon {
         /// Socket(s) to listen on: unix:///path (default unix:///run/longshore.sock)
@@ -732,6 +735,9 @@ enum VolumeCmd {
     },
     /// Remove unused local volumes
     Prune {
+        /// Remove all unused volumes, not just anonymous ones
+        #[arg(short = 'a', long)]
+        all: bool,
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
@@ -781,12 +787,40 @@ enum NetworkCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum SystemCmd {
+    /// Show docker disk usage
+    Df {
+        /// Show detailed information on space usage
+        #[arg(short = 'v', long)]
+        verbose: bool,
+        /// Format output using a custom template
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Remove unused data
+    Prune {
+        /// Remove all unused images not just dangling ones
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Prune anonymous volumes
+        #[arg(long)]
+        volumes: bool,
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ImageCmd {
     /// List images
     #[command(alias = "list")]
     Ls(ImagesOpts),
     /// Remove unused images
     Prune {
+        /// Remove all unused images, not just dangling ones
+        #[arg(short = 'a', long)]
+        all: bool,
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
@@ -1062,15 +1096,73 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             Ok(if failed { 1 } else { 0 })
         }
         Cmd::Ps(o) | Cmd::Container(ContainerCmd::Ls(o)) => cmd_ps(&engine()?, o),
-        Cmd::Container(ContainerCmd::Prune { .. }) => {
+        Cmd::Container(ContainerCmd::Prune { force }) => {
+            if !confirm(force, "This will remove all stopped containers.") {
+                return Ok(0);
+            }
+            let rep = engine()?.prune_containers()?;
+            print_prune("Deleted Containers:", &rep);
+            Ok(0)
+        }
+        Cmd::System(SystemCmd::Df { verbose, format }) => cmd_df(&engine()?, verbose, format),
+        Cmd::System(SystemCmd::Prune {
+            all,
+            volumes,
+            force,
+        }) => {
+            let mut what = vec![
+                "all stopped containers",
+                "all networks not used by at least one container",
+            ];
+            if volumes {
+                what.push("all anonymous volumes not used by at least one container");
+            }
+            what.push(if all {
+                "all images without at least one container associated to them"
+            } else {
+                "all dangling images"
+            });
+            let msg = format!(
+                "This will remove:\n{}",
+                what.iter()
+                    .map(|w| format!("  - {w}\n"))
+                    .collect::<String>()
+            );
+            if !confirm(force, msg.trim_end()) {
+                return Ok(0);
+            }
             let e = engine()?;
-            println!("Deleted Containers:");
-            for c in e.containers()? {
-                if c.live_status() == "exited" || c.live_status() == "created" {
-                    e.remove_container(&c.record.id, &RemoveOptions::default())?;
-                    println!("{}", c.record.id);
+            let mut total = 0;
+            let c = e.prune_containers()?;
+            total += c.space_reclaimed;
+            if !c.deleted.is_empty() {
+                println!("Deleted Containers:");
+                for d in &c.deleted {
+                    println!("{d}");
+                }
+                println!();
+            }
+            if volumes {
+                let v = e.prune_volumes_report(false)?;
+                total += v.space_reclaimed;
+                if !v.deleted.is_empty() {
+                    println!("Deleted Volumes:");
+                    for d in &v.deleted {
+                        println!("{d}");
+                    }
+                    println!();
                 }
             }
+            let i = e.prune_images(all)?;
+            total += i.space_reclaimed;
+            if !i.deleted.is_empty() {
+                println!("Deleted Images:");
+                for d in &i.deleted {
+                    println!("{d}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: {}", human_size(total));
             Ok(0)
         }
         Cmd::Logs {
@@ -1345,16 +1437,17 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             Ok(0)
         }
         Cmd::Images(o) | Cmd::Image(ImageCmd::Ls(o)) => cmd_images(&engine()?, o),
-        Cmd::Image(ImageCmd::Prune { .. }) => {
-            let e = engine()?;
-            let gone = e
-                .graph()?
-                .prune_dangling()
-                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
-            println!("Deleted Images:");
-            for d in gone {
-                println!("deleted: {d}");
+        Cmd::Image(ImageCmd::Prune { all, force }) => {
+            let msg = if all {
+                "This will remove all images without at least one container associated to them."
+            } else {
+                "This will remove all dangling images."
+            };
+            if !confirm(force, msg) {
+                return Ok(0);
             }
+            let rep = engine()?.prune_images(all)?;
+            print_prune("Deleted Images:", &rep);
             Ok(0)
         }
         Cmd::Import {
@@ -2078,7 +2171,6 @@ fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
         lo.filters.push((k.into(), v.into()));
     }
     let list = e.list_containers(&lo)?;
-    let _ = o.size;
     if o.quiet {
         for s in &list {
             println!(
@@ -2092,8 +2184,28 @@ fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
         }
         return Ok(0);
     }
-    let rows: Vec<Value> = list.iter().map(|s| ps_row(s, o.no_trunc)).collect();
-    let fmt = o.format.unwrap_or_else(|| "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".into());
+    let mut rows: Vec<Value> = list.iter().map(|s| ps_row(s, o.no_trunc)).collect();
+    if o.size {
+        for (row, s) in rows.iter_mut().zip(&list) {
+            let rw = e
+                .container(&s.id)
+                .and_then(|c| e.container_size(&c))
+                .unwrap_or(0);
+            let virt = e
+                .graph()
+                .ok()
+                .and_then(|g| g.image(&s.image_id).ok())
+                .map_or(0, |i| i.size);
+            row["Size"] = format!("{} (virtual {})", human_size(rw), human_size(rw + virt)).into();
+        }
+    }
+    let fmt = o.format.unwrap_or_else(|| {
+        let mut f = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".to_string();
+        if o.size {
+            f.push_str("\t{{.Size}}");
+        }
+        f
+    });
     let t = Template::parse(&fmt)?;
     print!("{}", render_all(&t, &rows)?);
     Ok(0)
@@ -2503,12 +2615,17 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
             print_json_or_template(&out, format)
         }
         VolumeCmd::Rm { force, names } => each_named(names, |n| e.remove_volume(n, force)),
-        VolumeCmd::Prune { .. } => {
-            let gone = e.prune_volumes()?;
-            println!("Deleted Volumes:");
-            for g in gone {
-                println!("{g}");
+        VolumeCmd::Prune { all, force } => {
+            let what = if all {
+                "This will remove all local volumes not used by at least one container."
+            } else {
+                "This will remove anonymous local volumes not used by at least one container."
+            };
+            if !confirm(force, what) {
+                return Ok(0);
             }
+            let rep = e.prune_volumes_report(all)?;
+            print_prune("Deleted Volumes:", &rep);
             Ok(0)
         }
     }
@@ -2654,6 +2771,175 @@ fn each_named(names: Vec<String>, f: impl Fn(&str) -> longshore_engine::Result<(
     Ok(if failed { 1 } else { 0 })
 }
 
+/// Docker's prune prompt; true to go on (always with `-f`).
+fn confirm(force: bool, what: &str) -> bool {
+    if force {
+        return true;
+    }
+    eprint!("WARNING! {what}\nAre you sure you want to continue? [y/N] ");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
+}
+
+/// A prune's list (when anything went) and the space it freed.
+fn print_prune(title: &str, rep: &longshore_engine::system::PruneReport) {
+    if !rep.deleted.is_empty() {
+        println!("{title}");
+        for d in &rep.deleted {
+            println!("{d}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(rep.space_reclaimed));
+}
+
+/// `docker system df`.
+fn cmd_df(e: &Engine, verbose: bool, format: Option<String>) -> Res<u8> {
+    let du = e.disk_usage()?;
+    let pct = |part: u64, whole: u64| match (part * 100).checked_div(whole) {
+        None => "0B".to_string(),
+        Some(p) => format!("{} ({p}%)", human_size(part)),
+    };
+    let images_active = du.images.iter().filter(|i| i.containers > 0).count();
+    let unused_image_bytes: u64 = du
+        .images
+        .iter()
+        .filter(|i| i.containers == 0)
+        .map(|i| i.size - i.shared_size)
+        .sum();
+    let containers_active = du
+        .containers
+        .iter()
+        .filter(|c| c.state == "running" || c.state == "paused")
+        .count();
+    let container_bytes: u64 = du.containers.iter().map(|c| c.size_rw).sum();
+    let container_reclaim: u64 = du
+        .containers
+        .iter()
+        .filter(|c| c.state != "running" && c.state != "paused")
+        .map(|c| c.size_rw)
+        .sum();
+    let volumes_active = du.volumes.iter().filter(|v| v.ref_count > 0).count();
+    let volume_bytes: u64 = du.volumes.iter().map(|v| v.size).sum();
+    let volume_reclaim: u64 = du
+        .volumes
+        .iter()
+        .filter(|v| v.ref_count == 0)
+        .map(|v| v.size)
+        .sum();
+    let rows = vec![
+        serde_json::json!({"Type": "Images", "TotalCount": du.images.len().to_string(), "Active": images_active.to_string(), "Size": human_size(du.layers_size), "Reclaimable": pct(unused_image_bytes, du.layers_size)}),
+        serde_json::json!({"Type": "Containers", "TotalCount": du.containers.len().to_string(), "Active": containers_active.to_string(), "Size": human_size(container_bytes), "Reclaimable": pct(container_reclaim, container_bytes)}),
+        serde_json::json!({"Type": "Local Volumes", "TotalCount": du.volumes.len().to_string(), "Active": volumes_active.to_string(), "Size": human_size(volume_bytes), "Reclaimable": pct(volume_reclaim, volume_bytes)}),
+        serde_json::json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+    ];
+    if !verbose || format.is_some() {
+        let fmt = format.unwrap_or_else(|| {
+            "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}".into()
+        });
+        let t = Template::parse(&fmt)?;
+        let out = render_all(&t, &rows)?;
+        print!("{out}");
+        return Ok(0);
+    }
+    println!("Images space usage:\n");
+    let mut img_rows = Vec::new();
+    for i in &du.images {
+        let (repo, tag) = i
+            .repo_tags
+            .first()
+            .and_then(|t| t.rsplit_once(':'))
+            .map(|(r, t)| (r.to_string(), t.to_string()))
+            .unwrap_or(("<none>".into(), "<none>".into()));
+        img_rows.push(vec![
+            repo,
+            tag,
+            short(i.id.trim_start_matches("sha256:")),
+            ago_secs(i.created),
+            human_size(i.size),
+            human_size(i.shared_size),
+            human_size(i.size - i.shared_size),
+            i.containers.to_string(),
+        ]);
+    }
+    print!(
+        "{}",
+        format::table(
+            &[
+                "REPOSITORY",
+                "TAG",
+                "IMAGE ID",
+                "CREATED",
+                "SIZE",
+                "SHARED SIZE",
+                "UNIQUE SIZE",
+                "CONTAINERS"
+            ],
+            &img_rows,
+        )
+    );
+    println!("\nContainers space usage:\n");
+    let mut c_rows = Vec::new();
+    for c in &du.containers {
+        c_rows.push(vec![
+            c.id[..12].to_string(),
+            c.image.clone(),
+            format!("\"{}\"", c.command.chars().take(20).collect::<String>()),
+            c.local_volumes.to_string(),
+            human_size(c.size_rw),
+            ago_secs(c.created),
+            c.status.clone(),
+            c.names
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    print!(
+        "{}",
+        format::table(
+            &[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "LOCAL VOLUMES",
+                "SIZE",
+                "CREATED",
+                "STATUS",
+                "NAMES"
+            ],
+            &c_rows,
+        )
+    );
+    println!("\nLocal Volumes space usage:\n");
+    let v_rows: Vec<Vec<String>> = du
+        .volumes
+        .iter()
+        .map(|v| vec![v.name.clone(), v.ref_count.to_string(), human_size(v.size)])
+        .collect();
+    print!(
+        "{}",
+        format::table(&["VOLUME NAME", "LINKS", "SIZE"], &v_rows)
+    );
+    println!("\nBuild cache usage: 0B");
+    Ok(0)
+}
+
+/// "2 minutes ago" for unix seconds.
+fn ago_secs(secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    format!(
+        "{} ago",
+        longshore_engine::containers::human_duration(std::time::Duration::from_secs(
+            (now - secs).max(0) as u64
+        ))
+    )
+}
+
 /// A Go duration flag (`30s`, `1m30s`, `500ms`), in ns.
 fn go_duration_arg(s: &str) -> Result<i64, String> {
     longshore_engine::health::parse_go_duration(s)
@@ -2669,4 +2955,3 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 }
-

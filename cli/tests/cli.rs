@@ -1268,3 +1268,113 @@ fn health_checks_run_in_the_container_and_show_in_ps_inspect_and_events() {
         stderr(&out)
     );
 }
+
+#[test]
+fn system_df_prune_and_ps_sizes() {
+    require_root!();
+    let env = Env::new();
+    env.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "--network",
+        "none",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1000",
+        "count=300",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        "--network",
+        "none",
+        "-v",
+        "named1:/data",
+        "-v",
+        "/anon",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    env.ok(&["volume", "create", "spare"]);
+    let ps = env.ok(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]);
+    assert!(ps.contains("writer 300kB (virtual "), "{ps}");
+    assert!(ps.contains("keeper 0B (virtual "), "{ps}");
+    let df = env.ok(&["system", "df"]);
+    let lines: Vec<&str> = df.lines().collect();
+    assert!(
+        lines[0].starts_with("TYPE")
+            && lines[0].contains("TOTAL")
+            && lines[0].ends_with("RECLAIMABLE"),
+        "{df}"
+    );
+    let cols = |l: &str| {
+        l.split("   ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cols(lines[1])[..3], ["Images", "1", "1"], "{df}");
+    assert_eq!(
+        cols(lines[2]),
+        ["Containers", "2", "1", "300kB", "300kB (100%)"],
+        "{df}"
+    );
+    assert_eq!(cols(lines[3])[..3], ["Local Volumes", "3", "2"], "{df}");
+    let json = env.ok(&["system", "df", "--format", "{{json .}}"]);
+    assert_eq!(json.lines().count(), 4);
+    // without -f and without a yes, nothing happens
+    let out = env
+        .command(&["container", "prune"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("WARNING! This will remove all stopped containers."));
+    assert!(env.ok(&["ps", "-a", "-q"]).lines().count() == 2);
+    let out = env.ok(&["container", "prune", "-f"]);
+    assert!(
+        out.starts_with("Deleted Containers:\n") && out.ends_with("Total reclaimed space: 300kB\n"),
+        "{out}"
+    );
+    assert_eq!(env.ok(&["ps", "-a", "--format", "{{.Names}}"]), "keeper\n");
+    // volume prune takes anonymous volumes only, unless -a; never one in use
+    env.ok(&["volume", "create"]);
+    let out = env.ok(&["volume", "prune", "-f"]);
+    assert!(out.starts_with("Deleted Volumes:\n"), "{out}");
+    assert_eq!(out.lines().nth(1).unwrap().len(), 64, "{out}");
+    let left = env.ok(&["volume", "ls", "-q"]);
+    assert!(
+        left.contains("spare") && left.contains("named1") && left.contains("anon-"),
+        "{left}"
+    );
+    let out = env.ok(&["volume", "prune", "-a", "-f"]);
+    assert_eq!(
+        out,
+        "Deleted Volumes:\nspare\n\nTotal reclaimed space: 0B\n"
+    );
+    // images in use stay; once unused, prune -a takes them
+    let out = env.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+    env.ok(&["rm", "-f", "-v", "keeper"]);
+    let out = env.ok(&["system", "prune", "-a", "-f", "--volumes"]);
+    assert!(
+        out.contains("untagged: busybox:latest\ndeleted: sha256:"),
+        "{out}"
+    );
+    assert_eq!(env.ok(&["images", "-q"]), "");
+    let df = env.ok(&["system", "df"]);
+    assert!(
+        df.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("Images          0         0         0B"),
+        "{df}"
+    );
+}

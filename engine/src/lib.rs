@@ -69,6 +69,7 @@ mod images;
 pub mod monitor;
 mod pull;
 mod stage;
+pub mod system;
 mod volumes;
 
 pub use attach::{Attached, ExecProcess, ExecRequest, Frame, attach_to};

@@ -126,7 +126,7 @@ impl Engine {
     }
 
     /// IDs of the containers using volume `name`.
-    fn volume_users(&self, name: &str) -> Result<Vec<String>> {
+    pub(crate) fn volume_users(&self, name: &str) -> Result<Vec<String>> {
         Ok(self
             .containers()?
             .into_iter()
@@ -158,15 +158,9 @@ impl Engine {
         Ok(())
     }
 
-    /// `docker volume prune`: removes the volumes no container uses; returns their names.
+    /// Removes every volume no container uses (named ones too); returns their names.
+    /// [`Engine::prune_volumes_report`] is `docker volume prune` with its options.
     pub fn prune_volumes(&self) -> Result<Vec<String>> {
-        let mut gone = Vec::new();
-        for v in self.volumes()? {
-            if self.volume_users(&v.name)?.is_empty() {
-                self.remove_volume(&v.name, false)?;
-                gone.push(v.name);
-            }
-        }
-        Ok(gone)
+        Ok(self.prune_volumes_report(true)?.deleted)
     }
 }
