@@ -1902,6 +1902,16 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             debug,
         } => {
             let engine = open(data_root.as_ref().unwrap_or(root), opts)?;
+            // as dockerd at boot: containers whose processes are gone are recorded as
+            // exited, and those whose restart policy says so start again
+            match engine.restore_containers() {
+                Ok(r) => {
+                    for (id, why) in &r.failed {
+                        eprintln!("longshore daemon: failed to restart container {id}: {why}");
+                    }
+                }
+                Err(e) => eprintln!("longshore daemon: restoring containers: {e}"),
+            }
             let mut d = longshore_engine::api::DaemonOptions::default();
             d.hosts = hosts;
             d.group = group;

@@ -1378,3 +1378,96 @@ fn system_df_prune_and_ps_sizes() {
         "{df}"
     );
 }
+
+/// Kills a container's monitor and its init with SIGKILL, as a host crash would end both.
+fn kill_everything(env: &Env, name: &str) {
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.data().join(format!(
+            "containers/{}/state.json",
+            env.ok(&["inspect", "-f", "{{.Id}}", name]).trim()
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let monitor = state["LongshoreMonitorPid"].as_i64().unwrap();
+    let init = state["Pid"].as_i64().unwrap();
+    assert!(monitor > 0 && init > 0, "{state}");
+    for pid in [monitor, init] {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    wait_for("the init to die", || {
+        !Path::new(&format!("/proc/{init}")).exists()
+            || std::fs::read_to_string(format!("/proc/{init}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+}
+
+#[test]
+fn policies_survive_a_user_stop_and_a_crash_of_everything() {
+    require_root!();
+    let env = Env::new();
+    for (name, policy) in [
+        ("al", "always"),
+        ("us", "unless-stopped"),
+        ("no", "no"),
+        ("st", "unless-stopped"),
+    ] {
+        env.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+    }
+    // a user's stop, then start: the policy applies again (the monitor restarts a kill)
+    env.ok(&["stop", "-t", "0", "al"]);
+    env.ok(&["start", "al"]);
+    let pid = env.ok(&["inspect", "-f", "{{.State.Pid}}", "al"]);
+    Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    wait_for("the restart of al", || {
+        let now = env.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "al"]);
+        now.starts_with("running ") && now.trim_end() != format!("running {}", pid.trim())
+    });
+    // st was stopped by its user: it stays stopped across the crash
+    env.ok(&["stop", "-t", "0", "st"]);
+    // the host "crashes": monitors and containers die at once
+    for name in ["al", "us", "no"] {
+        kill_everything(&env, name);
+    }
+    // the daemon starts: al and us run again, no and st stay exited
+    let tmp = env.data().join("d");
+    std::fs::create_dir(&tmp).unwrap();
+    let sock = format!("unix://{}/d.sock", tmp.display());
+    let pidfile = tmp.join("d.pid");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let daemon = Kill(
+        env.command(&["daemon", "-H", &sock, "-p", pidfile.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the daemon's socket", || tmp.join("d.sock").exists());
+    let status = |n: &str| env.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", n]);
+    assert!(status("al").starts_with("running"), "{}", status("al"));
+    assert!(status("us").starts_with("running"), "{}", status("us"));
+    assert_eq!(status("no").trim(), "exited 255");
+    assert_eq!(status("st").trim(), "exited 137");
+    drop(daemon);
+}

@@ -127,6 +127,8 @@ impl Engine {
         )?;
         c.state.error.clear();
         c.state.stopped_by_user = false;
+        // a user's start undoes a user's stop: the restart policy applies again
+        let _ = fs::remove_file(c.dir.join("stopped-by-user"));
         c.state.restart_count = 0;
         self.save_state(c)?;
         self.spawn_monitor(c, opts)?;
