@@ -1471,3 +1471,150 @@ fn policies_survive_a_user_stop_and_a_crash_of_everything() {
     assert_eq!(status("st").trim(), "exited 137");
     drop(daemon);
 }
+
+/// Issue 10's kill loop: the `longshore` process is killed with SIGKILL at pseudo-random
+/// points of create, run, rm and commit; every command that follows still works, and
+/// once everything is removed the store is consistent and nothing is left: no container
+/// record, layer, mount or cgroup.
+#[test]
+fn killing_the_engine_anywhere_loses_nothing_and_leaks_nothing() {
+    require_root!();
+    let env = Env::new();
+    let data = env.data().to_path_buf();
+    env.ok(&[
+        "run",
+        "--name",
+        "base",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let mut seed: u64 = std::process::id() as u64 | 1;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut killed = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..24 {
+        let name = format!("kl{round}");
+        let tag = format!("kl:{round}");
+        let args: Vec<&str> = match round % 4 {
+            0 => vec![
+                "create",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                "busybox",
+                "sleep",
+                "100",
+            ],
+            1 => vec![
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                "busybox",
+                "sleep",
+                "100",
+            ],
+            2 => vec!["rm", "-f", "base"],
+            _ => vec!["commit", "base", &tag],
+        };
+        let mut child = env
+            .command(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(next() % 40_000));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // whatever was cut short, the next commands work
+        let ps = env.run(&["ps", "-aq", "--no-trunc"]);
+        assert!(ps.status.success(), "round {round}: ps: {}", stderr(&ps));
+        seen.extend(stdout(&ps).lines().map(String::from));
+        if let Ok(rd) = std::fs::read_dir(data.join("containers")) {
+            seen.extend(
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.len() == 64),
+            );
+        }
+        env.ok(&["images", "-q"]);
+        if round % 4 == 2 {
+            // recreate what rm took (or finish the rm the kill cut short)
+            let _ = env.run(&["rm", "-f", "base"]);
+            env.ok(&[
+                "run",
+                "--name",
+                "base",
+                "--network",
+                "none",
+                "busybox",
+                "true",
+            ]);
+        }
+    }
+    assert!(killed > 0, "no command was killed before it finished");
+    // everything can be removed, and then nothing is left
+    for id in env.ok(&["ps", "-aq", "--no-trunc"]).lines() {
+        env.ok(&["rm", "-f", "-v", id]);
+    }
+    for id in env.ok(&["images", "-q", "--no-trunc"]).lines() {
+        let _ = env.run(&["rmi", "-f", id]);
+    }
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+    let store = longshore_graph::Store::open(&data, longshore_graph::StoreOptions::default());
+    // a fresh process opening the store cleans what a killed one left incomplete
+    let store = store.unwrap();
+    let rep = store.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    let gc = store.gc().unwrap();
+    let _ = gc;
+    drop(store);
+    let left: Vec<_> = std::fs::read_dir(data.join("containers"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64)
+        .collect();
+    assert!(left.is_empty(), "container records left: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = data.to_string_lossy().into_owned();
+    let ours: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
+    assert!(ours.is_empty(), "mounts left: {ours:#?}");
+    // no cgroup and no runtime state of any container the test saw
+    assert!(seen.len() >= 4, "{seen:?}");
+    let mut left = Vec::new();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap() {
+        let hierarchy = hierarchy.unwrap().path();
+        for id in &seen {
+            // the spec's relative `longshore/<id>`, under the runtime's own parent
+            for p in [
+                hierarchy.join("longshore").join(id),
+                hierarchy.join("longshore/longshore").join(id),
+            ] {
+                if p.exists() {
+                    left.push(p);
+                }
+            }
+        }
+    }
+    for id in &seen {
+        let p = data.join("runtime").join(id);
+        if p.exists() {
+            left.push(p);
+        }
+    }
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}

@@ -531,16 +531,27 @@ impl Engine {
 
         let id = random_id()?;
         let containers = self.containers_dir();
+        if let Some(n) = &req.name {
+            names::validate(n.strip_prefix('/').unwrap_or(n))?;
+        }
+        // the directory first, locked until the state is written: a process killed from
+        // here on leaves a directory without state.json that nobody holds, which the next
+        // listing sweeps (with the name and the layer)
+        let dir = containers.join(&id);
+        fs::create_dir(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        let _lock = super::lock_dir(&dir, true);
         let name = match &req.name {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
-                names::validate(n)?;
-                names::reserve(&containers, n, &id)?;
+                names::reserve(&containers, n, &id).inspect_err(|_| {
+                    let _ = fs::remove_dir_all(&dir);
+                })?;
                 n.to_string()
             }
-            None => names::reserve_random(&containers, &id)?,
+            None => names::reserve_random(&containers, &id).inspect_err(|_| {
+                let _ = fs::remove_dir_all(&dir);
+            })?,
         };
-        let dir = containers.join(&id);
         let undo = |with_layer: bool| {
             if with_layer && let Ok(g) = self.store() {
                 let _ = g.remove_container(&id);
@@ -548,10 +559,6 @@ impl Engine {
             let _ = fs::remove_dir_all(&dir);
             names::release(&containers, &name);
         };
-        if let Err(e) = fs::create_dir(&dir) {
-            undo(false);
-            return Err(Error::io(format!("create {}", dir.display()))(e));
-        }
         if let Err(e) = self.store()?.create_container(&id, &image_id.to_string()) {
             undo(false);
             return Err(graph(format!("create the read-write layer of {name}"))(e));

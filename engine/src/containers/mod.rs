@@ -551,11 +551,39 @@ impl Engine {
         let mut out = Vec::new();
         for id in self.container_ids()? {
             // one removed meanwhile, or not yet complete, is skipped
-            if let Ok(c) = self.load_container_dir(dir.join(&id)) {
-                out.push(c);
+            match self.load_container_dir(dir.join(&id)) {
+                Ok(c) => out.push(c),
+                Err(_) if !dir.join(&id).join("state.json").exists() => {
+                    self.sweep_incomplete(&id);
+                }
+                Err(_) => {}
             }
         }
         Ok(out)
+    }
+
+    /// Removes what a process killed while creating or removing container `id` left:
+    /// its directory (without `state.json`), read-write layer, runtime state, mount and
+    /// name. Nothing happens while a live process holds the directory's lock.
+    pub(crate) fn sweep_incomplete(&self, id: &str) {
+        let containers = self.containers_dir();
+        let dir = containers.join(id);
+        let Some(_lock) = lock_dir(&dir, false) else {
+            return;
+        };
+        if dir.join("state.json").exists() {
+            return;
+        }
+        unmount_rootfs(&dir);
+        if let Ok(mut rc) = longshore_container::Container::load(self.runtime_root(), id) {
+            let _ = rc.delete(true);
+        }
+        if let Ok(g) = self.store() {
+            let _ = g.remove_container(id);
+        }
+        if fs::remove_dir_all(&dir).is_ok() {
+            names::release_all_of(&containers, id);
+        }
     }
 
     /// Docker's `inspect` of a container.
@@ -597,6 +625,24 @@ impl Engine {
 
 /// Unmounts a container's root filesystem (`<dir>/rootfs`, its bind of the mounted
 /// layers), whichever process mounted it.
+/// An exclusive lock on a container's directory, held while it is being created or
+/// removed: a directory without `state.json` whose lock is free was left by a killed
+/// process, and [`Engine::containers`] sweeps it.
+pub(crate) struct DirLock(#[allow(dead_code)] fs::File);
+
+/// Locks `dir` (waiting for another creator or remover with `wait`); `None` if it is
+/// gone, or busy and `wait` is false.
+pub(crate) fn lock_dir(dir: &Path, wait: bool) -> Option<DirLock> {
+    let f = fs::File::open(dir).ok()?;
+    let op = if wait {
+        rustix::fs::FlockOperation::LockExclusive
+    } else {
+        rustix::fs::FlockOperation::NonBlockingLockExclusive
+    };
+    rustix::fs::flock(&f, op).ok()?;
+    Some(DirLock(f))
+}
+
 pub(crate) fn unmount_rootfs(dir: &Path) {
     let _ = nix::mount::umount2(&dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
 }

@@ -282,7 +282,8 @@ pub(crate) fn reserve(containers: &Path, name: &str, id: &str) -> Result<()> {
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             let owner = fs::read_to_string(&p).unwrap_or_default();
-            // a reservation whose container is gone (a crash between the two) is stale
+            // a reservation whose container is gone is stale (its directory is made and
+            // locked before the name is reserved, and removed before the name is freed)
             if !owner.is_empty() && !containers.join(&owner).exists() {
                 let _ = fs::remove_file(&p);
                 return reserve(containers, name, id);
@@ -299,6 +300,18 @@ pub(crate) fn reserve(containers: &Path, name: &str, id: &str) -> Result<()> {
 /// Frees a name.
 pub(crate) fn release(containers: &Path, name: &str) {
     let _ = fs::remove_file(dir(containers).join(name));
+}
+
+/// Frees every name container `id` holds (a killed create or rm may leave one).
+pub(crate) fn release_all_of(containers: &Path, id: &str) {
+    let Ok(rd) = fs::read_dir(dir(containers)) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if fs::read_to_string(e.path()).is_ok_and(|owner| owner == id) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// The ID holding `name`, if any.

@@ -46,6 +46,9 @@ impl Engine {
             }
             self.settle(&c)?;
         }
+        // held until the directory is gone: a second rm waits, and a listing never
+        // sweeps a removal in progress
+        let _lock = super::lock_dir(&c.dir, true);
         let mut c = self.container(&c.record.id)?;
         c.state.status = "removing".into();
         self.save_state(&c)?;
