@@ -401,8 +401,8 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
             "--lxc-conf is not supported",
         ),
         (
-            &["run", "--init", "busybox", "true"],
-            "--init is not supported yet",
+            &["run", "--health-retries=-1", "busybox", "true"],
+            "--health-retries cannot be negative",
         ),
         (
             &["run", "--restart", "sometimes", "busybox", "true"],
@@ -1617,4 +1617,85 @@ fn killing_the_engine_anywhere_loses_nothing_and_leaks_nothing() {
         }
     }
     assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+#[test]
+fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
+    require_root!();
+    let env = Env::new();
+    let ps = env.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "ps",
+        "-o",
+        "pid,args",
+    ]);
+    assert!(
+        ps.lines()
+            .any(|l| l.trim() == "1 /sbin/docker-init -- ps -o pid,args"),
+        "{ps}"
+    );
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "nosuch",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    // orphans are reparented to the init, which reaps them: no zombie stays
+    env.ok(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "reaper",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do (sleep 0.1 &); done; sleep 100",
+    ]);
+    std::thread::sleep(Duration::from_millis(600));
+    let ps = env.ok(&["exec", "reaper", "ps", "-o", "stat,args"]);
+    assert!(
+        !ps.lines().any(|l| l.trim_start().starts_with('Z')),
+        "zombies: {ps}"
+    );
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.HostConfig.Init}}", "reaper"])
+            .trim(),
+        "true"
+    );
+    // stop's SIGTERM reaches the command through the init: it ends at once with 143
+    let t = Instant::now();
+    env.ok(&["stop", "-t", "20", "reaper"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "stop waited for the kill timeout"
+    );
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.ExitCode}}", "reaper"])
+            .trim(),
+        "143"
+    );
 }

@@ -276,13 +276,6 @@ impl Engine {
     /// creates the read-write layer on the image and writes the records. Nothing is left
     /// behind when it fails.
     pub fn create_container(&self, req: &CreateRequest) -> Result<Container> {
-        if req.init {
-            return Err(Error::InvalidArgument(
-                "--init is not supported yet: longshore has no static init to put in the container \
-                 (use an image whose entrypoint reaps, or --restart)"
-                    .into(),
-            ));
-        }
         if !req.lxc_conf.is_empty() {
             return Err(Error::InvalidArgument(
                 "--lxc-conf is not supported: longshore has no LXC exec driver (use --ulimit, \

@@ -298,6 +298,44 @@ pub(crate) fn capabilities(c: &Container) -> Vec<String> {
     caps
 }
 
+/// Where `--init`'s process is in the container (Docker's docker-init path).
+pub(crate) const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The `--init` program, built static by the build script.
+const INIT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/longshore-init"));
+
+/// Writes the `--init` program under the engine's root once (content-addressed, so an
+/// upgraded engine writes its own beside an old one a running container still holds).
+pub(crate) fn init_binary(root: &Path) -> Result<PathBuf> {
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(INIT_BINARY)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = root.join("init");
+    let path = dir.join(format!("longshore-init-{}", &hex[..16]));
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == INIT_BINARY.len() as u64) {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&tmp)
+            .map_err(Error::io(format!("create {}", tmp.display())))?;
+        std::io::Write::write_all(&mut f, INIT_BINARY)
+            .and_then(|()| f.sync_all())
+            .map_err(Error::io(format!("write {}", tmp.display())))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(Error::io(format!("rename to {}", path.display())))?;
+    Ok(path)
+}
+
 /// Where named volumes live.
 pub(crate) fn volume_dir(root: &Path, name: &str) -> PathBuf {
     root.join("volumes").join(name).join("_data")
@@ -311,6 +349,9 @@ pub(crate) struct SpecInputs<'a> {
     pub netns: Option<&'a Path>,
     /// Mounts from `--volumes-from` and volumes (source, destination, read-only).
     pub volume_mounts: &'a [(PathBuf, String, bool)],
+    /// The host's `longshore-init` with `--init`: bound read-only at /sbin/docker-init
+    /// (where Docker puts its docker-init) and run as pid 1 in front of the command.
+    pub init: Option<&'a Path>,
 }
 
 /// The OCI spec of `c`.
@@ -332,7 +373,12 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
             if home.is_empty() { "/" } else { &home }
         ));
     }
-    let args: Vec<String> = std::iter::once(rc.path.clone())
+    let args: Vec<String> = inp
+        .init
+        .map(|_| [INIT_PATH.to_string(), "--".to_string()])
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(rc.path.clone()))
         .chain(rc.args.iter().cloned())
         .collect();
     let caps = capabilities(c);
@@ -382,6 +428,9 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
         ];
         o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
         mounts.push(json!({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": o}));
+    }
+    if let Some(init) = inp.init {
+        mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "rprivate", "ro", "nosuid", "nodev"]}));
     }
     for (src, dest, ro) in inp.volume_mounts {
         let mut o = vec!["rbind", "rprivate"];

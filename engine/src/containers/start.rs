@@ -111,12 +111,18 @@ impl Engine {
         bound?;
         let volume_mounts = self.volume_mounts(c, &rootfs)?;
         let netns = self.setup_network(c)?;
+        let init = if c.record.host_config.init {
+            Some(spec::init_binary(&self.root)?)
+        } else {
+            None
+        };
         let spec = spec::build(
             c,
             &SpecInputs {
                 rootfs: &rootfs,
                 netns: netns.as_deref(),
                 volume_mounts: &volume_mounts,
+                init: init.as_deref(),
             },
         )?;
         let bundle = c.dir.join("bundle");
