@@ -974,10 +974,11 @@ fn foreground_exec_forwards_signals() {
     assert_eq!(rt.state(&id)["status"], "running", "the init is untouched");
 }
 
-/// Both runtimes: a created (never started) container is deleted without --force, and
-/// a bundle without config.json fails create with exit code 1.
+/// A created (never started) container: runc deletes it without --force; longshore-runtime
+/// follows the runtime spec (the delete fails and changes nothing; --force deletes it).
+/// Both: a bundle without config.json fails create with exit code 1.
 #[test]
-fn delete_created_and_bad_bundle_like_runc() {
+fn delete_created_and_bad_bundle() {
     require_root!();
     let dir = bundle(&["sleep", "100"]);
     let b = dir.path().to_str().unwrap();
@@ -991,7 +992,21 @@ fn delete_created_and_bad_bundle_like_runc() {
         let id = rt.id("dc");
         rt.ok(&["create", "--bundle", b, &id], Path::new("/"));
         let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
-        rt.ok(&["delete", &id], Path::new("/"));
+        if rt.bin == RT {
+            // the runtime spec: deleting a container that is not stopped fails and
+            // changes nothing (runc deletes a created one anyway)
+            let out = rt.run(&["delete", &id], Path::new("/"));
+            assert_eq!(out.status.code(), Some(1));
+            assert!(
+                text(&out.stderr).contains("that is not stopped: created"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert_eq!(rt.state(&id)["status"], "created");
+            rt.ok(&["delete", "--force", &id], Path::new("/"));
+        } else {
+            rt.ok(&["delete", &id], Path::new("/"));
+        }
         assert!(
             zombie_or_gone(pid),
             "{}: init {pid} survives delete",

@@ -275,6 +275,26 @@ impl ContainerBuilder {
             let path = store.dir(&self.id).join("exec.fifo");
             nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o622))
                 .ctx(|| format!("mkfifo {}", path.display()))?;
+            // the init opens it for writing as the container's root: in a user namespace
+            // that is the mapped host id, which the umask-trimmed mode locks out (runc
+            // chowns it the same way)
+            if new_userns {
+                let host = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+                    maps.iter()
+                        .flatten()
+                        .find(|m| m.container_id() == 0)
+                        .map(|m| m.host_id())
+                };
+                let linux = spec.linux().as_ref();
+                let uid = linux.and_then(|l| host(l.uid_mappings()));
+                let gid = linux.and_then(|l| host(l.gid_mappings()));
+                nix::unistd::chown(
+                    &path,
+                    uid.map(nix::unistd::Uid::from_raw),
+                    gid.map(nix::unistd::Gid::from_raw),
+                )
+                .ctx(|| format!("chown {}", path.display()))?;
+            }
             let fd = std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
@@ -350,13 +370,17 @@ impl ContainerBuilder {
             match parent_end.recv()? {
                 Some(Msg::Ready) => break,
                 Some(Msg::RunCreateHooks) => {
+                    // the spec's prestart point is after the create operation's setup:
+                    // the state those hooks read says "created" (runtime-tools checks);
+                    // createRuntime runs during create, so it reads "creating"
+                    let prestart = serde_json::to_vec(&st.oci_json(Status::Created)).expect("json");
                     let json = serde_json::to_vec(&st.oci_json(Status::Creating)).expect("json");
                     #[allow(deprecated)]
                     if let Some(h) = &hooks {
                         crate::hooks::run(
                             "prestart",
                             h.prestart().as_deref().unwrap_or(&[]),
-                            &json,
+                            &prestart,
                         )?;
                         crate::hooks::run(
                             "createRuntime",
@@ -671,7 +695,9 @@ impl Container {
     /// What this container was asked for and did not get, as the runtime found out while
     /// creating it (a resource left at its default because the host lacks the controller,
     /// a setting this cgroup version ignores): never fatal, meant for the user's eyes, as
-    /// runc's warnings are. Empty for a container loaded from the state directory.
+    /// runc's warnings are; then the poststart and poststop hooks that failed (at
+    /// [`Container::start`] and [`Container::delete`]). A container loaded from the state
+    /// directory starts with none.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -718,7 +744,8 @@ impl Container {
         )?)
     }
 
-    /// Releases the user's process to `execve`; runs the poststart hooks.
+    /// Releases the user's process to `execve`; runs the poststart hooks (a failing one
+    /// is a warning, added to [`Container::warnings`], as the spec says).
     pub fn start(&mut self) -> Result<()> {
         let _lock = self.store.lock(&self.state.id)?;
         let status = self.status();
@@ -759,7 +786,10 @@ impl Container {
             .and_then(|h| h.poststart().clone())
         {
             let json = serde_json::to_vec(&self.state.oci_json(Status::Running)).expect("json");
-            crate::hooks::run("poststart", &hooks, &json)?;
+            // the spec: a failing poststart hook is a warning, and the remaining hooks and
+            // the lifecycle go on as if it had succeeded
+            let failed = crate::hooks::run_warn("poststart", &hooks, &json);
+            self.warnings.extend(failed);
         }
         Ok(())
     }
@@ -902,12 +932,17 @@ impl Container {
         Ok(())
     }
 
-    /// Removes the container: its cgroups and state. A running container needs `force`
-    /// (it is killed first).
+    /// Removes the container: its cgroups and state. A container that is not stopped
+    /// (created, running or paused) needs `force`, which kills it first; without it the
+    /// delete fails and changes nothing, as the runtime spec requires (runc deletes a
+    /// created container anyway; this runtime follows the spec).
+    ///
+    /// Poststop hooks run after the removal; one that fails does not stop the others or
+    /// fail the delete (the spec: a warning), it is added to [`Container::warnings`].
     pub fn delete(&mut self, force: bool) -> Result<()> {
         let _lock = self.store.lock(&self.state.id)?;
         let status = self.status();
-        if status != Status::Stopped && status != Status::Created && !force {
+        if status != Status::Stopped && !force {
             return Err(Error::WrongState {
                 id: self.state.id.clone(),
                 status: status.to_string(),
@@ -947,8 +982,9 @@ impl Container {
         self.store.remove(&self.state.id)?;
         if let Some(hooks) = self.state.hooks.as_ref().and_then(|h| h.poststop().clone()) {
             let json = serde_json::to_vec(&self.state.oci_json(Status::Stopped)).expect("json");
-            // poststop failures are logged by runc, not fatal; we report them
-            crate::hooks::run("poststop", &hooks, &json)?;
+            // the spec: a failing poststop hook is a warning; the others still run
+            let failed = crate::hooks::run_warn("poststop", &hooks, &json);
+            self.warnings.extend(failed);
         }
         Ok(())
     }

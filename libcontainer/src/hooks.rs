@@ -23,6 +23,17 @@ pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<()> 
     Ok(())
 }
 
+/// Runs every hook in `hooks`, whatever happens to the others, for the points of the
+/// lifecycle where the spec makes a failure a warning (poststart, poststop): returns what
+/// failed, one line per hook.
+pub fn run_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Vec<String> {
+    hooks
+        .iter()
+        .filter_map(|hook| run_one(kind, hook, state_json, None).err())
+        .map(|e| e.to_string())
+        .collect()
+}
+
 /// Runs hooks whose program lies in the container (createContainer, startContainer) from
 /// the init: through the sealed exec trampoline open at `trampoline`, as the user's
 /// program is, so that an image's `#!/proc/self/exe` hook never reaches the runtime's

@@ -207,6 +207,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
             } else {
                 rootfs::pivot(a.rootfs)?
             }
+            rootfs::root_propagation_after_pivot(a.spec)?;
         } else {
             nix::unistd::chroot(a.rootfs).ctx(|| format!("chroot {}", a.rootfs.display()))?;
             nix::unistd::chdir("/").ctx(|| "chdir /".into())?;

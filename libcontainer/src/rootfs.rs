@@ -381,17 +381,23 @@ pub(crate) struct RootfsContext<'a> {
 /// the devices.
 pub(crate) fn prepare(ctx: &RootfsContext<'_>) -> Result<()> {
     let linux = ctx.spec.linux().as_ref();
-    let prop = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            propagation(p)
-                .ok_or_else(|| Error::InvalidSpec(format!("unknown rootfsPropagation {p:?}")))
-        })
-        .transpose()?
-        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    let prop = root_propagation(ctx.spec)?;
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
         .ctx(|| "set propagation of / in the container's mount namespace".into())?;
+    if prop.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
+        // pivot_root refuses a new root whose parent mount is shared, and an unbindable
+        // mount cannot be bound: the mount holding the rootfs becomes private (in this
+        // mount namespace only); `/` gets the asked propagation back after the pivot
+        let parent = mount_point_of(ctx.rootfs)?;
+        mount(
+            None::<&str>,
+            &parent,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .ctx(|| format!("make {} private", parent.display()))?;
+    }
     mount(
         Some(ctx.rootfs),
         ctx.rootfs,
@@ -788,6 +794,45 @@ fn make_node(
             .ctx(what)?;
         }
         Err(e) => return Err(io::Error::from(e)).ctx(what),
+    }
+    Ok(())
+}
+
+/// The `linux.rootfsPropagation` the spec asks for; rslave when it names none.
+fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+    Ok(spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            propagation(p)
+                .ok_or_else(|| Error::InvalidSpec(format!("unknown rootfsPropagation {p:?}")))
+        })
+        .transpose()?
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC))
+}
+
+/// The mount point of the mount that holds `path` (the longest mount point above it in
+/// this mount namespace).
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let text = std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .ctx(|| "read /proc/thread-self/mountinfo".into())?;
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(crate::cgroups::mountinfo::unescape(m)))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .ok_or_else(|| Error::Init(format!("no mount holds {}", path.display())))
+}
+
+/// After the pivot: a shared or unbindable `rootfsPropagation` is given to the new root
+/// (the others were set on the whole tree before it and carried over).
+pub(crate) fn root_propagation_after_pivot(spec: &Spec) -> Result<()> {
+    let prop = root_propagation(spec)?;
+    if prop.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
+        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+            .ctx(|| "set rootfsPropagation on the container's root".into())?;
     }
     Ok(())
 }

@@ -469,13 +469,20 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Create(a) => {
             warn(builder(root, &a)?.create()?.warnings());
         }
-        Cmd::Start { id } => Container::load(root, &id)?.start()?,
+        Cmd::Start { id } => {
+            // (poststart hooks that failed are warnings, as the spec says)
+            let mut c = Container::load(root, &id)?;
+            c.start()?;
+            warn(c.warnings());
+        }
         Cmd::Run { args, detach, keep } => {
             let mut b = builder(root, &args)?;
             if detach {
                 let mut c = b.create()?;
                 warn(c.warnings());
+                let seen = c.warnings().len();
                 c.start()?;
+                warn(&c.warnings()[seen..]);
             } else {
                 catch_signals();
                 // like runc: a terminal without --console-socket is ours to proxy
@@ -489,6 +496,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 };
                 let mut c = b.create_attached()?;
                 warn(c.warnings());
+                let seen = c.warnings().len();
                 // blocked only now: the init, cloned already, must not inherit the mask
                 // (signals until now were caught and noted); and before the proxy's
                 // threads start, so that they inherit it
@@ -504,6 +512,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 if !keep {
                     c.delete(true)?;
                 }
+                warn(&c.warnings()[seen..]);
                 if let Some(p) = proxy {
                     p.finish();
                 }
@@ -542,7 +551,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
         }
         Cmd::Delete { id, force } => match Container::load(root, &id) {
-            Ok(mut c) => c.delete(force)?,
+            Ok(mut c) => {
+                c.delete(force)?;
+                warn(c.warnings());
+            }
             Err(Error::NotFound(n)) => {
                 // as runc: a create killed before it saved any state leaves a directory
                 // without state.json that nothing else would remove

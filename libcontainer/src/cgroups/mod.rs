@@ -717,7 +717,9 @@ fn mkdir_levels(
             match std::fs::create_dir(&dir) {
                 Ok(()) => on_new(&dir)?,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => continue 'retry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < VANISHED_RETRIES => {
+                    continue 'retry;
+                }
                 Err(source) => {
                     return Err(CgroupError::Dir {
                         op: "create",
@@ -731,26 +733,37 @@ fn mkdir_levels(
     }
 }
 
-/// Runs `f` again (up to 5 times in all) when it failed on a path that vanished: a
+/// How many times creating a cgroup path is tried when a concurrent `destroy` removed a
+/// shared empty parent under it (each retry means another container's destroy won a
+/// race: with many at once, a handful in a row happens).
+const VANISHED_RETRIES: u32 = 20;
+
+/// Runs `f` again (up to [`VANISHED_RETRIES`] times in all) when it failed on a path that vanished: a
 /// concurrent `destroy` of another container removed the shared empty `longshore`
 /// parent while we were creating below it.
 fn retry_vanished(mut f: impl FnMut() -> Result<(), CgroupError>) -> Result<(), CgroupError> {
     let mut attempts = 1;
     loop {
         match f() {
-            Err(e) if attempts < 5 && e.is_not_found() => attempts += 1,
+            Err(e) if attempts < VANISHED_RETRIES && e.is_not_found() => attempts += 1,
             r => return r,
         }
     }
 }
 
 impl CgroupError {
-    /// True for I/O errors saying a path does not exist.
+    /// True for I/O errors saying a path does not exist, or (ENODEV) that the cgroup was
+    /// removed while we wrote to it: a concurrent `destroy` took the shared empty parent
+    /// between our open and our write (v1 cpuset answers a write to an offline cgroup
+    /// with ENODEV).
     fn is_not_found(&self) -> bool {
         match self {
             CgroupError::Read { source, .. }
             | CgroupError::Write { source, .. }
-            | CgroupError::Dir { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            | CgroupError::Dir { source, .. } => {
+                source.kind() == io::ErrorKind::NotFound
+                    || source.raw_os_error() == Some(libc::ENODEV)
+            }
             _ => false,
         }
     }

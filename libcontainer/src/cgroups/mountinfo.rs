@@ -130,7 +130,7 @@ pub fn parse_mountinfo(text: &str) -> Result<CgroupMounts, CgroupError> {
 
 /// Undoes mountinfo's octal escapes (`\040` for space, `\011` tab, `\012` newline,
 /// `\134` backslash).
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     if !s.contains('\\') {
         return s.to_string();
     }

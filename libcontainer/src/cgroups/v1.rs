@@ -152,18 +152,21 @@ impl V1Manager {
     fn apply_memory(&self, m: &LinuxMemory) -> Result<(), CgroupError> {
         #[allow(deprecated)]
         let kernel = m.kernel();
-        if kernel.is_some() || m.kernel_tcp().is_some() {
+        if kernel.is_some() {
             self.warn(
-                "memory.kernel and memory.kernelTCP are ignored (kernel memory limits are obsolete since Linux 5.4)"
+                "memory.kernel is ignored (kernel memory limits are obsolete since Linux 5.4)"
                     .into(),
             );
         }
+        // the TCP buffer limit still works on v1 (written below, where the kernel has it)
+        let kernel_tcp = m.kernel_tcp().filter(|&v| v != 0);
         let limit = m.limit().filter(|&v| v != 0);
         let reservation = m.reservation().filter(|&v| v != 0);
         let mut swap = m.swap().filter(|&v| v != 0);
         let non_default = limit.is_some_and(|v| v > 0)
             || reservation.is_some_and(|v| v > 0)
             || swap.is_some_and(|v| v > 0)
+            || kernel_tcp.is_some_and(|v| v > 0)
             || m.swappiness().is_some()
             || m.disable_oom_killer() == Some(true);
         let Some(dir) = self.ctl("memory", non_default, || "memory limits".into())? else {
@@ -210,6 +213,15 @@ impl V1Manager {
         }
         if let Some(r) = reservation {
             write_value(dir, "memory.soft_limit_in_bytes", &r.to_string())?;
+        }
+        if let Some(t) = kernel_tcp {
+            if dir.join("memory.kmem.tcp.limit_in_bytes").exists() {
+                write_value(dir, "memory.kmem.tcp.limit_in_bytes", &t.to_string())?;
+            } else {
+                self.warn(
+                    "memory.kernelTCP is ignored: this kernel has no TCP memory limit".into(),
+                );
+            }
         }
         if let Some(s) = m.swappiness() {
             if s > 100 {
