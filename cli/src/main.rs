@@ -1268,7 +1268,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             // that may ptrace it, it must be a sealed copy (CVE-2019-5736)
             // (reexec_sealed returns at once when this already is the sealed copy)
             if longshore_engine::monitor::grants_ptrace(e.container(&container)?.dir())
-                && let Err(err) = longshore_container::reexec_sealed()
+                && let Err(err) = longshore_container::process::reexec_sealed()
             {
                 return Err(fail(format!(
                     "refusing to exec into a container with CAP_SYS_PTRACE: cannot run from a sealed copy of longshore: {err}"
@@ -1295,13 +1295,13 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             } else {
                 longshore_container::Stdio::Inherit
             };
-            let p = e.exec(&container, &req, stdio)?;
+            let mut p = e.exec(&container, &req, stdio)?;
             drop(e);
             if detach {
                 return Ok(0);
             }
             let code = match p.terminal.as_ref() {
-                Some(t) => term::proxy_terminal(t, p.pid, interactive)?,
+                Some(t) => term::proxy_terminal(t, &mut p.process, interactive)?,
                 None => p.wait()?,
             };
             Ok(code as u8)

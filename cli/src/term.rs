@@ -205,7 +205,11 @@ pub fn attach_loop(
 }
 
 /// Proxies this terminal to an exec'd process's pty until it exits.
-pub fn proxy_terminal(master: &std::fs::File, pid: i32, stdin: bool) -> Result<i32, Error> {
+pub fn proxy_terminal(
+    master: &std::fs::File,
+    process: &mut longshore_container::ExecProcess,
+    stdin: bool,
+) -> Result<i32, Error> {
     let _raw = RawMode::enter(stdin);
     if let Some((r, c)) = winsize() {
         let ws = libc::winsize {
@@ -241,7 +245,7 @@ pub fn proxy_terminal(master: &std::fs::File, pid: i32, stdin: bool) -> Result<i
             }
         }
     }
-    longshore_container::wait_pid(pid).map_err(|e| Error::Io {
+    process.wait().map_err(|e| Error::Io {
         what: "wait for the exec'd process".into(),
         source: io::Error::other(e.to_string()),
     })

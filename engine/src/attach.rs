@@ -127,12 +127,15 @@ pub struct ExecProcess {
     pub pid: i32,
     /// The pty master with `tty`.
     pub terminal: Option<std::fs::File>,
+    /// The runtime's handle: wait for it, signal it.
+    pub process: longshore_container::ExecProcess,
 }
 
 impl ExecProcess {
     /// Waits for it; returns its exit code (128+signal).
-    pub fn wait(&self) -> Result<i32> {
-        longshore_container::wait_pid(self.pid)
+    pub fn wait(&mut self) -> Result<i32> {
+        self.process
+            .wait()
             .map_err(Error::runtime("wait for the exec'd process"))
     }
 }
@@ -221,7 +224,7 @@ impl Engine {
         if let Some(p) = &console {
             let _ = std::fs::remove_file(p);
         }
-        let pid = res.map_err(Error::runtime(format!(
+        let process = res.map_err(Error::runtime(format!(
             "exec in container {}",
             c.record.name
         )))?;
@@ -231,6 +234,10 @@ impl Engine {
             &c.record.id,
             c.event_attributes(),
         );
-        Ok(ExecProcess { pid, terminal })
+        Ok(ExecProcess {
+            pid: process.pid(),
+            terminal,
+            process,
+        })
     }
 }

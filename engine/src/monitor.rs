@@ -121,7 +121,7 @@ pub fn run_if_monitor() {
             // a container that may ptrace its processes could reach this binary through the
             // init while it is set up: run from a sealed copy instead (CVE-2019-5736)
             if grants_ptrace(&a.root.join("containers").join(&a.id)) {
-                let _ = longshore_container::reexec_sealed();
+                let _ = longshore_container::process::reexec_sealed();
             }
             monitor_main(a, ready)
         }
@@ -135,7 +135,7 @@ pub fn run_if_monitor() {
 
 /// True when the container's capabilities include CAP_SYS_PTRACE (`--privileged`,
 /// `--cap-add SYS_PTRACE` or `ALL`): processes of this program that enter it must then run
-/// from a sealed copy ([`longshore_container::reexec_sealed`]).
+/// from a sealed copy ([`longshore_container::process::reexec_sealed`]).
 pub fn grants_ptrace(container_dir: &Path) -> bool {
     let Ok(data) = fs::read(container_dir.join("config.json")) else {
         return false;

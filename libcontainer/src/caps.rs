@@ -30,6 +30,7 @@ use rustix::io::Errno;
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
 /// Errors from capability changes.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum CapsError {
     /// A `--cap-add` / `--cap-drop` name is not a capability.

@@ -319,8 +319,11 @@ impl ContainerBuilder {
         };
         let trampoline = trampoline_fd()?;
         let procfs = procfs_fd()?;
-        let forked = sys::spawn(clone_flags.bits() as u64 & 0xffff_ffff, join_plan.v2_fd())
-            .ctx(|| "clone3 the container's init".into())?;
+        // SAFETY: the child runs only `init::main`, which sets up with system calls and
+        // ends in execve or _exit; it never returns here
+        let forked =
+            unsafe { sys::spawn(clone_flags.bits() as u64 & 0xffff_ffff, join_plan.v2_fd()) }
+                .ctx(|| "clone3 the container's init".into())?;
         match forked {
             Forked::Child => init::main(InitArgs {
                 spec: &spec,
@@ -900,13 +903,14 @@ impl Container {
 
     /// Sends `signal` to the init process (to every process in the container's cgroup
     /// with `all`).
-    pub fn kill(&self, signal: Signal, all: bool) -> Result<()> {
-        self.signal(signal as i32, all)
+    pub fn kill(&self, signal: crate::Signal, all: bool) -> Result<()> {
+        self.signal(signal.as_raw(), all)
     }
 
     /// Sends signal number `signal` (real-time signals included, e.g. systemd's
     /// SIGRTMIN+3) to the init process, or to every process with `all`.
     pub fn signal(&self, signal: i32, all: bool) -> Result<()> {
+        let signal = crate::Signal::from_raw(signal)?;
         let status = self.status();
         if status == Status::Stopped {
             return Err(Error::WrongState {
@@ -916,18 +920,12 @@ impl Container {
             });
         }
         if all {
-            self.cgroup()?.kill_all(signal)?;
+            self.cgroup()?.kill_all(signal.as_raw())?;
             return Ok(());
         }
         if let Some(fd) = self.pidfd()? {
-            if signal <= 0 || signal > libc::SIGRTMAX() {
-                return Err(Error::InvalidSpec(format!("bad signal {signal}")));
-            }
-            // SAFETY: every number from 1 to SIGRTMAX names a signal the kernel accepts
-            let sig = unsafe { rustix::process::Signal::from_raw_unchecked(signal) };
-            rustix::process::pidfd_send_signal(&fd, sig)
-                .map_err(std::io::Error::from)
-                .ctx(|| format!("send {signal} to {}", self.state.id))?;
+            crate::process::pidfd_signal(&fd, signal)
+                .ctx(|| format!("send {} to {}", signal.as_raw(), self.state.id))?;
         }
         Ok(())
     }
@@ -1032,14 +1030,14 @@ impl Container {
 
     /// Runs `process` inside the running container (`runc exec`): joins its namespaces
     /// and cgroups, applies the process's user, capabilities, rlimits and the container's
-    /// seccomp filter. Returns the new process's host pid; it is our child, so
-    /// [`wait_pid`] gives its exit code.
+    /// seccomp filter. Returns the new process's handle (it is our child): wait for it,
+    /// signal it.
     pub fn exec(
         &self,
         process: &Process,
         stdio: Stdio,
         console_socket: Option<&Path>,
-    ) -> Result<i32> {
+    ) -> Result<crate::process::ExecProcess> {
         let status = self.status();
         if status != Status::Running && status != Status::Created {
             return Err(Error::WrongState {
@@ -1131,7 +1129,9 @@ impl Container {
         };
         let trampoline = trampoline_fd()?;
         let procfs = procfs_fd()?;
-        let forked = sys::spawn(0, join_plan.v2_fd()).ctx(|| "clone3 the exec process".into())?;
+        // SAFETY: the child runs only `init::main`, which ends in execve or _exit
+        let forked =
+            unsafe { sys::spawn(0, join_plan.v2_fd()) }.ctx(|| "clone3 the exec process".into())?;
         match forked {
             Forked::Child => init::main(InitArgs {
                 spec: &spec,
@@ -1182,7 +1182,7 @@ impl Container {
         parent_end.expect(&Msg::Ready).map_err(fail)?;
         parent_end.send(&Msg::Start).map_err(fail)?;
         match parent_end.recv().map_err(fail)? {
-            None => Ok(child),
+            None => Ok(crate::process::ExecProcess::new(child)),
             Some(Msg::Failed { message, code }) => Err(fail(channel::failure(message, code))),
             Some(other) => Err(fail(Error::Init(format!("unexpected {other:?} from exec")))),
         }
@@ -1216,19 +1216,6 @@ impl Container {
             )));
         }
         Ok(root)
-    }
-}
-
-/// Waits for a child process started by [`Container::exec`]; returns its exit code
-/// (128+signal when killed).
-pub fn wait_pid(pid: i32) -> Result<i32> {
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).ctx(|| format!("wait for pid {pid}")),
-        }
     }
 }
 

@@ -7,6 +7,7 @@ use crate::cgroups::CgroupError;
 use crate::seccomp::SeccompError;
 
 /// Everything that can go wrong creating or driving a container.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The bundle's `config.json` could not be read or parsed.

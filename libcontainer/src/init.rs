@@ -28,6 +28,7 @@ pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Where the user's stdio comes from.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stdio {
     /// The runtime's own stdin, stdout and stderr.
@@ -131,8 +132,12 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     keep.push(a.trampoline);
     keep.push(a.procfs);
     keep.extend(a.enter_root);
-    let proc = ProcFs::from_root(sys::borrow_fd(a.procfs));
-    sys::close_fds_except(&keep).ctx(|| "close inherited descriptors".into())?;
+    // SAFETY: the procfs descriptor is the caller's, open until this process execs or
+    // exits (it is in `keep`)
+    let proc = ProcFs::from_root(unsafe { sys::borrow_fd(a.procfs) });
+    // SAFETY: this is the init (or exec) child after fork, alone with its descriptor
+    // table; what it still uses is in `keep`
+    unsafe { sys::close_fds_except(&keep) }.ctx(|| "close inherited descriptors".into())?;
     // nothing in the container may open /proc/<init>/exe (the runtime's binary) or ptrace
     // us while we still run runtime code (CVE-2019-5736): execve resets this.
     sys::prctl(libc::PR_SET_DUMPABLE, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
@@ -215,7 +220,9 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     }
 
     if let Some(root) = a.enter_root {
-        nix::unistd::fchdir(sys::borrow_fd(root)).ctx(|| "enter the container's root".into())?;
+        // SAFETY: the root descriptor is in `keep`, open until this process execs
+        let root = unsafe { sys::borrow_fd(root) };
+        nix::unistd::fchdir(root).ctx(|| "enter the container's root".into())?;
         nix::unistd::chroot(".").ctx(|| "chroot into the container's root".into())?;
         nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
     }
@@ -378,9 +385,13 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     }
     // the channel (or the fifo) stays open across the trampoline's execve; it closes it
     // on the user's
-    sys::dup2(report_fd, report_fd)
+    // SAFETY: `report_fd` is ours (the channel or the fifo) and open; onto itself only
+    // its close-on-exec flag changes
+    unsafe { sys::dup2(report_fd, report_fd) }
         .ctx(|| "keep the init channel open for the trampoline".into())?;
-    let err = sys::execveat_empty(a.trampoline, &argv_ptrs, &env_ptrs);
+    // SAFETY: both arrays end with NULL and point into `c_argv`, `c_env`, `c_fd`,
+    // `c_program` and `c_fifo`, which live until after the call
+    let err = unsafe { sys::execveat_empty(a.trampoline, &argv_ptrs, &env_ptrs) };
     let code = if err.raw_os_error() == Some(libc::ENOENT) {
         127
     } else {
@@ -413,7 +424,9 @@ fn setup_stdio(stdio: Stdio) -> Result<()> {
                 .open("/dev/null")
                 .ctx(|| "open /dev/null".into())?;
             for fd in 0..3 {
-                sys::dup2(null.as_raw_fd(), fd).ctx(|| "redirect stdio to /dev/null".into())?;
+                // SAFETY: in the child after fork, stdio is the child's own to replace
+                unsafe { sys::dup2(null.as_raw_fd(), fd) }
+                    .ctx(|| "redirect stdio to /dev/null".into())?;
             }
             Ok(())
         }
@@ -426,13 +439,17 @@ fn setup_stdio(stdio: Stdio) -> Result<()> {
             let hi: Vec<OwnedFd> = [stdin, stdout, stderr]
                 .iter()
                 .map(|&fd| {
-                    rustix::io::fcntl_dupfd_cloexec(sys::borrow_fd(fd), 3)
+                    // SAFETY: the caller keeps the `Stdio::Fds` descriptors open until
+                    // create returns (its documented contract); the borrow ends here
+                    rustix::io::fcntl_dupfd_cloexec(unsafe { sys::borrow_fd(fd) }, 3)
                         .map_err(std::io::Error::from)
                 })
                 .collect::<std::io::Result<_>>()
                 .ctx(|| "duplicate stdio descriptors".into())?;
             for (i, fd) in hi.iter().enumerate() {
-                sys::dup2(fd.as_raw_fd(), i as RawFd).ctx(|| format!("set up fd {i}"))?;
+                // SAFETY: in the child after fork, stdio is the child's own to replace
+                unsafe { sys::dup2(fd.as_raw_fd(), i as RawFd) }
+                    .ctx(|| format!("set up fd {i}"))?;
             }
             Ok(())
         }
@@ -676,7 +693,8 @@ fn setup_console(a: &InitArgs<'_>) -> Result<()> {
         .map_err(std::io::Error::from)
         .ctx(|| "TIOCSCTTY".into())?;
     for fd in 0..3 {
-        sys::dup2(slave.as_raw_fd(), fd).ctx(|| "make the pty the stdio".into())?;
+        // SAFETY: in the child after fork, stdio is the child's own to replace
+        unsafe { sys::dup2(slave.as_raw_fd(), fd) }.ctx(|| "make the pty the stdio".into())?;
     }
     crate::channel::send_fd(sock, master.as_raw_fd(), &slave_name.to_string_lossy())?;
     Ok(())

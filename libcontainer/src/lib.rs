@@ -27,7 +27,7 @@
 //! let mut c = Container::builder("web").bundle("/tmp/bundle").create()?;
 //! println!("{}", c.oci_state());
 //! c.start()?;
-//! c.kill(nix::sys::signal::Signal::SIGTERM, false)?;
+//! c.kill(longshore_container::Signal::SIGTERM, false)?;
 //! c.wait()?;
 //! c.delete(false)?;
 //! # Ok(()) }
@@ -49,6 +49,7 @@ mod container;
 mod error;
 mod hooks;
 mod init;
+pub mod process;
 mod procfs;
 pub mod rootfs;
 pub mod seccomp;
@@ -57,8 +58,8 @@ pub mod state;
 mod sys;
 mod trampoline;
 
-pub use container::{Container, ContainerBuilder, receive_console, wait_pid, write_pid_file};
+pub use container::{Container, ContainerBuilder, receive_console, write_pid_file};
 pub use error::{Error, Result};
 pub use init::Stdio;
+pub use process::{ExecProcess, Signal};
 pub use state::{State, Status};
-pub use sys::{reexec_sealed, reset_signals};

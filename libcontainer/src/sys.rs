@@ -74,7 +74,15 @@ fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
 /// program: glibc's `fork` (whose atfork handlers leave malloc usable in the child) makes
 /// a single-threaded helper, which `clone3`s the real child as our sibling
 /// (`CLONE_PARENT`) so that it is this process's child, reports its pid, and exits.
-pub(crate) fn spawn(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
+///
+/// # Safety
+///
+/// On [`Forked::Child`] the caller is a copy of one thread of a possibly multi-threaded
+/// process: other threads' locks may be held forever and their objects half-changed. It
+/// must only do what is safe after fork (system calls, glibc's malloc) and end with
+/// `execve` or [`exit_now`], never return into code that expects the parent's threads
+/// or runs the parent's destructors.
+pub(crate) unsafe fn spawn(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     // SAFETY: fork has no memory-safety preconditions; the child below only calls
     // clone3, write and _exit before the grandchild continues as a normal program.
@@ -126,7 +134,13 @@ pub(crate) fn exit_now(code: i32) -> ! {
 }
 
 /// Closes every descriptor from 3 up, except those in `keep`.
-pub(crate) fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+///
+/// # Safety
+///
+/// Every descriptor not in `keep` is closed under whatever owns it (an `OwnedFd`, a
+/// `File`, a library): the caller must be the only user of the descriptor table (the
+/// init or exec child after fork) and not use the objects that owned them afterwards.
+pub(crate) unsafe fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
     let mut keep: Vec<u32> = keep
         .iter()
         .filter(|&&fd| fd > 2)
@@ -173,16 +187,21 @@ pub(crate) fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<()> 
 
 /// Replaces the process image with the executable open at `fd` (`execveat` with
 /// `AT_EMPTY_PATH`); returns only on failure.
-pub(crate) fn execveat_empty(
+///
+/// # Safety
+///
+/// `argv` and `envp` must be NULL-terminated arrays of pointers to NUL-terminated strings
+/// that stay alive across the call (the kernel reads them; a dangling pointer is read).
+pub(crate) unsafe fn execveat_empty(
     fd: RawFd,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> io::Error {
-    debug_assert!(argv.last().is_some_and(|p| p.is_null()));
-    debug_assert!(envp.last().is_some_and(|p| p.is_null()));
+    assert!(argv.last().is_some_and(|p| p.is_null()));
+    assert!(envp.last().is_some_and(|p| p.is_null()));
     // SAFETY: the path is an empty C string used with AT_EMPTY_PATH on `fd`; `argv` and
-    // `envp` are NULL-terminated arrays of pointers to NUL-terminated strings that the
-    // caller keeps alive across the call.
+    // `envp` are NULL-terminated (checked) arrays of pointers to NUL-terminated strings
+    // that the caller keeps alive across the call (this function's contract).
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
@@ -196,19 +215,29 @@ pub(crate) fn execveat_empty(
     io::Error::last_os_error()
 }
 
-/// Borrows a raw descriptor that the caller knows is open for the borrow's lifetime.
-pub(crate) fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+/// Borrows a raw descriptor for any lifetime the caller picks.
+///
+/// # Safety
+///
+/// `fd` must be open, and stay open (not closed or replaced) for as long as the borrow
+/// is used.
+pub(crate) unsafe fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
     assert!(fd >= 0);
-    // SAFETY: callers pass descriptors they own and keep open for as long as the borrow is
-    // used (stdio or descriptors saved in the init context).
+    // SAFETY: this function's contract: the caller keeps `fd` open for 'a
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// Duplicates `from` onto `to` (clearing close-on-exec on `to`).
-pub(crate) fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
+///
+/// # Safety
+///
+/// Whatever `to` was is closed under its owner: the caller must own `to` (or know no one
+/// uses it again), and `from` must be open.
+pub(crate) unsafe fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
     if from == to {
         // clear FD_CLOEXEC so it survives exec
-        let fd = borrow_fd(from);
+        // SAFETY: `from` is open (this function's contract) and used only below
+        let fd = unsafe { borrow_fd(from) };
         let flags = rustix::io::fcntl_getfd(fd)?;
         rustix::io::fcntl_setfd(fd, flags - rustix::io::FdFlags::CLOEXEC)?;
         return Ok(());
@@ -384,9 +413,13 @@ pub(crate) fn set_mempolicy(mode: i32, nodes: &[libc::c_ulong], maxnode: usize) 
     } else {
         nodes.as_ptr()
     };
-    debug_assert!(maxnode <= nodes.len() * 64 + 1);
-    // SAFETY: `nodes` holds at least `maxnode - 1` bits (or the pointer is NULL with
-    // maxnode 0); the kernel only reads it.
+    // the kernel reads maxnode - 1 bits from `nodes`: more than it holds would read
+    // past it
+    if maxnode > nodes.len() * libc::c_ulong::BITS as usize + 1 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `nodes` holds at least `maxnode - 1` bits (checked above), or the pointer
+    // is NULL with maxnode 0; the kernel only reads it.
     let ret = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) };
     if ret == -1 {
         Err(io::Error::last_os_error())

@@ -10,9 +10,9 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use common::Fixture;
+use longshore_container::Signal;
 use longshore_container::{Container, Error, Status, Stdio};
 use longshore_test_support::{require_root, unique_name};
-use nix::sys::signal::Signal;
 use oci_spec::runtime::{Hook, HookBuilder, HooksBuilder, LinuxNamespaceType};
 
 /// A temporary file the container writes its stdout and stderr into.

@@ -6,9 +6,9 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use common::{Fixture, exec_capture, read_all};
+use longshore_container::Signal;
 use longshore_container::{Container, Error, Status, Stdio};
 use longshore_test_support::require_root;
-use nix::sys::signal::Signal;
 use oci_spec::runtime::Spec;
 
 #[test]
@@ -995,4 +995,32 @@ fn start_returns_once_the_program_runs() {
         "start returned before the program was exec'd"
     );
     drop(c);
+}
+
+/// `exec` returns a handle to wait for and signal (issue 9: no raw pid for a free
+/// function); signals are the crate's own checked type.
+#[test]
+fn exec_returns_a_handle_that_waits_and_signals() {
+    require_root!();
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut c = f.builder().stdio(Stdio::Null).create().unwrap();
+    c.start().unwrap();
+    let mut p = f.spec.process().clone().unwrap();
+    p.set_args(Some(vec!["sleep".into(), "100".into()]));
+    let mut proc = c.exec(&p, Stdio::Null, None).unwrap();
+    assert!(proc.pid() > 0);
+    proc.kill(Signal::SIGTERM).unwrap();
+    assert_eq!(proc.wait().unwrap(), 128 + libc::SIGTERM);
+    // the code is kept, and a signal to a process that is gone is not an error
+    assert_eq!(proc.wait().unwrap(), 128 + libc::SIGTERM);
+    proc.kill(Signal::SIGKILL).unwrap();
+    assert!(Signal::from_raw(0).is_err());
+    assert!(Signal::from_raw(libc::SIGRTMAX() + 1).is_err());
+    assert_eq!(
+        Signal::from_raw(libc::SIGRTMIN() + 3).unwrap().as_raw(),
+        libc::SIGRTMIN() + 3
+    );
+    c.kill(Signal::SIGKILL, false).unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
 }

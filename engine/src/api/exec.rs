@@ -244,7 +244,7 @@ pub async fn start(state: &Arc<State>, id: &str, mut req: Request<Incoming>) -> 
                 readers.push((2, Box::new(err_r)));
             }
         }
-        let pid = proc.pid;
+        let mut process = proc.process;
         move || {
             let handles: Vec<_> = readers
                 .into_iter()
@@ -268,7 +268,7 @@ pub async fn start(state: &Arc<State>, id: &str, mut req: Request<Incoming>) -> 
                     })
                 })
                 .collect();
-            let code = longshore_container::wait_pid(pid).unwrap_or(-1);
+            let code = process.wait().unwrap_or(-1);
             set_exit(&st, &exec_id, code);
             for h in handles {
                 let _ = h.join();

@@ -259,7 +259,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     // start clean: Rust ignores SIGPIPE, callers often ignore SIGINT, SIGQUIT or SIGHUP
-    longshore_container::reset_signals();
+    longshore_container::process::reset_signals();
     let cli = Cli::parse();
     let log = cli.log.clone();
     let json = cli.log_format == "json";
@@ -415,7 +415,7 @@ fn seal_if_ptrace(p: &oci_spec::runtime::Process) -> Result<(), Error> {
         .and_then(|c| c.bounding().as_ref())
         .is_some_and(|b| b.contains(&oci_spec::runtime::Capability::SysPtrace));
     if ptrace {
-        longshore_container::reexec_sealed().map_err(|e| Error::Io {
+        longshore_container::process::reexec_sealed().map_err(|e| Error::Io {
             what: "re-execute from a sealed copy of the runtime".into(),
             source: e,
         })?;
@@ -545,7 +545,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             let c = Container::load(root, &id)?;
             let sig = parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
             match sig {
-                KillSignal::Std(sig) => c.kill(sig, all)?,
+                KillSignal::Std(sig) => c.signal(sig as i32, all)?,
                 // through the library's pidfd, as for the others: no pid-reuse race
                 KillSignal::Rt(n) => c.signal(n, all)?,
             }
@@ -647,7 +647,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 catch_signals();
             }
             seal_if_ptrace(&p)?;
-            let pid = c.exec(&p, Stdio::Inherit, sock.as_deref())?;
+            // (foreground: waited for below with signal forwarding, by pid)
+            let pid = c.exec(&p, Stdio::Inherit, sock.as_deref())?.pid();
             // (before any proxy thread starts, so that the threads inherit the mask)
             let blocked = if detach { None } else { Some(block_signals()?) };
             let proxy = console

@@ -50,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use mountinfo::CgroupMounts;
 
 /// Errors from cgroup management.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     /// Neither a cgroup v1 nor a cgroup2 filesystem is mounted.
@@ -199,6 +200,7 @@ pub enum FreezerState {
 }
 
 /// Resource usage of a cgroup. Values whose controller is missing stay 0 / `None`.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Total CPU time in nanoseconds.

@@ -66,6 +66,7 @@ const MAX_ERRNO: u32 = 4095;
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
 
 /// Errors from building or loading a seccomp filter.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     /// The spec uses `SCMP_ACT_NOTIFY`, which needs a seccomp agent.

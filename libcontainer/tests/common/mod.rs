@@ -81,9 +81,9 @@ pub fn exec_capture(c: &Container, p: &oci_spec::runtime::Process) -> (i32, Stri
         stdout: raw,
         stderr: raw,
     };
-    let pid = c.exec(p, stdio, None).unwrap();
+    let mut proc = c.exec(p, stdio, None).unwrap();
     drop(w);
-    let code = longshore_container::wait_pid(pid).unwrap();
+    let code = proc.wait().unwrap();
     (code, read_all(r))
 }
 
