@@ -32,8 +32,19 @@ ls_rt=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore-runtime
 
 work=$(mktemp -d /tmp/longshore-rtt-XXXXXX)
 hugetlb_mounted=
+unmount_hugetlb() {
+    umount /sys/fs/cgroup/hugetlb
+    # a hierarchy whose last cgroup was still being released at umount lingers unseen
+    # (hugetlb stays off cgroup2): mount and unmount it again until it is gone
+    for _ in 1 2 3 4 5; do
+        awk '$1 == "hugetlb" && $2 != 0 { bad = 1 } END { exit !bad }' /proc/cgroups || break
+        sleep 1
+        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb && umount /sys/fs/cgroup/hugetlb
+    done
+    rmdir /sys/fs/cgroup/hugetlb
+}
 cleanup() {
-    if [ -n "$hugetlb_mounted" ]; then umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb; fi
+    if [ -n "$hugetlb_mounted" ]; then unmount_hugetlb; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -110,4 +121,8 @@ for t in "${tests[@]}"; do
 done
 printf '%-40s %-18s %-6s %-6s\n' "passed (of ${#tests[@]})" "${pass[0]}" "${pass[1]}" "${pass[2]}"
 echo "TAP output of each run: kept in $work until this script exits (set KEEP=1 to keep)"
-if [ -n "${KEEP:-}" ]; then trap - EXIT; [ -n "$hugetlb_mounted" ] && umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb; echo "kept $work"; fi
+if [ -n "${KEEP:-}" ]; then
+    trap - EXIT
+    if [ -n "$hugetlb_mounted" ]; then unmount_hugetlb; fi
+    echo "kept $work"
+fi
