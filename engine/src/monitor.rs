@@ -446,7 +446,7 @@ impl Monitor {
                 Some((l, path)) => {
                     let master = (|| {
                         let (conn, _) = l.accept()?;
-                        longshore_container::receive_console(conn.as_raw_fd())
+                        longshore_container::receive_console(std::os::fd::AsFd::as_fd(&conn))
                             .map_err(io::Error::other)
                     })();
                     let _ = fs::remove_file(&path);

@@ -997,12 +997,11 @@ impl ConsoleListener {
 
     /// Takes the pty master the container's init sent (it did during create).
     fn accept(self) -> Result<std::fs::File, Error> {
-        use std::os::fd::AsRawFd;
         let (conn, _) = self.listener.accept().map_err(|e| Error::Io {
             what: "accept the console connection".into(),
             source: e,
         })?;
-        let fd = longshore_container::receive_console(conn.as_raw_fd())?;
+        let fd = longshore_container::receive_console(std::os::fd::AsFd::as_fd(&conn))?;
         Ok(std::fs::File::from(fd))
     }
 }

@@ -110,7 +110,7 @@ pub fn run_on_console(f: &mut Fixture, marker: &str) -> String {
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
     let accept = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
-        longshore_container::receive_console(conn.as_raw_fd()).unwrap()
+        longshore_container::receive_console(std::os::fd::AsFd::as_fd(&conn)).unwrap()
     });
     let mut c = f.builder().console_socket(&sock_path).create().unwrap();
     let master = accept.join().unwrap();
