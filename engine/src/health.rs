@@ -259,7 +259,7 @@ impl Prober {
             cmd: self.config.command(),
             ..Default::default()
         };
-        let p = engine
+        let mut p = engine
             .exec(
                 &self.id,
                 &req,
