@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, CgroupManager};
-use crate::channel::{self, Msg};
+use crate::channel::{self, Channel, Msg};
 use crate::error::{Error, Result, SysContext};
 use crate::init::{self, InitArgs, Release, Stdio};
 use crate::rootfs;
@@ -131,14 +131,7 @@ impl ContainerBuilder {
             armed: true,
         };
 
-        // cgroups
-        let cg_path = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone())
-            .unwrap_or_else(|| PathBuf::from(format!("/longshore/{}", self.id)));
-        cgroup = cgroups::manager(&cg_path, &self.id)?;
-        cgroup.create()?;
+        cgroup = make_cgroups(&spec, &self.id)?;
         cleanup.cgroup = Some(cgroup.as_ref());
         let paths = cgroup.paths();
         // a record of the cgroups before anything runs in them: if this process is killed
@@ -162,11 +155,7 @@ impl ContainerBuilder {
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         };
         store.save_unsynced(&st)?;
-        if let Some(linux) = spec.linux().as_ref() {
-            let mut res = linux.resources().clone().unwrap_or_default();
-            allow_default_devices(&mut res, linux.devices().as_deref().unwrap_or(&[]));
-            cgroup.apply(&res)?;
-        }
+        apply_resources(&spec, cgroup.as_ref())?;
         let warnings = cgroup.warnings();
         let join_plan = CgroupJoin::plan(cgroup.as_ref(), ns.new_userns)?;
         let mut hierarchies = if ns.new_mountns {
@@ -197,35 +186,7 @@ impl ContainerBuilder {
             .transpose()?;
         let (parent_end, child_end) = channel::pair()?;
         let release = if fifo {
-            let path = store.dir(&self.id).join("exec.fifo");
-            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o622))
-                .ctx(|| format!("mkfifo {}", path.display()))?;
-            // the init opens it for writing as the container's root: in a user namespace
-            // that is the mapped host id, which the umask-trimmed mode locks out (runc
-            // chowns it the same way)
-            if ns.new_userns {
-                let host = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-                    maps.iter()
-                        .flatten()
-                        .find(|m| m.container_id() == 0)
-                        .map(|m| m.host_id())
-                };
-                let linux = spec.linux().as_ref();
-                let uid = linux.and_then(|l| host(l.uid_mappings()));
-                let gid = linux.and_then(|l| host(l.gid_mappings()));
-                nix::unistd::chown(
-                    &path,
-                    uid.map(nix::unistd::Uid::from_raw),
-                    gid.map(nix::unistd::Gid::from_raw),
-                )
-                .ctx(|| format!("chown {}", path.display()))?;
-            }
-            let fd = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                .open(&path)
-                .ctx(|| format!("open {}", path.display()))?;
-            Release::Fifo(fd.into())
+            Release::Fifo(exec_fifo(&store.dir(&self.id), &spec, ns.new_userns)?)
         } else {
             Release::Channel
         };
@@ -298,37 +259,7 @@ impl ContainerBuilder {
         st.pid_start_time = state::proc_stat(pid).map(|(_, t)| t).unwrap_or(0);
         let state_json = serde_json::to_string(&st.oci_json(Status::Creating)).expect("json");
         parent_end.send(&Msg::Go { state: state_json })?;
-        loop {
-            match parent_end.recv()? {
-                Some(Msg::Ready) => break,
-                Some(Msg::RunCreateHooks) => {
-                    // the spec's prestart point is after the create operation's setup:
-                    // the state those hooks read says "created" (runtime-tools checks);
-                    // createRuntime runs during create, so it reads "creating"
-                    let prestart = serde_json::to_vec(&st.oci_json(Status::Created)).expect("json");
-                    let json = serde_json::to_vec(&st.oci_json(Status::Creating)).expect("json");
-                    #[allow(deprecated)]
-                    if let Some(h) = &hooks {
-                        crate::hooks::run(
-                            "prestart",
-                            h.prestart().as_deref().unwrap_or(&[]),
-                            &prestart,
-                        )?;
-                        crate::hooks::run(
-                            "createRuntime",
-                            h.create_runtime().as_deref().unwrap_or(&[]),
-                            &json,
-                        )?;
-                    }
-                    parent_end.send(&Msg::HooksDone)?;
-                }
-                Some(Msg::Failed { message, code }) => return Err(channel::failure(message, code)),
-                Some(other) => return Err(Error::Init(format!("unexpected {other:?} from init"))),
-                None => {
-                    return Err(Error::Init("the init process exited during setup".into()));
-                }
-            }
-        }
+        await_ready(&parent_end, &st, hooks.as_ref())?;
         st.status = Status::Created;
         store.save(&st)?;
         if let Some(pf) = &self.pid_file {
@@ -426,6 +357,103 @@ impl NamespacePlan {
             clone_flags,
         })
     }
+}
+
+/// The handshake's end: waits for the init to report ready, running the prestart and
+/// createRuntime hooks when it asks (after its mounts, before `pivot_root`).
+fn await_ready(
+    channel: &Channel,
+    st: &State,
+    hooks: Option<&oci_spec::runtime::Hooks>,
+) -> Result<()> {
+    loop {
+        match channel.recv()? {
+            Some(Msg::Ready) => return Ok(()),
+            Some(Msg::RunCreateHooks) => {
+                // the spec's prestart point is after the create operation's setup:
+                // the state those hooks read says "created" (runtime-tools checks);
+                // createRuntime runs during create, so it reads "creating"
+                let prestart = serde_json::to_vec(&st.oci_json(Status::Created)).expect("json");
+                let json = serde_json::to_vec(&st.oci_json(Status::Creating)).expect("json");
+                #[allow(deprecated)]
+                if let Some(h) = hooks {
+                    crate::hooks::run(
+                        "prestart",
+                        h.prestart().as_deref().unwrap_or(&[]),
+                        &prestart,
+                    )?;
+                    crate::hooks::run(
+                        "createRuntime",
+                        h.create_runtime().as_deref().unwrap_or(&[]),
+                        &json,
+                    )?;
+                }
+                channel.send(&Msg::HooksDone)?;
+            }
+            Some(Msg::Failed { message, code }) => return Err(channel::failure(message, code)),
+            Some(other) => return Err(Error::Init(format!("unexpected {other:?} from init"))),
+            None => {
+                return Err(Error::Init("the init process exited during setup".into()));
+            }
+        }
+    }
+}
+
+/// The container's cgroups (`linux.cgroupsPath`, or `/longshore/<id>`), made.
+fn make_cgroups(spec: &Spec, id: &str) -> Result<Box<dyn CgroupManager>> {
+    let cg_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .unwrap_or_else(|| PathBuf::from(format!("/longshore/{id}")));
+    let cgroup = cgroups::manager(&cg_path, id)?;
+    cgroup.create()?;
+    Ok(cgroup)
+}
+
+/// Writes the spec's `linux.resources` into the cgroups, with the devices every
+/// container may use and those it creates allowed after the spec's own rules.
+fn apply_resources(spec: &Spec, cgroup: &dyn CgroupManager) -> Result<()> {
+    if let Some(linux) = spec.linux().as_ref() {
+        let mut res = linux.resources().clone().unwrap_or_default();
+        allow_default_devices(&mut res, linux.devices().as_deref().unwrap_or(&[]));
+        cgroup.apply(&res)?;
+    }
+    Ok(())
+}
+
+/// Makes the exec fifo in the container's state directory `dir` (what `start`, from any
+/// process, opens to release the init) and returns it opened `O_PATH` for the init.
+fn exec_fifo(dir: &Path, spec: &Spec, new_userns: bool) -> Result<OwnedFd> {
+    let path = dir.join("exec.fifo");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .ctx(|| format!("mkfifo {}", path.display()))?;
+    // the init opens it for writing as the container's root: in a user namespace
+    // that is the mapped host id, which the umask-trimmed mode locks out (runc
+    // chowns it the same way)
+    if new_userns {
+        let host = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            maps.iter()
+                .flatten()
+                .find(|m| m.container_id() == 0)
+                .map(|m| m.host_id())
+        };
+        let linux = spec.linux().as_ref();
+        let uid = linux.and_then(|l| host(l.uid_mappings()));
+        let gid = linux.and_then(|l| host(l.gid_mappings()));
+        nix::unistd::chown(
+            &path,
+            uid.map(nix::unistd::Uid::from_raw),
+            gid.map(nix::unistd::Gid::from_raw),
+        )
+        .ctx(|| format!("chown {}", path.display()))?;
+    }
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&path)
+        .ctx(|| format!("open {}", path.display()))?;
+    Ok(fd.into())
 }
 
 /// Appends, after the spec's own device rules, the devices every container may use
