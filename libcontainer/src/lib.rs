@@ -51,7 +51,7 @@ mod hooks;
 mod init;
 pub mod process;
 mod procfs;
-pub mod rootfs;
+mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod state;

@@ -112,13 +112,13 @@ impl State {
 
 /// The state directory tree.
 #[derive(Debug, Clone)]
-pub struct StateStore {
+pub(crate) struct StateStore {
     root: PathBuf,
 }
 
 /// An exclusive lock on one container's state directory; released on drop.
 #[derive(Debug)]
-pub struct StateLock {
+pub(crate) struct StateLock {
     _dir: File,
 }
 
