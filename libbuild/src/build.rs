@@ -336,7 +336,7 @@ pub fn build(
     out: &mut (dyn Write + Send),
 ) -> Result<Built> {
     for t in &opts.tags {
-        longshore_graph::Reference::parse_with_default_tag(t)?;
+        longshore_graph::Reference::parse_with_default_tag(t).map_err(longshore_graph::Error::from)?;
     }
     let plan = Plan::from_dockerfile(
         &opts.dockerfile_name,

@@ -169,6 +169,24 @@ impl Error {
     }
 }
 
+impl From<longshore_reference::Error> for Error {
+    fn from(e: longshore_reference::Error) -> Error {
+        match e {
+            longshore_reference::Error::InvalidDigest { digest, reason } => {
+                Error::InvalidDigest { digest, reason }
+            }
+            longshore_reference::Error::InvalidReference { reference, reason } => {
+                Error::InvalidReference { reference, reason }
+            }
+            // the enum is non_exhaustive: a future variant keeps its message
+            other => Error::InvalidReference {
+                reference: String::new(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
 /// Extension to attach an operation and a path to an `io::Result`.
 pub(crate) trait IoContext<T> {
     fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;

@@ -57,15 +57,18 @@ pub mod apply;
 pub mod archive;
 pub mod changes;
 pub mod content;
-pub mod digest;
 pub mod driver;
 mod error;
 mod gzip;
 pub mod image;
 pub mod meta;
-pub mod reference;
 pub mod store;
 mod walk;
+
+/// Content digests ([`Digest`]), defined in `longshore-reference` and shared with libregistry.
+pub use longshore_reference::digest;
+/// Image references ([`Reference`]), defined in `longshore-reference` and shared with libregistry.
+pub use longshore_reference::reference;
 
 pub use apply::{ApplyOptions, ApplyReport, Compression, WhiteoutMode, apply_layer};
 pub use changes::{Change, ChangeKind};

@@ -550,7 +550,7 @@ fn plan_image(
         .unwrap_or_default()
         .iter()
         .map(|d| Digest::parse(d.as_str().unwrap_or("")))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     if diff_ids.len() > MAX_LAYERS || layers.len() > MAX_LAYERS {
         return Err(Error::TooManyLayers {
             count: diff_ids.len().max(layers.len()),

@@ -94,7 +94,7 @@ impl Endpoint {
     pub fn url(&self, path: &str) -> Result<Url> {
         self.base.join(path).map_err(|_| Error::InvalidReference {
             reference: path.to_string(),
-            reason: "does not form a valid URL",
+            reason: "does not form a valid URL".into(),
         })
     }
 }
@@ -287,7 +287,7 @@ impl Client {
                 let mut v = vec![Url::parse(&format!("https://{host}/")).map_err(|_| {
                     Error::InvalidReference {
                         reference: host.to_string(),
-                        reason: "registry host does not form a URL",
+                        reason: "registry host does not form a URL".into(),
                     }
                 })?];
                 if self.is_insecure(host) {

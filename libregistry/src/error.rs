@@ -12,7 +12,15 @@ pub enum Error {
         /// The text given.
         reference: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: String,
+    },
+    /// A digest (given, or in a manifest or index) is malformed.
+    #[error("invalid digest {digest:?}: {reason}")]
+    InvalidDigest {
+        /// The text given.
+        digest: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The registry could not be reached or the connection broke.
     #[error("cannot talk to registry {registry} ({url}): {source}")]
@@ -221,3 +229,21 @@ pub enum Error {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<longshore_reference::Error> for Error {
+    fn from(e: longshore_reference::Error) -> Error {
+        match e {
+            longshore_reference::Error::InvalidDigest { digest, reason } => {
+                Error::InvalidDigest { digest, reason }
+            }
+            longshore_reference::Error::InvalidReference { reference, reason } => {
+                Error::InvalidReference { reference, reason }
+            }
+            // the enum is non_exhaustive: a future variant keeps its message
+            other => Error::InvalidReference {
+                reference: String::new(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}

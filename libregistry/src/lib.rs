@@ -94,7 +94,7 @@ pub use pull::{
     PulledImage, select_platform,
 };
 pub use push::{PushOptions, PushedImage};
-pub use reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, Reference};
+pub use reference::{Algorithm, DOCKER_HUB, DOCKER_HUB_API_HOST, Digest, Reference};
 pub use search::{SearchOptions, SearchResult};
 pub use store::{
     BlobWriter, ContentStore, DirBlobWriter, DirStore, REF_NAME_ANNOTATION, Verifier,

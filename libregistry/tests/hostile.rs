@@ -90,7 +90,7 @@ fn assert_clean(store: &DirStore, fake: &Fake) {
     let (blobs, ingest) = blob_files(store.root());
     assert!(ingest.is_empty(), "partial blobs left: {ingest:?}");
     let layer_hex = fake.layer_digest.trim_start_matches("sha256:");
-    let manifest_hex = sha256_digest(&fake.manifest).digest().to_string();
+    let manifest_hex = sha256_digest(&fake.manifest).hex().to_string();
     assert!(
         !blobs.iter().any(|b| b == layer_hex || *b == manifest_hex),
         "{blobs:?}"

@@ -137,6 +137,14 @@ impl Reference {
         })
     }
 
+    /// Returns a copy pinned to `digest`, keeping the tag (`name:tag@digest`).
+    pub fn with_digest(&self, digest: Digest) -> Reference {
+        Reference {
+            digest: Some(digest),
+            ..self.clone()
+        }
+    }
+
     /// The registry, e.g. `docker.io` or `127.0.0.1:5000`.
     pub fn domain(&self) -> &str {
         &self.domain
