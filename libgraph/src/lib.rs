@@ -75,7 +75,7 @@ pub use changes::{Change, ChangeKind};
 pub use content::{ContentStore, IngestStatus, Writer};
 pub use digest::{Algorithm, Digest, chain_id};
 pub use driver::Driver;
-pub use error::{Error, Result};
+pub use error::{CorruptRow, Error, Result};
 pub use gzip::gzip_backend;
 pub use reference::Reference;
 pub use store::{

@@ -1152,3 +1152,87 @@ fn removing_a_mounted_container_is_refused_and_changes_nothing() {
     s.remove_container("busy").unwrap();
     assert!(s.check(false).unwrap().problems.is_empty());
 }
+
+/// A digest the store did not write (a row changed behind its back) is an error that names
+/// the row, never taken for an absent value (a parent that vanishes, a tag that points
+/// nowhere, a layer without a chain ID).
+#[test]
+fn corrupt_digest_in_the_database_is_an_error_naming_the_row() {
+    let tmp = tempdir("corrupt-db");
+    let id = open(tmp.path(), "vfs")
+        .import(&rootfs_tar()[..], Some("base:1"), None)
+        .unwrap();
+    let db = rusqlite::Connection::open(tmp.path().join("metadata.db")).unwrap();
+    // what corrupts a database does not check its foreign keys either
+    db.pragma_update(None, "foreign_keys", false).unwrap();
+    let cache_id: String = db
+        .query_row("SELECT cache_id FROM layers", [], |r| r.get(0))
+        .unwrap();
+    let set = |sql: &str, key: &str| {
+        assert_eq!(db.execute(sql, [key]).unwrap(), 1, "{sql}");
+    };
+
+    // an image's parent
+    set(
+        "UPDATE images SET parent_image = 'sha256:nothex' WHERE id = ?1",
+        &id.to_string(),
+    );
+    let s = open(tmp.path(), "vfs");
+    let err = s.image("base:1").unwrap_err();
+    match &err {
+        Error::CorruptRow(row) => {
+            assert_eq!(
+                (row.table, row.key.as_str(), row.column),
+                ("images", id.to_string().as_str(), "parent_image")
+            );
+            assert_eq!(row.value, "sha256:nothex");
+        }
+        e => panic!("expected CorruptRow, got {e:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&id.to_string()) && msg.contains("parent_image"),
+        "{msg}"
+    );
+    assert!(s.images().is_err(), "listing images reads the same row");
+    drop(s);
+    set(
+        "UPDATE images SET parent_image = NULL WHERE id = ?1",
+        &id.to_string(),
+    );
+
+    // the image a tag points at
+    set(
+        "UPDATE tags SET image_id = 'md5:d41d8cd98f00b204e9800998ecf8427e' WHERE reference = ?1",
+        "docker.io/library/base:1",
+    );
+    let s = open(tmp.path(), "vfs");
+    let msg = s.image("base:1").unwrap_err().to_string();
+    assert!(
+        msg.contains("tags row")
+            && msg.contains("docker.io/library/base:1")
+            && msg.contains("image_id"),
+        "{msg}"
+    );
+    drop(s);
+    set("UPDATE tags SET image_id = ?1", &id.to_string());
+    assert!(open(tmp.path(), "vfs").image("base:1").is_ok());
+
+    // a layer's diff ID: the store reads every layer when it opens
+    set(
+        "UPDATE layers SET diff_id = 'sha256:' WHERE cache_id = ?1",
+        &cache_id,
+    );
+    let err = Store::open(
+        tmp.path(),
+        StoreOptions {
+            driver: Some("vfs".into()),
+        },
+    )
+    .and_then(|s| s.check(false).map(|_| ()))
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::CorruptRow(row) if (row.table, row.column, &row.key) == ("layers", "diff_id", &cache_id)),
+        "{err:?}"
+    );
+}

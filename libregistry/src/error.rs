@@ -143,6 +143,16 @@ pub enum Error {
         /// Redirects followed.
         hops: usize,
     },
+    /// A response that is not what the API defines (e.g. search results that do not parse).
+    #[error("{what} from {registry}: {reason}")]
+    InvalidResponse {
+        /// Registry host.
+        registry: String,
+        /// What was asked for.
+        what: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
     /// A manifest or index could not be understood.
     #[error("invalid manifest {what} from {registry}: {reason}")]
     InvalidManifest {

@@ -607,6 +607,58 @@ async fn docker_hub_search_shape_with_filters() {
     assert_eq!(one.len(), 1);
 }
 
+/// A registry whose search endpoint refuses us (401, 403) or fails (500): the error is
+/// reported, not hidden behind the catalog (which would list what the catalog shows as if
+/// it were the search's answer); only an absent endpoint (404, 405, 501) falls back.
+#[tokio::test]
+async fn search_reports_denied_and_failed_searches_and_falls_back_only_when_absent() {
+    for (status, falls_back) in [
+        (401, false),
+        (403, false),
+        (500, false),
+        (404, true),
+        (405, true),
+        (501, true),
+    ] {
+        let srv = TinyServer::start(move |req| {
+            if req.path == "/v2/" {
+                Reply::new(200, "{}")
+            } else if req.path.starts_with("/v1/search?") {
+                Reply::new(status, "no")
+            } else if req.path.starts_with("/v2/_catalog") {
+                Reply::new(200, r#"{"repositories":["team/busybox","team/other"]}"#)
+            } else {
+                Reply::new(404, "")
+            }
+        })
+        .await;
+        let client = client_for(&srv.addr);
+        let got = client
+            .search(&srv.addr, "busy", &SearchOptions::default())
+            .await;
+        let asked_catalog = srv
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/v2/_catalog"));
+        if falls_back {
+            let names: Vec<String> = got.unwrap().into_iter().map(|r| r.name).collect();
+            assert_eq!(names, ["team/busybox"], "HTTP {status}");
+            assert!(asked_catalog);
+        } else {
+            let err = got.expect_err(&format!("HTTP {status} must be an error"));
+            match status {
+                401 | 403 => assert!(
+                    matches!(&err, Error::Unauthorized { status: s, .. } if *s == status),
+                    "{err:?}"
+                ),
+                _ => assert!(matches!(&err, Error::Status { status: 500, .. }), "{err:?}"),
+            }
+            assert!(err.to_string().contains("search"), "{err}");
+            assert!(!asked_catalog, "HTTP {status}: fell back to the catalog");
+        }
+    }
+}
+
 /// Rewrites a built OCI image as a Docker schema 2 image (and a Docker manifest list).
 fn docker_flavoured(
     dir: &DirStore,
