@@ -113,10 +113,9 @@ impl Engine {
             Arc::clone(&lease),
             stream.then(|| (Arc::clone(&streams), name.as_str())),
         );
-        let ropts = PullOptions {
-            platform: opts.platform.clone(),
-            progress: Some(tx),
-        };
+        let ropts = PullOptions::new()
+            .platform(opts.platform.clone())
+            .progress(Some(tx));
         let user = opts.progress.clone();
         let mut sched = Speculation {
             lease: Some(Arc::clone(&lease)),

@@ -27,7 +27,7 @@
 //! # tar.append_data(&mut h, "etc/motd", &b"hello\n"[..]).unwrap();
 //! # let rootfs_tar = tar.into_inner().unwrap();
 //! // `vfs` works anywhere; leave `driver` unset to get overlayfs when it is available.
-//! let store = Store::open(dir.path(), StoreOptions { driver: Some("vfs".into()) })?;
+//! let store = Store::open(dir.path(), StoreOptions::new().driver("vfs"))?;
 //! let base = store.import(&rootfs_tar[..], Some("base:1"), None)?;
 //!
 //! store.create_container("web", "base:1")?;
@@ -38,11 +38,7 @@
 //!     store.container_changes("web")?.iter().map(|c| c.to_string()).collect();
 //! assert_eq!(changes, ["C /etc", "C /etc/motd"]);
 //!
-//! let opts = CommitOptions {
-//!     reference: Some("base:2".into()),
-//!     message: Some("new motd".into()),
-//!     ..Default::default()
-//! };
+//! let opts = CommitOptions::new().reference("base:2").message("new motd");
 //! let derived = store.commit("web", &opts)?;
 //! assert_eq!(store.image("base:2")?.parent, Some(base));
 //! assert_eq!(store.history("base:2")?[0].comment, "new motd");
@@ -79,6 +75,6 @@ pub use error::{CorruptRow, Error, Result};
 pub use gzip::gzip_backend;
 pub use reference::Reference;
 pub use store::{
-    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, Removed,
-    StagedLayer, Store, StoreOptions,
+    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, RemoveOptions,
+    Removed, StagedLayer, Store, StoreOptions,
 };

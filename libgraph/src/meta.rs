@@ -95,8 +95,8 @@ pub struct ImageRow {
     pub created: Option<String>,
 }
 
-/// The metadata database.
-pub struct Db {
+/// The metadata database (the store's own: its transactions are not part of the API).
+pub(crate) struct Db {
     conn: Connection,
     path: PathBuf,
 }

@@ -28,11 +28,70 @@ use crate::image;
 use crate::meta::{self, Db, ImageRow, LayerRow, MAX_LAYERS};
 use crate::reference::Reference;
 
-/// Options for [`Store::open`].
+/// Options for [`Store::open`], built with [`StoreOptions::new`] and its setters:
+///
+/// ```
+/// let opts = longshore_graph::StoreOptions::new().driver("vfs");
+/// assert_eq!(opts.driver.as_deref(), Some("vfs"));
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// Graph driver name (`overlay`, `vfs`); `None` uses `$LONGSHORE_DRIVER` or auto-detection.
     pub driver: Option<String>,
+}
+
+impl StoreOptions {
+    /// The defaults: the driver from `$LONGSHORE_DRIVER` or auto-detection.
+    pub fn new() -> StoreOptions {
+        StoreOptions::default()
+    }
+
+    /// Uses the graph driver `name` (`overlay`, `vfs`).
+    pub fn driver(mut self, name: impl Into<String>) -> StoreOptions {
+        self.driver = Some(name.into());
+        self
+    }
+}
+
+/// How [`Store::remove_image`] removes (`docker rmi`'s flags). The default neither forces
+/// nor keeps untagged parents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoveOptions {
+    /// Remove an image tagged in several repositories or used by a container (`--force`).
+    pub force: bool,
+    /// Also delete untagged parents left without children (Docker's default; `--no-prune`
+    /// turns it off).
+    pub prune: bool,
+}
+
+impl Default for RemoveOptions {
+    fn default() -> RemoveOptions {
+        RemoveOptions {
+            force: false,
+            prune: true,
+        }
+    }
+}
+
+impl RemoveOptions {
+    /// Docker's defaults: no force, prune.
+    pub fn new() -> RemoveOptions {
+        RemoveOptions::default()
+    }
+
+    /// Sets `--force`.
+    pub fn force(mut self, force: bool) -> RemoveOptions {
+        self.force = force;
+        self
+    }
+
+    /// Sets whether untagged parents go too (`false` is `--no-prune`).
+    pub fn prune(mut self, prune: bool) -> RemoveOptions {
+        self.prune = prune;
+        self
+    }
 }
 
 /// An image as listed by [`Store::images`].
@@ -80,6 +139,7 @@ pub enum Removed {
 
 /// Options for [`Store::commit`].
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CommitOptions {
     /// Tag for the new image.
     pub reference: Option<String>,
@@ -89,6 +149,37 @@ pub struct CommitOptions {
     pub message: Option<String>,
     /// Recorded as the history's created-by.
     pub created_by: Option<String>,
+}
+
+impl CommitOptions {
+    /// No tag, author, message or created-by.
+    pub fn new() -> CommitOptions {
+        CommitOptions::default()
+    }
+
+    /// Tags the new image `reference`.
+    pub fn reference(mut self, reference: impl Into<String>) -> CommitOptions {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    /// Records the author (`docker commit -a`).
+    pub fn author(mut self, author: impl Into<String>) -> CommitOptions {
+        self.author = Some(author.into());
+        self
+    }
+
+    /// Records the message (`docker commit -m`).
+    pub fn message(mut self, message: impl Into<String>) -> CommitOptions {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Records what made the image (the history's created-by).
+    pub fn created_by(mut self, created_by: impl Into<String>) -> CommitOptions {
+        self.created_by = Some(created_by.into());
+        self
+    }
 }
 
 /// Archive layout for [`Store::save`].
@@ -1462,13 +1553,14 @@ impl Store {
     /// Removes a tag or an image with Docker's conflict rules (`docker rmi`).
     ///
     /// By tag: the tag goes; the image is deleted only when that was its last tag. By ID: an
-    /// image tagged in several repositories needs `force`. An image with child images is never
-    /// deleted; one used by a container needs `force`, and is then deleted while the
-    /// container keeps its image ID, config and layers until it is removed (Docker's rules;
-    /// refusing an image a *running* container uses is the engine's check, as libgraph
-    /// does not know which containers run). Unless `no_prune`, untagged parents left
-    /// without children are deleted too.
-    pub fn remove_image(&self, name: &str, force: bool, no_prune: bool) -> Result<Vec<Removed>> {
+    /// image tagged in several repositories needs [`RemoveOptions::force`]. An image with
+    /// child images is never deleted; one used by a container needs `force`, and is then
+    /// deleted while the container keeps its image ID, config and layers until it is
+    /// removed (Docker's rules; refusing an image a *running* container uses is the
+    /// engine's check, as libgraph does not know which containers run). With
+    /// [`RemoveOptions::prune`], untagged parents left without children are deleted too.
+    pub fn remove_image(&self, name: &str, opts: &RemoveOptions) -> Result<Vec<Removed>> {
+        let RemoveOptions { force, prune } = *opts;
         let id = self.resolve(name)?;
         let mut out = Vec::new();
         let by_tag = Digest::parse(name).is_err()
@@ -1537,7 +1629,7 @@ impl Store {
         while let Some(id) = next.take() {
             let parent = self.delete_image_row(&id)?;
             out.push(Removed::Deleted(id));
-            if no_prune {
+            if !prune {
                 break;
             }
             if let Some(p) = parent {

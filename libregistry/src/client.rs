@@ -22,6 +22,7 @@ pub const MAX_REDIRECTS: usize = 10;
 
 /// Settings of a [`Client`]. `Default` gives Docker's behaviour.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Registries (`host[:port]`) reached over plain HTTP or TLS without verification
     /// (the seed's `--insecure-registry`). HTTPS is tried first, then HTTP.
@@ -55,6 +56,103 @@ pub struct ClientOptions {
     /// Proxy URL for all registry traffic. `None`: `HTTPS_PROXY`, `HTTP_PROXY` and
     /// `NO_PROXY` from the environment apply.
     pub proxy: Option<String>,
+}
+
+impl ClientOptions {
+    /// The defaults (as [`Default`]), to change with the setters below.
+    pub fn new() -> ClientOptions {
+        ClientOptions::default()
+    }
+
+    /// Sets [`ClientOptions::insecure_registries`].
+    pub fn insecure_registries(mut self, insecure_registries: Vec<String>) -> ClientOptions {
+        self.insecure_registries = insecure_registries;
+        self
+    }
+
+    /// Sets [`ClientOptions::mirrors`].
+    pub fn mirrors(mut self, mirrors: Vec<String>) -> ClientOptions {
+        self.mirrors = mirrors;
+        self
+    }
+
+    /// Sets [`ClientOptions::certs_dir`].
+    pub fn certs_dir(mut self, certs_dir: Option<PathBuf>) -> ClientOptions {
+        self.certs_dir = certs_dir;
+        self
+    }
+
+    /// Sets [`ClientOptions::credential_store`].
+    pub fn credential_store(mut self, credential_store: Option<CredentialStore>) -> ClientOptions {
+        self.credential_store = credential_store;
+        self
+    }
+
+    /// Sets [`ClientOptions::max_concurrent_downloads`].
+    pub fn max_concurrent_downloads(mut self, max_concurrent_downloads: usize) -> ClientOptions {
+        self.max_concurrent_downloads = max_concurrent_downloads;
+        self
+    }
+
+    /// Sets [`ClientOptions::max_concurrent_uploads`].
+    pub fn max_concurrent_uploads(mut self, max_concurrent_uploads: usize) -> ClientOptions {
+        self.max_concurrent_uploads = max_concurrent_uploads;
+        self
+    }
+
+    /// Sets [`ClientOptions::chunk_size`].
+    pub fn chunk_size(mut self, chunk_size: Option<u64>) -> ClientOptions {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// Sets [`ClientOptions::max_manifest_size`].
+    pub fn max_manifest_size(mut self, max_manifest_size: u64) -> ClientOptions {
+        self.max_manifest_size = max_manifest_size;
+        self
+    }
+
+    /// Sets [`ClientOptions::max_config_size`].
+    pub fn max_config_size(mut self, max_config_size: u64) -> ClientOptions {
+        self.max_config_size = max_config_size;
+        self
+    }
+
+    /// Sets [`ClientOptions::retries`].
+    pub fn retries(mut self, retries: u32) -> ClientOptions {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets [`ClientOptions::retry_backoff`].
+    pub fn retry_backoff(mut self, retry_backoff: Duration) -> ClientOptions {
+        self.retry_backoff = retry_backoff;
+        self
+    }
+
+    /// Sets [`ClientOptions::read_timeout`].
+    pub fn read_timeout(mut self, read_timeout: Duration) -> ClientOptions {
+        self.read_timeout = read_timeout;
+        self
+    }
+
+    /// Sets [`ClientOptions::connect_timeout`].
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> ClientOptions {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets [`ClientOptions::user_agent`].
+    pub fn user_agent(mut self, user_agent: String) -> ClientOptions {
+        self.user_agent = user_agent;
+        self
+    }
+
+    /// Sets [`ClientOptions::proxy`].
+    pub fn proxy(mut self, proxy: Option<String>) -> ClientOptions {
+        self.proxy = proxy;
+        self
+    }
 }
 
 impl Default for ClientOptions {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Errors from registry operations. Each message names the object and the problem.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An image reference could not be parsed.
     #[error("invalid image reference {reference:?}: {reason}")]

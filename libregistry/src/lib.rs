@@ -16,10 +16,9 @@
 //! use longshore_registry::{Client, ClientOptions, DirStore, PullOptions, PushOptions, Reference};
 //!
 //! # async fn demo() -> Result<(), longshore_registry::Error> {
-//! let client = Client::new(ClientOptions {
-//!     insecure_registries: vec!["127.0.0.1:5000".into()],
-//!     ..Default::default()
-//! });
+//! let client = Client::new(
+//!     ClientOptions::new().insecure_registries(vec!["127.0.0.1:5000".into()]),
+//! );
 //! let dir = DirStore::open("/tmp/longshore-busybox")?;
 //! let src: Reference = "127.0.0.1:5000/library/busybox:latest".parse()?;
 //! let pulled = client.pull_to_dir(&src, &dir, &PullOptions::default()).await?;
@@ -71,6 +70,8 @@
 //! assert_eq!(store.has(&digest).await.unwrap(), Some(11));
 //! # }
 //! ```
+
+#![forbid(unsafe_code)]
 
 mod auth;
 mod client;

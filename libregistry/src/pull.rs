@@ -105,11 +105,31 @@ impl fmt::Display for Platform {
 
 /// How to pull.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PullOptions {
     /// Platform to choose from an index (default: the host's).
     pub platform: Option<Platform>,
     /// Where to send progress events.
     pub progress: Option<ProgressSender>,
+}
+
+impl PullOptions {
+    /// The defaults (as [`Default`]), to change with the setters below.
+    pub fn new() -> PullOptions {
+        PullOptions::default()
+    }
+
+    /// Sets [`PullOptions::platform`].
+    pub fn platform(mut self, platform: Option<Platform>) -> PullOptions {
+        self.platform = platform;
+        self
+    }
+
+    /// Sets [`PullOptions::progress`].
+    pub fn progress(mut self, progress: Option<ProgressSender>) -> PullOptions {
+        self.progress = progress;
+        self
+    }
 }
 
 /// What a pull stored.

@@ -21,11 +21,31 @@ use crate::store::{ContentStore, DirStore, descriptor_digest, sha256_digest};
 
 /// How to push.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PushOptions {
     /// Try to mount blobs from this repository of the same registry before uploading.
     pub mount_from: Option<String>,
     /// Where to send progress events.
     pub progress: Option<ProgressSender>,
+}
+
+impl PushOptions {
+    /// The defaults (as [`Default`]), to change with the setters below.
+    pub fn new() -> PushOptions {
+        PushOptions::default()
+    }
+
+    /// Sets [`PushOptions::mount_from`].
+    pub fn mount_from(mut self, mount_from: Option<String>) -> PushOptions {
+        self.mount_from = mount_from;
+        self
+    }
+
+    /// Sets [`PushOptions::progress`].
+    pub fn progress(mut self, progress: Option<ProgressSender>) -> PushOptions {
+        self.progress = progress;
+        self
+    }
 }
 
 /// What a push did.

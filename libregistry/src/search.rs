@@ -30,6 +30,7 @@ pub struct SearchResult {
 
 /// Search filters.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct SearchOptions {
     /// Only results with at least this many stars (`--stars`, `--filter stars=N`).
     pub min_stars: u64,
@@ -37,6 +38,31 @@ pub struct SearchOptions {
     pub limit: Option<usize>,
     /// Only official images (`--filter is-official=true`).
     pub official_only: bool,
+}
+
+impl SearchOptions {
+    /// The defaults (as [`Default`]), to change with the setters below.
+    pub fn new() -> SearchOptions {
+        SearchOptions::default()
+    }
+
+    /// Sets [`SearchOptions::min_stars`].
+    pub fn min_stars(mut self, min_stars: u64) -> SearchOptions {
+        self.min_stars = min_stars;
+        self
+    }
+
+    /// Sets [`SearchOptions::limit`].
+    pub fn limit(mut self, limit: Option<usize>) -> SearchOptions {
+        self.limit = limit;
+        self
+    }
+
+    /// Sets [`SearchOptions::official_only`].
+    pub fn official_only(mut self, official_only: bool) -> SearchOptions {
+        self.official_only = official_only;
+        self
+    }
 }
 
 impl Client {

@@ -11,10 +11,7 @@ use longshore_registry::{
 };
 
 fn client_for(reg: &str) -> Client {
-    Client::new(ClientOptions {
-        insecure_registries: vec![reg.to_string()],
-        ..Default::default()
-    })
+    Client::new(ClientOptions::new().insecure_registries(vec![reg.to_string()]))
 }
 
 fn reference(reg: &str, rest: &str) -> Reference {
@@ -70,10 +67,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
             &src,
             "latest",
             &dest,
-            &PushOptions {
-                progress: Some(tx),
-                ..Default::default()
-            },
+            &PushOptions::new().progress(Some(tx)),
         )
         .await
         .unwrap();
@@ -94,10 +88,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
     let out_dir = tempdir();
     let out = DirStore::open(out_dir.path()).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let opts = PullOptions {
-        progress: Some(tx),
-        ..Default::default()
-    };
+    let opts = PullOptions::new().progress(Some(tx));
     let pulled = client.pull_to_dir(&dest, &out, &opts).await.unwrap();
     assert_eq!(pulled.manifest.digest(), img.manifest.digest());
     for d in img
@@ -125,10 +116,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
 
     // A second pull finds everything present.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let opts = PullOptions {
-        progress: Some(tx),
-        ..Default::default()
-    };
+    let opts = PullOptions::new().progress(Some(tx));
     client.pull_to_dir(&dest, &out, &opts).await.unwrap();
     let mut existing = 0;
     while let Ok(p) = rx.try_recv() {
@@ -162,10 +150,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
             &src,
             "latest",
             &mounted_ref,
-            &PushOptions {
-                mount_from: Some("test/busybox".into()),
-                ..Default::default()
-            },
+            &PushOptions::new().mount_from(Some("test/busybox".into())),
         )
         .await
         .unwrap();
@@ -173,11 +158,11 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
     pull_and_compare(&client, &mounted_ref, &src, &img).await;
 
     // Chunked upload (256 KiB chunks, several PATCHes per layer).
-    let chunked_client = Client::new(ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        chunk_size: Some(256 << 10),
-        ..Default::default()
-    });
+    let chunked_client = Client::new(
+        ClientOptions::new()
+            .insecure_registries(vec![reg.addr.clone()])
+            .chunk_size(Some(256 << 10)),
+    );
     let chunked_ref = reference(&reg.addr, "chunked/img:c1");
     let c = chunked_client
         .push_from_dir(&src, "latest", &chunked_ref, &PushOptions::default())
@@ -211,14 +196,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
         ["test/busybox"]
     );
     let limited = client
-        .search(
-            &reg.addr,
-            "/",
-            &SearchOptions {
-                limit: Some(2),
-                ..Default::default()
-            },
-        )
+        .search(&reg.addr, "/", &SearchOptions::new().limit(Some(2)))
         .await
         .unwrap();
     assert_eq!(limited.len(), 2);
@@ -238,10 +216,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
         .pull_to_dir(
             &dest,
             &out,
-            &PullOptions {
-                platform: Some("linux/arm64".parse().unwrap()),
-                ..Default::default()
-            },
+            &PullOptions::new().platform(Some("linux/arm64".parse().unwrap())),
         )
         .await;
     // A plain manifest has no platform list: the platform option only applies to indexes.
@@ -259,11 +234,9 @@ async fn basic_auth_login_push_pull_logout() {
     let img = build_image(&src, "latest", &[busybox_tar()]);
     let cfg_dir = tempdir();
     let cfg_path = cfg_dir.path().join("config.json");
-    let opts = ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        credential_store: Some(CredentialStore::new(&cfg_path)),
-        ..Default::default()
-    };
+    let opts = ClientOptions::new()
+        .insecure_registries(vec![reg.addr.clone()])
+        .credential_store(Some(CredentialStore::new(&cfg_path)));
     let dest = reference(&reg.addr, "private/busybox:1");
 
     // Anonymous: refused with a clear error.
@@ -462,10 +435,7 @@ async fn index_push_and_platform_selection_and_all_tags() {
     ] {
         let out_dir = tempdir();
         let out = DirStore::open(out_dir.path()).unwrap();
-        let opts = PullOptions {
-            platform: platform.map(|p| p.parse().unwrap()),
-            ..Default::default()
-        };
+        let opts = PullOptions::new().platform(platform.map(|p| p.parse().unwrap()));
         let pulled = client.pull_to_dir(&dest, &out, &opts).await.unwrap();
         assert_eq!(
             pulled.manifest.digest(),
@@ -484,10 +454,7 @@ async fn index_push_and_platform_selection_and_all_tags() {
     }
     let out_dir = tempdir();
     let out = DirStore::open(out_dir.path()).unwrap();
-    let opts = PullOptions {
-        platform: Some("linux/s390x".parse().unwrap()),
-        ..Default::default()
-    };
+    let opts = PullOptions::new().platform(Some("linux/s390x".parse().unwrap()));
     let e = client.pull_to_dir(&dest, &out, &opts).await.unwrap_err();
     assert!(matches!(e, Error::NoMatchingPlatform { .. }), "{e}");
     assert!(e.to_string().contains("linux/arm64/v8"), "{e}");
@@ -536,10 +503,8 @@ async fn docker_hub_mirror_is_used_for_docker_io_references() {
     // one is down: nothing listens on its port), the second answers, and Docker Hub is
     // never asked.
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let client = Client::new(ClientOptions {
-        mirrors: vec![dead, format!("http://{}", mirror.addr)],
-        ..Default::default()
-    });
+    let client =
+        Client::new(ClientOptions::new().mirrors(vec![dead, format!("http://{}", mirror.addr)]));
     let out_dir = tempdir();
     let out = DirStore::open(out_dir.path()).unwrap();
     let pulled = client
@@ -579,14 +544,7 @@ async fn docker_hub_search_shape_with_filters() {
     assert!(all[0].official && !all[0].automated);
     assert_eq!(all[0].stars, 3400);
     let starred = client
-        .search(
-            &srv.addr,
-            "busy",
-            &SearchOptions {
-                min_stars: 10,
-                ..Default::default()
-            },
-        )
+        .search(&srv.addr, "busy", &SearchOptions::new().min_stars(10))
         .await
         .unwrap();
     assert_eq!(
@@ -594,14 +552,7 @@ async fn docker_hub_search_shape_with_filters() {
         ["busybox", "other/busyapp"]
     );
     let one = client
-        .search(
-            &srv.addr,
-            "busy",
-            &SearchOptions {
-                limit: Some(1),
-                ..Default::default()
-            },
-        )
+        .search(&srv.addr, "busy", &SearchOptions::new().limit(Some(1)))
         .await
         .unwrap();
     assert_eq!(one.len(), 1);
@@ -722,10 +673,7 @@ async fn docker_schema2_manifest_and_manifest_list() {
     for r in [&single, &multi] {
         let out_dir = tempdir();
         let out = DirStore::open(out_dir.path()).unwrap();
-        let opts = PullOptions {
-            platform: Some("linux/amd64".parse().unwrap()),
-            ..Default::default()
-        };
+        let opts = PullOptions::new().platform(Some("linux/amd64".parse().unwrap()));
         let pulled = client.pull_to_dir(r, &out, &opts).await.unwrap();
         assert_eq!(pulled.manifest.digest(), manifest.digest(), "{r}");
         assert_eq!(
@@ -792,11 +740,11 @@ async fn hundred_megabyte_multi_layer_image_roundtrip() {
         ),
     )
     .unwrap();
-    let client = Client::new(ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        chunk_size: Some(8 << 20),
-        ..Default::default()
-    });
+    let client = Client::new(
+        ClientOptions::new()
+            .insecure_registries(vec![reg.addr.clone()])
+            .chunk_size(Some(8 << 20)),
+    );
     let dest = reference(&reg.addr, "big/random:1");
     let pushed = client
         .push_from_dir(&src, "big", &dest, &PushOptions::default())

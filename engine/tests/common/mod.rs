@@ -28,10 +28,7 @@ impl Registry {
     }
 
     pub fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            insecure_registries: vec![self.addr.clone()],
-            ..Default::default()
-        }
+        ClientOptions::new().insecure_registries(vec![self.addr.clone()])
     }
 }
 
