@@ -14,7 +14,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/fuzz}
 RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
  -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks" \
-    cargo build --release --target "$triple" -p longshore-fuzz --bins
+    cargo build --release --target "$triple" -p longshore-fuzz "${targets[@]/#/--bin=}"
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t" fuzz/artifacts
     echo "== $t for ${secs}s"

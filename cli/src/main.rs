@@ -1401,12 +1401,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
         } => {
             let e = engine()?;
             let c = e.container(&container)?;
-            let o = longshore_graph::CommitOptions {
-                reference: repository,
-                author,
-                message,
-                ..Default::default()
-            };
+            let mut o = longshore_graph::CommitOptions::new();
+            (o.reference, o.author, o.message) = (repository, author, message);
             if !change.is_empty() {
                 return Err(fail(
                     "commit --change is not supported yet: commit, then import --change",

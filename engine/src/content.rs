@@ -5,18 +5,11 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use longshore_graph::{ContentStore, Digest, Error as GraphError, Lease, Store, Writer};
-use oci_spec::image::Digest as OciDigest;
 
 use crate::stage::{StreamTee, Streams};
 
 /// Bytes gathered before one `write(2)` into the ingest file.
 const BUF: usize = 1 << 20;
-
-/// Converts a registry digest into a libgraph digest.
-pub(crate) fn graph_digest(d: &OciDigest) -> io::Result<Digest> {
-    Digest::parse(d.as_ref())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-}
 
 fn other(e: GraphError) -> io::Error {
     io::Error::other(e)
@@ -96,22 +89,20 @@ impl longshore_registry::ContentStore for GraphContent {
     type Writer = GraphBlobWriter;
     type Reader = tokio::fs::File;
 
-    async fn has(&self, digest: &OciDigest) -> io::Result<Option<u64>> {
-        let d = graph_digest(digest)?;
+    async fn has(&self, d: &Digest) -> io::Result<Option<u64>> {
         // leased before the look-up: a gc running now has either removed it already (and
         // it is downloaded again) or keeps it
         if let Some(l) = &self.lease {
-            l.add_blob(&d);
+            l.add_blob(d);
         }
-        match self.content.size(&d) {
+        match self.content.size(d) {
             Ok(n) => Ok(Some(n)),
             Err(GraphError::BlobNotFound(_)) => Ok(None),
             Err(e) => Err(other(e)),
         }
     }
 
-    async fn writer(&self, digest: &OciDigest, size: u64) -> io::Result<GraphBlobWriter> {
-        let d = graph_digest(digest)?;
+    async fn writer(&self, d: &Digest, size: u64) -> io::Result<GraphBlobWriter> {
         let mut w = self
             .content
             .writer(&format!("pull-{d}"), d.algorithm())
@@ -122,11 +113,11 @@ impl longshore_registry::ContentStore for GraphContent {
         }
         // libregistry hashes every blob as it streams and commits only on a match (its
         // ContentStore contract): the ingest writer need not hash the bytes again
-        w.verified_by_caller(&d).map_err(other)?;
+        w.verified_by_caller(d).map_err(other)?;
         Ok(GraphBlobWriter {
             inner: Some(w),
             buf: Vec::with_capacity(BUF.min(size as usize)),
-            digest: d,
+            digest: d.clone(),
             size,
             received: 0,
             unpack: self.unpack.clone(),
@@ -134,9 +125,8 @@ impl longshore_registry::ContentStore for GraphContent {
         })
     }
 
-    async fn read(&self, digest: &OciDigest) -> io::Result<(tokio::fs::File, u64)> {
-        let d = graph_digest(digest)?;
-        let f = self.content.open_blob(&d).map_err(|e| match e {
+    async fn read(&self, d: &Digest) -> io::Result<(tokio::fs::File, u64)> {
+        let f = self.content.open_blob(d).map_err(|e| match e {
             GraphError::BlobNotFound(_) => {
                 io::Error::new(io::ErrorKind::NotFound, format!("blob {d} not found"))
             }

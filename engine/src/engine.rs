@@ -89,12 +89,9 @@ impl Engine {
         let deadline = Instant::now() + STORE_WAIT;
         let mut pause = Duration::from_millis(1);
         let store = loop {
-            match Store::open(
-                &self.root,
-                StoreOptions {
-                    driver: self.opts.driver.clone(),
-                },
-            ) {
+            let mut opts = StoreOptions::new();
+            opts.driver = self.opts.driver.clone();
+            match Store::open(&self.root, opts) {
                 Err(longshore_graph::Error::StoreLocked { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(20));

@@ -191,7 +191,12 @@ impl Engine {
                 .store()?
                 .create_image(&bytes, top.as_deref(), None)
                 .map_err(graph("create the imported image"))?;
-            let _ = self.store()?.remove_image(&id.to_string(), true, true);
+            let _ = self.store()?.remove_image(
+                &id.to_string(),
+                &longshore_graph::RemoveOptions::new()
+                    .force(true)
+                    .prune(false),
+            );
             new
         };
         if let Some(r) = reference {
@@ -275,7 +280,12 @@ impl Engine {
         }
         let removed = self
             .store()?
-            .remove_image(name, opts.force, opts.no_prune)
+            .remove_image(
+                name,
+                &longshore_graph::RemoveOptions::new()
+                    .force(opts.force)
+                    .prune(!opts.no_prune),
+            )
             .map_err(|e| match e {
                 longshore_graph::Error::ImageNotFound(_) => Error::NoSuchImage(name.into()),
                 longshore_graph::Error::Conflict(m) => Error::Conflict(m),

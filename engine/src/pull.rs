@@ -9,11 +9,10 @@ use longshore_graph::{Digest, Lease, Store, chain_id};
 use longshore_registry::{
     Platform, Progress, ProgressEvent, ProgressSender, PullOptions, PulledImage, Reference,
 };
-use oci_spec::image::Digest as OciDigest;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::task::JoinHandle;
 
-use crate::content::{GraphContent, graph_digest};
+use crate::content::GraphContent;
 use crate::engine::Engine;
 use crate::error::{Error, Result, graph};
 use crate::stage::{Stager, Streams};
@@ -97,12 +96,12 @@ impl Engine {
     /// registered by a pull that fails hold no reference; `Store::gc` removes them.
     pub async fn pull(&self, reference: &str, opts: &PullJobOptions) -> Result<PullReport> {
         self.store()?;
-        let parsed: Reference = reference
-            .parse()
-            .map_err(|source| Error::InvalidReference {
+        let parsed = Reference::parse_with_default_tag(reference).map_err(|source| {
+            Error::InvalidReference {
                 reference: reference.to_string(),
-                source: Box::new(source),
-            })?;
+                source: Box::new(source.into()),
+            }
+        })?;
         let name = parsed.to_string();
         let (tx, mut rx) = unbounded_channel::<Progress>();
         let streams = Arc::new(Streams::default());
@@ -114,10 +113,9 @@ impl Engine {
             Arc::clone(&lease),
             stream.then(|| (Arc::clone(&streams), name.as_str())),
         );
-        let ropts = PullOptions {
-            platform: opts.platform.clone(),
-            progress: Some(tx),
-        };
+        let ropts = PullOptions::new()
+            .platform(opts.platform.clone())
+            .progress(Some(tx));
         let user = opts.progress.clone();
         let mut sched = Speculation {
             lease: Some(Arc::clone(&lease)),
@@ -225,12 +223,7 @@ impl Engine {
     ) -> Result<PullReport> {
         let speculative = sched.applied;
         let lease = sched.lease.expect("the pull job sets the lease");
-        let config_digest =
-            graph_digest(pulled.config.digest()).map_err(|e| Error::InvalidConfig {
-                reference: name.to_string(),
-                digest: pulled.config.digest().to_string(),
-                reason: e.to_string(),
-            })?;
+        let config_digest = pulled.config_digest.clone();
         let config = self
             .opened()
             .content()
@@ -241,16 +234,7 @@ impl Engine {
             digest: config_digest.to_string(),
             reason,
         })?;
-        let blobs = pulled
-            .layers
-            .iter()
-            .map(|l| graph_digest(l.digest()))
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| Error::InvalidConfig {
-                reference: name.to_string(),
-                digest: config_digest.to_string(),
-                reason: format!("bad layer digest in manifest: {e}"),
-            })?;
+        let blobs = pulled.layer_digests.clone();
         if blobs.len() != diff_ids.len() {
             return Err(Error::InvalidConfig {
                 reference: name.to_string(),
@@ -453,10 +437,10 @@ fn parse_diff_ids(config: &[u8]) -> std::result::Result<Vec<Digest>, String> {
 }
 
 pub(crate) fn send(progress: Option<&ProgressSender>, blob: &Digest, event: ProgressEvent) {
-    if let (Some(tx), Ok(digest)) = (progress, blob.to_string().parse::<OciDigest>()) {
+    if let Some(tx) = progress {
         let _ = tx.send(Progress {
             id: blob.short().to_string(),
-            digest,
+            digest: blob.clone(),
             event,
         });
     }
@@ -549,20 +533,19 @@ struct Speculation {
 
 impl Speculation {
     fn on_event(&mut self, ev: Progress, user: Option<&ProgressSender>) {
-        if let Ok(d) = graph_digest(&ev.digest) {
-            match ev.event {
-                ProgressEvent::Waiting => {
-                    if self.ready.is_empty() && (self.announcing || self.order.is_empty()) {
-                        self.announcing = true;
-                        self.order.push(d);
-                    }
+        let d = ev.digest.clone();
+        match ev.event {
+            ProgressEvent::Waiting => {
+                if self.ready.is_empty() && (self.announcing || self.order.is_empty()) {
+                    self.announcing = true;
+                    self.order.push(d);
                 }
-                ProgressEvent::Done | ProgressEvent::AlreadyExists => {
-                    self.announcing = false;
-                    self.ready.insert(d);
-                }
-                _ => self.announcing = false,
             }
+            ProgressEvent::Done | ProgressEvent::AlreadyExists => {
+                self.announcing = false;
+                self.ready.insert(d);
+            }
+            _ => self.announcing = false,
         }
         if let Some(tx) = user {
             let _ = tx.send(ev);

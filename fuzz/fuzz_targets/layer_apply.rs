@@ -14,10 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let sibling = dir.path().join("outside");
     std::fs::create_dir(&root).unwrap();
     std::fs::create_dir(&sibling).unwrap();
-    let opts = longshore_graph::ApplyOptions {
-        same_owner: false,
-        ..Default::default()
-    };
+    let opts = longshore_graph::ApplyOptions::new().same_owner(false);
     let _ = longshore_graph::apply_layer(data, &root, &opts);
     assert!(
         std::fs::read_dir(&sibling).unwrap().next().is_none(),

@@ -336,7 +336,8 @@ pub fn build(
     out: &mut (dyn Write + Send),
 ) -> Result<Built> {
     for t in &opts.tags {
-        longshore_graph::Reference::parse_with_default_tag(t)?;
+        longshore_graph::Reference::parse_with_default_tag(t)
+            .map_err(longshore_graph::Error::from)?;
     }
     let plan = Plan::from_dockerfile(
         &opts.dockerfile_name,
@@ -433,7 +434,10 @@ pub fn build(
             let created =
                 std::mem::take(&mut *shared.created.lock().unwrap_or_else(|p| p.into_inner()));
             for id in created.iter().rev() {
-                let _ = store.remove_image(&id.to_string(), false, true);
+                let _ = store.remove_image(
+                    &id.to_string(),
+                    &longshore_graph::RemoveOptions::new().prune(false),
+                );
             }
             Err(e)
         }

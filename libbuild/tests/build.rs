@@ -541,7 +541,10 @@ fn hostile_archives_change_nothing_outside() {
     );
     if let Ok(built) = r {
         e.store
-            .remove_image(&built.id.to_string(), true, false)
+            .remove_image(
+                &built.id.to_string(),
+                &longshore_graph::RemoveOptions::new().force(true),
+            )
             .unwrap();
     }
 

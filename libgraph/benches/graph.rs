@@ -52,13 +52,7 @@ fn layer(files: usize, bytes: usize) -> Vec<u8> {
 }
 
 fn store(dir: &Path) -> Store {
-    Store::open(
-        dir,
-        StoreOptions {
-            driver: Some("overlay".into()),
-        },
-    )
-    .unwrap()
+    Store::open(dir, StoreOptions::new().driver("overlay")).unwrap()
 }
 
 fn bench_apply(c: &mut Criterion) {
@@ -147,7 +141,11 @@ fn bench_diff_and_commit(c: &mut Criterion) {
                 let id = s.commit("big", &CommitOptions::default()).unwrap();
                 total += start.elapsed();
                 // keep the disk from filling up: drop the image again (not timed)
-                s.remove_image(&id.to_string(), true, false).unwrap();
+                s.remove_image(
+                    &id.to_string(),
+                    &longshore_graph::RemoveOptions::new().force(true),
+                )
+                .unwrap();
             }
             total
         })

@@ -19,10 +19,7 @@ fn main() {
     let f = std::fs::File::open(&args[1]).expect("open layer");
     std::fs::create_dir_all(&args[2]).expect("create destination");
     let start = Instant::now();
-    let opts = ApplyOptions {
-        whiteouts,
-        ..ApplyOptions::default()
-    };
+    let opts = ApplyOptions::new().whiteouts(whiteouts);
     match apply_layer(f, std::path::Path::new(&args[2]), &opts) {
         Ok(r) => eprintln!(
             "{:?} digest {} diff_id {} {} entries, {} bytes of tar in {:.3}s",

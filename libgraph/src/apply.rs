@@ -68,6 +68,7 @@ impl Compression {
 
 /// Options for [`apply_layer`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ApplyOptions {
     /// Whiteout handling.
     pub whiteouts: WhiteoutMode,
@@ -78,6 +79,31 @@ pub struct ApplyOptions {
     /// time and [`ApplyReport::digest`] is this digest. The caller must discard the result
     /// if its own check fails.
     pub verified_blob: Option<Digest>,
+}
+
+impl ApplyOptions {
+    /// The defaults (as [`Default`]), to change with the setters below.
+    pub fn new() -> ApplyOptions {
+        ApplyOptions::default()
+    }
+
+    /// Sets [`ApplyOptions::whiteouts`].
+    pub fn whiteouts(mut self, whiteouts: WhiteoutMode) -> ApplyOptions {
+        self.whiteouts = whiteouts;
+        self
+    }
+
+    /// Sets [`ApplyOptions::same_owner`].
+    pub fn same_owner(mut self, same_owner: bool) -> ApplyOptions {
+        self.same_owner = same_owner;
+        self
+    }
+
+    /// Sets [`ApplyOptions::verified_blob`].
+    pub fn verified_blob(mut self, verified_blob: Option<Digest>) -> ApplyOptions {
+        self.verified_blob = verified_blob;
+        self
+    }
 }
 
 impl Default for ApplyOptions {

@@ -251,7 +251,7 @@ impl ContentStore {
             dir,
             data_path,
             file,
-            _lock: lock,
+            lock,
             hasher,
             algorithm,
             offset,
@@ -298,7 +298,8 @@ pub struct Writer {
     dir: PathBuf,
     data_path: PathBuf,
     file: File,
-    _lock: File,
+    /// Holds the ingest's flock; released explicitly on drop (see `Drop`).
+    lock: File,
     hasher: Hasher,
     algorithm: Algorithm,
     offset: u64,
@@ -408,6 +409,16 @@ impl Writer {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("remove ingest", &self.dir, e)),
         }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Unlock before the descriptor closes: a process another thread forked holds a copy
+        // of it until it execs, and a flock is released only when every copy is closed, or
+        // by an explicit unlock through any of them. Without this, a writer opened right
+        // after this one is dropped could find the ingest still locked.
+        let _ = rustix::fs::flock(&self.lock, FlockOperation::Unlock);
     }
 }
 
@@ -558,6 +569,25 @@ mod tests {
         let d = w.commit(Some(content.len() as u64), Some(&want)).unwrap();
         assert_eq!(d, want);
         assert_eq!(cs.read(&d).unwrap(), content);
+    }
+
+    /// The cause of `resume_after_drop`'s intermittent failure: a process forked by another
+    /// thread (another test's `flock`, a container the engine starts) holds a copy of the
+    /// lock descriptor until it execs, and a flock lives as long as any copy is open. A
+    /// dropped writer unlocks explicitly, so a copy held elsewhere does not keep its
+    /// ingest locked. The copy here is a `dup`, which shares the lock as a fork's does.
+    #[test]
+    fn a_dropped_writer_unlocks_even_while_a_copy_of_its_descriptor_lives() {
+        let (_t, cs) = store();
+        let mut w = cs.writer("layer-y", Algorithm::Sha256).unwrap();
+        w.write_all(b"partial").unwrap();
+        let copy = w.lock.try_clone().unwrap();
+        drop(w);
+        let w = cs
+            .writer("layer-y", Algorithm::Sha256)
+            .expect("the dropped writer's lock is released");
+        assert_eq!(w.offset(), 7);
+        drop(copy);
     }
 
     #[test]

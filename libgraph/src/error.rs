@@ -131,6 +131,10 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// A row of the metadata database holds a value its column cannot hold (a digest
+    /// that does not parse): the database was changed by something other than the store.
+    #[error("{0}")]
+    CorruptRow(Box<CorruptRow>),
     /// An image is absent.
     #[error("no such image: {0}")]
     ImageNotFound(String),
@@ -167,6 +171,46 @@ impl Error {
             source,
         }
     }
+}
+
+impl From<longshore_reference::Error> for Error {
+    fn from(e: longshore_reference::Error) -> Error {
+        match e {
+            longshore_reference::Error::InvalidDigest { digest, reason } => {
+                Error::InvalidDigest { digest, reason }
+            }
+            longshore_reference::Error::InvalidReference { reference, reason } => {
+                Error::InvalidReference { reference, reason }
+            }
+            // the enum is non_exhaustive: a future variant keeps its message
+            other => Error::InvalidReference {
+                reference: String::new(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Where [`Error::CorruptRow`] found a value its column cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error(
+    "metadata database {path}: {table} row {key:?} has an invalid {column} {value:?} \
+     ({reason}); the database is corrupt, restore it or remove that row"
+)]
+pub struct CorruptRow {
+    /// The database file.
+    pub path: PathBuf,
+    /// The table (`layers`, `images`, `tags`, `containers`).
+    pub table: &'static str,
+    /// The row's key (cache ID, image ID, reference or container ID).
+    pub key: String,
+    /// The column holding the bad value.
+    pub column: &'static str,
+    /// The value found.
+    pub value: String,
+    /// Why it is not valid.
+    pub reason: String,
 }
 
 /// Extension to attach an operation and a path to an `io::Result`.

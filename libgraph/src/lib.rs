@@ -27,7 +27,7 @@
 //! # tar.append_data(&mut h, "etc/motd", &b"hello\n"[..]).unwrap();
 //! # let rootfs_tar = tar.into_inner().unwrap();
 //! // `vfs` works anywhere; leave `driver` unset to get overlayfs when it is available.
-//! let store = Store::open(dir.path(), StoreOptions { driver: Some("vfs".into()) })?;
+//! let store = Store::open(dir.path(), StoreOptions::new().driver("vfs"))?;
 //! let base = store.import(&rootfs_tar[..], Some("base:1"), None)?;
 //!
 //! store.create_container("web", "base:1")?;
@@ -38,11 +38,7 @@
 //!     store.container_changes("web")?.iter().map(|c| c.to_string()).collect();
 //! assert_eq!(changes, ["C /etc", "C /etc/motd"]);
 //!
-//! let opts = CommitOptions {
-//!     reference: Some("base:2".into()),
-//!     message: Some("new motd".into()),
-//!     ..Default::default()
-//! };
+//! let opts = CommitOptions::new().reference("base:2").message("new motd");
 //! let derived = store.commit("web", &opts)?;
 //! assert_eq!(store.image("base:2")?.parent, Some(base));
 //! assert_eq!(store.history("base:2")?[0].comment, "new motd");
@@ -57,25 +53,28 @@ pub mod apply;
 pub mod archive;
 pub mod changes;
 pub mod content;
-pub mod digest;
 pub mod driver;
 mod error;
 mod gzip;
 pub mod image;
 pub mod meta;
-pub mod reference;
 pub mod store;
 mod walk;
+
+/// Content digests ([`Digest`]), defined in `longshore-reference` and shared with libregistry.
+pub use longshore_reference::digest;
+/// Image references ([`Reference`]), defined in `longshore-reference` and shared with libregistry.
+pub use longshore_reference::reference;
 
 pub use apply::{ApplyOptions, ApplyReport, Compression, WhiteoutMode, apply_layer};
 pub use changes::{Change, ChangeKind};
 pub use content::{ContentStore, IngestStatus, Writer};
 pub use digest::{Algorithm, Digest, chain_id};
 pub use driver::Driver;
-pub use error::{Error, Result};
+pub use error::{CorruptRow, Error, Result};
 pub use gzip::gzip_backend;
 pub use reference::Reference;
 pub use store::{
-    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, Removed,
-    StagedLayer, Store, StoreOptions,
+    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, RemoveOptions,
+    Removed, StagedLayer, Store, StoreOptions,
 };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{CorruptRow, Error, Result};
 
 /// The image-layer limit of the seed (Docker's 127).
 pub const MAX_LAYERS: usize = 127;
@@ -95,14 +95,70 @@ pub struct ImageRow {
     pub created: Option<String>,
 }
 
-/// The metadata database.
-pub struct Db {
+/// The metadata database (the store's own: its transactions are not part of the API).
+pub(crate) struct Db {
     conn: Connection,
     path: PathBuf,
 }
 
-fn dig(s: Option<String>) -> Option<Digest> {
-    s.and_then(|s| Digest::parse(&s).ok())
+/// A digest column of one row that does not parse: carried through rusqlite's row
+/// mappers and turned into [`Error::CorruptRow`] by [`Db::err`].
+#[derive(Debug)]
+struct CorruptDigest {
+    table: &'static str,
+    key: String,
+    column: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl std::fmt::Display for CorruptDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} row {:?}: invalid {} {:?}: {}",
+            self.table, self.key, self.column, self.value, self.reason
+        )
+    }
+}
+
+impl std::error::Error for CorruptDigest {}
+
+/// Parses a digest column of the row `key` of `table`; a value that does not parse is an
+/// error naming the row, never taken for an absent value.
+fn dig(
+    table: &'static str,
+    key: &str,
+    column: &'static str,
+    s: Option<String>,
+) -> std::result::Result<Option<Digest>, CorruptDigest> {
+    let Some(s) = s else { return Ok(None) };
+    match Digest::parse(&s) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) => Err(CorruptDigest {
+            table,
+            key: key.to_string(),
+            column,
+            reason: match e {
+                longshore_reference::Error::InvalidDigest { reason, .. } => reason,
+                e => e.to_string(),
+            },
+            value: s,
+        }),
+    }
+}
+
+/// [`dig`] inside a rusqlite row mapper (column `idx`).
+fn dig_col(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+    table: &'static str,
+    key: &str,
+    column: &'static str,
+) -> rusqlite::Result<Option<Digest>> {
+    dig(table, key, column, row.get(idx)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 impl Db {
@@ -193,10 +249,40 @@ impl Db {
     }
 
     pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
-        Error::Database {
-            path: self.path.clone(),
-            source: e,
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(_, _, inner)
+                if inner.is::<CorruptDigest>() =>
+            {
+                let c = inner.downcast::<CorruptDigest>().expect("checked by is()");
+                self.corrupt(*c)
+            }
+            e => Error::Database {
+                path: self.path.clone(),
+                source: e,
+            },
         }
+    }
+
+    fn corrupt(&self, c: CorruptDigest) -> Error {
+        Error::CorruptRow(Box::new(CorruptRow {
+            path: self.path.clone(),
+            table: c.table,
+            key: c.key,
+            column: c.column,
+            value: c.value,
+            reason: c.reason,
+        }))
+    }
+
+    /// The digests in one column of rows that are keyed by those same digests.
+    fn digests(&self, table: &'static str, ids: Vec<String>) -> Result<Vec<Digest>> {
+        ids.into_iter()
+            .map(|s| {
+                dig(table, &s, "id", Some(s.clone()))
+                    .map(|d| d.expect("Some in, Some out"))
+                    .map_err(|c| self.corrupt(c))
+            })
+            .collect()
     }
 
     /// Runs `f` in one immediate transaction.
@@ -216,19 +302,21 @@ impl Db {
     }
 
     fn layer_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<LayerRow> {
+        let cache_id: String = row.get(0)?;
+        let dig = |idx, column| dig_col(row, idx, "layers", &cache_id, column);
         Ok(LayerRow {
-            cache_id: row.get(0)?,
-            chain_id: dig(row.get(1)?),
-            diff_id: dig(row.get(2)?),
+            chain_id: dig(1, "chain_id")?,
+            diff_id: dig(2, "diff_id")?,
             parent_cache: row.get(3)?,
             depth: row.get::<_, i64>(4)? as usize,
             size: row.get::<_, i64>(5)? as u64,
             tar_size: row.get::<_, i64>(6)? as u64,
-            blob_digest: dig(row.get(7)?),
+            blob_digest: dig(7, "blob_digest")?,
             blob_size: row.get::<_, i64>(8)? as u64,
             media_type: row.get(9)?,
             refcount: row.get::<_, i64>(10)? as u64,
             incomplete: row.get::<_, i64>(11)? != 0,
+            cache_id,
         })
     }
 
@@ -297,10 +385,11 @@ impl Db {
     }
 
     fn image_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+        let id: String = row.get(0)?;
         Ok(ImageRow {
-            id: dig(Some(row.get(0)?)).unwrap_or_else(|| Digest::sha256_of(b"")),
+            id: dig_col(row, 0, "images", &id, "id")?.expect("an id column is NOT NULL"),
             top_cache: row.get(1)?,
-            parent_image: dig(row.get(2)?),
+            parent_image: dig_col(row, 2, "images", &id, "parent_image")?,
             size: row.get::<_, i64>(3)? as u64,
             created: row.get(4)?,
         })
@@ -340,9 +429,7 @@ impl Db {
             .query_map([like], |r| r.get(0))
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.err(e))?;
-        Ok(v.into_iter()
-            .filter_map(|s| Digest::parse(&s).ok())
-            .collect())
+        self.digests("images", v)
     }
 
     /// The image a tag points at.
@@ -356,7 +443,7 @@ impl Db {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        Ok(dig(s))
+        dig("tags", reference, "image_id", s).map_err(|c| self.corrupt(c))
     }
 
     /// Tags of an image, as (reference, repository).
@@ -380,9 +467,7 @@ impl Db {
             .query_map([id.to_string()], |r| r.get(0))
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.err(e))?;
-        Ok(v.into_iter()
-            .filter_map(|s| Digest::parse(&s).ok())
-            .collect())
+        self.digests("images", v)
     }
 
     /// Containers using an image.
@@ -402,7 +487,10 @@ impl Db {
             .query_row(
                 "SELECT image_id, cache_id, incomplete FROM containers WHERE id = ?1",
                 [id],
-                |r| Ok((dig(r.get(0)?), r.get(1)?, r.get::<_, i64>(2)? != 0)),
+                |r| {
+                    let image = dig_col(r, 0, "containers", id, "image_id")?;
+                    Ok((image, r.get(1)?, r.get::<_, i64>(2)? != 0))
+                },
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -500,8 +588,8 @@ mod tests {
                  CREATE TABLE containers(id TEXT PRIMARY KEY,
                      image_id TEXT REFERENCES images(id), cache_id TEXT NOT NULL,
                      incomplete INTEGER NOT NULL DEFAULT 1);
-                 INSERT INTO images(id) VALUES ('sha256:aa');
-                 INSERT INTO containers VALUES ('c1', 'sha256:aa', 'x-rw', 0);",
+                 INSERT INTO images(id) VALUES ('sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa');
+                 INSERT INTO containers VALUES ('c1', 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'x-rw', 0);",
             )
             .unwrap();
         }
@@ -509,7 +597,7 @@ mod tests {
         // the container survived, and the image can now go while it stays
         assert!(db.container("c1").unwrap().is_some());
         db.tx(|tx| {
-            tx.execute("DELETE FROM images WHERE id = 'sha256:aa'", [])
+            tx.execute("DELETE FROM images WHERE id = 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'", [])
                 .map(|_| ())
         })
         .unwrap();

@@ -10,10 +10,7 @@ use common::{TarBuilder, gzip, listing, noise, tempdir, zstd};
 use longshore_graph::{ApplyOptions, Compression, Digest, Error, WhiteoutMode, apply_layer};
 
 fn opts(w: WhiteoutMode) -> ApplyOptions {
-    ApplyOptions {
-        whiteouts: w,
-        ..ApplyOptions::default()
-    }
+    ApplyOptions::new().whiteouts(w)
 }
 
 fn sample_tar() -> Vec<u8> {
@@ -126,10 +123,7 @@ fn a_blob_the_caller_verifies_is_not_hashed_but_the_diff_id_is() {
     // the digest the caller vouches for is reported as is; the diff ID is still computed
     let claimed = Digest::sha256_of(b"what the caller checks elsewhere");
     let dir = tempdir("apply");
-    let o = ApplyOptions {
-        verified_blob: Some(claimed.clone()),
-        ..opts(WhiteoutMode::Delete)
-    };
+    let o = opts(WhiteoutMode::Delete).verified_blob(Some(claimed.clone()));
     let rep = apply_layer(&gz[..], dir.path(), &o).unwrap();
     assert_eq!(rep.digest, claimed);
     assert_eq!(rep.diff_id, Digest::sha256_of(&tar));

@@ -14,13 +14,7 @@ use common::{TarBuilder, gzip, tempdir};
 use longshore_graph::{Store, StoreOptions};
 
 fn open(root: &Path, driver: &str) -> Store {
-    Store::open(
-        root,
-        StoreOptions {
-            driver: Some(driver.to_string()),
-        },
-    )
-    .unwrap()
+    Store::open(root, StoreOptions::new().driver(driver.to_string())).unwrap()
 }
 
 /// Runs a command as `nobody` (uid/gid 65534, no supplementary groups), through a shell
@@ -187,16 +181,15 @@ fn deep_tree_work(root: &Path, driver: &str) {
         let rootfs = s.mount_container("longshore-deep").unwrap();
         fs::write(rootfs.join("top"), b"changed\n").unwrap();
         s.unmount_container("longshore-deep").unwrap();
-        let opts = longshore_graph::CommitOptions {
-            reference: Some("deep:2".into()),
-            ..Default::default()
-        };
+        let opts = longshore_graph::CommitOptions::new().reference("deep:2");
         s.commit("longshore-deep", &opts).unwrap();
         s.create_container("longshore-deep2", "deep:2").unwrap();
         s.remove_container("longshore-deep2").unwrap();
         s.remove_container("longshore-deep").unwrap();
-        s.remove_image("deep:2", false, false).unwrap();
-        s.remove_image("deep:1", false, false).unwrap();
+        s.remove_image("deep:2", &longshore_graph::RemoveOptions::new())
+            .unwrap();
+        s.remove_image("deep:1", &longshore_graph::RemoveOptions::new())
+            .unwrap();
         s.gc().unwrap();
         // a load that fails after unpacking the deep tree into tmp/
         let mut archive = TarBuilder::new();

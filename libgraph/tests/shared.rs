@@ -15,13 +15,7 @@ const PROCESSES: usize = 8;
 const ROUNDS: usize = 6;
 
 fn open(root: &Path) -> Store {
-    Store::open(
-        root,
-        StoreOptions {
-            driver: Some("overlay".into()),
-        },
-    )
-    .unwrap()
+    Store::open(root, StoreOptions::new().driver("overlay")).unwrap()
 }
 
 fn base_layer() -> Vec<u8> {
@@ -58,13 +52,11 @@ fn shared_store_child() {
         s.unmount_container(&id).unwrap();
         if round % 2 == 0 {
             let tag = format!("mp{n}:{round}");
-            let opts = CommitOptions {
-                reference: Some(tag.clone()),
-                ..Default::default()
-            };
+            let opts = CommitOptions::new().reference(tag.clone());
             let img = s.commit(&id, &opts).unwrap();
             assert_eq!(s.resolve(&tag).unwrap(), img);
-            s.remove_image(&tag, false, false).unwrap();
+            s.remove_image(&tag, &longshore_graph::RemoveOptions::new())
+                .unwrap();
         }
         s.remove_container(&id).unwrap();
         s.import(&shared_layer()[..], None, None).unwrap();

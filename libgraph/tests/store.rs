@@ -12,13 +12,7 @@ use common::{TarBuilder, gzip, tempdir};
 use longshore_graph::{ArchiveFormat, CommitOptions, Digest, Error, Removed, Store, StoreOptions};
 
 fn open(root: &Path, driver: &str) -> Store {
-    Store::open(
-        root,
-        StoreOptions {
-            driver: Some(driver.to_string()),
-        },
-    )
-    .unwrap()
+    Store::open(root, StoreOptions::new().driver(driver.to_string())).unwrap()
 }
 
 fn rootfs_tar() -> Vec<u8> {
@@ -77,12 +71,11 @@ fn import_commit_history(driver: &str) {
     let new = s
         .commit(
             "c1",
-            &CommitOptions {
-                reference: Some("derived:v1".into()),
-                author: Some("Ann <ann@example.com>".into()),
-                message: Some("add data".into()),
-                created_by: Some("/bin/sh -c make".into()),
-            },
+            &CommitOptions::new()
+                .reference("derived:v1")
+                .author("Ann <ann@example.com>")
+                .message("add data")
+                .created_by("/bin/sh -c make"),
         )
         .unwrap();
     let di = s.image("derived:v1").unwrap();
@@ -123,9 +116,13 @@ fn import_commit_history(driver: &str) {
     );
 
     // rmi rules
-    let err = s.remove_image(&id.to_string(), false, false).unwrap_err();
+    let err = s
+        .remove_image(&id.to_string(), &longshore_graph::RemoveOptions::new())
+        .unwrap_err();
     assert!(err.to_string().contains("dependent child images"), "{err}");
-    let err = s.remove_image("derived:v1", false, false).unwrap_err();
+    let err = s
+        .remove_image("derived:v1", &longshore_graph::RemoveOptions::new())
+        .unwrap_err();
     assert!(err.to_string().contains("must force"), "{err}");
     s.remove_container("c2").unwrap();
     s.remove_container("c1").unwrap();
@@ -134,15 +131,20 @@ fn import_commit_history(driver: &str) {
         Err(Error::LayerNotFound(_))
     ));
     s.tag("derived:v1", "other/repo:x").unwrap();
-    let err = s.remove_image(&new.to_string(), false, false).unwrap_err();
+    let err = s
+        .remove_image(&new.to_string(), &longshore_graph::RemoveOptions::new())
+        .unwrap_err();
     assert!(err.to_string().contains("multiple repositories"), "{err}");
     assert_eq!(
-        s.remove_image("other/repo:x", false, false).unwrap(),
+        s.remove_image("other/repo:x", &longshore_graph::RemoveOptions::new())
+            .unwrap(),
         vec![Removed::Untagged("other/repo:x".into())]
     );
     s.untag_for_test("base:1");
     // last tag of derived: deleted, and the now untagged parent pruned
-    let out = s.remove_image("derived:v1", false, false).unwrap();
+    let out = s
+        .remove_image("derived:v1", &longshore_graph::RemoveOptions::new())
+        .unwrap();
     assert_eq!(
         out,
         vec![
@@ -171,7 +173,9 @@ trait TestHooks {
 impl TestHooks for Store {
     fn untag_for_test(&self, r: &str) {
         // `docker rmi tag` on an image with children only untags
-        let out = self.remove_image(r, false, false).unwrap();
+        let out = self
+            .remove_image(r, &longshore_graph::RemoveOptions::new())
+            .unwrap();
         assert_eq!(out, vec![Removed::Untagged(r.to_string())]);
     }
     fn db_layers_for_test(&self) -> Vec<String> {
@@ -246,13 +250,7 @@ fn save_load(format: ArchiveFormat) {
     fs::write(root.join("new"), b"new").unwrap();
     s.unmount_container("c").unwrap();
     let id2 = s
-        .commit(
-            "c",
-            &CommitOptions {
-                reference: Some("app:2".into()),
-                ..Default::default()
-            },
-        )
+        .commit("c", &CommitOptions::new().reference("app:2"))
         .unwrap();
     let mut archive = Vec::new();
     s.save(&["app:1", "app:2"], format, &mut archive).unwrap();
@@ -524,13 +522,7 @@ fn crash_child(root: &Path) {
         tb.file(&format!("f{i}"), &vec![i as u8; 10_000]);
     }
     let gz = gzip(&tb.finish());
-    let s = Store::open(
-        root,
-        StoreOptions {
-            driver: Some("overlay".into()),
-        },
-    )
-    .unwrap();
+    let s = Store::open(root, StoreOptions::new().driver("overlay")).unwrap();
     let stall = Stall {
         sent: 0,
         marker: root.join("child-writing"),
@@ -549,7 +541,9 @@ fn rmi_rules() {
     s.tag("app:1", "app:2").unwrap();
     s.tag("app:1", "app:latest").unwrap();
     // by ID, all tags in one repository: untag all and delete, no force needed
-    let out = s.remove_image(&id.to_string(), false, false).unwrap();
+    let out = s
+        .remove_image(&id.to_string(), &longshore_graph::RemoveOptions::new())
+        .unwrap();
     assert_eq!(
         out,
         vec![
@@ -565,13 +559,20 @@ fn rmi_rules() {
     // rules) while the container keeps working: mount, commit, check
     let id = s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
     s.create_container("c", "app:1").unwrap();
-    let err = s.remove_image(&id.hex()[..12], false, false).unwrap_err();
+    let err = s
+        .remove_image(&id.hex()[..12], &longshore_graph::RemoveOptions::new())
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("being used by stopped container c"),
         "{err}"
     );
-    let out = s.remove_image(&id.hex()[..12], true, false).unwrap();
+    let out = s
+        .remove_image(
+            &id.hex()[..12],
+            &longshore_graph::RemoveOptions::new().force(true),
+        )
+        .unwrap();
     assert_eq!(
         out,
         vec![
@@ -597,9 +598,12 @@ fn rmi_rules() {
     let h = s.history(&committed.to_string()).unwrap();
     assert_eq!(h.len(), 2, "{h:?}");
     assert_eq!(
-        s.remove_image(&committed.to_string(), false, false)
-            .unwrap()
-            .len(),
+        s.remove_image(
+            &committed.to_string(),
+            &longshore_graph::RemoveOptions::new()
+        )
+        .unwrap()
+        .len(),
         1
     );
     // removing the container frees what only it held: config blob and layers
@@ -613,9 +617,13 @@ fn rmi_rules() {
     // by its last tag, forced: the same
     let id = s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
     s.create_container("c", "app:1").unwrap();
-    let err = s.remove_image("app:1", false, false).unwrap_err();
+    let err = s
+        .remove_image("app:1", &longshore_graph::RemoveOptions::new())
+        .unwrap_err();
     assert!(err.to_string().contains("must force"), "{err}");
-    let out = s.remove_image("app:1", true, false).unwrap();
+    let out = s
+        .remove_image("app:1", &longshore_graph::RemoveOptions::new().force(true))
+        .unwrap();
     assert_eq!(
         out,
         vec![
@@ -630,16 +638,15 @@ fn rmi_rules() {
     let base = s.import(&rootfs_tar()[..], None, None).unwrap();
     s.create_container("c2", &base.to_string()).unwrap();
     let child = s
-        .commit(
-            "c2",
-            &CommitOptions {
-                reference: Some("child:1".into()),
-                ..Default::default()
-            },
-        )
+        .commit("c2", &CommitOptions::new().reference("child:1"))
         .unwrap();
     s.remove_container("c2").unwrap();
-    let out = s.remove_image("child:1", false, true).unwrap();
+    let out = s
+        .remove_image(
+            "child:1",
+            &longshore_graph::RemoveOptions::new().prune(false),
+        )
+        .unwrap();
     assert_eq!(
         out,
         vec![Removed::Untagged("child:1".into()), Removed::Deleted(child)]
@@ -649,7 +656,7 @@ fn rmi_rules() {
         "parent kept with no_prune"
     );
     assert!(matches!(
-        s.remove_image("nope:1", false, false),
+        s.remove_image("nope:1", &longshore_graph::RemoveOptions::new()),
         Err(Error::ImageNotFound(_))
     ));
     // tags and references are validated
@@ -818,19 +825,14 @@ fn killed_at_random_points_the_store_stays_consistent() {
         assert!(r.join("etc/hostname").exists());
         s.unmount_container("probe").unwrap();
         s.remove_container("probe").unwrap();
-        s.remove_image("probe:1", false, false).unwrap();
+        s.remove_image("probe:1", &longshore_graph::RemoveOptions::new())
+            .unwrap();
     }
     // the sweeper unmounts what the last child left mounted before the tempdir goes
 }
 
 fn churn_child(root: &Path) {
-    let s = Store::open(
-        root,
-        StoreOptions {
-            driver: Some("overlay".into()),
-        },
-    )
-    .unwrap();
+    let s = Store::open(root, StoreOptions::new().driver("overlay")).unwrap();
     let archive = root.join("churn-save.tar");
     for i in 0u64.. {
         let base = format!("churn-base:{i}");
@@ -844,14 +846,8 @@ fn churn_child(root: &Path) {
         }
         s.unmount_container(&c).unwrap();
         let img = format!("churn-img:{i}");
-        s.commit(
-            &c,
-            &CommitOptions {
-                reference: Some(img.clone()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        s.commit(&c, &CommitOptions::new().reference(img.clone()))
+            .unwrap();
         s.save(
             &[&img],
             ArchiveFormat::Docker,
@@ -859,10 +855,12 @@ fn churn_child(root: &Path) {
         )
         .unwrap();
         s.remove_container(&c).unwrap();
-        s.remove_image(&img, false, false).unwrap();
+        s.remove_image(&img, &longshore_graph::RemoveOptions::new())
+            .unwrap();
         s.load(fs::File::open(&archive).unwrap()).unwrap();
-        s.remove_image(&img, false, false).unwrap();
-        let _ = s.remove_image(&base, false, false);
+        s.remove_image(&img, &longshore_graph::RemoveOptions::new())
+            .unwrap();
+        let _ = s.remove_image(&base, &longshore_graph::RemoveOptions::new());
         if i == 0 {
             fs::write(root.join("churning"), b"").unwrap();
         }
@@ -1151,4 +1149,83 @@ fn removing_a_mounted_container_is_refused_and_changes_nothing() {
     s.unmount_container("busy").unwrap();
     s.remove_container("busy").unwrap();
     assert!(s.check(false).unwrap().problems.is_empty());
+}
+
+/// A digest the store did not write (a row changed behind its back) is an error that names
+/// the row, never taken for an absent value (a parent that vanishes, a tag that points
+/// nowhere, a layer without a chain ID).
+#[test]
+fn corrupt_digest_in_the_database_is_an_error_naming_the_row() {
+    let tmp = tempdir("corrupt-db");
+    let id = open(tmp.path(), "vfs")
+        .import(&rootfs_tar()[..], Some("base:1"), None)
+        .unwrap();
+    let db = rusqlite::Connection::open(tmp.path().join("metadata.db")).unwrap();
+    // what corrupts a database does not check its foreign keys either
+    db.pragma_update(None, "foreign_keys", false).unwrap();
+    let cache_id: String = db
+        .query_row("SELECT cache_id FROM layers", [], |r| r.get(0))
+        .unwrap();
+    let set = |sql: &str, key: &str| {
+        assert_eq!(db.execute(sql, [key]).unwrap(), 1, "{sql}");
+    };
+
+    // an image's parent
+    set(
+        "UPDATE images SET parent_image = 'sha256:nothex' WHERE id = ?1",
+        &id.to_string(),
+    );
+    let s = open(tmp.path(), "vfs");
+    let err = s.image("base:1").unwrap_err();
+    match &err {
+        Error::CorruptRow(row) => {
+            assert_eq!(
+                (row.table, row.key.as_str(), row.column),
+                ("images", id.to_string().as_str(), "parent_image")
+            );
+            assert_eq!(row.value, "sha256:nothex");
+        }
+        e => panic!("expected CorruptRow, got {e:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&id.to_string()) && msg.contains("parent_image"),
+        "{msg}"
+    );
+    assert!(s.images().is_err(), "listing images reads the same row");
+    drop(s);
+    set(
+        "UPDATE images SET parent_image = NULL WHERE id = ?1",
+        &id.to_string(),
+    );
+
+    // the image a tag points at
+    set(
+        "UPDATE tags SET image_id = 'md5:d41d8cd98f00b204e9800998ecf8427e' WHERE reference = ?1",
+        "docker.io/library/base:1",
+    );
+    let s = open(tmp.path(), "vfs");
+    let msg = s.image("base:1").unwrap_err().to_string();
+    assert!(
+        msg.contains("tags row")
+            && msg.contains("docker.io/library/base:1")
+            && msg.contains("image_id"),
+        "{msg}"
+    );
+    drop(s);
+    set("UPDATE tags SET image_id = ?1", &id.to_string());
+    assert!(open(tmp.path(), "vfs").image("base:1").is_ok());
+
+    // a layer's diff ID: the store reads every layer when it opens
+    set(
+        "UPDATE layers SET diff_id = 'sha256:' WHERE cache_id = ?1",
+        &cache_id,
+    );
+    let err = Store::open(tmp.path(), StoreOptions::new().driver("vfs"))
+        .and_then(|s| s.check(false).map(|_| ()))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::CorruptRow(row) if (row.table, row.column, &row.key) == ("layers", "diff_id", &cache_id)),
+        "{err:?}"
+    );
 }

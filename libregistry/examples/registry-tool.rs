@@ -95,10 +95,7 @@ async fn main() -> ExitCode {
     }
     let fsync = args.iter().any(|a| a == "--fsync");
     args.retain(|a| a != "--fsync");
-    let client = Client::new(ClientOptions {
-        insecure_registries: insecure,
-        ..Default::default()
-    });
+    let client = Client::new(ClientOptions::new().insecure_registries(insecure));
     let result: Result<(), Box<dyn std::error::Error>> = async {
         match args
             .iter()
@@ -118,10 +115,7 @@ async fn main() -> ExitCode {
                         }
                     }
                 });
-                let opts = PullOptions {
-                    progress: Some(tx),
-                    ..Default::default()
-                };
+                let opts = PullOptions::new().progress(Some(tx));
                 let pulled = client.pull_to_dir(&r, &store, &opts).await?;
                 drop(opts);
                 let _ = printer.await;

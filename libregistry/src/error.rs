@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Errors from registry operations. Each message names the object and the problem.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An image reference could not be parsed.
     #[error("invalid image reference {reference:?}: {reason}")]
@@ -12,7 +13,15 @@ pub enum Error {
         /// The text given.
         reference: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: String,
+    },
+    /// A digest (given, or in a manifest or index) is malformed.
+    #[error("invalid digest {digest:?}: {reason}")]
+    InvalidDigest {
+        /// The text given.
+        digest: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The registry could not be reached or the connection broke.
     #[error("cannot talk to registry {registry} ({url}): {source}")]
@@ -135,6 +144,16 @@ pub enum Error {
         /// Redirects followed.
         hops: usize,
     },
+    /// A response that is not what the API defines (e.g. search results that do not parse).
+    #[error("{what} from {registry}: {reason}")]
+    InvalidResponse {
+        /// Registry host.
+        registry: String,
+        /// What was asked for.
+        what: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
     /// A manifest or index could not be understood.
     #[error("invalid manifest {what} from {registry}: {reason}")]
     InvalidManifest {
@@ -221,3 +240,21 @@ pub enum Error {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<longshore_reference::Error> for Error {
+    fn from(e: longshore_reference::Error) -> Error {
+        match e {
+            longshore_reference::Error::InvalidDigest { digest, reason } => {
+                Error::InvalidDigest { digest, reason }
+            }
+            longshore_reference::Error::InvalidReference { reference, reason } => {
+                Error::InvalidReference { reference, reason }
+            }
+            // the enum is non_exhaustive: a future variant keeps its message
+            other => Error::InvalidReference {
+                reference: String::new(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}

@@ -16,10 +16,9 @@
 //! use longshore_registry::{Client, ClientOptions, DirStore, PullOptions, PushOptions, Reference};
 //!
 //! # async fn demo() -> Result<(), longshore_registry::Error> {
-//! let client = Client::new(ClientOptions {
-//!     insecure_registries: vec!["127.0.0.1:5000".into()],
-//!     ..Default::default()
-//! });
+//! let client = Client::new(
+//!     ClientOptions::new().insecure_registries(vec!["127.0.0.1:5000".into()]),
+//! );
 //! let dir = DirStore::open("/tmp/longshore-busybox")?;
 //! let src: Reference = "127.0.0.1:5000/library/busybox:latest".parse()?;
 //! let pulled = client.pull_to_dir(&src, &dir, &PullOptions::default()).await?;
@@ -72,6 +71,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod client;
 mod credentials;
@@ -94,7 +95,7 @@ pub use pull::{
     PulledImage, select_platform,
 };
 pub use push::{PushOptions, PushedImage};
-pub use reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, Reference};
+pub use reference::{Algorithm, DOCKER_HUB, DOCKER_HUB_API_HOST, Digest, Reference};
 pub use search::{SearchOptions, SearchResult};
 pub use store::{
     BlobWriter, ContentStore, DirBlobWriter, DirStore, REF_NAME_ANNOTATION, Verifier,

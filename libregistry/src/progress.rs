@@ -1,6 +1,6 @@
 //! Per-layer progress events for drawing Docker-style progress bars.
 
-use oci_spec::image::Digest;
+use crate::reference::Digest;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Where progress events go.
@@ -66,7 +66,7 @@ pub enum ProgressEvent {
 }
 
 pub(crate) fn short_id(d: &Digest) -> String {
-    d.digest().chars().take(12).collect()
+    d.hex().chars().take(12).collect()
 }
 
 pub(crate) fn emit(tx: Option<&ProgressSender>, digest: &Digest, event: ProgressEvent) {

@@ -5,15 +5,17 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use reqwest::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, RANGE};
 use reqwest::{Method, StatusCode};
 
 use crate::client::{BodySrc, Client, Endpoint, read_capped};
 use crate::error::{Error, Result};
 use crate::progress::{ProgressEvent, ProgressSender, emit};
-use crate::reference::Reference;
-use crate::store::{BlobWriter, ContentStore, DirStore, Verifier, sha256_digest, sha256_hex};
+use crate::reference::{DEFAULT_TAG, Digest, Reference};
+use crate::store::{
+    BlobWriter, ContentStore, DirStore, Verifier, descriptor_digest, sha256_digest,
+};
 
 /// OCI image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -103,6 +105,7 @@ impl fmt::Display for Platform {
 
 /// How to pull.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PullOptions {
     /// Platform to choose from an index (default: the host's).
     pub platform: Option<Platform>,
@@ -110,8 +113,28 @@ pub struct PullOptions {
     pub progress: Option<ProgressSender>,
 }
 
+impl PullOptions {
+    /// The defaults (as [`Default`]), to change with the setters below.
+    pub fn new() -> PullOptions {
+        PullOptions::default()
+    }
+
+    /// Sets [`PullOptions::platform`].
+    pub fn platform(mut self, platform: Option<Platform>) -> PullOptions {
+        self.platform = platform;
+        self
+    }
+
+    /// Sets [`PullOptions::progress`].
+    pub fn progress(mut self, progress: Option<ProgressSender>) -> PullOptions {
+        self.progress = progress;
+        self
+    }
+}
+
 /// What a pull stored.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PulledImage {
     /// The reference pulled.
     pub reference: Reference,
@@ -123,6 +146,10 @@ pub struct PulledImage {
     pub config: Descriptor,
     /// Layer descriptors, in order.
     pub layers: Vec<Descriptor>,
+    /// The config's digest, checked (a sha256 digest, the blob verified against it).
+    pub config_digest: Digest,
+    /// The layers' digests, in order, checked as `config_digest` is.
+    pub layer_digests: Vec<Digest>,
 }
 
 impl PulledImage {
@@ -144,7 +171,7 @@ impl RawManifest {
         Descriptor::new(
             MediaType::from(self.media_type.as_str()),
             self.bytes.len() as u64,
-            self.digest.clone(),
+            oci_spec::image::Digest::from(&self.digest),
         )
     }
 }
@@ -172,6 +199,16 @@ pub(crate) fn media_type_of(header: Option<&str>, bytes: &[u8]) -> String {
             .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
             .unwrap_or_else(|| OCI_MANIFEST.to_string())
     })
+}
+
+/// What to ask the manifests endpoint for: the digest if there is one, else the tag
+/// (`latest` when the reference has neither).
+pub(crate) fn manifest_ref(reference: &Reference) -> String {
+    match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => DEFAULT_TAG.to_string(),
+    }
 }
 
 impl Client {
@@ -211,7 +248,7 @@ impl Client {
             header_digest.filter(|d| d.starts_with("sha256:"))
         };
         if let Some(exp) = expected
-            && exp != digest.as_ref()
+            && exp != digest.to_string()
         {
             return Err(Error::DigestMismatch {
                 registry: ep.host.clone(),
@@ -234,8 +271,10 @@ impl Client {
         store: &S,
         opts: &PullOptions,
     ) -> Result<PulledImage> {
+        // `busybox` means `busybox:latest`, as for `docker pull`
+        let reference = &reference.clone().with_default_tag();
         let mut last = None;
-        for base in self.mirror_bases(reference.registry()) {
+        for base in self.mirror_bases(reference.domain()) {
             let host = crate::client::url_host(&base);
             let attempt = async {
                 let ep = self.endpoint_at(&host, &host, Some(base.clone())).await?;
@@ -249,7 +288,7 @@ impl Client {
                 }
             }
         }
-        let ep = self.endpoint(reference.registry()).await;
+        let ep = self.endpoint(reference.domain()).await;
         match ep {
             Ok(ep) => self.pull_from(&ep, reference, store, opts).await,
             Err(e) => Err(last.unwrap_or(e)),
@@ -265,7 +304,7 @@ impl Client {
         opts: &PullOptions,
     ) -> Result<PulledImage> {
         let pulled = self.pull(reference, dir, opts).await?;
-        let name = reference.manifest_ref();
+        let name = manifest_ref(reference);
         dir.set_ref(&name, &pulled.manifest)?;
         Ok(pulled)
     }
@@ -277,9 +316,7 @@ impl Client {
         store: &S,
         opts: &PullOptions,
     ) -> Result<Vec<PulledImage>> {
-        let mut tags = self
-            .tags(reference.registry(), reference.repository())
-            .await?;
+        let mut tags = self.tags(reference.domain(), reference.path()).await?;
         tags.sort();
         let mut out = Vec::with_capacity(tags.len());
         for t in tags {
@@ -295,9 +332,9 @@ impl Client {
         store: &S,
         opts: &PullOptions,
     ) -> Result<PulledImage> {
-        let repo = reference.repository();
+        let repo = reference.path();
         let mut raw = self
-            .fetch_manifest(ep, repo, &reference.manifest_ref())
+            .fetch_manifest(ep, repo, &manifest_ref(reference))
             .await?;
         let mut index = None;
         if is_index(&raw.media_type, &raw.bytes) {
@@ -361,9 +398,18 @@ impl Client {
                 blobs.push(l.clone());
             }
         }
+        let config_digest = descriptor_digest(&config)?;
+        let layer_digests = manifest
+            .layers()
+            .iter()
+            .map(descriptor_digest)
+            .collect::<Result<Vec<_>>>()?;
         for b in &blobs {
-            sha256_hex(b.digest())?;
-            emit(opts.progress.as_ref(), b.digest(), ProgressEvent::Waiting);
+            emit(
+                opts.progress.as_ref(),
+                &descriptor_digest(b)?,
+                ProgressEvent::Waiting,
+            );
         }
         let progress = opts.progress.as_ref();
         futures::stream::iter(blobs.clone())
@@ -381,6 +427,8 @@ impl Client {
             manifest: raw.descriptor(),
             config,
             layers: manifest.layers().clone(),
+            config_digest,
+            layer_digests,
         })
     }
 
@@ -394,7 +442,7 @@ impl Client {
         store: &S,
         progress: Option<&ProgressSender>,
     ) -> Result<()> {
-        let digest = desc.digest();
+        let digest = &descriptor_digest(desc)?;
         let size = desc.size();
         let what = format!("blob {digest}");
         let store_err = |op, source| Error::Store {

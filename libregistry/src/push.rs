@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode, Url};
 use tokio::io::AsyncReadExt;
@@ -16,16 +16,36 @@ use crate::client::{BodySrc, Client, Endpoint};
 use crate::error::{Error, Result};
 use crate::progress::{ProgressEvent, ProgressSender, emit};
 use crate::pull::{is_index, media_type_of};
-use crate::reference::Reference;
-use crate::store::{ContentStore, DirStore, sha256_digest};
+use crate::reference::{Digest, Reference};
+use crate::store::{ContentStore, DirStore, descriptor_digest, sha256_digest};
 
 /// How to push.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PushOptions {
     /// Try to mount blobs from this repository of the same registry before uploading.
     pub mount_from: Option<String>,
     /// Where to send progress events.
     pub progress: Option<ProgressSender>,
+}
+
+impl PushOptions {
+    /// The defaults (as [`Default`]), to change with the setters below.
+    pub fn new() -> PushOptions {
+        PushOptions::default()
+    }
+
+    /// Sets [`PushOptions::mount_from`].
+    pub fn mount_from(mut self, mount_from: Option<String>) -> PushOptions {
+        self.mount_from = mount_from;
+        self
+    }
+
+    /// Sets [`PushOptions::progress`].
+    pub fn progress(mut self, progress: Option<ProgressSender>) -> PushOptions {
+        self.progress = progress;
+        self
+    }
 }
 
 /// What a push did.
@@ -62,14 +82,16 @@ impl Client {
         top: &Descriptor,
         opts: &PushOptions,
     ) -> Result<PushedImage> {
-        let ep = self.endpoint(dest.registry()).await?;
-        let mut scopes = vec![format!("repository:{}:pull,push", dest.repository())];
+        // `app` means `app:latest`, as for `docker push`
+        let dest = &dest.clone().with_default_tag();
+        let ep = self.endpoint(dest.domain()).await?;
+        let mut scopes = vec![format!("repository:{}:pull,push", dest.path())];
         if let Some(from) = &opts.mount_from {
             scopes.push(format!("repository:{from}:pull"));
         }
         let mut pushed = PushedImage {
             reference: dest.clone(),
-            digest: top.digest().clone(),
+            digest: descriptor_digest(top)?,
             uploaded: 0,
             mounted: 0,
             existing: 0,
@@ -77,7 +99,7 @@ impl Client {
         let tag = dest.tag().map(str::to_string);
         self.push_tree(
             &ep,
-            dest.repository(),
+            dest.path(),
             store,
             top,
             tag.as_deref(),
@@ -115,12 +137,13 @@ impl Client {
         pushed: &mut PushedImage,
         depth: u32,
     ) -> Result<()> {
-        let bytes = read_whole(store, desc.digest(), self.options().max_manifest_size).await?;
-        if sha256_digest(&bytes) != *desc.digest() {
+        let digest = &descriptor_digest(desc)?;
+        let bytes = read_whole(store, digest, self.options().max_manifest_size).await?;
+        if sha256_digest(&bytes) != *digest {
             return Err(Error::DigestMismatch {
                 registry: "local store".into(),
-                what: format!("manifest {}", desc.digest()),
-                expected: desc.digest().to_string(),
+                what: format!("manifest {digest}"),
+                expected: digest.to_string(),
                 actual: sha256_digest(&bytes).to_string(),
             });
         }
@@ -201,7 +224,7 @@ impl Client {
         if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
             return Err(Self::status_error(ep, &what, resp).await);
         }
-        check_digest_header(ep, &what, &resp, desc.digest())?;
+        check_digest_header(ep, &what, &resp, digest)?;
         Ok(())
     }
 
@@ -214,7 +237,7 @@ impl Client {
         scopes: &[String],
         opts: &PushOptions,
     ) -> Result<BlobOutcome> {
-        let digest = desc.digest();
+        let digest = &descriptor_digest(desc)?;
         let what = format!("blob {digest}");
         let progress = opts.progress.as_ref();
         let head = self
@@ -243,7 +266,7 @@ impl Client {
         if let Some(from) = &opts.mount_from {
             start
                 .query_pairs_mut()
-                .append_pair("mount", digest.as_ref())
+                .append_pair("mount", &digest.to_string())
                 .append_pair("from", from);
         }
         let resp = self
@@ -330,7 +353,7 @@ impl Client {
         }
         location
             .query_pairs_mut()
-            .append_pair("digest", digest.as_ref());
+            .append_pair("digest", &digest.to_string());
         let sent2 = sent.clone();
         let progress2 = opts.progress.clone();
         let digest2 = digest.clone();
@@ -435,7 +458,7 @@ fn check_digest_header(ep: &Endpoint, what: &str, resp: &Response, want: &Digest
         .headers()
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
-        && got != want.as_ref()
+        && got != want.to_string()
     {
         return Err(Error::DigestMismatch {
             registry: ep.host.clone(),

@@ -1,12 +1,13 @@
-//! `search`: Docker Hub's `/v1/search` when the registry offers it, else the registry's
-//! `_catalog` filtered by the term.
+//! `search`: Docker Hub's `/v1/search` when the registry offers it, else (when that
+//! endpoint is absent: 404, 405 or 501) the registry's `_catalog` filtered by the term.
+//! Any other answer (401 and 403 included) is an error.
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use crate::client::{BodySrc, Client, read_capped};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One search result, with the seed's columns.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -29,6 +30,7 @@ pub struct SearchResult {
 
 /// Search filters.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct SearchOptions {
     /// Only results with at least this many stars (`--stars`, `--filter stars=N`).
     pub min_stars: u64,
@@ -36,6 +38,31 @@ pub struct SearchOptions {
     pub limit: Option<usize>,
     /// Only official images (`--filter is-official=true`).
     pub official_only: bool,
+}
+
+impl SearchOptions {
+    /// The defaults (as [`Default`]), to change with the setters below.
+    pub fn new() -> SearchOptions {
+        SearchOptions::default()
+    }
+
+    /// Sets [`SearchOptions::min_stars`].
+    pub fn min_stars(mut self, min_stars: u64) -> SearchOptions {
+        self.min_stars = min_stars;
+        self
+    }
+
+    /// Sets [`SearchOptions::limit`].
+    pub fn limit(mut self, limit: Option<usize>) -> SearchOptions {
+        self.limit = limit;
+        self
+    }
+
+    /// Sets [`SearchOptions::official_only`].
+    pub fn official_only(mut self, official_only: bool) -> SearchOptions {
+        self.official_only = official_only;
+        self
+    }
 }
 
 impl Client {
@@ -58,16 +85,26 @@ impl Client {
             .append_pair("n", &limit.to_string());
         let resp = self
             .send(&ep, Method::GET, url, HeaderMap::new(), &BodySrc::None, &[])
-            .await;
-        let mut results: Vec<SearchResult> = match resp {
-            Ok(r) if r.status() == StatusCode::OK => {
-                let body = read_capped(r, 16 << 20, &ep.host, "search results").await?;
-                match serde_json::from_slice::<V1>(&body) {
-                    Ok(v) => v.results,
-                    Err(_) => self.catalog_search(registry, term).await?,
-                }
+            .await?;
+        let mut results: Vec<SearchResult> = match resp.status() {
+            StatusCode::OK => {
+                let body = read_capped(resp, 16 << 20, &ep.host, "search results").await?;
+                serde_json::from_slice::<V1>(&body)
+                    .map_err(|e| Error::InvalidResponse {
+                        registry: ep.host.clone(),
+                        what: format!("search results for {term:?}"),
+                        reason: format!("not a v1 search response: {e}"),
+                    })?
+                    .results
             }
-            _ => self.catalog_search(registry, term).await?,
+            // the registry has no search endpoint (the distribution registry): its catalog
+            StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => self.catalog_search(registry, term).await?,
+            // denied, or failed: said, never hidden behind the catalog
+            _ => {
+                return Err(Self::status_error(&ep, &format!("search for {term:?}"), resp).await);
+            }
         };
         results.retain(|r| r.stars >= opts.min_stars && (!opts.official_only || r.official));
         results.truncate(limit);

@@ -10,14 +10,13 @@
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageIndexBuilder, MediaType};
-use sha2::{Digest as _, Sha256};
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter};
 
 use crate::error::{Error, Result};
+use crate::reference::{Algorithm, Digest};
 
 /// The annotation naming a manifest in an OCI layout's `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -61,9 +60,9 @@ pub trait BlobWriter: Send {
 }
 
 /// Incremental sha256 of a stream, compared to an expected digest at the end.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Verifier {
-    hasher: Sha256,
+    hasher: longshore_reference::Hasher,
     len: u64,
 }
 
@@ -77,7 +76,7 @@ impl Verifier {
     /// A fresh verifier.
     pub fn new() -> Self {
         Verifier {
-            hasher: Sha256::new(),
+            hasher: Algorithm::Sha256.hasher(),
             len: 0,
         }
     }
@@ -96,9 +95,7 @@ impl Verifier {
     }
     /// The digest of everything fed.
     pub fn finish(self) -> Digest {
-        let hex = hex::encode(self.hasher.finalize());
-        // A lowercase 64-hex sha256 digest always parses.
-        Digest::from_str(&format!("sha256:{hex}")).expect("sha256 digest parses")
+        self.hasher.finish()
     }
 }
 
@@ -111,11 +108,18 @@ pub fn sha256_digest(data: &[u8]) -> Digest {
 
 /// Checks that a digest is a sha256 digest this crate can verify and returns its hex part.
 pub fn sha256_hex(digest: &Digest) -> Result<&str> {
-    let s = digest.as_ref();
-    match s.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(h),
-        _ => Err(Error::UnsupportedDigest(s.to_string())),
+    match digest.algorithm() {
+        Algorithm::Sha256 => Ok(digest.hex()),
+        _ => Err(Error::UnsupportedDigest(digest.to_string())),
     }
+}
+
+/// The digest of a descriptor read from a registry or a layout, checked once at that edge:
+/// a sha256 digest this crate can verify (anything else is refused, as before a download).
+pub(crate) fn descriptor_digest(desc: &Descriptor) -> Result<Digest> {
+    let digest = Digest::try_from(desc.digest())?;
+    sha256_hex(&digest)?;
+    Ok(digest)
 }
 
 /// An OCI image layout directory used as a content store.
@@ -460,7 +464,10 @@ mod tests {
         s.set_ref("b", &desc).unwrap();
         s.set_ref("a", &desc).unwrap();
         assert_eq!(s.index().unwrap().manifests().len(), 2);
-        assert_eq!(s.resolve("b").unwrap().digest(), &digest);
+        assert_eq!(
+            Digest::try_from(s.resolve("b").unwrap().digest()).unwrap(),
+            digest
+        );
         assert!(matches!(s.resolve("c"), Err(Error::LocalNotFound { .. })));
     }
 }

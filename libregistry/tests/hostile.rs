@@ -68,13 +68,13 @@ async fn hostile(
 }
 
 fn client(addr: &str) -> Client {
-    Client::new(ClientOptions {
-        insecure_registries: vec![addr.to_string()],
-        retries: 2,
-        retry_backoff: Duration::from_millis(10),
-        read_timeout: Duration::from_secs(2),
-        ..Default::default()
-    })
+    Client::new(
+        ClientOptions::new()
+            .insecure_registries(vec![addr.to_string()])
+            .retries(2)
+            .retry_backoff(Duration::from_millis(10))
+            .read_timeout(Duration::from_secs(2)),
+    )
 }
 
 async fn pull(addr: &str, store: &DirStore) -> Result<(), Error> {
@@ -90,7 +90,7 @@ fn assert_clean(store: &DirStore, fake: &Fake) {
     let (blobs, ingest) = blob_files(store.root());
     assert!(ingest.is_empty(), "partial blobs left: {ingest:?}");
     let layer_hex = fake.layer_digest.trim_start_matches("sha256:");
-    let manifest_hex = sha256_digest(&fake.manifest).digest().to_string();
+    let manifest_hex = sha256_digest(&fake.manifest).hex().to_string();
     assert!(
         !blobs.iter().any(|b| b == layer_hex || *b == manifest_hex),
         "{blobs:?}"
@@ -362,11 +362,11 @@ async fn dropping_the_pull_leaves_no_partial_blob() {
     .await;
     let dir = tempdir();
     let store = DirStore::open(dir.path()).unwrap();
-    let c = Client::new(ClientOptions {
-        insecure_registries: vec![srv.addr.clone()],
-        read_timeout: Duration::from_secs(120),
-        ..Default::default()
-    });
+    let c = Client::new(
+        ClientOptions::new()
+            .insecure_registries(vec![srv.addr.clone()])
+            .read_timeout(Duration::from_secs(120)),
+    );
     let r: Reference = format!("{}/hostile/img:1", srv.addr).parse().unwrap();
     let s2 = store.clone();
     let task = tokio::spawn(async move { c.pull(&r, &s2, &PullOptions::default()).await });
@@ -528,11 +528,11 @@ async fn traffic_goes_through_the_configured_proxy() {
         }
     })
     .await;
-    let c = Client::new(ClientOptions {
-        insecure_registries: vec!["registry.invalid:5000".into()],
-        proxy: Some(format!("http://{}", proxy.addr)),
-        ..Default::default()
-    });
+    let c = Client::new(
+        ClientOptions::new()
+            .insecure_registries(vec!["registry.invalid:5000".into()])
+            .proxy(Some(format!("http://{}", proxy.addr))),
+    );
     let dir = tempdir();
     let store = DirStore::open(dir.path()).unwrap();
     let r: Reference = "registry.invalid:5000/hostile/img:1".parse().unwrap();

@@ -11,10 +11,7 @@ use longshore_registry::{
 };
 
 fn client_for(reg: &str) -> Client {
-    Client::new(ClientOptions {
-        insecure_registries: vec![reg.to_string()],
-        ..Default::default()
-    })
+    Client::new(ClientOptions::new().insecure_registries(vec![reg.to_string()]))
 }
 
 fn reference(reg: &str, rest: &str) -> Reference {
@@ -41,7 +38,7 @@ async fn pull_and_compare(
     for d in img
         .layers
         .iter()
-        .chain([&img.config, img.manifest.digest()])
+        .chain([&img.config, &dig(img.manifest.digest())])
     {
         assert_eq!(
             out.read_blob(d).unwrap(),
@@ -70,10 +67,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
             &src,
             "latest",
             &dest,
-            &PushOptions {
-                progress: Some(tx),
-                ..Default::default()
-            },
+            &PushOptions::new().progress(Some(tx)),
         )
         .await
         .unwrap();
@@ -94,16 +88,13 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
     let out_dir = tempdir();
     let out = DirStore::open(out_dir.path()).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let opts = PullOptions {
-        progress: Some(tx),
-        ..Default::default()
-    };
+    let opts = PullOptions::new().progress(Some(tx));
     let pulled = client.pull_to_dir(&dest, &out, &opts).await.unwrap();
     assert_eq!(pulled.manifest.digest(), img.manifest.digest());
     for d in img
         .layers
         .iter()
-        .chain([&img.config, img.manifest.digest()])
+        .chain([&img.config, &dig(img.manifest.digest())])
     {
         assert_eq!(out.read_blob(d).unwrap(), src.read_blob(d).unwrap());
     }
@@ -125,10 +116,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
 
     // A second pull finds everything present.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let opts = PullOptions {
-        progress: Some(tx),
-        ..Default::default()
-    };
+    let opts = PullOptions::new().progress(Some(tx));
     client.pull_to_dir(&dest, &out, &opts).await.unwrap();
     let mut existing = 0;
     while let Ok(p) = rx.try_recv() {
@@ -143,13 +131,9 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
     assert_eq!(existing, 3);
 
     // Pull by digest.
-    let by_digest = Reference::new(
-        &reg.addr,
-        "test/busybox",
-        None,
-        Some(img.manifest.digest().as_ref()),
-    )
-    .unwrap();
+    let by_digest = Reference::parse(&format!("{}/test/busybox", reg.addr))
+        .unwrap()
+        .with_digest(dig(img.manifest.digest()));
     pull_and_compare(&client, &by_digest, &src, &img).await;
 
     // Re-push: everything exists.
@@ -166,10 +150,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
             &src,
             "latest",
             &mounted_ref,
-            &PushOptions {
-                mount_from: Some("test/busybox".into()),
-                ..Default::default()
-            },
+            &PushOptions::new().mount_from(Some("test/busybox".into())),
         )
         .await
         .unwrap();
@@ -177,11 +158,11 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
     pull_and_compare(&client, &mounted_ref, &src, &img).await;
 
     // Chunked upload (256 KiB chunks, several PATCHes per layer).
-    let chunked_client = Client::new(ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        chunk_size: Some(256 << 10),
-        ..Default::default()
-    });
+    let chunked_client = Client::new(
+        ClientOptions::new()
+            .insecure_registries(vec![reg.addr.clone()])
+            .chunk_size(Some(256 << 10)),
+    );
     let chunked_ref = reference(&reg.addr, "chunked/img:c1");
     let c = chunked_client
         .push_from_dir(&src, "latest", &chunked_ref, &PushOptions::default())
@@ -215,14 +196,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
         ["test/busybox"]
     );
     let limited = client
-        .search(
-            &reg.addr,
-            "/",
-            &SearchOptions {
-                limit: Some(2),
-                ..Default::default()
-            },
-        )
+        .search(&reg.addr, "/", &SearchOptions::new().limit(Some(2)))
         .await
         .unwrap();
     assert_eq!(limited.len(), 2);
@@ -242,10 +216,7 @@ async fn open_registry_push_pull_mount_chunked_tags_catalog_search() {
         .pull_to_dir(
             &dest,
             &out,
-            &PullOptions {
-                platform: Some("linux/arm64".parse().unwrap()),
-                ..Default::default()
-            },
+            &PullOptions::new().platform(Some("linux/arm64".parse().unwrap())),
         )
         .await;
     // A plain manifest has no platform list: the platform option only applies to indexes.
@@ -263,11 +234,9 @@ async fn basic_auth_login_push_pull_logout() {
     let img = build_image(&src, "latest", &[busybox_tar()]);
     let cfg_dir = tempdir();
     let cfg_path = cfg_dir.path().join("config.json");
-    let opts = ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        credential_store: Some(CredentialStore::new(&cfg_path)),
-        ..Default::default()
-    };
+    let opts = ClientOptions::new()
+        .insecure_registries(vec![reg.addr.clone()])
+        .credential_store(Some(CredentialStore::new(&cfg_path)));
     let dest = reference(&reg.addr, "private/busybox:1");
 
     // Anonymous: refused with a clear error.
@@ -466,10 +435,7 @@ async fn index_push_and_platform_selection_and_all_tags() {
     ] {
         let out_dir = tempdir();
         let out = DirStore::open(out_dir.path()).unwrap();
-        let opts = PullOptions {
-            platform: platform.map(|p| p.parse().unwrap()),
-            ..Default::default()
-        };
+        let opts = PullOptions::new().platform(platform.map(|p| p.parse().unwrap()));
         let pulled = client.pull_to_dir(&dest, &out, &opts).await.unwrap();
         assert_eq!(
             pulled.manifest.digest(),
@@ -482,16 +448,13 @@ async fn index_push_and_platform_selection_and_all_tags() {
             src.read_blob(&want.layers[0]).unwrap()
         );
         // The index is stored too, and only the chosen image's blobs.
-        assert!(out.read_blob(index.digest()).is_ok());
+        assert!(out.read_blob(&dig(index.digest())).is_ok());
         let (blobs, _) = blob_files(out.root());
         assert_eq!(blobs.len(), 4, "{blobs:?}");
     }
     let out_dir = tempdir();
     let out = DirStore::open(out_dir.path()).unwrap();
-    let opts = PullOptions {
-        platform: Some("linux/s390x".parse().unwrap()),
-        ..Default::default()
-    };
+    let opts = PullOptions::new().platform(Some("linux/s390x".parse().unwrap()));
     let e = client.pull_to_dir(&dest, &out, &opts).await.unwrap_err();
     assert!(matches!(e, Error::NoMatchingPlatform { .. }), "{e}");
     assert!(e.to_string().contains("linux/arm64/v8"), "{e}");
@@ -540,10 +503,8 @@ async fn docker_hub_mirror_is_used_for_docker_io_references() {
     // one is down: nothing listens on its port), the second answers, and Docker Hub is
     // never asked.
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let client = Client::new(ClientOptions {
-        mirrors: vec![dead, format!("http://{}", mirror.addr)],
-        ..Default::default()
-    });
+    let client =
+        Client::new(ClientOptions::new().mirrors(vec![dead, format!("http://{}", mirror.addr)]));
     let out_dir = tempdir();
     let out = DirStore::open(out_dir.path()).unwrap();
     let pulled = client
@@ -583,14 +544,7 @@ async fn docker_hub_search_shape_with_filters() {
     assert!(all[0].official && !all[0].automated);
     assert_eq!(all[0].stars, 3400);
     let starred = client
-        .search(
-            &srv.addr,
-            "busy",
-            &SearchOptions {
-                min_stars: 10,
-                ..Default::default()
-            },
-        )
+        .search(&srv.addr, "busy", &SearchOptions::new().min_stars(10))
         .await
         .unwrap();
     assert_eq!(
@@ -598,17 +552,62 @@ async fn docker_hub_search_shape_with_filters() {
         ["busybox", "other/busyapp"]
     );
     let one = client
-        .search(
-            &srv.addr,
-            "busy",
-            &SearchOptions {
-                limit: Some(1),
-                ..Default::default()
-            },
-        )
+        .search(&srv.addr, "busy", &SearchOptions::new().limit(Some(1)))
         .await
         .unwrap();
     assert_eq!(one.len(), 1);
+}
+
+/// A registry whose search endpoint refuses us (401, 403) or fails (500): the error is
+/// reported, not hidden behind the catalog (which would list what the catalog shows as if
+/// it were the search's answer); only an absent endpoint (404, 405, 501) falls back.
+#[tokio::test]
+async fn search_reports_denied_and_failed_searches_and_falls_back_only_when_absent() {
+    for (status, falls_back) in [
+        (401, false),
+        (403, false),
+        (500, false),
+        (404, true),
+        (405, true),
+        (501, true),
+    ] {
+        let srv = TinyServer::start(move |req| {
+            if req.path == "/v2/" {
+                Reply::new(200, "{}")
+            } else if req.path.starts_with("/v1/search?") {
+                Reply::new(status, "no")
+            } else if req.path.starts_with("/v2/_catalog") {
+                Reply::new(200, r#"{"repositories":["team/busybox","team/other"]}"#)
+            } else {
+                Reply::new(404, "")
+            }
+        })
+        .await;
+        let client = client_for(&srv.addr);
+        let got = client
+            .search(&srv.addr, "busy", &SearchOptions::default())
+            .await;
+        let asked_catalog = srv
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/v2/_catalog"));
+        if falls_back {
+            let names: Vec<String> = got.unwrap().into_iter().map(|r| r.name).collect();
+            assert_eq!(names, ["team/busybox"], "HTTP {status}");
+            assert!(asked_catalog);
+        } else {
+            let err = got.expect_err(&format!("HTTP {status} must be an error"));
+            match status {
+                401 | 403 => assert!(
+                    matches!(&err, Error::Unauthorized { status: s, .. } if *s == status),
+                    "{err:?}"
+                ),
+                _ => assert!(matches!(&err, Error::Status { status: 500, .. }), "{err:?}"),
+            }
+            assert!(err.to_string().contains("search"), "{err}");
+            assert!(!asked_catalog, "HTTP {status}: fell back to the catalog");
+        }
+    }
 }
 
 /// Rewrites a built OCI image as a Docker schema 2 image (and a Docker manifest list).
@@ -617,7 +616,7 @@ fn docker_flavoured(
     img: &BuiltImage,
 ) -> (oci_spec::image::Descriptor, oci_spec::image::Descriptor) {
     let mut m: serde_json::Value =
-        serde_json::from_slice(&dir.read_blob(img.manifest.digest()).unwrap()).unwrap();
+        serde_json::from_slice(&dir.read_blob(&dig(img.manifest.digest())).unwrap()).unwrap();
     m["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json".into();
     m["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json".into();
     for l in m["layers"].as_array_mut().unwrap() {
@@ -674,10 +673,7 @@ async fn docker_schema2_manifest_and_manifest_list() {
     for r in [&single, &multi] {
         let out_dir = tempdir();
         let out = DirStore::open(out_dir.path()).unwrap();
-        let opts = PullOptions {
-            platform: Some("linux/amd64".parse().unwrap()),
-            ..Default::default()
-        };
+        let opts = PullOptions::new().platform(Some("linux/amd64".parse().unwrap()));
         let pulled = client.pull_to_dir(r, &out, &opts).await.unwrap();
         assert_eq!(pulled.manifest.digest(), manifest.digest(), "{r}");
         assert_eq!(
@@ -744,11 +740,11 @@ async fn hundred_megabyte_multi_layer_image_roundtrip() {
         ),
     )
     .unwrap();
-    let client = Client::new(ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        chunk_size: Some(8 << 20),
-        ..Default::default()
-    });
+    let client = Client::new(
+        ClientOptions::new()
+            .insecure_registries(vec![reg.addr.clone()])
+            .chunk_size(Some(8 << 20)),
+    );
     let dest = reference(&reg.addr, "big/random:1");
     let pushed = client
         .push_from_dir(&src, "big", &dest, &PushOptions::default())
@@ -764,8 +760,8 @@ async fn hundred_megabyte_multi_layer_image_roundtrip() {
     assert_eq!(pulled.manifest.digest(), &md);
     for l in &pulled.layers {
         let (a, b) = (
-            out.blob_path(l.digest()).unwrap(),
-            src.blob_path(l.digest()).unwrap(),
+            out.blob_path(&dig(l.digest())).unwrap(),
+            src.blob_path(&dig(l.digest())).unwrap(),
         );
         assert_eq!(
             std::fs::metadata(&a).unwrap().len(),
@@ -773,6 +769,6 @@ async fn hundred_megabyte_multi_layer_image_roundtrip() {
         );
         // Content equality is implied by the verified digest; check one layer byte for byte.
     }
-    let first = pulled.layers[0].digest();
+    let first = &pulled.layer_digests[0];
     assert_eq!(out.read_blob(first).unwrap(), src.read_blob(first).unwrap());
 }

@@ -65,10 +65,7 @@ async fn certs_d_ca_and_client_certificate() {
     let host_dir = certs.path().join(&reg.addr);
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("ca.crt"), &pki.ca_pem).unwrap();
-    let opts = ClientOptions {
-        certs_dir: Some(certs.path().to_path_buf()),
-        ..Default::default()
-    };
+    let opts = ClientOptions::new().certs_dir(Some(certs.path().to_path_buf()));
     let e = Client::new(opts.clone())
         .push_from_dir(&src, "latest", &dest, &PushOptions::default())
         .await
@@ -93,13 +90,10 @@ async fn certs_d_ca_and_client_certificate() {
 
     // A client.cert without its key is a clear configuration error.
     std::fs::remove_file(host_dir.join("client.key")).unwrap();
-    let e = Client::new(ClientOptions {
-        certs_dir: Some(certs.path().to_path_buf()),
-        ..Default::default()
-    })
-    .ping(&reg.addr)
-    .await
-    .unwrap_err();
+    let e = Client::new(ClientOptions::new().certs_dir(Some(certs.path().to_path_buf())))
+        .ping(&reg.addr)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Tls { .. }), "{e}");
     assert!(e.to_string().contains("client.key"), "{e}");
 }
@@ -112,10 +106,7 @@ async fn insecure_registry_skips_verification() {
     let src = DirStore::open(src_dir.path()).unwrap();
     let img = build_image(&src, "latest", &[random_tar(31, 100_000)]);
     let dest: Reference = format!("{}/tls/insecure:1", reg.addr).parse().unwrap();
-    let client = Client::new(ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        ..Default::default()
-    });
+    let client = Client::new(ClientOptions::new().insecure_registries(vec![reg.addr.clone()]));
     client
         .push_from_dir(&src, "latest", &dest, &PushOptions::default())
         .await

@@ -108,11 +108,11 @@ async fn token_auth_login_push_pull_with_cached_tokens() {
     let src = DirStore::open(src_dir.path()).unwrap();
     let img = build_image(&src, "latest", &[busybox_tar(), random_tar(3, 1 << 20)]);
     let cfg_dir = tempdir();
-    let opts = ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        credential_store: Some(CredentialStore::new(cfg_dir.path().join("config.json"))),
-        ..Default::default()
-    };
+    let opts = ClientOptions::new()
+        .insecure_registries(vec![reg.addr.clone()])
+        .credential_store(Some(CredentialStore::new(
+            cfg_dir.path().join("config.json"),
+        )));
     let dest: Reference = format!("{}/tok/busybox:1", reg.addr).parse().unwrap();
 
     // Anonymous: the token service refuses, with a clear error.
@@ -191,10 +191,7 @@ async fn rejected_token_is_replaced_once_and_expiry_is_honoured() {
     let src_dir = tempdir();
     let src = DirStore::open(src_dir.path()).unwrap();
     build_image(&src, "latest", &[random_tar(4, 100_000)]);
-    let client = Client::new(ClientOptions {
-        insecure_registries: vec![reg.addr.clone()],
-        ..Default::default()
-    });
+    let client = Client::new(ClientOptions::new().insecure_registries(vec![reg.addr.clone()]));
     client.set_credentials(&reg.addr, Credentials::new("alice", "pw"));
     let dest: Reference = format!("{}/tok/retry:1", reg.addr).parse().unwrap();
     // The first token has the wrong audience: the registry answers 401, the client

@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use longshore_registry::{Client, ClientOptions, DirStore, PushOptions, sha256_digest};
-use oci_spec::image::{Descriptor, Digest, MediaType};
+use longshore_registry::{Client, ClientOptions, Digest, DirStore, PushOptions, sha256_digest};
+use oci_spec::image::{Descriptor, MediaType};
 
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -28,10 +28,7 @@ impl Registry {
     }
 
     pub fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            insecure_registries: vec![self.addr.clone()],
-            ..Default::default()
-        }
+        ClientOptions::new().insecure_registries(vec![self.addr.clone()])
     }
 }
 

@@ -325,10 +325,7 @@ impl Shared<'_> {
     /// entry inside `dir`, so a hostile archive writes nothing outside it.
     fn extract(&self, archive: &Path, dir: &Path) -> Result<()> {
         let f = fs::File::open(archive).ctx("open", archive)?;
-        let opts = ApplyOptions {
-            whiteouts: WhiteoutMode::Delete,
-            ..ApplyOptions::default()
-        };
+        let opts = ApplyOptions::new().whiteouts(WhiteoutMode::Delete);
         apply_layer(f, dir, &opts).map_err(|e| {
             Error::Context(format!("ADD {}: cannot extract: {e}", archive.display()))
         })?;

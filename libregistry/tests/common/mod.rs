@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use longshore_registry::{DirStore, REF_NAME_ANNOTATION, sha256_digest};
-use oci_spec::image::{Descriptor, Digest, MediaType};
+use longshore_registry::{Digest, DirStore, REF_NAME_ANNOTATION, sha256_digest};
+use oci_spec::image::{Descriptor, MediaType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn tempdir() -> tempfile::TempDir {
@@ -157,6 +157,11 @@ pub fn random_tar(seed: u64, len: usize) -> Vec<u8> {
     b.append_data(&mut h, format!("data-{seed}.bin"), &data[..])
         .unwrap();
     b.into_inner().unwrap()
+}
+
+/// An OCI descriptor's digest as this crate's [`Digest`].
+pub fn dig(d: &oci_spec::image::Digest) -> Digest {
+    Digest::try_from(d).expect("a sha256 descriptor digest")
 }
 
 pub struct BuiltImage {

@@ -162,6 +162,51 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// A validated digest is always a valid OCI digest: for the descriptors of OCI documents.
+#[cfg(feature = "oci-spec")]
+impl From<&Digest> for oci_spec::image::Digest {
+    fn from(d: &Digest) -> oci_spec::image::Digest {
+        d.to_string()
+            .parse()
+            .expect("a validated algorithm:hex digest is an OCI digest")
+    }
+}
+
+/// A validated digest is always a valid OCI digest: for the descriptors of OCI documents.
+#[cfg(feature = "oci-spec")]
+impl From<Digest> for oci_spec::image::Digest {
+    fn from(d: Digest) -> oci_spec::image::Digest {
+        oci_spec::image::Digest::from(&d)
+    }
+}
+
+/// Checks a descriptor's digest: oci-spec accepts any registered algorithm and any hex
+/// case, this type only sha256 and sha512 in lowercase.
+#[cfg(feature = "oci-spec")]
+impl TryFrom<&oci_spec::image::Digest> for Digest {
+    type Error = Error;
+    fn try_from(d: &oci_spec::image::Digest) -> Result<Digest> {
+        Digest::parse(d.as_ref())
+    }
+}
+
+/// The same digest as an OCI descriptor's, by their text.
+#[cfg(feature = "oci-spec")]
+impl PartialEq<oci_spec::image::Digest> for Digest {
+    fn eq(&self, other: &oci_spec::image::Digest) -> bool {
+        let other: &str = other.as_ref();
+        other.split_once(':') == Some((self.algorithm.name(), &self.hex))
+    }
+}
+
+/// The same digest as an OCI descriptor's, by their text.
+#[cfg(feature = "oci-spec")]
+impl PartialEq<Digest> for oci_spec::image::Digest {
+    fn eq(&self, other: &Digest) -> bool {
+        other == self
+    }
+}
+
 /// An incremental hasher for one [`Algorithm`].
 #[derive(Clone)]
 pub enum Hasher {

@@ -47,7 +47,7 @@ impl Reference {
         if s.is_empty() {
             return Err(bad("empty reference".into()));
         }
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if looks_like_image_id(s) {
             return Err(bad(
                 "a 64-character hexadecimal string is an image ID, not a repository name".into(),
             ));
@@ -137,6 +137,14 @@ impl Reference {
         })
     }
 
+    /// Returns a copy pinned to `digest`, keeping the tag (`name:tag@digest`).
+    pub fn with_digest(&self, digest: Digest) -> Reference {
+        Reference {
+            digest: Some(digest),
+            ..self.clone()
+        }
+    }
+
     /// The registry, e.g. `docker.io` or `127.0.0.1:5000`.
     pub fn domain(&self) -> &str {
         &self.domain
@@ -167,7 +175,9 @@ impl Reference {
         if self.domain == DEFAULT_DOMAIN {
             self.path
                 .strip_prefix(OFFICIAL_PREFIX)
-                .filter(|p| !p.contains('/'))
+                // `library/<64 hex>` stays whole: alone it would read as an image ID
+                // (found by fuzzing: the short form must parse back)
+                .filter(|p| !p.contains('/') && !looks_like_image_id(p))
                 .unwrap_or(&self.path)
                 .to_string()
         } else {
@@ -213,6 +223,11 @@ impl FromStr for Reference {
     fn from_str(s: &str) -> Result<Reference> {
         Reference::parse(s)
     }
+}
+
+/// 64 hex characters: what `docker` takes for an image ID, never a repository name.
+fn looks_like_image_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn split_domain(name: &str) -> (Option<&str>, &str) {
@@ -392,6 +407,11 @@ mod tests {
         assert_eq!(f("user/app:1"), "user/app:1");
         assert_eq!(f("docker.io/library/a/b"), "library/a/b:latest");
         assert_eq!(f("localhost:5000/app"), "localhost:5000/app:latest");
+        // fuzzing found this one: the short form of library/<64 hex> is not an image ID
+        let id_like = "5".repeat(64);
+        let r = Reference::parse(&format!("library/{id_like}")).unwrap();
+        assert_eq!(r.familiar(), format!("library/{id_like}"));
+        assert_eq!(Reference::parse(&r.familiar()).unwrap(), r);
     }
 
     #[test]
