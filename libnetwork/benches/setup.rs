@@ -139,6 +139,34 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    // what every `longshore` process pays before its first connect: opening a controller on
+    // a state directory whose default network and rules are in place (and dropping it), and
+    // the same with one container connected and disconnected (the network part of `run --rm`)
+    let mut g = c.benchmark_group("controller");
+    g.sample_size(30);
+    let reopen = || {
+        Controller::new(
+            state.path().join("state"),
+            host.netns().clone(),
+            ctl.options().clone(),
+        )
+        .expect("controller")
+    };
+    g.bench_function("open", |b| b.iter(|| drop(reopen())));
+    g.bench_function("open_connect_disconnect", |b| {
+        b.iter_batched(
+            || make(0),
+            |(ns, cfg)| {
+                let c = reopen();
+                c.connect(&cfg).expect("connect");
+                c.disconnect(&cfg.container_id).expect("disconnect");
+                drop(c);
+                ns
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
     ctl.flush().expect("flush");
 }
 
