@@ -220,7 +220,7 @@
 //! link exceptions) and nothing filters forwarding; IPv6 forwarding is not enabled and not
 //! filtered.
 
-pub mod controller;
+mod controller;
 pub mod error;
 pub mod files;
 pub mod ipam;
@@ -235,9 +235,8 @@ pub mod reaper;
 mod store;
 
 pub use controller::{
-    BridgeDriver, CleanupReport, ContainerDriver, Controller, DEFAULT_BRIDGE, DEFAULT_NETWORK,
-    DaemonOptions, Driver, Endpoint, EndpointConfig, EndpointInfo, HostDriver, NetMode,
-    NetworkCreate, NetworkInfo, NoneDriver, parse_mac, veth_name,
+    CleanupReport, Controller, DEFAULT_BRIDGE, DEFAULT_NETWORK, DaemonOptions, Endpoint,
+    EndpointConfig, EndpointInfo, NetMode, NetworkCreate, NetworkInfo, parse_mac, veth_name,
 };
 pub use error::{Error, Result};
 pub use reaper::ReaperStats;

@@ -1,0 +1,275 @@
+//! What a caller fills in and what it gets back.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use ipnetwork::Ipv4Network;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::files::{ContainerFiles, HostsEntry, Link};
+use crate::netns::NetnsRef;
+use crate::ports::{ExposedPort, PortMapping, PortSpec};
+
+/// Name of the default bridge network.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// Default bridge device name.
+pub const DEFAULT_BRIDGE: &str = "longshore0";
+
+/// The daemon-wide options of the seed (`docker -d --bridge --bip ...`).
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// `--bridge`: the default network's bridge device.
+    pub bridge: String,
+    /// `--bip`: the bridge's address and prefix (gateway of the default network).
+    pub bip: Option<Ipv4Network>,
+    /// `--fixed-cidr`: containers of the default network get addresses from this range.
+    pub fixed_cidr: Option<Ipv4Network>,
+    /// `--mtu` (else the default route's interface MTU, else 1500).
+    pub mtu: Option<u32>,
+    /// `--icc`: containers of the default bridge may talk to each other.
+    pub icc: bool,
+    /// `--ip`: default host address for published ports.
+    pub ip: Ipv4Addr,
+    /// `--ip-forward`: set `net.ipv4.ip_forward=1` in the host namespace.
+    pub ip_forward: bool,
+    /// `--ip-masq`: masquerade traffic leaving the bridge.
+    pub ip_masq: bool,
+    /// `--iptables`: install firewall (nftables) rules at all.
+    pub iptables: bool,
+    /// Run the userland proxy for published ports (reaches them through loopback).
+    pub userland_proxy: bool,
+    /// The host's resolv.conf that containers' files derive from.
+    pub host_resolv_conf: PathBuf,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        Self {
+            bridge: DEFAULT_BRIDGE.into(),
+            bip: None,
+            fixed_cidr: None,
+            mtu: None,
+            icc: true,
+            ip: Ipv4Addr::UNSPECIFIED,
+            ip_forward: true,
+            ip_masq: true,
+            iptables: true,
+            userland_proxy: true,
+            host_resolv_conf: "/etc/resolv.conf".into(),
+        }
+    }
+}
+
+/// A bridge network as stored in `<state>/networks/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// Network name (`bridge` for the default one).
+    pub name: String,
+    /// Network ID: 32 random hex digits, unique within the state directory; names the
+    /// network's nftables isolation set. Empty in records written before IDs existed.
+    #[serde(default)]
+    pub id: String,
+    /// Bridge device.
+    pub bridge: String,
+    /// Gateway (the bridge's address) with the subnet's prefix, e.g. `172.17.42.1/16`.
+    pub gateway: Ipv4Network,
+    /// Allocation range inside the subnet.
+    pub fixed_cidr: Option<Ipv4Network>,
+    /// MTU of the bridge and the veths.
+    pub mtu: u32,
+    /// Inter-container communication allowed.
+    pub icc: bool,
+    /// Masquerade outgoing traffic.
+    pub masquerade: bool,
+}
+
+impl NetworkInfo {
+    /// The subnet (`172.17.0.0/16`).
+    pub fn subnet(&self) -> Ipv4Network {
+        Ipv4Network::new(self.gateway.network(), self.gateway.prefix()).expect("same prefix")
+    }
+}
+
+/// Options of a user-defined bridge network.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkCreate {
+    /// Network name.
+    pub name: String,
+    /// Bridge device (default `lsbr` + a hash of the name).
+    pub bridge: Option<String>,
+    /// Gateway/prefix (default: the first free subnet of the pool).
+    pub gateway: Option<Ipv4Network>,
+    /// Allocation range.
+    pub fixed_cidr: Option<Ipv4Network>,
+    /// MTU (default as for the default network).
+    pub mtu: Option<u32>,
+    /// Isolate containers from each other.
+    pub no_icc: bool,
+}
+
+/// `--net`: which network a container joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetMode {
+    /// `bridge` (the default network) or the name of a user-defined bridge network.
+    Bridge(String),
+    /// `host`: the host's namespace.
+    Host,
+    /// `none`: only loopback.
+    None,
+    /// `container:<id or name>`: another container's namespace.
+    Container(String),
+}
+
+impl FromStr for NetMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "" | "bridge" | "default" => NetMode::Bridge(DEFAULT_NETWORK.into()),
+            "host" => NetMode::Host,
+            "none" => NetMode::None,
+            _ => match s.strip_prefix("container:") {
+                Some("") => {
+                    return Err(Error::InvalidInput {
+                        what: "--net",
+                        value: s.into(),
+                        reason: "container: needs a container id or name".into(),
+                    });
+                }
+                Some(c) => NetMode::Container(c.into()),
+                None => NetMode::Bridge(s.into()),
+            },
+        })
+    }
+}
+
+/// What a container asks for (the run options of the seed's 6.1.19).
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Container id (owner of leases, rules and ports).
+    pub container_id: String,
+    /// Container name (for links' `ALIAS_NAME=/name/alias` and hosts entries).
+    pub container_name: String,
+    /// The container's network namespace (needed for `bridge` and `none`).
+    pub netns: Option<NetnsRef>,
+    /// `--net`.
+    pub mode: NetMode,
+    /// `-h` (default: the first 12 characters of the id).
+    pub hostname: Option<String>,
+    /// Domain name.
+    pub domainname: Option<String>,
+    /// `--mac-address` (default 02:42 + the IPv4 address).
+    pub mac: Option<[u8; 6]>,
+    /// A specific address.
+    pub ip: Option<Ipv4Addr>,
+    /// `-p`.
+    pub publish: Vec<PortSpec>,
+    /// `-P`.
+    pub publish_all: bool,
+    /// `--expose` and the image's exposed ports.
+    pub expose: Vec<ExposedPort>,
+    /// `--link`.
+    pub links: Vec<Link>,
+    /// `--dns`.
+    pub dns: Vec<IpAddr>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--add-host`.
+    pub extra_hosts: Vec<HostsEntry>,
+    /// Where to write `hosts`, `resolv.conf` and `hostname` (none: only returned).
+    pub files_dir: Option<PathBuf>,
+}
+
+impl EndpointConfig {
+    /// A config for the default bridge with everything else unset.
+    pub fn new(container_id: &str, netns: Option<NetnsRef>) -> Self {
+        Self {
+            container_id: container_id.into(),
+            container_name: container_id.into(),
+            netns,
+            mode: NetMode::Bridge(DEFAULT_NETWORK.into()),
+            hostname: None,
+            domainname: None,
+            mac: None,
+            ip: None,
+            publish: vec![],
+            publish_all: false,
+            expose: vec![],
+            links: vec![],
+            dns: vec![],
+            dns_search: vec![],
+            extra_hosts: vec![],
+            files_dir: None,
+        }
+    }
+}
+
+/// What was set up for a container; persisted in `<state>/endpoints/<id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    /// Container id.
+    pub container_id: String,
+    /// Container name.
+    pub container_name: String,
+    /// `bridge`, `host`, `none` or `container`.
+    pub driver: String,
+    /// Network name (bridge driver).
+    pub network: Option<String>,
+    /// Address and prefix on the network.
+    pub ip: Option<Ipv4Network>,
+    /// Default gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// MAC address of eth0.
+    pub mac: Option<String>,
+    /// Host side of the veth pair.
+    pub veth: Option<String>,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+    /// Exposed ports (for links).
+    pub exposed: Vec<ExposedPort>,
+    /// The namespace the container's processes must run in.
+    pub netns: PathBuf,
+    /// Hostname.
+    pub hostname: String,
+    /// Where the container's files were written (kept up to date on user networks).
+    #[serde(default)]
+    pub files_dir: Option<PathBuf>,
+    /// Handles of the DNAT rules of `ports` in chain `ip longshore ports` (deleted by handle
+    /// by the controller instance that added them, by comment tag otherwise).
+    #[serde(default)]
+    pub rule_handles: Vec<u64>,
+    /// Pid of the process that set it up (crash detection).
+    pub owner_pid: u32,
+    /// Instance token of the controller that set it up.
+    pub owner_token: String,
+}
+
+/// The result of [`Controller::connect`].
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// What was set up.
+    pub info: EndpointInfo,
+    /// `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname` contents.
+    pub files: ContainerFiles,
+    /// Environment variables from `--link`.
+    pub link_env: Vec<String>,
+}
+
+/// What [`Controller::cleanup`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Endpoints of dead owners torn down.
+    pub endpoints: Vec<String>,
+    /// Veths on our bridges with no endpoint record, deleted.
+    pub orphan_veths: Vec<String>,
+    /// Rule tags with no endpoint record, deleted.
+    pub orphan_rules: Vec<String>,
+    /// Leases (`network/address`) whose owner has no endpoint record, released.
+    pub orphan_leases: Vec<String>,
+    /// Host port reservations whose owner has no endpoint record, released.
+    pub orphan_ports: Vec<String>,
+    /// Temporary state files of dead processes (a crash between writing and renaming),
+    /// removed; paths relative to the state directory.
+    pub temp_files: Vec<String>,
+}
