@@ -28,11 +28,9 @@ fn bench(c: &mut Criterion) {
         .expect("state dir");
     let resolv = state.path().join("resolv.conf");
     std::fs::write(&resolv, "nameserver 192.0.2.53\n").expect("resolv.conf");
-    let opts = DaemonOptions {
-        bridge: format!("lsbb{pid:x}"),
-        host_resolv_conf: resolv,
-        ..DaemonOptions::default()
-    };
+    let mut opts = DaemonOptions::default();
+    opts.bridge = format!("lsbb{pid:x}");
+    opts.host_resolv_conf = resolv;
     let ctl = Controller::new(state.path().join("state"), host.netns().clone(), opts)
         .expect("controller");
     let files = state.path().join("files");

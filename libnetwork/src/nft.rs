@@ -115,6 +115,20 @@ fn run_script(
 /// rewritten (flush and add in the same transaction: no moment without them). Chains
 /// holding per-network and per-container rules (`ports`, `forward-in`, `forward-out`) and
 /// the user's `forward-user` keep their rules.
+///
+/// The script creates the table and base chains (idempotent; the hooked chains' rules
+/// are rewritten atomically); [`set_network_rules`] with `base` runs it and a network's
+/// rules in one transaction.
+///
+/// * `raw-prerouting` drops packets to 127.0.0.0/8 that did not arrive on `lo`, before any
+///   DNAT: a neighbour that routes 127.0.0.1 via the host does not reach ports published on
+///   loopback (the CVE-2020-8558 class; Docker 28 does the same);
+/// * `forward` has a policy of drop: established and related traffic, published ports
+///   (DNATed into a bridge), traffic leaving a bridge, between containers of a network
+///   with inter-container communication, linked ports, and whatever the user accepts in
+///   `forward-user` pass; nothing else is forwarded (Docker's `FORWARD` policy since
+///   1.13, in our own table: other tables' rules are not touched, though their accepts do
+///   not override our drop, as with any two nftables base chains).
 fn base_script() -> String {
     format!(
         "add table ip {TABLE}
@@ -142,30 +156,8 @@ add rule ip {TABLE} forward jump forward-out
     )
 }
 
-/// Creates the table and base chains (idempotent; the hooked chains' rules are rewritten
-/// atomically). [`set_network_rules`] with `base` does this and a network's rules in one
-/// transaction.
-///
-/// * `raw-prerouting` drops packets to 127.0.0.0/8 that did not arrive on `lo`, before any
-///   DNAT: a neighbour that routes 127.0.0.1 via the host does not reach ports published on
-///   loopback (the CVE-2020-8558 class; Docker 28 does the same);
-/// * `forward` has a policy of drop: established and related traffic, published ports
-///   (DNATed into a bridge), traffic leaving a bridge, between containers of a network
-///   with inter-container communication, linked ports, and whatever the user accepts in
-///   `forward-user` pass; nothing else is forwarded (Docker's `FORWARD` policy since
-///   1.13, in our own table: other tables' rules are not touched, though their accepts do
-///   not override our drop, as with any two nftables base chains).
-pub fn ensure_base(ns: &NetnsRef) -> Result<()> {
-    run_nft(
-        ns,
-        "create table ip longshore",
-        &["-f", "-"],
-        Some(&base_script()),
-    )
-    .map(drop)
-}
-
 /// Removes the whole table (only when no network uses it any more).
+#[cfg(test)]
 pub fn delete_table(ns: &NetnsRef) -> Result<()> {
     match run_nft(
         ns,
@@ -228,7 +220,7 @@ fn delete_lines(rules: &[serde_json::Value], tags: &[String]) -> String {
 }
 
 /// Replaces a network's rules (and, with `base`, the base chains' rules, see
-/// [`ensure_base`]) in one transaction: the old rules are deleted by handle and the new
+/// [`base_script`]) in one transaction: the old rules are deleted by handle and the new
 /// ones added by the same `nft -f` run, so traffic never meets a moment without them.
 ///
 /// * masquerade of traffic from the subnet leaving through anything but the bridge;

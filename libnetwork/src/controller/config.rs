@@ -18,7 +18,16 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 pub const DEFAULT_BRIDGE: &str = "longshore0";
 
 /// The daemon-wide options of the seed (`docker -d --bridge --bip ...`).
+///
+/// Start from [`DaemonOptions::default`] (Docker's defaults) and change the fields you need:
+///
+/// ```
+/// let mut opts = longshore_network::DaemonOptions::default();
+/// opts.bridge = "lsdemo0".into();
+/// opts.userland_proxy = false;
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DaemonOptions {
     /// `--bridge`: the default network's bridge device.
     pub bridge: String,
@@ -64,6 +73,7 @@ impl Default for DaemonOptions {
 
 /// A bridge network as stored in `<state>/networks/<name>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NetworkInfo {
     /// Network name (`bridge` for the default one).
     pub name: String,
@@ -92,11 +102,36 @@ impl NetworkInfo {
     }
 }
 
-/// Options of a user-defined bridge network.
-#[derive(Debug, Clone, Default)]
+/// Inter-container communication on a bridge network (`--icc`,
+/// `com.docker.network.bridge.enable_icc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Icc {
+    /// Containers of the network reach each other (Docker's default).
+    #[default]
+    Allowed,
+    /// Containers reach each other only through `--link` exceptions and published ports.
+    Isolated,
+}
+
+/// Options of a user-defined network, built from [`NetworkCreate::new`]:
+///
+/// ```
+/// use longshore_network::{Icc, NetworkCreate};
+///
+/// let req = NetworkCreate::new("backend")
+///     .gateway("10.77.0.1/24".parse().unwrap())
+///     .mtu(1400)
+///     .icc(Icc::Isolated);
+/// assert_eq!(req.driver, "bridge");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NetworkCreate {
     /// Network name.
     pub name: String,
+    /// Driver name; only `bridge` creates networks (`host` and `none` exist already), any
+    /// other name is refused with [`Error::UnknownDriver`].
+    pub driver: String,
     /// Bridge device (default `lsbr` + a hash of the name).
     pub bridge: Option<String>,
     /// Gateway/prefix (default: the first free subnet of the pool).
@@ -105,12 +140,65 @@ pub struct NetworkCreate {
     pub fixed_cidr: Option<Ipv4Network>,
     /// MTU (default as for the default network).
     pub mtu: Option<u32>,
-    /// Isolate containers from each other.
-    pub no_icc: bool,
+    /// Inter-container communication.
+    pub icc: Icc,
+}
+
+impl NetworkCreate {
+    /// A bridge network named `name` with every other option at its default.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            driver: DEFAULT_NETWORK.into(),
+            bridge: None,
+            gateway: None,
+            fixed_cidr: None,
+            mtu: None,
+            icc: Icc::Allowed,
+        }
+    }
+
+    /// The driver (`bridge`).
+    pub fn driver(mut self, driver: impl Into<String>) -> Self {
+        self.driver = driver.into();
+        self
+    }
+
+    /// The bridge device (at most 15 characters).
+    pub fn bridge(mut self, bridge: impl Into<String>) -> Self {
+        self.bridge = Some(bridge.into());
+        self
+    }
+
+    /// The gateway address with the subnet's prefix (`--subnet`; the gateway is usually the
+    /// subnet's first address).
+    pub fn gateway(mut self, gateway: Ipv4Network) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// The range containers get addresses from (`--ip-range`).
+    pub fn fixed_cidr(mut self, range: Ipv4Network) -> Self {
+        self.fixed_cidr = Some(range);
+        self
+    }
+
+    /// The MTU of the bridge and the veths.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// Inter-container communication.
+    pub fn icc(mut self, icc: Icc) -> Self {
+        self.icc = icc;
+        self
+    }
 }
 
 /// `--net`: which network a container joins.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NetMode {
     /// `bridge` (the default network) or the name of a user-defined bridge network.
     Bridge(String),
@@ -144,13 +232,33 @@ impl FromStr for NetMode {
     }
 }
 
-/// What a container asks for (the run options of the seed's 6.1.19).
+/// What a container asks for (the run options of the seed's 6.1.19), built from
+/// [`EndpointConfig::new`]:
+///
+/// ```
+/// use longshore_network::{EndpointConfig, NetMode};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cfg = EndpointConfig::new("4f2a0c", None)
+///     .name("web")
+///     .mode("backend".parse()?) // --net backend
+///     .alias("www") // --network-alias www
+///     .publish("8080:80".parse()?) // -p 8080:80
+///     .files_dir("/var/lib/longshore/containers/4f2a0c");
+/// assert_eq!(cfg.mode, NetMode::Bridge("backend".into()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EndpointConfig {
     /// Container id (owner of leases, rules and ports).
     pub container_id: String,
     /// Container name (for links' `ALIAS_NAME=/name/alias` and hosts entries).
     pub container_name: String,
+    /// `--network-alias`: more names the container has for the other members of a
+    /// user-defined network (besides its name).
+    pub aliases: Vec<String>,
     /// The container's network namespace (needed for `bridge` and `none`).
     pub netns: Option<NetnsRef>,
     /// `--net`.
@@ -177,7 +285,9 @@ pub struct EndpointConfig {
     pub dns_search: Vec<String>,
     /// `--add-host`.
     pub extra_hosts: Vec<HostsEntry>,
-    /// Where to write `hosts`, `resolv.conf` and `hostname` (none: only returned).
+    /// Where to write `hosts`, `resolv.conf` and `hostname` (none: only returned). On a
+    /// user-defined network the controller keeps `hosts` up to date as other containers
+    /// join and leave (rewritten in place, so a bind mount of it sees the change).
     pub files_dir: Option<PathBuf>,
 }
 
@@ -187,6 +297,7 @@ impl EndpointConfig {
         Self {
             container_id: container_id.into(),
             container_name: container_id.into(),
+            aliases: vec![],
             netns,
             mode: NetMode::Bridge(DEFAULT_NETWORK.into()),
             hostname: None,
@@ -203,15 +314,109 @@ impl EndpointConfig {
             files_dir: None,
         }
     }
+
+    /// The container's name (default: its id).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.container_name = name.into();
+        self
+    }
+
+    /// Another name on user-defined networks (`--network-alias`).
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.aliases.push(alias.into());
+        self
+    }
+
+    /// The network (`--net`).
+    pub fn mode(mut self, mode: NetMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The hostname (`-h`).
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// The domain name.
+    pub fn domainname(mut self, domainname: impl Into<String>) -> Self {
+        self.domainname = Some(domainname.into());
+        self
+    }
+
+    /// The MAC address (`--mac-address`, see [`crate::parse_mac`]).
+    pub fn mac(mut self, mac: [u8; 6]) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// A specific address (`--ip`).
+    pub fn ip(mut self, ip: Ipv4Addr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// One more published port (`-p`).
+    pub fn publish(mut self, spec: PortSpec) -> Self {
+        self.publish.push(spec);
+        self
+    }
+
+    /// Publishes every exposed port on a dynamic host port (`-P`).
+    pub fn publish_all(mut self) -> Self {
+        self.publish_all = true;
+        self
+    }
+
+    /// One more exposed port (`--expose`, the image's exposed ports).
+    pub fn expose(mut self, port: ExposedPort) -> Self {
+        self.expose.push(port);
+        self
+    }
+
+    /// One more `--link`.
+    pub fn link(mut self, link: Link) -> Self {
+        self.links.push(link);
+        self
+    }
+
+    /// One more `--dns` server.
+    pub fn dns(mut self, server: IpAddr) -> Self {
+        self.dns.push(server);
+        self
+    }
+
+    /// One more `--dns-search` domain.
+    pub fn dns_search(mut self, domain: impl Into<String>) -> Self {
+        self.dns_search.push(domain.into());
+        self
+    }
+
+    /// One more `--add-host` entry.
+    pub fn extra_host(mut self, entry: HostsEntry) -> Self {
+        self.extra_hosts.push(entry);
+        self
+    }
+
+    /// Where the container's `hosts`, `resolv.conf` and `hostname` are written.
+    pub fn files_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.files_dir = Some(dir.into());
+        self
+    }
 }
 
 /// What was set up for a container; persisted in `<state>/endpoints/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EndpointInfo {
     /// Container id.
     pub container_id: String,
     /// Container name.
     pub container_name: String,
+    /// `--network-alias` names.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// `bridge`, `host`, `none` or `container`.
     pub driver: String,
     /// Network name (bridge driver).
@@ -245,8 +450,24 @@ pub struct EndpointInfo {
     pub owner_token: String,
 }
 
-/// The result of [`Controller::connect`].
+impl EndpointInfo {
+    /// The names other members of a user-defined network know the container by: its name,
+    /// then its aliases.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = vec![self.container_name.clone()];
+        names.extend(
+            self.aliases
+                .iter()
+                .filter(|a| **a != self.container_name)
+                .cloned(),
+        );
+        names
+    }
+}
+
+/// The result of [`crate::Controller::connect`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Endpoint {
     /// What was set up.
     pub info: EndpointInfo,
@@ -256,8 +477,9 @@ pub struct Endpoint {
     pub link_env: Vec<String>,
 }
 
-/// What [`Controller::cleanup`] removed.
+/// What [`crate::Controller::cleanup`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CleanupReport {
     /// Endpoints of dead owners torn down.
     pub endpoints: Vec<String>,

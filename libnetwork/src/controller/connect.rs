@@ -51,13 +51,45 @@ impl Controller {
         }
     }
 
-    pub(crate) fn driver_by_name(name: &str) -> &'static dyn Driver {
+    /// The driver an endpoint record names; an unknown name is an error (a record of a
+    /// newer version, or a damaged one), never the bridge.
+    pub(crate) fn driver_by_name(name: &str) -> Result<&'static dyn Driver> {
         match name {
-            "host" => &HostDriver,
-            "none" => &NoneDriver,
-            "container" => &ContainerDriver,
-            _ => &BridgeDriver,
+            "bridge" => Ok(&BridgeDriver),
+            "host" => Ok(&HostDriver),
+            "none" => Ok(&NoneDriver),
+            "container" => Ok(&ContainerDriver),
+            _ => Err(Error::UnknownDriver {
+                driver: name.into(),
+            }),
         }
+    }
+
+    /// Serialises the hosts-file updates of one user-defined network (none for the other
+    /// networks): a member's file is built from the records and its peers' files are
+    /// rewritten under it, so two containers joining at once each end up in the other's
+    /// file.
+    fn hosts_lock(&self, ep: &EndpointInfo) -> Result<Option<nix::fcntl::Flock<fs::File>>> {
+        let Some(net) = ep.network.as_deref().filter(|n| *n != DEFAULT_NETWORK) else {
+            return Ok(None);
+        };
+        let path = self
+            .state
+            .join("networks")
+            .join(format!("{net}.hosts.lock"));
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(file_err(&path, "open lock file"))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(Some)
+            .map_err(|(_, e)| Error::File {
+                path,
+                what: "lock",
+                source: e.into(),
+            })
     }
 
     /// Connects a container: runs its driver, publishes ports, builds its files and link
@@ -82,6 +114,7 @@ impl Controller {
         let mut ep = EndpointInfo {
             container_id: cfg.container_id.clone(),
             container_name: cfg.container_name.trim_start_matches('/').to_string(),
+            aliases: cfg.aliases.clone(),
             driver: driver.name().into(),
             network: None,
             ip: None,
@@ -102,10 +135,13 @@ impl Controller {
             owner_token: self.token.clone(),
         };
         driver.join(self, cfg, &mut ep)?;
-        let built = self.build_files(cfg, &ep).and_then(|files| {
+        let built = self.hosts_lock(&ep).and_then(|lock| {
+            let files = self.build_files(cfg, &ep)?;
             if let Some(d) = &cfg.files_dir {
                 files.write_to(d)?;
             }
+            self.update_peer_hosts(&ep, true);
+            drop(lock);
             Ok(files)
         });
         let files = match built {
@@ -115,7 +151,6 @@ impl Controller {
                 return Err(e);
             }
         };
-        self.update_peer_hosts(&ep, true);
         let link_env = cfg
             .links
             .iter()
@@ -131,6 +166,9 @@ impl Controller {
     pub(crate) fn check_config(cfg: &EndpointConfig) -> Result<()> {
         use crate::files::check_name;
         check_name("container name", cfg.container_name.trim_start_matches('/'))?;
+        for a in &cfg.aliases {
+            check_name("--network-alias", a)?;
+        }
         if let Some(h) = &cfg.hostname {
             check_name("hostname", h)?;
         }
@@ -186,7 +224,7 @@ impl Controller {
                 {
                     extra.push(HostsEntry {
                         ip: IpAddr::V4(ip.ip()),
-                        names: vec![other.container_name.clone()],
+                        names: other.names(),
                     });
                 }
             }
@@ -216,7 +254,7 @@ impl Controller {
     /// process is gone and the runtime drops its last reference): as [`Controller::disconnect`],
     /// but the veth pair is left to the kernel, which removes both ends with the namespace.
     /// Should the namespace live on after all, the background thread deletes the veth after
-    /// a grace period ([`crate::reaper::NETNS_GRACE`]) or at the next [`Controller::flush`].
+    /// a grace period (`NETNS_GRACE` in `src/reaper.rs`) or at the next [`Controller::flush`].
     pub fn disconnect_dying(&self, container_id: &str) -> Result<()> {
         self.disconnect_as(container_id, true)
     }
@@ -249,7 +287,7 @@ impl Controller {
         if net == DEFAULT_NETWORK {
             return;
         }
-        let line = format!("{} {}", ip.ip(), ep.container_name);
+        let line = format!("{} {}", ip.ip(), ep.names().join(" "));
         let Ok(all) = self.endpoints() else {
             return;
         };
@@ -283,8 +321,14 @@ impl Controller {
     }
 
     pub(crate) fn teardown_as(&self, ep: &EndpointInfo, netns_dying: bool) -> Result<()> {
-        self.update_peer_hosts(ep, false);
-        let r = Self::driver_by_name(&ep.driver).leave(self, ep);
+        match self.hosts_lock(ep) {
+            Ok(lock) => {
+                self.update_peer_hosts(ep, false);
+                drop(lock);
+            }
+            Err(e) => eprintln!("longshore-network: {e}"),
+        }
+        let r = Self::driver_by_name(&ep.driver).and_then(|d| d.leave(self, ep));
         if let Some(v) = &ep.veth {
             self.reaper
                 .queue(v, ep.ip.map(|i| i.ip()), &ep.netns, netns_dying);

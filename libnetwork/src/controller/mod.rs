@@ -302,5 +302,12 @@ mod tests {
         assert!(parse_mac("zz:42:ac:11:00:00").is_err());
         assert_eq!(veth_name("abc").len(), 15);
         assert!(safe_name("x", "../etc").is_err());
+        // a record naming a driver this crate does not have is torn down as an error, not
+        // as a bridge endpoint
+        assert!(matches!(
+            Controller::driver_by_name("macvlan"),
+            Err(Error::UnknownDriver { driver }) if driver == "macvlan"
+        ));
+        assert!(Controller::driver_by_name("bridge").is_ok());
     }
 }

@@ -133,6 +133,24 @@ impl Controller {
     /// Creates a user-defined bridge network.
     pub fn create_network(&self, req: &NetworkCreate) -> Result<NetworkInfo> {
         safe_name("network name", &req.name)?;
+        match req.driver.as_str() {
+            "bridge" => {}
+            "host" | "none" | "null" => {
+                return Err(Error::InvalidInput {
+                    what: "network driver",
+                    value: req.driver.clone(),
+                    reason: format!(
+                        "only one instance of the {:?} network is allowed",
+                        req.driver
+                    ),
+                });
+            }
+            other => {
+                return Err(Error::UnknownDriver {
+                    driver: other.into(),
+                });
+            }
+        }
         if req.name == DEFAULT_NETWORK || req.name == "host" || req.name == "none" {
             return Err(Error::NetworkExists(req.name.clone()));
         }
@@ -185,7 +203,7 @@ impl Controller {
             gateway,
             fixed_cidr: req.fixed_cidr,
             mtu,
-            icc: !req.no_icc,
+            icc: req.icc == Icc::Allowed,
             masquerade: self.opts.ip_masq,
         };
         if let Err(e) = self.setup_network(&info, false) {
@@ -243,6 +261,11 @@ impl Controller {
             nft::delete_network_rules(&self.host, &info.name, &info.id)?;
         }
         self.ipam.remove_pool(&info.name)?;
+        let _ = fs::remove_file(
+            self.state
+                .join("networks")
+                .join(format!("{}.hosts.lock", info.name)),
+        );
         store::remove(&self.network_path(&info.name))
     }
 
