@@ -444,6 +444,13 @@ pub struct EndpointInfo {
     /// by the controller instance that added them, by comment tag otherwise).
     #[serde(default)]
     pub rule_handles: Vec<u64>,
+    /// Set in the complete record (none in the first one, written before anything is
+    /// allocated): the handle of the nftables table the controller found when it opened.
+    /// A controller of another process that finds the same table deletes the port rules by
+    /// `rule_handles` (a table created again has another handle), and knows that a record
+    /// without ports has no rules to delete.
+    #[serde(default)]
+    pub(crate) rules_table: Option<u64>,
     /// Pid of the process that set it up (crash detection).
     pub owner_pid: u32,
     /// Instance token of the controller that set it up.

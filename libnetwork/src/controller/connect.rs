@@ -123,6 +123,7 @@ impl Controller {
             veth: None,
             ports: vec![],
             rule_handles: vec![],
+            rules_table: None,
             exposed,
             netns: cfg
                 .netns

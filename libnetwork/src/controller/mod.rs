@@ -46,6 +46,9 @@ pub struct Controller {
     nfnl: Option<Mutex<NfTables>>,
     /// Retired endpoint record files, reused for new records (see [`store::create_json_in`]).
     spares: Mutex<Vec<PathBuf>>,
+    /// The kernel's handle of the table `ip longshore` when the controller opened (see
+    /// [`EndpointInfo`]'s `rules_table`).
+    table: Option<u64>,
 }
 
 /// How many retired record files a controller keeps for reuse.
@@ -159,7 +162,7 @@ impl Controller {
             None
         };
         let nfnl_missing = nfnl.is_none();
-        let ctl = Self {
+        let mut ctl = Self {
             reaper: Reaper::start(&host)?,
             proxy_rt: ProxyRuntime::new(&host),
             nfnl,
@@ -176,6 +179,7 @@ impl Controller {
             opts,
             proxies: Mutex::new(HashMap::new()),
             spares: Mutex::new(Vec::new()),
+            table: None,
         };
         if ctl.opts.ip_forward {
             ctl.host.run(|| {
@@ -188,7 +192,7 @@ impl Controller {
         // tearing down while the next `run` starts) never delete each other's rule handles
         {
             let _alone = ctl.connect_lock(true)?;
-            ctl.ensure_default_network()?;
+            ctl.table = ctl.ensure_default_network()?;
         }
         Ok(ctl)
     }

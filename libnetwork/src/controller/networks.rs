@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, file_err};
 use crate::ipam::pick_subnet;
@@ -13,6 +14,14 @@ use crate::nft;
 use crate::store::{self, read_json, write_json};
 
 use crate::controller::*;
+
+/// What `<state>/rules.json` records: the default network's rules (with the base chains)
+/// whose fingerprint is `fingerprint` were installed in the table whose handle is `table`.
+#[derive(Debug, Serialize, Deserialize)]
+struct RulesStamp {
+    table: u64,
+    fingerprint: String,
+}
 
 impl Controller {
     pub(crate) fn default_mtu(&self, nl: &mut Netlink) -> Result<u32> {
@@ -32,7 +41,8 @@ impl Controller {
         Ok(1500)
     }
 
-    pub(crate) fn ensure_default_network(&self) -> Result<()> {
+    /// Creates or checks the default network; returns the nftables table's handle when known.
+    pub(crate) fn ensure_default_network(&self) -> Result<Option<u64>> {
         let existing: Option<NetworkInfo> = read_json(&self.network_path(DEFAULT_NETWORK))?;
         let others: Vec<Ipv4Network> = self
             .list_networks()?
@@ -79,8 +89,7 @@ impl Controller {
             icc: self.opts.icc,
             masquerade: self.opts.ip_masq,
         };
-        self.setup_network(&info, true)?;
-        Ok(())
+        self.setup_network(&info, true)
     }
 
     /// A network ID no network of the state directory has.
@@ -112,7 +121,15 @@ impl Controller {
 
     /// Creates the bridge, the address pool and the rules of a network; with `base`, the
     /// table's base chains too, in the same transaction as the network's rules.
-    pub(crate) fn setup_network(&self, info: &NetworkInfo, base: bool) -> Result<()> {
+    ///
+    /// For the default network (`base`), opened by every process, the rules are installed
+    /// only when they are not known to be in place: `rules.json` in the state directory
+    /// records the table's kernel handle and the fingerprint of the rules last installed
+    /// ([`nft::rules_fingerprint`]); when both match (the table was not deleted and created
+    /// again since, and the options give the same rules) no `nft` process is spawned. The
+    /// handle is read over the controller's `nf_tables` socket. Returns the table's handle
+    /// when it is known.
+    pub(crate) fn setup_network(&self, info: &NetworkInfo, base: bool) -> Result<Option<u64>> {
         self.host.run(|| {
             let mut nl = Netlink::open()?;
             let idx = nl.ensure_bridge(&info.bridge, info.mtu)?;
@@ -124,10 +141,41 @@ impl Controller {
             info.fixed_cidr,
             info.gateway.ip(),
         )?;
+        let mut table = None;
         if self.opts.iptables {
-            nft::set_network_rules(&self.host, &Self::network_rules(info), base)?;
+            let rules = Self::network_rules(info);
+            let stamp_path = self.state.join("rules.json");
+            let want = base.then(|| nft::rules_fingerprint(&rules, true));
+            table = self.table_handle();
+            let in_place = match (&want, table) {
+                (Some(fp), Some(t)) => read_json::<RulesStamp>(&stamp_path)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| s.table == t && s.fingerprint == *fp),
+                _ => false,
+            };
+            if !in_place {
+                nft::set_network_rules(&self.host, &rules, base)?;
+                table = self.table_handle();
+                if let (Some(fingerprint), Some(table)) = (want, table) {
+                    write_json(&stamp_path, &RulesStamp { table, fingerprint })?;
+                }
+            }
         }
-        write_json(&self.network_path(&info.name), info)
+        // rewritten only when it changed (a rename over the old file is slow on some disks)
+        let path = self.network_path(&info.name);
+        if read_json::<NetworkInfo>(&path).ok().flatten().as_ref() != Some(info) {
+            write_json(&path, info)?;
+        }
+        Ok(table)
+    }
+
+    /// The kernel's handle of the table `ip longshore`, when the controller has an
+    /// `nf_tables` socket and the table exists.
+    pub(crate) fn table_handle(&self) -> Option<u64> {
+        let nfnl = self.nfnl.as_ref()?;
+        let mut n = nfnl.lock().unwrap_or_else(|p| p.into_inner());
+        n.table_handle().ok().flatten()
     }
 
     /// Creates a user-defined bridge network.

@@ -11,4 +11,5 @@ mod common;
 mod isolation;
 mod names;
 mod netlink;
+mod reopen;
 mod teardown;

@@ -123,6 +123,7 @@ impl Driver for BridgeDriver {
                 })
             })
             .and_then(|()| ctl.publish(cfg, ep, ip, &net.bridge))
+            .map(|()| ep.rules_table = ctl.table)
             // the complete record (address, ports, rule handles) in one more write: a crash
             // before it leaves the first record, from which cleanup deletes the veth by
             // name, the rules by tag and the ports by owner, and whose lease (an owner
@@ -153,13 +154,16 @@ impl Driver for BridgeDriver {
             .as_deref()
             .and_then(|n| ctl.network(n).ok())
             .filter(|n| !n.icc);
-        // the DNAT rules by handle (one nft run) when this controller instance added them
-        // (so the handles are of this incarnation of the table); link rules and everything
-        // else by tag (listing the ruleset first)
-        // a record of another incarnation may lack the ports whose rules a crash left
-        let mut by_tag = isolated.is_some() || ep.owner_token != ctl.token;
+        // the DNAT rules by handle when this controller instance added them, or another one
+        // whose complete record names the table as it is now (so the handles are of this
+        // incarnation of the table); link rules and everything else by tag (listing the
+        // ruleset first: two nft runs). An incomplete record of another instance may lack
+        // the ports whose rules a crash left; a complete one without ports has no rules.
+        let ours = ep.owner_token == ctl.token;
+        let mut by_tag = isolated.is_some() || !(ours || ep.rules_table.is_some());
         if ctl.opts.iptables && !ep.ports.is_empty() {
-            if ep.owner_token == ctl.token && ep.rule_handles.len() == ep.ports.len() {
+            let same_table = || ep.rules_table.is_some() && ep.rules_table == ctl.table_handle();
+            if (ours || same_table()) && ep.rule_handles.len() == ep.ports.len() {
                 let deleted = match &ctl.nfnl {
                     Some(n) => n
                         .lock()
