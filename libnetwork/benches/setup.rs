@@ -164,6 +164,21 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // as the monitor of a `--rm` container can do it: the namespace released first, then
+    // disconnect_dying, and the drop leaves the veth to the kernel
+    g.bench_function("open_connect_release_disconnect_dying", |b| {
+        b.iter_batched(
+            || make(0),
+            |(ns, cfg)| {
+                let c = reopen();
+                c.connect(&cfg).expect("connect");
+                drop(ns);
+                c.disconnect_dying(&cfg.container_id).expect("disconnect");
+                drop(c);
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
     ctl.flush().expect("flush");
 }

@@ -256,6 +256,12 @@ impl Controller {
     /// but the veth pair is left to the kernel, which removes both ends with the namespace.
     /// Should the namespace live on after all, the background thread deletes the veth after
     /// a grace period (`NETNS_GRACE` in `src/reaper.rs`) or at the next [`Controller::flush`].
+    ///
+    /// Dropping the controller does not wait for such a veth when the namespace's path
+    /// (the record's `netns`, e.g. a pinned `/run/netns/<name>`) no longer exists: a runtime
+    /// that releases the namespace first and then calls this returns without the kernel's
+    /// 20 ms deletion. If the namespace lives on through another reference after all, the
+    /// veth is left for [`Controller::cleanup`].
     pub fn disconnect_dying(&self, container_id: &str) -> Result<()> {
         self.disconnect_as(container_id, true)
     }

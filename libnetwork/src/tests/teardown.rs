@@ -139,6 +139,29 @@ fn a_namespace_that_lives_on_still_loses_its_veth() {
 }
 
 #[test]
+fn a_released_namespace_takes_its_veth_without_the_controller_waiting() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let c = TestContainer::new();
+    {
+        let ctl = host.controller();
+        ctl.connect(&cfg("released", &c)).unwrap();
+        assert_eq!(host.veths().len(), 1);
+        // as a runtime does once the container is dead: release (unpin) the namespace,
+        // then disconnect; the dropped controller leaves the veth to the kernel
+        drop(c);
+        ctl.disconnect_dying("released").unwrap();
+        assert_eq!(ctl.reaper_stats().pending, 1);
+    }
+    // the kernel removes it with the namespace (asynchronously)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.veths().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(host.veths().is_empty(), "{:?}", host.veths());
+}
+
+#[test]
 fn port_rules_go_by_handle_and_a_stale_handle_falls_back_to_the_tag() {
     require_root!();
     let host = TestHost::new(|_| {});
