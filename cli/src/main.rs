@@ -2653,14 +2653,7 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                     "Error response from daemon: plugin \"{driver}\" not found"
                 )));
             }
-            let mut req = longshore_network::NetworkCreate {
-                name: name.clone(),
-                bridge: None,
-                gateway: None,
-                fixed_cidr: None,
-                mtu: None,
-                no_icc: false,
-            };
+            let mut req = longshore_network::NetworkCreate::new(name.clone());
             if let Some(s) = subnet {
                 let n: ipnetwork::Ipv4Network = s
                     .parse()
@@ -2682,7 +2675,13 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
             for o in opt {
                 match o.split_once('=') {
                     Some(("com.docker.network.bridge.name", v)) => req.bridge = Some(v.to_string()),
-                    Some(("com.docker.network.bridge.enable_icc", v)) => req.no_icc = v == "false",
+                    Some(("com.docker.network.bridge.enable_icc", v)) => {
+                        req.icc = if v == "false" {
+                            longshore_network::Icc::Isolated
+                        } else {
+                            longshore_network::Icc::Allowed
+                        }
+                    }
                     Some(("com.docker.network.driver.mtu", v)) => req.mtu = v.parse().ok(),
                     _ => return Err(fail(format!("unsupported network option {o:?}"))),
                 }

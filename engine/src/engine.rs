@@ -172,8 +172,7 @@ impl Engine {
 /// Docker's network defaults for a daemonless engine: no userland proxy (its listeners
 /// would die with the process that started the container).
 pub fn default_network() -> DaemonOptions {
-    DaemonOptions {
-        userland_proxy: false,
-        ..DaemonOptions::default()
-    }
+    let mut opts = DaemonOptions::default();
+    opts.userland_proxy = false;
+    opts
 }

@@ -90,19 +90,19 @@ impl From<longshore_network::DaemonOptions> for NetOptions {
 
 impl From<NetOptions> for longshore_network::DaemonOptions {
     fn from(o: NetOptions) -> Self {
-        longshore_network::DaemonOptions {
-            bridge: o.bridge,
-            bip: o.bip.and_then(|b| b.parse().ok()),
-            fixed_cidr: o.fixed_cidr.and_then(|b| b.parse().ok()),
-            mtu: o.mtu,
-            icc: o.icc,
-            ip: o.ip,
-            ip_forward: o.ip_forward,
-            ip_masq: o.ip_masq,
-            iptables: o.iptables,
-            userland_proxy: o.userland_proxy,
-            host_resolv_conf: o.host_resolv_conf,
-        }
+        let mut d = longshore_network::DaemonOptions::default();
+        d.bridge = o.bridge;
+        d.bip = o.bip.and_then(|b| b.parse().ok());
+        d.fixed_cidr = o.fixed_cidr.and_then(|b| b.parse().ok());
+        d.mtu = o.mtu;
+        d.icc = o.icc;
+        d.ip = o.ip;
+        d.ip_forward = o.ip_forward;
+        d.ip_masq = o.ip_masq;
+        d.iptables = o.iptables;
+        d.userland_proxy = o.userland_proxy;
+        d.host_resolv_conf = o.host_resolv_conf;
+        d
     }
 }
 

@@ -28,11 +28,9 @@ fn bench(c: &mut Criterion) {
         .expect("state dir");
     let resolv = state.path().join("resolv.conf");
     std::fs::write(&resolv, "nameserver 192.0.2.53\n").expect("resolv.conf");
-    let opts = DaemonOptions {
-        bridge: format!("lsbb{pid:x}"),
-        host_resolv_conf: resolv,
-        ..DaemonOptions::default()
-    };
+    let mut opts = DaemonOptions::default();
+    opts.bridge = format!("lsbb{pid:x}");
+    opts.host_resolv_conf = resolv;
     let ctl = Controller::new(state.path().join("state"), host.netns().clone(), opts)
         .expect("controller");
     let files = state.path().join("files");
@@ -137,6 +135,49 @@ fn bench(c: &mut Criterion) {
             }
             total
         })
+    });
+    g.finish();
+    // what every `longshore` process pays before its first connect: opening a controller on
+    // a state directory whose default network and rules are in place (and dropping it), and
+    // the same with one container connected and disconnected (the network part of `run --rm`)
+    let mut g = c.benchmark_group("controller");
+    g.sample_size(30);
+    let reopen = || {
+        Controller::new(
+            state.path().join("state"),
+            host.netns().clone(),
+            ctl.options().clone(),
+        )
+        .expect("controller")
+    };
+    g.bench_function("open", |b| b.iter(|| drop(reopen())));
+    g.bench_function("open_connect_disconnect", |b| {
+        b.iter_batched(
+            || make(0),
+            |(ns, cfg)| {
+                let c = reopen();
+                c.connect(&cfg).expect("connect");
+                c.disconnect(&cfg.container_id).expect("disconnect");
+                drop(c);
+                ns
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // as the monitor of a `--rm` container can do it: the namespace released first, then
+    // disconnect_dying, and the drop leaves the veth to the kernel
+    g.bench_function("open_connect_release_disconnect_dying", |b| {
+        b.iter_batched(
+            || make(0),
+            |(ns, cfg)| {
+                let c = reopen();
+                c.connect(&cfg).expect("connect");
+                drop(ns);
+                c.disconnect_dying(&cfg.container_id).expect("disconnect");
+                drop(c);
+            },
+            BatchSize::PerIteration,
+        )
     });
     g.finish();
     ctl.flush().expect("flush");

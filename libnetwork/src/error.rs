@@ -7,6 +7,7 @@ use std::path::PathBuf;
 ///
 /// Each message names the object (network, link, namespace, port, file) and the problem.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A netlink request failed.
     #[error("netlink: {op} failed: {source}")]
@@ -101,6 +102,12 @@ pub enum Error {
         last: u16,
         /// `tcp` or `udp`.
         proto: &'static str,
+    },
+    /// A network driver name that is not one of `bridge`, `host`, `none` and `container`.
+    #[error("unknown network driver {driver:?}: longshore has bridge, host, none and container")]
+    UnknownDriver {
+        /// The name asked for.
+        driver: String,
     },
     /// The named network does not exist.
     #[error("network {0} not found")]

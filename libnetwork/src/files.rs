@@ -39,7 +39,7 @@ impl HostsEntry {
 /// Checks a name that goes into `/etc/hosts`, `/etc/hostname` or `resolv.conf`: 1-255
 /// characters, none of them whitespace, control characters or `#`, so no input can add lines
 /// or comments to those files.
-pub fn check_name(what: &'static str, name: &str) -> Result<()> {
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > 255
         || name
@@ -56,7 +56,7 @@ pub fn check_name(what: &'static str, name: &str) -> Result<()> {
 }
 
 /// The localhost lines Docker 1.4 writes after the container's own line.
-pub const DEFAULT_HOSTS: &str = "127.0.0.1 localhost
+pub(crate) const DEFAULT_HOSTS: &str = "127.0.0.1 localhost
 ::1 localhost ip6-localhost ip6-loopback
 fe00::0 ip6-localnet
 ff00::0 ip6-mcastprefix
@@ -66,7 +66,7 @@ ff02::2 ip6-allrouters
 
 /// Builds `/etc/hosts`: the container's own address and hostname (`hostname.domain hostname`
 /// when a domain is set), Docker's localhost lines, then `extra` (`--add-host`, links).
-pub fn hosts_file(
+pub(crate) fn hosts_file(
     ip: Option<IpAddr>,
     hostname: &str,
     domainname: Option<&str>,
@@ -93,7 +93,7 @@ pub fn hosts_file(
 /// cannot work from another namespace); if that leaves no nameserver, Docker's fallback
 /// `8.8.8.8` and `8.8.4.4` are appended. With either option, a new file: `dns` (else the
 /// host's usable nameservers) and `search` from `dns_search` (else the host's; `.` means none).
-pub fn resolv_conf(host: &str, dns: &[IpAddr], dns_search: &[String]) -> String {
+pub(crate) fn resolv_conf(host: &str, dns: &[IpAddr], dns_search: &[String]) -> String {
     let is_loopback_ns = |line: &str| {
         let mut w = line.split_whitespace();
         w.next() == Some("nameserver")

@@ -1,182 +1,89 @@
 //! # longshore-network
 //!
-//! Container networking, the seed's network driver (4.2.5.2) and the run options of 6.1.19
-//! (`--net`, `-p`/`-P`, `--expose`, `--link`, `--dns`, `--dns-search`, `--add-host`, `-h`,
-//! `--mac-address`) with the daemon's `--bridge`, `--bip`, `--fixed-cidr`, `--mtu`, `--icc`,
-//! `--ip`, `--ip-forward`, `--ip-masq` and `--iptables`, as a library.
+//! Container networking as a library: the seed's network driver (4.2.5.2), the run options
+//! of 6.1.19 (`--net`, `-p`/`-P`, `--expose`, `--link`, `--dns`, `--dns-search`,
+//! `--add-host`, `-h`, `--mac-address`, `--network-alias`) and the daemon's `--bridge`,
+//! `--bip`, `--fixed-cidr`, `--mtu`, `--icc`, `--ip`, `--ip-forward`, `--ip-masq` and
+//! `--iptables`. No daemon: every process that opens a [`Controller`] on the same state
+//! directory shares its networks, leases, ports and rules (file locks coordinate them).
 //!
-//! A [`Controller`] owns the networks of one state directory inside one *host* network
-//! namespace. [`Controller::connect`] takes a container's namespace (a [`netns::NetnsRef`] from
-//! a path or a pid) and returns what it set up ([`Endpoint`]): address, MAC, veth, published
-//! ports, the contents of `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, and the
-//! environment of `--link`. [`Controller::disconnect`] undoes all of it (the veth in the
-//! background, see [`Controller::flush`]), and [`Controller::cleanup`] removes what a crashed
-//! process left behind.
+//! ## Using it
 //!
-//! * drivers behind the [`Driver`] trait: [`BridgeDriver`] (default and user-defined bridge
-//!   networks), [`HostDriver`], [`NoneDriver`], [`ContainerDriver`] (`container:<id>`);
-//! * [`netlink`]: a thin synchronous rtnetlink layer (bridge, veth pair created with its peer
-//!   directly in the container's namespace, addresses, routes, bridge port isolation for
-//!   `--icc=false` when `--iptables=false`);
-//! * [`ipam`]: leases persisted under the state directory with `flock`, Docker 1.4's
-//!   candidate subnets skipping the host's routes;
-//! * [`nft`]: DNAT, masquerade and hairpin rules in the nftables table `ip longshore`, the
-//!   forwarding filter (policy drop) and the loopback guard, and `--icc=false` isolation
-//!   with link exceptions in both `ip longshore` and `bridge longshore`;
-//! * [`nfnl`]: the per-container DNAT rules as raw `nf_tables` netlink batches (no
-//!   `libnftables` cache fill, no thread hand-off); [`libnft`]: the same rules through
-//!   `libnftables` in process where that socket cannot be opened;
-//! * [`reaper`]: host-side veths deleted in batches on a background thread;
-//! * [`proxy`]: the tokio userland proxy (TCP and UDP) for traffic to loopback;
-//! * [`files`]: hosts, resolv.conf, hostname and link variables in Docker 1.4's format.
+//! 1. Open a [`Controller`] on a state directory and the namespace that plays the host
+//!    ([`netns::NetnsRef::current`] for the machine's own), with [`DaemonOptions`]. The
+//!    first open creates the default bridge network `bridge` and its nftables rules; later
+//!    opens find them in place.
+//! 2. Create the container's network namespace (a runtime does; [`netns::NamedNetns`] here)
+//!    and [`Controller::connect`] it with an [`EndpointConfig`]: it returns the
+//!    [`Endpoint`] it set up (address, MAC, veth, published ports), the contents of the
+//!    container's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` (also written to
+//!    [`EndpointConfig::files_dir`] when set, for the runtime to bind-mount) and the
+//!    environment of `--link`.
+//! 3. [`Controller::disconnect`] undoes all of it when the container stops;
+//!    [`Controller::cleanup`] removes what a crashed process left behind.
 //!
-//! ## Attaching a namespace to a bridge with a published port
+//! User-defined networks ([`Controller::create_network`] with a [`NetworkCreate`]) give
+//! their members name resolution without a DNS server: each member's `hosts` file lists the
+//! others by name and alias, and is rewritten in place as members join and leave.
 //!
 //! The example plays the host in a namespace of its own, so it leaves the machine's network
-//! alone (it needs root and skips otherwise):
+//! alone. It needs root (namespaces, a bridge, nftables) and returns early without it:
 //!
 //! ```
 //! use longshore_network::netns::NamedNetns;
-//! use longshore_network::{Controller, DaemonOptions, EndpointConfig};
+//! use longshore_network::{Controller, DaemonOptions, EndpointConfig, NetworkCreate};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # if !nix::unistd::Uid::effective().is_root() { return Ok(()); }
+//! if !nix::unistd::Uid::effective().is_root() {
+//!     eprintln!("skipped: needs root");
+//!     return Ok(());
+//! }
 //! let pid = std::process::id();
 //! let host = NamedNetns::create(&format!("lsdh{pid}"))?; // the "host"
-//! let ctr = NamedNetns::create(&format!("lsdc{pid}"))?; // the container's namespace
+//! let web = NamedNetns::create(&format!("lsdw{pid}"))?; // two containers' namespaces
+//! let db = NamedNetns::create(&format!("lsdd{pid}"))?;
 //! let state = tempfile::Builder::new().prefix("longshore-").tempdir()?;
 //!
-//! let opts = DaemonOptions {
-//!     bridge: format!("lsdb{pid}"),
-//!     ..DaemonOptions::default()
-//! };
+//! let mut opts = DaemonOptions::default();
+//! opts.bridge = format!("lsdb{pid}");
 //! let ctl = Controller::new(state.path(), host.netns().clone(), opts)?;
 //!
-//! let mut cfg = EndpointConfig::new("web", Some(ctr.netns().clone()));
-//! cfg.publish = vec!["8080:80".parse()?]; // -p 8080:80
+//! // the default bridge, with a published port (-p 8080:80)
+//! let cfg = EndpointConfig::new("web", Some(web.netns().clone())).publish("8080:80".parse()?);
 //! let ep = ctl.connect(&cfg)?;
 //! assert_eq!(ep.info.ip.unwrap().to_string(), "172.17.0.1/16");
-//! assert_eq!(ep.info.mac.as_deref(), Some("02:42:ac:11:00:01"));
 //! assert_eq!(ep.info.ports[0].to_string(), "0.0.0.0:8080->80/tcp");
 //! assert!(ep.files.hosts.starts_with("172.17.0.1 web\n127.0.0.1 localhost\n"));
-//!
 //! ctl.disconnect("web")?; // rules, proxy, port and lease are gone
-//! ctl.flush()?; // and the veth pair, deleted in the background
+//!
+//! // a user-defined network: its members find each other by name
+//! ctl.create_network(&NetworkCreate::new(format!("back{pid}")))?;
+//! let mode: longshore_network::NetMode = format!("back{pid}").parse()?;
+//! let a = EndpointConfig::new("a1", Some(web.netns().clone())).name("api").mode(mode.clone());
+//! let b = EndpointConfig::new("d1", Some(db.netns().clone())).name("db").mode(mode);
+//! let api = ctl.connect(&a)?;
+//! let dbe = ctl.connect(&b)?;
+//! let api_ip = api.info.ip.unwrap().ip();
+//! assert!(dbe.files.hosts.contains(&format!("{api_ip} api\n")));
+//! ctl.disconnect("a1")?;
+//! ctl.disconnect("d1")?;
+//! ctl.remove_network(&format!("back{pid}"))?;
+//! ctl.flush()?; // waits for the veths, deleted in the background
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! ## Speed
+//! ## Inside
 //!
-//! `benches/setup.rs` (`benches/setup.sh`) measures one container on the default bridge in
-//! its own namespaces (the container namespace is created outside the timed part). The
-//! development VM has 2 cores that other engineers' builds share, so every comparison runs
-//! the old and the new bench binary alternately in one session, and the load average is
-//! part of the result. Criterion medians; "previous" is commit e49ac14, "now" this crate:
-//!
-//! `benches/pair.sh` runs two bench binaries at the same moment instead, so that both see
-//! the same load even when it drifts (under a rising load, the second binary of each
-//! `ab.sh` round pays for it). `benches/ab.sh` alternates the two binaries on the two
-//! setup + teardown rows (load average before and after each run; the bench itself adds
-//! about 1):
-//!
-//! | round | load      | previous plain | previous one port | now plain | now one port |
-//! |-------|-----------|----------------|-------------------|-----------|--------------|
-//! | 1     | 1.6 - 2.9 | 3.45 ms        | 5.30 ms           | 2.50 ms   | 2.77 ms      |
-//! | 2     | 2.9 - 3.9 | 4.57 ms        | 6.21 ms           | 4.02 ms   | 4.69 ms      |
-//! | 3     | 3.9 - 4.2 | 6.83 ms        | 9.94 ms           | 4.21 ms   | 5.18 ms      |
-//! | 4     | 1.3 - 2.9 | 3.99 ms        | 6.38 ms           | 2.63 ms   | 2.80 ms      |
-//! | 5     | 2.9 - 3.9 | 6.48 ms        | 6.08 ms           | 3.71 ms   | 4.74 ms      |
-//! | 6     | 3.9 - 5.0 | 11.36 ms       | 19.31 ms          | 5.37 ms   | 5.07 ms      |
-//!
-//! (rounds 4-6 are a second session). Medians over the six rounds: previous 5.5 ms plain
-//! and 6.3 ms with one port, now 3.9 ms and 4.7 ms; in the two quietest rounds the port
-//! case went from 5.3-6.4 ms to 2.8 ms.
-//!
-//! Then one full run of each binary, back to back (load 3.9-4.2 throughout):
-//!
-//! | per container                                       | previous | now     |
-//! |-----------------------------------------------------|----------|---------|
-//! | setup (plain)                                       | 5.8 ms   | 3.1 ms  |
-//! | teardown (plain)                                    | 1.0 ms   | 0.08 ms |
-//! | setup + teardown (plain)                            | 8.0 ms   | 2.5 ms  |
-//! | teardown, namespace destroyed first                 | 0.51 ms  | 0.10 ms |
-//! | setup, one published port                           | 4.2 ms   | 2.5 ms  |
-//! | teardown, one published port                        | 1.4 ms   | 0.17 ms |
-//! | setup + teardown, one published port                | 5.9 ms   | 2.8 ms  |
-//! | setup + teardown + waiting for the veth's deletion  | 32.7 ms  | 31.8 ms |
-//! | the same, per container of a batch of 10            | 5.3 ms   | 4.0 ms  |
-//!
-//! Setup medians swing by 1-2 ms between runs with the machine's load (in the previous
-//! column the setup with a port is faster than the plain one); teardown is now a tenth of
-//! a millisecond or two because it no longer touches the disk's slow paths or
-//! `libnftables`. An earlier full run at load 4.0-4.5 gave 12.0 ms before and 5.1 ms now for
-//! setup + teardown with one port, 6.1 and 0.22 ms for its teardown.
-//!
-//! What bounds them:
-//! * Deleting a veth pair (`RTM_DELLINK`) takes about 20 ms in the kernel, which waits for
-//!   RCU grace periods while it holds the RTNL lock. [`Controller::disconnect`] does not
-//!   wait for it: rules, proxies, ports, lease, record and peers' hosts entries are released
-//!   before it returns, and the veth goes to a background thread ([`reaper`]) that batches
-//!   the veths queued within 20 ms into one interface-group delete (one set of grace
-//!   periods per batch). [`Controller::disconnect_dying`] leaves the pair to the kernel, which
-//!   removes it with the container's namespace. [`Controller::flush`] (and dropping the
-//!   controller) waits for the thread. Under sustained churn setup + teardown is bound by
-//!   the kernel's deletion throughput (the `flush` rows).
-//! * Plain setup is bound by about ten netlink round trips (veth pair, eth0 address, route,
-//!   links up) on a thread that `setns`es into each namespace, and by creating files: the
-//!   container's `hosts`, `resolv.conf` and `hostname` (and their directory, in the bench)
-//!   are new inodes, and ext4 without a journal skips every inode freed in the last half
-//!   minute when it allocates one, so their cost grows with the disk's recent deletions.
-//!   Timestamps inside the library during the bench (load 4-5, medians, plain / one port):
-//!   the netlink part 1.1 / 1.2 ms, the lease 0.02 ms, the record 0.03 ms to create and
-//!   0.02 ms to complete, the container's files 0.21 / 0.63 ms (the same work; the port run
-//!   comes later in the bench), the whole teardown 0.04 / 0.12 ms. The record used to be a
-//!   new inode too (0.17-0.27 ms); now a retired record file is reused (below).
-//! * State files no longer cost milliseconds. This disk is ext4 without a journal, mounted
-//!   with `discard`: a rename over an existing file makes ext4 allocate the new file's blocks
-//!   at once (`auto_da_alloc`), and unlinking such a file later waits for a synchronous
-//!   discard. Measured on the state directory's disk: rename-over 0.06-0.2 ms median (0.6 ms
-//!   mean), the unlink of a file that was renamed over 3.7 ms median, against 3 µs for an
-//!   in-place `pwrite`, 3 µs for a rename to a new name and 4-20 µs for unlinking a file
-//!   whose blocks were never allocated. Before, every port and lease table change and every
-//!   endpoint record update was a rename-over (seven per setup + teardown with one port)
-//!   and the teardown unlinked the record. Now the port and lease tables are rewritten in
-//!   place under their `flock` (one padded `pwrite` within the first page, which a dying
-//!   writer cannot tear; tables over 4 KiB, about 40 entries, swap a new file in with
-//!   `RENAME_EXCHANGE`); the endpoint record is created once (`RENAME_NOREPLACE`, which also
-//!   stops two processes connecting one container), completed once in place under a `flock`
-//!   that readers take shared, and moved aside at teardown under a temporary name; the
-//!   controller keeps up to 16 such files and writes the next records into them (no inode
-//!   created or freed per container; a reader that still holds a reused file open finds
-//!   another container's id in it and treats the record as gone), and the [`reaper`]
-//!   thread unlinks the rest and, when the controller is dropped, these. Crash cleanup
-//!   removes the temporary files of dead processes. Nothing was ever `fsync`ed (a crash of
-//!   the machine may lose recent state, as before; a crash of the process cannot tear it).
-//! * Published ports: before, about 1 ms over the plain case. Per phase, from timestamps
-//!   in the bench (load 3.4, medians): reserving the port and starting its proxy 0.13 ms,
-//!   adding the DNAT rule through `libnftables` 0.54 ms, stopping the proxy 0.06 ms,
-//!   deleting the rule by handle 0.27 ms, releasing the port 0.03 ms. `libnftables` was most
-//!   of it: before each command it fills its cache with dumps of every table, chain, set,
-//!   object and flowtable of the namespace (and every rule, for `--echo`), so its cost grows
-//!   with the host's ruleset, and each command is a hand-off to its thread. Now [`nfnl`]
-//!   sends the `nf_tables` batch itself from the caller's thread over a socket opened once
-//!   in the host namespace: one `NEWRULE` per port with `NLM_F_ECHO` (the echo carries the
-//!   handle), one `DELRULE` per handle at teardown. Measured the same way (load 4.0):
-//!   adding the rule 0.05 ms, deleting it 0.03 ms; with the proxy's start (0.13 ms) and
-//!   stop (0.11 ms) and the port table (0.01-0.03 ms per change) a published port now costs
-//!   about 0.35 ms. The proxy's two thread hand-offs stay: its listening socket must be
-//!   created inside the host namespace, by the proxy runtime's thread when that is not the
-//!   caller's namespace, and its removal is waited for so that the port is free when
-//!   [`Controller::disconnect`] returns.
-//! * The port table stays a file: with `userland_proxy = false` no socket holds the port
-//!   (the bind is only a probe), and a crashed process's DNAT rules outlive its sockets
-//!   until cleanup, so the kernel's socket table cannot stand in for it; in place it costs
-//!   about 0.03 ms per change. Where the `nf_tables` socket cannot be opened the rules go
-//!   through `libnftables.so.1` as before, and without that through the `nft` command (one
-//!   spawn per setup and one per teardown, 8-15 ms each).
-//!
-//! Docker spends about 70 ms on networking per `docker run` on the same machine.
+//! A bridge network is a Linux bridge; a container joins it through a veth pair created
+//! with its peer directly in the container's namespace (synchronous rtnetlink, from a
+//! short-lived thread that enters each namespace). Addresses are leased from files under
+//! the state directory (`flock`), skipping the host's routes as Docker 1.4 did. Firewall
+//! rules live in the nftables tables `ip longshore` and `bridge longshore`; the
+//! per-container DNAT rules go to the kernel as raw `nf_tables` netlink batches.
+//! Host-side veths are deleted in batches by a background thread, because the kernel
+//! takes about 20 ms per deletion. Published ports to loopback are served by a tokio
+//! userland proxy. Measurements and what bounds them: `BENCHMARKS.md` in this crate.
 //!
 //! ## Safety of the machine's network
 //!
@@ -186,7 +93,7 @@
 //!
 //! ## What the firewall rules hold, and what they do not
 //!
-//! With `--iptables` (the default), in the host namespace ([`nft`] has the rule sets):
+//! With `--iptables` (the default), in the host namespace (`src/nft.rs` has the rule sets):
 //!
 //! * ports published on a loopback address (`-p 127.0.0.1:8080:80`) stay local: packets to
 //!   127.0.0.0/8 that did not arrive on `lo` are dropped before any DNAT, so a neighbour
@@ -220,24 +127,32 @@
 //! link exceptions) and nothing filters forwarding; IPv6 forwarding is not enabled and not
 //! filtered.
 
-pub mod controller;
-pub mod error;
+#![deny(unsafe_code)]
+
+mod controller;
+mod error;
 pub mod files;
-pub mod ipam;
-pub mod libnft;
-pub mod netlink;
+mod ipam;
+// loads libnftables.so.1 with dlopen: the crate's only unsafe code, each block with a
+// SAFETY comment
+#[allow(unsafe_code)]
+mod libnft;
+mod netlink;
 pub mod netns;
-pub mod nfnl;
-pub mod nft;
+mod nfnl;
+mod nft;
 pub mod ports;
-pub mod proxy;
-pub mod reaper;
+mod proxy;
+mod reaper;
 mod store;
+// the tests send raw frames (AF_PACKET) as an attacker would
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests;
 
 pub use controller::{
-    BridgeDriver, CleanupReport, ContainerDriver, Controller, DEFAULT_BRIDGE, DEFAULT_NETWORK,
-    DaemonOptions, Driver, Endpoint, EndpointConfig, EndpointInfo, HostDriver, NetMode,
-    NetworkCreate, NetworkInfo, NoneDriver, parse_mac, veth_name,
+    CleanupReport, Controller, DEFAULT_BRIDGE, DEFAULT_NETWORK, DaemonOptions, Endpoint,
+    EndpointConfig, EndpointInfo, Icc, NetMode, NetworkCreate, NetworkInfo, parse_mac, veth_name,
 };
 pub use error::{Error, Result};
 pub use reaper::ReaperStats;

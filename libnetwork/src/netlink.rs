@@ -90,11 +90,6 @@ impl Netlink {
         })
     }
 
-    /// Opens a socket inside `ns` (from a short-lived thread).
-    pub fn open_in(ns: &NetnsRef) -> Result<Self> {
-        ns.run(Self::open)
-    }
-
     fn request(
         &mut self,
         op: &str,

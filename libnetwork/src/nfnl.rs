@@ -36,10 +36,14 @@ const NLA_F_NESTED: u16 = 0x8000;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
 const NFPROTO_IPV4: u8 = 2;
 
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_TABLE_HANDLE: u16 = 4;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_HANDLE: u16 = 3;
@@ -375,6 +379,57 @@ impl NfTables {
         Ok(echoed.into_iter().map(|(_, h)| h).collect())
     }
 
+    /// The kernel's handle of the table `ip longshore` (none when it does not exist). Handles
+    /// come from a counter of the namespace, so a table deleted and created again has a new
+    /// one: equal handles mean the same table, whose rule handles are still valid.
+    pub fn table_handle(&mut self) -> Result<Option<u64>> {
+        let what = "look up table ip longshore";
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut b = Vec::with_capacity(64);
+        let ty = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+        Self::header(&mut b, ty, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_IPV4, 0);
+        attr_str(&mut b, NFTA_TABLE_NAME, TABLE);
+        Self::finish(&mut b, 0);
+        self.sock.send(&b, 0).map_err(nfnl_err(what))?;
+        let mut handle = None;
+        loop {
+            let n = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(nfnl_err(what))?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let m = &self.buf[off..n];
+                let len = u32::from_ne_bytes(m[0..4].try_into().expect("4 bytes")) as usize;
+                if len < 16 || len > m.len() {
+                    return Err(Error::Nft {
+                        what: what.to_string(),
+                        detail: format!("malformed netlink reply (length {len})"),
+                    });
+                }
+                let ty = u16::from_ne_bytes(m[4..6].try_into().expect("2 bytes"));
+                let mseq = u32::from_ne_bytes(m[8..12].try_into().expect("4 bytes"));
+                if mseq == seq {
+                    if ty == NLMSG_ERROR && len >= 20 {
+                        return match -i32::from_ne_bytes(m[16..20].try_into().expect("4 bytes")) {
+                            0 => Ok(handle),
+                            libc::ENOENT => Ok(None),
+                            errno => Err(Error::Nft {
+                                what: what.to_string(),
+                                detail: io::Error::from_raw_os_error(errno).to_string(),
+                            }),
+                        };
+                    }
+                    if ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE && len >= 20 {
+                        handle = attr_u64(&m[20..len], NFTA_TABLE_HANDLE);
+                    }
+                }
+                off += len.next_multiple_of(4);
+            }
+        }
+    }
+
     /// Deletes rules of chain `ip longshore ports` by handle in one transaction. Returns
     /// false, deleting nothing, when a handle does not exist (any more).
     pub fn delete_port_rules(&mut self, owner: &str, handles: &[u64]) -> Result<bool> {
@@ -408,14 +463,19 @@ impl NfTables {
 }
 
 /// `NFTA_RULE_HANDLE` among a rule message's attributes.
-fn rule_handle(mut attrs: &[u8]) -> Option<u64> {
+fn rule_handle(attrs: &[u8]) -> Option<u64> {
+    attr_u64(attrs, NFTA_RULE_HANDLE)
+}
+
+/// The big-endian u64 attribute `want` among a message's attributes.
+fn attr_u64(mut attrs: &[u8], want: u16) -> Option<u64> {
     while attrs.len() >= 4 {
         let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
         let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & !NLA_F_NESTED;
         if len < 4 || len > attrs.len() {
             return None;
         }
-        if ty == NFTA_RULE_HANDLE && len == 12 {
+        if ty == want && len == 12 {
             return Some(u64::from_be_bytes(attrs[4..12].try_into().ok()?));
         }
         attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];

@@ -115,6 +115,20 @@ fn run_script(
 /// rewritten (flush and add in the same transaction: no moment without them). Chains
 /// holding per-network and per-container rules (`ports`, `forward-in`, `forward-out`) and
 /// the user's `forward-user` keep their rules.
+///
+/// The script creates the table and base chains (idempotent; the hooked chains' rules
+/// are rewritten atomically); [`set_network_rules`] with `base` runs it and a network's
+/// rules in one transaction.
+///
+/// * `raw-prerouting` drops packets to 127.0.0.0/8 that did not arrive on `lo`, before any
+///   DNAT: a neighbour that routes 127.0.0.1 via the host does not reach ports published on
+///   loopback (the CVE-2020-8558 class; Docker 28 does the same);
+/// * `forward` has a policy of drop: established and related traffic, published ports
+///   (DNATed into a bridge), traffic leaving a bridge, between containers of a network
+///   with inter-container communication, linked ports, and whatever the user accepts in
+///   `forward-user` pass; nothing else is forwarded (Docker's `FORWARD` policy since
+///   1.13, in our own table: other tables' rules are not touched, though their accepts do
+///   not override our drop, as with any two nftables base chains).
 fn base_script() -> String {
     format!(
         "add table ip {TABLE}
@@ -142,30 +156,8 @@ add rule ip {TABLE} forward jump forward-out
     )
 }
 
-/// Creates the table and base chains (idempotent; the hooked chains' rules are rewritten
-/// atomically). [`set_network_rules`] with `base` does this and a network's rules in one
-/// transaction.
-///
-/// * `raw-prerouting` drops packets to 127.0.0.0/8 that did not arrive on `lo`, before any
-///   DNAT: a neighbour that routes 127.0.0.1 via the host does not reach ports published on
-///   loopback (the CVE-2020-8558 class; Docker 28 does the same);
-/// * `forward` has a policy of drop: established and related traffic, published ports
-///   (DNATed into a bridge), traffic leaving a bridge, between containers of a network
-///   with inter-container communication, linked ports, and whatever the user accepts in
-///   `forward-user` pass; nothing else is forwarded (Docker's `FORWARD` policy since
-///   1.13, in our own table: other tables' rules are not touched, though their accepts do
-///   not override our drop, as with any two nftables base chains).
-pub fn ensure_base(ns: &NetnsRef) -> Result<()> {
-    run_nft(
-        ns,
-        "create table ip longshore",
-        &["-f", "-"],
-        Some(&base_script()),
-    )
-    .map(drop)
-}
-
 /// Removes the whole table (only when no network uses it any more).
+#[cfg(test)]
 pub fn delete_table(ns: &NetnsRef) -> Result<()> {
     match run_nft(
         ns,
@@ -228,7 +220,7 @@ fn delete_lines(rules: &[serde_json::Value], tags: &[String]) -> String {
 }
 
 /// Replaces a network's rules (and, with `base`, the base chains' rules, see
-/// [`ensure_base`]) in one transaction: the old rules are deleted by handle and the new
+/// [`base_script`]) in one transaction: the old rules are deleted by handle and the new
 /// ones added by the same `nft -f` run, so traffic never meets a moment without them.
 ///
 /// * masquerade of traffic from the subnet leaving through anything but the bridge;
@@ -241,6 +233,49 @@ fn delete_lines(rules: &[serde_json::Value], tags: &[String]) -> String {
 ///   the set [`icc_set_name`] dropped, and `bridge-nf-call-iptables` switched on (when the
 ///   kernel has it) so that bridged IPv4 also meets the ip family's stateful rules.
 pub fn set_network_rules(ns: &NetnsRef, net: &NetworkRules<'_>, base: bool) -> Result<()> {
+    let (before, after) = network_script(net, base);
+    // the old rules (none on a first start)
+    let rules = list_rules(ns)?;
+    let script = format!(
+        "{before}{}{after}",
+        delete_lines(&rules, &network_tags(net.name))
+    );
+    if !net.icc {
+        // bridged IPv4 through the ip family's forward hook too (Docker sets the same);
+        // absent without br_netfilter, where the bridge family's rules stand alone
+        ns.run(|| {
+            let p = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
+            match std::fs::write(p, "1\n") {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r.map_err(crate::error::file_err(p, "enable bridge-nf-call-iptables")),
+            }
+        })?;
+    }
+    run_nft(
+        ns,
+        &format!("rules of network {}", net.name),
+        &["-f", "-"],
+        Some(&script),
+    )
+    .map(drop)
+}
+
+/// A short digest of what [`set_network_rules`] installs for `net` (with `base`): equal
+/// fingerprints mean equal rules, since the scripts' text is part of it. The controller
+/// keeps the fingerprint of what it installed, with the table's handle, to skip
+/// reinstalling rules that are in place.
+pub fn rules_fingerprint(net: &NetworkRules<'_>, base: bool) -> String {
+    let (before, after) = network_script(net, base);
+    let h = format!("{before}{after}")
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+    format!("{h:016x}")
+}
+
+/// The script of [`set_network_rules`] around the deletion of the network's old rules.
+fn network_script(net: &NetworkRules<'_>, base: bool) -> (String, String) {
     let subnet = Ipv4Network::new(net.subnet.network(), net.subnet.prefix()).expect("same prefix");
     let [masq, hairpin, icc, fwd] = network_tags(net.name);
     let br = quote(net.bridge);
@@ -254,12 +289,7 @@ add set bridge {TABLE} {set} {{ type ifname; }}
 "
         ));
     }
-    // the old rules (none on a first start)
-    let rules = list_rules(ns)?;
-    script.push_str(&delete_lines(
-        &rules,
-        &[masq.clone(), hairpin.clone(), icc.clone(), fwd.clone()],
-    ));
+    let before = std::mem::take(&mut script);
     if net.masquerade {
         script.push_str(&format!(
             "add rule ip {TABLE} postrouting ip saddr {subnet} oifname != \"{br}\" masquerade comment \"{masq}\"\n"
@@ -279,23 +309,8 @@ add rule ip {TABLE} forward-out iifname \"{br}\" accept comment \"{fwd}\"
         script.push_str(&format!(
             "add rule bridge {TABLE} forward iifname @{set} oifname @{set} ether type != arp drop comment \"{icc}\"\n"
         ));
-        // bridged IPv4 through the ip family's forward hook too (Docker sets the same);
-        // absent without br_netfilter, where the bridge family's rules stand alone
-        ns.run(|| {
-            let p = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
-            match std::fs::write(p, "1\n") {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                r => r.map_err(crate::error::file_err(p, "enable bridge-nf-call-iptables")),
-            }
-        })?;
     }
-    run_nft(
-        ns,
-        &format!("rules of network {}", net.name),
-        &["-f", "-"],
-        Some(&script),
-    )
-    .map(drop)
+    (before, script)
 }
 
 /// Deletes a network's rules and, when it has one, its isolation set, in one transaction.

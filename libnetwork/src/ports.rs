@@ -180,7 +180,7 @@ fn key(ip: IpAddr, port: u16, proto: Proto) -> String {
 
 /// Host ports in use by endpoints of this state directory (`<state>/ports.json`).
 #[derive(Debug, Clone)]
-pub struct PortAllocator {
+pub(crate) struct PortAllocator {
     path: PathBuf,
 }
 

@@ -61,6 +61,7 @@ impl std::fmt::Debug for Running {
 /// One published port served by a [`ProxyRuntime`]; dropping it closes the port.
 #[derive(Debug)]
 pub struct Proxy {
+    #[cfg_attr(not(test), allow(dead_code))]
     listen: SocketAddr,
     id: u64,
     tx: mpsc::UnboundedSender<Cmd>,
@@ -153,6 +154,7 @@ impl ProxyRuntime {
     }
 
     /// Whether the runtime's thread is running (it starts with the first port).
+    #[cfg(test)]
     pub fn is_running(&self) -> bool {
         self.running
             .lock()
@@ -176,6 +178,7 @@ impl Drop for ProxyRuntime {
 
 impl Proxy {
     /// The listening address (with the port the kernel chose when asked for port 0).
+    #[cfg(test)]
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
     }

@@ -13,7 +13,8 @@
 //! still there afterwards (a namespace that someone else keeps alive).
 //!
 //! [`Reaper::flush`] makes everything queued ready now and waits until it is gone; dropping
-//! the reaper flushes and joins the thread. Addresses, rules, ports and records are released
+//! the reaper flushes and joins the thread, except for veths queued as dying whose
+//! namespace path no longer exists (left to the kernel). Addresses, rules, ports and records are released
 //! by the caller synchronously; only the link itself is deferred, and
 //! [`Reaper::wait_clear`] keeps a new container from reusing a name or address whose old
 //! veth is still queued.
@@ -48,6 +49,8 @@ struct Entry {
     ip: Option<Ipv4Addr>,
     netns: PathBuf,
     not_before: Instant,
+    /// Queued by `disconnect_dying`: the kernel removes it with the namespace.
+    dying: bool,
 }
 
 #[derive(Default)]
@@ -116,6 +119,7 @@ impl Reaper {
             ip,
             netns: netns.to_path_buf(),
             not_before: Instant::now() + delay,
+            dying: netns_dying,
         });
         self.shared.1.notify_all();
     }
@@ -182,6 +186,13 @@ impl Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
+        // a veth whose namespace is gone from its path (unpinned: the runtime released it)
+        // is the kernel's to remove with the namespace; the process need not wait 20 ms for
+        // it. Should the namespace live on through another reference, the veth has no
+        // record any more and `Controller::cleanup` deletes it.
+        lock(&self.shared)
+            .queue
+            .retain(|e| !(e.dying && !e.netns.as_os_str().is_empty() && !e.netns.exists()));
         if let Err(e) = self.flush() {
             eprintln!("longshore-network: veth reaper: {e}");
         }

@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
-use longshore_network::netlink::{Netlink, VethPeer};
-use longshore_network::netns::NamedNetns;
+use crate::netlink::{Netlink, VethPeer};
+use crate::netns::NamedNetns;
 use longshore_test_support::{require_root, unique_name};
 
 #[test]

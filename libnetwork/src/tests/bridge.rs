@@ -1,16 +1,14 @@
 //! The bridge driver end to end, in namespaces the tests create.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use common::{TestContainer, TestHost};
-use longshore_network::files::Link;
-use longshore_network::netlink::Netlink;
-use longshore_network::ports::{DYNAMIC_FIRST, DYNAMIC_LAST};
-use longshore_network::{EndpointConfig, Error, NetMode, NetworkCreate, nft, parse_mac};
+use super::common::{TestContainer, TestHost};
+use crate::files::Link;
+use crate::netlink::Netlink;
+use crate::ports::{DYNAMIC_FIRST, DYNAMIC_LAST};
+use crate::{EndpointConfig, Error, NetMode, NetworkCreate, nft, parse_mac};
 use longshore_test_support::require_root;
 
 fn cfg(id: &str, c: &TestContainer) -> EndpointConfig {
@@ -125,7 +123,7 @@ fn tcp_echo(host: &TestHost, addr: SocketAddr) -> String {
     tcp_echo_in(host.ns.netns(), addr)
 }
 
-fn tcp_echo_in(ns: &longshore_network::netns::NetnsRef, addr: SocketAddr) -> String {
+fn tcp_echo_in(ns: &crate::netns::NetnsRef, addr: SocketAddr) -> String {
     ns.run(|| {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -354,8 +352,7 @@ fn links_give_the_seed_env_and_hosts_entries() {
     let mut t = cfg("ee465e70bd38", &tgt);
     t.container_name = "target".into();
     t.links = vec![link];
-    t.extra_hosts =
-        vec![longshore_network::files::HostsEntry::parse_add_host("db:10.9.9.9").unwrap()];
+    t.extra_hosts = vec![crate::files::HostsEntry::parse_add_host("db:10.9.9.9").unwrap()];
     t.dns = vec!["192.0.2.1".parse().unwrap()];
     let ep = ctl.connect(&t).unwrap();
     let sip = child.ip.unwrap().ip();
@@ -456,7 +453,7 @@ fn crash_cleanup_removes_veths_rules_leases_and_ports() {
         .run(|| {
             let mut nl = Netlink::open()?;
             let br = nl.link(&bridge)?.unwrap();
-            let peer = longshore_network::netlink::VethPeer {
+            let peer = crate::netlink::VethPeer {
                 name: "eth0",
                 mac: [2, 0x42, 1, 2, 3, 4],
                 netns: &other_ns,
@@ -466,14 +463,14 @@ fn crash_cleanup_removes_veths_rules_leases_and_ports() {
         .unwrap();
     // a lease and a port taken by a process that died before writing its record
     let state = host.state.path().join("state");
-    let ipam = longshore_network::ipam::Ipam::new(&state);
+    let ipam = crate::ipam::Ipam::new(&state);
     let stray = ipam.allocate("bridge", "never-recorded", None).unwrap();
-    longshore_network::ports::PortAllocator::new(&state)
+    crate::ports::PortAllocator::new(&state)
         .allocate(
             "never-recorded",
             Ipv4Addr::UNSPECIFIED,
             Some(7300),
-            longshore_network::ports::Proto::Tcp,
+            crate::ports::Proto::Tcp,
             |_| Ok(()),
         )
         .unwrap();
@@ -507,19 +504,11 @@ fn user_defined_networks_host_none_and_container_modes() {
     require_root!();
     let host = TestHost::new(|_| {});
     let ctl = host.controller();
-    let net = ctl
-        .create_network(&NetworkCreate {
-            name: "backend".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    let net = ctl.create_network(&NetworkCreate::new("backend")).unwrap();
     // the default network took 172.17/16; the next pool entry is used
     assert_eq!(net.gateway.to_string(), "10.0.42.1/16");
     assert!(matches!(
-        ctl.create_network(&NetworkCreate {
-            name: "backend".into(),
-            ..Default::default()
-        }),
+        ctl.create_network(&NetworkCreate::new("backend")),
         Err(Error::NetworkExists(_))
     ));
     let names: Vec<String> = ctl
@@ -607,13 +596,7 @@ fn bad_input_is_refused_without_side_effects() {
     assert!(ctl.connect(&EndpointConfig::new("nons", None)).is_err());
     // hostile ids and names
     assert!(ctl.connect(&cfg("../../etc/passwd", &c)).is_err());
-    assert!(
-        ctl.create_network(&NetworkCreate {
-            name: "../x".into(),
-            ..Default::default()
-        })
-        .is_err()
-    );
+    assert!(ctl.create_network(&NetworkCreate::new("../x")).is_err());
     // names that would inject lines into /etc/hosts or resolv.conf
     let mut cf = cfg("inject", &c);
     cf.hostname = Some("evil\n1.2.3.4 bank".into());
@@ -628,7 +611,7 @@ fn bad_input_is_refused_without_side_effects() {
     cf.dns_search = vec!["a.test\nnameserver 6.6.6.6".into()];
     assert!(ctl.connect(&cf).is_err());
     let mut cf = cfg("inject", &c);
-    cf.extra_hosts = vec![longshore_network::files::HostsEntry {
+    cf.extra_hosts = vec![crate::files::HostsEntry {
         ip: "10.0.0.1".parse().unwrap(),
         names: vec!["a b".into()],
     }];
@@ -648,12 +631,8 @@ fn bad_input_is_refused_without_side_effects() {
     assert!(ctl.connect(&cf).is_err());
     // a subnet overlapping the default network
     assert!(
-        ctl.create_network(&NetworkCreate {
-            name: "clash".into(),
-            gateway: Some("172.17.99.1/24".parse().unwrap()),
-            ..Default::default()
-        })
-        .is_err()
+        ctl.create_network(&NetworkCreate::new("clash").gateway("172.17.99.1/24".parse().unwrap()))
+            .is_err()
     );
     ctl.flush().unwrap(); // veths go in the background
     assert!(host.veths().is_empty());
@@ -768,14 +747,14 @@ fn without_the_userland_proxy_dnat_and_hairpin_still_publish() {
 fn crash_child_helper() {
     let spec = std::env::var("LS_CRASH_CHILD").expect("run by the parent test only");
     let p: Vec<&str> = spec.split('|').collect();
-    let opts = longshore_network::DaemonOptions {
+    let opts = crate::DaemonOptions {
         bridge: p[2].into(),
         host_resolv_conf: p[4].into(),
         ..Default::default()
     };
-    let host = longshore_network::netns::NetnsRef::from_path(p[0]).unwrap();
-    let ctl = longshore_network::Controller::new(p[1], host, opts).unwrap();
-    let ctr = longshore_network::netns::NetnsRef::from_path(p[3]).unwrap();
+    let host = crate::netns::NetnsRef::from_path(p[0]).unwrap();
+    let ctl = crate::Controller::new(p[1], host, opts).unwrap();
+    let ctr = crate::netns::NetnsRef::from_path(p[3]).unwrap();
     let mut cf = EndpointConfig::new("victim", Some(ctr));
     cf.publish = vec!["7100:80".parse().unwrap(), "7101:80/udp".parse().unwrap()];
     ctl.connect(&cf).unwrap();
@@ -798,7 +777,12 @@ fn a_crashed_process_is_cleaned_up_by_the_next_one() {
         host.opts.host_resolv_conf.display()
     );
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_helper", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "tests::bridge::crash_child_helper",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("LS_CRASH_CHILD", spec)
         .status()
         .unwrap();

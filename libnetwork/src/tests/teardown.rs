@@ -1,14 +1,12 @@
 //! Fast teardown: veths deleted in the background (or by the kernel with their namespace),
 //! DNAT rules deleted by handle; nothing is left behind once the controller is flushed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestContainer, TestHost};
-use longshore_network::netlink::Netlink;
-use longshore_network::nft;
-use longshore_network::{EndpointConfig, EndpointInfo};
+use super::common::{TestContainer, TestHost};
+use crate::netlink::Netlink;
+use crate::nft;
+use crate::{EndpointConfig, EndpointInfo};
 use longshore_test_support::require_root;
 
 fn cfg(id: &str, c: &TestContainer) -> EndpointConfig {
@@ -141,6 +139,29 @@ fn a_namespace_that_lives_on_still_loses_its_veth() {
 }
 
 #[test]
+fn a_released_namespace_takes_its_veth_without_the_controller_waiting() {
+    require_root!();
+    let host = TestHost::new(|_| {});
+    let c = TestContainer::new();
+    {
+        let ctl = host.controller();
+        ctl.connect(&cfg("released", &c)).unwrap();
+        assert_eq!(host.veths().len(), 1);
+        // as a runtime does once the container is dead: release (unpin) the namespace,
+        // then disconnect; the dropped controller leaves the veth to the kernel
+        drop(c);
+        ctl.disconnect_dying("released").unwrap();
+        assert_eq!(ctl.reaper_stats().pending, 1);
+    }
+    // the kernel removes it with the namespace (asynchronously)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.veths().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(host.veths().is_empty(), "{:?}", host.veths());
+}
+
+#[test]
 fn port_rules_go_by_handle_and_a_stale_handle_falls_back_to_the_tag() {
     require_root!();
     let host = TestHost::new(|_| {});
@@ -198,7 +219,7 @@ fn the_in_process_nft_session_echoes_handles_and_reports_errors() {
     require_root!();
     let host = TestHost::new(|_| {});
     let _ctl = host.controller(); // creates table ip longshore in the test host
-    let s = longshore_network::libnft::NftSession::start(host.ns.netns())
+    let s = crate::libnft::NftSession::start(host.ns.netns())
         .expect("libnftables.so.1 (package nftables) loads");
     let out = s
         .run("add rule ip longshore ports tcp dport 7700 dnat to 10.9.9.9:80 comment \"ep:sess\"\n")
@@ -293,19 +314,17 @@ fn raw_netlink_rules_read_back_as_nft_writes_them_and_go_by_handle() {
     require_root!();
     let host = TestHost::new(|_| {});
     let _ctl = host.controller(); // creates table ip longshore in the test host
-    let mut nf = longshore_network::nfnl::NfTables::open_in(host.ns.netns()).unwrap();
-    let ports: Vec<longshore_network::ports::PortMapping> =
+    let mut nf = crate::nfnl::NfTables::open_in(host.ns.netns()).unwrap();
+    let ports: Vec<crate::ports::PortMapping> =
         [("0.0.0.0", 7800, 80, "tcp"), ("127.0.0.1", 7801, 53, "udp")]
             .iter()
-            .map(
-                |(ip, hp, cp, proto)| longshore_network::ports::PortMapping {
-                    host_ip: ip.parse().unwrap(),
-                    host_port: *hp,
-                    container_ip: "172.17.0.9".parse().unwrap(),
-                    container_port: *cp,
-                    proto: proto.parse().unwrap(),
-                },
-            )
+            .map(|(ip, hp, cp, proto)| crate::ports::PortMapping {
+                host_ip: ip.parse().unwrap(),
+                host_port: *hp,
+                container_ip: "172.17.0.9".parse().unwrap(),
+                container_port: *cp,
+                proto: proto.parse().unwrap(),
+            })
             .collect();
     let h1 = nf.add_port_rules("raw", &ports, Some("lsbr0")).unwrap();
     let h2 = nf.add_port_rules("raw2", &ports[..1], None).unwrap();
@@ -378,11 +397,11 @@ fn record_files_are_reused_and_a_stale_reader_never_takes_another_containers_rec
     assert_eq!(seen.container_id, "second");
     assert!(matches!(
         ctl.endpoint("first"),
-        Err(longshore_network::Error::EndpointNotFound(_))
+        Err(crate::Error::EndpointNotFound(_))
     ));
     assert!(matches!(
         ctl.disconnect("first"),
-        Err(longshore_network::Error::EndpointNotFound(_))
+        Err(crate::Error::EndpointNotFound(_))
     ));
     assert_eq!(ctl.endpoint("second").unwrap(), ep.info);
     let ids: Vec<String> = ctl
@@ -395,7 +414,7 @@ fn record_files_are_reused_and_a_stale_reader_never_takes_another_containers_rec
     // a second connect of a connected container keeps its record and the spare pool
     assert!(matches!(
         ctl.connect(&cfg("second", &c2)),
-        Err(longshore_network::Error::AlreadyConnected(_))
+        Err(crate::Error::AlreadyConnected(_))
     ));
     ctl.disconnect("second").unwrap();
     assert!(ctl.endpoints().unwrap().is_empty());

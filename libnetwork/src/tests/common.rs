@@ -1,12 +1,11 @@
 //! Shared fixtures: a "host" namespace per test, containers as plain namespaces.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use longshore_network::netlink::Netlink;
-use longshore_network::netns::NamedNetns;
-use longshore_network::{Controller, DaemonOptions, nft};
+use crate::netlink::Netlink;
+use crate::netns::NamedNetns;
+use crate::{Controller, DaemonOptions, nft};
 use longshore_test_support::unique_name;
 
 /// A test host: its own namespace, state directory and fake resolv.conf.

@@ -5,8 +5,6 @@
 //! any bridge), as another machine on the host's network would be; it sets its own routes
 //! and sysctls as an attacker on that machine could.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
@@ -15,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{TestContainer, TestHost};
-use longshore_network::files::Link;
-use longshore_network::netlink::Netlink;
-use longshore_network::netns::NetnsRef;
-use longshore_network::{EndpointConfig, NetMode, NetworkCreate};
+use super::common::{TestContainer, TestHost};
+use crate::files::Link;
+use crate::netlink::Netlink;
+use crate::netns::NetnsRef;
+use crate::{EndpointConfig, NetMode, NetworkCreate};
 use longshore_test_support::{require_root, unique_name};
 
 fn cfg(id: &str, c: &TestContainer) -> EndpointConfig {
@@ -162,7 +160,7 @@ fn udp_reaches(ns: &NetnsRef, addr: SocketAddr) -> bool {
 }
 
 fn mac_bytes(s: &str) -> [u8; 6] {
-    longshore_network::parse_mac(s).unwrap()
+    crate::parse_mac(s).unwrap()
 }
 
 /// The MAC address of `dev` in namespace `ns` (by name).
@@ -691,12 +689,8 @@ fn issue16_isolation_set_names_do_not_collide() {
     let base = unique_name("lsi");
     let (dash, dot) = (format!("{base}-x"), format!("{base}.x"));
     for name in [&dash, &dot] {
-        ctl.create_network(&NetworkCreate {
-            name: name.clone(),
-            no_icc: true,
-            ..Default::default()
-        })
-        .unwrap();
+        ctl.create_network(&NetworkCreate::new(name.clone()).icc(crate::Icc::Isolated))
+            .unwrap();
     }
     ctl.remove_network(&dash)
         .expect("removing one of two isolated networks");
