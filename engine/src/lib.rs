@@ -68,6 +68,7 @@ pub mod health;
 mod images;
 pub mod monitor;
 mod pull;
+mod registry;
 mod stage;
 pub mod system;
 mod volumes;
@@ -84,6 +85,7 @@ pub use error::{Error, Result};
 pub use events::{Event, EventsOptions};
 pub use images::{ImageSummary, RemoveImageOptions, apply_change};
 pub use pull::{LayerOutcome, PullJobOptions, PullReport};
+pub use registry::{PushJobOptions, PushReport};
 pub use volumes::Volume;
 
 /// The package name, for diagnostics.

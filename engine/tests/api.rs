@@ -17,16 +17,33 @@ use std::time::Duration;
 
 use longshore_engine::api::DaemonOptions;
 use longshore_engine::{Engine, EngineOptions, ListOptions, RemoveOptions};
+use longshore_test_support::registry::RegistryServer;
 use longshore_test_support::{busybox_rootfs, is_root, report_skip, unique_name};
+
+fn temp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("longshore-api-")
+        .tempdir_in("/tmp")
+        .expect("temp dir")
+}
 
 const DOCKER: &str = "/usr/local/bin/docker";
 /// Set in the environment of this binary run as the daemon: its data root and socket.
 const DAEMON_ROOT: &str = "LONGSHORE_API_TEST_DAEMON_ROOT";
 const DAEMON_SOCK: &str = "LONGSHORE_API_TEST_DAEMON_SOCK";
+/// Registries the test daemon reaches over plain HTTP (comma-separated).
+const DAEMON_INSECURE: &str = "LONGSHORE_API_TEST_INSECURE";
 
 /// This binary run as `longshore daemon`.
 fn daemon_main(root: &str, sock: &str) -> ExitCode {
-    let engine = Engine::open(root, EngineOptions::default()).expect("open the engine");
+    let mut eopts = EngineOptions::default();
+    eopts.client.insecure_registries = std::env::var(DAEMON_INSECURE)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let engine = Engine::open(root, eopts).expect("open the engine");
     let mut opts = DaemonOptions::default();
     opts.hosts = vec![format!("unix://{sock}")];
     opts.debug = std::env::var_os("LONGSHORE_API_TEST_DEBUG").is_some();
@@ -42,6 +59,9 @@ fn daemon_main(root: &str, sock: &str) -> ExitCode {
 /// A `longshore daemon` on its own data root: this test binary run again as the daemon
 /// (`api::run`, with its signal handling), stopped with SIGTERM and cleaned up on drop.
 struct Daemon {
+    /// An open registry and one that wants alice:s3cret (htpasswd).
+    registry: RegistryServer,
+    private: RegistryServer,
     dir: tempfile::TempDir,
     sock: PathBuf,
     engine: Engine,
@@ -71,7 +91,24 @@ impl Daemon {
             )
             .expect("import busybox");
         let _ = std::fs::remove_dir_all(&rootfs);
+        let registry = RegistryServer::start(temp(), "");
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", "alice", "s3cret"])
+            .output()
+            .expect("htpasswd (apache2-utils) must be installed");
+        let pdir = temp();
+        let hp = pdir.path().join("htpasswd");
+        std::fs::write(&hp, htpasswd.stdout).expect("write htpasswd");
+        let private = RegistryServer::start(
+            pdir,
+            &format!(
+                "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                hp.display()
+            ),
+        );
         let mut d = Daemon {
+            registry,
+            private,
             sock: dir.path().join("d.sock"),
             dir,
             engine,
@@ -86,6 +123,10 @@ impl Daemon {
         let child = Command::new(std::env::current_exe().expect("test binary"))
             .env(DAEMON_ROOT, self.dir.path().join("root"))
             .env(DAEMON_SOCK, &self.sock)
+            .env(
+                DAEMON_INSECURE,
+                format!("{},{}", self.registry.addr, self.private.addr),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("start the daemon");
@@ -393,12 +434,12 @@ fn images_and_inspect(d: &Daemon) {
     assert!(id.trim().starts_with("sha256:"), "{id}");
     let o = d.docker(&["inspect", "--type", "image", "nosuchimage-lsapi"]);
     assert!(!o.status.success());
-    // a missing image: the CLI asks to pull it, and gets a clear refusal
-    let o = d.docker(&["run", "--rm", "--network", "none", "nosuchimage-lsapi"]);
-    assert_eq!(o.status.code(), Some(125));
+    // a missing image: the CLI pulls it, and the registry's "not found" ends the run
+    let missing = format!("{}/nosuch-lsapi:latest", d.registry.addr);
+    let o = d.docker(&["run", "--rm", "--network", "none", &missing]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr)
-            .contains("pulling and importing images through the Engine API is not built yet"),
+        text(&o.stderr).contains("Unable to find image") && text(&o.stderr).contains("not found"),
         "{}",
         text(&o.stderr)
     );
@@ -508,6 +549,454 @@ fn stop_keeps_containers(d: &mut Daemon) {
     ok(&d.docker(&["rm", "-f", &name]));
 }
 
+/// `docker tag`, `push` (to a real registry), `rmi`, `pull` (the JSON progress stream the
+/// CLI renders), `run` of the pulled image, `history`, `image prune`.
+fn push_pull_tag_history(d: &mut Daemon) {
+    let repo = format!("{}/{}", d.registry.addr, unique_name("lsapi"));
+    let tagged = format!("{repo}:v1");
+    ok(&d.docker(&["tag", "busybox", &tagged]));
+    let out = ok(&d.docker(&["push", &tagged]));
+    assert!(out.contains("The push refers to repository"), "{out}");
+    assert!(out.contains("v1: digest: sha256:"), "{out}");
+    // pushing again: every layer is there already
+    let again = ok(&d.docker(&["push", &tagged]));
+    assert!(again.contains("Layer already exists"), "{again}");
+    let o = ok(&d.docker(&["rmi", &tagged]));
+    assert!(o.contains("Untagged"), "{o}");
+    let out = ok(&d.docker(&["pull", &tagged]));
+    assert!(out.contains("Digest: sha256:"), "{out}");
+    assert!(
+        out.contains("Status: Image is up to date") || out.contains("Downloaded newer image"),
+        "{out}"
+    );
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &tagged,
+        "echo",
+        "pulled",
+    ]);
+    assert_eq!(ok(&o), "pulled\n");
+    // a tag that is not there: the stream's error, exit 1
+    let o = d.docker(&["pull", &format!("{repo}:nope")]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+    // a push of nothing: 404 before the stream
+    let o = d.docker(&["push", &format!("{repo}:absent")]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("No such image"),
+        "{}",
+        text(&o.stderr)
+    );
+    let h = ok(&d.docker(&["history", "--format", "{{.CreatedBy}}|{{.Size}}", &tagged]));
+    assert!(!h.trim().is_empty(), "{h}");
+    let (code, body) = d.http("GET", &format!("/images/{tagged}/history"), "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&tagged), "{body}");
+    ok(&d.docker(&["rmi", &tagged]));
+    let o = ok(&d.docker(&["image", "prune", "-f"]));
+    assert!(o.contains("Total reclaimed space"), "{o}");
+    let (code, body) = d.http("GET", "/images/search?term=", "");
+    assert_eq!(code, 400, "{body}");
+}
+
+/// `docker login` against a registry with htpasswd auth, then a push and pull through it;
+/// a wrong password is refused (401) and pushes without login fail.
+fn login_and_private_push(d: &mut Daemon) {
+    let reg = d.private.addr.clone();
+    let tagged = format!("{reg}/{}:1", unique_name("lsapi"));
+    ok(&d.docker(&["tag", "busybox", &tagged]));
+    let o = d.docker(&["push", &tagged]);
+    assert!(
+        !o.status.success() || text(&o.stdout).contains("401"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = d.docker_in(
+        &["login", "-u", "alice", "--password-stdin", &reg],
+        Some(b"wrong\n"),
+    );
+    assert!(!o.status.success(), "{}", text(&o.stdout));
+    let (code, body) = d.http(
+        "POST",
+        "/auth",
+        &format!("{{\"username\":\"alice\",\"password\":\"wrong\",\"serveraddress\":\"{reg}\"}}"),
+    );
+    assert_eq!(code, 401, "{body}");
+    let o = d.docker_in(
+        &["login", "-u", "alice", "--password-stdin", &reg],
+        Some(b"s3cret\n"),
+    );
+    assert!(text(&ok(&o).into_bytes()).contains("Login Succeeded"));
+    let out = ok(&d.docker(&["push", &tagged]));
+    assert!(out.contains("digest: sha256:"), "{out}");
+    ok(&d.docker(&["rmi", &tagged]));
+    ok(&d.docker(&["pull", &tagged]));
+    ok(&d.docker(&["rmi", &tagged]));
+}
+
+/// `docker save` to a file, `rmi`, `load` from it: the image and its tag are back.
+fn save_and_load(d: &mut Daemon) {
+    let name = format!("{}:s1", unique_name("lsapi"));
+    ok(&d.docker(&["tag", "busybox", &name]));
+    let tar = d.dir.path().join(format!("{}.tar", unique_name("save")));
+    ok(&d.docker(&["save", "-o", tar.to_str().unwrap(), &name]));
+    assert!(std::fs::metadata(&tar).unwrap().len() > 100_000);
+    ok(&d.docker(&["rmi", &name]));
+    let out = ok(&d.docker(&["load", "-i", tar.to_str().unwrap()]));
+    assert!(out.contains(&format!("Loaded image: {name}")), "{out}");
+    let o = d.docker(&["run", "--rm", "--network", "none", &name, "echo", "loaded"]);
+    assert_eq!(ok(&o), "loaded\n");
+    ok(&d.docker(&["rmi", &name]));
+    let (code, body) = d.http("GET", "/images/get?names=nosuch-lsapi", "");
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = d.http("POST", "/images/load", "this is not a tar");
+    assert_eq!(code, 400, "{body}");
+    std::fs::remove_file(&tar).unwrap();
+}
+
+/// `docker cp` both ways (a file, a directory), into a running container and out of it.
+fn copy_in_and_out(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    let work = d.dir.path().join(unique_name("cp"));
+    std::fs::create_dir_all(work.join("dir/sub")).unwrap();
+    std::fs::write(work.join("f.txt"), "file content\n").unwrap();
+    std::fs::write(work.join("dir/sub/g"), "deep\n").unwrap();
+    ok(&d.docker(&[
+        "cp",
+        work.join("f.txt").to_str().unwrap(),
+        &format!("{name}:/tmp/"),
+    ]));
+    ok(&d.docker(&[
+        "cp",
+        work.join("dir").to_str().unwrap(),
+        &format!("{name}:/tmp/dir"),
+    ]));
+    assert_eq!(
+        ok(&d.docker(&["exec", &name, "cat", "/tmp/f.txt"])),
+        "file content\n"
+    );
+    assert_eq!(
+        ok(&d.docker(&["exec", &name, "cat", "/tmp/dir/sub/g"])),
+        "deep\n"
+    );
+    ok(&d.docker(&["exec", &name, "sh", "-c", "echo made > /tmp/out.txt"]));
+    let back = work.join("back.txt");
+    ok(&d.docker(&[
+        "cp",
+        &format!("{name}:/tmp/out.txt"),
+        back.to_str().unwrap(),
+    ]));
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "made\n");
+    let dback = work.join("dback");
+    ok(&d.docker(&["cp", &format!("{name}:/tmp/dir"), dback.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(dback.join("sub/g")).unwrap(),
+        "deep\n"
+    );
+    let o = d.docker(&[
+        "cp",
+        &format!("{name}:/nonexistent"),
+        back.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("Could not find the file"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&d.docker(&["rm", "-f", &name]));
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// `docker events` with --since/--until and a filter, and following: the events of a run
+/// arrive while the stream is open.
+fn events_past_and_streaming(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut follow = Command::new(DOCKER)
+        .arg("-H")
+        .arg(format!("unix://{}", d.sock.display()))
+        .args([
+            "events",
+            "--filter",
+            &format!("container={name}"),
+            "--format",
+            "{{.Action}}",
+        ])
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&d.docker(&[
+        "run",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]));
+    ok(&d.docker(&["rm", &name]));
+    let mut seen = String::new();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+        while let Some(Ok(l)) = lines.next() {
+            seen.push_str(&l);
+            seen.push('\n');
+            if l == "destroy" {
+                break;
+            }
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    for a in ["create", "start", "die", "destroy"] {
+        assert!(seen.lines().any(|l| l == a), "following missed {a}: {seen}");
+    }
+    // until now: the past events, then the stream ends
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let past = ok(&d.docker(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        &format!("container={name}"),
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.exitCode}}",
+    ]));
+    assert_eq!(past.trim(), "die 0");
+    let (code, body) = d.http(
+        "GET",
+        "/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+}
+
+/// `docker volume` commands and `run -v` with a named volume and a host directory.
+fn volumes_and_binds(d: &mut Daemon) {
+    let vol = unique_name("lsapi");
+    ok(&d.docker(&["volume", "create", "--label", "k=v", &vol]));
+    let ls = ok(&d.docker(&["volume", "ls", "-q", "--filter", "label=k=v"]));
+    assert!(ls.lines().any(|l| l == vol), "{ls}");
+    let mp = ok(&d.docker(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Mountpoint}} {{.Labels.k}}",
+        &vol,
+    ]));
+    assert!(mp.trim().ends_with("_data v"), "{mp}");
+    let user = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "--name",
+        &user,
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/data"),
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]));
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/data"),
+        "busybox",
+        "cat",
+        "/data/f",
+    ]);
+    assert_eq!(ok(&o), "kept\n");
+    let o = d.docker(&["volume", "rm", &vol]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("in use"), "{}", text(&o.stderr));
+    ok(&d.docker(&["rm", &user]));
+    ok(&d.docker(&["volume", "rm", &vol]));
+    let o = d.docker(&["volume", "inspect", &vol]);
+    assert!(!o.status.success());
+    // a host directory
+    let host = d.dir.path().join(unique_name("bind"));
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("h"), "from host\n").unwrap();
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/h", host.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /h/h; echo back > /h/back",
+    ]);
+    assert_eq!(ok(&o), "from host\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("back")).unwrap(),
+        "back\n"
+    );
+    let pruned = unique_name("lsapi");
+    ok(&d.docker(&["volume", "create", &pruned]));
+    let (code, body) = d.http("POST", "/volumes/prune", "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&pruned), "{body}");
+    let (code, body) = d.http("POST", "/volumes/create", "{\"Name\":\"bad/name\"}");
+    assert_eq!(code, 400, "{body}");
+}
+
+/// `docker network create/ls/inspect/rm` of a bridge network (its bridge named `ls...`).
+fn network_commands(d: &mut Daemon) {
+    let net = unique_name("lsapi");
+    let bridge = unique_name("ls");
+    let id = ok(&d.docker(&[
+        "network",
+        "create",
+        "-o",
+        &format!("com.docker.network.bridge.name={bridge}"),
+        &net,
+    ]));
+    let id = id.trim().to_string();
+    let guard = NetGuard(d.sock.clone(), net.clone());
+    let ls = ok(&d.docker(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]));
+    assert!(ls.lines().any(|l| l == format!("{net} bridge")), "{ls}");
+    assert!(ls.lines().any(|l| l == "none null"), "{ls}");
+    let insp = ok(&d.docker(&["network", "inspect", "-f", "{{.Id}} {{.Driver}}", &net]));
+    assert_eq!(insp.trim(), format!("{id} bridge"));
+    let o = d.docker(&["network", "create", &net]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("already exists"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&d.docker(&["network", "rm", &net]));
+    std::mem::forget(guard);
+    let o = d.docker(&["network", "inspect", &net]);
+    assert!(!o.status.success());
+    let (code, body) = d.http("DELETE", &format!("/networks/{net}"), "");
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = d.http("DELETE", "/networks/none", "");
+    assert_eq!(code, 403, "{body}");
+}
+
+/// Removes a test network if the test failed before it did.
+struct NetGuard(PathBuf, String);
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", self.0.display()))
+            .args(["network", "rm", &self.1])
+            .output();
+    }
+}
+
+/// `docker logs -f` follows until the container exits.
+fn logs_follow(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; sleep 1; echo b",
+    ]));
+    let out = ok(&d.docker(&["logs", "-f", &name]));
+    assert_eq!(out, "a\nb\n");
+    ok(&d.docker(&["rm", &name]));
+}
+
+/// `docker run -it` and `docker exec -it` under a pseudo-terminal (`script`): a terminal
+/// inside, the exit code passed through.
+fn tty_run_and_exec(d: &mut Daemon) {
+    let host = format!("unix://{}", d.sock.display());
+    let cfg = d.dir.path().join("docker-config");
+    let run = |cmd: &str| {
+        Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .env("DOCKER_CONFIG", &cfg)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run(&format!(
+        "{DOCKER} -H {host} run -it --rm --network none busybox sh -c 'test -t 0 && echo tty-yes; exit 4'"
+    ));
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).contains("tty-yes"), "{}", text(&o.stdout));
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    let o = run(&format!(
+        "{DOCKER} -H {host} exec -it {name} sh -c 'test -t 1 && echo exec-tty; exit 6'"
+    ));
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).contains("exec-tty"), "{}", text(&o.stdout));
+    ok(&d.docker(&["rm", "-f", &name]));
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -550,6 +1039,15 @@ fn main() -> ExitCode {
         ("bad_requests_leave_the_daemon_up", |d| {
             bad_requests_leave_the_daemon_up(d)
         }),
+        ("push_pull_tag_history", push_pull_tag_history),
+        ("login_and_private_push", login_and_private_push),
+        ("save_and_load", save_and_load),
+        ("copy_in_and_out", copy_in_and_out),
+        ("events_past_and_streaming", events_past_and_streaming),
+        ("volumes_and_binds", volumes_and_binds),
+        ("network_commands", network_commands),
+        ("logs_follow", logs_follow),
+        ("tty_run_and_exec", tty_run_and_exec),
         ("stop_keeps_containers", stop_keeps_containers),
     ];
     let mut failed = vec![];

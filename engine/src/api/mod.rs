@@ -45,16 +45,20 @@
 //! assert!(!sock.exists());
 //! ```
 
+mod archive;
 mod attach;
 mod body;
 mod containers;
 mod create;
+mod events;
 mod exec;
 mod exit;
 mod images;
+mod networks;
 pub mod router;
 pub mod server;
 mod system;
+mod volumes;
 mod wait;
 
 pub use server::{DaemonOptions, Server, run};

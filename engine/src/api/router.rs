@@ -11,7 +11,9 @@ use hyper::{Method, Request, StatusCode, header};
 
 use super::attach::PendingAttach;
 use super::body::{ApiError, ApiResult, Resp, error};
-use super::{API_VERSION, MIN_API_VERSION, containers, images, system};
+use super::{
+    API_VERSION, MIN_API_VERSION, archive, containers, events, images, networks, system, volumes,
+};
 use crate::engine::Engine;
 
 /// The largest request body read (a create body is a few kB).
@@ -275,16 +277,64 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         }
         (&M::GET, ["exec", id, "json"]) => super::exec::inspect(state, id).await,
         (&M::GET, ["images", "json"]) => images::list(state, &r).await,
+        (&M::GET, ["images", "search"]) => images::search(state, &r).await,
+        (&M::GET, ["images", "get"]) => {
+            let names = r
+                .query
+                .iter()
+                .filter(|(k, _)| k == "names")
+                .map(|(_, v)| v.clone())
+                .collect();
+            images::save(state, names).await
+        }
+        (&M::POST, ["images", "create"]) => images::create(state, &r, req).await,
+        (&M::POST, ["images", "load"]) => images::load(state, req).await,
+        (&M::POST, ["images", "prune"]) => images::prune(state).await,
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(state, &name.join("/")).await
+        }
+        (&M::GET, ["images", name @ .., "history"]) if !name.is_empty() => {
+            images::history(state, &name.join("/")).await
+        }
+        (&M::GET, ["images", name @ .., "get"]) if !name.is_empty() => {
+            images::save(state, vec![name.join("/")]).await
+        }
+        (&M::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
+            images::push(state, &name.join("/"), &r, req.headers()).await
+        }
+        (&M::POST, ["images", name @ .., "tag"]) if !name.is_empty() => {
+            images::tag(state, &name.join("/"), &r).await
         }
         (&M::DELETE, ["images", name @ ..]) if !name.is_empty() => {
             images::remove(state, &name.join("/"), &r).await
         }
-        (&M::POST, ["images", "create"]) => Ok(error(
-            StatusCode::NOT_IMPLEMENTED,
-            "pulling and importing images through the Engine API is not built yet in longshore: run `longshore pull` (or `longshore import`) with the daemon's --root",
-        )),
+        (&M::HEAD, ["containers", id, "archive"]) => archive::get(state, id, &r, true).await,
+        (&M::GET, ["containers", id, "archive"]) => archive::get(state, id, &r, false).await,
+        (&M::PUT, ["containers", id, "archive"]) => {
+            let id = id.to_string();
+            archive::put(state, &id, &r, req).await
+        }
+        (&M::GET, ["events"]) => events::events(state, &r).await,
+        (&M::GET, ["volumes"]) => volumes::list(state, &r).await,
+        (&M::POST, ["volumes", "create"]) => {
+            let body = read_body(req).await?;
+            volumes::create(state, body).await
+        }
+        (&M::POST, ["volumes", "prune"]) => volumes::prune(state).await,
+        (&M::GET, ["volumes", name]) => volumes::inspect(state, name).await,
+        (&M::DELETE, ["volumes", name]) => volumes::remove(state, name, &r).await,
+        (&M::GET, ["networks"]) => networks::list(state, &r).await,
+        (&M::POST, ["networks", "create"]) => {
+            let body = read_body(req).await?;
+            networks::create(state, body).await
+        }
+        (&M::POST, ["networks", "prune"]) => networks::prune(state).await,
+        (&M::GET, ["networks", id]) => networks::inspect(state, id).await,
+        (&M::DELETE, ["networks", id]) => networks::remove(state, id).await,
+        (&M::POST, ["auth"]) => {
+            let body = read_body(req).await?;
+            system::auth(state, body).await
+        }
         (&M::POST, ["build"]) => Ok(error(
             StatusCode::NOT_IMPLEMENTED,
             "building through the Engine API is not built yet in longshore: run `longshore build` with the daemon's --root",
