@@ -71,6 +71,7 @@ mod pull;
 mod registry;
 mod stage;
 pub mod system;
+mod top;
 mod volumes;
 
 pub use attach::{Attached, ExecProcess, ExecRequest, Frame, attach_to};
@@ -86,6 +87,7 @@ pub use events::{Event, EventsOptions};
 pub use images::{ImageSummary, RemoveImageOptions, apply_change};
 pub use pull::{LayerOutcome, PullJobOptions, PullReport};
 pub use registry::{PushJobOptions, PushReport};
+pub use top::Top;
 pub use volumes::Volume;
 
 /// The package name, for diagnostics.

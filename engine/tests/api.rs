@@ -66,10 +66,17 @@ struct Daemon {
     sock: PathBuf,
     engine: Engine,
     child: Option<std::process::Child>,
+    /// Run the daemon (and so its containers' host side) in a network namespace of its
+    /// own (`unshare --net`), so that bridge tests change no host network state.
+    netns: bool,
 }
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_with(false)
+    }
+
+    fn start_with(netns: bool) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("longshore-api-")
             .tempdir_in("/tmp")
@@ -113,6 +120,7 @@ impl Daemon {
             dir,
             engine,
             child: None,
+            netns,
         };
         d.serve();
         d
@@ -120,7 +128,15 @@ impl Daemon {
 
     /// Starts the daemon (again) on the socket; returns once it answers.
     fn serve(&mut self) {
-        let child = Command::new(std::env::current_exe().expect("test binary"))
+        let exe = std::env::current_exe().expect("test binary");
+        let mut cmd = if self.netns {
+            let mut c = Command::new("unshare");
+            c.arg("--net").arg("--").arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let child = cmd
             .env(DAEMON_ROOT, self.dir.path().join("root"))
             .env(DAEMON_SOCK, &self.sock)
             .env(
@@ -872,7 +888,15 @@ fn volumes_and_binds(d: &mut Daemon) {
     );
     let pruned = unique_name("lsapi");
     ok(&d.docker(&["volume", "create", &pruned]));
-    let (code, body) = d.http("POST", "/volumes/prune", "");
+    // named volumes are pruned with all=true only (API 1.42 on)
+    let (code, body) = d.http("POST", "/v1.45/volumes/prune", "");
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains(&pruned), "{body}");
+    let (code, body) = d.http(
+        "POST",
+        "/v1.45/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%7D",
+        "",
+    );
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(&pruned), "{body}");
     let (code, body) = d.http("POST", "/volumes/create", "{\"Name\":\"bad/name\"}");
@@ -997,6 +1021,226 @@ fn tty_run_and_exec(d: &mut Daemon) {
     ok(&d.docker(&["rm", "-f", &name]));
 }
 
+/// top, diff, stats, update, rename, export, commit, container prune, system df; exec
+/// resize of an unknown exec.
+fn container_inspection_endpoints(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    let top = ok(&d.docker(&["top", &name]));
+    assert!(top.contains("PID") && top.contains("sleep 100"), "{top}");
+    let (code, body) = d.http(
+        "GET",
+        &format!("/containers/{name}/top?ps_args=-o%20pid,comm"),
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"COMMAND\"") && body.contains("\"sleep\""),
+        "{body}"
+    );
+    ok(&d.docker(&["exec", &name, "touch", "/tmp/newfile"]));
+    let diff = ok(&d.docker(&["diff", &name]));
+    assert!(diff.lines().any(|l| l == "A /tmp/newfile"), "{diff}");
+    let st = ok(&d.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        &name,
+    ]));
+    assert_eq!(st.trim(), format!("{name} 1"));
+    ok(&d.docker(&["update", "--memory", "64m", "--memory-swap", "128m", &name]));
+    let mem = ok(&d.docker(&["inspect", "-f", "{{.HostConfig.Memory}}", &name]));
+    assert_eq!(mem.trim(), "67108864");
+    let renamed = unique_name("lsapi");
+    ok(&d.docker(&["rename", &name, &renamed]));
+    let tar = d.dir.path().join(format!("{}.tar", unique_name("exp")));
+    ok(&d.docker(&["export", "-o", tar.to_str().unwrap(), &renamed]));
+    let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    let names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .filter_map(|e| e.ok()?.path().ok().map(|p| p.display().to_string()))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.trim_start_matches("./") == "tmp/newfile"),
+        "{names:?}"
+    );
+    std::fs::remove_file(&tar).unwrap();
+    let image = format!("{}:c1", unique_name("lsapi"));
+    let id = ok(&d.docker(&["commit", &renamed, &image]));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "ls",
+        "/tmp/newfile",
+    ]);
+    assert_eq!(ok(&o), "/tmp/newfile\n");
+    // prune removes the stopped one and keeps the running one
+    let stopped = unique_name("lsapi");
+    ok(&d.docker(&[
+        "create",
+        "--name",
+        &stopped,
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]));
+    let pr = ok(&d.docker(&["container", "prune", "-f"]));
+    assert!(pr.contains("Deleted Containers"), "{pr}");
+    let ps = ok(&d.docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert!(!ps.lines().any(|l| l == stopped), "{ps}");
+    assert!(ps.lines().any(|l| l == renamed), "{ps}");
+    let df = ok(&d.docker(&["system", "df"]));
+    assert!(df.contains("Images") && df.contains("Containers"), "{df}");
+    let (code, body) = d.http("POST", "/exec/nosuch-lsapi/resize?h=10&w=10", "");
+    assert_eq!(code, 404, "{body}");
+    ok(&d.docker(&["rm", "-f", &renamed]));
+    ok(&d.docker(&["rmi", &image]));
+}
+
+/// `docker run -p` on the default bridge: the published port reaches the container. The
+/// daemon runs in a network namespace of its own, with a veth address to reach the port
+/// through (DNAT does not apply to 127.0.0.1).
+fn run_publish_port(_: &mut Daemon) {
+    let mut d = Daemon::start_with(true);
+    let d = &mut d;
+    let pid = d.child.as_ref().unwrap().id();
+    let ns = format!("--net=/proc/{pid}/ns/net");
+    let (a, b) = (unique_name("ls"), unique_name("ls"));
+    let st = Command::new("nsenter")
+        .arg(&ns)
+        .args(["sh", "-c", &format!("ip link set lo up && ip link add {a} type veth peer name {b} && ip addr add 10.250.0.1/24 dev {a} && ip link set {a} up && ip link set {b} up")])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-p",
+        &format!("{port}:8080"),
+        "busybox",
+        "sh",
+        "-c",
+        "echo published > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+    ]));
+    let pub_ = ok(&d.docker(&["port", &name]));
+    assert!(pub_.contains(&format!("0.0.0.0:{port}")), "{pub_}");
+    let mut got = String::new();
+    for _ in 0..100 {
+        let o = Command::new("nsenter")
+            .arg(&ns)
+            .args([
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                &format!("http://10.250.0.1:{port}/index.html"),
+            ])
+            .output()
+            .unwrap();
+        got = text(&o.stdout);
+        if got.contains("published") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok(&d.docker(&["rm", "-f", &name]));
+    assert!(got.contains("published"), "{got}");
+}
+
+/// `docker rm` right after `docker run` (attached, without --rm) never finds the container
+/// busy: 3 clients at once, 10 times each.
+fn rm_right_after_run(d: &mut Daemon) {
+    let d = &*d;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(move || {
+                    for _ in 0..10 {
+                        let name = unique_name("lsapi");
+                        let o = d.docker(&[
+                            "run",
+                            "--name",
+                            &name,
+                            "--network",
+                            "none",
+                            "busybox",
+                            "sh",
+                            "-c",
+                            "exit 7",
+                        ]);
+                        assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
+                        ok(&d.docker(&["rm", &name]));
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+/// A start while someone checks the monitor (a wait polling, `rm`, `ps`: a shared flock
+/// of `monitor.lock` for an instant) starts: the monitor waits for the check to end
+/// instead of failing (the cause of `docker rm` after `docker run` failing under load).
+fn start_while_the_monitor_lock_is_checked(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    let id = ok(&d.docker(&[
+        "create",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]));
+    let dir = d.dir.path().join("root/containers").join(id.trim());
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("monitor.lock"))
+        .unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockShared).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(f);
+    });
+    let o = d.docker(&["start", "-a", &name]);
+    release.join().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    ok(&d.docker(&["rm", &name]));
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -1048,6 +1292,15 @@ fn main() -> ExitCode {
         ("network_commands", network_commands),
         ("logs_follow", logs_follow),
         ("tty_run_and_exec", tty_run_and_exec),
+        (
+            "container_inspection_endpoints",
+            container_inspection_endpoints,
+        ),
+        ("run_publish_port", run_publish_port),
+        ("rm_right_after_run", rm_right_after_run),
+        ("start_while_the_monitor_lock_is_checked", |d| {
+            start_while_the_monitor_lock_is_checked(d)
+        }),
         ("stop_keeps_containers", stop_keeps_containers),
     ];
     let mut failed = vec![];

@@ -401,22 +401,26 @@ pub async fn load(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
     ))
 }
 
-/// `POST /images/prune`: untagged images nothing uses.
-pub async fn prune(state: &Arc<State>) -> ApiResult {
-    let removed = state
-        .job(|e| {
-            e.graph()?
-                .prune_dangling()
-                .map_err(crate::error::graph("prune images"))
-        })
-        .await?;
-    let deleted: Vec<serde_json::Value> = removed
+/// `POST /images/prune?filters=`: dangling images; every unused one with the
+/// `dangling=false` filter (`docker image prune -a`).
+pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
+    let all = r
+        .filters()?
         .iter()
-        .map(|d| json!({"Deleted": d.to_string()}))
+        .any(|(k, v)| k == "dangling" && matches!(v.as_str(), "false" | "0"));
+    let rep = state.job(move |e| e.prune_images(all)).await?;
+    let deleted: Vec<serde_json::Value> = rep
+        .deleted
+        .iter()
+        .map(|d| match d.split_once(": ") {
+            Some(("untagged", x)) => json!({"Untagged": x}),
+            Some((_, x)) => json!({"Deleted": x}),
+            None => json!({"Deleted": d}),
+        })
         .collect();
     Ok(json(
         StatusCode::OK,
-        &json!({"ImagesDeleted": deleted, "SpaceReclaimed": 0}),
+        &json!({"ImagesDeleted": deleted, "SpaceReclaimed": rep.space_reclaimed}),
     ))
 }
 

@@ -55,6 +55,7 @@ mod exec;
 mod exit;
 mod images;
 mod networks;
+mod resources;
 pub mod router;
 pub mod server;
 mod system;

@@ -12,7 +12,8 @@ use hyper::{Method, Request, StatusCode, header};
 use super::attach::PendingAttach;
 use super::body::{ApiError, ApiResult, Resp, error};
 use super::{
-    API_VERSION, MIN_API_VERSION, archive, containers, events, images, networks, system, volumes,
+    API_VERSION, MIN_API_VERSION, archive, containers, events, images, networks, resources, system,
+    volumes,
 };
 use crate::engine::Engine;
 
@@ -246,6 +247,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::GET, ["version"]) => system::version(state).await,
         (&M::GET, ["info"]) => system::info(state).await,
         (&M::GET, ["containers", "json"]) => containers::list(state, &r).await,
+        (&M::POST, ["containers", "prune"]) => resources::prune(state).await,
         (&M::POST, ["containers", "create"]) => {
             let body = read_body(req).await?;
             containers::create(state, &r, body).await
@@ -276,6 +278,18 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             super::exec::start(state, &id, req).await
         }
         (&M::GET, ["exec", id, "json"]) => super::exec::inspect(state, id).await,
+        (&M::POST, ["exec", id, "resize"]) => resources::exec_resize(state, id, &r).await,
+        (&M::GET, ["containers", id, "top"]) => resources::top(state, id, &r).await,
+        (&M::GET, ["containers", id, "changes"]) => resources::changes(state, id).await,
+        (&M::GET, ["containers", id, "export"]) => resources::export(state, id).await,
+        (&M::GET, ["containers", id, "stats"]) => resources::stats(state, id, &r).await,
+        (&M::POST, ["containers", id, "update"]) => {
+            let id = id.to_string();
+            let body = read_body(req).await?;
+            resources::update(state, &id, body).await
+        }
+        (&M::POST, ["commit"]) => resources::commit(state, &r).await,
+        (&M::GET, ["system", "df"]) => resources::df(state).await,
         (&M::GET, ["images", "json"]) => images::list(state, &r).await,
         (&M::GET, ["images", "search"]) => images::search(state, &r).await,
         (&M::GET, ["images", "get"]) => {
@@ -289,7 +303,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         }
         (&M::POST, ["images", "create"]) => images::create(state, &r, req).await,
         (&M::POST, ["images", "load"]) => images::load(state, req).await,
-        (&M::POST, ["images", "prune"]) => images::prune(state).await,
+        (&M::POST, ["images", "prune"]) => images::prune(state, &r).await,
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(state, &name.join("/")).await
         }
@@ -320,7 +334,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             let body = read_body(req).await?;
             volumes::create(state, body).await
         }
-        (&M::POST, ["volumes", "prune"]) => volumes::prune(state).await,
+        (&M::POST, ["volumes", "prune"]) => volumes::prune(state, &r).await,
         (&M::GET, ["volumes", name]) => volumes::inspect(state, name).await,
         (&M::DELETE, ["volumes", name]) => volumes::remove(state, name, &r).await,
         (&M::GET, ["networks"]) => networks::list(state, &r).await,

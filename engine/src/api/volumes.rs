@@ -108,11 +108,17 @@ pub async fn remove(state: &Arc<State>, name: &str, r: &Req) -> ApiResult {
     Ok(status(StatusCode::NO_CONTENT))
 }
 
-/// `POST /volumes/prune`.
-pub async fn prune(state: &Arc<State>) -> ApiResult {
-    let gone = state.job(|e| e.prune_volumes()).await?;
+/// `POST /volumes/prune?filters=`: anonymous volumes no container uses; named ones too
+/// with the `all=true` filter (Docker since API 1.42; before it, every unused volume).
+pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
+    let filters = r.filters()?;
+    let all = r.version.is_some_and(|v| v < (1, 42))
+        || filters
+            .iter()
+            .any(|(k, v)| k == "all" && matches!(v.as_str(), "true" | "1"));
+    let rep = state.job(move |e| e.prune_volumes_report(all)).await?;
     Ok(json(
         StatusCode::OK,
-        &json!({"VolumesDeleted": gone, "SpaceReclaimed": 0}),
+        &json!({"VolumesDeleted": rep.deleted, "SpaceReclaimed": rep.space_reclaimed}),
     ))
 }
