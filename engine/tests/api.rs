@@ -31,6 +31,8 @@ const DOCKER: &str = "/usr/local/bin/docker";
 /// Set in the environment of this binary run as the daemon: its data root and socket.
 const DAEMON_ROOT: &str = "LONGSHORE_API_TEST_DAEMON_ROOT";
 const DAEMON_SOCK: &str = "LONGSHORE_API_TEST_DAEMON_SOCK";
+/// The daemon's -H list instead of the socket (comma-separated).
+const DAEMON_HOSTS: &str = "LONGSHORE_API_TEST_HOSTS";
 /// Registries the test daemon reaches over plain HTTP (comma-separated).
 const DAEMON_INSECURE: &str = "LONGSHORE_API_TEST_INSECURE";
 
@@ -45,7 +47,10 @@ fn daemon_main(root: &str, sock: &str) -> ExitCode {
         .collect();
     let engine = Engine::open(root, eopts).expect("open the engine");
     let mut opts = DaemonOptions::default();
-    opts.hosts = vec![format!("unix://{sock}")];
+    opts.hosts = match std::env::var(DAEMON_HOSTS) {
+        Ok(h) => h.split(',').map(String::from).collect(),
+        Err(_) => vec![format!("unix://{sock}")],
+    };
     opts.debug = std::env::var_os("LONGSHORE_API_TEST_DEBUG").is_some();
     match longshore_engine::api::run(engine, &opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -1241,6 +1246,95 @@ fn start_while_the_monitor_lock_is_checked(d: &mut Daemon) {
     ok(&d.docker(&["rm", &name]));
 }
 
+/// tcp:// on loopback serves the docker CLI; on another address without TLS it is refused
+/// unless forced; fd:// takes the socket systemd passes (`systemd-socket-activate`).
+fn tcp_and_socket_activation(d: &mut Daemon) {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // refused: reachable from other hosts, no TLS
+    let engine = Engine::open(d.dir.path().join("root"), EngineOptions::default()).unwrap();
+    let engine = std::sync::Arc::new(engine);
+    let mut opts = DaemonOptions::default();
+    opts.hosts = vec![format!("tcp://0.0.0.0:{}", free())];
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(e.to_string().contains("TLS"), "{e}");
+    opts.insecure_tcp = true;
+    let forced = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap();
+    assert_eq!(forced.addresses().len(), 1);
+    drop(forced);
+    // loopback: the docker CLI over TCP, then over a socket passed by systemd
+    let port = free();
+    let sock = d.dir.path().join(format!("{}.sock", unique_name("fd")));
+    let child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg("-E")
+        .arg(format!(
+            "{DAEMON_ROOT}={}",
+            d.dir.path().join("root").display()
+        ))
+        .arg("-E")
+        .arg(format!("{DAEMON_SOCK}=unused"))
+        .arg("-E")
+        .arg(format!("{DAEMON_HOSTS}=fd://,tcp://127.0.0.1:{port}"))
+        .arg(std::env::current_exe().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(child);
+    for _ in 0..500 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // the first connection makes systemd-socket-activate start the daemon with the fd
+    let via_fd = |args: &[&str]| {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap()
+    };
+    let v = ok(&via_fd(&["version", "--format", "{{.Server.APIVersion}}"]));
+    assert_eq!(v.trim(), "1.45");
+    let mut tcp_ok = String::new();
+    for _ in 0..200 {
+        let o = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .args(["images", "--format", "{{.Repository}}"])
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap();
+        if o.status.success() {
+            tcp_ok = text(&o.stdout);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(tcp_ok.lines().any(|l| l == "busybox"), "{tcp_ok}");
+    drop(guard);
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -1298,6 +1392,7 @@ fn main() -> ExitCode {
         ),
         ("run_publish_port", run_publish_port),
         ("rm_right_after_run", rm_right_after_run),
+        ("tcp_and_socket_activation", tcp_and_socket_activation),
         ("start_while_the_monitor_lock_is_checked", |d| {
             start_while_the_monitor_lock_is_checked(d)
         }),

@@ -1,7 +1,8 @@
-//! The daemon: unix sockets (mode 0660, with the `-G` group), a pidfile, one hyper
-//! HTTP/1 connection per client, and a graceful stop on SIGTERM or SIGINT (stop
-//! accepting, finish the requests in flight; containers keep running under their
-//! monitors).
+//! The daemon: unix sockets (mode 0660, with the `-G` group), tcp:// (loopback only
+//! unless forced: the API is root on the host and there is no TLS yet), fd:// (sockets
+//! passed by systemd's socket activation, `LISTEN_FDS`), a pidfile, one hyper HTTP/1
+//! connection per client, and a graceful stop on SIGTERM or SIGINT (stop accepting,
+//! finish the requests in flight; containers keep running under their monitors).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,12 +38,34 @@ pub struct DaemonOptions {
     pub pidfile: Option<PathBuf>,
     /// `-D`: log every request on stderr.
     pub debug: bool,
+    /// Serve tcp:// on addresses other than loopback without TLS (anyone who reaches
+    /// the port is root on the host): refused unless this is set, then warned about.
+    pub insecure_tcp: bool,
+}
+
+/// A bound socket.
+#[derive(Debug)]
+enum Listener {
+    /// A unix socket (its path is removed at the stop; `None`: passed by systemd).
+    Unix(Option<PathBuf>, std::os::unix::net::UnixListener),
+    /// A TCP socket.
+    Tcp(String, std::net::TcpListener),
+}
+
+impl Listener {
+    fn name(&self) -> String {
+        match self {
+            Listener::Unix(Some(p), _) => p.display().to_string(),
+            Listener::Unix(None, l) => format!("fd {:?}", l.local_addr().ok()),
+            Listener::Tcp(a, _) => format!("tcp://{a}"),
+        }
+    }
 }
 
 /// A daemon with its sockets bound.
 #[derive(Debug)]
 pub struct Server {
-    listeners: Vec<(PathBuf, std::os::unix::net::UnixListener)>,
+    listeners: Vec<Listener>,
     state: Arc<State>,
 }
 
@@ -51,10 +74,12 @@ fn socket_path(host: &str) -> Result<PathBuf, Error> {
     match host.split_once("://") {
         Some(("unix", p)) if p.starts_with('/') => Ok(PathBuf::from(p)),
         Some(("unix", _)) => Err(bad("the socket path must be absolute (unix:///run/x.sock)")),
-        Some(("tcp" | "fd" | "ssh", _)) => Err(bad(
-            "only unix:// sockets are served so far (tcp:// and fd:// are not built yet)",
+        Some(("ssh", _)) => Err(bad(
+            "ssh:// is a client-side transport, not a daemon socket",
         )),
-        _ => Err(bad("expected unix:///path/to/socket")),
+        _ => Err(bad(
+            "expected unix:///path/to/socket, tcp://HOST:PORT or fd://",
+        )),
     }
 }
 
@@ -114,9 +139,15 @@ impl Server {
         };
         let mut listeners = vec![];
         for h in &hosts {
-            let path = socket_path(h)?;
-            let l = listen(&path, gid)?;
-            listeners.push((path, l));
+            if let Some(addr) = h.strip_prefix("tcp://") {
+                listeners.push(listen_tcp(h, addr, opts.insecure_tcp)?);
+            } else if let Some(which) = h.strip_prefix("fd://") {
+                listeners.extend(activated(h, which)?);
+            } else {
+                let path = socket_path(h)?;
+                let l = listen(&path, gid)?;
+                listeners.push(Listener::Unix(Some(path), l));
+            }
         }
         Ok(Server {
             listeners,
@@ -124,9 +155,20 @@ impl Server {
         })
     }
 
-    /// The socket paths.
+    /// The unix socket paths.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.listeners.iter().map(|(p, _)| p.clone()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| match l {
+                Listener::Unix(Some(p), _) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the daemon listens on (socket paths, `tcp://ADDR`, passed fds).
+    pub fn addresses(&self) -> Vec<String> {
+        self.listeners.iter().map(Listener::name).collect()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, removes the sockets and
@@ -136,13 +178,22 @@ impl Server {
         // every connection holds a sender: when all are dropped, none is in flight
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let mut accepting = vec![];
-        for (path, l) in self.listeners {
-            let l = tokio::net::UnixListener::from_std(l).map_err(|source| Error::Listen {
-                path: path.display().to_string(),
+        for l in self.listeners {
+            let name = l.name();
+            let err = |source| Error::Listen {
+                path: name.clone(),
                 source,
-            })?;
+            };
+            let l = match l {
+                Listener::Unix(p, l) => {
+                    Accept::Unix(p, tokio::net::UnixListener::from_std(l).map_err(err)?)
+                }
+                Listener::Tcp(_, l) => {
+                    Accept::Tcp(tokio::net::TcpListener::from_std(l).map_err(err)?)
+                }
+            };
             accepting.push(tokio::spawn(accept_loop(
-                path,
+                name,
                 l,
                 self.state.clone(),
                 stop_rx.clone(),
@@ -160,44 +211,69 @@ impl Server {
     }
 }
 
+/// A listening socket on the runtime.
+enum Accept {
+    Unix(Option<PathBuf>, tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
 async fn accept_loop(
-    path: PathBuf,
-    l: tokio::net::UnixListener,
+    name: String,
+    l: Accept,
     state: Arc<State>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
     let mut stopped = stop.clone();
     loop {
+        let accepted = async {
+            match &l {
+                Accept::Unix(_, l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
+                Accept::Tcp(l) => l.accept().await.map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Conn::Tcp(s)
+                }),
+            }
+        };
         tokio::select! {
-            r = l.accept() => match r {
-                Ok((stream, _)) => {
+            r = accepted => match r {
+                Ok(stream) => {
                     let state = state.clone();
                     let stop = stop.clone();
                     let alive = alive.clone();
                     tokio::spawn(async move {
-                        connection(stream, state, stop).await;
+                        match stream {
+                            Conn::Unix(s) => connection(s, state, stop).await,
+                            Conn::Tcp(s) => connection(s, state, stop).await,
+                        }
                         drop(alive);
                     });
                 }
                 Err(e) => {
                     // out of fds, say: keep serving the connections there are
-                    eprintln!("longshore daemon: accept on {}: {e}", path.display());
+                    eprintln!("longshore daemon: accept on {name}: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
             _ = async { stopped.wait_for(|s| *s).await.is_ok() } => break,
         }
     }
-    drop(l);
-    let _ = std::fs::remove_file(&path);
+    if let Accept::Unix(Some(path), l) = l {
+        drop(l);
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
-async fn connection(
-    stream: tokio::net::UnixStream,
-    state: Arc<State>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// An accepted connection.
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn connection<S>(stream: S, state: Arc<State>, mut stop: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(state, req).await) }
@@ -217,6 +293,131 @@ async fn connection(
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
     }
+}
+
+/// `tcp://HOST:PORT`: refused on a non-loopback address unless `insecure` (there is no
+/// TLS yet), with a warning when forced.
+fn listen_tcp(host: &str, addr: &str, insecure: bool) -> Result<Listener, Error> {
+    use std::net::ToSocketAddrs;
+    let bad = |why: String| Error::InvalidHost(host.to_string(), why);
+    let addr = addr.trim_end_matches('/');
+    let addr = if addr.contains(':') {
+        addr.to_string()
+    } else {
+        format!("{addr}:2375")
+    };
+    let addrs: Vec<std::net::SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve {addr}: {e}")))?
+        .collect();
+    let Some(sa) = addrs.first().copied() else {
+        return Err(bad(format!("{addr} resolves to no address")));
+    };
+    if !sa.ip().is_loopback() {
+        if !insecure {
+            return Err(bad(format!(
+                "{sa} is reachable from other hosts and TLS is not built yet: anyone reaching it would be root on this host. Listen on 127.0.0.1, or force it with --insecure-tcp"
+            )));
+        }
+        eprintln!(
+            "longshore daemon: WARNING: the API on tcp://{sa} has no TLS and no authentication: anyone reaching it is root on this host"
+        );
+    }
+    let l = std::net::TcpListener::bind(sa).map_err(|source| Error::Listen {
+        path: format!("tcp://{sa}"),
+        source,
+    })?;
+    l.set_nonblocking(true).map_err(|source| Error::Listen {
+        path: format!("tcp://{sa}"),
+        source,
+    })?;
+    let name = l.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    Ok(Listener::Tcp(name, l))
+}
+
+/// The address family of socket `fd` (`SO_DOMAIN`).
+fn socket_family(fd: i32) -> std::io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, an int that lives for the
+    // call; a bad fd is an error return, not undefined behaviour.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(v)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `fd://` (every socket systemd passed) or `fd://N` (that one): socket activation,
+/// `LISTEN_PID` must be this process and `LISTEN_FDS` the count from fd 3 on.
+fn activated(host: &str, which: &str) -> Result<Vec<Listener>, Error> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let bad = |why: String| Error::InvalidHost(host.to_string(), why);
+    let pid = std::env::var("LISTEN_PID").unwrap_or_default();
+    if pid != std::process::id().to_string() {
+        return Err(bad(
+            "no sockets were passed to this process (LISTEN_PID is not its pid): fd:// is for systemd socket activation".into(),
+        ));
+    }
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| bad("LISTEN_FDS names no socket".into()))?;
+    let fds: Vec<i32> = match which.trim_matches('/') {
+        "" => (3..3 + n).collect(),
+        s => {
+            let fd: i32 = s
+                .parse()
+                .map_err(|_| bad(format!("{s:?} is not a file descriptor number")))?;
+            if !(3..3 + n).contains(&fd) {
+                return Err(bad(format!("fd {fd} was not passed (LISTEN_FDS={n})")));
+            }
+            vec![fd]
+        }
+    };
+    let mut out = vec![];
+    for fd in fds {
+        let family = socket_family(fd).map_err(|e| bad(format!("fd {fd}: {e}")))?;
+        // SAFETY: systemd passed fds 3..3+LISTEN_FDS to this process (LISTEN_PID checked)
+        // for it to own; each is taken once, here, and nothing else in the process uses it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let err = |source| Error::Listen {
+            path: format!("fd {fd}"),
+            source,
+        };
+        match family {
+            libc::AF_UNIX => {
+                let l = std::os::unix::net::UnixListener::from(owned);
+                l.set_nonblocking(true).map_err(err)?;
+                out.push(Listener::Unix(None, l));
+            }
+            libc::AF_INET | libc::AF_INET6 => {
+                let l = std::net::TcpListener::from(owned);
+                l.set_nonblocking(true).map_err(err)?;
+                let name = l
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| format!("fd {fd}"));
+                out.push(Listener::Tcp(name, l));
+            }
+            f => {
+                return Err(bad(format!(
+                    "fd {fd} is not a unix or TCP socket (family {f})"
+                )));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -284,8 +485,8 @@ pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
             .build()
             .map_err(Error::Runtime)?;
         if opts.debug {
-            for p in server.paths() {
-                eprintln!("longshore daemon: API listening on {}", p.display());
+            for a in server.addresses() {
+                eprintln!("longshore daemon: API listening on {a}");
             }
         }
         let res = rt.block_on(server.serve(terminated()));
