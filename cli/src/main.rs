@@ -678,6 +678,10 @@ enum Cmd {
         /// Log every API request on stderr
         #[arg(short = 'D', long = "debug")]
         debug: bool,
+        /// Serve tcp:// on an address other than loopback without TLS (root for anyone
+        /// who reaches it)
+        #[arg(long = "insecure-tcp")]
+        insecure_tcp: bool,
     },
 }
 
@@ -1900,6 +1904,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             pidfile,
             data_root,
             debug,
+            insecure_tcp,
         } => {
             let engine = open(data_root.as_ref().unwrap_or(root), opts)?;
             // as dockerd at boot: containers whose processes are gone are recorded as
@@ -1917,6 +1922,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             d.group = group;
             d.pidfile = pidfile;
             d.debug = debug;
+            d.insecure_tcp = insecure_tcp;
             longshore_engine::api::run(engine, &d)
                 .map(|()| 0)
                 .map_err(|e| fail(format!("longshore daemon: {e}")))
