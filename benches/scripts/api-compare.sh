@@ -9,12 +9,15 @@
 # dockerd is not started here (the helpers' brief forbids it); the issue's dockerd figures
 # (75 MB + containerd 38 MB idle, 217 ms for run --rm) are printed beside ours.
 # Usage: bash benches/scripts/api-compare.sh [runs] [seconds of the concurrency test]
+# (LONGSHORE_BIN=path: use that longshore binary instead of building one)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-30}
 secs=${2:-30}
-cargo build --release -q -p longshore-cli
-L=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore
+if [ -z "${LONGSHORE_BIN:-}" ]; then
+    cargo build --release -q -p longshore-cli
+fi
+L=${LONGSHORE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/longshore}
 DOCKER=/usr/local/bin/docker
 work=$(mktemp -d /tmp/longshore-apibench-XXXXXX)
 sock=$work/d.sock

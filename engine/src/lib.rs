@@ -11,9 +11,11 @@
 //!
 //! Containers: [`Engine::create_container`], [`Engine::start_container`] (a per-container
 //! monitor process becomes the container's parent, see [`monitor`]), stop, kill, restart,
-//! pause, wait, rm, ps, logs, inspect, exec, attach, cp, update and stats; images: list,
-//! import, tag, rmi, inspect, history, and [`Engine::build`] (libbuild with RUN steps in
-//! containers); volumes; events on disk. A program that runs containers with the engine calls
+//! pause, wait, rm, ps, logs, inspect, exec, attach, cp, update, stats and
+//! [`Engine::top_container`]; images: list, import, tag, rmi, inspect, history,
+//! [`Engine::push`] (an image of the store to a registry), [`Engine::login`],
+//! [`Engine::search`], and [`Engine::build`] (libbuild with RUN steps in containers);
+//! volumes; events on disk. A program that runs containers with the engine calls
 //! [`monitor::run_if_monitor`] first in `main`. The Engine API server (`longshore daemon`,
 //! the docker CLI's daemon) is [`api`].
 //!

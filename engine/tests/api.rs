@@ -1335,6 +1335,59 @@ fn tcp_and_socket_activation(d: &mut Daemon) {
     drop(guard);
 }
 
+/// Creates through the API while other clients list (a listing sweeps container
+/// directories left without state by a killed create): every create succeeds. Found by
+/// the 200-client bench ("write .../config.json: No such file or directory").
+fn creates_while_listing(d: &mut Daemon) {
+    let d = &*d;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ids = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        let listers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let (code, body) = d.http("GET", "/containers/json?all=1", "");
+                        assert_eq!(code, 200, "{body}");
+                    }
+                })
+            })
+            .collect();
+        let creators: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..40 {
+                        let (code, body) = d.http(
+                            "POST",
+                            "/containers/create",
+                            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}"#,
+                        );
+                        if code == 201 {
+                            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                            ids.lock().unwrap().push(v["Id"].as_str().unwrap().to_string());
+                        }
+                        assert_eq!(code, 201, "{body}");
+                    }
+                })
+            })
+            .collect();
+        let res: Vec<_> = creators.into_iter().map(|h| h.join()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for l in listers {
+            l.join().unwrap();
+        }
+        for r in res {
+            if let Err(e) = r {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+    for id in ids.into_inner().unwrap() {
+        let (code, body) = d.http("DELETE", &format!("/containers/{id}"), "");
+        assert_eq!(code, 204, "{body}");
+    }
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -1392,6 +1445,7 @@ fn main() -> ExitCode {
         ),
         ("run_publish_port", run_publish_port),
         ("rm_right_after_run", rm_right_after_run),
+        ("creates_while_listing", |d| creates_while_listing(d)),
         ("tcp_and_socket_activation", tcp_and_socket_activation),
         ("start_while_the_monitor_lock_is_checked", |d| {
             start_while_the_monitor_lock_is_checked(d)

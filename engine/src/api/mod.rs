@@ -1,6 +1,6 @@
 //! The Engine API server (the seed's *Docker Server*): `longshore daemon` speaks the Docker
-//! Engine API over a unix socket, so that the docker CLI and the SDKs drive longshore
-//! unchanged.
+//! Engine API over unix sockets, loopback TCP and sockets passed by systemd (fd://), so
+//! that the docker CLI and the SDKs drive longshore unchanged.
 //!
 //! A request flows: socket → [`server`] (one hyper HTTP/1 connection per client) →
 //! [`router`] (API version, then method + path → handler) → a handler that decodes the
