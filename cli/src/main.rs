@@ -682,6 +682,13 @@ enum Cmd {
         /// who reaches it)
         #[arg(long = "insecure-tcp")]
         insecure_tcp: bool,
+        /// A label of the daemon (key=value), shown by info
+        #[arg(long = "label")]
+        label: Vec<String>,
+        /// daemon.json with the same settings (hosts, group, pidfile, debug, labels);
+        /// SIGHUP reloads debug and labels from it
+        #[arg(long = "config-file")]
+        config_file: Option<PathBuf>,
     },
 }
 
@@ -1905,6 +1912,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             data_root,
             debug,
             insecure_tcp,
+            label,
+            config_file,
         } => {
             let engine = open(data_root.as_ref().unwrap_or(root), opts)?;
             // as dockerd at boot: containers whose processes are gone are recorded as
@@ -1923,6 +1932,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             d.pidfile = pidfile;
             d.debug = debug;
             d.insecure_tcp = insecure_tcp;
+            d.labels = label;
+            d.config_file = config_file;
             longshore_engine::api::run(engine, &d)
                 .map(|()| 0)
                 .map_err(|e| fail(format!("longshore daemon: {e}")))

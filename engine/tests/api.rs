@@ -31,6 +31,8 @@ const DOCKER: &str = "/usr/local/bin/docker";
 /// Set in the environment of this binary run as the daemon: its data root and socket.
 const DAEMON_ROOT: &str = "LONGSHORE_API_TEST_DAEMON_ROOT";
 const DAEMON_SOCK: &str = "LONGSHORE_API_TEST_DAEMON_SOCK";
+/// A daemon.json for the test daemon.
+const DAEMON_CONFIG: &str = "LONGSHORE_API_TEST_CONFIG";
 /// The daemon's -H list instead of the socket (comma-separated).
 const DAEMON_HOSTS: &str = "LONGSHORE_API_TEST_HOSTS";
 /// Registries the test daemon reaches over plain HTTP (comma-separated).
@@ -51,6 +53,10 @@ fn daemon_main(root: &str, sock: &str) -> ExitCode {
         Ok(h) => h.split(',').map(String::from).collect(),
         Err(_) => vec![format!("unix://{sock}")],
     };
+    if let Some(c) = std::env::var_os(DAEMON_CONFIG) {
+        opts.config_file = Some(c.into());
+        opts.hosts.clear();
+    }
     opts.debug = std::env::var_os("LONGSHORE_API_TEST_DEBUG").is_some();
     match longshore_engine::api::run(engine, &opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -1388,6 +1394,100 @@ fn creates_while_listing(d: &mut Daemon) {
     }
 }
 
+/// daemon.json: its labels and hosts are used, a flag given in both places is refused,
+/// an unknown directive is refused by name, and SIGHUP reloads labels and debug.
+fn daemon_json_and_sighup(d: &mut Daemon) {
+    let engine = std::sync::Arc::new(
+        Engine::open(d.dir.path().join("root"), EngineOptions::default()).unwrap(),
+    );
+    let cfg = d.dir.path().join(format!("{}.json", unique_name("cfg")));
+    let sock = d.dir.path().join(format!("{}.sock", unique_name("cfg")));
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{\"hosts\":[\"unix://{}\"],\"labels\":[\"zone=a\"],\"debug\":false}}",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut opts = DaemonOptions::default();
+    opts.config_file = Some(cfg.clone());
+    opts.hosts = vec!["unix:///tmp/longshore-never.sock".into()];
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("both as a flag and in the configuration file: hosts"),
+        "{e}"
+    );
+    let bad = d.dir.path().join(format!("{}.json", unique_name("cfg")));
+    std::fs::write(&bad, "{\"no-such-option\": 1}").unwrap();
+    let mut o2 = DaemonOptions::default();
+    o2.config_file = Some(bad);
+    let e = longshore_engine::api::Server::bind(engine.clone(), &o2).unwrap_err();
+    assert!(e.to_string().contains("no-such-option"), "{e}");
+    // the daemon on the file's socket; SIGHUP after the file changes
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(DAEMON_ROOT, d.dir.path().join("root"))
+        .env(DAEMON_SOCK, "unused")
+        .env(DAEMON_CONFIG, &cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(child);
+    for _ in 0..500 {
+        if UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let info = |fmt: &str| {
+        let o = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["info", "--format", fmt])
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap();
+        ok(&o).trim().to_string()
+    };
+    assert_eq!(info("{{.Labels}} {{.Debug}}"), "[zone=a] false");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{\"hosts\":[\"unix://{}\"],\"labels\":[\"zone=b\",\"x=y\"],\"debug\":true}}",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(guard.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = info("{{.Labels}} {{.Debug}}");
+        if seen == "[zone=b x=y] true" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(seen, "[zone=b x=y] true");
+    drop(guard);
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -1445,6 +1545,7 @@ fn main() -> ExitCode {
         ),
         ("run_publish_port", run_publish_port),
         ("rm_right_after_run", rm_right_after_run),
+        ("daemon_json_and_sighup", daemon_json_and_sighup),
         ("creates_while_listing", |d| creates_while_listing(d)),
         ("tcp_and_socket_activation", tcp_and_socket_activation),
         ("start_while_the_monitor_lock_is_checked", |d| {

@@ -97,6 +97,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// daemon.json is unreadable, malformed, or repeats a flag.
+    #[error("config file {path}: {reason}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The async runtime could not be started.
     #[error("start the daemon's runtime: {0}")]
     Runtime(std::io::Error),

@@ -29,8 +29,10 @@ pub struct State {
     pub(crate) pending: Mutex<HashMap<String, Vec<PendingAttach>>>,
     /// Exec instances by ID (config, then exit code), as Docker keeps them in memory.
     pub(crate) execs: Mutex<HashMap<String, super::exec::ExecEntry>>,
-    /// `-D`: log each request on stderr.
-    pub debug: bool,
+    /// `-D`: log each request on stderr (reloaded from daemon.json on SIGHUP).
+    pub debug: std::sync::atomic::AtomicBool,
+    /// `--label`s of the daemon (`/info`; reloaded on SIGHUP).
+    pub labels: Mutex<Vec<String>>,
 }
 
 impl State {
@@ -40,7 +42,8 @@ impl State {
             engine,
             pending: Mutex::default(),
             execs: Mutex::default(),
-            debug,
+            debug: debug.into(),
+            labels: Mutex::default(),
         }
     }
 
@@ -188,7 +191,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    if state.debug {
+    if state.debug.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!(
             "longshore daemon: {method} {uri} -> {}",
             resp.status().as_u16()

@@ -41,6 +41,120 @@ pub struct DaemonOptions {
     /// Serve tcp:// on addresses other than loopback without TLS (anyone who reaches
     /// the port is root on the host): refused unless this is set, then warned about.
     pub insecure_tcp: bool,
+    /// `--label`: the daemon's labels (`/info`).
+    pub labels: Vec<String>,
+    /// `--config-file`: daemon.json with the same settings (`hosts`, `group`, `pidfile`,
+    /// `debug`, `labels`); SIGHUP reloads `debug` and `labels` from it, as Docker does.
+    pub config_file: Option<PathBuf>,
+}
+
+/// What daemon.json sets.
+#[derive(Debug, Default)]
+struct FileConfig {
+    hosts: Option<Vec<String>>,
+    group: Option<String>,
+    pidfile: Option<PathBuf>,
+    debug: Option<bool>,
+    labels: Option<Vec<String>>,
+}
+
+fn read_config(path: &Path) -> Result<FileConfig, Error> {
+    let bad = |reason: String| Error::Config {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("expected a JSON object".into()))?;
+    let strings = |k: &str, x: &serde_json::Value| -> Result<Vec<String>, Error> {
+        x.as_array()
+            .and_then(|a| a.iter().map(|s| s.as_str().map(String::from)).collect())
+            .ok_or_else(|| bad(format!("{k}: expected a list of strings")))
+    };
+    let mut c = FileConfig::default();
+    for (k, x) in obj {
+        match k.as_str() {
+            "hosts" => c.hosts = Some(strings(k, x)?),
+            "labels" => c.labels = Some(strings(k, x)?),
+            "group" => {
+                c.group = Some(
+                    x.as_str()
+                        .ok_or_else(|| bad("group: expected a string".into()))?
+                        .into(),
+                )
+            }
+            "pidfile" => {
+                c.pidfile = Some(
+                    x.as_str()
+                        .ok_or_else(|| bad("pidfile: expected a string".into()))?
+                        .into(),
+                )
+            }
+            "debug" => {
+                c.debug = Some(
+                    x.as_bool()
+                        .ok_or_else(|| bad("debug: expected true or false".into()))?,
+                )
+            }
+            other => {
+                return Err(bad(format!(
+                    "the following directives don't match any configuration option: {other}"
+                )));
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// `opts` with daemon.json's settings; a setting given both ways is refused, as Docker
+/// refuses it.
+fn merged(opts: &DaemonOptions) -> Result<DaemonOptions, Error> {
+    let mut o = opts.clone();
+    let Some(path) = &opts.config_file else {
+        return Ok(o);
+    };
+    let c = read_config(path)?;
+    let mut both = vec![];
+    if let Some(h) = c.hosts {
+        if !opts.hosts.is_empty() {
+            both.push("hosts");
+        }
+        o.hosts = h;
+    }
+    if let Some(g) = c.group {
+        if opts.group.is_some() {
+            both.push("group");
+        }
+        o.group = Some(g);
+    }
+    if let Some(p) = c.pidfile {
+        if opts.pidfile.is_some() {
+            both.push("pidfile");
+        }
+        o.pidfile = Some(p);
+    }
+    if let Some(l) = c.labels {
+        if !opts.labels.is_empty() {
+            both.push("labels");
+        }
+        o.labels = l;
+    }
+    if let Some(d) = c.debug {
+        o.debug = o.debug || d;
+    }
+    if !both.is_empty() {
+        return Err(Error::Config {
+            path: path.display().to_string(),
+            reason: format!(
+                "the following directives are specified both as a flag and in the configuration file: {}",
+                both.join(", ")
+            ),
+        });
+    }
+    Ok(o)
 }
 
 /// A bound socket.
@@ -67,6 +181,7 @@ impl Listener {
 pub struct Server {
     listeners: Vec<Listener>,
     state: Arc<State>,
+    config_file: Option<PathBuf>,
 }
 
 fn socket_path(host: &str) -> Result<PathBuf, Error> {
@@ -128,6 +243,7 @@ impl Server {
     /// Binds the sockets of `opts.hosts` (a stale socket file is replaced; a live one
     /// is refused).
     pub fn bind(engine: Arc<Engine>, opts: &DaemonOptions) -> Result<Server, Error> {
+        let opts = &merged(opts)?;
         let gid = match &opts.group {
             Some(g) => Some(group_id(g).ok_or_else(|| Error::NoSuchGroup(g.clone()))?),
             None => group_id("docker"),
@@ -149,9 +265,12 @@ impl Server {
                 listeners.push(Listener::Unix(Some(path), l));
             }
         }
+        let state = State::new(engine, opts.debug);
+        *state.labels.lock().unwrap_or_else(|p| p.into_inner()) = opts.labels.clone();
         Ok(Server {
             listeners,
-            state: Arc::new(State::new(engine, opts.debug)),
+            state: Arc::new(state),
+            config_file: opts.config_file.clone(),
         })
     }
 
@@ -201,7 +320,12 @@ impl Server {
             )));
         }
         drop(alive_tx);
+        let reload = tokio::spawn(reload_on_sighup(
+            self.config_file.clone(),
+            self.state.clone(),
+        ));
         shutdown.await;
+        reload.abort();
         let _ = stop_tx.send(true);
         for a in accepting {
             let _ = a.await;
@@ -420,6 +544,33 @@ fn activated(host: &str, which: &str) -> Result<Vec<Listener>, Error> {
     Ok(out)
 }
 
+/// SIGHUP: re-reads daemon.json and applies what Docker reloads that this daemon has
+/// (`debug`, `labels`); a bad file is reported and changes nothing.
+async fn reload_on_sighup(config: Option<PathBuf>, state: Arc<State>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = &config else {
+            eprintln!("longshore daemon: SIGHUP: no --config-file to reload");
+            continue;
+        };
+        match read_config(path) {
+            Ok(c) => {
+                if let Some(d) = c.debug {
+                    state.debug.store(d, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Some(l) = c.labels {
+                    *state.labels.lock().unwrap_or_else(|p| p.into_inner()) = l;
+                }
+                eprintln!("longshore daemon: reloaded {}", path.display());
+            }
+            Err(e) => eprintln!("longshore daemon: SIGHUP: {e} (nothing changed)"),
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn terminated() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -473,7 +624,9 @@ fn write_pidfile(path: &Path) -> Result<(), Error> {
 /// Runs the daemon over `engine` until SIGTERM or SIGINT.
 pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
     ignore_sigpipe();
-    if let Some(p) = &opts.pidfile {
+    // the pidfile may come from daemon.json (bind merges the file again for the rest)
+    let pidfile = merged(opts)?.pidfile;
+    if let Some(p) = &pidfile {
         write_pidfile(p)?;
     }
     let res = (|| {
@@ -495,7 +648,7 @@ pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
         rt.shutdown_timeout(Duration::from_secs(1));
         res
     })();
-    if let Some(p) = &opts.pidfile {
+    if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
     }
     res
