@@ -678,6 +678,17 @@ enum Cmd {
         /// Log every API request on stderr
         #[arg(short = 'D', long = "debug")]
         debug: bool,
+        /// Serve tcp:// on an address other than loopback without TLS (root for anyone
+        /// who reaches it)
+        #[arg(long = "insecure-tcp")]
+        insecure_tcp: bool,
+        /// A label of the daemon (key=value), shown by info
+        #[arg(long = "label")]
+        label: Vec<String>,
+        /// daemon.json with the same settings (hosts, group, pidfile, debug, labels);
+        /// SIGHUP reloads debug and labels from it
+        #[arg(long = "config-file")]
+        config_file: Option<PathBuf>,
     },
 }
 
@@ -1896,6 +1907,9 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             pidfile,
             data_root,
             debug,
+            insecure_tcp,
+            label,
+            config_file,
         } => {
             let engine = open(data_root.as_ref().unwrap_or(root), opts)?;
             // as dockerd at boot: containers whose processes are gone are recorded as
@@ -1913,6 +1927,9 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             d.group = group;
             d.pidfile = pidfile;
             d.debug = debug;
+            d.insecure_tcp = insecure_tcp;
+            d.labels = label;
+            d.config_file = config_file;
             longshore_engine::api::run(engine, &d)
                 .map(|()| 0)
                 .map_err(|e| fail(format!("longshore daemon: {e}")))

@@ -89,6 +89,8 @@ pub struct EventsOptions {
     pub until: Option<i64>,
     /// `type`, `event`/`action`, `container`, `image`, `label`...
     pub filters: Vec<(String, String)>,
+    /// Set to stop following (the API server sets it when its client leaves).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Container {
@@ -187,7 +189,12 @@ impl Engine {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs() as i64;
-            if opts.until.is_some_and(|u| now > u) {
+            if opts.until.is_some_and(|u| now > u)
+                || opts
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            {
                 return Ok(());
             }
             std::thread::sleep(pause);

@@ -11,9 +11,11 @@
 //!
 //! Containers: [`Engine::create_container`], [`Engine::start_container`] (a per-container
 //! monitor process becomes the container's parent, see [`monitor`]), stop, kill, restart,
-//! pause, wait, rm, ps, logs, inspect, exec, attach, cp, update and stats; images: list,
-//! import, tag, rmi, inspect, history, and [`Engine::build`] (libbuild with RUN steps in
-//! containers); volumes; events on disk. A program that runs containers with the engine calls
+//! pause, wait, rm, ps, logs, inspect, exec, attach, cp, update, stats and
+//! [`Engine::top_container`]; images: list, import, tag, rmi, inspect, history,
+//! [`Engine::push`] (an image of the store to a registry), [`Engine::login`],
+//! [`Engine::search`], and [`Engine::build`] (libbuild with RUN steps in containers);
+//! volumes; events on disk. A program that runs containers with the engine calls
 //! [`monitor::run_if_monitor`] first in `main`. The Engine API server (`longshore daemon`,
 //! the docker CLI's daemon) is [`api`].
 //!
@@ -68,8 +70,10 @@ pub mod health;
 mod images;
 pub mod monitor;
 mod pull;
+mod registry;
 mod stage;
 pub mod system;
+mod top;
 mod volumes;
 
 pub use attach::{Attached, ExecProcess, ExecRequest, Frame, attach_to};
@@ -84,6 +88,8 @@ pub use error::{Error, Result};
 pub use events::{Event, EventsOptions};
 pub use images::{ImageSummary, RemoveImageOptions, apply_change};
 pub use pull::{LayerOutcome, PullJobOptions, PullReport};
+pub use registry::{PushJobOptions, PushReport};
+pub use top::Top;
 pub use volumes::Volume;
 
 /// The package name, for diagnostics.

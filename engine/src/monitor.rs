@@ -276,8 +276,18 @@ impl Monitor {
             .write(true)
             .open(&lock_path)
             .map_err(Error::io(format!("open {}", lock_path.display())))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| Error::io("lock the container's monitor")(e.into()))?;
+        // `monitor_alive` (a wait polling, `rm`, `ps`) holds a shared lock for an instant:
+        // retry for a while, so that only a monitor that really runs refuses this one
+        let mut tries = 0;
+        while let Err(e) =
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
+            tries += 1;
+            if tries > 200 {
+                return Err(Error::io("lock the container's monitor")(e.into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let record: crate::containers::ContainerRecord =
             crate::containers::read_json(&dir.join("config.json"))?;
         let state: ContainerState = crate::containers::read_json(&dir.join("state.json"))?;

@@ -17,18 +17,46 @@ use std::time::Duration;
 
 use longshore_engine::api::DaemonOptions;
 use longshore_engine::{Engine, EngineOptions, ListOptions, RemoveOptions};
+use longshore_test_support::registry::RegistryServer;
 use longshore_test_support::{busybox_rootfs, is_root, report_skip, unique_name};
+
+fn temp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("longshore-api-")
+        .tempdir_in("/tmp")
+        .expect("temp dir")
+}
 
 const DOCKER: &str = "/usr/local/bin/docker";
 /// Set in the environment of this binary run as the daemon: its data root and socket.
 const DAEMON_ROOT: &str = "LONGSHORE_API_TEST_DAEMON_ROOT";
 const DAEMON_SOCK: &str = "LONGSHORE_API_TEST_DAEMON_SOCK";
+/// A daemon.json for the test daemon.
+const DAEMON_CONFIG: &str = "LONGSHORE_API_TEST_CONFIG";
+/// The daemon's -H list instead of the socket (comma-separated).
+const DAEMON_HOSTS: &str = "LONGSHORE_API_TEST_HOSTS";
+/// Registries the test daemon reaches over plain HTTP (comma-separated).
+const DAEMON_INSECURE: &str = "LONGSHORE_API_TEST_INSECURE";
 
 /// This binary run as `longshore daemon`.
 fn daemon_main(root: &str, sock: &str) -> ExitCode {
-    let engine = Engine::open(root, EngineOptions::default()).expect("open the engine");
+    let mut eopts = EngineOptions::default();
+    eopts.client.insecure_registries = std::env::var(DAEMON_INSECURE)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let engine = Engine::open(root, eopts).expect("open the engine");
     let mut opts = DaemonOptions::default();
-    opts.hosts = vec![format!("unix://{sock}")];
+    opts.hosts = match std::env::var(DAEMON_HOSTS) {
+        Ok(h) => h.split(',').map(String::from).collect(),
+        Err(_) => vec![format!("unix://{sock}")],
+    };
+    if let Some(c) = std::env::var_os(DAEMON_CONFIG) {
+        opts.config_file = Some(c.into());
+        opts.hosts.clear();
+    }
     opts.debug = std::env::var_os("LONGSHORE_API_TEST_DEBUG").is_some();
     match longshore_engine::api::run(engine, &opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,14 +70,24 @@ fn daemon_main(root: &str, sock: &str) -> ExitCode {
 /// A `longshore daemon` on its own data root: this test binary run again as the daemon
 /// (`api::run`, with its signal handling), stopped with SIGTERM and cleaned up on drop.
 struct Daemon {
+    /// An open registry and one that wants alice:s3cret (htpasswd).
+    registry: RegistryServer,
+    private: RegistryServer,
     dir: tempfile::TempDir,
     sock: PathBuf,
     engine: Engine,
     child: Option<std::process::Child>,
+    /// Run the daemon (and so its containers' host side) in a network namespace of its
+    /// own (`unshare --net`), so that bridge tests change no host network state.
+    netns: bool,
 }
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_with(false)
+    }
+
+    fn start_with(netns: bool) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("longshore-api-")
             .tempdir_in("/tmp")
@@ -71,11 +109,29 @@ impl Daemon {
             )
             .expect("import busybox");
         let _ = std::fs::remove_dir_all(&rootfs);
+        let registry = RegistryServer::start(temp(), "");
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", "alice", "s3cret"])
+            .output()
+            .expect("htpasswd (apache2-utils) must be installed");
+        let pdir = temp();
+        let hp = pdir.path().join("htpasswd");
+        std::fs::write(&hp, htpasswd.stdout).expect("write htpasswd");
+        let private = RegistryServer::start(
+            pdir,
+            &format!(
+                "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                hp.display()
+            ),
+        );
         let mut d = Daemon {
+            registry,
+            private,
             sock: dir.path().join("d.sock"),
             dir,
             engine,
             child: None,
+            netns,
         };
         d.serve();
         d
@@ -83,9 +139,21 @@ impl Daemon {
 
     /// Starts the daemon (again) on the socket; returns once it answers.
     fn serve(&mut self) {
-        let child = Command::new(std::env::current_exe().expect("test binary"))
+        let exe = std::env::current_exe().expect("test binary");
+        let mut cmd = if self.netns {
+            let mut c = Command::new("unshare");
+            c.arg("--net").arg("--").arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let child = cmd
             .env(DAEMON_ROOT, self.dir.path().join("root"))
             .env(DAEMON_SOCK, &self.sock)
+            .env(
+                DAEMON_INSECURE,
+                format!("{},{}", self.registry.addr, self.private.addr),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("start the daemon");
@@ -393,12 +461,12 @@ fn images_and_inspect(d: &Daemon) {
     assert!(id.trim().starts_with("sha256:"), "{id}");
     let o = d.docker(&["inspect", "--type", "image", "nosuchimage-lsapi"]);
     assert!(!o.status.success());
-    // a missing image: the CLI asks to pull it, and gets a clear refusal
-    let o = d.docker(&["run", "--rm", "--network", "none", "nosuchimage-lsapi"]);
-    assert_eq!(o.status.code(), Some(125));
+    // a missing image: the CLI pulls it, and the registry's "not found" ends the run
+    let missing = format!("{}/nosuch-lsapi:latest", d.registry.addr);
+    let o = d.docker(&["run", "--rm", "--network", "none", &missing]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr)
-            .contains("pulling and importing images through the Engine API is not built yet"),
+        text(&o.stderr).contains("Unable to find image") && text(&o.stderr).contains("not found"),
         "{}",
         text(&o.stderr)
     );
@@ -508,6 +576,918 @@ fn stop_keeps_containers(d: &mut Daemon) {
     ok(&d.docker(&["rm", "-f", &name]));
 }
 
+/// `docker tag`, `push` (to a real registry), `rmi`, `pull` (the JSON progress stream the
+/// CLI renders), `run` of the pulled image, `history`, `image prune`.
+fn push_pull_tag_history(d: &mut Daemon) {
+    let repo = format!("{}/{}", d.registry.addr, unique_name("lsapi"));
+    let tagged = format!("{repo}:v1");
+    ok(&d.docker(&["tag", "busybox", &tagged]));
+    let out = ok(&d.docker(&["push", &tagged]));
+    assert!(out.contains("The push refers to repository"), "{out}");
+    assert!(out.contains("v1: digest: sha256:"), "{out}");
+    // pushing again: every layer is there already
+    let again = ok(&d.docker(&["push", &tagged]));
+    assert!(again.contains("Layer already exists"), "{again}");
+    let o = ok(&d.docker(&["rmi", &tagged]));
+    assert!(o.contains("Untagged"), "{o}");
+    let out = ok(&d.docker(&["pull", &tagged]));
+    assert!(out.contains("Digest: sha256:"), "{out}");
+    assert!(
+        out.contains("Status: Image is up to date") || out.contains("Downloaded newer image"),
+        "{out}"
+    );
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &tagged,
+        "echo",
+        "pulled",
+    ]);
+    assert_eq!(ok(&o), "pulled\n");
+    // a tag that is not there: the stream's error, exit 1
+    let o = d.docker(&["pull", &format!("{repo}:nope")]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+    // a push of nothing: 404 before the stream
+    let o = d.docker(&["push", &format!("{repo}:absent")]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("No such image"),
+        "{}",
+        text(&o.stderr)
+    );
+    let h = ok(&d.docker(&["history", "--format", "{{.CreatedBy}}|{{.Size}}", &tagged]));
+    assert!(!h.trim().is_empty(), "{h}");
+    let (code, body) = d.http("GET", &format!("/images/{tagged}/history"), "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&tagged), "{body}");
+    ok(&d.docker(&["rmi", &tagged]));
+    let o = ok(&d.docker(&["image", "prune", "-f"]));
+    assert!(o.contains("Total reclaimed space"), "{o}");
+    let (code, body) = d.http("GET", "/images/search?term=", "");
+    assert_eq!(code, 400, "{body}");
+}
+
+/// `docker login` against a registry with htpasswd auth, then a push and pull through it;
+/// a wrong password is refused (401) and pushes without login fail.
+fn login_and_private_push(d: &mut Daemon) {
+    let reg = d.private.addr.clone();
+    let tagged = format!("{reg}/{}:1", unique_name("lsapi"));
+    ok(&d.docker(&["tag", "busybox", &tagged]));
+    let o = d.docker(&["push", &tagged]);
+    assert!(
+        !o.status.success() || text(&o.stdout).contains("401"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = d.docker_in(
+        &["login", "-u", "alice", "--password-stdin", &reg],
+        Some(b"wrong\n"),
+    );
+    assert!(!o.status.success(), "{}", text(&o.stdout));
+    let (code, body) = d.http(
+        "POST",
+        "/auth",
+        &format!("{{\"username\":\"alice\",\"password\":\"wrong\",\"serveraddress\":\"{reg}\"}}"),
+    );
+    assert_eq!(code, 401, "{body}");
+    let o = d.docker_in(
+        &["login", "-u", "alice", "--password-stdin", &reg],
+        Some(b"s3cret\n"),
+    );
+    assert!(text(&ok(&o).into_bytes()).contains("Login Succeeded"));
+    let out = ok(&d.docker(&["push", &tagged]));
+    assert!(out.contains("digest: sha256:"), "{out}");
+    ok(&d.docker(&["rmi", &tagged]));
+    ok(&d.docker(&["pull", &tagged]));
+    ok(&d.docker(&["rmi", &tagged]));
+}
+
+/// `docker save` to a file, `rmi`, `load` from it: the image and its tag are back.
+fn save_and_load(d: &mut Daemon) {
+    let name = format!("{}:s1", unique_name("lsapi"));
+    ok(&d.docker(&["tag", "busybox", &name]));
+    let tar = d.dir.path().join(format!("{}.tar", unique_name("save")));
+    ok(&d.docker(&["save", "-o", tar.to_str().unwrap(), &name]));
+    assert!(std::fs::metadata(&tar).unwrap().len() > 100_000);
+    ok(&d.docker(&["rmi", &name]));
+    let out = ok(&d.docker(&["load", "-i", tar.to_str().unwrap()]));
+    assert!(out.contains(&format!("Loaded image: {name}")), "{out}");
+    let o = d.docker(&["run", "--rm", "--network", "none", &name, "echo", "loaded"]);
+    assert_eq!(ok(&o), "loaded\n");
+    ok(&d.docker(&["rmi", &name]));
+    let (code, body) = d.http("GET", "/images/get?names=nosuch-lsapi", "");
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = d.http("POST", "/images/load", "this is not a tar");
+    assert_eq!(code, 400, "{body}");
+    std::fs::remove_file(&tar).unwrap();
+}
+
+/// `docker cp` both ways (a file, a directory), into a running container and out of it.
+fn copy_in_and_out(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    let work = d.dir.path().join(unique_name("cp"));
+    std::fs::create_dir_all(work.join("dir/sub")).unwrap();
+    std::fs::write(work.join("f.txt"), "file content\n").unwrap();
+    std::fs::write(work.join("dir/sub/g"), "deep\n").unwrap();
+    ok(&d.docker(&[
+        "cp",
+        work.join("f.txt").to_str().unwrap(),
+        &format!("{name}:/tmp/"),
+    ]));
+    ok(&d.docker(&[
+        "cp",
+        work.join("dir").to_str().unwrap(),
+        &format!("{name}:/tmp/dir"),
+    ]));
+    assert_eq!(
+        ok(&d.docker(&["exec", &name, "cat", "/tmp/f.txt"])),
+        "file content\n"
+    );
+    assert_eq!(
+        ok(&d.docker(&["exec", &name, "cat", "/tmp/dir/sub/g"])),
+        "deep\n"
+    );
+    ok(&d.docker(&["exec", &name, "sh", "-c", "echo made > /tmp/out.txt"]));
+    let back = work.join("back.txt");
+    ok(&d.docker(&[
+        "cp",
+        &format!("{name}:/tmp/out.txt"),
+        back.to_str().unwrap(),
+    ]));
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "made\n");
+    let dback = work.join("dback");
+    ok(&d.docker(&["cp", &format!("{name}:/tmp/dir"), dback.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(dback.join("sub/g")).unwrap(),
+        "deep\n"
+    );
+    let o = d.docker(&[
+        "cp",
+        &format!("{name}:/nonexistent"),
+        back.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("Could not find the file"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&d.docker(&["rm", "-f", &name]));
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// `docker events` with --since/--until and a filter, and following: the events of a run
+/// arrive while the stream is open.
+fn events_past_and_streaming(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut follow = Command::new(DOCKER)
+        .arg("-H")
+        .arg(format!("unix://{}", d.sock.display()))
+        .args([
+            "events",
+            "--filter",
+            &format!("container={name}"),
+            "--format",
+            "{{.Action}}",
+        ])
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&d.docker(&[
+        "run",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]));
+    ok(&d.docker(&["rm", &name]));
+    let mut seen = String::new();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+        while let Some(Ok(l)) = lines.next() {
+            seen.push_str(&l);
+            seen.push('\n');
+            if l == "destroy" {
+                break;
+            }
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    for a in ["create", "start", "die", "destroy"] {
+        assert!(seen.lines().any(|l| l == a), "following missed {a}: {seen}");
+    }
+    // until now: the past events, then the stream ends
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let past = ok(&d.docker(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        &format!("container={name}"),
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.exitCode}}",
+    ]));
+    assert_eq!(past.trim(), "die 0");
+    let (code, body) = d.http(
+        "GET",
+        "/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+}
+
+/// `docker volume` commands and `run -v` with a named volume and a host directory.
+fn volumes_and_binds(d: &mut Daemon) {
+    let vol = unique_name("lsapi");
+    ok(&d.docker(&["volume", "create", "--label", "k=v", &vol]));
+    let ls = ok(&d.docker(&["volume", "ls", "-q", "--filter", "label=k=v"]));
+    assert!(ls.lines().any(|l| l == vol), "{ls}");
+    let mp = ok(&d.docker(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Mountpoint}} {{.Labels.k}}",
+        &vol,
+    ]));
+    assert!(mp.trim().ends_with("_data v"), "{mp}");
+    let user = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "--name",
+        &user,
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/data"),
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]));
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/data"),
+        "busybox",
+        "cat",
+        "/data/f",
+    ]);
+    assert_eq!(ok(&o), "kept\n");
+    let o = d.docker(&["volume", "rm", &vol]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("in use"), "{}", text(&o.stderr));
+    ok(&d.docker(&["rm", &user]));
+    ok(&d.docker(&["volume", "rm", &vol]));
+    let o = d.docker(&["volume", "inspect", &vol]);
+    assert!(!o.status.success());
+    // a host directory
+    let host = d.dir.path().join(unique_name("bind"));
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("h"), "from host\n").unwrap();
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/h", host.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /h/h; echo back > /h/back",
+    ]);
+    assert_eq!(ok(&o), "from host\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("back")).unwrap(),
+        "back\n"
+    );
+    let pruned = unique_name("lsapi");
+    ok(&d.docker(&["volume", "create", &pruned]));
+    // named volumes are pruned with all=true only (API 1.42 on)
+    let (code, body) = d.http("POST", "/v1.45/volumes/prune", "");
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains(&pruned), "{body}");
+    let (code, body) = d.http(
+        "POST",
+        "/v1.45/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%7D",
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&pruned), "{body}");
+    let (code, body) = d.http("POST", "/volumes/create", "{\"Name\":\"bad/name\"}");
+    assert_eq!(code, 400, "{body}");
+}
+
+/// `docker network create/ls/inspect/rm` of a bridge network (its bridge named `ls...`).
+fn network_commands(d: &mut Daemon) {
+    let net = unique_name("lsapi");
+    let bridge = unique_name("ls");
+    let id = ok(&d.docker(&[
+        "network",
+        "create",
+        "-o",
+        &format!("com.docker.network.bridge.name={bridge}"),
+        &net,
+    ]));
+    let id = id.trim().to_string();
+    let guard = NetGuard(d.sock.clone(), net.clone());
+    let ls = ok(&d.docker(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]));
+    assert!(ls.lines().any(|l| l == format!("{net} bridge")), "{ls}");
+    assert!(ls.lines().any(|l| l == "none null"), "{ls}");
+    let insp = ok(&d.docker(&["network", "inspect", "-f", "{{.Id}} {{.Driver}}", &net]));
+    assert_eq!(insp.trim(), format!("{id} bridge"));
+    let o = d.docker(&["network", "create", &net]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("already exists"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&d.docker(&["network", "rm", &net]));
+    std::mem::forget(guard);
+    let o = d.docker(&["network", "inspect", &net]);
+    assert!(!o.status.success());
+    let (code, body) = d.http("DELETE", &format!("/networks/{net}"), "");
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = d.http("DELETE", "/networks/none", "");
+    assert_eq!(code, 403, "{body}");
+}
+
+/// Removes a test network if the test failed before it did.
+struct NetGuard(PathBuf, String);
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", self.0.display()))
+            .args(["network", "rm", &self.1])
+            .output();
+    }
+}
+
+/// `docker logs -f` follows until the container exits.
+fn logs_follow(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; sleep 1; echo b",
+    ]));
+    let out = ok(&d.docker(&["logs", "-f", &name]));
+    assert_eq!(out, "a\nb\n");
+    ok(&d.docker(&["rm", &name]));
+}
+
+/// `docker run -it` and `docker exec -it` under a pseudo-terminal (`script`): a terminal
+/// inside, the exit code passed through.
+fn tty_run_and_exec(d: &mut Daemon) {
+    let host = format!("unix://{}", d.sock.display());
+    let cfg = d.dir.path().join("docker-config");
+    let run = |cmd: &str| {
+        Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .env("DOCKER_CONFIG", &cfg)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run(&format!(
+        "{DOCKER} -H {host} run -it --rm --network none busybox sh -c 'test -t 0 && echo tty-yes; exit 4'"
+    ));
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).contains("tty-yes"), "{}", text(&o.stdout));
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    let o = run(&format!(
+        "{DOCKER} -H {host} exec -it {name} sh -c 'test -t 1 && echo exec-tty; exit 6'"
+    ));
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).contains("exec-tty"), "{}", text(&o.stdout));
+    ok(&d.docker(&["rm", "-f", &name]));
+}
+
+/// top, diff, stats, update, rename, export, commit, container prune, system df; exec
+/// resize of an unknown exec.
+fn container_inspection_endpoints(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    let top = ok(&d.docker(&["top", &name]));
+    assert!(top.contains("PID") && top.contains("sleep 100"), "{top}");
+    let (code, body) = d.http(
+        "GET",
+        &format!("/containers/{name}/top?ps_args=-o%20pid,comm"),
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"COMMAND\"") && body.contains("\"sleep\""),
+        "{body}"
+    );
+    ok(&d.docker(&["exec", &name, "touch", "/tmp/newfile"]));
+    let diff = ok(&d.docker(&["diff", &name]));
+    assert!(diff.lines().any(|l| l == "A /tmp/newfile"), "{diff}");
+    let st = ok(&d.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        &name,
+    ]));
+    assert_eq!(st.trim(), format!("{name} 1"));
+    ok(&d.docker(&["update", "--memory", "64m", "--memory-swap", "128m", &name]));
+    let mem = ok(&d.docker(&["inspect", "-f", "{{.HostConfig.Memory}}", &name]));
+    assert_eq!(mem.trim(), "67108864");
+    let renamed = unique_name("lsapi");
+    ok(&d.docker(&["rename", &name, &renamed]));
+    let tar = d.dir.path().join(format!("{}.tar", unique_name("exp")));
+    ok(&d.docker(&["export", "-o", tar.to_str().unwrap(), &renamed]));
+    let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    let names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .filter_map(|e| e.ok()?.path().ok().map(|p| p.display().to_string()))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.trim_start_matches("./") == "tmp/newfile"),
+        "{names:?}"
+    );
+    std::fs::remove_file(&tar).unwrap();
+    let image = format!("{}:c1", unique_name("lsapi"));
+    let id = ok(&d.docker(&["commit", &renamed, &image]));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "ls",
+        "/tmp/newfile",
+    ]);
+    assert_eq!(ok(&o), "/tmp/newfile\n");
+    // prune removes the stopped one and keeps the running one
+    let stopped = unique_name("lsapi");
+    ok(&d.docker(&[
+        "create",
+        "--name",
+        &stopped,
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]));
+    let pr = ok(&d.docker(&["container", "prune", "-f"]));
+    assert!(pr.contains("Deleted Containers"), "{pr}");
+    let ps = ok(&d.docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert!(!ps.lines().any(|l| l == stopped), "{ps}");
+    assert!(ps.lines().any(|l| l == renamed), "{ps}");
+    let df = ok(&d.docker(&["system", "df"]));
+    assert!(df.contains("Images") && df.contains("Containers"), "{df}");
+    let (code, body) = d.http("POST", "/exec/nosuch-lsapi/resize?h=10&w=10", "");
+    assert_eq!(code, 404, "{body}");
+    ok(&d.docker(&["rm", "-f", &renamed]));
+    ok(&d.docker(&["rmi", &image]));
+}
+
+/// `docker run -p` on the default bridge: the published port reaches the container. The
+/// daemon runs in a network namespace of its own, with a veth address to reach the port
+/// through (DNAT does not apply to 127.0.0.1).
+fn run_publish_port(_: &mut Daemon) {
+    let mut d = Daemon::start_with(true);
+    let d = &mut d;
+    let pid = d.child.as_ref().unwrap().id();
+    let ns = format!("--net=/proc/{pid}/ns/net");
+    let (a, b) = (unique_name("ls"), unique_name("ls"));
+    let st = Command::new("nsenter")
+        .arg(&ns)
+        .args(["sh", "-c", &format!("ip link set lo up && ip link add {a} type veth peer name {b} && ip addr add 10.250.0.1/24 dev {a} && ip link set {a} up && ip link set {b} up")])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-p",
+        &format!("{port}:8080"),
+        "busybox",
+        "sh",
+        "-c",
+        "echo published > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+    ]));
+    let pub_ = ok(&d.docker(&["port", &name]));
+    assert!(pub_.contains(&format!("0.0.0.0:{port}")), "{pub_}");
+    let mut got = String::new();
+    for _ in 0..100 {
+        let o = Command::new("nsenter")
+            .arg(&ns)
+            .args([
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                &format!("http://10.250.0.1:{port}/index.html"),
+            ])
+            .output()
+            .unwrap();
+        got = text(&o.stdout);
+        if got.contains("published") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok(&d.docker(&["rm", "-f", &name]));
+    assert!(got.contains("published"), "{got}");
+}
+
+/// `docker rm` right after `docker run` (attached, without --rm) never finds the container
+/// busy: 3 clients at once, 10 times each.
+fn rm_right_after_run(d: &mut Daemon) {
+    let d = &*d;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(move || {
+                    for _ in 0..10 {
+                        let name = unique_name("lsapi");
+                        let o = d.docker(&[
+                            "run",
+                            "--name",
+                            &name,
+                            "--network",
+                            "none",
+                            "busybox",
+                            "sh",
+                            "-c",
+                            "exit 7",
+                        ]);
+                        assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
+                        ok(&d.docker(&["rm", &name]));
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+/// A start while someone checks the monitor (a wait polling, `rm`, `ps`: a shared flock
+/// of `monitor.lock` for an instant) starts: the monitor waits for the check to end
+/// instead of failing (the cause of `docker rm` after `docker run` failing under load).
+fn start_while_the_monitor_lock_is_checked(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    let id = ok(&d.docker(&[
+        "create",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]));
+    let dir = d.dir.path().join("root/containers").join(id.trim());
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("monitor.lock"))
+        .unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockShared).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(f);
+    });
+    let o = d.docker(&["start", "-a", &name]);
+    release.join().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    ok(&d.docker(&["rm", &name]));
+}
+
+/// tcp:// on loopback serves the docker CLI; on another address without TLS it is refused
+/// unless forced; fd:// takes the socket systemd passes (`systemd-socket-activate`).
+fn tcp_and_socket_activation(d: &mut Daemon) {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // refused: reachable from other hosts, no TLS
+    let engine = Engine::open(d.dir.path().join("root"), EngineOptions::default()).unwrap();
+    let engine = std::sync::Arc::new(engine);
+    let mut opts = DaemonOptions::default();
+    opts.hosts = vec![format!("tcp://0.0.0.0:{}", free())];
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(e.to_string().contains("TLS"), "{e}");
+    opts.insecure_tcp = true;
+    let forced = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap();
+    assert_eq!(forced.addresses().len(), 1);
+    drop(forced);
+    // loopback: the docker CLI over TCP, then over a socket passed by systemd
+    let port = free();
+    let sock = d.dir.path().join(format!("{}.sock", unique_name("fd")));
+    let child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg("-E")
+        .arg(format!(
+            "{DAEMON_ROOT}={}",
+            d.dir.path().join("root").display()
+        ))
+        .arg("-E")
+        .arg(format!("{DAEMON_SOCK}=unused"))
+        .arg("-E")
+        .arg(format!("{DAEMON_HOSTS}=fd://,tcp://127.0.0.1:{port}"))
+        .arg(std::env::current_exe().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(child);
+    for _ in 0..500 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // the first connection makes systemd-socket-activate start the daemon with the fd
+    let via_fd = |args: &[&str]| {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap()
+    };
+    let v = ok(&via_fd(&["version", "--format", "{{.Server.APIVersion}}"]));
+    assert_eq!(v.trim(), "1.45");
+    let mut tcp_ok = String::new();
+    for _ in 0..200 {
+        let o = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .args(["images", "--format", "{{.Repository}}"])
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap();
+        if o.status.success() {
+            tcp_ok = text(&o.stdout);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(tcp_ok.lines().any(|l| l == "busybox"), "{tcp_ok}");
+    drop(guard);
+}
+
+/// Creates through the API while other clients list (a listing sweeps container
+/// directories left without state by a killed create): every create succeeds. Found by
+/// the 200-client bench ("write .../config.json: No such file or directory").
+fn creates_while_listing(d: &mut Daemon) {
+    let d = &*d;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ids = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        let listers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let (code, body) = d.http("GET", "/containers/json?all=1", "");
+                        assert_eq!(code, 200, "{body}");
+                    }
+                })
+            })
+            .collect();
+        let creators: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..40 {
+                        let (code, body) = d.http(
+                            "POST",
+                            "/containers/create",
+                            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}"#,
+                        );
+                        if code == 201 {
+                            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                            ids.lock().unwrap().push(v["Id"].as_str().unwrap().to_string());
+                        }
+                        assert_eq!(code, 201, "{body}");
+                    }
+                })
+            })
+            .collect();
+        let res: Vec<_> = creators.into_iter().map(|h| h.join()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for l in listers {
+            l.join().unwrap();
+        }
+        for r in res {
+            if let Err(e) = r {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+    for id in ids.into_inner().unwrap() {
+        let (code, body) = d.http("DELETE", &format!("/containers/{id}"), "");
+        assert_eq!(code, 204, "{body}");
+    }
+}
+
+/// daemon.json: its labels and hosts are used, a flag given in both places is refused,
+/// an unknown directive is refused by name, and SIGHUP reloads labels and debug.
+fn daemon_json_and_sighup(d: &mut Daemon) {
+    let engine = std::sync::Arc::new(
+        Engine::open(d.dir.path().join("root"), EngineOptions::default()).unwrap(),
+    );
+    let cfg = d.dir.path().join(format!("{}.json", unique_name("cfg")));
+    let sock = d.dir.path().join(format!("{}.sock", unique_name("cfg")));
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{\"hosts\":[\"unix://{}\"],\"labels\":[\"zone=a\"],\"debug\":false}}",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut opts = DaemonOptions::default();
+    opts.config_file = Some(cfg.clone());
+    opts.hosts = vec!["unix:///tmp/longshore-never.sock".into()];
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("both as a flag and in the configuration file: hosts"),
+        "{e}"
+    );
+    let bad = d.dir.path().join(format!("{}.json", unique_name("cfg")));
+    std::fs::write(&bad, "{\"no-such-option\": 1}").unwrap();
+    let mut o2 = DaemonOptions::default();
+    o2.config_file = Some(bad);
+    let e = longshore_engine::api::Server::bind(engine.clone(), &o2).unwrap_err();
+    assert!(e.to_string().contains("no-such-option"), "{e}");
+    // the daemon on the file's socket; SIGHUP after the file changes
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(DAEMON_ROOT, d.dir.path().join("root"))
+        .env(DAEMON_SOCK, "unused")
+        .env(DAEMON_CONFIG, &cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(child);
+    for _ in 0..500 {
+        if UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let info = |fmt: &str| {
+        let o = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["info", "--format", fmt])
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap();
+        ok(&o).trim().to_string()
+    };
+    assert_eq!(info("{{.Labels}} {{.Debug}}"), "[zone=a] false");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{\"hosts\":[\"unix://{}\"],\"labels\":[\"zone=b\",\"x=y\"],\"debug\":true}}",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(guard.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = info("{{.Labels}} {{.Debug}}");
+        if seen == "[zone=b x=y] true" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(seen, "[zone=b x=y] true");
+    drop(guard);
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -549,6 +1529,27 @@ fn main() -> ExitCode {
         ("images_and_inspect", |d| images_and_inspect(d)),
         ("bad_requests_leave_the_daemon_up", |d| {
             bad_requests_leave_the_daemon_up(d)
+        }),
+        ("push_pull_tag_history", push_pull_tag_history),
+        ("login_and_private_push", login_and_private_push),
+        ("save_and_load", save_and_load),
+        ("copy_in_and_out", copy_in_and_out),
+        ("events_past_and_streaming", events_past_and_streaming),
+        ("volumes_and_binds", volumes_and_binds),
+        ("network_commands", network_commands),
+        ("logs_follow", logs_follow),
+        ("tty_run_and_exec", tty_run_and_exec),
+        (
+            "container_inspection_endpoints",
+            container_inspection_endpoints,
+        ),
+        ("run_publish_port", run_publish_port),
+        ("rm_right_after_run", rm_right_after_run),
+        ("daemon_json_and_sighup", daemon_json_and_sighup),
+        ("creates_while_listing", |d| creates_while_listing(d)),
+        ("tcp_and_socket_activation", tcp_and_socket_activation),
+        ("start_while_the_monitor_lock_is_checked", |d| {
+            start_while_the_monitor_lock_is_checked(d)
         }),
         ("stop_keeps_containers", stop_keeps_containers),
     ];

@@ -170,7 +170,7 @@ pub async fn wait(state: &Arc<State>, id: &str, r: &Req) -> ApiResult {
     let (tx, body) = Body::channel();
     let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || {
-        let res = super::wait::wait_or_leave(&engine, &full, cond, &|| tx.is_closed());
+        let res = super::wait::wait_or_leave(&engine, &c, cond, &|| tx.is_closed());
         let v = match res {
             // the client left: nobody to answer
             Ok(None) => return,

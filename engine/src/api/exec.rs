@@ -34,6 +34,8 @@ pub(crate) struct ExecEntry {
     started: bool,
     pid: i32,
     exit_code: Option<i32>,
+    /// The pty master of a `Tty` exec while it runs (for resize).
+    terminal: Option<Arc<std::fs::File>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +97,7 @@ pub async fn create(state: &Arc<State>, id: &str, body: Bytes) -> ApiResult {
         started: false,
         pid: 0,
         exit_code: None,
+        terminal: None,
     };
     state
         .execs
@@ -152,6 +155,7 @@ fn set_exit(state: &State, id: &str, code: i32) {
     {
         e.running = false;
         e.exit_code = Some(code);
+        e.terminal = None;
     }
 }
 
@@ -225,6 +229,11 @@ pub async fn start(state: &Arc<State>, id: &str, mut req: Request<Incoming>) -> 
         .get_mut(id)
     {
         e.pid = proc.pid;
+        e.terminal = proc
+            .terminal
+            .as_ref()
+            .and_then(|t| t.try_clone().ok())
+            .map(Arc::new);
     }
     let (otx, mut orx) = mpsc::channel::<Vec<u8>>(64);
     let st = state.clone();
@@ -337,4 +346,33 @@ pub async fn start(state: &Arc<State>, id: &str, mut req: Request<Incoming>) -> 
         }),
     );
     Ok(resp)
+}
+
+/// `POST /exec/{id}/resize`: the exec's terminal size (404 unknown exec, 409 not running
+/// or without a terminal).
+pub(crate) fn resize(state: &Arc<State>, id: &str, rows: u16, cols: u16) -> Result<(), ApiError> {
+    let term = {
+        let execs = state.execs.lock().unwrap_or_else(|p| p.into_inner());
+        let e = execs.get(id).ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("No such exec instance: {id}"),
+        })?;
+        match (&e.terminal, e.running) {
+            (Some(t), true) => t.clone(),
+            _ => {
+                return Err(ApiError {
+                    status: StatusCode::CONFLICT,
+                    message: format!("exec {id} is not running with a terminal"),
+                });
+            }
+        }
+    };
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&*term, size)
+        .map_err(|e| ApiError::internal(format!("resize the terminal of exec {id}: {e}")))
 }

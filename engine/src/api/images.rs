@@ -2,10 +2,14 @@
 
 use std::sync::Arc;
 
-use hyper::StatusCode;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use serde_json::json;
 
-use super::body::{ApiResult, json};
+use super::body::{
+    ApiError, ApiResult, Body, ChanWriter, Resp, json, json_line, registry_auth, status, stream,
+};
 use super::router::{Req, State};
 use crate::RemoveImageOptions;
 
@@ -49,6 +53,399 @@ pub async fn remove(state: &Arc<State>, name: &str, r: &Req) -> ApiResult {
         .map(|x| match x {
             longshore_graph::Removed::Untagged(t) => json!({"Untagged": t}),
             longshore_graph::Removed::Deleted(d) => json!({"Deleted": d.to_string()}),
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &out))
+}
+
+/// Docker's lines of a progress stream for one libregistry event (`None`: not shown).
+fn progress_line(p: &longshore_registry::Progress, push: bool) -> Vec<serde_json::Value> {
+    use longshore_registry::ProgressEvent as P;
+    let id = &p.id;
+    let line = |status: &str| json!({"status": status, "progressDetail": {}, "id": id});
+    let bar = |status: &str, current: u64, total: u64| json!({"status": status, "progressDetail": {"current": current, "total": total}, "id": id});
+    match &p.event {
+        P::Waiting => vec![line("Waiting")],
+        P::Downloading { current, total } => vec![bar("Downloading", *current, *total)],
+        P::Retrying { attempt, .. } => vec![line(&format!("Retrying (attempt {attempt})"))],
+        P::Verifying => vec![line("Verifying Checksum")],
+        P::Extracting { current, total } if current >= total && *total > 0 => {
+            vec![bar("Extracting", *current, *total), line("Pull complete")]
+        }
+        P::Extracting { current, total } => vec![bar("Extracting", *current, *total)],
+        P::Done => vec![line("Download complete")],
+        P::AlreadyExists if push => vec![line("Layer already exists")],
+        P::AlreadyExists => vec![line("Already exists")],
+        P::Pushing { current, total } => vec![bar("Pushing", *current, *total)],
+        P::Mounted { from } => vec![line(&format!("Mounted from {from}"))],
+        P::Pushed => vec![line("Pushed")],
+    }
+}
+
+/// Docker's error line of a progress stream.
+fn error_line(message: &str) -> Bytes {
+    json_line(&json!({"errorDetail": {"message": message}, "error": message}))
+}
+
+/// Runs an async registry job on its own thread and runtime (the server's runtime has one
+/// thread), forwarding its progress events as Docker's JSON lines; `done` writes the last
+/// lines from its result.
+fn registry_stream<T: Send + 'static>(
+    state: &Arc<State>,
+    push: bool,
+    first: Vec<serde_json::Value>,
+    job: impl FnOnce(Arc<crate::Engine>, longshore_registry::ProgressSender) -> JobFuture<T>
+    + Send
+    + 'static,
+    done: impl FnOnce(T) -> Vec<serde_json::Value> + Send + 'static,
+) -> Resp {
+    let (tx, body) = Body::channel();
+    let engine = state.engine.clone();
+    std::thread::spawn(move || {
+        for l in first {
+            let _ = tx.blocking_send(json_line(&l));
+        }
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.blocking_send(error_line(&format!("start a runtime: {e}")));
+                return;
+            }
+        };
+        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
+        let out = tx.clone();
+        let res = rt.block_on(async move {
+            let fut = job(engine, ptx);
+            tokio::pin!(fut);
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(p) = prx.recv() => {
+                        for l in progress_line(&p, push) {
+                            // a client that left does not stop the job (Docker finishes a pull too)
+                            let _ = out.send(json_line(&l)).await;
+                        }
+                    }
+                    r = &mut fut => {
+                        while let Ok(p) = prx.try_recv() {
+                            for l in progress_line(&p, push) {
+                                let _ = out.send(json_line(&l)).await;
+                            }
+                        }
+                        break r;
+                    }
+                }
+            }
+        });
+        match res {
+            Ok(v) => {
+                for l in done(v) {
+                    let _ = tx.blocking_send(json_line(&l));
+                }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(error_line(&e.to_string()));
+            }
+        }
+    });
+    stream("application/json", body)
+}
+
+/// The future of a registry job.
+type JobFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = crate::Result<T>> + Send>>;
+
+/// `fromImage` + `tag` as one reference (`tag` may be a digest).
+fn pull_reference(image: &str, tag: Option<&str>) -> String {
+    match tag.filter(|t| !t.is_empty()) {
+        None => image.to_string(),
+        Some(t) if t.contains(':') => format!("{image}@{t}"),
+        Some(t) => {
+            let last = image.rsplit('/').next().unwrap_or(image);
+            if last.contains(':') || image.contains('@') {
+                image.to_string()
+            } else {
+                format!("{image}:{t}")
+            }
+        }
+    }
+}
+
+/// `POST /images/create?fromImage=&tag=` (pull, a JSON progress stream) or
+/// `?fromSrc=-&repo=&tag=&message=&changes=` (import of the request body).
+pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiResult {
+    if let Some(src) = r.q("fromSrc") {
+        if src != "-" {
+            return Err(ApiError::bad(format!(
+                "importing from a URL ({src}) is not supported: send the archive as the request body (fromSrc=-)"
+            )));
+        }
+        let repo = r.q("repo").filter(|s| !s.is_empty());
+        let reference = repo.map(|rp| pull_reference(rp, r.q("tag")));
+        let message = r.q("message").map(String::from);
+        let changes: Vec<String> = r
+            .query
+            .iter()
+            .filter(|(k, _)| k == "changes")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let body = super::body::reader(req.into_body());
+        let id = state
+            .job(move |e| e.import_image(body, reference.as_deref(), message.as_deref(), &changes))
+            .await?;
+        return Ok(json(StatusCode::OK, &json!({"status": id})));
+    }
+    let Some(image) = r.q("fromImage").filter(|s| !s.is_empty()) else {
+        return Err(ApiError::bad("fromImage or fromSrc is required"));
+    };
+    let reference = pull_reference(image, r.q("tag"));
+    let creds = registry_auth(req.headers())?;
+    let parsed = longshore_registry::Reference::parse(&reference)
+        .map_err(|e| ApiError::bad(format!("invalid reference format: {reference}: {e}")))?;
+    let shown_tag = parsed
+        .tag()
+        .map(String::from)
+        .or_else(|| parsed.digest().map(|d| d.to_string()))
+        .unwrap_or_else(|| "latest".into());
+    let first =
+        vec![json!({"status": format!("Pulling from {}", parsed.repository()), "id": shown_tag})];
+    let name = reference.clone();
+    Ok(registry_stream(
+        state,
+        false,
+        first,
+        move |engine, ptx| {
+            Box::pin(async move {
+                engine.pull_credentials(&name, creds.as_ref());
+                let opts = crate::PullJobOptions {
+                    progress: Some(ptx),
+                    ..Default::default()
+                };
+                engine.pull(&name, &opts).await
+            })
+        },
+        |report| {
+            vec![
+                json!({"status": format!("Digest: {}", report.manifest_digest)}),
+                json!({"status": format!(
+                    "Status: {} for {}",
+                    if report.already_exists { "Image is up to date" } else { "Downloaded newer image" },
+                    report.reference
+                )}),
+            ]
+        },
+    ))
+}
+
+/// `POST /images/{name}/push?tag=` (a JSON progress stream).
+pub async fn push(
+    state: &Arc<State>,
+    name: &str,
+    r: &Req,
+    headers: &hyper::HeaderMap,
+) -> ApiResult {
+    let reference = pull_reference(name, r.q("tag"));
+    let creds = registry_auth(headers)?;
+    let parsed = longshore_registry::Reference::parse(&reference)
+        .map_err(|e| ApiError::bad(format!("invalid reference format: {reference}: {e}")))?;
+    let repo = format!("{}/{}", parsed.registry(), parsed.repository());
+    // a missing image is a 404 before the stream starts, as Docker answers
+    let n = name.to_string();
+    let r2 = reference.clone();
+    state
+        .job(move |e| {
+            let g = e.graph()?;
+            if g.resolve(&r2).is_err() && g.resolve(&n).is_err() {
+                return Err(crate::Error::NoSuchImage(r2));
+            }
+            Ok(())
+        })
+        .await?;
+    let first = vec![json!({"status": format!("The push refers to repository [{repo}]")})];
+    Ok(registry_stream(
+        state,
+        true,
+        first,
+        move |engine, ptx| {
+            Box::pin(async move {
+                let opts = crate::PushJobOptions {
+                    progress: Some(ptx),
+                    credentials: creds,
+                };
+                engine.push(&reference, &opts).await
+            })
+        },
+        |rep| {
+            vec![
+                json!({"status": format!("{}: digest: {} size: {}", rep.tag, rep.digest, rep.size)}),
+                json!({"progressDetail": {}, "aux": {"Tag": rep.tag, "Digest": rep.digest, "Size": rep.size}}),
+            ]
+        },
+    ))
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`: 201.
+pub async fn tag(state: &Arc<State>, name: &str, r: &Req) -> ApiResult {
+    let Some(repo) = r.q("repo").filter(|s| !s.is_empty()) else {
+        return Err(ApiError::bad("repo is required"));
+    };
+    let target = pull_reference(repo, r.q("tag"));
+    let target = if target.rsplit('/').next().is_some_and(|l| l.contains(':')) {
+        target
+    } else {
+        format!("{target}:latest")
+    };
+    let name = name.to_string();
+    state.job(move |e| e.tag_image(&name, &target)).await?;
+    Ok(status(StatusCode::CREATED))
+}
+
+/// `GET /images/{name}/history`.
+pub async fn history(state: &Arc<State>, name: &str) -> ApiResult {
+    let name = name.to_string();
+    let tags_of = name.clone();
+    let (h, tags) = state
+        .job(move |e| {
+            let h = e.image_history(&name)?;
+            let tags = e
+                .graph()?
+                .image(&tags_of)
+                .map(|i| i.tags)
+                .unwrap_or_default();
+            Ok((h, tags))
+        })
+        .await?;
+    let out: Vec<serde_json::Value> = h
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            json!({
+                "Id": x.id.as_ref().map(|d| d.to_string()).unwrap_or_else(|| "<missing>".into()),
+                "Created": x.created.as_deref().map(crate::containers::unix_time).unwrap_or(0),
+                "CreatedBy": x.created_by,
+                "Tags": if i == 0 { json!(tags) } else { json!(null) },
+                "Size": x.size,
+                "Comment": x.comment,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &out))
+}
+
+/// `GET /images/get?names=...` and `GET /images/{name}/get`: a `docker save` tar.
+pub async fn save(state: &Arc<State>, names: Vec<String>) -> ApiResult {
+    if names.is_empty() {
+        return Err(ApiError::bad("no image names given (names=)"));
+    }
+    // every name resolves before the stream starts: a missing one is a 404
+    let check = names.clone();
+    state
+        .job(move |e| {
+            let g = e.graph()?;
+            for n in &check {
+                g.resolve(n)
+                    .map_err(|_| crate::Error::NoSuchImage(n.clone()))?;
+            }
+            Ok(())
+        })
+        .await?;
+    let (tx, body) = Body::channel();
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut w = ChanWriter::new(tx);
+        let res = engine
+            .graph()
+            .and_then(|g| {
+                g.save(&names, longshore_graph::ArchiveFormat::Docker, &mut w)
+                    .map_err(crate::error::graph("save"))
+            })
+            .and_then(|()| std::io::Write::flush(&mut w).map_err(crate::Error::io("send")));
+        if let Err(e) = res {
+            // the status is sent: a cut stream is how the client learns it failed
+            tracing::warn!("save {names:?}: {e}");
+        }
+    });
+    Ok(stream("application/x-tar", body))
+}
+
+/// `POST /images/load?quiet=`: the body is a `docker save` tar; a JSON stream of what
+/// was loaded.
+pub async fn load(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
+    let body = super::body::reader(req.into_body());
+    let loaded = state
+        .job(move |e| {
+            e.graph()?
+                .load(body)
+                .map_err(|err| crate::Error::InvalidArgument(format!("load: {err}")))
+        })
+        .await?;
+    let mut out = Vec::new();
+    for (id, tags) in loaded {
+        if tags.is_empty() {
+            out.extend_from_slice(&json_line(
+                &json!({"stream": format!("Loaded image ID: {id}\n")}),
+            ));
+        }
+        for t in tags {
+            out.extend_from_slice(&json_line(
+                &json!({"stream": format!("Loaded image: {t}\n")}),
+            ));
+        }
+    }
+    Ok(stream(
+        "application/json",
+        Body::Full(Some(Bytes::from(out))),
+    ))
+}
+
+/// `POST /images/prune?filters=`: dangling images; every unused one with the
+/// `dangling=false` filter (`docker image prune -a`).
+pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
+    let all = r
+        .filters()?
+        .iter()
+        .any(|(k, v)| k == "dangling" && matches!(v.as_str(), "false" | "0"));
+    let rep = state.job(move |e| e.prune_images(all)).await?;
+    let deleted: Vec<serde_json::Value> = rep
+        .deleted
+        .iter()
+        .map(|d| match d.split_once(": ") {
+            Some(("untagged", x)) => json!({"Untagged": x}),
+            Some((_, x)) => json!({"Deleted": x}),
+            None => json!({"Deleted": d}),
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"ImagesDeleted": deleted, "SpaceReclaimed": rep.space_reclaimed}),
+    ))
+}
+
+/// `GET /images/search?term=&limit=`.
+pub async fn search(state: &Arc<State>, r: &Req) -> ApiResult {
+    let Some(term) = r.q("term").filter(|t| !t.is_empty()) else {
+        return Err(ApiError::bad("term is required"));
+    };
+    let term = term.to_string();
+    let limit = r.int("limit")?.map(|n| n.max(1) as usize);
+    let engine = state.engine.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(crate::Error::io("start a runtime"))?;
+        rt.block_on(engine.search(&term, limit))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("search: {e}")))??;
+    let out: Vec<serde_json::Value> = res
+        .iter()
+        .map(|s| {
+            json!({"name": s.name, "description": s.description, "star_count": s.stars,
+                   "is_official": s.official, "is_automated": s.automated})
         })
         .collect();
     Ok(json(StatusCode::OK, &out))

@@ -1,6 +1,6 @@
 //! The Engine API server (the seed's *Docker Server*): `longshore daemon` speaks the Docker
-//! Engine API over a unix socket, so that the docker CLI and the SDKs drive longshore
-//! unchanged.
+//! Engine API over unix sockets, loopback TCP and sockets passed by systemd (fd://), so
+//! that the docker CLI and the SDKs drive longshore unchanged.
 //!
 //! A request flows: socket → [`server`] (one hyper HTTP/1 connection per client) →
 //! [`router`] (API version, then method + path → handler) → a handler that decodes the
@@ -45,16 +45,21 @@
 //! assert!(!sock.exists());
 //! ```
 
+mod archive;
 mod attach;
 mod body;
 mod containers;
 mod create;
+mod events;
 mod exec;
 mod exit;
 mod images;
+mod networks;
+mod resources;
 pub mod router;
 pub mod server;
 mod system;
+mod volumes;
 mod wait;
 
 pub use server::{DaemonOptions, Server, run};
@@ -88,6 +93,14 @@ pub enum Error {
     #[error("pidfile {path}: {reason}")]
     Pidfile {
         /// The pidfile.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// daemon.json is unreadable, malformed, or repeats a flag.
+    #[error("config file {path}: {reason}")]
+    Config {
+        /// The file.
         path: String,
         /// What is wrong.
         reason: String,

@@ -11,7 +11,10 @@ use hyper::{Method, Request, StatusCode, header};
 
 use super::attach::PendingAttach;
 use super::body::{ApiError, ApiResult, Resp, error};
-use super::{API_VERSION, MIN_API_VERSION, containers, images, system};
+use super::{
+    API_VERSION, MIN_API_VERSION, archive, containers, events, images, networks, resources, system,
+    volumes,
+};
 use crate::engine::Engine;
 
 /// The largest request body read (a create body is a few kB).
@@ -26,8 +29,10 @@ pub struct State {
     pub(crate) pending: Mutex<HashMap<String, Vec<PendingAttach>>>,
     /// Exec instances by ID (config, then exit code), as Docker keeps them in memory.
     pub(crate) execs: Mutex<HashMap<String, super::exec::ExecEntry>>,
-    /// `-D`: log each request on stderr.
-    pub debug: bool,
+    /// `-D`: log each request on stderr (reloaded from daemon.json on SIGHUP).
+    pub debug: std::sync::atomic::AtomicBool,
+    /// `--label`s of the daemon (`/info`; reloaded on SIGHUP).
+    pub labels: Mutex<Vec<String>>,
 }
 
 impl State {
@@ -37,7 +42,8 @@ impl State {
             engine,
             pending: Mutex::default(),
             execs: Mutex::default(),
-            debug,
+            debug: debug.into(),
+            labels: Mutex::default(),
         }
     }
 
@@ -185,7 +191,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    if state.debug {
+    if state.debug.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!(
             "longshore daemon: {method} {uri} -> {}",
             resp.status().as_u16()
@@ -244,6 +250,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::GET, ["version"]) => system::version(state).await,
         (&M::GET, ["info"]) => system::info(state).await,
         (&M::GET, ["containers", "json"]) => containers::list(state, &r).await,
+        (&M::POST, ["containers", "prune"]) => resources::prune(state).await,
         (&M::POST, ["containers", "create"]) => {
             let body = read_body(req).await?;
             containers::create(state, &r, body).await
@@ -274,17 +281,77 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             super::exec::start(state, &id, req).await
         }
         (&M::GET, ["exec", id, "json"]) => super::exec::inspect(state, id).await,
+        (&M::POST, ["exec", id, "resize"]) => resources::exec_resize(state, id, &r).await,
+        (&M::GET, ["containers", id, "top"]) => resources::top(state, id, &r).await,
+        (&M::GET, ["containers", id, "changes"]) => resources::changes(state, id).await,
+        (&M::GET, ["containers", id, "export"]) => resources::export(state, id).await,
+        (&M::GET, ["containers", id, "stats"]) => resources::stats(state, id, &r).await,
+        (&M::POST, ["containers", id, "update"]) => {
+            let id = id.to_string();
+            let body = read_body(req).await?;
+            resources::update(state, &id, body).await
+        }
+        (&M::POST, ["commit"]) => resources::commit(state, &r).await,
+        (&M::GET, ["system", "df"]) => resources::df(state).await,
         (&M::GET, ["images", "json"]) => images::list(state, &r).await,
+        (&M::GET, ["images", "search"]) => images::search(state, &r).await,
+        (&M::GET, ["images", "get"]) => {
+            let names = r
+                .query
+                .iter()
+                .filter(|(k, _)| k == "names")
+                .map(|(_, v)| v.clone())
+                .collect();
+            images::save(state, names).await
+        }
+        (&M::POST, ["images", "create"]) => images::create(state, &r, req).await,
+        (&M::POST, ["images", "load"]) => images::load(state, req).await,
+        (&M::POST, ["images", "prune"]) => images::prune(state, &r).await,
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(state, &name.join("/")).await
+        }
+        (&M::GET, ["images", name @ .., "history"]) if !name.is_empty() => {
+            images::history(state, &name.join("/")).await
+        }
+        (&M::GET, ["images", name @ .., "get"]) if !name.is_empty() => {
+            images::save(state, vec![name.join("/")]).await
+        }
+        (&M::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
+            images::push(state, &name.join("/"), &r, req.headers()).await
+        }
+        (&M::POST, ["images", name @ .., "tag"]) if !name.is_empty() => {
+            images::tag(state, &name.join("/"), &r).await
         }
         (&M::DELETE, ["images", name @ ..]) if !name.is_empty() => {
             images::remove(state, &name.join("/"), &r).await
         }
-        (&M::POST, ["images", "create"]) => Ok(error(
-            StatusCode::NOT_IMPLEMENTED,
-            "pulling and importing images through the Engine API is not built yet in longshore: run `longshore pull` (or `longshore import`) with the daemon's --root",
-        )),
+        (&M::HEAD, ["containers", id, "archive"]) => archive::get(state, id, &r, true).await,
+        (&M::GET, ["containers", id, "archive"]) => archive::get(state, id, &r, false).await,
+        (&M::PUT, ["containers", id, "archive"]) => {
+            let id = id.to_string();
+            archive::put(state, &id, &r, req).await
+        }
+        (&M::GET, ["events"]) => events::events(state, &r).await,
+        (&M::GET, ["volumes"]) => volumes::list(state, &r).await,
+        (&M::POST, ["volumes", "create"]) => {
+            let body = read_body(req).await?;
+            volumes::create(state, body).await
+        }
+        (&M::POST, ["volumes", "prune"]) => volumes::prune(state, &r).await,
+        (&M::GET, ["volumes", name]) => volumes::inspect(state, name).await,
+        (&M::DELETE, ["volumes", name]) => volumes::remove(state, name, &r).await,
+        (&M::GET, ["networks"]) => networks::list(state, &r).await,
+        (&M::POST, ["networks", "create"]) => {
+            let body = read_body(req).await?;
+            networks::create(state, body).await
+        }
+        (&M::POST, ["networks", "prune"]) => networks::prune(state).await,
+        (&M::GET, ["networks", id]) => networks::inspect(state, id).await,
+        (&M::DELETE, ["networks", id]) => networks::remove(state, id).await,
+        (&M::POST, ["auth"]) => {
+            let body = read_body(req).await?;
+            system::auth(state, body).await
+        }
         (&M::POST, ["build"]) => Ok(error(
             StatusCode::NOT_IMPLEMENTED,
             "building through the Engine API is not built yet in longshore: run `longshore build` with the daemon's --root",

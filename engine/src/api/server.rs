@@ -1,7 +1,8 @@
-//! The daemon: unix sockets (mode 0660, with the `-G` group), a pidfile, one hyper
-//! HTTP/1 connection per client, and a graceful stop on SIGTERM or SIGINT (stop
-//! accepting, finish the requests in flight; containers keep running under their
-//! monitors).
+//! The daemon: unix sockets (mode 0660, with the `-G` group), tcp:// (loopback only
+//! unless forced: the API is root on the host and there is no TLS yet), fd:// (sockets
+//! passed by systemd's socket activation, `LISTEN_FDS`), a pidfile, one hyper HTTP/1
+//! connection per client, and a graceful stop on SIGTERM or SIGINT (stop accepting,
+//! finish the requests in flight; containers keep running under their monitors).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,13 +38,150 @@ pub struct DaemonOptions {
     pub pidfile: Option<PathBuf>,
     /// `-D`: log every request on stderr.
     pub debug: bool,
+    /// Serve tcp:// on addresses other than loopback without TLS (anyone who reaches
+    /// the port is root on the host): refused unless this is set, then warned about.
+    pub insecure_tcp: bool,
+    /// `--label`: the daemon's labels (`/info`).
+    pub labels: Vec<String>,
+    /// `--config-file`: daemon.json with the same settings (`hosts`, `group`, `pidfile`,
+    /// `debug`, `labels`); SIGHUP reloads `debug` and `labels` from it, as Docker does.
+    pub config_file: Option<PathBuf>,
+}
+
+/// What daemon.json sets.
+#[derive(Debug, Default)]
+struct FileConfig {
+    hosts: Option<Vec<String>>,
+    group: Option<String>,
+    pidfile: Option<PathBuf>,
+    debug: Option<bool>,
+    labels: Option<Vec<String>>,
+}
+
+fn read_config(path: &Path) -> Result<FileConfig, Error> {
+    let bad = |reason: String| Error::Config {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("expected a JSON object".into()))?;
+    let strings = |k: &str, x: &serde_json::Value| -> Result<Vec<String>, Error> {
+        x.as_array()
+            .and_then(|a| a.iter().map(|s| s.as_str().map(String::from)).collect())
+            .ok_or_else(|| bad(format!("{k}: expected a list of strings")))
+    };
+    let mut c = FileConfig::default();
+    for (k, x) in obj {
+        match k.as_str() {
+            "hosts" => c.hosts = Some(strings(k, x)?),
+            "labels" => c.labels = Some(strings(k, x)?),
+            "group" => {
+                c.group = Some(
+                    x.as_str()
+                        .ok_or_else(|| bad("group: expected a string".into()))?
+                        .into(),
+                )
+            }
+            "pidfile" => {
+                c.pidfile = Some(
+                    x.as_str()
+                        .ok_or_else(|| bad("pidfile: expected a string".into()))?
+                        .into(),
+                )
+            }
+            "debug" => {
+                c.debug = Some(
+                    x.as_bool()
+                        .ok_or_else(|| bad("debug: expected true or false".into()))?,
+                )
+            }
+            other => {
+                return Err(bad(format!(
+                    "the following directives don't match any configuration option: {other}"
+                )));
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// `opts` with daemon.json's settings; a setting given both ways is refused, as Docker
+/// refuses it.
+fn merged(opts: &DaemonOptions) -> Result<DaemonOptions, Error> {
+    let mut o = opts.clone();
+    let Some(path) = &opts.config_file else {
+        return Ok(o);
+    };
+    let c = read_config(path)?;
+    let mut both = vec![];
+    if let Some(h) = c.hosts {
+        if !opts.hosts.is_empty() {
+            both.push("hosts");
+        }
+        o.hosts = h;
+    }
+    if let Some(g) = c.group {
+        if opts.group.is_some() {
+            both.push("group");
+        }
+        o.group = Some(g);
+    }
+    if let Some(p) = c.pidfile {
+        if opts.pidfile.is_some() {
+            both.push("pidfile");
+        }
+        o.pidfile = Some(p);
+    }
+    if let Some(l) = c.labels {
+        if !opts.labels.is_empty() {
+            both.push("labels");
+        }
+        o.labels = l;
+    }
+    if let Some(d) = c.debug {
+        o.debug = o.debug || d;
+    }
+    if !both.is_empty() {
+        return Err(Error::Config {
+            path: path.display().to_string(),
+            reason: format!(
+                "the following directives are specified both as a flag and in the configuration file: {}",
+                both.join(", ")
+            ),
+        });
+    }
+    Ok(o)
+}
+
+/// A bound socket.
+#[derive(Debug)]
+enum Listener {
+    /// A unix socket (its path is removed at the stop; `None`: passed by systemd).
+    Unix(Option<PathBuf>, std::os::unix::net::UnixListener),
+    /// A TCP socket.
+    Tcp(String, std::net::TcpListener),
+}
+
+impl Listener {
+    fn name(&self) -> String {
+        match self {
+            Listener::Unix(Some(p), _) => p.display().to_string(),
+            Listener::Unix(None, l) => format!("fd {:?}", l.local_addr().ok()),
+            Listener::Tcp(a, _) => format!("tcp://{a}"),
+        }
+    }
 }
 
 /// A daemon with its sockets bound.
 #[derive(Debug)]
 pub struct Server {
-    listeners: Vec<(PathBuf, std::os::unix::net::UnixListener)>,
+    listeners: Vec<Listener>,
     state: Arc<State>,
+    config_file: Option<PathBuf>,
 }
 
 fn socket_path(host: &str) -> Result<PathBuf, Error> {
@@ -51,10 +189,12 @@ fn socket_path(host: &str) -> Result<PathBuf, Error> {
     match host.split_once("://") {
         Some(("unix", p)) if p.starts_with('/') => Ok(PathBuf::from(p)),
         Some(("unix", _)) => Err(bad("the socket path must be absolute (unix:///run/x.sock)")),
-        Some(("tcp" | "fd" | "ssh", _)) => Err(bad(
-            "only unix:// sockets are served so far (tcp:// and fd:// are not built yet)",
+        Some(("ssh", _)) => Err(bad(
+            "ssh:// is a client-side transport, not a daemon socket",
         )),
-        _ => Err(bad("expected unix:///path/to/socket")),
+        _ => Err(bad(
+            "expected unix:///path/to/socket, tcp://HOST:PORT or fd://",
+        )),
     }
 }
 
@@ -103,6 +243,7 @@ impl Server {
     /// Binds the sockets of `opts.hosts` (a stale socket file is replaced; a live one
     /// is refused).
     pub fn bind(engine: Arc<Engine>, opts: &DaemonOptions) -> Result<Server, Error> {
+        let opts = &merged(opts)?;
         let gid = match &opts.group {
             Some(g) => Some(group_id(g).ok_or_else(|| Error::NoSuchGroup(g.clone()))?),
             None => group_id("docker"),
@@ -114,19 +255,39 @@ impl Server {
         };
         let mut listeners = vec![];
         for h in &hosts {
-            let path = socket_path(h)?;
-            let l = listen(&path, gid)?;
-            listeners.push((path, l));
+            if let Some(addr) = h.strip_prefix("tcp://") {
+                listeners.push(listen_tcp(h, addr, opts.insecure_tcp)?);
+            } else if let Some(which) = h.strip_prefix("fd://") {
+                listeners.extend(activated(h, which)?);
+            } else {
+                let path = socket_path(h)?;
+                let l = listen(&path, gid)?;
+                listeners.push(Listener::Unix(Some(path), l));
+            }
         }
+        let state = State::new(engine, opts.debug);
+        *state.labels.lock().unwrap_or_else(|p| p.into_inner()) = opts.labels.clone();
         Ok(Server {
             listeners,
-            state: Arc::new(State::new(engine, opts.debug)),
+            state: Arc::new(state),
+            config_file: opts.config_file.clone(),
         })
     }
 
-    /// The socket paths.
+    /// The unix socket paths.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.listeners.iter().map(|(p, _)| p.clone()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| match l {
+                Listener::Unix(Some(p), _) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the daemon listens on (socket paths, `tcp://ADDR`, passed fds).
+    pub fn addresses(&self) -> Vec<String> {
+        self.listeners.iter().map(Listener::name).collect()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, removes the sockets and
@@ -136,13 +297,22 @@ impl Server {
         // every connection holds a sender: when all are dropped, none is in flight
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let mut accepting = vec![];
-        for (path, l) in self.listeners {
-            let l = tokio::net::UnixListener::from_std(l).map_err(|source| Error::Listen {
-                path: path.display().to_string(),
+        for l in self.listeners {
+            let name = l.name();
+            let err = |source| Error::Listen {
+                path: name.clone(),
                 source,
-            })?;
+            };
+            let l = match l {
+                Listener::Unix(p, l) => {
+                    Accept::Unix(p, tokio::net::UnixListener::from_std(l).map_err(err)?)
+                }
+                Listener::Tcp(_, l) => {
+                    Accept::Tcp(tokio::net::TcpListener::from_std(l).map_err(err)?)
+                }
+            };
             accepting.push(tokio::spawn(accept_loop(
-                path,
+                name,
                 l,
                 self.state.clone(),
                 stop_rx.clone(),
@@ -150,7 +320,12 @@ impl Server {
             )));
         }
         drop(alive_tx);
+        let reload = tokio::spawn(reload_on_sighup(
+            self.config_file.clone(),
+            self.state.clone(),
+        ));
         shutdown.await;
+        reload.abort();
         let _ = stop_tx.send(true);
         for a in accepting {
             let _ = a.await;
@@ -160,44 +335,69 @@ impl Server {
     }
 }
 
+/// A listening socket on the runtime.
+enum Accept {
+    Unix(Option<PathBuf>, tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
 async fn accept_loop(
-    path: PathBuf,
-    l: tokio::net::UnixListener,
+    name: String,
+    l: Accept,
     state: Arc<State>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
     let mut stopped = stop.clone();
     loop {
+        let accepted = async {
+            match &l {
+                Accept::Unix(_, l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
+                Accept::Tcp(l) => l.accept().await.map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Conn::Tcp(s)
+                }),
+            }
+        };
         tokio::select! {
-            r = l.accept() => match r {
-                Ok((stream, _)) => {
+            r = accepted => match r {
+                Ok(stream) => {
                     let state = state.clone();
                     let stop = stop.clone();
                     let alive = alive.clone();
                     tokio::spawn(async move {
-                        connection(stream, state, stop).await;
+                        match stream {
+                            Conn::Unix(s) => connection(s, state, stop).await,
+                            Conn::Tcp(s) => connection(s, state, stop).await,
+                        }
                         drop(alive);
                     });
                 }
                 Err(e) => {
                     // out of fds, say: keep serving the connections there are
-                    eprintln!("longshore daemon: accept on {}: {e}", path.display());
+                    eprintln!("longshore daemon: accept on {name}: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
             _ = async { stopped.wait_for(|s| *s).await.is_ok() } => break,
         }
     }
-    drop(l);
-    let _ = std::fs::remove_file(&path);
+    if let Accept::Unix(Some(path), l) = l {
+        drop(l);
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
-async fn connection(
-    stream: tokio::net::UnixStream,
-    state: Arc<State>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// An accepted connection.
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn connection<S>(stream: S, state: Arc<State>, mut stop: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(state, req).await) }
@@ -216,6 +416,158 @@ async fn connection(
     if stopping {
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
+    }
+}
+
+/// `tcp://HOST:PORT`: refused on a non-loopback address unless `insecure` (there is no
+/// TLS yet), with a warning when forced.
+fn listen_tcp(host: &str, addr: &str, insecure: bool) -> Result<Listener, Error> {
+    use std::net::ToSocketAddrs;
+    let bad = |why: String| Error::InvalidHost(host.to_string(), why);
+    let addr = addr.trim_end_matches('/');
+    let addr = if addr.contains(':') {
+        addr.to_string()
+    } else {
+        format!("{addr}:2375")
+    };
+    let addrs: Vec<std::net::SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve {addr}: {e}")))?
+        .collect();
+    let Some(sa) = addrs.first().copied() else {
+        return Err(bad(format!("{addr} resolves to no address")));
+    };
+    if !sa.ip().is_loopback() {
+        if !insecure {
+            return Err(bad(format!(
+                "{sa} is reachable from other hosts and TLS is not built yet: anyone reaching it would be root on this host. Listen on 127.0.0.1, or force it with --insecure-tcp"
+            )));
+        }
+        eprintln!(
+            "longshore daemon: WARNING: the API on tcp://{sa} has no TLS and no authentication: anyone reaching it is root on this host"
+        );
+    }
+    let l = std::net::TcpListener::bind(sa).map_err(|source| Error::Listen {
+        path: format!("tcp://{sa}"),
+        source,
+    })?;
+    l.set_nonblocking(true).map_err(|source| Error::Listen {
+        path: format!("tcp://{sa}"),
+        source,
+    })?;
+    let name = l.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    Ok(Listener::Tcp(name, l))
+}
+
+/// The address family of socket `fd` (`SO_DOMAIN`).
+fn socket_family(fd: i32) -> std::io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, an int that lives for the
+    // call; a bad fd is an error return, not undefined behaviour.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(v)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `fd://` (every socket systemd passed) or `fd://N` (that one): socket activation,
+/// `LISTEN_PID` must be this process and `LISTEN_FDS` the count from fd 3 on.
+fn activated(host: &str, which: &str) -> Result<Vec<Listener>, Error> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let bad = |why: String| Error::InvalidHost(host.to_string(), why);
+    let pid = std::env::var("LISTEN_PID").unwrap_or_default();
+    if pid != std::process::id().to_string() {
+        return Err(bad(
+            "no sockets were passed to this process (LISTEN_PID is not its pid): fd:// is for systemd socket activation".into(),
+        ));
+    }
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| bad("LISTEN_FDS names no socket".into()))?;
+    let fds: Vec<i32> = match which.trim_matches('/') {
+        "" => (3..3 + n).collect(),
+        s => {
+            let fd: i32 = s
+                .parse()
+                .map_err(|_| bad(format!("{s:?} is not a file descriptor number")))?;
+            if !(3..3 + n).contains(&fd) {
+                return Err(bad(format!("fd {fd} was not passed (LISTEN_FDS={n})")));
+            }
+            vec![fd]
+        }
+    };
+    let mut out = vec![];
+    for fd in fds {
+        let family = socket_family(fd).map_err(|e| bad(format!("fd {fd}: {e}")))?;
+        // SAFETY: systemd passed fds 3..3+LISTEN_FDS to this process (LISTEN_PID checked)
+        // for it to own; each is taken once, here, and nothing else in the process uses it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let err = |source| Error::Listen {
+            path: format!("fd {fd}"),
+            source,
+        };
+        match family {
+            libc::AF_UNIX => {
+                let l = std::os::unix::net::UnixListener::from(owned);
+                l.set_nonblocking(true).map_err(err)?;
+                out.push(Listener::Unix(None, l));
+            }
+            libc::AF_INET | libc::AF_INET6 => {
+                let l = std::net::TcpListener::from(owned);
+                l.set_nonblocking(true).map_err(err)?;
+                let name = l
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| format!("fd {fd}"));
+                out.push(Listener::Tcp(name, l));
+            }
+            f => {
+                return Err(bad(format!(
+                    "fd {fd} is not a unix or TCP socket (family {f})"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// SIGHUP: re-reads daemon.json and applies what Docker reloads that this daemon has
+/// (`debug`, `labels`); a bad file is reported and changes nothing.
+async fn reload_on_sighup(config: Option<PathBuf>, state: Arc<State>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = &config else {
+            eprintln!("longshore daemon: SIGHUP: no --config-file to reload");
+            continue;
+        };
+        match read_config(path) {
+            Ok(c) => {
+                if let Some(d) = c.debug {
+                    state.debug.store(d, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Some(l) = c.labels {
+                    *state.labels.lock().unwrap_or_else(|p| p.into_inner()) = l;
+                }
+                eprintln!("longshore daemon: reloaded {}", path.display());
+            }
+            Err(e) => eprintln!("longshore daemon: SIGHUP: {e} (nothing changed)"),
+        }
     }
 }
 
@@ -272,7 +624,9 @@ fn write_pidfile(path: &Path) -> Result<(), Error> {
 /// Runs the daemon over `engine` until SIGTERM or SIGINT.
 pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
     ignore_sigpipe();
-    if let Some(p) = &opts.pidfile {
+    // the pidfile may come from daemon.json (bind merges the file again for the rest)
+    let pidfile = merged(opts)?.pidfile;
+    if let Some(p) = &pidfile {
         write_pidfile(p)?;
     }
     let res = (|| {
@@ -284,8 +638,8 @@ pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
             .build()
             .map_err(Error::Runtime)?;
         if opts.debug {
-            for p in server.paths() {
-                eprintln!("longshore daemon: API listening on {}", p.display());
+            for a in server.addresses() {
+                eprintln!("longshore daemon: API listening on {a}");
             }
         }
         let res = rt.block_on(server.serve(terminated()));
@@ -294,7 +648,7 @@ pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
         rt.shutdown_timeout(Duration::from_secs(1));
         res
     })();
-    if let Some(p) = &opts.pidfile {
+    if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
     }
     res

@@ -129,7 +129,7 @@ pub async fn info(state: &Arc<State>) -> ApiResult {
             "CPUSet": true,
             "PidsLimit": true,
             "IPv4Forwarding": true,
-            "Debug": state.debug,
+            "Debug": state.debug.load(std::sync::atomic::Ordering::Relaxed),
             "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
             "NGoroutines": 0,
             "SystemTime": humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
@@ -147,7 +147,7 @@ pub async fn info(state: &Arc<State>) -> ApiResult {
             "MemTotal": mem,
             "DockerRootDir": state.engine.root(),
             "Name": name,
-            "Labels": [],
+            "Labels": state.labels.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             "ExperimentalBuild": false,
             "ServerVersion": env!("CARGO_PKG_VERSION"),
             "Runtimes": {"longshore": {"path": "longshore"}},
@@ -162,4 +162,38 @@ pub async fn info(state: &Arc<State>) -> ApiResult {
         a.extend(b);
     }
     Ok(json(StatusCode::OK, &v))
+}
+
+/// `POST /auth`: checks the credentials against the registry (`serveraddress`, empty:
+/// Docker Hub); the engine keeps them for its pulls and pushes.
+pub async fn auth(state: &Arc<State>, body: bytes::Bytes) -> ApiResult {
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| super::body::ApiError::bad(format!("invalid JSON in the auth config: {e}")))?;
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let (user, pass, server) = (s("username"), s("password"), s("serveraddress"));
+    let engine = state.engine.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(crate::Error::io("start a runtime"))?;
+        rt.block_on(engine.login(&server, longshore_registry::Credentials::new(user, pass)))
+    })
+    .await
+    .map_err(|e| super::body::ApiError::internal(format!("login: {e}")))?;
+    match res {
+        Ok(()) => Ok(json(
+            StatusCode::OK,
+            &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+        )),
+        Err(e) => {
+            let m = e.to_string();
+            let code = if m.contains("401") || m.to_ascii_lowercase().contains("unauthorized") {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            Ok(super::body::error(code, m))
+        }
+    }
 }

@@ -18,15 +18,19 @@ const MONITOR_FINISH: Duration = Duration::from_secs(30);
 
 /// Waits for `cond` on container `id` (a full ID); `None` once `left()` says the client
 /// went away. The exit code otherwise (the last one seen for a removed container).
+///
+/// `first` is the container as read before the answer's headers went out: a next-exit is
+/// an exit after that read (the docker CLI starts the container as soon as it has the
+/// headers, and a short command can end before this thread runs).
 pub fn wait_or_leave(
     engine: &Engine,
-    id: &str,
+    first: &crate::containers::Container,
     cond: WaitCondition,
     left: &dyn Fn() -> bool,
 ) -> Result<Option<i32>> {
-    let c = engine.container(id)?;
-    let first_finish = c.state.finished_at.clone();
-    let mut last_code = c.state.exit_code;
+    let id = first.id();
+    let first_finish = first.state.finished_at.clone();
+    let mut last_code = first.state.exit_code;
     let mut pause = Duration::from_millis(1);
     let mut exit_seen: Option<std::time::Instant> = None;
     loop {

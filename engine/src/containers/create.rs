@@ -530,9 +530,13 @@ impl Engine {
         // the directory first, locked until the state is written: a process killed from
         // here on leaves a directory without state.json that nobody holds, which the next
         // listing sweeps (with the name and the layer)
+        // (made and locked under a name listings skip, then renamed: a listing between
+        // the mkdir and the lock would find it unlocked and sweep it)
         let dir = containers.join(&id);
-        fs::create_dir(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
-        let _lock = super::lock_dir(&dir, true);
+        let tmp = containers.join(format!(".new-{id}"));
+        fs::create_dir(&tmp).map_err(Error::io(format!("create {}", tmp.display())))?;
+        let _lock = super::lock_dir(&tmp, true);
+        fs::rename(&tmp, &dir).map_err(Error::io(format!("create {}", dir.display())))?;
         let name = match &req.name {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);

@@ -1,0 +1,124 @@
+//! Volume endpoints (`/volumes`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::body::{ApiError, ApiResult, json, status};
+use super::router::{Req, State};
+
+/// `GET /volumes?filters=` (`name`, `label`, `dangling`).
+pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
+    let filters = r.filters()?;
+    for (k, _) in &filters {
+        if !matches!(k.as_str(), "name" | "label" | "dangling" | "driver") {
+            return Err(ApiError::bad(format!("invalid filter '{k}'")));
+        }
+    }
+    let vols = state
+        .job(|e| {
+            let vols = e.volumes()?;
+            let used: Vec<bool> = vols
+                .iter()
+                .map(|v| e.volume_users(&v.name).map(|u| !u.is_empty()))
+                .collect::<crate::Result<_>>()?;
+            Ok(vols.into_iter().zip(used).collect::<Vec<_>>())
+        })
+        .await?;
+    let keep = |v: &crate::Volume, used: bool| {
+        filters.iter().all(|(k, val)| match k.as_str() {
+            "name" => v.name.contains(val.as_str()),
+            "driver" => v.driver == *val,
+            "dangling" => matches!(val.as_str(), "true" | "1") != used,
+            _ => match val.split_once('=') {
+                Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
+                None => v.labels.contains_key(val.as_str()),
+            },
+        })
+    };
+    let out: Vec<&crate::Volume> = vols
+        .iter()
+        .filter(|(v, used)| keep(v, *used))
+        .map(|(v, _)| v)
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"Volumes": out, "Warnings": []}),
+    ))
+}
+
+/// `POST /volumes/create` (`Name`, `Driver`, `Labels`, `DriverOpts`): 201.
+pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
+    let v: serde_json::Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad(format!("invalid JSON in the volume config: {e}")))?
+    };
+    let name = match &v["Name"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) if s.is_empty() => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        _ => return Err(ApiError::bad("Name: expected a string")),
+    };
+    match v["Driver"].as_str() {
+        None | Some("") | Some("local") => {}
+        Some(d) => {
+            return Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("plugin \"{d}\" not found"),
+            });
+        }
+    }
+    if v["DriverOpts"].as_object().is_some_and(|o| !o.is_empty()) {
+        return Err(ApiError::bad(
+            "driver options of the local driver (type, device, o) are not supported",
+        ));
+    }
+    let mut labels = BTreeMap::new();
+    if let Some(l) = v["Labels"].as_object() {
+        for (k, x) in l {
+            let x = x
+                .as_str()
+                .ok_or_else(|| ApiError::bad(format!("Labels.{k}: expected a string")))?;
+            labels.insert(k.clone(), x.to_string());
+        }
+    }
+    let vol = state
+        .job(move |e| e.create_volume(name.as_deref(), labels))
+        .await?;
+    Ok(json(StatusCode::CREATED, &vol))
+}
+
+/// `GET /volumes/{name}`.
+pub async fn inspect(state: &Arc<State>, name: &str) -> ApiResult {
+    let name = name.to_string();
+    let v = state.job(move |e| e.volume(&name)).await?;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// `DELETE /volumes/{name}?force=`: 204; 409 while a container uses it.
+pub async fn remove(state: &Arc<State>, name: &str, r: &Req) -> ApiResult {
+    let name = name.to_string();
+    let force = r.flag("force");
+    state.job(move |e| e.remove_volume(&name, force)).await?;
+    Ok(status(StatusCode::NO_CONTENT))
+}
+
+/// `POST /volumes/prune?filters=`: anonymous volumes no container uses; named ones too
+/// with the `all=true` filter (Docker since API 1.42; before it, every unused volume).
+pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
+    let filters = r.filters()?;
+    let all = r.version.is_some_and(|v| v < (1, 42))
+        || filters
+            .iter()
+            .any(|(k, v)| k == "all" && matches!(v.as_str(), "true" | "1"));
+    let rep = state.job(move |e| e.prune_volumes_report(all)).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"VolumesDeleted": rep.deleted, "SpaceReclaimed": rep.space_reclaimed}),
+    ))
+}

@@ -1,0 +1,162 @@
+//! The registry jobs beside pull: push (an image of the store to a registry), login and
+//! search, on libregistry's client.
+
+use std::str::FromStr;
+
+use longshore_registry::{
+    Credentials, ProgressSender, PushOptions, Reference, SearchOptions, SearchResult,
+};
+use oci_spec::image::{Descriptor, Digest as OciDigest, MediaType};
+
+use crate::content::GraphContent;
+use crate::engine::Engine;
+use crate::error::{Error, Result, graph};
+
+/// Options of one push.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PushJobOptions {
+    /// Where libregistry's upload events go (`Pushing`, `Pushed`, `AlreadyExists`,
+    /// `Mounted`).
+    pub progress: Option<ProgressSender>,
+    /// Credentials for the registry of the reference (`X-Registry-Auth`).
+    pub credentials: Option<Credentials>,
+}
+
+/// What [`Engine::push`] did.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    /// The reference pushed, normalised.
+    pub reference: String,
+    /// Its tag (`latest` when none was given).
+    pub tag: String,
+    /// The manifest digest the registry stored.
+    pub digest: String,
+    /// Size of the manifest in bytes.
+    pub size: u64,
+    /// The layer blobs, base first (their short IDs are the progress IDs).
+    pub layers: Vec<String>,
+}
+
+fn invalid(reference: &str, e: longshore_registry::Error) -> Error {
+    Error::InvalidReference {
+        reference: reference.to_string(),
+        source: Box::new(e),
+    }
+}
+
+impl Engine {
+    /// The registry `credentials` are for: used by this engine's client from now on.
+    fn use_credentials(&self, registry: &str, credentials: Option<&Credentials>) {
+        if let Some(c) = credentials {
+            self.client.set_credentials(registry, c.clone());
+        }
+    }
+
+    /// Lets the next pulls of `reference`'s registry use `credentials` (`X-Registry-Auth`
+    /// of `POST /images/create`).
+    pub fn pull_credentials(&self, reference: &str, credentials: Option<&Credentials>) {
+        if let Ok(r) = Reference::parse(reference) {
+            self.use_credentials(r.registry(), credentials);
+        }
+    }
+
+    /// `docker push`: the image tagged `reference` (its layer blobs as stored, an OCI
+    /// manifest made for it) to the registry the reference names. Blobs the registry has
+    /// are not sent again.
+    pub async fn push(&self, reference: &str, opts: &PushJobOptions) -> Result<PushReport> {
+        let mut dest = Reference::parse(reference).map_err(|e| invalid(reference, e))?;
+        if dest.tag().is_none() && dest.digest().is_none() {
+            dest = dest.with_tag("latest").map_err(|e| invalid(reference, e))?;
+        }
+        let name = dest.to_string();
+        let store = self.store()?.clone();
+        let local = [reference.to_string(), name.clone()];
+        let found = local.iter().find(|n| store.resolve(n).is_ok());
+        let Some(local) = found else {
+            return Err(Error::NoSuchImage(reference.to_string()));
+        };
+        let (manifest, layers) = store
+            .manifest(local)
+            .map_err(graph(format!("make the manifest of {reference}")))?;
+        let digest = store
+            .content()
+            .write_blob(&manifest, None)
+            .map_err(graph("store the manifest"))?;
+        let oci_digest = OciDigest::from_str(&digest.to_string())
+            .map_err(|e| Error::InvalidArgument(format!("manifest digest {digest}: {e}")))?;
+        let top = Descriptor::new(MediaType::ImageManifest, manifest.len() as u64, oci_digest);
+        self.use_credentials(dest.registry(), opts.credentials.as_ref());
+        let content = GraphContent::new(store.content().clone());
+        let popts = PushOptions {
+            mount_from: None,
+            progress: opts.progress.clone(),
+        };
+        let pushed = self
+            .client
+            .push(&dest, &content, &top, &popts)
+            .await
+            .map_err(|source| Error::Registry {
+                reference: name.clone(),
+                source: Box::new(source),
+            })?;
+        let id = store
+            .resolve(local)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        self.event("image", "push", &id, vec![("name".into(), name.clone())]);
+        Ok(PushReport {
+            reference: name,
+            tag: dest.tag().unwrap_or("latest").to_string(),
+            digest: pushed.digest.to_string(),
+            size: manifest.len() as u64,
+            layers: layers
+                .iter()
+                .filter_map(|l| l.blob_digest.as_ref().map(|d| d.to_string()))
+                .collect(),
+        })
+    }
+
+    /// `docker login`: checks the credentials against `registry` (empty: Docker Hub) and
+    /// keeps them for this engine's pulls and pushes.
+    pub async fn login(&self, registry: &str, credentials: Credentials) -> Result<()> {
+        let registry = if registry.is_empty() {
+            longshore_registry::DOCKER_HUB
+        } else {
+            registry
+        };
+        let host = registry
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or(registry)
+            .to_string();
+        self.client
+            .login(&host, credentials)
+            .await
+            .map_err(|source| Error::Registry {
+                reference: host.clone(),
+                source: Box::new(source),
+            })
+    }
+
+    /// `docker search TERM` (a `host/term` searches that registry, else Docker Hub).
+    pub async fn search(&self, term: &str, limit: Option<usize>) -> Result<Vec<SearchResult>> {
+        let (registry, term) = match term.split_once('/') {
+            Some((h, t)) if h.contains('.') || h.contains(':') || h == "localhost" => (h, t),
+            _ => (longshore_registry::DOCKER_HUB, term),
+        };
+        let opts = SearchOptions {
+            limit,
+            ..Default::default()
+        };
+        self.client
+            .search(registry, term, &opts)
+            .await
+            .map_err(|source| Error::Registry {
+                reference: format!("{registry}/{term}"),
+                source: Box::new(source),
+            })
+    }
+}
