@@ -163,6 +163,16 @@ impl ContainerRunner {
     }
 }
 
+/// A failed build: the engine's error and the exit code Docker reports for it (a RUN
+/// step's own non-zero code, else 1), as `docker build` exits with it.
+#[derive(Debug)]
+pub struct BuildFailure {
+    /// What failed.
+    pub error: Box<Error>,
+    /// The code `docker build` exits with.
+    pub code: i32,
+}
+
 impl Engine {
     /// `docker build`: builds `context` as `opts` say into the image store, RUN steps in
     /// containers, writing Docker's step lines to `out`.
@@ -172,13 +182,35 @@ impl Engine {
         opts: &BuildOptions,
         out: &mut (dyn Write + Send),
     ) -> Result<Built> {
+        self.build_with_code(context, opts, out)
+            .map_err(|f| *f.error)
+    }
+
+    /// [`Engine::build`], with the exit code of a failed build (the API's `errorDetail`).
+    pub fn build_with_code(
+        &self,
+        context: &BuildContext,
+        opts: &BuildOptions,
+        out: &mut (dyn Write + Send),
+    ) -> std::result::Result<Built, BuildFailure> {
         let runner = ContainerRunner {
             runtime_root: self.runtime_root(),
             bundles: self.root.join("build-bundles"),
         };
-        let store = self.store()?;
-        let built = longshore_build::build(store, context, opts, &runner, out)
-            .map_err(|e| Error::Build(e.to_string()))?;
+        let store = self.store().map_err(|error| BuildFailure {
+            error: Box::new(error),
+            code: 1,
+        })?;
+        let built = longshore_build::build(store, context, opts, &runner, out).map_err(|e| {
+            let code = match &e {
+                longshore_build::Error::StepFailed { code, .. } if *code != 0 => *code,
+                _ => 1,
+            };
+            BuildFailure {
+                error: Box::new(Error::Build(e.to_string())),
+                code,
+            }
+        })?;
         self.event("image", "build", &built.id.to_string(), vec![]);
         Ok(built)
     }

@@ -47,6 +47,7 @@
 
 mod attach;
 mod body;
+mod build;
 mod containers;
 mod create;
 mod exec;
