@@ -555,7 +555,7 @@ enum Cmd {
         #[arg(short = 'q', long)]
         quiet: bool,
         /// Remove intermediate containers after a successful build
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
         rm: bool,
         /// Always remove intermediate containers
         #[arg(long = "force-rm")]
