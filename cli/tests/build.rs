@@ -673,3 +673,119 @@ fn set_mtime(p: &Path, secs: i64) {
         .unwrap();
     assert!(st.success());
 }
+
+/// `openssl s_server -WWW` on loopback with a certificate of a CA made here; killed on drop.
+struct HttpsServer {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpsServer {
+    fn start() -> HttpsServer {
+        let dir = tempfile::Builder::new()
+            .prefix("longshore-clibuild-tls-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        let sh = |script: &str| {
+            let o = Command::new("sh")
+                .arg("-ec")
+                .arg(script)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{script}: {}", stderr(&o));
+        };
+        sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=longshore-test-ca
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1
+            printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext
+            openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext
+            mkdir www && echo 'over tls' > www/secure.txt");
+        let mut child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-key",
+                "../srv.key",
+                "-cert",
+                "../srv.pem",
+                "-accept",
+                "127.0.0.1:0",
+                "-WWW",
+            ])
+            .current_dir(d.join("www"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // "ACCEPT 127.0.0.1:<port>"
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut port = 0;
+        for _ in 0..10 {
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Some(p) = line.trim().strip_prefix("ACCEPT 127.0.0.1:") {
+                port = p.parse().unwrap();
+                break;
+            }
+        }
+        assert_ne!(port, 0, "openssl s_server did not say its port");
+        // keep reading its stdout so it never blocks on a full pipe
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        HttpsServer { dir, child, port }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ADD <https://...> goes through the engine's TLS client: a server whose CA is trusted
+/// (SSL_CERT_FILE) serves the file; the same server is refused when its CA is not trusted
+/// (as a man in the middle would be), with the certificate named, and nothing is built.
+#[test]
+fn add_fetches_https_urls_and_refuses_untrusted_servers() {
+    require_root!();
+    let env = Env::new();
+    let server = HttpsServer::start();
+    let url = format!("https://127.0.0.1:{}/secure.txt", server.port);
+    let ctx = env.context(&[(
+        "Dockerfile",
+        &format!("FROM busybox\nADD {url} /dl/\nRUN cat /dl/secure.txt\n"),
+    )]);
+    let mut cmd = env.command(&["build", "-t", "tls:1", ctx.to_str().unwrap()]);
+    cmd.env("SSL_CERT_FILE", server.ca());
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("over tls\n"), "{}", stdout(&o));
+    assert_eq!(
+        env.output_of("tls:1", &["cat", "/dl/secure.txt"]),
+        "over tls\n"
+    );
+    // not trusted: the system's roots only (an empty bundle here)
+    let before = env.image_count();
+    let empty = server.dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let mut cmd = env.command(&["build", "--no-cache", "-t", "tls:2", ctx.to_str().unwrap()]);
+    cmd.env("SSL_CERT_FILE", &empty);
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(&url) && stderr(&o).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(env.image_count(), before);
+    assert!(!env.ok(&["images"]).contains("tls:2"));
+    env.no_containers();
+}
