@@ -297,6 +297,30 @@ fn build_tag_run_and_rebuild_from_the_cache(d: &mut Daemon) {
     ]));
     let id = ok(&d.docker(&["inspect", "-f", "{{.Id}}", "lsapib-one:1"]));
     assert_eq!(q.trim(), id.trim());
+    // --cache-from (the API's cachefrom): the chain of that image is the cache
+    let from = ok(&d.docker(&[
+        "build",
+        "--cache-from",
+        "lsapib-one:1",
+        "--build-arg",
+        "WHO=api",
+        "--label",
+        "from=cli",
+        path(&ctx),
+    ]));
+    assert_eq!(from.matches("Using cache").count(), 6, "{from}");
+    let none = ok(&d.docker(&[
+        "build",
+        "--cache-from",
+        "busybox",
+        "--build-arg",
+        "WHO=api",
+        path(&ctx),
+    ]));
+    assert!(
+        !none.contains("Using cache") && none.contains("Running in"),
+        "{none}"
+    );
     // another build arg misses the cache from the step that uses it
     let other = ok(&d.docker(&["build", "--build-arg", "WHO=else", path(&ctx)]));
     assert!(other.contains("Running in"), "{other}");

@@ -178,7 +178,16 @@ pub async fn build(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiRe
     let Query {
         mut opts,
         dockerfile,
-    } = query(r)?;
+    } = match query(r) {
+        Ok(q) => q,
+        Err(e) => {
+            // the client is still sending the context: read it to its end, or the answer
+            // is lost to a broken pipe on the client's side
+            let mut incoming = req.into_body();
+            while let Some(Ok(_)) = incoming.frame().await {}
+            return Err(e);
+        }
+    };
     // the body, read as it comes
     let (btx, brx) = mpsc::channel::<Result<Bytes, String>>(16);
     let mut incoming = req.into_body();
