@@ -213,11 +213,15 @@ pub async fn build(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiRe
             tx,
             pending: Vec::new(),
         };
-        let reader = ChanReader {
+        let mut reader = ChanReader {
             rx: brx,
             cur: Bytes::new(),
         };
-        let res = BuildContext::tar(reader)
+        let ctx = BuildContext::tar(&mut reader);
+        // a context refused halfway (a `../` entry): read the rest, so that the client
+        // gets the answer rather than a broken pipe
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        let res = ctx
             .and_then(|ctx| {
                 opts.dockerfile = ctx.read_file(&dockerfile).map_err(|e| {
                     longshore_build::Error::Context(format!(
