@@ -563,7 +563,7 @@ enum Cmd {
         /// Set metadata for an image
         #[arg(long)]
         label: Vec<String>,
-        /// Always attempt to pull a newer version of the image (not supported yet)
+        /// Always attempt to pull a newer version of the image
         #[arg(long)]
         pull: bool,
         /// PATH (a directory) or - (a tar context on stdin)
@@ -1778,11 +1778,6 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             pull,
             context,
         } => {
-            if pull {
-                return Err(fail(
-                    "build --pull is not supported yet: pull the base image first",
-                ));
-            }
             let e = engine()?;
             let ctx = if context == "-" {
                 longshore_engine::build::BuildContext::tar(io::stdin())
@@ -1842,6 +1837,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             opts.terminal = term::stdout_is_tty();
             opts.rm = rm;
             opts.force_rm = force_rm;
+            opts.pull = pull;
             let mut out = io::stdout();
             let built = e.build(&ctx, &opts, &mut out).map_err(|err| Failure {
                 code: 1,

@@ -239,6 +239,48 @@ impl ContainerRunner {
     }
 }
 
+impl Engine {
+    /// Pulls the images a build uses (its stages' bases and `COPY --from` images) that are
+    /// missing, or all of them with `--pull`, as Docker's builder does before it starts. A
+    /// Dockerfile that does not parse pulls nothing (the build reports it).
+    fn pull_for_build(&self, opts: &BuildOptions, out: &mut (dyn Write + Send)) -> Result<()> {
+        let Ok(plan) = longshore_build::Plan::from_dockerfile(
+            &opts.dockerfile_name,
+            &opts.dockerfile,
+            &opts.build_args,
+            opts.target.as_deref(),
+        ) else {
+            return Ok(());
+        };
+        let store = self.store()?;
+        for image in plan.external_images() {
+            let present = store.image(&image).is_ok();
+            if present && !opts.pull {
+                continue;
+            }
+            if !opts.quiet {
+                let _ = writeln!(out, "Pulling {image}");
+            }
+            // a runtime of its own on a thread of its own (see ContainerRunner::fetch)
+            let report = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(Error::io("start a runtime for the pull"))?;
+                    rt.block_on(self.pull(&image, &crate::pull::PullJobOptions::default()))
+                })
+                .join()
+                .unwrap_or_else(|_| Err(Error::Build(format!("pulling {image} panicked"))))
+            })?;
+            if !opts.quiet {
+                let _ = writeln!(out, "{report}");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A failed build: the engine's error and the exit code Docker reports for it (a RUN
 /// step's own non-zero code, else 1), as `docker build` exits with it.
 #[derive(Debug)]
@@ -277,6 +319,11 @@ impl Engine {
             error: Box::new(error),
             code: 1,
         })?;
+        self.pull_for_build(opts, out)
+            .map_err(|error| BuildFailure {
+                error: Box::new(error),
+                code: 1,
+            })?;
         let built = longshore_build::build(store, context, opts, &runner, out).map_err(|e| {
             let code = match &e {
                 longshore_build::Error::StepFailed { code, .. } if *code != 0 => *code,

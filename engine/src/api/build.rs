@@ -1,7 +1,7 @@
 //! `POST /build`: Docker's legacy build endpoint (what `DOCKER_BUILDKIT=0 docker build`
 //! calls). The body is the context as a tar (plain or gzip); the query has the options
 //! (`t` several, `dockerfile`, `buildargs`, `target`, `nocache`, `q`, `rm`, `forcerm`,
-//! `labels`, `cachefrom`, `platform`); the answer is Docker's JSON message stream: the
+//! `labels`, `cachefrom`, `platform`, `pull`); the answer is Docker's JSON message stream: the
 //! build's lines as `{"stream": ...}`, the image as `{"aux":{"ID": ...}}`, a failure as
 //! `{"errorDetail":{"code":..,"message":..},"error":..}` (the code is a failed RUN's own,
 //! which `docker build` exits with).
@@ -49,11 +49,6 @@ fn query(r: &Req) -> Result<Query, ApiError> {
             "the BuildKit builder (version=2) is not supported by longshore: use the legacy builder (DOCKER_BUILDKIT=0)",
         ));
     }
-    if r.flag("pull") {
-        return Err(ApiError::bad(
-            "build with pull is not supported yet: pull the base image first",
-        ));
-    }
     if let Some(p) = r.q("platform") {
         longshore_build::plan::check_platform(p).map_err(ApiError::bad)?;
     }
@@ -92,6 +87,7 @@ fn query(r: &Req) -> Result<Query, ApiError> {
         // rm defaults to true in the API
         rm: r.q("rm").is_none_or(|_| r.flag("rm")),
         force_rm: r.flag("forcerm"),
+        pull: r.flag("pull"),
         ..BuildOptions::default()
     };
     for t in &opts.tags {
