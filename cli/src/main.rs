@@ -555,7 +555,7 @@ enum Cmd {
         #[arg(short = 'q', long)]
         quiet: bool,
         /// Remove intermediate containers after a successful build
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
         rm: bool,
         /// Always remove intermediate containers
         #[arg(long = "force-rm")]
@@ -563,7 +563,7 @@ enum Cmd {
         /// Set metadata for an image
         #[arg(long)]
         label: Vec<String>,
-        /// Always attempt to pull a newer version of the image (not supported yet)
+        /// Always attempt to pull a newer version of the image
         #[arg(long)]
         pull: bool,
         /// PATH (a directory) or - (a tar context on stdin)
@@ -1785,11 +1785,6 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             pull,
             context,
         } => {
-            if pull {
-                return Err(fail(
-                    "build --pull is not supported yet: pull the base image first",
-                ));
-            }
             let e = engine()?;
             let ctx = if context == "-" {
                 longshore_engine::build::BuildContext::tar(io::stdin())
@@ -1849,6 +1844,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             opts.terminal = term::stdout_is_tty();
             opts.rm = rm;
             opts.force_rm = force_rm;
+            opts.pull = pull;
             let mut out = io::stdout();
             let built = e.build(&ctx, &opts, &mut out).map_err(|err| Failure {
                 code: 1,

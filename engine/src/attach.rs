@@ -214,9 +214,8 @@ impl Engine {
         let terminal = match (&listener, &res) {
             (Some(l), Ok(_)) => {
                 let (conn, _) = l.accept().map_err(Error::io("accept the console"))?;
-                let fd =
-                    longshore_container::receive_console(std::os::fd::AsFd::as_fd(&conn))
-                        .map_err(Error::runtime("receive the exec terminal"))?;
+                let fd = longshore_container::receive_console(std::os::fd::AsFd::as_fd(&conn))
+                    .map_err(Error::runtime("receive the exec terminal"))?;
                 Some(std::fs::File::from(fd))
             }
             _ => None,

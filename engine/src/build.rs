@@ -10,6 +10,7 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use longshore_build::build::{RunMountKind, RunStep, StepRunner};
 use serde_json::json;
@@ -35,6 +36,81 @@ impl StepRunner for ContainerRunner {
     fn run(&self, step: RunStep<'_>) -> std::result::Result<i32, String> {
         self.run_step(step).map_err(|e| e.to_string())
     }
+
+    /// `ADD <url>` over HTTP or HTTPS (rustls, the platform's roots: `SSL_CERT_FILE` /
+    /// `SSL_CERT_DIR` when set), following up to 10 redirects across schemes.
+    fn fetch(&self, url: &str) -> std::result::Result<longshore_build::fetch::Fetched, String> {
+        let url = url.to_string();
+        // a runtime of its own, on a thread of its own: the caller may be on one of the
+        // daemon's blocking threads, where a runtime cannot be entered again
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("{url}: start the HTTP client: {e}"))?;
+                rt.block_on(fetch_url(&url))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(format!("{url}: the download panicked")))
+        })
+    }
+}
+
+/// The most an `ADD <url>` downloads.
+const MAX_DOWNLOAD: u64 = 1 << 30;
+
+async fn fetch_url(url: &str) -> std::result::Result<longshore_build::fetch::Fetched, String> {
+    let err = |e: &dyn std::fmt::Display| format!("{url}: {e}");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|e| err(&format!("TLS roots: {e}")))?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .user_agent("longshore-build")
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| err(&e))?;
+    let mut resp = client.get(url).send().await.map_err(|e| {
+        // reqwest's Display hides the cause (a certificate error, a refused connection)
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        err(&msg)
+    })?;
+    let status = resp.status();
+    if status != reqwest::StatusCode::OK {
+        return Err(err(&format!("the server answered {}", status.as_u16())));
+    }
+    let last_modified = resp
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(longshore_build::fetch::parse_http_date);
+    let final_url = resp.url().to_string();
+    let mut data = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| err(&e))? {
+        if data.len() as u64 + chunk.len() as u64 > MAX_DOWNLOAD {
+            return Err(err(&format!("larger than {MAX_DOWNLOAD} bytes")));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(longshore_build::fetch::Fetched {
+        data,
+        last_modified,
+        final_url,
+    })
 }
 
 impl ContainerRunner {
@@ -164,6 +240,58 @@ impl ContainerRunner {
 }
 
 impl Engine {
+    /// Pulls the images a build uses (its stages' bases and `COPY --from` images) that are
+    /// missing, or all of them with `--pull`, as Docker's builder does before it starts. A
+    /// Dockerfile that does not parse pulls nothing (the build reports it).
+    fn pull_for_build(&self, opts: &BuildOptions, out: &mut (dyn Write + Send)) -> Result<()> {
+        let Ok(plan) = longshore_build::Plan::from_dockerfile(
+            &opts.dockerfile_name,
+            &opts.dockerfile,
+            &opts.build_args,
+            opts.target.as_deref(),
+        ) else {
+            return Ok(());
+        };
+        let store = self.store()?;
+        for image in plan.external_images() {
+            let present = store.image(&image).is_ok();
+            if present && !opts.pull {
+                continue;
+            }
+            if !opts.quiet {
+                let _ = writeln!(out, "Pulling {image}");
+            }
+            // a runtime of its own on a thread of its own (see ContainerRunner::fetch)
+            let report = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(Error::io("start a runtime for the pull"))?;
+                    rt.block_on(self.pull(&image, &crate::pull::PullJobOptions::default()))
+                })
+                .join()
+                .unwrap_or_else(|_| Err(Error::Build(format!("pulling {image} panicked"))))
+            })?;
+            if !opts.quiet {
+                let _ = writeln!(out, "{report}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A failed build: the engine's error and the exit code Docker reports for it (a RUN
+/// step's own non-zero code, else 1), as `docker build` exits with it.
+#[derive(Debug)]
+pub struct BuildFailure {
+    /// What failed.
+    pub error: Box<Error>,
+    /// The code `docker build` exits with.
+    pub code: i32,
+}
+
+impl Engine {
     /// `docker build`: builds `context` as `opts` say into the image store, RUN steps in
     /// containers, writing Docker's step lines to `out`.
     pub fn build(
@@ -172,13 +300,40 @@ impl Engine {
         opts: &BuildOptions,
         out: &mut (dyn Write + Send),
     ) -> Result<Built> {
+        self.build_with_code(context, opts, out)
+            .map_err(|f| *f.error)
+    }
+
+    /// [`Engine::build`], with the exit code of a failed build (the API's `errorDetail`).
+    pub fn build_with_code(
+        &self,
+        context: &BuildContext,
+        opts: &BuildOptions,
+        out: &mut (dyn Write + Send),
+    ) -> std::result::Result<Built, BuildFailure> {
         let runner = ContainerRunner {
             runtime_root: self.runtime_root(),
             bundles: self.root.join("build-bundles"),
         };
-        let store = self.store()?;
-        let built = longshore_build::build(store, context, opts, &runner, out)
-            .map_err(|e| Error::Build(e.to_string()))?;
+        let store = self.store().map_err(|error| BuildFailure {
+            error: Box::new(error),
+            code: 1,
+        })?;
+        self.pull_for_build(opts, out)
+            .map_err(|error| BuildFailure {
+                error: Box::new(error),
+                code: 1,
+            })?;
+        let built = longshore_build::build(store, context, opts, &runner, out).map_err(|e| {
+            let code = match &e {
+                longshore_build::Error::StepFailed { code, .. } if *code != 0 => *code,
+                _ => 1,
+            };
+            BuildFailure {
+                error: Box::new(Error::Build(e.to_string())),
+                code,
+            }
+        })?;
         self.event("image", "build", &built.id.to_string(), vec![]);
         Ok(built)
     }

@@ -38,10 +38,10 @@ pub struct PushReport {
     pub layers: Vec<String>,
 }
 
-fn invalid(reference: &str, e: longshore_registry::Error) -> Error {
+fn invalid(reference: &str, e: impl Into<longshore_registry::Error>) -> Error {
     Error::InvalidReference {
         reference: reference.to_string(),
-        source: Box::new(e),
+        source: Box::new(e.into()),
     }
 }
 
@@ -57,7 +57,7 @@ impl Engine {
     /// of `POST /images/create`).
     pub fn pull_credentials(&self, reference: &str, credentials: Option<&Credentials>) {
         if let Ok(r) = Reference::parse(reference) {
-            self.use_credentials(r.registry(), credentials);
+            self.use_credentials(r.domain(), credentials);
         }
     }
 
@@ -86,12 +86,9 @@ impl Engine {
         let oci_digest = OciDigest::from_str(&digest.to_string())
             .map_err(|e| Error::InvalidArgument(format!("manifest digest {digest}: {e}")))?;
         let top = Descriptor::new(MediaType::ImageManifest, manifest.len() as u64, oci_digest);
-        self.use_credentials(dest.registry(), opts.credentials.as_ref());
+        self.use_credentials(dest.domain(), opts.credentials.as_ref());
         let content = GraphContent::new(store.content().clone());
-        let popts = PushOptions {
-            mount_from: None,
-            progress: opts.progress.clone(),
-        };
+        let popts = PushOptions::new().progress(opts.progress.clone());
         let pushed = self
             .client
             .push(&dest, &content, &top, &popts)
@@ -147,10 +144,7 @@ impl Engine {
             Some((h, t)) if h.contains('.') || h.contains(':') || h == "localhost" => (h, t),
             _ => (longshore_registry::DOCKER_HUB, term),
         };
-        let opts = SearchOptions {
-            limit,
-            ..Default::default()
-        };
+        let opts = SearchOptions::new().limit(limit);
         self.client
             .search(registry, term, &opts)
             .await

@@ -126,6 +126,9 @@ pub struct BuildOptions {
     /// `--secret id=...,src=...`: files `RUN --mount=type=secret,id=...` shows read-only
     /// (at `/run/secrets/<id>` by default) without putting them in the image or the cache key.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--pull`: for the caller, which pulls the images the build uses
+    /// ([`crate::Plan::external_images`]) before it starts; libbuild itself never pulls.
+    pub pull: bool,
 }
 
 impl Default for BuildOptions {
@@ -146,6 +149,7 @@ impl Default for BuildOptions {
             source_date_epoch: None,
             cache_dir: None,
             secrets: BTreeMap::new(),
+            pull: false,
         }
     }
 }

@@ -20,6 +20,32 @@ pub struct Context {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// A reader that, once its input ends, reads as up to three blocks of zeros (a tar's
+/// missing padding and end-of-archive marker); `real` counts the bytes that were there.
+struct LenientEnd<R> {
+    inner: R,
+    real: std::rc::Rc<std::cell::Cell<u64>>,
+    eof: bool,
+    zeros: usize,
+}
+
+impl<R: Read> Read for LenientEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.eof {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.real.set(self.real.get() + n as u64);
+                return Ok(n);
+            }
+            self.eof = true;
+        }
+        let n = buf.len().min(3 * 512 - self.zeros);
+        buf[..n].fill(0);
+        self.zeros += n;
+        Ok(n)
+    }
+}
+
 /// Follows symlinks like the kernel would with `root` as `/` (moby's
 /// `FollowSymlinkInScope`). `rel` is relative to `root` (a leading `/` is allowed). With
 /// `follow_last` false, a symlink as the last element is not followed. Missing elements are
@@ -130,6 +156,17 @@ impl Context {
         } else {
             Box::new(r)
         };
+        // the docker CLI ends a context it rewrote (`-f` outside the context) right after
+        // the last entry's data, without its padding or the end-of-archive blocks, and
+        // Docker accepts that: the missing zeros are supplied, but only after a complete
+        // entry (a stream cut inside an entry's data is still refused below)
+        let real = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let reader = LenientEnd {
+            inner: reader,
+            real: real.clone(),
+            eof: false,
+            zeros: 0,
+        };
         let mut ar = tar::Archive::new(reader);
         ar.set_preserve_permissions(true);
         ar.set_preserve_mtime(true);
@@ -144,10 +181,17 @@ impl Context {
             {
                 safe_entry(&link)?;
             }
+            let end = e.raw_file_position() + e.size();
             // unpack_in refuses to write through symlinks that lead outside the directory
             let ok = e
                 .unpack_in(tmp.path())
                 .ctx("unpack context tar entry", &path)?;
+            if end > real.get() {
+                return Err(Error::Context(format!(
+                    "context tar is cut short inside entry {:?}",
+                    path.display()
+                )));
+            }
             if !ok {
                 return Err(Error::Context(format!(
                     "context tar entry {:?} points outside the context",
@@ -260,6 +304,26 @@ mod tests {
             .with_dockerfile_ignore("Dockerfile")
             .unwrap();
         assert!(c.ignore().excludes("a"));
+    }
+
+    #[test]
+    fn a_tar_without_its_end_blocks_is_read_and_a_cut_one_refused() {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [("Dockerfile", &b"FROM busybox\n"[..]), ("a", b"AB")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let full = b.into_inner().unwrap();
+        // as the docker CLI sends it: the last entry's data, then nothing
+        let data_end = 512 * 3 + 2;
+        let c = Context::tar(&full[..data_end]).unwrap();
+        assert_eq!(fs::read(c.root().join("a")).unwrap(), b"AB");
+        assert_eq!(c.read_file("Dockerfile").unwrap(), "FROM busybox\n");
+        // cut inside the last entry's data
+        let e = Context::tar(&full[..data_end - 1]).unwrap_err().to_string();
+        assert!(e.contains("cut short inside entry \"a\""), "{e}");
     }
 
     #[test]

@@ -279,6 +279,9 @@ pub(crate) fn copy_entry(
             };
             copy_entry(rootfs, &child, &target, ignore, attrs, false)?;
         }
+        if !top_dir_contents {
+            keep_mtime(dest, &m)?;
+        }
         return Ok(());
     }
     match fs::symlink_metadata(dest) {
@@ -310,7 +313,33 @@ pub(crate) fn copy_entry(
         return Ok(());
     }
     std::os::unix::fs::lchown(dest, Some(attrs.uid), Some(attrs.gid)).ctx("chown", dest)?;
-    Ok(())
+    keep_mtime(dest, &m)
+}
+
+/// Gives `dest` the modification time of the source (`m`), as Docker's COPY and ADD keep
+/// it (layers clamp it to the build's epoch); a symlink's own time, not its target's.
+fn keep_mtime(dest: &Path, m: &fs::Metadata) -> Result<()> {
+    let t = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: m.atime(),
+            tv_nsec: m.atime_nsec() as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: m.mtime(),
+            tv_nsec: m.mtime_nsec() as _,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        dest,
+        &t,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Error::Io {
+        op: "set the time of",
+        path: dest.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Whether an ancestor of `path` (inside `root`) is a symlink: such a path cannot be a real

@@ -107,7 +107,7 @@ impl Plan {
                 Kind::From {
                     image,
                     name,
-                    platform: _,
+                    platform,
                 } => {
                     let mut env = platform_args();
                     env.extend(
@@ -115,6 +115,14 @@ impl Plan {
                             .iter()
                             .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))),
                     );
+                    if let Some(p) = platform {
+                        let p = lex.process_word(p, &env).map_err(|source| Error::Expand {
+                            file: file.to_string(),
+                            line: ins.line,
+                            source,
+                        })?;
+                        check_platform(&p).map_err(|m| perr(ins.line, m))?;
+                    }
                     let base = lex
                         .process_word(image, &env)
                         .map_err(|source| Error::Expand {
@@ -333,19 +341,48 @@ impl Plan {
 /// `TARGETVARIANT` and the `BUILD*` ones) for this machine: usable in FROM lines, and in a
 /// stage once it declares them (`ARG TARGETARCH`).
 pub fn platform_args() -> Vec<(String, String)> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let platform = current_platform();
+    let arch = platform.trim_start_matches("linux/");
     let mut v = Vec::new();
     for p in ["TARGET", "BUILD"] {
-        v.push((format!("{p}PLATFORM"), format!("linux/{arch}")));
+        v.push((format!("{p}PLATFORM"), platform.clone()));
         v.push((format!("{p}OS"), "linux".to_string()));
         v.push((format!("{p}ARCH"), arch.to_string()));
         v.push((format!("{p}VARIANT"), String::new()));
     }
     v
+}
+
+/// This machine's platform, `linux/<arch>` in OCI's names (`linux/amd64`).
+pub fn current_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// Accepts a platform (`FROM --platform=`, the API's `platform`) when it is this machine's:
+/// `linux`, `linux/amd64`, `linux/amd64/v2` on x86_64 (any variant of the same
+/// architecture); another is refused naming both, since nothing here emulates one.
+pub fn check_platform(p: &str) -> std::result::Result<(), String> {
+    let here = current_platform();
+    let norm = p.trim().to_ascii_lowercase();
+    let mut parts = norm.split('/');
+    let os = parts.next().unwrap_or_default();
+    let arch = parts.next().map(|a| match a {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    });
+    let (hos, harch) = here.split_once('/').unwrap_or((&here, ""));
+    if norm.is_empty() || (os == hos && arch.is_none_or(|a| a == harch)) {
+        return Ok(());
+    }
+    Err(format!(
+        "platform {p:?} is not supported: this builder builds only for its own platform, {here} (no emulation)"
+    ))
 }
 
 /// Post-order from `target`, refusing cycles.
@@ -485,6 +522,33 @@ mod tests {
         assert_eq!(p.stages[0].base, "busybox:1.36");
         let p = plan("FROM --platform=$BUILDPLATFORM busybox:${TARGETOS}\n", None).unwrap();
         assert_eq!(p.stages[0].base, "busybox:linux");
+        // FROM --platform: this machine's platform (or its OS alone) is accepted, another
+        // is refused naming the line and both platforms
+        let here = current_platform();
+        plan(&format!("FROM --platform={here} busybox\n"), None).unwrap();
+        plan("FROM --platform=linux busybox\n", None).unwrap();
+        let other = if here == "linux/arm64" {
+            "linux/amd64"
+        } else {
+            "linux/arm64"
+        };
+        let e = plan(
+            &format!("FROM busybox\nFROM --platform={other} busybox\n"),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("Dockerfile:2:") && e.contains(other) && e.contains(&here),
+            "{e}"
+        );
+        let e = plan("FROM --platform=windows/amd64 busybox\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("windows/amd64") && e.contains("not supported"),
+            "{e}"
+        );
         let e = plan("FROM ${X:?must_be_set}\n", None)
             .unwrap_err()
             .to_string();

@@ -209,8 +209,7 @@ pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiR
         .map(String::from)
         .or_else(|| parsed.digest().map(|d| d.to_string()))
         .unwrap_or_else(|| "latest".into());
-    let first =
-        vec![json!({"status": format!("Pulling from {}", parsed.repository()), "id": shown_tag})];
+    let first = vec![json!({"status": format!("Pulling from {}", parsed.path()), "id": shown_tag})];
     let name = reference.clone();
     Ok(registry_stream(
         state,
@@ -250,7 +249,7 @@ pub async fn push(
     let creds = registry_auth(headers)?;
     let parsed = longshore_registry::Reference::parse(&reference)
         .map_err(|e| ApiError::bad(format!("invalid reference format: {reference}: {e}")))?;
-    let repo = format!("{}/{}", parsed.registry(), parsed.repository());
+    let repo = format!("{}/{}", parsed.domain(), parsed.path());
     // a missing image is a 404 before the stream starts, as Docker answers
     let n = name.to_string();
     let r2 = reference.clone();

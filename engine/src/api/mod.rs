@@ -48,6 +48,7 @@
 mod archive;
 mod attach;
 mod body;
+mod build;
 mod containers;
 mod create;
 mod events;

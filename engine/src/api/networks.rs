@@ -188,14 +188,7 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
     if v["EnableIPv6"].as_bool() == Some(true) {
         return Err(ApiError::bad("IPv6 networks are not supported"));
     }
-    let mut req = NetworkCreate {
-        name,
-        bridge: None,
-        gateway: None,
-        fixed_cidr: None,
-        mtu: None,
-        no_icc: false,
-    };
+    let mut req = NetworkCreate::new(name);
     let configs = v["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
     if configs.len() > 1 {
         return Err(ApiError::bad(
@@ -231,7 +224,13 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
             let x = x.as_str().unwrap_or_default();
             match k.as_str() {
                 "com.docker.network.bridge.name" => req.bridge = Some(x.to_string()),
-                "com.docker.network.bridge.enable_icc" => req.no_icc = x == "false",
+                "com.docker.network.bridge.enable_icc" => {
+                    req.icc = if x == "false" {
+                        longshore_network::Icc::Isolated
+                    } else {
+                        longshore_network::Icc::Allowed
+                    }
+                }
                 "com.docker.network.driver.mtu" => {
                     req.mtu = Some(
                         x.parse()

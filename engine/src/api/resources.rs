@@ -241,12 +241,10 @@ pub async fn commit(state: &Arc<State>, r: &Req) -> ApiResult {
             None => format!("{repo}:latest"),
         }
     });
-    let opts = longshore_graph::CommitOptions {
-        reference,
-        author: r.q("author").filter(|s| !s.is_empty()).map(String::from),
-        message: r.q("comment").filter(|s| !s.is_empty()).map(String::from),
-        ..Default::default()
-    };
+    let mut opts = longshore_graph::CommitOptions::new();
+    opts.reference = reference;
+    opts.author = r.q("author").filter(|s| !s.is_empty()).map(String::from);
+    opts.message = r.q("comment").filter(|s| !s.is_empty()).map(String::from);
     let container = container.to_string();
     let id = state
         .job(move |e| {

@@ -352,10 +352,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             let body = read_body(req).await?;
             system::auth(state, body).await
         }
-        (&M::POST, ["build"]) => Ok(error(
-            StatusCode::NOT_IMPLEMENTED,
-            "building through the Engine API is not built yet in longshore: run `longshore build` with the daemon's --root",
-        )),
+        (&M::POST, ["build"]) => super::build::build(state, &r, req).await,
         _ => Ok(error(StatusCode::NOT_FOUND, "page not found")),
     }
 }
