@@ -26,10 +26,8 @@
 //! let engine = Engine::open(
 //!     "/var/lib/longshore",
 //!     EngineOptions {
-//!         client: longshore_registry::ClientOptions {
-//!             insecure_registries: vec!["127.0.0.1:5000".into()],
-//!             ..Default::default()
-//!         },
+//!         client: longshore_registry::ClientOptions::new()
+//!             .insecure_registries(vec!["127.0.0.1:5000".into()]),
 //!         ..Default::default()
 //!     },
 //! )?;
