@@ -1514,6 +1514,10 @@ fn main() -> ExitCode {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
+    // `docker run` puts containers on the default bridge, which the daemon makes on the
+    // host (longshore0 and its nftables tables): removed after the last test when this
+    // run made them (the tests in this binary run one after another)
+    let bridge_before = Path::new("/sys/class/net/longshore0").exists();
     let mut d = Daemon::start();
     let tests: Vec<Test> = vec![
         ("version_and_ping", |d| version_and_ping(d)),
@@ -1570,6 +1574,18 @@ fn main() -> ExitCode {
         }
     }
     drop(d);
+    if !bridge_before {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", "longshore0"])
+            .stderr(std::process::Stdio::null())
+            .status();
+        for family in ["ip", "bridge", "inet"] {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", family, "longshore"])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
     println!(
         "\ntest result: {}. {} passed; {} failed",
         if failed.is_empty() { "ok" } else { "FAILED" },
