@@ -2116,17 +2116,7 @@ fn run_error(err: Error) -> Failure {
 }
 
 fn ago(t: &str) -> String {
-    let secs = longshore_engine::containers::unix_time(t);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64;
-    format!(
-        "{} ago",
-        longshore_engine::containers::human_duration(std::time::Duration::from_secs(
-            (now - secs).max(0) as u64
-        ))
-    )
+    ago_secs(longshore_engine::containers::unix_time(t))
 }
 
 /// Docker's sizes: decimal units, three significant digits (`1.23MB`, `4.1kB`).

@@ -109,7 +109,7 @@ impl Engine {
             });
         let _ = self.store()?.unmount_container(&id);
         bound?;
-        let volume_mounts = self.volume_mounts(c, &rootfs)?;
+        let volume_mounts = self.volume_mounts(c, Some(&rootfs))?;
         let netns = self.setup_network(c)?;
         let init = if c.record.host_config.init {
             Some(spec::init_binary(&self.root)?)
@@ -205,15 +205,21 @@ impl Engine {
         crate::monitor::parse_report(line.trim_end())
     }
 
-    /// Bind mounts for `-v`, named and anonymous volumes and `--volumes-from`. A named or
+    /// Bind mounts for `-v`, named and anonymous volumes and `--volumes-from`. With
+    /// `rootfs` (the container being started) missing sources are created, and a named or
     /// anonymous volume that is empty when first mounted gets a copy of what the image
     /// holds at its path, as Docker does (not with `nocopy`, never for host binds).
-    fn volume_mounts(&self, c: &Container, rootfs: &Path) -> Result<Vec<(PathBuf, String, bool)>> {
+    /// Without it (another container's mounts, for `--volumes-from`) they are only named.
+    fn volume_mounts(
+        &self,
+        c: &Container,
+        rootfs: Option<&Path>,
+    ) -> Result<Vec<(PathBuf, String, bool)>> {
         let mut out = Vec::new();
         for from in c.record.host_config.volumes_from.clone() {
             let (name, mode) = from.split_once(':').unwrap_or((&from, ""));
             let other = self.container(name)?;
-            for (src, dest, ro) in self.volume_mounts_of(&other)? {
+            for (src, dest, ro) in self.volume_mounts(&other, None)? {
                 out.push((src, dest, ro || mode == "ro"));
             }
         }
@@ -227,16 +233,18 @@ impl Engine {
             let ro = opts.split(',').any(|x| x == "ro");
             let src = if src.starts_with('/') {
                 let p = PathBuf::from(src);
-                if !p.exists() {
+                if rootfs.is_some() && !p.exists() {
                     fs::create_dir_all(&p)
                         .map_err(Error::io(format!("create bind source {src}")))?;
                 }
                 p
             } else {
                 let p = spec::volume_dir(&self.root, src);
-                fs::create_dir_all(&p).map_err(Error::io(format!("create volume {src}")))?;
-                if !opts.split(',').any(|x| x == "nocopy") {
-                    copy_up(rootfs, dest, &p, &c.record.name)?;
+                if let Some(rootfs) = rootfs {
+                    fs::create_dir_all(&p).map_err(Error::io(format!("create volume {src}")))?;
+                    if !opts.split(',').any(|x| x == "nocopy") {
+                        copy_up(rootfs, dest, &p, &c.record.name)?;
+                    }
                 }
                 p
             };
@@ -249,43 +257,10 @@ impl Engine {
                 continue;
             }
             let p = spec::volume_dir(&self.root, &anonymous_volume(&c.record.id, v));
-            fs::create_dir_all(&p).map_err(Error::io(format!("create volume for {v}")))?;
-            copy_up(rootfs, v, &p, &c.record.name)?;
-            out.push((p, v.clone(), false));
-        }
-        Ok(out)
-    }
-
-    /// The mounts `--volumes-from` takes from another container: what its own
-    /// [`Engine::volume_mounts`] gave it (no copy: its volumes exist).
-    fn volume_mounts_of(&self, c: &Container) -> Result<Vec<(PathBuf, String, bool)>> {
-        let mut out = Vec::new();
-        for from in c.record.host_config.volumes_from.clone() {
-            let (name, mode) = from.split_once(':').unwrap_or((&from, ""));
-            let other = self.container(name)?;
-            for (src, dest, ro) in self.volume_mounts_of(&other)? {
-                out.push((src, dest, ro || mode == "ro"));
+            if let Some(rootfs) = rootfs {
+                fs::create_dir_all(&p).map_err(Error::io(format!("create volume for {v}")))?;
+                copy_up(rootfs, v, &p, &c.record.name)?;
             }
-        }
-        for b in &c.record.host_config.binds {
-            let parts: Vec<&str> = b.split(':').collect();
-            let (src, dest, ro) = match parts.as_slice() {
-                [s, d] => (*s, *d, false),
-                [s, d, o] => (*s, *d, o.split(',').any(|x| x == "ro")),
-                _ => continue,
-            };
-            let src = if src.starts_with('/') {
-                PathBuf::from(src)
-            } else {
-                spec::volume_dir(&self.root, src)
-            };
-            out.push((src, dest.to_string(), ro));
-        }
-        for v in c.record.config.volumes.keys() {
-            if out.iter().any(|(_, d, _)| d == v) {
-                continue;
-            }
-            let p = spec::volume_dir(&self.root, &anonymous_volume(&c.record.id, v));
             out.push((p, v.clone(), false));
         }
         Ok(out)
