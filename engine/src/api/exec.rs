@@ -298,22 +298,27 @@ pub async fn start(state: &Arc<State>, id: &str, mut req: Request<Incoming>) -> 
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
-        let stdin_task = stdin_w.map(|mut w| {
+        let stdin_task = stdin_w.map(|w| {
             tokio::spawn(async move {
+                let mut w = Some(w);
                 let mut buf = vec![0u8; 32 * 1024];
                 loop {
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
+                        // the process is gone: what the client still sends is read and
+                        // dropped, so closing the connection does not reset it (a reset
+                        // can discard the last output before the client reads it)
+                        Ok(_) if w.is_none() => {}
                         Ok(n) => {
                             let data = buf[..n].to_vec();
+                            let mut writer = w.take().expect("checked above");
                             let res = tokio::task::spawn_blocking(move || {
-                                let r = w.write_all(&data);
-                                (w, r)
+                                let r = writer.write_all(&data);
+                                (writer, r)
                             })
                             .await;
-                            match res {
-                                Ok((back, Ok(()))) => w = back,
-                                _ => break,
+                            if let Ok((back, Ok(()))) = res {
+                                w = Some(back);
                             }
                         }
                     }
@@ -327,7 +332,15 @@ pub async fn start(state: &Arc<State>, id: &str, mut req: Request<Incoming>) -> 
         }
         let _ = wr.shutdown().await;
         if let Some(t) = stdin_task {
-            t.abort();
+            // the client closes its side once it has read the end; until then its input
+            // is drained (bounded, for a client that never closes)
+            let abort = t.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
     });
     let mut resp = status(StatusCode::SWITCHING_PROTOCOLS);
