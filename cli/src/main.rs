@@ -2097,13 +2097,7 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
     if o.rm {
         // as docker: `run --rm` returns once the container is gone (its monitor removes it),
         // so that its name can be used again at once
-        let dir = root.join("containers").join(&id);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut pause = std::time::Duration::from_micros(200);
-        while dir.exists() && std::time::Instant::now() < deadline {
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(std::time::Duration::from_millis(20));
-        }
+        longshore_engine::containers::wait_removed(&root, &id, std::time::Duration::from_secs(30));
     }
     Ok(code)
 }

@@ -1620,6 +1620,46 @@ fn killing_the_engine_anywhere_loses_nothing_and_leaks_nothing() {
 }
 
 #[test]
+fn a_create_killed_before_its_rename_is_swept_by_the_next_listing() {
+    require_root!();
+    let env = Env::new();
+    let containers = env.data().join("containers");
+    env.ok(&[
+        "create",
+        "--name",
+        "keep",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    // what a create killed between its mkdir and its rename leaves
+    let orphan = containers.join(format!(".new-{}", "a".repeat(64)));
+    std::fs::create_dir(&orphan).unwrap();
+    // a create still running holds the lock of its directory
+    let live = containers.join(format!(".new-{}", "b".repeat(64)));
+    std::fs::create_dir(&live).unwrap();
+    let held = std::fs::File::open(&live).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let ps = env.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(ps.trim(), "keep");
+    assert!(!orphan.exists(), "the orphan .new- directory was not swept");
+    assert!(live.exists(), "a locked .new- directory was swept");
+    drop(held);
+    std::fs::remove_dir(&live).unwrap();
+    // creating still works after a sweep
+    env.ok(&[
+        "create",
+        "--name",
+        "keep2",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+}
+
+#[test]
 fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
     require_root!();
     let env = Env::new();

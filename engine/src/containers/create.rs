@@ -533,9 +533,23 @@ impl Engine {
         // (made and locked under a name listings skip, then renamed: a listing between
         // the mkdir and the lock would find it unlocked and sweep it)
         let dir = containers.join(&id);
+        // (a listing sweeps a `.new-` directory it can lock: one made by a killed process;
+        // should it take one between our mkdir and our lock, we make it again)
         let tmp = containers.join(format!(".new-{id}"));
-        fs::create_dir(&tmp).map_err(Error::io(format!("create {}", tmp.display())))?;
-        let _lock = super::lock_dir(&tmp, true);
+        let mut tries = 0;
+        let _lock = loop {
+            tries += 1;
+            fs::create_dir(&tmp).map_err(Error::io(format!("create {}", tmp.display())))?;
+            match super::lock_dir(&tmp, true) {
+                Some(l) if tmp.exists() => break l,
+                _ if tries < 5 => continue,
+                _ => {
+                    return Err(Error::io(format!("lock {}", tmp.display()))(
+                        std::io::Error::other("removed while being created"),
+                    ));
+                }
+            }
+        };
         fs::rename(&tmp, &dir).map_err(Error::io(format!("create {}", dir.display())))?;
         let name = match &req.name {
             Some(n) => {

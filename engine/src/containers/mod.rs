@@ -39,6 +39,7 @@ pub use create::{CreateRequest, parse_memory};
 pub use list::{ListOptions, Summary, human_duration, unix_time};
 pub use logs::{LogLine, LogsOptions};
 pub use remove::RemoveOptions;
+pub use remove::wait_removed;
 pub use restore::RestoreReport;
 pub use start::StartOptions;
 pub(crate) use start::unpin_netns as unpin_netns_path;
@@ -510,6 +511,12 @@ impl Engine {
             let Some(name) = name.to_str() else { continue };
             if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
                 ids.push(name.to_string());
+            } else if name.starts_with(".new-") {
+                // a create killed before it renamed its directory into place: nothing but
+                // the empty directory exists yet. A live create holds its lock.
+                if let Some(_lock) = lock_dir(&e.path(), false) {
+                    let _ = fs::remove_dir_all(e.path());
+                }
             }
         }
         Ok(ids)

@@ -87,3 +87,52 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Blocks until the container `id` under `root` is removed (by `rm`, or by its monitor for
+/// `run --rm`), or until `timeout` passes; true when it is gone. It sleeps on an inotify
+/// watch of the container's directory rather than polling, so that `run --rm` returns as soon
+/// as the monitor has removed the container. Needs no engine: the caller may have closed it.
+pub fn wait_removed(root: &std::path::Path, id: &str, timeout: std::time::Duration) -> bool {
+    use rustix::fs::inotify;
+    let dir = root.join("containers").join(id);
+    let deadline = std::time::Instant::now() + timeout;
+    let watch = inotify::init(inotify::CreateFlags::CLOEXEC)
+        .ok()
+        .and_then(|fd| {
+            inotify::add_watch(
+                &fd,
+                &dir,
+                inotify::WatchFlags::DELETE_SELF | inotify::WatchFlags::MOVE_SELF,
+            )
+            .ok()
+            .map(|_| fd)
+        });
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+    loop {
+        if !dir.exists() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match &watch {
+            Some(fd) => {
+                let ms = left.as_millis().min(i32::MAX as u128) as i32;
+                let mut fds = [nix::poll::PollFd::new(
+                    std::os::fd::AsFd::as_fd(fd),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let timeout =
+                    nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
+                if matches!(nix::poll::poll(&mut fds, timeout), Ok(n) if n > 0) {
+                    // drain the events; the loop looks at the directory itself
+                    let _ = inotify::Reader::new(fd, &mut buf).next();
+                }
+            }
+            // no watch (the directory went between the check and the watch, or inotify is
+            // out of instances): poll now and then
+            None => std::thread::sleep(left.min(std::time::Duration::from_millis(5))),
+        }
+    }
+}
