@@ -1,24 +1,50 @@
 #!/usr/bin/env bash
 # The engine and CLI figures of issues 10 and 11, beside podman and docker when they are
-# installed (Debian's podman; docker.io with a private dockerd on its own root and socket):
+# installed (Debian's podman, on its own root under the work directory; docker.io with a
+# private dockerd on its own data root and socket, inside a private network namespace so
+# that its bridge and iptables rules never touch the host's):
 #   - `run --rm --network none busybox true`, whole CLI process
 #   - the same on the default bridge (inside a private network namespace, so the host's
 #     network and nftables are left alone)
 #   - 50 detached `sleep` containers one after another: time each, and the supervision
-#     memory (PSS of every longshore process outside the containers' cgroups) per container
-#   - `ps -a` with 100 and 1000 containers, `version`
-# Usage: bash benches/scripts/engine-compare.sh [runs]
+#     memory per container: PSS of every longshore process outside the containers (the
+#     monitors), of podman's conmons, of docker's containerd shims
+#   - `ps -a` with 50, 100 and 1000 containers, `version`
+# The library figures (Engine::open, run through the library, list over 1000) are the
+# criterion bench: `cargo bench -p longshore-benches --bench engine`.
+# Usage: bash benches/scripts/engine-compare.sh [runs] [--no-peers]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-50}
+peers=1
+[ "${2:-}" = --no-peers ] && peers=0
 bash scripts/deps.sh
 cargo build --release -q -p longshore-cli
 L=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore
 work=$(mktemp -d /tmp/longshore-ebench-XXXXXX)
 ns=lseb$$
 export LONGSHORE_ROOT=$work/root LONGSHORE_BRIDGE=lsebr$$
+NS="nsenter --net=/run/netns/$ns"
+P=
+D=
+dockerd_pid=
 cleanup() {
     for id in $("$L" ps -aq --no-trunc 2>/dev/null); do "$L" rm -f "$id" >/dev/null 2>&1 || true; done
+    if [ -n "$P" ]; then
+        $P rm -af >/dev/null 2>&1 || true
+        $P system reset -f >/dev/null 2>&1 || true
+    fi
+    if [ -n "$D" ]; then
+        # shellcheck disable=SC2046
+        $D rm -f $($D ps -aq) >/dev/null 2>&1 || true
+    fi
+    if [ -n "$dockerd_pid" ]; then
+        kill "$dockerd_pid" 2>/dev/null || true
+        wait "$dockerd_pid" 2>/dev/null || true
+    fi
+    grep -F "$work" /proc/self/mounts | cut -d' ' -f2 | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "$work"
 }
@@ -29,37 +55,93 @@ for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$work/rootfs/etc/passwd"
 tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 "$L" import "$work/busybox.tar" busybox:latest >/dev/null
+"$L" save -o "$work/busybox-image.tar" busybox:latest
 ip netns add "$ns"
 ip -n "$ns" link set lo up
-NS="nsenter --net=/run/netns/$ns"
+
+if [ "$peers" = 1 ] && command -v podman >/dev/null; then
+    P="podman --root $work/podman --runroot $work/podrun --cgroup-manager cgroupfs --events-backend file"
+    $P load -q -i "$work/busybox-image.tar" >/dev/null
+    $P tag localhost/busybox:latest docker.io/library/busybox:latest 2>/dev/null || true
+fi
+if [ "$peers" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/null; then
+    $NS dockerd --data-root "$work/docker" --exec-root "$work/dexec" \
+        -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" \
+        --containerd-namespace lsbench --containerd-plugins-namespace lsbench-plugins \
+        >"$work/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    D="docker -H unix://$work/docker.sock"
+    for _ in $(seq 200); do $D version >/dev/null 2>&1 && break; sleep 0.1; done
+    if $D load -q -i "$work/busybox-image.tar" >/dev/null; then
+        :
+    else
+        echo "dockerd did not start (see below); no docker column" >&2
+        tail -5 "$work/dockerd.log" >&2
+        D=
+    fi
+fi
 echo "== load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== peers: podman ${P:+yes}${P:-no}, docker ${D:+yes}${D:-no}"
+
+show() { hyperfine -N -w 3 -r "$runs" "$@" 2>&1 | grep -E 'Benchmark|Time|Range'; }
 
 echo "== run --rm --network none busybox true (CLI, whole process)"
 cmds=("$L run --rm --network none busybox true")
-command -v podman >/dev/null && cmds+=("podman run --rm --network none busybox true")
-hyperfine -N -w 3 -r "$runs" "${cmds[@]}" 2>&1 | grep -E 'Time|Range|±|run --rm'
+[ -n "$P" ] && cmds+=("$P run --rm --network none busybox true")
+[ -n "$D" ] && cmds+=("$D run --rm --network none busybox true")
+show "${cmds[@]}"
 
 echo "== run --rm busybox true on the default bridge (in netns $ns)"
-hyperfine -N -w 3 -r "$runs" "$NS $L run --rm busybox true" 2>&1 | grep -E 'Time|Range'
+cmds=("$NS $L run --rm busybox true")
+[ -n "$D" ] && cmds+=("$D run --rm busybox true")
+show "${cmds[@]}"
 
+# 50 detached containers: the time of each, and the supervision memory per container
+pss_of() { # PIDs... -> KiB
+    local t=0 kb
+    for p in "$@"; do
+        kb=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+        t=$((t + ${kb:-0}))
+    done
+    echo "$t"
+}
+detached() { # label, command prefix, supervisor pgrep pattern
+    local label=$1 cmd=$2 pat=$3 start end pids
+    start=$(date +%s%N)
+    for _ in $(seq 1 50); do $cmd run -d --network none busybox sleep 1000 >/dev/null; done
+    end=$(date +%s%N)
+    # shellcheck disable=SC2046
+    pids=$(pgrep -f "$pat" | tr '\n' ' ')
+    local pss
+    # shellcheck disable=SC2086
+    pss=$(pss_of $pids)
+    printf '%-10s %6d us per container; supervision: %d processes, PSS %d KiB, %d KiB per container\n' \
+        "$label" $(((end - start) / 50000)) "$(echo "$pids" | wc -w)" "$pss" $((pss / 50))
+}
 echo "== 50 detached sleep containers, one after another"
-start=$(date +%s%N)
-for i in $(seq 1 50); do "$L" run -d --network none busybox sleep 1000 >/dev/null; done
-end=$(date +%s%N)
-echo "per container: $(( (end - start) / 50000 )) us"
-pss=0
-for p in $(pgrep -f '^longshore-monitor'); do
-    kb=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
-    pss=$((pss + kb))
-done
-echo "monitors: $(pgrep -fc '^longshore-monitor') processes, PSS $pss KiB in all, $((pss / 50)) KiB per container"
+detached longshore "$L" '^longshore-monitor'
+if [ -n "$P" ]; then
+    detached podman "$P" "^/usr/bin/conmon .*$work/podrun"
+    $P rm -af -t 0 >/dev/null 2>&1 || true
+fi
+if [ -n "$D" ]; then
+    detached docker "$D" "containerd-shim-runc-v2 -namespace lsbench"
+    # shellcheck disable=SC2046
+    $D rm -f $($D ps -aq) >/dev/null 2>&1 || true
+fi
 
 echo "== ps -a with 50, 100 and 1000 containers"
-hyperfine -N -w 3 -r "$runs" "$L ps -a" 2>&1 | grep -E 'Time|Range'
-for i in $(seq 51 100); do "$L" create --network none busybox true >/dev/null; done
-hyperfine -N -w 3 -r "$runs" "$L ps -a" 2>&1 | grep -E 'Time|Range'
-for i in $(seq 101 1000); do "$L" create --network none busybox true >/dev/null; done
-hyperfine -N -w 3 -r "$runs" "$L ps -a" 2>&1 | grep -E 'Time|Range'
+cmds=("$L ps -a")
+show "${cmds[@]}"
+for _ in $(seq 51 100); do "$L" create --network none busybox true >/dev/null; done
+if [ -n "$P" ]; then for _ in $(seq 1 100); do $P create --network none busybox true >/dev/null; done; cmds+=("$P ps -a"); fi
+if [ -n "$D" ]; then for _ in $(seq 1 100); do $D create --network none busybox true >/dev/null; done; cmds+=("$D ps -a"); fi
+show "${cmds[@]}"
+for _ in $(seq 101 1000); do "$L" create --network none busybox true >/dev/null; done
+show "$L ps -a"
 
 echo "== version"
-hyperfine -N -w 5 -r "$runs" "$L version" 2>&1 | grep -E 'Time|Range'
+cmds=("$L version")
+[ -n "$P" ] && cmds+=("$P version")
+[ -n "$D" ] && cmds+=("$D version")
+show "${cmds[@]}"

@@ -226,6 +226,12 @@ fn monitor_main(args: MonitorArgs, ready: Option<i32>) -> i32 {
         }
     }
     let mut reporter = Reporter(ready);
+    // the containers' inits are made by a starter child and come back to this process
+    // when it exits
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        reporter.send(&format!("err 125 become a child subreaper: {e}"));
+        return 125;
+    }
     let mut m = match Monitor::new(args) {
         Ok(m) => m,
         Err(e) => {
@@ -411,7 +417,7 @@ impl Monitor {
     }
 
     fn run_once(&mut self, reporter: &mut Reporter, first: bool) -> Result<i32> {
-        use longshore_container::{Container, Stdio};
+        use longshore_container::Container;
         let rt_root = self.args.root.join("runtime");
         let id = self.args.id.clone();
         // a stale runtime state (a monitor killed earlier) would refuse the id
@@ -427,9 +433,6 @@ impl Monitor {
             (None, None)
         };
         let null = fs::File::open("/dev/null").map_err(Error::io("open /dev/null"))?;
-        let builder = Container::builder(&id)
-            .bundle(self.dir.join("bundle"))
-            .root(&rt_root);
         let console = if self.tty {
             let path = Path::new(SOCKET_DIR).join(format!("{id}.console"));
             let _ = fs::remove_file(&path);
@@ -438,19 +441,31 @@ impl Monitor {
         } else {
             None
         };
-        let builder = match &console {
-            Some((_, path)) => builder.console_socket(path).stdio(Stdio::Null),
-            None => builder.stdio(Stdio::Fds {
-                stdin: in_r.as_ref().map_or(null.as_raw_fd(), |f| f.as_raw_fd()),
-                stdout: out_w.as_raw_fd(),
-                stderr: err_w.as_raw_fd(),
-            }),
+        // The container is made and started by a starter: a forked child while this
+        // process has one thread (the first run), so that none of the setting up (spec,
+        // seccomp, cgroups, the runtime's code and buffers) ever touches the monitor's
+        // memory, which stays small for the container's lifetime; a thread otherwise
+        // (a restart, with a health prober running). The monitor is a child subreaper:
+        // the init, made by the starter, is reparented to it when the starter exits.
+        let job = StarterJob {
+            id: id.clone(),
+            bundle: self.dir.join("bundle"),
+            rt_root: rt_root.clone(),
+            console: console.as_ref().map(|(_, p)| p.clone()),
+            stdin: in_r.as_ref().map_or(null.as_raw_fd(), |f| f.as_raw_fd()),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
         };
-        let created = builder.create_attached();
+        let mut starter = Starter::spawn(job)?;
+        let created = starter.read();
         drop(out_w);
         drop(err_w);
         drop(in_r);
-        let mut c = created.map_err(Error::runtime(format!("create container {id}")))?;
+        drop(null);
+        if let Err(e) = created {
+            starter.reap();
+            return Err(e);
+        }
         let (mut out, err, mut stdin): (Option<OwnedFd>, Option<OwnedFd>, Option<OwnedFd>) =
             match console {
                 Some((l, path)) => {
@@ -460,7 +475,14 @@ impl Monitor {
                             .map_err(io::Error::other)
                     })();
                     let _ = fs::remove_file(&path);
-                    let master = master.map_err(Error::io("receive the container's terminal"))?;
+                    let master = master.map_err(Error::io("receive the container's terminal"));
+                    let master = match master {
+                        Ok(m) => m,
+                        Err(e) => {
+                            starter.abort();
+                            return Err(e);
+                        }
+                    };
                     let dup = master.try_clone().map_err(Error::io("dup the terminal"))?;
                     (Some(master), None, Some(dup))
                 }
@@ -479,20 +501,22 @@ impl Monitor {
                 self.accept_clients();
             }
         }
-        if let Err(e) = c.start() {
-            let e = Error::runtime(format!("start container {id}"))(e);
-            let msg = format!("longshore: Error response from daemon: {e}\n");
-            let mut frame = vec![2, 0, 0, 0];
-            frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-            frame.extend_from_slice(msg.as_bytes());
-            for cl in &mut self.clients {
-                let _ = cl.stream.write_all(&frame);
+        let started = starter.start();
+        starter.reap();
+        let (pid, warnings) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                let msg = format!("longshore: Error response from daemon: {e}\n");
+                let mut frame = vec![2, 0, 0, 0];
+                frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                frame.extend_from_slice(msg.as_bytes());
+                for cl in &mut self.clients {
+                    let _ = cl.stream.write_all(&frame);
+                }
+                return Err(e);
             }
-            let _ = c.delete(true);
-            return Err(e);
-        }
-        let pid = c.pid();
-        self.state.warnings = c.warnings().to_vec();
+        };
+        self.state.warnings = warnings;
         self.state.pid = pid;
         self.state.pid_start_time = longshore_container::state::proc_stat(pid)
             .map(|s| s.1)
@@ -621,12 +645,11 @@ impl Monitor {
         if let Some(stop) = self.health_stop.take() {
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        let code = c
-            .wait()
-            .map_err(Error::runtime(format!("wait for container {id}")))?;
-        let oom = c
-            .cgroup_paths()
-            .get("memory")
+        let code = wait_exit(pid).map_err(Error::io(format!("wait for container {id}")))?;
+        let rc = Container::load(&rt_root, &id).ok();
+        let oom = rc
+            .as_ref()
+            .and_then(|c| c.cgroup_paths().get("memory").cloned())
             // v1: memory.oom_control; v2 (a unified cgroup): memory.events
             .and_then(|p| {
                 fs::read_to_string(p.join("memory.oom_control"))
@@ -640,7 +663,9 @@ impl Monitor {
                 })
             })
             .is_some_and(|n| n > 0);
-        let _ = c.delete(true);
+        if let Some(mut c) = rc {
+            let _ = c.delete(true);
+        }
         if let Some(l) = &mut self.log {
             l.flush_partial();
         }
@@ -826,6 +851,189 @@ fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) {
     // fd is an open pty master.
     unsafe {
         libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+}
+
+/// What a starter needs to make one run of the container (raw fds: the starter is a
+/// forked child or a thread of this process, and the monitor keeps the fds open until
+/// the starter reports that the container is created).
+struct StarterJob {
+    id: String,
+    bundle: PathBuf,
+    rt_root: PathBuf,
+    console: Option<PathBuf>,
+    stdin: std::os::fd::RawFd,
+    stdout: std::os::fd::RawFd,
+    stderr: std::os::fd::RawFd,
+}
+
+enum StarterHandle {
+    Child(nix::unistd::Pid),
+    Thread(std::thread::JoinHandle<()>),
+}
+
+/// The monitor's end of a starter: one line per step over a socket pair.
+/// starter → monitor: `created` | `err CODE MSG`; monitor → starter: `start` (or the
+/// socket closed: delete the container); starter → monitor: `started PID WARNINGS-JSON` |
+/// `err CODE MSG`.
+struct Starter {
+    sock: BufReader<UnixStream>,
+    handle: Option<StarterHandle>,
+}
+
+impl Starter {
+    fn spawn(job: StarterJob) -> Result<Starter> {
+        let (mine, theirs) = UnixStream::pair().map_err(Error::io("socketpair"))?;
+        let handle = if single_threaded() {
+            // SAFETY: this process has a single thread (checked just above), so the child
+            // may run any code; it leaves with _exit and never returns into the caller.
+            match unsafe { nix::unistd::fork() } {
+                Ok(nix::unistd::ForkResult::Child) => {
+                    drop(mine);
+                    starter_main(job, theirs);
+                    // SAFETY: _exit ends this forked child at once, without running the
+                    // parent's atexit handlers or flushing its copied buffers.
+                    unsafe { libc::_exit(0) }
+                }
+                Ok(nix::unistd::ForkResult::Parent { child }) => StarterHandle::Child(child),
+                Err(e) => return Err(Error::io("fork the container's starter")(e.into())),
+            }
+        } else {
+            StarterHandle::Thread(
+                std::thread::Builder::new()
+                    .name("longshore-start".into())
+                    .spawn(move || starter_main(job, theirs))
+                    .map_err(Error::io("start the container's starter"))?,
+            )
+        };
+        Ok(Starter {
+            sock: BufReader::new(mine),
+            handle: Some(handle),
+        })
+    }
+
+    /// The starter's next report: Ok(the words after the step's name).
+    fn read(&mut self) -> Result<String> {
+        let mut line = String::new();
+        let _ = self.sock.read_line(&mut line);
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("err ") {
+            let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
+            return Err(Error::Exec {
+                reason: msg.to_string(),
+                code: code.parse().unwrap_or(125),
+            });
+        }
+        if line.is_empty() {
+            return Err(Error::io("start the container")(io::Error::other(
+                "its starter ended without a word",
+            )));
+        }
+        Ok(line.split_once(' ').map_or("", |(_, r)| r).to_string())
+    }
+
+    /// Releases the created container; its pid and the runtime's warnings.
+    fn start(&mut self) -> Result<(i32, Vec<String>)> {
+        self.sock
+            .get_mut()
+            .write_all(b"start\n")
+            .map_err(Error::io("release the container"))?;
+        let rest = self.read()?;
+        let (pid, warnings) = rest.split_once(' ').unwrap_or((&rest, "[]"));
+        let pid = pid.parse::<i32>().map_err(|_| {
+            Error::io("start the container")(io::Error::other(format!(
+                "bad report from its starter: {rest:?}"
+            )))
+        })?;
+        Ok((pid, serde_json::from_str(warnings).unwrap_or_default()))
+    }
+
+    /// Tells the starter to delete the created container, and waits for it.
+    fn abort(mut self) {
+        let _ = self.sock.get_mut().shutdown(std::net::Shutdown::Both);
+        self.reap();
+    }
+
+    /// Waits for the starter to end (a forked one is reaped here: from then on, the
+    /// container's init is this process's child).
+    fn reap(&mut self) {
+        match self.handle.take() {
+            Some(StarterHandle::Child(pid)) => {
+                while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
+            }
+            Some(StarterHandle::Thread(t)) => {
+                let _ = t.join();
+            }
+            None => {}
+        }
+    }
+}
+
+/// Makes and starts the container, reporting each step to the monitor.
+fn starter_main(job: StarterJob, sock: UnixStream) {
+    use longshore_container::{Container, Stdio};
+    let mut sock = BufReader::new(sock);
+    let send = |sock: &mut BufReader<UnixStream>, line: String| {
+        let _ = sock.get_mut().write_all(format!("{line}\n").as_bytes());
+    };
+    let fail = |e: Error| format!("err {} {}", e.exit_code(), e.to_string().replace('\n', " "));
+    let id = job.id.clone();
+    let builder = Container::builder(&job.id)
+        .bundle(&job.bundle)
+        .root(&job.rt_root);
+    let builder = match &job.console {
+        Some(path) => builder.console_socket(path).stdio(Stdio::Null),
+        None => builder.stdio(Stdio::Fds {
+            stdin: job.stdin,
+            stdout: job.stdout,
+            stderr: job.stderr,
+        }),
+    };
+    let mut c = match builder.create_attached() {
+        Ok(c) => c,
+        Err(e) => {
+            let e = Error::runtime(format!("create container {id}"))(e);
+            return send(&mut sock, fail(e));
+        }
+    };
+    send(&mut sock, "created".into());
+    let mut line = String::new();
+    let _ = sock.read_line(&mut line);
+    if line.trim_end() != "start" {
+        let _ = c.delete(true);
+        return;
+    }
+    if let Err(e) = c.start() {
+        let e = Error::runtime(format!("start container {id}"))(e);
+        let _ = c.delete(true);
+        return send(&mut sock, fail(e));
+    }
+    let warnings = serde_json::to_string(c.warnings()).unwrap_or_else(|_| "[]".into());
+    send(&mut sock, format!("started {} {warnings}", c.pid()));
+}
+
+/// True when this process runs one thread.
+fn single_threaded() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim() == "1"))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits for the container's init (this process's child) to end; its exit code, or
+/// 128 + the signal that killed it.
+fn wait_exit(pid: i32) -> io::Result<i32> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
