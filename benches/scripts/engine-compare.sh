@@ -29,6 +29,7 @@ P=
 D=
 dockerd_pid=
 cleanup() {
+    set +e
     for id in $("$L" ps -aq --no-trunc 2>/dev/null); do "$L" rm -f "$id" >/dev/null 2>&1 || true; done
     if [ -n "$P" ]; then
         $P rm -af >/dev/null 2>&1 || true
@@ -46,8 +47,27 @@ cleanup() {
         umount -l "$m" 2>/dev/null || true
     done
     ip netns del "$ns" 2>/dev/null || true
+    # the cgroup parents the peers made (docker/, libpod_parent/), when they were not
+    # there before this run
+    for g in docker libpod_parent; do
+        case " $had_cgroups " in *" $g "*) continue ;; esac
+        for h in /sys/fs/cgroup/*/; do
+            [ -d "$h$g" ] && find "$h$g" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+    done
+    # podman's cgroupfs manager makes plain directories for controllers this host does
+    # not mount (hugetlb here): remove what was not there before
+    for d in /sys/fs/cgroup/*/; do
+        case " $had_dirs " in *" $d "*) continue ;; esac
+        mountpoint -q "$d" || rm -rf "$d"
+    done
     rm -rf "$work"
 }
+had_dirs=$(echo /sys/fs/cgroup/*/)
+had_cgroups=
+for g in docker libpod_parent; do
+    ls -d /sys/fs/cgroup/*/"$g" >/dev/null 2>&1 && had_cgroups="$had_cgroups $g"
+done
 trap cleanup EXIT
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
 cp /bin/busybox "$work/rootfs/bin/busybox"
@@ -60,6 +80,10 @@ ip netns add "$ns"
 ip -n "$ns" link set lo up
 
 if [ "$peers" = 1 ] && command -v podman >/dev/null; then
+    # root here lacks CAP_SYS_RESOURCE: podman's default rlimits (raised to the maximum)
+    # make crun fail with EPERM, so its containers get fixed, lower ones
+    printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n' >"$work/containers.conf"
+    export CONTAINERS_CONF=$work/containers.conf
     P="podman --root $work/podman --runroot $work/podrun --cgroup-manager cgroupfs --events-backend file"
     $P load -q -i "$work/busybox-image.tar" >/dev/null
     $P tag localhost/busybox:latest docker.io/library/busybox:latest 2>/dev/null || true
@@ -81,7 +105,7 @@ if [ "$peers" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/
     fi
 fi
 echo "== load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== peers: podman ${P:+yes}${P:-no}, docker ${D:+yes}${D:-no}"
+echo "== peers: podman $([ -n "$P" ] && podman --version || echo no), docker $([ -n "$D" ] && $D version -f '{{.Server.Version}}' || echo no)"
 
 show() { hyperfine -N -w 3 -r "$runs" "$@" 2>&1 | grep -E 'Benchmark|Time|Range'; }
 
