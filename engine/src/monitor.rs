@@ -438,18 +438,20 @@ impl Monitor {
         } else {
             None
         };
+        // the pipes' child ends: owned by the builder, closed here once create returns
+        let pipes = Stdio::Fds {
+            stdin: in_r.map_or_else(|| null.into(), Into::into),
+            stdout: out_w,
+            stderr: err_w,
+        };
         let builder = match &console {
-            Some((_, path)) => builder.console_socket(path).stdio(Stdio::Null),
-            None => builder.stdio(Stdio::Fds {
-                stdin: in_r.as_ref().map_or(null.as_raw_fd(), |f| f.as_raw_fd()),
-                stdout: out_w.as_raw_fd(),
-                stderr: err_w.as_raw_fd(),
-            }),
+            Some((_, path)) => {
+                drop(pipes);
+                builder.console_socket(path).stdio(Stdio::Null)
+            }
+            None => builder.stdio(pipes),
         };
         let created = builder.create_attached();
-        drop(out_w);
-        drop(err_w);
-        drop(in_r);
         let mut c = created.map_err(Error::runtime(format!("create container {id}")))?;
         let (mut out, err, mut stdin): (Option<OwnedFd>, Option<OwnedFd>, Option<OwnedFd>) =
             match console {
