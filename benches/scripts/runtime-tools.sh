@@ -10,8 +10,11 @@
 # (generate, validate, specerror, cgroups), not validation/, so the checkout must come
 # from the project itself. Go comes from Debian (golang-go). Needs root.
 #
-# A test file passes when it exits 0, prints at least one "ok" and no "not ok" line.
-# Each test file gets 120 s. crun refuses a host whose cgroup2 mount lists a controller
+# A test file passes when it exits 0 and prints no failing test point ("not ok" without a
+# "# TODO" directive). A file with no test point at all (several hook tests report a failure
+# only as a YAML diagnostic with an empty plan) passes only if it printed no diagnostic.
+# Each test file gets 120 s. RTT_GOPATH adds GOPATH entries (for dependencies Debian lacks,
+# e.g. github.com/mndrix/tap-go, github.com/google/uuid) when building without vendor/. crun refuses a host whose cgroup2 mount lists a controller
 # (hugetlb, on a hybrid host whose v1 hierarchies lack it): for the run, hugetlb is
 # mounted as a v1 hierarchy, as on a real hybrid host, and unmounted afterwards.
 set -euo pipefail
@@ -31,20 +34,48 @@ cargo build --release -q -p longshore-examples --bin longshore-runtime
 ls_rt=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore-runtime
 
 work=$(mktemp -d /tmp/longshore-rtt-XXXXXX)
-hugetlb_mounted=
-unmount_hugetlb() {
-    umount /sys/fs/cgroup/hugetlb
-    # a hierarchy whose last cgroup was still being released at umount lingers unseen
-    # (hugetlb stays off cgroup2): mount and unmount it again until it is gone
+# crun needs hugetlb bound to a v1 hierarchy (see above). The mount is made only inside a
+# private mount namespace around each crun run: mounted in the host's namespace it would
+# propagate into every shared bind of /sys/fs/cgroup (other users' chroots) and outlive
+# this script there.
+hugetlb_dir=
+if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null \
+    && [ ! -e /sys/fs/cgroup/hugetlb ]; then
+    mkdir /sys/fs/cgroup/hugetlb && hugetlb_dir=/sys/fs/cgroup/hugetlb
+fi
+# the suite's cgroup tests use /testdir/cgrouptest (absolute) and testdir/cgrouptest
+# (relative; under longshore/ for longshore-runtime): runtimes remove the leaf only
+remove_test_cgroups() { # ROOT...
+    for c in "$@"; do
+        for d in "$c/testdir" "$c/longshore/testdir" "$c/cgrouptest"; do
+            [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+    done
+    return 0
+}
+in_hugetlb_ns() { # CMD...: runs CMD where hugetlb is a mounted v1 hierarchy
+    if [ -z "$hugetlb_dir" ]; then "$@"; return; fi
+    unshare -m --propagation private sh -c '
+        mount -t cgroup -o hugetlb cgroup "$0" || exit 125
+        "$@"; rc=$?
+        for d in "$0/testdir" "$0/longshore/testdir"; do
+            [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+        exit $rc' "$hugetlb_dir" "$@"
+}
+release_hugetlb() {
+    # an unmounted hierarchy lingers (hugetlb stays off cgroup2) until it is mounted and
+    # unmounted once more with no child cgroup left
     for _ in 1 2 3 4 5; do
         awk '$1 == "hugetlb" && $2 != 0 { bad = 1 } END { exit !bad }' /proc/cgroups || break
         sleep 1
-        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb && umount /sys/fs/cgroup/hugetlb
+        in_hugetlb_ns true
     done
-    rmdir /sys/fs/cgroup/hugetlb
+    rmdir "$hugetlb_dir"
 }
 cleanup() {
-    if [ -n "$hugetlb_mounted" ]; then unmount_hugetlb; fi
+    remove_test_cgroups /sys/fs/cgroup/*/
+    if [ -n "$hugetlb_dir" ]; then release_hugetlb; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -59,7 +90,7 @@ build() { # build OUT PKG
         mkdir -p "$work/gopath/src/github.com/opencontainers"
         ln -sfn "$src" "$work/gopath/src/github.com/opencontainers/runtime-tools"
         (cd "$work/gopath/src/github.com/opencontainers/runtime-tools" \
-            && GO111MODULE=off GOPATH="$work/gopath:/usr/share/gocode" go build -o "$1" "$2")
+            && GO111MODULE=off GOPATH="$work/gopath${RTT_GOPATH:+:$RTT_GOPATH}:/usr/share/gocode" go build -o "$1" "$2")
     fi
 }
 mkdir -p "$work/run" "$work/bin"
@@ -70,7 +101,9 @@ else
     # the suite's rootfs is a busybox tree: make one
     r="$work/rootfs"; mkdir -p "$r/bin" "$r/proc" "$r/sys" "$r/dev" "$r/tmp" "$r/etc"
     cp /bin/busybox "$r/bin/busybox"
-    for a in $(/bin/busybox --list); do ln -sf busybox "$r/bin/$a"; done
+    for a in $(/bin/busybox --list); do
+        [ "$a" = busybox ] || ln -sf busybox "$r/bin/$a"
+    done
     echo "root:x:0:0:root:/root:/bin/sh" > "$r/etc/passwd"
     echo "root:x:0:" > "$r/etc/group"
     tar -C "$r" -czf "$work/run/rootfs-amd64.tar.gz" .
@@ -90,11 +123,6 @@ for d in "$src"/validation/*/; do
 done
 echo "built ${#tests[@]} test files; not built (need a newer Go?): ${unbuilt[*]:-none}"
 
-if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null \
-    && [ ! -e /sys/fs/cgroup/hugetlb ]; then
-    mkdir /sys/fs/cgroup/hugetlb
-    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb && hugetlb_mounted=1
-fi
 
 runtimes=("$ls_rt" runc crun)
 names=(longshore-runtime runc crun)
@@ -110,12 +138,16 @@ for t in "${tests[@]}"; do
         wrap="$work/rt-$i"
         printf '#!/bin/sh\nexec %s --root %s "$@"\n' "${runtimes[$i]}" "$work/state-$i" > "$wrap"
         chmod +x "$wrap"
-        if (cd "$work/run" && RUNTIME="$wrap" timeout 120 "$work/bin/$t" >"$out" 2>&1) \
-            && grep -q '^ok' "$out" && ! grep -q '^not ok' "$out"; then
+        run=(timeout 120 "$work/bin/$t")
+        if [ "${names[$i]}" = crun ]; then run=(in_hugetlb_ns "${run[@]}"); fi
+        if (cd "$work/run" && RUNTIME="$wrap" "${run[@]}" >"$out" 2>&1) \
+            && ! grep '^not ok' "$out" | grep -qv '# TODO' \
+            && { grep -q '^ok' "$out" || ! grep -q '^  ---' "$out"; }; then
             row+=(pass); pass[$i]=$((pass[$i] + 1))
         else
             row+=(FAIL)
         fi
+        remove_test_cgroups /sys/fs/cgroup/*/
     done
     printf '%-40s %-18s %-6s %-6s\n' "$t" "${row[@]}"
 done
@@ -123,6 +155,7 @@ printf '%-40s %-18s %-6s %-6s\n' "passed (of ${#tests[@]})" "${pass[0]}" "${pass
 echo "TAP output of each run: kept in $work until this script exits (set KEEP=1 to keep)"
 if [ -n "${KEEP:-}" ]; then
     trap - EXIT
-    if [ -n "$hugetlb_mounted" ]; then unmount_hugetlb; fi
+    remove_test_cgroups /sys/fs/cgroup/*/
+    if [ -n "$hugetlb_dir" ]; then release_hugetlb; fi
     echo "kept $work"
 fi

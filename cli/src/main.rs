@@ -1296,12 +1296,11 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
                 longshore_container::Stdio::Null
             } else if !interactive && !tty {
                 // no stdin unless -i
-                let null = std::fs::File::open("/dev/null")?;
-                let fd = std::os::fd::IntoRawFd::into_raw_fd(null);
+                use std::os::fd::AsFd;
                 longshore_container::Stdio::Fds {
-                    stdin: fd,
-                    stdout: 1,
-                    stderr: 2,
+                    stdin: std::fs::File::open("/dev/null")?.into(),
+                    stdout: std::io::stdout().as_fd().try_clone_to_owned()?,
+                    stderr: std::io::stderr().as_fd().try_clone_to_owned()?,
                 }
             } else {
                 longshore_container::Stdio::Inherit

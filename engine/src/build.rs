@@ -202,12 +202,13 @@ impl ContainerRunner {
                 .bundle(&bundle)
                 .root(&self.runtime_root)
                 .stdio(Stdio::Fds {
-                    stdin: std::os::fd::AsRawFd::as_raw_fd(&null),
-                    stdout: std::os::fd::AsRawFd::as_raw_fd(&out_w),
-                    stderr: std::os::fd::AsRawFd::as_raw_fd(&out_w),
+                    stdin: null.into(),
+                    stderr: out_w
+                        .try_clone()
+                        .map_err(Error::io("dup the output pipe"))?,
+                    stdout: out_w,
                 })
                 .create_attached();
-            drop(out_w);
             let mut c = created.map_err(Error::runtime(format!("create the container of {id}")))?;
             let started = c.start().map_err(Error::runtime(format!("start {id}")));
             if let Err(e) = started {

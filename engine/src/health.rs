@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -255,6 +255,7 @@ impl Prober {
     fn exec(&self, engine: &crate::Engine) -> std::result::Result<(i32, String), String> {
         let (rd, wr) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
         let null = fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
+        let wr2 = wr.try_clone().map_err(|e| format!("dup: {e}"))?;
         let req = crate::ExecRequest {
             cmd: self.config.command(),
             ..Default::default()
@@ -264,13 +265,12 @@ impl Prober {
                 &self.id,
                 &req,
                 longshore_container::Stdio::Fds {
-                    stdin: null.as_raw_fd(),
-                    stdout: wr.as_raw_fd(),
-                    stderr: wr.as_raw_fd(),
+                    stdin: null.into(),
+                    stdout: wr.into(),
+                    stderr: wr2.into(),
                 },
             )
             .map_err(|e| e.to_string())?;
-        drop(wr);
         let timeout = self.config.timeout();
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();

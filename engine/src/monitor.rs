@@ -452,16 +452,13 @@ impl Monitor {
             bundle: self.dir.join("bundle"),
             rt_root: rt_root.clone(),
             console: console.as_ref().map(|(_, p)| p.clone()),
-            stdin: in_r.as_ref().map_or(null.as_raw_fd(), |f| f.as_raw_fd()),
-            stdout: out_w.as_raw_fd(),
-            stderr: err_w.as_raw_fd(),
+            // the pipes' child ends: the starter's, closed here once it has them
+            stdin: in_r.map_or_else(|| null.into(), Into::into),
+            stdout: out_w,
+            stderr: err_w,
         };
         let mut starter = Starter::spawn(job)?;
         let created = starter.read();
-        drop(out_w);
-        drop(err_w);
-        drop(in_r);
-        drop(null);
         if let Err(e) = created {
             starter.reap();
             return Err(e);
@@ -854,17 +851,15 @@ fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) {
     }
 }
 
-/// What a starter needs to make one run of the container (raw fds: the starter is a
-/// forked child or a thread of this process, and the monitor keeps the fds open until
-/// the starter reports that the container is created).
+/// What a starter needs to make one run of the container.
 struct StarterJob {
     id: String,
     bundle: PathBuf,
     rt_root: PathBuf,
     console: Option<PathBuf>,
-    stdin: std::os::fd::RawFd,
-    stdout: std::os::fd::RawFd,
-    stderr: std::os::fd::RawFd,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
 }
 
 enum StarterHandle {
@@ -981,13 +976,17 @@ fn starter_main(job: StarterJob, sock: UnixStream) {
     let builder = Container::builder(&job.id)
         .bundle(&job.bundle)
         .root(&job.rt_root);
+    let pipes = Stdio::Fds {
+        stdin: job.stdin,
+        stdout: job.stdout,
+        stderr: job.stderr,
+    };
     let builder = match &job.console {
-        Some(path) => builder.console_socket(path).stdio(Stdio::Null),
-        None => builder.stdio(Stdio::Fds {
-            stdin: job.stdin,
-            stdout: job.stdout,
-            stderr: job.stderr,
-        }),
+        Some(path) => {
+            drop(pipes);
+            builder.console_socket(path).stdio(Stdio::Null)
+        }
+        None => builder.stdio(pipes),
     };
     let mut c = match builder.create_attached() {
         Ok(c) => c,

@@ -42,6 +42,9 @@ pub(crate) enum Msg {
     },
 }
 
+/// The largest packet either end sends or receives.
+const MAX_PACKET: usize = 1 << 20;
+
 /// One end of the channel.
 #[derive(Debug)]
 pub(crate) struct Channel {
@@ -59,6 +62,13 @@ pub(crate) fn pair() -> Result<(Channel, Channel)> {
     .ctx(|| "socketpair for the init channel".into())?;
     nix::sys::socket::setsockopt(&a, nix::sys::socket::sockopt::PassCred, &true)
         .ctx(|| "SO_PASSCRED on the init channel".into())?;
+    // a packet is limited by the sender's buffer (about 208 KiB by default), and `Go`
+    // carries the state with the spec's annotations (Kubernetes allows 256 KiB of them):
+    // as root, raise it past `wmem_max`; otherwise the default stays
+    for end in [&a, &b] {
+        let _ =
+            nix::sys::socket::setsockopt(end, nix::sys::socket::sockopt::SndBufForce, &MAX_PACKET);
+    }
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
@@ -80,7 +90,19 @@ impl Channel {
     /// Receives one message; `None` when the other end has closed (exited or exec'd). A
     /// 4-byte packet (no message serializes that short) is the exec trampoline's errno.
     pub(crate) fn recv(&self) -> Result<Option<Msg>> {
-        let mut buf = [0u8; 8192];
+        // the packet's size first (MSG_TRUNC reports it whole), then the packet
+        let size = loop {
+            match nix::sys::socket::recv(
+                self.fd.as_raw_fd(),
+                &mut [0u8; 1],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(n) => break n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).ctx(|| "receive on the init channel".into()),
+            }
+        };
+        let mut buf = vec![0u8; size.clamp(1, MAX_PACKET)];
         let n = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, None, MsgFlags::empty()) {

@@ -91,8 +91,9 @@ fn run_one(
     cmd.stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // a hook may exit without reading its stdin: EPIPE is not a failure
-        let _ = stdin.write_all(state_json);
+        // a hook may exit without reading its stdin: EPIPE is not a failure, and its
+        // SIGPIPE must not kill the runtime
+        let _ = crate::sys::without_sigpipe(|| stdin.write_all(state_json));
     }
     let deadline = hook
         .timeout()

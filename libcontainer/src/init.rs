@@ -28,21 +28,45 @@ pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Where the user's stdio comes from.
+///
+/// [`Stdio::Fds`] owns its descriptors: the builder (or [`Container::exec`]) keeps them
+/// until the process has its copies and closes them when `create` / `exec` returns, so a
+/// pipe's write end given here does not keep the reader waiting afterwards. To give the
+/// same pipe as stdout and stderr, or one's own stdout, pass a duplicate
+/// ([`OwnedFd::try_clone`], [`BorrowedFd::try_clone_to_owned`]).
+///
+/// ```no_run
+/// use std::os::fd::{AsFd, OwnedFd};
+/// use longshore_container::Stdio;
+///
+/// let (_reader, writer) = std::io::pipe()?;
+/// let writer = OwnedFd::from(writer);
+/// let stdio = Stdio::Fds {
+///     stdin: std::fs::File::open("/dev/null")?.into(),
+///     stdout: writer.try_clone()?,
+///     stderr: std::io::stderr().as_fd().try_clone_to_owned()?,
+/// };
+/// # let _ = stdio;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// [`Container::exec`]: crate::Container::exec
+/// [`BorrowedFd::try_clone_to_owned`]: std::os::fd::BorrowedFd::try_clone_to_owned
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Stdio {
     /// The runtime's own stdin, stdout and stderr.
     Inherit,
     /// `/dev/null` for all three.
     Null,
-    /// These descriptors (kept open by the caller until `create` returns).
+    /// These descriptors, closed once the process has its copies.
     Fds {
         /// Becomes fd 0.
-        stdin: RawFd,
+        stdin: OwnedFd,
         /// Becomes fd 1.
-        stdout: RawFd,
+        stdout: OwnedFd,
         /// Becomes fd 2.
-        stderr: RawFd,
+        stderr: OwnedFd,
     },
 }
 
@@ -64,7 +88,7 @@ pub(crate) struct InitArgs<'a> {
     pub rootfs: &'a Path,
     pub channel: &'a Channel,
     pub release: &'a Release,
-    pub stdio: Stdio,
+    pub stdio: &'a Stdio,
     pub console_socket: Option<RawFd>,
     pub hierarchies: &'a [Hierarchy],
     pub seccomp: Option<&'a CompiledFilter>,
@@ -279,6 +303,10 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     if let Some(bounding) = caps.and_then(|c| c.bounding().as_ref()) {
         crate::caps::drop_bounding(bounding)?;
     }
+    // the cwd is entered (and checked to be inside the root) before the seccomp filter is
+    // loaded, since the filter may deny the `getcwd` the check needs; as root, or, when
+    // only the process's user may enter it, as that user below
+    let cwd_entered = enter_cwd(cwd)?;
     let nnp = a.process.no_new_privileges().unwrap_or(false);
     if !nnp && let Some(filter) = a.seccomp {
         filter.load()?;
@@ -291,7 +319,12 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     if let Some(mask) = a.process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
-    enter_cwd(cwd)?;
+    if !cwd_entered && !enter_cwd(cwd)? {
+        return Err(Error::InvalidSpec(format!(
+            "process.cwd {}: permission denied",
+            cwd.display()
+        )));
+    }
 
     // prepare everything execve needs before we are released
     let c_program = CString::new(program.as_os_str().as_bytes())
@@ -414,7 +447,7 @@ fn cstrings(items: &[String]) -> Result<Vec<CString>> {
         .collect()
 }
 
-fn setup_stdio(stdio: Stdio) -> Result<()> {
+fn setup_stdio(stdio: &Stdio) -> Result<()> {
     match stdio {
         Stdio::Inherit => Ok(()),
         Stdio::Null => {
@@ -438,12 +471,7 @@ fn setup_stdio(stdio: Stdio) -> Result<()> {
             // move the sources above 2 first so that dup2 order cannot clobber them
             let hi: Vec<OwnedFd> = [stdin, stdout, stderr]
                 .iter()
-                .map(|&fd| {
-                    // SAFETY: the caller keeps the `Stdio::Fds` descriptors open until
-                    // create returns (its documented contract); the borrow ends here
-                    rustix::io::fcntl_dupfd_cloexec(unsafe { sys::borrow_fd(fd) }, 3)
-                        .map_err(std::io::Error::from)
-                })
+                .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 3).map_err(std::io::Error::from))
                 .collect::<std::io::Result<_>>()
                 .ctx(|| "duplicate stdio descriptors".into())?;
             for (i, fd) in hi.iter().enumerate() {
@@ -586,17 +614,21 @@ fn set_user(p: &Process) -> Result<()> {
 
 /// `chdir` to the process's cwd, then make sure it really is inside the container: a
 /// leaked host descriptor (`/proc/self/fd/N` as cwd, CVE-2024-21626) would leave the cwd
-/// outside the root, where `getcwd` fails.
-fn enter_cwd(cwd: &Path) -> Result<()> {
+/// outside the root, where `getcwd` fails. `Ok(false)` when the current credentials may
+/// not enter it (EACCES).
+fn enter_cwd(cwd: &Path) -> Result<bool> {
     if !cwd.is_absolute() {
         return Err(Error::InvalidSpec(format!(
             "process.cwd {} is not absolute",
             cwd.display()
         )));
     }
-    nix::unistd::chdir(cwd).ctx(|| format!("chdir to cwd {}", cwd.display()))?;
+    match nix::unistd::chdir(cwd) {
+        Err(nix::errno::Errno::EACCES) => return Ok(false),
+        r => r.ctx(|| format!("chdir to cwd {}", cwd.display()))?,
+    }
     match nix::unistd::getcwd() {
-        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) if p.is_absolute() => Ok(true),
         _ => Err(Error::InvalidSpec(format!(
             "process.cwd {} is outside the container's root",
             cwd.display()

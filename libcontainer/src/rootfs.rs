@@ -60,9 +60,15 @@ pub(crate) fn host_hierarchies() -> Vec<Hierarchy> {
                 )
             })
             .collect();
+        let options = options.join(",");
+        // a hierarchy may be mounted more than once (/sys/fs/cgroup bound into a chroot):
+        // it gets one mount in the container, named after its first mount point
+        if out.iter().any(|h: &Hierarchy| h.options == options) {
+            continue;
+        }
         out.push(Hierarchy {
             name: name.to_string(),
-            options: options.join(","),
+            options,
             container_dir: None,
         });
     }
@@ -764,7 +770,11 @@ fn make_node(
             let st = rustix::fs::fstat(&node)
                 .map_err(io::Error::from)
                 .ctx(what)?;
-            if st.st_mode & libc::S_IFMT != kind.bits() || st.st_rdev != makedev(major, minor) {
+            // a fifo has no device number (mknod ignores the spec's major/minor for it)
+            let is_dev = kind == SFlag::S_IFCHR || kind == SFlag::S_IFBLK;
+            if st.st_mode & libc::S_IFMT != kind.bits()
+                || (is_dev && st.st_rdev != makedev(major, minor))
+            {
                 return Err(Error::Init(format!(
                     "device {} was replaced while it was being made",
                     path.display()

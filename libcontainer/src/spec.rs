@@ -30,7 +30,7 @@ pub fn parse(json: &[u8]) -> Result<Spec> {
 }
 
 /// Accepts OCI runtime-spec versions 1.0.0 through 1.3.x (pre-release suffixes included).
-pub fn check_version(version: &str) -> Result<()> {
+pub(crate) fn check_version(version: &str) -> Result<()> {
     let core = version.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
     let ok = parts.len() == 3
@@ -49,7 +49,7 @@ pub fn check_version(version: &str) -> Result<()> {
 }
 
 /// The root filesystem's absolute path (relative paths are relative to the bundle).
-pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
+pub(crate) fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     let root = spec
         .root()
         .as_ref()
@@ -68,7 +68,7 @@ pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
 
 /// Refuses, with a clear error, what the spec asks for and this runtime or host cannot
 /// do, before anything is created.
-pub fn check_supported(spec: &Spec) -> Result<()> {
+pub(crate) fn check_supported(spec: &Spec) -> Result<()> {
     if let Some(linux) = spec.linux() {
         if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
             return Err(Error::Unsupported(
@@ -96,7 +96,7 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
 }
 
 /// The process-level part of [`check_supported`] (also for `exec`).
-pub fn check_process_supported(p: &oci_spec::runtime::Process) -> Result<()> {
+pub(crate) fn check_process_supported(p: &oci_spec::runtime::Process) -> Result<()> {
     if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty())
         && !crate::attrs::apparmor_enabled()
     {

@@ -326,6 +326,35 @@ pub fn reexec_sealed() -> io::Result<()> {
     Err(io::Error::last_os_error())
 }
 
+/// Runs `f` with SIGPIPE blocked in this thread and discards a SIGPIPE it raised: a
+/// write to a pipe whose reader is gone (a hook that exits without reading the state on
+/// its stdin) then fails with EPIPE instead of killing the process, whatever the
+/// process's disposition of SIGPIPE (`longshore-runtime` resets it to the default).
+pub(crate) fn without_sigpipe<R>(f: impl FnOnce() -> R) -> R {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut pipe = SigSet::empty();
+    pipe.add(Signal::SIGPIPE);
+    let mut old = SigSet::empty();
+    if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&pipe), Some(&mut old)).is_err()
+        || old.contains(Signal::SIGPIPE)
+    {
+        // already blocked (a pending SIGPIPE is then the caller's), or not blockable
+        return f();
+    }
+    let r = f();
+    // a write's SIGPIPE is directed at this thread, so it is pending here now: take it
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `pipe` is a valid sigset for the duration of the call, no siginfo is
+    // asked for (NULL), and `zero` is a valid timespec: the call only dequeues a pending
+    // SIGPIPE of this thread, or fails with EAGAIN at once when there is none
+    unsafe { libc::sigtimedwait(pipe.as_ref(), std::ptr::null_mut(), &zero) };
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    r
+}
+
 /// Resets every signal to its default disposition and unblocks all: an ignored signal
 /// stays ignored across `execve`, and the runtime's own (Rust ignores SIGPIPE; callers
 /// often ignore SIGINT, SIGQUIT or SIGHUP) must not leak into the container.

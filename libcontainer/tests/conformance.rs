@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{Read, Seek};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use common::Fixture;
@@ -24,12 +23,7 @@ impl Out {
     }
 
     fn stdio(&self) -> Stdio {
-        let fd = self.0.as_raw_fd();
-        Stdio::Fds {
-            stdin: fd,
-            stdout: fd,
-            stderr: fd,
-        }
+        common::all_to(&self.0)
     }
 
     fn text(&mut self) -> String {
@@ -570,4 +564,250 @@ fn config_changes_after_create_do_not_affect_the_container() {
     assert_eq!(c.wait().unwrap(), 0);
     assert_eq!(out.text(), "1\n100\n1024\nlongshore\n");
     c.delete(false).unwrap();
+}
+
+/// `linux.devices` with a fifo (type `p`): made as a fifo, whatever major/minor the
+/// spec gives it (mknod ignores them for a fifo; the suite's linux_devices gives 8:666),
+/// beside a char and a block device with theirs.
+#[test]
+fn devices_of_every_type_are_made_including_a_fifo_with_a_device_number() {
+    require_root!();
+    let mut f = Fixture::new(&[
+        "sh",
+        "-c",
+        "for d in test1 test2 test3; do stat -c '%n %F %t:%T %a' /dev/$d; done",
+    ]);
+    let devices = serde_json::json!([
+        { "path": "/dev/test1", "type": "c", "major": 10, "minor": 666, "fileMode": 432 },
+        { "path": "/dev/test2", "type": "b", "major": 8, "minor": 666, "fileMode": 432 },
+        { "path": "/dev/test3", "type": "p", "major": 8, "minor": 666, "fileMode": 432 }
+    ]);
+    f.spec
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_devices(Some(serde_json::from_value(devices).unwrap()));
+    let (code, out) = f.run();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.trim(),
+        "/dev/test1 character special file a:29a 660\n\
+         /dev/test2 block special file 8:29a 660\n\
+         /dev/test3 fifo 0:0 660",
+        "{out}"
+    );
+}
+
+/// A seccomp filter that denies `getcwd` (the suite's linux_seccomp: errno for getcwd,
+/// allow the rest) does not stop the container from starting: the cwd is entered and
+/// checked before the filter is loaded; the process then finds getcwd denied.
+#[test]
+fn a_filter_denying_getcwd_lets_the_container_start() {
+    require_root!();
+    let mut f = Fixture::new(&["sh", "-c", "cd /tmp && /bin/pwd -P; echo pwd=$?"]);
+    // without no_new_privileges the filter is loaded before the user is set (as runc)
+    f.spec
+        .process_mut()
+        .as_mut()
+        .unwrap()
+        .set_no_new_privileges(Some(false));
+    let json = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{ "names": ["getcwd"], "action": "SCMP_ACT_ERRNO" }]
+    });
+    f.spec
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_seccomp(Some(serde_json::from_value(json).unwrap()));
+    let (code, out) = f.run();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.trim_end().ends_with("pwd=1"),
+        "getcwd was not denied: {out}"
+    );
+}
+
+/// Runs the ignored test `name` of this binary in a child process (for what must not
+/// touch this process: a signal disposition, a mount namespace) and checks it passed.
+fn run_child_test(name: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LONGSHORE_CHILD_TEST", name)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name}: {:?}\n{text}",
+        out.status
+    );
+}
+
+/// Asserts this is the child process [`run_child_test`] started for `name`.
+fn in_child_test(name: &str) {
+    assert_eq!(
+        std::env::var("LONGSHORE_CHILD_TEST").as_deref(),
+        Ok(name),
+        "{name} runs only in the child process its parent test starts"
+    );
+}
+
+/// A hook that exits without reading the state on its stdin does not kill the runtime
+/// with SIGPIPE when the embedding program has SIGPIPE at its default disposition (as
+/// `longshore-runtime` has: it resets every signal): the hook's exit status decides.
+/// (The suite's prestart_fail and poststart: `create` / `start` died of SIGPIPE.)
+#[test]
+fn a_hook_that_ignores_its_stdin_does_not_kill_the_runtime() {
+    require_root!();
+    run_child_test("hook_ignoring_stdin_child");
+}
+
+#[test]
+#[ignore = "run by a_hook_that_ignores_its_stdin_does_not_kill_the_runtime"]
+fn hook_ignoring_stdin_child() {
+    in_child_test("hook_ignoring_stdin_child");
+    longshore_container::process::reset_signals();
+    // the state is made larger than a pipe's buffer (an annotation of 96 KiB), so the
+    // write meets the hook's exit whatever the timing
+    let big = || Some([("org.longshore.big".to_string(), "x".repeat(96 * 1024))].into());
+    let mut f = Fixture::new(&["true"]);
+    f.spec.set_annotations(big());
+    f.spec.set_hooks(Some(
+        HooksBuilder::default()
+            .prestart(vec![sh_hook(&f, "exit 0")])
+            .poststart(vec![sh_hook(&f, "exit 0")])
+            .build()
+            .unwrap(),
+    ));
+    let mut c = f.builder().stdio(Stdio::Null).create().unwrap();
+    c.start().unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    // a prestart hook that fails without reading: create fails, nothing is left
+    let mut f = Fixture::new(&["true"]);
+    f.spec.set_annotations(big());
+    f.spec.set_hooks(Some(
+        HooksBuilder::default()
+            .prestart(vec![sh_hook(&f, "exit 1")])
+            .build()
+            .unwrap(),
+    ));
+    assert!(matches!(
+        f.builder().stdio(Stdio::Null).create(),
+        Err(Error::Hook {
+            hook: "prestart",
+            ..
+        })
+    ));
+    assert!(matches!(
+        Container::load(f.root(), &f.id),
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// A host where a cgroup v1 hierarchy is mounted twice (/sys/fs/cgroup bound into a
+/// chroot, as another user of this machine had) still runs containers: the container's
+/// /sys/fs/cgroup gets each hierarchy once (it mounted `cpu` a second time: EBUSY).
+/// The second mount is made in the child's own mount namespace only.
+#[test]
+fn a_hierarchy_mounted_twice_on_the_host_is_mounted_once_in_the_container() {
+    require_root!();
+    run_child_test("hierarchy_mounted_twice_child");
+}
+
+#[test]
+#[ignore = "run by a_hierarchy_mounted_twice_on_the_host_is_mounted_once_in_the_container"]
+fn hierarchy_mounted_twice_child() {
+    use nix::mount::{MsFlags, mount};
+    in_child_test("hierarchy_mounted_twice_child");
+    // this (only) thread gets a private mount namespace: /proc/self is this process
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+    let again = tempfile::Builder::new()
+        .prefix("longshore-cg-")
+        .tempdir()
+        .unwrap();
+    let hier = ["pids", "cpu", "memory"]
+        .iter()
+        .map(|h| Path::new("/sys/fs/cgroup").join(h))
+        .find(|p| p.join("cgroup.procs").exists())
+        .expect("a v1 hierarchy");
+    mount(
+        Some(&hier),
+        again.path(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    let mut f = Fixture::new(&["sh", "-c", "ls /sys/fs/cgroup"]);
+    // a cgroup namespace of its own: the hierarchies are mounted, not bound
+    f.spec
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .namespaces_mut()
+        .as_mut()
+        .unwrap()
+        .push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Cgroup)
+                .build()
+                .unwrap(),
+        );
+    let (code, out) = f.run();
+    assert_eq!(code, 0, "{out}");
+    let name = hier.file_name().unwrap().to_str().unwrap();
+    assert!(out.lines().any(|l| l == name), "{out}");
+}
+
+/// Annotations are the user's to fill (Kubernetes allows 256 KiB of them): a state of
+/// 200 KiB passes through the init channel to the hooks whole (a message of more than
+/// 8 KiB was cut: "garbled message on the init channel").
+#[test]
+fn large_annotations_reach_the_hooks_whole() {
+    require_root!();
+    let mut f = Fixture::new(&["true"]);
+    let dir = f.bundle().to_path_buf();
+    f.spec.set_annotations(Some(
+        [("org.longshore.big".to_string(), "y".repeat(200 * 1024))].into(),
+    ));
+    f.spec.set_hooks(Some(
+        HooksBuilder::default()
+            .prestart(vec![sh_hook(
+                &f,
+                &format!("cat > {}/state.json", dir.display()),
+            )])
+            .build()
+            .unwrap(),
+    ));
+    let mut c = f.builder().stdio(Stdio::Null).create().unwrap();
+    c.start().unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(
+        st["annotations"]["org.longshore.big"]
+            .as_str()
+            .map(str::len),
+        Some(200 * 1024)
+    );
 }

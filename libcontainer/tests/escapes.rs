@@ -137,15 +137,7 @@ fn mount_of(dest: &str, typ: &str, src: &Path, options: &[&str]) -> oci_spec::ru
 /// Runs `f` to completion; (exit code, output) or the create/run error as text.
 fn try_run(f: &Fixture) -> std::result::Result<(i32, String), String> {
     let (r, w) = nix::unistd::pipe().unwrap();
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&w);
-    let res = f
-        .builder()
-        .stdio(Stdio::Fds {
-            stdin: raw,
-            stdout: raw,
-            stderr: raw,
-        })
-        .run();
+    let res = f.builder().stdio(common::all_to(&w)).run();
     drop(w);
     let out = common::read_all(r);
     res.map(|code| (code, out)).map_err(|e| e.to_string())

@@ -625,15 +625,10 @@ fn no_pivot_root_fallback() {
     require_root!();
     let f = Fixture::new(&["sh", "-c", "ls /bin/busybox && echo ok"]);
     let (r, w) = nix::unistd::pipe().unwrap();
-    let raw = w.as_raw_fd();
     let code = f
         .builder()
         .no_pivot(true)
-        .stdio(Stdio::Fds {
-            stdin: raw,
-            stdout: raw,
-            stderr: raw,
-        })
+        .stdio(common::all_to(&w))
         .run()
         .unwrap();
     drop(w);

@@ -1,7 +1,7 @@
 //! Metadata in SQLite (the seed's GraphDB): layers, images, tags and container layers.
 //!
 //! WAL mode, foreign keys on, and every change in one transaction. Layers are inserted
-//! `incomplete` before their content lands and flipped to complete after; [`Db::incomplete_layers`]
+//! `incomplete` before their content lands and flipped to complete after; `Db::incomplete_layers`
 //! lists what a crash left behind so the store can remove it at open.
 
 use std::path::{Path, PathBuf};

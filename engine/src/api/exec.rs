@@ -4,7 +4,6 @@
 //! Docker keeps in memory for it: its config, and its exit code once it ended.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -206,13 +205,11 @@ pub async fn start(state: &Arc<State>, id: &str, mut req: Request<Incoming>) -> 
     let proc = state
         .job(move |e| {
             let stdio = longshore_container::Stdio::Fds {
-                stdin: in_r.as_raw_fd(),
-                stdout: out_w.as_raw_fd(),
-                stderr: err_w.as_raw_fd(),
+                stdin: in_r.into(),
+                stdout: out_w.into(),
+                stderr: err_w.into(),
             };
-            let p = e.exec(&container, &ereq, stdio);
-            drop((in_r, out_w, err_w));
-            p
+            e.exec(&container, &ereq, stdio)
         })
         .await;
     let proc = match proc {

@@ -7,7 +7,7 @@
 //! rebuilds it in a later process from [`CgroupManager::paths`]; [`manager_at`] points
 //! one at another cgroupfs root (a fake tree in tests).
 //!
-//! Path rules for the spec's `linux.cgroupsPath` ([`resolve_path`]): an absolute path is
+//! Path rules for the spec's `linux.cgroupsPath` (`resolve_path`): an absolute path is
 //! relative to each hierarchy's root, a relative one goes under `longshore/`, an empty
 //! one means `/longshore/<container-id>`, and systemd's `slice:prefix:name` form is
 //! refused (no systemd driver).
@@ -447,7 +447,10 @@ pub fn manager_from_state(
 /// * `/a/b` → `a/b`; `a/b` → `longshore/a/b`; empty → `longshore/<container_id>`.
 /// * `slice:prefix:name` → [`CgroupError::SystemdPath`].
 /// * `..` components and a path naming the hierarchy root itself are refused.
-pub fn resolve_path(cgroups_path: &Path, container_id: &str) -> Result<PathBuf, CgroupError> {
+pub(crate) fn resolve_path(
+    cgroups_path: &Path,
+    container_id: &str,
+) -> Result<PathBuf, CgroupError> {
     let given = cgroups_path.to_string_lossy().into_owned();
     let invalid = |reason| CgroupError::InvalidPath {
         path: given.clone(),
@@ -483,7 +486,7 @@ pub fn resolve_path(cgroups_path: &Path, container_id: &str) -> Result<PathBuf, 
 
 /// Checks every value of `r` before anything is written, so that a bad spec is refused
 /// with a clear error and leaves the cgroup as it was.
-pub fn validate(r: &LinuxResources) -> Result<(), CgroupError> {
+pub(crate) fn validate(r: &LinuxResources) -> Result<(), CgroupError> {
     let bad = |what: &'static str, value: String, reason: &str| CgroupError::InvalidValue {
         what,
         value,
@@ -576,7 +579,7 @@ pub fn validate(r: &LinuxResources) -> Result<(), CgroupError> {
 }
 
 /// cgroup v1 `cpu.shares` (2..=262144) to v2 `cpu.weight` (1..=10000), as runc does.
-pub fn shares_to_weight(shares: u64) -> u64 {
+pub(crate) fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
         return 0;
     }
@@ -584,7 +587,7 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 }
 
 /// blkio weight (10..=1000) to v2 `io.weight` (1..=10000), as runc does.
-pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
+pub(crate) fn blkio_weight_to_io_weight(weight: u16) -> u64 {
     if weight == 0 {
         return 0;
     }

@@ -9,7 +9,7 @@ use super::{CgroupError, CgroupLayout};
 
 /// The v1 controllers (subsystems) the kernel knows. Anything else in a cgroup mount's
 /// super options (`rw`, `clone_children`, `release_agent=...`) is not a controller.
-pub const V1_CONTROLLERS: &[&str] = &[
+pub(crate) const V1_CONTROLLERS: &[&str] = &[
     "cpu",
     "cpuacct",
     "cpuset",
@@ -160,7 +160,7 @@ pub(crate) fn unescape(s: &str) -> String {
 /// Where a cgroup (given relative to its hierarchy's root) lives under a mount whose own
 /// root is `mount_root` (not `/` inside a cgroup namespace or a bind-mounted subtree):
 /// the mount's root prefix is dropped when the path starts with it, as runc does.
-pub fn dir_in_mount(mount_point: &Path, mount_root: &Path, rel: &Path) -> PathBuf {
+pub(crate) fn dir_in_mount(mount_point: &Path, mount_root: &Path, rel: &Path) -> PathBuf {
     let abs = Path::new("/").join(rel);
     let inside = if mount_root != Path::new("/") {
         abs.strip_prefix(mount_root).unwrap_or(rel)

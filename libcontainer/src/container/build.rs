@@ -222,7 +222,7 @@ impl ContainerBuilder {
                 rootfs: &rootfs,
                 channel: &child_end,
                 release: &release,
-                stdio: self.stdio,
+                stdio: &self.stdio,
                 console_socket: console.as_ref().map(|c| c.as_raw_fd()),
                 hierarchies: &hierarchies,
                 seccomp: seccomp.as_ref(),

@@ -133,7 +133,7 @@ impl Container {
                 rootfs: Path::new("/"),
                 channel: &child_end,
                 release: &release,
-                stdio,
+                stdio: &stdio,
                 console_socket: console.as_ref().map(|c| c.as_raw_fd()),
                 hierarchies: &[],
                 seccomp: seccomp.as_ref(),

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use longshore_container::{Container, Stdio};
@@ -48,12 +48,7 @@ impl Fixture {
     /// Runs to completion; returns (exit code, stdout+stderr).
     pub fn run(&self) -> (i32, String) {
         let (r, w) = nix::unistd::pipe().unwrap();
-        let w_raw = w.as_raw_fd();
-        let b = self.builder().stdio(Stdio::Fds {
-            stdin: w_raw,
-            stdout: w_raw,
-            stderr: w_raw,
-        });
+        let b = self.builder().stdio(all_to(&w));
         let res = b.run();
         drop(w);
         let out = read_all(r);
@@ -72,16 +67,20 @@ impl Drop for Fixture {
     }
 }
 
+/// Stdio whose three descriptors are duplicates of `fd` (the caller keeps `fd`).
+pub fn all_to(fd: &impl std::os::fd::AsFd) -> Stdio {
+    let dup = || fd.as_fd().try_clone_to_owned().unwrap();
+    Stdio::Fds {
+        stdin: dup(),
+        stdout: dup(),
+        stderr: dup(),
+    }
+}
+
 /// Runs `p` in the container, waits for it, returns (exit code, stdout+stderr).
 pub fn exec_capture(c: &Container, p: &oci_spec::runtime::Process) -> (i32, String) {
     let (r, w) = nix::unistd::pipe().unwrap();
-    let raw = w.as_raw_fd();
-    let stdio = Stdio::Fds {
-        stdin: raw,
-        stdout: raw,
-        stderr: raw,
-    };
-    let mut proc = c.exec(p, stdio, None).unwrap();
+    let mut proc = c.exec(p, all_to(&w), None).unwrap();
     drop(w);
     let code = proc.wait().unwrap();
     (code, read_all(r))

@@ -198,7 +198,7 @@ impl Driver for Vfs {
 /// bounded number of descriptors ([`crate::walk`]), so a tree of any depth is copied (a
 /// recursive copy overflowed a 2 MiB thread stack on a 2000-deep layer). Nothing is
 /// followed: every entry is opened relative to its directory with `O_NOFOLLOW`.
-pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     let src_root = rustix::fs::open(src, DIR_FLAGS, Mode::empty()).ctx("open directory", src)?;
     let root_stat = rustix::fs::fstat(&src_root).ctx("stat", src)?;
     fs::create_dir(dst).ctx("mkdir", dst)?;
