@@ -689,6 +689,21 @@ enum Cmd {
         /// SIGHUP reloads debug and labels from it
         #[arg(long = "config-file")]
         config_file: Option<PathBuf>,
+        /// Use TLS on tcp:// sockets; implied by --tlsverify
+        #[arg(long = "tls")]
+        tls: bool,
+        /// Use TLS and require clients' certificates signed by --tlscacert
+        #[arg(long = "tlsverify")]
+        tlsverify: bool,
+        /// Trust certs signed only by this CA (default ~/.docker/ca.pem)
+        #[arg(long = "tlscacert")]
+        tlscacert: Option<PathBuf>,
+        /// Path to TLS certificate file (default ~/.docker/cert.pem)
+        #[arg(long = "tlscert")]
+        tlscert: Option<PathBuf>,
+        /// Path to TLS key file (default ~/.docker/key.pem)
+        #[arg(long = "tlskey")]
+        tlskey: Option<PathBuf>,
     },
 }
 
@@ -1906,6 +1921,11 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             insecure_tcp,
             label,
             config_file,
+            tls,
+            tlsverify,
+            tlscacert,
+            tlscert,
+            tlskey,
         } => {
             let engine = open(data_root.as_ref().unwrap_or(root), opts)?;
             // as dockerd at boot: containers whose processes are gone are recorded as
@@ -1926,6 +1946,11 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             d.insecure_tcp = insecure_tcp;
             d.labels = label;
             d.config_file = config_file;
+            d.tls = tls;
+            d.tls_verify = tlsverify;
+            d.tls_ca_cert = tlscacert;
+            d.tls_cert = tlscert;
+            d.tls_key = tlskey;
             longshore_engine::api::run(engine, &d)
                 .map(|()| 0)
                 .map_err(|e| fail(format!("longshore daemon: {e}")))

@@ -1488,6 +1488,237 @@ fn daemon_json_and_sighup(d: &mut Daemon) {
     drop(guard);
 }
 
+/// Test certificates made with openssl in `dir`: a CA (`ca.pem`), the daemon's
+/// certificate for 127.0.0.1 (`server-cert.pem`, `server-key.pem`), a client of that CA
+/// (`cert.pem`, `key.pem`), and a client of another CA (`rogue-cert.pem`, `rogue-key.pem`).
+fn make_certs(dir: &Path) {
+    let script = r#"set -e
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+ca() { key "$1-key.pem"; openssl req -x509 -new -key "$1-key.pem" -out "$1.pem" -days 2 -subj "/CN=longshore-test-$1"; }
+leaf() { # name ca ext
+  key "$1-key.pem"; openssl req -new -key "$1-key.pem" -out "$1.csr" -subj "/CN=$1"
+  printf "$3" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2-key.pem" -CAcreateserial -out "$1-cert.pem" -days 2 -extfile "$1.ext" 2>/dev/null
+}
+ca ca; ca other
+leaf server ca 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n'
+leaf client ca 'extendedKeyUsage=clientAuth\n'
+leaf rogue other 'extendedKeyUsage=clientAuth\n'
+mv client-cert.pem cert.pem; mv client-key.pem key.pem
+"#;
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .expect("openssl (package openssl)");
+    assert!(st.success(), "making the test certificates failed");
+}
+
+/// tcp:// with `--tlsverify` (from daemon.json) on 0.0.0.0: the docker CLI with a
+/// certificate of the CA lists and runs (attach over TLS); a client without a certificate,
+/// with one of another CA, or speaking plain HTTP is refused before any request is
+/// served. `--tls` alone serves clients without certificates. Bad files are refused.
+fn tls_tcp(d: &mut Daemon) {
+    let certs = d.dir.path().join(unique_name("tls"));
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    let c = |n: &str| certs.join(n);
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // bad files: named in the error, nothing listens
+    let engine = std::sync::Arc::new(
+        Engine::open(d.dir.path().join("root"), EngineOptions::default()).unwrap(),
+    );
+    let mut opts = DaemonOptions::default();
+    opts.hosts = vec![format!("tcp://0.0.0.0:{}", free())];
+    opts.tls_verify = true;
+    opts.tls_ca_cert = Some(c("ca.pem"));
+    opts.tls_cert = Some(c("server-cert.pem"));
+    opts.tls_key = Some(c("missing-key.pem"));
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(e.to_string().contains("missing-key.pem"), "{e}");
+    opts.tls_key = Some(c("key.pem")); // the client's key: does not match
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(e.to_string().contains("does not match"), "{e}");
+    opts.tls_key = Some(c("server-key.pem"));
+    opts.tls_ca_cert = Some(c("server.csr"));
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(e.to_string().contains("server.csr"), "{e}");
+
+    // the daemon from daemon.json, on every address, with --tlsverify
+    let port = free();
+    let cfg = certs.join("daemon.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "hosts": [format!("tcp://0.0.0.0:{port}")],
+            "tlsverify": true,
+            "tlscacert": c("ca.pem"),
+            "tlscert": c("server-cert.pem"),
+            "tlskey": c("server-key.pem"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(DAEMON_ROOT, d.dir.path().join("root"))
+        .env(DAEMON_SOCK, "unused")
+        .env(DAEMON_CONFIG, &cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(child);
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let host = format!("tcp://127.0.0.1:{port}");
+    let docker = |tls: &[&str], args: &[&str]| {
+        Command::new(DOCKER)
+            .args(tls)
+            .arg("-H")
+            .arg(&host)
+            .args(args)
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .env("DOCKER_CERT_PATH", &certs)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let (ca, cert, key) = (c("ca.pem"), c("cert.pem"), c("key.pem"));
+    let (ca, cert, key) = (
+        ca.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let good = [
+        "--tlsverify",
+        "--tlscacert",
+        ca,
+        "--tlscert",
+        cert,
+        "--tlskey",
+        key,
+    ];
+    let images = ok(&docker(&good, &["images", "--format", "{{.Repository}}"]));
+    assert!(images.lines().any(|l| l == "busybox"), "{images}");
+    let out = ok(&docker(
+        &good,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "echo",
+            "over tls",
+        ],
+    ));
+    assert_eq!(out, "over tls\n");
+    // a client of another CA: refused by the daemon
+    let (rc, rk) = (c("rogue-cert.pem"), c("rogue-key.pem"));
+    let rogue = [
+        "--tlsverify",
+        "--tlscacert",
+        ca,
+        "--tlscert",
+        rc.to_str().unwrap(),
+        "--tlskey",
+        rk.to_str().unwrap(),
+    ];
+    let o = docker(&rogue, &["ps"]);
+    assert!(!o.status.success(), "a client of another CA was served");
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("certificate") || e.contains("tls") || e.contains("reset"),
+        "{e}"
+    );
+    // without a certificate (curl verifies the daemon, presents none); with the right one
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args(["-s", "-m", "10", "--cacert", ca])
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{port}/_ping"))
+            .output()
+            .unwrap()
+    };
+    let o = curl(&[]);
+    assert!(
+        !o.status.success() && o.stdout.is_empty(),
+        "served without a client certificate: {}",
+        text(&o.stdout)
+    );
+    assert_eq!(text(&curl(&["--cert", cert, "--key", key]).stdout), "OK");
+    // plain HTTP on the TLS port: no answer from the API
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"GET /containers/json HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !text(&got).contains("HTTP/1.1 200"),
+        "plain HTTP was served: {}",
+        text(&got)
+    );
+    // the daemon is still up after the refusals
+    ok(&docker(&good, &["version"]));
+    drop(guard);
+
+    // --tls alone: encrypted, clients without a certificate are served
+    let mut opts = DaemonOptions::default();
+    opts.hosts = vec!["tcp://127.0.0.1:0".into()];
+    opts.tls = true;
+    opts.tls_cert = Some(c("server-cert.pem"));
+    opts.tls_key = Some(c("server-key.pem"));
+    let server = longshore_engine::api::Server::bind(engine, &opts).unwrap();
+    let addr = server.addresses()[0].clone();
+    assert!(addr.ends_with("(TLS)"), "{addr}");
+    let port2: u16 = addr
+        .trim_start_matches("tcp://127.0.0.1:")
+        .trim_end_matches(" (TLS)")
+        .parse()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(server.serve(async {
+            let _ = stopped.await;
+        }))
+    });
+    let o = Command::new("curl")
+        .args(["-s", "-m", "10", "--cacert", ca])
+        .arg(format!("https://127.0.0.1:{port2}/_ping"))
+        .output()
+        .unwrap();
+    let _ = stop.send(());
+    serving.join().unwrap().unwrap();
+    assert_eq!(text(&o.stdout), "OK");
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -1552,6 +1783,7 @@ fn main() -> ExitCode {
         ("daemon_json_and_sighup", daemon_json_and_sighup),
         ("creates_while_listing", |d| creates_while_listing(d)),
         ("tcp_and_socket_activation", tcp_and_socket_activation),
+        ("tls_tcp", tls_tcp),
         ("start_while_the_monitor_lock_is_checked", |d| {
             start_while_the_monitor_lock_is_checked(d)
         }),

@@ -60,6 +60,7 @@ mod resources;
 pub mod router;
 pub mod server;
 mod system;
+mod tls;
 mod volumes;
 mod wait;
 
@@ -104,6 +105,14 @@ pub enum Error {
         /// The file.
         path: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// `--tls`/`--tlsverify`: a certificate, key or CA file that cannot be used.
+    #[error("TLS: {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
         reason: String,
     },
     /// The async runtime could not be started.

@@ -1,5 +1,6 @@
-//! The daemon: unix sockets (mode 0660, with the `-G` group), tcp:// (loopback only
-//! unless forced: the API is root on the host and there is no TLS yet), fd:// (sockets
+//! The daemon: unix sockets (mode 0660, with the `-G` group), tcp:// (with `--tls` or
+//! `--tlsverify` on any address; without TLS loopback only unless forced: the API is
+//! root on the host), fd:// (sockets
 //! passed by systemd's socket activation, `LISTEN_FDS`), a pidfile, one hyper HTTP/1
 //! connection per client, and a graceful stop on SIGTERM or SIGINT (stop accepting,
 //! finish the requests in flight; containers keep running under their monitors).
@@ -26,6 +27,9 @@ pub const DEFAULT_HOST: &str = "unix:///run/longshore.sock";
 /// How long a stopping daemon waits for the requests in flight.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// How long a TLS client has to finish its handshake.
+const HANDSHAKE: Duration = Duration::from_secs(30);
+
 /// The daemon's options (`longshore daemon` flags).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -44,8 +48,21 @@ pub struct DaemonOptions {
     /// `--label`: the daemon's labels (`/info`).
     pub labels: Vec<String>,
     /// `--config-file`: daemon.json with the same settings (`hosts`, `group`, `pidfile`,
-    /// `debug`, `labels`); SIGHUP reloads `debug` and `labels` from it, as Docker does.
+    /// `debug`, `labels`, `tls`, `tlsverify`, `tlscacert`, `tlscert`, `tlskey`); SIGHUP
+    /// reloads `debug` and `labels` from it, as Docker does.
     pub config_file: Option<PathBuf>,
+    /// `--tls`: tcp:// sockets speak TLS with [`tls_cert`](Self::tls_cert) and
+    /// [`tls_key`](Self::tls_key).
+    pub tls: bool,
+    /// `--tlsverify`: TLS, and every client must present a certificate signed by
+    /// [`tls_ca_cert`](Self::tls_ca_cert) (implies `tls`).
+    pub tls_verify: bool,
+    /// `--tlscacert` (default `~/.docker/ca.pem`, or under `$DOCKER_CERT_PATH`).
+    pub tls_ca_cert: Option<PathBuf>,
+    /// `--tlscert` (default `~/.docker/cert.pem`).
+    pub tls_cert: Option<PathBuf>,
+    /// `--tlskey` (default `~/.docker/key.pem`).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// What daemon.json sets.
@@ -56,6 +73,11 @@ struct FileConfig {
     pidfile: Option<PathBuf>,
     debug: Option<bool>,
     labels: Option<Vec<String>>,
+    tls: Option<bool>,
+    tls_verify: Option<bool>,
+    tls_ca_cert: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig, Error> {
@@ -74,9 +96,23 @@ fn read_config(path: &Path) -> Result<FileConfig, Error> {
             .and_then(|a| a.iter().map(|s| s.as_str().map(String::from)).collect())
             .ok_or_else(|| bad(format!("{k}: expected a list of strings")))
     };
+    let string = |k: &str, x: &serde_json::Value| -> Result<String, Error> {
+        x.as_str()
+            .map(String::from)
+            .ok_or_else(|| bad(format!("{k}: expected a string")))
+    };
+    let boolean = |k: &str, x: &serde_json::Value| -> Result<bool, Error> {
+        x.as_bool()
+            .ok_or_else(|| bad(format!("{k}: expected true or false")))
+    };
     let mut c = FileConfig::default();
     for (k, x) in obj {
         match k.as_str() {
+            "tls" => c.tls = Some(boolean(k, x)?),
+            "tlsverify" => c.tls_verify = Some(boolean(k, x)?),
+            "tlscacert" => c.tls_ca_cert = Some(string(k, x)?.into()),
+            "tlscert" => c.tls_cert = Some(string(k, x)?.into()),
+            "tlskey" => c.tls_key = Some(string(k, x)?.into()),
             "hosts" => c.hosts = Some(strings(k, x)?),
             "labels" => c.labels = Some(strings(k, x)?),
             "group" => {
@@ -145,6 +181,24 @@ fn merged(opts: &DaemonOptions) -> Result<DaemonOptions, Error> {
     if let Some(d) = c.debug {
         o.debug = o.debug || d;
     }
+    if let Some(t) = c.tls {
+        o.tls = o.tls || t;
+    }
+    if let Some(t) = c.tls_verify {
+        o.tls_verify = o.tls_verify || t;
+    }
+    for (key, file, flag) in [
+        ("tlscacert", c.tls_ca_cert, &mut o.tls_ca_cert),
+        ("tlscert", c.tls_cert, &mut o.tls_cert),
+        ("tlskey", c.tls_key, &mut o.tls_key),
+    ] {
+        if let Some(p) = file {
+            if flag.is_some() {
+                both.push(key);
+            }
+            *flag = Some(p);
+        }
+    }
     if !both.is_empty() {
         return Err(Error::Config {
             path: path.display().to_string(),
@@ -162,8 +216,12 @@ fn merged(opts: &DaemonOptions) -> Result<DaemonOptions, Error> {
 enum Listener {
     /// A unix socket (its path is removed at the stop; `None`: passed by systemd).
     Unix(Option<PathBuf>, std::os::unix::net::UnixListener),
-    /// A TCP socket.
-    Tcp(String, std::net::TcpListener),
+    /// A TCP socket, with the TLS configuration when `--tls`/`--tlsverify`.
+    Tcp(
+        String,
+        std::net::TcpListener,
+        Option<Arc<rustls::ServerConfig>>,
+    ),
 }
 
 impl Listener {
@@ -171,7 +229,8 @@ impl Listener {
         match self {
             Listener::Unix(Some(p), _) => p.display().to_string(),
             Listener::Unix(None, l) => format!("fd {:?}", l.local_addr().ok()),
-            Listener::Tcp(a, _) => format!("tcp://{a}"),
+            Listener::Tcp(a, _, None) => format!("tcp://{a}"),
+            Listener::Tcp(a, _, Some(_)) => format!("tcp://{a} (TLS)"),
         }
     }
 }
@@ -253,12 +312,13 @@ impl Server {
         } else {
             opts.hosts.clone()
         };
+        let tls = super::tls::server_config(opts)?;
         let mut listeners = vec![];
         for h in &hosts {
             if let Some(addr) = h.strip_prefix("tcp://") {
-                listeners.push(listen_tcp(h, addr, opts.insecure_tcp)?);
+                listeners.push(listen_tcp(h, addr, opts, tls.clone())?);
             } else if let Some(which) = h.strip_prefix("fd://") {
-                listeners.extend(activated(h, which)?);
+                listeners.extend(activated(h, which, tls.clone())?);
             } else {
                 let path = socket_path(h)?;
                 let l = listen(&path, gid)?;
@@ -307,9 +367,10 @@ impl Server {
                 Listener::Unix(p, l) => {
                     Accept::Unix(p, tokio::net::UnixListener::from_std(l).map_err(err)?)
                 }
-                Listener::Tcp(_, l) => {
-                    Accept::Tcp(tokio::net::TcpListener::from_std(l).map_err(err)?)
-                }
+                Listener::Tcp(_, l, tls) => Accept::Tcp(
+                    tokio::net::TcpListener::from_std(l).map_err(err)?,
+                    tls.map(tokio_rustls::TlsAcceptor::from),
+                ),
             };
             accepting.push(tokio::spawn(accept_loop(
                 name,
@@ -338,7 +399,7 @@ impl Server {
 /// A listening socket on the runtime.
 enum Accept {
     Unix(Option<PathBuf>, tokio::net::UnixListener),
-    Tcp(tokio::net::TcpListener),
+    Tcp(tokio::net::TcpListener, Option<tokio_rustls::TlsAcceptor>),
 }
 
 async fn accept_loop(
@@ -353,9 +414,12 @@ async fn accept_loop(
         let accepted = async {
             match &l {
                 Accept::Unix(_, l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
-                Accept::Tcp(l) => l.accept().await.map(|(s, _)| {
+                Accept::Tcp(l, tls) => l.accept().await.map(|(s, peer)| {
                     let _ = s.set_nodelay(true);
-                    Conn::Tcp(s)
+                    match tls {
+                        Some(t) => Conn::Tls(s, peer, t.clone()),
+                        None => Conn::Tcp(s),
+                    }
                 }),
             }
         };
@@ -369,6 +433,24 @@ async fn accept_loop(
                         match stream {
                             Conn::Unix(s) => connection(s, state, stop).await,
                             Conn::Tcp(s) => connection(s, state, stop).await,
+                            Conn::Tls(s, peer, tls) => {
+                                // a client that does not finish its handshake (or has
+                                // no valid certificate under --tlsverify) is dropped
+                                let shake = tokio::time::timeout(HANDSHAKE, tls.accept(s));
+                                match shake.await {
+                                    Ok(Ok(s)) => connection(s, state, stop).await,
+                                    Ok(Err(e)) => {
+                                        if state.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                                            eprintln!("longshore daemon: TLS handshake with {peer}: {e}");
+                                        }
+                                    }
+                                    Err(_) => {
+                                        if state.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                                            eprintln!("longshore daemon: TLS handshake with {peer}: timed out");
+                                        }
+                                    }
+                                }
+                            }
                         }
                         drop(alive);
                     });
@@ -392,6 +474,11 @@ async fn accept_loop(
 enum Conn {
     Unix(tokio::net::UnixStream),
     Tcp(tokio::net::TcpStream),
+    Tls(
+        tokio::net::TcpStream,
+        std::net::SocketAddr,
+        tokio_rustls::TlsAcceptor,
+    ),
 }
 
 async fn connection<S>(stream: S, state: Arc<State>, mut stop: watch::Receiver<bool>)
@@ -419,9 +506,14 @@ where
     }
 }
 
-/// `tcp://HOST:PORT`: refused on a non-loopback address unless `insecure` (there is no
-/// TLS yet), with a warning when forced.
-fn listen_tcp(host: &str, addr: &str, insecure: bool) -> Result<Listener, Error> {
+/// `tcp://HOST:PORT`: with TLS on any address; without, refused on a non-loopback
+/// address unless `--insecure-tcp`, with a warning when forced.
+fn listen_tcp(
+    host: &str,
+    addr: &str,
+    opts: &DaemonOptions,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Listener, Error> {
     use std::net::ToSocketAddrs;
     let bad = |why: String| Error::InvalidHost(host.to_string(), why);
     let addr = addr.trim_end_matches('/');
@@ -437,10 +529,15 @@ fn listen_tcp(host: &str, addr: &str, insecure: bool) -> Result<Listener, Error>
     let Some(sa) = addrs.first().copied() else {
         return Err(bad(format!("{addr} resolves to no address")));
     };
-    if !sa.ip().is_loopback() {
-        if !insecure {
+    if !sa.ip().is_loopback() && tls.is_some() && !opts.tls_verify {
+        eprintln!(
+            "longshore daemon: WARNING: tcp://{sa} has TLS without --tlsverify: clients are not authenticated, anyone reaching it is root on this host"
+        );
+    }
+    if !sa.ip().is_loopback() && tls.is_none() {
+        if !opts.insecure_tcp {
             return Err(bad(format!(
-                "{sa} is reachable from other hosts and TLS is not built yet: anyone reaching it would be root on this host. Listen on 127.0.0.1, or force it with --insecure-tcp"
+                "{sa} is reachable from other hosts without TLS: anyone reaching it would be root on this host. Use --tlsverify (with --tlscacert, --tlscert, --tlskey), listen on 127.0.0.1, or force it with --insecure-tcp"
             )));
         }
         eprintln!(
@@ -456,7 +553,7 @@ fn listen_tcp(host: &str, addr: &str, insecure: bool) -> Result<Listener, Error>
         source,
     })?;
     let name = l.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-    Ok(Listener::Tcp(name, l))
+    Ok(Listener::Tcp(name, l, tls))
 }
 
 /// The address family of socket `fd` (`SO_DOMAIN`).
@@ -483,7 +580,11 @@ fn socket_family(fd: i32) -> std::io::Result<i32> {
 
 /// `fd://` (every socket systemd passed) or `fd://N` (that one): socket activation,
 /// `LISTEN_PID` must be this process and `LISTEN_FDS` the count from fd 3 on.
-fn activated(host: &str, which: &str) -> Result<Vec<Listener>, Error> {
+fn activated(
+    host: &str,
+    which: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Vec<Listener>, Error> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let bad = |why: String| Error::InvalidHost(host.to_string(), why);
     let pid = std::env::var("LISTEN_PID").unwrap_or_default();
@@ -532,7 +633,7 @@ fn activated(host: &str, which: &str) -> Result<Vec<Listener>, Error> {
                     .local_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_else(|_| format!("fd {fd}"));
-                out.push(Listener::Tcp(name, l));
+                out.push(Listener::Tcp(name, l, tls.clone()));
             }
             f => {
                 return Err(bad(format!(
