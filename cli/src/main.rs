@@ -810,6 +810,25 @@ enum NetworkCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Connect a running container to a network
+    Connect {
+        /// Add network-scoped alias for the container
+        #[arg(long)]
+        alias: Vec<String>,
+        /// IPv4 address (e.g., "172.30.100.104")
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Force the container to disconnect from a network
+        #[arg(short = 'f', long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -2776,6 +2795,33 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 }));
             }
             print_json_or_template(&out, format)
+        }
+        NetworkCmd::Connect {
+            alias,
+            ip,
+            network,
+            container,
+        } => {
+            let mut o = longshore_engine::ConnectOptions::new();
+            o.aliases = alias;
+            if let Some(ip) = ip {
+                o.ip = Some(
+                    ip.parse()
+                        .map_err(|_| fail(format!("invalid IPv4 address {ip:?} (--ip)")))?,
+                );
+            }
+            e.connect_network(&network, &container, &o)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            Ok(0)
+        }
+        NetworkCmd::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            e.disconnect_network(&network, &container, force)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            Ok(0)
         }
         NetworkCmd::Rm { names } => each_named(names, |n| {
             e.network()?.remove_network(n).map_err(|err| match err {

@@ -1719,6 +1719,127 @@ fn tls_tcp(d: &mut Daemon) {
     assert_eq!(text(&o.stdout), "OK");
 }
 
+/// `docker network connect/disconnect` of running containers, on a daemon in a network
+/// namespace of its own: the connected container gets `eth1` on the other network, the
+/// members reach each other by name and alias both ways, inspect shows both networks;
+/// disconnect takes the interface and the names away; the error cases get Docker's codes;
+/// `rm -f` of a connected container leaves no endpoint (the network can be removed).
+fn network_connect_disconnect(_: &mut Daemon) {
+    let mut d = Daemon::start_with(true);
+    let d = &mut d;
+    let (na, nb) = (unique_name("lsneta"), unique_name("lsnetb"));
+    ok(&d.docker(&["network", "create", "--subnet", "10.251.1.0/24", &na]));
+    ok(&d.docker(&["network", "create", "--subnet", "10.251.2.0/24", &nb]));
+    let (a, b) = (unique_name("lsapi"), unique_name("lsapi"));
+    for (name, net) in [(&a, &na), (&b, &nb)] {
+        ok(&d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "busybox",
+            "sleep",
+            "300",
+        ]));
+    }
+    let ping = |from: &str, to: &str| {
+        d.docker(&["exec", from, "ping", "-c", "1", "-W", "2", to])
+            .status
+            .success()
+    };
+    assert!(!ping(&b, &a), "{b} reached {a} before any connect");
+    ok(&d.docker(&["network", "connect", "--alias", "web", &na, &b]));
+    let addrs = ok(&d.docker(&["exec", &b, "ip", "-4", "-o", "addr", "show", "eth1"]));
+    assert!(addrs.contains("10.251.1."), "{addrs}");
+    let route = ok(&d.docker(&["exec", &b, "ip", "route"]));
+    assert!(route.contains("default via 10.251.2.1 dev eth0"), "{route}");
+    assert!(ping(&b, &a), "{b} does not reach {a} after connect");
+    assert!(ping(&a, &b), "{a} does not reach {b} after connect");
+    assert!(ping(&a, "web"), "{a} does not reach the alias web");
+    let nets = ok(&d.docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        &b,
+    ]));
+    assert!(nets.contains(&na) && nets.contains(&nb), "{nets}");
+    let bid = ok(&d.docker(&["inspect", "-f", "{{.Id}}", &b]));
+    let members = ok(&d.docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range $k, $v := .Containers}}{{$k}} {{end}}",
+        &na,
+    ]));
+    assert!(members.contains(bid.trim()), "{members}");
+    // the errors: connected already (409), no such network or container (404), a
+    // malformed body (400), a container that is not running (409), the first network
+    let o = d.docker(&["network", "connect", &na, &b]);
+    assert!(
+        text(&o.stderr).contains("already exists"),
+        "{}",
+        text(&o.stderr)
+    );
+    let (code, body) = d.http(
+        "POST",
+        &format!("/networks/{na}/connect"),
+        &format!("{{\"Container\":\"{b}\"}}"),
+    );
+    assert_eq!(code, 409, "{body}");
+    let (code, body) = d.http(
+        "POST",
+        "/networks/lsnosuchnet/connect",
+        &format!("{{\"Container\":\"{b}\"}}"),
+    );
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = d.http(
+        "POST",
+        &format!("/networks/{na}/connect"),
+        "{\"Container\":\"lsnosuchcontainer\"}",
+    );
+    assert_eq!(code, 404, "{body}");
+    for bad in ["{\"Container\": 5}", "{\"Container\":", "{}"] {
+        let (code, body) = d.http("POST", &format!("/networks/{na}/connect"), bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    let o = d.docker(&["network", "disconnect", &nb, &b]);
+    assert!(!o.status.success(), "the first network was disconnected");
+    // disconnect: the interface and the names are gone, both ways
+    ok(&d.docker(&["network", "disconnect", &na, &b]));
+    let links = ok(&d.docker(&["exec", &b, "ip", "-o", "link"]));
+    assert!(!links.contains("eth1"), "{links}");
+    // (by name: whether another network's address is routed is the bridge's isolation)
+    let hosts = ok(&d.docker(&["exec", &b, "cat", "/etc/hosts"]));
+    assert!(
+        !hosts.contains(&a) && !hosts.contains("10.251.1."),
+        "{hosts}"
+    );
+    assert!(hosts.contains("10.251.2."), "{hosts}");
+    let hosts = ok(&d.docker(&["exec", &a, "cat", "/etc/hosts"]));
+    assert!(!hosts.contains(&b) && !hosts.contains(" web"), "{hosts}");
+    let o = d.docker(&["network", "disconnect", &na, &b]);
+    assert!(
+        text(&o.stderr).contains("is not connected"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&d.docker(&["stop", "-t", "0", &a]));
+    let o = d.docker(&["network", "connect", &nb, &a]);
+    assert!(
+        text(&o.stderr).contains("not running"),
+        "{}",
+        text(&o.stderr)
+    );
+    // rm -f of a connected container takes its additional endpoint too
+    ok(&d.docker(&["network", "connect", &na, &b]));
+    ok(&d.docker(&["rm", "-f", &a, &b]));
+    let members = ok(&d.docker(&["network", "inspect", "-f", "{{len .Containers}}", &na]));
+    assert_eq!(members.trim(), "0");
+    ok(&d.docker(&["network", "rm", &na, &nb]));
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -1772,6 +1893,7 @@ fn main() -> ExitCode {
         ("events_past_and_streaming", events_past_and_streaming),
         ("volumes_and_binds", volumes_and_binds),
         ("network_commands", network_commands),
+        ("network_connect_disconnect", network_connect_disconnect),
         ("logs_follow", logs_follow),
         ("tty_run_and_exec", tty_run_and_exec),
         (

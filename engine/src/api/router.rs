@@ -346,6 +346,14 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             networks::create(state, body).await
         }
         (&M::POST, ["networks", "prune"]) => networks::prune(state).await,
+        (&M::POST, ["networks", id, "connect"]) => {
+            let body = read_body(req).await?;
+            networks::connect(state, id, body).await
+        }
+        (&M::POST, ["networks", id, "disconnect"]) => {
+            let body = read_body(req).await?;
+            networks::disconnect(state, id, body).await
+        }
         (&M::GET, ["networks", id]) => networks::inspect(state, id).await,
         (&M::DELETE, ["networks", id]) => networks::remove(state, id).await,
         (&M::POST, ["auth"]) => {
