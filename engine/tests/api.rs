@@ -1840,6 +1840,281 @@ fn network_connect_disconnect(_: &mut Daemon) {
     ok(&d.docker(&["network", "rm", &na, &nb]));
 }
 
+/// Opens `POST path` with `Upgrade: tcp` on the daemon's socket; returns the stream after
+/// the 101 answer's headers.
+fn upgrade(d: &Daemon, path: &str) -> UnixStream {
+    let mut s = UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).expect("read the answer"),
+            1,
+            "closed: {}",
+            text(&head)
+        );
+        head.push(b[0]);
+    }
+    assert!(text(&head).starts_with("HTTP/1.1 101"), "{}", text(&head));
+    s
+}
+
+/// A client that keeps sending input to an attached container which does not read it
+/// and exits: the stream ends with its last output and a clean end, not "connection
+/// reset by peer" (the daemon closed with the client's input unread: the docker CLI's
+/// `run -it` could fail that way, as `exec -it` did before 4f6f5c5). The client reads
+/// slowly after the last line, so the daemon ends the stream first. Five rounds.
+fn attach_input_after_the_exit(d: &mut Daemon) {
+    for round in 0..5 {
+        let name = unique_name("lsapi");
+        let id = ok(&d.docker(&[
+            "create",
+            "-i",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo last; sleep 0.2",
+        ]));
+        let id = id.trim();
+        let s = upgrade(
+            d,
+            &format!("/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1"),
+        );
+        let (code, body) = d.http("POST", &format!("/containers/{id}/start"), "");
+        assert_eq!(code, 204, "{body}");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut w = s.try_clone().unwrap();
+        let stop_w = stop.clone();
+        let writer = std::thread::spawn(move || {
+            let chunk = [b'x'; 4096];
+            let mut sent = 0usize;
+            while !stop_w.load(std::sync::atomic::Ordering::Relaxed) && sent < (64 << 20) {
+                match w.write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut r = s;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut slept = false;
+        let end = loop {
+            match r.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e),
+            }
+            // a slow client: the container exits and the daemon ends the stream before
+            // the client reads on
+            if !slept && text(&out).contains("last") {
+                slept = true;
+                std::thread::sleep(Duration::from_millis(600));
+            }
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = r.shutdown(std::net::Shutdown::Write);
+        writer.join().unwrap();
+        ok(&d.docker(&["rm", "-f", &name]));
+        assert!(
+            end.is_ok(),
+            "round {round}: the stream ended with {:?} after {:?}",
+            end,
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("last"),
+            "round {round}: {:?}",
+            text(&out)
+        );
+    }
+}
+
+/// Reads an upgraded stream to its end; the bytes.
+fn read_all(mut s: UnixStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// Docker's 8-byte framing decoded: (stream, data) per frame.
+fn frames(mut b: &[u8]) -> Vec<(u8, String)> {
+    let mut out = vec![];
+    while b.len() >= 8 {
+        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        out.push((b[0], text(&b[8..(8 + n).min(b.len())])));
+        b = &b[(8 + n).min(b.len())..];
+    }
+    out
+}
+
+/// `attach?logs=1`: the log first, framed per stream, then the live output
+/// (`stream=1`), or the log alone (`stream=0`); neither is a 400.
+fn attach_with_logs(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo first; echo err >&2; while [ ! -e /go ]; do sleep 0.05; done; echo second",
+    ]));
+    for _ in 0..200 {
+        if ok(&d.docker(&["logs", &name])).contains("first") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = upgrade(
+        d,
+        &format!("/containers/{name}/attach?logs=1&stream=1&stdout=1&stderr=1"),
+    );
+    ok(&d.docker(&["exec", &name, "touch", "/go"]));
+    let got = frames(&read_all(s));
+    assert_eq!(
+        got,
+        vec![
+            (1, "first\n".into()),
+            (2, "err\n".into()),
+            (1, "second\n".into())
+        ],
+        "{got:?}"
+    );
+    // the log alone, of the exited container; stdout only
+    let s = upgrade(d, &format!("/containers/{name}/attach?logs=1&stdout=1"));
+    let got = frames(&read_all(s));
+    assert_eq!(
+        got,
+        vec![(1, "first\n".into()), (1, "second\n".into())],
+        "{got:?}"
+    );
+    let (code, body) = d.http("POST", &format!("/containers/{name}/attach?stdout=1"), "");
+    assert_eq!(code, 400, "{body}");
+    ok(&d.docker(&["rm", "-f", &name]));
+}
+
+/// A masked client WebSocket frame.
+fn ws_client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let m = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&m);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+    f
+}
+
+/// The server's WebSocket frames: (opcode, payload).
+fn ws_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = vec![];
+    while b.len() >= 2 {
+        let (len, at) = match b[1] & 0x7f {
+            126 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        assert_eq!(b[1] & 0x80, 0, "a server frame is never masked");
+        out.push((b[0] & 0x0f, b[at..at + len].to_vec()));
+        b = &b[at + len..];
+    }
+    out
+}
+
+/// `GET /containers/{id}/attach/ws`: the RFC 6455 handshake, the container's output as
+/// binary messages, a text message as its input, a ping answered, a close at the exit;
+/// without a WebSocket handshake a 400.
+fn attach_over_websocket(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; read x; echo \"got $x\"",
+    ]));
+    // "hello" is in the log before the attach: it comes from the replay (logs=1)
+    for _ in 0..200 {
+        if ok(&d.docker(&["logs", &name])).contains("hello") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut s = UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /v1.45/containers/{name}/attach/ws?logs=1&stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "{}", text(&head));
+        head.push(b[0]);
+    }
+    let head = text(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    // read "hello" before answering
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !text(&got).contains("hello") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before hello: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(&ws_client_frame(0x9, b"pp")).unwrap();
+    s.write_all(&ws_client_frame(0x1, b"abc\n")).unwrap();
+    got.extend(read_all(s.try_clone().unwrap()));
+    let fr = ws_frames(&got);
+    let data: String = fr
+        .iter()
+        .filter(|(op, _)| *op == 2)
+        .map(|(_, p)| text(p))
+        .collect();
+    assert!(data.contains("hello\n"), "{fr:?}");
+    assert!(data.ends_with("got abc\n"), "{fr:?}");
+    assert!(fr.contains(&(0xA, b"pp".to_vec())), "no pong: {fr:?}");
+    assert_eq!(
+        fr.last().map(|f| f.0),
+        Some(0x8),
+        "no close at the end: {fr:?}"
+    );
+    // no handshake
+    let (code, body) = d.http(
+        "GET",
+        &format!("/containers/{name}/attach/ws?stream=1&stdout=1"),
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    ok(&d.docker(&["rm", "-f", &name]));
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -1895,6 +2170,9 @@ fn main() -> ExitCode {
         ("network_commands", network_commands),
         ("network_connect_disconnect", network_connect_disconnect),
         ("logs_follow", logs_follow),
+        ("attach_input_after_the_exit", attach_input_after_the_exit),
+        ("attach_with_logs", attach_with_logs),
+        ("attach_over_websocket", attach_over_websocket),
         ("tty_run_and_exec", tty_run_and_exec),
         (
             "container_inspection_endpoints",

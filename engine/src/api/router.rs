@@ -270,6 +270,10 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             let id = id.to_string();
             super::attach::attach(state, &id, &r, req).await
         }
+        (&M::GET, ["containers", id, "attach", "ws"]) => {
+            let id = id.to_string();
+            super::attach::attach_ws(state, &id, &r, req).await
+        }
         (&M::POST, ["containers", id, "resize"]) => super::attach::resize(state, id, &r).await,
         (&M::POST, ["containers", id, "exec"]) => {
             let id = id.to_string();
