@@ -1877,6 +1877,156 @@ fn attach_over_websocket(d: &mut Daemon) {
     ok(&d.docker(&["rm", "-f", &name]));
 }
 
+/// Sends raw bytes (a write error is ignored: the daemon may refuse early and close),
+/// optionally shuts the write side down, and reads the answer.
+fn raw(d: &Daemon, data: &[u8], half_close: bool) -> String {
+    let mut s = UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(data);
+    if half_close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    text(&out)
+}
+
+/// Hostile and broken clients: fields of the wrong type, oversized and too many headers,
+/// bytes that are not HTTP, a bad Content-Length, a body cut short, clients that
+/// half-close after their request (they get their answer: before the fix the daemon
+/// closed at the EOF and a create's client never learnt its container's id), and 40
+/// clients that never finish their headers while others are served. Nothing is created
+/// by a refused request, the daemon's fds come back to where they were.
+fn hostile_clients(d: &mut Daemon) {
+    let pid = d.child.as_ref().unwrap().id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    // the image store opens on first use (its lock and database files): opened before
+    // the count
+    let warm = unique_name("lsapi");
+    ok(&d.docker(&["create", "--name", &warm, "--network", "none", "busybox"]));
+    ok(&d.docker(&["rm", &warm]));
+    let before = fds();
+    // the wrong types, each a 400 naming the field
+    for (field, value) in [
+        ("Cmd", "5"),
+        ("Env", "{}"),
+        ("Labels", "{\"a\":1}"),
+        ("HostConfig", "\"x\""),
+        ("ExposedPorts", "[1]"),
+    ] {
+        let (code, body) = d.http(
+            "POST",
+            "/containers/create",
+            &format!("{{\"Image\":\"busybox\",\"{field}\":{value}}}"),
+        );
+        assert_eq!(code, 400, "{field}: {body}");
+        assert!(body.contains("\"message\""), "{field}: {body}");
+    }
+    let (code, body) = d.http(
+        "POST",
+        "/containers/create",
+        "{\"Image\":\"busybox\",\"HostConfig\":{\"Memory\":\"lots\"}}",
+    );
+    assert_eq!(code, 400, "{body}");
+    // headers: one of 2 MiB, 200 of them
+    let big = format!(
+        "GET /_ping HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2 << 20)
+    );
+    let a = raw(d, big.as_bytes(), false);
+    assert!(a.starts_with("HTTP/1.1 431"), "{a:.100}");
+    let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let a = raw(
+        d,
+        format!("GET /_ping HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+        false,
+    );
+    assert!(a.starts_with("HTTP/1.1 431"), "{a:.100}");
+    // not HTTP; a bad length; a body cut short
+    let a = raw(d, b"\x00\x01\x02 garbage\r\n\r\n", false);
+    assert!(a.starts_with("HTTP/1.1 400"), "{a:.100}");
+    let a = raw(
+        d,
+        b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        false,
+    );
+    assert!(a.starts_with("HTTP/1.1 400"), "{a:.100}");
+    let a = raw(
+        d,
+        b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Image\":\"busybox\"",
+        true,
+    );
+    assert!(a.is_empty() || a.starts_with("HTTP/1.1 400"), "{a:.200}");
+    assert_eq!(
+        ok(&d.docker(&["ps", "-a", "-q"])).trim(),
+        "",
+        "a refused request created a container"
+    );
+    // half-closed after a complete request: the answer still comes
+    for _ in 0..5 {
+        let a = raw(d, b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n", true);
+        assert!(
+            a.starts_with("HTTP/1.1 200") && a.ends_with("OK"),
+            "{a:.200}"
+        );
+    }
+    let name = unique_name("lsapi");
+    let body =
+        "{\"Image\":\"busybox\",\"Cmd\":[\"true\"],\"HostConfig\":{\"NetworkMode\":\"none\"}}";
+    let a = raw(
+        d,
+        format!(
+            "POST /containers/create?name={name} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+        true,
+    );
+    assert!(
+        a.starts_with("HTTP/1.1 201") && a.contains("\"Id\""),
+        "{a:.300}"
+    );
+    ok(&d.docker(&["rm", &name]));
+    // clients that never finish their headers do not keep others out
+    let slow: Vec<UnixStream> = (0..40)
+        .map(|_| {
+            let mut s = UnixStream::connect(&d.sock).unwrap();
+            s.write_all(b"GET /containers/json HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    let v = ok(&d.docker(&["version", "--format", "{{.Server.APIVersion}}"]));
+    assert_eq!(v.trim(), "1.45");
+    drop(slow);
+    // the daemon's fds come back (the connections above are all closed)
+    let mut now = fds();
+    for _ in 0..500 {
+        if now <= before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        now = fds();
+    }
+    let links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(now <= before, "daemon fds: {before} before, {now} after: {links:?}");
+    assert_eq!(d.http("GET", "/_ping", "").0, 200);
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -1923,6 +2073,7 @@ fn main() -> ExitCode {
         ("bad_requests_leave_the_daemon_up", |d| {
             bad_requests_leave_the_daemon_up(d)
         }),
+        ("hostile_clients", hostile_clients),
         ("push_pull_tag_history", push_pull_tag_history),
         ("login_and_private_push", login_and_private_push),
         ("save_and_load", save_and_load),

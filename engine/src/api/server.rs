@@ -492,6 +492,9 @@ where
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
+        // a client may shut its write side down once the request is sent: it still gets
+        // the answer (without this the connection was closed at the EOF, answer unsent)
+        .half_close(true)
         .max_buf_size(1 << 20)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
