@@ -685,8 +685,9 @@ enum Cmd {
         /// A label of the daemon (key=value), shown by info
         #[arg(long = "label")]
         label: Vec<String>,
-        /// daemon.json with the same settings (hosts, group, pidfile, debug, labels);
-        /// SIGHUP reloads debug and labels from it
+        /// daemon.json with the same settings (hosts, group, pidfile, debug, labels, tls*,
+        /// data-root, storage-driver, bridge, bip, dns, ...); SIGHUP reloads debug and
+        /// labels from it
         #[arg(long = "config-file")]
         config_file: Option<PathBuf>,
         /// Use TLS on tcp:// sockets; implied by --tlsverify
@@ -704,7 +705,58 @@ enum Cmd {
         /// Path to TLS key file (default ~/.docker/key.pem)
         #[arg(long = "tlskey")]
         tlskey: Option<PathBuf>,
+        #[command(flatten)]
+        engine: DaemonEngineFlags,
     },
+}
+
+/// `longshore daemon`'s flags that set up the engine (the engine checks them; the ones
+/// it does not have are refused there, saying so). `--storage-driver`, `--bridge`,
+/// `--bip` and `--insecure-registry` are also global flags.
+#[derive(Args, Debug, Default, Clone)]
+struct DaemonEngineFlags {
+    /// Storage driver to use (short form of --storage-driver)
+    #[arg(short = 's')]
+    storage_driver: Option<String>,
+    /// Storage driver options (unsupported: refused)
+    #[arg(long = "storage-opt")]
+    storage_opt: Vec<String>,
+    /// Attach containers to a network bridge (short form of --bridge)
+    #[arg(short = 'b')]
+    bridge: Option<String>,
+    /// IPv4 subnet for fixed IPs of the default bridge
+    #[arg(long = "fixed-cidr")]
+    fixed_cidr: Option<String>,
+    /// Set the containers network MTU
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// Enable inter-container communication
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    icc: Option<bool>,
+    /// Default IP when binding container ports
+    #[arg(long)]
+    ip: Option<String>,
+    /// Enable net.ipv4.ip_forward
+    #[arg(long = "ip-forward", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    ip_forward: Option<bool>,
+    /// Enable IP masquerading
+    #[arg(long = "ip-masq", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    ip_masq: Option<bool>,
+    /// Enable addition of firewall (nftables) rules
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    iptables: Option<bool>,
+    /// DNS server to use
+    #[arg(long)]
+    dns: Vec<String>,
+    /// DNS search domains to use
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// Preferred registry mirror
+    #[arg(long = "registry-mirror")]
+    registry_mirror: Vec<String>,
+    /// Set the logging level ("debug", "info", "warn", "error", "fatal")
+    #[arg(short = 'l', long = "log-level")]
+    log_level: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1945,18 +1997,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             tlscacert,
             tlscert,
             tlskey,
+            engine,
         } => {
-            let engine = open(data_root.as_ref().unwrap_or(root), opts)?;
-            // as dockerd at boot: containers whose processes are gone are recorded as
-            // exited, and those whose restart policy says so start again
-            match engine.restore_containers() {
-                Ok(r) => {
-                    for (id, why) in &r.failed {
-                        eprintln!("longshore daemon: failed to restart container {id}: {why}");
-                    }
-                }
-                Err(e) => eprintln!("longshore daemon: restoring containers: {e}"),
-            }
             let mut d = longshore_engine::api::DaemonOptions::default();
             d.hosts = hosts;
             d.group = group;
@@ -1970,7 +2012,26 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             d.tls_ca_cert = tlscacert;
             d.tls_cert = tlscert;
             d.tls_key = tlskey;
-            longshore_engine::api::run(engine, &d)
+            let mut e = longshore_engine::api::EngineSettings::default();
+            e.data_root = data_root;
+            e.storage_driver = engine.storage_driver;
+            e.storage_opts = engine.storage_opt;
+            e.bridge = engine.bridge;
+            e.fixed_cidr = engine.fixed_cidr;
+            e.mtu = engine.mtu;
+            e.icc = engine.icc;
+            e.ip = engine.ip;
+            e.ip_forward = engine.ip_forward;
+            e.ip_masq = engine.ip_masq;
+            e.iptables = engine.iptables;
+            e.dns = engine.dns;
+            e.dns_search = engine.dns_search;
+            e.registry_mirrors = engine.registry_mirror;
+            e.log_level = engine.log_level;
+            d.engine = e;
+            // as dockerd at boot, run_daemon restarts the containers whose restart policy
+            // says so
+            longshore_engine::api::run_daemon(root, opts.clone(), &d)
                 .map(|()| 0)
                 .map_err(|e| fail(format!("longshore daemon: {e}")))
         }

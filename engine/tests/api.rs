@@ -2023,8 +2023,184 @@ fn hostile_clients(d: &mut Daemon) {
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .map(|p| p.display().to_string())
         .collect();
-    assert!(now <= before, "daemon fds: {before} before, {now} after: {links:?}");
+    assert!(
+        now <= before,
+        "daemon fds: {before} before, {now} after: {links:?}"
+    );
     assert_eq!(d.http("GET", "/_ping", "").0, 200);
+}
+
+/// The daemon flags that set up the engine: malformed or unsupported ones are refused
+/// naming the flag; from daemon.json (a daemon in a network namespace of its own) the
+/// default bridge gets its name, --bip, --fixed-cidr and --mtu, containers get --dns and
+/// --dns-search, the storage driver is vfs, debug logging from log-level; a setting both
+/// a flag and in the file is refused.
+fn daemon_engine_settings(d: &mut Daemon) {
+    use longshore_engine::api::{EngineSettings, engine_options};
+    let root = d.dir.path().join("unused-root");
+    let refused = |f: &dyn Fn(&mut EngineSettings), want: &str| {
+        let mut s = EngineSettings::default();
+        f(&mut s);
+        let e = engine_options(&root, EngineOptions::default(), &s).unwrap_err();
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    };
+    refused(
+        &|s| s.storage_opts = vec!["size=1G".into()],
+        "--storage-opt: unsupported",
+    );
+    refused(
+        &|s| s.storage_driver = Some("zfs".into()),
+        "--storage-driver",
+    );
+    refused(&|s| s.bridge = Some("none".into()), "--bridge: unsupported");
+    refused(&|s| s.bip = Some("10.0.0.300/24".into()), "--bip");
+    refused(&|s| s.fixed_cidr = Some("x".into()), "--fixed-cidr");
+    refused(&|s| s.mtu = Some(10), "--mtu");
+    refused(&|s| s.ip = Some("host".into()), "--ip");
+    refused(&|s| s.dns = vec!["dns.example".into()], "--dns");
+    refused(
+        &|s| s.registry_mirrors = vec!["mirror.local".into()],
+        "--registry-mirror",
+    );
+    refused(&|s| s.log_level = Some("loud".into()), "--log-level");
+    assert!(!root.exists(), "a refused setting wrote into the data root");
+
+    let sock = d.dir.path().join(format!("{}.sock", unique_name("eng")));
+    let bridge = unique_name("ls");
+    let cfg = d.dir.path().join(format!("{}.json", unique_name("eng")));
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "hosts": [format!("unix://{}", sock.display())],
+            "bridge": bridge,
+            "bip": "10.253.0.1/24",
+            "fixed-cidr": "10.253.0.128/25",
+            "mtu": 1400,
+            "icc": true,
+            "ip-masq": true,
+            "dns": ["10.9.9.9"],
+            "dns-search": ["example.test"],
+            "storage-driver": "vfs",
+            "registry-mirrors": ["http://127.0.0.1:9"],
+            "log-level": "debug",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // a setting given both ways: refused before anything is opened
+    let mut opts = DaemonOptions::default();
+    opts.config_file = Some(cfg.clone());
+    opts.engine.bridge = Some("lsother0".into());
+    let e = longshore_engine::api::run_daemon(&root, EngineOptions::default(), &opts).unwrap_err();
+    assert!(
+        e.to_string().contains("in the configuration file: bridge"),
+        "{e}"
+    );
+    let eroot = d.dir.path().join(unique_name("engroot"));
+    let child = Command::new("unshare")
+        .arg("--net")
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .env(DAEMON_ROOT, &eroot)
+        .env(DAEMON_SOCK, "unused")
+        .env(DAEMON_CONFIG, &cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child, PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+            // its containers (the daemon is gone: the engine in process removes them)
+            if let Ok(e) = Engine::open(&self.1, EngineOptions::default()) {
+                let mut all = longshore_engine::ListOptions::default();
+                all.all = true;
+                let mut force = longshore_engine::RemoveOptions::default();
+                force.force = true;
+                for c in e.list_containers(&all).unwrap_or_default() {
+                    let _ = e.remove_container(&c.id, &force);
+                }
+            }
+        }
+    }
+    let guard = Stop(child, eroot.clone());
+    for _ in 0..500 {
+        if UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let docker = |args: &[&str]| {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap()
+    };
+    let info = ok(&docker(&["info", "--format", "{{.Driver}} {{.Debug}}"]));
+    assert_eq!(info.trim(), "vfs true");
+    // busybox into this daemon's store (its own data root)
+    let mut save = Command::new(DOCKER)
+        .arg("-H")
+        .arg(format!("unix://{}", d.sock.display()))
+        .args(["save", "busybox"])
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = Command::new(DOCKER)
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .args(["load", "-q"])
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(save.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(save.wait().unwrap().success());
+    ok(&load);
+    let out = ok(&docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; cat /sys/class/net/eth0/mtu; cat /etc/resolv.conf",
+    ]));
+    let addr = out
+        .split_whitespace()
+        .find(|w| w.starts_with("10.253.0."))
+        .unwrap_or_else(|| panic!("no address of --bip: {out}"));
+    let last: u8 = addr
+        .trim_start_matches("10.253.0.")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last >= 128, "not from --fixed-cidr: {out}");
+    assert!(out.lines().any(|l| l.trim() == "1400"), "mtu: {out}");
+    assert!(out.contains("nameserver 10.9.9.9"), "{out}");
+    assert!(out.contains("search example.test"), "{out}");
+    let pid = guard.0.id();
+    let link = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-o", "addr", "show", &bridge])
+        .output()
+        .unwrap();
+    assert!(
+        text(&link.stdout).contains("10.253.0.1/24"),
+        "{}",
+        text(&link.stdout)
+    );
+    drop(guard);
 }
 
 /// A test: its name and body.
@@ -2094,6 +2270,7 @@ fn main() -> ExitCode {
         ("run_publish_port", run_publish_port),
         ("rm_right_after_run", rm_right_after_run),
         ("daemon_json_and_sighup", daemon_json_and_sighup),
+        ("daemon_engine_settings", daemon_engine_settings),
         ("creates_while_listing", |d| creates_while_listing(d)),
         ("tcp_and_socket_activation", tcp_and_socket_activation),
         ("tls_tcp", tls_tcp),

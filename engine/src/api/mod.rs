@@ -64,7 +64,7 @@ mod tls;
 mod volumes;
 mod wait;
 
-pub use server::{DaemonOptions, Server, run};
+pub use server::{DaemonOptions, EngineSettings, Server, engine_options, run, run_daemon};
 
 /// The API version this server speaks.
 pub const API_VERSION: &str = "1.45";
@@ -115,6 +115,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A daemon setting that is malformed or not supported here.
+    #[error("{flag}: {reason}")]
+    Setting {
+        /// The flag (or daemon.json key).
+        flag: String,
+        /// What is wrong, or that it is unsupported.
+        reason: String,
+    },
+    /// The engine could not be opened.
+    #[error("open the engine: {0}")]
+    Engine(Box<crate::Error>),
     /// The async runtime could not be started.
     #[error("start the daemon's runtime: {0}")]
     Runtime(std::io::Error),

@@ -63,6 +63,52 @@ pub struct DaemonOptions {
     pub tls_cert: Option<PathBuf>,
     /// `--tlskey` (default `~/.docker/key.pem`).
     pub tls_key: Option<PathBuf>,
+    /// The engine's settings ([`run_daemon`] opens the engine with them; [`run`] takes an
+    /// engine already open and ignores them).
+    pub engine: EngineSettings,
+}
+
+/// The daemon flags (and daemon.json keys) that set up the engine rather than the API
+/// server: storage, the default bridge, DNS, registries, the data root, the log level.
+/// Each is used by [`run_daemon`] or refused there with an error saying it is
+/// unsupported.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EngineSettings {
+    /// `-g/--data-root` (daemon.json `data-root`).
+    pub data_root: Option<PathBuf>,
+    /// `-s/--storage-driver`: overlay or vfs.
+    pub storage_driver: Option<String>,
+    /// `--storage-opt`: refused (the drivers here take no options).
+    pub storage_opts: Vec<String>,
+    /// `-b/--bridge`: the default network's bridge device (`none`: refused).
+    pub bridge: Option<String>,
+    /// `--bip`: the bridge's address and prefix.
+    pub bip: Option<String>,
+    /// `--fixed-cidr`: the default network's range for containers.
+    pub fixed_cidr: Option<String>,
+    /// `--mtu`.
+    pub mtu: Option<u32>,
+    /// `--icc`.
+    pub icc: Option<bool>,
+    /// `--ip`: the default host address of published ports.
+    pub ip: Option<String>,
+    /// `--ip-forward`.
+    pub ip_forward: Option<bool>,
+    /// `--ip-masq`.
+    pub ip_masq: Option<bool>,
+    /// `--iptables` (nftables rules here).
+    pub iptables: Option<bool>,
+    /// `--dns`: the nameservers of containers that name none.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--insecure-registry`.
+    pub insecure_registries: Vec<String>,
+    /// `--registry-mirror`.
+    pub registry_mirrors: Vec<String>,
+    /// `-l/--log-level`: debug, info, warn, error or fatal (debug logs every request).
+    pub log_level: Option<String>,
 }
 
 /// What daemon.json sets.
@@ -78,6 +124,7 @@ struct FileConfig {
     tls_ca_cert: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    engine: EngineSettings,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig, Error> {
@@ -105,9 +152,32 @@ fn read_config(path: &Path) -> Result<FileConfig, Error> {
         x.as_bool()
             .ok_or_else(|| bad(format!("{k}: expected true or false")))
     };
+    let uint = |k: &str, x: &serde_json::Value| -> Result<u32, Error> {
+        x.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad(format!("{k}: expected a positive integer")))
+    };
     let mut c = FileConfig::default();
     for (k, x) in obj {
+        let e = &mut c.engine;
         match k.as_str() {
+            "data-root" | "graph" => e.data_root = Some(string(k, x)?.into()),
+            "storage-driver" => e.storage_driver = Some(string(k, x)?),
+            "storage-opts" => e.storage_opts = strings(k, x)?,
+            "bridge" => e.bridge = Some(string(k, x)?),
+            "bip" => e.bip = Some(string(k, x)?),
+            "fixed-cidr" => e.fixed_cidr = Some(string(k, x)?),
+            "mtu" => e.mtu = Some(uint(k, x)?),
+            "icc" => e.icc = Some(boolean(k, x)?),
+            "ip" => e.ip = Some(string(k, x)?),
+            "ip-forward" => e.ip_forward = Some(boolean(k, x)?),
+            "ip-masq" => e.ip_masq = Some(boolean(k, x)?),
+            "iptables" => e.iptables = Some(boolean(k, x)?),
+            "dns" => e.dns = strings(k, x)?,
+            "dns-search" => e.dns_search = strings(k, x)?,
+            "insecure-registries" => e.insecure_registries = strings(k, x)?,
+            "registry-mirrors" => e.registry_mirrors = strings(k, x)?,
+            "log-level" => e.log_level = Some(string(k, x)?),
             "tls" => c.tls = Some(boolean(k, x)?),
             "tlsverify" => c.tls_verify = Some(boolean(k, x)?),
             "tlscacert" => c.tls_ca_cert = Some(string(k, x)?.into()),
@@ -199,6 +269,7 @@ fn merged(opts: &DaemonOptions) -> Result<DaemonOptions, Error> {
             *flag = Some(p);
         }
     }
+    merge_engine(&mut o.engine, c.engine, &opts.engine, &mut both);
     if !both.is_empty() {
         return Err(Error::Config {
             path: path.display().to_string(),
@@ -209,6 +280,53 @@ fn merged(opts: &DaemonOptions) -> Result<DaemonOptions, Error> {
         });
     }
     Ok(o)
+}
+
+/// daemon.json's engine settings over the flags' (a setting given both ways is listed in
+/// `both`).
+fn merge_engine(
+    o: &mut EngineSettings,
+    f: EngineSettings,
+    flags: &EngineSettings,
+    both: &mut Vec<&'static str>,
+) {
+    macro_rules! one {
+        ($field:ident, $key:literal) => {
+            if let Some(v) = f.$field {
+                if flags.$field.is_some() {
+                    both.push($key);
+                }
+                o.$field = Some(v);
+            }
+        };
+    }
+    macro_rules! list {
+        ($field:ident, $key:literal) => {
+            if !f.$field.is_empty() {
+                if !flags.$field.is_empty() {
+                    both.push($key);
+                }
+                o.$field = f.$field;
+            }
+        };
+    }
+    one!(data_root, "data-root");
+    one!(storage_driver, "storage-driver");
+    list!(storage_opts, "storage-opts");
+    one!(bridge, "bridge");
+    one!(bip, "bip");
+    one!(fixed_cidr, "fixed-cidr");
+    one!(mtu, "mtu");
+    one!(icc, "icc");
+    one!(ip, "ip");
+    one!(ip_forward, "ip-forward");
+    one!(ip_masq, "ip-masq");
+    one!(iptables, "iptables");
+    list!(dns, "dns");
+    list!(dns_search, "dns-search");
+    list!(insecure_registries, "insecure-registries");
+    list!(registry_mirrors, "registry-mirrors");
+    one!(log_level, "log-level");
 }
 
 /// A bound socket.
@@ -325,7 +443,8 @@ impl Server {
                 listeners.push(Listener::Unix(Some(path), l));
             }
         }
-        let state = State::new(engine, opts.debug);
+        let debug = opts.debug || opts.engine.log_level.as_deref() == Some("debug");
+        let state = State::new(engine, debug);
         *state.labels.lock().unwrap_or_else(|p| p.into_inner()) = opts.labels.clone();
         Ok(Server {
             listeners,
@@ -725,6 +844,188 @@ fn write_pidfile(path: &Path) -> Result<(), Error> {
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| err(e.to_string()))
 }
 
+/// `EngineOptions` from the daemon's engine settings over `base`; the data root. A
+/// setting this engine does not have is refused, saying so.
+pub fn engine_options(
+    root: &Path,
+    base: crate::EngineOptions,
+    s: &EngineSettings,
+) -> Result<(PathBuf, crate::EngineOptions), Error> {
+    let bad = |flag: &str, reason: String| Error::Setting {
+        flag: flag.to_string(),
+        reason,
+    };
+    let mut o = base;
+    let root = s.data_root.clone().unwrap_or_else(|| root.to_path_buf());
+    if !s.storage_opts.is_empty() {
+        return Err(bad(
+            "--storage-opt",
+            format!(
+                "unsupported: the overlay and vfs drivers here take no options ({})",
+                s.storage_opts.join(", ")
+            ),
+        ));
+    }
+    if let Some(d) = &s.storage_driver {
+        if !matches!(d.as_str(), "overlay" | "overlay2" | "vfs") {
+            return Err(bad(
+                "--storage-driver",
+                format!("unsupported driver {d:?} (overlay, overlay2 or vfs)"),
+            ));
+        }
+        o.driver = Some(if d == "overlay2" {
+            "overlay".into()
+        } else {
+            d.clone()
+        });
+    }
+    if let Some(l) = &s.log_level
+        && !matches!(l.as_str(), "debug" | "info" | "warn" | "error" | "fatal")
+    {
+        return Err(bad(
+            "--log-level",
+            format!("{l:?} is not a log level (debug, info, warn, error, fatal)"),
+        ));
+    }
+    o.client
+        .insecure_registries
+        .extend(s.insecure_registries.iter().cloned());
+    for m in &s.registry_mirrors {
+        if !(m.starts_with("http://") || m.starts_with("https://")) {
+            return Err(bad(
+                "--registry-mirror",
+                format!("{m:?}: a mirror is a URL (https://host[:port])"),
+            ));
+        }
+        o.client.mirrors.push(m.clone());
+    }
+    let net_set = s.bridge.is_some()
+        || s.bip.is_some()
+        || s.fixed_cidr.is_some()
+        || s.mtu.is_some()
+        || s.icc.is_some()
+        || s.ip.is_some()
+        || s.ip_forward.is_some()
+        || s.ip_masq.is_some()
+        || s.iptables.is_some()
+        || !s.dns.is_empty()
+        || !s.dns_search.is_empty();
+    if net_set {
+        let mut n = o
+            .network
+            .take()
+            .unwrap_or_else(crate::engine::default_network);
+        let net = |flag: &str, v: &str| -> Result<ipnetwork::Ipv4Network, Error> {
+            v.parse()
+                .map_err(|e| bad(flag, format!("{v:?} is not an IPv4 address/prefix: {e}")))
+        };
+        if let Some(b) = &s.bridge {
+            if b == "none" {
+                return Err(bad(
+                    "--bridge",
+                    "unsupported: none (a daemon without its default bridge); containers can use --network none".into(),
+                ));
+            }
+            n.bridge = b.clone();
+        }
+        if let Some(b) = &s.bip {
+            n.bip = Some(net("--bip", b)?);
+        }
+        if let Some(f) = &s.fixed_cidr {
+            n.fixed_cidr = Some(net("--fixed-cidr", f)?);
+        }
+        if let Some(m) = s.mtu {
+            if !(68..=65535).contains(&m) {
+                return Err(bad("--mtu", format!("{m} is out of range (68-65535)")));
+            }
+            n.mtu = Some(m);
+        }
+        if let Some(v) = s.icc {
+            n.icc = v;
+        }
+        if let Some(ip) = &s.ip {
+            n.ip = ip
+                .parse()
+                .map_err(|_| bad("--ip", format!("{ip:?} is not an IPv4 address")))?;
+        }
+        if let Some(v) = s.ip_forward {
+            n.ip_forward = v;
+        }
+        if let Some(v) = s.ip_masq {
+            n.ip_masq = v;
+        }
+        if let Some(v) = s.iptables {
+            n.iptables = v;
+        }
+        if !s.dns.is_empty() || !s.dns_search.is_empty() {
+            n.host_resolv_conf = daemon_resolv_conf(&root, &n.host_resolv_conf, s)?;
+        }
+        o.network = Some(n);
+    }
+    Ok((root, o))
+}
+
+/// `--dns`/`--dns-search`: `<root>/daemon-resolv.conf`, the file containers' resolv.conf
+/// derive from (the host's, with the daemon's nameservers or search domains instead).
+fn daemon_resolv_conf(root: &Path, host: &Path, s: &EngineSettings) -> Result<PathBuf, Error> {
+    let bad = |flag: &str, reason: String| Error::Setting {
+        flag: flag.to_string(),
+        reason,
+    };
+    let hostconf = std::fs::read_to_string(host).unwrap_or_default();
+    let mut out = String::new();
+    for line in hostconf.lines() {
+        let key = line.split_whitespace().next().unwrap_or("");
+        let replaced = (key == "nameserver" && !s.dns.is_empty())
+            || ((key == "search" || key == "domain") && !s.dns_search.is_empty());
+        if !replaced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for d in &s.dns {
+        let ip: std::net::IpAddr = d
+            .parse()
+            .map_err(|_| bad("--dns", format!("{d:?} is not an IP address")))?;
+        out.push_str(&format!("nameserver {ip}\n"));
+    }
+    if !s.dns_search.is_empty() {
+        for d in &s.dns_search {
+            if d.is_empty() || d.contains(char::is_whitespace) {
+                return Err(bad("--dns-search", format!("{d:?} is not a domain")));
+            }
+        }
+        out.push_str(&format!("search {}\n", s.dns_search.join(" ")));
+    }
+    let path = root.join("daemon-resolv.conf");
+    std::fs::create_dir_all(root)
+        .and_then(|()| std::fs::write(&path, out))
+        .map_err(|e| bad("--dns", format!("write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// `longshore daemon`: merges daemon.json, opens the engine at `root` (or `data-root`)
+/// with `base` and the engine settings, restarts the containers whose restart policy
+/// says so (as dockerd at boot), and serves until SIGTERM or SIGINT.
+pub fn run_daemon(
+    root: &Path,
+    base: crate::EngineOptions,
+    opts: &DaemonOptions,
+) -> Result<(), Error> {
+    let all = merged(opts)?;
+    let (root, eopts) = engine_options(root, base, &all.engine)?;
+    let engine = Engine::open(&root, eopts).map_err(|e| Error::Engine(Box::new(e)))?;
+    match engine.restore_containers() {
+        Ok(r) => {
+            for (id, why) in &r.failed {
+                eprintln!("longshore daemon: failed to restart container {id}: {why}");
+            }
+        }
+        Err(e) => eprintln!("longshore daemon: restoring containers: {e}"),
+    }
+    run(engine, opts)
+}
+
 /// Runs the daemon over `engine` until SIGTERM or SIGINT.
 pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
     ignore_sigpipe();
@@ -741,7 +1042,7 @@ pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
             .thread_keep_alive(Duration::from_secs(5))
             .build()
             .map_err(Error::Runtime)?;
-        if opts.debug {
+        if opts.debug || opts.engine.log_level.as_deref() == Some("debug") {
             for a in server.addresses() {
                 eprintln!("longshore daemon: API listening on {a}");
             }

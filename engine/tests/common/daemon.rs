@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::Duration;
 
@@ -51,7 +51,6 @@ pub fn daemon_main(root: &str, sock: &str) -> ExitCode {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect();
-    let engine = Engine::open(root, eopts).expect("open the engine");
     let mut opts = DaemonOptions::default();
     opts.hosts = match std::env::var(DAEMON_HOSTS) {
         Ok(h) => h.split(',').map(String::from).collect(),
@@ -62,7 +61,8 @@ pub fn daemon_main(root: &str, sock: &str) -> ExitCode {
         opts.hosts.clear();
     }
     opts.debug = std::env::var_os("LONGSHORE_API_TEST_DEBUG").is_some();
-    match longshore_engine::api::run(engine, &opts) {
+    // daemon.json's engine settings apply (run_daemon opens the engine)
+    match longshore_engine::api::run_daemon(Path::new(root), eopts, &opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("daemon: {e}");
