@@ -685,11 +685,78 @@ enum Cmd {
         /// A label of the daemon (key=value), shown by info
         #[arg(long = "label")]
         label: Vec<String>,
-        /// daemon.json with the same settings (hosts, group, pidfile, debug, labels);
-        /// SIGHUP reloads debug and labels from it
+        /// daemon.json with the same settings (hosts, group, pidfile, debug, labels, tls*,
+        /// data-root, storage-driver, bridge, bip, dns, ...); SIGHUP reloads debug and
+        /// labels from it
         #[arg(long = "config-file")]
         config_file: Option<PathBuf>,
+        /// Use TLS on tcp:// sockets; implied by --tlsverify
+        #[arg(long = "tls")]
+        tls: bool,
+        /// Use TLS and require clients' certificates signed by --tlscacert
+        #[arg(long = "tlsverify")]
+        tlsverify: bool,
+        /// Trust certs signed only by this CA (default ~/.docker/ca.pem)
+        #[arg(long = "tlscacert")]
+        tlscacert: Option<PathBuf>,
+        /// Path to TLS certificate file (default ~/.docker/cert.pem)
+        #[arg(long = "tlscert")]
+        tlscert: Option<PathBuf>,
+        /// Path to TLS key file (default ~/.docker/key.pem)
+        #[arg(long = "tlskey")]
+        tlskey: Option<PathBuf>,
+        #[command(flatten)]
+        engine: DaemonEngineFlags,
     },
+}
+
+/// `longshore daemon`'s flags that set up the engine (the engine checks them; the ones
+/// it does not have are refused there, saying so). `--storage-driver`, `--bridge`,
+/// `--bip` and `--insecure-registry` are also global flags.
+#[derive(Args, Debug, Default, Clone)]
+struct DaemonEngineFlags {
+    /// Storage driver to use (short form of --storage-driver)
+    #[arg(short = 's')]
+    storage_driver: Option<String>,
+    /// Storage driver options (unsupported: refused)
+    #[arg(long = "storage-opt")]
+    storage_opt: Vec<String>,
+    /// Attach containers to a network bridge (short form of --bridge)
+    #[arg(short = 'b')]
+    bridge: Option<String>,
+    /// IPv4 subnet for fixed IPs of the default bridge
+    #[arg(long = "fixed-cidr")]
+    fixed_cidr: Option<String>,
+    /// Set the containers network MTU
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// Enable inter-container communication
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    icc: Option<bool>,
+    /// Default IP when binding container ports
+    #[arg(long)]
+    ip: Option<String>,
+    /// Enable net.ipv4.ip_forward
+    #[arg(long = "ip-forward", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    ip_forward: Option<bool>,
+    /// Enable IP masquerading
+    #[arg(long = "ip-masq", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    ip_masq: Option<bool>,
+    /// Enable addition of firewall (nftables) rules
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    iptables: Option<bool>,
+    /// DNS server to use
+    #[arg(long)]
+    dns: Vec<String>,
+    /// DNS search domains to use
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// Preferred registry mirror
+    #[arg(long = "registry-mirror")]
+    registry_mirror: Vec<String>,
+    /// Set the logging level ("debug", "info", "warn", "error", "fatal")
+    #[arg(short = 'l', long = "log-level")]
+    log_level: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -794,6 +861,25 @@ enum NetworkCmd {
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Connect a running container to a network
+    Connect {
+        /// Add network-scoped alias for the container
+        #[arg(long)]
+        alias: Vec<String>,
+        /// IPv4 address (e.g., "172.30.100.104")
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Force the container to disconnect from a network
+        #[arg(short = 'f', long)]
+        force: bool,
+        network: String,
+        container: String,
     },
 }
 
@@ -1905,18 +1991,13 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             insecure_tcp,
             label,
             config_file,
+            tls,
+            tlsverify,
+            tlscacert,
+            tlscert,
+            tlskey,
+            engine,
         } => {
-            let engine = open(data_root.as_ref().unwrap_or(root), opts)?;
-            // as dockerd at boot: containers whose processes are gone are recorded as
-            // exited, and those whose restart policy says so start again
-            match engine.restore_containers() {
-                Ok(r) => {
-                    for (id, why) in &r.failed {
-                        eprintln!("longshore daemon: failed to restart container {id}: {why}");
-                    }
-                }
-                Err(e) => eprintln!("longshore daemon: restoring containers: {e}"),
-            }
             let mut d = longshore_engine::api::DaemonOptions::default();
             d.hosts = hosts;
             d.group = group;
@@ -1925,7 +2006,31 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             d.insecure_tcp = insecure_tcp;
             d.labels = label;
             d.config_file = config_file;
-            longshore_engine::api::run(engine, &d)
+            d.tls = tls;
+            d.tls_verify = tlsverify;
+            d.tls_ca_cert = tlscacert;
+            d.tls_cert = tlscert;
+            d.tls_key = tlskey;
+            let mut e = longshore_engine::api::EngineSettings::default();
+            e.data_root = data_root;
+            e.storage_driver = engine.storage_driver;
+            e.storage_opts = engine.storage_opt;
+            e.bridge = engine.bridge;
+            e.fixed_cidr = engine.fixed_cidr;
+            e.mtu = engine.mtu;
+            e.icc = engine.icc;
+            e.ip = engine.ip;
+            e.ip_forward = engine.ip_forward;
+            e.ip_masq = engine.ip_masq;
+            e.iptables = engine.iptables;
+            e.dns = engine.dns;
+            e.dns_search = engine.dns_search;
+            e.registry_mirrors = engine.registry_mirror;
+            e.log_level = engine.log_level;
+            d.engine = e;
+            // as dockerd at boot, run_daemon restarts the containers whose restart policy
+            // says so
+            longshore_engine::api::run_daemon(root, opts.clone(), &d)
                 .map(|()| 0)
                 .map_err(|e| fail(format!("longshore daemon: {e}")))
         }
@@ -2744,6 +2849,33 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 }));
             }
             print_json_or_template(&out, format)
+        }
+        NetworkCmd::Connect {
+            alias,
+            ip,
+            network,
+            container,
+        } => {
+            let mut o = longshore_engine::ConnectOptions::new();
+            o.aliases = alias;
+            if let Some(ip) = ip {
+                o.ip = Some(
+                    ip.parse()
+                        .map_err(|_| fail(format!("invalid IPv4 address {ip:?} (--ip)")))?,
+                );
+            }
+            e.connect_network(&network, &container, &o)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            Ok(0)
+        }
+        NetworkCmd::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            e.disconnect_network(&network, &container, force)
+                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            Ok(0)
         }
         NetworkCmd::Rm { names } => each_named(names, |n| {
             e.network()?.remove_network(n).map_err(|err| match err {

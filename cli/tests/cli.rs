@@ -1739,3 +1739,49 @@ fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
         "143"
     );
 }
+
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    require_root!();
+    let env = Env::with_netns();
+    env.ok(&["network", "create", "--subnet", "10.252.1.0/24", "lsna"]);
+    env.ok(&["network", "create", "--subnet", "10.252.2.0/24", "lsnb"]);
+    for (name, net) in [("ca", "lsna"), ("cb", "lsnb")] {
+        env.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    env.ok(&["network", "connect", "--alias", "db", "lsna", "cb"]);
+    let hosts = env.ok(&["exec", "ca", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(" cb db") || hosts.contains(" cb  db"),
+        "{hosts}"
+    );
+    let ping = env.run(&["exec", "cb", "ping", "-c", "1", "-W", "2", "ca"]);
+    assert!(ping.status.success(), "{}", stderr(&ping));
+    env.ok(&["network", "disconnect", "lsna", "cb"]);
+    let hosts = env.ok(&["exec", "ca", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("cb"), "{hosts}");
+    let again = env.run(&["network", "disconnect", "lsna", "cb"]);
+    assert!(
+        !again.status.success() && stderr(&again).contains("is not connected"),
+        "{}",
+        stderr(&again)
+    );
+    let stopped = env.run(&["network", "connect", "lsna", "nosuch"]);
+    assert!(
+        stderr(&stopped).contains("No such container"),
+        "{}",
+        stderr(&stopped)
+    );
+    env.ok(&["rm", "-f", "ca", "cb"]);
+    env.ok(&["network", "rm", "lsna", "lsnb"]);
+}

@@ -800,15 +800,24 @@ impl Monitor {
                 .network
                 .clone()
                 .unwrap_or_else(crate::engine::default_network);
+            // the namespace is released first (the container's processes are gone), so
+            // the controller leaves the veths to the kernel instead of waiting ~20 ms
+            // for each deletion (libnetwork's `disconnect_dying`)
+            let dying = match self.state.netns.take() {
+                Some(p) => {
+                    crate::containers::unpin_netns_path(&p);
+                    true
+                }
+                None => false,
+            };
             if let Ok(host) = longshore_network::netns::NetnsRef::current()
                 && let Ok(ctl) =
                     longshore_network::Controller::new(self.args.root.join("network"), host, net)
             {
-                let _ = ctl.disconnect(&self.args.id);
-                let _ = ctl.flush();
-            }
-            if let Some(p) = self.state.netns.take() {
-                crate::containers::unpin_netns_path(&p);
+                crate::network::disconnect_all(&ctl, &self.args.id, dying);
+                if !dying {
+                    let _ = ctl.flush();
+                }
             }
             self.state.network = None;
         }

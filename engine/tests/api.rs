@@ -16,249 +16,11 @@ use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::Duration;
 
 use longshore_engine::api::DaemonOptions;
-use longshore_engine::{Engine, EngineOptions, ListOptions, RemoveOptions};
-use longshore_test_support::registry::RegistryServer;
-use longshore_test_support::{busybox_rootfs, is_root, report_skip, unique_name};
+use longshore_engine::{Engine, EngineOptions};
+use longshore_test_support::{is_root, report_skip, unique_name};
 
-fn temp() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("longshore-api-")
-        .tempdir_in("/tmp")
-        .expect("temp dir")
-}
-
-const DOCKER: &str = "/usr/local/bin/docker";
-/// Set in the environment of this binary run as the daemon: its data root and socket.
-const DAEMON_ROOT: &str = "LONGSHORE_API_TEST_DAEMON_ROOT";
-const DAEMON_SOCK: &str = "LONGSHORE_API_TEST_DAEMON_SOCK";
-/// A daemon.json for the test daemon.
-const DAEMON_CONFIG: &str = "LONGSHORE_API_TEST_CONFIG";
-/// The daemon's -H list instead of the socket (comma-separated).
-const DAEMON_HOSTS: &str = "LONGSHORE_API_TEST_HOSTS";
-/// Registries the test daemon reaches over plain HTTP (comma-separated).
-const DAEMON_INSECURE: &str = "LONGSHORE_API_TEST_INSECURE";
-
-/// This binary run as `longshore daemon`.
-fn daemon_main(root: &str, sock: &str) -> ExitCode {
-    let mut eopts = EngineOptions::default();
-    eopts.client.insecure_registries = std::env::var(DAEMON_INSECURE)
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    let engine = Engine::open(root, eopts).expect("open the engine");
-    let mut opts = DaemonOptions::default();
-    opts.hosts = match std::env::var(DAEMON_HOSTS) {
-        Ok(h) => h.split(',').map(String::from).collect(),
-        Err(_) => vec![format!("unix://{sock}")],
-    };
-    if let Some(c) = std::env::var_os(DAEMON_CONFIG) {
-        opts.config_file = Some(c.into());
-        opts.hosts.clear();
-    }
-    opts.debug = std::env::var_os("LONGSHORE_API_TEST_DEBUG").is_some();
-    match longshore_engine::api::run(engine, &opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("daemon: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// A `longshore daemon` on its own data root: this test binary run again as the daemon
-/// (`api::run`, with its signal handling), stopped with SIGTERM and cleaned up on drop.
-struct Daemon {
-    /// An open registry and one that wants alice:s3cret (htpasswd).
-    registry: RegistryServer,
-    private: RegistryServer,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-    engine: Engine,
-    child: Option<std::process::Child>,
-    /// Run the daemon (and so its containers' host side) in a network namespace of its
-    /// own (`unshare --net`), so that bridge tests change no host network state.
-    netns: bool,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        Daemon::start_with(false)
-    }
-
-    fn start_with(netns: bool) -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix("longshore-api-")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
-        let root = dir.path().join("root");
-        let engine = Engine::open(&root, EngineOptions::default()).expect("open the engine");
-        let rootfs = dir.path().join("rootfs");
-        busybox_rootfs(&rootfs).expect("busybox rootfs");
-        let mut tar = tar::Builder::new(Vec::new());
-        tar.follow_symlinks(false);
-        tar.append_dir_all(".", &rootfs).expect("tar the rootfs");
-        let bytes = tar.into_inner().expect("tar");
-        engine
-            .import_image(
-                &bytes[..],
-                Some("busybox:latest"),
-                None,
-                &["CMD [\"sh\"]".to_string()],
-            )
-            .expect("import busybox");
-        let _ = std::fs::remove_dir_all(&rootfs);
-        let registry = RegistryServer::start(temp(), "");
-        let htpasswd = Command::new("htpasswd")
-            .args(["-Bbn", "alice", "s3cret"])
-            .output()
-            .expect("htpasswd (apache2-utils) must be installed");
-        let pdir = temp();
-        let hp = pdir.path().join("htpasswd");
-        std::fs::write(&hp, htpasswd.stdout).expect("write htpasswd");
-        let private = RegistryServer::start(
-            pdir,
-            &format!(
-                "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
-                hp.display()
-            ),
-        );
-        let mut d = Daemon {
-            registry,
-            private,
-            sock: dir.path().join("d.sock"),
-            dir,
-            engine,
-            child: None,
-            netns,
-        };
-        d.serve();
-        d
-    }
-
-    /// Starts the daemon (again) on the socket; returns once it answers.
-    fn serve(&mut self) {
-        let exe = std::env::current_exe().expect("test binary");
-        let mut cmd = if self.netns {
-            let mut c = Command::new("unshare");
-            c.arg("--net").arg("--").arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        let child = cmd
-            .env(DAEMON_ROOT, self.dir.path().join("root"))
-            .env(DAEMON_SOCK, &self.sock)
-            .env(
-                DAEMON_INSECURE,
-                format!("{},{}", self.registry.addr, self.private.addr),
-            )
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the daemon");
-        self.child = Some(child);
-        for _ in 0..500 {
-            if UnixStream::connect(&self.sock).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "the daemon did not listen on {} within 5 s",
-            self.sock.display()
-        );
-    }
-
-    /// SIGTERM, then waits for the daemon to exit; its exit status.
-    fn shutdown(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        child.wait().ok()
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.docker_in(args, None)
-    }
-
-    fn docker_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut cmd = Command::new(DOCKER);
-        cmd.arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .args(args)
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run the docker CLI");
-        if let Some(input) = stdin {
-            let mut w = child.stdin.take().expect("stdin");
-            w.write_all(input).expect("write stdin");
-        }
-        child.wait_with_output().expect("docker output")
-    }
-
-    /// A raw HTTP/1.1 request; the status and the body.
-    fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut s = UnixStream::connect(&self.sock).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        // a server that refuses a body early closes while it is sent: the answer counts
-        let _ = write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read the answer");
-        let code = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (code, body.to_string())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.shutdown();
-        let mut all = ListOptions::default();
-        all.all = true;
-        let mut force = RemoveOptions::default();
-        force.force = true;
-        force.volumes = true;
-        if let Ok(list) = self.engine.list_containers(&all) {
-            for c in list {
-                let _ = self.engine.remove_container(&c.id, &force);
-            }
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "docker failed ({:?}): {}{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
+mod common;
+use common::daemon::*;
 
 fn version_and_ping(d: &Daemon) {
     let v = ok(&d.docker(&[
@@ -1488,13 +1250,966 @@ fn daemon_json_and_sighup(d: &mut Daemon) {
     drop(guard);
 }
 
+/// Test certificates made with openssl in `dir`: a CA (`ca.pem`), the daemon's
+/// certificate for 127.0.0.1 (`server-cert.pem`, `server-key.pem`), a client of that CA
+/// (`cert.pem`, `key.pem`), and a client of another CA (`rogue-cert.pem`, `rogue-key.pem`).
+fn make_certs(dir: &Path) {
+    let script = r#"set -e
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+ca() { key "$1-key.pem"; openssl req -x509 -new -key "$1-key.pem" -out "$1.pem" -days 2 -subj "/CN=longshore-test-$1"; }
+leaf() { # name ca ext
+  key "$1-key.pem"; openssl req -new -key "$1-key.pem" -out "$1.csr" -subj "/CN=$1"
+  printf "$3" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2-key.pem" -CAcreateserial -out "$1-cert.pem" -days 2 -extfile "$1.ext" 2>/dev/null
+}
+ca ca; ca other
+leaf server ca 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n'
+leaf client ca 'extendedKeyUsage=clientAuth\n'
+leaf rogue other 'extendedKeyUsage=clientAuth\n'
+mv client-cert.pem cert.pem; mv client-key.pem key.pem
+"#;
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .expect("openssl (package openssl)");
+    assert!(st.success(), "making the test certificates failed");
+}
+
+/// tcp:// with `--tlsverify` (from daemon.json) on 0.0.0.0: the docker CLI with a
+/// certificate of the CA lists and runs (attach over TLS); a client without a certificate,
+/// with one of another CA, or speaking plain HTTP is refused before any request is
+/// served. `--tls` alone serves clients without certificates. Bad files are refused.
+fn tls_tcp(d: &mut Daemon) {
+    let certs = d.dir.path().join(unique_name("tls"));
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    let c = |n: &str| certs.join(n);
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // bad files: named in the error, nothing listens
+    let engine = std::sync::Arc::new(
+        Engine::open(d.dir.path().join("root"), EngineOptions::default()).unwrap(),
+    );
+    let mut opts = DaemonOptions::default();
+    opts.hosts = vec![format!("tcp://0.0.0.0:{}", free())];
+    opts.tls_verify = true;
+    opts.tls_ca_cert = Some(c("ca.pem"));
+    opts.tls_cert = Some(c("server-cert.pem"));
+    opts.tls_key = Some(c("missing-key.pem"));
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(e.to_string().contains("missing-key.pem"), "{e}");
+    opts.tls_key = Some(c("key.pem")); // the client's key: does not match
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(e.to_string().contains("does not match"), "{e}");
+    opts.tls_key = Some(c("server-key.pem"));
+    opts.tls_ca_cert = Some(c("server.csr"));
+    let e = longshore_engine::api::Server::bind(engine.clone(), &opts).unwrap_err();
+    assert!(e.to_string().contains("server.csr"), "{e}");
+
+    // the daemon from daemon.json, on every address, with --tlsverify
+    let port = free();
+    let cfg = certs.join("daemon.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "hosts": [format!("tcp://0.0.0.0:{port}")],
+            "tlsverify": true,
+            "tlscacert": c("ca.pem"),
+            "tlscert": c("server-cert.pem"),
+            "tlskey": c("server-key.pem"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(DAEMON_ROOT, d.dir.path().join("root"))
+        .env(DAEMON_SOCK, "unused")
+        .env(DAEMON_CONFIG, &cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(child);
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let host = format!("tcp://127.0.0.1:{port}");
+    let docker = |tls: &[&str], args: &[&str]| {
+        Command::new(DOCKER)
+            .args(tls)
+            .arg("-H")
+            .arg(&host)
+            .args(args)
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .env("DOCKER_CERT_PATH", &certs)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let (ca, cert, key) = (c("ca.pem"), c("cert.pem"), c("key.pem"));
+    let (ca, cert, key) = (
+        ca.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let good = [
+        "--tlsverify",
+        "--tlscacert",
+        ca,
+        "--tlscert",
+        cert,
+        "--tlskey",
+        key,
+    ];
+    let images = ok(&docker(&good, &["images", "--format", "{{.Repository}}"]));
+    assert!(images.lines().any(|l| l == "busybox"), "{images}");
+    let out = ok(&docker(
+        &good,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "echo",
+            "over tls",
+        ],
+    ));
+    assert_eq!(out, "over tls\n");
+    // a client of another CA: refused by the daemon
+    let (rc, rk) = (c("rogue-cert.pem"), c("rogue-key.pem"));
+    let rogue = [
+        "--tlsverify",
+        "--tlscacert",
+        ca,
+        "--tlscert",
+        rc.to_str().unwrap(),
+        "--tlskey",
+        rk.to_str().unwrap(),
+    ];
+    let o = docker(&rogue, &["ps"]);
+    assert!(!o.status.success(), "a client of another CA was served");
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("certificate") || e.contains("tls") || e.contains("reset"),
+        "{e}"
+    );
+    // without a certificate (curl verifies the daemon, presents none); with the right one
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args(["-s", "-m", "10", "--cacert", ca])
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{port}/_ping"))
+            .output()
+            .unwrap()
+    };
+    let o = curl(&[]);
+    assert!(
+        !o.status.success() && o.stdout.is_empty(),
+        "served without a client certificate: {}",
+        text(&o.stdout)
+    );
+    assert_eq!(text(&curl(&["--cert", cert, "--key", key]).stdout), "OK");
+    // plain HTTP on the TLS port: no answer from the API
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"GET /containers/json HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !text(&got).contains("HTTP/1.1 200"),
+        "plain HTTP was served: {}",
+        text(&got)
+    );
+    // the daemon is still up after the refusals
+    ok(&docker(&good, &["version"]));
+    drop(guard);
+
+    // --tls alone: encrypted, clients without a certificate are served
+    let mut opts = DaemonOptions::default();
+    opts.hosts = vec!["tcp://127.0.0.1:0".into()];
+    opts.tls = true;
+    opts.tls_cert = Some(c("server-cert.pem"));
+    opts.tls_key = Some(c("server-key.pem"));
+    let server = longshore_engine::api::Server::bind(engine, &opts).unwrap();
+    let addr = server.addresses()[0].clone();
+    assert!(addr.ends_with("(TLS)"), "{addr}");
+    let port2: u16 = addr
+        .trim_start_matches("tcp://127.0.0.1:")
+        .trim_end_matches(" (TLS)")
+        .parse()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(server.serve(async {
+            let _ = stopped.await;
+        }))
+    });
+    let o = Command::new("curl")
+        .args(["-s", "-m", "10", "--cacert", ca])
+        .arg(format!("https://127.0.0.1:{port2}/_ping"))
+        .output()
+        .unwrap();
+    let _ = stop.send(());
+    serving.join().unwrap().unwrap();
+    assert_eq!(text(&o.stdout), "OK");
+}
+
+/// `docker network connect/disconnect` of running containers, on a daemon in a network
+/// namespace of its own: the connected container gets `eth1` on the other network, the
+/// members reach each other by name and alias both ways, inspect shows both networks;
+/// disconnect takes the interface and the names away; the error cases get Docker's codes;
+/// `rm -f` of a connected container leaves no endpoint (the network can be removed).
+fn network_connect_disconnect(_: &mut Daemon) {
+    let mut d = Daemon::start_with(true);
+    let d = &mut d;
+    let (na, nb) = (unique_name("lsneta"), unique_name("lsnetb"));
+    ok(&d.docker(&["network", "create", "--subnet", "10.251.1.0/24", &na]));
+    ok(&d.docker(&["network", "create", "--subnet", "10.251.2.0/24", &nb]));
+    let (a, b) = (unique_name("lsapi"), unique_name("lsapi"));
+    for (name, net) in [(&a, &na), (&b, &nb)] {
+        ok(&d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "busybox",
+            "sleep",
+            "300",
+        ]));
+    }
+    let ping = |from: &str, to: &str| {
+        d.docker(&["exec", from, "ping", "-c", "1", "-W", "2", to])
+            .status
+            .success()
+    };
+    assert!(!ping(&b, &a), "{b} reached {a} before any connect");
+    ok(&d.docker(&["network", "connect", "--alias", "web", &na, &b]));
+    let addrs = ok(&d.docker(&["exec", &b, "ip", "-4", "-o", "addr", "show", "eth1"]));
+    assert!(addrs.contains("10.251.1."), "{addrs}");
+    let route = ok(&d.docker(&["exec", &b, "ip", "route"]));
+    assert!(route.contains("default via 10.251.2.1 dev eth0"), "{route}");
+    assert!(ping(&b, &a), "{b} does not reach {a} after connect");
+    assert!(ping(&a, &b), "{a} does not reach {b} after connect");
+    assert!(ping(&a, "web"), "{a} does not reach the alias web");
+    let nets = ok(&d.docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        &b,
+    ]));
+    assert!(nets.contains(&na) && nets.contains(&nb), "{nets}");
+    let bid = ok(&d.docker(&["inspect", "-f", "{{.Id}}", &b]));
+    let members = ok(&d.docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range $k, $v := .Containers}}{{$k}} {{end}}",
+        &na,
+    ]));
+    assert!(members.contains(bid.trim()), "{members}");
+    // the errors: connected already (409), no such network or container (404), a
+    // malformed body (400), a container that is not running (409), the first network
+    let o = d.docker(&["network", "connect", &na, &b]);
+    assert!(
+        text(&o.stderr).contains("already exists"),
+        "{}",
+        text(&o.stderr)
+    );
+    let (code, body) = d.http(
+        "POST",
+        &format!("/networks/{na}/connect"),
+        &format!("{{\"Container\":\"{b}\"}}"),
+    );
+    assert_eq!(code, 409, "{body}");
+    let (code, body) = d.http(
+        "POST",
+        "/networks/lsnosuchnet/connect",
+        &format!("{{\"Container\":\"{b}\"}}"),
+    );
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = d.http(
+        "POST",
+        &format!("/networks/{na}/connect"),
+        "{\"Container\":\"lsnosuchcontainer\"}",
+    );
+    assert_eq!(code, 404, "{body}");
+    for bad in ["{\"Container\": 5}", "{\"Container\":", "{}"] {
+        let (code, body) = d.http("POST", &format!("/networks/{na}/connect"), bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    let o = d.docker(&["network", "disconnect", &nb, &b]);
+    assert!(!o.status.success(), "the first network was disconnected");
+    // disconnect: the interface and the names are gone, both ways
+    ok(&d.docker(&["network", "disconnect", &na, &b]));
+    let links = ok(&d.docker(&["exec", &b, "ip", "-o", "link"]));
+    assert!(!links.contains("eth1"), "{links}");
+    // (by name: whether another network's address is routed is the bridge's isolation)
+    let hosts = ok(&d.docker(&["exec", &b, "cat", "/etc/hosts"]));
+    assert!(
+        !hosts.contains(&a) && !hosts.contains("10.251.1."),
+        "{hosts}"
+    );
+    assert!(hosts.contains("10.251.2."), "{hosts}");
+    let hosts = ok(&d.docker(&["exec", &a, "cat", "/etc/hosts"]));
+    assert!(!hosts.contains(&b) && !hosts.contains(" web"), "{hosts}");
+    let o = d.docker(&["network", "disconnect", &na, &b]);
+    assert!(
+        text(&o.stderr).contains("is not connected"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&d.docker(&["stop", "-t", "0", &a]));
+    let o = d.docker(&["network", "connect", &nb, &a]);
+    assert!(
+        text(&o.stderr).contains("not running"),
+        "{}",
+        text(&o.stderr)
+    );
+    // rm -f of a connected container takes its additional endpoint too
+    ok(&d.docker(&["network", "connect", &na, &b]));
+    ok(&d.docker(&["rm", "-f", &a, &b]));
+    let members = ok(&d.docker(&["network", "inspect", "-f", "{{len .Containers}}", &na]));
+    assert_eq!(members.trim(), "0");
+    ok(&d.docker(&["network", "rm", &na, &nb]));
+}
+
+/// Opens `POST path` with `Upgrade: tcp` on the daemon's socket; returns the stream after
+/// the 101 answer's headers.
+fn upgrade(d: &Daemon, path: &str) -> UnixStream {
+    let mut s = UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).expect("read the answer"),
+            1,
+            "closed: {}",
+            text(&head)
+        );
+        head.push(b[0]);
+    }
+    assert!(text(&head).starts_with("HTTP/1.1 101"), "{}", text(&head));
+    s
+}
+
+/// A client that keeps sending input to an attached container which does not read it
+/// and exits: the stream ends with its last output and a clean end, not "connection
+/// reset by peer" (the daemon closed with the client's input unread: the docker CLI's
+/// `run -it` could fail that way, as `exec -it` did before 4f6f5c5). The client reads
+/// slowly after the last line, so the daemon ends the stream first. Five rounds.
+fn attach_input_after_the_exit(d: &mut Daemon) {
+    for round in 0..5 {
+        let name = unique_name("lsapi");
+        let id = ok(&d.docker(&[
+            "create",
+            "-i",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo last; sleep 0.2",
+        ]));
+        let id = id.trim();
+        let s = upgrade(
+            d,
+            &format!("/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1"),
+        );
+        let (code, body) = d.http("POST", &format!("/containers/{id}/start"), "");
+        assert_eq!(code, 204, "{body}");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut w = s.try_clone().unwrap();
+        let stop_w = stop.clone();
+        let writer = std::thread::spawn(move || {
+            let chunk = [b'x'; 4096];
+            let mut sent = 0usize;
+            while !stop_w.load(std::sync::atomic::Ordering::Relaxed) && sent < (64 << 20) {
+                match w.write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut r = s;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut slept = false;
+        let end = loop {
+            match r.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e),
+            }
+            // a slow client: the container exits and the daemon ends the stream before
+            // the client reads on
+            if !slept && text(&out).contains("last") {
+                slept = true;
+                std::thread::sleep(Duration::from_millis(600));
+            }
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = r.shutdown(std::net::Shutdown::Write);
+        writer.join().unwrap();
+        ok(&d.docker(&["rm", "-f", &name]));
+        assert!(
+            end.is_ok(),
+            "round {round}: the stream ended with {:?} after {:?}",
+            end,
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("last"),
+            "round {round}: {:?}",
+            text(&out)
+        );
+    }
+}
+
+/// Reads an upgraded stream to its end; the bytes.
+fn read_all(mut s: UnixStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// Docker's 8-byte framing decoded: (stream, data) per frame.
+fn frames(mut b: &[u8]) -> Vec<(u8, String)> {
+    let mut out = vec![];
+    while b.len() >= 8 {
+        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        out.push((b[0], text(&b[8..(8 + n).min(b.len())])));
+        b = &b[(8 + n).min(b.len())..];
+    }
+    out
+}
+
+/// `attach?logs=1`: the log first, framed per stream, then the live output
+/// (`stream=1`), or the log alone (`stream=0`); neither is a 400.
+fn attach_with_logs(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo first; echo err >&2; while [ ! -e /go ]; do sleep 0.05; done; echo second",
+    ]));
+    for _ in 0..200 {
+        if ok(&d.docker(&["logs", &name])).contains("first") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = upgrade(
+        d,
+        &format!("/containers/{name}/attach?logs=1&stream=1&stdout=1&stderr=1"),
+    );
+    ok(&d.docker(&["exec", &name, "touch", "/go"]));
+    let got = frames(&read_all(s));
+    assert_eq!(
+        got,
+        vec![
+            (1, "first\n".into()),
+            (2, "err\n".into()),
+            (1, "second\n".into())
+        ],
+        "{got:?}"
+    );
+    // the log alone, of the exited container; stdout only
+    let s = upgrade(d, &format!("/containers/{name}/attach?logs=1&stdout=1"));
+    let got = frames(&read_all(s));
+    assert_eq!(
+        got,
+        vec![(1, "first\n".into()), (1, "second\n".into())],
+        "{got:?}"
+    );
+    let (code, body) = d.http("POST", &format!("/containers/{name}/attach?stdout=1"), "");
+    assert_eq!(code, 400, "{body}");
+    ok(&d.docker(&["rm", "-f", &name]));
+}
+
+/// A masked client WebSocket frame.
+fn ws_client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let m = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&m);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+    f
+}
+
+/// The server's WebSocket frames: (opcode, payload).
+fn ws_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = vec![];
+    while b.len() >= 2 {
+        let (len, at) = match b[1] & 0x7f {
+            126 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        assert_eq!(b[1] & 0x80, 0, "a server frame is never masked");
+        out.push((b[0] & 0x0f, b[at..at + len].to_vec()));
+        b = &b[at + len..];
+    }
+    out
+}
+
+/// `GET /containers/{id}/attach/ws`: the RFC 6455 handshake, the container's output as
+/// binary messages, a text message as its input, a ping answered, a close at the exit;
+/// without a WebSocket handshake a 400.
+fn attach_over_websocket(d: &mut Daemon) {
+    let name = unique_name("lsapi");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; read x; echo \"got $x\"",
+    ]));
+    // "hello" is in the log before the attach: it comes from the replay (logs=1)
+    for _ in 0..200 {
+        if ok(&d.docker(&["logs", &name])).contains("hello") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut s = UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /v1.45/containers/{name}/attach/ws?logs=1&stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "{}", text(&head));
+        head.push(b[0]);
+    }
+    let head = text(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    // read "hello" before answering
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !text(&got).contains("hello") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before hello: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(&ws_client_frame(0x9, b"pp")).unwrap();
+    s.write_all(&ws_client_frame(0x1, b"abc\n")).unwrap();
+    got.extend(read_all(s.try_clone().unwrap()));
+    let fr = ws_frames(&got);
+    let data: String = fr
+        .iter()
+        .filter(|(op, _)| *op == 2)
+        .map(|(_, p)| text(p))
+        .collect();
+    assert!(data.contains("hello\n"), "{fr:?}");
+    assert!(data.ends_with("got abc\n"), "{fr:?}");
+    assert!(fr.contains(&(0xA, b"pp".to_vec())), "no pong: {fr:?}");
+    assert_eq!(
+        fr.last().map(|f| f.0),
+        Some(0x8),
+        "no close at the end: {fr:?}"
+    );
+    // no handshake
+    let (code, body) = d.http(
+        "GET",
+        &format!("/containers/{name}/attach/ws?stream=1&stdout=1"),
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    ok(&d.docker(&["rm", "-f", &name]));
+}
+
+/// Sends raw bytes (a write error is ignored: the daemon may refuse early and close),
+/// optionally shuts the write side down, and reads the answer.
+fn raw(d: &Daemon, data: &[u8], half_close: bool) -> String {
+    let mut s = UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(data);
+    if half_close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    text(&out)
+}
+
+/// Hostile and broken clients: fields of the wrong type, oversized and too many headers,
+/// bytes that are not HTTP, a bad Content-Length, a body cut short, clients that
+/// half-close after their request (they get their answer: before the fix the daemon
+/// closed at the EOF and a create's client never learnt its container's id), and 40
+/// clients that never finish their headers while others are served. Nothing is created
+/// by a refused request, the daemon's fds come back to where they were.
+fn hostile_clients(d: &mut Daemon) {
+    let pid = d.child.as_ref().unwrap().id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    // the image store opens on first use (its lock and database files): opened before
+    // the count
+    let warm = unique_name("lsapi");
+    ok(&d.docker(&["create", "--name", &warm, "--network", "none", "busybox"]));
+    ok(&d.docker(&["rm", &warm]));
+    let before = fds();
+    // the wrong types, each a 400 naming the field
+    for (field, value) in [
+        ("Cmd", "5"),
+        ("Env", "{}"),
+        ("Labels", "{\"a\":1}"),
+        ("HostConfig", "\"x\""),
+        ("ExposedPorts", "[1]"),
+    ] {
+        let (code, body) = d.http(
+            "POST",
+            "/containers/create",
+            &format!("{{\"Image\":\"busybox\",\"{field}\":{value}}}"),
+        );
+        assert_eq!(code, 400, "{field}: {body}");
+        assert!(body.contains("\"message\""), "{field}: {body}");
+    }
+    let (code, body) = d.http(
+        "POST",
+        "/containers/create",
+        "{\"Image\":\"busybox\",\"HostConfig\":{\"Memory\":\"lots\"}}",
+    );
+    assert_eq!(code, 400, "{body}");
+    // headers: one of 2 MiB, 200 of them
+    let big = format!(
+        "GET /_ping HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2 << 20)
+    );
+    let a = raw(d, big.as_bytes(), false);
+    assert!(a.starts_with("HTTP/1.1 431"), "{a:.100}");
+    let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let a = raw(
+        d,
+        format!("GET /_ping HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+        false,
+    );
+    assert!(a.starts_with("HTTP/1.1 431"), "{a:.100}");
+    // not HTTP; a bad length; a body cut short
+    let a = raw(d, b"\x00\x01\x02 garbage\r\n\r\n", false);
+    assert!(a.starts_with("HTTP/1.1 400"), "{a:.100}");
+    let a = raw(
+        d,
+        b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        false,
+    );
+    assert!(a.starts_with("HTTP/1.1 400"), "{a:.100}");
+    let a = raw(
+        d,
+        b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Image\":\"busybox\"",
+        true,
+    );
+    assert!(a.is_empty() || a.starts_with("HTTP/1.1 400"), "{a:.200}");
+    assert_eq!(
+        ok(&d.docker(&["ps", "-a", "-q"])).trim(),
+        "",
+        "a refused request created a container"
+    );
+    // half-closed after a complete request: the answer still comes
+    for _ in 0..5 {
+        let a = raw(d, b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n", true);
+        assert!(
+            a.starts_with("HTTP/1.1 200") && a.ends_with("OK"),
+            "{a:.200}"
+        );
+    }
+    let name = unique_name("lsapi");
+    let body =
+        "{\"Image\":\"busybox\",\"Cmd\":[\"true\"],\"HostConfig\":{\"NetworkMode\":\"none\"}}";
+    let a = raw(
+        d,
+        format!(
+            "POST /containers/create?name={name} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+        true,
+    );
+    assert!(
+        a.starts_with("HTTP/1.1 201") && a.contains("\"Id\""),
+        "{a:.300}"
+    );
+    ok(&d.docker(&["rm", &name]));
+    // clients that never finish their headers do not keep others out
+    let slow: Vec<UnixStream> = (0..40)
+        .map(|_| {
+            let mut s = UnixStream::connect(&d.sock).unwrap();
+            s.write_all(b"GET /containers/json HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    let v = ok(&d.docker(&["version", "--format", "{{.Server.APIVersion}}"]));
+    assert_eq!(v.trim(), "1.45");
+    drop(slow);
+    // the daemon's fds come back (the connections above are all closed)
+    let mut now = fds();
+    for _ in 0..500 {
+        if now <= before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        now = fds();
+    }
+    let links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        now <= before,
+        "daemon fds: {before} before, {now} after: {links:?}"
+    );
+    assert_eq!(d.http("GET", "/_ping", "").0, 200);
+}
+
+/// The daemon flags that set up the engine: malformed or unsupported ones are refused
+/// naming the flag; from daemon.json (a daemon in a network namespace of its own) the
+/// default bridge gets its name, --bip, --fixed-cidr and --mtu, containers get --dns and
+/// --dns-search, the storage driver is vfs, debug logging from log-level; a setting both
+/// a flag and in the file is refused.
+fn daemon_engine_settings(d: &mut Daemon) {
+    use longshore_engine::api::{EngineSettings, engine_options};
+    let root = d.dir.path().join("unused-root");
+    let refused = |f: &dyn Fn(&mut EngineSettings), want: &str| {
+        let mut s = EngineSettings::default();
+        f(&mut s);
+        let e = engine_options(&root, EngineOptions::default(), &s).unwrap_err();
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    };
+    refused(
+        &|s| s.storage_opts = vec!["size=1G".into()],
+        "--storage-opt: unsupported",
+    );
+    refused(
+        &|s| s.storage_driver = Some("zfs".into()),
+        "--storage-driver",
+    );
+    refused(&|s| s.bridge = Some("none".into()), "--bridge: unsupported");
+    refused(&|s| s.bip = Some("10.0.0.300/24".into()), "--bip");
+    refused(&|s| s.fixed_cidr = Some("x".into()), "--fixed-cidr");
+    refused(&|s| s.mtu = Some(10), "--mtu");
+    refused(&|s| s.ip = Some("host".into()), "--ip");
+    refused(&|s| s.dns = vec!["dns.example".into()], "--dns");
+    refused(
+        &|s| s.registry_mirrors = vec!["mirror.local".into()],
+        "--registry-mirror",
+    );
+    refused(&|s| s.log_level = Some("loud".into()), "--log-level");
+    assert!(!root.exists(), "a refused setting wrote into the data root");
+
+    let sock = d.dir.path().join(format!("{}.sock", unique_name("eng")));
+    let bridge = unique_name("ls");
+    let cfg = d.dir.path().join(format!("{}.json", unique_name("eng")));
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "hosts": [format!("unix://{}", sock.display())],
+            "bridge": bridge,
+            "bip": "10.253.0.1/24",
+            "fixed-cidr": "10.253.0.128/25",
+            "mtu": 1400,
+            "icc": true,
+            "ip-masq": true,
+            "dns": ["10.9.9.9"],
+            "dns-search": ["example.test"],
+            "storage-driver": "vfs",
+            "registry-mirrors": ["http://127.0.0.1:9"],
+            "log-level": "debug",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // a setting given both ways: refused before anything is opened
+    let mut opts = DaemonOptions::default();
+    opts.config_file = Some(cfg.clone());
+    opts.engine.bridge = Some("lsother0".into());
+    let e = longshore_engine::api::run_daemon(&root, EngineOptions::default(), &opts).unwrap_err();
+    assert!(
+        e.to_string().contains("in the configuration file: bridge"),
+        "{e}"
+    );
+    let eroot = d.dir.path().join(unique_name("engroot"));
+    let child = Command::new("unshare")
+        .arg("--net")
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .env(DAEMON_ROOT, &eroot)
+        .env(DAEMON_SOCK, "unused")
+        .env(DAEMON_CONFIG, &cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child, PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+            // its containers (the daemon is gone: the engine in process removes them)
+            if let Ok(e) = Engine::open(&self.1, EngineOptions::default()) {
+                let mut all = longshore_engine::ListOptions::default();
+                all.all = true;
+                let mut force = longshore_engine::RemoveOptions::default();
+                force.force = true;
+                for c in e.list_containers(&all).unwrap_or_default() {
+                    let _ = e.remove_container(&c.id, &force);
+                }
+            }
+        }
+    }
+    let guard = Stop(child, eroot.clone());
+    for _ in 0..500 {
+        if UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let docker = |args: &[&str]| {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap()
+    };
+    let info = ok(&docker(&["info", "--format", "{{.Driver}} {{.Debug}}"]));
+    assert_eq!(info.trim(), "vfs true");
+    // busybox into this daemon's store (its own data root)
+    let mut save = Command::new(DOCKER)
+        .arg("-H")
+        .arg(format!("unix://{}", d.sock.display()))
+        .args(["save", "busybox"])
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = Command::new(DOCKER)
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .args(["load", "-q"])
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(save.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(save.wait().unwrap().success());
+    ok(&load);
+    let out = ok(&docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; cat /sys/class/net/eth0/mtu; cat /etc/resolv.conf",
+    ]));
+    let addr = out
+        .split_whitespace()
+        .find(|w| w.starts_with("10.253.0."))
+        .unwrap_or_else(|| panic!("no address of --bip: {out}"));
+    let last: u8 = addr
+        .trim_start_matches("10.253.0.")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last >= 128, "not from --fixed-cidr: {out}");
+    assert!(out.lines().any(|l| l.trim() == "1400"), "mtu: {out}");
+    assert!(out.contains("nameserver 10.9.9.9"), "{out}");
+    assert!(out.contains("search example.test"), "{out}");
+    let pid = guard.0.id();
+    let link = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-o", "addr", "show", &bridge])
+        .output()
+        .unwrap();
+    assert!(
+        text(&link.stdout).contains("10.253.0.1/24"),
+        "{}",
+        text(&link.stdout)
+    );
+    drop(guard);
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
 fn main() -> ExitCode {
     longshore_engine::monitor::run_if_monitor();
-    if let (Ok(root), Ok(sock)) = (std::env::var(DAEMON_ROOT), std::env::var(DAEMON_SOCK)) {
-        return daemon_main(&root, &sock);
+    if let Some(code) = daemon_if_asked() {
+        return code;
     }
     if !is_root() {
         report_skip(
@@ -1534,6 +2249,7 @@ fn main() -> ExitCode {
         ("bad_requests_leave_the_daemon_up", |d| {
             bad_requests_leave_the_daemon_up(d)
         }),
+        ("hostile_clients", hostile_clients),
         ("push_pull_tag_history", push_pull_tag_history),
         ("login_and_private_push", login_and_private_push),
         ("save_and_load", save_and_load),
@@ -1541,7 +2257,11 @@ fn main() -> ExitCode {
         ("events_past_and_streaming", events_past_and_streaming),
         ("volumes_and_binds", volumes_and_binds),
         ("network_commands", network_commands),
+        ("network_connect_disconnect", network_connect_disconnect),
         ("logs_follow", logs_follow),
+        ("attach_input_after_the_exit", attach_input_after_the_exit),
+        ("attach_with_logs", attach_with_logs),
+        ("attach_over_websocket", attach_over_websocket),
         ("tty_run_and_exec", tty_run_and_exec),
         (
             "container_inspection_endpoints",
@@ -1550,8 +2270,10 @@ fn main() -> ExitCode {
         ("run_publish_port", run_publish_port),
         ("rm_right_after_run", rm_right_after_run),
         ("daemon_json_and_sighup", daemon_json_and_sighup),
+        ("daemon_engine_settings", daemon_engine_settings),
         ("creates_while_listing", |d| creates_while_listing(d)),
         ("tcp_and_socket_activation", tcp_and_socket_activation),
+        ("tls_tcp", tls_tcp),
         ("start_while_the_monitor_lock_is_checked", |d| {
             start_while_the_monitor_lock_is_checked(d)
         }),

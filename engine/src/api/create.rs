@@ -220,6 +220,11 @@ impl CreateBody {
         }
         req.publish_all = h.publish_all_ports.unwrap_or(false);
         if let Some(p) = h.restart_policy {
+            if p.maximum_retry_count.is_some_and(|n| n < 0) {
+                return Err(ApiError::bad(
+                    "invalid restart policy: maximum retry count cannot be negative",
+                ));
+            }
             let name = p.name.unwrap_or_default();
             if !name.is_empty() {
                 req.restart = Some(match p.maximum_retry_count {

@@ -60,10 +60,11 @@ mod resources;
 pub mod router;
 pub mod server;
 mod system;
+mod tls;
 mod volumes;
 mod wait;
 
-pub use server::{DaemonOptions, Server, run};
+pub use server::{DaemonOptions, EngineSettings, Server, engine_options, run, run_daemon};
 
 /// The API version this server speaks.
 pub const API_VERSION: &str = "1.45";
@@ -106,6 +107,25 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// `--tls`/`--tlsverify`: a certificate, key or CA file that cannot be used.
+    #[error("TLS: {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A daemon setting that is malformed or not supported here.
+    #[error("{flag}: {reason}")]
+    Setting {
+        /// The flag (or daemon.json key).
+        flag: String,
+        /// What is wrong, or that it is unsupported.
+        reason: String,
+    },
+    /// The engine could not be opened.
+    #[error("open the engine: {0}")]
+    Engine(Box<crate::Error>),
     /// The async runtime could not be started.
     #[error("start the daemon's runtime: {0}")]
     Runtime(std::io::Error),

@@ -50,7 +50,7 @@ fn shape(n: &NetworkInfo, endpoints: &[longshore_network::EndpointInfo]) -> serd
         .filter(|e| e.network.as_deref() == Some(n.name.as_str()))
     {
         containers.insert(
-            ep.container_id.clone(),
+            crate::network::endpoint_container(&ep.container_id).to_string(),
             json!({
                 "Name": ep.container_name,
                 "EndpointID": ep.veth.clone().unwrap_or_default(),
@@ -284,4 +284,77 @@ pub async fn prune(state: &Arc<State>) -> ApiResult {
     })
     .await?;
     Ok(json(StatusCode::OK, &json!({"NetworksDeleted": gone})))
+}
+
+/// The body's `Container` (required).
+fn container_of(v: &serde_json::Value) -> Result<String, ApiError> {
+    match &v["Container"] {
+        serde_json::Value::String(c) if !c.is_empty() => Ok(c.clone()),
+        serde_json::Value::Null => Err(ApiError::bad("Container is required")),
+        other => Err(ApiError::bad(format!(
+            "Container: expected a container name or ID, got {other}"
+        ))),
+    }
+}
+
+/// `POST /networks/{id}/connect` `{"Container", "EndpointConfig": {"Aliases",
+/// "IPAMConfig": {"IPv4Address"}}}`: 200.
+pub async fn connect(state: &Arc<State>, id: &str, body: Bytes) -> ApiResult {
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("invalid JSON in the connect request: {e}")))?;
+    let container = container_of(&v)?;
+    let mut opts = crate::ConnectOptions::new();
+    let ec = &v["EndpointConfig"];
+    match &ec["Aliases"] {
+        serde_json::Value::Null => {}
+        serde_json::Value::Array(a) => {
+            for x in a {
+                opts.aliases.push(
+                    x.as_str()
+                        .ok_or_else(|| ApiError::bad("EndpointConfig.Aliases: expected strings"))?
+                        .to_string(),
+                );
+            }
+        }
+        _ => return Err(ApiError::bad("EndpointConfig.Aliases: expected a list")),
+    }
+    match &ec["IPAMConfig"]["IPv4Address"] {
+        serde_json::Value::Null => {}
+        serde_json::Value::String(s) if s.is_empty() => {}
+        serde_json::Value::String(s) => {
+            opts.ip = Some(s.parse().map_err(|_| {
+                ApiError::bad(format!(
+                    "invalid IPv4 address {s:?} (IPAMConfig.IPv4Address)"
+                ))
+            })?)
+        }
+        _ => return Err(ApiError::bad("IPAMConfig.IPv4Address: expected a string")),
+    }
+    if !matches!(&ec["IPAMConfig"]["IPv6Address"], serde_json::Value::Null)
+        && ec["IPAMConfig"]["IPv6Address"].as_str() != Some("")
+    {
+        return Err(ApiError::bad("IPv6 addresses are not supported"));
+    }
+    let id = id.to_string();
+    state
+        .job(move |e| e.connect_network(&id, &container, &opts))
+        .await?;
+    Ok(status(StatusCode::OK))
+}
+
+/// `POST /networks/{id}/disconnect` `{"Container", "Force"}`: 200.
+pub async fn disconnect(state: &Arc<State>, id: &str, body: Bytes) -> ApiResult {
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("invalid JSON in the disconnect request: {e}")))?;
+    let container = container_of(&v)?;
+    let force = match &v["Force"] {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        _ => return Err(ApiError::bad("Force: expected true or false")),
+    };
+    let id = id.to_string();
+    state
+        .job(move |e| e.disconnect_network(&id, &container, force))
+        .await?;
+    Ok(status(StatusCode::OK))
 }

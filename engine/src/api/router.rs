@@ -270,6 +270,10 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             let id = id.to_string();
             super::attach::attach(state, &id, &r, req).await
         }
+        (&M::GET, ["containers", id, "attach", "ws"]) => {
+            let id = id.to_string();
+            super::attach::attach_ws(state, &id, &r, req).await
+        }
         (&M::POST, ["containers", id, "resize"]) => super::attach::resize(state, id, &r).await,
         (&M::POST, ["containers", id, "exec"]) => {
             let id = id.to_string();
@@ -346,6 +350,14 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             networks::create(state, body).await
         }
         (&M::POST, ["networks", "prune"]) => networks::prune(state).await,
+        (&M::POST, ["networks", id, "connect"]) => {
+            let body = read_body(req).await?;
+            networks::connect(state, id, body).await
+        }
+        (&M::POST, ["networks", id, "disconnect"]) => {
+            let body = read_body(req).await?;
+            networks::disconnect(state, id, body).await
+        }
         (&M::GET, ["networks", id]) => networks::inspect(state, id).await,
         (&M::DELETE, ["networks", id]) => networks::remove(state, id).await,
         (&M::POST, ["auth"]) => {

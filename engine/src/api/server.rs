@@ -1,5 +1,6 @@
-//! The daemon: unix sockets (mode 0660, with the `-G` group), tcp:// (loopback only
-//! unless forced: the API is root on the host and there is no TLS yet), fd:// (sockets
+//! The daemon: unix sockets (mode 0660, with the `-G` group), tcp:// (with `--tls` or
+//! `--tlsverify` on any address; without TLS loopback only unless forced: the API is
+//! root on the host), fd:// (sockets
 //! passed by systemd's socket activation, `LISTEN_FDS`), a pidfile, one hyper HTTP/1
 //! connection per client, and a graceful stop on SIGTERM or SIGINT (stop accepting,
 //! finish the requests in flight; containers keep running under their monitors).
@@ -26,6 +27,9 @@ pub const DEFAULT_HOST: &str = "unix:///run/longshore.sock";
 /// How long a stopping daemon waits for the requests in flight.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// How long a TLS client has to finish its handshake.
+const HANDSHAKE: Duration = Duration::from_secs(30);
+
 /// The daemon's options (`longshore daemon` flags).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -44,8 +48,67 @@ pub struct DaemonOptions {
     /// `--label`: the daemon's labels (`/info`).
     pub labels: Vec<String>,
     /// `--config-file`: daemon.json with the same settings (`hosts`, `group`, `pidfile`,
-    /// `debug`, `labels`); SIGHUP reloads `debug` and `labels` from it, as Docker does.
+    /// `debug`, `labels`, `tls`, `tlsverify`, `tlscacert`, `tlscert`, `tlskey`); SIGHUP
+    /// reloads `debug` and `labels` from it, as Docker does.
     pub config_file: Option<PathBuf>,
+    /// `--tls`: tcp:// sockets speak TLS with [`tls_cert`](Self::tls_cert) and
+    /// [`tls_key`](Self::tls_key).
+    pub tls: bool,
+    /// `--tlsverify`: TLS, and every client must present a certificate signed by
+    /// [`tls_ca_cert`](Self::tls_ca_cert) (implies `tls`).
+    pub tls_verify: bool,
+    /// `--tlscacert` (default `~/.docker/ca.pem`, or under `$DOCKER_CERT_PATH`).
+    pub tls_ca_cert: Option<PathBuf>,
+    /// `--tlscert` (default `~/.docker/cert.pem`).
+    pub tls_cert: Option<PathBuf>,
+    /// `--tlskey` (default `~/.docker/key.pem`).
+    pub tls_key: Option<PathBuf>,
+    /// The engine's settings ([`run_daemon`] opens the engine with them; [`run`] takes an
+    /// engine already open and ignores them).
+    pub engine: EngineSettings,
+}
+
+/// The daemon flags (and daemon.json keys) that set up the engine rather than the API
+/// server: storage, the default bridge, DNS, registries, the data root, the log level.
+/// Each is used by [`run_daemon`] or refused there with an error saying it is
+/// unsupported.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EngineSettings {
+    /// `-g/--data-root` (daemon.json `data-root`).
+    pub data_root: Option<PathBuf>,
+    /// `-s/--storage-driver`: overlay or vfs.
+    pub storage_driver: Option<String>,
+    /// `--storage-opt`: refused (the drivers here take no options).
+    pub storage_opts: Vec<String>,
+    /// `-b/--bridge`: the default network's bridge device (`none`: refused).
+    pub bridge: Option<String>,
+    /// `--bip`: the bridge's address and prefix.
+    pub bip: Option<String>,
+    /// `--fixed-cidr`: the default network's range for containers.
+    pub fixed_cidr: Option<String>,
+    /// `--mtu`.
+    pub mtu: Option<u32>,
+    /// `--icc`.
+    pub icc: Option<bool>,
+    /// `--ip`: the default host address of published ports.
+    pub ip: Option<String>,
+    /// `--ip-forward`.
+    pub ip_forward: Option<bool>,
+    /// `--ip-masq`.
+    pub ip_masq: Option<bool>,
+    /// `--iptables` (nftables rules here).
+    pub iptables: Option<bool>,
+    /// `--dns`: the nameservers of containers that name none.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--insecure-registry`.
+    pub insecure_registries: Vec<String>,
+    /// `--registry-mirror`.
+    pub registry_mirrors: Vec<String>,
+    /// `-l/--log-level`: debug, info, warn, error or fatal (debug logs every request).
+    pub log_level: Option<String>,
 }
 
 /// What daemon.json sets.
@@ -56,6 +119,12 @@ struct FileConfig {
     pidfile: Option<PathBuf>,
     debug: Option<bool>,
     labels: Option<Vec<String>>,
+    tls: Option<bool>,
+    tls_verify: Option<bool>,
+    tls_ca_cert: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    engine: EngineSettings,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig, Error> {
@@ -74,9 +143,46 @@ fn read_config(path: &Path) -> Result<FileConfig, Error> {
             .and_then(|a| a.iter().map(|s| s.as_str().map(String::from)).collect())
             .ok_or_else(|| bad(format!("{k}: expected a list of strings")))
     };
+    let string = |k: &str, x: &serde_json::Value| -> Result<String, Error> {
+        x.as_str()
+            .map(String::from)
+            .ok_or_else(|| bad(format!("{k}: expected a string")))
+    };
+    let boolean = |k: &str, x: &serde_json::Value| -> Result<bool, Error> {
+        x.as_bool()
+            .ok_or_else(|| bad(format!("{k}: expected true or false")))
+    };
+    let uint = |k: &str, x: &serde_json::Value| -> Result<u32, Error> {
+        x.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad(format!("{k}: expected a positive integer")))
+    };
     let mut c = FileConfig::default();
     for (k, x) in obj {
+        let e = &mut c.engine;
         match k.as_str() {
+            "data-root" | "graph" => e.data_root = Some(string(k, x)?.into()),
+            "storage-driver" => e.storage_driver = Some(string(k, x)?),
+            "storage-opts" => e.storage_opts = strings(k, x)?,
+            "bridge" => e.bridge = Some(string(k, x)?),
+            "bip" => e.bip = Some(string(k, x)?),
+            "fixed-cidr" => e.fixed_cidr = Some(string(k, x)?),
+            "mtu" => e.mtu = Some(uint(k, x)?),
+            "icc" => e.icc = Some(boolean(k, x)?),
+            "ip" => e.ip = Some(string(k, x)?),
+            "ip-forward" => e.ip_forward = Some(boolean(k, x)?),
+            "ip-masq" => e.ip_masq = Some(boolean(k, x)?),
+            "iptables" => e.iptables = Some(boolean(k, x)?),
+            "dns" => e.dns = strings(k, x)?,
+            "dns-search" => e.dns_search = strings(k, x)?,
+            "insecure-registries" => e.insecure_registries = strings(k, x)?,
+            "registry-mirrors" => e.registry_mirrors = strings(k, x)?,
+            "log-level" => e.log_level = Some(string(k, x)?),
+            "tls" => c.tls = Some(boolean(k, x)?),
+            "tlsverify" => c.tls_verify = Some(boolean(k, x)?),
+            "tlscacert" => c.tls_ca_cert = Some(string(k, x)?.into()),
+            "tlscert" => c.tls_cert = Some(string(k, x)?.into()),
+            "tlskey" => c.tls_key = Some(string(k, x)?.into()),
             "hosts" => c.hosts = Some(strings(k, x)?),
             "labels" => c.labels = Some(strings(k, x)?),
             "group" => {
@@ -145,6 +251,25 @@ fn merged(opts: &DaemonOptions) -> Result<DaemonOptions, Error> {
     if let Some(d) = c.debug {
         o.debug = o.debug || d;
     }
+    if let Some(t) = c.tls {
+        o.tls = o.tls || t;
+    }
+    if let Some(t) = c.tls_verify {
+        o.tls_verify = o.tls_verify || t;
+    }
+    for (key, file, flag) in [
+        ("tlscacert", c.tls_ca_cert, &mut o.tls_ca_cert),
+        ("tlscert", c.tls_cert, &mut o.tls_cert),
+        ("tlskey", c.tls_key, &mut o.tls_key),
+    ] {
+        if let Some(p) = file {
+            if flag.is_some() {
+                both.push(key);
+            }
+            *flag = Some(p);
+        }
+    }
+    merge_engine(&mut o.engine, c.engine, &opts.engine, &mut both);
     if !both.is_empty() {
         return Err(Error::Config {
             path: path.display().to_string(),
@@ -157,13 +282,64 @@ fn merged(opts: &DaemonOptions) -> Result<DaemonOptions, Error> {
     Ok(o)
 }
 
+/// daemon.json's engine settings over the flags' (a setting given both ways is listed in
+/// `both`).
+fn merge_engine(
+    o: &mut EngineSettings,
+    f: EngineSettings,
+    flags: &EngineSettings,
+    both: &mut Vec<&'static str>,
+) {
+    macro_rules! one {
+        ($field:ident, $key:literal) => {
+            if let Some(v) = f.$field {
+                if flags.$field.is_some() {
+                    both.push($key);
+                }
+                o.$field = Some(v);
+            }
+        };
+    }
+    macro_rules! list {
+        ($field:ident, $key:literal) => {
+            if !f.$field.is_empty() {
+                if !flags.$field.is_empty() {
+                    both.push($key);
+                }
+                o.$field = f.$field;
+            }
+        };
+    }
+    one!(data_root, "data-root");
+    one!(storage_driver, "storage-driver");
+    list!(storage_opts, "storage-opts");
+    one!(bridge, "bridge");
+    one!(bip, "bip");
+    one!(fixed_cidr, "fixed-cidr");
+    one!(mtu, "mtu");
+    one!(icc, "icc");
+    one!(ip, "ip");
+    one!(ip_forward, "ip-forward");
+    one!(ip_masq, "ip-masq");
+    one!(iptables, "iptables");
+    list!(dns, "dns");
+    list!(dns_search, "dns-search");
+    list!(insecure_registries, "insecure-registries");
+    list!(registry_mirrors, "registry-mirrors");
+    one!(log_level, "log-level");
+}
+
 /// A bound socket.
 #[derive(Debug)]
 enum Listener {
     /// A unix socket (its path is removed at the stop; `None`: passed by systemd).
     Unix(Option<PathBuf>, std::os::unix::net::UnixListener),
-    /// A TCP socket.
-    Tcp(String, std::net::TcpListener),
+    /// A TCP socket, with the TLS configuration when `--tls`/`--tlsverify`.
+    Tcp(
+        String,
+        std::net::TcpListener,
+        Option<Arc<rustls::ServerConfig>>,
+    ),
 }
 
 impl Listener {
@@ -171,7 +347,8 @@ impl Listener {
         match self {
             Listener::Unix(Some(p), _) => p.display().to_string(),
             Listener::Unix(None, l) => format!("fd {:?}", l.local_addr().ok()),
-            Listener::Tcp(a, _) => format!("tcp://{a}"),
+            Listener::Tcp(a, _, None) => format!("tcp://{a}"),
+            Listener::Tcp(a, _, Some(_)) => format!("tcp://{a} (TLS)"),
         }
     }
 }
@@ -253,19 +430,21 @@ impl Server {
         } else {
             opts.hosts.clone()
         };
+        let tls = super::tls::server_config(opts)?;
         let mut listeners = vec![];
         for h in &hosts {
             if let Some(addr) = h.strip_prefix("tcp://") {
-                listeners.push(listen_tcp(h, addr, opts.insecure_tcp)?);
+                listeners.push(listen_tcp(h, addr, opts, tls.clone())?);
             } else if let Some(which) = h.strip_prefix("fd://") {
-                listeners.extend(activated(h, which)?);
+                listeners.extend(activated(h, which, tls.clone())?);
             } else {
                 let path = socket_path(h)?;
                 let l = listen(&path, gid)?;
                 listeners.push(Listener::Unix(Some(path), l));
             }
         }
-        let state = State::new(engine, opts.debug);
+        let debug = opts.debug || opts.engine.log_level.as_deref() == Some("debug");
+        let state = State::new(engine, debug);
         *state.labels.lock().unwrap_or_else(|p| p.into_inner()) = opts.labels.clone();
         Ok(Server {
             listeners,
@@ -307,9 +486,10 @@ impl Server {
                 Listener::Unix(p, l) => {
                     Accept::Unix(p, tokio::net::UnixListener::from_std(l).map_err(err)?)
                 }
-                Listener::Tcp(_, l) => {
-                    Accept::Tcp(tokio::net::TcpListener::from_std(l).map_err(err)?)
-                }
+                Listener::Tcp(_, l, tls) => Accept::Tcp(
+                    tokio::net::TcpListener::from_std(l).map_err(err)?,
+                    tls.map(tokio_rustls::TlsAcceptor::from),
+                ),
             };
             accepting.push(tokio::spawn(accept_loop(
                 name,
@@ -338,7 +518,7 @@ impl Server {
 /// A listening socket on the runtime.
 enum Accept {
     Unix(Option<PathBuf>, tokio::net::UnixListener),
-    Tcp(tokio::net::TcpListener),
+    Tcp(tokio::net::TcpListener, Option<tokio_rustls::TlsAcceptor>),
 }
 
 async fn accept_loop(
@@ -353,9 +533,12 @@ async fn accept_loop(
         let accepted = async {
             match &l {
                 Accept::Unix(_, l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
-                Accept::Tcp(l) => l.accept().await.map(|(s, _)| {
+                Accept::Tcp(l, tls) => l.accept().await.map(|(s, peer)| {
                     let _ = s.set_nodelay(true);
-                    Conn::Tcp(s)
+                    match tls {
+                        Some(t) => Conn::Tls(s, peer, t.clone()),
+                        None => Conn::Tcp(s),
+                    }
                 }),
             }
         };
@@ -369,6 +552,24 @@ async fn accept_loop(
                         match stream {
                             Conn::Unix(s) => connection(s, state, stop).await,
                             Conn::Tcp(s) => connection(s, state, stop).await,
+                            Conn::Tls(s, peer, tls) => {
+                                // a client that does not finish its handshake (or has
+                                // no valid certificate under --tlsverify) is dropped
+                                let shake = tokio::time::timeout(HANDSHAKE, tls.accept(s));
+                                match shake.await {
+                                    Ok(Ok(s)) => connection(s, state, stop).await,
+                                    Ok(Err(e)) => {
+                                        if state.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                                            eprintln!("longshore daemon: TLS handshake with {peer}: {e}");
+                                        }
+                                    }
+                                    Err(_) => {
+                                        if state.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                                            eprintln!("longshore daemon: TLS handshake with {peer}: timed out");
+                                        }
+                                    }
+                                }
+                            }
                         }
                         drop(alive);
                     });
@@ -392,6 +593,11 @@ async fn accept_loop(
 enum Conn {
     Unix(tokio::net::UnixStream),
     Tcp(tokio::net::TcpStream),
+    Tls(
+        tokio::net::TcpStream,
+        std::net::SocketAddr,
+        tokio_rustls::TlsAcceptor,
+    ),
 }
 
 async fn connection<S>(stream: S, state: Arc<State>, mut stop: watch::Receiver<bool>)
@@ -405,6 +611,9 @@ where
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
+        // a client may shut its write side down once the request is sent: it still gets
+        // the answer (without this the connection was closed at the EOF, answer unsent)
+        .half_close(true)
         .max_buf_size(1 << 20)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -419,9 +628,14 @@ where
     }
 }
 
-/// `tcp://HOST:PORT`: refused on a non-loopback address unless `insecure` (there is no
-/// TLS yet), with a warning when forced.
-fn listen_tcp(host: &str, addr: &str, insecure: bool) -> Result<Listener, Error> {
+/// `tcp://HOST:PORT`: with TLS on any address; without, refused on a non-loopback
+/// address unless `--insecure-tcp`, with a warning when forced.
+fn listen_tcp(
+    host: &str,
+    addr: &str,
+    opts: &DaemonOptions,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Listener, Error> {
     use std::net::ToSocketAddrs;
     let bad = |why: String| Error::InvalidHost(host.to_string(), why);
     let addr = addr.trim_end_matches('/');
@@ -437,10 +651,15 @@ fn listen_tcp(host: &str, addr: &str, insecure: bool) -> Result<Listener, Error>
     let Some(sa) = addrs.first().copied() else {
         return Err(bad(format!("{addr} resolves to no address")));
     };
-    if !sa.ip().is_loopback() {
-        if !insecure {
+    if !sa.ip().is_loopback() && tls.is_some() && !opts.tls_verify {
+        eprintln!(
+            "longshore daemon: WARNING: tcp://{sa} has TLS without --tlsverify: clients are not authenticated, anyone reaching it is root on this host"
+        );
+    }
+    if !sa.ip().is_loopback() && tls.is_none() {
+        if !opts.insecure_tcp {
             return Err(bad(format!(
-                "{sa} is reachable from other hosts and TLS is not built yet: anyone reaching it would be root on this host. Listen on 127.0.0.1, or force it with --insecure-tcp"
+                "{sa} is reachable from other hosts without TLS: anyone reaching it would be root on this host. Use --tlsverify (with --tlscacert, --tlscert, --tlskey), listen on 127.0.0.1, or force it with --insecure-tcp"
             )));
         }
         eprintln!(
@@ -456,7 +675,7 @@ fn listen_tcp(host: &str, addr: &str, insecure: bool) -> Result<Listener, Error>
         source,
     })?;
     let name = l.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-    Ok(Listener::Tcp(name, l))
+    Ok(Listener::Tcp(name, l, tls))
 }
 
 /// The address family of socket `fd` (`SO_DOMAIN`).
@@ -483,7 +702,11 @@ fn socket_family(fd: i32) -> std::io::Result<i32> {
 
 /// `fd://` (every socket systemd passed) or `fd://N` (that one): socket activation,
 /// `LISTEN_PID` must be this process and `LISTEN_FDS` the count from fd 3 on.
-fn activated(host: &str, which: &str) -> Result<Vec<Listener>, Error> {
+fn activated(
+    host: &str,
+    which: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Vec<Listener>, Error> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let bad = |why: String| Error::InvalidHost(host.to_string(), why);
     let pid = std::env::var("LISTEN_PID").unwrap_or_default();
@@ -532,7 +755,7 @@ fn activated(host: &str, which: &str) -> Result<Vec<Listener>, Error> {
                     .local_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_else(|_| format!("fd {fd}"));
-                out.push(Listener::Tcp(name, l));
+                out.push(Listener::Tcp(name, l, tls.clone()));
             }
             f => {
                 return Err(bad(format!(
@@ -621,6 +844,188 @@ fn write_pidfile(path: &Path) -> Result<(), Error> {
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| err(e.to_string()))
 }
 
+/// `EngineOptions` from the daemon's engine settings over `base`; the data root. A
+/// setting this engine does not have is refused, saying so.
+pub fn engine_options(
+    root: &Path,
+    base: crate::EngineOptions,
+    s: &EngineSettings,
+) -> Result<(PathBuf, crate::EngineOptions), Error> {
+    let bad = |flag: &str, reason: String| Error::Setting {
+        flag: flag.to_string(),
+        reason,
+    };
+    let mut o = base;
+    let root = s.data_root.clone().unwrap_or_else(|| root.to_path_buf());
+    if !s.storage_opts.is_empty() {
+        return Err(bad(
+            "--storage-opt",
+            format!(
+                "unsupported: the overlay and vfs drivers here take no options ({})",
+                s.storage_opts.join(", ")
+            ),
+        ));
+    }
+    if let Some(d) = &s.storage_driver {
+        if !matches!(d.as_str(), "overlay" | "overlay2" | "vfs") {
+            return Err(bad(
+                "--storage-driver",
+                format!("unsupported driver {d:?} (overlay, overlay2 or vfs)"),
+            ));
+        }
+        o.driver = Some(if d == "overlay2" {
+            "overlay".into()
+        } else {
+            d.clone()
+        });
+    }
+    if let Some(l) = &s.log_level
+        && !matches!(l.as_str(), "debug" | "info" | "warn" | "error" | "fatal")
+    {
+        return Err(bad(
+            "--log-level",
+            format!("{l:?} is not a log level (debug, info, warn, error, fatal)"),
+        ));
+    }
+    o.client
+        .insecure_registries
+        .extend(s.insecure_registries.iter().cloned());
+    for m in &s.registry_mirrors {
+        if !(m.starts_with("http://") || m.starts_with("https://")) {
+            return Err(bad(
+                "--registry-mirror",
+                format!("{m:?}: a mirror is a URL (https://host[:port])"),
+            ));
+        }
+        o.client.mirrors.push(m.clone());
+    }
+    let net_set = s.bridge.is_some()
+        || s.bip.is_some()
+        || s.fixed_cidr.is_some()
+        || s.mtu.is_some()
+        || s.icc.is_some()
+        || s.ip.is_some()
+        || s.ip_forward.is_some()
+        || s.ip_masq.is_some()
+        || s.iptables.is_some()
+        || !s.dns.is_empty()
+        || !s.dns_search.is_empty();
+    if net_set {
+        let mut n = o
+            .network
+            .take()
+            .unwrap_or_else(crate::engine::default_network);
+        let net = |flag: &str, v: &str| -> Result<ipnetwork::Ipv4Network, Error> {
+            v.parse()
+                .map_err(|e| bad(flag, format!("{v:?} is not an IPv4 address/prefix: {e}")))
+        };
+        if let Some(b) = &s.bridge {
+            if b == "none" {
+                return Err(bad(
+                    "--bridge",
+                    "unsupported: none (a daemon without its default bridge); containers can use --network none".into(),
+                ));
+            }
+            n.bridge = b.clone();
+        }
+        if let Some(b) = &s.bip {
+            n.bip = Some(net("--bip", b)?);
+        }
+        if let Some(f) = &s.fixed_cidr {
+            n.fixed_cidr = Some(net("--fixed-cidr", f)?);
+        }
+        if let Some(m) = s.mtu {
+            if !(68..=65535).contains(&m) {
+                return Err(bad("--mtu", format!("{m} is out of range (68-65535)")));
+            }
+            n.mtu = Some(m);
+        }
+        if let Some(v) = s.icc {
+            n.icc = v;
+        }
+        if let Some(ip) = &s.ip {
+            n.ip = ip
+                .parse()
+                .map_err(|_| bad("--ip", format!("{ip:?} is not an IPv4 address")))?;
+        }
+        if let Some(v) = s.ip_forward {
+            n.ip_forward = v;
+        }
+        if let Some(v) = s.ip_masq {
+            n.ip_masq = v;
+        }
+        if let Some(v) = s.iptables {
+            n.iptables = v;
+        }
+        if !s.dns.is_empty() || !s.dns_search.is_empty() {
+            n.host_resolv_conf = daemon_resolv_conf(&root, &n.host_resolv_conf, s)?;
+        }
+        o.network = Some(n);
+    }
+    Ok((root, o))
+}
+
+/// `--dns`/`--dns-search`: `<root>/daemon-resolv.conf`, the file containers' resolv.conf
+/// derive from (the host's, with the daemon's nameservers or search domains instead).
+fn daemon_resolv_conf(root: &Path, host: &Path, s: &EngineSettings) -> Result<PathBuf, Error> {
+    let bad = |flag: &str, reason: String| Error::Setting {
+        flag: flag.to_string(),
+        reason,
+    };
+    let hostconf = std::fs::read_to_string(host).unwrap_or_default();
+    let mut out = String::new();
+    for line in hostconf.lines() {
+        let key = line.split_whitespace().next().unwrap_or("");
+        let replaced = (key == "nameserver" && !s.dns.is_empty())
+            || ((key == "search" || key == "domain") && !s.dns_search.is_empty());
+        if !replaced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for d in &s.dns {
+        let ip: std::net::IpAddr = d
+            .parse()
+            .map_err(|_| bad("--dns", format!("{d:?} is not an IP address")))?;
+        out.push_str(&format!("nameserver {ip}\n"));
+    }
+    if !s.dns_search.is_empty() {
+        for d in &s.dns_search {
+            if d.is_empty() || d.contains(char::is_whitespace) {
+                return Err(bad("--dns-search", format!("{d:?} is not a domain")));
+            }
+        }
+        out.push_str(&format!("search {}\n", s.dns_search.join(" ")));
+    }
+    let path = root.join("daemon-resolv.conf");
+    std::fs::create_dir_all(root)
+        .and_then(|()| std::fs::write(&path, out))
+        .map_err(|e| bad("--dns", format!("write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// `longshore daemon`: merges daemon.json, opens the engine at `root` (or `data-root`)
+/// with `base` and the engine settings, restarts the containers whose restart policy
+/// says so (as dockerd at boot), and serves until SIGTERM or SIGINT.
+pub fn run_daemon(
+    root: &Path,
+    base: crate::EngineOptions,
+    opts: &DaemonOptions,
+) -> Result<(), Error> {
+    let all = merged(opts)?;
+    let (root, eopts) = engine_options(root, base, &all.engine)?;
+    let engine = Engine::open(&root, eopts).map_err(|e| Error::Engine(Box::new(e)))?;
+    match engine.restore_containers() {
+        Ok(r) => {
+            for (id, why) in &r.failed {
+                eprintln!("longshore daemon: failed to restart container {id}: {why}");
+            }
+        }
+        Err(e) => eprintln!("longshore daemon: restoring containers: {e}"),
+    }
+    run(engine, opts)
+}
+
 /// Runs the daemon over `engine` until SIGTERM or SIGINT.
 pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
     ignore_sigpipe();
@@ -637,7 +1042,7 @@ pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
             .thread_keep_alive(Duration::from_secs(5))
             .build()
             .map_err(Error::Runtime)?;
-        if opts.debug {
+        if opts.debug || opts.engine.log_level.as_deref() == Some("debug") {
             for a in server.addresses() {
                 eprintln!("longshore daemon: API listening on {a}");
             }

@@ -10,6 +10,16 @@ use serde_json::json;
 use super::body::{ApiError, ApiResult, json, status};
 use super::router::{Req, State};
 
+/// A volume in Docker's shape: the engine's record and `Options` (the driver options, which
+/// a local volume here has none of; clients such as bollard require the field).
+fn shape(v: &crate::Volume) -> serde_json::Value {
+    let mut j = serde_json::to_value(v).unwrap_or_default();
+    if let Some(o) = j.as_object_mut() {
+        o.entry("Options").or_insert_with(|| json!({}));
+    }
+    j
+}
+
 /// `GET /volumes?filters=` (`name`, `label`, `dangling`).
 pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
     let filters = r.filters()?;
@@ -39,10 +49,10 @@ pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
             },
         })
     };
-    let out: Vec<&crate::Volume> = vols
+    let out: Vec<serde_json::Value> = vols
         .iter()
         .filter(|(v, used)| keep(v, *used))
-        .map(|(v, _)| v)
+        .map(|(v, _)| shape(v))
         .collect();
     Ok(json(
         StatusCode::OK,
@@ -90,14 +100,14 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
     let vol = state
         .job(move |e| e.create_volume(name.as_deref(), labels))
         .await?;
-    Ok(json(StatusCode::CREATED, &vol))
+    Ok(json(StatusCode::CREATED, &shape(&vol)))
 }
 
 /// `GET /volumes/{name}`.
 pub async fn inspect(state: &Arc<State>, name: &str) -> ApiResult {
     let name = name.to_string();
     let v = state.job(move |e| e.volume(&name)).await?;
-    Ok(json(StatusCode::OK, &v))
+    Ok(json(StatusCode::OK, &shape(&v)))
 }
 
 /// `DELETE /volumes/{name}?force=`: 204; 409 while a container uses it.

@@ -595,7 +595,27 @@ impl Engine {
 
     /// Docker's `inspect` of a container.
     pub fn inspect_container(&self, name_or_id: &str) -> Result<serde_json::Value> {
-        Ok(self.container(name_or_id)?.inspect())
+        let c = self.container(name_or_id)?;
+        let mut v = c.inspect();
+        // the networks connected after the start (`network connect`)
+        if c.state.network.is_some()
+            && c.state.is_alive()
+            && let Some(nets) = v["NetworkSettings"]["Networks"].as_object_mut()
+        {
+            for ep in self.extra_networks(&c.record.id)? {
+                nets.insert(
+                    ep.network.clone().unwrap_or_default(),
+                    serde_json::json!({
+                        "IPAddress": ep.ip.map(|i| i.ip().to_string()).unwrap_or_default(),
+                        "IPPrefixLen": ep.ip.map(|i| i.prefix()).unwrap_or(0),
+                        "Gateway": ep.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                        "MacAddress": ep.mac.clone().unwrap_or_default(),
+                        "Aliases": ep.aliases,
+                    }),
+                );
+            }
+        }
+        Ok(v)
     }
 
     pub(crate) fn save_state(&self, c: &Container) -> Result<()> {

@@ -444,7 +444,7 @@ impl Engine {
         if (c.state.network.is_some() || c.state.netns.is_some())
             && let Ok(ctl) = self.network()
         {
-            let _ = ctl.disconnect(&c.record.id);
+            crate::network::disconnect_all(ctl, &c.record.id, false);
         }
         if let Some(p) = c.state.netns.take() {
             unpin_netns(&p);

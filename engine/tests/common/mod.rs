@@ -2,6 +2,8 @@
 //! tests) and images built from a busybox rootfs, pushed with libregistry.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::io::Write;
 
 use longshore_registry::{Client, ClientOptions, Digest, DirStore, PushOptions, sha256_digest};

@@ -289,6 +289,11 @@ pub struct EndpointConfig {
     /// user-defined network the controller keeps `hosts` up to date as other containers
     /// join and leave (rewritten in place, so a bind mount of it sees the change).
     pub files_dir: Option<PathBuf>,
+    /// The interface's name inside the container (default `eth0`). An endpoint given
+    /// another name is an additional one (a running container connected to one more
+    /// network): it gets its address on that interface, and the default route stays on
+    /// the first endpoint's `eth0`.
+    pub interface: Option<String>,
 }
 
 impl EndpointConfig {
@@ -312,7 +317,15 @@ impl EndpointConfig {
             dns_search: vec![],
             extra_hosts: vec![],
             files_dir: None,
+            interface: None,
         }
+    }
+
+    /// An additional endpoint's interface name inside the container (`eth1`): no default
+    /// route through it.
+    pub fn interface(mut self, name: impl Into<String>) -> Self {
+        self.interface = Some(name.into());
+        self
     }
 
     /// The container's name (default: its id).

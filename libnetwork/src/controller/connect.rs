@@ -173,6 +173,20 @@ impl Controller {
         if let Some(h) = &cfg.hostname {
             check_name("hostname", h)?;
         }
+        if let Some(i) = &cfg.interface
+            && (i.is_empty()
+                || i.len() > 15
+                || i == "lo"
+                || !i
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(Error::InvalidInput {
+                what: "interface name",
+                value: i.clone(),
+                reason: "1 to 15 letters, digits, '-', '_' or '.', not lo".into(),
+            });
+        }
         if let Some(d) = &cfg.domainname {
             check_name("domain name", d)?;
         }

@@ -38,6 +38,7 @@ impl Driver for BridgeDriver {
         // setups, and a lease or port whose owner has no record is certainly orphaned
         let path = ctl.endpoint_path(&cfg.container_id);
         let veth = veth_name(&cfg.container_id);
+        let ifname = cfg.interface.as_deref().unwrap_or("eth0");
         ep.network = Some(net.name.clone());
         ep.veth = Some(veth.clone());
         if !ctl.create_record(ep)? {
@@ -89,7 +90,7 @@ impl Driver for BridgeDriver {
                         source: std::io::Error::from_raw_os_error(libc::ENODEV),
                     })?;
                     let peer = VethPeer {
-                        name: "eth0",
+                        name: ifname,
                         mac,
                         netns,
                     };
@@ -112,13 +113,16 @@ impl Driver for BridgeDriver {
                     }
                     netns.enter()?;
                     let mut c = Netlink::open()?;
-                    let eth = c.link("eth0")?.ok_or_else(|| Error::Netlink {
-                        op: format!("find eth0 in {}", netns.path().display()),
+                    let eth = c.link(ifname)?.ok_or_else(|| Error::Netlink {
+                        op: format!("find {ifname} in {}", netns.path().display()),
                         source: std::io::Error::from_raw_os_error(libc::ENODEV),
                     })?;
-                    c.set_up(eth.index, "eth0")?;
-                    c.add_address(eth.index, "eth0", IpNetwork::V4(cidr))?;
-                    c.add_default_route(eth.index, net.gateway.ip())?;
+                    c.set_up(eth.index, ifname)?;
+                    c.add_address(eth.index, ifname, IpNetwork::V4(cidr))?;
+                    // an additional endpoint leaves the default route on eth0
+                    if cfg.interface.is_none() {
+                        c.add_default_route(eth.index, net.gateway.ip())?;
+                    }
                     c.set_up_by_name("lo")
                 })
             })

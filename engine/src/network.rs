@@ -1,0 +1,302 @@
+//! Network jobs on containers: `docker network connect` and `disconnect` of a running
+//! container.
+//!
+//! A container joins its first network at start (containers/start.rs); its libnetwork
+//! endpoint is keyed by the container's id. Every further network is an additional
+//! endpoint keyed `<id>.<network>`, with its own veth whose container side is `eth1`,
+//! `eth2`, ... in the container's namespace (the default route stays on `eth0`). The
+//! container's `/etc/hosts` (a bind mount of `<dir>/hosts`) gets the new network's
+//! members and its own address there, rewritten in place; libnetwork keeps it current as
+//! other members come and go, and the other members' files get the container's name.
+//! When the container stops for good its monitor removes every endpoint
+//! ([`disconnect_all`]).
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use longshore_network::netns::NetnsRef;
+use longshore_network::{Controller, EndpointConfig, EndpointInfo, NetMode, NetworkInfo};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// What `docker network connect` may set besides the network and the container.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// `--alias`: more names on this network.
+    pub aliases: Vec<String>,
+    /// `--ip`: a specific address in the network's range.
+    pub ip: Option<Ipv4Addr>,
+}
+
+impl ConnectOptions {
+    /// No alias, any address.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The key of container `id`'s additional endpoint on `network`.
+fn extra_key(id: &str, network: &str) -> String {
+    format!("{id}.{network}")
+}
+
+/// The container an endpoint record belongs to: its key up to the first `.` (the first
+/// endpoint is keyed by the container's id, an additional one by `<id>.<network>`).
+pub fn endpoint_container(key: &str) -> &str {
+    key.split_once('.').map(|(id, _)| id).unwrap_or(key)
+}
+
+/// Container `id`'s additional endpoints (none when the listing fails).
+fn extra_endpoints(ctl: &Controller, id: &str) -> Vec<EndpointInfo> {
+    let prefix = format!("{id}.");
+    ctl.endpoints()
+        .map(|all| {
+            all.into_iter()
+                .filter(|e| e.container_id.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes every endpoint of container `id`: its first and its additional ones. With
+/// `dying` the namespace is already released (the container's processes are gone and its
+/// pin removed), so the veths are left to the kernel (`disconnect_dying`).
+pub(crate) fn disconnect_all(ctl: &Controller, id: &str, dying: bool) {
+    let extras = extra_endpoints(ctl, id);
+    let keys = std::iter::once(id.to_string()).chain(extras.into_iter().map(|e| e.container_id));
+    for key in keys {
+        let _ = if dying {
+            ctl.disconnect_dying(&key)
+        } else {
+            ctl.disconnect(&key)
+        };
+    }
+}
+
+/// A network by name, full ID or unique ID prefix.
+pub(crate) fn find_network(ctl: &Controller, id: &str) -> Result<NetworkInfo> {
+    if let Ok(n) = ctl.network(id) {
+        return Ok(n);
+    }
+    let mut hits: Vec<NetworkInfo> = ctl
+        .list_networks()
+        .map_err(Error::network("list networks"))?
+        .into_iter()
+        .filter(|n| !n.id.is_empty() && n.id.starts_with(id))
+        .collect();
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        _ => Err(Error::NoSuchNetwork(id.to_string())),
+    }
+}
+
+/// The lowest `ethN` (N >= 1) not in the namespace of process `pid`.
+fn free_interface(pid: i32) -> String {
+    let dev = fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    let taken: Vec<&str> = dev
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim()))
+        .collect();
+    (1..)
+        .map(|n| format!("eth{n}"))
+        .find(|n| !taken.contains(&n.as_str()))
+        .expect("some ethN is free")
+}
+
+/// Rewrites `path` in place (the container sees it through a bind mount of the file).
+fn write_in_place(path: &std::path::Path, data: &str) -> Result<()> {
+    fs::write(path, data).map_err(Error::io(format!("write {}", path.display())))
+}
+
+impl Engine {
+    /// `docker network connect NETWORK CONTAINER`: the running container gets one more
+    /// interface, on `network`, and its name there for the other members.
+    pub fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        opts: &ConnectOptions,
+    ) -> Result<()> {
+        let ctl = self.network()?;
+        let net = find_network(ctl, network)?;
+        let c = self.container(container)?;
+        let name = &c.record.name;
+        let mode = c.record.host_config.network_mode.as_str();
+        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+            return Err(Error::InvalidArgument(format!(
+                "container {name} cannot be connected to network {}: its network mode is {mode} (it shares or has no network stack)",
+                net.name
+            )));
+        }
+        if !c.state.is_alive() {
+            return Err(Error::WrongState(format!(
+                "container {name} is not running: longshore connects running containers only (start it, then connect)"
+            )));
+        }
+        let first = c.state.network.as_ref().map(|n| n.network.as_str());
+        let key = extra_key(&c.record.id, &net.name);
+        if first == Some(net.name.as_str()) || ctl.endpoint(&key).is_ok() {
+            return Err(Error::Conflict(format!(
+                "endpoint with name {name} already exists in network {}",
+                net.name
+            )));
+        }
+        let netns_path = c
+            .state
+            .netns
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/proc/{}/ns/net", c.state.pid)));
+        let ns = NetnsRef::from_path(&netns_path)
+            .map_err(Error::network("open the container's network namespace"))?;
+        let mut cfg = EndpointConfig::new(&key, Some(ns))
+            .name(name.clone())
+            .mode(NetMode::Bridge(net.name.clone()))
+            .hostname(c.record.config.hostname.clone())
+            .interface(free_interface(c.state.pid))
+            .files_dir(c.dir.clone());
+        for a in &opts.aliases {
+            cfg = cfg.alias(a.clone());
+        }
+        if let Some(ip) = opts.ip {
+            cfg = cfg.ip(ip);
+        }
+        // libnetwork writes the three files for this network alone: the container keeps
+        // its own, with this network's members added
+        let files = ["hosts", "resolv.conf", "hostname"].map(|f| c.dir.join(f));
+        let before = files
+            .clone()
+            .map(|p| fs::read_to_string(p).unwrap_or_default());
+        ctl.connect(&cfg).map_err(|e| match e {
+            longshore_network::Error::InvalidInput { .. } => Error::InvalidArgument(e.to_string()),
+            e => Error::Network {
+                op: format!("connect container {name} to network {}", net.name),
+                source: e,
+            },
+        })?;
+        let now = fs::read_to_string(&files[0]).unwrap_or_default();
+        let mut merged = before[0].clone();
+        for line in now.lines() {
+            if !before[0].lines().any(|l| l == line) {
+                merged.push_str(line);
+                merged.push('\n');
+            }
+        }
+        write_in_place(&files[0], &merged)?;
+        for (p, old) in files.iter().zip(&before).skip(1) {
+            if fs::read_to_string(p).ok().as_ref() != Some(old) {
+                write_in_place(p, old)?;
+            }
+        }
+        self.event(
+            "network",
+            "connect",
+            &net.id,
+            vec![
+                ("container".into(), c.record.id.clone()),
+                ("name".into(), net.name.clone()),
+                ("type".into(), "bridge".into()),
+            ],
+        );
+        Ok(())
+    }
+
+    /// `docker network disconnect [-f] NETWORK CONTAINER`: removes a network the
+    /// container was connected to with [`Engine::connect_network`]. With `force` a
+    /// container that is gone is disconnected by name.
+    pub fn disconnect_network(&self, network: &str, container: &str, force: bool) -> Result<()> {
+        let ctl = self.network()?;
+        let net = find_network(ctl, network)?;
+        let (id, name, dir) = match self.container(container) {
+            Ok(c) => {
+                if c.state.network.as_ref().map(|n| n.network.as_str()) == Some(&net.name) {
+                    return Err(Error::Conflict(format!(
+                        "container {} joined network {} when it started: longshore disconnects only the networks connected later",
+                        c.record.name, net.name
+                    )));
+                }
+                (
+                    c.record.id.clone(),
+                    c.record.name.clone(),
+                    Some(c.dir.clone()),
+                )
+            }
+            // -f: the endpoint of a container that is gone, by its name on the network
+            Err(Error::NoSuchContainer(_)) if force => {
+                let wanted = container.trim_start_matches('/');
+                let ep = ctl
+                    .endpoints()
+                    .map_err(Error::network("list endpoints"))?
+                    .into_iter()
+                    .find(|e| {
+                        e.network.as_deref() == Some(net.name.as_str())
+                            && (e.container_name == wanted
+                                || endpoint_container(&e.container_id).starts_with(wanted))
+                    })
+                    .ok_or_else(|| Error::NoSuchContainer(container.to_string()))?;
+                (
+                    endpoint_container(&ep.container_id).to_string(),
+                    ep.container_name.clone(),
+                    None,
+                )
+            }
+            Err(e) => return Err(e),
+        };
+        let key = extra_key(&id, &net.name);
+        let Ok(ep) = ctl.endpoint(&key) else {
+            return Err(Error::WrongState(format!(
+                "container {name} is not connected to network {}",
+                net.name
+            )));
+        };
+        if ep.container_id != key {
+            return Err(Error::WrongState(format!(
+                "container {name} is not connected to network {}",
+                net.name
+            )));
+        }
+        ctl.disconnect(&key).map_err(|e| Error::Network {
+            op: format!("disconnect container {name} from network {}", net.name),
+            source: e,
+        })?;
+        // the container's hosts file forgets this network's addresses (its own and its
+        // peers'), which all lie in the network's subnet
+        if let Some(dir) = dir {
+            let path = dir.join("hosts");
+            if let Ok(old) = fs::read_to_string(&path) {
+                let subnet = net.subnet();
+                let kept: String = old
+                    .lines()
+                    .filter(|l| {
+                        !l.split_whitespace()
+                            .next()
+                            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                            .is_some_and(|a| subnet.contains(a))
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                if kept != old {
+                    write_in_place(&path, &kept)?;
+                }
+            }
+        }
+        self.event(
+            "network",
+            "disconnect",
+            &net.id,
+            vec![
+                ("container".into(), id),
+                ("name".into(), net.name.clone()),
+                ("type".into(), "bridge".into()),
+            ],
+        );
+        Ok(())
+    }
+
+    /// The networks container `id` was connected to after its start: (network, endpoint).
+    pub fn extra_networks(&self, id: &str) -> Result<Vec<EndpointInfo>> {
+        Ok(extra_endpoints(self.network()?, id))
+    }
+}
