@@ -660,7 +660,11 @@ impl Client {
         s.flush().map_err(werr)?;
         read_response(s).map_err(|e| ClientError {
             status: 0,
-            message: format!("read the daemon's answer: {e}"),
+            message: if self.tls.is_some() {
+                format!("TLS with the daemon: {e}")
+            } else {
+                format!("read the daemon's answer: {e}")
+            },
         })
     }
 }
@@ -672,6 +676,12 @@ fn read_response(s: Stream) -> io::Result<Response> {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the daemon closed the connection without answering",
+        ));
+    }
+    if line.starts_with(['\u{15}', '\u{16}']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the daemon speaks TLS: use --tls or --tlsverify (and DOCKER_CERT_PATH or --tlscacert, --tlscert, --tlskey)",
         ));
     }
     let status: u16 = line
