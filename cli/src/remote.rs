@@ -1127,6 +1127,7 @@ fn attached_start(
     condition: &str,
     start: bool,
 ) -> Res<u8> {
+    crate::term::block_forwarded();
     let up = c
         .upgrade(
             "POST",

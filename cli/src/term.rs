@@ -256,6 +256,16 @@ pub fn proxy_terminal(
     })
 }
 
+/// Blocks the signals `relay` forwards in this thread, before it starts other threads
+/// (they inherit the mask, so only relay's signal thread takes them).
+pub fn block_forwarded() {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    let _ = set.thread_block();
+}
+
 /// Attaches this process's stdio to an upgraded API connection (attach, exec start): the
 /// container's output (raw with a terminal, else Docker's 8-byte frames) to stdout and
 /// stderr, stdin (with the detach keys on a terminal) to the connection, window sizes to

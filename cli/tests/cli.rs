@@ -2621,3 +2621,41 @@ fn push_pull_search_login_logout_against_a_registry_both_ways() {
         }
     }
 }
+
+#[test]
+fn client_mode_forwards_signals_to_the_container() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let mut child = env
+        .command(&[
+            "-H",
+            &d.host,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    // (nsenter execs the client: the child is the client itself)
+    let client = child.id() as i32;
+    // SAFETY: kill(2) on the client process this test started.
+    unsafe {
+        libc::kill(client, libc::SIGTERM);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(9));
+}
