@@ -2004,6 +2004,8 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
         &["inspect", "nosuch"],
         &["logs", "cm-web"],
         &["logs", "-n", "1", "cm-web"],
+        &["logs", "-t", "cm-web"],
+        &["logs", "-f", "cm-created"],
         &[
             "exec",
             "cm-web",
@@ -2143,6 +2145,26 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
     same(&env, &d, &["network", "ls", "--quiet"]);
     assert_eq!(env.ok(&["-H", h, "network", "rm", "cm-net"]), "cm-net\n");
     // stop, kill, wait, restart, start, rm with docker's answers and codes
+    // start -a: the output and the container's exit code
+    env.ok(&[
+        "create",
+        "--name",
+        "cm-sa",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo sa; exit 6",
+    ]);
+    let out = env.run(&["-H", h, "start", "-a", "cm-sa"]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(6), "sa\n".into()),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["-H", h, "rm", "cm-sa"]);
     env.ok(&["-H", h, "start", "cm-created"]);
     assert_eq!(env.ok(&["-H", h, "wait", "cm-created"]), "0\n");
     env.ok(&["-H", h, "restart", "-t", "1", "cm-web2"]);
