@@ -1567,54 +1567,21 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             quiet,
             image,
         } => {
-            let e = engine()?;
-            let h = e.image_history(&image)?;
-            if quiet {
-                for x in h {
-                    println!(
-                        "{}",
-                        x.id.map(|d| if no_trunc {
-                            d.to_string()
-                        } else {
-                            short(&d.to_string())
-                        })
-                        .unwrap_or_else(|| "<missing>".into())
-                    );
-                }
-                return Ok(0);
-            }
-            let rows: Vec<Vec<String>> = h
+            let h = engine()?.image_history(&image)?;
+            let rows = h
                 .into_iter()
-                .map(|x| {
-                    let by = if no_trunc || x.created_by.chars().count() <= 45 {
-                        x.created_by.clone()
-                    } else {
-                        format!("{}…", x.created_by.chars().take(44).collect::<String>())
-                    };
-                    vec![
-                        x.id.map(|d| {
-                            if no_trunc {
-                                d.to_string()
-                            } else {
-                                short(&d.to_string())
-                            }
-                        })
-                        .unwrap_or_else(|| "<missing>".into()),
-                        x.created.as_deref().map(ago).unwrap_or_default(),
-                        by,
-                        human_size(x.size),
-                        x.comment.clone(),
-                    ]
+                .map(|x| HistoryRow {
+                    id: x.id.map(|d| d.to_string()),
+                    created: x
+                        .created
+                        .as_deref()
+                        .map(longshore_engine::containers::unix_time),
+                    created_by: x.created_by,
+                    size: x.size,
+                    comment: x.comment,
                 })
                 .collect();
-            print!(
-                "{}",
-                table(
-                    &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-                    &rows
-                )
-            );
-            Ok(0)
+            print_history(rows, no_trunc, quiet)
         }
         Cmd::Pull { quiet, image } => {
             let e = engine()?;
@@ -2914,14 +2881,68 @@ fn confirm(force: bool, what: &str) -> bool {
 
 /// A prune's list (when anything went) and the space it freed.
 fn print_prune(title: &str, rep: &longshore_engine::system::PruneReport) {
-    if !rep.deleted.is_empty() {
+    print_pruned(title, &rep.deleted, rep.space_reclaimed);
+}
+
+/// [`print_prune`] from the list and the bytes.
+fn print_pruned(title: &str, deleted: &[String], space: u64) {
+    if !deleted.is_empty() {
         println!("{title}");
-        for d in &rep.deleted {
+        for d in deleted {
             println!("{d}");
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(rep.space_reclaimed));
+    println!("Total reclaimed space: {}", human_size(space));
+}
+
+/// One layer of `history`.
+struct HistoryRow {
+    id: Option<String>,
+    created: Option<i64>,
+    created_by: String,
+    size: u64,
+    comment: String,
+}
+
+/// `history`'s output.
+fn print_history(rows: Vec<HistoryRow>, no_trunc: bool, quiet: bool) -> Res<u8> {
+    let id = |x: &HistoryRow| {
+        x.id.as_deref()
+            .map(|d| if no_trunc { d.to_string() } else { short(d) })
+            .unwrap_or_else(|| "<missing>".into())
+    };
+    if quiet {
+        for x in &rows {
+            println!("{}", id(x));
+        }
+        return Ok(0);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|x| {
+            let by = if no_trunc || x.created_by.chars().count() <= 45 {
+                x.created_by.clone()
+            } else {
+                format!("{}…", x.created_by.chars().take(44).collect::<String>())
+            };
+            vec![
+                id(x),
+                x.created.map(ago_secs).unwrap_or_default(),
+                by,
+                human_size(x.size),
+                x.comment.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &cells
+        )
+    );
+    Ok(0)
 }
 
 /// `docker system df`.

@@ -647,18 +647,159 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         }
         Cmd::Volume(v) => volume(c, v),
         Cmd::Network(n) => network(c, n),
-        Cmd::Commit { .. } => Err(unsupported("commit")),
-        Cmd::History { .. } => Err(unsupported("history")),
+        Cmd::Commit {
+            author,
+            message,
+            change,
+            pause,
+            container,
+            repository,
+        } => {
+            if !change.is_empty() {
+                return Err(fail(
+                    "commit --change is not supported yet: commit, then import --change",
+                ));
+            }
+            let (repo, tag) = repository.as_deref().map(split_tag).unwrap_or_default();
+            let v = c.post(&format!(
+                "/commit{}",
+                query(&[
+                    ("container", container),
+                    ("repo", repo),
+                    ("tag", tag),
+                    ("author", author.unwrap_or_default()),
+                    ("comment", message.unwrap_or_default()),
+                    ("pause", if pause { "1".into() } else { "0".into() }),
+                ])
+            ))?;
+            println!("{}", v["Id"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        Cmd::History {
+            no_trunc,
+            quiet,
+            image,
+        } => {
+            let v = c.get(&format!("/images/{image}/history"))?;
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| crate::HistoryRow {
+                    id: x["Id"]
+                        .as_str()
+                        .filter(|i| *i != "<missing>")
+                        .map(String::from),
+                    created: x["Created"].as_i64().filter(|t| *t > 0),
+                    created_by: x["CreatedBy"].as_str().unwrap_or_default().to_string(),
+                    size: x["Size"].as_u64().unwrap_or(0),
+                    comment: x["Comment"].as_str().unwrap_or_default().to_string(),
+                })
+                .collect();
+            crate::print_history(rows, no_trunc, quiet)
+        }
+        Cmd::Update {
+            memory,
+            memory_swap,
+            cpu_shares,
+            cpus,
+            cpuset_cpus,
+            pids_limit,
+            restart,
+            containers,
+        } => {
+            let mut body = json!({
+                "Memory": memory.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+                "MemorySwap": memory_swap.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+                "CpuShares": cpu_shares.unwrap_or(0),
+                "NanoCpus": cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+                "CpusetCpus": cpuset_cpus.unwrap_or_default(),
+                "PidsLimit": pids_limit.unwrap_or(0),
+            });
+            if let Some(r) = restart {
+                let (name, n) = r.split_once(':').unwrap_or((&r, "0"));
+                body["RestartPolicy"] =
+                    json!({"Name": name, "MaximumRetryCount": n.parse::<i64>().unwrap_or(0)});
+            }
+            each(containers, |n| {
+                let v = c
+                    .request(
+                        "POST",
+                        &format!("/containers/{}/update", enc(n)),
+                        ReqBody::Json(&body),
+                        &[],
+                    )?
+                    .json()?;
+                for w in v["Warnings"].as_array().into_iter().flatten() {
+                    eprintln!("WARNING: {}", w.as_str().unwrap_or_default());
+                }
+                Ok(())
+            })
+        }
         Cmd::Build { .. } => Err(unsupported("build")),
-        Cmd::Update { .. } => Err(unsupported("update")),
         Cmd::Stats { .. } => Err(unsupported("stats")),
-        Cmd::Container(ContainerCmd::Prune { .. }) => Err(unsupported("container prune")),
-        Cmd::Image(ImageCmd::Prune { .. }) => Err(unsupported("image prune")),
+        Cmd::Container(ContainerCmd::Prune { force }) => {
+            if !crate::confirm(force, "This will remove all stopped containers.") {
+                return Ok(0);
+            }
+            let v = c.post("/containers/prune")?;
+            crate::print_pruned(
+                "Deleted Containers:",
+                &strings(&v["ContainersDeleted"]),
+                v["SpaceReclaimed"].as_u64().unwrap_or(0),
+            );
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Prune { all, force }) => {
+            let msg = if all {
+                "This will remove all images without at least one container associated to them."
+            } else {
+                "This will remove all dangling images."
+            };
+            if !crate::confirm(force, msg) {
+                return Ok(0);
+            }
+            let q = if all {
+                query(&[(
+                    "filters",
+                    filters_json(&[("dangling".into(), "false".into())]),
+                )])
+            } else {
+                String::new()
+            };
+            let v = c.post(&format!("/images/prune{q}"))?;
+            let deleted: Vec<String> = v["ImagesDeleted"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| {
+                    x["Untagged"]
+                        .as_str()
+                        .map(|t| format!("untagged: {t}"))
+                        .or_else(|| x["Deleted"].as_str().map(|d| format!("deleted: {d}")))
+                })
+                .collect();
+            crate::print_pruned(
+                "Deleted Images:",
+                &deleted,
+                v["SpaceReclaimed"].as_u64().unwrap_or(0),
+            );
+            Ok(0)
+        }
         Cmd::System(_) => Err(unsupported("system")),
         Cmd::Daemon { .. } | Cmd::Completion { .. } => Err(fail(
             "daemon and completion run locally, not against a daemon",
         )),
     }
+}
+
+/// A JSON array of strings.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect()
 }
 
 /// `repo[:tag]` split as the API's `tag` endpoints want it (a port is not a tag).
@@ -1263,7 +1404,28 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
             )
             .map(|_| ())
         }),
-        VolumeCmd::Prune { .. } => Err(unsupported("volume prune")),
+        VolumeCmd::Prune { all, force } => {
+            let what = if all {
+                "This will remove all local volumes not used by at least one container."
+            } else {
+                "This will remove anonymous local volumes not used by at least one container."
+            };
+            if !crate::confirm(force, what) {
+                return Ok(0);
+            }
+            let q = if all {
+                query(&[("filters", filters_json(&[("all".into(), "true".into())]))])
+            } else {
+                String::new()
+            };
+            let v = c.post(&format!("/volumes/prune{q}"))?;
+            crate::print_pruned(
+                "Deleted Volumes:",
+                &strings(&v["VolumesDeleted"]),
+                v["SpaceReclaimed"].as_u64().unwrap_or(0),
+            );
+            Ok(0)
+        }
     }
 }
 

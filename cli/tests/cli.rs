@@ -2005,6 +2005,8 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
         &["logs", "cm-web"],
         &["logs", "-n", "1", "cm-web"],
         &["logs", "-t", "cm-web"],
+        &["history", "busybox"],
+        &["history", "-q", "--no-trunc", "busybox"],
         &["logs", "-f", "cm-created"],
         &[
             "exec",
@@ -2190,6 +2192,68 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
         ],
     );
     assert!(env.ok(&["ps", "-aq"]).is_empty());
+    // commit, update and prunes through the daemon
+    env.ok(&[
+        "create",
+        "--name",
+        "cm-p",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let img = env.ok(&[
+        "-H",
+        h,
+        "commit",
+        "-m",
+        "through the daemon",
+        "cm-p",
+        "cm-committed:v1",
+    ]);
+    assert!(img.starts_with("sha256:"), "{img}");
+    assert_eq!(
+        env.ok(&["images", "-q", "--no-trunc", "cm-committed:v1"])
+            .trim(),
+        img.trim()
+    );
+    same(&env, &d, &["history", "cm-committed:v1"]);
+    assert_eq!(
+        env.ok(&[
+            "-H",
+            h,
+            "update",
+            "-m",
+            "64m",
+            "--restart",
+            "on-failure:2",
+            "cm-p"
+        ]),
+        "cm-p\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+            "cm-p"
+        ])
+        .trim(),
+        "67108864 on-failure"
+    );
+    let full = env.ok(&["inspect", "-f", "{{.Id}}", "cm-p"]);
+    let out = env.ok(&["-H", h, "container", "prune", "-f"]);
+    assert!(
+        out.starts_with(&format!("Deleted Containers:\n{}", full.trim())),
+        "{out}"
+    );
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    env.ok(&["-H", h, "volume", "create", "cm-prune-vol"]);
+    let out = env.ok(&["-H", h, "volume", "prune", "-a", "-f"]);
+    assert!(out.contains("cm-prune-vol"), "{out}");
+    env.ok(&["-H", h, "rmi", "cm-committed:v1"]);
+    let out = env.ok(&["-H", h, "image", "prune", "-f"]);
+    assert!(out.ends_with("Total reclaimed space: 0B\n"), "{out}");
 }
 
 fn now_secs() -> String {
@@ -2227,11 +2291,10 @@ fn client_mode_refuses_what_it_cannot_do_and_runs_nothing_in_process() {
     ]);
     let before = env.ok(&["images", "-q"]);
     for args in [
-        &["commit", "cm-c", "cm-committed"][..],
-        &["history", "busybox"],
-        &["stats", "--no-stream"],
-        &["update", "-m", "64m", "cm-c"],
+        &["stats", "--no-stream"][..],
         &["system", "df"],
+        &["ps", "-s"],
+        &["build", "."],
         &[
             "run",
             "--rm",
