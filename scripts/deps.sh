@@ -47,9 +47,12 @@ if ! command -v cargo >/dev/null; then
             curl -sSfL --retry 3 -o "$tmp/rustup-init.sha256" "$url.sha256" &&
             [ "$(sha256sum "$tmp/rustup-init" | cut -d' ' -f1)" = "$(cut -d' ' -f1 "$tmp/rustup-init.sha256")" ]; then
             chmod +x "$tmp/rustup-init"
-            "$tmp/rustup-init" -y -q --no-modify-path --profile minimal --default-toolchain stable \
-                --component rustfmt,clippy
+            if ! out=$("$tmp/rustup-init" -y -q --no-modify-path --profile minimal \
+                --default-toolchain stable --component rustfmt,clippy 2>&1); then
+                echo "$out" >&2
+            fi
             export PATH="$HOME/.cargo/bin:$PATH"
+            command -v cargo >/dev/null && echo "== $(cargo --version) in $HOME/.cargo"
         fi
         rm -rf "$tmp"
     fi
