@@ -36,6 +36,28 @@ if ! command -v cargo >/dev/null; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi
 if ! command -v cargo >/dev/null; then
-    echo "deps: cargo not found; install Rust 1.88 or newer (https://rustup.rs), then run again" >&2
+    # no Rust: rustup's installer from static.rust-lang.org (checked against its published
+    # sha256), the stable toolchain, minimal profile, into ~/.cargo and ~/.rustup
+    if [ "$(id -u)" = 0 ] || [ -w "${HOME:-/nonexistent}" ]; then
+        arch=$(uname -m)
+        url="https://static.rust-lang.org/rustup/dist/${arch}-unknown-linux-gnu/rustup-init"
+        tmp=$(mktemp -d)
+        echo "== installing Rust (rustup, stable, minimal profile)"
+        if curl -sSfL --retry 3 -o "$tmp/rustup-init" "$url" &&
+            curl -sSfL --retry 3 -o "$tmp/rustup-init.sha256" "$url.sha256" &&
+            [ "$(sha256sum "$tmp/rustup-init" | cut -d' ' -f1)" = "$(cut -d' ' -f1 "$tmp/rustup-init.sha256")" ]; then
+            chmod +x "$tmp/rustup-init"
+            if ! out=$("$tmp/rustup-init" -y -q --no-modify-path --profile minimal \
+                --default-toolchain stable --component rustfmt,clippy 2>&1); then
+                echo "$out" >&2
+            fi
+            export PATH="$HOME/.cargo/bin:$PATH"
+            command -v cargo >/dev/null && echo "== $(cargo --version) in $HOME/.cargo"
+        fi
+        rm -rf "$tmp"
+    fi
+fi
+if ! command -v cargo >/dev/null; then
+    echo "deps: cargo not found and rustup could not install it; install Rust 1.88 or newer (https://rustup.rs), then run again" >&2
     exit 1
 fi

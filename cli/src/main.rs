@@ -3,7 +3,10 @@
 //! Exit codes as docker's: 125 when longshore fails, 126 when the container's command
 //! cannot be invoked, 127 when it is not found, otherwise the container's own.
 
+mod client;
 mod format;
+mod progress;
+mod remote;
 mod term;
 
 use std::io::{self, Read, Write};
@@ -34,9 +37,25 @@ struct Cli {
         default_value = "/var/lib/longshore"
     )]
     root: PathBuf,
-    /// Daemon socket to connect to (client mode, not available yet)
+    /// Daemon socket to connect to (unix:///path, tcp://host:port); also LONGSHORE_HOST,
+    /// DOCKER_HOST. Without one, the engine runs in this process
     #[arg(short = 'H', long = "host")]
     host: Vec<String>,
+    /// Use TLS; implied by --tlsverify
+    #[arg(long)]
+    tls: bool,
+    /// Use TLS and verify the remote (also DOCKER_TLS_VERIFY)
+    #[arg(long)]
+    tlsverify: bool,
+    /// Trust certs signed only by this CA (default DOCKER_CERT_PATH/ca.pem)
+    #[arg(long)]
+    tlscacert: Option<PathBuf>,
+    /// Path to TLS certificate file (default DOCKER_CERT_PATH/cert.pem)
+    #[arg(long)]
+    tlscert: Option<PathBuf>,
+    /// Path to TLS key file (default DOCKER_CERT_PATH/key.pem)
+    #[arg(long)]
+    tlskey: Option<PathBuf>,
     /// Enable debug mode
     #[arg(short = 'D', long)]
     debug: bool,
@@ -621,25 +640,51 @@ enum Cmd {
         format: Option<String>,
         containers: Vec<String>,
     },
-    /// Log in to a registry (not implemented yet)
+    /// Log in to a registry (credentials go to config.json in --config, else ~/.docker)
     Login {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Username
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        /// Password
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        /// Take the password from stdin
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+        /// The registry (default: Docker Hub)
+        server: Option<String>,
     },
-    /// Log out from a registry (not implemented yet)
+    /// Log out from a registry
     Logout {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The registry (default: Docker Hub)
+        server: Option<String>,
     },
-    /// Upload an image to a registry (not implemented yet)
+    /// Upload an image to a registry
     Push {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Push all tags of the repository
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
+        /// Suppress verbose output
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// NAME[:TAG]
+        image: String,
     },
-    /// Search registries for images (not implemented yet)
+    /// Search a registry for images (REGISTRY/TERM searches that registry)
     Search {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Max number of search results
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Filter output based on conditions provided (stars=N, is-official=, is-automated=)
+        #[arg(short = 'f', long)]
+        filter: Vec<String>,
+        /// Pretty-print search using a Go template
+        #[arg(long)]
+        format: Option<String>,
+        /// Don't truncate output
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        term: String,
     },
     /// Manage containers
     #[command(subcommand)]
@@ -1024,7 +1069,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let code = match e.kind() {
@@ -1043,18 +1088,27 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if !cli.host.is_empty() || std::env::var_os("LONGSHORE_HOST").is_some() {
-        eprintln!(
-            "longshore: client mode (-H, LONGSHORE_HOST) is not available yet: the Engine API server is not built; run without -H to use the engine in process"
-        );
-        return ExitCode::from(125);
-    }
-    let Some(cmd) = cli.cmd else {
+    let Some(cmd) = cli.cmd.take() else {
         eprintln!(
             "Usage:  longshore [OPTIONS] COMMAND\n\nRun 'longshore --help' for more information"
         );
         return ExitCode::from(125);
     };
+    let config_dir = config_dir(cli.config.as_deref());
+    // client mode: the commands go to a daemon (`daemon` and `completion` stay local)
+    if !matches!(cmd, Cmd::Daemon { .. } | Cmd::Completion { .. }) {
+        match remote_client(&cli) {
+            Ok(None) => {}
+            Ok(Some(client)) => {
+                let res = remote::run(&client, &config_dir, cmd);
+                return finish(res);
+            }
+            Err(msg) => {
+                eprintln!("{msg}");
+                return ExitCode::from(125);
+            }
+        }
+    }
     let mut opts = EngineOptions {
         driver: cli.storage_driver.clone(),
         ..Default::default()
@@ -1076,7 +1130,14 @@ fn main() -> ExitCode {
         }
         opts.network = Some(net);
     }
-    match run(&cli.root, &opts, cmd) {
+    opts.client.credential_store = Some(longshore_registry::CredentialStore::new(
+        config_dir.join("config.json"),
+    ));
+    finish(run(&cli.root, &opts, &config_dir, cmd))
+}
+
+fn finish(res: Res<u8>) -> ExitCode {
+    match res {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             if !f.msg.is_empty() {
@@ -1087,6 +1148,58 @@ fn main() -> ExitCode {
     }
 }
 
+/// The client configuration directory: `--config`, `DOCKER_CONFIG`, else `~/.docker`
+/// (where `login` keeps credentials in `config.json`, as docker does).
+fn config_dir(flag: Option<&std::path::Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("DOCKER_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+        .join(".docker")
+}
+
+/// The daemon to talk to, if any: `-H`, else `LONGSHORE_HOST`, else `DOCKER_HOST`.
+fn remote_client(cli: &Cli) -> Result<Option<client::Client>, String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let host = match cli.host.as_slice() {
+        [] => match env("LONGSHORE_HOST").or_else(|| env("DOCKER_HOST")) {
+            Some(h) => h,
+            None => return Ok(None),
+        },
+        [h] => h.clone(),
+        _ => return Err("Specify only one -H".into()),
+    };
+    let verify = cli.tlsverify || env("DOCKER_TLS_VERIFY").is_some();
+    let cert_path = env("DOCKER_CERT_PATH").map(PathBuf::from);
+    let tls = if verify || cli.tls {
+        let default = |name: &str| {
+            cert_path
+                .clone()
+                .unwrap_or_else(|| config_dir(cli.config.as_deref()))
+                .join(name)
+        };
+        let pick = |flag: &Option<PathBuf>, name: &str| {
+            flag.clone()
+                .or_else(|| Some(default(name)).filter(|p| p.exists()))
+        };
+        Some(client::TlsOptions {
+            verify,
+            ca: pick(&cli.tlscacert, "ca.pem"),
+            cert: pick(&cli.tlscert, "cert.pem"),
+            key: pick(&cli.tlskey, "key.pem"),
+        })
+    } else {
+        None
+    };
+    let h = client::Host::parse(&host, tls.is_some())?;
+    client::Client::new(h, tls.as_ref()).map(Some)
+}
+
 fn open(root: &PathBuf, opts: &EngineOptions) -> Res<Engine> {
     Engine::open(root, opts.clone()).map_err(Failure::from)
 }
@@ -1095,24 +1208,16 @@ fn short(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
-fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
+fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: Cmd) -> Res<u8> {
     let engine = || open(root, opts);
     match cmd {
         Cmd::Version { format } => {
-            let v = json!({
-                "Client": {"Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1.45", "Os": "linux", "Arch": std::env::consts::ARCH},
-                "Server": {"Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1.45", "MinAPIVersion": "1.24", "Os": "linux", "Arch": std::env::consts::ARCH},
+            let server = json!({
+                "Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1.45", "MinAPIVersion": "1.24",
+                "Os": "linux", "Arch": go_arch(),
+                "GitCommit": option_env!("LONGSHORE_GIT").unwrap_or("dev"),
             });
-            match format {
-                Some(f) => println!("{}", Template::parse(&f)?.render(&v)?),
-                None => println!(
-                    "Client:\n Version:           {}\n API version:       1.45\n OS/Arch:           linux/{}\n\nServer: longshore (in process)\n Engine:\n  Version:          {}\n  API version:      1.45 (minimum version 1.24)",
-                    env!("CARGO_PKG_VERSION"),
-                    std::env::consts::ARCH,
-                    env!("CARGO_PKG_VERSION")
-                ),
-            }
-            Ok(0)
+            print_version(&server, format)
         }
         Cmd::Run(o) => cmd_run(engine()?, o, true),
         Cmd::Create(o) => cmd_run(engine()?, o, false),
@@ -1332,22 +1437,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
                     }
                 }
             }
-            match format {
-                Some(f) => {
-                    let t = Template::parse(&f)?;
-                    for v in &out {
-                        println!("{}", t.render(v)?);
-                    }
-                }
-                None => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&Value::Array(out)).unwrap_or_default()
-                ),
-            }
-            match failed {
-                Some(m) => Err(Failure { code: 1, msg: m }),
-                None => Ok(0),
-            }
+            print_inspect(out, failed, format)
         }
         Cmd::Exec {
             detach,
@@ -1422,57 +1512,21 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
                 .filter(|_| c.live_status() == "running")
                 .map(|n| n.ports.clone())
                 .unwrap_or_default();
-            let want = private_port.map(|p| {
-                if p.contains('/') {
-                    p
-                } else {
-                    format!("{p}/tcp")
-                }
-            });
-            let mut any = false;
-            for p in ports {
-                let key = format!("{}/{}", p.container_port, p.proto);
-                match &want {
-                    Some(w) if *w != key => continue,
-                    Some(_) => println!("{}:{}", p.host_ip, p.host_port),
-                    None => println!("{key} -> {}:{}", p.host_ip, p.host_port),
-                }
-                any = true;
-            }
-            if let (Some(w), false) = (want, any) {
-                return Err(fail(format!(
-                    "Error: No public port '{w}' published for {container}"
-                )));
-            }
-            Ok(0)
+            let ports = ports
+                .into_iter()
+                .map(|p| {
+                    (
+                        format!("{}/{}", p.container_port, p.proto),
+                        p.host_ip.to_string(),
+                        p.host_port.to_string(),
+                    )
+                })
+                .collect();
+            print_ports(ports, private_port, &container)
         }
         Cmd::Top { container, ps_args } => {
-            let e = engine()?;
-            let c = e.container(&container)?;
-            if c.live_status() != "running" {
-                return Err(Failure::from(Error::WrongState(format!(
-                    "Container {} is not running",
-                    c.record.id
-                ))));
-            }
-            let procs = std::fs::read_to_string(format!(
-                "/proc/{}/task/{}/children",
-                c.state.pid, c.state.pid
-            ))
-            .unwrap_or_default();
-            let mut pids: Vec<String> = vec![c.state.pid.to_string()];
-            pids.extend(procs.split_whitespace().map(String::from));
-            let args = if ps_args.is_empty() {
-                vec!["-f".to_string()]
-            } else {
-                ps_args
-            };
-            let out = std::process::Command::new("ps")
-                .args(&args)
-                .arg("-p")
-                .arg(pids.join(","))
-                .output()?;
-            io::stdout().write_all(&out.stdout)?;
+            let t = engine()?.top_container(&container, &ps_args.join(" "))?;
+            print_top(&t.titles, &t.processes);
             Ok(0)
         }
         Cmd::Diff { container } => {
@@ -1598,79 +1652,51 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             quiet,
             image,
         } => {
-            let e = engine()?;
-            let h = e.image_history(&image)?;
-            if quiet {
-                for x in h {
-                    println!(
-                        "{}",
-                        x.id.map(|d| if no_trunc {
-                            d.to_string()
-                        } else {
-                            short(&d.to_string())
-                        })
-                        .unwrap_or_else(|| "<missing>".into())
-                    );
-                }
-                return Ok(0);
-            }
-            let rows: Vec<Vec<String>> = h
+            let h = engine()?.image_history(&image)?;
+            let rows = h
                 .into_iter()
-                .map(|x| {
-                    let by = if no_trunc || x.created_by.chars().count() <= 45 {
-                        x.created_by.clone()
-                    } else {
-                        format!("{}…", x.created_by.chars().take(44).collect::<String>())
-                    };
-                    vec![
-                        x.id.map(|d| {
-                            if no_trunc {
-                                d.to_string()
-                            } else {
-                                short(&d.to_string())
-                            }
-                        })
-                        .unwrap_or_else(|| "<missing>".into()),
-                        x.created.as_deref().map(ago).unwrap_or_default(),
-                        by,
-                        human_size(x.size),
-                        x.comment.clone(),
-                    ]
+                .map(|x| HistoryRow {
+                    id: x.id.map(|d| d.to_string()),
+                    created: x
+                        .created
+                        .as_deref()
+                        .map(longshore_engine::containers::unix_time),
+                    created_by: x.created_by,
+                    size: x.size,
+                    comment: x.comment,
                 })
                 .collect();
-            print!(
-                "{}",
-                table(
-                    &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-                    &rows
-                )
-            );
-            Ok(0)
+            print_history(rows, no_trunc, quiet)
         }
         Cmd::Pull { quiet, image } => {
             let e = engine()?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
+            let reference = pull_preamble(&image, quiet)?;
+            let mut d = progress::Display::new();
             if !quiet {
-                println!("Using default tag: latest");
+                d.show(&json!({"status": format!("Pulling from {}", reference.path()), "id": reference.tag().map(String::from).or_else(|| reference.digest().map(|x| x.to_string())).unwrap_or_else(|| "latest".into())}))
+                    .map_err(fail)?;
             }
-            let report = rt.block_on(e.pull(&image, &Default::default()))?;
-            if quiet {
-                println!("{}", report.reference);
-            } else {
-                println!("Digest: {}", report.manifest_digest);
-                println!(
+            let report = with_progress(&rt, &mut d, quiet, false, |tx| {
+                let o = longshore_engine::PullJobOptions {
+                    progress: Some(tx),
+                    ..Default::default()
+                };
+                let e = &e;
+                let image = image.clone();
+                async move { e.pull(&image, &o).await }
+            })?;
+            if !quiet {
+                d.show(&json!({"status": format!("Digest: {}", report.manifest_digest)}))
+                    .map_err(fail)?;
+                d.show(&json!({"status": format!(
                     "Status: {} for {}",
-                    if report.already_exists {
-                        "Image is up to date"
-                    } else {
-                        "Downloaded newer image"
-                    },
+                    if report.already_exists { "Image is up to date" } else { "Downloaded newer image" },
                     report.reference
-                );
-                println!("{}", report.reference);
+                )}))
+                .map_err(fail)?;
             }
+            println!("{}", report.reference);
             Ok(0)
         }
         Cmd::Save { output, images } => {
@@ -1720,21 +1746,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
         } => {
             let e = engine()?;
             let mut o = longshore_engine::EventsOptions::default();
-            let to_secs = |s: &str| -> Res<i64> {
-                if let Ok(n) = s.parse::<i64>() {
-                    return Ok(n);
-                }
-                if let Ok(d) = humantime::parse_duration(s) {
-                    return Ok(std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_secs() as i64
-                        - d.as_secs() as i64);
-                }
-                Ok(longshore_engine::containers::unix_time(s))
-            };
-            o.since = since.as_deref().map(to_secs).transpose()?;
-            o.until = until.as_deref().map(to_secs).transpose()?;
+            o.since = since.as_deref().map(event_time).transpose()?;
+            o.until = until.as_deref().map(event_time).transpose()?;
             if o.since.is_none() && o.until.is_none() {
                 o.since = Some(
                     std::time::SystemTime::now()
@@ -1752,30 +1765,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             let t = format.as_deref().map(Template::parse).transpose()?;
             let out = io::stdout();
             e.events(&o, &mut |ev| {
-                let line = match &t {
-                    Some(t) => t
-                        .render(&serde_json::to_value(&ev).unwrap_or_default())
-                        .unwrap_or_default(),
-                    None => {
-                        let time = humantime::format_rfc3339_nanos(
-                            std::time::UNIX_EPOCH
-                                + std::time::Duration::from_nanos(ev.time_nano as u64),
-                        );
-                        let attrs: Vec<String> = ev
-                            .actor
-                            .attributes
-                            .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect();
-                        format!(
-                            "{time} {} {} {} ({})",
-                            ev.kind,
-                            ev.action,
-                            ev.actor.id,
-                            attrs.join(", ")
-                        )
-                    }
-                };
+                let line = event_line(&ev, t.as_ref());
                 let mut o = out.lock();
                 writeln!(o, "{line}").is_ok() && o.flush().is_ok()
             })?;
@@ -1798,34 +1788,10 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
                 "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 "ServerVersion": env!("CARGO_PKG_VERSION"),
                 "Name": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+                "LoggingDriver": "json-file",
+                "CgroupDriver": "cgroupfs",
             });
-            match format {
-                Some(f) => println!("{}", Template::parse(&f)?.render(&v)?),
-                None => {
-                    println!(
-                        "Containers: {}\n Running: {}\n Paused: {}\n Stopped: {}",
-                        v["Containers"],
-                        v["ContainersRunning"],
-                        v["ContainersPaused"],
-                        v["ContainersStopped"]
-                    );
-                    println!(
-                        "Images: {}\nServer Version: {}\nStorage Driver: {}\nLogging Driver: json-file\nCgroup Driver: cgroupfs",
-                        v["Images"],
-                        env!("CARGO_PKG_VERSION"),
-                        v["Driver"].as_str().unwrap_or_default()
-                    );
-                    println!(
-                        "Kernel Version: {}\nOperating System: {}\nCPUs: {}\nName: {}\nDocker Root Dir: {}",
-                        v["KernelVersion"].as_str().unwrap_or_default(),
-                        v["OperatingSystem"].as_str().unwrap_or_default(),
-                        v["NCPU"],
-                        v["Name"].as_str().unwrap_or_default(),
-                        root.display()
-                    );
-                }
-            }
-            Ok(0)
+            print_info(&v, format)
         }
         Cmd::Attach {
             no_stdin,
@@ -1930,6 +1896,13 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             opts.rm = rm;
             opts.force_rm = force_rm;
             opts.pull = pull;
+            if !quiet {
+                // what docker's client says as it sends the context (the size of its tar)
+                println!(
+                    "Sending build context to Docker daemon  {}",
+                    progress::size4(tar_size(ctx.root()))
+                );
+            }
             let mut out = io::stdout();
             let built = e.build(&ctx, &opts, &mut out).map_err(|err| Failure {
                 code: 1,
@@ -1977,11 +1950,66 @@ fn run(root: &PathBuf, opts: &EngineOptions, cmd: Cmd) -> Res<u8> {
             format,
             containers,
         } => cmd_stats(&engine()?, no_stream, all, format, containers),
-        Cmd::Login { .. } | Cmd::Logout { .. } => {
-            Err(fail("longshore login/logout: not implemented yet"))
+        Cmd::Login {
+            username,
+            password,
+            password_stdin,
+            server,
+        } => {
+            let (server, creds) = login_credentials(username, password, password_stdin, server)?;
+            let e = engine()?;
+            let rt = runtime()?;
+            rt.block_on(e.login(&server, creds.clone()))?;
+            save_login(config_dir, &server, &creds)
         }
-        Cmd::Push { .. } => Err(fail("longshore push: not implemented yet")),
-        Cmd::Search { .. } => Err(fail("longshore search: not implemented yet")),
+        Cmd::Logout { server } => logout(config_dir, server),
+        Cmd::Push {
+            all_tags,
+            quiet,
+            image,
+        } => {
+            if all_tags {
+                return Err(fail("push --all-tags is not supported yet: push each tag"));
+            }
+            let e = engine()?;
+            let rt = runtime()?;
+            let mut d = progress::Display::new();
+            let reference = longshore_registry::Reference::parse(&image)
+                .map_err(|err| fail(format!("invalid reference format: {image}: {err}")))?;
+            if !quiet {
+                d.show(&json!({"status": format!("The push refers to repository [{}/{}]", reference.domain(), reference.path())}))
+                    .map_err(fail)?;
+            }
+            let rep = with_progress(&rt, &mut d, quiet, true, |tx| {
+                let mut o = longshore_engine::PushJobOptions::default();
+                o.progress = Some(tx);
+                let e = &e;
+                let image = image.clone();
+                async move { e.push(&image, &o).await }
+            })?;
+            if quiet {
+                println!("{}", rep.reference);
+            } else {
+                println!("{}: digest: {} size: {}", rep.tag, rep.digest, rep.size);
+            }
+            Ok(0)
+        }
+        Cmd::Search {
+            limit,
+            filter,
+            format,
+            no_trunc,
+            term,
+        } => {
+            let e = engine()?;
+            let rt = runtime()?;
+            let results = rt.block_on(e.search(&term, limit))?;
+            let rows: Vec<Value> = results
+                .into_iter()
+                .map(|r| json!({"name": r.name, "description": r.description, "star_count": r.stars, "is_official": r.official, "is_automated": r.automated}))
+                .collect();
+            print_search(rows, &filter, format, no_trunc, limit)
+        }
         Cmd::Daemon {
             hosts,
             group,
@@ -2267,19 +2295,54 @@ fn ps_row(s: &longshore_engine::Summary, no_trunc: bool) -> Value {
     })
 }
 
-fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
+/// `ps`'s flags as the engine's (and the API's) list options.
+fn ps_options(o: &PsOpts) -> Res<ListOptions> {
     let mut lo = ListOptions::default();
     lo.all = o.all;
     lo.limit = if o.latest { Some(1) } else { o.last };
-    for f in &o.filter {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| fail(format!("bad format of filter (expected name=value): {f}")))?;
-        lo.filters.push((k.into(), v.into()));
-    }
-    let list = e.list_containers(&lo)?;
+    lo.filters = parse_filters(&o.filter)?;
+    Ok(lo)
+}
+
+/// `-f key=value` flags as pairs.
+fn parse_filters(flags: &[String]) -> Res<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| fail(format!("bad format of filter (expected name=value): {f}")))
+        })
+        .collect()
+}
+
+fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
+    let list = e.list_containers(&ps_options(&o)?)?;
+    let sizes = if o.size && !o.quiet {
+        list.iter()
+            .map(|s| {
+                let rw = e
+                    .container(&s.id)
+                    .and_then(|c| e.container_size(&c))
+                    .unwrap_or(0);
+                let virt = e
+                    .graph()
+                    .ok()
+                    .and_then(|g| g.image(&s.image_id).ok())
+                    .map_or(0, |i| i.size);
+                (rw, virt)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    print_ps(&list, o, &sizes)
+}
+
+/// `ps`'s output; `sizes` (rw, image) per row with `-s`.
+fn print_ps(list: &[longshore_engine::Summary], o: PsOpts, sizes: &[(u64, u64)]) -> Res<u8> {
     if o.quiet {
-        for s in &list {
+        for s in list {
             println!(
                 "{}",
                 if o.no_trunc {
@@ -2293,17 +2356,8 @@ fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
     }
     let mut rows: Vec<Value> = list.iter().map(|s| ps_row(s, o.no_trunc)).collect();
     if o.size {
-        for (row, s) in rows.iter_mut().zip(&list) {
-            let rw = e
-                .container(&s.id)
-                .and_then(|c| e.container_size(&c))
-                .unwrap_or(0);
-            let virt = e
-                .graph()
-                .ok()
-                .and_then(|g| g.image(&s.image_id).ok())
-                .map_or(0, |i| i.size);
-            row["Size"] = format!("{} (virtual {})", human_size(rw), human_size(rw + virt)).into();
+        for (row, (rw, virt)) in rows.iter_mut().zip(sizes) {
+            row["Size"] = format!("{} (virtual {})", human_size(*rw), human_size(rw + virt)).into();
         }
     }
     let fmt = o.format.unwrap_or_else(|| {
@@ -2318,20 +2372,24 @@ fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
     Ok(0)
 }
 
-fn cmd_images(e: &Engine, o: ImagesOpts) -> Res<u8> {
-    let mut filters = Vec::new();
-    for f in &o.filter {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| fail(format!("bad format of filter (expected name=value): {f}")))?;
-        filters.push((k.to_string(), v.to_string()));
-    }
+/// `images`' filters (the repository argument is a `reference` filter).
+fn images_filters(o: &ImagesOpts) -> Res<Vec<(String, String)>> {
+    let mut filters = parse_filters(&o.filter)?;
     if let Some(r) = &o.repository {
         filters.push(("reference".into(), r.clone()));
     }
-    let list = e.list_images_all(&filters, o.all)?;
+    Ok(filters)
+}
+
+fn cmd_images(e: &Engine, o: ImagesOpts) -> Res<u8> {
+    let list = e.list_images_all(&images_filters(&o)?, o.all)?;
+    print_images(&list, o)
+}
+
+/// `images`' output.
+fn print_images(list: &[longshore_engine::ImageSummary], o: ImagesOpts) -> Res<u8> {
     let mut rows = Vec::new();
-    for i in &list {
+    for i in list {
         let id = if o.no_trunc {
             i.id.clone()
         } else {
@@ -2513,13 +2571,47 @@ fn container_path(arg: &str) -> Option<(&str, &str)> {
     (!c.is_empty() && !c.contains('/')).then_some((c, p))
 }
 
-fn cmd_cp(e: &Engine, src: &str, dest: &str) -> Res<u8> {
+/// Where `cp` copies from and to: the engine in process, or a daemon.
+trait Copier {
+    /// A tar of `path` in container `c`, written to `w`.
+    fn copy_from(&self, c: &str, path: &str, w: &mut dyn Write) -> Res<()>;
+    /// Extracts `tar` into directory `path` of container `c`; `Err((true, _))` when the
+    /// path is not an existing directory (the caller then copies to its parent).
+    fn copy_to(
+        &self,
+        c: &str,
+        path: &str,
+        tar: &mut (dyn Read + Send),
+    ) -> Result<(), (bool, Failure)>;
+}
+
+impl Copier for Engine {
+    fn copy_from(&self, c: &str, path: &str, w: &mut dyn Write) -> Res<()> {
+        Ok(self.copy_from_container(c, path, w)?)
+    }
+
+    fn copy_to(
+        &self,
+        c: &str,
+        path: &str,
+        tar: &mut (dyn Read + Send),
+    ) -> Result<(), (bool, Failure)> {
+        self.copy_to_container(c, path, tar).map_err(|err| {
+            (
+                matches!(err, Error::NotFoundPath(_) | Error::InvalidArgument(_)),
+                Failure::from(err),
+            )
+        })
+    }
+}
+
+fn cmd_cp(e: &dyn Copier, src: &str, dest: &str) -> Res<u8> {
     match (container_path(src), container_path(dest)) {
         (Some(_), Some(_)) => Err(fail("copying between containers is not supported")),
         (None, None) => Err(fail("must specify at least one container source")),
         (Some((c, path)), None) => {
             if dest == "-" {
-                e.copy_from_container(c, path, io::stdout().lock())?;
+                e.copy_from(c, path, &mut io::stdout().lock())?;
                 return Ok(0);
             }
             let dest = PathBuf::from(dest);
@@ -2542,7 +2634,7 @@ fn cmd_cp(e: &Engine, src: &str, dest: &str) -> Res<u8> {
             // it), then renamed to the destination's name when that differs
             let stage = tempfile_dir(&dir)?;
             let mut buf = Vec::new();
-            e.copy_from_container(c, path, &mut buf)?;
+            e.copy_from(c, path, &mut buf)?;
             longshore_graph::apply_layer(
                 &buf[..],
                 stage.path(),
@@ -2573,7 +2665,7 @@ fn cmd_cp(e: &Engine, src: &str, dest: &str) -> Res<u8> {
         }
         (None, Some((c, path))) => {
             if src == "-" {
-                e.copy_to_container(c, path, io::stdin())?;
+                e.copy_to(c, path, &mut io::stdin()).map_err(|(_, f)| f)?;
                 return Ok(0);
             }
             let src_path = PathBuf::from(src);
@@ -2598,21 +2690,20 @@ fn cmd_cp(e: &Engine, src: &str, dest: &str) -> Res<u8> {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("."));
             // into an existing directory under the source's name; else as the new path
-            match e.copy_to_container(c, path, &tar_of(&base)?[..]) {
+            match e.copy_to(c, path, &mut &tar_of(&base)?[..]) {
                 Ok(()) => Ok(0),
-                Err(Error::NotFoundPath(_)) | Err(Error::InvalidArgument(_))
-                    if !path.trim_end_matches('/').is_empty() =>
-                {
+                Err((true, _)) if !path.trim_end_matches('/').is_empty() => {
                     let p = std::path::Path::new(path.trim_end_matches('/'));
                     let parent = p
                         .parent()
                         .map(|p| p.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "/".into());
                     let name = p.file_name().map(PathBuf::from).unwrap_or(base);
-                    e.copy_to_container(c, &parent, &tar_of(&name)?[..])?;
+                    e.copy_to(c, &parent, &mut &tar_of(&name)?[..])
+                        .map_err(|(_, f)| f)?;
                     Ok(0)
                 }
-                Err(err) => Err(err.into()),
+                Err((_, f)) => Err(f),
             }
         }
     }
@@ -2663,6 +2754,47 @@ fn print_json_or_template(values: &[Value], format: Option<String>) -> Res<u8> {
     Ok(0)
 }
 
+/// `volume ls`'s output.
+fn print_volumes(
+    vols: &[longshore_engine::Volume],
+    quiet: bool,
+    format: Option<String>,
+) -> Res<u8> {
+    if quiet {
+        for v in vols {
+            println!("{}", v.name);
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Value> = vols
+        .iter()
+        .map(|v| json!({"Driver": v.driver, "Name": v.name, "VolumeName": v.name, "Mountpoint": v.mountpoint}))
+        .collect();
+    let fmt = format.unwrap_or_else(|| "table {{.Driver}}\t{{.VolumeName}}".into());
+    let fmt = if fmt == "table {{.Driver}}\t{{.Name}}" {
+        "table {{.Driver}}\t{{.VolumeName}}".to_string()
+    } else {
+        fmt
+    };
+    print!("{}", render_all(&Template::parse(&fmt)?, &rows)?);
+    Ok(0)
+}
+
+/// `network ls`'s output: (ID, name, driver, scope) rows.
+fn print_networks(rows: Vec<Vec<String>>, quiet: bool) -> Res<u8> {
+    if quiet {
+        for r in rows {
+            println!("{}", r[1]);
+        }
+        return Ok(0);
+    }
+    print!(
+        "{}",
+        table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
+    );
+    Ok(0)
+}
+
 fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
     match cmd {
         VolumeCmd::Create {
@@ -2686,34 +2818,7 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
             println!("{}", v.name);
             Ok(0)
         }
-        VolumeCmd::Ls { quiet, format } => {
-            let vols = e.volumes()?;
-            if quiet {
-                for v in &vols {
-                    println!("{}", v.name);
-                }
-                return Ok(0);
-            }
-            let rows: Vec<Value> = vols
-                .iter()
-                .map(|v| json!({"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint}))
-                .collect();
-            let fmt = format.unwrap_or_else(|| "table {{.Driver}}\t{{.Name}}".into());
-            let fmt = if fmt == "table {{.Driver}}\t{{.Name}}" {
-                "table {{.Driver}}\t{{.VolumeName}}".to_string()
-            } else {
-                fmt
-            };
-            let rows: Vec<Value> = rows
-                .into_iter()
-                .map(|mut r| {
-                    r["VolumeName"] = r["Name"].clone();
-                    r
-                })
-                .collect();
-            print!("{}", render_all(&Template::parse(&fmt)?, &rows)?);
-            Ok(0)
-        }
+        VolumeCmd::Ls { quiet, format } => print_volumes(&e.volumes()?, quiet, format),
         VolumeCmd::Inspect { format, names } => {
             let mut out = Vec::new();
             for n in &names {
@@ -2823,17 +2928,7 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 "null".into(),
                 "local".into(),
             ]);
-            if quiet {
-                for r in rows {
-                    println!("{}", r[1]);
-                }
-                return Ok(0);
-            }
-            print!(
-                "{}",
-                table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
-            );
-            Ok(0)
+            print_networks(rows, quiet)
         }
         NetworkCmd::Inspect { format, names } => {
             let mut out = Vec::new();
@@ -2917,14 +3012,68 @@ fn confirm(force: bool, what: &str) -> bool {
 
 /// A prune's list (when anything went) and the space it freed.
 fn print_prune(title: &str, rep: &longshore_engine::system::PruneReport) {
-    if !rep.deleted.is_empty() {
+    print_pruned(title, &rep.deleted, rep.space_reclaimed);
+}
+
+/// [`print_prune`] from the list and the bytes.
+fn print_pruned(title: &str, deleted: &[String], space: u64) {
+    if !deleted.is_empty() {
         println!("{title}");
-        for d in &rep.deleted {
+        for d in deleted {
             println!("{d}");
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(rep.space_reclaimed));
+    println!("Total reclaimed space: {}", human_size(space));
+}
+
+/// One layer of `history`.
+struct HistoryRow {
+    id: Option<String>,
+    created: Option<i64>,
+    created_by: String,
+    size: u64,
+    comment: String,
+}
+
+/// `history`'s output.
+fn print_history(rows: Vec<HistoryRow>, no_trunc: bool, quiet: bool) -> Res<u8> {
+    let id = |x: &HistoryRow| {
+        x.id.as_deref()
+            .map(|d| if no_trunc { d.to_string() } else { short(d) })
+            .unwrap_or_else(|| "<missing>".into())
+    };
+    if quiet {
+        for x in &rows {
+            println!("{}", id(x));
+        }
+        return Ok(0);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|x| {
+            let by = if no_trunc || x.created_by.chars().count() <= 45 {
+                x.created_by.clone()
+            } else {
+                format!("{}…", x.created_by.chars().take(44).collect::<String>())
+            };
+            vec![
+                id(x),
+                x.created.map(ago_secs).unwrap_or_default(),
+                by,
+                human_size(x.size),
+                x.comment.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &cells
+        )
+    );
+    Ok(0)
 }
 
 /// `docker system df`.
@@ -3057,6 +3206,397 @@ fn cmd_df(e: &Engine, verbose: bool, format: Option<String>) -> Res<u8> {
     );
     println!("\nBuild cache usage: 0B");
     Ok(0)
+}
+
+/// `version`: the client's part and the server's (`GET /version`, or this process's).
+fn print_version(server: &Value, format: Option<String>) -> Res<u8> {
+    let v = json!({
+        "Client": {"Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1.45", "Os": "linux", "Arch": go_arch()},
+        "Server": server,
+    });
+    match format {
+        Some(f) => println!("{}", Template::parse(&f)?.render(&v)?),
+        None => println!(
+            "Client:\n Version:           {}\n API version:       1.45\n OS/Arch:           linux/{}\n\nServer: longshore\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  OS/Arch:          {}/{}",
+            env!("CARGO_PKG_VERSION"),
+            go_arch(),
+            server["Version"].as_str().unwrap_or_default(),
+            server["ApiVersion"].as_str().unwrap_or_default(),
+            server["MinAPIVersion"].as_str().unwrap_or_default(),
+            server["Os"].as_str().unwrap_or_default(),
+            server["Arch"].as_str().unwrap_or_default(),
+        ),
+    }
+    Ok(0)
+}
+
+/// `info` from `GET /info`'s shape.
+fn print_info(v: &Value, format: Option<String>) -> Res<u8> {
+    if let Some(f) = format {
+        println!("{}", Template::parse(&f)?.render(v)?);
+        return Ok(0);
+    }
+    let str_of = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    println!(
+        "Containers: {}\n Running: {}\n Paused: {}\n Stopped: {}",
+        v["Containers"], v["ContainersRunning"], v["ContainersPaused"], v["ContainersStopped"]
+    );
+    println!(
+        "Images: {}\nServer Version: {}\nStorage Driver: {}\nLogging Driver: {}\nCgroup Driver: {}",
+        v["Images"],
+        str_of("ServerVersion"),
+        str_of("Driver"),
+        str_of("LoggingDriver"),
+        str_of("CgroupDriver"),
+    );
+    println!(
+        "Kernel Version: {}\nOperating System: {}\nCPUs: {}\nName: {}\nDocker Root Dir: {}",
+        str_of("KernelVersion"),
+        str_of("OperatingSystem"),
+        v["NCPU"],
+        str_of("Name"),
+        str_of("DockerRootDir"),
+    );
+    Ok(0)
+}
+
+/// `inspect`'s output: the objects found (JSON or `--format`), then the last error.
+fn print_inspect(out: Vec<Value>, failed: Option<String>, format: Option<String>) -> Res<u8> {
+    match format {
+        Some(f) => {
+            let t = Template::parse(&f)?;
+            for v in &out {
+                println!("{}", t.render(v)?);
+            }
+        }
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(out)).unwrap_or_default()
+        ),
+    }
+    match failed {
+        Some(m) => Err(Failure { code: 1, msg: m }),
+        None => Ok(0),
+    }
+}
+
+/// One line of `events` (docker's text, or the template).
+fn event_line(ev: &longshore_engine::Event, t: Option<&Template>) -> String {
+    match t {
+        Some(t) => t
+            .render(&serde_json::to_value(ev).unwrap_or_default())
+            .unwrap_or_default(),
+        None => {
+            let time = humantime::format_rfc3339_nanos(
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ev.time_nano as u64),
+            );
+            let attrs: Vec<String> = ev
+                .actor
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(
+                "{time} {} {} {} ({})",
+                ev.kind,
+                ev.action,
+                ev.actor.id,
+                attrs.join(", ")
+            )
+        }
+    }
+}
+
+/// `port`: `(container port/proto, host ip, host port)` of a running container.
+fn print_ports(
+    ports: Vec<(String, String, String)>,
+    private_port: Option<String>,
+    container: &str,
+) -> Res<u8> {
+    let want = private_port.map(|p| {
+        if p.contains('/') {
+            p
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut any = false;
+    for (key, ip, port) in ports {
+        match &want {
+            Some(w) if *w != key => continue,
+            Some(_) => println!("{ip}:{port}"),
+            None => println!("{key} -> {ip}:{port}"),
+        }
+        any = true;
+    }
+    if let (Some(w), false) = (want, any) {
+        return Err(fail(format!(
+            "Error: No public port '{w}' published for {container}"
+        )));
+    }
+    Ok(0)
+}
+
+/// `top`: the titles and rows as a table.
+fn print_top(titles: &[String], procs: &[Vec<String>]) {
+    let header: Vec<&str> = titles.iter().map(String::as_str).collect();
+    print!("{}", table(&header, procs));
+}
+
+/// A runtime for the engine's async jobs (pull, push, login, search).
+fn runtime() -> Res<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Parses a pull's reference; says "Using default tag" as docker does when it has none.
+fn pull_preamble(image: &str, quiet: bool) -> Res<longshore_registry::Reference> {
+    let r = longshore_registry::Reference::parse(image)
+        .map_err(|err| fail(format!("invalid reference format: {image}: {err}")))?;
+    if r.tag().is_none() && r.digest().is_none() {
+        if !quiet {
+            println!("Using default tag: latest");
+        }
+        return r
+            .with_tag("latest")
+            .map_err(|err| fail(format!("invalid reference format: {image}: {err}")));
+    }
+    Ok(r)
+}
+
+/// Runs a registry job, drawing its progress events as docker does (none with `quiet`).
+fn with_progress<T, F: std::future::Future<Output = longshore_engine::Result<T>>>(
+    rt: &tokio::runtime::Runtime,
+    d: &mut progress::Display,
+    quiet: bool,
+    push: bool,
+    job: impl FnOnce(longshore_registry::ProgressSender) -> F,
+) -> Res<T> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let fut = job(tx);
+    rt.block_on(async {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                Some(p) = rx.recv() => {
+                    if !quiet {
+                        for m in progress::messages(&p, push) {
+                            d.show(&m).map_err(fail)?;
+                        }
+                    }
+                }
+                r = &mut fut => {
+                    while let Ok(p) = rx.try_recv() {
+                        if !quiet {
+                            for m in progress::messages(&p, push) {
+                                d.show(&m).map_err(fail)?;
+                            }
+                        }
+                    }
+                    return r.map_err(Failure::from);
+                }
+            }
+        }
+    })
+}
+
+/// `login`'s server and credentials, from the flags, stdin or prompts.
+fn login_credentials(
+    username: Option<String>,
+    password: Option<String>,
+    password_stdin: bool,
+    server: Option<String>,
+) -> Res<(String, longshore_registry::Credentials)> {
+    let server = server.unwrap_or_else(|| longshore_registry::DOCKER_HUB.to_string());
+    if password.is_some() && password_stdin {
+        return Err(fail(
+            "--password and --password-stdin are mutually exclusive",
+        ));
+    }
+    let password = if password_stdin {
+        if username.is_none() {
+            return Err(fail("Must provide --username with --password-stdin"));
+        }
+        let mut s = String::new();
+        io::stdin().read_to_string(&mut s)?;
+        Some(s.trim_end_matches(['\n', '\r']).to_string())
+    } else {
+        if password.is_some() {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        }
+        password
+    };
+    let prompt = |what: &str| -> Res<String> {
+        eprint!("{what}: ");
+        let mut s = String::new();
+        io::stdin().read_line(&mut s)?;
+        Ok(s.trim_end_matches(['\n', '\r']).to_string())
+    };
+    let username = match username {
+        Some(u) => u,
+        None => prompt("Username")?,
+    };
+    let password = match password {
+        Some(p) => p,
+        None => prompt("Password")?,
+    };
+    if username.is_empty() {
+        return Err(fail("Error: Non-null Username Required"));
+    }
+    if password.is_empty() {
+        return Err(fail("Error: Password Required"));
+    }
+    Ok((
+        server,
+        longshore_registry::Credentials::new(username, password),
+    ))
+}
+
+/// Keeps login credentials in `config.json`, as docker does.
+fn save_login(
+    config_dir: &std::path::Path,
+    server: &str,
+    creds: &longshore_registry::Credentials,
+) -> Res<u8> {
+    let store = longshore_registry::CredentialStore::new(config_dir.join("config.json"));
+    std::fs::create_dir_all(config_dir)?;
+    store
+        .store(server, creds)
+        .map_err(|err| fail(format!("Error saving credentials: {err}")))?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+/// `logout`: removes the credentials of `server` from `config.json`.
+fn logout(config_dir: &std::path::Path, server: Option<String>) -> Res<u8> {
+    let server = server.unwrap_or_else(|| longshore_registry::DOCKER_HUB.to_string());
+    let store = longshore_registry::CredentialStore::new(config_dir.join("config.json"));
+    let shown = longshore_registry::CredentialStore::server_key(&server);
+    match store.erase(&server) {
+        Ok(true) => println!("Removing login credentials for {shown}"),
+        Ok(false) => println!("Not logged in to {shown}"),
+        Err(err) => return Err(fail(format!("Error: {err}"))),
+    }
+    Ok(0)
+}
+
+/// `search`'s output from the API's results (`name`, `description`, `star_count`,
+/// `is_official`, `is_automated`).
+fn print_search(
+    results: Vec<Value>,
+    filters: &[String],
+    format: Option<String>,
+    no_trunc: bool,
+    limit: Option<usize>,
+) -> Res<u8> {
+    let mut min_stars = 0;
+    let mut official = None;
+    let mut automated = None;
+    for (k, v) in parse_filters(filters)? {
+        let flag = || -> Res<bool> {
+            v.parse()
+                .map_err(|_| fail(format!("Error: invalid filter '{k}={v}'")))
+        };
+        match k.as_str() {
+            "stars" => {
+                min_stars = v
+                    .parse()
+                    .map_err(|_| fail(format!("Error: invalid filter 'stars={v}'")))?
+            }
+            "is-official" => official = Some(flag()?),
+            "is-automated" => automated = Some(flag()?),
+            _ => return Err(fail(format!("Error: invalid filter '{k}'"))),
+        }
+    }
+    let rows: Vec<Value> = results
+        .into_iter()
+        .filter(|r| r["star_count"].as_u64().unwrap_or(0) >= min_stars)
+        .filter(|r| official.is_none_or(|o| r["is_official"].as_bool().unwrap_or(false) == o))
+        .filter(|r| automated.is_none_or(|a| r["is_automated"].as_bool().unwrap_or(false) == a))
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|r| {
+            let desc = r["description"].as_str().unwrap_or_default().replace('\n', " ");
+            let desc = if !no_trunc && desc.chars().count() > 45 {
+                format!("{}…", desc.chars().take(44).collect::<String>())
+            } else {
+                desc
+            };
+            let off = r["is_official"].as_bool().unwrap_or(false);
+            let auto = r["is_automated"].as_bool().unwrap_or(false);
+            json!({
+                "Name": r["name"], "Description": desc, "StarCount": r["star_count"].as_u64().unwrap_or(0).to_string(),
+                "IsOfficial": if off { "[OK]" } else { "" }, "IsAutomated": if auto { "[OK]" } else { "" },
+            })
+        })
+        .collect();
+    let fmt = format.unwrap_or_else(|| {
+        "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}".into()
+    });
+    let fmt = if fmt == "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}" {
+        // docker's headers
+        "table {{.Name}}\t{{.Description}}\t{{.Stars}}\t{{.Official}}".to_string()
+    } else {
+        fmt
+    };
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|mut r| {
+            r["Stars"] = r["StarCount"].clone();
+            r["Official"] = r["IsOfficial"].clone();
+            r
+        })
+        .collect();
+    print!("{}", render_all(&Template::parse(&fmt)?, &rows)?);
+    Ok(0)
+}
+
+/// `events --since/--until`: unix seconds, a duration ago (`10m`), or RFC 3339.
+fn event_time(s: &str) -> Res<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64
+            - d.as_secs() as i64);
+    }
+    Ok(longshore_engine::containers::unix_time(s))
+}
+
+/// The architecture as Go names it (docker's `OS/Arch`).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        a => a,
+    }
+}
+
+/// The size of a tar of directory `dir` (512-byte headers, content padded to 512, the
+/// closing 1 KiB), as docker counts the build context it sends.
+fn tar_size(dir: &std::path::Path) -> u64 {
+    let mut total = 1024;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            total += 512;
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.is_file() {
+                total += md.len().div_ceil(512) * 512;
+            }
+        }
+    }
+    total
 }
 
 /// "2 minutes ago" for unix seconds.

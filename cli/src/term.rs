@@ -15,12 +15,12 @@ pub fn stdout_is_tty() -> bool {
 }
 
 /// Puts stdin's terminal in raw mode until dropped.
-struct RawMode {
+pub(crate) struct RawMode {
     saved: Option<Termios>,
 }
 
 impl RawMode {
-    fn enter(on: bool) -> RawMode {
+    pub(crate) fn enter(on: bool) -> RawMode {
         if !on || !io::stdin().is_terminal() {
             return RawMode { saved: None };
         }
@@ -41,6 +41,11 @@ impl Drop for RawMode {
             let _ = termios::tcsetattr(io::stdin().as_fd(), SetArg::TCSANOW, t);
         }
     }
+}
+
+/// Columns of the terminal on stdout.
+pub fn width() -> Option<u16> {
+    winsize().map(|(_, c)| c)
 }
 
 fn winsize() -> Option<(u16, u16)> {
@@ -249,4 +254,122 @@ pub fn proxy_terminal(
         what: "wait for the exec'd process".into(),
         source: io::Error::other(e.to_string()),
     })
+}
+
+/// Blocks the signals `relay` forwards in this thread, before it starts other threads
+/// (they inherit the mask, so only relay's signal thread takes them).
+pub fn block_forwarded() {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    let _ = set.thread_block();
+}
+
+/// Attaches this process's stdio to an upgraded API connection (attach, exec start): the
+/// container's output (raw with a terminal, else Docker's 8-byte frames) to stdout and
+/// stderr, stdin (with the detach keys on a terminal) to the connection, window sizes to
+/// `resize` and, with `sig_proxy` and no terminal, signals to `signal`. Returns true when
+/// the user detached.
+pub fn relay(
+    mut up: crate::client::Upgraded,
+    stdin: bool,
+    tty: bool,
+    sig_proxy: bool,
+    keys: Option<&str>,
+    resize: impl Fn(u16, u16) + Send + 'static,
+    signal: impl Fn(i32) + Send + 'static,
+) -> io::Result<bool> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    let _ = set.thread_block();
+    let _raw = RawMode::enter(tty && stdin);
+    if tty && let Some((r, c)) = winsize() {
+        resize(r, c);
+    }
+    std::thread::spawn(move || {
+        loop {
+            let Ok(sig) = set.wait() else { return };
+            if sig == Signal::SIGWINCH {
+                if tty && let Some((r, c)) = winsize() {
+                    resize(r, c);
+                }
+                continue;
+            }
+            if sig_proxy && !tty {
+                signal(sig as i32);
+            } else if !tty {
+                std::process::exit(128 + sig as i32);
+            }
+        }
+    });
+    let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if stdin {
+        let mut w = up.writer()?;
+        let keys = detach_keys(keys);
+        let flag = detached.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            let mut matched = 0usize;
+            let mut input = io::stdin().lock();
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        w.close_write();
+                        return;
+                    }
+                    Ok(n) => n,
+                };
+                let mut out = Vec::with_capacity(n);
+                for &b in &buf[..n] {
+                    if tty && !keys.is_empty() && b == keys[matched] {
+                        matched += 1;
+                        if matched == keys.len() {
+                            let _ = w.write_all(&out);
+                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                            w.shutdown();
+                            return;
+                        }
+                        continue;
+                    }
+                    if matched > 0 {
+                        out.extend_from_slice(&keys[..matched]);
+                        matched = 0;
+                    }
+                    out.push(b);
+                }
+                if !out.is_empty() && (w.write_all(&out).is_err() || w.flush().is_err()) {
+                    return;
+                }
+            }
+        });
+    }
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    if tty {
+        let mut buf = [0u8; 32 * 1024];
+        loop {
+            match up.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut o = stdout.lock();
+                    let _ = o.write_all(&buf[..n]);
+                    let _ = o.flush();
+                }
+            }
+        }
+    } else {
+        while let Ok(Some((stream, d))) = up.next_frame() {
+            if stream == 2 {
+                let _ = stderr.lock().write_all(&d);
+            } else {
+                let mut o = stdout.lock();
+                let _ = o.write_all(&d);
+                let _ = o.flush();
+            }
+        }
+    }
+    Ok(detached.load(std::sync::atomic::Ordering::SeqCst))
 }

@@ -199,6 +199,10 @@ CMD [\"docker-registry\"]
         ),
     ]);
     let out = env.build(&ctx, &["--rm", "-t", "registry"]);
+    assert!(
+        out.starts_with("Sending build context to Docker daemon  "),
+        "{out}"
+    );
     for want in [
         "Step 1/11 : FROM busybox",
         "apt-get install -y swig python-pip python-dev libssl-dev liblzma-dev libevent1-dev\n",

@@ -86,7 +86,8 @@ impl Env {
         c.args(args)
             .env("LONGSHORE_ROOT", self.data())
             .env("LONGSHORE_BRIDGE", "lsbr0")
-            .env_remove("LONGSHORE_HOST");
+            .env_remove("LONGSHORE_HOST")
+            .env_remove("DOCKER_HOST");
         c
     }
 
@@ -1784,4 +1785,1008 @@ fn network_connect_and_disconnect_a_running_container() {
     );
     env.ok(&["rm", "-f", "ca", "cb"]);
     env.ok(&["network", "rm", "lsna", "lsnb"]);
+}
+
+/// `longshore daemon` on a socket in the test's data root, in the test's network
+/// namespace; SIGTERM and wait on drop.
+struct Daemon {
+    child: std::process::Child,
+    host: String,
+}
+
+impl Daemon {
+    fn start(env: &Env) -> Daemon {
+        let sock = env.data().join("d.sock");
+        let child = env
+            .command(&["daemon", "-H", &format!("unix://{}", sock.display())])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            host: format!("unix://{}", sock.display()),
+        };
+        wait_for("the daemon's socket", || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+        d
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the daemon's pid, our own child not yet waited for.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `args` in process and through the daemon (`-H`); both must give the same
+/// stdout, stderr and exit code. Returns the output.
+fn same(env: &Env, d: &Daemon, args: &[&str]) -> Output {
+    let local = env.run(args);
+    let mut with_host = vec!["-H", d.host.as_str()];
+    with_host.extend_from_slice(args);
+    let remote = env.run(&with_host);
+    assert_eq!(
+        (
+            local.status.code(),
+            timeless(&stdout(&local)),
+            stderr(&local)
+        ),
+        (
+            remote.status.code(),
+            timeless(&stdout(&remote)),
+            stderr(&remote)
+        ),
+        "{args:?}: in process (left) and through the daemon (right) differ"
+    );
+    local
+}
+
+/// `text` with docker's relative times ("3 seconds", "Less than a second") as `T`: two
+/// runs of a command a moment apart may cross a second.
+fn timeless(text: &str) -> String {
+    let text = text.replace("Less than a second", "T");
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let words: Vec<&str> = line.split(' ').collect();
+        let mut i = 0;
+        while i < words.len() {
+            let w = words[i];
+            if !w.is_empty()
+                && w.chars().all(|c| c.is_ascii_digit())
+                && words.get(i + 1).is_some_and(|n| n.starts_with("second"))
+            {
+                out.push('T');
+                i += 2;
+                if i < words.len() {
+                    out.push(' ');
+                }
+                continue;
+            }
+            out.push_str(w);
+            i += 1;
+            if i < words.len() {
+                out.push(' ');
+            }
+        }
+    }
+    // and the table padding that follows from them
+    let mut squeezed = String::new();
+    for c in out.chars() {
+        if !(c == ' ' && squeezed.ends_with(' ')) {
+            squeezed.push(c);
+        }
+    }
+    squeezed
+}
+
+/// Like [`same`], for commands that change state: runs `args` through the daemon only
+/// when `remote`, else in process.
+fn either(env: &Env, d: &Daemon, remote: bool, args: &[&str]) -> Output {
+    if !remote {
+        return env.run(args);
+    }
+    let mut with_host = vec!["-H", d.host.as_str()];
+    with_host.extend_from_slice(args);
+    env.run(&with_host)
+}
+
+#[test]
+fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let none = ["--network", "none"];
+    for remote in [false, true] {
+        let run = |args: &[&str]| {
+            let mut a = vec!["run", "--rm"];
+            a.extend_from_slice(&none);
+            a.extend_from_slice(args);
+            either(&env, &d, remote, &a)
+        };
+        let out = run(&["busybox", "echo", "hello"]);
+        assert_eq!(
+            (out.status.code(), stdout(&out)),
+            (Some(0), "hello\n".into())
+        );
+        let out = run(&["busybox", "sh", "-c", "echo err >&2; exit 3"]);
+        assert_eq!((out.status.code(), stderr(&out)), (Some(3), "err\n".into()));
+        let out = run(&["busybox", "nosuchcmd"]);
+        assert_eq!(
+            out.status.code(),
+            Some(127),
+            "remote={remote} {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("executable file not found"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&["busybox", "/etc/passwd"]);
+        assert_eq!(
+            out.status.code(),
+            Some(126),
+            "remote={remote} {}",
+            stderr(&out)
+        );
+        let out = run(&["--pull", "never", "nosuchimage"]);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "remote={remote} {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("No such image"), "{}", stderr(&out));
+        // stdin with -i reaches the container and its end closes the container's stdin
+        let mut c = if remote {
+            env.command(&[
+                "-H",
+                &d.host,
+                "run",
+                "-i",
+                "--rm",
+                "--network",
+                "none",
+                "busybox",
+                "wc",
+                "-c",
+            ])
+        } else {
+            env.command(&[
+                "run",
+                "-i",
+                "--rm",
+                "--network",
+                "none",
+                "busybox",
+                "wc",
+                "-c",
+            ])
+        };
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"12345").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(stdout(&out).trim(), "5", "remote={remote}");
+    }
+    wait_for("--rm removals", || env.ok(&["ps", "-aq"]).is_empty());
+    // a detached container, then every read-only command both ways
+    let id = env.ok(&[
+        "-H",
+        &d.host,
+        "run",
+        "-d",
+        "--name",
+        "cm-web",
+        "--network",
+        "none",
+        "-l",
+        "k=v",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; echo warn >&2; mkdir /x; exec sleep 100",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    env.ok(&[
+        "create",
+        "--name",
+        "cm-created",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    wait_for("the container's output", || {
+        env.ok(&["logs", "cm-web"]) == "started\n"
+    });
+    for args in [
+        &["ps"][..],
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "{{.ID}} {{.Image}} {{.Command}} {{.State}} {{.Names}} {{.Labels}}",
+        ],
+        &["ps", "-aq"],
+        &["ps", "-a", "--no-trunc", "-q"],
+        &[
+            "ps",
+            "-a",
+            "-f",
+            "name=cm-created",
+            "--format",
+            "{{.Names}}",
+        ],
+        &["ps", "-a", "-f", "status=running", "-q"],
+        &["ps", "-l", "-q"],
+        &["ps", "-n", "2", "-q"],
+        &["ps", "--format", "table {{.Names}}\t{{.Image}}"],
+        &["images"],
+        &["images", "-q"],
+        &[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}",
+        ],
+        &["images", "busybox"],
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.Name}} {{.Config.Image}}",
+            "cm-web",
+        ],
+        &["inspect", "--type", "image", "-f", "{{.Id}}", "busybox"],
+        &["inspect", "cm-created"],
+        &["inspect", "nosuch"],
+        &["logs", "cm-web"],
+        &["logs", "-n", "1", "cm-web"],
+        &["logs", "-t", "cm-web"],
+        &["history", "busybox"],
+        &["history", "-q", "--no-trunc", "busybox"],
+        &["logs", "-f", "cm-created"],
+        &[
+            "exec",
+            "cm-web",
+            "sh",
+            "-c",
+            "echo in; echo err >&2; exit 4",
+        ],
+        &["exec", "cm-web", "nosuchcmd"],
+        &["top", "cm-web"],
+        &["diff", "cm-web"],
+        &["port", "cm-web"],
+        &["port", "cm-web", "80"],
+        &[
+            "version",
+            "--format",
+            "{{.Server.Version}} {{.Server.ApiVersion}} {{.Server.Os}}/{{.Server.Arch}}",
+        ],
+        &[
+            "info",
+            "--format",
+            "{{.Containers}} {{.ContainersRunning}} {{.Images}} {{.Driver}}",
+        ],
+        &["volume", "ls"],
+        &["network", "ls", "-q"],
+        &["rm", "nosuch"],
+        &["stop", "nosuch"],
+        &["logs", "nosuch"],
+        &["rmi", "nosuch"],
+        &["ps", "--format", "{{.Nope}}"],
+        &["ps", "-f", "bad"],
+    ] {
+        same(&env, &d, args);
+    }
+    let out = same(
+        &env,
+        &d,
+        &[
+            "exec",
+            "cm-web",
+            "sh",
+            "-c",
+            "echo in; echo err >&2; exit 4",
+        ],
+    );
+    assert_eq!(
+        (out.status.code(), stdout(&out), stderr(&out)),
+        (Some(4), "in\n".into(), "err\n".into())
+    );
+    // export and save give the same archives
+    for (args, what) in [
+        (&["export", "cm-web"][..], "export"),
+        (&["save", "busybox"], "save"),
+    ] {
+        let a = env.run(args);
+        let mut h = vec!["-H", d.host.as_str()];
+        h.extend_from_slice(args);
+        let b = env.run(&h);
+        assert!(
+            a.status.success() && b.status.success(),
+            "{what}: {}",
+            stderr(&b)
+        );
+        assert_eq!(tar_names(&a.stdout), tar_names(&b.stdout), "{what}");
+        assert!(!tar_names(&a.stdout).is_empty(), "{what}");
+    }
+    // state changes through the daemon, seen in process
+    let h = d.host.as_str();
+    env.ok(&["-H", h, "pause", "cm-web"]);
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Status}}", "cm-web"])
+            .trim(),
+        "paused"
+    );
+    env.ok(&["-H", h, "unpause", "cm-web"]);
+    env.ok(&["-H", h, "rename", "cm-web", "cm-web2"]);
+    assert_eq!(env.ok(&["ps", "--format", "{{.Names}}"]).trim(), "cm-web2");
+    // cp both ways
+    let host_file = env.data().join("cp-in.txt");
+    std::fs::write(&host_file, "copied\n").unwrap();
+    env.ok(&["-H", h, "cp", host_file.to_str().unwrap(), "cm-web2:/x/"]);
+    assert_eq!(
+        env.ok(&["exec", "cm-web2", "cat", "/x/cp-in.txt"]),
+        "copied\n"
+    );
+    let back = env.data().join("cp-out.txt");
+    env.ok(&[
+        "-H",
+        h,
+        "cp",
+        "cm-web2:/x/cp-in.txt",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied\n");
+    // tag, load, rmi
+    env.ok(&["-H", h, "tag", "busybox", "cm-copy:v1"]);
+    let saved = env.data().join("saved.tar");
+    env.ok(&["-H", h, "save", "-o", saved.to_str().unwrap(), "cm-copy:v1"]);
+    assert_eq!(
+        env.ok(&["-H", h, "rmi", "cm-copy:v1"]),
+        "Untagged: cm-copy:v1\n"
+    );
+    let out = same(&env, &d, &["rmi", "cm-copy:v1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        env.ok(&["-H", h, "load", "-i", saved.to_str().unwrap()]),
+        "Loaded image: cm-copy:v1\n"
+    );
+    assert_eq!(
+        env.ok(&["-H", h, "rmi", "cm-copy:v1"]),
+        "Untagged: cm-copy:v1\n"
+    );
+    // volumes and networks
+    assert_eq!(env.ok(&["-H", h, "volume", "create", "cm-vol"]), "cm-vol\n");
+    same(&env, &d, &["volume", "ls"]);
+    same(
+        &env,
+        &d,
+        &["volume", "inspect", "-f", "{{.Name}} {{.Driver}}", "cm-vol"],
+    );
+    assert_eq!(env.ok(&["-H", h, "volume", "rm", "cm-vol"]), "cm-vol\n");
+    env.ok(&[
+        "-H",
+        h,
+        "network",
+        "create",
+        "--subnet",
+        "10.251.7.0/24",
+        "-o",
+        "com.docker.network.bridge.name=lscm0",
+        "cm-net",
+    ]);
+    same(
+        &env,
+        &d,
+        &["network", "inspect", "-f", "{{.Name}}", "cm-net"],
+    );
+    same(&env, &d, &["network", "ls", "--quiet"]);
+    assert_eq!(env.ok(&["-H", h, "network", "rm", "cm-net"]), "cm-net\n");
+    // stop, kill, wait, restart, start, rm with docker's answers and codes
+    // start -a: the output and the container's exit code
+    env.ok(&[
+        "create",
+        "--name",
+        "cm-sa",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo sa; exit 6",
+    ]);
+    let out = env.run(&["-H", h, "start", "-a", "cm-sa"]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(6), "sa\n".into()),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["-H", h, "rm", "cm-sa"]);
+    env.ok(&["-H", h, "start", "cm-created"]);
+    assert_eq!(env.ok(&["-H", h, "wait", "cm-created"]), "0\n");
+    env.ok(&["-H", h, "restart", "-t", "1", "cm-web2"]);
+    assert_eq!(env.ok(&["-H", h, "kill", "cm-web2"]), "cm-web2\n");
+    assert_eq!(env.ok(&["-H", h, "wait", "cm-web2"]), "137\n");
+    let out = env.run(&["-H", h, "rm", "cm-web2", "cm-created", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "cm-web2\ncm-created\n");
+    // events of what happened, the same either way
+    same(
+        &env,
+        &d,
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &now_secs(),
+            "--format",
+            "{{.Type}} {{.Action}}",
+            "-f",
+            "container=cm-created",
+        ],
+    );
+    assert!(env.ok(&["ps", "-aq"]).is_empty());
+    // commit, update and prunes through the daemon
+    env.ok(&[
+        "create",
+        "--name",
+        "cm-p",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let img = env.ok(&[
+        "-H",
+        h,
+        "commit",
+        "-m",
+        "through the daemon",
+        "cm-p",
+        "cm-committed:v1",
+    ]);
+    assert!(img.starts_with("sha256:"), "{img}");
+    assert_eq!(
+        env.ok(&["images", "-q", "--no-trunc", "cm-committed:v1"])
+            .trim(),
+        img.trim()
+    );
+    same(&env, &d, &["history", "cm-committed:v1"]);
+    assert_eq!(
+        env.ok(&[
+            "-H",
+            h,
+            "update",
+            "-m",
+            "64m",
+            "--restart",
+            "on-failure:2",
+            "cm-p"
+        ]),
+        "cm-p\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+            "cm-p"
+        ])
+        .trim(),
+        "67108864 on-failure"
+    );
+    let full = env.ok(&["inspect", "-f", "{{.Id}}", "cm-p"]);
+    let out = env.ok(&["-H", h, "container", "prune", "-f"]);
+    assert!(
+        out.starts_with(&format!("Deleted Containers:\n{}", full.trim())),
+        "{out}"
+    );
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    env.ok(&["-H", h, "volume", "create", "cm-prune-vol"]);
+    let out = env.ok(&["-H", h, "volume", "prune", "-a", "-f"]);
+    assert!(out.contains("cm-prune-vol"), "{out}");
+    env.ok(&["-H", h, "rmi", "cm-committed:v1"]);
+    let out = env.ok(&["-H", h, "image", "prune", "-f"]);
+    assert!(out.ends_with("Total reclaimed space: 0B\n"), "{out}");
+}
+
+fn now_secs() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string()
+}
+
+fn tar_names(data: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(data);
+    let mut names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn client_mode_refuses_what_it_cannot_do_and_runs_nothing_in_process() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    env.ok(&[
+        "create",
+        "--name",
+        "cm-c",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let before = env.ok(&["images", "-q"]);
+    for args in [
+        &["stats", "--no-stream"][..],
+        &["system", "df"],
+        &["ps", "-s"],
+        &["build", "."],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--health-cmd",
+            "true",
+            "busybox",
+            "true",
+        ],
+    ] {
+        let mut a = vec!["-H", d.host.as_str()];
+        a.extend_from_slice(args);
+        let out = env.run(&a);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(
+            stderr(&out).contains("not supported against a daemon yet"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(env.ok(&["images", "-q"]), before);
+    assert_eq!(env.ok(&["ps", "-aq"]).lines().count(), 1);
+    // a daemon that is not there is a clear error, and nothing runs in process
+    let out = env.run(&[
+        "-H",
+        "unix:///nonexistent/longshore.sock",
+        "run",
+        "--rm",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("Cannot connect"), "{}", stderr(&out));
+    let mut c = env.command(&["ps", "-aq"]);
+    c.env("DOCKER_HOST", "unix:///nonexistent/longshore.sock");
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "DOCKER_HOST is honoured");
+    let mut c = env.command(&["ps", "-aq"]);
+    c.env("LONGSHORE_HOST", &d.host)
+        .env("DOCKER_HOST", "unix:///nonexistent/x.sock");
+    let out = c.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "LONGSHORE_HOST before DOCKER_HOST: {}",
+        stderr(&out)
+    );
+    let out = env.run(&["-H", "ssh://x", "ps"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("unsupported protocol"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn client_mode_run_and_exec_it_under_a_pseudo_terminal() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let pty = |cmd: String, input: &[&[u8]]| {
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"])
+            .env("LONGSHORE_ROOT", env.data())
+            .env_remove("DOCKER_HOST")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            let mut w = child.stdin.take().unwrap();
+            for i in input {
+                std::io::Write::write_all(&mut w, i).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        child.wait_with_output().unwrap()
+    };
+    let out = pty(
+        format!(
+            "stty rows 40 cols 100; {BIN} -H {} run -it --rm --network none busybox sh",
+            d.host
+        ),
+        &[
+            b"tty -s && echo on-a-tty; stty size; echo $TERM\n",
+            b"exit 7\n",
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(7), "{text} {}", stderr(&out));
+    assert!(text.contains("on-a-tty"), "{text}");
+    // the client's window size reached the container's terminal
+    assert!(text.contains("40 100"), "{text}");
+    wait_for("removal", || env.ok(&["ps", "-aq"]).is_empty());
+    env.ok(&[
+        "-H",
+        &d.host,
+        "run",
+        "-d",
+        "--name",
+        "cm-it",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let out = pty(
+        format!(
+            "stty rows 33 cols 77; {BIN} -H {} exec -it cm-it sh",
+            d.host
+        ),
+        &[b"tty -s && echo exec-on-a-tty; stty size\n", b"exit 5\n"],
+    );
+    assert!(stdout(&out).contains("33 77"), "{}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("exec-on-a-tty"), "{}", stdout(&out));
+    // detach keys leave the container running
+    env.ok(&[
+        "-H",
+        &d.host,
+        "run",
+        "-dit",
+        "--name",
+        "cm-detach",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+    ]);
+    let out = pty(
+        format!("{BIN} -H {} attach cm-detach", d.host),
+        &[b"echo attached-here\n", b"\x10\x11"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("attached-here"), "{}", stdout(&out));
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Running}}", "cm-detach"])
+            .trim(),
+        "true"
+    );
+}
+
+#[test]
+fn client_mode_publishes_ports_on_the_bridge() {
+    require_root!();
+    let env = Env::with_netns();
+    let ns = env.netns.clone().unwrap();
+    // an address of the "host" to reach the published port through
+    let st = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["sh", "-c", "ip link add lsd0 type veth peer name lsd1 && ip addr add 10.250.0.1/24 dev lsd0 && ip link set lsd0 up && ip link set lsd1 up"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let d = Daemon::start(&env);
+    let h = d.host.as_str();
+    env.ok(&[
+        "-H", h, "run", "-d", "--name", "cm-httpd", "-p", "18080:80", "-p", "9090/udp", "busybox",
+        "httpd", "-f", "-p", "80", "-h", "/etc",
+    ]);
+    let local = env.ok(&["port", "cm-httpd"]);
+    let remote = env.ok(&["-H", h, "port", "cm-httpd"]);
+    assert_eq!(local, remote);
+    assert!(local.contains("80/tcp -> 0.0.0.0:18080"), "{local}");
+    assert_eq!(
+        env.ok(&["-H", h, "port", "cm-httpd", "80"]),
+        "0.0.0.0:18080\n"
+    );
+    assert_eq!(
+        env.ok(&["ps", "--format", "{{.Ports}}"]),
+        env.ok(&["-H", h, "ps", "--format", "{{.Ports}}"])
+    );
+    let mut got = String::new();
+    wait_for("httpd", || {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(["curl", "-s", "-m", "3", "http://10.250.0.1:18080/passwd"])
+            .output()
+            .unwrap();
+        got = stdout(&out);
+        got.contains("root:x:0:0")
+    });
+}
+
+fn registry_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("longshore-cli-reg-")
+        .tempdir()
+        .unwrap()
+}
+
+/// `with_host` prefixed by `-H HOST` when given.
+fn maybe_remote<'a>(host: Option<&'a str>, args: &[&'a str]) -> Vec<&'a str> {
+    let mut a = Vec::new();
+    if let Some(h) = host {
+        a.extend(["-H", h]);
+    }
+    a.extend_from_slice(args);
+    a
+}
+
+#[test]
+fn push_pull_search_login_logout_against_a_registry_both_ways() {
+    require_root!();
+    use longshore_test_support::registry::RegistryServer;
+    let open = RegistryServer::start(registry_dir(), "");
+    let htpasswd = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    let pdir = registry_dir();
+    let hp = pdir.path().join("htpasswd");
+    std::fs::write(&hp, htpasswd.stdout).unwrap();
+    let private = RegistryServer::start(
+        pdir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+            hp.display()
+        ),
+    );
+    // no network namespace: the registries listen on the host's loopback (only images
+    // and registries are used, so nothing touches the host's network)
+    let env = Env::new();
+    let config = env.data().join("docker-config");
+    let cfg = config.to_str().unwrap();
+    // the daemon reaches both registries over plain HTTP
+    let sock = env.data().join("reg.sock");
+    let mut dcmd = env.command(&[
+        "--insecure-registry",
+        &open.addr,
+        "--insecure-registry",
+        &private.addr,
+        "daemon",
+        "-H",
+        &format!("unix://{}", sock.display()),
+    ]);
+    let child = dcmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        host: format!("unix://{}", sock.display()),
+    };
+    wait_for("the daemon", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    for host in [None, Some(d.host.as_str())] {
+        let tag = if host.is_some() { "remote" } else { "local" };
+        let run = |args: &[&str]| {
+            let mut a = vec![
+                "--config",
+                cfg,
+                "--insecure-registry",
+                &open.addr,
+                "--insecure-registry",
+                &private.addr,
+            ];
+            a.extend(maybe_remote(host, args));
+            env.run(&a)
+        };
+        let okr = |args: &[&str]| {
+            let out = run(args);
+            assert!(
+                out.status.success(),
+                "{tag} {args:?}: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+            stdout(&out)
+        };
+        // push to the open registry: docker's lines
+        let name = format!("{}/cm/busybox:{tag}", open.addr);
+        okr(&["tag", "busybox", &name]);
+        let out = okr(&["push", &name]);
+        assert!(
+            out.contains(&format!(
+                "The push refers to repository [{}/cm/busybox]",
+                open.addr
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(": Pushed") || out.contains(": Layer already exists"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{tag}: digest: sha256:")), "{out}");
+        assert!(out.contains(" size: "), "{out}");
+        // pull it back under a new name (plain lines: no bars off a terminal)
+        okr(&["rmi", &name]);
+        let out = okr(&["pull", &name]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!("{tag}: Pulling from cm/busybox"), "{out}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(": Already exists") || l.ends_with(": Pull complete")),
+            "{out}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("Digest: sha256:")),
+            "{out}"
+        );
+        assert!(
+            lines.contains(&format!("Status: Downloaded newer image for {name}").as_str()),
+            "{out}"
+        );
+        assert_eq!(*lines.last().unwrap(), name, "{out}");
+        assert!(!out.contains('\x1b') && !out.contains("[="), "{out}");
+        let out = okr(&["pull", "-q", &name]);
+        assert_eq!(out, format!("{name}\n"));
+        let out = run(&["pull", &format!("{}/cm/nosuch:v1", open.addr)]);
+        assert_ne!(out.status.code(), Some(0), "{tag}");
+        // search the registry's catalog
+        let out = okr(&["search", &format!("{}/cm", open.addr)]);
+        let mut l = out.lines();
+        assert_eq!(
+            l.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+            ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"],
+            "{out}"
+        );
+        assert!(out.contains("cm/busybox"), "{out}");
+        let out = okr(&[
+            "search",
+            "--format",
+            "{{.Name}}:{{.StarCount}}",
+            "--limit",
+            "1",
+            &format!("{}/cm", open.addr),
+        ]);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.ends_with(":0\n"), "{out}");
+        let out = okr(&[
+            "search",
+            "-f",
+            "stars=3",
+            "--format",
+            "{{.Name}}",
+            &format!("{}/cm", open.addr),
+        ]);
+        assert_eq!(out, "", "stars=3 leaves nothing");
+        let out = run(&["search", "-f", "bogus=1", &format!("{}/cm", open.addr)]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(stderr(&out).contains("invalid filter"), "{}", stderr(&out));
+        // the private registry: refused, then login, push, logout, refused again
+        let pname = format!("{}/cm/private:{tag}", private.addr);
+        okr(&["tag", "busybox", &pname]);
+        let out = run(&["push", &pname]);
+        assert_ne!(out.status.code(), Some(0), "{tag}: push without login");
+        let mut c = env.command(&{
+            let mut a = vec!["--config", cfg];
+            a.extend(maybe_remote(
+                host,
+                &["login", "-u", "alice", "--password-stdin", &private.addr],
+            ));
+            a
+        });
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"wrong\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_ne!(out.status.code(), Some(0), "{tag}: a wrong password");
+        assert!(
+            !config.join("config.json").exists()
+                || !std::fs::read_to_string(config.join("config.json"))
+                    .unwrap()
+                    .contains(&private.addr)
+        );
+        let out = okr(&["login", "-u", "alice", "-p", "s3cret", &private.addr]);
+        assert_eq!(out, "Login Succeeded\n");
+        let saved = std::fs::read_to_string(config.join("config.json")).unwrap();
+        assert!(saved.contains(&private.addr), "{saved}");
+        assert!(
+            saved.contains("YWxpY2U6czNjcmV0"),
+            "base64 alice:s3cret: {saved}"
+        );
+        let out = okr(&["push", &pname]);
+        assert!(out.contains(&format!("{tag}: digest: sha256:")), "{out}");
+        assert_eq!(
+            okr(&["logout", &private.addr]),
+            format!("Removing login credentials for {}\n", private.addr)
+        );
+        assert_eq!(
+            okr(&["logout", &private.addr]),
+            format!("Not logged in to {}\n", private.addr)
+        );
+        if host.is_none() {
+            // (a daemon keeps what a client once sent it, as its registry client's cache)
+            let out = run(&["push", &pname]);
+            assert_ne!(out.status.code(), Some(0), "{tag}: push after logout");
+        }
+    }
+}
+
+#[test]
+fn client_mode_forwards_signals_to_the_container() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let mut child = env
+        .command(&[
+            "-H",
+            &d.host,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    // (nsenter execs the client: the child is the client itself)
+    let client = child.id() as i32;
+    // SAFETY: kill(2) on the client process this test started.
+    unsafe {
+        libc::kill(client, libc::SIGTERM);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(9));
 }

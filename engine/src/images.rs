@@ -4,26 +4,29 @@
 use std::io::Read;
 
 use longshore_graph::{HistoryEntry, Image, Removed};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result, graph};
 
-/// One row of `docker images` (the API's image summary).
-#[derive(Debug, Clone, Serialize)]
+/// One row of `docker images` (the API's image summary; a client reads it back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ImageSummary {
     /// `sha256:...`.
     pub id: String,
     /// `repo:tag` (empty for a dangling image).
+    #[serde(default)]
     pub repo_tags: Vec<String>,
     /// Seconds since the epoch.
     pub created: i64,
     /// Bytes.
     pub size: u64,
     /// The parent (committed from), if any.
+    #[serde(default)]
     pub parent_id: String,
     /// Containers using it.
+    #[serde(default)]
     pub containers: i64,
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Container;
 use crate::engine::Engine;
@@ -21,8 +21,8 @@ pub struct ListOptions {
     pub filters: Vec<(String, String)>,
 }
 
-/// One row of `docker ps` (the API's container summary).
-#[derive(Debug, Clone, Serialize)]
+/// One row of `docker ps` (the API's container summary; a client reads it back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Summary {
     /// Full ID.
@@ -39,8 +39,10 @@ pub struct Summary {
     /// Creation time, seconds since the epoch.
     pub created: i64,
     /// Published and exposed ports.
+    #[serde(default)]
     pub ports: Vec<SummaryPort>,
     /// Labels.
+    #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
     /// `created`, `running`, `paused`, `restarting`, `exited`...
     pub state: String,
@@ -49,7 +51,7 @@ pub struct Summary {
 }
 
 /// A port of a summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryPort {
     /// Host address.
     #[serde(rename = "IP", skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The CLI figures of issue 11, in process and in client mode (-H against `longshore daemon`
+# on a private socket, in a private network namespace), beside podman and docker when they
+# are installed:
+#   - `run --rm --network none busybox true`, whole CLI process (goal: 20 ms in process)
+#   - `ps` with 100 running containers (goal: 10 ms)
+#   - `version` (goal: 2 ms)
+# Usage: bash benches/scripts/cli-compare.sh [runs]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-30}
+bash scripts/deps.sh
+cargo build --release -q -p longshore-cli
+L=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore
+work=$(mktemp -d /tmp/longshore-clibench-XXXXXX)
+ns=lscb$$
+export LONGSHORE_ROOT=$work/root LONGSHORE_BRIDGE=lscbr$$
+unset DOCKER_HOST LONGSHORE_HOST
+daemon=
+cleanup() {
+    for id in $("$L" ps -aq --no-trunc 2>/dev/null); do "$L" rm -f "$id" >/dev/null 2>&1 || true; done
+    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
+cp /bin/busybox "$work/rootfs/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$work/rootfs/etc/passwd"
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+"$L" import "$work/busybox.tar" busybox:latest >/dev/null
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+sock=$work/d.sock
+nsenter --net="/run/netns/$ns" "$L" daemon -H "unix://$sock" >"$work/daemon.log" 2>&1 &
+daemon=$!
+for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
+H="-H unix://$sock"
+echo "== load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+bench() {
+    hyperfine -N -w 3 -r "$runs" "$@" 2>&1 | grep -E 'Benchmark|Time|Range'
+}
+
+echo "== run --rm --network none busybox true (whole process)"
+cmds=("$L run --rm --network none busybox true" "$L $H run --rm --network none busybox true")
+command -v podman >/dev/null && cmds+=("podman run --rm --network none busybox true")
+bench "${cmds[@]}"
+
+echo "== version"
+cmds=("$L version" "$L $H version")
+command -v docker >/dev/null && cmds+=("docker -H unix://$sock version")
+bench "${cmds[@]}"
+
+echo "== ps with 100 running containers"
+for _ in $(seq 1 100); do "$L" run -d --network none busybox sleep 1000 >/dev/null; done
+cmds=("$L ps" "$L $H ps")
+command -v docker >/dev/null && cmds+=("docker -H unix://$sock ps")
+bench "${cmds[@]}"
