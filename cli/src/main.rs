@@ -3625,6 +3625,13 @@ mod tests {
 
     #[test]
     fn command_line_definition_is_valid() {
-        super::Cli::command().debug_assert();
+        // clap's checks recurse through every subcommand: in a debug build they need more
+        // than a test thread's 2 MiB of stack (the program's main thread has 8 MiB)
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(|| super::Cli::command().debug_assert())
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }
