@@ -83,7 +83,16 @@ release_hugetlb() {
         in_hugetlb_ns true
     done
 }
+# the test bundles (Go's os.MkdirTemp) go under $work; a runtime may leave mounts in them
+# (runc leaves a container's /proc, /dev and /sys mounted when it had no mount namespace
+# of its own: linux_ns_itype)
+mkdir -p "$work/tmp"
+unmount_leftovers() {
+    awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r \
+        | while read -r m; do umount -l "$m"; done
+}
 cleanup() {
+    unmount_leftovers
     remove_test_cgroups /sys/fs/cgroup/*/
     if [ -n "$hybrid" ]; then release_hugetlb; fi
     rm -rf "$work"
@@ -153,7 +162,7 @@ for t in "${tests[@]}"; do
         if [ "${names[$i]}" = crun ] || [ -n "${RTT_SAME_HOST:-}" ]; then
             run=(in_hugetlb_ns "${run[@]}")
         fi
-        if (cd "$work/run" && RUNTIME="$wrap" "${run[@]}" >"$out" 2>&1) \
+        if (cd "$work/run" && TMPDIR="$work/tmp" RUNTIME="$wrap" "${run[@]}" >"$out" 2>&1) \
             && ! grep '^not ok' "$out" | grep -qv '# TODO' \
             && { grep -q '^ok' "$out" || ! grep -q '^  ---' "$out"; }; then
             row+=(pass); pass[$i]=$((pass[$i] + 1))
@@ -168,6 +177,7 @@ printf '%-40s %-18s %-6s %-6s\n' "passed (of ${#tests[@]})" "${pass[0]}" "${pass
 echo "TAP output of each run: kept in $work until this script exits (set KEEP=1 to keep)"
 if [ -n "${KEEP:-}" ]; then
     trap - EXIT
+    unmount_leftovers
     remove_test_cgroups /sys/fs/cgroup/*/
     if [ -n "$hybrid" ]; then release_hugetlb; fi
     echo "kept $work"
