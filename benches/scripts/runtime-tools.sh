@@ -13,7 +13,8 @@
 # A test file passes when it exits 0 and prints no failing test point ("not ok" without a
 # "# TODO" directive). A file with no test point at all (several hook tests report a failure
 # only as a YAML diagnostic with an empty plan) passes only if it printed no diagnostic.
-# Each test file gets 120 s. RTT_GOPATH adds GOPATH entries (for dependencies Debian lacks,
+# Each test file gets 120 s. With RTT_SAME_HOST=1 longshore-runtime and runc run with
+# hugetlb mounted as a v1 hierarchy too, as crun does (see below). RTT_GOPATH adds GOPATH entries (for dependencies Debian lacks,
 # e.g. github.com/mndrix/tap-go, github.com/google/uuid) when building without vendor/. crun refuses a host whose cgroup2 mount lists a controller
 # (hugetlb, on a hybrid host whose v1 hierarchies lack it): for the run, hugetlb is
 # mounted as a v1 hierarchy, as on a real hybrid host, and unmounted afterwards.
@@ -34,14 +35,16 @@ cargo build --release -q -p longshore-examples --bin longshore-runtime
 ls_rt=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore-runtime
 
 work=$(mktemp -d /tmp/longshore-rtt-XXXXXX)
-# crun needs hugetlb bound to a v1 hierarchy (see above). The mount is made only inside a
-# private mount namespace around each crun run: mounted in the host's namespace it would
-# propagate into every shared bind of /sys/fs/cgroup (other users' chroots) and outlive
-# this script there.
-hugetlb_dir=
+# crun needs hugetlb bound to a v1 hierarchy (see above). That mount, and even its mount
+# point, exist only inside a private mount namespace around each crun run, where
+# /sys/fs/cgroup is rebuilt on a fresh tmpfs (each hierarchy mounted again, plus
+# hugetlb): a mount on the host's /sys/fs/cgroup propagates into other users' binds of
+# it and outlives this script there, and a bare hugetlb directory on it misleads other
+# tools (podman made libpod_parent/ in one).
+hybrid=
 if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null \
     && [ ! -e /sys/fs/cgroup/hugetlb ]; then
-    mkdir /sys/fs/cgroup/hugetlb && hugetlb_dir=/sys/fs/cgroup/hugetlb
+    hybrid=1
 fi
 # the suite's cgroup tests use /testdir/cgrouptest (absolute) and testdir/cgrouptest
 # (relative; under longshore/ for longshore-runtime): runtimes remove the leaf only
@@ -54,14 +57,22 @@ remove_test_cgroups() { # ROOT...
     return 0
 }
 in_hugetlb_ns() { # CMD...: runs CMD where hugetlb is a mounted v1 hierarchy
-    if [ -z "$hugetlb_dir" ]; then "$@"; return; fi
+    if [ -z "$hybrid" ]; then "$@"; return; fi
     unshare -m --propagation private sh -c '
-        mount -t cgroup -o hugetlb cgroup "$0" || exit 125
+        awk '"'"'$5 ~ "^/sys/fs/cgroup/" { split($0, a, " - "); split(a[2], b, " ");
+            print $5, b[1], b[3] }'"'"' /proc/self/mountinfo > "$0"
+        mount -t tmpfs -o mode=755 cgroup-root /sys/fs/cgroup || exit 125
+        while read -r mp fstype opts; do
+            mkdir -p "$mp"
+            if [ "$fstype" = cgroup2 ]; then mount -t cgroup2 cgroup2 "$mp"
+            else mount -t cgroup -o "$opts" cgroup "$mp"; fi || exit 125
+        done < "$0"
+        mkdir /sys/fs/cgroup/hugetlb
+        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || exit 125
         "$@"; rc=$?
-        for d in "$0/testdir" "$0/longshore/testdir"; do
-            [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-        exit $rc' "$hugetlb_dir" "$@"
+        # this hierarchy is ours alone: leave no cgroup in it (it would keep it alive)
+        find /sys/fs/cgroup/hugetlb -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+        exit $rc' "$work/cgroup-mounts" "$@"
 }
 release_hugetlb() {
     # an unmounted hierarchy lingers (hugetlb stays off cgroup2) until it is mounted and
@@ -71,11 +82,19 @@ release_hugetlb() {
         sleep 1
         in_hugetlb_ns true
     done
-    rmdir "$hugetlb_dir"
+}
+# the test bundles (Go's os.MkdirTemp) go under $work; a runtime may leave mounts in them
+# (runc leaves a container's /proc, /dev and /sys mounted when it had no mount namespace
+# of its own: linux_ns_itype)
+mkdir -p "$work/tmp"
+unmount_leftovers() {
+    awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r \
+        | while read -r m; do umount -l "$m"; done
 }
 cleanup() {
+    unmount_leftovers
     remove_test_cgroups /sys/fs/cgroup/*/
-    if [ -n "$hugetlb_dir" ]; then release_hugetlb; fi
+    if [ -n "$hybrid" ]; then release_hugetlb; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -139,8 +158,11 @@ for t in "${tests[@]}"; do
         printf '#!/bin/sh\nexec %s --root %s "$@"\n' "${runtimes[$i]}" "$work/state-$i" > "$wrap"
         chmod +x "$wrap"
         run=(timeout 120 "$work/bin/$t")
-        if [ "${names[$i]}" = crun ]; then run=(in_hugetlb_ns "${run[@]}"); fi
-        if (cd "$work/run" && RUNTIME="$wrap" "${run[@]}" >"$out" 2>&1) \
+        # crun cannot run without it; RTT_SAME_HOST=1 gives all three the same host
+        if [ "${names[$i]}" = crun ] || [ -n "${RTT_SAME_HOST:-}" ]; then
+            run=(in_hugetlb_ns "${run[@]}")
+        fi
+        if (cd "$work/run" && TMPDIR="$work/tmp" RUNTIME="$wrap" "${run[@]}" >"$out" 2>&1) \
             && ! grep '^not ok' "$out" | grep -qv '# TODO' \
             && { grep -q '^ok' "$out" || ! grep -q '^  ---' "$out"; }; then
             row+=(pass); pass[$i]=$((pass[$i] + 1))
@@ -155,7 +177,8 @@ printf '%-40s %-18s %-6s %-6s\n' "passed (of ${#tests[@]})" "${pass[0]}" "${pass
 echo "TAP output of each run: kept in $work until this script exits (set KEEP=1 to keep)"
 if [ -n "${KEEP:-}" ]; then
     trap - EXIT
+    unmount_leftovers
     remove_test_cgroups /sys/fs/cgroup/*/
-    if [ -n "$hugetlb_dir" ]; then release_hugetlb; fi
+    if [ -n "$hybrid" ]; then release_hugetlb; fi
     echo "kept $work"
 fi
