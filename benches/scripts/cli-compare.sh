@@ -23,6 +23,10 @@ cleanup() {
     [ -n "${P:-}" ] && $P rm -af >/dev/null 2>&1
     [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
+    # podman's storage mounts, if it got that far
+    for m in $(awk -v w="$work" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -38,6 +42,11 @@ if command -v podman >/dev/null; then
     P="podman --root $work/podman --runroot $work/podrun --cgroup-manager cgroupfs --events-backend file"
     $P load -q -i "$work/busybox-image.tar" >/dev/null
     $P tag localhost/busybox:latest docker.io/library/busybox:latest 2>/dev/null || true
+    if ! err=$($P run --rm --network none busybox true 2>&1); then
+        echo "== podman cannot run here, no podman column: $err"
+        $P rm -af >/dev/null 2>&1 || true
+        P=
+    fi
 fi
 ip netns add "$ns"
 ip -n "$ns" link set lo up

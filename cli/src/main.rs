@@ -1,4 +1,6 @@
-//! `longshore`: docker-style commands over `longshore-engine`, in process (no daemon).
+//! `longshore`: docker-style commands over `longshore-engine`, in process (no daemon), or,
+//! with `-H`/`LONGSHORE_HOST`/`DOCKER_HOST`, against a daemon's Engine API
+//! ([`client`], [`remote`]) with the same output.
 //!
 //! Exit codes as docker's: 125 when longshore fails, 126 when the container's command
 //! cannot be invoked, 127 when it is not found, otherwise the container's own.
