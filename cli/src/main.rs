@@ -669,7 +669,7 @@ enum Cmd {
         /// Suppress verbose output
         #[arg(short = 'q', long)]
         quiet: bool,
-        /// NAME[:TAG]
+        /// The image, `NAME[:TAG]`
         image: String,
     },
     /// Search a registry for images (REGISTRY/TERM searches that registry)
