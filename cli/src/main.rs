@@ -1906,10 +1906,13 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 );
             }
             let mut out = io::stdout();
-            let built = e.build(&ctx, &opts, &mut out).map_err(|err| Failure {
-                code: 1,
-                msg: format!("ERROR: {err}"),
-            })?;
+            // a failed RUN's own exit code, as docker build's (and the API's errorDetail)
+            let built = e
+                .build_with_code(&ctx, &opts, &mut out)
+                .map_err(|f| Failure {
+                    code: f.code.clamp(1, 255) as u8,
+                    msg: format!("ERROR: {}", f.error),
+                })?;
             // with -q, libbuild prints the image ID itself
             let _ = built;
             Ok(0)
