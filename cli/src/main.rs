@@ -1,4 +1,6 @@
-//! `longshore`: docker-style commands over `longshore-engine`, in process (no daemon).
+//! `longshore`: docker-style commands over `longshore-engine`, in process (no daemon), or,
+//! with `-H`/`LONGSHORE_HOST`/`DOCKER_HOST`, against a daemon's Engine API
+//! ([`client`], [`remote`]) with the same output.
 //!
 //! Exit codes as docker's: 125 when longshore fails, 126 when the container's command
 //! cannot be invoked, 127 when it is not found, otherwise the container's own.
@@ -667,7 +669,7 @@ enum Cmd {
         /// Suppress verbose output
         #[arg(short = 'q', long)]
         quiet: bool,
-        /// NAME[:TAG]
+        /// The image, `NAME[:TAG]`
         image: String,
     },
     /// Search a registry for images (REGISTRY/TERM searches that registry)
@@ -1904,10 +1906,13 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 );
             }
             let mut out = io::stdout();
-            let built = e.build(&ctx, &opts, &mut out).map_err(|err| Failure {
-                code: 1,
-                msg: format!("ERROR: {err}"),
-            })?;
+            // a failed RUN's own exit code, as docker build's (and the API's errorDetail)
+            let built = e
+                .build_with_code(&ctx, &opts, &mut out)
+                .map_err(|f| Failure {
+                    code: f.code.clamp(1, 255) as u8,
+                    msg: format!("ERROR: {}", f.error),
+                })?;
             // with -q, libbuild prints the image ID itself
             let _ = built;
             Ok(0)

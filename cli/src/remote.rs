@@ -736,7 +736,36 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 Ok(())
             })
         }
-        Cmd::Build { .. } => Err(unsupported("build")),
+        Cmd::Build {
+            tag,
+            file,
+            build_arg,
+            target,
+            no_cache,
+            cache_from,
+            quiet,
+            rm,
+            force_rm,
+            label,
+            pull,
+            context,
+        } => build(
+            c,
+            BuildArgs {
+                tag,
+                file,
+                build_arg,
+                target,
+                no_cache,
+                cache_from,
+                quiet,
+                rm,
+                force_rm,
+                label,
+                pull,
+                context,
+            },
+        ),
         Cmd::Stats { .. } => Err(unsupported("stats")),
         Cmd::Container(ContainerCmd::Prune { force }) => {
             if !crate::confirm(force, "This will remove all stopped containers.") {
@@ -791,6 +820,146 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             "daemon and completion run locally, not against a daemon",
         )),
     }
+}
+
+/// `build`'s flags.
+struct BuildArgs {
+    tag: Vec<String>,
+    file: Option<std::path::PathBuf>,
+    build_arg: Vec<String>,
+    target: Option<String>,
+    no_cache: bool,
+    cache_from: Vec<String>,
+    quiet: bool,
+    rm: bool,
+    force_rm: bool,
+    label: Vec<String>,
+    pull: bool,
+    context: String,
+}
+
+/// The name a Dockerfile from outside the context (or stdin) gets inside the context's
+/// tar, as docker's client adds it.
+const OUTSIDE_DOCKERFILE: &str = ".longshore-dockerfile";
+
+/// `build` through the daemon (`POST /build`, the legacy builder's API): the context
+/// directory sent as a tar as it is made (or a tar on stdin with `-`), the build's lines
+/// as they come, its exit code on failure.
+fn build(c: &Client, b: BuildArgs) -> Res<u8> {
+    // the Dockerfile: inside the context by its relative path, else added to the tar
+    let mut extra: Option<Vec<u8>> = None;
+    let dockerfile = match &b.file {
+        None => "Dockerfile".to_string(),
+        Some(f) if f.as_os_str() == "-" => {
+            let mut s = Vec::new();
+            io::stdin().read_to_end(&mut s)?;
+            extra = Some(s);
+            OUTSIDE_DOCKERFILE.into()
+        }
+        Some(f) if b.context == "-" => f.to_string_lossy().into_owned(),
+        Some(f) => {
+            let ctx = std::fs::canonicalize(&b.context)
+                .map_err(|e| fail(format!("ERROR: context {}: {e}", b.context)))?;
+            let abs = std::fs::canonicalize(f)
+                .map_err(|e| fail(format!("ERROR: failed to read the Dockerfile: {e}")))?;
+            match abs.strip_prefix(&ctx) {
+                Ok(rel) => rel.to_string_lossy().into_owned(),
+                Err(_) => {
+                    extra = Some(std::fs::read(&abs)?);
+                    OUTSIDE_DOCKERFILE.into()
+                }
+            }
+        }
+    };
+    let mut buildargs = serde_json::Map::new();
+    for a in &b.build_arg {
+        match a.split_once('=') {
+            Some((k, v)) => buildargs.insert(k.into(), json!(v)),
+            // a bare name takes this environment's value, or none
+            None => buildargs.insert(
+                a.clone(),
+                std::env::var(a).map(Value::from).unwrap_or(Value::Null),
+            ),
+        };
+    }
+    let mut labels = serde_json::Map::new();
+    for l in &b.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.into(), json!(v));
+    }
+    let mut q: Vec<(&str, String)> = b.tag.iter().map(|t| ("t", t.clone())).collect();
+    q.extend([
+        ("dockerfile", dockerfile),
+        ("buildargs", Value::Object(buildargs).to_string()),
+        ("labels", Value::Object(labels).to_string()),
+        ("cachefrom", json!(b.cache_from).to_string()),
+        ("target", b.target.clone().unwrap_or_default()),
+        ("nocache", flag(b.no_cache)),
+        ("q", flag(b.quiet)),
+        ("rm", if b.rm { "1".into() } else { "0".into() }),
+        ("forcerm", flag(b.force_rm)),
+        ("pull", flag(b.pull)),
+    ]);
+    let path = format!("/build{}", query(&q));
+    let mut body: Box<dyn Read + Send> = if b.context == "-" {
+        Box::new(io::stdin())
+    } else {
+        let dir = std::path::PathBuf::from(&b.context);
+        if !dir.is_dir() {
+            return Err(fail(format!(
+                "ERROR: unable to prepare context: path {:?} not found",
+                b.context
+            )));
+        }
+        if !b.quiet {
+            println!(
+                "Sending build context to Docker daemon  {}",
+                progress::size4(crate::tar_size(&dir))
+            );
+        }
+        let (r, w) = io::pipe()?;
+        std::thread::spawn(move || {
+            let mut t = tar::Builder::new(w);
+            t.follow_symlinks(false);
+            let _ = t.append_dir_all(".", &dir);
+            if let Some(df) = extra {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(df.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                let _ = t.append_data(&mut h, OUTSIDE_DOCKERFILE, &df[..]);
+            }
+            let _ = t.finish();
+        });
+        Box::new(r)
+    };
+    let r = c.request(
+        "POST",
+        &path,
+        ReqBody::Stream(&mut body, "application/x-tar"),
+        &[],
+    )?;
+    let mut out = io::stdout();
+    for line in io::BufRead::lines(io::BufReader::new(r)) {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let m: Value = serde_json::from_str(&line)
+            .map_err(|e| fail(format!("a message from the daemon: {e}")))?;
+        if let Some(e) = m["error"].as_str() {
+            let code = m["errorDetail"]["code"].as_i64().unwrap_or(1).clamp(1, 255) as u8;
+            return Err(Failure {
+                code,
+                msg: format!("ERROR: {e}"),
+            });
+        }
+        if let Some(s) = m["stream"].as_str() {
+            out.write_all(s.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(0)
 }
 
 /// A JSON array of strings.

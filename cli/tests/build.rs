@@ -793,3 +793,99 @@ fn add_fetches_https_urls_and_refuses_untrusted_servers() {
     assert_eq!(env.image_id("tls:2"), "", "the failed build was tagged");
     env.no_containers();
 }
+
+/// `longshore daemon` on a socket in the test's data root; SIGTERM on drop.
+struct Daemon(std::process::Child, String);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the daemon this test started and has not waited for.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn build_through_the_daemon_as_in_process() {
+    require_root!();
+    let env = Env::new();
+    let sock = env.data().join("d.sock");
+    let child = env
+        .command(&["daemon", "-H", &format!("unix://{}", sock.display())])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon(child, format!("unix://{}", sock.display()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ctx = env.context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nARG WHO=nobody\nCOPY hello.txt /hello.txt\nRUN echo \"built by $WHO\" > /who\nLABEL from=daemon\n",
+        ),
+        ("hello.txt", "hello\n"),
+    ]);
+    let h = d.1.as_str();
+    let out = env.ok(&[
+        "-H",
+        h,
+        "build",
+        "-t",
+        "remote:1",
+        "--build-arg",
+        "WHO=client",
+        ctx.to_str().unwrap(),
+    ]);
+    for want in [
+        "Sending build context to Docker daemon  ",
+        "Step 1/5 : FROM busybox",
+        "Step 4/5 : RUN echo",
+        "Successfully built ",
+        "Successfully tagged remote:1",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    assert_eq!(
+        env.output_of("remote:1", &["cat", "/hello.txt", "/who"]),
+        "hello\nbuilt by client\n"
+    );
+    // a Dockerfile from outside the context, -q, and a failing RUN's exit code both ways
+    let outside = env.data().join("Other.dockerfile");
+    std::fs::write(&outside, "FROM busybox\nRUN exit 7\n").unwrap();
+    for remote in [false, true] {
+        let mut args = vec![];
+        if remote {
+            args.extend(["-H", h]);
+        }
+        args.extend([
+            "build",
+            "-q",
+            "-f",
+            outside.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ]);
+        let o = env.run(&args);
+        assert_eq!(o.status.code(), Some(7), "remote={remote}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("ERROR: "), "{}", stderr(&o));
+    }
+    std::fs::write(&outside, "FROM busybox\nRUN true\n").unwrap();
+    let id = env.ok(&[
+        "-H",
+        h,
+        "build",
+        "-q",
+        "-f",
+        outside.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+}
