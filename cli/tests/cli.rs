@@ -358,7 +358,13 @@ fn restart_policy_on_failure_counts_restarts() {
             .trim()
             == "exited 2"
     });
-    assert_eq!(env.ok(&["logs", &id]).matches("run").count(), 3);
+    let logs = env.ok(&["logs", &id]);
+    assert_eq!(
+        logs.matches("run").count(),
+        3,
+        "logs {logs:?}; state {}",
+        env.ok(&["inspect", "-f", "{{json .State}}", &id])
+    );
     let out = env.run(&["run", "--rm", "--restart", "always", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
