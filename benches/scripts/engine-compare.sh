@@ -79,14 +79,15 @@ tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 
+# podman runs in a part of its own (crun needs hugetlb as a v1 hierarchy here: see
+# hybrid-cgroups.sh), after longshore's and docker's figures
+podman_part=
 if [ "$peers" = 1 ] && command -v podman >/dev/null; then
+    podman_part=1
     # root here lacks CAP_SYS_RESOURCE: podman's default rlimits (raised to the maximum)
     # make crun fail with EPERM, so its containers get fixed, lower ones
     printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n' >"$work/containers.conf"
     export CONTAINERS_CONF=$work/containers.conf
-    P="podman --root $work/podman --runroot $work/podrun --cgroup-manager cgroupfs --events-backend file"
-    $P load -q -i "$work/busybox-image.tar" >/dev/null
-    $P tag localhost/busybox:latest docker.io/library/busybox:latest 2>/dev/null || true
 fi
 if [ "$peers" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/null; then
     $NS dockerd --data-root "$work/docker" --exec-root "$work/dexec" \
@@ -105,13 +106,12 @@ if [ "$peers" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/
     fi
 fi
 echo "== load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== peers: podman $([ -n "$P" ] && podman --version || echo no), docker $([ -n "$D" ] && $D version -f '{{.Server.Version}}' || echo no)"
+echo "== peers: podman $([ -n "$podman_part" ] && podman --version || echo no), docker $([ -n "$D" ] && $D version -f '{{.Server.Version}}' || echo no)"
 
 show() { hyperfine -N -w 3 -r "$runs" "$@" 2>&1 | grep -E 'Benchmark|Time|Range'; }
 
 echo "== run --rm --network none busybox true (CLI, whole process)"
 cmds=("$L run --rm --network none busybox true")
-[ -n "$P" ] && cmds+=("$P run --rm --network none busybox true")
 [ -n "$D" ] && cmds+=("$D run --rm --network none busybox true")
 show "${cmds[@]}"
 
@@ -144,10 +144,6 @@ detached() { # label, command prefix, supervisor pgrep pattern
 }
 echo "== 50 detached sleep containers, one after another"
 detached longshore "$L" '^longshore-monitor'
-if [ -n "$P" ]; then
-    detached podman "$P" "^/usr/bin/conmon .*$work/podrun"
-    $P rm -af -t 0 >/dev/null 2>&1 || true
-fi
 if [ -n "$D" ]; then
     detached docker "$D" "containerd-shim-runc-v2 -namespace lsbench"
     # shellcheck disable=SC2046
@@ -158,7 +154,6 @@ echo "== ps -a with 50, 100 and 1000 containers"
 cmds=("$L ps -a")
 show "${cmds[@]}"
 for _ in $(seq 51 100); do "$L" create --network none busybox true >/dev/null; done
-if [ -n "$P" ]; then for _ in $(seq 1 100); do $P create --network none busybox true >/dev/null; done; cmds+=("$P ps -a"); fi
 if [ -n "$D" ]; then for _ in $(seq 1 100); do $D create --network none busybox true >/dev/null; done; cmds+=("$D ps -a"); fi
 show "${cmds[@]}"
 for _ in $(seq 101 1000); do "$L" create --network none busybox true >/dev/null; done
@@ -166,6 +161,43 @@ show "$L ps -a"
 
 echo "== version"
 cmds=("$L version")
-[ -n "$P" ] && cmds+=("$P version")
 [ -n "$D" ] && cmds+=("$D version")
 show "${cmds[@]}"
+
+if [ -n "$podman_part" ]; then
+    echo "== podman (hugetlb as a v1 hierarchy, in a private mount namespace)"
+    hybrid=
+    if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null \
+        && [ ! -e /sys/fs/cgroup/hugetlb ]; then
+        hybrid=1
+    fi
+    # shellcheck source=benches/scripts/hybrid-cgroups.sh
+    source benches/scripts/hybrid-cgroups.sh
+    export runs work
+    in_hugetlb_ns bash -c '
+        set -u
+        P="podman --root $work/podman --runroot $work/podrun --cgroup-manager cgroupfs --events-backend file"
+        show() { hyperfine -N -w 3 -r "$runs" "$@" 2>&1 | grep -E "Benchmark|Time|Range"; }
+        $P load -q -i "$work/busybox-image.tar" >/dev/null || exit 1
+        echo "-- run --rm --network none busybox true"
+        show "$P run --rm --network none busybox true"
+        start=$(date +%s%N)
+        for _ in $(seq 1 50); do $P run -d --network none busybox sleep 1000 >/dev/null; done
+        end=$(date +%s%N)
+        pids=$(pgrep -f "^/usr/bin/conmon .*$work/podrun" | tr "\n" " ")
+        pss=0
+        for p in $pids; do
+            kb=$(awk "/^Pss:/ {print \$2}" "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+            pss=$((pss + ${kb:-0}))
+        done
+        printf "podman     %6d us per container; supervision: %d processes, PSS %d KiB, %d KiB per container\n" \
+            $(((end - start) / 50000)) "$(echo "$pids" | wc -w)" "$pss" $((pss / 50))
+        $P rm -af -t 0 >/dev/null 2>&1
+        for _ in $(seq 1 100); do $P create --network none busybox true >/dev/null; done
+        echo "-- ps -a with 100 containers, version"
+        show "$P ps -a" "$P version"
+        $P rm -af >/dev/null 2>&1
+        $P system reset -f >/dev/null 2>&1
+        true'
+    release_hugetlb
+fi
