@@ -40,6 +40,9 @@ pub struct Engine {
     pub(crate) client: Client,
     pub(crate) opts: EngineOptions,
     network: OnceLock<Controller>,
+    /// Parsed container records by ID, reused while their files are unchanged (a
+    /// long-lived engine, the daemon, lists without re-reading every record).
+    pub(crate) records: crate::containers::RecordCache,
 }
 
 impl fmt::Debug for Engine {
@@ -72,6 +75,7 @@ impl Engine {
             client,
             opts,
             network: OnceLock::new(),
+            records: Default::default(),
         })
     }
 
@@ -120,6 +124,7 @@ impl Engine {
             client,
             opts: EngineOptions::default(),
             network: OnceLock::new(),
+            records: Default::default(),
         }
     }
 

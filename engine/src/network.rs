@@ -261,6 +261,13 @@ impl Engine {
             op: format!("disconnect container {name} from network {}", net.name),
             source: e,
         })?;
+        // the veth's deletion is queued to the controller's background thread: waited
+        // for, so that the interface is gone from the container when this returns (a
+        // test saw eth1 still there right after the disconnect)
+        ctl.flush().map_err(|e| Error::Network {
+            op: format!("delete the interface of {name} on network {}", net.name),
+            source: e,
+        })?;
         // the container's hosts file forgets this network's addresses (its own and its
         // peers'), which all lie in the network's subnet
         if let Some(dir) = dir {

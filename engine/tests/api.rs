@@ -2203,6 +2203,51 @@ fn daemon_engine_settings(d: &mut Daemon) {
     drop(guard);
 }
 
+/// The daemon's listing reuses parsed records while their files are unchanged: every
+/// change right after a cached listing shows in the next one (rename, start, stop, rm).
+fn listing_sees_every_change(d: &mut Daemon) {
+    let (a, b) = (unique_name("lsapi"), unique_name("lsapi"));
+    ok(&d.docker(&[
+        "create",
+        "--name",
+        &a,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    let ps = |name: &str| {
+        ok(&d.docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.Names}} {{.State}}",
+        ]))
+        .trim()
+        .to_string()
+    };
+    // older than the cache's settling time: the next listings are served from it
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(ps(&a), format!("{a} created"));
+    assert_eq!(ps(&a), format!("{a} created"));
+    ok(&d.docker(&["rename", &a, &b]));
+    assert_eq!(ps(&b), format!("{b} created"));
+    assert_eq!(ps(&a), "");
+    ok(&d.docker(&["start", &b]));
+    assert_eq!(ps(&b), format!("{b} running"));
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(ps(&b), format!("{b} running"));
+    ok(&d.docker(&["stop", "-t", "0", &b]));
+    assert_eq!(ps(&b), format!("{b} exited"));
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(ps(&b), format!("{b} exited"));
+    ok(&d.docker(&["rm", &b]));
+    assert_eq!(ps(&b), "");
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -2272,6 +2317,7 @@ fn main() -> ExitCode {
         ("daemon_json_and_sighup", daemon_json_and_sighup),
         ("daemon_engine_settings", daemon_engine_settings),
         ("creates_while_listing", |d| creates_while_listing(d)),
+        ("listing_sees_every_change", listing_sees_every_change),
         ("tcp_and_socket_activation", tcp_and_socket_activation),
         ("tls_tcp", tls_tcp),
         ("start_while_the_monitor_lock_is_checked", |d| {

@@ -187,14 +187,17 @@ fn version_pair(v: &str) -> (u32, u32) {
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let t0 = std::time::Instant::now();
     let resp = match route(&state, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     if state.debug.load(std::sync::atomic::Ordering::Relaxed) {
+        // the time until the answer's head (a stream's body may follow for longer)
         eprintln!(
-            "longshore daemon: {method} {uri} -> {}",
-            resp.status().as_u16()
+            "longshore daemon: {method} {uri} -> {} ({:.1} ms)",
+            resp.status().as_u16(),
+            t0.elapsed().as_secs_f64() * 1000.0
         );
     }
     resp

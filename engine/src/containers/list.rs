@@ -195,7 +195,7 @@ impl Container {
 impl Engine {
     /// `docker ps`: newest first.
     pub fn list_containers(&self, opts: &ListOptions) -> Result<Vec<Summary>> {
-        let mut all = self.containers()?;
+        let mut all = self.containers_shared()?;
         all.sort_by(|a, b| b.record.created.cmp(&a.record.created));
         let mut before: Option<String> = None;
         let mut since_: Option<String> = None;
