@@ -70,7 +70,13 @@ pub fn wait_or_leave(
             Err(Error::Io { .. }) if cond == WaitCondition::Removed => {}
             Err(e) => return Err(e),
         }
-        std::thread::sleep(pause);
+        if cond == WaitCondition::Removed {
+            // sleeps on an inotify watch of the container's directory: back as soon as
+            // the removal is done (`docker run --rm` waits on this), or after the pause
+            crate::containers::wait_removed(engine.root(), id, pause);
+        } else {
+            std::thread::sleep(pause);
+        }
         pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
