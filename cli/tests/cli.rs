@@ -1641,20 +1641,33 @@ fn a_create_killed_before_its_rename_is_swept_by_the_next_listing() {
         "busybox",
         "true",
     ]);
-    // what a create killed between its mkdir and its rename leaves
+    let age = |dir: &std::path::Path| {
+        std::fs::File::open(dir)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+    };
+    // what a create killed between its mkdir and its rename leaves (a minute ago)
     let orphan = containers.join(format!(".new-{}", "a".repeat(64)));
     std::fs::create_dir(&orphan).unwrap();
+    age(&orphan);
     // a create still running holds the lock of its directory
     let live = containers.join(format!(".new-{}", "b".repeat(64)));
     std::fs::create_dir(&live).unwrap();
+    age(&live);
     let held = std::fs::File::open(&live).unwrap();
     rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    // a create between its mkdir and its lock: just made, not locked yet
+    let young = containers.join(format!(".new-{}", "c".repeat(64)));
+    std::fs::create_dir(&young).unwrap();
     let ps = env.ok(&["ps", "-a", "--format", "{{.Names}}"]);
     assert_eq!(ps.trim(), "keep");
     assert!(!orphan.exists(), "the orphan .new- directory was not swept");
     assert!(live.exists(), "a locked .new- directory was swept");
+    assert!(young.exists(), "a .new- directory just made was swept");
     drop(held);
     std::fs::remove_dir(&live).unwrap();
+    std::fs::remove_dir(&young).unwrap();
     // creating still works after a sweep
     env.ok(&[
         "create",

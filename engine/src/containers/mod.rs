@@ -580,9 +580,11 @@ impl Engine {
             let Some(name) = name.to_str() else { continue };
             if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
                 ids.push(name.to_string());
-            } else if name.starts_with(".new-") {
+            } else if name.starts_with(".new-") && older_than(&e.path(), NEW_DIR_GRACE) {
                 // a create killed before it renamed its directory into place: nothing but
-                // the empty directory exists yet. A live create holds its lock.
+                // the empty directory exists yet. A live create holds its lock; a young
+                // one is left alone (its create may be between its mkdir and its lock:
+                // 200 API clients listing at once swept one five times in a row).
                 if let Some(_lock) = lock_dir(&e.path(), false) {
                     let _ = fs::remove_dir_all(e.path());
                 }
@@ -797,6 +799,18 @@ pub(crate) struct DirLock(#[allow(dead_code)] fs::File);
 
 /// Locks `dir` (waiting for another creator or remover with `wait`); `None` if it is
 /// gone, or busy and `wait` is false.
+/// How old a `.new-<id>` directory must be before a listing may sweep it.
+const NEW_DIR_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// True when `path` was last modified more than `age` ago.
+fn older_than(path: &Path, age: std::time::Duration) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e > age)
+}
+
 pub(crate) fn lock_dir(dir: &Path, wait: bool) -> Option<DirLock> {
     let f = fs::File::open(dir).ok()?;
     let op = if wait {
