@@ -1158,16 +1158,6 @@ fn ram_bytes(s: &str) -> Res<i64> {
 /// Docker's create body for `run`/`create`'s flags.
 fn create_body(o: &RunOpts) -> Res<Value> {
     let unsupported_flag = |f: &str| unsupported(&format!("run {f}"));
-    if o.health_cmd.is_some()
-        || o.health_interval.is_some()
-        || o.health_timeout.is_some()
-        || o.health_retries.is_some()
-        || o.health_start_period.is_some()
-        || o.health_start_interval.is_some()
-        || o.no_healthcheck
-    {
-        return Err(unsupported_flag("--health-*"));
-    }
     if !o.lxc_conf.is_empty() {
         return Err(unsupported_flag("--lxc-conf"));
     }
@@ -1319,7 +1309,20 @@ fn create_body(o: &RunOpts) -> Res<Value> {
         host["LogConfig"] =
             json!({"Type": o.log_driver.clone().unwrap_or_default(), "Config": log_config});
     }
+    let health = if o.no_healthcheck {
+        json!({ "Test": ["NONE"] })
+    } else {
+        json!({
+            "Test": o.health_cmd.iter().flat_map(|c| ["CMD-SHELL".to_string(), c.clone()]).collect::<Vec<_>>(),
+            "Interval": o.health_interval.unwrap_or(0),
+            "Timeout": o.health_timeout.unwrap_or(0),
+            "StartPeriod": o.health_start_period.unwrap_or(0),
+            "StartInterval": o.health_start_interval.unwrap_or(0),
+            "Retries": o.health_retries.unwrap_or(0),
+        })
+    };
     let mut body = json!({
+        "Healthcheck": health,
         "Image": o.image,
         "Cmd": o.args,
         "Env": env,

@@ -2360,16 +2360,6 @@ fn client_mode_refuses_what_it_cannot_do_and_runs_nothing_in_process() {
         &["stats", "--no-stream"][..],
         &["system", "df"],
         &["ps", "-s"],
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--health-cmd",
-            "true",
-            "busybox",
-            "true",
-        ],
     ] {
         let mut a = vec!["-H", d.host.as_str()];
         a.extend_from_slice(args);
@@ -2415,6 +2405,58 @@ fn client_mode_refuses_what_it_cannot_do_and_runs_nothing_in_process() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn client_mode_sends_health_checks_to_the_daemon() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let h = d.host.as_str();
+    env.ok(&[
+        "-H",
+        h,
+        "run",
+        "-d",
+        "--name",
+        "cm-hc",
+        "--network",
+        "none",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let status = || env.ok(&["inspect", "-f", "{{.State.Health.Status}}", "cm-hc"]);
+    wait_for("unhealthy", || status().trim() == "unhealthy");
+    let cfg = env.ok(&["inspect", "-f", "{{json .Config.Healthcheck}}", "cm-hc"]);
+    assert!(
+        cfg.contains("test -e /tmp/ok") && cfg.contains("300000000"),
+        "{cfg}"
+    );
+    env.ok(&["-H", h, "exec", "cm-hc", "touch", "/tmp/ok"]);
+    wait_for("healthy", || status().trim() == "healthy");
+    // --no-healthcheck reaches the daemon as Test ["NONE"]
+    env.ok(&[
+        "-H",
+        h,
+        "create",
+        "--name",
+        "cm-nohc",
+        "--network",
+        "none",
+        "--no-healthcheck",
+        "busybox",
+        "true",
+    ]);
+    let cfg = env.ok(&["inspect", "-f", "{{json .Config.Healthcheck}}", "cm-nohc"]);
+    assert!(cfg.contains("NONE"), "{cfg}");
+    env.ok(&["rm", "-f", "cm-hc", "cm-nohc"]);
 }
 
 #[test]

@@ -51,6 +51,7 @@ pub struct CreateBody {
     labels: Option<BTreeMap<String, String>>,
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
+    healthcheck: Option<crate::health::HealthConfig>,
     host_config: Option<HostConfigBody>,
 }
 
@@ -197,6 +198,12 @@ impl CreateBody {
         req.mac_address = self.mac_address.filter(|s| !s.is_empty());
         req.stop_signal = self.stop_signal.filter(|s| !s.is_empty());
         req.stop_timeout = self.stop_timeout;
+        // `--no-healthcheck` arrives as Test ["NONE"]; `[]` inherits the image's
+        match self.healthcheck {
+            Some(h) if h.test == ["NONE"] => req.no_healthcheck = true,
+            Some(h) => req.health = h,
+            None => {}
+        }
         let Some(h) = self.host_config else {
             return Ok(req);
         };
