@@ -180,14 +180,25 @@ pub(crate) fn wait_monitor_gone(dir: &Path, timeout: Duration) -> bool {
 }
 
 /// Parses the monitor's one-line report: `ok` or `err CODE MESSAGE`.
+/// A failure as one report line: `err CODE MESSAGE` (the monitor's to the engine, the
+/// starter's to the monitor).
+fn err_line(e: &Error) -> String {
+    format!("err {} {}", e.exit_code(), e.to_string().replace('\n', " "))
+}
+
+/// `CODE MESSAGE` (after `err `) as the code (125 when unreadable) and the message.
+fn split_err(rest: &str) -> (i32, &str) {
+    let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
+    (code.parse().unwrap_or(125), msg)
+}
+
 pub(crate) fn parse_report(line: &str) -> Result<()> {
     if line == "ok" {
         return Ok(());
     }
-    let rest = line.strip_prefix("err ").unwrap_or(line);
-    let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
-    match code.parse::<i32>() {
-        Ok(c @ (126 | 127)) => Err(Error::Exec {
+    let (code, msg) = split_err(line.strip_prefix("err ").unwrap_or(line));
+    match code {
+        c @ (126 | 127) => Err(Error::Exec {
             reason: msg.to_string(),
             code: c,
         }),
@@ -360,11 +371,7 @@ impl Monitor {
             let code = match self.run_once(reporter, first) {
                 Ok(code) => code,
                 Err(e) => {
-                    reporter.send(&format!(
-                        "err {} {}",
-                        e.exit_code(),
-                        e.to_string().replace('\n', " ")
-                    ));
+                    reporter.send(&err_line(&e));
                     self.state.error = e.to_string();
                     self.state.status = if self.state.started_at == crate::containers::ZERO_TIME {
                         "created".into()
@@ -922,10 +929,10 @@ impl Starter {
         let _ = self.sock.read_line(&mut line);
         let line = line.trim_end();
         if let Some(rest) = line.strip_prefix("err ") {
-            let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
+            let (code, msg) = split_err(rest);
             return Err(Error::Exec {
                 reason: msg.to_string(),
-                code: code.parse().unwrap_or(125),
+                code,
             });
         }
         if line.is_empty() {
@@ -980,7 +987,6 @@ fn starter_main(job: StarterJob, sock: UnixStream) {
     let send = |sock: &mut BufReader<UnixStream>, line: String| {
         let _ = sock.get_mut().write_all(format!("{line}\n").as_bytes());
     };
-    let fail = |e: Error| format!("err {} {}", e.exit_code(), e.to_string().replace('\n', " "));
     let id = job.id.clone();
     let builder = Container::builder(&job.id)
         .bundle(&job.bundle)
@@ -1001,7 +1007,7 @@ fn starter_main(job: StarterJob, sock: UnixStream) {
         Ok(c) => c,
         Err(e) => {
             let e = Error::runtime(format!("create container {id}"))(e);
-            return send(&mut sock, fail(e));
+            return send(&mut sock, err_line(&e));
         }
     };
     send(&mut sock, "created".into());
@@ -1014,7 +1020,7 @@ fn starter_main(job: StarterJob, sock: UnixStream) {
     if let Err(e) = c.start() {
         let e = Error::runtime(format!("start container {id}"))(e);
         let _ = c.delete(true);
-        return send(&mut sock, fail(e));
+        return send(&mut sock, err_line(&e));
     }
     let warnings = serde_json::to_string(c.warnings()).unwrap_or_else(|_| "[]".into());
     send(&mut sock, format!("started {} {warnings}", c.pid()));
