@@ -1,7 +1,8 @@
 //! Builds the ISA-L inflate shim when the library is there (Debian: `libisal-dev`).
 //!
 //! With it, gzip layers are decompressed by ISA-L's igzip (about 3x zlib here); without it
-//! (or with `LONGSHORE_NO_ISAL=1`), by zlib-rs through flate2. `cfg(longshore_isal)` tells
+//! (or with `LONGSHORE_NO_ISAL=1`, or when `libisal.so.2` does not open at run time), by
+//! zlib-rs through flate2. `cfg(longshore_isal)` tells
 //! the code which one it has; `longshore_graph::gzip_backend()` tells a program.
 
 fn main() {
@@ -32,7 +33,8 @@ fn main() {
         .try_compile("longshore_isal_shim")
     {
         Ok(()) => {
-            println!("cargo::rustc-link-lib=dylib=isal");
+            // opened with dlopen on first use (see the shim), not linked
+            println!("cargo::rustc-link-lib=dylib=dl");
             println!("cargo::rustc-cfg=longshore_isal");
         }
         Err(e) => {

@@ -35,7 +35,10 @@ pub fn attach_to(id: &str, stdin: bool, stdout: bool, stderr: bool) -> Result<At
         ))
     })?;
     let header = serde_json::json!({"stdin": stdin, "stdout": stdout, "stderr": stderr});
-    writeln!(stream, "{header}").map_err(Error::io("send the attach request"))?;
+    // one write: formatting into the socket sends each piece of the JSON on its own
+    stream
+        .write_all(format!("{header}\n").as_bytes())
+        .map_err(Error::io("send the attach request"))?;
     Ok(Attached { stream })
 }
 

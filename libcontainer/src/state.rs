@@ -173,7 +173,11 @@ impl StateStore {
         Ok(StateLock { _dir: f })
     }
 
-    /// Writes `state.json` atomically.
+    /// Writes `state.json` atomically (a new file renamed over the old one), without
+    /// waiting for the disk, as runc does: a process killed at any point leaves the old
+    /// or the new state, and only a power cut can leave it empty, after which every
+    /// container it describes is gone anyway. An fsync here cost 3-7 ms on the path of
+    /// every `create` and `start`.
     pub fn save(&self, state: &State) -> Result<()> {
         let dir = self.dir(&state.id);
         let tmp = dir.join("state.json.tmp");
@@ -186,26 +190,9 @@ impl StateStore {
                 .mode(0o600)
                 .open(&tmp)?;
             f.write_all(&json)?;
-            // the data is on disk before the rename makes it visible, so a crash never
-            // leaves a state.json that is empty or half-written. The directory is not
-            // fsynced: the rename only has to survive a power cut, after which every
-            // container this file describes is gone anyway.
-            f.sync_data()?;
             fs::rename(&tmp, dir.join("state.json"))
         };
         write().ctx(|| format!("save state of {}", state.id))
-    }
-
-    /// Writes `state.json` atomically but without waiting for the disk: for the
-    /// short-lived "creating" record that lets `delete` find the cgroups of a runtime
-    /// killed in the middle of `create`.
-    pub fn save_unsynced(&self, state: &State) -> Result<()> {
-        let dir = self.dir(&state.id);
-        let tmp = dir.join("state.json.tmp");
-        let json = serde_json::to_vec(state).expect("state always serializes");
-        fs::write(&tmp, json)
-            .and_then(|()| fs::rename(&tmp, dir.join("state.json")))
-            .ctx(|| format!("save state of {}", state.id))
     }
 
     /// Reads a container's state.

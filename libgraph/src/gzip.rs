@@ -6,25 +6,29 @@
 
 use std::io::{BufRead, Read};
 
-/// Which gzip decoder this build uses: `"isa-l"` or `"zlib-rs"`.
+/// Which gzip decoder this process uses: `"isa-l"` (built with it, and `libisal.so.2`
+/// opens) or `"zlib-rs"`.
 pub fn gzip_backend() -> &'static str {
-    if cfg!(longshore_isal) {
-        "isa-l"
-    } else {
-        "zlib-rs"
-    }
+    if isal_available() { "isa-l" } else { "zlib-rs" }
+}
+
+#[cfg(longshore_isal)]
+fn isal_available() -> bool {
+    isal::available()
+}
+
+#[cfg(not(longshore_isal))]
+fn isal_available() -> bool {
+    false
 }
 
 /// A decoder of the (possibly multi-member) gzip stream `r`.
 pub(crate) fn decoder<'a, R: BufRead + 'a>(r: R) -> Box<dyn Read + 'a> {
     #[cfg(longshore_isal)]
-    {
-        Box::new(isal::GzDecoder::new(r))
+    if isal::available() {
+        return Box::new(isal::GzDecoder::new(r));
     }
-    #[cfg(not(longshore_isal))]
-    {
-        Box::new(flate2::bufread::MultiGzDecoder::new(r))
-    }
+    Box::new(flate2::bufread::MultiGzDecoder::new(r))
 }
 
 #[cfg(longshore_isal)]
@@ -47,6 +51,14 @@ mod isal {
             finished: *mut c_int,
         ) -> c_int;
         fn ls_isal_free(state: *mut c_void);
+        fn ls_isal_available() -> c_int;
+    }
+
+    /// Whether libisal opens (on first use: it is not linked, see csrc/isal_shim.c).
+    pub(super) fn available() -> bool {
+        // SAFETY: ls_isal_available takes no arguments; it opens the library once
+        // (pthread_once) and only reads what that set afterwards.
+        unsafe { ls_isal_available() != 0 }
     }
 
     /// ISA-L's inflate state (heap memory owned by this value alone).

@@ -588,6 +588,12 @@ impl Engine {
                 if let Some(_lock) = lock_dir(&e.path(), false) {
                     let _ = fs::remove_dir_all(e.path());
                 }
+            } else if name.starts_with(remove::TRASH_PREFIX) {
+                // a removed container whose files are still to go: its remover holds the
+                // lock until it has deleted them, so an unlocked one was left by a kill
+                if let Some(_lock) = lock_dir(&e.path(), false) {
+                    let _ = fs::remove_dir_all(e.path());
+                }
             }
         }
         Ok(ids)

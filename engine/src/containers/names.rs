@@ -302,6 +302,14 @@ pub(crate) fn release(containers: &Path, name: &str) {
     let _ = fs::remove_file(dir(containers).join(name));
 }
 
+/// Frees `name` by moving its file into `dir` (a removed container's directory, deleted
+/// later): unlinking a file with a data block costs a discard on a `discard` mount.
+pub(crate) fn release_into(containers: &Path, name: &str, dir: &Path) {
+    if fs::rename(self::dir(containers).join(name), dir.join(".name")).is_err() {
+        release(containers, name);
+    }
+}
+
 /// Frees every name container `id` holds (a killed create or rm may leave one).
 pub(crate) fn release_all_of(containers: &Path, id: &str) {
     let Ok(rd) = fs::read_dir(dir(containers)) else {

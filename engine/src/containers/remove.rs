@@ -22,6 +22,20 @@ pub struct RemoveOptions {
 impl Engine {
     /// Removes a container (`docker rm`). A running one needs `force`, in Docker's words.
     pub fn remove_container(&self, name_or_id: &str, opts: &RemoveOptions) -> Result<()> {
+        self.remove_container_deferred(name_or_id, opts)
+            .map(Removal::finish)
+    }
+
+    /// [`Engine::remove_container`], leaving the deletion of the container's files to the
+    /// returned [`Removal`]: its directory and read-write layer are moved aside, so the
+    /// container is gone (name free, not listed) when this returns. Deleting files costs
+    /// a discard each on a disk mounted with `discard`; the monitor of a `run --rm`
+    /// container tells its client first and deletes after.
+    pub(crate) fn remove_container_deferred(
+        &self,
+        name_or_id: &str,
+        opts: &RemoveOptions,
+    ) -> Result<Removal> {
         if opts.link {
             return Err(Error::InvalidArgument(
                 "rm --link: legacy links are removed with the container that holds them".into(),
@@ -48,7 +62,7 @@ impl Engine {
         }
         // held until the directory is gone: a second rm waits, and a listing never
         // sweeps a removal in progress
-        let _lock = super::lock_dir(&c.dir, true);
+        let lock = super::lock_dir(&c.dir, true);
         let mut c = self.container(&c.record.id)?;
         c.state.status = "removing".into();
         self.save_state(&c)?;
@@ -58,10 +72,11 @@ impl Engine {
         }
         self.teardown_network(&mut c);
         super::unmount_rootfs(&c.dir);
-        self.store()?
-            .remove_container(&c.record.id)
+        let purge = self
+            .store()?
+            .remove_container_deferred(&c.record.id)
             .or_else(|e| match e {
-                longshore_graph::Error::LayerNotFound(_) => Ok(()),
+                longshore_graph::Error::LayerNotFound(_) => Ok(Default::default()),
                 e => Err(e),
             })
             .map_err(graph(format!(
@@ -79,12 +94,54 @@ impl Engine {
             }
         }
         let _ = fs::remove_file(crate::monitor::attach_socket(&c.record.id));
-        // the state file first: without it the directory is not a container any more
-        let _ = fs::remove_file(c.dir.join("state.json"));
-        fs::remove_dir_all(&c.dir).map_err(Error::io(format!("remove {}", c.dir.display())))?;
-        names::release(&self.containers_dir(), &c.record.name);
+        let mut removal = Removal {
+            purge,
+            dir: None,
+            _lock: lock,
+        };
+        // moved aside in one step: without its 64-hex name the directory is not a
+        // container any more (a listing sweeps an unlocked `.trash-` one)
+        let trash = self
+            .containers_dir()
+            .join(format!("{TRASH_PREFIX}{}", c.record.id));
+        if fs::rename(&c.dir, &trash).is_ok() {
+            removal.dir = Some(trash.clone());
+            names::release_into(&self.containers_dir(), &c.record.name, &trash);
+        } else {
+            // the state file first: without it the directory is not a container any more
+            let _ = fs::remove_file(c.dir.join("state.json"));
+            fs::remove_dir_all(&c.dir).map_err(Error::io(format!("remove {}", c.dir.display())))?;
+            names::release(&self.containers_dir(), &c.record.name);
+        }
         self.event("container", "destroy", &c.record.id, c.event_attributes());
-        Ok(())
+        Ok(removal)
+    }
+}
+
+/// The name prefix of a removed container's directory whose files are still to go.
+pub(crate) const TRASH_PREFIX: &str = ".trash-";
+
+/// What a removal left to delete: the container's directory and read-write layer, moved
+/// aside. [`Removal::finish`] or dropping it deletes them; the container's lock is held
+/// until then, so that no listing sweeps them meanwhile.
+#[must_use = "dropping a Removal deletes its files at once"]
+pub(crate) struct Removal {
+    purge: longshore_graph::Purge,
+    dir: Option<std::path::PathBuf>,
+    _lock: Option<super::DirLock>,
+}
+
+impl Removal {
+    /// Deletes the files now.
+    pub(crate) fn finish(self) {}
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.purge).run();
+        if let Some(d) = self.dir.take() {
+            let _ = fs::remove_dir_all(d);
+        }
     }
 }
 
@@ -95,6 +152,11 @@ impl Engine {
 pub fn wait_removed(root: &std::path::Path, id: &str, timeout: std::time::Duration) -> bool {
     use rustix::fs::inotify;
     let dir = root.join("containers").join(id);
+    // gone already (the monitor of a `run --rm` container removes it before it sends the
+    // exit code): no watch, whose release costs an SRCU grace period (6-16 ms here)
+    if !dir.exists() {
+        return true;
+    }
     let deadline = std::time::Instant::now() + timeout;
     let watch = inotify::init(inotify::CreateFlags::CLOEXEC)
         .ok()

@@ -83,10 +83,17 @@ impl Engine {
 
     fn start_inner(&self, c: &mut Container, opts: &StartOptions) -> Result<()> {
         let id = c.record.id.clone();
-        let merged = self.store()?.mount_container(&id).map_err(graph(format!(
-            "mount the root filesystem of {}",
-            c.record.name
-        )))?;
+        // a `--rm` container's layer is mounted volatile (as podman does): its unmount
+        // then skips the sync of the whole filesystem under it, on the path of `run --rm`
+        let mount = longshore_graph::driver::MountOptions::default()
+            .volatile(c.record.host_config.auto_remove);
+        let merged = self
+            .store()?
+            .mount_container_with(&id, mount)
+            .map_err(graph(format!(
+                "mount the root filesystem of {}",
+                c.record.name
+            )))?;
         // the container's own bind of the mounted layers: it outlives this process (the
         // store unmounts what it mounted when it is dropped) until the container stops
         let rootfs = c.dir.join("rootfs");

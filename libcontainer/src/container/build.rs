@@ -154,7 +154,7 @@ impl ContainerBuilder {
             hooks: spec.hooks().clone(),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         };
-        store.save_unsynced(&st)?;
+        store.save(&st)?;
         apply_resources(&spec, cgroup.as_ref())?;
         let warnings = cgroup.warnings();
         let join_plan = CgroupJoin::plan(cgroup.as_ref(), ns.new_userns)?;

@@ -18,6 +18,25 @@ pub mod vfs;
 /// Environment variable naming the driver to use.
 pub const DRIVER_ENV: &str = "LONGSHORE_DRIVER";
 
+/// How [`Driver::get_with`] mounts a layer.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct MountOptions {
+    /// Never write the layer's changes back to disk, not even when it is unmounted
+    /// (overlay's `volatile`): unmounting a layer otherwise syncs the whole filesystem
+    /// under it. For a container removed when it exits (`run --rm`), whose files nobody
+    /// reads after a crash.
+    pub volatile: bool,
+}
+
+impl MountOptions {
+    /// Sets [`MountOptions::volatile`].
+    pub fn volatile(mut self, on: bool) -> Self {
+        self.volatile = on;
+        self
+    }
+}
+
 /// A graph driver: stores layers by ID, each optionally on top of a parent.
 pub trait Driver: Send + Sync {
     /// The driver's name (`vfs`, `overlay`).
@@ -32,11 +51,28 @@ pub trait Driver: Send + Sync {
     /// Removes a layer. Refused while it is mounted.
     fn remove(&self, id: &str) -> Result<()>;
 
+    /// Like [`Driver::remove`], but moves the layer's files to `to` (a path that does not
+    /// exist yet, on the same filesystem as the driver's home) instead of deleting them:
+    /// the layer is gone for every reader at once, and the caller deletes `to` when it
+    /// suits it (deleting many files can be slow). Drivers that do not override it
+    /// delete at once.
+    fn remove_to(&self, id: &str, to: &Path) -> Result<()> {
+        let _ = to;
+        self.remove(id)
+    }
+
     /// Whether layer `id` exists.
     fn exists(&self, id: &str) -> bool;
 
     /// Makes the layer's full filesystem available and returns its path (reference counted).
     fn get(&self, id: &str) -> Result<PathBuf>;
+
+    /// [`Driver::get`] with options for the mount that makes it available; drivers
+    /// without such options ignore them.
+    fn get_with(&self, id: &str, opts: MountOptions) -> Result<PathBuf> {
+        let _ = opts;
+        self.get(id)
+    }
 
     /// Releases one [`Driver::get`]; the last one unmounts.
     fn put(&self, id: &str) -> Result<()>;

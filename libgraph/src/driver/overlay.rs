@@ -25,7 +25,7 @@ use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
 };
 
-use super::{Driver, check_id};
+use super::{Driver, MountOptions, check_id};
 use crate::apply::{ApplyOptions, ApplyReport, WhiteoutMode, apply_layer, remove_tree};
 use crate::archive::TarWriter;
 use crate::changes::{Change, changes_overlay};
@@ -94,6 +94,7 @@ impl Overlay {
                         &[probe.join("lower")],
                         Some((&probe.join("upper"), &probe.join("work"))),
                         &probe.join("merged"),
+                        false,
                     );
                     if r.is_ok() {
                         let _ = rustix::mount::unmount(probe.join("merged"), UnmountFlags::DETACH);
@@ -238,6 +239,7 @@ fn mount_overlay(
     lowers: &[PathBuf],
     upper: Option<(&Path, &Path)>,
     target: &Path,
+    volatile: bool,
 ) -> std::io::Result<()> {
     let new_api = || -> rustix::io::Result<()> {
         let fsfd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
@@ -249,6 +251,10 @@ fn mount_overlay(
             rustix::mount::fsconfig_set_string(&fsfd, "workdir", w)?;
         }
         let _ = rustix::mount::fsconfig_set_string(&fsfd, "index", "off");
+        if volatile {
+            // kernels before 5.10 lack it: the mount is then an ordinary one
+            let _ = rustix::mount::fsconfig_set_flag(&fsfd, "volatile");
+        }
         rustix::mount::fsconfig_create(&fsfd)?;
         let mfd = rustix::mount::fsmount(
             &fsfd,
@@ -274,6 +280,9 @@ fn mount_overlay(
                     u.display(),
                     w.display()
                 ));
+            }
+            if volatile {
+                data.push_str(",volatile");
             }
             if data.len() >= 4096 {
                 return Err(std::io::Error::other(format!(
@@ -353,11 +362,33 @@ impl Driver for Overlay {
         remove_tree(&self.dir(id))
     }
 
+    fn remove_to(&self, id: &str, to: &Path) -> Result<()> {
+        check_id(id)?;
+        if !self.exists(id) {
+            return Err(Error::LayerNotFound(id.to_string()));
+        }
+        if self.mounts().get(id).copied().unwrap_or(0) > 0 || self.is_mounted(id) {
+            // the unmount and its checks are remove's
+            return self.remove(id);
+        }
+        if let Ok(short) = fs::read_to_string(self.dir(id).join("link")) {
+            let _ = fs::remove_file(self.home.join("l").join(short.trim()));
+        }
+        match fs::rename(self.dir(id), to) {
+            Ok(()) => Ok(()),
+            Err(_) => remove_tree(&self.dir(id)),
+        }
+    }
+
     fn exists(&self, id: &str) -> bool {
         check_id(id).is_ok() && self.dir(id).join("diff").is_dir()
     }
 
     fn get(&self, id: &str) -> Result<PathBuf> {
+        self.get_with(id, MountOptions::default())
+    }
+
+    fn get_with(&self, id: &str, opts: MountOptions) -> Result<PathBuf> {
         check_id(id)?;
         if !self.exists(id) {
             return Err(Error::LayerNotFound(id.to_string()));
@@ -376,13 +407,22 @@ impl Driver for Overlay {
                 // left by a previous process
                 let _ = rustix::mount::unmount(&path, UnmountFlags::DETACH);
             }
-            mount_overlay(&lowers, Some((&dir.join("diff"), &dir.join("work"))), &path).map_err(
-                |source| Error::Mount {
+            // a volatile mount marks its work directory, and overlay refuses to mount
+            // one that was left marked (by a crash while it was mounted): the layer is
+            // a removed-at-exit container's, whose writes nobody needs any more
+            let _ = remove_tree(&dir.join("work").join("work").join("incompat"));
+            let upper = Some((&*dir.join("diff"), &*dir.join("work")));
+            mount_overlay(&lowers, upper, &path, opts.volatile)
+                .or_else(|e| match opts.volatile {
+                    // the legacy mount call of a kernel without `volatile`
+                    true => mount_overlay(&lowers, upper, &path, false),
+                    false => Err(e),
+                })
+                .map_err(|source| Error::Mount {
                     op: "overlay mount",
                     id: id.to_string(),
                     source,
-                },
-            )?;
+                })?;
         }
         *count += 1;
         Ok(path)

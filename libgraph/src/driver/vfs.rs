@@ -130,6 +130,19 @@ impl Driver for Vfs {
         Ok(())
     }
 
+    fn remove_to(&self, id: &str, to: &Path) -> Result<()> {
+        check_id(id)?;
+        if !self.exists(id) || self.users().get(id).copied().unwrap_or(0) > 0 {
+            // the errors are remove's
+            return self.remove(id);
+        }
+        if fs::rename(self.dir(id), to).is_err() {
+            remove_tree(&self.dir(id))?;
+        }
+        let _ = fs::remove_file(self.parent_file(id));
+        Ok(())
+    }
+
     fn exists(&self, id: &str) -> bool {
         check_id(id).is_ok() && self.dir(id).is_dir()
     }

@@ -61,8 +61,18 @@ impl Store {
 
     /// Mounts a container's filesystem and returns its path (reference counted).
     pub fn mount_container(&self, container_id: &str) -> Result<PathBuf> {
+        self.mount_container_with(container_id, driver::MountOptions::default())
+    }
+
+    /// [`Store::mount_container`] with options for the mount (taken when this mounts it,
+    /// not when it is mounted already).
+    pub fn mount_container_with(
+        &self,
+        container_id: &str,
+        opts: driver::MountOptions,
+    ) -> Result<PathBuf> {
         let (_, cache) = self.container_cache(container_id)?;
-        self.driver.get(&cache)
+        self.driver.get_with(&cache, opts)
     }
 
     /// Releases one [`Store::mount_container`].
@@ -73,17 +83,28 @@ impl Store {
 
     /// Removes a container's read-write layer.
     pub fn remove_container(&self, container_id: &str) -> Result<()> {
+        self.remove_container_deferred(container_id).map(Purge::run)
+    }
+
+    /// Removes a container's read-write layer like [`Store::remove_container`], but moves
+    /// its files aside (under the store's `trash/`) instead of deleting them: the layer is
+    /// gone when this returns, and the returned [`Purge`] deletes the files when it is run
+    /// or dropped. A caller on a latency-sensitive path (`run --rm`) answers first and
+    /// purges after. What a crash leaves in the trash goes at the next open.
+    pub fn remove_container_deferred(&self, container_id: &str) -> Result<Purge> {
         let (_, cache) = self.container_cache(container_id)?;
         // marked first: a removal cut short is finished at the next open
         self.set_container_incomplete(container_id, true)?;
+        let to = self.trash_path(&cache);
         if self.driver.exists(&cache)
-            && let Err(e) = self.driver.remove(&cache)
+            && let Err(e) = self.driver.remove_to(&cache, &to)
         {
             // refused (mounted) or failed: the container stays as it was
             self.set_container_incomplete(container_id, false)?;
             return Err(e);
         }
-        self.drop_container_row(container_id)
+        self.drop_container_row(container_id)?;
+        Ok(Purge { paths: vec![to] })
     }
 
     /// The layer a container holds a reference on: recorded in its row (older rows: the
