@@ -1702,6 +1702,110 @@ fn attach_input_after_the_exit(d: &mut Daemon) {
     }
 }
 
+/// An attach is registered by the container's monitor before the daemon answers it.
+/// The monitor is stopped (SIGSTOP) while a client attaches to a running container; the
+/// client, once it has its 101, makes the container print (a line into a fifo the
+/// container reads), then the monitor continues: the line must reach the client (it was
+/// written after the client's answer). Before the acknowledgement the daemon answered at
+/// once and the monitor, woken with both the output and the new connection ready, sent
+/// the line before it took the client in: lost. Also a client attaching with one
+/// connection per stream before the start gets the first output on both, 10 times.
+fn attach_registered_before_the_answer(d: &mut Daemon) {
+    for round in 0..10 {
+        let name = unique_name("lsapi");
+        let id = ok(&d.docker(&[
+            "create",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2",
+        ]));
+        let id = id.trim();
+        let out = upgrade(d, &format!("/containers/{id}/attach?stream=1&stdout=1"));
+        let err = upgrade(d, &format!("/containers/{id}/attach?stream=1&stderr=1"));
+        let (code, body) = d.http("POST", &format!("/containers/{id}/start"), "");
+        assert_eq!(code, 204, "{body}");
+        let (o, e) = (frames(&read_all(out)), frames(&read_all(err)));
+        ok(&d.docker(&["rm", "-f", &name]));
+        assert_eq!(o, vec![(1, "out\n".into())], "round {round}: stdout");
+        assert_eq!(e, vec![(2, "err\n".into())], "round {round}: stderr");
+    }
+    let dir = temp();
+    let fifo = dir.path().join("f");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let name = unique_name("lsapi");
+    let id = ok(&d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/x", dir.path().display()),
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do read l < /x/f; echo hi $l; done",
+    ]));
+    let id = id.trim().to_string();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            d.dir
+                .path()
+                .join("root/containers")
+                .join(&id)
+                .join("state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let monitor = nix::unistd::Pid::from_raw(state["LongshoreMonitorPid"].as_i64().unwrap() as i32);
+    assert!(monitor.as_raw() > 0, "{state}");
+    let mut failures = vec![];
+    for round in 0..3 {
+        nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        let client = {
+            let d = &*d;
+            let (id, fifo) = (id.clone(), fifo.clone());
+            std::thread::scope(|sc| {
+                let t = sc.spawn(move || {
+                    let mut s = upgrade(d, &format!("/containers/{id}/attach?stream=1&stdout=1"));
+                    // answered: what the container writes now is this client's
+                    std::fs::write(&fifo, format!("{round}\n")).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 256];
+                    while !text(&got).contains(&format!("hi {round}")) {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    text(&got)
+                });
+                // let the attach reach the stopped monitor (and, before the fix, the
+                // client its answer and the container its line)
+                std::thread::sleep(Duration::from_millis(300));
+                nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGCONT).unwrap();
+                t.join().unwrap()
+            })
+        };
+        if !client.contains(&format!("hi {round}")) {
+            failures.push(format!("round {round}: {client:?}"));
+        }
+    }
+    ok(&d.docker(&["rm", "-f", &name]));
+    assert!(
+        failures.is_empty(),
+        "output written after the attach's answer was missed: {failures:?}"
+    );
+}
+
 /// Reads an upgraded stream to its end; the bytes.
 fn read_all(mut s: UnixStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -2306,6 +2410,10 @@ fn main() -> ExitCode {
         ("logs_follow", logs_follow),
         ("attach_input_after_the_exit", attach_input_after_the_exit),
         ("attach_with_logs", attach_with_logs),
+        (
+            "attach_registered_before_the_answer",
+            attach_registered_before_the_answer,
+        ),
         ("attach_over_websocket", attach_over_websocket),
         ("tty_run_and_exec", tty_run_and_exec),
         (

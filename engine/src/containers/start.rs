@@ -27,6 +27,10 @@ pub struct StartOptions {
     /// The monitor starts the process only once a client attached (a foreground `run`
     /// or `start -a`), so that no output is missed.
     pub wait_for_attach: bool,
+    /// With `wait_for_attach`: how many clients must attach before the process starts
+    /// (0 and 1 both mean one), for callers that attach several connections (one per
+    /// stream) before a start.
+    pub attach_clients: usize,
 }
 
 /// Name of the pinned network namespace of a container (`ls` + 12 hex digits).
@@ -161,6 +165,7 @@ impl Engine {
             driver: self.opts.driver.clone(),
             network: self.opts.network.clone().map(Into::into),
             wait_for_attach: opts.wait_for_attach,
+            attach_clients: opts.attach_clients,
         };
         let (rd, wr): (OwnedFd, OwnedFd) =
             nix::unistd::pipe().map_err(|e| Error::io("pipe")(e.into()))?;
