@@ -980,6 +980,55 @@ fn rm_right_after_run(d: &mut Daemon) {
     });
 }
 
+/// `docker rm` as soon as the container shows as exited (its monitor may still be
+/// recording the exit: unmounting, writing the state) removes it, as Docker's rm waits
+/// for the container: 3 clients at once, 10 rounds each, the removal through the docker
+/// CLI and through raw HTTP in turn.
+fn rm_as_soon_as_exited(d: &mut Daemon) {
+    let d = &*d;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(move || {
+                    for round in 0..10 {
+                        let name = unique_name("lsapi");
+                        let id = ok(&d.docker(&[
+                            "run",
+                            "-d",
+                            "--name",
+                            &name,
+                            "--network",
+                            "none",
+                            "busybox",
+                            "sh",
+                            "-c",
+                            "exit 3",
+                        ]));
+                        let id = id.trim();
+                        loop {
+                            let (code, body) = d.http("GET", &format!("/containers/{id}/json"), "");
+                            assert_eq!(code, 200, "{body}");
+                            if body.contains(r#""Status":"exited""#) {
+                                break;
+                            }
+                        }
+                        if round % 2 == 0 {
+                            let o = d.docker(&["rm", &name]);
+                            assert!(o.status.success(), "round {round}: {}", text(&o.stderr));
+                        } else {
+                            let (code, body) = d.http("DELETE", &format!("/containers/{id}"), "");
+                            assert_eq!(code, 204, "round {round}: {body}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
 /// A start while someone checks the monitor (a wait polling, `rm`, `ps`: a shared flock
 /// of `monitor.lock` for an instant) starts: the monitor waits for the check to end
 /// instead of failing (the cause of `docker rm` after `docker run` failing under load).
@@ -2422,6 +2471,7 @@ fn main() -> ExitCode {
         ),
         ("run_publish_port", run_publish_port),
         ("rm_right_after_run", rm_right_after_run),
+        ("rm_as_soon_as_exited", rm_as_soon_as_exited),
         ("daemon_json_and_sighup", daemon_json_and_sighup),
         ("daemon_engine_settings", daemon_engine_settings),
         ("creates_while_listing", |d| creates_while_listing(d)),

@@ -27,7 +27,15 @@ impl Engine {
                 "rm --link: legacy links are removed with the container that holds them".into(),
             ));
         }
-        let c = self.container(name_or_id)?;
+        let mut c = self.container(name_or_id)?;
+        if !matches!(c.live_status(), "running" | "paused" | "restarting")
+            && crate::monitor::monitor_alive(&c.dir)
+        {
+            // the container exited and its monitor is still recording it (unmounting,
+            // taking the network down): wait for it, as Docker's rm waits for the
+            // container's lock; a monitor that restarts it instead is a conflict
+            c = self.wait_exit_recorded(c)?;
+        }
         let status = c.live_status().to_string();
         if matches!(status.as_str(), "running" | "paused" | "restarting")
             || crate::monitor::monitor_alive(&c.dir)
@@ -85,6 +93,27 @@ impl Engine {
         names::release(&self.containers_dir(), &c.record.name);
         self.event("container", "destroy", &c.record.id, c.event_attributes());
         Ok(())
+    }
+}
+
+/// How long `rm` waits for the monitor of an exited container to finish recording it.
+const EXIT_RECORDING: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Engine {
+    /// Waits until the monitor of `c` (whose init is gone) has finished, or restarts it;
+    /// the container as it is then.
+    fn wait_exit_recorded(&self, mut c: super::Container) -> Result<super::Container> {
+        let deadline = std::time::Instant::now() + EXIT_RECORDING;
+        let mut pause = std::time::Duration::from_micros(200);
+        while crate::monitor::monitor_alive(&c.dir) && std::time::Instant::now() < deadline {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(10));
+            c = self.container(&c.record.id)?;
+            if matches!(c.live_status(), "running" | "paused" | "restarting") {
+                break;
+            }
+        }
+        Ok(c)
     }
 }
 
