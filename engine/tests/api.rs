@@ -1299,6 +1299,124 @@ fn daemon_json_and_sighup(d: &mut Daemon) {
     drop(guard);
 }
 
+/// SIGHUP reloads the registry settings of daemon.json, as Docker does: a daemon (on a
+/// data root of its own) that was started without them cannot pull from the plain-HTTP
+/// registry; after the file names it as an insecure registry and as a Docker Hub mirror
+/// and SIGHUP, /info shows both (and the new labels and debug), a pull by the registry's
+/// address works and a pull of a Docker Hub name comes from the mirror.
+fn sighup_reloads_registries(d: &mut Daemon) {
+    let repo = unique_name("lsmirror");
+    let reg = d.registry.addr.clone();
+    let pushed = format!("{reg}/library/{repo}:v1");
+    ok(&d.docker(&["tag", "busybox", &pushed]));
+    ok(&d.docker(&["push", &pushed]));
+    ok(&d.docker(&["rmi", &pushed]));
+    let cfg = d.dir.path().join(format!("{}.json", unique_name("cfg")));
+    let sock = d.dir.path().join(format!("{}.sock", unique_name("cfg")));
+    let hosts = format!("\"hosts\":[\"unix://{}\"]", sock.display());
+    std::fs::write(&cfg, format!("{{{hosts},\"labels\":[\"zone=a\"]}}")).unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(DAEMON_ROOT, d.dir.path().join(unique_name("root")))
+        .env(DAEMON_SOCK, "unused")
+        .env(DAEMON_CONFIG, &cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(child);
+    for _ in 0..500 {
+        if UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let docker = |args: &[&str]| {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap()
+    };
+    let info = |fmt: &str| ok(&docker(&["info", "--format", fmt])).trim().to_string();
+    let registry_config =
+        "{{json .RegistryConfig.Mirrors}} {{(index .RegistryConfig.IndexConfigs \"REG\")}}"
+            .replace("REG", &reg);
+    assert_eq!(info("{{.Labels}} {{.Debug}}"), "[zone=a] false");
+    assert_eq!(info(&registry_config), "[] <nil>");
+    let o = docker(&["pull", &pushed]);
+    assert!(
+        !o.status.success(),
+        "pulled from {reg} over plain HTTP without it being insecure"
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{{hosts},\"labels\":[\"zone=b\"],\"debug\":true,\"insecure-registries\":[\"{reg}\"],\"registry-mirrors\":[\"http://{reg}\"],\"max-concurrent-downloads\":2}}"
+        ),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(guard.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = info("{{.Labels}} {{.Debug}}");
+        if seen == "[zone=b] true" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(seen, "[zone=b] true");
+    let rc = info(&registry_config);
+    assert!(
+        rc.starts_with(&format!("[\"http://{reg}/\"] ")) && rc.contains("false"),
+        "{rc}"
+    );
+    let text_info = ok(&docker(&["info"]));
+    assert!(
+        text_info.contains("Insecure Registries:") && text_info.contains(&format!("http://{reg}/")),
+        "{text_info}"
+    );
+    ok(&docker(&["pull", &pushed]));
+    // a Docker Hub name: the mirror serves it (nothing here reaches Docker Hub)
+    let o = ok(&docker(&["pull", &format!("{repo}:v1")]));
+    assert!(o.contains("Digest: sha256:"), "{o}");
+    let images = ok(&docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    assert!(
+        images.lines().any(|l| l == format!("{repo}:v1")),
+        "{images}"
+    );
+    // a bad file changes nothing: the registries stay
+    std::fs::write(
+        &cfg,
+        format!("{{{hosts},\"registry-mirrors\":[\"not-a-url\"]}}"),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(guard.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(info(&registry_config), rc);
+    drop(guard);
+}
+
 /// Test certificates made with openssl in `dir`: a CA (`ca.pem`), the daemon's
 /// certificate for 127.0.0.1 (`server-cert.pem`, `server-key.pem`), a client of that CA
 /// (`cert.pem`, `key.pem`), and a client of another CA (`rogue-cert.pem`, `rogue-key.pem`).
@@ -2473,6 +2591,7 @@ fn main() -> ExitCode {
         ("rm_right_after_run", rm_right_after_run),
         ("rm_as_soon_as_exited", rm_as_soon_as_exited),
         ("daemon_json_and_sighup", daemon_json_and_sighup),
+        ("sighup_reloads_registries", sighup_reloads_registries),
         ("daemon_engine_settings", daemon_engine_settings),
         ("creates_while_listing", |d| creates_while_listing(d)),
         ("listing_sees_every_change", listing_sees_every_change),
