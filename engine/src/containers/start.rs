@@ -115,6 +115,10 @@ impl Engine {
         bound?;
         let volume_mounts = self.volume_mounts(c, Some(&rootfs))?;
         let netns = self.setup_network(c)?;
+        // the networks connected with `network connect` (stopped or running before)
+        if let Some(ns) = c.state.netns.clone() {
+            self.join_attachments(c, &ns)?;
+        }
         let init = if c.record.host_config.init {
             Some(spec::init_binary(&self.root)?)
         } else {
@@ -294,6 +298,13 @@ impl Engine {
                 let p = PathBuf::from(format!("/proc/{}/ns/net", other.state.pid));
                 c.state.netns = None;
                 return Ok(Some(p));
+            }
+            // the network mode's network was disconnected (`network disconnect`): a
+            // namespace of its own with loopback, and the networks connected later
+            _ if crate::network::Attachments::load(&c.dir).first_disconnected => {
+                self.write_local_files(c, false)?;
+                c.state.network = None;
+                return Ok(Some(self.pin_netns(c)?));
             }
             "bridge" => (Some(self.pin_netns(c)?), NetMode::Bridge("bridge".into())),
             other => (Some(self.pin_netns(c)?), NetMode::Bridge(other.to_string())),
