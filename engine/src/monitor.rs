@@ -543,6 +543,16 @@ impl Monitor {
         self.state.monitor_pid = std::process::id() as i32;
         self.save();
         reporter.send("ok");
+        // recorded here, before this loop can see the init exit and record its `die`, so
+        // that a short command's events come in order (the engine recorded `start` after
+        // its job returned, and `die` could come first); a restart is a start too
+        crate::events::record(
+            &self.args.root,
+            "container",
+            "start",
+            &self.args.id,
+            self.attributes.clone(),
+        );
         if let Some(hc) = &self.healthcheck {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             crate::health::Prober {

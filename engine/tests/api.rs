@@ -980,6 +980,68 @@ fn rm_right_after_run(d: &mut Daemon) {
     });
 }
 
+/// A short command's events come in order: `start` before `die` (the monitor records
+/// both; the engine recorded `start` after its job returned, and a `true` that exited in
+/// between came out as create, die, start: seen by api_bollard's events test under load).
+/// 3 clients x 10 containers, each one's window of events checked.
+fn events_start_before_die(d: &mut Daemon) {
+    let d = &*d;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(move || {
+                    (0..10)
+                        .map(|_| {
+                            let id = ok(&d.docker(&[
+                                "run",
+                                "-d",
+                                "--network",
+                                "none",
+                                "busybox",
+                                "true",
+                            ]));
+                            let id = id.trim().to_string();
+                            ok(&d.docker(&["wait", &id]));
+                            id
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let mut bad = vec![];
+    for id in &ids {
+        let ev = ok(&d.docker(&[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            &format!("container={id}"),
+            "--format",
+            "{{.Action}}",
+        ]));
+        let actions: Vec<&str> = ev.lines().collect();
+        if actions != ["create", "start", "die"] {
+            bad.push(format!("{}: {actions:?}", &id[..12]));
+        }
+        ok(&d.docker(&["rm", id]));
+    }
+    assert!(bad.is_empty(), "events out of order: {bad:?}");
+}
+
 /// `docker rm` as soon as the container shows as exited (its monitor may still be
 /// recording the exit: unmounting, writing the state) removes it, as Docker's rm waits
 /// for the container: 3 clients at once, 10 rounds each, the removal through the docker
@@ -2722,6 +2784,7 @@ fn main() -> ExitCode {
         ("run_publish_port", run_publish_port),
         ("rm_right_after_run", rm_right_after_run),
         ("rm_as_soon_as_exited", rm_as_soon_as_exited),
+        ("events_start_before_die", events_start_before_die),
         ("daemon_json_and_sighup", daemon_json_and_sighup),
         ("sighup_reloads_registries", sighup_reloads_registries),
         ("daemon_engine_settings", daemon_engine_settings),

@@ -149,7 +149,7 @@ impl Engine {
         // the monitor wrote the state (running, or created while it waits for a client)
         let fresh = self.load_container_dir(c.dir.clone())?;
         c.state = fresh.state;
-        self.event("container", "start", &id, c.event_attributes());
+        // the `start` event is the monitor's (before it can record the `die`)
         Ok(())
     }
 
