@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use create::{CreateRequest, parse_memory};
 pub use list::{ListOptions, Summary, human_duration, unix_time};
 pub use logs::{LogLine, LogsOptions};
+pub(crate) use remove::RemovalWatch;
 pub use remove::RemoveOptions;
 pub use remove::wait_removed;
 pub use restore::RestoreReport;
