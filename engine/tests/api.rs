@@ -1825,10 +1825,11 @@ fn network_connect_disconnect(_: &mut Daemon) {
 /// `docker network connect` of a stopped container records the network, joined at its
 /// start; `network disconnect` of the network a container started on removes its
 /// interface (eth0), and a stopped container can be disconnected from it (it starts
-/// without it) and connected back. Both refused before (checked: "not running", "joined
-/// network ... when it started"). A daemon in its own network namespace; each container
-/// is started once (a second start of a container on a user network meets its previous
-/// veth, which lingers: see the notes).
+/// without it) and connected back; a restart keeps what was connected and disconnected,
+/// and a container restarts on its network (the daemon held every stopped container's
+/// namespace open, so a second start met the old veth: checked). Both refused before
+/// (checked: "not running", "joined network ... when it started"). A daemon in its own
+/// network namespace.
 fn network_connect_stopped_disconnect_first(_: &mut Daemon) {
     let mut d = Daemon::start_with(true);
     let d = &mut d;
@@ -1933,6 +1934,20 @@ fn network_connect_stopped_disconnect_first(_: &mut Daemon) {
         "{}",
         text(&o.stderr)
     );
+    // a restart keeps it that way: no eth0, eth1 on the network connected (this also
+    // needs the previous run's namespace to go: the daemon held it open, and the second
+    // start met the old veth, "File exists")
+    ok(&d.docker(&["restart", "-t", "0", &c]));
+    let addrs = ok(&d.docker(&["exec", &c, "ip", "-4", "-o", "addr"]));
+    assert!(
+        !addrs.contains("eth0") && addrs.contains("10.251.4."),
+        "{addrs}"
+    );
+    assert!(ping(&p, "web"), "{p} does not reach {c} after the restart");
+    // and a container on its first network only restarts with it
+    ok(&d.docker(&["restart", "-t", "0", &p]));
+    let route = ok(&d.docker(&["exec", &p, "ip", "route"]));
+    assert!(route.contains("default via 10.251.4.1 dev eth0"), "{route}");
     // a stopped container disconnected from its network and connected to another:
     // starts without eth0, on the other
     ok(&d.docker(&["network", "disconnect", &na, &q]));

@@ -447,10 +447,12 @@ impl Engine {
         }
         let ns = NamedNetns::create(&name)
             .map_err(Error::network(format!("create network namespace {name}")))?;
-        let p = ns.path().to_path_buf();
-        // kept past this process: the container and its monitor use it; `teardown_network`
-        // removes it when the container stops for good
-        std::mem::forget(ns);
+        // kept past this process: the container and its monitor use it; the monitor (or
+        // `teardown_network`) removes it when the container stops for good. The handle's
+        // file is closed: a daemon that kept it (this was a `mem::forget`) kept every
+        // stopped container's namespace and veth alive, and a second start met the old
+        // veth ("File exists")
+        let p = ns.keep();
         c.state.netns = Some(p.clone());
         Ok(p)
     }
