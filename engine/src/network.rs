@@ -168,6 +168,27 @@ fn free_interface(pid: i32) -> String {
         .expect("some ethN is free")
 }
 
+/// Waits (up to two seconds) until no interface named like the host side of endpoint
+/// `key`'s veth is in this process's network namespace. The previous run of a container
+/// left its veth to the kernel (`disconnect_dying`: deleted when that run's namespace
+/// goes, which the kernel does in the background), so a quick restart can find it still
+/// there ("File exists"). One read of `/proc/thread-self/net/dev` when there is none.
+pub(crate) fn wait_veth_gone(key: &str) {
+    let name = longshore_network::veth_name(key);
+    let present = || {
+        fs::read_to_string("/proc/thread-self/net/dev")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_once(':').is_some_and(|(n, _)| n.trim() == name))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut pause = std::time::Duration::from_micros(500);
+    while present() && std::time::Instant::now() < deadline {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Rewrites `path` in place (the container sees it through a bind mount of the file).
 fn write_in_place(path: &std::path::Path, data: &str) -> Result<()> {
     fs::write(path, data).map_err(Error::io(format!("write {}", path.display())))
@@ -292,6 +313,7 @@ impl Engine {
         let before = files
             .clone()
             .map(|p| fs::read_to_string(p).unwrap_or_default());
+        wait_veth_gone(&key);
         ctl.connect(&cfg).map_err(|e| match e {
             longshore_network::Error::InvalidInput { .. } => Error::InvalidArgument(e.to_string()),
             e => Error::Network {

@@ -379,6 +379,8 @@ impl Engine {
                     .map_err(Error::network("--mac-address"))?,
             );
         }
+        // the previous run's veth may still be going (see `wait_veth_gone`)
+        crate::network::wait_veth_gone(&c.record.id);
         let ep = self.network()?.connect(&cfg).map_err(|e| match e {
             longshore_network::Error::InvalidInput { .. } => Error::InvalidArgument(e.to_string()),
             e => Error::Network {
