@@ -26,8 +26,8 @@ ns=lseb$$
 export LONGSHORE_ROOT=$work/root LONGSHORE_BRIDGE=lsebr$$
 NS="nsenter --net=/run/netns/$ns"
 P=
-D=
-dockerd_pid=
+# shellcheck source=benches/scripts/private-dockerd.sh
+source benches/scripts/private-dockerd.sh
 cleanup() {
     set +e
     for id in $("$L" ps -aq --no-trunc 2>/dev/null); do "$L" rm -f "$id" >/dev/null 2>&1 || true; done
@@ -35,21 +35,14 @@ cleanup() {
         $P rm -af >/dev/null 2>&1 || true
         $P system reset -f >/dev/null 2>&1 || true
     fi
-    if [ -n "$D" ]; then
-        # shellcheck disable=SC2046
-        $D rm -f $($D ps -aq) >/dev/null 2>&1 || true
-    fi
-    if [ -n "$dockerd_pid" ]; then
-        kill "$dockerd_pid" 2>/dev/null || true
-        wait "$dockerd_pid" 2>/dev/null || true
-    fi
+    dockerd_stop
     grep -F "$work" /proc/self/mounts | cut -d' ' -f2 | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
     ip netns del "$ns" 2>/dev/null || true
-    # the cgroup parents the peers made (docker/, libpod_parent/), when they were not
-    # there before this run
-    for g in docker libpod_parent; do
+    # the cgroup parent podman made (libpod_parent/), when it was not there before this
+    # run (dockerd_stop removes docker/)
+    for g in libpod_parent; do
         case " $had_cgroups " in *" $g "*) continue ;; esac
         for h in /sys/fs/cgroup/*/; do
             [ -d "$h$g" ] && find "$h$g" -depth -type d -exec rmdir {} + 2>/dev/null
@@ -65,9 +58,10 @@ cleanup() {
 }
 had_dirs=$(echo /sys/fs/cgroup/*/)
 had_cgroups=
-for g in docker libpod_parent; do
+for g in libpod_parent; do
     ls -d /sys/fs/cgroup/*/"$g" >/dev/null 2>&1 && had_cgroups="$had_cgroups $g"
 done
+dockerd_mark_cgroups
 trap cleanup EXIT
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
 cp /bin/busybox "$work/rootfs/bin/busybox"
@@ -89,21 +83,8 @@ if [ "$peers" = 1 ] && command -v podman >/dev/null; then
     printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n' >"$work/containers.conf"
     export CONTAINERS_CONF=$work/containers.conf
 fi
-if [ "$peers" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/null; then
-    $NS dockerd --data-root "$work/docker" --exec-root "$work/dexec" \
-        -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" \
-        --containerd-namespace lsbench --containerd-plugins-namespace lsbench-plugins \
-        >"$work/dockerd.log" 2>&1 &
-    dockerd_pid=$!
-    D="docker -H unix://$work/docker.sock"
-    for _ in $(seq 200); do $D version >/dev/null 2>&1 && break; sleep 0.1; done
-    if $D load -q -i "$work/busybox-image.tar" >/dev/null; then
-        :
-    else
-        echo "dockerd did not start (see below); no docker column" >&2
-        tail -5 "$work/dockerd.log" >&2
-        D=
-    fi
+if [ "$peers" = 1 ]; then
+    dockerd_start "$work" "$ns" "$work/busybox-image.tar"
 fi
 echo "== load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== peers: podman $([ -n "$podman_part" ] && podman --version || echo no), docker $([ -n "$D" ] && $D version -f '{{.Server.Version}}' || echo no)"

@@ -909,7 +909,7 @@ enum NetworkCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Connect a running container to a network
+    /// Connect a container to a network
     Connect {
         /// Add network-scoped alias for the container
         #[arg(long)]

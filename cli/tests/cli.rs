@@ -1807,6 +1807,58 @@ fn network_connect_and_disconnect_a_running_container() {
     env.ok(&["network", "rm", "lsna", "lsnb"]);
 }
 
+/// The engine's network jobs on stopped containers and on the first network: a created
+/// container connected to a second network joins it at its start (eth1), and the network
+/// it started on can be disconnected while it runs (eth0 goes). Both were refused before.
+#[test]
+fn network_connect_a_stopped_container_and_disconnect_its_first() {
+    require_root!();
+    let env = Env::with_netns();
+    env.ok(&["network", "create", "--subnet", "10.252.3.0/24", "lsnc"]);
+    env.ok(&["network", "create", "--subnet", "10.252.4.0/24", "lsnd"]);
+    env.ok(&[
+        "create",
+        "--name",
+        "cc",
+        "--network",
+        "lsnc",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cd",
+        "--network",
+        "lsnd",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    env.ok(&["network", "connect", "--alias", "db", "lsnd", "cc"]);
+    env.ok(&["start", "cc"]);
+    let addrs = env.ok(&["exec", "cc", "ip", "-4", "-o", "addr"]);
+    assert!(
+        addrs.contains("eth0") && addrs.contains("10.252.3."),
+        "{addrs}"
+    );
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.252.4."),
+        "{addrs}"
+    );
+    let ping = env.run(&["exec", "cd", "ping", "-c", "1", "-W", "2", "db"]);
+    assert!(ping.status.success(), "{}", stderr(&ping));
+    env.ok(&["network", "disconnect", "lsnc", "cc"]);
+    let links = env.ok(&["exec", "cc", "ip", "-o", "link"]);
+    assert!(!links.contains("eth0") && links.contains("eth1"), "{links}");
+    let ping = env.run(&["exec", "cc", "ping", "-c", "1", "-W", "2", "cd"]);
+    assert!(ping.status.success(), "{}", stderr(&ping));
+    env.ok(&["rm", "-f", "cc", "cd"]);
+    env.ok(&["network", "rm", "lsnc", "lsnd"]);
+}
+
 /// `longshore daemon` on a socket in the test's data root, in the test's network
 /// namespace; SIGTERM and wait on drop.
 struct Daemon {

@@ -26,6 +26,8 @@ pub struct Attached {
 }
 
 /// Connects to container `id`'s monitor (no engine needed: a client that holds no store).
+/// Returns once the monitor has registered the connection: every byte the container
+/// writes after that comes on it.
 pub fn attach_to(id: &str, stdin: bool, stdout: bool, stderr: bool) -> Result<Attached> {
     let path = attach_socket(id);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
@@ -39,6 +41,23 @@ pub fn attach_to(id: &str, stdin: bool, stdout: bool, stderr: bool) -> Result<At
     stream
         .write_all(format!("{header}\n").as_bytes())
         .map_err(Error::io("send the attach request"))?;
+    // the monitor answers from its poll loop; a monitor that is gone closes the connection
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut ack = [0u8; 8];
+    match stream.read_exact(&mut ack) {
+        Ok(()) if ack == crate::monitor::ATTACH_ACK => {}
+        Ok(()) => {
+            return Err(Error::WrongState(format!(
+                "cannot attach to container {id}: its monitor answered {ack:?}"
+            )));
+        }
+        Err(e) => {
+            return Err(Error::WrongState(format!(
+                "cannot attach to container {id}: its monitor did not register the connection ({e})"
+            )));
+        }
+    }
+    let _ = stream.set_read_timeout(None);
     Ok(Attached { stream })
 }
 

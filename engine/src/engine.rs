@@ -37,7 +37,8 @@ pub struct Engine {
     graph: OnceLock<Arc<Store>>,
     /// Held while the store is being opened (two threads must not both open it).
     opening: std::sync::Mutex<()>,
-    pub(crate) client: Client,
+    /// The registry client; replaced by [`Engine::set_client_options`] (a reload).
+    client: std::sync::RwLock<Client>,
     pub(crate) opts: EngineOptions,
     network: OnceLock<Controller>,
     /// Parsed container records by ID, reused while their files are unchanged (a
@@ -72,7 +73,7 @@ impl Engine {
             root,
             graph: OnceLock::new(),
             opening: Default::default(),
-            client,
+            client: std::sync::RwLock::new(client),
             opts,
             network: OnceLock::new(),
             records: Default::default(),
@@ -121,7 +122,7 @@ impl Engine {
             root: graph.root().to_path_buf(),
             graph: OnceLock::from(Arc::new(graph)),
             opening: Default::default(),
-            client,
+            client: std::sync::RwLock::new(client),
             opts: EngineOptions::default(),
             network: OnceLock::new(),
             records: Default::default(),
@@ -144,9 +145,21 @@ impl Engine {
         self.graph = OnceLock::new();
     }
 
-    /// The registry client.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The registry client (a handle: cheap to clone, shares its connections and tokens).
+    pub fn client(&self) -> Client {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the registry client with one of `opts` (insecure registries, mirrors,
+    /// concurrency: what the daemon reloads from daemon.json on SIGHUP). Pulls and pushes
+    /// already running finish with the client they began with; credentials given to the
+    /// old client are not carried over.
+    pub fn set_client_options(&self, opts: ClientOptions) {
+        let c = Client::new(opts);
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = c;
     }
 
     /// The options the engine was opened with.

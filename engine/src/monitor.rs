@@ -16,8 +16,10 @@
 //! Attach protocol (a unix socket per container, `/run/longshore/sock/<id>.attach`): the
 //! client sends one JSON line `{"stdin":bool,"stdout":bool,"stderr":bool}`, then frames
 //! with Docker's 8-byte header (`[kind, 0, 0, 0, len_be32]`): kind 0 is stdin data, 3 a
-//! resize (`"rows cols"`), 4 closes stdin. The monitor sends frames of kind 1 (stdout) and
-//! 2 (stderr), and a last frame of kind 5 holding the exit code as 4 big-endian bytes.
+//! resize (`"rows cols"`), 4 closes stdin. The monitor first answers an empty frame of
+//! kind 6 once the client is registered (from then on it gets every byte the container
+//! writes), then frames of kind 1 (stdout) and 2 (stderr), and a last frame of kind 5
+//! holding the exit code as 4 big-endian bytes.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -44,6 +46,9 @@ pub fn attach_socket(id: &str) -> PathBuf {
     Path::new(SOCKET_DIR).join(format!("{id}.attach"))
 }
 
+/// The monitor's answer to a new attach client: registered (an empty frame of kind 6).
+pub(crate) const ATTACH_ACK: [u8; 8] = [6, 0, 0, 0, 0, 0, 0, 0];
+
 /// What the engine tells a monitor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MonitorArgs {
@@ -52,6 +57,9 @@ pub(crate) struct MonitorArgs {
     pub driver: Option<String>,
     pub network: Option<NetOptions>,
     pub wait_for_attach: bool,
+    /// With `wait_for_attach`: how many clients to wait for (at least one).
+    #[serde(default)]
+    pub attach_clients: usize,
 }
 
 /// libnetwork's daemon options, as the monitor needs them to disconnect the container.
@@ -499,7 +507,8 @@ impl Monitor {
             // failure to start from the attach stream
             reporter.send("ok");
             let deadline = Instant::now() + Duration::from_secs(60);
-            while self.clients.is_empty() && Instant::now() < deadline {
+            let want = self.args.attach_clients.max(1);
+            while self.clients.len() < want && Instant::now() < deadline {
                 let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::from(100u16));
                 self.accept_clients();
@@ -534,6 +543,16 @@ impl Monitor {
         self.state.monitor_pid = std::process::id() as i32;
         self.save();
         reporter.send("ok");
+        // recorded here, before this loop can see the init exit and record its `die`, so
+        // that a short command's events come in order (the engine recorded `start` after
+        // its job returned, and `die` could come first); a restart is a start too
+        crate::events::record(
+            &self.args.root,
+            "container",
+            "start",
+            &self.args.id,
+            self.attributes.clone(),
+        );
         if let Some(hc) = &self.healthcheck {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             crate::health::Prober {
@@ -723,6 +742,10 @@ impl Monitor {
             let pending = r.buffer().to_vec();
             let h: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
             let _ = stream.set_read_timeout(None);
+            // the acknowledgement: from now on this client gets every byte of output
+            if (&stream).write_all(&ATTACH_ACK).is_err() {
+                continue;
+            }
             let _ = stream.set_nonblocking(true);
             self.clients.push(Client {
                 stdout: h["stdout"].as_bool().unwrap_or(true),

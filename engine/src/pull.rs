@@ -128,7 +128,8 @@ impl Engine {
             .opened()
             .supports_staging()
             .then(|| Stager::new(Arc::clone(self.opened()), &name, user.clone(), streams));
-        let pull = self.client.pull(&parsed, &content, &ropts);
+        let client = self.client();
+        let pull = client.pull(&parsed, &content, &ropts);
         tokio::pin!(pull);
 
         let pulled: std::result::Result<PulledImage, longshore_registry::Error> = loop {

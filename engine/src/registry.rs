@@ -49,7 +49,7 @@ impl Engine {
     /// The registry `credentials` are for: used by this engine's client from now on.
     fn use_credentials(&self, registry: &str, credentials: Option<&Credentials>) {
         if let Some(c) = credentials {
-            self.client.set_credentials(registry, c.clone());
+            self.client().set_credentials(registry, c.clone());
         }
     }
 
@@ -90,7 +90,7 @@ impl Engine {
         let content = GraphContent::new(store.content().clone());
         let popts = PushOptions::new().progress(opts.progress.clone());
         let pushed = self
-            .client
+            .client()
             .push(&dest, &content, &top, &popts)
             .await
             .map_err(|source| Error::Registry {
@@ -129,7 +129,7 @@ impl Engine {
             .next()
             .unwrap_or(registry)
             .to_string();
-        self.client
+        self.client()
             .login(&host, credentials)
             .await
             .map_err(|source| Error::Registry {
@@ -145,7 +145,7 @@ impl Engine {
             _ => (longshore_registry::DOCKER_HUB, term),
         };
         let opts = SearchOptions::new().limit(limit);
-        self.client
+        self.client()
             .search(registry, term, &opts)
             .await
             .map_err(|source| Error::Registry {

@@ -106,6 +106,8 @@ impl NetnsRef {
 pub struct NamedNetns {
     name: String,
     ns: NetnsRef,
+    /// [`NamedNetns::keep`]: left mounted on drop.
+    keep: bool,
 }
 
 impl NamedNetns {
@@ -156,6 +158,7 @@ impl NamedNetns {
         let this = Self {
             name: name.to_string(),
             ns: NetnsRef::from_path(&path)?,
+            keep: false,
         };
         this.ns.run(|| {
             let mut nl = crate::netlink::Netlink::open()?;
@@ -178,10 +181,22 @@ impl NamedNetns {
     pub fn path(&self) -> &Path {
         self.ns.path()
     }
+
+    /// Leaves the namespace mounted at its path after this handle is gone (the caller
+    /// unmounts and removes it later), and closes the handle's file: a process that kept
+    /// the file open (`mem::forget` of the handle) would keep the namespace, and the
+    /// veths in it, alive after the mount is gone, for as long as it runs.
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        self.ns.path.clone()
+    }
 }
 
 impl Drop for NamedNetns {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         let path = self.ns.path.clone();
         if let Err(e) = nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
             eprintln!("longshore-network: unmount {}: {e}", path.display());

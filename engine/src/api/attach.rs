@@ -58,9 +58,11 @@ struct Plan {
     stdout: bool,
     stderr: bool,
     logs: bool,
-    /// The container ran at the attach: its connection is made before the log is read,
-    /// so that a line is in the log or comes live (it may come twice, never not at all).
-    running: bool,
+    /// The container ran at the attach: its connection, made (and registered by the
+    /// monitor) before the answer and before the log is read, so that a line is in the
+    /// log or comes live (it may come twice, never not at all).
+    connected: Option<Result<Attached, String>>,
+    /// Not running: the connection made at its start.
     live: Option<oneshot::Receiver<Result<Attached, String>>>,
 }
 
@@ -77,7 +79,20 @@ async fn prepare(state: &Arc<State>, id: &str, r: &Req) -> Result<Plan, ApiError
     let (stdin, stdout, stderr) = (r.flag("stdin"), r.flag("stdout"), r.flag("stderr"));
     let full = c.id().to_string();
     let running = matches!(c.live_status(), "running" | "paused");
-    let live = stream.then(|| {
+    let mut live = None;
+    let mut connected = None;
+    if stream && running {
+        // registered by the monitor before the answer goes out: output the container
+        // writes once the client has its 101 reaches it
+        let full = full.clone();
+        connected = Some(
+            tokio::task::spawn_blocking(move || {
+                attach_to(&full, stdin, stdout, stderr).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("attach: {e}")))?,
+        );
+    } else if stream {
         let (tx, rx) = oneshot::channel();
         let pending = PendingAttach {
             stdin,
@@ -85,20 +100,15 @@ async fn prepare(state: &Arc<State>, id: &str, r: &Req) -> Result<Plan, ApiError
             stderr,
             tx,
         };
-        if running {
-            let full = full.clone();
-            tokio::task::spawn_blocking(move || pending.connect(&full));
-        } else {
-            state
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(full.clone())
-                .or_default()
-                .push(pending);
-        }
-        rx
-    });
+        state
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(full.clone())
+            .or_default()
+            .push(pending);
+        live = Some(rx);
+    }
     Ok(Plan {
         id: full,
         tty: c.record.config.tty,
@@ -106,7 +116,7 @@ async fn prepare(state: &Arc<State>, id: &str, r: &Req) -> Result<Plan, ApiError
         stdout,
         stderr,
         logs,
-        running,
+        connected,
         live,
     })
 }
@@ -319,15 +329,10 @@ where
         Proto::Raw => chunk,
         Proto::Ws => ws_frame(0x2, &chunk),
     };
-    // a running container's connection first; one that is not started yet gets it at
-    // its start (after the log of its earlier runs is replayed)
-    let mut live = plan.live;
-    let mut connected = None;
-    if plan.running
-        && let Some(l) = live.take()
-    {
-        connected = Some(l.await);
-    }
+    // a running container's connection was made first; one that is not started yet gets
+    // it at its start (after the log of its earlier runs is replayed)
+    let live = plan.live;
+    let connected = plan.connected.map(Ok);
     if plan.logs {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
         let engine = state.engine.clone();

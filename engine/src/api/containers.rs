@@ -53,15 +53,24 @@ pub async fn start(state: &Arc<State>, id: &str) -> ApiResult {
         .unwrap_or_else(|p| p.into_inner())
         .remove(&full)
         .unwrap_or_default();
+    // the monitor waits for every attach (one connection per stream for some clients)
+    // before the process starts, so that none misses its first output
     let opts = StartOptions {
         wait_for_attach: !waiting.is_empty(),
+        attach_clients: waiting.len(),
     };
     let f = full.clone();
     let res = state.job(move |e| e.start_container(&f, &opts)).await;
     match res {
         Ok(_) => {
-            for p in waiting {
-                p.connect(&full);
+            if !waiting.is_empty() {
+                // each returns once the monitor registered it (blocking: off the runtime)
+                let _ = tokio::task::spawn_blocking(move || {
+                    for p in waiting {
+                        p.connect(&full);
+                    }
+                })
+                .await;
             }
             Ok(status(StatusCode::NO_CONTENT))
         }

@@ -48,8 +48,10 @@ pub struct DaemonOptions {
     /// `--label`: the daemon's labels (`/info`).
     pub labels: Vec<String>,
     /// `--config-file`: daemon.json with the same settings (`hosts`, `group`, `pidfile`,
-    /// `debug`, `labels`, `tls`, `tlsverify`, `tlscacert`, `tlscert`, `tlskey`); SIGHUP
-    /// reloads `debug` and `labels` from it, as Docker does.
+    /// `debug`, `labels`, `tls`, `tlsverify`, `tlscacert`, `tlscert`, `tlskey`, and the
+    /// [`EngineSettings`]); SIGHUP reloads what Docker reloads of them: `debug`, `labels`,
+    /// `insecure-registries`, `registry-mirrors`, `max-concurrent-downloads` and
+    /// `max-concurrent-uploads`.
     pub config_file: Option<PathBuf>,
     /// `--tls`: tcp:// sockets speak TLS with [`tls_cert`](Self::tls_cert) and
     /// [`tls_key`](Self::tls_key).
@@ -109,6 +111,10 @@ pub struct EngineSettings {
     pub registry_mirrors: Vec<String>,
     /// `-l/--log-level`: debug, info, warn, error or fatal (debug logs every request).
     pub log_level: Option<String>,
+    /// `--max-concurrent-downloads`: blobs a pull downloads at once (Docker: 3).
+    pub max_concurrent_downloads: Option<usize>,
+    /// `--max-concurrent-uploads`: blobs a push uploads at once (Docker: 5).
+    pub max_concurrent_uploads: Option<usize>,
 }
 
 /// What daemon.json sets.
@@ -178,6 +184,8 @@ fn read_config(path: &Path) -> Result<FileConfig, Error> {
             "insecure-registries" => e.insecure_registries = strings(k, x)?,
             "registry-mirrors" => e.registry_mirrors = strings(k, x)?,
             "log-level" => e.log_level = Some(string(k, x)?),
+            "max-concurrent-downloads" => e.max_concurrent_downloads = Some(uint(k, x)? as usize),
+            "max-concurrent-uploads" => e.max_concurrent_uploads = Some(uint(k, x)? as usize),
             "tls" => c.tls = Some(boolean(k, x)?),
             "tlsverify" => c.tls_verify = Some(boolean(k, x)?),
             "tlscacert" => c.tls_ca_cert = Some(string(k, x)?.into()),
@@ -327,6 +335,8 @@ fn merge_engine(
     list!(insecure_registries, "insecure-registries");
     list!(registry_mirrors, "registry-mirrors");
     one!(log_level, "log-level");
+    one!(max_concurrent_downloads, "max-concurrent-downloads");
+    one!(max_concurrent_uploads, "max-concurrent-uploads");
 }
 
 /// A bound socket.
@@ -358,7 +368,16 @@ impl Listener {
 pub struct Server {
     listeners: Vec<Listener>,
     state: Arc<State>,
-    config_file: Option<PathBuf>,
+    /// What SIGHUP needs: the flags (daemon.json is merged over them again) and the
+    /// registry options the flags' settings apply to.
+    reload: Reload,
+}
+
+/// The daemon's options before daemon.json, and the registry client's base options.
+#[derive(Debug, Clone)]
+struct Reload {
+    flags: DaemonOptions,
+    client_base: longshore_registry::ClientOptions,
 }
 
 fn socket_path(host: &str) -> Result<PathBuf, Error> {
@@ -420,6 +439,21 @@ impl Server {
     /// Binds the sockets of `opts.hosts` (a stale socket file is replaced; a live one
     /// is refused).
     pub fn bind(engine: Arc<Engine>, opts: &DaemonOptions) -> Result<Server, Error> {
+        let base = engine.client().options().clone();
+        Server::bind_with(engine, opts, base)
+    }
+
+    /// [`Server::bind`]; `client_base`: the registry options that daemon.json's settings
+    /// go over at a reload.
+    fn bind_with(
+        engine: Arc<Engine>,
+        opts: &DaemonOptions,
+        client_base: longshore_registry::ClientOptions,
+    ) -> Result<Server, Error> {
+        let reload = Reload {
+            flags: opts.clone(),
+            client_base,
+        };
         let opts = &merged(opts)?;
         let gid = match &opts.group {
             Some(g) => Some(group_id(g).ok_or_else(|| Error::NoSuchGroup(g.clone()))?),
@@ -449,7 +483,7 @@ impl Server {
         Ok(Server {
             listeners,
             state: Arc::new(state),
-            config_file: opts.config_file.clone(),
+            reload,
         })
     }
 
@@ -500,10 +534,7 @@ impl Server {
             )));
         }
         drop(alive_tx);
-        let reload = tokio::spawn(reload_on_sighup(
-            self.config_file.clone(),
-            self.state.clone(),
-        ));
+        let reload = tokio::spawn(reload_on_sighup(self.reload, self.state.clone()));
         shutdown.await;
         reload.abort();
         let _ = stop_tx.send(true);
@@ -767,26 +798,34 @@ fn activated(
     Ok(out)
 }
 
-/// SIGHUP: re-reads daemon.json and applies what Docker reloads that this daemon has
-/// (`debug`, `labels`); a bad file is reported and changes nothing.
-async fn reload_on_sighup(config: Option<PathBuf>, state: Arc<State>) {
+/// SIGHUP: re-reads daemon.json and applies what Docker reloads that this daemon has:
+/// `debug`, `labels`, and the registry client's insecure registries, mirrors and
+/// concurrency (a new client: pulls in progress finish with theirs). A bad file (or a
+/// setting also given as a flag) is reported and changes nothing.
+async fn reload_on_sighup(reload: Reload, state: Arc<State>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
     };
     while hup.recv().await.is_some() {
-        let Some(path) = &config else {
+        let Some(path) = &reload.flags.config_file else {
             eprintln!("longshore daemon: SIGHUP: no --config-file to reload");
             continue;
         };
-        match read_config(path) {
-            Ok(c) => {
+        let checked = read_config(path).and_then(|c| {
+            let all = merged(&reload.flags)?;
+            let client = client_options(reload.client_base.clone(), &all.engine)?;
+            Ok((c, client))
+        });
+        match checked {
+            Ok((c, client)) => {
                 if let Some(d) = c.debug {
                     state.debug.store(d, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(l) = c.labels {
                     *state.labels.lock().unwrap_or_else(|p| p.into_inner()) = l;
                 }
+                state.engine.set_client_options(client);
                 eprintln!("longshore daemon: reloaded {}", path.display());
             }
             Err(e) => eprintln!("longshore daemon: SIGHUP: {e} (nothing changed)"),
@@ -844,6 +883,53 @@ fn write_pidfile(path: &Path) -> Result<(), Error> {
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| err(e.to_string()))
 }
 
+/// The registry client's options: the settings' insecure registries, mirrors and
+/// concurrency over `base` (at the start, and again at each reload).
+fn client_options(
+    mut o: longshore_registry::ClientOptions,
+    s: &EngineSettings,
+) -> Result<longshore_registry::ClientOptions, Error> {
+    let bad = |flag: &str, reason: String| Error::Setting {
+        flag: flag.to_string(),
+        reason,
+    };
+    for r in &s.insecure_registries {
+        if !o.insecure_registries.contains(r) {
+            o.insecure_registries.push(r.clone());
+        }
+    }
+    for m in &s.registry_mirrors {
+        if !(m.starts_with("http://") || m.starts_with("https://")) {
+            return Err(bad(
+                "--registry-mirror",
+                format!("{m:?}: a mirror is a URL (https://host[:port])"),
+            ));
+        }
+        if !o.mirrors.contains(m) {
+            o.mirrors.push(m.clone());
+        }
+    }
+    for (flag, n, field) in [
+        (
+            "--max-concurrent-downloads",
+            s.max_concurrent_downloads,
+            &mut o.max_concurrent_downloads,
+        ),
+        (
+            "--max-concurrent-uploads",
+            s.max_concurrent_uploads,
+            &mut o.max_concurrent_uploads,
+        ),
+    ] {
+        match n {
+            Some(0) => return Err(bad(flag, "must be at least 1".into())),
+            Some(n) => *field = n,
+            None => {}
+        }
+    }
+    Ok(o)
+}
+
 /// `EngineOptions` from the daemon's engine settings over `base`; the data root. A
 /// setting this engine does not have is refused, saying so.
 pub fn engine_options(
@@ -887,18 +973,7 @@ pub fn engine_options(
             format!("{l:?} is not a log level (debug, info, warn, error, fatal)"),
         ));
     }
-    o.client
-        .insecure_registries
-        .extend(s.insecure_registries.iter().cloned());
-    for m in &s.registry_mirrors {
-        if !(m.starts_with("http://") || m.starts_with("https://")) {
-            return Err(bad(
-                "--registry-mirror",
-                format!("{m:?}: a mirror is a URL (https://host[:port])"),
-            ));
-        }
-        o.client.mirrors.push(m.clone());
-    }
+    o.client = client_options(o.client, s)?;
     let net_set = s.bridge.is_some()
         || s.bip.is_some()
         || s.fixed_cidr.is_some()
@@ -1013,6 +1088,7 @@ pub fn run_daemon(
     opts: &DaemonOptions,
 ) -> Result<(), Error> {
     let all = merged(opts)?;
+    let client_base = base.client.clone();
     let (root, eopts) = engine_options(root, base, &all.engine)?;
     let engine = Engine::open(&root, eopts).map_err(|e| Error::Engine(Box::new(e)))?;
     match engine.restore_containers() {
@@ -1023,11 +1099,20 @@ pub fn run_daemon(
         }
         Err(e) => eprintln!("longshore daemon: restoring containers: {e}"),
     }
-    run(engine, opts)
+    run_with(engine, opts, client_base)
 }
 
 /// Runs the daemon over `engine` until SIGTERM or SIGINT.
 pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
+    let base = engine.client().options().clone();
+    run_with(engine, opts, base)
+}
+
+fn run_with(
+    engine: Engine,
+    opts: &DaemonOptions,
+    client_base: longshore_registry::ClientOptions,
+) -> Result<(), Error> {
     ignore_sigpipe();
     // the pidfile may come from daemon.json (bind merges the file again for the rest)
     let pidfile = merged(opts)?.pidfile;
@@ -1035,7 +1120,7 @@ pub fn run(engine: Engine, opts: &DaemonOptions) -> Result<(), Error> {
         write_pidfile(p)?;
     }
     let res = (|| {
-        let server = Server::bind(Arc::new(engine), opts)?;
+        let server = Server::bind_with(Arc::new(engine), opts, client_base)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .max_blocking_threads(128)

@@ -148,6 +148,7 @@ pub async fn info(state: &Arc<State>) -> ApiResult {
             "DockerRootDir": state.engine.root(),
             "Name": name,
             "Labels": state.labels.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "RegistryConfig": registry_config(&state.engine.client()),
             "ExperimentalBuild": false,
             "ServerVersion": env!("CARGO_PKG_VERSION"),
             "Runtimes": {"longshore": {"path": "longshore"}},
@@ -162,6 +163,36 @@ pub async fn info(state: &Arc<State>) -> ApiResult {
         a.extend(b);
     }
     Ok(json(StatusCode::OK, &v))
+}
+
+/// `/info`'s `RegistryConfig` in Docker's shape, from the registry client in use (what
+/// daemon.json set, reloaded on SIGHUP).
+fn registry_config(client: &longshore_registry::Client) -> serde_json::Value {
+    let o = client.options();
+    // Docker shows mirrors with a trailing slash
+    let mirrors: Vec<String> = o
+        .mirrors
+        .iter()
+        .map(|m| format!("{}/", m.trim_end_matches('/')))
+        .collect();
+    let mut index = serde_json::Map::new();
+    index.insert(
+        "docker.io".into(),
+        json!({"Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true}),
+    );
+    for r in &o.insecure_registries {
+        index.insert(
+            r.clone(),
+            json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}),
+        );
+    }
+    json!({
+        "AllowNondistributableArtifactsCIDRs": [],
+        "AllowNondistributableArtifactsHostnames": [],
+        "InsecureRegistryCIDRs": [],
+        "IndexConfigs": index,
+        "Mirrors": mirrors,
+    })
 }
 
 /// `POST /auth`: checks the credentials against the registry (`serveraddress`, empty:

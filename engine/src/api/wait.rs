@@ -33,6 +33,9 @@ pub fn wait_or_leave(
     let mut last_code = first.state.exit_code;
     let mut pause = Duration::from_millis(1);
     let mut exit_seen: Option<std::time::Instant> = None;
+    // one watch for the whole wait (a watch per pause cost a close, 10-15 ms, each time)
+    let mut watch = (cond == WaitCondition::Removed)
+        .then(|| crate::containers::RemovalWatch::new(engine.root(), id));
     loop {
         if left() {
             return Ok(None);
@@ -70,10 +73,10 @@ pub fn wait_or_leave(
             Err(Error::Io { .. }) if cond == WaitCondition::Removed => {}
             Err(e) => return Err(e),
         }
-        if cond == WaitCondition::Removed {
+        if let Some(w) = watch.as_mut() {
             // sleeps on an inotify watch of the container's directory: back as soon as
             // the removal is done (`docker run --rm` waits on this), or after the pause
-            crate::containers::wait_removed(engine.root(), id, pause);
+            w.wait(pause);
         } else {
             std::thread::sleep(pause);
         }

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use create::{CreateRequest, parse_memory};
 pub use list::{ListOptions, Summary, human_duration, unix_time};
 pub use logs::{LogLine, LogsOptions};
+pub(crate) use remove::RemovalWatch;
 pub use remove::RemoveOptions;
 pub use remove::wait_removed;
 pub use restore::RestoreReport;
@@ -743,9 +744,40 @@ impl Engine {
     pub fn inspect_container(&self, name_or_id: &str) -> Result<serde_json::Value> {
         let c = self.container(name_or_id)?;
         let mut v = c.inspect();
-        // the networks connected after the start (`network connect`)
-        if c.state.network.is_some()
-            && c.state.is_alive()
+        // the networks connected with `network connect`: a running container's endpoints,
+        // a stopped one's record (joined at its start); the network mode's network is
+        // gone once disconnected
+        let att = crate::network::Attachments::load(&c.dir);
+        if att.first_disconnected
+            && let Some(ns) = v["NetworkSettings"].as_object_mut()
+        {
+            for k in ["IPAddress", "Gateway", "MacAddress"] {
+                ns.insert(k.into(), "".into());
+            }
+            ns.insert("IPPrefixLen".into(), 0.into());
+            ns.insert("Ports".into(), serde_json::json!({}));
+            if let Some(first) = &c.state.network
+                && let Some(nets) = ns.get_mut("Networks").and_then(|n| n.as_object_mut())
+            {
+                nets.remove(&first.network);
+            }
+        }
+        if !c.state.is_alive()
+            && let Some(nets) = v["NetworkSettings"]["Networks"].as_object_mut()
+        {
+            for a in &att.extra {
+                nets.insert(
+                    a.network.clone(),
+                    serde_json::json!({
+                        "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "",
+                        "Aliases": a.aliases,
+                        "IPAMConfig": a.ip.map(|ip| serde_json::json!({"IPv4Address": ip.to_string()})),
+                    }),
+                );
+            }
+        }
+        if c.state.is_alive()
+            && c.state.netns.is_some()
             && let Some(nets) = v["NetworkSettings"]["Networks"].as_object_mut()
         {
             for ep in self.extra_networks(&c.record.id)? {

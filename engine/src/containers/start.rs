@@ -27,6 +27,10 @@ pub struct StartOptions {
     /// The monitor starts the process only once a client attached (a foreground `run`
     /// or `start -a`), so that no output is missed.
     pub wait_for_attach: bool,
+    /// With `wait_for_attach`: how many clients must attach before the process starts
+    /// (0 and 1 both mean one), for callers that attach several connections (one per
+    /// stream) before a start.
+    pub attach_clients: usize,
 }
 
 /// Name of the pinned network namespace of a container (`ls` + 12 hex digits).
@@ -118,6 +122,10 @@ impl Engine {
         bound?;
         let volume_mounts = self.volume_mounts(c, Some(&rootfs))?;
         let netns = self.setup_network(c)?;
+        // the networks connected with `network connect` (stopped or running before)
+        if let Some(ns) = c.state.netns.clone() {
+            self.join_attachments(c, &ns)?;
+        }
         let init = if c.record.host_config.init {
             Some(spec::init_binary(&self.root)?)
         } else {
@@ -148,7 +156,7 @@ impl Engine {
         // the monitor wrote the state (running, or created while it waits for a client)
         let fresh = self.load_container_dir(c.dir.clone())?;
         c.state = fresh.state;
-        self.event("container", "start", &id, c.event_attributes());
+        // the `start` event is the monitor's (before it can record the `die`)
         Ok(())
     }
 
@@ -168,6 +176,7 @@ impl Engine {
             driver: self.opts.driver.clone(),
             network: self.opts.network.clone().map(Into::into),
             wait_for_attach: opts.wait_for_attach,
+            attach_clients: opts.attach_clients,
         };
         let (rd, wr): (OwnedFd, OwnedFd) =
             nix::unistd::pipe().map_err(|e| Error::io("pipe")(e.into()))?;
@@ -297,6 +306,13 @@ impl Engine {
                 c.state.netns = None;
                 return Ok(Some(p));
             }
+            // the network mode's network was disconnected (`network disconnect`): a
+            // namespace of its own with loopback, and the networks connected later
+            _ if crate::network::Attachments::load(&c.dir).first_disconnected => {
+                self.write_local_files(c, false)?;
+                c.state.network = None;
+                return Ok(Some(self.pin_netns(c)?));
+            }
             "bridge" => (Some(self.pin_netns(c)?), NetMode::Bridge("bridge".into())),
             other => (Some(self.pin_netns(c)?), NetMode::Bridge(other.to_string())),
         };
@@ -370,6 +386,8 @@ impl Engine {
                     .map_err(Error::network("--mac-address"))?,
             );
         }
+        // the previous run's veth may still be going (see `wait_veth_gone`)
+        crate::network::wait_veth_gone(&c.record.id);
         let ep = self.network()?.connect(&cfg).map_err(|e| match e {
             longshore_network::Error::InvalidInput { .. } => Error::InvalidArgument(e.to_string()),
             e => Error::Network {
@@ -438,10 +456,12 @@ impl Engine {
         }
         let ns = NamedNetns::create(&name)
             .map_err(Error::network(format!("create network namespace {name}")))?;
-        let p = ns.path().to_path_buf();
-        // kept past this process: the container and its monitor use it; `teardown_network`
-        // removes it when the container stops for good
-        std::mem::forget(ns);
+        // kept past this process: the container and its monitor use it; the monitor (or
+        // `teardown_network`) removes it when the container stops for good. The handle's
+        // file is closed: a daemon that kept it (this was a `mem::forget`) kept every
+        // stopped container's namespace and veth alive, and a second start met the old
+        // veth ("File exists")
+        let p = ns.keep();
         c.state.netns = Some(p.clone());
         Ok(p)
     }
