@@ -2061,9 +2061,13 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             e.registry_mirrors = engine.registry_mirror;
             e.log_level = engine.log_level;
             d.engine = e;
+            // as dockerd, the daemon reads no credential store: a request's X-Registry-Auth
+            // is all it uses, for that request only
+            let mut opts = opts.clone();
+            opts.client.credential_store = None;
             // as dockerd at boot, run_daemon restarts the containers whose restart policy
             // says so
-            longshore_engine::api::run_daemon(root, opts.clone(), &d)
+            longshore_engine::api::run_daemon(root, opts, &d)
                 .map(|()| 0)
                 .map_err(|e| fail(format!("longshore daemon: {e}")))
         }

@@ -2798,6 +2798,23 @@ fn push_pull_search_login_logout_against_a_registry_both_ways() {
         );
         let out = okr(&["push", &pname]);
         assert!(out.contains(&format!("{tag}: digest: sha256:")), "{out}");
+        // another user (a config without the login) gets nothing of it: the daemon uses
+        // a request's X-Registry-Auth for that request only, as Docker's does
+        let other = env.data().join("other-config");
+        let mut a = vec![
+            "--config",
+            other.to_str().unwrap(),
+            "--insecure-registry",
+            &private.addr,
+        ];
+        a.extend(maybe_remote(host, &["push", &pname]));
+        let out = env.run(&a);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{tag}: push by a client that never logged in: {}",
+            stdout(&out)
+        );
         assert_eq!(
             okr(&["logout", &private.addr]),
             format!("Removing login credentials for {}\n", private.addr)
@@ -2806,11 +2823,8 @@ fn push_pull_search_login_logout_against_a_registry_both_ways() {
             okr(&["logout", &private.addr]),
             format!("Not logged in to {}\n", private.addr)
         );
-        if host.is_none() {
-            // (a daemon keeps what a client once sent it, as its registry client's cache)
-            let out = run(&["push", &pname]);
-            assert_ne!(out.status.code(), Some(0), "{tag}: push after logout");
-        }
+        let out = run(&["push", &pname]);
+        assert_ne!(out.status.code(), Some(0), "{tag}: push after logout");
     }
 }
 

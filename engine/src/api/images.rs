@@ -217,9 +217,9 @@ pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiR
         first,
         move |engine, ptx| {
             Box::pin(async move {
-                engine.pull_credentials(&name, creds.as_ref());
                 let opts = crate::PullJobOptions {
                     progress: Some(ptx),
+                    credentials: creds,
                     ..Default::default()
                 };
                 engine.pull(&name, &opts).await
