@@ -920,6 +920,12 @@ enum NetworkCmd {
         network: String,
         container: String,
     },
+    /// Remove all unused networks
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
     /// Disconnect a container from a network
     Disconnect {
         /// Force the container to disconnect from a network
@@ -1314,58 +1320,23 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             volumes,
             force,
         }) => {
-            let mut what = vec![
-                "all stopped containers",
-                "all networks not used by at least one container",
-            ];
-            if volumes {
-                what.push("all anonymous volumes not used by at least one container");
-            }
-            what.push(if all {
-                "all images without at least one container associated to them"
-            } else {
-                "all dangling images"
-            });
-            let msg = format!(
-                "This will remove:\n{}",
-                what.iter()
-                    .map(|w| format!("  - {w}\n"))
-                    .collect::<String>()
-            );
-            if !confirm(force, msg.trim_end()) {
+            if !confirm(force, &system_prune_warning(all, volumes)) {
                 return Ok(0);
             }
+            // docker's order: containers, networks, volumes, images
             let e = engine()?;
-            let mut total = 0;
             let c = e.prune_containers()?;
-            total += c.space_reclaimed;
-            if !c.deleted.is_empty() {
-                println!("Deleted Containers:");
-                for d in &c.deleted {
-                    println!("{d}");
-                }
-                println!();
-            }
+            let mut total = c.space_reclaimed;
+            print_deleted("Deleted Containers:", &c.deleted);
+            print_deleted("Deleted Networks:", &e.prune_networks()?);
             if volumes {
                 let v = e.prune_volumes_report(false)?;
                 total += v.space_reclaimed;
-                if !v.deleted.is_empty() {
-                    println!("Deleted Volumes:");
-                    for d in &v.deleted {
-                        println!("{d}");
-                    }
-                    println!();
-                }
+                print_deleted("Deleted Volumes:", &v.deleted);
             }
             let i = e.prune_images(all)?;
             total += i.space_reclaimed;
-            if !i.deleted.is_empty() {
-                println!("Deleted Images:");
-                for d in &i.deleted {
-                    println!("{d}");
-                }
-                println!();
-            }
+            print_deleted("Deleted Images:", &i.deleted);
             println!("Total reclaimed space: {}", human_size(total));
             Ok(0)
         }
@@ -2310,6 +2281,7 @@ fn ps_options(o: &PsOpts) -> Res<ListOptions> {
     lo.all = o.all;
     lo.limit = if o.latest { Some(1) } else { o.last };
     lo.filters = parse_filters(&o.filter)?;
+    lo.size = o.size && !o.quiet;
     Ok(lo)
 }
 
@@ -2327,29 +2299,11 @@ fn parse_filters(flags: &[String]) -> Res<Vec<(String, String)>> {
 
 fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
     let list = e.list_containers(&ps_options(&o)?)?;
-    let sizes = if o.size && !o.quiet {
-        list.iter()
-            .map(|s| {
-                let rw = e
-                    .container(&s.id)
-                    .and_then(|c| e.container_size(&c))
-                    .unwrap_or(0);
-                let virt = e
-                    .graph()
-                    .ok()
-                    .and_then(|g| g.image(&s.image_id).ok())
-                    .map_or(0, |i| i.size);
-                (rw, virt)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    print_ps(&list, o, &sizes)
+    print_ps(&list, o)
 }
 
-/// `ps`'s output; `sizes` (rw, image) per row with `-s`.
-fn print_ps(list: &[longshore_engine::Summary], o: PsOpts, sizes: &[(u64, u64)]) -> Res<u8> {
+/// `ps`'s output (with `-s`, the rows' `size_rw` and `size_root_fs`).
+fn print_ps(list: &[longshore_engine::Summary], o: PsOpts) -> Res<u8> {
     if o.quiet {
         for s in list {
             println!(
@@ -2365,8 +2319,10 @@ fn print_ps(list: &[longshore_engine::Summary], o: PsOpts, sizes: &[(u64, u64)])
     }
     let mut rows: Vec<Value> = list.iter().map(|s| ps_row(s, o.no_trunc)).collect();
     if o.size {
-        for (row, (rw, virt)) in rows.iter_mut().zip(sizes) {
-            row["Size"] = format!("{} (virtual {})", human_size(*rw), human_size(rw + virt)).into();
+        for (row, s) in rows.iter_mut().zip(list) {
+            let rw = s.size_rw.unwrap_or(0).max(0) as u64;
+            let all = s.size_root_fs.unwrap_or(0).max(0) as u64;
+            row["Size"] = format!("{} (virtual {})", human_size(rw), human_size(all)).into();
         }
     }
     let fmt = o.format.unwrap_or_else(|| {
@@ -2473,24 +2429,39 @@ fn cmd_stats(
     } else {
         names
     };
+    let sample = |id: &str| match e.container_stats(id) {
+        Ok(s) => Ok(Some(s)),
+        Err(Error::WrongState(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    };
+    print_stats(&sample, &ids, no_stream, format)
+}
+
+/// One container's `stats` sample (`None`: it is not running), from the engine or the
+/// daemon.
+type Sampler<'a> = dyn Fn(&str) -> Res<Option<longshore_engine::StatsSample>> + 'a;
+
+/// `stats`' table: CPU use from two samples of each container, then (unless
+/// `no_stream`) redrawn every second.
+fn print_stats(
+    sample: &Sampler<'_>,
+    ids: &[String],
+    no_stream: bool,
+    format: Option<String>,
+) -> Res<u8> {
     let fmt = format.unwrap_or_else(|| {
         "table {{.Container}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}"
             .into()
     });
     let t = Template::parse(&fmt)?;
     let mut last: std::collections::HashMap<String, (u64, std::time::Instant)> = Default::default();
-    let first = |e: &Engine,
-                 last: &mut std::collections::HashMap<String, (u64, std::time::Instant)>|
+    let first = |last: &mut std::collections::HashMap<String, (u64, std::time::Instant)>|
      -> Res<Vec<Value>> {
         let mut rows = Vec::new();
-        for id in &ids {
-            let s = match e.container_stats(id) {
-                Ok(s) => s,
-                Err(Error::WrongState(_)) => {
-                    rows.push(json!({"Container": short(id), "ID": short(id), "Name": "--", "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%", "PIDs": "0"}));
-                    continue;
-                }
-                Err(err) => return Err(err.into()),
+        for id in ids {
+            let Some(s) = sample(id)? else {
+                rows.push(json!({"Container": short(id), "ID": short(id), "Name": "--", "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%", "PIDs": "0"}));
+                continue;
             };
             let now = std::time::Instant::now();
             let cpu = match last.get(id) {
@@ -2526,14 +2497,14 @@ fn cmd_stats(
         Ok(rows)
     };
     // CPU use needs two samples: the first one primes the counters
-    first(e, &mut last)?;
+    first(&mut last)?;
     std::thread::sleep(std::time::Duration::from_millis(if no_stream {
         100
     } else {
         500
     }));
     loop {
-        let rows = first(e, &mut last)?;
+        let rows = first(&mut last)?;
         if !no_stream {
             print!("\x1b[2J\x1b[H");
         }
@@ -2981,6 +2952,13 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
             Ok(0)
         }
+        NetworkCmd::Prune { force } => {
+            if !confirm(force, NETWORK_PRUNE_WARNING) {
+                return Ok(0);
+            }
+            print_deleted("Deleted Networks:", &e.prune_networks()?);
+            Ok(0)
+        }
         NetworkCmd::Rm { names } => each_named(names, |n| {
             e.network()?.remove_network(n).map_err(|err| match err {
                 longshore_network::Error::NetworkNotFound(_) => Error::NoSuchNetwork(n.to_string()),
@@ -3026,6 +3004,12 @@ fn print_prune(title: &str, rep: &longshore_engine::system::PruneReport) {
 
 /// [`print_prune`] from the list and the bytes.
 fn print_pruned(title: &str, deleted: &[String], space: u64) {
+    print_deleted(title, deleted);
+    println!("Total reclaimed space: {}", human_size(space));
+}
+
+/// `title`, what a prune deleted, one a line, and a blank line (nothing when none).
+fn print_deleted(title: &str, deleted: &[String]) {
     if !deleted.is_empty() {
         println!("{title}");
         for d in deleted {
@@ -3033,8 +3017,29 @@ fn print_pruned(title: &str, deleted: &[String], space: u64) {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(space));
 }
+
+/// `system prune`'s question.
+fn system_prune_warning(all: bool, volumes: bool) -> String {
+    let mut what = vec![
+        "all stopped containers",
+        "all networks not used by at least one container",
+    ];
+    if volumes {
+        what.push("all anonymous volumes not used by at least one container");
+    }
+    what.push(if all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    });
+    let list: String = what.iter().map(|w| format!("  - {w}\n")).collect();
+    format!("This will remove:\n{}", list.trim_end())
+}
+
+/// `network prune`'s question.
+const NETWORK_PRUNE_WARNING: &str =
+    "This will remove all custom networks not used by at least one container.";
 
 /// One layer of `history`.
 struct HistoryRow {
@@ -3087,7 +3092,15 @@ fn print_history(rows: Vec<HistoryRow>, no_trunc: bool, quiet: bool) -> Res<u8> 
 
 /// `docker system df`.
 fn cmd_df(e: &Engine, verbose: bool, format: Option<String>) -> Res<u8> {
-    let du = e.disk_usage()?;
+    print_df(&e.disk_usage()?, verbose, format)
+}
+
+/// `system df`'s output, from the engine's disk usage or the daemon's `/system/df`.
+fn print_df(
+    du: &longshore_engine::system::DiskUsage,
+    verbose: bool,
+    format: Option<String>,
+) -> Res<u8> {
     let pct = |part: u64, whole: u64| match (part * 100).checked_div(whole) {
         None => "0B".to_string(),
         Some(p) => format!("{} ({p}%)", human_size(part)),

@@ -2104,9 +2104,86 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
         &["rmi", "nosuch"],
         &["ps", "--format", "{{.Nope}}"],
         &["ps", "-f", "bad"],
+        // sizes, disk usage and stats come from the daemon as from the engine
+        &["ps", "-s"],
+        &["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"],
+        &["ps", "-a", "-s", "-q"],
+        &["system", "df"],
+        &["system", "df", "-v"],
+        &["system", "df", "--format", "{{json .}}"],
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.ID}} {{.PIDs}}",
+        ],
+        &[
+            "stats",
+            "--no-stream",
+            "-a",
+            "--format",
+            "{{.Container}} {{.Name}}",
+        ],
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}}",
+            "cm-web",
+            "cm-created",
+        ],
+        &["stats", "--no-stream", "nosuch"],
     ] {
         same(&env, &d, args);
     }
+    // what the daemon's ps -s, df and stats say, not only that both say the same
+    let sizes = env.ok(&[
+        "-H",
+        &d.host,
+        "ps",
+        "-a",
+        "-s",
+        "--format",
+        "{{.Names}} {{.Size}}",
+    ]);
+    assert!(sizes.contains("cm-web 0B (virtual "), "{sizes}");
+    assert!(!sizes.contains("virtual 0B"), "{sizes}");
+    let df = env.ok(&["-H", &d.host, "system", "df"]);
+    assert!(df.starts_with("TYPE "), "{df}");
+    assert!(
+        df.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("Containers      2         1"),
+        "{df}"
+    );
+    let stats = env.ok(&["-H", &d.host, "stats", "--no-stream", "cm-web"]);
+    let mut l = stats.lines();
+    assert_eq!(
+        l.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        [
+            "CONTAINER",
+            "ID",
+            "NAME",
+            "CPU",
+            "%",
+            "MEM",
+            "USAGE",
+            "/",
+            "LIMIT",
+            "MEM",
+            "%",
+            "PIDS"
+        ],
+        "{stats}"
+    );
+    let row: Vec<&str> = l.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[7]),
+        (&id[..12], "cm-web", "1"),
+        "{stats}"
+    );
+    assert!(row[2].ends_with('%') && row[3].ends_with('B'), "{stats}");
     let out = same(
         &env,
         &d,
@@ -2322,6 +2399,128 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
     assert!(out.ends_with("Total reclaimed space: 0B\n"), "{out}");
 }
 
+/// `text` with IDs (runs of 12 or more hex digits) as `<id>`.
+fn idless(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\n')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        if run.len() >= 12 {
+            out.push_str("<id>");
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+#[test]
+fn client_mode_prunes_as_in_process() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let mut outputs = Vec::new();
+    for remote in [false, true] {
+        let ok = |args: &[&str]| {
+            let out = either(&env, &d, remote, args);
+            assert!(
+                out.status.success(),
+                "remote={remote} {args:?}: {}",
+                stderr(&out)
+            );
+            stdout(&out)
+        };
+        // a stopped container with a file, a network no container uses, an anonymous
+        // volume, a dangling image (its tag taken by a commit)
+        ok(&[
+            "run",
+            "--name",
+            "pr-c",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo data > /file",
+        ]);
+        ok(&["commit", "pr-c", "pr-img:1"]);
+        ok(&["commit", "pr-c", "pr-img:1"]);
+        ok(&[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.bridge.name=lspr0",
+            "--subnet",
+            "10.251.9.0/24",
+            "pr-net",
+        ]);
+        ok(&["volume", "create"]);
+        ok(&["volume", "create", "pr-named"]);
+        // the question, and no without a yes
+        let mut c = env.command(&if remote {
+            vec!["-H", d.host.as_str(), "system", "prune"]
+        } else {
+            vec!["system", "prune"]
+        });
+        let out = c.stdin(std::process::Stdio::null()).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            stderr(&out),
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - all dangling images\nAre you sure you want to continue? [y/N] "
+        );
+        assert_eq!(ok(&["ps", "-aq"]).lines().count(), 1, "remote={remote}");
+        let out = ok(&["system", "prune", "-f", "--volumes"]);
+        let sections: Vec<&str> = out.lines().filter(|l| l.starts_with("Deleted")).collect();
+        assert_eq!(
+            sections,
+            [
+                "Deleted Containers:",
+                "Deleted Networks:",
+                "Deleted Volumes:",
+                "Deleted Images:"
+            ],
+            "remote={remote}: {out}"
+        );
+        assert!(out.contains("Deleted Networks:\npr-net\n\n"), "{out}");
+        assert!(out.contains("\ndeleted: sha256:"), "{out}");
+        assert!(
+            out.contains("\n\nTotal reclaimed space: ") && !out.contains("space: 0B"),
+            "remote={remote}: {out}"
+        );
+        outputs.push(idless(&out));
+        assert_eq!(ok(&["ps", "-aq"]), "");
+        assert!(!ok(&["network", "ls"]).contains("pr-net"));
+        assert_eq!(ok(&["volume", "ls", "-q"]), "pr-named\n");
+        // network prune alone, and nothing left to prune
+        ok(&[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.bridge.name=lspr0",
+            "--subnet",
+            "10.251.9.0/24",
+            "pr-net2",
+        ]);
+        assert_eq!(
+            ok(&["network", "prune", "-f"]),
+            "Deleted Networks:\npr-net2\n\n"
+        );
+        assert_eq!(ok(&["network", "prune", "-f"]), "");
+        ok(&["volume", "rm", "pr-named"]);
+        ok(&["rmi", "pr-img:1"]);
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "in process (left), through the daemon (right)"
+    );
+}
+
 fn now_secs() -> String {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -2356,21 +2555,24 @@ fn client_mode_refuses_what_it_cannot_do_and_runs_nothing_in_process() {
         "true",
     ]);
     let before = env.ok(&["images", "-q"]);
-    for args in [
-        &["stats", "--no-stream"][..],
-        &["system", "df"],
-        &["ps", "-s"],
-    ] {
-        let mut a = vec!["-H", d.host.as_str()];
-        a.extend_from_slice(args);
-        let out = env.run(&a);
-        assert_eq!(out.status.code(), Some(125), "{args:?}");
-        assert!(
-            stderr(&out).contains("not supported against a daemon yet"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    // (stats, system df and prune, ps -s work through the daemon since session 6)
+    let out = env.run(&[
+        "-H",
+        d.host.as_str(),
+        "run",
+        "--lxc-conf",
+        "lxc.x=1",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("not supported against a daemon yet"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(env.ok(&["images", "-q"]), before);
     assert_eq!(env.ok(&["ps", "-aq"]).lines().count(), 1);
     // a daemon that is not there is a clear error, and nothing runs in process
