@@ -11,7 +11,7 @@ mod progress;
 mod remote;
 mod term;
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -1695,20 +1695,17 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 Some(p) => Box::new(std::fs::File::open(p)?),
                 None => Box::new(io::stdin()),
             };
-            let loaded = e
-                .graph()?
-                .load(r)
-                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
-            if !quiet {
-                for (id, tags) in loaded {
-                    if tags.is_empty() {
-                        println!("Loaded image ID: {id}");
-                    }
-                    for t in tags {
-                        println!("Loaded image: {t}");
-                    }
+            // docker's habit: per-layer progress on a terminal only, else just the result
+            let quiet = quiet || !io::stdout().is_terminal();
+            let display = std::sync::Mutex::new(progress::Display::new());
+            let report = |p: longshore_graph::LoadProgress<'_>| {
+                if !quiet {
+                    let mut d = display.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = d.show(&longshore_engine::load_message(&p));
                 }
-            }
+            };
+            let loaded = e.load_images(r, &report)?;
+            print_loaded(&loaded);
             Ok(0)
         }
         Cmd::Events {
@@ -2049,6 +2046,18 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         }
         Cmd::Volume(v) => cmd_volume(&engine()?, v),
         Cmd::Network(n) => cmd_network(&engine()?, n),
+    }
+}
+
+/// `load`'s result: docker's "Loaded image" lines.
+fn print_loaded(loaded: &[(String, Vec<String>)]) {
+    for (id, tags) in loaded {
+        if tags.is_empty() {
+            println!("Loaded image ID: {id}");
+        }
+        for t in tags {
+            println!("Loaded image: {t}");
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! same printing code as in process, so the output is the same either way. A command not
 //! wired here fails with "not supported against a daemon yet"; none runs in process.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -462,13 +462,15 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 Some(p) => Box::new(std::fs::File::open(p)?),
                 None => Box::new(io::stdin()),
             };
+            // docker's habit: per-layer progress on a terminal only, else just the result
+            let quiet = quiet || !io::stdout().is_terminal();
             let r = c.request(
                 "POST",
                 &format!("/images/load{}", query(&[("quiet", flag(quiet))])),
                 ReqBody::Stream(&mut src, "application/x-tar"),
                 &[],
             )?;
-            messages(r, quiet).map(|_| 0)
+            messages(r, false).map(|_| 0)
         }
         Cmd::Import {
             change,

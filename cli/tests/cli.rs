@@ -573,6 +573,108 @@ fn run_it_under_a_pseudo_terminal() {
 }
 
 #[test]
+fn load_shows_layer_progress_on_a_terminal_both_ways() {
+    require_root!();
+    let env = Env::new();
+    let d = Daemon::start(&env);
+    let saved = env.data().join("busybox.tar");
+    env.ok(&["save", "-o", saved.to_str().unwrap(), "busybox"]);
+    let layer = env.ok(&["inspect", "-f", "{{index .RootFS.Layers 0}}", "busybox"]);
+    let short = &layer.trim().trim_start_matches("sha256:")[..12];
+    let saved = saved.to_str().unwrap();
+    for host in [None, Some(d.host.as_str())] {
+        let tag = if host.is_some() {
+            "remote"
+        } else {
+            "in process"
+        };
+        // not on a terminal: docker's lines only, no progress
+        env.ok(&["rmi", "busybox"]);
+        assert_eq!(
+            env.ok(&maybe_remote(host, &["load", "-i", saved])),
+            "Loaded image: busybox:latest\n",
+            "{tag}"
+        );
+        // on a terminal (150 columns): the layer's line redrawn with a bar, then the result
+        env.ok(&["rmi", "busybox"]);
+        let remote = host.map(|h| format!("-H {h} ")).unwrap_or_default();
+        let cmd = format!("stty rows 40 cols 150; {BIN} {remote}load -i {saved}");
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("LONGSHORE_ROOT", env.data())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert!(out.status.success(), "{tag}: {text}{}", stderr(&out));
+        let line = format!("{short}: Loading layer [");
+        assert!(
+            text.matches(&line).count() >= 3,
+            "{tag}: the line drawn at 0, on the way (512 KiB steps) and at the end: {text:?}"
+        );
+        assert!(
+            text.contains("\x1b[2K\r"),
+            "{tag}: redrawn in place: {text:?}"
+        );
+        assert!(
+            text.contains(&format!("{line}>{}]", " ".repeat(50))),
+            "{tag}: an empty bar first: {text:?}"
+        );
+        let done = format!("{line}{}>] ", "=".repeat(50));
+        let at = text
+            .find(&done)
+            .unwrap_or_else(|| panic!("{tag}: a full bar: {text:?}"));
+        // the end shows the layer's whole size twice: N/N
+        let sizes = text[at + done.len()..].split('\r').next().unwrap().trim();
+        let (a, b) = sizes.split_once('/').unwrap();
+        assert!(a == b && b.ends_with("MB"), "{tag}: {sizes:?}");
+        assert!(
+            text.trim_end().ends_with("Loaded image: busybox:latest"),
+            "{tag}: {text:?}"
+        );
+        // -q on a terminal: no progress
+        env.ok(&["rmi", "busybox"]);
+        let cmd = format!("{BIN} {remote}load -q -i {saved}");
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("LONGSHORE_ROOT", env.data())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&out),
+            "Loaded image: busybox:latest\r\n",
+            "{tag} -q: {}",
+            stderr(&out)
+        );
+        // a layer the store has is not loaded again, so shows no progress
+        let cmd = format!("stty rows 40 cols 150; {BIN} {remote}load -i {saved}");
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("LONGSHORE_ROOT", env.data())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&out),
+            "Loaded image: busybox:latest\r\n",
+            "{tag}: {}",
+            stderr(&out)
+        );
+    }
+    // a bad archive: the same error either way, nothing loaded
+    let bad = env.data().join("bad.tar");
+    std::fs::write(&bad, b"not a tar at all").unwrap();
+    let out = env.run(&["load", "-i", bad.to_str().unwrap()]);
+    let out_r = env.run(&["-H", &d.host, "load", "-i", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (out_r.status.code(), stderr(&out_r))
+    );
+}
+
+#[test]
 fn volumes_named_bind_and_in_use() {
     require_root!();
     let env = Env::new();

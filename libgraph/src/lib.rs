@@ -75,6 +75,6 @@ pub use error::{CorruptRow, Error, Result};
 pub use gzip::gzip_backend;
 pub use reference::Reference;
 pub use store::{
-    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, RemoveOptions,
-    Removed, StagedLayer, Store, StoreOptions,
+    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, LoadProgress,
+    RemoveOptions, Removed, StagedLayer, Store, StoreOptions,
 };
