@@ -138,6 +138,7 @@ fn header_name(field: &str) -> String {
         "MemPerc" => "MEM %".into(),
         "PIDs" => "PIDS".into(),
         "ImageID" => "IMAGE ID".into(),
+        "NetworkID" => "NETWORK ID".into(),
         "VolumeName" => "VOLUME NAME".into(),
         "TotalCount" => "TOTAL".into(),
         _ => {

@@ -390,6 +390,9 @@ enum Cmd {
         /// Set environment variables
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
+        /// Read in a file of environment variables
+        #[arg(long = "env-file")]
+        env_file: Vec<PathBuf>,
         /// Give extended privileges to the command
         #[arg(long)]
         privileged: bool,
@@ -486,6 +489,9 @@ enum Cmd {
         /// Only show image IDs
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Format output using a custom template
+        #[arg(long)]
+        format: Option<String>,
         image: String,
     },
     /// Download an image from a registry
@@ -640,6 +646,9 @@ enum Cmd {
         /// Format output using a custom template
         #[arg(long)]
         format: Option<String>,
+        /// Do not truncate output
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
         containers: Vec<String>,
     },
     /// Log in to a registry (credentials go to config.json in --config, else ~/.docker)
@@ -689,10 +698,16 @@ enum Cmd {
         term: String,
     },
     /// Manage containers
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Also, as at the top level: attach, commit, cp, create, diff, exec, export, inspect,\nkill, logs, pause, port, rename, restart, rm, run, start, stats, stop, top, unpause,\nupdate, wait"
+    )]
     Container(ContainerCmd),
     /// Manage images
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Also, as at the top level: build, history, import, inspect, load, pull, push, rm\n(rmi), save, tag"
+    )]
     Image(ImageCmd),
     /// Print a shell completion script (bash, zsh, fish)
     Completion {
@@ -705,8 +720,8 @@ enum Cmd {
     /// Manage networks
     #[command(subcommand)]
     Network(NetworkCmd),
-    /// Manage longshore (df, prune; info and events as at the top level)
-    #[command(subcommand)]
+    /// Manage longshore
+    #[command(subcommand, after_help = "Also, as at the top level: events, info")]
     System(SystemCmd),
     /// Run the Engine API server (the docker CLI and SDKs drive it over a unix socket)
     Daemon {
@@ -837,6 +852,9 @@ enum VolumeCmd {
         /// Only display volume names
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Provide filter values (e.g. "dangling=true"; name, driver, label, dangling)
+        #[arg(short = 'f', long)]
+        filter: Vec<String>,
         /// Format output using a custom template
         #[arg(long)]
         format: Option<String>,
@@ -890,11 +908,7 @@ enum NetworkCmd {
     },
     /// List networks
     #[command(alias = "list")]
-    Ls {
-        /// Only display network names
-        #[arg(short = 'q', long)]
-        quiet: bool,
-    },
+    Ls(NetworkLsOpts),
     /// Display detailed information on one or more networks
     Inspect {
         /// Format output using a Go template
@@ -934,6 +948,22 @@ enum NetworkCmd {
         network: String,
         container: String,
     },
+}
+
+#[derive(Args, Debug)]
+struct NetworkLsOpts {
+    /// Only display network names
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Provide filter values (e.g. "driver=bridge"; name, id, driver, scope, type)
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    format: Option<String>,
+    /// Do not truncate the output
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1077,7 +1107,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let mut cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse_from(group_verbs(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let code = match e.kind() {
@@ -1096,12 +1126,24 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let Some(cmd) = cli.cmd.take() else {
+    let Some(mut cmd) = cli.cmd.take() else {
         eprintln!(
             "Usage:  longshore [OPTIONS] COMMAND\n\nRun 'longshore --help' for more information"
         );
         return ExitCode::from(125);
     };
+    // exec --env-file: the files' variables come before the -e ones, as docker has them
+    if let Cmd::Exec { env, env_file, .. } = &mut cmd {
+        let mut from_files = Vec::new();
+        for f in env_file.drain(..) {
+            match read_env_file(&f) {
+                Ok(vars) => from_files.extend(vars),
+                Err(e) => return finish(Err(e)),
+            }
+        }
+        from_files.append(env);
+        *env = from_files;
+    }
     let config_dir = config_dir(cli.config.as_deref());
     // client mode: the commands go to a daemon (`daemon` and `completion` stay local)
     if !matches!(cmd, Cmd::Daemon { .. } | Cmd::Completion { .. }) {
@@ -1142,6 +1184,54 @@ fn main() -> ExitCode {
         config_dir.join("config.json"),
     ));
     finish(run(&cli.root, &opts, &config_dir, cmd))
+}
+
+/// docker's management-group verbs that are top-level commands here (`container run` is
+/// `run`, `image rm` is `rmi`, `image inspect` is `inspect --type image`, `system info` is
+/// `info`), rewritten before parsing so that each command has one definition.
+fn group_verbs(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    // the global options that take a value (`-H unix:///x container run ...`)
+    const WITH_VALUE: &[&str] = &[
+        "--root",
+        "-H",
+        "--host",
+        "--tlscacert",
+        "--tlscert",
+        "--tlskey",
+        "-l",
+        "--log-level",
+        "--config",
+        "--storage-driver",
+        "--bridge",
+        "--bip",
+        "--insecure-registry",
+    ];
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        if a == "--" || !a.starts_with('-') {
+            break;
+        }
+        i += if WITH_VALUE.contains(&a) { 2 } else { 1 };
+    }
+    let word = |k: usize| args.get(k).and_then(|a| a.to_str()).unwrap_or_default();
+    let (group, verb) = (word(i), word(i + 1));
+    let new: Vec<&str> = match (group, verb) {
+        ("container", "inspect") => vec!["inspect", "--type", "container"],
+        ("image", "inspect") => vec!["inspect", "--type", "image"],
+        ("image", "rm" | "remove") => vec!["rmi"],
+        (
+            "container",
+            "attach" | "commit" | "cp" | "create" | "diff" | "exec" | "export" | "kill" | "logs"
+            | "pause" | "port" | "rename" | "restart" | "rm" | "run" | "start" | "stats" | "stop"
+            | "top" | "unpause" | "update" | "wait",
+        )
+        | ("image", "build" | "history" | "import" | "load" | "pull" | "push" | "save" | "tag")
+        | ("system", "events" | "info") => vec![verb],
+        _ => return args,
+    };
+    let new: Vec<std::ffi::OsString> = new.iter().map(Into::into).collect();
+    args.splice(i..i + 2, new);
+    args
 }
 
 fn finish(res: Res<u8>) -> ExitCode {
@@ -1419,6 +1509,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             user,
             workdir,
             env,
+            env_file: _,
             privileged,
             container,
             cmd,
@@ -1623,6 +1714,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         Cmd::History {
             no_trunc,
             quiet,
+            format,
             image,
         } => {
             let h = engine()?.image_history(&image)?;
@@ -1639,7 +1731,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                     comment: x.comment,
                 })
                 .collect();
-            print_history(rows, no_trunc, quiet)
+            print_history(rows, no_trunc, quiet, format)
         }
         Cmd::Pull { quiet, image } => {
             let e = engine()?;
@@ -1921,8 +2013,9 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             no_stream,
             all,
             format,
+            no_trunc,
             containers,
-        } => cmd_stats(&engine()?, no_stream, all, format, containers),
+        } => cmd_stats(&engine()?, no_stream, all, format, no_trunc, containers),
         Cmd::Login {
             username,
             password,
@@ -2429,6 +2522,7 @@ fn cmd_stats(
     no_stream: bool,
     all: bool,
     format: Option<String>,
+    no_trunc: bool,
     names: Vec<String>,
 ) -> Res<u8> {
     let ids: Vec<String> = if names.is_empty() {
@@ -2443,7 +2537,7 @@ fn cmd_stats(
         Err(Error::WrongState(_)) => Ok(None),
         Err(err) => Err(err.into()),
     };
-    print_stats(&sample, &ids, no_stream, format)
+    print_stats(&sample, &ids, no_stream, format, no_trunc)
 }
 
 /// One container's `stats` sample (`None`: it is not running), from the engine or the
@@ -2457,7 +2551,11 @@ fn print_stats(
     ids: &[String],
     no_stream: bool,
     format: Option<String>,
+    no_trunc: bool,
 ) -> Res<u8> {
+    let id_of = |id: &str| {
+        if no_trunc { id.to_string() } else { short(id) }
+    };
     let fmt = format.unwrap_or_else(|| {
         "table {{.Container}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}"
             .into()
@@ -2469,7 +2567,7 @@ fn print_stats(
         let mut rows = Vec::new();
         for id in ids {
             let Some(s) = sample(id)? else {
-                rows.push(json!({"Container": short(id), "ID": short(id), "Name": "--", "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%", "PIDs": "0"}));
+                rows.push(json!({"Container": id_of(id), "ID": id_of(id), "Name": "--", "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%", "PIDs": "0"}));
                 continue;
             };
             let now = std::time::Instant::now();
@@ -2496,7 +2594,7 @@ fn print_stats(
                 s.memory_limit
             };
             rows.push(json!({
-                "Container": short(&s.id), "ID": short(&s.id), "Name": s.name,
+                "Container": id_of(&s.id), "ID": id_of(&s.id), "Name": s.name,
                 "CPUPerc": format!("{cpu:.2}%"),
                 "MemUsage": format!("{} / {}", human_binary(s.memory_usage), human_binary(limit)),
                 "MemPerc": format!("{:.2}%", if limit > 0 { s.memory_usage as f64 * 100.0 / limit as f64 } else { 0.0 }),
@@ -2769,18 +2867,60 @@ fn print_volumes(
     Ok(0)
 }
 
-/// `network ls`'s output: (ID, name, driver, scope) rows.
-fn print_networks(rows: Vec<Vec<String>>, quiet: bool) -> Res<u8> {
-    if quiet {
+/// `network ls`'s output from (full ID, name, driver, scope) rows, filtered (name,
+/// id, driver, scope, type) and formatted as docker does.
+fn print_networks(rows: Vec<[String; 4]>, o: NetworkLsOpts) -> Res<u8> {
+    let filters = parse_filters(&o.filter)?;
+    for (k, _) in &filters {
+        if !matches!(k.as_str(), "name" | "id" | "driver" | "scope" | "type") {
+            return Err(fail(format!("invalid filter '{k}'")));
+        }
+    }
+    let builtin = |name: &str| matches!(name, "bridge" | "host" | "none");
+    let keep = |[id, name, driver, scope]: &[String; 4]| {
+        let ok = |key: &str, f: &dyn Fn(&str) -> bool| {
+            let vals: Vec<&String> = filters
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .collect();
+            vals.is_empty() || vals.iter().any(|v| f(v))
+        };
+        ok("name", &|v| name.contains(v))
+            && ok("id", &|v| !id.is_empty() && id.starts_with(v))
+            && ok("driver", &|v| driver == v)
+            && ok("scope", &|v| scope == v)
+            && ok("type", &|v| match v {
+                "builtin" => builtin(name),
+                "custom" => !builtin(name),
+                _ => false,
+            })
+    };
+    let rows: Vec<&[String; 4]> = rows.iter().filter(|r| keep(r)).collect();
+    if o.quiet {
         for r in rows {
             println!("{}", r[1]);
         }
         return Ok(0);
     }
-    print!(
-        "{}",
-        table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
-    );
+    let values: Vec<Value> = rows
+        .iter()
+        .map(|[id, name, driver, scope]| {
+            let id = if o.no_trunc { id.clone() } else { short(id) };
+            json!({"ID": id, "NetworkID": id, "Name": name, "Driver": driver, "Scope": scope,
+                   "IPv6": "false", "Internal": "false"})
+        })
+        .collect();
+    let fmt = o
+        .format
+        .unwrap_or_else(|| "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}".into());
+    // a table's ID column is headed NETWORK ID
+    let fmt = if fmt.starts_with("table") {
+        fmt.replace("{{.ID}}", "{{.NetworkID}}")
+    } else {
+        fmt
+    };
+    print!("{}", render_all(&Template::parse(&fmt)?, &values)?);
     Ok(0)
 }
 
@@ -2807,7 +2947,11 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
             println!("{}", v.name);
             Ok(0)
         }
-        VolumeCmd::Ls { quiet, format } => print_volumes(&e.volumes()?, quiet, format),
+        VolumeCmd::Ls {
+            quiet,
+            filter,
+            format,
+        } => print_volumes(&e.list_volumes(&parse_filters(&filter)?)?, quiet, format),
         VolumeCmd::Inspect { format, names } => {
             let mut out = Vec::new();
             for n in &names {
@@ -2892,32 +3036,23 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
             );
             Ok(0)
         }
-        NetworkCmd::Ls { quiet } => {
+        NetworkCmd::Ls(o) => {
             let nets = e.network()?.list_networks().map_err(net_err)?;
-            let mut rows: Vec<Vec<String>> = nets
+            let mut rows: Vec<[String; 4]> = nets
                 .iter()
                 .map(|n| {
-                    vec![
-                        short(&n.id),
+                    [
+                        n.id.clone(),
                         n.name.clone(),
                         "bridge".into(),
                         "local".into(),
                     ]
                 })
                 .collect();
-            rows.push(vec![
-                String::new(),
-                "host".into(),
-                "host".into(),
-                "local".into(),
-            ]);
-            rows.push(vec![
-                String::new(),
-                "none".into(),
-                "null".into(),
-                "local".into(),
-            ]);
-            print_networks(rows, quiet)
+            // the daemon's IDs of the two built-in networks are their names
+            rows.push(["host".into(), "host".into(), "host".into(), "local".into()]);
+            rows.push(["none".into(), "none".into(), "null".into(), "local".into()]);
+            print_networks(rows, o)
         }
         NetworkCmd::Inspect { format, names } => {
             let mut out = Vec::new();
@@ -3060,7 +3195,12 @@ struct HistoryRow {
 }
 
 /// `history`'s output.
-fn print_history(rows: Vec<HistoryRow>, no_trunc: bool, quiet: bool) -> Res<u8> {
+fn print_history(
+    rows: Vec<HistoryRow>,
+    no_trunc: bool,
+    quiet: bool,
+    format: Option<String>,
+) -> Res<u8> {
     let id = |x: &HistoryRow| {
         x.id.as_deref()
             .map(|d| if no_trunc { d.to_string() } else { short(d) })
@@ -3070,6 +3210,33 @@ fn print_history(rows: Vec<HistoryRow>, no_trunc: bool, quiet: bool) -> Res<u8> 
         for x in &rows {
             println!("{}", id(x));
         }
+        return Ok(0);
+    }
+    if let Some(fmt) = format {
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|x| {
+                let created_at = x
+                    .created
+                    .map(|t| {
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+                        )
+                        .to_string()
+                    })
+                    .unwrap_or_default();
+                json!({"ID": id(x), "Image": id(x), "CreatedSince": x.created.map(ago_secs).unwrap_or_default(),
+                       "CreatedAt": created_at, "CreatedBy": x.created_by, "Size": human_size(x.size),
+                       "Comment": x.comment})
+            })
+            .collect();
+        // a table's ID column is headed IMAGE
+        let fmt = if fmt.starts_with("table") {
+            fmt.replace("{{.ID}}", "{{.Image}}")
+        } else {
+            fmt
+        };
+        print!("{}", render_all(&Template::parse(&fmt)?, &values)?);
         return Ok(0);
     }
     let cells: Vec<Vec<String>> = rows

@@ -286,6 +286,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             user,
             workdir,
             env,
+            env_file: _,
             privileged,
             container,
             cmd,
@@ -679,6 +680,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         Cmd::History {
             no_trunc,
             quiet,
+            format,
             image,
         } => {
             let v = c.get(&format!("/images/{image}/history"))?;
@@ -697,7 +699,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                     comment: x["Comment"].as_str().unwrap_or_default().to_string(),
                 })
                 .collect();
-            crate::print_history(rows, no_trunc, quiet)
+            crate::print_history(rows, no_trunc, quiet, format)
         }
         Cmd::Update {
             memory,
@@ -771,6 +773,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             no_stream,
             all,
             format,
+            no_trunc,
             containers,
         } => {
             let ids: Vec<String> = if containers.is_empty() {
@@ -809,7 +812,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                     pids: v["pids_stats"]["current"].as_u64().unwrap_or(0),
                 }))
             };
-            crate::print_stats(&sample, &ids, no_stream, format)
+            crate::print_stats(&sample, &ids, no_stream, format, no_trunc)
         }
         Cmd::Container(ContainerCmd::Prune { force }) => {
             if !crate::confirm(force, "This will remove all stopped containers.") {
@@ -1673,8 +1676,16 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
             println!("{}", v["Name"].as_str().unwrap_or_default());
             Ok(0)
         }
-        VolumeCmd::Ls { quiet, format } => {
-            let v = c.get("/volumes")?;
+        VolumeCmd::Ls {
+            quiet,
+            filter,
+            format,
+        } => {
+            let filters = crate::parse_filters(&filter)?;
+            let v = c.get(&format!(
+                "/volumes{}",
+                query(&[("filters", filters_json(&filters))])
+            ))?;
             let vols: Vec<longshore_engine::Volume> =
                 serde_json::from_value(v["Volumes"].clone()).unwrap_or_default();
             crate::print_volumes(&vols, quiet, format)
@@ -1764,18 +1775,18 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             );
             Ok(0)
         }
-        NetworkCmd::Ls { quiet } => {
+        NetworkCmd::Ls(o) => {
             let v = c.get("/networks")?;
-            let rows: Vec<Vec<String>> = v
+            let rows: Vec<[String; 4]> = v
                 .as_array()
                 .into_iter()
                 .flatten()
                 .map(|n| {
                     let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
-                    vec![crate::short(&s("Id")), s("Name"), s("Driver"), s("Scope")]
+                    [s("Id"), s("Name"), s("Driver"), s("Scope")]
                 })
                 .collect();
-            crate::print_networks(rows, quiet)
+            crate::print_networks(rows, o)
         }
         NetworkCmd::Inspect { format, names } => {
             let mut out = Vec::new();

@@ -2627,6 +2627,237 @@ fn client_mode_prunes_as_in_process() {
     );
 }
 
+#[test]
+fn group_verbs_listing_formats_and_filters_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let h = d.host.as_str();
+    // docker's management-group verbs, in process and through the daemon
+    for remote in [false, true] {
+        let ok = |args: &[&str]| {
+            let out = either(&env, &d, remote, args);
+            assert!(
+                out.status.success(),
+                "remote={remote} {args:?}: {}",
+                stderr(&out)
+            );
+            stdout(&out)
+        };
+        let out = ok(&[
+            "container",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "echo",
+            "grouped",
+        ]);
+        assert_eq!(out, "grouped\n");
+        ok(&[
+            "container",
+            "create",
+            "--name",
+            "gv-c",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(
+            ok(&["container", "inspect", "-f", "{{.Name}}", "gv-c"]),
+            "/gv-c\n"
+        );
+        assert!(ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]).starts_with("sha256:"));
+        let out = either(&env, &d, remote, &["container", "inspect", "busybox"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "remote={remote}: an image is no container"
+        );
+        ok(&["image", "tag", "busybox", "gv-img:1"]);
+        assert_eq!(ok(&["image", "rm", "gv-img:1"]), "Untagged: gv-img:1\n");
+        assert!(ok(&["image", "history", "-q", "busybox"]).lines().count() >= 1);
+        assert!(
+            !ok(&["system", "info", "--format", "{{.Driver}}"])
+                .trim()
+                .is_empty()
+        );
+        assert_eq!(ok(&["container", "rm", "gv-c"]), "gv-c\n");
+        // the global options before the group are kept
+        let mut c = env.command(&["--log-level", "error", "container", "ls", "-aq"]);
+        assert!(c.output().unwrap().status.success());
+    }
+    let help = env.ok(&["container", "--help"]);
+    assert!(help.contains("Also, as at the top level: attach"), "{help}");
+    // a container, volumes and a network to list
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gv-run",
+        "--network",
+        "none",
+        "-v",
+        "gv-used:/data",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    env.ok(&["volume", "create", "-l", "a=b", "gv-vol"]);
+    env.ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.name=lsgv0",
+        "--subnet",
+        "10.251.11.0/24",
+        "gv-net",
+    ]);
+    let envfile = env.data().join("exec.env");
+    std::fs::write(&envfile, "A=from-file\n# a comment\nB=2\n").unwrap();
+    let envfile = envfile.to_str().unwrap();
+    for args in [
+        &["network", "ls"][..],
+        &[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ],
+        &["network", "ls", "--format", "table {{.ID}}\t{{.Name}}"],
+        &["network", "ls", "-f", "name=gv", "--format", "{{.Name}}"],
+        &["network", "ls", "-f", "type=custom", "-q"],
+        &["network", "ls", "-f", "driver=null", "-q"],
+        &[
+            "network",
+            "ls",
+            "--no-trunc",
+            "-f",
+            "name=gv-net",
+            "--format",
+            "{{.ID}}",
+        ],
+        &["network", "ls", "-f", "bogus=1"],
+        &[
+            "history",
+            "--format",
+            "{{.ID}}|{{.CreatedBy}}|{{.Size}}",
+            "busybox",
+        ],
+        &["history", "--format", "table {{.ID}}\t{{.Size}}", "busybox"],
+        &["history", "--format", "{{.Nope}}", "busybox"],
+        &["volume", "ls", "-f", "name=gv-", "-q"],
+        &["volume", "ls", "-f", "dangling=true", "-q"],
+        &[
+            "volume",
+            "ls",
+            "-f",
+            "dangling=false",
+            "--format",
+            "{{.Name}}",
+        ],
+        &["volume", "ls", "-f", "label=a=b"],
+        &["volume", "ls", "-f", "bogus=1"],
+        &[
+            "stats",
+            "--no-stream",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Name}}",
+            "gv-run",
+        ],
+        &[
+            "exec",
+            "--env-file",
+            envfile,
+            "-e",
+            "B=3",
+            "gv-run",
+            "sh",
+            "-c",
+            "echo $A $B",
+        ],
+    ] {
+        same(&env, &d, args);
+    }
+    // and what they say
+    let run = |args: &[&str]| env.ok(&maybe_remote(Some(h), args));
+    assert_eq!(
+        run(&["network", "ls", "-f", "name=gv", "--format", "{{.Name}}"]),
+        "gv-net\n"
+    );
+    assert_eq!(
+        run(&["network", "ls", "-f", "type=custom", "-q"]),
+        "gv-net\n"
+    );
+    assert_eq!(run(&["network", "ls", "-f", "driver=null", "-q"]), "none\n");
+    let full = run(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "-f",
+        "name=gv-net",
+        "--format",
+        "{{.ID}}",
+    ]);
+    assert_eq!(
+        full,
+        run(&["network", "inspect", "-f", "{{.Id}}", "gv-net"])
+    );
+    assert!(full.trim().len() > 12, "{full}");
+    let t = run(&["network", "ls", "--format", "table {{.ID}}\t{{.Name}}"]);
+    assert!(t.starts_with("NETWORK ID     NAME\n"), "{t}");
+    let out = env.run(&["network", "ls", "-f", "bogus=1"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("invalid filter 'bogus'"),
+        "{}",
+        stderr(&out)
+    );
+    let t = run(&["history", "--format", "table {{.ID}}\t{{.Size}}", "busybox"]);
+    assert!(t.starts_with("IMAGE          SIZE\n"), "{t}");
+    let hist = run(&["history", "--format", "{{.ID}}|{{.CreatedBy}}", "busybox"]);
+    assert!(hist.lines().all(|l| l.split('|').count() == 2), "{hist}");
+    assert_eq!(
+        run(&["volume", "ls", "-f", "name=gv-", "-q"]),
+        "gv-used\ngv-vol\n"
+    );
+    assert_eq!(
+        run(&["volume", "ls", "-f", "dangling=true", "-q"]),
+        "gv-vol\n"
+    );
+    assert_eq!(
+        run(&["volume", "ls", "-f", "label=a=b", "--format", "{{.Name}}"]),
+        "gv-vol\n"
+    );
+    let st = run(&[
+        "stats",
+        "--no-stream",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}",
+        "gv-run",
+    ]);
+    assert_eq!(st.trim().len(), 64, "{st}");
+    assert_eq!(
+        run(&[
+            "exec",
+            "--env-file",
+            envfile,
+            "-e",
+            "B=3",
+            "gv-run",
+            "sh",
+            "-c",
+            "echo $A $B"
+        ]),
+        "from-file 3\n"
+    );
+    env.ok(&["network", "rm", "gv-net"]);
+}
+
 fn now_secs() -> String {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
