@@ -952,7 +952,7 @@ enum NetworkCmd {
 
 #[derive(Args, Debug)]
 struct NetworkLsOpts {
-    /// Only display network names
+    /// Only display network IDs
     #[arg(short = 'q', long)]
     quiet: bool,
     /// Provide filter values (e.g. "driver=bridge"; name, id, driver, scope, type)
@@ -2898,8 +2898,8 @@ fn print_networks(rows: Vec<[String; 4]>, o: NetworkLsOpts) -> Res<u8> {
     };
     let rows: Vec<&[String; 4]> = rows.iter().filter(|r| keep(r)).collect();
     if o.quiet {
-        for r in rows {
-            println!("{}", r[1]);
+        for [id, ..] in rows {
+            println!("{}", if o.no_trunc { id.clone() } else { short(id) });
         }
         return Ok(0);
     }
