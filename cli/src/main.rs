@@ -1132,6 +1132,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(125);
     };
+    // docker's ps: a --format that names .Size asks for the sizes as -s does
+    if let Cmd::Ps(o) | Cmd::Container(ContainerCmd::Ls(o)) = &mut cmd
+        && o.format.as_deref().is_some_and(|f| f.contains(".Size"))
+    {
+        o.size = true;
+    }
     // exec --env-file: the files' variables come before the -e ones, as docker has them
     if let Cmd::Exec { env, env_file, .. } = &mut cmd {
         let mut from_files = Vec::new();

@@ -2214,6 +2214,7 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
         &["ps", "-s"],
         &["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"],
         &["ps", "-a", "-s", "-q"],
+        &["ps", "-a", "--format", "{{.Names}}: {{.Size}}"],
         &["system", "df"],
         &["system", "df", "-v"],
         &["system", "df", "--format", "{{json .}}"],
@@ -2254,6 +2255,16 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
     ]);
     assert!(sizes.contains("cm-web 0B (virtual "), "{sizes}");
     assert!(!sizes.contains("virtual 0B"), "{sizes}");
+    // a format naming .Size gets the sizes without -s, as docker's ps
+    let sizes = env.ok(&[
+        "-H",
+        &d.host,
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}: {{.Size}}",
+    ]);
+    assert!(sizes.contains("cm-web: 0B (virtual "), "{sizes}");
     let df = env.ok(&["-H", &d.host, "system", "df"]);
     assert!(df.starts_with("TYPE "), "{df}");
     assert!(
