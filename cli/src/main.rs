@@ -160,6 +160,9 @@ struct RunOpts {
     /// Set meta data on a container
     #[arg(short = 'l', long = "label")]
     label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    label_file: Vec<PathBuf>,
     /// Memory limit
     #[arg(short = 'm', long)]
     memory: Option<String>,
@@ -1137,6 +1140,18 @@ fn main() -> ExitCode {
         && o.format.as_deref().is_some_and(|f| f.contains(".Size"))
     {
         o.size = true;
+    }
+    // run/create --label-file: the files' labels come before the -l ones, as docker has them
+    if let Cmd::Run(o) | Cmd::Create(o) = &mut cmd {
+        let mut from_files = Vec::new();
+        for f in o.label_file.drain(..) {
+            match read_env_file(&f) {
+                Ok(labels) => from_files.extend(labels),
+                Err(e) => return finish(Err(e)),
+            }
+        }
+        from_files.append(&mut o.label);
+        o.label = from_files;
     }
     // exec --env-file: the files' variables come before the -e ones, as docker has them
     if let Cmd::Exec { env, env_file, .. } = &mut cmd {

@@ -2729,6 +2729,36 @@ fn group_verbs_listing_formats_and_filters_both_ways() {
     let envfile = env.data().join("exec.env");
     std::fs::write(&envfile, "A=from-file\n# a comment\nB=2\n").unwrap();
     let envfile = envfile.to_str().unwrap();
+    let labelfile = env.data().join("labels");
+    std::fs::write(&labelfile, "from=file\n# a comment\nk=file\n").unwrap();
+    let labelfile = labelfile.to_str().unwrap();
+    for remote in [false, true] {
+        let out = either(
+            &env,
+            &d,
+            remote,
+            &[
+                "create",
+                "--name",
+                "gv-l",
+                "--label-file",
+                labelfile,
+                "-l",
+                "k=flag",
+                "--network",
+                "none",
+                "busybox",
+                "true",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            env.ok(&["inspect", "-f", "{{json .Config.Labels}}", "gv-l"]),
+            "{\"from\":\"file\",\"k\":\"flag\"}\n",
+            "remote={remote}"
+        );
+        env.ok(&["rm", "gv-l"]);
+    }
     for args in [
         &["network", "ls"][..],
         &[
