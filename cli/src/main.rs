@@ -316,6 +316,9 @@ enum Cmd {
         /// Seconds to wait before killing the container
         #[arg(short = 't', long = "time", alias = "timeout")]
         time: Option<i64>,
+        /// Signal to send to the container (default: its stop signal)
+        #[arg(short = 's', long)]
+        signal: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -1380,9 +1383,14 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             o.signal = signal.clone();
             e.stop_container(c, &o)
         }),
-        Cmd::Restart { time, containers } => each(engine()?, containers, |e, c| {
+        Cmd::Restart {
+            time,
+            signal,
+            containers,
+        } => each(engine()?, containers, |e, c| {
             let mut o = StopOptions::default();
             o.timeout = time;
+            o.signal = signal.clone();
             e.restart_container(c, &o)
         }),
         Cmd::Kill { signal, containers } => each(engine()?, containers, |e, c| {

@@ -188,8 +188,15 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             c.post(&format!("/containers/{}/stop{q}", enc(n)))
                 .map(|_| ())
         }),
-        Cmd::Restart { time, containers } => each(containers, |n| {
-            let q = query(&[("t", time.map(|t| t.to_string()).unwrap_or_default())]);
+        Cmd::Restart {
+            time,
+            signal,
+            containers,
+        } => each(containers, |n| {
+            let q = query(&[
+                ("t", time.map(|t| t.to_string()).unwrap_or_default()),
+                ("signal", signal.clone().unwrap_or_default()),
+            ]);
             c.post(&format!("/containers/{}/restart{q}", enc(n)))
                 .map(|_| ())
         }),

@@ -2823,6 +2823,42 @@ fn group_verbs_listing_formats_and_filters_both_ways() {
     ] {
         same(&env, &d, args);
     }
+    // restart -s: the signal reaches the container's trap, both ways
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gv-sig",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 0' USR1; echo up; while true; do sleep 0.1; done",
+    ]);
+    for (i, remote) in [false, true].into_iter().enumerate() {
+        wait_for("the trap", || {
+            env.ok(&["logs", "gv-sig"]).matches("up").count() == i + 1
+        });
+        let out = either(
+            &env,
+            &d,
+            remote,
+            &["restart", "-s", "USR1", "-t", "20", "gv-sig"],
+        );
+        assert_eq!(
+            stdout(&out),
+            "gv-sig\n",
+            "remote={remote}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            env.ok(&["logs", "gv-sig"]).matches("got-usr1").count(),
+            i + 1,
+            "remote={remote}"
+        );
+    }
+    env.ok(&["rm", "-f", "gv-sig"]);
     // and what they say
     let run = |args: &[&str]| env.ok(&maybe_remote(Some(h), args));
     assert_eq!(
