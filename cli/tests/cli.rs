@@ -2823,6 +2823,38 @@ fn group_verbs_listing_formats_and_filters_both_ways() {
     ] {
         same(&env, &d, args);
     }
+    // stats without --no-stream: the table redrawn every second, both ways (read until
+    // the second drawing, then stopped)
+    for remote in [false, true] {
+        let mut args = vec!["stats", "--format", "{{.Name}} {{.PIDs}}", "gv-run"];
+        if remote {
+            args.splice(0..0, ["-H", h]);
+        }
+        let mut child = env
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while String::from_utf8_lossy(&seen).matches("\x1b[2J").count() < 2 {
+            let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+            assert!(
+                n > 0,
+                "remote={remote}: stats ended: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = String::from_utf8_lossy(&seen);
+        assert!(
+            text.matches("\x1b[2J\x1b[Hgv-run 1\n").count() >= 1,
+            "remote={remote}: {text:?}"
+        );
+    }
     // restart -s: the signal reaches the container's trap, both ways
     env.ok(&[
         "run",
