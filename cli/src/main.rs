@@ -1210,9 +1210,49 @@ fn main() -> ExitCode {
     finish(run(&cli.root, &opts, &config_dir, cmd))
 }
 
-/// docker's management-group verbs that are top-level commands here (`container run` is
-/// `run`, `image rm` is `rmi`, `image inspect` is `inspect --type image`, `system info` is
-/// `info`), rewritten before parsing so that each command has one definition.
+/// docker's management-group verbs that are top-level commands here: (group, verb, the
+/// command line it stands for).
+const GROUP_VERBS: &[(&str, &str, &[&str])] = &[
+    ("container", "attach", &["attach"]),
+    ("container", "commit", &["commit"]),
+    ("container", "cp", &["cp"]),
+    ("container", "create", &["create"]),
+    ("container", "diff", &["diff"]),
+    ("container", "exec", &["exec"]),
+    ("container", "export", &["export"]),
+    ("container", "inspect", &["inspect", "--type", "container"]),
+    ("container", "kill", &["kill"]),
+    ("container", "logs", &["logs"]),
+    ("container", "pause", &["pause"]),
+    ("container", "port", &["port"]),
+    ("container", "rename", &["rename"]),
+    ("container", "restart", &["restart"]),
+    ("container", "rm", &["rm"]),
+    ("container", "run", &["run"]),
+    ("container", "start", &["start"]),
+    ("container", "stats", &["stats"]),
+    ("container", "stop", &["stop"]),
+    ("container", "top", &["top"]),
+    ("container", "unpause", &["unpause"]),
+    ("container", "update", &["update"]),
+    ("container", "wait", &["wait"]),
+    ("image", "build", &["build"]),
+    ("image", "history", &["history"]),
+    ("image", "import", &["import"]),
+    ("image", "inspect", &["inspect", "--type", "image"]),
+    ("image", "load", &["load"]),
+    ("image", "pull", &["pull"]),
+    ("image", "push", &["push"]),
+    ("image", "rm", &["rmi"]),
+    ("image", "remove", &["rmi"]),
+    ("image", "save", &["save"]),
+    ("image", "tag", &["tag"]),
+    ("system", "events", &["events"]),
+    ("system", "info", &["info"]),
+];
+
+/// [`GROUP_VERBS`] rewritten to their top-level commands before parsing (`container run`
+/// is `run`, `image rm` is `rmi`), so that each command has one definition.
 fn group_verbs(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     // the global options that take a value (`-H unix:///x container run ...`)
     const WITH_VALUE: &[&str] = &[
@@ -1238,24 +1278,27 @@ fn group_verbs(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
         i += if WITH_VALUE.contains(&a) { 2 } else { 1 };
     }
     let word = |k: usize| args.get(k).and_then(|a| a.to_str()).unwrap_or_default();
-    let (group, verb) = (word(i), word(i + 1));
-    let new: Vec<&str> = match (group, verb) {
-        ("container", "inspect") => vec!["inspect", "--type", "container"],
-        ("image", "inspect") => vec!["inspect", "--type", "image"],
-        ("image", "rm" | "remove") => vec!["rmi"],
-        (
-            "container",
-            "attach" | "commit" | "cp" | "create" | "diff" | "exec" | "export" | "kill" | "logs"
-            | "pause" | "port" | "rename" | "restart" | "rm" | "run" | "start" | "stats" | "stop"
-            | "top" | "unpause" | "update" | "wait",
-        )
-        | ("image", "build" | "history" | "import" | "load" | "pull" | "push" | "save" | "tag")
-        | ("system", "events" | "info") => vec![verb],
-        _ => return args,
+    let Some((_, _, to)) = GROUP_VERBS
+        .iter()
+        .find(|(g, v, _)| *g == word(i) && *v == word(i + 1))
+    else {
+        return args;
     };
-    let new: Vec<std::ffi::OsString> = new.iter().map(Into::into).collect();
-    args.splice(i..i + 2, new);
+    args.splice(i..i + 2, to.iter().map(Into::into));
     args
+}
+
+/// The command tree for the shell completions: the top level's, with [`GROUP_VERBS`] in
+/// their groups.
+fn completion_command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for (group, verb, to) in GROUP_VERBS {
+        if let Some(top) = cmd.find_subcommand(to[0]).cloned() {
+            cmd = cmd.mut_subcommand(group, |g| g.subcommand(top.name(verb)));
+        }
+    }
+    cmd
 }
 
 fn finish(res: Res<u8>) -> ExitCode {
@@ -2162,8 +2205,12 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 .map_err(|e| fail(format!("longshore daemon: {e}")))
         }
         Cmd::Completion { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "longshore", &mut io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut completion_command(),
+                "longshore",
+                &mut io::stdout(),
+            );
             Ok(0)
         }
         Cmd::Volume(v) => cmd_volume(&engine()?, v),

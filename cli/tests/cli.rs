@@ -2702,6 +2702,26 @@ fn group_verbs_listing_formats_and_filters_both_ways() {
     }
     let help = env.ok(&["container", "--help"]);
     assert!(help.contains("Also, as at the top level: attach"), "{help}");
+    // and the shell completions know them
+    let bash = env.ok(&["completion", "bash"]);
+    assert!(
+        bash.contains("longshore__subcmd__container,run)"),
+        "bash completion"
+    );
+    assert!(
+        bash.contains("longshore__subcmd__image,rm)"),
+        "bash completion"
+    );
+    let zsh = env.ok(&["completion", "zsh"]);
+    let container_cmds = zsh
+        .split("_longshore__subcmd__container_commands() {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .unwrap_or_default();
+    assert!(
+        container_cmds.contains("'run:Create and run a new container from an image'"),
+        "zsh completion: {container_cmds}"
+    );
     // a container, volumes and a network to list
     env.ok(&[
         "run",
