@@ -297,6 +297,9 @@ enum Cmd {
         /// Attach container's STDIN
         #[arg(short = 'i', long)]
         interactive: bool,
+        /// Override the key sequence for detaching a container
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -1389,6 +1392,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         Cmd::Start {
             attach,
             interactive,
+            detach_keys,
             containers,
         } => {
             let e = engine()?;
@@ -1398,8 +1402,15 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 let tty = c.record.config.tty;
                 e.start_container(&id, &start_opts(true))?;
                 drop(e);
-                return term::attach_loop(&id, interactive, tty, true, None, root)
-                    .map_err(Into::into);
+                return term::attach_loop(
+                    &id,
+                    interactive,
+                    tty,
+                    true,
+                    detach_keys.as_deref(),
+                    root,
+                )
+                .map_err(Into::into);
             }
             let mut failed = false;
             for c in containers {

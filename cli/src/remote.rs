@@ -157,13 +157,23 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         Cmd::Start {
             attach,
             interactive,
+            detach_keys,
             containers,
         } => {
             if attach || interactive {
                 let v = c.get(&format!("/containers/{}/json", enc(&containers[0])))?;
                 let id = v["Id"].as_str().unwrap_or_default().to_string();
                 let tty = v["Config"]["Tty"].as_bool().unwrap_or(false);
-                return attached_start(c, &id, interactive, tty, true, None, "next-exit", true);
+                return attached_start(
+                    c,
+                    &id,
+                    interactive,
+                    tty,
+                    true,
+                    detach_keys.as_deref(),
+                    "next-exit",
+                    true,
+                );
             }
             each(containers, |n| {
                 c.post(&format!("/containers/{}/start", enc(n))).map(|_| ())

@@ -3224,6 +3224,43 @@ fn client_mode_run_and_exec_it_under_a_pseudo_terminal() {
             .trim(),
         "true"
     );
+    // start -ai --detach-keys, in process and through the daemon: ctrl-x leaves it running
+    for (name, remote) in [("cm-sd-local", ""), ("cm-sd-remote", d.host.as_str())] {
+        env.ok(&[
+            "create",
+            "-it",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+        ]);
+        let h = if remote.is_empty() {
+            String::new()
+        } else {
+            format!("-H {remote} ")
+        };
+        let out = pty(
+            format!("{BIN} {h}start -ai --detach-keys ctrl-x {name}"),
+            &[b"echo started-here\n", b"\x18"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {} {}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("started-here"), "{}", stdout(&out));
+        assert_eq!(
+            env.ok(&["inspect", "-f", "{{.State.Running}}", name])
+                .trim(),
+            "true",
+            "{name}"
+        );
+        env.ok(&["rm", "-f", name]);
+    }
 }
 
 #[test]
