@@ -138,6 +138,7 @@ fn header_name(field: &str) -> String {
         "MemPerc" => "MEM %".into(),
         "PIDs" => "PIDS".into(),
         "ImageID" => "IMAGE ID".into(),
+        "NetworkID" => "NETWORK ID".into(),
         "VolumeName" => "VOLUME NAME".into(),
         "TotalCount" => "TOTAL".into(),
         _ => {
@@ -200,6 +201,13 @@ fn arg(tok: &str, v: &Value) -> Result<Value, TemplateError> {
     }
     if tok.starts_with('.') {
         return lookup(v, tok).cloned();
+    }
+    // Go's number and boolean constants (`{{index .RootFS.Layers 0}}`)
+    if let Ok(n) = tok.parse::<i64>() {
+        return Ok(Value::from(n));
+    }
+    if let Ok(b) = tok.parse::<bool>() {
+        return Ok(Value::Bool(b));
     }
     Err(TemplateError(format!(
         "template: :1: function \"{tok}\" not defined"
@@ -303,6 +311,14 @@ mod tests {
                 .render(&v)
                 .unwrap(),
             "b"
+        );
+        let list = json!({"Layers": ["sha256:a", "sha256:b"]});
+        assert_eq!(
+            Template::parse("{{index .Layers 1}}")
+                .unwrap()
+                .render(&list)
+                .unwrap(),
+            "sha256:b"
         );
         let t = Template::parse("table {{.ID}}\\t{{.Names}}").unwrap();
         assert_eq!(

@@ -11,7 +11,7 @@ mod progress;
 mod remote;
 mod term;
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -160,6 +160,9 @@ struct RunOpts {
     /// Set meta data on a container
     #[arg(short = 'l', long = "label")]
     label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    label_file: Vec<PathBuf>,
     /// Memory limit
     #[arg(short = 'm', long)]
     memory: Option<String>,
@@ -294,6 +297,9 @@ enum Cmd {
         /// Attach container's STDIN
         #[arg(short = 'i', long)]
         interactive: bool,
+        /// Override the key sequence for detaching a container
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -313,6 +319,9 @@ enum Cmd {
         /// Seconds to wait before killing the container
         #[arg(short = 't', long = "time", alias = "timeout")]
         time: Option<i64>,
+        /// Signal to send to the container (default: its stop signal)
+        #[arg(short = 's', long)]
+        signal: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -390,6 +399,9 @@ enum Cmd {
         /// Set environment variables
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
+        /// Read in a file of environment variables
+        #[arg(long = "env-file")]
+        env_file: Vec<PathBuf>,
         /// Give extended privileges to the command
         #[arg(long)]
         privileged: bool,
@@ -486,6 +498,9 @@ enum Cmd {
         /// Only show image IDs
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Format output using a custom template
+        #[arg(long)]
+        format: Option<String>,
         image: String,
     },
     /// Download an image from a registry
@@ -640,6 +655,9 @@ enum Cmd {
         /// Format output using a custom template
         #[arg(long)]
         format: Option<String>,
+        /// Do not truncate output
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
         containers: Vec<String>,
     },
     /// Log in to a registry (credentials go to config.json in --config, else ~/.docker)
@@ -689,10 +707,16 @@ enum Cmd {
         term: String,
     },
     /// Manage containers
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Also, as at the top level: attach, commit, cp, create, diff, exec, export, inspect,\nkill, logs, pause, port, rename, restart, rm, run, start, stats, stop, top, unpause,\nupdate, wait"
+    )]
     Container(ContainerCmd),
     /// Manage images
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Also, as at the top level: build, history, import, inspect, load, pull, push, rm\n(rmi), save, tag"
+    )]
     Image(ImageCmd),
     /// Print a shell completion script (bash, zsh, fish)
     Completion {
@@ -705,8 +729,8 @@ enum Cmd {
     /// Manage networks
     #[command(subcommand)]
     Network(NetworkCmd),
-    /// Manage longshore (df, prune; info and events as at the top level)
-    #[command(subcommand)]
+    /// Manage longshore
+    #[command(subcommand, after_help = "Also, as at the top level: events, info")]
     System(SystemCmd),
     /// Run the Engine API server (the docker CLI and SDKs drive it over a unix socket)
     Daemon {
@@ -837,6 +861,9 @@ enum VolumeCmd {
         /// Only display volume names
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Provide filter values (e.g. "dangling=true"; name, driver, label, dangling)
+        #[arg(short = 'f', long)]
+        filter: Vec<String>,
         /// Format output using a custom template
         #[arg(long)]
         format: Option<String>,
@@ -890,11 +917,7 @@ enum NetworkCmd {
     },
     /// List networks
     #[command(alias = "list")]
-    Ls {
-        /// Only display network names
-        #[arg(short = 'q', long)]
-        quiet: bool,
-    },
+    Ls(NetworkLsOpts),
     /// Display detailed information on one or more networks
     Inspect {
         /// Format output using a Go template
@@ -920,6 +943,12 @@ enum NetworkCmd {
         network: String,
         container: String,
     },
+    /// Remove all unused networks
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
     /// Disconnect a container from a network
     Disconnect {
         /// Force the container to disconnect from a network
@@ -928,6 +957,22 @@ enum NetworkCmd {
         network: String,
         container: String,
     },
+}
+
+#[derive(Args, Debug)]
+struct NetworkLsOpts {
+    /// Only display network IDs
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Provide filter values (e.g. "driver=bridge"; name, id, driver, scope, type)
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    format: Option<String>,
+    /// Do not truncate the output
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1071,7 +1116,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let mut cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse_from(group_verbs(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let code = match e.kind() {
@@ -1090,12 +1135,42 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let Some(cmd) = cli.cmd.take() else {
+    let Some(mut cmd) = cli.cmd.take() else {
         eprintln!(
             "Usage:  longshore [OPTIONS] COMMAND\n\nRun 'longshore --help' for more information"
         );
         return ExitCode::from(125);
     };
+    // docker's ps: a --format that names .Size asks for the sizes as -s does
+    if let Cmd::Ps(o) | Cmd::Container(ContainerCmd::Ls(o)) = &mut cmd
+        && o.format.as_deref().is_some_and(|f| f.contains(".Size"))
+    {
+        o.size = true;
+    }
+    // run/create --label-file: the files' labels come before the -l ones, as docker has them
+    if let Cmd::Run(o) | Cmd::Create(o) = &mut cmd {
+        let mut from_files = Vec::new();
+        for f in o.label_file.drain(..) {
+            match read_env_file(&f) {
+                Ok(labels) => from_files.extend(labels),
+                Err(e) => return finish(Err(e)),
+            }
+        }
+        from_files.append(&mut o.label);
+        o.label = from_files;
+    }
+    // exec --env-file: the files' variables come before the -e ones, as docker has them
+    if let Cmd::Exec { env, env_file, .. } = &mut cmd {
+        let mut from_files = Vec::new();
+        for f in env_file.drain(..) {
+            match read_env_file(&f) {
+                Ok(vars) => from_files.extend(vars),
+                Err(e) => return finish(Err(e)),
+            }
+        }
+        from_files.append(env);
+        *env = from_files;
+    }
     let config_dir = config_dir(cli.config.as_deref());
     // client mode: the commands go to a daemon (`daemon` and `completion` stay local)
     if !matches!(cmd, Cmd::Daemon { .. } | Cmd::Completion { .. }) {
@@ -1136,6 +1211,97 @@ fn main() -> ExitCode {
         config_dir.join("config.json"),
     ));
     finish(run(&cli.root, &opts, &config_dir, cmd))
+}
+
+/// docker's management-group verbs that are top-level commands here: (group, verb, the
+/// command line it stands for).
+const GROUP_VERBS: &[(&str, &str, &[&str])] = &[
+    ("container", "attach", &["attach"]),
+    ("container", "commit", &["commit"]),
+    ("container", "cp", &["cp"]),
+    ("container", "create", &["create"]),
+    ("container", "diff", &["diff"]),
+    ("container", "exec", &["exec"]),
+    ("container", "export", &["export"]),
+    ("container", "inspect", &["inspect", "--type", "container"]),
+    ("container", "kill", &["kill"]),
+    ("container", "logs", &["logs"]),
+    ("container", "pause", &["pause"]),
+    ("container", "port", &["port"]),
+    ("container", "rename", &["rename"]),
+    ("container", "restart", &["restart"]),
+    ("container", "rm", &["rm"]),
+    ("container", "run", &["run"]),
+    ("container", "start", &["start"]),
+    ("container", "stats", &["stats"]),
+    ("container", "stop", &["stop"]),
+    ("container", "top", &["top"]),
+    ("container", "unpause", &["unpause"]),
+    ("container", "update", &["update"]),
+    ("container", "wait", &["wait"]),
+    ("image", "build", &["build"]),
+    ("image", "history", &["history"]),
+    ("image", "import", &["import"]),
+    ("image", "inspect", &["inspect", "--type", "image"]),
+    ("image", "load", &["load"]),
+    ("image", "pull", &["pull"]),
+    ("image", "push", &["push"]),
+    ("image", "rm", &["rmi"]),
+    ("image", "remove", &["rmi"]),
+    ("image", "save", &["save"]),
+    ("image", "tag", &["tag"]),
+    ("system", "events", &["events"]),
+    ("system", "info", &["info"]),
+];
+
+/// [`GROUP_VERBS`] rewritten to their top-level commands before parsing (`container run`
+/// is `run`, `image rm` is `rmi`), so that each command has one definition.
+fn group_verbs(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    // the global options that take a value (`-H unix:///x container run ...`)
+    const WITH_VALUE: &[&str] = &[
+        "--root",
+        "-H",
+        "--host",
+        "--tlscacert",
+        "--tlscert",
+        "--tlskey",
+        "-l",
+        "--log-level",
+        "--config",
+        "--storage-driver",
+        "--bridge",
+        "--bip",
+        "--insecure-registry",
+    ];
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        if a == "--" || !a.starts_with('-') {
+            break;
+        }
+        i += if WITH_VALUE.contains(&a) { 2 } else { 1 };
+    }
+    let word = |k: usize| args.get(k).and_then(|a| a.to_str()).unwrap_or_default();
+    let Some((_, _, to)) = GROUP_VERBS
+        .iter()
+        .find(|(g, v, _)| *g == word(i) && *v == word(i + 1))
+    else {
+        return args;
+    };
+    args.splice(i..i + 2, to.iter().map(Into::into));
+    args
+}
+
+/// The command tree for the shell completions: the top level's, with [`GROUP_VERBS`] in
+/// their groups.
+fn completion_command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for (group, verb, to) in GROUP_VERBS {
+        if let Some(top) = cmd.find_subcommand(to[0]).cloned() {
+            cmd = cmd.mut_subcommand(group, |g| g.subcommand(top.name(verb)));
+        }
+    }
+    cmd
 }
 
 fn finish(res: Res<u8>) -> ExitCode {
@@ -1226,6 +1392,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         Cmd::Start {
             attach,
             interactive,
+            detach_keys,
             containers,
         } => {
             let e = engine()?;
@@ -1235,8 +1402,15 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 let tty = c.record.config.tty;
                 e.start_container(&id, &start_opts(true))?;
                 drop(e);
-                return term::attach_loop(&id, interactive, tty, true, None, root)
-                    .map_err(Into::into);
+                return term::attach_loop(
+                    &id,
+                    interactive,
+                    tty,
+                    true,
+                    detach_keys.as_deref(),
+                    root,
+                )
+                .map_err(Into::into);
             }
             let mut failed = false;
             for c in containers {
@@ -1263,9 +1437,14 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             o.signal = signal.clone();
             e.stop_container(c, &o)
         }),
-        Cmd::Restart { time, containers } => each(engine()?, containers, |e, c| {
+        Cmd::Restart {
+            time,
+            signal,
+            containers,
+        } => each(engine()?, containers, |e, c| {
             let mut o = StopOptions::default();
             o.timeout = time;
+            o.signal = signal.clone();
             e.restart_container(c, &o)
         }),
         Cmd::Kill { signal, containers } => each(engine()?, containers, |e, c| {
@@ -1314,58 +1493,23 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             volumes,
             force,
         }) => {
-            let mut what = vec![
-                "all stopped containers",
-                "all networks not used by at least one container",
-            ];
-            if volumes {
-                what.push("all anonymous volumes not used by at least one container");
-            }
-            what.push(if all {
-                "all images without at least one container associated to them"
-            } else {
-                "all dangling images"
-            });
-            let msg = format!(
-                "This will remove:\n{}",
-                what.iter()
-                    .map(|w| format!("  - {w}\n"))
-                    .collect::<String>()
-            );
-            if !confirm(force, msg.trim_end()) {
+            if !confirm(force, &system_prune_warning(all, volumes)) {
                 return Ok(0);
             }
+            // docker's order: containers, networks, volumes, images
             let e = engine()?;
-            let mut total = 0;
             let c = e.prune_containers()?;
-            total += c.space_reclaimed;
-            if !c.deleted.is_empty() {
-                println!("Deleted Containers:");
-                for d in &c.deleted {
-                    println!("{d}");
-                }
-                println!();
-            }
+            let mut total = c.space_reclaimed;
+            print_deleted("Deleted Containers:", &c.deleted);
+            print_deleted("Deleted Networks:", &e.prune_networks()?);
             if volumes {
                 let v = e.prune_volumes_report(false)?;
                 total += v.space_reclaimed;
-                if !v.deleted.is_empty() {
-                    println!("Deleted Volumes:");
-                    for d in &v.deleted {
-                        println!("{d}");
-                    }
-                    println!();
-                }
+                print_deleted("Deleted Volumes:", &v.deleted);
             }
             let i = e.prune_images(all)?;
             total += i.space_reclaimed;
-            if !i.deleted.is_empty() {
-                println!("Deleted Images:");
-                for d in &i.deleted {
-                    println!("{d}");
-                }
-                println!();
-            }
+            print_deleted("Deleted Images:", &i.deleted);
             println!("Total reclaimed space: {}", human_size(total));
             Ok(0)
         }
@@ -1448,6 +1592,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             user,
             workdir,
             env,
+            env_file: _,
             privileged,
             container,
             cmd,
@@ -1652,6 +1797,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         Cmd::History {
             no_trunc,
             quiet,
+            format,
             image,
         } => {
             let h = engine()?.image_history(&image)?;
@@ -1668,7 +1814,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                     comment: x.comment,
                 })
                 .collect();
-            print_history(rows, no_trunc, quiet)
+            print_history(rows, no_trunc, quiet, format)
         }
         Cmd::Pull { quiet, image } => {
             let e = engine()?;
@@ -1724,20 +1870,17 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 Some(p) => Box::new(std::fs::File::open(p)?),
                 None => Box::new(io::stdin()),
             };
-            let loaded = e
-                .graph()?
-                .load(r)
-                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
-            if !quiet {
-                for (id, tags) in loaded {
-                    if tags.is_empty() {
-                        println!("Loaded image ID: {id}");
-                    }
-                    for t in tags {
-                        println!("Loaded image: {t}");
-                    }
+            // docker's habit: per-layer progress on a terminal only, else just the result
+            let quiet = quiet || !io::stdout().is_terminal();
+            let display = std::sync::Mutex::new(progress::Display::new());
+            let report = |p: longshore_graph::LoadProgress<'_>| {
+                if !quiet {
+                    let mut d = display.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = d.show(&longshore_engine::load_message(&p));
                 }
-            }
+            };
+            let loaded = e.load_images(r, &report)?;
+            print_loaded(&loaded);
             Ok(0)
         }
         Cmd::Events {
@@ -1953,8 +2096,9 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             no_stream,
             all,
             format,
+            no_trunc,
             containers,
-        } => cmd_stats(&engine()?, no_stream, all, format, containers),
+        } => cmd_stats(&engine()?, no_stream, all, format, no_trunc, containers),
         Cmd::Login {
             username,
             password,
@@ -2061,19 +2205,39 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             e.registry_mirrors = engine.registry_mirror;
             e.log_level = engine.log_level;
             d.engine = e;
+            // as dockerd, the daemon reads no credential store: a request's X-Registry-Auth
+            // is all it uses, for that request only
+            let mut opts = opts.clone();
+            opts.client.credential_store = None;
             // as dockerd at boot, run_daemon restarts the containers whose restart policy
             // says so
-            longshore_engine::api::run_daemon(root, opts.clone(), &d)
+            longshore_engine::api::run_daemon(root, opts, &d)
                 .map(|()| 0)
                 .map_err(|e| fail(format!("longshore daemon: {e}")))
         }
         Cmd::Completion { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "longshore", &mut io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut completion_command(),
+                "longshore",
+                &mut io::stdout(),
+            );
             Ok(0)
         }
         Cmd::Volume(v) => cmd_volume(&engine()?, v),
         Cmd::Network(n) => cmd_network(&engine()?, n),
+    }
+}
+
+/// `load`'s result: docker's "Loaded image" lines.
+fn print_loaded(loaded: &[(String, Vec<String>)]) {
+    for (id, tags) in loaded {
+        if tags.is_empty() {
+            println!("Loaded image ID: {id}");
+        }
+        for t in tags {
+            println!("Loaded image: {t}");
+        }
     }
 }
 
@@ -2306,6 +2470,7 @@ fn ps_options(o: &PsOpts) -> Res<ListOptions> {
     lo.all = o.all;
     lo.limit = if o.latest { Some(1) } else { o.last };
     lo.filters = parse_filters(&o.filter)?;
+    lo.size = o.size && !o.quiet;
     Ok(lo)
 }
 
@@ -2323,29 +2488,11 @@ fn parse_filters(flags: &[String]) -> Res<Vec<(String, String)>> {
 
 fn cmd_ps(e: &Engine, o: PsOpts) -> Res<u8> {
     let list = e.list_containers(&ps_options(&o)?)?;
-    let sizes = if o.size && !o.quiet {
-        list.iter()
-            .map(|s| {
-                let rw = e
-                    .container(&s.id)
-                    .and_then(|c| e.container_size(&c))
-                    .unwrap_or(0);
-                let virt = e
-                    .graph()
-                    .ok()
-                    .and_then(|g| g.image(&s.image_id).ok())
-                    .map_or(0, |i| i.size);
-                (rw, virt)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    print_ps(&list, o, &sizes)
+    print_ps(&list, o)
 }
 
-/// `ps`'s output; `sizes` (rw, image) per row with `-s`.
-fn print_ps(list: &[longshore_engine::Summary], o: PsOpts, sizes: &[(u64, u64)]) -> Res<u8> {
+/// `ps`'s output (with `-s`, the rows' `size_rw` and `size_root_fs`).
+fn print_ps(list: &[longshore_engine::Summary], o: PsOpts) -> Res<u8> {
     if o.quiet {
         for s in list {
             println!(
@@ -2361,8 +2508,10 @@ fn print_ps(list: &[longshore_engine::Summary], o: PsOpts, sizes: &[(u64, u64)])
     }
     let mut rows: Vec<Value> = list.iter().map(|s| ps_row(s, o.no_trunc)).collect();
     if o.size {
-        for (row, (rw, virt)) in rows.iter_mut().zip(sizes) {
-            row["Size"] = format!("{} (virtual {})", human_size(*rw), human_size(rw + virt)).into();
+        for (row, s) in rows.iter_mut().zip(list) {
+            let rw = s.size_rw.unwrap_or(0).max(0) as u64;
+            let all = s.size_root_fs.unwrap_or(0).max(0) as u64;
+            row["Size"] = format!("{} (virtual {})", human_size(rw), human_size(all)).into();
         }
     }
     let fmt = o.format.unwrap_or_else(|| {
@@ -2460,6 +2609,7 @@ fn cmd_stats(
     no_stream: bool,
     all: bool,
     format: Option<String>,
+    no_trunc: bool,
     names: Vec<String>,
 ) -> Res<u8> {
     let ids: Vec<String> = if names.is_empty() {
@@ -2469,24 +2619,43 @@ fn cmd_stats(
     } else {
         names
     };
+    let sample = |id: &str| match e.container_stats(id) {
+        Ok(s) => Ok(Some(s)),
+        Err(Error::WrongState(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    };
+    print_stats(&sample, &ids, no_stream, format, no_trunc)
+}
+
+/// One container's `stats` sample (`None`: it is not running), from the engine or the
+/// daemon.
+type Sampler<'a> = dyn Fn(&str) -> Res<Option<longshore_engine::StatsSample>> + 'a;
+
+/// `stats`' table: CPU use from two samples of each container, then (unless
+/// `no_stream`) redrawn every second.
+fn print_stats(
+    sample: &Sampler<'_>,
+    ids: &[String],
+    no_stream: bool,
+    format: Option<String>,
+    no_trunc: bool,
+) -> Res<u8> {
+    let id_of = |id: &str| {
+        if no_trunc { id.to_string() } else { short(id) }
+    };
     let fmt = format.unwrap_or_else(|| {
         "table {{.Container}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}"
             .into()
     });
     let t = Template::parse(&fmt)?;
     let mut last: std::collections::HashMap<String, (u64, std::time::Instant)> = Default::default();
-    let first = |e: &Engine,
-                 last: &mut std::collections::HashMap<String, (u64, std::time::Instant)>|
+    let first = |last: &mut std::collections::HashMap<String, (u64, std::time::Instant)>|
      -> Res<Vec<Value>> {
         let mut rows = Vec::new();
-        for id in &ids {
-            let s = match e.container_stats(id) {
-                Ok(s) => s,
-                Err(Error::WrongState(_)) => {
-                    rows.push(json!({"Container": short(id), "ID": short(id), "Name": "--", "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%", "PIDs": "0"}));
-                    continue;
-                }
-                Err(err) => return Err(err.into()),
+        for id in ids {
+            let Some(s) = sample(id)? else {
+                rows.push(json!({"Container": id_of(id), "ID": id_of(id), "Name": "--", "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%", "PIDs": "0"}));
+                continue;
             };
             let now = std::time::Instant::now();
             let cpu = match last.get(id) {
@@ -2512,7 +2681,7 @@ fn cmd_stats(
                 s.memory_limit
             };
             rows.push(json!({
-                "Container": short(&s.id), "ID": short(&s.id), "Name": s.name,
+                "Container": id_of(&s.id), "ID": id_of(&s.id), "Name": s.name,
                 "CPUPerc": format!("{cpu:.2}%"),
                 "MemUsage": format!("{} / {}", human_binary(s.memory_usage), human_binary(limit)),
                 "MemPerc": format!("{:.2}%", if limit > 0 { s.memory_usage as f64 * 100.0 / limit as f64 } else { 0.0 }),
@@ -2522,14 +2691,14 @@ fn cmd_stats(
         Ok(rows)
     };
     // CPU use needs two samples: the first one primes the counters
-    first(e, &mut last)?;
+    first(&mut last)?;
     std::thread::sleep(std::time::Duration::from_millis(if no_stream {
         100
     } else {
         500
     }));
     loop {
-        let rows = first(e, &mut last)?;
+        let rows = first(&mut last)?;
         if !no_stream {
             print!("\x1b[2J\x1b[H");
         }
@@ -2785,18 +2954,60 @@ fn print_volumes(
     Ok(0)
 }
 
-/// `network ls`'s output: (ID, name, driver, scope) rows.
-fn print_networks(rows: Vec<Vec<String>>, quiet: bool) -> Res<u8> {
-    if quiet {
-        for r in rows {
-            println!("{}", r[1]);
+/// `network ls`'s output from (full ID, name, driver, scope) rows, filtered (name,
+/// id, driver, scope, type) and formatted as docker does.
+fn print_networks(rows: Vec<[String; 4]>, o: NetworkLsOpts) -> Res<u8> {
+    let filters = parse_filters(&o.filter)?;
+    for (k, _) in &filters {
+        if !matches!(k.as_str(), "name" | "id" | "driver" | "scope" | "type") {
+            return Err(fail(format!("invalid filter '{k}'")));
+        }
+    }
+    let builtin = |name: &str| matches!(name, "bridge" | "host" | "none");
+    let keep = |[id, name, driver, scope]: &[String; 4]| {
+        let ok = |key: &str, f: &dyn Fn(&str) -> bool| {
+            let vals: Vec<&String> = filters
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .collect();
+            vals.is_empty() || vals.iter().any(|v| f(v))
+        };
+        ok("name", &|v| name.contains(v))
+            && ok("id", &|v| !id.is_empty() && id.starts_with(v))
+            && ok("driver", &|v| driver == v)
+            && ok("scope", &|v| scope == v)
+            && ok("type", &|v| match v {
+                "builtin" => builtin(name),
+                "custom" => !builtin(name),
+                _ => false,
+            })
+    };
+    let rows: Vec<&[String; 4]> = rows.iter().filter(|r| keep(r)).collect();
+    if o.quiet {
+        for [id, ..] in rows {
+            println!("{}", if o.no_trunc { id.clone() } else { short(id) });
         }
         return Ok(0);
     }
-    print!(
-        "{}",
-        table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
-    );
+    let values: Vec<Value> = rows
+        .iter()
+        .map(|[id, name, driver, scope]| {
+            let id = if o.no_trunc { id.clone() } else { short(id) };
+            json!({"ID": id, "NetworkID": id, "Name": name, "Driver": driver, "Scope": scope,
+                   "IPv6": "false", "Internal": "false"})
+        })
+        .collect();
+    let fmt = o
+        .format
+        .unwrap_or_else(|| "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}".into());
+    // a table's ID column is headed NETWORK ID
+    let fmt = if fmt.starts_with("table") {
+        fmt.replace("{{.ID}}", "{{.NetworkID}}")
+    } else {
+        fmt
+    };
+    print!("{}", render_all(&Template::parse(&fmt)?, &values)?);
     Ok(0)
 }
 
@@ -2823,7 +3034,11 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
             println!("{}", v.name);
             Ok(0)
         }
-        VolumeCmd::Ls { quiet, format } => print_volumes(&e.volumes()?, quiet, format),
+        VolumeCmd::Ls {
+            quiet,
+            filter,
+            format,
+        } => print_volumes(&e.list_volumes(&parse_filters(&filter)?)?, quiet, format),
         VolumeCmd::Inspect { format, names } => {
             let mut out = Vec::new();
             for n in &names {
@@ -2908,32 +3123,23 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
             );
             Ok(0)
         }
-        NetworkCmd::Ls { quiet } => {
+        NetworkCmd::Ls(o) => {
             let nets = e.network()?.list_networks().map_err(net_err)?;
-            let mut rows: Vec<Vec<String>> = nets
+            let mut rows: Vec<[String; 4]> = nets
                 .iter()
                 .map(|n| {
-                    vec![
-                        short(&n.id),
+                    [
+                        n.id.clone(),
                         n.name.clone(),
                         "bridge".into(),
                         "local".into(),
                     ]
                 })
                 .collect();
-            rows.push(vec![
-                String::new(),
-                "host".into(),
-                "host".into(),
-                "local".into(),
-            ]);
-            rows.push(vec![
-                String::new(),
-                "none".into(),
-                "null".into(),
-                "local".into(),
-            ]);
-            print_networks(rows, quiet)
+            // the daemon's IDs of the two built-in networks are their names
+            rows.push(["host".into(), "host".into(), "host".into(), "local".into()]);
+            rows.push(["none".into(), "none".into(), "null".into(), "local".into()]);
+            print_networks(rows, o)
         }
         NetworkCmd::Inspect { format, names } => {
             let mut out = Vec::new();
@@ -2975,6 +3181,13 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
         } => {
             e.disconnect_network(&network, &container, force)
                 .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
+            Ok(0)
+        }
+        NetworkCmd::Prune { force } => {
+            if !confirm(force, NETWORK_PRUNE_WARNING) {
+                return Ok(0);
+            }
+            print_deleted("Deleted Networks:", &e.prune_networks()?);
             Ok(0)
         }
         NetworkCmd::Rm { names } => each_named(names, |n| {
@@ -3022,6 +3235,12 @@ fn print_prune(title: &str, rep: &longshore_engine::system::PruneReport) {
 
 /// [`print_prune`] from the list and the bytes.
 fn print_pruned(title: &str, deleted: &[String], space: u64) {
+    print_deleted(title, deleted);
+    println!("Total reclaimed space: {}", human_size(space));
+}
+
+/// `title`, what a prune deleted, one a line, and a blank line (nothing when none).
+fn print_deleted(title: &str, deleted: &[String]) {
     if !deleted.is_empty() {
         println!("{title}");
         for d in deleted {
@@ -3029,8 +3248,29 @@ fn print_pruned(title: &str, deleted: &[String], space: u64) {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(space));
 }
+
+/// `system prune`'s question.
+fn system_prune_warning(all: bool, volumes: bool) -> String {
+    let mut what = vec![
+        "all stopped containers",
+        "all networks not used by at least one container",
+    ];
+    if volumes {
+        what.push("all anonymous volumes not used by at least one container");
+    }
+    what.push(if all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    });
+    let list: String = what.iter().map(|w| format!("  - {w}\n")).collect();
+    format!("This will remove:\n{}", list.trim_end())
+}
+
+/// `network prune`'s question.
+const NETWORK_PRUNE_WARNING: &str =
+    "This will remove all custom networks not used by at least one container.";
 
 /// One layer of `history`.
 struct HistoryRow {
@@ -3042,7 +3282,12 @@ struct HistoryRow {
 }
 
 /// `history`'s output.
-fn print_history(rows: Vec<HistoryRow>, no_trunc: bool, quiet: bool) -> Res<u8> {
+fn print_history(
+    rows: Vec<HistoryRow>,
+    no_trunc: bool,
+    quiet: bool,
+    format: Option<String>,
+) -> Res<u8> {
     let id = |x: &HistoryRow| {
         x.id.as_deref()
             .map(|d| if no_trunc { d.to_string() } else { short(d) })
@@ -3052,6 +3297,33 @@ fn print_history(rows: Vec<HistoryRow>, no_trunc: bool, quiet: bool) -> Res<u8> 
         for x in &rows {
             println!("{}", id(x));
         }
+        return Ok(0);
+    }
+    if let Some(fmt) = format {
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|x| {
+                let created_at = x
+                    .created
+                    .map(|t| {
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+                        )
+                        .to_string()
+                    })
+                    .unwrap_or_default();
+                json!({"ID": id(x), "Image": id(x), "CreatedSince": x.created.map(ago_secs).unwrap_or_default(),
+                       "CreatedAt": created_at, "CreatedBy": x.created_by, "Size": human_size(x.size),
+                       "Comment": x.comment})
+            })
+            .collect();
+        // a table's ID column is headed IMAGE
+        let fmt = if fmt.starts_with("table") {
+            fmt.replace("{{.ID}}", "{{.Image}}")
+        } else {
+            fmt
+        };
+        print!("{}", render_all(&Template::parse(&fmt)?, &values)?);
         return Ok(0);
     }
     let cells: Vec<Vec<String>> = rows
@@ -3083,7 +3355,15 @@ fn print_history(rows: Vec<HistoryRow>, no_trunc: bool, quiet: bool) -> Res<u8> 
 
 /// `docker system df`.
 fn cmd_df(e: &Engine, verbose: bool, format: Option<String>) -> Res<u8> {
-    let du = e.disk_usage()?;
+    print_df(&e.disk_usage()?, verbose, format)
+}
+
+/// `system df`'s output, from the engine's disk usage or the daemon's `/system/df`.
+fn print_df(
+    du: &longshore_engine::system::DiskUsage,
+    verbose: bool,
+    format: Option<String>,
+) -> Res<u8> {
     let pct = |part: u64, whole: u64| match (part * 100).checked_div(whole) {
         None => "0B".to_string(),
         Some(p) => format!("{} ({p}%)", human_size(part)),

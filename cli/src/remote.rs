@@ -3,14 +3,15 @@
 //! same printing code as in process, so the output is the same either way. A command not
 //! wired here fails with "not supported against a daemon yet"; none runs in process.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientError, ReqBody, enc};
 use crate::{
-    Cmd, ContainerCmd, Failure, ImageCmd, NetworkCmd, Res, RunOpts, VolumeCmd, fail, progress,
+    Cmd, ContainerCmd, Failure, ImageCmd, NetworkCmd, Res, RunOpts, SystemCmd, VolumeCmd, fail,
+    progress,
 };
 
 impl From<ClientError> for Failure {
@@ -92,9 +93,6 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         }
         Cmd::Info { format } => crate::print_info(&c.get("/info")?, format),
         Cmd::Ps(o) | Cmd::Container(ContainerCmd::Ls(o)) => {
-            if o.size {
-                return Err(unsupported("ps --size"));
-            }
             let lo = crate::ps_options(&o)?;
             let path = format!(
                 "/containers/json{}",
@@ -102,11 +100,12 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                     ("all", flag(lo.all)),
                     ("limit", lo.limit.map(|n| n.to_string()).unwrap_or_default()),
                     ("filters", filters_json(&lo.filters)),
+                    ("size", flag(lo.size)),
                 ])
             );
             let list: Vec<longshore_engine::Summary> = serde_json::from_value(c.get(&path)?)
                 .map_err(|e| fail(format!("the daemon's container list: {e}")))?;
-            crate::print_ps(&list, o, &[])
+            crate::print_ps(&list, o)
         }
         Cmd::Images(o) | Cmd::Image(ImageCmd::Ls(o)) => {
             let filters = crate::images_filters(&o)?;
@@ -158,13 +157,23 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         Cmd::Start {
             attach,
             interactive,
+            detach_keys,
             containers,
         } => {
             if attach || interactive {
                 let v = c.get(&format!("/containers/{}/json", enc(&containers[0])))?;
                 let id = v["Id"].as_str().unwrap_or_default().to_string();
                 let tty = v["Config"]["Tty"].as_bool().unwrap_or(false);
-                return attached_start(c, &id, interactive, tty, true, None, "next-exit", true);
+                return attached_start(
+                    c,
+                    &id,
+                    interactive,
+                    tty,
+                    true,
+                    detach_keys.as_deref(),
+                    "next-exit",
+                    true,
+                );
             }
             each(containers, |n| {
                 c.post(&format!("/containers/{}/start", enc(n))).map(|_| ())
@@ -189,8 +198,15 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             c.post(&format!("/containers/{}/stop{q}", enc(n)))
                 .map(|_| ())
         }),
-        Cmd::Restart { time, containers } => each(containers, |n| {
-            let q = query(&[("t", time.map(|t| t.to_string()).unwrap_or_default())]);
+        Cmd::Restart {
+            time,
+            signal,
+            containers,
+        } => each(containers, |n| {
+            let q = query(&[
+                ("t", time.map(|t| t.to_string()).unwrap_or_default()),
+                ("signal", signal.clone().unwrap_or_default()),
+            ]);
             c.post(&format!("/containers/{}/restart{q}", enc(n)))
                 .map(|_| ())
         }),
@@ -287,6 +303,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             user,
             workdir,
             env,
+            env_file: _,
             privileged,
             container,
             cmd,
@@ -463,13 +480,15 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 Some(p) => Box::new(std::fs::File::open(p)?),
                 None => Box::new(io::stdin()),
             };
+            // docker's habit: per-layer progress on a terminal only, else just the result
+            let quiet = quiet || !io::stdout().is_terminal();
             let r = c.request(
                 "POST",
                 &format!("/images/load{}", query(&[("quiet", flag(quiet))])),
                 ReqBody::Stream(&mut src, "application/x-tar"),
                 &[],
             )?;
-            messages(r, quiet).map(|_| 0)
+            messages(r, false).map(|_| 0)
         }
         Cmd::Import {
             change,
@@ -678,6 +697,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         Cmd::History {
             no_trunc,
             quiet,
+            format,
             image,
         } => {
             let v = c.get(&format!("/images/{image}/history"))?;
@@ -696,7 +716,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                     comment: x["Comment"].as_str().unwrap_or_default().to_string(),
                 })
                 .collect();
-            crate::print_history(rows, no_trunc, quiet)
+            crate::print_history(rows, no_trunc, quiet, format)
         }
         Cmd::Update {
             memory,
@@ -766,7 +786,51 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 context,
             },
         ),
-        Cmd::Stats { .. } => Err(unsupported("stats")),
+        Cmd::Stats {
+            no_stream,
+            all,
+            format,
+            no_trunc,
+            containers,
+        } => {
+            let ids: Vec<String> = if containers.is_empty() {
+                let list = c.get(&format!("/containers/json{}", query(&[("all", flag(all))])))?;
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x["Id"].as_str().map(String::from))
+                    .collect()
+            } else {
+                containers
+            };
+            // one sample at a time (one-shot): the CPU use is worked out from two of
+            // them as in process
+            let sample = |id: &str| -> Res<Option<longshore_engine::StatsSample>> {
+                let v = match c.get(&format!(
+                    "/containers/{}/stats?stream=0&one-shot=1",
+                    enc(id)
+                )) {
+                    Ok(v) => v,
+                    Err(e) if e.status == 409 => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok(Some(longshore_engine::StatsSample {
+                    id: v["id"].as_str().unwrap_or(id).to_string(),
+                    name: v["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    cpu_usage_ns: v["cpu_stats"]["cpu_usage"]["total_usage"]
+                        .as_u64()
+                        .unwrap_or(0),
+                    memory_usage: v["memory_stats"]["usage"].as_u64().unwrap_or(0),
+                    memory_limit: v["memory_stats"]["limit"].as_u64().unwrap_or(0),
+                    pids: v["pids_stats"]["current"].as_u64().unwrap_or(0),
+                }))
+            };
+            crate::print_stats(&sample, &ids, no_stream, format, no_trunc)
+        }
         Cmd::Container(ContainerCmd::Prune { force }) => {
             if !crate::confirm(force, "This will remove all stopped containers.") {
                 return Ok(0);
@@ -788,37 +852,112 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             if !crate::confirm(force, msg) {
                 return Ok(0);
             }
-            let q = if all {
-                query(&[(
-                    "filters",
-                    filters_json(&[("dangling".into(), "false".into())]),
-                )])
-            } else {
-                String::new()
-            };
-            let v = c.post(&format!("/images/prune{q}"))?;
-            let deleted: Vec<String> = v["ImagesDeleted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| {
-                    x["Untagged"]
-                        .as_str()
-                        .map(|t| format!("untagged: {t}"))
-                        .or_else(|| x["Deleted"].as_str().map(|d| format!("deleted: {d}")))
-                })
-                .collect();
-            crate::print_pruned(
-                "Deleted Images:",
-                &deleted,
-                v["SpaceReclaimed"].as_u64().unwrap_or(0),
-            );
+            let (deleted, space) = prune_images(c, all)?;
+            crate::print_pruned("Deleted Images:", &deleted, space);
             Ok(0)
         }
-        Cmd::System(_) => Err(unsupported("system")),
+        Cmd::System(SystemCmd::Df { verbose, format }) => {
+            crate::print_df(&disk_usage(&c.get("/system/df")?), verbose, format)
+        }
+        Cmd::System(SystemCmd::Prune {
+            all,
+            volumes,
+            force,
+        }) => {
+            if !crate::confirm(force, &crate::system_prune_warning(all, volumes)) {
+                return Ok(0);
+            }
+            // docker's order: containers, networks, volumes, images
+            let v = c.post("/containers/prune")?;
+            let mut total = v["SpaceReclaimed"].as_u64().unwrap_or(0);
+            crate::print_deleted("Deleted Containers:", &strings(&v["ContainersDeleted"]));
+            let v = c.post("/networks/prune")?;
+            crate::print_deleted("Deleted Networks:", &strings(&v["NetworksDeleted"]));
+            if volumes {
+                let v = c.post("/volumes/prune")?;
+                total += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+                crate::print_deleted("Deleted Volumes:", &strings(&v["VolumesDeleted"]));
+            }
+            let (deleted, space) = prune_images(c, all)?;
+            total += space;
+            crate::print_deleted("Deleted Images:", &deleted);
+            println!("Total reclaimed space: {}", crate::human_size(total));
+            Ok(0)
+        }
         Cmd::Daemon { .. } | Cmd::Completion { .. } => Err(fail(
             "daemon and completion run locally, not against a daemon",
         )),
+    }
+}
+
+/// `POST /images/prune` (every unused image with `all`): docker's lines
+/// (`untagged: x`, `deleted: sha256:...`) and the bytes freed.
+fn prune_images(c: &Client, all: bool) -> Res<(Vec<String>, u64)> {
+    let q = if all {
+        query(&[(
+            "filters",
+            filters_json(&[("dangling".into(), "false".into())]),
+        )])
+    } else {
+        String::new()
+    };
+    let v = c.post(&format!("/images/prune{q}"))?;
+    let deleted: Vec<String> = v["ImagesDeleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| {
+            x["Untagged"]
+                .as_str()
+                .map(|t| format!("untagged: {t}"))
+                .or_else(|| x["Deleted"].as_str().map(|d| format!("deleted: {d}")))
+        })
+        .collect();
+    Ok((deleted, v["SpaceReclaimed"].as_u64().unwrap_or(0)))
+}
+
+/// The engine's disk usage read back from `GET /system/df`.
+fn disk_usage(v: &Value) -> longshore_engine::system::DiskUsage {
+    use longshore_engine::system::{ContainerUsage, DiskUsage, ImageUsage, VolumeUsage};
+    let u = |x: &Value| x.as_u64().unwrap_or(0);
+    let i = |x: &Value| x.as_i64().unwrap_or(0);
+    let s = |x: &Value| x.as_str().unwrap_or_default().to_string();
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    DiskUsage {
+        layers_size: u(&v["LayersSize"]),
+        images: list("Images")
+            .iter()
+            .map(|x| ImageUsage {
+                id: s(&x["Id"]),
+                repo_tags: strings(&x["RepoTags"]),
+                created: i(&x["Created"]),
+                size: u(&x["Size"]),
+                shared_size: u(&x["SharedSize"]),
+                containers: i(&x["Containers"]),
+            })
+            .collect(),
+        containers: list("Containers")
+            .iter()
+            .map(|x| ContainerUsage {
+                id: s(&x["Id"]),
+                names: strings(&x["Names"]),
+                image: s(&x["Image"]),
+                command: s(&x["Command"]),
+                state: s(&x["State"]),
+                status: s(&x["Status"]),
+                size_rw: u(&x["SizeRw"]),
+                local_volumes: i(&x["LocalVolumes"]),
+                created: i(&x["Created"]),
+            })
+            .collect(),
+        volumes: list("Volumes")
+            .iter()
+            .map(|x| VolumeUsage {
+                name: s(&x["Name"]),
+                ref_count: i(&x["UsageData"]["RefCount"]),
+                size: u(&x["UsageData"]["Size"]),
+            })
+            .collect(),
     }
 }
 
@@ -1554,8 +1693,16 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
             println!("{}", v["Name"].as_str().unwrap_or_default());
             Ok(0)
         }
-        VolumeCmd::Ls { quiet, format } => {
-            let v = c.get("/volumes")?;
+        VolumeCmd::Ls {
+            quiet,
+            filter,
+            format,
+        } => {
+            let filters = crate::parse_filters(&filter)?;
+            let v = c.get(&format!(
+                "/volumes{}",
+                query(&[("filters", filters_json(&filters))])
+            ))?;
             let vols: Vec<longshore_engine::Volume> =
                 serde_json::from_value(v["Volumes"].clone()).unwrap_or_default();
             crate::print_volumes(&vols, quiet, format)
@@ -1645,18 +1792,18 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             );
             Ok(0)
         }
-        NetworkCmd::Ls { quiet } => {
+        NetworkCmd::Ls(o) => {
             let v = c.get("/networks")?;
-            let rows: Vec<Vec<String>> = v
+            let rows: Vec<[String; 4]> = v
                 .as_array()
                 .into_iter()
                 .flatten()
                 .map(|n| {
                     let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
-                    vec![crate::short(&s("Id")), s("Name"), s("Driver"), s("Scope")]
+                    [s("Id"), s("Name"), s("Driver"), s("Scope")]
                 })
                 .collect();
-            crate::print_networks(rows, quiet)
+            crate::print_networks(rows, o)
         }
         NetworkCmd::Inspect { format, names } => {
             let mut out = Vec::new();
@@ -1664,6 +1811,14 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
                 out.push(c.get(&format!("/networks/{}", enc(n)))?);
             }
             crate::print_json_or_template(&out, format)
+        }
+        NetworkCmd::Prune { force } => {
+            if !crate::confirm(force, crate::NETWORK_PRUNE_WARNING) {
+                return Ok(0);
+            }
+            let v = c.post("/networks/prune")?;
+            crate::print_deleted("Deleted Networks:", &strings(&v["NetworksDeleted"]));
+            Ok(0)
         }
         NetworkCmd::Rm { names } => each(names, |n| {
             c.request(

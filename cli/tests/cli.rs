@@ -573,6 +573,108 @@ fn run_it_under_a_pseudo_terminal() {
 }
 
 #[test]
+fn load_shows_layer_progress_on_a_terminal_both_ways() {
+    require_root!();
+    let env = Env::new();
+    let d = Daemon::start(&env);
+    let saved = env.data().join("busybox.tar");
+    env.ok(&["save", "-o", saved.to_str().unwrap(), "busybox"]);
+    let layer = env.ok(&["inspect", "-f", "{{index .RootFS.Layers 0}}", "busybox"]);
+    let short = &layer.trim().trim_start_matches("sha256:")[..12];
+    let saved = saved.to_str().unwrap();
+    for host in [None, Some(d.host.as_str())] {
+        let tag = if host.is_some() {
+            "remote"
+        } else {
+            "in process"
+        };
+        // not on a terminal: docker's lines only, no progress
+        env.ok(&["rmi", "busybox"]);
+        assert_eq!(
+            env.ok(&maybe_remote(host, &["load", "-i", saved])),
+            "Loaded image: busybox:latest\n",
+            "{tag}"
+        );
+        // on a terminal (150 columns): the layer's line redrawn with a bar, then the result
+        env.ok(&["rmi", "busybox"]);
+        let remote = host.map(|h| format!("-H {h} ")).unwrap_or_default();
+        let cmd = format!("stty rows 40 cols 150; {BIN} {remote}load -i {saved}");
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("LONGSHORE_ROOT", env.data())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert!(out.status.success(), "{tag}: {text}{}", stderr(&out));
+        let line = format!("{short}: Loading layer [");
+        assert!(
+            text.matches(&line).count() >= 3,
+            "{tag}: the line drawn at 0, on the way (512 KiB steps) and at the end: {text:?}"
+        );
+        assert!(
+            text.contains("\x1b[2K\r"),
+            "{tag}: redrawn in place: {text:?}"
+        );
+        assert!(
+            text.contains(&format!("{line}>{}]", " ".repeat(50))),
+            "{tag}: an empty bar first: {text:?}"
+        );
+        let done = format!("{line}{}>] ", "=".repeat(50));
+        let at = text
+            .find(&done)
+            .unwrap_or_else(|| panic!("{tag}: a full bar: {text:?}"));
+        // the end shows the layer's whole size twice: N/N
+        let sizes = text[at + done.len()..].split('\r').next().unwrap().trim();
+        let (a, b) = sizes.split_once('/').unwrap();
+        assert!(a == b && b.ends_with("MB"), "{tag}: {sizes:?}");
+        assert!(
+            text.trim_end().ends_with("Loaded image: busybox:latest"),
+            "{tag}: {text:?}"
+        );
+        // -q on a terminal: no progress
+        env.ok(&["rmi", "busybox"]);
+        let cmd = format!("{BIN} {remote}load -q -i {saved}");
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("LONGSHORE_ROOT", env.data())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&out),
+            "Loaded image: busybox:latest\r\n",
+            "{tag} -q: {}",
+            stderr(&out)
+        );
+        // a layer the store has is not loaded again, so shows no progress
+        let cmd = format!("stty rows 40 cols 150; {BIN} {remote}load -i {saved}");
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("LONGSHORE_ROOT", env.data())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&out),
+            "Loaded image: busybox:latest\r\n",
+            "{tag}: {}",
+            stderr(&out)
+        );
+    }
+    // a bad archive: the same error either way, nothing loaded
+    let bad = env.data().join("bad.tar");
+    std::fs::write(&bad, b"not a tar at all").unwrap();
+    let out = env.run(&["load", "-i", bad.to_str().unwrap()]);
+    let out_r = env.run(&["-H", &d.host, "load", "-i", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (out_r.status.code(), stderr(&out_r))
+    );
+}
+
+#[test]
 fn volumes_named_bind_and_in_use() {
     require_root!();
     let env = Env::new();
@@ -1179,6 +1281,10 @@ fn health_checks_run_in_the_container_and_show_in_ps_inspect_and_events() {
     ]);
     let id = id.trim();
     let status = || env.ok(&["inspect", "--format", "{{.State.Health.Status}}", "hc"]);
+    // State.Health is there from the start, as docker's (it was missing until the prober's
+    // first write, which made this test fail now and then under load)
+    let first = status();
+    assert!(matches!(first.trim(), "starting" | "unhealthy"), "{first}");
     wait_for("unhealthy", || status().trim() == "unhealthy");
     let ps = env.ok(&[
         "ps",
@@ -2156,9 +2262,97 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
         &["rmi", "nosuch"],
         &["ps", "--format", "{{.Nope}}"],
         &["ps", "-f", "bad"],
+        // sizes, disk usage and stats come from the daemon as from the engine
+        &["ps", "-s"],
+        &["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"],
+        &["ps", "-a", "-s", "-q"],
+        &["ps", "-a", "--format", "{{.Names}}: {{.Size}}"],
+        &["system", "df"],
+        &["system", "df", "-v"],
+        &["system", "df", "--format", "{{json .}}"],
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.ID}} {{.PIDs}}",
+        ],
+        &[
+            "stats",
+            "--no-stream",
+            "-a",
+            "--format",
+            "{{.Container}} {{.Name}}",
+        ],
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}}",
+            "cm-web",
+            "cm-created",
+        ],
+        &["stats", "--no-stream", "nosuch"],
     ] {
         same(&env, &d, args);
     }
+    // what the daemon's ps -s, df and stats say, not only that both say the same
+    let sizes = env.ok(&[
+        "-H",
+        &d.host,
+        "ps",
+        "-a",
+        "-s",
+        "--format",
+        "{{.Names}} {{.Size}}",
+    ]);
+    assert!(sizes.contains("cm-web 0B (virtual "), "{sizes}");
+    assert!(!sizes.contains("virtual 0B"), "{sizes}");
+    // a format naming .Size gets the sizes without -s, as docker's ps
+    let sizes = env.ok(&[
+        "-H",
+        &d.host,
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}: {{.Size}}",
+    ]);
+    assert!(sizes.contains("cm-web: 0B (virtual "), "{sizes}");
+    let df = env.ok(&["-H", &d.host, "system", "df"]);
+    assert!(df.starts_with("TYPE "), "{df}");
+    assert!(
+        df.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("Containers      2         1"),
+        "{df}"
+    );
+    let stats = env.ok(&["-H", &d.host, "stats", "--no-stream", "cm-web"]);
+    let mut l = stats.lines();
+    assert_eq!(
+        l.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        [
+            "CONTAINER",
+            "ID",
+            "NAME",
+            "CPU",
+            "%",
+            "MEM",
+            "USAGE",
+            "/",
+            "LIMIT",
+            "MEM",
+            "%",
+            "PIDS"
+        ],
+        "{stats}"
+    );
+    let row: Vec<&str> = l.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[7]),
+        (&id[..12], "cm-web", "1"),
+        "{stats}"
+    );
+    assert!(row[2].ends_with('%') && row[3].ends_with('B'), "{stats}");
     let out = same(
         &env,
         &d,
@@ -2374,6 +2568,476 @@ fn client_mode_gives_the_same_output_and_exit_codes_as_in_process() {
     assert!(out.ends_with("Total reclaimed space: 0B\n"), "{out}");
 }
 
+/// `text` with IDs (runs of 12 or more hex digits) as `<id>`.
+fn idless(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\n')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        if run.len() >= 12 {
+            out.push_str("<id>");
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+#[test]
+fn client_mode_prunes_as_in_process() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let mut outputs = Vec::new();
+    for remote in [false, true] {
+        let ok = |args: &[&str]| {
+            let out = either(&env, &d, remote, args);
+            assert!(
+                out.status.success(),
+                "remote={remote} {args:?}: {}",
+                stderr(&out)
+            );
+            stdout(&out)
+        };
+        // a stopped container with a file, a network no container uses, an anonymous
+        // volume, a dangling image (its tag taken by a commit)
+        ok(&[
+            "run",
+            "--name",
+            "pr-c",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo data > /file",
+        ]);
+        ok(&["commit", "pr-c", "pr-img:1"]);
+        ok(&["commit", "pr-c", "pr-img:1"]);
+        ok(&[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.bridge.name=lspr0",
+            "--subnet",
+            "10.251.9.0/24",
+            "pr-net",
+        ]);
+        ok(&["volume", "create"]);
+        ok(&["volume", "create", "pr-named"]);
+        // the question, and no without a yes
+        let mut c = env.command(&if remote {
+            vec!["-H", d.host.as_str(), "system", "prune"]
+        } else {
+            vec!["system", "prune"]
+        });
+        let out = c.stdin(std::process::Stdio::null()).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            stderr(&out),
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - all dangling images\nAre you sure you want to continue? [y/N] "
+        );
+        assert_eq!(ok(&["ps", "-aq"]).lines().count(), 1, "remote={remote}");
+        let out = ok(&["system", "prune", "-f", "--volumes"]);
+        let sections: Vec<&str> = out.lines().filter(|l| l.starts_with("Deleted")).collect();
+        assert_eq!(
+            sections,
+            [
+                "Deleted Containers:",
+                "Deleted Networks:",
+                "Deleted Volumes:",
+                "Deleted Images:"
+            ],
+            "remote={remote}: {out}"
+        );
+        assert!(out.contains("Deleted Networks:\npr-net\n\n"), "{out}");
+        assert!(out.contains("\ndeleted: sha256:"), "{out}");
+        assert!(
+            out.contains("\n\nTotal reclaimed space: ") && !out.contains("space: 0B"),
+            "remote={remote}: {out}"
+        );
+        outputs.push(idless(&out));
+        assert_eq!(ok(&["ps", "-aq"]), "");
+        assert!(!ok(&["network", "ls"]).contains("pr-net"));
+        assert_eq!(ok(&["volume", "ls", "-q"]), "pr-named\n");
+        // network prune alone, and nothing left to prune
+        ok(&[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.bridge.name=lspr0",
+            "--subnet",
+            "10.251.9.0/24",
+            "pr-net2",
+        ]);
+        assert_eq!(
+            ok(&["network", "prune", "-f"]),
+            "Deleted Networks:\npr-net2\n\n"
+        );
+        assert_eq!(ok(&["network", "prune", "-f"]), "");
+        ok(&["volume", "rm", "pr-named"]);
+        ok(&["rmi", "pr-img:1"]);
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "in process (left), through the daemon (right)"
+    );
+}
+
+#[test]
+fn group_verbs_listing_formats_and_filters_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let h = d.host.as_str();
+    // docker's management-group verbs, in process and through the daemon
+    for remote in [false, true] {
+        let ok = |args: &[&str]| {
+            let out = either(&env, &d, remote, args);
+            assert!(
+                out.status.success(),
+                "remote={remote} {args:?}: {}",
+                stderr(&out)
+            );
+            stdout(&out)
+        };
+        let out = ok(&[
+            "container",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "echo",
+            "grouped",
+        ]);
+        assert_eq!(out, "grouped\n");
+        ok(&[
+            "container",
+            "create",
+            "--name",
+            "gv-c",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(
+            ok(&["container", "inspect", "-f", "{{.Name}}", "gv-c"]),
+            "/gv-c\n"
+        );
+        assert!(ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]).starts_with("sha256:"));
+        let out = either(&env, &d, remote, &["container", "inspect", "busybox"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "remote={remote}: an image is no container"
+        );
+        ok(&["image", "tag", "busybox", "gv-img:1"]);
+        assert_eq!(ok(&["image", "rm", "gv-img:1"]), "Untagged: gv-img:1\n");
+        assert!(ok(&["image", "history", "-q", "busybox"]).lines().count() >= 1);
+        assert!(
+            !ok(&["system", "info", "--format", "{{.Driver}}"])
+                .trim()
+                .is_empty()
+        );
+        assert_eq!(ok(&["container", "rm", "gv-c"]), "gv-c\n");
+        // the global options before the group are kept
+        let mut c = env.command(&["--log-level", "error", "container", "ls", "-aq"]);
+        assert!(c.output().unwrap().status.success());
+    }
+    let help = env.ok(&["container", "--help"]);
+    assert!(help.contains("Also, as at the top level: attach"), "{help}");
+    // and the shell completions know them
+    let bash = env.ok(&["completion", "bash"]);
+    assert!(
+        bash.contains("longshore__subcmd__container,run)"),
+        "bash completion"
+    );
+    assert!(
+        bash.contains("longshore__subcmd__image,rm)"),
+        "bash completion"
+    );
+    let zsh = env.ok(&["completion", "zsh"]);
+    let container_cmds = zsh
+        .split("_longshore__subcmd__container_commands() {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .unwrap_or_default();
+    assert!(
+        container_cmds.contains("'run:Create and run a new container from an image'"),
+        "zsh completion: {container_cmds}"
+    );
+    // a container, volumes and a network to list
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gv-run",
+        "--network",
+        "none",
+        "-v",
+        "gv-used:/data",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    env.ok(&["volume", "create", "-l", "a=b", "gv-vol"]);
+    env.ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.name=lsgv0",
+        "--subnet",
+        "10.251.11.0/24",
+        "gv-net",
+    ]);
+    let envfile = env.data().join("exec.env");
+    std::fs::write(&envfile, "A=from-file\n# a comment\nB=2\n").unwrap();
+    let envfile = envfile.to_str().unwrap();
+    let labelfile = env.data().join("labels");
+    std::fs::write(&labelfile, "from=file\n# a comment\nk=file\n").unwrap();
+    let labelfile = labelfile.to_str().unwrap();
+    for remote in [false, true] {
+        let out = either(
+            &env,
+            &d,
+            remote,
+            &[
+                "create",
+                "--name",
+                "gv-l",
+                "--label-file",
+                labelfile,
+                "-l",
+                "k=flag",
+                "--network",
+                "none",
+                "busybox",
+                "true",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            env.ok(&["inspect", "-f", "{{json .Config.Labels}}", "gv-l"]),
+            "{\"from\":\"file\",\"k\":\"flag\"}\n",
+            "remote={remote}"
+        );
+        env.ok(&["rm", "gv-l"]);
+    }
+    for args in [
+        &["network", "ls"][..],
+        &[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ],
+        &["network", "ls", "--format", "table {{.ID}}\t{{.Name}}"],
+        &["network", "ls", "-f", "name=gv", "--format", "{{.Name}}"],
+        &["network", "ls", "-f", "type=custom", "-q"],
+        &["network", "ls", "-f", "driver=null", "-q"],
+        &[
+            "network",
+            "ls",
+            "--no-trunc",
+            "-f",
+            "name=gv-net",
+            "--format",
+            "{{.ID}}",
+        ],
+        &["network", "ls", "-f", "bogus=1"],
+        &[
+            "history",
+            "--format",
+            "{{.ID}}|{{.CreatedBy}}|{{.Size}}",
+            "busybox",
+        ],
+        &["history", "--format", "table {{.ID}}\t{{.Size}}", "busybox"],
+        &["history", "--format", "{{.Nope}}", "busybox"],
+        &["volume", "ls", "-f", "name=gv-", "-q"],
+        &["volume", "ls", "-f", "dangling=true", "-q"],
+        &[
+            "volume",
+            "ls",
+            "-f",
+            "dangling=false",
+            "--format",
+            "{{.Name}}",
+        ],
+        &["volume", "ls", "-f", "label=a=b"],
+        &["volume", "ls", "-f", "bogus=1"],
+        &[
+            "stats",
+            "--no-stream",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Name}}",
+            "gv-run",
+        ],
+        &[
+            "exec",
+            "--env-file",
+            envfile,
+            "-e",
+            "B=3",
+            "gv-run",
+            "sh",
+            "-c",
+            "echo $A $B",
+        ],
+    ] {
+        same(&env, &d, args);
+    }
+    // stats without --no-stream: the table redrawn every second, both ways (read until
+    // the second drawing, then stopped)
+    for remote in [false, true] {
+        let mut args = vec!["stats", "--format", "{{.Name}} {{.PIDs}}", "gv-run"];
+        if remote {
+            args.splice(0..0, ["-H", h]);
+        }
+        let mut child = env
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while String::from_utf8_lossy(&seen).matches("\x1b[2J").count() < 2 {
+            let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+            assert!(
+                n > 0,
+                "remote={remote}: stats ended: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = String::from_utf8_lossy(&seen);
+        assert!(
+            text.matches("\x1b[2J\x1b[Hgv-run 1\n").count() >= 1,
+            "remote={remote}: {text:?}"
+        );
+    }
+    // restart -s: the signal reaches the container's trap, both ways
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gv-sig",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 0' USR1; echo up; while true; do sleep 0.1; done",
+    ]);
+    for (i, remote) in [false, true].into_iter().enumerate() {
+        wait_for("the trap", || {
+            env.ok(&["logs", "gv-sig"]).matches("up").count() == i + 1
+        });
+        let out = either(
+            &env,
+            &d,
+            remote,
+            &["restart", "-s", "USR1", "-t", "20", "gv-sig"],
+        );
+        assert_eq!(
+            stdout(&out),
+            "gv-sig\n",
+            "remote={remote}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            env.ok(&["logs", "gv-sig"]).matches("got-usr1").count(),
+            i + 1,
+            "remote={remote}"
+        );
+    }
+    env.ok(&["rm", "-f", "gv-sig"]);
+    // and what they say
+    let run = |args: &[&str]| env.ok(&maybe_remote(Some(h), args));
+    assert_eq!(
+        run(&["network", "ls", "-f", "name=gv", "--format", "{{.Name}}"]),
+        "gv-net\n"
+    );
+    // -q: the IDs, as docker's (host and none have their names as IDs)
+    let net_id = run(&["network", "inspect", "-f", "{{.Id}}", "gv-net"]);
+    assert_eq!(
+        run(&["network", "ls", "-f", "type=custom", "-q"]),
+        format!("{}\n", &net_id[..12])
+    );
+    assert_eq!(run(&["network", "ls", "-f", "driver=null", "-q"]), "none\n");
+    let full = run(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "-f",
+        "name=gv-net",
+        "--format",
+        "{{.ID}}",
+    ]);
+    assert_eq!(full, net_id);
+    assert!(full.trim().len() > 12, "{full}");
+    let t = run(&["network", "ls", "--format", "table {{.ID}}\t{{.Name}}"]);
+    assert!(t.starts_with("NETWORK ID     NAME\n"), "{t}");
+    let out = env.run(&["network", "ls", "-f", "bogus=1"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("invalid filter 'bogus'"),
+        "{}",
+        stderr(&out)
+    );
+    let t = run(&["history", "--format", "table {{.ID}}\t{{.Size}}", "busybox"]);
+    assert!(t.starts_with("IMAGE          SIZE\n"), "{t}");
+    let hist = run(&["history", "--format", "{{.ID}}|{{.CreatedBy}}", "busybox"]);
+    assert!(hist.lines().all(|l| l.split('|').count() == 2), "{hist}");
+    assert_eq!(
+        run(&["volume", "ls", "-f", "name=gv-", "-q"]),
+        "gv-used\ngv-vol\n"
+    );
+    assert_eq!(
+        run(&["volume", "ls", "-f", "dangling=true", "-q"]),
+        "gv-vol\n"
+    );
+    assert_eq!(
+        run(&["volume", "ls", "-f", "label=a=b", "--format", "{{.Name}}"]),
+        "gv-vol\n"
+    );
+    let st = run(&[
+        "stats",
+        "--no-stream",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}",
+        "gv-run",
+    ]);
+    assert_eq!(st.trim().len(), 64, "{st}");
+    assert_eq!(
+        run(&[
+            "exec",
+            "--env-file",
+            envfile,
+            "-e",
+            "B=3",
+            "gv-run",
+            "sh",
+            "-c",
+            "echo $A $B"
+        ]),
+        "from-file 3\n"
+    );
+    env.ok(&["network", "rm", "gv-net"]);
+}
+
 fn now_secs() -> String {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -2408,21 +3072,24 @@ fn client_mode_refuses_what_it_cannot_do_and_runs_nothing_in_process() {
         "true",
     ]);
     let before = env.ok(&["images", "-q"]);
-    for args in [
-        &["stats", "--no-stream"][..],
-        &["system", "df"],
-        &["ps", "-s"],
-    ] {
-        let mut a = vec!["-H", d.host.as_str()];
-        a.extend_from_slice(args);
-        let out = env.run(&a);
-        assert_eq!(out.status.code(), Some(125), "{args:?}");
-        assert!(
-            stderr(&out).contains("not supported against a daemon yet"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    // (stats, system df and prune, ps -s work through the daemon since session 6)
+    let out = env.run(&[
+        "-H",
+        d.host.as_str(),
+        "run",
+        "--lxc-conf",
+        "lxc.x=1",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("not supported against a daemon yet"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(env.ok(&["images", "-q"]), before);
     assert_eq!(env.ok(&["ps", "-aq"]).lines().count(), 1);
     // a daemon that is not there is a clear error, and nothing runs in process
@@ -2609,6 +3276,43 @@ fn client_mode_run_and_exec_it_under_a_pseudo_terminal() {
             .trim(),
         "true"
     );
+    // start -ai --detach-keys, in process and through the daemon: ctrl-x leaves it running
+    for (name, remote) in [("cm-sd-local", ""), ("cm-sd-remote", d.host.as_str())] {
+        env.ok(&[
+            "create",
+            "-it",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+        ]);
+        let h = if remote.is_empty() {
+            String::new()
+        } else {
+            format!("-H {remote} ")
+        };
+        let out = pty(
+            format!("{BIN} {h}start -ai --detach-keys ctrl-x {name}"),
+            &[b"echo started-here\n", b"\x18"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {} {}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("started-here"), "{}", stdout(&out));
+        assert_eq!(
+            env.ok(&["inspect", "-f", "{{.State.Running}}", name])
+                .trim(),
+            "true",
+            "{name}"
+        );
+        env.ok(&["rm", "-f", name]);
+    }
 }
 
 #[test]
@@ -2850,6 +3554,23 @@ fn push_pull_search_login_logout_against_a_registry_both_ways() {
         );
         let out = okr(&["push", &pname]);
         assert!(out.contains(&format!("{tag}: digest: sha256:")), "{out}");
+        // another user (a config without the login) gets nothing of it: the daemon uses
+        // a request's X-Registry-Auth for that request only, as Docker's does
+        let other = env.data().join("other-config");
+        let mut a = vec![
+            "--config",
+            other.to_str().unwrap(),
+            "--insecure-registry",
+            &private.addr,
+        ];
+        a.extend(maybe_remote(host, &["push", &pname]));
+        let out = env.run(&a);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{tag}: push by a client that never logged in: {}",
+            stdout(&out)
+        );
         assert_eq!(
             okr(&["logout", &private.addr]),
             format!("Removing login credentials for {}\n", private.addr)
@@ -2858,11 +3579,8 @@ fn push_pull_search_login_logout_against_a_registry_both_ways() {
             okr(&["logout", &private.addr]),
             format!("Not logged in to {}\n", private.addr)
         );
-        if host.is_none() {
-            // (a daemon keeps what a client once sent it, as its registry client's cache)
-            let out = run(&["push", &pname]);
-            assert_ne!(out.status.code(), Some(0), "{tag}: push after logout");
-        }
+        let out = run(&["push", &pname]);
+        assert_ne!(out.status.code(), Some(0), "{tag}: push after logout");
     }
 }
 

@@ -152,6 +152,18 @@ pub(crate) fn read(dir: &Path) -> Option<Health> {
     serde_json::from_slice(&fs::read(path(dir)).ok()?).ok()
 }
 
+/// The health to show for the container in `dir`: what its prober wrote, or `starting`
+/// while it runs and the prober (a thread the monitor starts) has not written yet, as
+/// Docker shows State.Health from the start.
+pub(crate) fn current(dir: &Path, status: &str) -> Option<Health> {
+    read(dir).or_else(|| {
+        matches!(status, "running" | "paused").then(|| Health {
+            status: "starting".into(),
+            ..Default::default()
+        })
+    })
+}
+
 fn write(dir: &Path, h: &Health) {
     let _ = write_atomic(
         &path(dir),

@@ -3,11 +3,23 @@
 
 use std::io::Read;
 
-use longshore_graph::{HistoryEntry, Image, Removed};
+use longshore_graph::{HistoryEntry, Image, LoadProgress, Removed};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result, graph};
+
+/// Docker's progress message for a layer being loaded (`POST /images/load` sends it; an
+/// in-process `load` draws the same): `{"status": "Loading layer", "progressDetail":
+/// {"current", "total"}, "id": <the diff ID's first 12 hex digits>}`.
+pub fn load_message(p: &LoadProgress<'_>) -> serde_json::Value {
+    let hex = p.diff_id.hex();
+    serde_json::json!({
+        "status": "Loading layer",
+        "progressDetail": {"current": p.current, "total": p.total},
+        "id": &hex[..hex.len().min(12)],
+    })
+}
 
 /// One row of `docker images` (the API's image summary; a client reads it back).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,6 +227,29 @@ impl Engine {
         }
         self.event("image", "import", &id.to_string(), vec![]);
         Ok(id.to_string())
+    }
+
+    /// `docker load`: the images of a `docker save` archive (or an OCI layout) into the
+    /// store; each new layer's progress goes to `progress` (see [`load_message`]). Returns
+    /// each image's ID and the tags it got. A bad archive changes nothing.
+    pub fn load_images(
+        &self,
+        reader: impl Read + Send,
+        progress: &(dyn Fn(LoadProgress<'_>) + Sync),
+    ) -> Result<Vec<(String, Vec<String>)>> {
+        let loaded = self
+            .store()?
+            .load_with_progress(reader, progress)
+            .map_err(|err| Error::InvalidArgument(format!("load: {err}")))?;
+        let loaded: Vec<(String, Vec<String>)> = loaded
+            .into_iter()
+            .map(|(id, tags)| (id.to_string(), tags))
+            .collect();
+        for (id, tags) in &loaded {
+            let name = tags.first().cloned().unwrap_or_else(|| id.clone());
+            self.event("image", "load", id, vec![("name".into(), name)]);
+        }
+        Ok(loaded)
     }
 
     /// `docker tag`.

@@ -85,7 +85,7 @@ pub use content::{GraphBlobWriter, GraphContent};
 pub use engine::{Engine, EngineOptions, default_network};
 pub use error::{Error, Result};
 pub use events::{Event, EventsOptions};
-pub use images::{ImageSummary, RemoveImageOptions, apply_change};
+pub use images::{ImageSummary, RemoveImageOptions, apply_change, load_message};
 pub use network::ConnectOptions;
 pub use pull::{LayerOutcome, PullJobOptions, PullReport};
 pub use registry::{PushJobOptions, PushReport};

@@ -28,6 +28,9 @@ pub struct PullJobOptions {
     /// Overlay stores unpack each compressed layer while it downloads; with this set,
     /// only after its blob is committed (to compare the two).
     pub unpack_after_download: bool,
+    /// Credentials for the registry of the reference (`X-Registry-Auth`): used for this
+    /// pull only, never kept by the engine.
+    pub credentials: Option<longshore_registry::Credentials>,
 }
 
 /// What happened to one layer.
@@ -128,7 +131,7 @@ impl Engine {
             .opened()
             .supports_staging()
             .then(|| Stager::new(Arc::clone(self.opened()), &name, user.clone(), streams));
-        let client = self.client();
+        let client = self.registry_client(parsed.domain(), opts.credentials.as_ref());
         let pull = client.pull(&parsed, &content, &ropts);
         tokio::pin!(pull);
 

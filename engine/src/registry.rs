@@ -19,7 +19,8 @@ pub struct PushJobOptions {
     /// Where libregistry's upload events go (`Pushing`, `Pushed`, `AlreadyExists`,
     /// `Mounted`).
     pub progress: Option<ProgressSender>,
-    /// Credentials for the registry of the reference (`X-Registry-Auth`).
+    /// Credentials for the registry of the reference (`X-Registry-Auth`): used for this
+    /// push only, never kept by the engine.
     pub credentials: Option<Credentials>,
 }
 
@@ -46,18 +47,25 @@ fn invalid(reference: &str, e: impl Into<longshore_registry::Error>) -> Error {
 }
 
 impl Engine {
-    /// The registry `credentials` are for: used by this engine's client from now on.
-    fn use_credentials(&self, registry: &str, credentials: Option<&Credentials>) {
-        if let Some(c) = credentials {
-            self.client().set_credentials(registry, c.clone());
-        }
-    }
-
-    /// Lets the next pulls of `reference`'s registry use `credentials` (`X-Registry-Auth`
-    /// of `POST /images/create`).
-    pub fn pull_credentials(&self, reference: &str, credentials: Option<&Credentials>) {
-        if let Ok(r) = Reference::parse(reference) {
-            self.use_credentials(r.domain(), credentials);
+    /// The registry client for one pull or push. With `credentials` (a request's
+    /// `X-Registry-Auth`), a client of its own that holds them for this job only, as
+    /// Docker's daemon uses a request's auth for that request alone: nothing another
+    /// request (or a later one after a logout) does can use them. Without, the engine's
+    /// shared client (anonymous, or the credential store of an in-process engine).
+    pub(crate) fn registry_client(
+        &self,
+        registry: &str,
+        credentials: Option<&Credentials>,
+    ) -> longshore_registry::Client {
+        match credentials {
+            None => self.client(),
+            Some(c) => {
+                let mut opts = self.client().options().clone();
+                opts.credential_store = None;
+                let client = longshore_registry::Client::new(opts);
+                client.set_credentials(registry, c.clone());
+                client
+            }
         }
     }
 
@@ -86,11 +94,10 @@ impl Engine {
         let oci_digest = OciDigest::from_str(&digest.to_string())
             .map_err(|e| Error::InvalidArgument(format!("manifest digest {digest}: {e}")))?;
         let top = Descriptor::new(MediaType::ImageManifest, manifest.len() as u64, oci_digest);
-        self.use_credentials(dest.domain(), opts.credentials.as_ref());
+        let client = self.registry_client(dest.domain(), opts.credentials.as_ref());
         let content = GraphContent::new(store.content().clone());
         let popts = PushOptions::new().progress(opts.progress.clone());
-        let pushed = self
-            .client()
+        let pushed = client
             .push(&dest, &content, &top, &popts)
             .await
             .map_err(|source| Error::Registry {
@@ -114,8 +121,9 @@ impl Engine {
         })
     }
 
-    /// `docker login`: checks the credentials against `registry` (empty: Docker Hub) and
-    /// keeps them for this engine's pulls and pushes.
+    /// `docker login`: checks the credentials against `registry` (empty: Docker Hub). The
+    /// engine keeps nothing: the client saves them, and sends them with each pull or push
+    /// ([`PushJobOptions::credentials`], [`crate::PullJobOptions::credentials`]).
     pub async fn login(&self, registry: &str, credentials: Credentials) -> Result<()> {
         let registry = if registry.is_empty() {
             longshore_registry::DOCKER_HUB
@@ -129,7 +137,10 @@ impl Engine {
             .next()
             .unwrap_or(registry)
             .to_string();
-        self.client()
+        // a client of its own, without the credential store: checking saves nothing
+        let mut opts = self.client().options().clone();
+        opts.credential_store = None;
+        longshore_registry::Client::new(opts)
             .login(&host, credentials)
             .await
             .map_err(|source| Error::Registry {

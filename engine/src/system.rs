@@ -345,4 +345,28 @@ impl Engine {
         self.event("volume", "prune", "", vec![]);
         Ok(rep)
     }
+
+    /// `docker network prune`: the user-defined networks no container is attached to
+    /// (never `bridge`). Returns their names.
+    pub fn prune_networks(&self) -> Result<Vec<String>> {
+        let c = self.network()?;
+        let eps = c
+            .endpoints()
+            .map_err(Error::network("list the endpoints"))?;
+        let mut gone = vec![];
+        for n in c
+            .list_networks()
+            .map_err(Error::network("list the networks"))?
+        {
+            if n.name == "bridge" || eps.iter().any(|e| e.network.as_deref() == Some(&n.name)) {
+                continue;
+            }
+            // one taken into use meanwhile stays
+            if c.remove_network(&n.name).is_ok() {
+                gone.push(n.name);
+            }
+        }
+        self.event("network", "prune", "", vec![]);
+        Ok(gone)
+    }
 }

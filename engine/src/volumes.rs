@@ -125,6 +125,34 @@ impl Engine {
         Ok(out)
     }
 
+    /// `docker volume ls -f`: the volumes that pass every filter (`name=` part of the
+    /// name, `driver=`, `dangling=true|false`, `label=k` or `label=k=v`).
+    pub fn list_volumes(&self, filters: &[(String, String)]) -> Result<Vec<Volume>> {
+        for (k, _) in filters {
+            if !matches!(k.as_str(), "name" | "label" | "dangling" | "driver") {
+                return Err(Error::InvalidArgument(format!("invalid filter '{k}'")));
+            }
+        }
+        let dangling = filters.iter().any(|(k, _)| k == "dangling");
+        let mut out = Vec::new();
+        for v in self.volumes()? {
+            let used = dangling && !self.volume_users(&v.name)?.is_empty();
+            let keep = filters.iter().all(|(k, val)| match k.as_str() {
+                "name" => v.name.contains(val.as_str()),
+                "driver" => v.driver == *val,
+                "dangling" => matches!(val.as_str(), "true" | "1") != used,
+                _ => match val.split_once('=') {
+                    Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
+                    None => v.labels.contains_key(val.as_str()),
+                },
+            });
+            if keep {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
     /// IDs of the containers using volume `name`.
     pub(crate) fn volume_users(&self, name: &str) -> Result<Vec<String>> {
         Ok(self

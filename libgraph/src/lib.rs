@@ -12,7 +12,8 @@
 //! - [`driver`]: the `overlay` and `vfs` graph drivers behind one [`Driver`] trait.
 //! - [`Store`]: layers (chain IDs, parents, reference counts, the 127-layer limit), images,
 //!   tags and container layers in SQLite; import, commit, diff, export, history, rmi,
-//!   save/load (docker-archive and OCI layout), check and gc.
+//!   save/load (docker-archive and OCI layout; [`Store::load_with_progress`] reports each
+//!   new layer as it is read, for `docker load`'s progress), check and gc.
 //!
 //! Import a tar as an image, change a container's filesystem, commit it and save both:
 //!
@@ -75,6 +76,6 @@ pub use error::{CorruptRow, Error, Result};
 pub use gzip::gzip_backend;
 pub use reference::Reference;
 pub use store::{
-    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, Purge,
-    RemoveOptions, Removed, StagedLayer, Store, StoreOptions,
+    ArchiveFormat, CheckReport, CommitOptions, GcReport, HistoryEntry, Image, Lease, LoadProgress,
+    Purge, RemoveOptions, Removed, StagedLayer, Store, StoreOptions,
 };

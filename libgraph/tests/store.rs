@@ -281,6 +281,72 @@ fn save_load(format: ArchiveFormat) {
 }
 
 #[test]
+fn load_reports_each_new_layers_progress() {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), "vfs");
+    // a layer of 3 MB (read in 1 MiB chunks: reported at least twice on the way) under a
+    // small one
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let base = TarBuilder::new().file("big", &big).finish();
+    s.import(&base[..], Some("prog:1"), None).unwrap();
+    s.create_container("c", "prog:1").unwrap();
+    let root = s.mount_container("c").unwrap();
+    fs::write(root.join("small"), b"small").unwrap();
+    s.unmount_container("c").unwrap();
+    s.commit("c", &CommitOptions::new().reference("prog:2"))
+        .unwrap();
+    let mut archive = Vec::new();
+    s.save(&["prog:2"], ArchiveFormat::Docker, &mut archive)
+        .unwrap();
+
+    let b = tempdir("store");
+    let t = open(b.path(), "vfs");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let record = |p: longshore_graph::LoadProgress<'_>| {
+        seen.lock()
+            .unwrap()
+            .push((p.diff_id.clone(), p.current, p.total))
+    };
+    t.load_with_progress(&archive[..], &record).unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let diff_ids = s.image("prog:2").unwrap().diff_ids;
+    assert_eq!(diff_ids.len(), 2);
+    for (i, d) in diff_ids.iter().enumerate() {
+        let mine: Vec<(u64, u64)> = seen
+            .iter()
+            .filter(|(x, _, _)| x == d)
+            .map(|(_, c, t)| (*c, *t))
+            .collect();
+        assert!(mine.len() >= 2, "layer {i}: {mine:?}");
+        let total = mine[0].1;
+        assert!(
+            total > 0 && mine.iter().all(|(_, t)| *t == total),
+            "{mine:?}"
+        );
+        assert_eq!(mine.first().unwrap().0, 0, "starts at 0: {mine:?}");
+        assert_eq!(mine.last().unwrap().0, total, "ends complete: {mine:?}");
+        assert!(mine.windows(2).all(|w| w[0].0 <= w[1].0), "{mine:?}");
+        if i == 0 {
+            assert!(total > 3_000_000, "{total}");
+            assert!(
+                mine.iter().filter(|(c, _)| *c > 0 && *c < total).count() >= 2,
+                "steps of 512 KiB while reading: {mine:?}"
+            );
+        }
+    }
+    // layers in order: all of the base's reports before the top's
+    let first_top = seen.iter().position(|(x, _, _)| *x == diff_ids[1]).unwrap();
+    assert!(seen[first_top..].iter().all(|(x, _, _)| *x == diff_ids[1]));
+    // a second load has nothing new to read, so reports nothing
+    let again = std::sync::Mutex::new(0);
+    t.load_with_progress(&archive[..], &|_| *again.lock().unwrap() += 1)
+        .unwrap();
+    assert_eq!(*again.lock().unwrap(), 0);
+    assert_eq!(t.resolve("prog:2").unwrap(), s.resolve("prog:2").unwrap());
+}
+
+#[test]
 fn save_load_docker_archive() {
     save_load(ArchiveFormat::Docker);
 }

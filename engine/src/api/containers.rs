@@ -10,12 +10,13 @@ use super::body::{ApiError, ApiResult, Body, json, status};
 use super::router::{Req, State};
 use crate::{ListOptions, LogsOptions, RemoveOptions, StartOptions, StopOptions, WaitCondition};
 
-/// `GET /containers/json?all=&limit=&filters=`.
+/// `GET /containers/json?all=&limit=&filters=&size=`.
 pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
     let opts = ListOptions {
         all: r.flag("all"),
         limit: r.int("limit")?.filter(|n| *n > 0).map(|n| n as usize),
         filters: r.filters()?,
+        size: r.flag("size"),
     };
     let list = state.job(move |e| e.list_containers(&opts)).await?;
     Ok(json(StatusCode::OK, &list))

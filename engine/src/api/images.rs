@@ -217,9 +217,9 @@ pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiR
         first,
         move |engine, ptx| {
             Box::pin(async move {
-                engine.pull_credentials(&name, creds.as_ref());
                 let opts = crate::PullJobOptions {
                     progress: Some(ptx),
+                    credentials: creds,
                     ..Default::default()
                 };
                 engine.pull(&name, &opts).await
@@ -370,34 +370,84 @@ pub async fn save(state: &Arc<State>, names: Vec<String>) -> ApiResult {
     Ok(stream("application/x-tar", body))
 }
 
-/// `POST /images/load?quiet=`: the body is a `docker save` tar; a JSON stream of what
-/// was loaded.
-pub async fn load(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
+/// `POST /images/load?quiet=`: the body is a `docker save` tar; the answer a JSON stream
+/// of each new layer's progress (`Loading layer`, unless `quiet`), then what was loaded.
+/// An archive refused before a layer is read is an error answer, as Docker's is; a
+/// failure once the stream has begun is its last message.
+pub async fn load(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiResult {
+    let quiet = r.flag("quiet");
     let body = super::body::reader(req.into_body());
-    let loaded = state
-        .job(move |e| {
-            e.graph()?
-                .load(body)
-                .map_err(|err| crate::Error::InvalidArgument(format!("load: {err}")))
-        })
-        .await?;
-    let mut out = Vec::new();
-    for (id, tags) in loaded {
-        if tags.is_empty() {
-            out.extend_from_slice(&json_line(
-                &json!({"stream": format!("Loaded image ID: {id}\n")}),
+    let (ptx, mut prx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let engine = state.engine.clone();
+    let mut job = tokio::task::spawn_blocking(move || {
+        let report = |p: longshore_graph::LoadProgress<'_>| {
+            if !quiet {
+                // a client that left ends the stream, not the load
+                let _ = ptx.blocking_send(json_line(&crate::load_message(&p)));
+            }
+        };
+        engine.load_images(body, &report)
+    });
+    let loaded_lines = |loaded: Vec<(String, Vec<String>)>| {
+        let mut out = Vec::new();
+        for (id, tags) in loaded {
+            if tags.is_empty() {
+                out.push(json_line(
+                    &json!({"stream": format!("Loaded image ID: {id}\n")}),
+                ));
+            }
+            for t in tags {
+                out.push(json_line(
+                    &json!({"stream": format!("Loaded image: {t}\n")}),
+                ));
+            }
+        }
+        out
+    };
+    let joined = |r: Result<crate::Result<_>, tokio::task::JoinError>| {
+        r.map_err(|e| ApiError::internal(format!("load failed: {e}")))?
+            .map_err(ApiError::from)
+    };
+    // the first progress message, or the end of a load that sent none
+    let first = tokio::select! {
+        m = prx.recv() => m,
+        done = &mut job => {
+            let loaded = joined(done)?;
+            return Ok(stream(
+                "application/json",
+                Body::Full(Some(Bytes::from(loaded_lines(loaded).concat()))),
             ));
         }
-        for t in tags {
-            out.extend_from_slice(&json_line(
-                &json!({"stream": format!("Loaded image: {t}\n")}),
-            ));
+    };
+    let Some(first) = first else {
+        // no progress (quiet, or no new layer): the job's end is the answer
+        let loaded = joined(job.await)?;
+        return Ok(stream(
+            "application/json",
+            Body::Full(Some(Bytes::from(loaded_lines(loaded).concat()))),
+        ));
+    };
+    let (tx, out) = Body::channel();
+    tokio::spawn(async move {
+        let mut client_here = true;
+        let mut next = Some(first);
+        while let Some(m) = next {
+            client_here = client_here && tx.send(m).await.is_ok();
+            next = prx.recv().await;
         }
-    }
-    Ok(stream(
-        "application/json",
-        Body::Full(Some(Bytes::from(out))),
-    ))
+        let lines = match joined(job.await) {
+            Ok(loaded) => loaded_lines(loaded),
+            Err(e) => vec![json_line(
+                &json!({"errorDetail": {"message": e.message}, "error": e.message}),
+            )],
+        };
+        for l in lines {
+            if !client_here || tx.send(l).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(stream("application/json", out))
 }
 
 /// `POST /images/prune?filters=`: dangling images; every unused one with the

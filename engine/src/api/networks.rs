@@ -269,20 +269,7 @@ pub async fn remove(state: &Arc<State>, id: &str) -> ApiResult {
 
 /// `POST /networks/prune`: user-defined networks without endpoints.
 pub async fn prune(state: &Arc<State>) -> ApiResult {
-    let gone = with_net(state, |c| {
-        let eps = c.endpoints()?;
-        let mut gone = vec![];
-        for n in c.list_networks()? {
-            if n.name == "bridge" || eps.iter().any(|e| e.network.as_deref() == Some(&n.name)) {
-                continue;
-            }
-            if c.remove_network(&n.name).is_ok() {
-                gone.push(n.name);
-            }
-        }
-        Ok(gone)
-    })
-    .await?;
+    let gone = state.job(|e| e.prune_networks()).await?;
     Ok(json(StatusCode::OK, &json!({"NetworksDeleted": gone})))
 }
 

@@ -312,7 +312,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             images::save(state, names).await
         }
         (&M::POST, ["images", "create"]) => images::create(state, &r, req).await,
-        (&M::POST, ["images", "load"]) => images::load(state, req).await,
+        (&M::POST, ["images", "load"]) => images::load(state, &r, req).await,
         (&M::POST, ["images", "prune"]) => images::prune(state, &r).await,
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(state, &name.join("/")).await

@@ -196,7 +196,7 @@ fn registry_config(client: &longshore_registry::Client) -> serde_json::Value {
 }
 
 /// `POST /auth`: checks the credentials against the registry (`serveraddress`, empty:
-/// Docker Hub); the engine keeps them for its pulls and pushes.
+/// Docker Hub). Nothing is kept: the client sends them with each pull and push.
 pub async fn auth(state: &Arc<State>, body: bytes::Bytes) -> ApiResult {
     let v: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| super::body::ApiError::bad(format!("invalid JSON in the auth config: {e}")))?;

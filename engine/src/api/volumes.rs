@@ -20,40 +20,11 @@ fn shape(v: &crate::Volume) -> serde_json::Value {
     j
 }
 
-/// `GET /volumes?filters=` (`name`, `label`, `dangling`).
+/// `GET /volumes?filters=` (`name`, `label`, `dangling`, `driver`).
 pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
     let filters = r.filters()?;
-    for (k, _) in &filters {
-        if !matches!(k.as_str(), "name" | "label" | "dangling" | "driver") {
-            return Err(ApiError::bad(format!("invalid filter '{k}'")));
-        }
-    }
-    let vols = state
-        .job(|e| {
-            let vols = e.volumes()?;
-            let used: Vec<bool> = vols
-                .iter()
-                .map(|v| e.volume_users(&v.name).map(|u| !u.is_empty()))
-                .collect::<crate::Result<_>>()?;
-            Ok(vols.into_iter().zip(used).collect::<Vec<_>>())
-        })
-        .await?;
-    let keep = |v: &crate::Volume, used: bool| {
-        filters.iter().all(|(k, val)| match k.as_str() {
-            "name" => v.name.contains(val.as_str()),
-            "driver" => v.driver == *val,
-            "dangling" => matches!(val.as_str(), "true" | "1") != used,
-            _ => match val.split_once('=') {
-                Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
-                None => v.labels.contains_key(val.as_str()),
-            },
-        })
-    };
-    let out: Vec<serde_json::Value> = vols
-        .iter()
-        .filter(|(v, used)| keep(v, *used))
-        .map(|(v, _)| shape(v))
-        .collect();
+    let vols = state.job(move |e| e.list_volumes(&filters)).await?;
+    let out: Vec<serde_json::Value> = vols.iter().map(shape).collect();
     Ok(json(
         StatusCode::OK,
         &json!({"Volumes": out, "Warnings": []}),

@@ -19,6 +19,8 @@ pub struct ListOptions {
     /// `-f key=value` (id, name, label, status, exited, ancestor, before, since, volume,
     /// network).
     pub filters: Vec<(String, String)>,
+    /// `-s`: each row's [`Summary::size_rw`] and [`Summary::size_root_fs`].
+    pub size: bool,
 }
 
 /// One row of `docker ps` (the API's container summary; a client reads it back).
@@ -48,6 +50,12 @@ pub struct Summary {
     pub state: String,
     /// `Up 2 minutes`, `Exited (0) 3 seconds ago`, `Created`.
     pub status: String,
+    /// With [`ListOptions::size`]: bytes of the files its writable layer added or changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<i64>,
+    /// With [`ListOptions::size`]: those and its image's layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<i64>,
 }
 
 /// A port of a summary.
@@ -188,6 +196,8 @@ impl Container {
             labels: self.record.config.labels.clone(),
             state: self.live_status().to_string(),
             status: self.status_text(),
+            size_rw: None,
+            size_root_fs: None,
         }
     }
 }
@@ -282,6 +292,22 @@ impl Engine {
         }
         if let Some(n) = opts.limit {
             out.truncate(n);
+        }
+        if opts.size {
+            for s in &mut out {
+                // one removed meanwhile counts 0, as a listing shows what it found
+                let rw = self
+                    .container(&s.id)
+                    .and_then(|c| self.container_size(&c))
+                    .unwrap_or(0);
+                let image = self
+                    .graph()
+                    .ok()
+                    .and_then(|g| g.image(&s.image_id).ok())
+                    .map_or(0, |i| i.size);
+                s.size_rw = Some(rw as i64);
+                s.size_root_fs = Some((rw + image) as i64);
+            }
         }
         Ok(out)
     }

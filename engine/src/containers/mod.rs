@@ -566,7 +566,7 @@ impl Engine {
             .as_ref()
             .is_some_and(|h| h.enabled())
         {
-            state.health = crate::health::read(&dir);
+            state.health = crate::health::current(&dir, &state.status);
         }
         Ok(Container { record, state, dir })
     }
@@ -702,7 +702,7 @@ impl Engine {
                 .is_some_and(|h| h.enabled())
             {
                 let mut c = Arc::unwrap_or_clone(c);
-                c.state.health = crate::health::read(&dir);
+                c.state.health = crate::health::current(&dir, &c.state.status);
                 return Ok(Arc::new(c));
             }
             return Ok(c);

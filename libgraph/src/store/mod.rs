@@ -197,6 +197,18 @@ impl CommitOptions {
     }
 }
 
+/// How far [`Store::load_with_progress`] is with one new layer: reported when its file in
+/// the archive starts to be read, every 512 KiB, and once it is registered.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadProgress<'a> {
+    /// The layer's diff ID (the digest of its uncompressed tar).
+    pub diff_id: &'a Digest,
+    /// Bytes of the layer's file read so far.
+    pub current: u64,
+    /// Size of the layer's file in the archive.
+    pub total: u64,
+}
+
 /// Archive layout for [`Store::save`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveFormat {

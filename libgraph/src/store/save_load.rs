@@ -510,6 +510,16 @@ impl Store {
     /// diff ID), and the images and all their tags are recorded in one transaction. On any
     /// error, the layers this load registered are removed again and no tag moves.
     pub fn load(&self, reader: impl Read + Send) -> Result<Vec<(Digest, Vec<String>)>> {
+        self.load_with_progress(reader, &|_| {})
+    }
+
+    /// [`Store::load`], reporting each new layer's progress to `progress` (from the
+    /// loading thread) as `docker load` shows it: layers the store has are not reported.
+    pub fn load_with_progress(
+        &self,
+        reader: impl Read + Send,
+        progress: &(dyn Fn(LoadProgress<'_>) + Sync),
+    ) -> Result<Vec<(Digest, Vec<String>)>> {
         let dir = ScratchDir(
             tempfile::Builder::new()
                 .prefix("load-")
@@ -532,7 +542,7 @@ impl Store {
                 "archive has neither manifest.json nor index.json".into(),
             ));
         };
-        self.load_plans(base, &plans)
+        self.load_plans(base, &plans, progress)
     }
 
     /// Registers the layers of validated images, then records the images and their tags in
@@ -541,6 +551,7 @@ impl Store {
         &self,
         base: &Path,
         plans: &[LoadPlan],
+        progress: &(dyn Fn(LoadProgress<'_>) + Sync),
     ) -> Result<Vec<(Digest, Vec<String>)>> {
         // keeps the layers registered here from a concurrent gc until the images hold them
         let lease = self.lease();
@@ -549,7 +560,7 @@ impl Store {
         let loaded = (|| {
             let mut images = Vec::new();
             for p in plans {
-                let top = self.load_layers(base, p, &lease, &mut created)?;
+                let top = self.load_layers(base, p, &lease, &mut created, progress)?;
                 let img = self.prepare_image(&p.config, top.as_deref())?;
                 configs.push(img.id.clone());
                 images.push(img);
@@ -585,6 +596,7 @@ impl Store {
         plan: &LoadPlan,
         lease: &Lease,
         created: &mut Vec<String>,
+        progress: &(dyn Fn(LoadProgress<'_>) + Sync),
     ) -> Result<Option<String>> {
         let mut top: Option<LayerRow> = None;
         for (i, ((path, blob_digest), want)) in plan.layers.iter().zip(&plan.diff_ids).enumerate() {
@@ -596,7 +608,24 @@ impl Store {
             }
             // opened one at a time, only now
             let file = open_in_archive(base, path)?;
-            let l = self.register_layer(top.as_ref().map(|t| t.cache_id.as_str()), file)?;
+            let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let report = |current| {
+                progress(LoadProgress {
+                    diff_id: want,
+                    current,
+                    total,
+                })
+            };
+            report(0);
+            let counted = Counted {
+                inner: file,
+                read: 0,
+                reported: 0,
+                report: &report,
+            };
+            let l = self.register_layer(top.as_ref().map(|t| t.cache_id.as_str()), counted)?;
+            // the tar's end may leave padding unread: the layer is all in now
+            report(total);
             if let Some(c) = &l.chain_id {
                 lease.add_chain(c);
             }
@@ -642,5 +671,26 @@ impl Store {
                 let _ = self.content.delete(id);
             }
         }
+    }
+}
+
+/// A layer file being loaded: counts what is read and reports it every 512 KiB (as
+/// docker's progress reader does).
+struct Counted<'a, R> {
+    inner: R,
+    read: u64,
+    reported: u64,
+    report: &'a (dyn Fn(u64) + Sync),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read - self.reported >= 512 << 10 {
+            self.reported = self.read;
+            (self.report)(self.read);
+        }
+        Ok(n)
     }
 }
