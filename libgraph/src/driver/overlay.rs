@@ -411,7 +411,8 @@ impl Driver for Overlay {
             // one that was left marked (by a crash while it was mounted): the layer is
             // a removed-at-exit container's, whose writes nobody needs any more
             let _ = remove_tree(&dir.join("work").join("work").join("incompat"));
-            let upper = Some((&*dir.join("diff"), &*dir.join("work")));
+            let (diff, work) = (dir.join("diff"), dir.join("work"));
+            let upper = Some((diff.as_path(), work.as_path()));
             mount_overlay(&lowers, upper, &path, opts.volatile)
                 .or_else(|e| match opts.volatile {
                     // the legacy mount call of a kernel without `volatile`
