@@ -835,7 +835,14 @@ impl Monitor {
                 }
                 None => false,
             };
-            if let Ok(host) = longshore_network::netns::NetnsRef::current()
+            // a namespace without endpoints (`--network none`, nothing connected) needs
+            // no controller: opening one makes the default bridge where the monitor runs
+            let endpoints = self.state.network.is_some()
+                || !crate::network::Attachments::load(&self.dir)
+                    .extra
+                    .is_empty();
+            if endpoints
+                && let Ok(host) = longshore_network::netns::NetnsRef::current()
                 && let Ok(ctl) =
                     longshore_network::Controller::new(self.args.root.join("network"), host, net)
             {
