@@ -575,7 +575,9 @@ fn run_it_under_a_pseudo_terminal() {
 #[test]
 fn load_shows_layer_progress_on_a_terminal_both_ways() {
     require_root!();
-    let env = Env::new();
+    // a namespace of its own: the daemon opens the network controller, which makes the
+    // default bridge where it runs
+    let env = Env::with_netns();
     let d = Daemon::start(&env);
     let saved = env.data().join("busybox.tar");
     env.ok(&["save", "-o", saved.to_str().unwrap(), "busybox"]);
@@ -1386,7 +1388,9 @@ fn health_checks_run_in_the_container_and_show_in_ps_inspect_and_events() {
 #[test]
 fn system_df_prune_and_ps_sizes() {
     require_root!();
-    let env = Env::new();
+    // a namespace of its own: `system prune` prunes networks, and opening the network
+    // controller makes the default bridge where it runs
+    let env = Env::with_netns();
     env.ok(&[
         "run",
         "--name",
