@@ -110,13 +110,22 @@ pss_of() { # PIDs... -> KiB
     done
     echo "$t"
 }
-detached() { # label, command prefix, supervisor pgrep pattern
+# the monitors of this run's root (not those of other longshore roots on the machine)
+longshore_monitors() {
+    cat "$LONGSHORE_ROOT"/containers/*/state.json 2>/dev/null \
+        | grep -o '"LongshoreMonitorPid":[1-9][0-9]*' | cut -d: -f2
+}
+detached() { # label, command prefix, supervisor pgrep pattern (or a function listing them)
     local label=$1 cmd=$2 pat=$3 start end pids
     start=$(date +%s%N)
     for _ in $(seq 1 50); do $cmd run -d --network none busybox sleep 1000 >/dev/null; done
     end=$(date +%s%N)
-    # shellcheck disable=SC2046
-    pids=$(pgrep -f "$pat" | tr '\n' ' ')
+    if [ "$(type -t "$pat")" = function ]; then
+        pids=$($pat | tr '\n' ' ')
+    else
+        # shellcheck disable=SC2046
+        pids=$(pgrep -f "$pat" | tr '\n' ' ')
+    fi
     local pss
     # shellcheck disable=SC2086
     pss=$(pss_of $pids)
@@ -124,7 +133,7 @@ detached() { # label, command prefix, supervisor pgrep pattern
         "$label" $(((end - start) / 50000)) "$(echo "$pids" | wc -w)" "$pss" $((pss / 50))
 }
 echo "== 50 detached sleep containers, one after another"
-detached longshore "$L" '^longshore-monitor'
+detached longshore "$L" longshore_monitors
 if [ -n "$D" ]; then
     detached docker "$D" "containerd-shim-runc-v2 -namespace lsbench"
     # shellcheck disable=SC2046

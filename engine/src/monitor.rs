@@ -566,13 +566,6 @@ impl Monitor {
             .spawn(stop.clone());
             self.health_stop = Some(stop);
         }
-        // what setting up needed (spec parsing, seccomp, the runtime's buffers) is freed:
-        // give it back, the monitor stays small for the container's lifetime
-        // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-        release_stack_below();
 
         // clients that attached before the start may have sent stdin with their header
         for i in 0..self.clients.len() {
@@ -584,7 +577,12 @@ impl Monitor {
         )
         .map_err(|e| Error::io("pidfd_open")(e.into()))?;
         let mut exited = false;
-        let mut buf = vec![0u8; 64 * 1024];
+        // not zeroed: a read touches only the pages it fills, so an idle container's
+        // monitor keeps no 64 KiB of zeros (calloc clears reused heap memory)
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        // what setting up needed (spec parsing, seccomp, the runtime's code and buffers) is
+        // given back before the first wait: the monitor stays small for the container's life
+        let mut set_up = true;
         while !exited || out.is_some() || err.is_some() {
             let mut fds: Vec<PollFd> = Vec::new();
             let listener = self.listener.as_fd();
@@ -618,6 +616,9 @@ impl Monitor {
             } else {
                 PollTimeout::NONE
             };
+            if std::mem::take(&mut set_up) {
+                give_back_memory();
+            }
             let n = match poll(&mut fds, timeout) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -706,12 +707,13 @@ impl Monitor {
 
     /// Reads what the container wrote on one stream into the log and the clients.
     /// Returns false at end of stream.
-    fn pump(&mut self, fd: &mut Option<OwnedFd>, stream: u8, buf: &mut [u8]) -> bool {
+    fn pump(&mut self, fd: &mut Option<OwnedFd>, stream: u8, buf: &mut Vec<u8>) -> bool {
         let Some(f) = fd else { return false };
-        let n = match nix::unistd::read(f.as_fd(), buf) {
-            Ok(0) | Err(nix::errno::Errno::EIO) => return false,
+        buf.clear();
+        let n = match rustix::io::read(f.as_fd(), rustix::buffer::spare_capacity(buf)) {
+            Ok(0) | Err(rustix::io::Errno::IO) => return false,
             Ok(n) => n,
-            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => return true,
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => return true,
             Err(_) => return false,
         };
         let data = &buf[..n];
@@ -895,46 +897,122 @@ impl Monitor {
     }
 }
 
-/// Gives back the pages of the main thread's stack below the caller's frame: setting a
-/// container up touched ~36 KiB of it, which the monitor would otherwise keep as private
-/// memory for the container's whole life. The pages fault back in, zeroed, if the stack
-/// grows that deep again.
-fn release_stack_below() {
+/// Gives back what setting a container up left mapped: the pages of the program's code
+/// and read-only data, the free heap, and the stack below the caller's frame.
+///
+/// The code pages are shared with the page cache, but each one the monitor maps counts in
+/// its proportional set size, and a page fault maps up to 16 pages around the one touched:
+/// starting a container left ~4 MiB of the binary's text mapped in every monitor, of which
+/// its idle poll loop needs a few pages. Called right before the monitor waits, so that
+/// little code runs between the release and the wait.
+#[inline(never)]
+fn give_back_memory() {
+    let stack = release_file_pages();
+    // after the above, so that the buffers /proc was read into are given back too
+    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    // the deepest frames of setting up (the runtime's, spec parsing) lie below this one
     let marker = 0u8;
     let sp = std::hint::black_box(&marker) as *const u8 as usize;
-    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
-        return;
+    if let Some((lo, hi)) = stack
+        && (lo..hi).contains(&sp)
+    {
+        // one page of room below this frame, for the madvise call itself
+        let end = (sp & !4095).saturating_sub(4096);
+        if end > lo {
+            // SAFETY: [lo, end) is the part of this thread's own stack mapping more than a
+            // page below the live frames: no frame lives there (a signal handler's frame
+            // is built below the stack pointer, on pages that fault back in zeroed);
+            // MADV_DONTNEED drops its pages, which read back as zeros when touched again.
+            unsafe {
+                libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
+/// Drops the clean file pages of every private, read-only, file-backed mapping.
+///
+/// A read-only private mapping can still hold private copies of pages (a RELRO segment
+/// the dynamic loader relocated before protecting it): `/proc/self/pagemap` tells them
+/// apart (a present page without the file bit is a copy; a swapped one is one too), and
+/// only runs of pages that are file pages or absent are dropped, which changes no content:
+/// they fault back in from the page cache unchanged. Returns the main thread's stack
+/// mapping, found on the way.
+fn release_file_pages() -> Option<(usize, usize)> {
+    use std::os::unix::fs::FileExt;
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    const FILE: u64 = 1 << 61;
+    let (Ok(maps), Ok(pagemap)) = (
+        fs::read_to_string("/proc/self/maps"),
+        fs::File::open("/proc/self/pagemap"),
+    ) else {
+        return None;
     };
-    let Some((lo, hi)) = maps
-        .lines()
-        .find(|l| l.ends_with("[stack]"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|r| r.split_once('-'))
-        .and_then(|(a, b)| {
-            Some((
-                usize::from_str_radix(a, 16).ok()?,
-                usize::from_str_radix(b, 16).ok()?,
-            ))
-        })
-    else {
-        return;
-    };
-    if !(lo..hi).contains(&sp) {
-        // not on the main thread's stack
-        return;
+    let mut stack = None;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as usize);
+    let mut entries = Vec::new();
+    for line in maps.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(range), Some(perms), Some(path)) = (words.next(), words.next(), words.nth(3))
+        else {
+            continue;
+        };
+        let Some((Ok(lo), Ok(hi))) = range
+            .split_once('-')
+            .map(|(a, b)| (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)))
+        else {
+            continue;
+        };
+        if path == "[stack]" {
+            stack = Some((lo, hi));
+        }
+        if perms.as_bytes().get(1) != Some(&b'-') || !perms.ends_with('p') || !path.starts_with('/')
+        {
+            continue;
+        }
+        let pages = (hi - lo) / page;
+        entries.resize(pages * 8, 0u8);
+        if pagemap
+            .read_exact_at(&mut entries, (lo / page * 8) as u64)
+            .is_err()
+        {
+            continue;
+        }
+        let droppable = |i: usize| {
+            let e = u64::from_ne_bytes(entries[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            e & SWAPPED == 0 && (e & PRESENT == 0 || e & FILE != 0)
+        };
+        let mut i = 0;
+        while i < pages {
+            if !droppable(i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < pages && droppable(i) {
+                i += 1;
+            }
+            // SAFETY: [start, i) are pages of a private read-only file mapping of this
+            // process that are either absent or clean page-cache pages (pagemap, just
+            // read; nothing in this process writes to a read-only mapping): dropping them
+            // only unmaps them, and they fault back in with the same content.
+            unsafe {
+                libc::madvise(
+                    (lo + start * page) as *mut libc::c_void,
+                    (i - start) * page,
+                    libc::MADV_DONTNEED,
+                );
+            }
+        }
     }
-    // room for the frames this function and what it calls still use (and the red zone)
-    let end = sp.saturating_sub(16 * 1024) & !4095;
-    if end <= lo {
-        return;
-    }
-    // SAFETY: [lo, end) is the part of this thread's own stack mapping more than 16 KiB
-    // below the live frames: nothing refers to it (no frame lives there, and a signal
-    // handler's frame is built below the stack pointer only after this call returns);
-    // MADV_DONTNEED drops its pages, which read back as zeros when touched again.
-    unsafe {
-        libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED);
-    }
+    stack
 }
 
 fn tempfile_or_null() -> fs::File {
