@@ -72,12 +72,18 @@ impl NetnsRef {
 
     /// Runs `f` on a dedicated thread that has entered this namespace, and returns its result.
     ///
-    /// The calling thread's namespace is never changed.
+    /// The calling thread's namespace is never changed. When the calling thread is in this
+    /// namespace already, `f` runs on it: a thread costs a clone, a setns and a join (most
+    /// of a controller's work is in its own namespace). So `f` must not change its thread's
+    /// namespace itself; what must run elsewhere goes through that namespace's `run`.
     pub fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send,
         F: FnOnce() -> Result<T> + Send,
     {
+        if self.is_current() {
+            return f();
+        }
         std::thread::scope(|s| {
             s.spawn(|| {
                 self.enter()?;
@@ -86,6 +92,18 @@ impl NetnsRef {
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
         })
+    }
+
+    /// True when the calling thread is in this namespace.
+    fn is_current(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            self.file.metadata(),
+            fs::metadata("/proc/thread-self/ns/net"),
+        ) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
     }
 
     /// Moves the calling thread into this namespace. Only for threads this crate owns.
@@ -146,12 +164,16 @@ impl NamedNetns {
                     MsFlags::MS_BIND,
                     None::<&str>,
                 )
-                .map_err(|e| fail("bind mount", e))
+                .map_err(|e| fail("bind mount", e))?;
+                // loopback up from this thread, which is in the new namespace already
+                crate::netlink::Netlink::open()?.set_up_by_name("lo")
             })
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
         });
         if let Err(e) = bound {
+            // the bind mount may be there (loopback failed): gone first, or the file stays
+            let _ = nix::mount::umount2(&path, MntFlags::MNT_DETACH);
             let _ = fs::remove_file(&path);
             return Err(e);
         }
@@ -160,10 +182,6 @@ impl NamedNetns {
             ns: NetnsRef::from_path(&path)?,
             keep: false,
         };
-        this.ns.run(|| {
-            let mut nl = crate::netlink::Netlink::open()?;
-            nl.set_up_by_name("lo")
-        })?;
         Ok(this)
     }
 

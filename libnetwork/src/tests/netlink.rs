@@ -87,3 +87,46 @@ fn bridge_and_veth_into_namespace_then_ping() {
         .collect();
     assert_eq!(names, vec!["lo".to_string()]);
 }
+
+/// `NetnsRef::run` works on the caller's thread when the caller is in the namespace
+/// already, on a thread of its own otherwise, and never moves the caller; nested, a run in
+/// another namespace from inside a run leaves the outer one where it was.
+#[test]
+fn run_stays_on_the_caller_thread_in_its_own_namespace_only() {
+    require_root!();
+    let ns = NamedNetns::create(&unique_name("lsr")).unwrap();
+    let here = crate::netns::NetnsRef::current().unwrap();
+    let me = std::thread::current().id();
+    let same = here.run(|| Ok(std::thread::current().id())).unwrap();
+    assert_eq!(
+        same, me,
+        "the caller's namespace runs on the caller's thread"
+    );
+    let inner = ns.netns().clone();
+    let (outer_thread, inner_ns_seen, outer_after) = ns
+        .netns()
+        .run(|| {
+            let t = std::thread::current().id();
+            // nested: back into the caller's namespace from a thread in `ns`
+            let seen = here.run(|| crate::netns::NetnsRef::current())?;
+            let after = crate::netns::NetnsRef::current()?;
+            Ok((t, seen, after))
+        })
+        .unwrap();
+    assert_ne!(
+        outer_thread, me,
+        "another namespace runs on a thread of its own"
+    );
+    assert!(
+        inner_ns_seen.same_as(&here),
+        "the nested run was in the caller's namespace"
+    );
+    assert!(
+        outer_after.same_as(&inner),
+        "the nested run did not move the outer thread"
+    );
+    assert!(
+        crate::netns::NetnsRef::current().unwrap().same_as(&here),
+        "the caller never moved"
+    );
+}

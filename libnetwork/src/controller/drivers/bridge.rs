@@ -111,19 +111,20 @@ impl Driver for BridgeDriver {
                     if !net.icc && !ctl.opts.iptables {
                         h.set_port_isolated(idx, &veth, true)?;
                     }
-                    netns.enter()?;
-                    let mut c = Netlink::open()?;
-                    let eth = c.link(ifname)?.ok_or_else(|| Error::Netlink {
-                        op: format!("find {ifname} in {}", netns.path().display()),
-                        source: std::io::Error::from_raw_os_error(libc::ENODEV),
-                    })?;
-                    c.set_up(eth.index, ifname)?;
-                    c.add_address(eth.index, ifname, IpNetwork::V4(cidr))?;
-                    // an additional endpoint leaves the default route on eth0
-                    if cfg.interface.is_none() {
-                        c.add_default_route(eth.index, net.gateway.ip())?;
-                    }
-                    c.set_up_by_name("lo")
+                    netns.run(|| {
+                        let mut c = Netlink::open()?;
+                        let eth = c.link(ifname)?.ok_or_else(|| Error::Netlink {
+                            op: format!("find {ifname} in {}", netns.path().display()),
+                            source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                        })?;
+                        c.set_up(eth.index, ifname)?;
+                        c.add_address(eth.index, ifname, IpNetwork::V4(cidr))?;
+                        // an additional endpoint leaves the default route on eth0
+                        if cfg.interface.is_none() {
+                            c.add_default_route(eth.index, net.gateway.ip())?;
+                        }
+                        c.set_up_by_name("lo")
+                    })
                 })
             })
             .and_then(|()| ctl.publish(cfg, ep, ip, &net.bridge))
