@@ -108,7 +108,7 @@ fn run_stays_on_the_caller_thread_in_its_own_namespace_only() {
         .run(|| {
             let t = std::thread::current().id();
             // nested: back into the caller's namespace from a thread in `ns`
-            let seen = here.run(|| crate::netns::NetnsRef::current())?;
+            let seen = here.run(crate::netns::NetnsRef::current)?;
             let after = crate::netns::NetnsRef::current()?;
             Ok((t, seen, after))
         })
