@@ -111,10 +111,13 @@ pub struct EngineSettings {
     pub registry_mirrors: Vec<String>,
     /// `-l/--log-level`: debug, info, warn, error or fatal (debug logs every request).
     pub log_level: Option<String>,
-    /// `--max-concurrent-downloads`: blobs a pull downloads at once (Docker: 3).
-    pub max_concurrent_downloads: Option<usize>,
-    /// `--max-concurrent-uploads`: blobs a push uploads at once (Docker: 5).
-    pub max_concurrent_uploads: Option<usize>,
+    /// `--max-concurrent-downloads`: blobs a pull downloads at once (default 3); 0: no
+    /// limit, as dockerd's transfer manager; a negative number is refused, as dockerd
+    /// refuses it ("invalid max concurrent downloads: -1").
+    pub max_concurrent_downloads: Option<i64>,
+    /// `--max-concurrent-uploads`: blobs a push uploads at once (default 5); 0: no limit;
+    /// negative: refused.
+    pub max_concurrent_uploads: Option<i64>,
 }
 
 /// What daemon.json sets.
@@ -163,6 +166,10 @@ fn read_config(path: &Path) -> Result<FileConfig, Error> {
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| bad(format!("{k}: expected a positive integer")))
     };
+    let int = |k: &str, x: &serde_json::Value| -> Result<i64, Error> {
+        x.as_i64()
+            .ok_or_else(|| bad(format!("{k}: expected an integer")))
+    };
     let mut c = FileConfig::default();
     for (k, x) in obj {
         let e = &mut c.engine;
@@ -184,8 +191,8 @@ fn read_config(path: &Path) -> Result<FileConfig, Error> {
             "insecure-registries" => e.insecure_registries = strings(k, x)?,
             "registry-mirrors" => e.registry_mirrors = strings(k, x)?,
             "log-level" => e.log_level = Some(string(k, x)?),
-            "max-concurrent-downloads" => e.max_concurrent_downloads = Some(uint(k, x)? as usize),
-            "max-concurrent-uploads" => e.max_concurrent_uploads = Some(uint(k, x)? as usize),
+            "max-concurrent-downloads" => e.max_concurrent_downloads = Some(int(k, x)?),
+            "max-concurrent-uploads" => e.max_concurrent_uploads = Some(int(k, x)?),
             "tls" => c.tls = Some(boolean(k, x)?),
             "tlsverify" => c.tls_verify = Some(boolean(k, x)?),
             "tlscacert" => c.tls_ca_cert = Some(string(k, x)?.into()),
@@ -909,21 +916,28 @@ fn client_options(
             o.mirrors.push(m.clone());
         }
     }
-    for (flag, n, field) in [
+    for (flag, what, n, field) in [
         (
             "--max-concurrent-downloads",
+            "downloads",
             s.max_concurrent_downloads,
             &mut o.max_concurrent_downloads,
         ),
         (
             "--max-concurrent-uploads",
+            "uploads",
             s.max_concurrent_uploads,
             &mut o.max_concurrent_uploads,
         ),
     ] {
         match n {
-            Some(0) => return Err(bad(flag, "must be at least 1".into())),
-            Some(n) => *field = n,
+            // dockerd's words
+            Some(n) if n < 0 => {
+                return Err(bad(flag, format!("invalid max concurrent {what}: {n}")));
+            }
+            // dockerd's transfer manager: a limit of 0 is no limit
+            Some(0) => *field = usize::MAX,
+            Some(n) => *field = usize::try_from(n).unwrap_or(usize::MAX),
             None => {}
         }
     }
