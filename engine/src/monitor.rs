@@ -827,6 +827,7 @@ impl Monitor {
                 .network
                 .clone()
                 .unwrap_or_else(crate::engine::default_network);
+            let endpoints = crate::network::has_endpoints(&self.state, &self.dir);
             // the namespace is released first (the container's processes are gone), so
             // the controller leaves the veths to the kernel instead of waiting ~20 ms
             // for each deletion (libnetwork's `disconnect_dying`)
@@ -837,12 +838,6 @@ impl Monitor {
                 }
                 None => false,
             };
-            // a namespace without endpoints (`--network none`, nothing connected) needs
-            // no controller: opening one makes the default bridge where the monitor runs
-            let endpoints = self.state.network.is_some()
-                || !crate::network::Attachments::load(&self.dir)
-                    .extra
-                    .is_empty();
             if endpoints
                 && let Ok(host) = longshore_network::netns::NetnsRef::current()
                 && let Ok(ctl) =

@@ -2727,6 +2727,117 @@ fn listing_sees_every_change(d: &mut Daemon) {
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
+/// Many `network connect`s and `disconnect`s of one container at the same instant, each
+/// to another network, stopped and then running: every one is recorded, and a running
+/// container has one interface per network. (Each reads `networks.json`, changes it and
+/// writes it back; without the container's lock around that, two at once read the same
+/// record and the second write dropped the first's network.)
+fn network_connect_concurrently(_: &mut Daemon) {
+    let d = Daemon::start_with(true);
+    let nets: Vec<String> = (0..10).map(|_| unique_name("lsnetc")).collect();
+    for (i, n) in nets.iter().enumerate() {
+        let subnet = format!("10.252.{}.0/24", i + 10);
+        ok(&d.docker(&["network", "create", "--subnet", &subnet, n]));
+    }
+    let c = unique_name("lsapi");
+    ok(&d.docker(&[
+        "create",
+        "--name",
+        &c,
+        "--network",
+        &nets[0],
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let recorded = || -> std::collections::BTreeSet<String> {
+        ok(&d.docker(&[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            &c,
+        ]))
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+    };
+    let want = |idx: &[usize]| -> std::collections::BTreeSet<String> {
+        idx.iter().map(|&i| nets[i].clone()).collect()
+    };
+    // (connect or disconnect, network index), all sent at once, each on its connection
+    let at_once = |ops: &[(&str, usize)]| {
+        let barrier = std::sync::Barrier::new(ops.len());
+        std::thread::scope(|s| {
+            for &(op, i) in ops {
+                let (barrier, sock, net, c) = (&barrier, &d.sock, &nets[i], &c);
+                s.spawn(move || {
+                    barrier.wait();
+                    let (code, body) = http_at(
+                        sock,
+                        "POST",
+                        &format!("/networks/{net}/{op}"),
+                        &format!("{{\"Container\":\"{c}\"}}"),
+                    );
+                    assert_eq!(code, 200, "{op} {net}: {body}");
+                });
+            }
+        });
+    };
+    // stopped: six connects at once, then three disconnects and three connects at once
+    at_once(&[1, 2, 3, 4, 5, 6].map(|i| ("connect", i)));
+    assert_eq!(recorded(), want(&[0, 1, 2, 3, 4, 5, 6]));
+    at_once(&[
+        ("disconnect", 1),
+        ("disconnect", 2),
+        ("disconnect", 3),
+        ("connect", 7),
+        ("connect", 8),
+        ("connect", 9),
+    ]);
+    assert_eq!(recorded(), want(&[0, 4, 5, 6, 7, 8, 9]));
+    // running: it joined all seven at its start; three out and three back in at once
+    ok(&d.docker(&["start", &c]));
+    at_once(&[
+        ("disconnect", 4),
+        ("disconnect", 5),
+        ("disconnect", 6),
+        ("connect", 1),
+        ("connect", 2),
+        ("connect", 3),
+    ]);
+    let now = [0, 1, 2, 3, 7, 8, 9];
+    assert_eq!(recorded(), want(&now));
+    let addrs = ok(&d.docker(&["exec", &c, "ip", "-4", "-o", "addr"]));
+    let subnets: Vec<String> = addrs
+        .lines()
+        .filter(|l| !l.contains(" lo "))
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .map(|a| {
+            a.rsplit_once('.')
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut expected: Vec<String> = now.iter().map(|i| format!("10.252.{}", i + 10)).collect();
+    let mut got = subnets.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "{addrs}");
+    // and a restart joins the same seven
+    ok(&d.docker(&["restart", "-t", "0", &c]));
+    assert_eq!(recorded(), want(&now));
+    let addrs = ok(&d.docker(&["exec", &c, "ip", "-4", "-o", "addr"]));
+    assert_eq!(
+        addrs.lines().filter(|l| !l.contains(" lo ")).count(),
+        7,
+        "{addrs}"
+    );
+    ok(&d.docker(&["rm", "-f", &c]));
+    for n in &nets {
+        ok(&d.docker(&["network", "rm", n]));
+    }
+}
+
 fn main() -> ExitCode {
     longshore_engine::monitor::run_if_monitor();
     if let Some(code) = daemon_if_asked() {
@@ -2783,6 +2894,7 @@ fn main() -> ExitCode {
             "network_connect_stopped_disconnect_first",
             network_connect_stopped_disconnect_first,
         ),
+        ("network_connect_concurrently", network_connect_concurrently),
         ("logs_follow", logs_follow),
         ("attach_input_after_the_exit", attach_input_after_the_exit),
         ("attach_with_logs", attach_with_logs),

@@ -213,24 +213,29 @@ impl Daemon {
 
     /// A raw HTTP/1.1 request; the status and the body.
     pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut s = UnixStream::connect(&self.sock).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        // a server that refuses a body early closes while it is sent: the answer counts
-        let _ = write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read the answer");
-        let code = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (code, body.to_string())
+        http_at(&self.sock, method, path, body)
     }
+}
+
+/// A raw HTTP/1.1 request to the daemon at `sock`; the status and the body.
+pub fn http_at(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // a server that refuses a body early closes while it is sent: the answer counts
+    let _ = write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the answer");
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (code, body.to_string())
 }
 
 impl Drop for Daemon {
