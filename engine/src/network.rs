@@ -9,9 +9,9 @@
 //! members and its own address there, rewritten in place; libnetwork keeps it current as
 //! other members come and go, and the other members' files get the container's name.
 //! When the container stops for good its monitor removes every endpoint
-//! ([`disconnect_all`]).
+//! (`disconnect_all`).
 //!
-//! What the container is attached to is kept in `<dir>/networks.json` ([`Attachments`]):
+//! What the container is attached to is kept in `<dir>/networks.json` (`Attachments`):
 //! the networks connected later (with their aliases and address) and whether the network
 //! of its network mode was disconnected. Every start joins what it says, so a stopped
 //! container can be connected (it joins at its next start) and disconnected, and a
