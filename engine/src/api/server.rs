@@ -542,8 +542,10 @@ impl Server {
         }
         drop(alive_tx);
         let reload = tokio::spawn(reload_on_sighup(self.reload, self.state.clone()));
+        let trim = tokio::spawn(trim_when_idle());
         shutdown.await;
         reload.abort();
+        trim.abort();
         let _ = stop_tx.send(true);
         for a in accepting {
             let _ = a.await;
@@ -638,11 +640,50 @@ enum Conn {
     ),
 }
 
+/// Requests received by this process's servers (see [`trim_when_idle`]).
+static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long without a request before the allocator gives its free memory back.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// Once the daemon has had no request for [`IDLE`] after a busy spell, gives the
+/// allocator's free pages back to the system (glibc's `malloc_trim`). Under many clients
+/// the engine's jobs run on up to 128 blocking threads, and glibc gives threads arenas of
+/// their own (up to 8 per core); what the jobs freed stays in those arenas, resident: 200
+/// clients for 20 s left 21-24 MB of anonymous memory behind after the threads had gone
+/// (the daemon idles at under 1 MB of it), 5 MB after a trim.
+async fn trim_when_idle() {
+    use std::sync::atomic::Ordering;
+    let mut seen = REQUESTS.load(Ordering::Relaxed);
+    let mut trimmed = seen;
+    loop {
+        tokio::time::sleep(IDLE).await;
+        let now = REQUESTS.load(Ordering::Relaxed);
+        if now == seen && now != trimmed {
+            trimmed = now;
+            // a walk over every arena: off the runtime's thread
+            let _ = tokio::task::spawn_blocking(release_free_memory).await;
+        }
+        seen = now;
+    }
+}
+
+/// Returns the allocator's free memory to the system.
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only takes each arena's lock and releases pages no allocation
+    // uses; it reads or writes no memory of ours.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 async fn connection<S>(stream: S, state: Arc<State>, mut stop: watch::Receiver<bool>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(state, req).await) }
     });
