@@ -935,8 +935,9 @@ fn give_back_memory() {
 /// apart (a present page without the file bit is a copy; a swapped one is one too), and
 /// only runs of pages that are file pages or absent are dropped, which changes no content:
 /// they fault back in from the page cache unchanged. Returns the main thread's stack
-/// mapping, found on the way.
-fn release_file_pages() -> Option<(usize, usize)> {
+/// mapping, found on the way. (The daemon calls it too, once set up: see
+/// `api::server::run_with`.)
+pub(crate) fn release_file_pages() -> Option<(usize, usize)> {
     use std::os::unix::fs::FileExt;
     const PRESENT: u64 = 1 << 63;
     const SWAPPED: u64 = 1 << 62;
