@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use longshore_test_support::registry::{BlobCounter, RegistryServer};
-use longshore_test_support::{require_root, unique_name};
+use longshore_test_support::{require_root, succeeded, text, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_longshore");
 
@@ -19,10 +19,6 @@ fn temp() -> tempfile::TempDir {
         .prefix("longshore-daemonflags-")
         .tempdir_in("/tmp")
         .expect("temp dir")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// `longshore ARGS` with data root `root`, never a daemon's client unless `-H` says so.
@@ -38,14 +34,7 @@ fn longshore(root: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "longshore failed ({:?}): {}{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
+    succeeded("longshore", &o)
 }
 
 /// A `longshore daemon` process; SIGTERMed and waited for on drop.

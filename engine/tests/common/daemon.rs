@@ -285,19 +285,14 @@ impl Drop for Daemon {
     }
 }
 
+/// A command's output as text.
 pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    longshore_test_support::text(b)
 }
 
+/// The stdout of a docker CLI run that must have succeeded.
 pub fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "docker failed ({:?}): {}{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
+    longshore_test_support::succeeded("docker", o)
 }
 
 /// A process stopped with SIGTERM, and waited for, on drop (a daemon a test started).
