@@ -7,7 +7,8 @@
 #   - `docker run --rm --network none busybox true` through the daemon (whole CLI process)
 #   - `GET /containers/json?all=1` with 1000 containers (curl), and `docker ps -a -q`
 #   - 200 concurrent API clients (ping, list, inspect, create/start/wait/rm) for 30 s:
-#     errors, and the daemon's fds, RSS, containers and mounts before and after
+#     errors, and the daemon's fds, RSS, containers and mounts before, 2 s after and 12 s
+#     after
 # Usage: bash benches/scripts/api-compare.sh [runs] [seconds of the concurrency test]
 #        [--no-peers]
 # (LONGSHORE_BIN=path: use that longshore binary instead of building one)
@@ -141,6 +142,9 @@ figures() {
     python3 "$work/load.py" "$s" "$secs" "$v" | sed 's/^/   /'
     sleep 2
     echo "   after:  $(state)"
+    # the longshore daemon gives its allocator's free memory back after 5 s without requests
+    sleep 10
+    echo "   12 s after: $(state)"
 }
 
 echo "== load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -828,6 +828,12 @@ struct DaemonEngineFlags {
     /// Set the logging level ("debug", "info", "warn", "error", "fatal")
     #[arg(short = 'l', long = "log-level")]
     log_level: Option<String>,
+    /// Set the max concurrent downloads (default 3; 0: no limit)
+    #[arg(long = "max-concurrent-downloads", allow_negative_numbers = true)]
+    max_concurrent_downloads: Option<i64>,
+    /// Set the max concurrent uploads (default 5; 0: no limit)
+    #[arg(long = "max-concurrent-uploads", allow_negative_numbers = true)]
+    max_concurrent_uploads: Option<i64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -2204,6 +2210,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             e.dns_search = engine.dns_search;
             e.registry_mirrors = engine.registry_mirror;
             e.log_level = engine.log_level;
+            e.max_concurrent_downloads = engine.max_concurrent_downloads;
+            e.max_concurrent_uploads = engine.max_concurrent_uploads;
             d.engine = e;
             // as dockerd, the daemon reads no credential store: a request's X-Registry-Auth
             // is all it uses, for that request only

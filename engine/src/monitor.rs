@@ -827,6 +827,7 @@ impl Monitor {
                 .network
                 .clone()
                 .unwrap_or_else(crate::engine::default_network);
+            let endpoints = crate::network::has_endpoints(&self.state, &self.dir);
             // the namespace is released first (the container's processes are gone), so
             // the controller leaves the veths to the kernel instead of waiting ~20 ms
             // for each deletion (libnetwork's `disconnect_dying`)
@@ -837,12 +838,6 @@ impl Monitor {
                 }
                 None => false,
             };
-            // a namespace without endpoints (`--network none`, nothing connected) needs
-            // no controller: opening one makes the default bridge where the monitor runs
-            let endpoints = self.state.network.is_some()
-                || !crate::network::Attachments::load(&self.dir)
-                    .extra
-                    .is_empty();
             if endpoints
                 && let Ok(host) = longshore_network::netns::NetnsRef::current()
                 && let Ok(ctl) =
@@ -940,8 +935,9 @@ fn give_back_memory() {
 /// apart (a present page without the file bit is a copy; a swapped one is one too), and
 /// only runs of pages that are file pages or absent are dropped, which changes no content:
 /// they fault back in from the page cache unchanged. Returns the main thread's stack
-/// mapping, found on the way.
-fn release_file_pages() -> Option<(usize, usize)> {
+/// mapping, found on the way. (The daemon calls it too, once set up: see
+/// `api::server::run_with`.)
+pub(crate) fn release_file_pages() -> Option<(usize, usize)> {
     use std::os::unix::fs::FileExt;
     const PRESENT: u64 = 1 << 63;
     const SWAPPED: u64 = 1 << 62;

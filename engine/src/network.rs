@@ -9,9 +9,9 @@
 //! members and its own address there, rewritten in place; libnetwork keeps it current as
 //! other members come and go, and the other members' files get the container's name.
 //! When the container stops for good its monitor removes every endpoint
-//! ([`disconnect_all`]).
+//! (`disconnect_all`).
 //!
-//! What the container is attached to is kept in `<dir>/networks.json` ([`Attachments`]):
+//! What the container is attached to is kept in `<dir>/networks.json` (`Attachments`):
 //! the networks connected later (with their aliases and address) and whether the network
 //! of its network mode was disconnected. Every start joins what it says, so a stopped
 //! container can be connected (it joins at its next start) and disconnected, and a
@@ -82,6 +82,26 @@ impl Attachments {
     fn save(&self, dir: &Path) -> Result<()> {
         let data = serde_json::to_vec(self).expect("attachments serialize");
         crate::containers::write_atomic(&dir.join("networks.json"), &data)
+    }
+}
+
+/// True when a container in `state` (its directory `dir`) has endpoints to remove at its
+/// stop or removal: its network mode's, or, in its pinned namespace, networks connected
+/// later (`network connect`). A namespace without any (`--network none`, nothing
+/// connected) needs no controller, and opening one makes the default bridge in the
+/// caller's namespace.
+pub(crate) fn has_endpoints(state: &crate::containers::ContainerState, dir: &Path) -> bool {
+    state.network.is_some() || (state.netns.is_some() && !Attachments::load(dir).extra.is_empty())
+}
+
+/// The network a container's network mode names, as its inspect shows it without a
+/// controller: `bridge` for the default, `host` and `none` as such, a user network as
+/// named (`None`: `container:`).
+pub(crate) fn mode_network_name(mode: &str) -> Option<&str> {
+    match mode {
+        "" | "bridge" | "default" => Some("bridge"),
+        m if m.starts_with("container:") => None,
+        m => Some(m),
     }
 }
 
@@ -195,6 +215,24 @@ fn write_in_place(path: &std::path::Path, data: &str) -> Result<()> {
 }
 
 impl Engine {
+    /// Container `container` under its directory's lock (the one its create and its
+    /// removal hold), as it is once the lock is held. A connect or disconnect holds it
+    /// from reading `networks.json` to writing it back (and, for a running container,
+    /// across the choice of the next free `ethN` and the join): two of them on one
+    /// container at once would otherwise both read the same record and the second write
+    /// would drop the first's network.
+    fn container_locked(
+        &self,
+        container: &str,
+    ) -> Result<(crate::containers::DirLock, crate::containers::Container)> {
+        let c = self.container(container)?;
+        let lock = crate::containers::lock_dir(&c.dir, true)
+            .ok_or_else(|| Error::NoSuchContainer(container.to_string()))?;
+        // read again: it may have changed, or been removed, while this waited
+        let c = self.container(&c.record.id)?;
+        Ok((lock, c))
+    }
+
     /// `docker network connect NETWORK CONTAINER`: a running container gets one more
     /// interface, on `network`, and its name there for the other members; a stopped one
     /// (created or exited) is recorded to join it at its next start. Either way it
@@ -207,7 +245,7 @@ impl Engine {
     ) -> Result<()> {
         let ctl = self.network()?;
         let net = find_network(ctl, network)?;
-        let c = self.container(container)?;
+        let (_lock, c) = self.container_locked(container)?;
         let name = &c.record.name;
         let mode = c.record.host_config.network_mode.as_str();
         if mode == "host" || mode == "none" || mode.starts_with("container:") {
@@ -370,8 +408,13 @@ impl Engine {
     pub fn disconnect_network(&self, network: &str, container: &str, force: bool) -> Result<()> {
         let ctl = self.network()?;
         let net = find_network(ctl, network)?;
-        let (id, name, found) = match self.container(container) {
-            Ok(c) => (c.record.id.clone(), c.record.name.clone(), Some(c)),
+        let (id, name, found, _lock) = match self.container_locked(container) {
+            Ok((lock, c)) => (
+                c.record.id.clone(),
+                c.record.name.clone(),
+                Some(c),
+                Some(lock),
+            ),
             // -f: the endpoint of a container that is gone, by its name on the network
             Err(Error::NoSuchContainer(_)) if force => {
                 let wanted = container.trim_start_matches('/');
@@ -388,6 +431,7 @@ impl Engine {
                 (
                     endpoint_container(&ep.container_id).to_string(),
                     ep.container_name.clone(),
+                    None,
                     None,
                 )
             }

@@ -10,14 +10,13 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::Duration;
 
 use longshore_engine::api::DaemonOptions;
 use longshore_engine::{Engine, EngineOptions};
-use longshore_test_support::{is_root, report_skip, unique_name};
+use longshore_test_support::unique_name;
 
 mod common;
 use common::daemon::*;
@@ -41,17 +40,7 @@ fn version_and_ping(d: &Daemon) {
 
 fn run_rm_echo(d: &Daemon) {
     let name = unique_name("lsapi");
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "echo",
-        "hi",
-    ]);
+    let o = d.busybox("run", &["--rm", "--name", &name], &["echo", "hi"]);
     assert_eq!(ok(&o), "hi\n");
     // --rm: gone once run returns
     let ps = ok(&d.docker(&["ps", "-a", "-q", "--filter", &format!("name={name}")]));
@@ -59,32 +48,17 @@ fn run_rm_echo(d: &Daemon) {
 }
 
 fn run_exit_code_and_streams(d: &Daemon) {
-    let o = d.docker(&[
+    let o = d.busybox(
         "run",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "echo out; echo err >&2; exit 3",
-    ]);
+        &["--rm"],
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+    );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "out\n");
     assert!(text(&o.stderr).contains("err\n"), "{}", text(&o.stderr));
     // without --rm the wait is next-exit
     let name = unique_name("lsapi");
-    let o = d.docker(&[
-        "run",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "exit 7",
-    ]);
+    let o = d.busybox("run", &["--name", &name], &["sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
     ok(&d.docker(&["rm", &name]));
 }
@@ -99,18 +73,11 @@ fn run_with_stdin(d: &Daemon) {
 
 fn detached_logs_stop_rm(d: &Daemon) {
     let name = unique_name("lsapi");
-    let id = ok(&d.docker(&[
+    let id = ok(&d.busybox(
         "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "echo one; echo two >&2; exec sleep 100",
-    ]));
+        &["-d", "--name", &name],
+        &["sh", "-c", "echo one; echo two >&2; exec sleep 100"],
+    ));
     let id = id.trim();
     assert_eq!(id.len(), 64, "{id}");
     let ps = ok(&d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]));
@@ -174,17 +141,7 @@ fn detached_logs_stop_rm(d: &Daemon) {
 
 fn exec_in_a_running_container(d: &Daemon) {
     let name = unique_name("lsapi");
-    ok(&d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "100",
-    ]));
+    ok(&d.busybox("run", &["-d", "--name", &name], &["sleep", "100"]));
     assert_eq!(ok(&d.docker(&["exec", &name, "echo", "hi"])), "hi\n");
     let o = d.docker(&["exec", &name, "sh", "-c", "echo out; echo err >&2; exit 5"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
@@ -285,29 +242,9 @@ fn bad_requests_leave_the_daemon_up(d: &Daemon) {
 /// the socket is gone, the container keeps running; a new daemon serves it again.
 fn stop_keeps_containers(d: &mut Daemon) {
     let name = unique_name("lsapi");
-    ok(&d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "100",
-    ]));
+    ok(&d.busybox("run", &["-d", "--name", &name], &["sleep", "100"]));
     let waiter = unique_name("lsapi");
-    ok(&d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &waiter,
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "1",
-    ]));
+    ok(&d.busybox("run", &["-d", "--name", &waiter], &["sleep", "1"]));
     let sock = d.sock.clone();
     let wait = std::thread::spawn(move || {
         let mut s = UnixStream::connect(&sock).expect("connect");
@@ -450,17 +387,7 @@ fn save_and_load(d: &mut Daemon) {
 /// `docker cp` both ways (a file, a directory), into a running container and out of it.
 fn copy_in_and_out(d: &mut Daemon) {
     let name = unique_name("lsapi");
-    ok(&d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "100",
-    ]));
+    ok(&d.busybox("run", &["-d", "--name", &name], &["sleep", "100"]));
     let work = d.dir.path().join(unique_name("cp"));
     std::fs::create_dir_all(work.join("dir/sub")).unwrap();
     std::fs::write(work.join("f.txt"), "file content\n").unwrap();
@@ -536,15 +463,7 @@ fn events_past_and_streaming(d: &mut Daemon) {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    ok(&d.docker(&[
-        "run",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "true",
-    ]));
+    ok(&d.busybox("run", &["--name", &name], &["true"]));
     ok(&d.docker(&["rm", &name]));
     let mut seen = String::new();
     {
@@ -606,30 +525,16 @@ fn volumes_and_binds(d: &mut Daemon) {
     ]));
     assert!(mp.trim().ends_with("_data v"), "{mp}");
     let user = unique_name("lsapi");
-    ok(&d.docker(&[
+    ok(&d.busybox(
         "run",
-        "--name",
-        &user,
-        "--network",
-        "none",
-        "-v",
-        &format!("{vol}:/data"),
-        "busybox",
-        "sh",
-        "-c",
-        "echo kept > /data/f",
-    ]));
-    let o = d.docker(&[
+        &["--name", &user, "-v", &format!("{vol}:/data")],
+        &["sh", "-c", "echo kept > /data/f"],
+    ));
+    let o = d.busybox(
         "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &format!("{vol}:/data"),
-        "busybox",
-        "cat",
-        "/data/f",
-    ]);
+        &["--rm", "-v", &format!("{vol}:/data")],
+        &["cat", "/data/f"],
+    );
     assert_eq!(ok(&o), "kept\n");
     let o = d.docker(&["volume", "rm", &vol]);
     assert!(!o.status.success());
@@ -642,18 +547,11 @@ fn volumes_and_binds(d: &mut Daemon) {
     let host = d.dir.path().join(unique_name("bind"));
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("h"), "from host\n").unwrap();
-    let o = d.docker(&[
+    let o = d.busybox(
         "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &format!("{}:/h", host.display()),
-        "busybox",
-        "sh",
-        "-c",
-        "cat /h/h; echo back > /h/back",
-    ]);
+        &["--rm", "-v", &format!("{}:/h", host.display())],
+        &["sh", "-c", "cat /h/h; echo back > /h/back"],
+    );
     assert_eq!(ok(&o), "from host\n");
     assert_eq!(
         std::fs::read_to_string(host.join("back")).unwrap(),
@@ -727,18 +625,11 @@ impl Drop for NetGuard {
 /// `docker logs -f` follows until the container exits.
 fn logs_follow(d: &mut Daemon) {
     let name = unique_name("lsapi");
-    ok(&d.docker(&[
+    ok(&d.busybox(
         "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "echo a; sleep 1; echo b",
-    ]));
+        &["-d", "--name", &name],
+        &["sh", "-c", "echo a; sleep 1; echo b"],
+    ));
     let out = ok(&d.docker(&["logs", "-f", &name]));
     assert_eq!(out, "a\nb\n");
     ok(&d.docker(&["rm", &name]));
@@ -769,17 +660,7 @@ fn tty_run_and_exec(d: &mut Daemon) {
     );
     assert!(text(&o.stdout).contains("tty-yes"), "{}", text(&o.stdout));
     let name = unique_name("lsapi");
-    ok(&d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "100",
-    ]));
+    ok(&d.busybox("run", &["-d", "--name", &name], &["sleep", "100"]));
     let o = run(&format!(
         "{DOCKER} -H {host} exec -it {name} sh -c 'test -t 1 && echo exec-tty; exit 6'"
     ));
@@ -798,17 +679,7 @@ fn tty_run_and_exec(d: &mut Daemon) {
 /// resize of an unknown exec.
 fn container_inspection_endpoints(d: &mut Daemon) {
     let name = unique_name("lsapi");
-    ok(&d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "100",
-    ]));
+    ok(&d.busybox("run", &["-d", "--name", &name], &["sleep", "100"]));
     let top = ok(&d.docker(&["top", &name]));
     assert!(top.contains("PID") && top.contains("sleep 100"), "{top}");
     let (code, body) = d.http(
@@ -867,15 +738,7 @@ fn container_inspection_endpoints(d: &mut Daemon) {
     assert_eq!(ok(&o), "/tmp/newfile\n");
     // prune removes the stopped one and keeps the running one
     let stopped = unique_name("lsapi");
-    ok(&d.docker(&[
-        "create",
-        "--name",
-        &stopped,
-        "--network",
-        "none",
-        "busybox",
-        "true",
-    ]));
+    ok(&d.busybox("create", &["--name", &stopped], &["true"]));
     let pr = ok(&d.docker(&["container", "prune", "-f"]));
     assert!(pr.contains("Deleted Containers"), "{pr}");
     let ps = ok(&d.docker(&["ps", "-a", "--format", "{{.Names}}"]));
@@ -957,17 +820,7 @@ fn rm_right_after_run(d: &mut Daemon) {
                 s.spawn(move || {
                     for _ in 0..10 {
                         let name = unique_name("lsapi");
-                        let o = d.docker(&[
-                            "run",
-                            "--name",
-                            &name,
-                            "--network",
-                            "none",
-                            "busybox",
-                            "sh",
-                            "-c",
-                            "exit 7",
-                        ]);
+                        let o = d.busybox("run", &["--name", &name], &["sh", "-c", "exit 7"]);
                         assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
                         ok(&d.docker(&["rm", &name]));
                     }
@@ -997,14 +850,7 @@ fn events_start_before_die(d: &mut Daemon) {
                 s.spawn(move || {
                     (0..10)
                         .map(|_| {
-                            let id = ok(&d.docker(&[
-                                "run",
-                                "-d",
-                                "--network",
-                                "none",
-                                "busybox",
-                                "true",
-                            ]));
+                            let id = ok(&d.busybox("run", &["-d"], &["true"]));
                             let id = id.trim().to_string();
                             ok(&d.docker(&["wait", &id]));
                             id
@@ -1054,18 +900,11 @@ fn rm_as_soon_as_exited(d: &mut Daemon) {
                 s.spawn(move || {
                     for round in 0..10 {
                         let name = unique_name("lsapi");
-                        let id = ok(&d.docker(&[
+                        let id = ok(&d.busybox(
                             "run",
-                            "-d",
-                            "--name",
-                            &name,
-                            "--network",
-                            "none",
-                            "busybox",
-                            "sh",
-                            "-c",
-                            "exit 3",
-                        ]));
+                            &["-d", "--name", &name],
+                            &["sh", "-c", "exit 3"],
+                        ));
                         let id = id.trim();
                         loop {
                             let (code, body) = d.http("GET", &format!("/containers/{id}/json"), "");
@@ -1096,17 +935,7 @@ fn rm_as_soon_as_exited(d: &mut Daemon) {
 /// instead of failing (the cause of `docker rm` after `docker run` failing under load).
 fn start_while_the_monitor_lock_is_checked(d: &mut Daemon) {
     let name = unique_name("lsapi");
-    let id = ok(&d.docker(&[
-        "create",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "exit 3",
-    ]));
+    let id = ok(&d.busybox("create", &["--name", &name], &["sh", "-c", "exit 3"]));
     let dir = d.dir.path().join("root/containers").join(id.trim());
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -1166,23 +995,8 @@ fn tcp_and_socket_activation(d: &mut Daemon) {
         .stderr(Stdio::null())
         .spawn()
         .expect("systemd-socket-activate (package systemd)");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.0.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = self.0.wait();
-        }
-    }
-    let guard = Kill(child);
-    for _ in 0..500 {
-        if sock.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let guard = Term(child);
+    wait_for(|| sock.exists());
     // the first connection makes systemd-socket-activate start the daemon with the fd
     let via_fd = |args: &[&str]| {
         Command::new(DOCKER)
@@ -1299,32 +1113,11 @@ fn daemon_json_and_sighup(d: &mut Daemon) {
     let e = longshore_engine::api::Server::bind(engine.clone(), &o2).unwrap_err();
     assert!(e.to_string().contains("no-such-option"), "{e}");
     // the daemon on the file's socket; SIGHUP after the file changes
-    let child = Command::new(std::env::current_exe().unwrap())
-        .env(DAEMON_ROOT, d.dir.path().join("root"))
-        .env(DAEMON_SOCK, "unused")
-        .env(DAEMON_CONFIG, &cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let child = config_daemon(&d.dir.path().join("root"), &cfg, false)
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.0.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = self.0.wait();
-        }
-    }
-    let guard = Kill(child);
-    for _ in 0..500 {
-        if UnixStream::connect(&sock).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let guard = Term(child);
+    wait_for(|| UnixStream::connect(&sock).is_ok());
     let info = |fmt: &str| {
         let o = Command::new(DOCKER)
             .arg("-H")
@@ -1344,11 +1137,7 @@ fn daemon_json_and_sighup(d: &mut Daemon) {
         ),
     )
     .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(guard.0.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    guard.signal(nix::sys::signal::Signal::SIGHUP);
     let mut seen = String::new();
     for _ in 0..200 {
         seen = info("{{.Labels}} {{.Debug}}");
@@ -1377,32 +1166,11 @@ fn sighup_reloads_registries(d: &mut Daemon) {
     let sock = d.dir.path().join(format!("{}.sock", unique_name("cfg")));
     let hosts = format!("\"hosts\":[\"unix://{}\"]", sock.display());
     std::fs::write(&cfg, format!("{{{hosts},\"labels\":[\"zone=a\"]}}")).unwrap();
-    let child = Command::new(std::env::current_exe().unwrap())
-        .env(DAEMON_ROOT, d.dir.path().join(unique_name("root")))
-        .env(DAEMON_SOCK, "unused")
-        .env(DAEMON_CONFIG, &cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let child = config_daemon(&d.dir.path().join(unique_name("root")), &cfg, false)
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.0.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = self.0.wait();
-        }
-    }
-    let guard = Kill(child);
-    for _ in 0..500 {
-        if UnixStream::connect(&sock).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let guard = Term(child);
+    wait_for(|| UnixStream::connect(&sock).is_ok());
     let docker = |args: &[&str]| {
         Command::new(DOCKER)
             .arg("-H")
@@ -1430,11 +1198,7 @@ fn sighup_reloads_registries(d: &mut Daemon) {
         ),
     )
     .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(guard.0.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    guard.signal(nix::sys::signal::Signal::SIGHUP);
     let mut seen = String::new();
     for _ in 0..200 {
         seen = info("{{.Labels}} {{.Debug}}");
@@ -1469,11 +1233,7 @@ fn sighup_reloads_registries(d: &mut Daemon) {
         format!("{{{hosts},\"registry-mirrors\":[\"not-a-url\"]}}"),
     )
     .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(guard.0.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    guard.signal(nix::sys::signal::Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(info(&registry_config), rc);
     drop(guard);
@@ -1557,31 +1317,12 @@ fn tls_tcp(d: &mut Daemon) {
         .to_string(),
     )
     .unwrap();
-    let child = Command::new(std::env::current_exe().unwrap())
-        .env(DAEMON_ROOT, d.dir.path().join("root"))
-        .env(DAEMON_SOCK, "unused")
-        .env(DAEMON_CONFIG, &cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let child = config_daemon(&d.dir.path().join("root"), &cfg, false)
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.0.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = self.0.wait();
-        }
-    }
-    let guard = Kill(child);
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let guard = Term(child);
+    wait_for(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let host = format!("tcp://127.0.0.1:{port}");
     let docker = |tls: &[&str], args: &[&str]| {
         Command::new(DOCKER)
@@ -2007,18 +1748,11 @@ fn upgrade(d: &Daemon, path: &str) -> UnixStream {
 fn attach_input_after_the_exit(d: &mut Daemon) {
     for round in 0..5 {
         let name = unique_name("lsapi");
-        let id = ok(&d.docker(&[
+        let id = ok(&d.busybox(
             "create",
-            "-i",
-            "--name",
-            &name,
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "echo last; sleep 0.2",
-        ]));
+            &["-i", "--name", &name],
+            &["sh", "-c", "echo last; sleep 0.2"],
+        ));
         let id = id.trim();
         let s = upgrade(
             d,
@@ -2085,17 +1819,11 @@ fn attach_input_after_the_exit(d: &mut Daemon) {
 fn attach_registered_before_the_answer(d: &mut Daemon) {
     for round in 0..10 {
         let name = unique_name("lsapi");
-        let id = ok(&d.docker(&[
+        let id = ok(&d.busybox(
             "create",
-            "--name",
-            &name,
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "echo out; echo err >&2",
-        ]));
+            &["--name", &name],
+            &["sh", "-c", "echo out; echo err >&2"],
+        ));
         let id = id.trim();
         let out = upgrade(d, &format!("/containers/{id}/attach?stream=1&stdout=1"));
         let err = upgrade(d, &format!("/containers/{id}/attach?stream=1&stderr=1"));
@@ -2110,20 +1838,17 @@ fn attach_registered_before_the_answer(d: &mut Daemon) {
     let fifo = dir.path().join("f");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let name = unique_name("lsapi");
-    let id = ok(&d.docker(&[
+    let id = ok(&d.busybox(
         "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "-v",
-        &format!("{}:/x", dir.path().display()),
-        "busybox",
-        "sh",
-        "-c",
-        "while :; do read l < /x/f; echo hi $l; done",
-    ]));
+        &[
+            "-d",
+            "--name",
+            &name,
+            "-v",
+            &format!("{}:/x", dir.path().display()),
+        ],
+        &["sh", "-c", "while :; do read l < /x/f; echo hi $l; done"],
+    ));
     let id = id.trim().to_string();
     let state: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
@@ -2200,18 +1925,15 @@ fn frames(mut b: &[u8]) -> Vec<(u8, String)> {
 /// (`stream=1`), or the log alone (`stream=0`); neither is a 400.
 fn attach_with_logs(d: &mut Daemon) {
     let name = unique_name("lsapi");
-    ok(&d.docker(&[
+    ok(&d.busybox(
         "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "echo first; echo err >&2; while [ ! -e /go ]; do sleep 0.05; done; echo second",
-    ]));
+        &["-d", "--name", &name],
+        &[
+            "sh",
+            "-c",
+            "echo first; echo err >&2; while [ ! -e /go ]; do sleep 0.05; done; echo second",
+        ],
+    ));
     for _ in 0..200 {
         if ok(&d.docker(&["logs", &name])).contains("first") {
             break;
@@ -2279,19 +2001,11 @@ fn ws_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
 /// without a WebSocket handshake a 400.
 fn attach_over_websocket(d: &mut Daemon) {
     let name = unique_name("lsapi");
-    ok(&d.docker(&[
+    ok(&d.busybox(
         "run",
-        "-d",
-        "-i",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "echo hello; read x; echo \"got $x\"",
-    ]));
+        &["-d", "-i", "--name", &name],
+        &["sh", "-c", "echo hello; read x; echo \"got $x\""],
+    ));
     // "hello" is in the log before the attach: it comes from the replay (logs=1)
     for _ in 0..200 {
         if ok(&d.docker(&["logs", &name])).contains("hello") {
@@ -2573,18 +2287,7 @@ fn daemon_engine_settings(d: &mut Daemon) {
         "{e}"
     );
     let eroot = d.dir.path().join(unique_name("engroot"));
-    let child = Command::new("unshare")
-        .arg("--net")
-        .arg("--")
-        .arg(std::env::current_exe().unwrap())
-        .env(DAEMON_ROOT, &eroot)
-        .env(DAEMON_SOCK, "unused")
-        .env(DAEMON_CONFIG, &cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = config_daemon(&eroot, &cfg, true).spawn().unwrap();
     struct Stop(std::process::Child, PathBuf);
     impl Drop for Stop {
         fn drop(&mut self) {
@@ -2606,12 +2309,7 @@ fn daemon_engine_settings(d: &mut Daemon) {
         }
     }
     let guard = Stop(child, eroot.clone());
-    for _ in 0..500 {
-        if UnixStream::connect(&sock).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(|| UnixStream::connect(&sock).is_ok());
     let docker = |args: &[&str]| {
         Command::new(DOCKER)
             .arg("-H")
@@ -2683,16 +2381,7 @@ fn daemon_engine_settings(d: &mut Daemon) {
 /// change right after a cached listing shows in the next one (rename, start, stop, rm).
 fn listing_sees_every_change(d: &mut Daemon) {
     let (a, b) = (unique_name("lsapi"), unique_name("lsapi"));
-    ok(&d.docker(&[
-        "create",
-        "--name",
-        &a,
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "100",
-    ]));
+    ok(&d.busybox("create", &["--name", &a], &["sleep", "100"]));
     let ps = |name: &str| {
         ok(&d.docker(&[
             "ps",
@@ -2727,34 +2416,118 @@ fn listing_sees_every_change(d: &mut Daemon) {
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
-fn main() -> ExitCode {
-    longshore_engine::monitor::run_if_monitor();
-    if let Some(code) = daemon_if_asked() {
-        return code;
+/// Many `network connect`s and `disconnect`s of one container at the same instant, each
+/// to another network, stopped and then running: every one is recorded, and a running
+/// container has one interface per network. (Each reads `networks.json`, changes it and
+/// writes it back; without the container's lock around that, two at once read the same
+/// record and the second write dropped the first's network.)
+fn network_connect_concurrently(_: &mut Daemon) {
+    let d = Daemon::start_with(true);
+    let nets: Vec<String> = (0..10).map(|_| unique_name("lsnetc")).collect();
+    for (i, n) in nets.iter().enumerate() {
+        let subnet = format!("10.252.{}.0/24", i + 10);
+        ok(&d.docker(&["network", "create", "--subnet", &subnet, n]));
     }
-    if !is_root() {
-        report_skip(
-            "engine/tests/api.rs",
-            "the API tests run containers: they need root",
-        );
-        return ExitCode::SUCCESS;
-    }
-    if !Path::new(DOCKER).exists() {
-        report_skip(
-            "engine/tests/api.rs",
-            "no docker CLI at /usr/local/bin/docker",
-        );
-        return ExitCode::SUCCESS;
-    }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
+    let c = unique_name("lsapi");
+    ok(&d.docker(&[
+        "create",
+        "--name",
+        &c,
+        "--network",
+        &nets[0],
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let recorded = || -> std::collections::BTreeSet<String> {
+        ok(&d.docker(&[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            &c,
+        ]))
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+    };
+    let want = |idx: &[usize]| -> std::collections::BTreeSet<String> {
+        idx.iter().map(|&i| nets[i].clone()).collect()
+    };
+    // (connect or disconnect, network index), all sent at once, each on its connection
+    let at_once = |ops: &[(&str, usize)]| {
+        let barrier = std::sync::Barrier::new(ops.len());
+        std::thread::scope(|s| {
+            for &(op, i) in ops {
+                let (barrier, sock, net, c) = (&barrier, &d.sock, &nets[i], &c);
+                s.spawn(move || {
+                    barrier.wait();
+                    let (code, body) = http_at(
+                        sock,
+                        "POST",
+                        &format!("/networks/{net}/{op}"),
+                        &format!("{{\"Container\":\"{c}\"}}"),
+                    );
+                    assert_eq!(code, 200, "{op} {net}: {body}");
+                });
+            }
+        });
+    };
+    // stopped: six connects at once, then three disconnects and three connects at once
+    at_once(&[1, 2, 3, 4, 5, 6].map(|i| ("connect", i)));
+    assert_eq!(recorded(), want(&[0, 1, 2, 3, 4, 5, 6]));
+    at_once(&[
+        ("disconnect", 1),
+        ("disconnect", 2),
+        ("disconnect", 3),
+        ("connect", 7),
+        ("connect", 8),
+        ("connect", 9),
+    ]);
+    assert_eq!(recorded(), want(&[0, 4, 5, 6, 7, 8, 9]));
+    // running: it joined all seven at its start; three out and three back in at once
+    ok(&d.docker(&["start", &c]));
+    at_once(&[
+        ("disconnect", 4),
+        ("disconnect", 5),
+        ("disconnect", 6),
+        ("connect", 1),
+        ("connect", 2),
+        ("connect", 3),
+    ]);
+    let now = [0, 1, 2, 3, 7, 8, 9];
+    assert_eq!(recorded(), want(&now));
+    let addrs = ok(&d.docker(&["exec", &c, "ip", "-4", "-o", "addr"]));
+    let subnets: Vec<String> = addrs
+        .lines()
+        .filter(|l| !l.contains(" lo "))
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .map(|a| {
+            a.rsplit_once('.')
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default()
+        })
         .collect();
-    // `docker run` puts containers on the default bridge, which the daemon makes on the
-    // host (longshore0 and its nftables tables): removed after the last test when this
-    // run made them (the tests in this binary run one after another)
-    let bridge_before = Path::new("/sys/class/net/longshore0").exists();
-    let mut d = Daemon::start();
+    let mut expected: Vec<String> = now.iter().map(|i| format!("10.252.{}", i + 10)).collect();
+    let mut got = subnets.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "{addrs}");
+    // and a restart joins the same seven
+    ok(&d.docker(&["restart", "-t", "0", &c]));
+    assert_eq!(recorded(), want(&now));
+    let addrs = ok(&d.docker(&["exec", &c, "ip", "-4", "-o", "addr"]));
+    assert_eq!(
+        addrs.lines().filter(|l| !l.contains(" lo ")).count(),
+        7,
+        "{addrs}"
+    );
+    ok(&d.docker(&["rm", "-f", &c]));
+    for n in &nets {
+        ok(&d.docker(&["network", "rm", n]));
+    }
+}
+
+fn main() -> ExitCode {
     let tests: Vec<Test> = vec![
         ("version_and_ping", |d| version_and_ping(d)),
         ("run_rm_echo", |d| run_rm_echo(d)),
@@ -2783,6 +2556,7 @@ fn main() -> ExitCode {
             "network_connect_stopped_disconnect_first",
             network_connect_stopped_disconnect_first,
         ),
+        ("network_connect_concurrently", network_connect_concurrently),
         ("logs_follow", logs_follow),
         ("attach_input_after_the_exit", attach_input_after_the_exit),
         ("attach_with_logs", attach_with_logs),
@@ -2812,44 +2586,5 @@ fn main() -> ExitCode {
         }),
         ("stop_keeps_containers", stop_keeps_containers),
     ];
-    let mut failed = vec![];
-    let mut ran = 0;
-    for (name, t) in &tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let r = catch_unwind(AssertUnwindSafe(|| t(&mut d)));
-        println!(
-            "test api::{name} ... {}",
-            if r.is_ok() { "ok" } else { "FAILED" }
-        );
-        if r.is_err() {
-            failed.push(*name);
-        }
-    }
-    drop(d);
-    if !bridge_before {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", "longshore0"])
-            .stderr(std::process::Stdio::null())
-            .status();
-        for family in ["ip", "bridge", "inet"] {
-            let _ = std::process::Command::new("nft")
-                .args(["delete", "table", family, "longshore"])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    harness("api", true, Daemon::start, &tests, |t, d| t(d))
 }

@@ -9,8 +9,6 @@
 //! and the daemon.
 
 use std::collections::HashMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 use std::process::ExitCode;
 
 use bollard::Docker;
@@ -27,11 +25,11 @@ use bollard::query_parameters::{
     WaitContainerOptionsBuilder,
 };
 use futures_util::{StreamExt, TryStreamExt};
-use longshore_test_support::{is_root, report_skip, unique_name};
+use longshore_test_support::unique_name;
 use tokio::io::AsyncWriteExt;
 
 mod common;
-use common::daemon::Daemon;
+use common::daemon::{Daemon, harness};
 
 /// The status code of a server error, or a panic naming the error.
 fn status_of<T: std::fmt::Debug>(r: Result<T, BError>) -> u16 {
@@ -702,22 +700,6 @@ type Test = (
 );
 
 fn main() -> ExitCode {
-    longshore_engine::monitor::run_if_monitor();
-    if let Some(code) = common::daemon::daemon_if_asked() {
-        return code;
-    }
-    if !is_root() {
-        report_skip(
-            "engine/tests/api_bollard.rs",
-            "the API tests run containers: they need root",
-        );
-        return ExitCode::SUCCESS;
-    }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let d = Daemon::start();
     let tests: Vec<Test> = vec![
         ("ping_and_version_negotiation", |d| {
             Box::pin(ping_and_version_negotiation(d))
@@ -743,46 +725,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .unwrap();
-    let bridge_before = Path::new("/sys/class/net/longshore0").exists();
-    let mut failed = vec![];
-    let mut ran = 0;
-    for (name, t) in &tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let r = catch_unwind(AssertUnwindSafe(|| rt.block_on(t(&d))));
-        println!(
-            "test api_bollard::{name} ... {}",
-            if r.is_ok() { "ok" } else { "FAILED" }
-        );
-        if r.is_err() {
-            failed.push(*name);
-        }
-    }
-    drop(d);
-    if !bridge_before {
-        // a network create opens the engine's controller, which makes the default bridge
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", "longshore0"])
-            .stderr(std::process::Stdio::null())
-            .status();
-        for family in ["ip", "bridge", "inet"] {
-            let _ = std::process::Command::new("nft")
-                .args(["delete", "table", family, "longshore"])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    harness("api_bollard", false, Daemon::start, &tests, |t, d| {
+        rt.block_on(t(d))
+    })
 }

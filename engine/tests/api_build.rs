@@ -1,143 +1,31 @@
 //! `POST /build` driven by the real docker CLI (`/usr/local/bin/docker`, its legacy
-//! builder: `DOCKER_BUILDKIT=0`) against `longshore daemon` on a private data root under
-//! `/tmp/longshore-apibuild-*`, and by raw HTTP for what the CLI never sends (a hostile
+//! builder: `DOCKER_BUILDKIT=0`) against `longshore daemon` on a private data root (the
+//! test daemon of `common/daemon.rs`), and by raw HTTP for what the CLI never sends (a hostile
 //! context tar). RUN steps run in real containers; the built images are run with
 //! `docker run --network none`. Everything is removed by Drop guards.
 //!
 //! A custom harness (`harness = false`): the test binary is also the daemon and the
 //! containers' monitor program, so `main` calls `run_if_monitor` first.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output, Stdio};
-use std::time::Duration;
+use std::process::ExitCode;
 
-use longshore_engine::api::DaemonOptions;
-use longshore_engine::{Engine, EngineOptions, ListOptions, RemoveOptions};
-use longshore_test_support::{busybox_rootfs, is_root, report_skip, unique_name};
+use longshore_test_support::unique_name;
 
-const DOCKER: &str = "/usr/local/bin/docker";
-const DAEMON_ROOT: &str = "LONGSHORE_APIBUILD_TEST_DAEMON_ROOT";
-const DAEMON_SOCK: &str = "LONGSHORE_APIBUILD_TEST_DAEMON_SOCK";
+mod common;
+use common::daemon::*;
 
-fn daemon_main(root: &str, sock: &str) -> ExitCode {
-    let engine = Engine::open(root, EngineOptions::default()).expect("open the engine");
-    let mut opts = DaemonOptions::default();
-    opts.hosts = vec![format!("unix://{sock}")];
-    match longshore_engine::api::run(engine, &opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("daemon: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// What the build tests add to the shared test daemon.
+trait BuildDaemon {
+    fn post(&self, path: &str, body: &[u8]) -> (u16, String);
+    fn context(&self, files: &[(&str, &str)]) -> PathBuf;
+    fn images(&self) -> Vec<String>;
 }
 
-/// `longshore daemon` (this binary run again) on its own data root with a busybox image;
-/// stopped with SIGTERM, its containers removed, on drop.
-struct Daemon {
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-    engine: Engine,
-    child: Option<std::process::Child>,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix("longshore-apibuild-")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
-        let root = dir.path().join("root");
-        let engine = Engine::open(&root, EngineOptions::default()).expect("open the engine");
-        let rootfs = dir.path().join("rootfs");
-        busybox_rootfs(&rootfs).expect("busybox rootfs");
-        let mut tar = tar::Builder::new(Vec::new());
-        tar.follow_symlinks(false);
-        tar.append_dir_all(".", &rootfs).expect("tar the rootfs");
-        let bytes = tar.into_inner().expect("tar");
-        engine
-            .import_image(
-                &bytes[..],
-                Some("busybox:latest"),
-                None,
-                &["CMD [\"sh\"]".to_string()],
-            )
-            .expect("import busybox");
-        let _ = std::fs::remove_dir_all(&rootfs);
-        let sock = dir.path().join("d.sock");
-        let child = Command::new(std::env::current_exe().expect("test binary"))
-            .env(DAEMON_ROOT, &root)
-            .env(DAEMON_SOCK, &sock)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the daemon");
-        let d = Daemon {
-            dir,
-            sock,
-            engine,
-            child: Some(child),
-        };
-        for _ in 0..500 {
-            if UnixStream::connect(&d.sock).is_ok() {
-                return d;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("the daemon did not listen within 5 s");
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.docker_in(args, None)
-    }
-
-    fn docker_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new(DOCKER)
-            .arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .args(args)
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .env("DOCKER_BUILDKIT", "0")
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run the docker CLI");
-        if let Some(input) = stdin {
-            let mut w = child.stdin.take().expect("stdin");
-            w.write_all(input).expect("write stdin");
-        }
-        child.wait_with_output().expect("docker output")
-    }
-
-    /// A raw `POST` with a binary body; the status and the body.
+impl BuildDaemon for Daemon {
+    /// A raw `POST` of a tar; the status and the body.
     fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
-        let mut s = UnixStream::connect(&self.sock).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        let _ = write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let _ = s.write_all(body);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let out = String::from_utf8_lossy(&out).into_owned();
-        let code = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (code, body.to_string())
+        http_bytes(&self.sock, "POST", path, "application/x-tar", body, 120)
     }
 
     /// A fresh context directory with these files.
@@ -160,43 +48,6 @@ impl Daemon {
         ]));
         out.lines().map(String::from).collect()
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = child.wait();
-        }
-        let mut all = ListOptions::default();
-        all.all = true;
-        let mut force = RemoveOptions::default();
-        force.force = true;
-        force.volumes = true;
-        if let Ok(list) = self.engine.list_containers(&all) {
-            for c in list {
-                let _ = self.engine.remove_container(&c.id, &force);
-            }
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "docker failed ({:?}): {}{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
 }
 
 fn path(p: &Path) -> &str {
@@ -469,29 +320,6 @@ fn hostile_context_and_bad_parameters(d: &mut Daemon) {
 type Test = (&'static str, fn(&mut Daemon));
 
 fn main() -> ExitCode {
-    longshore_engine::monitor::run_if_monitor();
-    if let (Ok(root), Ok(sock)) = (std::env::var(DAEMON_ROOT), std::env::var(DAEMON_SOCK)) {
-        return daemon_main(&root, &sock);
-    }
-    if !is_root() {
-        report_skip(
-            "engine/tests/api_build.rs",
-            "the build API tests run containers: they need root",
-        );
-        return ExitCode::SUCCESS;
-    }
-    if !Path::new(DOCKER).exists() {
-        report_skip(
-            "engine/tests/api_build.rs",
-            "no docker CLI at /usr/local/bin/docker",
-        );
-        return ExitCode::SUCCESS;
-    }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut d = Daemon::start();
     let tests: Vec<Test> = vec![
         (
             "build_tag_run_and_rebuild_from_the_cache",
@@ -510,32 +338,5 @@ fn main() -> ExitCode {
             hostile_context_and_bad_parameters,
         ),
     ];
-    let mut failed = vec![];
-    let mut ran = 0;
-    for (name, t) in &tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let r = catch_unwind(AssertUnwindSafe(|| t(&mut d)));
-        println!(
-            "test api_build::{name} ... {}",
-            if r.is_ok() { "ok" } else { "FAILED" }
-        );
-        if r.is_err() {
-            failed.push(*name);
-        }
-    }
-    drop(d);
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    harness("api_build", true, Daemon::start, &tests, |t, d| t(d))
 }

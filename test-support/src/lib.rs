@@ -68,6 +68,24 @@ macro_rules! require_root {
     };
 }
 
+/// A command's output as text (lossy UTF-8).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The stdout of `o`, which must have succeeded: else a panic naming `what` with its exit
+/// code, stdout and stderr.
+pub fn succeeded(what: &str, o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}): {}{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
 /// A name unique to this process and call, `prefix` first: `ls-<prefix>-<pid>-<n>`.
 ///
 /// Kept short (at most 15 bytes for prefixes of up to 4 characters) so that it also fits

@@ -765,6 +765,18 @@ impl Engine {
         if !c.state.is_alive()
             && let Some(nets) = v["NetworkSettings"]["Networks"].as_object_mut()
         {
+            // as Docker, a stopped container shows the network of its network mode too
+            // (without addresses), unless it was disconnected
+            if let Some(first) =
+                crate::network::mode_network_name(&c.record.host_config.network_mode)
+                && !att.first_disconnected
+                && !nets.contains_key(first)
+            {
+                nets.insert(
+                    first.to_string(),
+                    serde_json::json!({"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}),
+                );
+            }
             for a in &att.extra {
                 nets.insert(
                     a.network.clone(),

@@ -468,12 +468,9 @@ impl Engine {
 
     /// Disconnects a container from its network and removes its pinned namespace.
     pub(crate) fn teardown_network(&self, c: &mut Container) {
-        // a namespace without endpoints (`--network none`, nothing connected) needs no
-        // controller: opening one makes the default bridge
-        let endpoints = c.state.network.is_some()
-            || (c.state.netns.is_some()
-                && !crate::network::Attachments::load(&c.dir).extra.is_empty());
-        if endpoints && let Ok(ctl) = self.network() {
+        if crate::network::has_endpoints(&c.state, &c.dir)
+            && let Ok(ctl) = self.network()
+        {
             crate::network::disconnect_all(ctl, &c.record.id, false);
         }
         if let Some(p) = c.state.netns.take() {

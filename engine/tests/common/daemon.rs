@@ -188,12 +188,26 @@ impl Daemon {
         self.docker_in(args, None)
     }
 
+    /// `docker VERB FLAGS --network none busybox CMD...` (`run` or `create`).
+    pub fn busybox(&self, verb: &str, flags: &[&str], cmd: &[&str]) -> Output {
+        let args: Vec<&str> = [verb]
+            .iter()
+            .chain(flags)
+            .chain(&["--network", "none", "busybox"])
+            .chain(cmd)
+            .copied()
+            .collect();
+        self.docker(&args)
+    }
+
     pub fn docker_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new(DOCKER);
         cmd.arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
             .args(args)
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            // `docker build` with the legacy builder (the one that speaks POST /build)
+            .env("DOCKER_BUILDKIT", "0")
             .env_remove("DOCKER_HOST")
             .env_remove("DOCKER_CONTEXT")
             .stdin(if stdin.is_some() {
@@ -213,24 +227,46 @@ impl Daemon {
 
     /// A raw HTTP/1.1 request; the status and the body.
     pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut s = UnixStream::connect(&self.sock).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        // a server that refuses a body early closes while it is sent: the answer counts
-        let _ = write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read the answer");
-        let code = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (code, body.to_string())
+        http_at(&self.sock, method, path, body)
     }
+}
+
+/// A raw HTTP/1.1 request with a JSON body to the daemon at `sock`; the status and the
+/// body.
+pub fn http_at(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_bytes(sock, method, path, "application/json", body.as_bytes(), 30)
+}
+
+/// A raw HTTP/1.1 request to the daemon at `sock` (the answer waited for `timeout`
+/// seconds at most); the status and the body.
+pub fn http_bytes(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    timeout: u64,
+) -> (u16, String) {
+    let mut s = UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(timeout)))
+        .unwrap();
+    // a server that refuses a body early closes while it is sent: the answer counts
+    let _ = write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (code, body.to_string())
 }
 
 impl Drop for Daemon {
@@ -249,17 +285,135 @@ impl Drop for Daemon {
     }
 }
 
+/// A command's output as text.
 pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    longshore_test_support::text(b)
 }
 
+/// The stdout of a docker CLI run that must have succeeded.
 pub fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "docker failed ({:?}): {}{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
+    longshore_test_support::succeeded("docker", o)
+}
+
+/// A process stopped with SIGTERM, and waited for, on drop (a daemon a test started).
+pub struct Term(pub std::process::Child);
+
+impl Term {
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), sig);
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+/// This test binary run again as a daemon on data root `root` with daemon.json `cfg` (its
+/// sockets are the file's `hosts`), output discarded; `netns`: in a network namespace of
+/// its own.
+pub fn config_daemon(root: &Path, cfg: &Path, netns: bool) -> Command {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut c = if netns {
+        let mut c = Command::new("unshare");
+        c.arg("--net").arg("--").arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    c.env(DAEMON_ROOT, root)
+        .env(DAEMON_SOCK, "unused")
+        .env(DAEMON_CONFIG, cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Waits up to 5 s for `ready`.
+pub fn wait_for(ready: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The custom harness (`harness = false`) of the daemon test binaries: the test binary
+/// is also the containers' monitor and the daemon, so those come first; then, as root
+/// and with the docker CLI (`need_docker`), `tests` (those named by a command-line
+/// argument, or all) one after another on the daemon `start` makes, each caught, with
+/// libtest's lines. The default bridge (longshore0 and its nftables tables), which a
+/// `docker run` on the default network makes on the host, is removed after the last test
+/// when this run made it.
+pub fn harness<D, T>(
+    binary: &str,
+    need_docker: bool,
+    start: impl FnOnce() -> D,
+    tests: &[(&str, T)],
+    run: impl Fn(&T, &mut D),
+) -> ExitCode {
+    longshore_engine::monitor::run_if_monitor();
+    if let Some(code) = daemon_if_asked() {
+        return code;
+    }
+    let file = format!("engine/tests/{binary}.rs");
+    if !longshore_test_support::is_root() {
+        longshore_test_support::report_skip(&file, "the API tests run containers: they need root");
+        return ExitCode::SUCCESS;
+    }
+    if need_docker && !Path::new(DOCKER).exists() {
+        longshore_test_support::report_skip(&file, "no docker CLI at /usr/local/bin/docker");
+        return ExitCode::SUCCESS;
+    }
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let bridge_before = Path::new("/sys/class/net/longshore0").exists();
+    let mut d = start();
+    let mut failed = vec![];
+    let mut ran = 0;
+    for (name, t) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(t, &mut d)));
+        println!(
+            "test {binary}::{name} ... {}",
+            if r.is_ok() { "ok" } else { "FAILED" }
+        );
+        if r.is_err() {
+            failed.push(*name);
+        }
+    }
+    drop(d);
+    if !bridge_before {
+        let _ = Command::new("ip")
+            .args(["link", "del", "longshore0"])
+            .stderr(Stdio::null())
+            .status();
+        for family in ["ip", "bridge", "inet"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, "longshore"])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        ran - failed.len(),
+        failed.len()
     );
-    text(&o.stdout)
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
