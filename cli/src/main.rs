@@ -478,7 +478,14 @@ enum Cmd {
         reference: Option<String>,
     },
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
-    Tag { source: String, target: String },
+    Tag {
+        /// Replace a tag that exists (docker 1.4's flag; tagging always replaces, as in
+        /// today's docker)
+        #[arg(short = 'f', long)]
+        force: bool,
+        source: String,
+        target: String,
+    },
     /// Remove one or more images
     Rmi {
         /// Force removal of the image
@@ -505,6 +512,9 @@ enum Cmd {
     },
     /// Download an image from a registry
     Pull {
+        /// Download all tagged images in the repository
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
         /// Suppress verbose output
         #[arg(short = 'q', long)]
         quiet: bool,
@@ -671,6 +681,9 @@ enum Cmd {
         /// Take the password from stdin
         #[arg(long = "password-stdin")]
         password_stdin: bool,
+        /// Email (docker 1.4's flag: registries of today ignore it; saved nowhere)
+        #[arg(short = 'e', long)]
+        email: Option<String>,
         /// The registry (default: Docker Hub)
         server: Option<String>,
     },
@@ -704,6 +717,12 @@ enum Cmd {
         /// Don't truncate output
         #[arg(long = "no-trunc")]
         no_trunc: bool,
+        /// Only show automated builds (docker 1.4's flag: the is-automated=true filter)
+        #[arg(long)]
+        automated: bool,
+        /// Only displays with at least N stars (docker 1.4's flag: the stars=N filter)
+        #[arg(short = 's', long)]
+        stars: Option<u64>,
         term: String,
     },
     /// Manage containers
@@ -1027,9 +1046,9 @@ struct PsOpts {
     /// Format output using a custom template
     #[arg(long)]
     format: Option<String>,
-    /// Show n last created containers (includes all states)
-    #[arg(short = 'n', long = "last")]
-    last: Option<usize>,
+    /// Show n last created containers (includes all states; -1, the default: all)
+    #[arg(short = 'n', long = "last", allow_negative_numbers = true)]
+    last: Option<i64>,
     /// Show the latest created container (includes all states)
     #[arg(short = 'l', long)]
     latest: bool,
@@ -1042,6 +1061,14 @@ struct PsOpts {
     /// Display total file sizes
     #[arg(short = 's', long)]
     size: bool,
+    /// Show only containers created before this ID or name (includes all states; docker
+    /// 1.4's flag, the `before=` filter today)
+    #[arg(long)]
+    before: Option<String>,
+    /// Show only containers created since this ID or name (includes all states; docker
+    /// 1.4's flag, the `since=` filter today)
+    #[arg(long)]
+    since: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -1146,6 +1173,26 @@ fn main() -> ExitCode {
         && o.format.as_deref().is_some_and(|f| f.contains(".Size"))
     {
         o.size = true;
+    }
+    // docker 1.4's search --automated and -s N: today's filters
+    if let Cmd::Search {
+        filter,
+        automated,
+        stars,
+        ..
+    } = &mut cmd
+    {
+        if *automated {
+            filter.push("is-automated=true".into());
+        }
+        if let Some(n) = stars {
+            filter.push(format!("stars={n}"));
+        }
+    }
+    // login -e: docker 1.4 sent the email to its v1 index; registries of today have no use
+    // for it, and docker 1.11+ said so
+    if let Cmd::Login { email: Some(_), .. } = &cmd {
+        eprintln!("Flag --email has been deprecated: registries ignore it");
     }
     // run/create --label-file: the files' labels come before the -l ones, as docker has them
     if let Cmd::Run(o) | Cmd::Create(o) = &mut cmd {
@@ -1762,7 +1809,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             println!("{id}");
             Ok(0)
         }
-        Cmd::Tag { source, target } => {
+        Cmd::Tag { source, target, .. } => {
             engine()?.tag_image(&source, &target)?;
             Ok(0)
         }
@@ -1816,7 +1863,52 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 .collect();
             print_history(rows, no_trunc, quiet, format)
         }
-        Cmd::Pull { quiet, image } => {
+        Cmd::Pull {
+            all_tags: true,
+            quiet,
+            image,
+        } => {
+            let repo = all_tags_repository(&image)?;
+            let e = engine()?;
+            let rt = runtime()?;
+            let tags = rt.block_on(e.remote_tags(&repo, None))?;
+            let mut d = progress::Display::new();
+            let mut newer = false;
+            for t in tags {
+                if !quiet {
+                    let tag = t.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
+                    d.show(&json!({"status": format!("Pulling from {}", all_tags_path(&repo)), "id": tag}))
+                        .map_err(fail)?;
+                }
+                let report = with_progress(&rt, &mut d, quiet, false, |tx| {
+                    let o = longshore_engine::PullJobOptions {
+                        progress: Some(tx),
+                        ..Default::default()
+                    };
+                    let e = &e;
+                    async move { e.pull(&t, &o).await }
+                })?;
+                newer |= !report.already_exists;
+                if !quiet {
+                    d.show(&json!({"status": format!("Digest: {}", report.manifest_digest)}))
+                        .map_err(fail)?;
+                }
+            }
+            if !quiet {
+                d.show(&json!({"status": format!(
+                    "Status: {} for {repo}",
+                    if newer { "Downloaded newer image" } else { "Image is up to date" },
+                )}))
+                .map_err(fail)?;
+            }
+            println!("{repo}");
+            Ok(0)
+        }
+        Cmd::Pull {
+            all_tags: false,
+            quiet,
+            image,
+        } => {
             let e = engine()?;
             let rt = runtime()?;
             let reference = pull_preamble(&image, quiet)?;
@@ -2104,6 +2196,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             password,
             password_stdin,
             server,
+            ..
         } => {
             let (server, creds) = login_credentials(username, password, password_stdin, server)?;
             let e = engine()?;
@@ -2117,29 +2210,37 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             quiet,
             image,
         } => {
-            if all_tags {
-                return Err(fail("push --all-tags is not supported yet: push each tag"));
-            }
             let e = engine()?;
             let rt = runtime()?;
             let mut d = progress::Display::new();
             let reference = longshore_registry::Reference::parse(&image)
                 .map_err(|err| fail(format!("invalid reference format: {image}: {err}")))?;
+            let tags = if all_tags {
+                e.repository_tags(&all_tags_repository(&image)?)?
+            } else {
+                vec![image.clone()]
+            };
             if !quiet {
                 d.show(&json!({"status": format!("The push refers to repository [{}/{}]", reference.domain(), reference.path())}))
                     .map_err(fail)?;
             }
-            let rep = with_progress(&rt, &mut d, quiet, true, |tx| {
-                let mut o = longshore_engine::PushJobOptions::default();
-                o.progress = Some(tx);
-                let e = &e;
-                let image = image.clone();
-                async move { e.push(&image, &o).await }
-            })?;
-            if quiet {
-                println!("{}", rep.reference);
-            } else {
-                println!("{}: digest: {} size: {}", rep.tag, rep.digest, rep.size);
+            for tagged in tags {
+                let rep = with_progress(&rt, &mut d, quiet, true, |tx| {
+                    let mut o = longshore_engine::PushJobOptions::default();
+                    o.progress = Some(tx);
+                    let e = &e;
+                    async move { e.push(&tagged, &o).await }
+                })?;
+                if quiet {
+                    if !all_tags {
+                        println!("{}", rep.reference);
+                    }
+                } else {
+                    println!("{}: digest: {} size: {}", rep.tag, rep.digest, rep.size);
+                }
+            }
+            if quiet && all_tags {
+                println!("{}", all_tags_repository(&image)?);
             }
             Ok(0)
         }
@@ -2149,6 +2250,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             format,
             no_trunc,
             term,
+            ..
         } => {
             let e = engine()?;
             let rt = runtime()?;
@@ -2468,8 +2570,21 @@ fn ps_row(s: &longshore_engine::Summary, no_trunc: bool) -> Value {
 fn ps_options(o: &PsOpts) -> Res<ListOptions> {
     let mut lo = ListOptions::default();
     lo.all = o.all;
-    lo.limit = if o.latest { Some(1) } else { o.last };
+    lo.limit = if o.latest {
+        Some(1)
+    } else {
+        o.last.and_then(|n| usize::try_from(n).ok())
+    };
     lo.filters = parse_filters(&o.filter)?;
+    // docker 1.4's --before/--since: the filters, over containers in every state
+    if let Some(b) = &o.before {
+        lo.filters.push(("before".into(), b.clone()));
+        lo.all = true;
+    }
+    if let Some(s) = &o.since {
+        lo.filters.push(("since".into(), s.clone()));
+        lo.all = true;
+    }
     lo.size = o.size && !o.quiet;
     Ok(lo)
 }
@@ -2566,7 +2681,11 @@ fn print_images(list: &[longshore_engine::ImageSummary], o: ImagesOpts) -> Res<u
         };
         for (repo, tag) in tags {
             if o.repository.as_ref().is_some_and(|r| {
-                let (want_repo, want_tag) = r.rsplit_once(':').unwrap_or((r, ""));
+                // a registry's port is no tag
+                let (want_repo, want_tag) = match r.rsplit_once(':') {
+                    Some((wr, wt)) if !wt.contains('/') => (wr, wt),
+                    _ => (r.as_str(), ""),
+                };
                 want_repo != repo || (!want_tag.is_empty() && want_tag != tag)
             }) {
                 continue;
@@ -3648,6 +3767,24 @@ fn pull_preamble(image: &str, quiet: bool) -> Res<longshore_registry::Reference>
             .map_err(|err| fail(format!("invalid reference format: {image}: {err}")));
     }
     Ok(r)
+}
+
+/// The repository of `pull -a`/`push -a`, normalised (`docker.io/library/busybox`); a
+/// tag or digest is refused in docker's words.
+fn all_tags_repository(image: &str) -> Res<String> {
+    let r = longshore_registry::Reference::parse(image)
+        .map_err(|err| fail(format!("invalid reference format: {image}: {err}")))?;
+    if r.tag().is_some() || r.digest().is_some() {
+        return Err(fail("tag can't be used with --all-tags/-a"));
+    }
+    Ok(r.to_string())
+}
+
+/// The path part of a repository (`library/busybox`), as docker's "Pulling from" shows.
+fn all_tags_path(repo: &str) -> String {
+    longshore_registry::Reference::parse(repo)
+        .map(|r| r.path().to_string())
+        .unwrap_or_else(|_| repo.to_string())
 }
 
 /// Runs a registry job, drawing its progress events as docker does (none with `quiet`).

@@ -523,7 +523,22 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             println!("{}", v["status"].as_str().unwrap_or_default());
             Ok(0)
         }
-        Cmd::Pull { quiet, image } => {
+        Cmd::Pull {
+            all_tags: true,
+            quiet,
+            image,
+        } => {
+            // no tag: the daemon pulls every tag of the repository
+            let repo = crate::all_tags_repository(&image)?;
+            let reference = pull(c, config_dir, &repo, quiet)?;
+            println!("{reference}");
+            Ok(0)
+        }
+        Cmd::Pull {
+            all_tags: false,
+            quiet,
+            image,
+        } => {
             let reference = crate::pull_preamble(&image, quiet)?;
             let reference = pull(c, config_dir, &reference.to_string(), quiet)?;
             println!("{reference}");
@@ -534,10 +549,15 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             quiet,
             image,
         } => {
-            if all_tags {
-                return Err(fail("push --all-tags is not supported yet: push each tag"));
-            }
-            let (repo, tag) = split_tag(&image);
+            // the API pushes every local tag of the repository when given no tag
+            let (repo, tag) = if all_tags {
+                (crate::all_tags_repository(&image)?, String::new())
+            } else {
+                match split_tag(&image) {
+                    (repo, t) if t.is_empty() => (repo, "latest".to_string()),
+                    rt => rt,
+                }
+            };
             let auth = registry_auth(config_dir, &image);
             let r = c.request(
                 "POST",
@@ -547,12 +567,16 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             )?;
             let last = messages_collect(r, quiet)?;
             if quiet {
-                println!("{}", image_name(&image));
+                if all_tags {
+                    println!("{repo}");
+                } else {
+                    println!("{}", image_name(&image));
+                }
             }
             let _ = last;
             Ok(0)
         }
-        Cmd::Tag { source, target } => {
+        Cmd::Tag { source, target, .. } => {
             let (repo, tag) = split_tag(&target);
             c.post(&format!(
                 "/images/{source}/tag{}",
@@ -637,6 +661,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             password,
             password_stdin,
             server,
+            ..
         } => {
             let (server, creds) =
                 crate::login_credentials(username, password, password_stdin, server)?;
@@ -655,6 +680,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             format,
             no_trunc,
             term,
+            ..
         } => {
             let q = query(&[
                 ("term", term),

@@ -3781,3 +3781,251 @@ fn client_mode_over_tls_with_a_client_certificate() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("nosuch.pem"), "{}", stderr(&out));
 }
+
+/// The seed's option tables (docker 1.4): `ps --before/--since/-n -1`, `tag -f`, in
+/// process and through the daemon.
+#[test]
+fn seed_ps_before_since_last_and_tag_force_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    for n in ["sd-a", "sd-b", "sd-c"] {
+        env.ok(&[
+            "create",
+            "--name",
+            n,
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+    }
+    // --before/--since: containers in every state created before/after the one named
+    let out = same(
+        &env,
+        &d,
+        &["ps", "--before", "sd-c", "--format", "{{.Names}}"],
+    );
+    assert_eq!(stdout(&out), "sd-b\nsd-a\n");
+    let out = same(
+        &env,
+        &d,
+        &["ps", "--since", "sd-a", "--format", "{{.Names}}"],
+    );
+    assert_eq!(stdout(&out), "sd-c\nsd-b\n");
+    let out = same(
+        &env,
+        &d,
+        &[
+            "ps",
+            "--since",
+            "sd-a",
+            "--before",
+            "sd-c",
+            "-q",
+            "--no-trunc",
+        ],
+    );
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    let out = same(&env, &d, &["ps", "--before", "sd-nosuch"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("sd-nosuch"), "{}", stderr(&out));
+    // -n -1 is the seed's default: running ones only, as plain ps
+    let out = same(&env, &d, &["ps", "-n", "-1", "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let out = same(&env, &d, &["ps", "-n", "1", "--format", "{{.Names}}"]);
+    assert_eq!(stdout(&out), "sd-c\n");
+    // tag -f: accepted, and a tag that exists is moved
+    for remote in [false, true] {
+        let ok = |args: &[&str]| {
+            let out = either(&env, &d, remote, args);
+            assert!(
+                out.status.success(),
+                "remote={remote} {args:?}: {}",
+                stderr(&out)
+            );
+            stdout(&out)
+        };
+        ok(&["commit", "sd-a", "sd-img:other"]);
+        ok(&["tag", "busybox", "sd-img:1"]);
+        ok(&["tag", "-f", "sd-img:other", "sd-img:1"]);
+        ok(&["tag", "--force", "sd-img:other", "sd-img:2"]);
+        let other = ok(&["images", "-q", "sd-img:other"]);
+        assert_eq!(ok(&["images", "-q", "sd-img:1"]), other, "remote={remote}");
+        assert_eq!(ok(&["images", "-q", "sd-img:2"]), other, "remote={remote}");
+        ok(&["rmi", "sd-img:1", "sd-img:2", "sd-img:other"]);
+    }
+}
+
+/// The seed's `pull -a` and push of a whole repository (`push -a` today), `search
+/// --automated/-s` and `login -e`, against a real registry, in process and via -H.
+#[test]
+fn pull_and_push_all_tags_and_seed_search_login_flags_both_ways() {
+    require_root!();
+    use longshore_test_support::registry::RegistryServer;
+    let open = RegistryServer::start(registry_dir(), "");
+    let htpasswd = Command::new("htpasswd")
+        .args(["-Bbn", "bob", "pa55"])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    let pdir = registry_dir();
+    let hp = pdir.path().join("htpasswd");
+    std::fs::write(&hp, htpasswd.stdout).unwrap();
+    let private = RegistryServer::start(
+        pdir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+            hp.display()
+        ),
+    );
+    // registries on the host's loopback; the daemon reaches them over plain HTTP
+    let env = Env::new();
+    let config = env.data().join("docker-config");
+    let cfg = config.to_str().unwrap();
+    let sock = env.data().join("reg.sock");
+    let child = env
+        .command(&[
+            "--insecure-registry",
+            &open.addr,
+            "--insecure-registry",
+            &private.addr,
+            "daemon",
+            "-H",
+            &format!("unix://{}", sock.display()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        host: format!("unix://{}", sock.display()),
+    };
+    wait_for("the daemon", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    for host in [None, Some(d.host.as_str())] {
+        let side = if host.is_some() { "remote" } else { "local" };
+        let run = |args: &[&str]| {
+            let mut a = vec![
+                "--config",
+                cfg,
+                "--insecure-registry",
+                &open.addr,
+                "--insecure-registry",
+                &private.addr,
+            ];
+            a.extend(maybe_remote(host, args));
+            env.run(&a)
+        };
+        let okr = |args: &[&str]| {
+            let out = run(args);
+            assert!(
+                out.status.success(),
+                "{side} {args:?}: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+            stdout(&out)
+        };
+        let repo = format!("{}/at-{side}/bb", open.addr);
+        for t in ["one", "two"] {
+            okr(&["tag", "busybox", &format!("{repo}:{t}")]);
+        }
+        // push -a: every local tag of the repository
+        let out = okr(&["push", "-a", &repo]);
+        assert!(
+            out.starts_with(&format!(
+                "The push refers to repository [{}/at-{side}/bb]\n",
+                open.addr
+            )),
+            "{out}"
+        );
+        assert!(out.contains("one: digest: sha256:"), "{out}");
+        assert!(out.contains("two: digest: sha256:"), "{out}");
+        assert!(!out.contains("latest"), "{out}");
+        let out = run(&["push", "-a", &format!("{repo}:one")]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("tag can't be used with --all-tags/-a"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&[
+            "push",
+            "--all-tags",
+            &format!("{}/at-{side}/none", open.addr),
+        ]);
+        assert_ne!(out.status.code(), Some(0), "{side}: nothing to push");
+        assert!(
+            stderr(&out).contains("An image does not exist locally with the tag"),
+            "{}",
+            stderr(&out)
+        );
+        // pull -a: every tag the registry has
+        okr(&["rmi", &format!("{repo}:one"), &format!("{repo}:two")]);
+        let out = okr(&["pull", "-a", &repo]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!("one: Pulling from at-{side}/bb"), "{out}");
+        assert!(
+            lines.contains(&format!("two: Pulling from at-{side}/bb").as_str()),
+            "{out}"
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("Digest: sha256:"))
+                .count(),
+            2,
+            "{out}"
+        );
+        assert!(
+            lines.contains(&format!("Status: Downloaded newer image for {repo}").as_str()),
+            "{out}"
+        );
+        assert_eq!(*lines.last().unwrap(), repo, "{out}");
+        let tags = okr(&["images", "--format", "{{.Tag}}", &repo]);
+        let mut tags: Vec<&str> = tags.lines().collect();
+        tags.sort();
+        assert_eq!(tags, ["one", "two"], "{side}: {}", okr(&["images"]));
+        let out = okr(&["pull", "--all-tags", "-q", &repo]);
+        assert_eq!(out, format!("{repo}\n"));
+        let out = run(&["pull", "-a", &format!("{repo}:one")]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("tag can't be used with --all-tags/-a"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&["pull", "-a", &format!("{}/at-{side}/nosuch", open.addr)]);
+        assert_ne!(out.status.code(), Some(0), "{side}: no such repository");
+        // search -s N / --automated: the stars= and is-automated= filters
+        let term = format!("{}/at-{side}", open.addr);
+        let out = okr(&["search", "-s", "0", "--format", "{{.Name}}", &term]);
+        assert_eq!(out, format!("at-{side}/bb\n"));
+        let out = okr(&["search", "--stars", "1", "--format", "{{.Name}}", &term]);
+        assert_eq!(out, "");
+        let out = okr(&["search", "--automated", "--format", "{{.Name}}", &term]);
+        assert_eq!(out, "", "{side}: nothing automated in a private registry");
+        // login -e: accepted (registries ignore it), said to be deprecated
+        let out = run(&[
+            "login",
+            "-e",
+            "bob@example.com",
+            "-u",
+            "bob",
+            "-p",
+            "pa55",
+            &private.addr,
+        ]);
+        assert!(out.status.success(), "{side}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "Login Succeeded\n");
+        assert!(
+            stderr(&out).contains("--email has been deprecated"),
+            "{}",
+            stderr(&out)
+        );
+        okr(&["logout", &private.addr]);
+    }
+}

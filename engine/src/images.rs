@@ -67,6 +67,14 @@ fn summary(i: &Image, containers: i64) -> ImageSummary {
     }
 }
 
+/// `repo` of `repo:tag` (a registry's port is no tag: `host:5000/a/b:t` is `host:5000/a/b`).
+fn repository_of(tagged: &str) -> &str {
+    match tagged.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => tagged,
+    }
+}
+
 impl Engine {
     /// `docker images`: newest first; `filters` are `dangling`, `label`, `before`, `since`,
     /// `reference`.
@@ -117,7 +125,7 @@ impl Engine {
                 "reference" => i
                     .tags
                     .iter()
-                    .any(|t| glob_match(v, t) || glob_match(v, t.split(':').next().unwrap_or(t))),
+                    .any(|t| glob_match(v, t) || glob_match(v, repository_of(t))),
                 "label" => self
                     .image_labels(&i)
                     .iter()
