@@ -405,6 +405,10 @@ enum Cmd {
         /// Give extended privileges to the command
         #[arg(long)]
         privileged: bool,
+        /// Override the key sequence for detaching (through a daemon only: in process the
+        /// exec'd command lives on this command's terminal)
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         container: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
@@ -1641,9 +1645,16 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             env,
             env_file: _,
             privileged,
+            detach_keys,
             container,
             cmd,
         } => {
+            if detach_keys.is_some() {
+                // the in-process exec holds the command's terminal: leaving would end it
+                return Err(fail(
+                    "exec --detach-keys: an exec in process cannot be detached from (its terminal ends with this command); run it through a daemon (-H) to detach",
+                ));
+            }
             let e = engine()?;
             // the exec'd process is a fork of this program until it execs: in a container
             // that may ptrace it, it must be a sealed copy (CVE-2019-5736)

@@ -305,10 +305,12 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             env,
             env_file: _,
             privileged,
+            detach_keys,
             container,
             cmd,
         } => {
             let body = json!({
+                "DetachKeys": detach_keys.clone().unwrap_or_default(),
                 "AttachStdin": interactive && !detach,
                 "AttachStdout": !detach,
                 "AttachStderr": !detach,
@@ -355,7 +357,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 interactive,
                 tty,
                 false,
-                None,
+                detach_keys.as_deref(),
                 move |h, w| {
                     let _ = rc.post(&format!("/exec/{rid}/resize?h={h}&w={w}"));
                 },

@@ -4029,3 +4029,72 @@ fn pull_and_push_all_tags_and_seed_search_login_flags_both_ways() {
         okr(&["logout", &private.addr]);
     }
 }
+
+/// `exec -it --detach-keys` through the daemon leaves the exec'd shell running; in
+/// process it is refused, saying why.
+#[test]
+fn exec_detach_keys_through_the_daemon_and_refused_in_process() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ed-c",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let mut c = Command::new("script");
+    c.args([
+        "-qec",
+        &format!(
+            "{BIN} -H {} exec -it --detach-keys ctrl-x,x ed-c sh",
+            d.host
+        ),
+        "/dev/null",
+    ])
+    .env("LONGSHORE_ROOT", env.data())
+    .env_remove("DOCKER_HOST")
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        let mut w = child.stdin.take().unwrap();
+        for i in [&b"echo exec-here; sleep 77 &\n"[..], b"\x18x"] {
+            std::io::Write::write_all(&mut w, i).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        // stdin stays open: only the keys may end the client
+        wait_for("the exec client to leave", || {
+            child.try_wait().unwrap().is_some()
+        });
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("exec-here"), "{}", stdout(&out));
+    // the exec'd shell and its job are still there (ps in the container's pid namespace)
+    let ps = env.ok(&["exec", "ed-c", "ps"]);
+    assert!(ps.contains("sleep 77"), "{ps}");
+    assert!(
+        ps.lines().any(|l| l.trim_end().ends_with(" sh")),
+        "the exec'd sh lives on: {ps}"
+    );
+    let out = env.run(&["exec", "-it", "--detach-keys", "ctrl-x", "ed-c", "sh"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("cannot be detached from") && stderr(&out).contains("-H"),
+        "{}",
+        stderr(&out)
+    );
+}
