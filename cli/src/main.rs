@@ -366,6 +366,9 @@ enum Cmd {
         /// Number of lines to show from the end of the logs
         #[arg(short = 'n', long, default_value = "all")]
         tail: String,
+        /// Show extra details provided to logs (the --log-opt labels=/env= attributes)
+        #[arg(long)]
+        details: bool,
         container: String,
     },
     /// Return low-level information on containers or images
@@ -1570,9 +1573,11 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             since,
             until,
             tail,
+            details,
             container,
         } => {
             let e = engine()?;
+            let details = details.then(|| e.log_attributes(&container)).transpose()?;
             let mut o = LogsOptions::default();
             o.follow = follow;
             o.since = since;
@@ -1588,11 +1593,16 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             let out = io::stdout();
             let err = io::stderr();
             e.container_logs(&container, &o, &mut |l| {
-                let text = if timestamps {
-                    format!("{} {}", l.time, l.data)
+                let mut text = if timestamps {
+                    format!("{} ", l.time)
                 } else {
-                    l.data
+                    String::new()
                 };
+                if let Some(d) = &details {
+                    text.push_str(d);
+                    text.push(' ');
+                }
+                text.push_str(&l.data);
                 if l.stream == 2 {
                     err.lock().write_all(text.as_bytes()).is_ok()
                 } else {

@@ -271,6 +271,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             since,
             until,
             tail,
+            details,
             container,
         } => {
             let v = c.get(&format!("/containers/{}/json", enc(&container)))?;
@@ -283,6 +284,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 ("stderr", "1".into()),
                 ("follow", flag(follow)),
                 ("timestamps", flag(timestamps)),
+                ("details", flag(details)),
                 ("since", since.unwrap_or_default()),
                 ("until", until.unwrap_or_default()),
                 ("tail", tail),

@@ -4098,3 +4098,57 @@ fn exec_detach_keys_through_the_daemon_and_refused_in_process() {
         stderr(&out)
     );
 }
+
+/// `logs --details`: the `--log-opt labels=/env=` attributes before each line, as
+/// docker's, in process and through the daemon.
+#[test]
+fn logs_details_show_the_log_attributes_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    env.ok(&[
+        "run",
+        "--name",
+        "ld-attrs",
+        "--network",
+        "none",
+        "--log-opt",
+        "labels=app,nosuch",
+        "--log-opt",
+        "env=MODE",
+        "-l",
+        "app=a b",
+        "-e",
+        "MODE=x/y",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2",
+    ]);
+    env.ok(&[
+        "run",
+        "--name",
+        "ld-plain",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "plain",
+    ]);
+    let out = same(&env, &d, &["logs", "--details", "ld-attrs"]);
+    assert_eq!(stdout(&out), "MODE=x%2Fy,app=a+b one\n");
+    assert_eq!(stderr(&out), "MODE=x%2Fy,app=a+b two\n");
+    // no attributes: docker's leading space
+    let out = same(&env, &d, &["logs", "--details", "ld-plain"]);
+    assert_eq!(stdout(&out), " plain\n");
+    let out = same(&env, &d, &["logs", "ld-plain"]);
+    assert_eq!(stdout(&out), "plain\n");
+    // with -t: the time first, then the attributes
+    let out = same(&env, &d, &["logs", "-t", "--details", "ld-attrs"]);
+    let line = stdout(&out);
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(time.ends_with('Z') && time.contains('T'), "{line}");
+    assert_eq!(rest, "MODE=x%2Fy,app=a+b one\n");
+    let out = same(&env, &d, &["logs", "--details", "ld-nosuch"]);
+    assert_ne!(out.status.code(), Some(0));
+}

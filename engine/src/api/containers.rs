@@ -240,6 +240,13 @@ pub async fn logs(state: &Arc<State>, id: &str, r: &Req) -> ApiResult {
     let timestamps = r.flag("timestamps");
     let name = id.to_string();
     let c = state.job(move |e| e.container(&name)).await?;
+    // `details=1`: the log attributes before each line, as Docker's daemon writes them
+    let details = if r.flag("details") {
+        let full = c.id().to_string();
+        Some(state.job(move |e| e.log_attributes(&full)).await?)
+    } else {
+        None
+    };
     let tty = c.record.config.tty;
     let full = c.id().to_string();
     let (tx, body) = Body::channel();
@@ -249,6 +256,10 @@ pub async fn logs(state: &Arc<State>, id: &str, r: &Req) -> ApiResult {
             let mut data = Vec::with_capacity(line.data.len() + 40);
             if timestamps {
                 data.extend_from_slice(line.time.as_bytes());
+                data.push(b' ');
+            }
+            if let Some(d) = &details {
+                data.extend_from_slice(d.as_bytes());
                 data.push(b' ');
             }
             data.extend_from_slice(line.data.as_bytes());

@@ -506,6 +506,8 @@ impl Engine {
                         .filter(|n| *n > 0)
                         .ok_or_else(|| Error::InvalidArgument(format!("invalid max-file {v:?}")))?;
                 }
+                // the attributes `logs --details` shows (label keys, variable names)
+                "labels" | "env" => {}
                 _ => {
                     return Err(Error::InvalidArgument(format!(
                         "unknown log opt '{k}' for json-file log driver"
