@@ -379,6 +379,9 @@ enum Cmd {
         /// Only inspect objects of the given type (container, image)
         #[arg(long = "type")]
         kind: Option<String>,
+        /// Display total file sizes if the type is container
+        #[arg(short = 's', long)]
+        size: bool,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -1615,20 +1618,27 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         Cmd::Inspect {
             format,
             kind,
+            size,
             names,
         } => {
             let e = engine()?;
+            let inspect_container = |n: &str| {
+                if size {
+                    e.inspect_container_with_size(n)
+                } else {
+                    e.inspect_container(n)
+                }
+            };
             let mut out = Vec::new();
             let mut failed = None;
             for n in &names {
                 let r = match kind.as_deref() {
-                    Some("container") => e.inspect_container(n),
+                    Some("container") => inspect_container(n),
                     Some("image") => e.inspect_image(n),
                     Some(k) => {
                         return Err(fail(format!("\"{k}\" is not a valid value for --type")));
                     }
-                    None => e
-                        .inspect_container(n)
+                    None => inspect_container(n)
                         .or_else(|_| e.inspect_image(n))
                         .map_err(|_| Error::NoSuchContainer(n.clone())),
                 };

@@ -121,12 +121,17 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         Cmd::Inspect {
             format,
             kind,
+            size,
             names,
         } => {
             let mut out = Vec::new();
             let mut failed = None;
             for n in &names {
-                let cpath = format!("/containers/{}/json", enc(n));
+                let cpath = format!(
+                    "/containers/{}/json{}",
+                    enc(n),
+                    if size { "?size=1" } else { "" }
+                );
                 let ipath = format!("/images/{n}/json");
                 let r = match kind.as_deref() {
                     Some("container") => c.get(&cpath),

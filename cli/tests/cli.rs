@@ -4152,3 +4152,49 @@ fn logs_details_show_the_log_attributes_both_ways() {
     let out = same(&env, &d, &["logs", "--details", "ld-nosuch"]);
     assert_ne!(out.status.code(), Some(0));
 }
+
+/// `inspect -s`: SizeRw and SizeRootFs of a container (`?size=1` through the daemon).
+#[test]
+fn inspect_size_shows_the_containers_sizes_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    env.ok(&[
+        "run",
+        "--name",
+        "is-c",
+        "--network",
+        "none",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1000",
+        "count=300",
+    ]);
+    let out = same(
+        &env,
+        &d,
+        &["inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "is-c"],
+    );
+    let text = stdout(&out);
+    let nums: Vec<u64> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(nums[0] >= 300_000, "{text}");
+    let image: u64 = env
+        .ok(&["image", "inspect", "-f", "{{.Size}}", "busybox"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(nums[1], nums[0] + image, "{text}");
+    let out = same(&env, &d, &["container", "inspect", "--size", "is-c"]);
+    assert!(stdout(&out).contains("\"SizeRootFs\""), "{}", stdout(&out));
+    // without -s: no sizes (docker leaves them out)
+    let out = same(&env, &d, &["inspect", "is-c"]);
+    assert!(!stdout(&out).contains("SizeRw"), "{}", stdout(&out));
+    // an image takes -s too (its Size is always there)
+    let out = same(&env, &d, &["inspect", "-s", "-f", "{{.Size}}", "busybox"]);
+    assert_eq!(stdout(&out).trim(), image.to_string());
+}

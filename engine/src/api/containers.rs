@@ -33,9 +33,19 @@ pub async fn create(state: &Arc<State>, r: &Req, body: Bytes) -> ApiResult {
 }
 
 /// `GET /containers/{id}/json`.
-pub async fn inspect(state: &Arc<State>, id: &str) -> ApiResult {
+pub async fn inspect(state: &Arc<State>, id: &str, r: &Req) -> ApiResult {
     let id = id.to_string();
-    let v = state.job(move |e| e.inspect_container(&id)).await?;
+    // `size=1`: SizeRw and SizeRootFs, as docker inspect -s asks
+    let size = r.flag("size");
+    let v = state
+        .job(move |e| {
+            if size {
+                e.inspect_container_with_size(&id)
+            } else {
+                e.inspect_container(&id)
+            }
+        })
+        .await?;
     Ok(json(StatusCode::OK, &v))
 }
 

@@ -258,7 +258,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             let body = read_body(req).await?;
             containers::create(state, &r, body).await
         }
-        (&M::GET, ["containers", id, "json"]) => containers::inspect(state, id).await,
+        (&M::GET, ["containers", id, "json"]) => containers::inspect(state, id, &r).await,
         (&M::GET, ["containers", id, "logs"]) => containers::logs(state, id, &r).await,
         (&M::POST, ["containers", id, "start"]) => containers::start(state, id).await,
         (&M::POST, ["containers", id, "stop"]) => containers::stop(state, id, &r, false).await,

@@ -740,6 +740,22 @@ impl Engine {
         }
     }
 
+    /// [`Engine::inspect_container`] with docker's `SizeRw` (the read-write layer's
+    /// changes) and `SizeRootFs` (those plus the image), as `docker inspect -s` shows.
+    pub fn inspect_container_with_size(&self, name_or_id: &str) -> Result<serde_json::Value> {
+        let mut v = self.inspect_container(name_or_id)?;
+        let c = self.container(name_or_id)?;
+        let rw = self.container_size(&c)?;
+        let image = self
+            .graph()
+            .ok()
+            .and_then(|g| g.image(&c.record.image_id).ok())
+            .map_or(0, |i| i.size);
+        v["SizeRw"] = serde_json::json!(rw);
+        v["SizeRootFs"] = serde_json::json!(rw + image);
+        Ok(v)
+    }
+
     /// Docker's `inspect` of a container.
     pub fn inspect_container(&self, name_or_id: &str) -> Result<serde_json::Value> {
         let c = self.container(name_or_id)?;
