@@ -1098,6 +1098,9 @@ struct ImagesOpts {
     /// Only show image IDs
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Show digests (the manifests an image was pulled or pushed as)
+    #[arg(long)]
+    digests: bool,
     /// Repository to list
     repository: Option<String>,
 }
@@ -2699,18 +2702,37 @@ fn print_images(list: &[longshore_engine::ImageSummary], o: ImagesOpts) -> Res<u
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(i.created.max(0) as u64),
         )
         .to_string());
-        let tags: Vec<(String, String)> = if i.repo_tags.is_empty() {
-            vec![("<none>".into(), "<none>".into())]
-        } else {
-            i.repo_tags
-                .iter()
-                .map(|t| match t.rsplit_once(':') {
-                    Some((r, tag)) if !tag.contains('/') => (r.to_string(), tag.to_string()),
-                    _ => (t.clone(), "<none>".into()),
-                })
-                .collect()
-        };
+        let mut tags: Vec<(String, String)> = i
+            .repo_tags
+            .iter()
+            .map(|t| match t.rsplit_once(':') {
+                Some((r, tag)) if !tag.contains('/') => (r.to_string(), tag.to_string()),
+                _ => (t.clone(), "<none>".into()),
+            })
+            .collect();
+        // repo@digest: each repository's digest; with --digests, a repository known only
+        // by its digest gets a row of its own (TAG <none>), as docker shows it
+        let digests: Vec<(String, String)> = i
+            .repo_digests
+            .iter()
+            .filter_map(|d| d.split_once('@'))
+            .map(|(r, d)| (r.to_string(), d.to_string()))
+            .collect();
+        if o.digests {
+            for (r, _) in &digests {
+                if !tags.iter().any(|(tr, _)| tr == r) {
+                    tags.push((r.clone(), "<none>".into()));
+                }
+            }
+        }
+        if tags.is_empty() {
+            tags.push(("<none>".into(), "<none>".into()));
+        }
         for (repo, tag) in tags {
+            let digest = digests
+                .iter()
+                .find(|(r, _)| *r == repo)
+                .map_or("<none>", |(_, d)| d.as_str());
             if o.repository.as_ref().is_some_and(|r| {
                 // a registry's port is no tag
                 let (want_repo, want_tag) = match r.rsplit_once(':') {
@@ -2721,7 +2743,7 @@ fn print_images(list: &[longshore_engine::ImageSummary], o: ImagesOpts) -> Res<u
             }) {
                 continue;
             }
-            rows.push(json!({"ID": id, "Repository": repo, "Tag": tag, "CreatedSince": created, "CreatedAt": i.created, "Size": human_size(i.size), "Containers": i.containers}));
+            rows.push(json!({"ID": id, "Repository": repo, "Tag": tag, "Digest": digest, "CreatedSince": created, "CreatedAt": i.created, "Size": human_size(i.size), "Containers": i.containers}));
         }
     }
     if o.quiet {
@@ -2735,9 +2757,16 @@ fn print_images(list: &[longshore_engine::ImageSummary], o: ImagesOpts) -> Res<u
         return Ok(0);
     }
     let fmt = o.format.unwrap_or_else(|| {
-        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
+        if o.digests {
+            "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+                .into()
+        } else {
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
+        }
     });
-    let fmt = if fmt.starts_with("table {{.Repository}}\t{{.Tag}}\t{{.ID}}") {
+    let fmt = if fmt.starts_with("table {{.Repository}}\t{{.Tag}}\t{{.ID}}")
+        || fmt.starts_with("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}")
+    {
         fmt.replacen("{{.ID}}", "{{.ImageID}}", 1)
     } else {
         fmt

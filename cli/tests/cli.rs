@@ -3945,6 +3945,54 @@ fn pull_and_push_all_tags_and_seed_search_login_flags_both_ways() {
         assert!(out.contains("one: digest: sha256:"), "{out}");
         assert!(out.contains("two: digest: sha256:"), "{out}");
         assert!(!out.contains("latest"), "{out}");
+        let pushed_digest = out
+            .lines()
+            .find_map(|l| l.strip_prefix("one: digest: "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        // images --digests: the manifest the registry has, <none> for a local image
+        let out = okr(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Tag}} {{.Digest}}",
+            &repo,
+        ]);
+        assert_eq!(out, format!("one {pushed_digest}\ntwo {pushed_digest}\n"));
+        let out = okr(&["images", "--digests", "busybox"]);
+        let mut l = out.lines();
+        assert_eq!(
+            l.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+            [
+                "REPOSITORY",
+                "TAG",
+                "DIGEST",
+                "IMAGE",
+                "ID",
+                "CREATED",
+                "SIZE"
+            ],
+            "{out}"
+        );
+        assert_eq!(
+            l.next()
+                .unwrap()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>(),
+            ["busybox", "latest", "<none>"],
+            "{out}"
+        );
+        let out = okr(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .RepoDigests}}",
+            &format!("{repo}:one"),
+        ]);
+        // (the local side's repository too, in the remote round: the same image)
+        assert!(out.contains(&format!("\"{repo}@{pushed_digest}\"")), "{out}");
         let out = run(&["push", "-a", &format!("{repo}:one")]);
         assert_eq!(out.status.code(), Some(125), "{side}");
         assert!(
@@ -3985,10 +4033,24 @@ fn pull_and_push_all_tags_and_seed_search_login_flags_both_ways() {
             "{out}"
         );
         assert_eq!(*lines.last().unwrap(), repo, "{out}");
-        let tags = okr(&["images", "--format", "{{.Tag}}", &repo]);
+        let tags = okr(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Tag}} {{.Digest}}",
+            &repo,
+        ]);
         let mut tags: Vec<&str> = tags.lines().collect();
         tags.sort();
-        assert_eq!(tags, ["one", "two"], "{side}: {}", okr(&["images"]));
+        assert_eq!(
+            tags,
+            [
+                format!("one {pushed_digest}"),
+                format!("two {pushed_digest}")
+            ],
+            "{side}: {}",
+            okr(&["images"])
+        );
         let out = okr(&["pull", "--all-tags", "-q", &repo]);
         assert_eq!(out, format!("{repo}\n"));
         let out = run(&["pull", "-a", &format!("{repo}:one")]);

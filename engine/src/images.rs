@@ -30,6 +30,9 @@ pub struct ImageSummary {
     /// `repo:tag` (empty for a dangling image).
     #[serde(default)]
     pub repo_tags: Vec<String>,
+    /// `repo@sha256:...`: the manifests it was pulled or pushed as.
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
     /// Seconds since the epoch.
     pub created: i64,
     /// Bytes.
@@ -56,6 +59,7 @@ fn summary(i: &Image, containers: i64) -> ImageSummary {
     ImageSummary {
         id: i.id.to_string(),
         repo_tags: i.tags.clone(),
+        repo_digests: i.repo_digests.clone(),
         created: i
             .created
             .as_deref()
@@ -365,7 +369,7 @@ impl Engine {
         Ok(serde_json::json!({
             "Id": i.id.to_string(),
             "RepoTags": i.tags,
-            "RepoDigests": [],
+            "RepoDigests": i.repo_digests,
             "Parent": i.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
             "Comment": v["comment"].as_str().unwrap_or_default(),
             "Created": i.created.clone().unwrap_or_default(),

@@ -269,6 +269,7 @@ impl Engine {
             .filter(|_| parsed.digest().is_none())
             .map(|_| parsed.to_string());
         let manifest_digest = pulled.manifest.digest().to_string();
+        let repo_digest = format!("{}@{manifest_digest}", parsed.name());
         let worker = tokio::task::spawn_blocking(move || -> Result<PullReport> {
             let done = staged_layers.is_some();
             let mut layers: Vec<LayerOutcome> = staged_layers.unwrap_or_default();
@@ -318,6 +319,10 @@ impl Engine {
                     .tag(&id.to_string(), tag)
                     .map_err(graph(format!("tag {id} as {tag}")))?;
             }
+            // docker images --digests, RepoDigests
+            store
+                .add_repo_digest(&id.to_string(), &repo_digest)
+                .map_err(graph(format!("record {repo_digest}")))?;
             Ok(PullReport {
                 reference: name_owned,
                 image_id: id,

@@ -108,6 +108,8 @@ impl Engine {
             .resolve(local)
             .map(|d| d.to_string())
             .unwrap_or_default();
+        // docker images --digests, RepoDigests: the manifest the registry now has
+        let _ = store.add_repo_digest(&id, &format!("{}@{}", dest.name(), pushed.digest));
         self.event("image", "push", &id, vec![("name".into(), name.clone())]);
         Ok(PushReport {
             reference: name,

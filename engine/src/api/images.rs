@@ -22,7 +22,6 @@ pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
         .into_iter()
         .map(|i| {
             let mut v = serde_json::to_value(&i).unwrap_or_default();
-            v["RepoDigests"] = json!([]);
             v["SharedSize"] = json!(-1);
             v["VirtualSize"] = json!(i.size);
             v["Labels"] = json!({});
