@@ -525,6 +525,9 @@ enum Cmd {
         /// Download all tagged images in the repository
         #[arg(short = 'a', long = "all-tags")]
         all_tags: bool,
+        /// Set platform if server is multi-platform capable (os/arch[/variant])
+        #[arg(long)]
+        platform: Option<String>,
         /// Suppress verbose output
         #[arg(short = 'q', long)]
         quiet: bool,
@@ -1899,9 +1902,11 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         }
         Cmd::Pull {
             all_tags: true,
+            platform,
             quiet,
             image,
         } => {
+            let platform = parse_platform(platform.as_deref())?;
             let repo = all_tags_repository(&image)?;
             let e = engine()?;
             let rt = runtime()?;
@@ -1917,6 +1922,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 let report = with_progress(&rt, &mut d, quiet, false, |tx| {
                     let o = longshore_engine::PullJobOptions {
                         progress: Some(tx),
+                        platform: platform.clone(),
                         ..Default::default()
                     };
                     let e = &e;
@@ -1940,9 +1946,11 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         }
         Cmd::Pull {
             all_tags: false,
+            platform,
             quiet,
             image,
         } => {
+            let platform = parse_platform(platform.as_deref())?;
             let e = engine()?;
             let rt = runtime()?;
             let reference = pull_preamble(&image, quiet)?;
@@ -1954,6 +1962,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             let report = with_progress(&rt, &mut d, quiet, false, |tx| {
                 let o = longshore_engine::PullJobOptions {
                     progress: Some(tx),
+                    platform,
                     ..Default::default()
                 };
                 let e = &e;
@@ -3838,6 +3847,19 @@ fn all_tags_repository(image: &str) -> Res<String> {
         return Err(fail("tag can't be used with --all-tags/-a"));
     }
     Ok(r.to_string())
+}
+
+/// `--platform os/arch[/variant]` (none: the host's).
+fn parse_platform(p: Option<&str>) -> Res<Option<longshore_registry::Platform>> {
+    p.filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse().map_err(|_| {
+                fail(format!(
+                    "invalid platform {p:?}: expected os/arch[/variant]"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// The path part of a repository (`library/busybox`), as docker's "Pulling from" shows.

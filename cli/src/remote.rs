@@ -534,22 +534,32 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         }
         Cmd::Pull {
             all_tags: true,
+            platform,
             quiet,
             image,
         } => {
+            crate::parse_platform(platform.as_deref())?;
             // no tag: the daemon pulls every tag of the repository
             let repo = crate::all_tags_repository(&image)?;
-            let reference = pull(c, config_dir, &repo, quiet)?;
+            let reference = pull(c, config_dir, &repo, platform.as_deref(), quiet)?;
             println!("{reference}");
             Ok(0)
         }
         Cmd::Pull {
             all_tags: false,
+            platform,
             quiet,
             image,
         } => {
+            crate::parse_platform(platform.as_deref())?;
             let reference = crate::pull_preamble(&image, quiet)?;
-            let reference = pull(c, config_dir, &reference.to_string(), quiet)?;
+            let reference = pull(
+                c,
+                config_dir,
+                &reference.to_string(),
+                platform.as_deref(),
+                quiet,
+            )?;
             println!("{reference}");
             Ok(0)
         }
@@ -1189,14 +1199,24 @@ fn registry_auth(config_dir: &Path, image: &str) -> String {
 
 /// Pulls `reference` through the daemon, drawing its progress; returns the reference
 /// pulled, normalised as the daemon reports it.
-fn pull(c: &Client, config_dir: &Path, reference: &str, quiet: bool) -> Res<String> {
+fn pull(
+    c: &Client,
+    config_dir: &Path,
+    reference: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> Res<String> {
     let (repo, tag) = split_tag(reference);
     let auth = registry_auth(config_dir, reference);
     let r = c.request(
         "POST",
         &format!(
             "/images/create{}",
-            query(&[("fromImage", repo), ("tag", tag)])
+            query(&[
+                ("fromImage", repo),
+                ("tag", tag),
+                ("platform", platform.unwrap_or_default().to_string())
+            ])
         ),
         ReqBody::Empty,
         &[("X-Registry-Auth", auth)],
@@ -1556,7 +1576,7 @@ fn run_container(c: &Client, config_dir: &Path, o: RunOpts, run: bool) -> Res<u8
     let created = match create() {
         Err(e) if e.status == 404 && o.pull != "never" && e.message.contains("No such image") => {
             eprintln!("Unable to find image '{}' locally", o.image);
-            pull(c, config_dir, &image_name(&o.image), true).map_err(|f| Failure {
+            pull(c, config_dir, &image_name(&o.image), None, true).map_err(|f| Failure {
                 code: 125,
                 msg: format!("longshore: {}.\nSee 'longshore {verb} --help'.", f.msg),
             })?;

@@ -3992,7 +3992,10 @@ fn pull_and_push_all_tags_and_seed_search_login_flags_both_ways() {
             &format!("{repo}:one"),
         ]);
         // (the local side's repository too, in the remote round: the same image)
-        assert!(out.contains(&format!("\"{repo}@{pushed_digest}\"")), "{out}");
+        assert!(
+            out.contains(&format!("\"{repo}@{pushed_digest}\"")),
+            "{out}"
+        );
         let out = run(&["push", "-a", &format!("{repo}:one")]);
         assert_eq!(out.status.code(), Some(125), "{side}");
         assert!(
@@ -4062,6 +4065,36 @@ fn pull_and_push_all_tags_and_seed_search_login_flags_both_ways() {
         );
         let out = run(&["pull", "-a", &format!("{}/at-{side}/nosuch", open.addr)]);
         assert_ne!(out.status.code(), Some(0), "{side}: no such repository");
+        // pull --platform: the single-platform image is the host's; another is refused
+        let host_platform = format!(
+            "linux/{}",
+            match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                a => a,
+            }
+        );
+        okr(&["rmi", &format!("{repo}:one")]);
+        let out = okr(&["pull", "--platform", &host_platform, &format!("{repo}:one")]);
+        assert!(out.contains("Digest: sha256:"), "{out}");
+        okr(&["rmi", &format!("{repo}:one")]);
+        let out = run(&["pull", "--platform", "linux/s390x", &format!("{repo}:one")]);
+        assert_ne!(out.status.code(), Some(0), "{side}");
+        assert!(
+            stderr(&out).contains(&format!(
+                "does not match the specified platform: wanted linux/s390x, actual: {host_platform}"
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(okr(&["images", "-q", &format!("{repo}:one")]), "", "{side}");
+        let out = run(&["pull", "--platform", "linux", &format!("{repo}:one")]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("invalid platform"),
+            "{}",
+            stderr(&out)
+        );
         // search -s N / --automated: the stars= and is-automated= filters
         let term = format!("{}/at-{side}", open.addr);
         let out = okr(&["search", "-s", "0", "--format", "{{.Name}}", &term]);

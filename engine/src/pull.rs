@@ -188,8 +188,16 @@ impl Engine {
                 source: Box::new(source),
             },
         })?;
-        self.finish(&name, &parsed, pulled, sched, stager, user)
-            .await
+        self.finish(
+            &name,
+            &parsed,
+            pulled,
+            sched,
+            stager,
+            user,
+            opts.platform.as_ref(),
+        )
+        .await
     }
 
     fn spawn_apply(
@@ -224,6 +232,7 @@ impl Engine {
         sched: Speculation,
         stager: Option<Stager>,
         progress: Option<ProgressSender>,
+        platform: Option<&Platform>,
     ) -> Result<PullReport> {
         let speculative = sched.applied;
         let lease = sched.lease.expect("the pull job sets the lease");
@@ -238,6 +247,24 @@ impl Engine {
             digest: config_digest.to_string(),
             reason,
         })?;
+        // a single-platform image (no index to choose from) must be the one asked for
+        if let Some(want) = platform {
+            let v: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+            let os = v["os"].as_str().unwrap_or_default();
+            let arch = v["architecture"].as_str().unwrap_or_default();
+            let variant = v["variant"].as_str();
+            let variant_ok = want.variant.is_none() || want.variant.as_deref() == variant;
+            if want.os != os || want.architecture != arch || !variant_ok {
+                let mut actual = format!("{os}/{arch}");
+                if let Some(v) = variant {
+                    actual.push('/');
+                    actual.push_str(v);
+                }
+                return Err(Error::InvalidArgument(format!(
+                    "image with reference {name} was found but does not match the specified platform: wanted {want}, actual: {actual}"
+                )));
+            }
+        }
         let blobs = pulled.layer_digests.clone();
         if blobs.len() != diff_ids.len() {
             return Err(Error::InvalidConfig {

@@ -224,11 +224,19 @@ pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiR
     };
     let reference = pull_reference(image, r.q("tag"));
     let creds = registry_auth(req.headers())?;
+    let platform = match r.q("platform").filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => Some(p.parse::<longshore_registry::Platform>().map_err(|_| {
+            ApiError::bad(format!(
+                "invalid platform {p:?}: expected os/arch[/variant]"
+            ))
+        })?),
+    };
     let parsed = longshore_registry::Reference::parse(&reference)
         .map_err(|e| ApiError::bad(format!("invalid reference format: {reference}: {e}")))?;
     if parsed.tag().is_none() && parsed.digest().is_none() {
         // no tag: every tag of the repository, as Docker's daemon does (`pull -a`)
-        return Ok(pull_all_tags(state, parsed, creds));
+        return Ok(pull_all_tags(state, parsed, creds, platform));
     }
     let shown_tag = parsed
         .tag()
@@ -246,6 +254,7 @@ pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiR
                 let opts = crate::PullJobOptions {
                     progress: Some(ptx),
                     credentials: creds,
+                    platform,
                     ..Default::default()
                 };
                 engine.pull(&name, &opts).await
@@ -271,6 +280,7 @@ fn pull_all_tags(
     state: &Arc<State>,
     repo: longshore_registry::Reference,
     creds: Option<longshore_registry::Credentials>,
+    platform: Option<longshore_registry::Platform>,
 ) -> Resp {
     registry_steps(state, move |rt, engine, tx| {
         let send = |v: serde_json::Value| {
@@ -286,6 +296,7 @@ fn pull_all_tags(
                 let opts = crate::PullJobOptions {
                     progress: Some(ptx),
                     credentials: creds.clone(),
+                    platform: platform.clone(),
                     ..Default::default()
                 };
                 let engine = engine.clone();
