@@ -188,16 +188,8 @@ impl Engine {
                 source: Box::new(source),
             },
         })?;
-        self.finish(
-            &name,
-            &parsed,
-            pulled,
-            sched,
-            stager,
-            user,
-            opts.platform.as_ref(),
-        )
-        .await
+        self.finish(&name, &parsed, pulled, sched, stager, opts)
+            .await
     }
 
     fn spawn_apply(
@@ -231,9 +223,10 @@ impl Engine {
         pulled: PulledImage,
         sched: Speculation,
         stager: Option<Stager>,
-        progress: Option<ProgressSender>,
-        platform: Option<&Platform>,
+        opts: &PullJobOptions,
     ) -> Result<PullReport> {
+        let progress = opts.progress.clone();
+        let platform = opts.platform.as_ref();
         let speculative = sched.applied;
         let lease = sched.lease.expect("the pull job sets the lease");
         let config_digest = pulled.config_digest.clone();
