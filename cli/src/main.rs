@@ -872,6 +872,9 @@ enum ContainerCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. until=24h, label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -925,6 +928,9 @@ enum VolumeCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -980,6 +986,9 @@ enum NetworkCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. until=24h, label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
     /// Disconnect a container from a network
     Disconnect {
@@ -1029,6 +1038,9 @@ enum SystemCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. until=24h, label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -1045,6 +1057,9 @@ enum ImageCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. until=24h, label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -1542,11 +1557,12 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             Ok(if failed { 1 } else { 0 })
         }
         Cmd::Ps(o) | Cmd::Container(ContainerCmd::Ls(o)) => cmd_ps(&engine()?, o),
-        Cmd::Container(ContainerCmd::Prune { force }) => {
+        Cmd::Container(ContainerCmd::Prune { force, filter }) => {
+            let f = prune_filters(&filter, CONTAINER_PRUNE_FILTERS)?;
             if !confirm(force, "This will remove all stopped containers.") {
                 return Ok(0);
             }
-            let rep = engine()?.prune_containers()?;
+            let rep = engine()?.prune_containers(&f)?;
             print_prune("Deleted Containers:", &rep);
             Ok(0)
         }
@@ -1555,22 +1571,28 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             all,
             volumes,
             force,
+            filter,
         }) => {
+            let f = system_prune_filters(&filter, volumes)?;
             if !confirm(force, &system_prune_warning(all, volumes)) {
                 return Ok(0);
             }
             // docker's order: containers, networks, volumes, images
             let e = engine()?;
-            let c = e.prune_containers()?;
+            let c = e.prune_containers(&prune_filters(&filter, CONTAINER_PRUNE_FILTERS)?)?;
             let mut total = c.space_reclaimed;
             print_deleted("Deleted Containers:", &c.deleted);
-            print_deleted("Deleted Networks:", &e.prune_networks()?);
+            print_deleted(
+                "Deleted Networks:",
+                &e.prune_networks(&prune_filters(&filter, CONTAINER_PRUNE_FILTERS)?)?,
+            );
             if volumes {
-                let v = e.prune_volumes_report(false)?;
+                let v =
+                    e.prune_volumes_report(false, &prune_filters(&filter, VOLUME_PRUNE_FILTERS)?)?;
                 total += v.space_reclaimed;
                 print_deleted("Deleted Volumes:", &v.deleted);
             }
-            let i = e.prune_images(all)?;
+            let i = e.prune_images(all, &f)?;
             total += i.space_reclaimed;
             print_deleted("Deleted Images:", &i.deleted);
             println!("Total reclaimed space: {}", human_size(total));
@@ -1814,7 +1836,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             Ok(0)
         }
         Cmd::Images(o) | Cmd::Image(ImageCmd::Ls(o)) => cmd_images(&engine()?, o),
-        Cmd::Image(ImageCmd::Prune { all, force }) => {
+        Cmd::Image(ImageCmd::Prune { all, force, filter }) => {
+            let f = prune_filters(&filter, IMAGE_PRUNE_FILTERS)?;
             let msg = if all {
                 "This will remove all images without at least one container associated to them."
             } else {
@@ -1823,7 +1846,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             if !confirm(force, msg) {
                 return Ok(0);
             }
-            let rep = engine()?.prune_images(all)?;
+            let rep = engine()?.prune_images(all, &f)?;
             print_prune("Deleted Images:", &rep);
             Ok(0)
         }
@@ -3235,7 +3258,8 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
             print_json_or_template(&out, format)
         }
         VolumeCmd::Rm { force, names } => each_named(names, |n| e.remove_volume(n, force)),
-        VolumeCmd::Prune { all, force } => {
+        VolumeCmd::Prune { all, force, filter } => {
+            let f = prune_filters(&filter, VOLUME_PRUNE_FILTERS)?;
             let what = if all {
                 "This will remove all local volumes not used by at least one container."
             } else {
@@ -3244,7 +3268,7 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
             if !confirm(force, what) {
                 return Ok(0);
             }
-            let rep = e.prune_volumes_report(all)?;
+            let rep = e.prune_volumes_report(all, &f)?;
             print_prune("Deleted Volumes:", &rep);
             Ok(0)
         }
@@ -3371,11 +3395,12 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
             Ok(0)
         }
-        NetworkCmd::Prune { force } => {
+        NetworkCmd::Prune { force, filter } => {
+            let f = prune_filters(&filter, CONTAINER_PRUNE_FILTERS)?;
             if !confirm(force, NETWORK_PRUNE_WARNING) {
                 return Ok(0);
             }
-            print_deleted("Deleted Networks:", &e.prune_networks()?);
+            print_deleted("Deleted Networks:", &e.prune_networks(&f)?);
             Ok(0)
         }
         NetworkCmd::Rm { names } => each_named(names, |n| {
@@ -3417,6 +3442,39 @@ fn confirm(force: bool, what: &str) -> bool {
 }
 
 /// A prune's list (when anything went) and the space it freed.
+/// The filters container, network and system prune take (`label!` is `label!=`).
+const CONTAINER_PRUNE_FILTERS: &[&str] = &["until", "label", "label!"];
+/// image prune's.
+const IMAGE_PRUNE_FILTERS: &[&str] = &["until", "label", "label!", "dangling"];
+/// volume prune's (docker's takes no `until`).
+const VOLUME_PRUNE_FILTERS: &[&str] = &["label", "label!"];
+
+/// A prune's `--filter`s for the engine, refused in docker's words when malformed or not
+/// one of `allowed`.
+fn prune_filters(
+    flags: &[String],
+    allowed: &[&str],
+) -> Res<longshore_engine::system::PruneFilters> {
+    Ok(longshore_engine::system::PruneFilters::parse(
+        &parse_filters(flags)?,
+        allowed,
+    )?)
+}
+
+/// system prune's filters (its images'), checked for every prune it makes.
+fn system_prune_filters(
+    flags: &[String],
+    volumes: bool,
+) -> Res<longshore_engine::system::PruneFilters> {
+    let pairs = parse_filters(flags)?;
+    if volumes && pairs.iter().any(|(k, _)| k == "until") {
+        return Err(fail(
+            "ERROR: The \"until\" filter is not supported with \"--volumes\"",
+        ));
+    }
+    prune_filters(flags, CONTAINER_PRUNE_FILTERS)
+}
+
 fn print_prune(title: &str, rep: &longshore_engine::system::PruneReport) {
     print_pruned(title, &rep.deleted, rep.space_reclaimed);
 }

@@ -876,11 +876,12 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             };
             crate::print_stats(&sample, &ids, no_stream, format, no_trunc)
         }
-        Cmd::Container(ContainerCmd::Prune { force }) => {
+        Cmd::Container(ContainerCmd::Prune { force, filter }) => {
+            let q = prune_query(&filter, crate::CONTAINER_PRUNE_FILTERS, &[])?;
             if !crate::confirm(force, "This will remove all stopped containers.") {
                 return Ok(0);
             }
-            let v = c.post("/containers/prune")?;
+            let v = c.post(&format!("/containers/prune{q}"))?;
             crate::print_pruned(
                 "Deleted Containers:",
                 &strings(&v["ContainersDeleted"]),
@@ -888,7 +889,8 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             );
             Ok(0)
         }
-        Cmd::Image(ImageCmd::Prune { all, force }) => {
+        Cmd::Image(ImageCmd::Prune { all, force, filter }) => {
+            let q = prune_query(&filter, crate::IMAGE_PRUNE_FILTERS, &[])?;
             let msg = if all {
                 "This will remove all images without at least one container associated to them."
             } else {
@@ -897,7 +899,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             if !crate::confirm(force, msg) {
                 return Ok(0);
             }
-            let (deleted, space) = prune_images(c, all)?;
+            let (deleted, space) = prune_images(c, all, &filter, &q)?;
             crate::print_pruned("Deleted Images:", &deleted, space);
             Ok(0)
         }
@@ -908,22 +910,25 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             all,
             volumes,
             force,
+            filter,
         }) => {
+            crate::system_prune_filters(&filter, volumes)?;
+            let q = prune_query(&filter, crate::CONTAINER_PRUNE_FILTERS, &[])?;
             if !crate::confirm(force, &crate::system_prune_warning(all, volumes)) {
                 return Ok(0);
             }
             // docker's order: containers, networks, volumes, images
-            let v = c.post("/containers/prune")?;
+            let v = c.post(&format!("/containers/prune{q}"))?;
             let mut total = v["SpaceReclaimed"].as_u64().unwrap_or(0);
             crate::print_deleted("Deleted Containers:", &strings(&v["ContainersDeleted"]));
-            let v = c.post("/networks/prune")?;
+            let v = c.post(&format!("/networks/prune{q}"))?;
             crate::print_deleted("Deleted Networks:", &strings(&v["NetworksDeleted"]));
             if volumes {
-                let v = c.post("/volumes/prune")?;
+                let v = c.post(&format!("/volumes/prune{q}"))?;
                 total += v["SpaceReclaimed"].as_u64().unwrap_or(0);
                 crate::print_deleted("Deleted Volumes:", &strings(&v["VolumesDeleted"]));
             }
-            let (deleted, space) = prune_images(c, all)?;
+            let (deleted, space) = prune_images(c, all, &filter, &q)?;
             total += space;
             crate::print_deleted("Deleted Images:", &deleted);
             println!("Total reclaimed space: {}", crate::human_size(total));
@@ -935,16 +940,26 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
     }
 }
 
+/// A prune's `?filters=` from its `--filter`s (checked as in process: malformed or not
+/// `allowed` is refused before anything is asked) plus `extra` pairs.
+fn prune_query(flags: &[String], allowed: &[&str], extra: &[(String, String)]) -> Res<String> {
+    crate::prune_filters(flags, allowed)?;
+    let mut pairs = crate::parse_filters(flags)?;
+    pairs.extend_from_slice(extra);
+    Ok(query(&[("filters", filters_json(&pairs))]))
+}
+
 /// `POST /images/prune` (every unused image with `all`): docker's lines
 /// (`untagged: x`, `deleted: sha256:...`) and the bytes freed.
-fn prune_images(c: &Client, all: bool) -> Res<(Vec<String>, u64)> {
+fn prune_images(c: &Client, all: bool, filter: &[String], q: &str) -> Res<(Vec<String>, u64)> {
     let q = if all {
-        query(&[(
-            "filters",
-            filters_json(&[("dangling".into(), "false".into())]),
-        )])
+        prune_query(
+            filter,
+            crate::IMAGE_PRUNE_FILTERS,
+            &[("dangling".into(), "false".into())],
+        )?
     } else {
-        String::new()
+        q.to_string()
     };
     let v = c.post(&format!("/images/prune{q}"))?;
     let deleted: Vec<String> = v["ImagesDeleted"]
@@ -1778,7 +1793,13 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
             )
             .map(|_| ())
         }),
-        VolumeCmd::Prune { all, force } => {
+        VolumeCmd::Prune { all, force, filter } => {
+            let extra: Vec<(String, String)> = if all {
+                vec![("all".into(), "true".into())]
+            } else {
+                vec![]
+            };
+            let q = prune_query(&filter, crate::VOLUME_PRUNE_FILTERS, &extra)?;
             let what = if all {
                 "This will remove all local volumes not used by at least one container."
             } else {
@@ -1787,11 +1808,6 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
             if !crate::confirm(force, what) {
                 return Ok(0);
             }
-            let q = if all {
-                query(&[("filters", filters_json(&[("all".into(), "true".into())]))])
-            } else {
-                String::new()
-            };
             let v = c.post(&format!("/volumes/prune{q}"))?;
             crate::print_pruned(
                 "Deleted Volumes:",
@@ -1867,11 +1883,12 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             }
             crate::print_json_or_template(&out, format)
         }
-        NetworkCmd::Prune { force } => {
+        NetworkCmd::Prune { force, filter } => {
+            let q = prune_query(&filter, crate::CONTAINER_PRUNE_FILTERS, &[])?;
             if !crate::confirm(force, crate::NETWORK_PRUNE_WARNING) {
                 return Ok(0);
             }
-            let v = c.post("/networks/prune")?;
+            let v = c.post(&format!("/networks/prune{q}"))?;
             crate::print_deleted("Deleted Networks:", &strings(&v["NetworksDeleted"]));
             Ok(0)
         }

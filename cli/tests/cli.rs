@@ -4293,3 +4293,171 @@ fn inspect_size_shows_the_containers_sizes_both_ways() {
     let out = same(&env, &d, &["inspect", "-s", "-f", "{{.Size}}", "busybox"]);
     assert_eq!(stdout(&out).trim(), image.to_string());
 }
+
+/// The prunes' `--filter until=/label=/label!=` (container, image, volume, network,
+/// system), in process and through the daemon.
+#[test]
+fn prunes_take_until_and_label_filters_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let tar = env.data().join("rootfs.tar");
+    let tar = tar.to_str().unwrap();
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600)
+        .to_string();
+    for remote in [false, true] {
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| either(&env, &d, remote, args);
+        let ok = |args: &[&str]| {
+            let out = run(args);
+            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let names = |args: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = ok(args).lines().map(String::from).collect();
+            v.sort();
+            v
+        };
+        // containers
+        let a = format!("pf-{side}-a");
+        let b = format!("pf-{side}-b");
+        let c = format!("pf-{side}-c");
+        for (n, l) in [(&a, Some("tier=a")), (&b, Some("tier=b")), (&c, None)] {
+            let mut args = vec!["create", "--name", n, "--network", "none"];
+            if let Some(l) = l {
+                args.extend(["-l", l]);
+            }
+            args.extend(["busybox", "true"]);
+            ok(&args);
+        }
+        let ps = || names(&["ps", "-a", "--format", "{{.Names}}"]);
+        let out = ok(&[
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            "until=2001-01-01T00:00:00Z",
+        ]);
+        assert!(out.starts_with("Total reclaimed space"), "{side}: {out}");
+        assert_eq!(ps().len(), 3, "{side}");
+        let out = ok(&["container", "prune", "-f", "--filter", "label=tier=a"]);
+        assert!(out.starts_with("Deleted Containers:\n"), "{side}: {out}");
+        assert_eq!(ps(), [b.clone(), c.clone()], "{side}");
+        ok(&["container", "prune", "-f", "--filter", "label!=tier"]);
+        assert_eq!(ps(), std::slice::from_ref(&b), "{side}");
+        ok(&[
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            &format!("until={later}"),
+        ]);
+        assert!(ps().is_empty(), "{side}");
+        // images (labels from import --change)
+        let img = format!("pf-{side}-img:1");
+        ok(&["import", "-c", "LABEL tier=a", tar, &img]);
+        let other = format!("pf-{side}-other:1");
+        ok(&["import", tar, &other]);
+        let out = ok(&[
+            "image",
+            "prune",
+            "-a",
+            "-f",
+            "--filter",
+            "until=2001-01-01T00:00:00Z",
+        ]);
+        assert!(
+            !out.contains(&img) && !out.contains(&other),
+            "{side}: {out}"
+        );
+        let out = ok(&["image", "prune", "-a", "-f", "--filter", "label=tier=a"]);
+        assert!(out.contains(&format!("untagged: {img}")), "{side}: {out}");
+        assert!(!out.contains(&other), "{side}: {out}");
+        assert_eq!(ok(&["images", "-q", &img]), "", "{side}");
+        assert_ne!(ok(&["images", "-q", &other]), "", "{side}");
+        ok(&["rmi", &other]);
+        // volumes: label; docker's volume prune takes no until
+        let va = format!("pf-{side}-va");
+        let vb = format!("pf-{side}-vb");
+        ok(&["volume", "create", "-l", "tier=a", &va]);
+        ok(&["volume", "create", &vb]);
+        let out = ok(&["volume", "prune", "-a", "-f", "--filter", "label=tier=a"]);
+        assert!(out.contains(&va) && !out.contains(&vb), "{side}: {out}");
+        let out = run(&["volume", "prune", "-a", "-f", "--filter", "until=1h"]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("invalid filter 'until'"),
+            "{}",
+            stderr(&out)
+        );
+        ok(&["volume", "rm", &vb]);
+        // networks: until (its creation) and label (networks carry none)
+        let n = format!("pf-{side}-net");
+        ok(&["network", "create", &n]);
+        let nets = || names(&["network", "ls", "--format", "{{.Name}}"]);
+        ok(&[
+            "network",
+            "prune",
+            "-f",
+            "--filter",
+            "until=2001-01-01T00:00:00Z",
+        ]);
+        assert!(nets().contains(&n), "{side}");
+        ok(&["network", "prune", "-f", "--filter", "label=tier"]);
+        assert!(nets().contains(&n), "{side}");
+        let out = ok(&["network", "prune", "-f", "--filter", "label!=tier"]);
+        assert_eq!(out, format!("Deleted Networks:\n{n}\n\n"), "{side}");
+        // system prune passes them on; until with --volumes is docker's error
+        ok(&[
+            "create",
+            "--name",
+            &a,
+            "-l",
+            "tier=a",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        ok(&[
+            "create",
+            "--name",
+            &c,
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        let out = ok(&["system", "prune", "-f", "--filter", "label=tier=a"]);
+        assert!(out.starts_with("Deleted Containers:\n"), "{side}: {out}");
+        assert_eq!(ps(), std::slice::from_ref(&c), "{side}");
+        let out = run(&["system", "prune", "-f", "--volumes", "--filter", "until=1h"]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("The \"until\" filter is not supported with \"--volumes\""),
+            "{}",
+            stderr(&out)
+        );
+        // bad filters: refused before anything is pruned
+        let out = run(&["container", "prune", "-f", "--filter", "bogus=1"]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("invalid filter 'bogus'"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&["container", "prune", "-f", "--filter", "until=soon"]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("invalid filter 'until=soon'"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(ps(), std::slice::from_ref(&c), "{side}");
+        ok(&["rm", &c]);
+    }
+}

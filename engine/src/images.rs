@@ -163,7 +163,7 @@ impl Engine {
         Ok(i.created.unwrap_or_default())
     }
 
-    fn image_labels(&self, i: &Image) -> Vec<(String, String)> {
+    pub(crate) fn image_labels(&self, i: &Image) -> Vec<(String, String)> {
         let Ok(g) = self.store() else {
             return Vec::new();
         };

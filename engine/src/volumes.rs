@@ -189,6 +189,8 @@ impl Engine {
     /// Removes every volume no container uses (named ones too); returns their names.
     /// [`Engine::prune_volumes_report`] is `docker volume prune` with its options.
     pub fn prune_volumes(&self) -> Result<Vec<String>> {
-        Ok(self.prune_volumes_report(true)?.deleted)
+        Ok(self
+            .prune_volumes_report(true, &crate::system::PruneFilters::default())?
+            .deleted)
     }
 }

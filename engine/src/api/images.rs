@@ -572,12 +572,14 @@ pub async fn load(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiRes
 
 /// `POST /images/prune?filters=`: dangling images; every unused one with the
 /// `dangling=false` filter (`docker image prune -a`).
+/// Filters: `until`, `label`, `label!`, `dangling`.
 pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
-    let all = r
-        .filters()?
-        .iter()
-        .any(|(k, v)| k == "dangling" && matches!(v.as_str(), "false" | "0"));
-    let rep = state.job(move |e| e.prune_images(all)).await?;
+    let f = crate::system::PruneFilters::parse(
+        &r.filters()?,
+        &["until", "label", "label!", "dangling"],
+    )
+    .map_err(ApiError::from)?;
+    let rep = state.job(move |e| e.prune_images(false, &f)).await?;
     let deleted: Vec<serde_json::Value> = rep
         .deleted
         .iter()

@@ -267,9 +267,12 @@ pub async fn remove(state: &Arc<State>, id: &str) -> ApiResult {
     Ok(status(StatusCode::NO_CONTENT))
 }
 
-/// `POST /networks/prune`: user-defined networks without endpoints.
-pub async fn prune(state: &Arc<State>) -> ApiResult {
-    let gone = state.job(|e| e.prune_networks()).await?;
+/// `POST /networks/prune?filters=`: user-defined networks without endpoints (`label`,
+/// `label!`, `until` filters).
+pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
+    let f = crate::system::PruneFilters::parse(&r.filters()?, &["until", "label", "label!"])
+        .map_err(ApiError::from)?;
+    let gone = state.job(move |e| e.prune_networks(&f)).await?;
     Ok(json(StatusCode::OK, &json!({"NetworksDeleted": gone})))
 }
 

@@ -216,9 +216,11 @@ pub async fn update(state: &Arc<State>, id: &str, body: Bytes) -> ApiResult {
     Ok(json(StatusCode::OK, &json!({"Warnings": warnings})))
 }
 
-/// `POST /containers/prune`.
-pub async fn prune(state: &Arc<State>) -> ApiResult {
-    let rep = state.job(|e| e.prune_containers()).await?;
+/// `POST /containers/prune?filters=` (`until`, `label`, `label!`).
+pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
+    let f = crate::system::PruneFilters::parse(&r.filters()?, &["until", "label", "label!"])
+        .map_err(ApiError::from)?;
+    let rep = state.job(move |e| e.prune_containers(&f)).await?;
     Ok(json(
         StatusCode::OK,
         &json!({"ContainersDeleted": rep.deleted, "SpaceReclaimed": rep.space_reclaimed}),

@@ -97,7 +97,10 @@ pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
         || filters
             .iter()
             .any(|(k, v)| k == "all" && matches!(v.as_str(), "true" | "1"));
-    let rep = state.job(move |e| e.prune_volumes_report(all)).await?;
+    let rest: Vec<(String, String)> = filters.into_iter().filter(|(k, _)| k != "all").collect();
+    let f =
+        crate::system::PruneFilters::parse(&rest, &["label", "label!"]).map_err(ApiError::from)?;
+    let rep = state.job(move |e| e.prune_volumes_report(all, &f)).await?;
     Ok(json(
         StatusCode::OK,
         &json!({"VolumesDeleted": rep.deleted, "SpaceReclaimed": rep.space_reclaimed}),
