@@ -888,6 +888,9 @@ enum VolumeCmd {
         /// Specify volume driver name
         #[arg(short = 'd', long, default_value = "local")]
         driver: String,
+        /// Set driver specific options (local: type=tmpfs|none, device=, o=)
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
         name: Option<String>,
     },
     /// List volumes
@@ -3227,8 +3230,10 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
         VolumeCmd::Create {
             label,
             driver,
+            opt,
             name,
         } => {
+            let opts = volume_opts(&opt)?;
             if driver != "local" {
                 return Err(fail(format!(
                     "Error response from daemon: volume driver {driver:?} is not supported (local)"
@@ -3241,7 +3246,7 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
                     (k.to_string(), v.to_string())
                 })
                 .collect();
-            let v = e.create_volume(name.as_deref(), labels)?;
+            let v = e.create_volume_with_options(name.as_deref(), labels, opts)?;
             println!("{}", v.name);
             Ok(0)
         }
@@ -3442,6 +3447,17 @@ fn confirm(force: bool, what: &str) -> bool {
 }
 
 /// A prune's list (when anything went) and the space it freed.
+/// `volume create -o key=value`s.
+fn volume_opts(opt: &[String]) -> Res<std::collections::BTreeMap<String, String>> {
+    opt.iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| fail(format!("invalid option {o:?}: expected key=value")))
+        })
+        .collect()
+}
+
 /// The filters container, network and system prune take (`label!` is `label!=`).
 const CONTAINER_PRUNE_FILTERS: &[&str] = &["until", "label", "label!"];
 /// image prune's.

@@ -1743,8 +1743,10 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
         VolumeCmd::Create {
             label,
             driver,
+            opt,
             name,
         } => {
+            let opts = crate::volume_opts(&opt)?;
             let labels: serde_json::Map<String, Value> = label
                 .iter()
                 .map(|l| {
@@ -1756,7 +1758,7 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
                 .request(
                     "POST",
                     "/volumes/create",
-                    ReqBody::Json(&json!({"Name": name.unwrap_or_default(), "Driver": driver, "Labels": labels})),
+                    ReqBody::Json(&json!({"Name": name.unwrap_or_default(), "Driver": driver, "Labels": labels, "DriverOpts": opts})),
                     &[],
                 )?
                 .json()?;

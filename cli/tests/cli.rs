@@ -114,6 +114,11 @@ impl Drop for Env {
         for id in ids.lines() {
             let _ = self.run(&["rm", "-f", "-v", id]);
         }
+        // volumes with -o hold a mount on the host (tmpfs, a bound directory)
+        let vols = stdout(&self.run(&["volume", "ls", "-q"]));
+        for v in vols.lines() {
+            let _ = self.run(&["volume", "rm", "-f", v]);
+        }
         if let Some(ns) = &self.netns {
             let name = ns.file_name().unwrap().to_str().unwrap().to_string();
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
@@ -4459,5 +4464,156 @@ fn prunes_take_until_and_label_filters_both_ways() {
         );
         assert_eq!(ps(), std::slice::from_ref(&c), "{side}");
         ok(&["rm", &c]);
+    }
+}
+
+/// `volume create -o` of the local driver: a tmpfs or a bound host directory, mounted on
+/// the volume's data directory and shared by its containers; `volume rm` unmounts and
+/// leaves the host directory's files alone. In process and through the daemon.
+#[test]
+fn volume_create_opt_mounts_a_tmpfs_or_binds_a_directory_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let mounted = |name: &str| {
+        let p = env.data().join("volumes").join(name).join("_data");
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+    };
+    for remote in [false, true] {
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| either(&env, &d, remote, args);
+        let ok = |args: &[&str]| {
+            let out = run(args);
+            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
+            stdout(&out)
+        };
+        // tmpfs
+        let vt = format!("vo-{side}-tmp");
+        ok(&[
+            "volume",
+            "create",
+            "-o",
+            "type=tmpfs",
+            "-o",
+            "device=tmpfs",
+            "-o",
+            "o=size=1m,mode=0700",
+            &vt,
+        ]);
+        assert!(
+            mounted(&vt),
+            "{side}: the tmpfs is on the volume's data directory"
+        );
+        assert_eq!(
+            ok(&["volume", "inspect", "-f", "{{json .Options}}", &vt]),
+            "{\"device\":\"tmpfs\",\"o\":\"size=1m,mode=0700\",\"type\":\"tmpfs\"}\n"
+        );
+        let mnt = format!("{vt}:/data");
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mnt,
+            "busybox",
+            "sh",
+            "-c",
+            "echo shared > /data/f; df -k /data | tail -1; stat -c %a /data",
+        ]);
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(fields[0], "tmpfs", "{side}: {out}");
+        assert_eq!(fields[1], "1024", "{side}: {out}");
+        assert_eq!(*fields.last().unwrap(), "700", "{side}: {out}");
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mnt,
+            "busybox",
+            "cat",
+            "/data/f",
+        ]);
+        assert_eq!(out, "shared\n", "{side}");
+        ok(&["volume", "rm", &vt]);
+        assert!(!mounted(&vt), "{side}: unmounted by volume rm");
+        // a bound host directory
+        let host = env.data().join(format!("host-{side}"));
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("keep"), "host file\n").unwrap();
+        let vb = format!("vo-{side}-bind");
+        let dev = format!("device={}", host.display());
+        ok(&[
+            "volume",
+            "create",
+            "-o",
+            "type=none",
+            "-o",
+            "o=bind",
+            "-o",
+            &dev,
+            &vb,
+        ]);
+        let mnt = format!("{vb}:/data");
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mnt,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/keep; echo from-container > /data/new",
+        ]);
+        assert_eq!(out, "host file\n", "{side}");
+        assert_eq!(
+            std::fs::read_to_string(host.join("new")).unwrap(),
+            "from-container\n"
+        );
+        ok(&["volume", "rm", &vb]);
+        assert!(!mounted(&vb), "{side}");
+        // volume rm unmounted, and removed nothing of the host's directory
+        assert_eq!(
+            std::fs::read_to_string(host.join("keep")).unwrap(),
+            "host file\n",
+            "{side}"
+        );
+        assert!(host.join("new").exists(), "{side}");
+        // what the local driver here does not do: a clear error, nothing left
+        for (opts, msg) in [
+            (
+                &["-o", "type=nfs", "-o", "o=addr=10.0.0.1"][..],
+                "is not supported",
+            ),
+            (
+                &["-o", "type=none", "-o", "o=bind", "-o", "device=rel/path"][..],
+                "absolute host path",
+            ),
+            (&["-o", "size=1m"][..], "invalid option key"),
+            (
+                &["-o", "type=tmpfs", "-o", "o=bogus"][..],
+                "invalid tmpfs option",
+            ),
+            (&["-o", "noequals"][..], "expected key=value"),
+        ] {
+            let mut args = vec!["volume", "create"];
+            args.extend_from_slice(opts);
+            args.push("vo-bad");
+            let out = run(&args);
+            assert_eq!(out.status.code(), Some(125), "{side} {opts:?}");
+            assert!(
+                stderr(&out).contains(msg),
+                "{side} {opts:?}: {}",
+                stderr(&out)
+            );
+            assert_eq!(ok(&["volume", "ls", "-q"]), "", "{side} {opts:?}");
+        }
     }
 }

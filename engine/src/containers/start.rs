@@ -258,6 +258,7 @@ impl Engine {
                 let p = spec::volume_dir(&self.root, src);
                 if let Some(rootfs) = rootfs {
                     fs::create_dir_all(&p).map_err(Error::io(format!("create volume {src}")))?;
+                    self.ensure_volume_mounted(src)?;
                     if !opts.split(',').any(|x| x == "nocopy") {
                         copy_up(rootfs, dest, &p, &c.record.name)?;
                     }
