@@ -271,6 +271,54 @@ struct RunOpts {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     detach_keys: Option<String>,
+    /// Size of /dev/shm (default 64m)
+    #[arg(long = "shm-size")]
+    shm_size: Option<String>,
+    /// Sysctl options (namespaced ones: kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, net.*)
+    #[arg(long)]
+    sysctl: Vec<String>,
+    /// Add network-scoped alias for the container (user-defined networks)
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// Add additional groups to join
+    #[arg(long = "group-add")]
+    group_add: Vec<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
+    cpu_quota: Option<i64>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    oom_kill_disable: bool,
+    /// Optional parent cgroup for the container
+    #[arg(long = "cgroup-parent")]
+    cgroup_parent: Option<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=,target=,readonly,...)
+    #[arg(long)]
+    mount: Vec<String>,
+    /// IPv4 address (on a user-defined network)
+    #[arg(long)]
+    ip: Option<String>,
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    platform: Option<String>,
+    /// User namespace to use (not supported: no user namespace remapping)
+    #[arg(long)]
+    userns: Option<String>,
+    /// Runtime to use for this container (not supported: longshore's own runtime)
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Storage driver options for the container (not supported)
+    #[arg(long = "storage-opt")]
+    storage_opt: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -651,6 +699,18 @@ enum Cmd {
         /// Restart policy to apply when a container exits
         #[arg(long)]
         restart: Option<String>,
+        /// Limit CPU CFS (Completely Fair Scheduler) period
+        #[arg(long = "cpu-period")]
+        cpu_period: Option<i64>,
+        /// Limit CPU CFS (Completely Fair Scheduler) quota
+        #[arg(long = "cpu-quota", allow_negative_numbers = true)]
+        cpu_quota: Option<i64>,
+        /// Memory soft limit
+        #[arg(long = "memory-reservation")]
+        memory_reservation: Option<String>,
+        /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+        #[arg(long = "blkio-weight")]
+        blkio_weight: Option<u16>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -2229,10 +2289,18 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             cpuset_cpus,
             pids_limit,
             restart,
+            cpu_period,
+            cpu_quota,
+            memory_reservation,
+            blkio_weight,
             containers,
         } => {
             let e = engine()?;
             let mut req = longshore_engine::UpdateRequest::default();
+            req.cpu_period = cpu_period;
+            req.cpu_quota = cpu_quota;
+            req.memory_reservation = memory_reservation;
+            req.blkio_weight = blkio_weight;
             req.memory = memory;
             req.memory_swap = memory_swap;
             req.cpu_shares = cpu_shares;
@@ -2511,6 +2579,7 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
     req.log_driver = o.log_driver.clone();
     req.log_opts = o.log_opt.clone();
     req.lxc_conf = o.lxc_conf.clone();
+    run_extras(&o, &mut req)?;
     let created = match e.create_container(&req) {
         Err(Error::NoSuchImage(img)) if o.pull != "never" => {
             eprintln!("Unable to find image '{img}' locally");
@@ -2572,6 +2641,53 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
         longshore_engine::containers::wait_removed(&root, &id, std::time::Duration::from_secs(30));
     }
     Ok(code)
+}
+
+/// What `run`/`create` cannot honour here: a clear "not supported" (125), never silence.
+fn refuse_unsupported_run_flags(o: &RunOpts) -> Res<()> {
+    if let Some(u) = o.userns.as_deref().filter(|u| !u.is_empty()) {
+        return Err(fail(format!(
+            "--userns={u} is not supported: longshore has no user namespace remapping"
+        )));
+    }
+    if let Some(r) = o
+        .runtime
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != "runc" && *r != "longshore")
+    {
+        return Err(fail(format!(
+            "--runtime={r} is not supported: longshore runs containers with its own runtime"
+        )));
+    }
+    if !o.storage_opt.is_empty() {
+        return Err(fail(
+            "--storage-opt is not supported: the storage drivers here take no per-container options",
+        ));
+    }
+    Ok(())
+}
+
+/// The `run`/`create` flags beyond the seed's, into the engine's request.
+fn run_extras(o: &RunOpts, req: &mut CreateRequest) -> Res<()> {
+    refuse_unsupported_run_flags(o)?;
+    req.shm_size = o.shm_size.clone();
+    req.sysctls = o.sysctl.clone();
+    req.network_aliases = o.network_alias.clone();
+    req.group_add = o.group_add.clone();
+    req.cpu_period = o.cpu_period;
+    req.cpu_quota = o.cpu_quota;
+    req.memory_reservation = o.memory_reservation.clone();
+    req.blkio_weight = o.blkio_weight;
+    req.oom_kill_disable = o.oom_kill_disable;
+    req.cgroup_parent = o.cgroup_parent.clone();
+    req.ip = o.ip.clone();
+    req.platform = o.platform.clone();
+    req.mounts = o
+        .mount
+        .iter()
+        .map(|m| longshore_engine::MountSpec::parse(m))
+        .collect::<longshore_engine::Result<_>>()?;
+    Ok(())
 }
 
 fn run_error(err: Error) -> Failure {

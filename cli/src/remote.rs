@@ -771,9 +771,17 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             cpuset_cpus,
             pids_limit,
             restart,
+            cpu_period,
+            cpu_quota,
+            memory_reservation,
+            blkio_weight,
             containers,
         } => {
             let mut body = json!({
+                "CpuPeriod": cpu_period.unwrap_or(0),
+                "CpuQuota": cpu_quota.unwrap_or(0),
+                "MemoryReservation": memory_reservation.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+                "BlkioWeight": blkio_weight.unwrap_or(0),
                 "Memory": memory.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
                 "MemorySwap": memory_swap.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
                 "CpuShares": cpu_shares.unwrap_or(0),
@@ -1370,6 +1378,21 @@ fn create_body(o: &RunOpts) -> Res<Value> {
     if !o.lxc_conf.is_empty() {
         return Err(unsupported_flag("--lxc-conf"));
     }
+    crate::refuse_unsupported_run_flags(o)?;
+    let mounts = o
+        .mount
+        .iter()
+        .map(|m| longshore_engine::MountSpec::parse(m))
+        .collect::<longshore_engine::Result<Vec<_>>>()?;
+    let sysctls = o
+        .sysctl
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .ok_or_else(|| fail(format!("invalid --sysctl {s:?}: expected key=value")))
+        })
+        .collect::<Res<serde_json::Map<String, Value>>>()?;
     let mut env = Vec::new();
     for f in &o.env_file {
         env.extend(crate::read_env_file(f)?);
@@ -1510,6 +1533,16 @@ fn create_body(o: &RunOpts) -> Res<Value> {
         "PidsLimit": o.pids_limit.unwrap_or(0),
         "Ulimits": ulimits,
         "Devices": devices,
+        "CpuPeriod": o.cpu_period.unwrap_or(0),
+        "CpuQuota": o.cpu_quota.unwrap_or(0),
+        "MemoryReservation": o.memory_reservation.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+        "BlkioWeight": o.blkio_weight.unwrap_or(0),
+        "OomKillDisable": o.oom_kill_disable,
+        "ShmSize": o.shm_size.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+        "Sysctls": sysctls,
+        "GroupAdd": o.group_add,
+        "CgroupParent": o.cgroup_parent.clone().unwrap_or_default(),
+        "Mounts": mounts,
     });
     if let Some(r) = restart {
         host["RestartPolicy"] = r;
@@ -1557,6 +1590,14 @@ fn create_body(o: &RunOpts) -> Res<Value> {
     if let Some(t) = o.stop_timeout {
         body["StopTimeout"] = json!(t);
     }
+    if !o.network_alias.is_empty() || o.ip.is_some() {
+        let net = o.network.clone().unwrap_or_else(|| "bridge".into());
+        let mut ep = json!({"Aliases": o.network_alias});
+        if let Some(ip) = &o.ip {
+            ep["IPAMConfig"] = json!({"IPv4Address": ip});
+        }
+        body["NetworkingConfig"] = json!({"EndpointsConfig": {net: ep}});
+    }
     if o.args.is_empty() {
         body.as_object_mut().map(|m| m.remove("Cmd"));
     }
@@ -1581,7 +1622,10 @@ fn run_container(c: &Client, config_dir: &Path, o: RunOpts, run: bool) -> Res<u8
     let body = create_body(&o)?;
     let path = format!(
         "/containers/create{}",
-        query(&[("name", o.name.clone().unwrap_or_default())])
+        query(&[
+            ("name", o.name.clone().unwrap_or_default()),
+            ("platform", o.platform.clone().unwrap_or_default())
+        ])
     );
     let create = || {
         c.request("POST", &path, ReqBody::Json(&body), &[])

@@ -4617,3 +4617,435 @@ fn volume_create_opt_mounts_a_tmpfs_or_binds_a_directory_both_ways() {
         }
     }
 }
+
+/// rmdir of a `--cgroup-parent`'s directories in every hierarchy (the container's own
+/// cgroup goes with it; its parent stays, as with Docker).
+struct CgroupParentGuard(String);
+
+impl Drop for CgroupParentGuard {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in rd.flatten() {
+                let _ = std::fs::remove_dir(h.path().join("longshore").join(&self.0));
+            }
+        }
+    }
+}
+
+/// run/create flags beyond the seed's: --shm-size, --sysctl, --group-add, --cpu-period,
+/// --cpu-quota, --memory-reservation, --oom-kill-disable, --blkio-weight, --cgroup-parent,
+/// --mount, --platform, --ip and --network-alias (user-defined network), and the refused
+/// --userns/--runtime/--storage-opt; update's --cpu-period/--cpu-quota/
+/// --memory-reservation/--blkio-weight. In process and through the daemon.
+#[test]
+fn run_and_update_flags_reach_the_container_and_its_cgroups_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let host_dir = env.data().join("mnt-src");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(host_dir.join("f"), "from the host\n").unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let cg = |ctl: &str, parent: &str, id: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/{parent}/{id}/{file}"))
+            .unwrap_or_else(|e| panic!("{ctl}/{parent}/{id}/{file}: {e}"))
+            .trim()
+            .to_string()
+    };
+    for remote in [false, true] {
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| either(&env, &d, remote, args);
+        let ok = |args: &[&str]| {
+            let out = run(args);
+            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let refused = |args: &[&str], msg: &str| {
+            let out = run(args);
+            // update reports each container's error and exits 1, as docker's
+            let code = if args[0] == "update" { 1 } else { 125 };
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{side} {args:?}: {}",
+                stdout(&out)
+            );
+            assert!(
+                stderr(&out).contains(msg),
+                "{side} {args:?}: {}",
+                stderr(&out)
+            );
+        };
+        // /dev/shm, a namespaced sysctl, extra groups
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--shm-size",
+            "8m",
+            "--sysctl",
+            "kernel.shm_rmid_forced=1",
+            "--group-add",
+            "wheel",
+            "--group-add",
+            "4321",
+            "busybox",
+            "sh",
+            "-c",
+            "df -k /dev/shm | tail -1; cat /proc/sys/kernel/shm_rmid_forced; id -G",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().nth(1),
+            Some("8192"),
+            "{side}: {out}"
+        );
+        assert_eq!(lines[1], "1", "{side}: {out}");
+        let groups: Vec<&str> = lines[2].split_whitespace().collect();
+        assert!(
+            groups.contains(&"10") && groups.contains(&"4321"),
+            "{side}: {out}"
+        );
+        refused(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--sysctl",
+                "vm.swappiness=10",
+                "busybox",
+                "true",
+            ],
+            "is not in a separate kernel namespace",
+        );
+        refused(
+            &[
+                "create",
+                "--network",
+                "host",
+                "--sysctl",
+                "net.ipv4.ip_forward=1",
+                "busybox",
+            ],
+            "not allowed in the host network namespace",
+        );
+        refused(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--group-add",
+                "nosuchgroup",
+                "busybox",
+                "true",
+            ],
+            "Unable to find group nosuchgroup",
+        );
+        // CPU period and quota, a memory soft limit, no OOM killer: in the cgroups
+        let name = format!("rf-{side}");
+        let id = ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "--cpu-period",
+            "50000",
+            "--cpu-quota",
+            "25000",
+            "-m",
+            "64m",
+            "--memory-reservation",
+            "32m",
+            "--oom-kill-disable",
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+        assert_eq!(
+            cg("cpu", "longshore/longshore", &id, "cpu.cfs_period_us"),
+            "50000"
+        );
+        assert_eq!(
+            cg("cpu", "longshore/longshore", &id, "cpu.cfs_quota_us"),
+            "25000"
+        );
+        assert_eq!(
+            cg(
+                "memory",
+                "longshore/longshore",
+                &id,
+                "memory.soft_limit_in_bytes"
+            ),
+            (32 << 20).to_string()
+        );
+        assert!(
+            cg("memory", "longshore/longshore", &id, "memory.oom_control")
+                .contains("oom_kill_disable 1"),
+            "{side}"
+        );
+        assert_eq!(
+            ok(&[
+                "inspect",
+                "-f",
+                "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} {{.HostConfig.MemoryReservation}} {{.HostConfig.OomKillDisable}}",
+                &name,
+            ]),
+            format!("50000 25000 {} true\n", 32 << 20)
+        );
+        ok(&[
+            "update",
+            "--cpu-period",
+            "100000",
+            "--cpu-quota",
+            "30000",
+            "--memory-reservation",
+            "16m",
+            &name,
+        ]);
+        assert_eq!(
+            cg("cpu", "longshore/longshore", &id, "cpu.cfs_period_us"),
+            "100000"
+        );
+        assert_eq!(
+            cg("cpu", "longshore/longshore", &id, "cpu.cfs_quota_us"),
+            "30000"
+        );
+        assert_eq!(
+            cg(
+                "memory",
+                "longshore/longshore",
+                &id,
+                "memory.soft_limit_in_bytes"
+            ),
+            (16 << 20).to_string()
+        );
+        refused(
+            &["update", "--cpus", "1", "--cpu-quota", "5000", &name],
+            "Conflicting options",
+        );
+        refused(
+            &["update", "--memory-reservation", "128m", &name],
+            "memory reservation",
+        );
+        refused(&["update", "--cpu-period", "100", &name], "CPU cfs period");
+        // this host's cgroups have no block I/O weight (no CFQ/BFQ): a clear refusal
+        refused(
+            &["update", "--blkio-weight", "5", &name],
+            "Range of blkio weight",
+        );
+        let blkio = std::path::Path::new("/sys/fs/cgroup/blkio");
+        if blkio.join("blkio.weight").exists() || blkio.join("blkio.bfq.weight").exists() {
+            ok(&["update", "--blkio-weight", "300", &name]);
+        } else {
+            refused(
+                &["update", "--blkio-weight", "300", &name],
+                "--blkio-weight is not supported on this host",
+            );
+            refused(
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--blkio-weight",
+                    "300",
+                    "busybox",
+                    "true",
+                ],
+                "--blkio-weight is not supported on this host",
+            );
+        }
+        ok(&["rm", "-f", &name]);
+        // --cgroup-parent
+        let parent = unique_name("lsparent");
+        let _guard = CgroupParentGuard(parent.clone());
+        let id = ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            &parent,
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+        let pid = ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+        let procs = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+        assert!(
+            procs.contains(&format!(":/longshore/{parent}/{id}\n")),
+            "{side}: {procs}"
+        );
+        ok(&["rm", "-f", &id]);
+        refused(
+            &["create", "--cgroup-parent", "../escape", "busybox"],
+            "invalid --cgroup-parent",
+        );
+        // --mount: bind (read only), tmpfs, volume
+        let vol = format!("mv-{side}");
+        let bind = format!("type=bind,source={},target=/h,readonly", host_dir.display());
+        let volm = format!("type=volume,source={vol},target=/v");
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--mount",
+            &bind,
+            "--mount",
+            "type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=700",
+            "--mount",
+            &volm,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /h/f; touch /h/x 2>/dev/null || echo read-only; df -k /t | tail -1; stat -c %a /t; echo v > /v/y && echo vol-ok",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "from the host", "{side}: {out}");
+        assert_eq!(lines[1], "read-only", "{side}: {out}");
+        assert_eq!(
+            lines[2].split_whitespace().nth(1),
+            Some("1024"),
+            "{side}: {out}"
+        );
+        assert_eq!(lines[3], "700", "{side}: {out}");
+        assert_eq!(lines[4], "vol-ok", "{side}: {out}");
+        assert!(
+            ok(&["volume", "ls", "-q"]).lines().any(|l| l == vol),
+            "{side}"
+        );
+        refused(
+            &[
+                "create",
+                "--mount",
+                "type=bind,source=/nonexistent-longshore,target=/h",
+                "busybox",
+            ],
+            "bind source path does not exist",
+        );
+        refused(
+            &["create", "--mount", "type=nfs,target=/x", "busybox"],
+            "is not supported",
+        );
+        refused(
+            &["create", "--mount", "type=volume,source=x", "busybox"],
+            "Target must not be empty",
+        );
+        refused(
+            &[
+                "create",
+                "--mount",
+                "type=tmpfs,target=/x,bogus=1",
+                "busybox",
+            ],
+            "unexpected key 'bogus'",
+        );
+        // --platform: the image's, or a clear refusal
+        ok(&[
+            "create",
+            "--platform",
+            &format!("linux/{arch}"),
+            "--network",
+            "none",
+            "busybox",
+        ]);
+        refused(
+            &["create", "--platform", "linux/s390x", "busybox"],
+            &format!(
+                "does not match the specified platform: wanted linux/s390x, actual: linux/{arch}"
+            ),
+        );
+        // --ip and --network-alias on a user-defined network
+        let net = format!("rn-{side}");
+        let subnet = format!("10.77.{}.0/24", if remote { 1 } else { 0 });
+        let ip = format!("10.77.{}.50", if remote { 1 } else { 0 });
+        ok(&["network", "create", "--subnet", &subnet, &net]);
+        ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("rn-a-{side}"),
+            "--network",
+            &net,
+            "--ip",
+            &ip,
+            "--network-alias",
+            "webalias",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "busybox",
+            "cat",
+            "/etc/hosts",
+        ]);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{ip} ")) && l.contains("webalias")),
+            "{side}: {out}"
+        );
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "webalias",
+        ]);
+        assert!(out.contains(&format!("({ip})")), "{side}: {out}");
+        refused(
+            &["create", "--ip", "172.17.0.9", "busybox"],
+            "user defined networks only",
+        );
+        refused(
+            &[
+                "create",
+                "--network",
+                "none",
+                "--network-alias",
+                "x",
+                "busybox",
+            ],
+            "supported only for containers in user defined networks",
+        );
+        ok(&["rm", "-f", &format!("rn-a-{side}")]);
+        ok(&["network", "rm", &net]);
+        // what cannot be honoured here: 125, not silence
+        refused(
+            &["run", "--rm", "--userns", "host", "busybox", "true"],
+            "--userns=host is not supported",
+        );
+        refused(
+            &["run", "--rm", "--runtime", "runsc", "busybox", "true"],
+            "--runtime=runsc is not supported",
+        );
+        refused(
+            &["create", "--storage-opt", "size=1G", "busybox"],
+            "--storage-opt is not supported",
+        );
+    }
+}

@@ -24,7 +24,8 @@ pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
 
 /// `POST /containers/create?name=`.
 pub async fn create(state: &Arc<State>, r: &Req, body: Bytes) -> ApiResult {
-    let req = super::create::parse(&body)?.into_request(r.q("name").map(String::from))?;
+    let mut req = super::create::parse(&body)?.into_request(r.q("name").map(String::from))?;
+    req.platform = r.q("platform").filter(|p| !p.is_empty()).map(String::from);
     let c = state.job(move |e| e.create_container(&req)).await?;
     Ok(json(
         StatusCode::CREATED,

@@ -325,6 +325,13 @@ impl Engine {
             None => None,
         };
         let mut cfg = EndpointConfig::new(&c.record.id, ns_ref);
+        // --network-alias and --ip (user-defined networks; checked at create)
+        for a in &hc.network_aliases {
+            cfg = cfg.alias(a.clone());
+        }
+        if let Ok(ip) = hc.ip_address.parse() {
+            cfg = cfg.ip(ip);
+        }
         cfg.container_name = c.record.name.clone();
         cfg.mode = net_mode;
         cfg.hostname = Some(c.record.config.hostname.clone());
