@@ -824,6 +824,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             context,
         } => build(
             c,
+            config_dir,
             BuildArgs {
                 tag,
                 file,
@@ -1052,7 +1053,7 @@ const OUTSIDE_DOCKERFILE: &str = ".longshore-dockerfile";
 /// `build` through the daemon (`POST /build`, the legacy builder's API): the context
 /// directory sent as a tar as it is made (or a tar on stdin with `-`), the build's lines
 /// as they come, its exit code on failure.
-fn build(c: &Client, b: BuildArgs) -> Res<u8> {
+fn build(c: &Client, config_dir: &Path, b: BuildArgs) -> Res<u8> {
     // the Dockerfile: inside the context by its relative path, else added to the tar
     let mut extra: Option<Vec<u8>> = None;
     let dockerfile = match &b.file {
@@ -1140,11 +1141,12 @@ fn build(c: &Client, b: BuildArgs) -> Res<u8> {
         });
         Box::new(r)
     };
+    // the credentials of every registry config.json knows, for the base images' pulls
     let r = c.request(
         "POST",
         &path,
         ReqBody::Stream(&mut body, "application/x-tar"),
-        &[],
+        &[("X-Registry-Config", registry_config(config_dir))],
     )?;
     let mut out = io::stdout();
     for line in io::BufRead::lines(io::BufReader::new(r)) {
@@ -1202,6 +1204,34 @@ fn image_name(image: &str) -> String {
         Ok(r) => r.to_string(),
         Err(_) => image.to_string(),
     }
+}
+
+/// `X-Registry-Config` of a build: each registry of `config.json`'s `auths` with its
+/// credentials (through the credential store, so helpers answer too), base64 JSON as the
+/// docker CLI sends it (empty: none).
+fn registry_config(config_dir: &Path) -> String {
+    use base64::Engine as _;
+    let path = config_dir.join("config.json");
+    let Some(v) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    else {
+        return String::new();
+    };
+    let store = longshore_registry::CredentialStore::new(path);
+    let mut m = serde_json::Map::new();
+    for k in v["auths"].as_object().into_iter().flat_map(|o| o.keys()) {
+        if let Ok(Some(c)) = store.get(k) {
+            m.insert(
+                k.clone(),
+                json!({"username": c.username, "password": c.password, "serveraddress": k}),
+            );
+        }
+    }
+    if m.is_empty() {
+        return String::new();
+    }
+    base64::engine::general_purpose::URL_SAFE.encode(Value::Object(m).to_string())
 }
 
 /// `X-Registry-Auth` for the registry of `image`, from `config.json` (empty: none).

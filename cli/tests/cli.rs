@@ -5049,3 +5049,114 @@ fn run_and_update_flags_reach_the_container_and_its_cgroups_both_ways() {
         );
     }
 }
+
+/// `build -H` of a Dockerfile FROM an image of a registry that wants a login: the client
+/// sends config.json's credentials as X-Registry-Config, the daemon pulls the base with
+/// them for that build only. In process the engine reads config.json itself.
+#[test]
+fn build_from_a_private_base_image_both_ways() {
+    require_root!();
+    use longshore_test_support::registry::RegistryServer;
+    let htpasswd = Command::new("htpasswd")
+        .args(["-Bbn", "carol", "b4se"])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    let pdir = registry_dir();
+    let hp = pdir.path().join("htpasswd");
+    std::fs::write(&hp, htpasswd.stdout).unwrap();
+    let private = RegistryServer::start(
+        pdir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+            hp.display()
+        ),
+    );
+    // the registry is on the host's loopback; FROM + LABEL runs no container
+    let env = Env::new();
+    let config = env.data().join("docker-config");
+    let cfg = config.to_str().unwrap();
+    let other = env.data().join("empty-config");
+    let sock = env.data().join("b.sock");
+    let child = env
+        .command(&[
+            "--insecure-registry",
+            &private.addr,
+            "daemon",
+            "-H",
+            &format!("unix://{}", sock.display()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        host: format!("unix://{}", sock.display()),
+    };
+    wait_for("the daemon", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let base = format!("{}/cm/base:1", private.addr);
+    let ctx = env.data().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nLABEL from=private\n"),
+    )
+    .unwrap();
+    let run = |config: &str, host: Option<&str>, args: &[&str]| {
+        let mut a = vec!["--config", config, "--insecure-registry", &private.addr];
+        a.extend(maybe_remote(host, args));
+        env.run(&a)
+    };
+    let ok = |config: &str, host: Option<&str>, args: &[&str]| {
+        let out = run(config, host, args);
+        assert!(
+            out.status.success(),
+            "{host:?} {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    ok(
+        cfg,
+        None,
+        &["login", "-u", "carol", "-p", "b4se", &private.addr],
+    );
+    ok(cfg, None, &["tag", "busybox", &base]);
+    ok(cfg, None, &["push", &base]);
+    for host in [None, Some(d.host.as_str())] {
+        let side = if host.is_some() { "remote" } else { "local" };
+        // the base is not here: the build pulls it, with the client's login
+        ok(cfg, None, &["rmi", &base]);
+        let tag = format!("from-private:{side}");
+        let out = ok(cfg, host, &["build", "-t", &tag, ctx.to_str().unwrap()]);
+        assert!(out.contains(&format!("Pulling {base}")), "{side}: {out}");
+        assert_eq!(
+            ok(
+                cfg,
+                None,
+                &["image", "inspect", "-f", "{{.Config.Labels.from}}", &tag]
+            ),
+            "private\n",
+            "{side}"
+        );
+        // a client without the login gets no pull: nothing was kept from the last one
+        ok(cfg, None, &["rmi", &base]);
+        let out = run(
+            other.to_str().unwrap(),
+            host,
+            &["build", "-t", "nope:1", ctx.to_str().unwrap()],
+        );
+        assert_ne!(out.status.code(), Some(0), "{side}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("401")
+                || stderr(&out).to_lowercase().contains("unauthorized")
+                || stderr(&out).to_lowercase().contains("authentication"),
+            "{side}: {}",
+            stderr(&out)
+        );
+        ok(cfg, None, &["tag", "busybox", &base]);
+    }
+}
