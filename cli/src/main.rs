@@ -673,6 +673,12 @@ enum Cmd {
         /// Always attempt to pull a newer version of the image
         #[arg(long)]
         pull: bool,
+        /// Write the image ID to the file
+        #[arg(long)]
+        iidfile: Option<PathBuf>,
+        /// Networking mode for the RUN instructions (default, none, host)
+        #[arg(long)]
+        network: Option<String>,
         /// PATH (a directory) or - (a tar context on stdin)
         context: String,
     },
@@ -2200,8 +2206,12 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             force_rm,
             label,
             pull,
+            iidfile,
+            network,
             context,
         } => {
+            let extras =
+                longshore_engine::build::BuildAuths::default().with_network(network.as_deref())?;
             let e = engine()?;
             let ctx = if context == "-" {
                 longshore_engine::build::BuildContext::tar(io::stdin())
@@ -2271,14 +2281,17 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             }
             let mut out = io::stdout();
             // a failed RUN's own exit code, as docker build's (and the API's errorDetail)
+            // in process the engine reads config.json's credentials itself
             let built = e
-                .build_with_code(&ctx, &opts, &mut out)
+                .build_with_auths(&ctx, &opts, &extras, &mut out)
                 .map_err(|f| Failure {
                     code: f.code.clamp(1, 255) as u8,
                     msg: format!("ERROR: {}", f.error),
                 })?;
             // with -q, libbuild prints the image ID itself
-            let _ = built;
+            if let Some(p) = iidfile {
+                write_iidfile(&p, &built.id.to_string())?;
+            }
             Ok(0)
         }
         Cmd::Update {
@@ -3563,6 +3576,11 @@ fn confirm(force: bool, what: &str) -> bool {
 }
 
 /// A prune's list (when anything went) and the space it freed.
+/// `build --iidfile`: the image ID (`sha256:...`), as docker writes it.
+fn write_iidfile(p: &std::path::Path, id: &str) -> Res<()> {
+    std::fs::write(p, id).map_err(|e| fail(format!("write image ID to {}: {e}", p.display())))
+}
+
 /// `volume create -o key=value`s.
 fn volume_opts(opt: &[String]) -> Res<std::collections::BTreeMap<String, String>> {
     opt.iter()

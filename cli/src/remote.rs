@@ -821,6 +821,8 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             force_rm,
             label,
             pull,
+            iidfile,
+            network,
             context,
         } => build(
             c,
@@ -837,6 +839,8 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 force_rm,
                 label,
                 pull,
+                iidfile,
+                network,
                 context,
             },
         ),
@@ -1043,6 +1047,8 @@ struct BuildArgs {
     force_rm: bool,
     label: Vec<String>,
     pull: bool,
+    iidfile: Option<std::path::PathBuf>,
+    network: Option<String>,
     context: String,
 }
 
@@ -1054,6 +1060,7 @@ const OUTSIDE_DOCKERFILE: &str = ".longshore-dockerfile";
 /// directory sent as a tar as it is made (or a tar on stdin with `-`), the build's lines
 /// as they come, its exit code on failure.
 fn build(c: &Client, config_dir: &Path, b: BuildArgs) -> Res<u8> {
+    longshore_engine::build::BuildAuths::default().with_network(b.network.as_deref())?;
     // the Dockerfile: inside the context by its relative path, else added to the tar
     let mut extra: Option<Vec<u8>> = None;
     let dockerfile = match &b.file {
@@ -1107,6 +1114,7 @@ fn build(c: &Client, config_dir: &Path, b: BuildArgs) -> Res<u8> {
         ("rm", if b.rm { "1".into() } else { "0".into() }),
         ("forcerm", flag(b.force_rm)),
         ("pull", flag(b.pull)),
+        ("networkmode", b.network.clone().unwrap_or_default()),
     ]);
     let path = format!("/build{}", query(&q));
     let mut body: Box<dyn Read + Send> = if b.context == "-" {
@@ -1166,6 +1174,9 @@ fn build(c: &Client, config_dir: &Path, b: BuildArgs) -> Res<u8> {
         if let Some(s) = m["stream"].as_str() {
             out.write_all(s.as_bytes())?;
             out.flush()?;
+        }
+        if let (Some(p), Some(id)) = (&b.iidfile, m["aux"]["ID"].as_str()) {
+            crate::write_iidfile(p, id)?;
         }
     }
     Ok(0)

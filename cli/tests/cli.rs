@@ -5160,3 +5160,107 @@ fn build_from_a_private_base_image_both_ways() {
         ok(cfg, None, &["tag", "busybox", &base]);
     }
 }
+
+/// `build --iidfile` and `--network` (the RUN steps' network: host, or a namespace of
+/// their own with none/default), in process and through the daemon.
+#[test]
+fn build_iidfile_and_network_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    // a device only the test's namespace (the builder's "host") has
+    let ns = env
+        .netns
+        .as_ref()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let st = Command::new("ip")
+        .args([
+            "-n", &ns, "link", "add", "lsdum0", "type", "veth", "peer", "name", "lsdum1",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ctx = env.data().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN cat /proc/net/dev > /links\n",
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    for remote in [false, true] {
+        let side = if remote { "r" } else { "l" };
+        let ok = |args: &[&str]| {
+            let out = either(&env, &d, remote, args);
+            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let iid = env.data().join(format!("iid-{side}"));
+        let out = ok(&[
+            "build",
+            "-q",
+            "--no-cache",
+            "--network",
+            "host",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "-t",
+            &format!("bn-host-{side}"),
+            c,
+        ]);
+        let id = std::fs::read_to_string(&iid).unwrap();
+        assert!(id.starts_with("sha256:"), "{side}: {id}");
+        assert_eq!(out.trim(), id, "{side}: -q prints the same ID");
+        assert_eq!(
+            ok(&[
+                "image",
+                "inspect",
+                "-f",
+                "{{.Id}}",
+                &format!("bn-host-{side}")
+            ])
+            .trim(),
+            id
+        );
+        let links = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &format!("bn-host-{side}"),
+            "cat",
+            "/links",
+        ]);
+        assert!(links.contains("lsdum0"), "{side}: host network: {links}");
+        for mode in ["none", "default"] {
+            let tag = format!("bn-{mode}-{side}");
+            ok(&[
+                "build",
+                "-q",
+                "--no-cache",
+                "--network",
+                mode,
+                "-t",
+                &tag,
+                c,
+            ]);
+            let links = ok(&["run", "--rm", "--network", "none", &tag, "cat", "/links"]);
+            assert!(
+                !links.contains("lsdum0") && links.contains("lo:"),
+                "{side} {mode}: {links}"
+            );
+        }
+        let out = either(&env, &d, remote, &["build", "--network", "bridge2", c]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("not supported by the builder"),
+            "{side}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -31,6 +31,9 @@ pub use longshore_build::Context as BuildContext;
 pub struct ContainerRunner {
     runtime_root: PathBuf,
     bundles: PathBuf,
+    /// `build --network`: the RUN steps' network when they do not ask (`host`, or
+    /// `none`/`default`: a namespace of their own with loopback only).
+    network: Option<String>,
 }
 
 impl StepRunner for ContainerRunner {
@@ -148,7 +151,7 @@ impl ContainerRunner {
                 }
             }
         }
-        let host_net = step.network.as_deref() == Some("host");
+        let host_net = step.network.as_deref().or(self.network.as_deref()) == Some("host");
         let mut namespaces = vec![
             json!({"type": "pid"}),
             json!({"type": "ipc"}),
@@ -241,12 +244,34 @@ impl ContainerRunner {
     }
 }
 
-/// The credentials a build's pulls may use, by registry (Docker's `X-Registry-Config`,
-/// keyed as `config.json`'s `auths`: `host:port`, `https://index.docker.io/v1/`, ...).
+/// What an engine build takes beside libbuild's options: the credentials its pulls may
+/// use, by registry (Docker's `X-Registry-Config`, keyed as `config.json`'s `auths`:
+/// `host:port`, `https://index.docker.io/v1/`, ...), and `--network`.
 #[derive(Debug, Clone, Default)]
-pub struct BuildAuths(pub BTreeMap<String, longshore_registry::Credentials>);
+#[non_exhaustive]
+pub struct BuildAuths {
+    /// Registry → credentials.
+    pub auths: BTreeMap<String, longshore_registry::Credentials>,
+    /// `--network` of the RUN steps: `default` and `none` (a namespace of their own with
+    /// loopback only, the builder's default here) or `host`.
+    pub network: Option<String>,
+}
 
 impl BuildAuths {
+    /// Checks `--network` (`default`, `none`, `host`), in Docker's words otherwise.
+    pub fn with_network(mut self, network: Option<&str>) -> Result<Self> {
+        match network.filter(|n| !n.is_empty()) {
+            None => {}
+            Some(n @ ("default" | "none" | "host")) => self.network = Some(n.to_string()),
+            Some(n) => {
+                return Err(Error::InvalidArgument(format!(
+                    "network mode {n:?} not supported by the builder (default, none, host)"
+                )));
+            }
+        }
+        Ok(self)
+    }
+
     /// The credentials for the registry of `image` (`None`: anonymous).
     pub fn for_image(&self, image: &str) -> Option<longshore_registry::Credentials> {
         let domain = longshore_registry::Reference::parse(image)
@@ -254,7 +279,7 @@ impl BuildAuths {
             .domain()
             .to_string();
         let hub = |d: &str| matches!(d, "docker.io" | "index.docker.io" | "registry-1.docker.io");
-        self.0.iter().find_map(|(k, c)| {
+        self.auths.iter().find_map(|(k, c)| {
             let host = k
                 .trim_start_matches("https://")
                 .trim_start_matches("http://")
@@ -366,6 +391,7 @@ impl Engine {
         let runner = ContainerRunner {
             runtime_root: self.runtime_root(),
             bundles: self.root.join("build-bundles"),
+            network: auths.network.clone(),
         };
         let store = self.store().map_err(|error| BuildFailure {
             error: Box::new(error),

@@ -66,7 +66,7 @@ fn registry_config(headers: &hyper::HeaderMap) -> Result<crate::build::BuildAuth
             pass = s("identitytoken");
         }
         if !user.is_empty() || !pass.is_empty() {
-            out.0
+            out.auths
                 .insert(registry, longshore_registry::Credentials::new(user, pass));
         }
     }
@@ -221,7 +221,10 @@ impl Write for StreamWriter {
 /// with the context tar as the body.
 pub async fn build(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiResult {
     // the client's credentials per registry, for this build's pulls only
-    let (parsed, auths) = match registry_config(req.headers()) {
+    let (parsed, auths) = match registry_config(req.headers()).and_then(|a| {
+        a.with_network(r.q("networkmode"))
+            .map_err(|e| ApiError::bad(e.to_string()))
+    }) {
         Ok(a) => (query(r), a),
         Err(e) => (Err(e), Default::default()),
     };
