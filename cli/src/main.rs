@@ -1016,6 +1016,18 @@ enum NetworkCmd {
         /// Allocate container ip from a sub-range
         #[arg(long = "ip-range")]
         ip_range: Option<String>,
+        /// IPv4 Gateway for the master subnet
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Set metadata on a network
+        #[arg(long)]
+        label: Vec<String>,
+        /// Restrict external access to the network (not supported yet)
+        #[arg(long)]
+        internal: bool,
+        /// Auxiliary IPv4 addresses used by Network driver (not supported yet)
+        #[arg(long = "aux-address")]
+        aux_address: Vec<String>,
         /// Set driver specific options (com.docker.network.bridge.name,
         /// com.docker.network.bridge.enable_icc)
         #[arg(short = 'o', long = "opt")]
@@ -3417,9 +3429,15 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
             driver,
             subnet,
             ip_range,
+            gateway,
+            label,
+            internal,
+            aux_address,
             opt,
             name,
         } => {
+            let gw = network_gateway(subnet.as_deref(), gateway.as_deref(), ip_range.as_deref())?;
+            refuse_network_flags(internal, &aux_address)?;
             if driver != "bridge" {
                 return Err(fail(format!(
                     "Error response from daemon: plugin \"{driver}\" not found"
@@ -3430,13 +3448,18 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 let n: ipnetwork::Ipv4Network = s
                     .parse()
                     .map_err(|err| fail(format!("invalid subnet {s:?}: {err}")))?;
-                // the gateway is the first address of the subnet, as Docker picks it
+                // the gateway is the first address of the subnet, as Docker picks it,
+                // or --gateway
                 let gw = ipnetwork::Ipv4Network::new(
-                    std::net::Ipv4Addr::from(u32::from(n.network()) + 1),
+                    gw.unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(n.network()) + 1)),
                     n.prefix(),
                 )
                 .map_err(|err| fail(format!("invalid subnet {s:?}: {err}")))?;
                 req.gateway = Some(gw);
+            }
+            for l in &label {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                req.labels.insert(k.to_string(), v.to_string());
             }
             if let Some(r) = ip_range {
                 req.fixed_cidr = Some(
@@ -3498,6 +3521,7 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                     "Name": info.name, "Id": info.id, "Driver": "bridge", "Scope": "local",
                     "IPAM": {"Driver": "default", "Config": [{"Subnet": info.gateway.network().to_string() + "/" + &info.gateway.prefix().to_string(), "Gateway": info.gateway.ip().to_string()}]},
                     "Options": {"com.docker.network.bridge.name": info.bridge, "com.docker.network.bridge.enable_icc": info.icc.to_string(), "com.docker.network.driver.mtu": info.mtu.to_string()},
+                    "Labels": info.labels,
                 }));
             }
             print_json_or_template(&out, format)
@@ -3576,6 +3600,48 @@ fn confirm(force: bool, what: &str) -> bool {
 }
 
 /// A prune's list (when anything went) and the space it freed.
+/// `network create --gateway`: an address inside `--subnet`, which it needs (docker's
+/// words); `--ip-range` needs a subnet too.
+fn network_gateway(
+    subnet: Option<&str>,
+    gateway: Option<&str>,
+    ip_range: Option<&str>,
+) -> Res<Option<std::net::Ipv4Addr>> {
+    if subnet.is_none() && (gateway.is_some() || ip_range.is_some()) {
+        return Err(fail(
+            "every ip-range or gateway must have a corresponding subnet",
+        ));
+    }
+    let (Some(s), Some(g)) = (subnet, gateway) else {
+        return Ok(None);
+    };
+    let n: ipnetwork::Ipv4Network = s
+        .parse()
+        .map_err(|err| fail(format!("invalid subnet {s:?}: {err}")))?;
+    let ip: std::net::Ipv4Addr = g
+        .parse()
+        .map_err(|_| fail(format!("invalid gateway {g:?}: expected an IPv4 address")))?;
+    if !n.contains(ip) {
+        return Err(fail(format!("no matching subnet for gateway {g}")));
+    }
+    Ok(Some(ip))
+}
+
+/// `network create --internal` and `--aux-address`: not done here, said so.
+fn refuse_network_flags(internal: bool, aux: &[String]) -> Res<()> {
+    if internal {
+        return Err(fail(
+            "network create --internal is not supported yet: the bridge's rules here always let containers reach out",
+        ));
+    }
+    if !aux.is_empty() {
+        return Err(fail(
+            "network create --aux-address is not supported yet: the address pool keeps no reservations",
+        ));
+    }
+    Ok(())
+}
+
 /// `build --iidfile`: the image ID (`sha256:...`), as docker writes it.
 fn write_iidfile(p: &std::path::Path, id: &str) -> Res<()> {
     std::fs::write(p, id).map_err(|e| fail(format!("write image ID to {}: {e}", p.display())))

@@ -1912,9 +1912,22 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             driver,
             subnet,
             ip_range,
+            gateway,
+            label,
+            internal,
+            aux_address,
             opt,
             name,
         } => {
+            crate::network_gateway(subnet.as_deref(), gateway.as_deref(), ip_range.as_deref())?;
+            crate::refuse_network_flags(internal, &aux_address)?;
+            let labels: serde_json::Map<String, Value> = label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_string(), json!(v))
+                })
+                .collect();
             let mut options = serde_json::Map::new();
             for o in &opt {
                 let (k, v) = o
@@ -1929,6 +1942,9 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             if let Some(r) = ip_range {
                 cfg.insert("IPRange".into(), json!(r));
             }
+            if let Some(g) = gateway {
+                cfg.insert("Gateway".into(), json!(g));
+            }
             let ipam = if cfg.is_empty() {
                 json!({"Driver": "default", "Config": []})
             } else {
@@ -1939,7 +1955,7 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
                     "POST",
                     "/networks/create",
                     ReqBody::Json(
-                        &json!({"Name": name, "Driver": driver, "IPAM": ipam, "Options": options}),
+                        &json!({"Name": name, "Driver": driver, "IPAM": ipam, "Options": options, "Labels": labels}),
                     ),
                     &[],
                 )?

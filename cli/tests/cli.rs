@@ -5264,3 +5264,101 @@ fn build_iidfile_and_network_both_ways() {
         );
     }
 }
+
+/// `network create --gateway` and `--label` (inspect, a container's default route, prune
+/// by label); `--internal` and `--aux-address` refused, saying so. Both ways.
+#[test]
+fn network_create_gateway_and_labels_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    for remote in [false, true] {
+        let side = if remote { "r" } else { "l" };
+        let i = if remote { 1 } else { 0 };
+        let run = |args: &[&str]| either(&env, &d, remote, args);
+        let ok = |args: &[&str]| {
+            let out = run(args);
+            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let refused = |args: &[&str], msg: &str| {
+            let out = run(args);
+            assert_eq!(out.status.code(), Some(125), "{side} {args:?}");
+            assert!(
+                stderr(&out).contains(msg),
+                "{side} {args:?}: {}",
+                stderr(&out)
+            );
+        };
+        let net = format!("ng-{side}");
+        let subnet = format!("10.78.{i}.0/24");
+        let gw = format!("10.78.{i}.254");
+        ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &subnet,
+            "--gateway",
+            &gw,
+            "--label",
+            "tier=db",
+            "--label",
+            "plain",
+            &net,
+        ]);
+        assert_eq!(
+            ok(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{(index .IPAM.Config 0).Gateway}} {{json .Labels}}",
+                &net
+            ]),
+            format!("{gw} {{\"plain\":\"\",\"tier\":\"db\"}}\n")
+        );
+        let out = ok(&["run", "--rm", "--network", &net, "busybox", "ip", "route"]);
+        assert!(out.contains(&format!("default via {gw} ")), "{side}: {out}");
+        // prune by label: only this network carries it
+        let other = format!("ng-other-{side}");
+        ok(&["network", "create", &other]);
+        let out = ok(&["network", "prune", "-f", "--filter", "label=tier=db"]);
+        assert_eq!(out, format!("Deleted Networks:\n{net}\n\n"), "{side}");
+        ok(&["network", "rm", &other]);
+        refused(
+            &["network", "create", "--gateway", "10.78.9.1", "nx"],
+            "every ip-range or gateway must have a corresponding subnet",
+        );
+        refused(
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.78.9.0/24",
+                "--gateway",
+                "10.79.0.1",
+                "nx",
+            ],
+            "no matching subnet for gateway 10.79.0.1",
+        );
+        refused(
+            &["network", "create", "--internal", "nx"],
+            "--internal is not supported yet",
+        );
+        refused(
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.78.9.0/24",
+                "--aux-address",
+                "a=10.78.9.5",
+                "nx",
+            ],
+            "--aux-address is not supported yet",
+        );
+        assert!(
+            !ok(&["network", "ls", "--format", "{{.Name}}"]).contains("nx"),
+            "{side}"
+        );
+    }
+}

@@ -471,8 +471,7 @@ impl Engine {
     /// `docker network prune`: the user-defined networks no container is attached to
     /// (never `bridge`). Returns their names.
     /// `filters`: `until` (a network's time is when its record was written, at its
-    /// creation) and `label` (networks here carry no labels: `label=` selects none,
-    /// `label!=` every one).
+    /// creation) and `label` (`network create --label`).
     pub fn prune_networks(&self, filters: &PruneFilters) -> Result<Vec<String>> {
         let c = self.network()?;
         let eps = c
@@ -485,7 +484,7 @@ impl Engine {
         {
             if n.name == "bridge"
                 || eps.iter().any(|e| e.network.as_deref() == Some(&n.name))
-                || !filters.matches(self.network_created(&n.name), &BTreeMap::new())
+                || !filters.matches(self.network_created(&n.name), &n.labels)
             {
                 continue;
             }

@@ -84,7 +84,7 @@ fn shape(n: &NetworkInfo, endpoints: &[longshore_network::EndpointInfo]) -> serd
             "com.docker.network.bridge.enable_ip_masquerade": n.masquerade.to_string(),
             "com.docker.network.driver.mtu": n.mtu.to_string(),
         },
-        "Labels": {},
+        "Labels": n.labels,
     })
 }
 
@@ -212,6 +212,11 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
                     .map_err(|e| ApiError::bad(format!("invalid Gateway {g:?}: {e}")))?,
                 None => std::net::Ipv4Addr::from(u32::from(sub.network()) + 1),
             };
+            if !sub.contains(gw) {
+                return Err(ApiError::bad(format!(
+                    "no matching subnet for gateway {gw}"
+                )));
+            }
             req.gateway = Some(
                 ipnetwork::Ipv4Network::new(gw, sub.prefix())
                     .map_err(|e| ApiError::bad(format!("invalid Subnet: {e}")))?,
@@ -240,6 +245,28 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
                 _ => return Err(ApiError::bad(format!("unsupported network option {k:?}"))),
             }
         }
+    }
+    if let Some(l) = v["Labels"].as_object() {
+        for (k, x) in l {
+            let x = x
+                .as_str()
+                .ok_or_else(|| ApiError::bad(format!("Labels.{k}: expected a string")))?;
+            req.labels.insert(k.clone(), x.to_string());
+        }
+    }
+    if v["Internal"].as_bool() == Some(true) {
+        return Err(ApiError::bad(
+            "internal networks are not supported yet: the bridge's rules here always let containers reach out",
+        ));
+    }
+    if configs
+        .first()
+        .and_then(|c| c["AuxiliaryAddresses"].as_object())
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ApiError::bad(
+            "auxiliary addresses are not supported yet: the address pool keeps no reservations",
+        ));
     }
     let info = with_net(state, move |c| c.create_network(&req)).await?;
     let id = if info.id.is_empty() {

@@ -1,5 +1,6 @@
 //! What a caller fills in and what it gets back.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -93,6 +94,9 @@ pub struct NetworkInfo {
     pub icc: bool,
     /// Masquerade outgoing traffic.
     pub masquerade: bool,
+    /// `docker network create --label`: metadata, kept with the record.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl NetworkInfo {
@@ -142,6 +146,8 @@ pub struct NetworkCreate {
     pub mtu: Option<u32>,
     /// Inter-container communication.
     pub icc: Icc,
+    /// Labels (metadata only).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl NetworkCreate {
@@ -155,6 +161,7 @@ impl NetworkCreate {
             fixed_cidr: None,
             mtu: None,
             icc: Icc::Allowed,
+            labels: BTreeMap::new(),
         }
     }
 

@@ -88,6 +88,7 @@ impl Controller {
             mtu,
             icc: self.opts.icc,
             masquerade: self.opts.ip_masq,
+            labels: Default::default(),
         };
         self.setup_network(&info, true)
     }
@@ -253,6 +254,7 @@ impl Controller {
             mtu,
             icc: req.icc == Icc::Allowed,
             masquerade: self.opts.ip_masq,
+            labels: req.labels.clone(),
         };
         if let Err(e) = self.setup_network(&info, false) {
             let _ = self.remove_network_objects(&info);
