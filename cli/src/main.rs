@@ -1025,7 +1025,8 @@ enum NetworkCmd {
         /// Restrict external access to the network (not supported yet)
         #[arg(long)]
         internal: bool,
-        /// Auxiliary IPv4 addresses used by Network driver (not supported yet)
+        /// Auxiliary IPv4 addresses used by Network driver (name=ip: never given to a
+        /// container)
         #[arg(long = "aux-address")]
         aux_address: Vec<String>,
         /// Set driver specific options (com.docker.network.bridge.name,
@@ -3437,7 +3438,8 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
             name,
         } => {
             let gw = network_gateway(subnet.as_deref(), gateway.as_deref(), ip_range.as_deref())?;
-            refuse_network_flags(internal, &aux_address)?;
+            refuse_network_flags(internal)?;
+            let aux = aux_addresses(&aux_address)?;
             if driver != "bridge" {
                 return Err(fail(format!(
                     "Error response from daemon: plugin \"{driver}\" not found"
@@ -3461,6 +3463,7 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 let (k, v) = l.split_once('=').unwrap_or((l, ""));
                 req.labels.insert(k.to_string(), v.to_string());
             }
+            req.aux_addresses = aux;
             if let Some(r) = ip_range {
                 req.fixed_cidr = Some(
                     r.parse()
@@ -3519,7 +3522,7 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                     .map_err(|_| Failure::from(Error::NoSuchNetwork(n.clone())))?;
                 out.push(json!({
                     "Name": info.name, "Id": info.id, "Driver": "bridge", "Scope": "local",
-                    "IPAM": {"Driver": "default", "Config": [{"Subnet": info.gateway.network().to_string() + "/" + &info.gateway.prefix().to_string(), "Gateway": info.gateway.ip().to_string()}]},
+                    "IPAM": {"Driver": "default", "Config": [{"Subnet": info.gateway.network().to_string() + "/" + &info.gateway.prefix().to_string(), "Gateway": info.gateway.ip().to_string(), "AuxiliaryAddresses": info.aux_addresses}]},
                     "Options": {"com.docker.network.bridge.name": info.bridge, "com.docker.network.bridge.enable_icc": info.icc.to_string(), "com.docker.network.driver.mtu": info.mtu.to_string()},
                     "Labels": info.labels,
                 }));
@@ -3627,19 +3630,26 @@ fn network_gateway(
     Ok(Some(ip))
 }
 
-/// `network create --internal` and `--aux-address`: not done here, said so.
-fn refuse_network_flags(internal: bool, aux: &[String]) -> Res<()> {
+/// `network create --internal`: not done here, said so.
+fn refuse_network_flags(internal: bool) -> Res<()> {
     if internal {
         return Err(fail(
             "network create --internal is not supported yet: the bridge's rules here always let containers reach out",
         ));
     }
-    if !aux.is_empty() {
-        return Err(fail(
-            "network create --aux-address is not supported yet: the address pool keeps no reservations",
-        ));
-    }
     Ok(())
+}
+
+/// `network create --aux-address name=ip`s.
+fn aux_addresses(flags: &[String]) -> Res<std::collections::BTreeMap<String, std::net::Ipv4Addr>> {
+    flags
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .and_then(|(n, ip)| Some((n.to_string(), ip.parse().ok()?)))
+                .ok_or_else(|| fail(format!("invalid --aux-address {a:?}: expected name=IPv4")))
+        })
+        .collect()
 }
 
 /// `build --iidfile`: the image ID (`sha256:...`), as docker writes it.

@@ -1920,7 +1920,8 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             name,
         } => {
             crate::network_gateway(subnet.as_deref(), gateway.as_deref(), ip_range.as_deref())?;
-            crate::refuse_network_flags(internal, &aux_address)?;
+            crate::refuse_network_flags(internal)?;
+            let aux = crate::aux_addresses(&aux_address)?;
             let labels: serde_json::Map<String, Value> = label
                 .iter()
                 .map(|l| {
@@ -1944,6 +1945,9 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             }
             if let Some(g) = gateway {
                 cfg.insert("Gateway".into(), json!(g));
+            }
+            if !aux.is_empty() {
+                cfg.insert("AuxiliaryAddresses".into(), json!(aux));
             }
             let ipam = if cfg.is_empty() {
                 json!({"Driver": "default", "Config": []})

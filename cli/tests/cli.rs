@@ -5344,6 +5344,51 @@ fn network_create_gateway_and_labels_both_ways() {
             &["network", "create", "--internal", "nx"],
             "--internal is not supported yet",
         );
+        // --aux-address: never handed out
+        let an = format!("na-{side}");
+        let asub = format!("10.78.{}.0/29", 4 + i);
+        let r1 = format!("r1=10.78.{}.2", 4 + i);
+        let r2 = format!("r2=10.78.{}.3", 4 + i);
+        ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &asub,
+            "--aux-address",
+            &r1,
+            "--aux-address",
+            &r2,
+            &an,
+        ]);
+        assert_eq!(
+            ok(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{(index .IPAM.Config 0).AuxiliaryAddresses}}",
+                &an
+            ]),
+            format!("map[r1:10.78.{0}.2 r2:10.78.{0}.3]\n", 4 + i),
+            "{side}"
+        );
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &an,
+            "busybox",
+            "ip",
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        ]);
+        assert!(
+            out.contains(&format!(" 10.78.{}.4/29 ", 4 + i)),
+            "{side}: {out}"
+        );
+        ok(&["network", "rm", &an]);
         refused(
             &[
                 "network",
@@ -5351,10 +5396,10 @@ fn network_create_gateway_and_labels_both_ways() {
                 "--subnet",
                 "10.78.9.0/24",
                 "--aux-address",
-                "a=10.78.9.5",
+                "a=10.79.9.5",
                 "nx",
             ],
-            "--aux-address is not supported yet",
+            "no matching subnet",
         );
         assert!(
             !ok(&["network", "ls", "--format", "{{.Name}}"]).contains("nx"),

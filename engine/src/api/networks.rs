@@ -64,6 +64,9 @@ fn shape(n: &NetworkInfo, endpoints: &[longshore_network::EndpointInfo]) -> serd
     if let Some(r) = n.fixed_cidr {
         config["IPRange"] = r.to_string().into();
     }
+    if !n.aux_addresses.is_empty() {
+        config["AuxiliaryAddresses"] = json!(n.aux_addresses);
+    }
     json!({
         "Name": n.name,
         "Id": if n.id.is_empty() { n.name.clone() } else { n.id.clone() },
@@ -259,14 +262,17 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
             "internal networks are not supported yet: the bridge's rules here always let containers reach out",
         ));
     }
-    if configs
+    if let Some(aux) = configs
         .first()
         .and_then(|c| c["AuxiliaryAddresses"].as_object())
-        .is_some_and(|a| !a.is_empty())
     {
-        return Err(ApiError::bad(
-            "auxiliary addresses are not supported yet: the address pool keeps no reservations",
-        ));
+        for (k, x) in aux {
+            let ip = x
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| ApiError::bad(format!("invalid AuxiliaryAddresses.{k}: {x}")))?;
+            req.aux_addresses.insert(k.clone(), ip);
+        }
     }
     let info = with_net(state, move |c| c.create_network(&req)).await?;
     let id = if info.id.is_empty() {

@@ -97,6 +97,10 @@ pub struct NetworkInfo {
     /// `docker network create --label`: metadata, kept with the record.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// `--aux-address name=ip`: addresses of the subnet never handed out (leased to
+    /// `aux-address <name>` in the pool).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 impl NetworkInfo {
@@ -148,6 +152,8 @@ pub struct NetworkCreate {
     pub icc: Icc,
     /// Labels (metadata only).
     pub labels: BTreeMap<String, String>,
+    /// Addresses of the subnet the pool must not hand out (`--aux-address`).
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 impl NetworkCreate {
@@ -162,6 +168,7 @@ impl NetworkCreate {
             mtu: None,
             icc: Icc::Allowed,
             labels: BTreeMap::new(),
+            aux_addresses: BTreeMap::new(),
         }
     }
 

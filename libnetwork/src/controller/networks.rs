@@ -89,6 +89,7 @@ impl Controller {
             icc: self.opts.icc,
             masquerade: self.opts.ip_masq,
             labels: Default::default(),
+            aux_addresses: Default::default(),
         };
         self.setup_network(&info, true)
     }
@@ -255,10 +256,36 @@ impl Controller {
             icc: req.icc == Icc::Allowed,
             masquerade: self.opts.ip_masq,
             labels: req.labels.clone(),
+            aux_addresses: req.aux_addresses.clone(),
         };
+        let subnet = info.subnet();
+        if let Some((n, ip)) = info
+            .aux_addresses
+            .iter()
+            .find(|(_, ip)| !subnet.contains(**ip))
+        {
+            return Err(Error::InvalidInput {
+                what: "aux-address",
+                value: format!("{n}={ip}"),
+                reason: format!("no matching subnet: not in {subnet}"),
+            });
+        }
         if let Err(e) = self.setup_network(&info, false) {
             let _ = self.remove_network_objects(&info);
             return Err(e);
+        }
+        // the auxiliary addresses of the allocation range: leased for good, so never
+        // handed out (one outside the range is never handed out anyway)
+        let range = info.fixed_cidr.unwrap_or(subnet);
+        for (n, ip) in &info.aux_addresses {
+            if range.contains(*ip)
+                && let Err(e) =
+                    self.ipam
+                        .allocate(&info.name, &format!("aux-address {n}"), Some(*ip))
+            {
+                let _ = self.remove_network_objects(&info);
+                return Err(e);
+            }
         }
         Ok(info)
     }
