@@ -1022,7 +1022,7 @@ enum NetworkCmd {
         /// Set metadata on a network
         #[arg(long)]
         label: Vec<String>,
-        /// Restrict external access to the network (not supported yet)
+        /// Restrict external access to the network
         #[arg(long)]
         internal: bool,
         /// Auxiliary IPv4 addresses used by Network driver (name=ip: never given to a
@@ -3438,7 +3438,6 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
             name,
         } => {
             let gw = network_gateway(subnet.as_deref(), gateway.as_deref(), ip_range.as_deref())?;
-            refuse_network_flags(internal)?;
             let aux = aux_addresses(&aux_address)?;
             if driver != "bridge" {
                 return Err(fail(format!(
@@ -3464,6 +3463,7 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 req.labels.insert(k.to_string(), v.to_string());
             }
             req.aux_addresses = aux;
+            req.internal = internal;
             if let Some(r) = ip_range {
                 req.fixed_cidr = Some(
                     r.parse()
@@ -3523,6 +3523,7 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 out.push(json!({
                     "Name": info.name, "Id": info.id, "Driver": "bridge", "Scope": "local",
                     "IPAM": {"Driver": "default", "Config": [{"Subnet": info.gateway.network().to_string() + "/" + &info.gateway.prefix().to_string(), "Gateway": info.gateway.ip().to_string(), "AuxiliaryAddresses": info.aux_addresses}]},
+                    "Internal": info.internal,
                     "Options": {"com.docker.network.bridge.name": info.bridge, "com.docker.network.bridge.enable_icc": info.icc.to_string(), "com.docker.network.driver.mtu": info.mtu.to_string()},
                     "Labels": info.labels,
                 }));
@@ -3628,16 +3629,6 @@ fn network_gateway(
         return Err(fail(format!("no matching subnet for gateway {g}")));
     }
     Ok(Some(ip))
-}
-
-/// `network create --internal`: not done here, said so.
-fn refuse_network_flags(internal: bool) -> Res<()> {
-    if internal {
-        return Err(fail(
-            "network create --internal is not supported yet: the bridge's rules here always let containers reach out",
-        ));
-    }
-    Ok(())
 }
 
 /// `network create --aux-address name=ip`s.

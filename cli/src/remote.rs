@@ -1920,7 +1920,6 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             name,
         } => {
             crate::network_gateway(subnet.as_deref(), gateway.as_deref(), ip_range.as_deref())?;
-            crate::refuse_network_flags(internal)?;
             let aux = crate::aux_addresses(&aux_address)?;
             let labels: serde_json::Map<String, Value> = label
                 .iter()
@@ -1959,7 +1958,7 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
                     "POST",
                     "/networks/create",
                     ReqBody::Json(
-                        &json!({"Name": name, "Driver": driver, "IPAM": ipam, "Options": options, "Labels": labels}),
+                        &json!({"Name": name, "Driver": driver, "IPAM": ipam, "Options": options, "Labels": labels, "Internal": internal}),
                     ),
                     &[],
                 )?

@@ -5340,10 +5340,6 @@ fn network_create_gateway_and_labels_both_ways() {
             ],
             "no matching subnet for gateway 10.79.0.1",
         );
-        refused(
-            &["network", "create", "--internal", "nx"],
-            "--internal is not supported yet",
-        );
         // --aux-address: never handed out
         let an = format!("na-{side}");
         let asub = format!("10.78.{}.0/29", 4 + i);
@@ -5406,4 +5402,177 @@ fn network_create_gateway_and_labels_both_ways() {
             "{side}"
         );
     }
+}
+
+/// Deletes a network namespace on drop.
+struct NetnsGuard(String);
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `network create --internal`: a container of an internal network cannot reach an
+/// address outside (the attack: ping and a TCP connect to a host past the bridge), while
+/// one of a plain network can; members still reach each other. Both ways.
+#[test]
+fn internal_networks_reach_nothing_outside_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    // "outside": another namespace behind a veth of the test's, 10.99.0.2, running a
+    // TCP listener
+    let ns = env
+        .netns
+        .as_ref()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out_ns = unique_name("lso");
+    let st = Command::new("ip")
+        .args(["netns", "add", &out_ns])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _guard = NetnsGuard(out_ns.clone());
+    let sh = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    sh(&[
+        "-n", &ns, "link", "add", "lsout0", "type", "veth", "peer", "name", "lsout1", "netns",
+        &out_ns,
+    ]);
+    sh(&["-n", &ns, "addr", "add", "10.99.0.1/24", "dev", "lsout0"]);
+    sh(&["-n", &ns, "link", "set", "lsout0", "up"]);
+    sh(&[
+        "-n",
+        &out_ns,
+        "addr",
+        "add",
+        "10.99.0.2/24",
+        "dev",
+        "lsout1",
+    ]);
+    sh(&["-n", &out_ns, "link", "set", "lsout1", "up"]);
+    sh(&["-n", &out_ns, "link", "set", "lo", "up"]);
+    let mut listener = Command::new("ip")
+        .args([
+            "netns", "exec", &out_ns, "busybox", "nc", "-ll", "-p", "7777", "-e", "echo", "reached",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the outside listener", || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &out_ns,
+                "busybox",
+                "nc",
+                "-w",
+                "1",
+                "127.0.0.1",
+                "7777",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("reached"))
+    });
+    let reach = "ping -c 1 -W 2 10.99.0.2 >/dev/null 2>&1 && echo ping-ok || echo ping-no; \
+                 nc -w 2 10.99.0.2 7777 </dev/null 2>/dev/null || echo tcp-no";
+    for remote in [false, true] {
+        let side = if remote { "r" } else { "l" };
+        let i = if remote { 1 } else { 0 };
+        let ok = |args: &[&str]| {
+            let out = either(&env, &d, remote, args);
+            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let open = format!("nopen-{side}");
+        let internal = format!("nint-{side}");
+        ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("10.80.{i}.0/24"),
+            &open,
+        ]);
+        ok(&[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            &format!("10.81.{i}.0/24"),
+            &internal,
+        ]);
+        assert_eq!(
+            ok(&["network", "inspect", "-f", "{{.Internal}}", &internal]),
+            "true\n"
+        );
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &open,
+            "busybox",
+            "sh",
+            "-c",
+            reach,
+        ]);
+        assert_eq!(
+            out, "ping-ok\nreached\n",
+            "{side}: a plain network reaches out"
+        );
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &internal,
+            "busybox",
+            "sh",
+            "-c",
+            reach,
+        ]);
+        assert_eq!(
+            out, "ping-no\ntcp-no\n",
+            "{side}: the internal network must not"
+        );
+        // its members still reach each other
+        ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("nint-a-{side}"),
+            "--network",
+            &internal,
+            "busybox",
+            "sleep",
+            "60",
+        ]);
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &internal,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            &format!("nint-a-{side}"),
+        ]);
+        assert!(out.contains("1 packets received"), "{side}: {out}");
+        ok(&["rm", "-f", &format!("nint-a-{side}")]);
+        ok(&["network", "rm", &open, &internal]);
+    }
+    let _ = listener.kill();
+    let _ = listener.wait();
 }

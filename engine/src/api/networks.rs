@@ -75,7 +75,7 @@ fn shape(n: &NetworkInfo, endpoints: &[longshore_network::EndpointInfo]) -> serd
         "Driver": "bridge",
         "EnableIPv6": false,
         "IPAM": {"Driver": "default", "Options": {}, "Config": [config]},
-        "Internal": false,
+        "Internal": n.internal,
         "Attachable": false,
         "Ingress": false,
         "ConfigFrom": {"Network": ""},
@@ -257,11 +257,7 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
             req.labels.insert(k.clone(), x.to_string());
         }
     }
-    if v["Internal"].as_bool() == Some(true) {
-        return Err(ApiError::bad(
-            "internal networks are not supported yet: the bridge's rules here always let containers reach out",
-        ));
-    }
+    req.internal = v["Internal"].as_bool() == Some(true);
     if let Some(aux) = configs
         .first()
         .and_then(|c| c["AuxiliaryAddresses"].as_object())

@@ -101,6 +101,9 @@ pub struct NetworkInfo {
     /// `aux-address <name>` in the pool).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// `--internal`: no traffic between the bridge and the outside.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 impl NetworkInfo {
@@ -154,6 +157,8 @@ pub struct NetworkCreate {
     pub labels: BTreeMap<String, String>,
     /// Addresses of the subnet the pool must not hand out (`--aux-address`).
     pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// `--internal`: containers reach each other only, nothing outside.
+    pub internal: bool,
 }
 
 impl NetworkCreate {
@@ -169,6 +174,7 @@ impl NetworkCreate {
             icc: Icc::Allowed,
             labels: BTreeMap::new(),
             aux_addresses: BTreeMap::new(),
+            internal: false,
         }
     }
 

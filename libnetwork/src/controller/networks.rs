@@ -90,6 +90,7 @@ impl Controller {
             masquerade: self.opts.ip_masq,
             labels: Default::default(),
             aux_addresses: Default::default(),
+            internal: false,
         };
         self.setup_network(&info, true)
     }
@@ -118,6 +119,7 @@ impl Controller {
             bridge: &info.bridge,
             masquerade: info.masquerade,
             icc: info.icc,
+            internal: info.internal,
         }
     }
 
@@ -257,6 +259,7 @@ impl Controller {
             masquerade: self.opts.ip_masq,
             labels: req.labels.clone(),
             aux_addresses: req.aux_addresses.clone(),
+            internal: req.internal,
         };
         let subnet = info.subnet();
         if let Some((n, ip)) = info
