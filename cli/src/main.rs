@@ -639,87 +639,9 @@ enum Cmd {
         container: String,
     },
     /// Build an image from a Dockerfile
-    Build {
-        /// Name and optionally a tag in the "name:tag" format (several)
-        #[arg(short = 't', long = "tag")]
-        tag: Vec<String>,
-        /// Name of the Dockerfile (default: PATH/Dockerfile)
-        #[arg(short = 'f', long = "file")]
-        file: Option<PathBuf>,
-        /// Set build-time variables
-        #[arg(long = "build-arg")]
-        build_arg: Vec<String>,
-        /// Set the target build stage to build
-        #[arg(long)]
-        target: Option<String>,
-        /// Do not use cache when building the image
-        #[arg(long = "no-cache")]
-        no_cache: bool,
-        /// Images to consider as cache sources
-        #[arg(long = "cache-from")]
-        cache_from: Vec<String>,
-        /// Suppress the build output and print image ID on success
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        /// Remove intermediate containers after a successful build
-        #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
-        rm: bool,
-        /// Always remove intermediate containers
-        #[arg(long = "force-rm")]
-        force_rm: bool,
-        /// Set metadata for an image
-        #[arg(long)]
-        label: Vec<String>,
-        /// Always attempt to pull a newer version of the image
-        #[arg(long)]
-        pull: bool,
-        /// Write the image ID to the file
-        #[arg(long)]
-        iidfile: Option<PathBuf>,
-        /// Networking mode for the RUN instructions (default, none, host)
-        #[arg(long)]
-        network: Option<String>,
-        /// PATH (a directory) or - (a tar context on stdin)
-        context: String,
-    },
+    Build(BuildOpts),
     /// Update configuration of one or more containers
-    Update {
-        /// Memory limit
-        #[arg(short = 'm', long)]
-        memory: Option<String>,
-        /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-        #[arg(long = "memory-swap")]
-        memory_swap: Option<String>,
-        /// CPU shares (relative weight)
-        #[arg(short = 'c', long = "cpu-shares")]
-        cpu_shares: Option<i64>,
-        /// Number of CPUs
-        #[arg(long)]
-        cpus: Option<f64>,
-        /// CPUs in which to allow execution (0-3, 0,1)
-        #[arg(long = "cpuset-cpus")]
-        cpuset_cpus: Option<String>,
-        /// Tune container pids limit (set -1 for unlimited)
-        #[arg(long = "pids-limit")]
-        pids_limit: Option<i64>,
-        /// Restart policy to apply when a container exits
-        #[arg(long)]
-        restart: Option<String>,
-        /// Limit CPU CFS (Completely Fair Scheduler) period
-        #[arg(long = "cpu-period")]
-        cpu_period: Option<i64>,
-        /// Limit CPU CFS (Completely Fair Scheduler) quota
-        #[arg(long = "cpu-quota", allow_negative_numbers = true)]
-        cpu_quota: Option<i64>,
-        /// Memory soft limit
-        #[arg(long = "memory-reservation")]
-        memory_reservation: Option<String>,
-        /// Block IO (relative weight), between 10 and 1000, or 0 to disable
-        #[arg(long = "blkio-weight")]
-        blkio_weight: Option<u16>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Update(UpdateOpts),
     /// Copy files/folders between a container and the local filesystem
     Cp {
         /// Archive mode (copy all uid/gid information)
@@ -1143,6 +1065,92 @@ enum ImageCmd {
         #[arg(long)]
         filter: Vec<String>,
     },
+}
+
+/// `build`'s flags (in process and through the daemon).
+#[derive(Args, Debug)]
+struct BuildOpts {
+    /// Name and optionally a tag in the "name:tag" format (several)
+    #[arg(short = 't', long = "tag")]
+    tag: Vec<String>,
+    /// Name of the Dockerfile (default: PATH/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long = "no-cache")]
+    no_cache: bool,
+    /// Images to consider as cache sources
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
+    /// Suppress the build output and print image ID on success
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    rm: bool,
+    /// Always remove intermediate containers
+    #[arg(long = "force-rm")]
+    force_rm: bool,
+    /// Set metadata for an image
+    #[arg(long)]
+    label: Vec<String>,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pull: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// Networking mode for the RUN instructions (default, none, host)
+    #[arg(long)]
+    network: Option<String>,
+    /// PATH (a directory) or - (a tar context on stdin)
+    context: String,
+}
+
+/// `update`'s flags (in process and through the daemon).
+#[derive(Args, Debug)]
+struct UpdateOpts {
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    cpu_shares: Option<i64>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
+    cpu_quota: Option<i64>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    #[arg(required = true)]
+    containers: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -2207,22 +2215,23 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             )
             .map_err(Into::into)
         }
-        Cmd::Build {
-            tag,
-            file,
-            build_arg,
-            target,
-            no_cache,
-            cache_from,
-            quiet,
-            rm,
-            force_rm,
-            label,
-            pull,
-            iidfile,
-            network,
-            context,
-        } => {
+        Cmd::Build(b) => {
+            let BuildOpts {
+                tag,
+                file,
+                build_arg,
+                target,
+                no_cache,
+                cache_from,
+                quiet,
+                rm,
+                force_rm,
+                label,
+                pull,
+                iidfile,
+                network,
+                context,
+            } = b;
             let extras =
                 longshore_engine::build::BuildAuths::default().with_network(network.as_deref())?;
             let e = engine()?;
@@ -2307,20 +2316,21 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             }
             Ok(0)
         }
-        Cmd::Update {
-            memory,
-            memory_swap,
-            cpu_shares,
-            cpus,
-            cpuset_cpus,
-            pids_limit,
-            restart,
-            cpu_period,
-            cpu_quota,
-            memory_reservation,
-            blkio_weight,
-            containers,
-        } => {
+        Cmd::Update(u) => {
+            let UpdateOpts {
+                memory,
+                memory_swap,
+                cpu_shares,
+                cpus,
+                cpuset_cpus,
+                pids_limit,
+                restart,
+                cpu_period,
+                cpu_quota,
+                memory_reservation,
+                blkio_weight,
+                containers,
+            } = u;
             let e = engine()?;
             let mut req = longshore_engine::UpdateRequest::default();
             req.cpu_period = cpu_period;
@@ -3067,32 +3077,9 @@ fn print_stats(
     }
 }
 
-/// Docker's memory sizes in `stats`: binary units (`1.5MiB`).
+/// Docker's memory sizes in `stats`: binary units (`1.5MiB`), as go-units' BytesSize.
 fn human_binary(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    // Go's %.4g, as go-units' BytesSize prints it
-    let digits = if v >= 1000.0 {
-        0
-    } else if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let s = format!("{v:.digits$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
+    progress::go_units(n, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"])
 }
 
 /// `CONTAINER:PATH` as docker splits it: a colon before any slash.

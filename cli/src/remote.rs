@@ -763,20 +763,21 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 .collect();
             crate::print_history(rows, no_trunc, quiet, format)
         }
-        Cmd::Update {
-            memory,
-            memory_swap,
-            cpu_shares,
-            cpus,
-            cpuset_cpus,
-            pids_limit,
-            restart,
-            cpu_period,
-            cpu_quota,
-            memory_reservation,
-            blkio_weight,
-            containers,
-        } => {
+        Cmd::Update(u) => {
+            let crate::UpdateOpts {
+                memory,
+                memory_swap,
+                cpu_shares,
+                cpus,
+                cpuset_cpus,
+                pids_limit,
+                restart,
+                cpu_period,
+                cpu_quota,
+                memory_reservation,
+                blkio_weight,
+                containers,
+            } = u;
             let mut body = json!({
                 "CpuPeriod": cpu_period.unwrap_or(0),
                 "CpuQuota": cpu_quota.unwrap_or(0),
@@ -809,41 +810,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 Ok(())
             })
         }
-        Cmd::Build {
-            tag,
-            file,
-            build_arg,
-            target,
-            no_cache,
-            cache_from,
-            quiet,
-            rm,
-            force_rm,
-            label,
-            pull,
-            iidfile,
-            network,
-            context,
-        } => build(
-            c,
-            config_dir,
-            BuildArgs {
-                tag,
-                file,
-                build_arg,
-                target,
-                no_cache,
-                cache_from,
-                quiet,
-                rm,
-                force_rm,
-                label,
-                pull,
-                iidfile,
-                network,
-                context,
-            },
-        ),
+        Cmd::Build(b) => build(c, config_dir, b),
         Cmd::Stats {
             no_stream,
             all,
@@ -1034,24 +1001,6 @@ fn disk_usage(v: &Value) -> longshore_engine::system::DiskUsage {
     }
 }
 
-/// `build`'s flags.
-struct BuildArgs {
-    tag: Vec<String>,
-    file: Option<std::path::PathBuf>,
-    build_arg: Vec<String>,
-    target: Option<String>,
-    no_cache: bool,
-    cache_from: Vec<String>,
-    quiet: bool,
-    rm: bool,
-    force_rm: bool,
-    label: Vec<String>,
-    pull: bool,
-    iidfile: Option<std::path::PathBuf>,
-    network: Option<String>,
-    context: String,
-}
-
 /// The name a Dockerfile from outside the context (or stdin) gets inside the context's
 /// tar, as docker's client adds it.
 const OUTSIDE_DOCKERFILE: &str = ".longshore-dockerfile";
@@ -1059,7 +1008,7 @@ const OUTSIDE_DOCKERFILE: &str = ".longshore-dockerfile";
 /// `build` through the daemon (`POST /build`, the legacy builder's API): the context
 /// directory sent as a tar as it is made (or a tar on stdin with `-`), the build's lines
 /// as they come, its exit code on failure.
-fn build(c: &Client, config_dir: &Path, b: BuildArgs) -> Res<u8> {
+fn build(c: &Client, config_dir: &Path, b: crate::BuildOpts) -> Res<u8> {
     longshore_engine::build::BuildAuths::default().with_network(b.network.as_deref())?;
     // the Dockerfile: inside the context by its relative path, else added to the tar
     let mut extra: Option<Vec<u8>> = None;

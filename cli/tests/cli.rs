@@ -1987,9 +1987,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(env: &Env) -> Daemon {
+        Daemon::start_with(env, &[])
+    }
+
+    /// [`Daemon::start`] with global options before `daemon` (`--insecure-registry`).
+    fn start_with(env: &Env, global: &[&str]) -> Daemon {
         let sock = env.data().join("d.sock");
+        let host = format!("unix://{}", sock.display());
+        let mut args = global.to_vec();
+        args.extend(["daemon", "-H", &host]);
         let child = env
-            .command(&["daemon", "-H", &format!("unix://{}", sock.display())])
+            .command(&args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
@@ -2086,6 +2094,49 @@ fn either(env: &Env, d: &Daemon, remote: bool, args: &[&str]) -> Output {
     let mut with_host = vec!["-H", d.host.as_str()];
     with_host.extend_from_slice(args);
     env.run(&with_host)
+}
+
+/// One side of a test run both ways: the command in process, or through the daemon.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    env: &'a Env,
+    d: &'a Daemon,
+    remote: bool,
+}
+
+impl Side<'_> {
+    /// `l` or `r`, for names and messages.
+    fn name(&self) -> &'static str {
+        if self.remote { "r" } else { "l" }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        either(self.env, self.d, self.remote, args)
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.name(),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// Runs and expects exit `code` with `msg` on stderr.
+    fn refused(&self, args: &[&str], code: i32, msg: &str) {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{} {args:?}", self.name());
+        assert!(
+            stderr(&out).contains(msg),
+            "{} {args:?}: {}",
+            self.name(),
+            stderr(&out)
+        );
+    }
 }
 
 #[test]
@@ -3377,6 +3428,27 @@ fn registry_dir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// A docker-registry that wants a login (htpasswd, bcrypt) of `user`/`password`.
+fn htpasswd_registry(
+    user: &str,
+    password: &str,
+) -> longshore_test_support::registry::RegistryServer {
+    let htpasswd = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    let pdir = registry_dir();
+    let hp = pdir.path().join("htpasswd");
+    std::fs::write(&hp, htpasswd.stdout).unwrap();
+    longshore_test_support::registry::RegistryServer::start(
+        pdir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+            hp.display()
+        ),
+    )
+}
+
 /// `with_host` prefixed by `-H HOST` when given.
 fn maybe_remote<'a>(host: Option<&'a str>, args: &[&'a str]) -> Vec<&'a str> {
     let mut a = Vec::new();
@@ -3387,77 +3459,80 @@ fn maybe_remote<'a>(host: Option<&'a str>, args: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
-#[test]
-fn push_pull_search_login_logout_against_a_registry_both_ways() {
-    require_root!();
-    use longshore_test_support::registry::RegistryServer;
-    let open = RegistryServer::start(registry_dir(), "");
-    let htpasswd = Command::new("htpasswd")
-        .args(["-Bbn", "alice", "s3cret"])
-        .output()
-        .expect("htpasswd (apache2-utils)");
-    let pdir = registry_dir();
-    let hp = pdir.path().join("htpasswd");
-    std::fs::write(&hp, htpasswd.stdout).unwrap();
-    let private = RegistryServer::start(
-        pdir,
-        &format!(
-            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
-            hp.display()
-        ),
-    );
-    // no network namespace: the registries listen on the host's loopback (only images
-    // and registries are used, so nothing touches the host's network)
-    let env = Env::new();
-    let config = env.data().join("docker-config");
-    let cfg = config.to_str().unwrap();
-    // the daemon reaches both registries over plain HTTP
-    let sock = env.data().join("reg.sock");
-    let mut dcmd = env.command(&[
-        "--insecure-registry",
-        &open.addr,
-        "--insecure-registry",
-        &private.addr,
-        "daemon",
-        "-H",
-        &format!("unix://{}", sock.display()),
-    ]);
-    let child = dcmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child,
-        host: format!("unix://{}", sock.display()),
-    };
-    wait_for("the daemon", || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
-    for host in [None, Some(d.host.as_str())] {
-        let tag = if host.is_some() { "remote" } else { "local" };
-        let run = |args: &[&str]| {
-            let mut a = vec![
-                "--config",
-                cfg,
+/// An open docker-registry and one that wants `user`'s login, a private data root and a
+/// daemon that reaches both over plain HTTP, all on the host's loopback (only images and
+/// registries are used, so nothing touches the host's network).
+struct Registries {
+    d: Daemon,
+    env: Env,
+    private: longshore_test_support::registry::RegistryServer,
+    open: longshore_test_support::registry::RegistryServer,
+    config: PathBuf,
+}
+
+impl Registries {
+    fn start(user: &str, password: &str) -> Registries {
+        let open = longshore_test_support::registry::RegistryServer::start(registry_dir(), "");
+        let private = htpasswd_registry(user, password);
+        let env = Env::new();
+        let config = env.data().join("docker-config");
+        let d = Daemon::start_with(
+            &env,
+            &[
                 "--insecure-registry",
                 &open.addr,
                 "--insecure-registry",
                 &private.addr,
-            ];
-            a.extend(maybe_remote(host, args));
-            env.run(&a)
-        };
-        let okr = |args: &[&str]| {
-            let out = run(args);
-            assert!(
-                out.status.success(),
-                "{tag} {args:?}: {}{}",
-                stdout(&out),
-                stderr(&out)
-            );
-            stdout(&out)
-        };
+            ],
+        );
+        Registries {
+            d,
+            env,
+            private,
+            open,
+            config,
+        }
+    }
+
+    /// Runs `args` with the config directory and both registries reachable, through the
+    /// daemon when `host` is given.
+    fn run(&self, host: Option<&str>, args: &[&str]) -> Output {
+        let mut a = vec![
+            "--config",
+            self.config.to_str().unwrap(),
+            "--insecure-registry",
+            &self.open.addr,
+            "--insecure-registry",
+            &self.private.addr,
+        ];
+        a.extend(maybe_remote(host, args));
+        self.env.run(&a)
+    }
+
+    /// [`Registries::run`], expecting success; returns stdout.
+    fn ok(&self, host: Option<&str>, args: &[&str]) -> String {
+        let out = self.run(host, args);
+        assert!(
+            out.status.success(),
+            "{host:?} {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+}
+
+#[test]
+fn push_pull_search_login_logout_against_a_registry_both_ways() {
+    require_root!();
+    let r = Registries::start("alice", "s3cret");
+    let (env, open, private, d) = (&r.env, &r.open, &r.private, &r.d);
+    let config = r.config.clone();
+    let cfg = config.to_str().unwrap();
+    for host in [None, Some(d.host.as_str())] {
+        let tag = if host.is_some() { "remote" } else { "local" };
+        let run = |args: &[&str]| r.run(host, args);
+        let okr = |args: &[&str]| r.ok(host, args);
         // push to the open registry: docker's lines
         let name = format!("{}/cm/busybox:{tag}", open.addr);
         okr(&["tag", "busybox", &name]);
@@ -3868,72 +3943,12 @@ fn seed_ps_before_since_last_and_tag_force_both_ways() {
 #[test]
 fn pull_and_push_all_tags_and_seed_search_login_flags_both_ways() {
     require_root!();
-    use longshore_test_support::registry::RegistryServer;
-    let open = RegistryServer::start(registry_dir(), "");
-    let htpasswd = Command::new("htpasswd")
-        .args(["-Bbn", "bob", "pa55"])
-        .output()
-        .expect("htpasswd (apache2-utils)");
-    let pdir = registry_dir();
-    let hp = pdir.path().join("htpasswd");
-    std::fs::write(&hp, htpasswd.stdout).unwrap();
-    let private = RegistryServer::start(
-        pdir,
-        &format!(
-            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
-            hp.display()
-        ),
-    );
-    // registries on the host's loopback; the daemon reaches them over plain HTTP
-    let env = Env::new();
-    let config = env.data().join("docker-config");
-    let cfg = config.to_str().unwrap();
-    let sock = env.data().join("reg.sock");
-    let child = env
-        .command(&[
-            "--insecure-registry",
-            &open.addr,
-            "--insecure-registry",
-            &private.addr,
-            "daemon",
-            "-H",
-            &format!("unix://{}", sock.display()),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child,
-        host: format!("unix://{}", sock.display()),
-    };
-    wait_for("the daemon", || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
+    let r = Registries::start("bob", "pa55");
+    let (open, private, d) = (&r.open, &r.private, &r.d);
     for host in [None, Some(d.host.as_str())] {
         let side = if host.is_some() { "remote" } else { "local" };
-        let run = |args: &[&str]| {
-            let mut a = vec![
-                "--config",
-                cfg,
-                "--insecure-registry",
-                &open.addr,
-                "--insecure-registry",
-                &private.addr,
-            ];
-            a.extend(maybe_remote(host, args));
-            env.run(&a)
-        };
-        let okr = |args: &[&str]| {
-            let out = run(args);
-            assert!(
-                out.status.success(),
-                "{side} {args:?}: {}{}",
-                stdout(&out),
-                stderr(&out)
-            );
-            stdout(&out)
-        };
+        let run = |args: &[&str]| r.run(host, args);
+        let okr = |args: &[&str]| r.ok(host, args);
         let repo = format!("{}/at-{side}/bb", open.addr);
         for t in ["one", "two"] {
             okr(&["tag", "busybox", &format!("{repo}:{t}")]);
@@ -4315,13 +4330,14 @@ fn prunes_take_until_and_label_filters_both_ways() {
         + 3600)
         .to_string();
     for remote in [false, true] {
-        let side = if remote { "r" } else { "l" };
-        let run = |args: &[&str]| either(&env, &d, remote, args);
-        let ok = |args: &[&str]| {
-            let out = run(args);
-            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
-            stdout(&out)
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
         };
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| s.run(args);
+        let ok = |args: &[&str]| s.ok(args);
         let names = |args: &[&str]| -> Vec<String> {
             let mut v: Vec<String> = ok(args).lines().map(String::from).collect();
             v.sort();
@@ -4483,13 +4499,14 @@ fn volume_create_opt_mounts_a_tmpfs_or_binds_a_directory_both_ways() {
             .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
     };
     for remote in [false, true] {
-        let side = if remote { "r" } else { "l" };
-        let run = |args: &[&str]| either(&env, &d, remote, args);
-        let ok = |args: &[&str]| {
-            let out = run(args);
-            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
-            stdout(&out)
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
         };
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| s.run(args);
+        let ok = |args: &[&str]| s.ok(args);
         // tmpfs
         let vt = format!("vo-{side}-tmp");
         ok(&[
@@ -4657,13 +4674,14 @@ fn run_and_update_flags_reach_the_container_and_its_cgroups_both_ways() {
             .to_string()
     };
     for remote in [false, true] {
-        let side = if remote { "r" } else { "l" };
-        let run = |args: &[&str]| either(&env, &d, remote, args);
-        let ok = |args: &[&str]| {
-            let out = run(args);
-            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
-            stdout(&out)
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
         };
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| s.run(args);
+        let ok = |args: &[&str]| s.ok(args);
         let refused = |args: &[&str], msg: &str| {
             let out = run(args);
             // update reports each container's error and exits 1, as docker's
@@ -5056,46 +5074,13 @@ fn run_and_update_flags_reach_the_container_and_its_cgroups_both_ways() {
 #[test]
 fn build_from_a_private_base_image_both_ways() {
     require_root!();
-    use longshore_test_support::registry::RegistryServer;
-    let htpasswd = Command::new("htpasswd")
-        .args(["-Bbn", "carol", "b4se"])
-        .output()
-        .expect("htpasswd (apache2-utils)");
-    let pdir = registry_dir();
-    let hp = pdir.path().join("htpasswd");
-    std::fs::write(&hp, htpasswd.stdout).unwrap();
-    let private = RegistryServer::start(
-        pdir,
-        &format!(
-            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
-            hp.display()
-        ),
-    );
+    let private = htpasswd_registry("carol", "b4se");
     // the registry is on the host's loopback; FROM + LABEL runs no container
     let env = Env::new();
     let config = env.data().join("docker-config");
     let cfg = config.to_str().unwrap();
     let other = env.data().join("empty-config");
-    let sock = env.data().join("b.sock");
-    let child = env
-        .command(&[
-            "--insecure-registry",
-            &private.addr,
-            "daemon",
-            "-H",
-            &format!("unix://{}", sock.display()),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child,
-        host: format!("unix://{}", sock.display()),
-    };
-    wait_for("the daemon", || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
+    let d = Daemon::start_with(&env, &["--insecure-registry", &private.addr]);
     let base = format!("{}/cm/base:1", private.addr);
     let ctx = env.data().join("ctx");
     std::fs::create_dir(&ctx).unwrap();
@@ -5194,12 +5179,13 @@ fn build_iidfile_and_network_both_ways() {
     .unwrap();
     let c = ctx.to_str().unwrap();
     for remote in [false, true] {
-        let side = if remote { "r" } else { "l" };
-        let ok = |args: &[&str]| {
-            let out = either(&env, &d, remote, args);
-            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
-            stdout(&out)
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
         };
+        let side = if remote { "r" } else { "l" };
+        let ok = |args: &[&str]| s.ok(args);
         let iid = env.data().join(format!("iid-{side}"));
         let out = ok(&[
             "build",
@@ -5273,23 +5259,15 @@ fn network_create_gateway_and_labels_both_ways() {
     let env = Env::with_netns();
     let d = Daemon::start(&env);
     for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
         let side = if remote { "r" } else { "l" };
         let i = if remote { 1 } else { 0 };
-        let run = |args: &[&str]| either(&env, &d, remote, args);
-        let ok = |args: &[&str]| {
-            let out = run(args);
-            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
-            stdout(&out)
-        };
-        let refused = |args: &[&str], msg: &str| {
-            let out = run(args);
-            assert_eq!(out.status.code(), Some(125), "{side} {args:?}");
-            assert!(
-                stderr(&out).contains(msg),
-                "{side} {args:?}: {}",
-                stderr(&out)
-            );
-        };
+        let ok = |args: &[&str]| s.ok(args);
+        let refused = |args: &[&str], msg: &str| s.refused(args, 125, msg);
         let net = format!("ng-{side}");
         let subnet = format!("10.78.{i}.0/24");
         let gw = format!("10.78.{i}.254");
@@ -5488,13 +5466,14 @@ fn internal_networks_reach_nothing_outside_both_ways() {
     let reach = "ping -c 1 -W 2 10.99.0.2 >/dev/null 2>&1 && echo ping-ok || echo ping-no; \
                  nc -w 2 10.99.0.2 7777 </dev/null 2>/dev/null || echo tcp-no";
     for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
         let side = if remote { "r" } else { "l" };
         let i = if remote { 1 } else { 0 };
-        let ok = |args: &[&str]| {
-            let out = either(&env, &d, remote, args);
-            assert!(out.status.success(), "{side} {args:?}: {}", stderr(&out));
-            stdout(&out)
-        };
+        let ok = |args: &[&str]| s.ok(args);
         let open = format!("nopen-{side}");
         let internal = format!("nint-{side}");
         ok(&[
