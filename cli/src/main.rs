@@ -1109,6 +1109,21 @@ struct BuildOpts {
     /// Networking mode for the RUN instructions (default, none, host)
     #[arg(long)]
     network: Option<String>,
+    /// Set platform if server is multi-platform capable (only the builder's own)
+    #[arg(long)]
+    platform: Option<String>,
+    /// Secret to expose to the build (id=mysecret,src=/local/secret; in process only)
+    #[arg(long)]
+    secret: Vec<String>,
+    /// Set type of progress output (auto, plain, tty)
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// Output destination (BuildKit's; not supported)
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+    /// SSH agent socket or keys to expose to the build (BuildKit's; not supported)
+    #[arg(long)]
+    ssh: Vec<String>,
     /// PATH (a directory) or - (a tar context on stdin)
     context: String,
 }
@@ -2230,8 +2245,15 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 pull,
                 iidfile,
                 network,
+                platform,
+                secret,
+                progress,
+                output,
+                ssh,
                 context,
             } = b;
+            let terminal = build_checks(platform.as_deref(), &progress, output.as_deref(), &ssh)?;
+            let secrets = build_secrets(&secret)?;
             let extras =
                 longshore_engine::build::BuildAuths::default().with_network(network.as_deref())?;
             let e = engine()?;
@@ -2290,7 +2312,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             opts.no_cache = no_cache;
             opts.cache_from = cache_from;
             opts.quiet = quiet;
-            opts.terminal = term::stdout_is_tty();
+            opts.terminal = terminal.unwrap_or_else(term::stdout_is_tty);
+            opts.secrets = secrets;
             opts.rm = rm;
             opts.force_rm = force_rm;
             opts.pull = pull;
@@ -3628,6 +3651,72 @@ fn aux_addresses(flags: &[String]) -> Res<std::collections::BTreeMap<String, std
                 .ok_or_else(|| fail(format!("invalid --aux-address {a:?}: expected name=IPv4")))
         })
         .collect()
+}
+
+/// `build`'s flags checked the same way in process and through the daemon: `--platform`
+/// (the builder's own only), `--progress` (its terminal mode: `Some(false)` for plain,
+/// `Some(true)` for tty, `None` for auto), and BuildKit's `--output`/`--ssh`, refused.
+fn build_checks(
+    platform: Option<&str>,
+    progress: &str,
+    output: Option<&str>,
+    ssh: &[String],
+) -> Res<Option<bool>> {
+    if let Some(p) = platform {
+        longshore_engine::build::check_platform(p).map_err(|e| fail(format!("ERROR: {e}")))?;
+    }
+    if output.is_some() || !ssh.is_empty() {
+        return Err(fail(format!(
+            "ERROR: build {} needs BuildKit, which longshore's builder is not (the legacy builder)",
+            if output.is_some() {
+                "--output"
+            } else {
+                "--ssh"
+            }
+        )));
+    }
+    match progress {
+        "auto" => Ok(None),
+        "plain" => Ok(Some(false)),
+        "tty" => Ok(Some(true)),
+        p => Err(fail(format!(
+            "ERROR: invalid --progress {p:?} (auto, plain, tty)"
+        ))),
+    }
+}
+
+/// `build --secret id=ID,src=PATH` (also `source=`; `type=file`): the files RUN
+/// `--mount=type=secret` shows.
+fn build_secrets(flags: &[String]) -> Res<std::collections::BTreeMap<String, PathBuf>> {
+    let mut out = std::collections::BTreeMap::new();
+    for f in flags {
+        let (mut id, mut src) = (None, None);
+        for kv in f.split(',') {
+            match kv.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("type", "file")) => {}
+                _ => {
+                    return Err(fail(format!(
+                        "ERROR: invalid --secret {f:?}: expected id=ID,src=PATH"
+                    )));
+                }
+            }
+        }
+        let (Some(id), Some(src)) = (id, src) else {
+            return Err(fail(format!(
+                "ERROR: invalid --secret {f:?}: expected id=ID,src=PATH"
+            )));
+        };
+        if !src.is_file() {
+            return Err(fail(format!(
+                "ERROR: secret {id}: {} is not a file",
+                src.display()
+            )));
+        }
+        out.insert(id, src);
+    }
+    Ok(out)
 }
 
 /// `build --iidfile`: the image ID (`sha256:...`), as docker writes it.

@@ -1009,6 +1009,17 @@ const OUTSIDE_DOCKERFILE: &str = ".longshore-dockerfile";
 /// directory sent as a tar as it is made (or a tar on stdin with `-`), the build's lines
 /// as they come, its exit code on failure.
 fn build(c: &Client, config_dir: &Path, b: crate::BuildOpts) -> Res<u8> {
+    crate::build_checks(
+        b.platform.as_deref(),
+        &b.progress,
+        b.output.as_deref(),
+        &b.ssh,
+    )?;
+    if !b.secret.is_empty() {
+        return Err(fail(
+            "ERROR: build --secret needs BuildKit: the daemon's legacy build API (POST /build) carries no secrets; run the build without -H",
+        ));
+    }
     longshore_engine::build::BuildAuths::default().with_network(b.network.as_deref())?;
     // the Dockerfile: inside the context by its relative path, else added to the tar
     let mut extra: Option<Vec<u8>> = None;
@@ -1064,6 +1075,7 @@ fn build(c: &Client, config_dir: &Path, b: crate::BuildOpts) -> Res<u8> {
         ("forcerm", flag(b.force_rm)),
         ("pull", flag(b.pull)),
         ("networkmode", b.network.clone().unwrap_or_default()),
+        ("platform", b.platform.clone().unwrap_or_default()),
     ]);
     let path = format!("/build{}", query(&q));
     let mut body: Box<dyn Read + Send> = if b.context == "-" {

@@ -5555,3 +5555,94 @@ fn internal_networks_reach_nothing_outside_both_ways() {
     let _ = listener.kill();
     let _ = listener.wait();
 }
+
+/// `build --platform` (the builder's own only), `--secret` (in process; through the
+/// daemon refused: the legacy build API has no secrets), `--progress`, and BuildKit's
+/// `--output`/`--ssh` refused.
+#[test]
+fn build_platform_secret_progress_and_buildkit_flags_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let ctx = env.data().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = s3cr3t && echo seen > /seen\n",
+    )
+    .unwrap();
+    let plain_ctx = env.data().join("plain");
+    std::fs::create_dir(&plain_ctx).unwrap();
+    std::fs::write(plain_ctx.join("Dockerfile"), "FROM busybox\nLABEL x=y\n").unwrap();
+    let secret = env.data().join("tok");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let src = format!("id=tok,src={}", secret.display());
+    let (c, p) = (ctx.to_str().unwrap(), plain_ctx.to_str().unwrap());
+    // in process the secret reaches the RUN step, and stays out of the image
+    env.ok(&["build", "-q", "--secret", &src, "-t", "bs:1", c]);
+    assert_eq!(
+        env.ok(&["run", "--rm", "--network", "none", "bs:1", "cat", "/seen"]),
+        "seen\n"
+    );
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bs:1",
+        "cat",
+        "/run/secrets/tok",
+    ]);
+    assert_ne!(out.status.code(), Some(0), "the secret is not in the image");
+    for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
+        let platform = format!("linux/{arch}");
+        s.ok(&[
+            "build",
+            "-q",
+            "--platform",
+            &platform,
+            "--progress",
+            "plain",
+            p,
+        ]);
+        s.refused(
+            &["build", "--platform", "linux/s390x", p],
+            125,
+            "this builder builds only for its own platform",
+        );
+        s.refused(
+            &["build", "--progress", "fancy", p],
+            125,
+            "invalid --progress",
+        );
+        s.refused(
+            &["build", "--output", "type=local,dest=/tmp/x", p],
+            125,
+            "--output needs BuildKit",
+        );
+        s.refused(
+            &["build", "--ssh", "default", p],
+            125,
+            "--ssh needs BuildKit",
+        );
+    }
+    let mut a = vec!["-H", d.host.as_str()];
+    a.extend(["build", "--secret", &src, c]);
+    let out = env.run(&a);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("--secret needs BuildKit"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -26,6 +26,8 @@ pub use longshore_build::BuildOptions;
 pub use longshore_build::Built;
 /// The build context (a directory or a tar).
 pub use longshore_build::Context as BuildContext;
+/// `build --platform`: only this builder's own platform (no emulation).
+pub use longshore_build::plan::check_platform;
 
 /// Runs RUN steps in containers of the engine's runtime root.
 pub struct ContainerRunner {
