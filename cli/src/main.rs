@@ -566,6 +566,10 @@ enum Cmd {
         /// Format output using a custom template
         #[arg(long)]
         format: Option<String>,
+        /// Print sizes and dates in human readable format (docker's -H, here only the
+        /// long form: -H is the daemon's address)
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        human: bool,
         image: String,
     },
     /// Download an image from a registry
@@ -2010,6 +2014,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             no_trunc,
             quiet,
             format,
+            human,
             image,
         } => {
             let h = engine()?.image_history(&image)?;
@@ -2026,7 +2031,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                     comment: x.comment,
                 })
                 .collect();
-            print_history(rows, no_trunc, quiet, format)
+            print_history(rows, no_trunc, quiet, format, human)
         }
         Cmd::Pull {
             all_tags: true,
@@ -3826,7 +3831,33 @@ fn print_history(
     no_trunc: bool,
     quiet: bool,
     format: Option<String>,
+    human: bool,
 ) -> Res<u8> {
+    // --human=false: RFC 3339 times and sizes in bytes, as docker's
+    let created_at = |x: &HistoryRow| {
+        x.created
+            .map(|t| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+                )
+                .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let since = |x: &HistoryRow| {
+        if human {
+            x.created.map(ago_secs).unwrap_or_default()
+        } else {
+            created_at(x)
+        }
+    };
+    let size = |x: &HistoryRow| {
+        if human {
+            human_size(x.size)
+        } else {
+            x.size.to_string()
+        }
+    };
     let id = |x: &HistoryRow| {
         x.id.as_deref()
             .map(|d| if no_trunc { d.to_string() } else { short(d) })
@@ -3842,17 +3873,8 @@ fn print_history(
         let values: Vec<Value> = rows
             .iter()
             .map(|x| {
-                let created_at = x
-                    .created
-                    .map(|t| {
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
-                        )
-                        .to_string()
-                    })
-                    .unwrap_or_default();
-                json!({"ID": id(x), "Image": id(x), "CreatedSince": x.created.map(ago_secs).unwrap_or_default(),
-                       "CreatedAt": created_at, "CreatedBy": x.created_by, "Size": human_size(x.size),
+                json!({"ID": id(x), "Image": id(x), "CreatedSince": since(x),
+                       "CreatedAt": created_at(x), "CreatedBy": x.created_by, "Size": size(x),
                        "Comment": x.comment})
             })
             .collect();
@@ -3873,13 +3895,7 @@ fn print_history(
             } else {
                 format!("{}…", x.created_by.chars().take(44).collect::<String>())
             };
-            vec![
-                id(x),
-                x.created.map(ago_secs).unwrap_or_default(),
-                by,
-                human_size(x.size),
-                x.comment.clone(),
-            ]
+            vec![id(x), since(x), by, size(x), x.comment.clone()]
         })
         .collect();
     print!(

@@ -743,6 +743,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             no_trunc,
             quiet,
             format,
+            human,
             image,
         } => {
             let v = c.get(&format!("/images/{image}/history"))?;
@@ -761,7 +762,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                     comment: x["Comment"].as_str().unwrap_or_default().to_string(),
                 })
                 .collect();
-            crate::print_history(rows, no_trunc, quiet, format)
+            crate::print_history(rows, no_trunc, quiet, format, human)
         }
         Cmd::Update(u) => {
             let crate::UpdateOpts {
