@@ -1,7 +1,8 @@
 //! Output like docker's: tables padded as Go's tabwriter does (padding 3), and `--format`
 //! templates in Go's text/template syntax for the cases scripts use: `{{.Field}}`,
 //! `{{.A.B}}`, `{{json .}}`, `{{json .Field}}`, `{{upper ...}}`, `{{lower ...}}`,
-//! `{{index .Map "key"}}`, the `table` prefix, and `\t`/`\n` escapes.
+//! `{{index .Map "key"}}`, `{{(index .List 0).Field}}`, the `table` prefix, and
+//! `\t`/`\n` escapes.
 
 use serde_json::Value;
 
@@ -214,7 +215,55 @@ fn arg(tok: &str, v: &Value) -> Result<Value, TemplateError> {
     )))
 }
 
+/// `index M K` as a value (`Null` when missing).
+fn index_value(m: &str, k: &str, v: &Value) -> Result<Value, TemplateError> {
+    let m = arg(m, v)?;
+    let k = arg(k, v)?;
+    Ok(match (&m, &k) {
+        (Value::Object(o), Value::String(k)) => o.get(k).cloned().unwrap_or(Value::Null),
+        (Value::Array(a), _) => k
+            .as_u64()
+            .and_then(|i| a.get(i as usize))
+            .cloned()
+            .unwrap_or(Value::Null),
+        _ => Value::Null,
+    })
+}
+
+/// `(PIPELINE).Field.Path`: Go's parenthesised pipeline (here `index ...` or a field)
+/// with fields of its result (`{{(index .IPAM.Config 0).Gateway}}`).
+fn paren(action: &str, v: &Value) -> Option<Result<String, TemplateError>> {
+    let rest = action.strip_prefix('(')?;
+    let close = rest.find(')')?;
+    let (inner, after) = (&rest[..close], rest[close + 1..].trim());
+    let toks: Vec<&str> = inner.split_whitespace().collect();
+    let val = match toks.as_slice() {
+        ["index", m, k] => index_value(m, k, v),
+        [x] => arg(x, v),
+        [f, ..] => Err(TemplateError(format!(
+            "template: :1: function \"{f}\" not defined"
+        ))),
+        [] => Err(TemplateError(
+            "template: :1: missing value for command".into(),
+        )),
+    };
+    Some(val.and_then(|val| {
+        if after.is_empty() {
+            Ok(plain(&val))
+        } else if after.starts_with('.') {
+            lookup(&val, after).map(plain)
+        } else {
+            Err(TemplateError(format!(
+                "template: :1: unexpected {after:?} after the parenthesised pipeline"
+            )))
+        }
+    }))
+}
+
 fn eval(action: &str, v: &Value) -> Result<String, TemplateError> {
+    if let Some(r) = paren(action, v) {
+        return r;
+    }
     let toks: Vec<&str> = action.split_whitespace().collect();
     match toks.as_slice() {
         [] => Ok(String::new()),
@@ -311,6 +360,14 @@ mod tests {
                 .render(&v)
                 .unwrap(),
             "b"
+        );
+        let ipam = json!({"IPAM": {"Config": [{"Gateway": "10.0.0.1"}]}});
+        assert_eq!(
+            Template::parse("{{(index .IPAM.Config 0).Gateway}}")
+                .unwrap()
+                .render(&ipam)
+                .unwrap(),
+            "10.0.0.1"
         );
         let list = json!({"Layers": ["sha256:a", "sha256:b"]});
         assert_eq!(

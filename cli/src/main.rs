@@ -271,6 +271,54 @@ struct RunOpts {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     detach_keys: Option<String>,
+    /// Size of /dev/shm (default 64m)
+    #[arg(long = "shm-size")]
+    shm_size: Option<String>,
+    /// Sysctl options (namespaced ones: kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, net.*)
+    #[arg(long)]
+    sysctl: Vec<String>,
+    /// Add network-scoped alias for the container (user-defined networks)
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// Add additional groups to join
+    #[arg(long = "group-add")]
+    group_add: Vec<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
+    cpu_quota: Option<i64>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    oom_kill_disable: bool,
+    /// Optional parent cgroup for the container
+    #[arg(long = "cgroup-parent")]
+    cgroup_parent: Option<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=,target=,readonly,...)
+    #[arg(long)]
+    mount: Vec<String>,
+    /// IPv4 address (on a user-defined network)
+    #[arg(long)]
+    ip: Option<String>,
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    platform: Option<String>,
+    /// User namespace to use (not supported: no user namespace remapping)
+    #[arg(long)]
+    userns: Option<String>,
+    /// Runtime to use for this container (not supported: longshore's own runtime)
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Storage driver options for the container (not supported)
+    #[arg(long = "storage-opt")]
+    storage_opt: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -366,6 +414,9 @@ enum Cmd {
         /// Number of lines to show from the end of the logs
         #[arg(short = 'n', long, default_value = "all")]
         tail: String,
+        /// Show extra details provided to logs (the --log-opt labels=/env= attributes)
+        #[arg(long)]
+        details: bool,
         container: String,
     },
     /// Return low-level information on containers or images
@@ -376,6 +427,9 @@ enum Cmd {
         /// Only inspect objects of the given type (container, image)
         #[arg(long = "type")]
         kind: Option<String>,
+        /// Display total file sizes if the type is container
+        #[arg(short = 's', long)]
+        size: bool,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -405,6 +459,10 @@ enum Cmd {
         /// Give extended privileges to the command
         #[arg(long)]
         privileged: bool,
+        /// Override the key sequence for detaching (through a daemon only: in process the
+        /// exec'd command lives on this command's terminal)
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         container: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
@@ -478,7 +536,14 @@ enum Cmd {
         reference: Option<String>,
     },
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
-    Tag { source: String, target: String },
+    Tag {
+        /// Replace a tag that exists (docker 1.4's flag; tagging always replaces, as in
+        /// today's docker)
+        #[arg(short = 'f', long)]
+        force: bool,
+        source: String,
+        target: String,
+    },
     /// Remove one or more images
     Rmi {
         /// Force removal of the image
@@ -501,10 +566,20 @@ enum Cmd {
         /// Format output using a custom template
         #[arg(long)]
         format: Option<String>,
+        /// Print sizes and dates in human readable format (docker's -H, here only the
+        /// long form: -H is the daemon's address)
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        human: bool,
         image: String,
     },
     /// Download an image from a registry
     Pull {
+        /// Download all tagged images in the repository
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
+        /// Set platform if server is multi-platform capable (os/arch[/variant])
+        #[arg(long)]
+        platform: Option<String>,
         /// Suppress verbose output
         #[arg(short = 'q', long)]
         quiet: bool,
@@ -568,69 +643,9 @@ enum Cmd {
         container: String,
     },
     /// Build an image from a Dockerfile
-    Build {
-        /// Name and optionally a tag in the "name:tag" format (several)
-        #[arg(short = 't', long = "tag")]
-        tag: Vec<String>,
-        /// Name of the Dockerfile (default: PATH/Dockerfile)
-        #[arg(short = 'f', long = "file")]
-        file: Option<PathBuf>,
-        /// Set build-time variables
-        #[arg(long = "build-arg")]
-        build_arg: Vec<String>,
-        /// Set the target build stage to build
-        #[arg(long)]
-        target: Option<String>,
-        /// Do not use cache when building the image
-        #[arg(long = "no-cache")]
-        no_cache: bool,
-        /// Images to consider as cache sources
-        #[arg(long = "cache-from")]
-        cache_from: Vec<String>,
-        /// Suppress the build output and print image ID on success
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        /// Remove intermediate containers after a successful build
-        #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
-        rm: bool,
-        /// Always remove intermediate containers
-        #[arg(long = "force-rm")]
-        force_rm: bool,
-        /// Set metadata for an image
-        #[arg(long)]
-        label: Vec<String>,
-        /// Always attempt to pull a newer version of the image
-        #[arg(long)]
-        pull: bool,
-        /// PATH (a directory) or - (a tar context on stdin)
-        context: String,
-    },
+    Build(BuildOpts),
     /// Update configuration of one or more containers
-    Update {
-        /// Memory limit
-        #[arg(short = 'm', long)]
-        memory: Option<String>,
-        /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-        #[arg(long = "memory-swap")]
-        memory_swap: Option<String>,
-        /// CPU shares (relative weight)
-        #[arg(short = 'c', long = "cpu-shares")]
-        cpu_shares: Option<i64>,
-        /// Number of CPUs
-        #[arg(long)]
-        cpus: Option<f64>,
-        /// CPUs in which to allow execution (0-3, 0,1)
-        #[arg(long = "cpuset-cpus")]
-        cpuset_cpus: Option<String>,
-        /// Tune container pids limit (set -1 for unlimited)
-        #[arg(long = "pids-limit")]
-        pids_limit: Option<i64>,
-        /// Restart policy to apply when a container exits
-        #[arg(long)]
-        restart: Option<String>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Update(UpdateOpts),
     /// Copy files/folders between a container and the local filesystem
     Cp {
         /// Archive mode (copy all uid/gid information)
@@ -671,6 +686,9 @@ enum Cmd {
         /// Take the password from stdin
         #[arg(long = "password-stdin")]
         password_stdin: bool,
+        /// Email (docker 1.4's flag: registries of today ignore it; saved nowhere)
+        #[arg(short = 'e', long)]
+        email: Option<String>,
         /// The registry (default: Docker Hub)
         server: Option<String>,
     },
@@ -704,6 +722,12 @@ enum Cmd {
         /// Don't truncate output
         #[arg(long = "no-trunc")]
         no_trunc: bool,
+        /// Only show automated builds (docker 1.4's flag: the is-automated=true filter)
+        #[arg(long)]
+        automated: bool,
+        /// Only displays with at least N stars (docker 1.4's flag: the stars=N filter)
+        #[arg(short = 's', long)]
+        stars: Option<u64>,
         term: String,
     },
     /// Manage containers
@@ -846,6 +870,9 @@ enum ContainerCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. until=24h, label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -859,6 +886,9 @@ enum VolumeCmd {
         /// Specify volume driver name
         #[arg(short = 'd', long, default_value = "local")]
         driver: String,
+        /// Set driver specific options (local: type=tmpfs|none, device=, o=)
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
         name: Option<String>,
     },
     /// List volumes
@@ -899,6 +929,9 @@ enum VolumeCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -915,6 +948,19 @@ enum NetworkCmd {
         /// Allocate container ip from a sub-range
         #[arg(long = "ip-range")]
         ip_range: Option<String>,
+        /// IPv4 Gateway for the master subnet
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Set metadata on a network
+        #[arg(long)]
+        label: Vec<String>,
+        /// Restrict external access to the network
+        #[arg(long)]
+        internal: bool,
+        /// Auxiliary IPv4 addresses used by Network driver (name=ip: never given to a
+        /// container)
+        #[arg(long = "aux-address")]
+        aux_address: Vec<String>,
         /// Set driver specific options (com.docker.network.bridge.name,
         /// com.docker.network.bridge.enable_icc)
         #[arg(short = 'o', long = "opt")]
@@ -954,6 +1000,9 @@ enum NetworkCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. until=24h, label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
     /// Disconnect a container from a network
     Disconnect {
@@ -1003,6 +1052,9 @@ enum SystemCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. until=24h, label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -1019,7 +1071,111 @@ enum ImageCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. until=24h, label=KEY[=VALUE], label!=KEY)
+        #[arg(long)]
+        filter: Vec<String>,
     },
+}
+
+/// `build`'s flags (in process and through the daemon).
+#[derive(Args, Debug)]
+struct BuildOpts {
+    /// Name and optionally a tag in the "name:tag" format (several)
+    #[arg(short = 't', long = "tag")]
+    tag: Vec<String>,
+    /// Name of the Dockerfile (default: PATH/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long = "no-cache")]
+    no_cache: bool,
+    /// Images to consider as cache sources
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
+    /// Suppress the build output and print image ID on success
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    rm: bool,
+    /// Always remove intermediate containers
+    #[arg(long = "force-rm")]
+    force_rm: bool,
+    /// Set metadata for an image
+    #[arg(long)]
+    label: Vec<String>,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pull: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// Networking mode for the RUN instructions (default, none, host)
+    #[arg(long)]
+    network: Option<String>,
+    /// Set platform if server is multi-platform capable (only the builder's own)
+    #[arg(long)]
+    platform: Option<String>,
+    /// Secret to expose to the build (id=mysecret,src=/local/secret; in process only)
+    #[arg(long)]
+    secret: Vec<String>,
+    /// Set type of progress output (auto, plain, tty)
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// Output destination (BuildKit's; not supported)
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+    /// SSH agent socket or keys to expose to the build (BuildKit's; not supported)
+    #[arg(long)]
+    ssh: Vec<String>,
+    /// PATH (a directory) or - (a tar context on stdin)
+    context: String,
+}
+
+/// `update`'s flags (in process and through the daemon).
+#[derive(Args, Debug)]
+struct UpdateOpts {
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    cpu_shares: Option<i64>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
+    cpu_quota: Option<i64>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    #[arg(required = true)]
+    containers: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -1033,9 +1189,9 @@ struct PsOpts {
     /// Format output using a custom template
     #[arg(long)]
     format: Option<String>,
-    /// Show n last created containers (includes all states)
-    #[arg(short = 'n', long = "last")]
-    last: Option<usize>,
+    /// Show n last created containers (includes all states; -1, the default: all)
+    #[arg(short = 'n', long = "last", allow_negative_numbers = true)]
+    last: Option<i64>,
     /// Show the latest created container (includes all states)
     #[arg(short = 'l', long)]
     latest: bool,
@@ -1048,6 +1204,14 @@ struct PsOpts {
     /// Display total file sizes
     #[arg(short = 's', long)]
     size: bool,
+    /// Show only containers created before this ID or name (includes all states; docker
+    /// 1.4's flag, the `before=` filter today)
+    #[arg(long)]
+    before: Option<String>,
+    /// Show only containers created since this ID or name (includes all states; docker
+    /// 1.4's flag, the `since=` filter today)
+    #[arg(long)]
+    since: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -1067,6 +1231,9 @@ struct ImagesOpts {
     /// Only show image IDs
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Show digests (the manifests an image was pulled or pushed as)
+    #[arg(long)]
+    digests: bool,
     /// Repository to list
     repository: Option<String>,
 }
@@ -1152,6 +1319,26 @@ fn main() -> ExitCode {
         && o.format.as_deref().is_some_and(|f| f.contains(".Size"))
     {
         o.size = true;
+    }
+    // docker 1.4's search --automated and -s N: today's filters
+    if let Cmd::Search {
+        filter,
+        automated,
+        stars,
+        ..
+    } = &mut cmd
+    {
+        if *automated {
+            filter.push("is-automated=true".into());
+        }
+        if let Some(n) = stars {
+            filter.push(format!("stars={n}"));
+        }
+    }
+    // login -e: docker 1.4 sent the email to its v1 index; registries of today have no use
+    // for it, and docker 1.11+ said so
+    if let Cmd::Login { email: Some(_), .. } = &cmd {
+        eprintln!("Flag --email has been deprecated: registries ignore it");
     }
     // run/create --label-file: the files' labels come before the -l ones, as docker has them
     if let Cmd::Run(o) | Cmd::Create(o) = &mut cmd {
@@ -1485,11 +1672,12 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             Ok(if failed { 1 } else { 0 })
         }
         Cmd::Ps(o) | Cmd::Container(ContainerCmd::Ls(o)) => cmd_ps(&engine()?, o),
-        Cmd::Container(ContainerCmd::Prune { force }) => {
+        Cmd::Container(ContainerCmd::Prune { force, filter }) => {
+            let f = prune_filters(&filter, CONTAINER_PRUNE_FILTERS)?;
             if !confirm(force, "This will remove all stopped containers.") {
                 return Ok(0);
             }
-            let rep = engine()?.prune_containers()?;
+            let rep = engine()?.prune_containers(&f)?;
             print_prune("Deleted Containers:", &rep);
             Ok(0)
         }
@@ -1498,22 +1686,28 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             all,
             volumes,
             force,
+            filter,
         }) => {
+            let f = system_prune_filters(&filter, volumes)?;
             if !confirm(force, &system_prune_warning(all, volumes)) {
                 return Ok(0);
             }
             // docker's order: containers, networks, volumes, images
             let e = engine()?;
-            let c = e.prune_containers()?;
+            let c = e.prune_containers(&prune_filters(&filter, CONTAINER_PRUNE_FILTERS)?)?;
             let mut total = c.space_reclaimed;
             print_deleted("Deleted Containers:", &c.deleted);
-            print_deleted("Deleted Networks:", &e.prune_networks()?);
+            print_deleted(
+                "Deleted Networks:",
+                &e.prune_networks(&prune_filters(&filter, CONTAINER_PRUNE_FILTERS)?)?,
+            );
             if volumes {
-                let v = e.prune_volumes_report(false)?;
+                let v =
+                    e.prune_volumes_report(false, &prune_filters(&filter, VOLUME_PRUNE_FILTERS)?)?;
                 total += v.space_reclaimed;
                 print_deleted("Deleted Volumes:", &v.deleted);
             }
-            let i = e.prune_images(all)?;
+            let i = e.prune_images(all, &f)?;
             total += i.space_reclaimed;
             print_deleted("Deleted Images:", &i.deleted);
             println!("Total reclaimed space: {}", human_size(total));
@@ -1525,9 +1719,11 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             since,
             until,
             tail,
+            details,
             container,
         } => {
             let e = engine()?;
+            let details = details.then(|| e.log_attributes(&container)).transpose()?;
             let mut o = LogsOptions::default();
             o.follow = follow;
             o.since = since;
@@ -1543,11 +1739,16 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             let out = io::stdout();
             let err = io::stderr();
             e.container_logs(&container, &o, &mut |l| {
-                let text = if timestamps {
-                    format!("{} {}", l.time, l.data)
+                let mut text = if timestamps {
+                    format!("{} ", l.time)
                 } else {
-                    l.data
+                    String::new()
                 };
+                if let Some(d) = &details {
+                    text.push_str(d);
+                    text.push(' ');
+                }
+                text.push_str(&l.data);
                 if l.stream == 2 {
                     err.lock().write_all(text.as_bytes()).is_ok()
                 } else {
@@ -1560,20 +1761,27 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
         Cmd::Inspect {
             format,
             kind,
+            size,
             names,
         } => {
             let e = engine()?;
+            let inspect_container = |n: &str| {
+                if size {
+                    e.inspect_container_with_size(n)
+                } else {
+                    e.inspect_container(n)
+                }
+            };
             let mut out = Vec::new();
             let mut failed = None;
             for n in &names {
                 let r = match kind.as_deref() {
-                    Some("container") => e.inspect_container(n),
+                    Some("container") => inspect_container(n),
                     Some("image") => e.inspect_image(n),
                     Some(k) => {
                         return Err(fail(format!("\"{k}\" is not a valid value for --type")));
                     }
-                    None => e
-                        .inspect_container(n)
+                    None => inspect_container(n)
                         .or_else(|_| e.inspect_image(n))
                         .map_err(|_| Error::NoSuchContainer(n.clone())),
                 };
@@ -1600,9 +1808,16 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             env,
             env_file: _,
             privileged,
+            detach_keys,
             container,
             cmd,
         } => {
+            if detach_keys.is_some() {
+                // the in-process exec holds the command's terminal: leaving would end it
+                return Err(fail(
+                    "exec --detach-keys: an exec in process cannot be detached from (its terminal ends with this command); run it through a daemon (-H) to detach",
+                ));
+            }
             let e = engine()?;
             // the exec'd process is a fork of this program until it execs: in a container
             // that may ptrace it, it must be a sealed copy (CVE-2019-5736)
@@ -1736,7 +1951,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             Ok(0)
         }
         Cmd::Images(o) | Cmd::Image(ImageCmd::Ls(o)) => cmd_images(&engine()?, o),
-        Cmd::Image(ImageCmd::Prune { all, force }) => {
+        Cmd::Image(ImageCmd::Prune { all, force, filter }) => {
+            let f = prune_filters(&filter, IMAGE_PRUNE_FILTERS)?;
             let msg = if all {
                 "This will remove all images without at least one container associated to them."
             } else {
@@ -1745,7 +1961,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             if !confirm(force, msg) {
                 return Ok(0);
             }
-            let rep = engine()?.prune_images(all)?;
+            let rep = engine()?.prune_images(all, &f)?;
             print_prune("Deleted Images:", &rep);
             Ok(0)
         }
@@ -1768,7 +1984,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             println!("{id}");
             Ok(0)
         }
-        Cmd::Tag { source, target } => {
+        Cmd::Tag { source, target, .. } => {
             engine()?.tag_image(&source, &target)?;
             Ok(0)
         }
@@ -1804,6 +2020,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             no_trunc,
             quiet,
             format,
+            human,
             image,
         } => {
             let h = engine()?.image_history(&image)?;
@@ -1820,9 +2037,59 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                     comment: x.comment,
                 })
                 .collect();
-            print_history(rows, no_trunc, quiet, format)
+            print_history(rows, no_trunc, quiet, format, human)
         }
-        Cmd::Pull { quiet, image } => {
+        Cmd::Pull {
+            all_tags: true,
+            platform,
+            quiet,
+            image,
+        } => {
+            let platform = parse_platform(platform.as_deref())?;
+            let repo = all_tags_repository(&image)?;
+            let e = engine()?;
+            let rt = runtime()?;
+            let tags = rt.block_on(e.remote_tags(&repo, None))?;
+            let mut d = progress::Display::new();
+            let mut newer = false;
+            for t in tags {
+                if !quiet {
+                    let tag = t.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
+                    d.show(&json!({"status": format!("Pulling from {}", all_tags_path(&repo)), "id": tag}))
+                        .map_err(fail)?;
+                }
+                let report = with_progress(&rt, &mut d, quiet, false, |tx| {
+                    let o = longshore_engine::PullJobOptions {
+                        progress: Some(tx),
+                        platform: platform.clone(),
+                        ..Default::default()
+                    };
+                    let e = &e;
+                    async move { e.pull(&t, &o).await }
+                })?;
+                newer |= !report.already_exists;
+                if !quiet {
+                    d.show(&json!({"status": format!("Digest: {}", report.manifest_digest)}))
+                        .map_err(fail)?;
+                }
+            }
+            if !quiet {
+                d.show(&json!({"status": format!(
+                    "Status: {} for {repo}",
+                    if newer { "Downloaded newer image" } else { "Image is up to date" },
+                )}))
+                .map_err(fail)?;
+            }
+            println!("{repo}");
+            Ok(0)
+        }
+        Cmd::Pull {
+            all_tags: false,
+            platform,
+            quiet,
+            image,
+        } => {
+            let platform = parse_platform(platform.as_deref())?;
             let e = engine()?;
             let rt = runtime()?;
             let reference = pull_preamble(&image, quiet)?;
@@ -1834,6 +2101,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             let report = with_progress(&rt, &mut d, quiet, false, |tx| {
                 let o = longshore_engine::PullJobOptions {
                     progress: Some(tx),
+                    platform,
                     ..Default::default()
                 };
                 let e = &e;
@@ -1973,20 +2241,32 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             )
             .map_err(Into::into)
         }
-        Cmd::Build {
-            tag,
-            file,
-            build_arg,
-            target,
-            no_cache,
-            cache_from,
-            quiet,
-            rm,
-            force_rm,
-            label,
-            pull,
-            context,
-        } => {
+        Cmd::Build(b) => {
+            let BuildOpts {
+                tag,
+                file,
+                build_arg,
+                target,
+                no_cache,
+                cache_from,
+                quiet,
+                rm,
+                force_rm,
+                label,
+                pull,
+                iidfile,
+                network,
+                platform,
+                secret,
+                progress,
+                output,
+                ssh,
+                context,
+            } = b;
+            let terminal = build_checks(platform.as_deref(), &progress, output.as_deref(), &ssh)?;
+            let secrets = build_secrets(&secret)?;
+            let extras =
+                longshore_engine::build::BuildAuths::default().with_network(network.as_deref())?;
             let e = engine()?;
             let ctx = if context == "-" {
                 longshore_engine::build::BuildContext::tar(io::stdin())
@@ -2043,7 +2323,8 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             opts.no_cache = no_cache;
             opts.cache_from = cache_from;
             opts.quiet = quiet;
-            opts.terminal = term::stdout_is_tty();
+            opts.terminal = terminal.unwrap_or_else(term::stdout_is_tty);
+            opts.secrets = secrets;
             opts.rm = rm;
             opts.force_rm = force_rm;
             opts.pull = pull;
@@ -2056,28 +2337,40 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             }
             let mut out = io::stdout();
             // a failed RUN's own exit code, as docker build's (and the API's errorDetail)
+            // in process the engine reads config.json's credentials itself
             let built = e
-                .build_with_code(&ctx, &opts, &mut out)
+                .build_with_auths(&ctx, &opts, &extras, &mut out)
                 .map_err(|f| Failure {
                     code: f.code.clamp(1, 255) as u8,
                     msg: format!("ERROR: {}", f.error),
                 })?;
             // with -q, libbuild prints the image ID itself
-            let _ = built;
+            if let Some(p) = iidfile {
+                write_iidfile(&p, &built.id.to_string())?;
+            }
             Ok(0)
         }
-        Cmd::Update {
-            memory,
-            memory_swap,
-            cpu_shares,
-            cpus,
-            cpuset_cpus,
-            pids_limit,
-            restart,
-            containers,
-        } => {
+        Cmd::Update(u) => {
+            let UpdateOpts {
+                memory,
+                memory_swap,
+                cpu_shares,
+                cpus,
+                cpuset_cpus,
+                pids_limit,
+                restart,
+                cpu_period,
+                cpu_quota,
+                memory_reservation,
+                blkio_weight,
+                containers,
+            } = u;
             let e = engine()?;
             let mut req = longshore_engine::UpdateRequest::default();
+            req.cpu_period = cpu_period;
+            req.cpu_quota = cpu_quota;
+            req.memory_reservation = memory_reservation;
+            req.blkio_weight = blkio_weight;
             req.memory = memory;
             req.memory_swap = memory_swap;
             req.cpu_shares = cpu_shares;
@@ -2110,6 +2403,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             password,
             password_stdin,
             server,
+            ..
         } => {
             let (server, creds) = login_credentials(username, password, password_stdin, server)?;
             let e = engine()?;
@@ -2123,29 +2417,37 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             quiet,
             image,
         } => {
-            if all_tags {
-                return Err(fail("push --all-tags is not supported yet: push each tag"));
-            }
             let e = engine()?;
             let rt = runtime()?;
             let mut d = progress::Display::new();
             let reference = longshore_registry::Reference::parse(&image)
                 .map_err(|err| fail(format!("invalid reference format: {image}: {err}")))?;
+            let tags = if all_tags {
+                e.repository_tags(&all_tags_repository(&image)?)?
+            } else {
+                vec![image.clone()]
+            };
             if !quiet {
                 d.show(&json!({"status": format!("The push refers to repository [{}/{}]", reference.domain(), reference.path())}))
                     .map_err(fail)?;
             }
-            let rep = with_progress(&rt, &mut d, quiet, true, |tx| {
-                let mut o = longshore_engine::PushJobOptions::default();
-                o.progress = Some(tx);
-                let e = &e;
-                let image = image.clone();
-                async move { e.push(&image, &o).await }
-            })?;
-            if quiet {
-                println!("{}", rep.reference);
-            } else {
-                println!("{}: digest: {} size: {}", rep.tag, rep.digest, rep.size);
+            for tagged in tags {
+                let rep = with_progress(&rt, &mut d, quiet, true, |tx| {
+                    let mut o = longshore_engine::PushJobOptions::default();
+                    o.progress = Some(tx);
+                    let e = &e;
+                    async move { e.push(&tagged, &o).await }
+                })?;
+                if quiet {
+                    if !all_tags {
+                        println!("{}", rep.reference);
+                    }
+                } else {
+                    println!("{}: digest: {} size: {}", rep.tag, rep.digest, rep.size);
+                }
+            }
+            if quiet && all_tags {
+                println!("{}", all_tags_repository(&image)?);
             }
             Ok(0)
         }
@@ -2155,6 +2457,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             format,
             no_trunc,
             term,
+            ..
         } => {
             let e = engine()?;
             let rt = runtime()?;
@@ -2348,6 +2651,7 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
     req.log_driver = o.log_driver.clone();
     req.log_opts = o.log_opt.clone();
     req.lxc_conf = o.lxc_conf.clone();
+    run_extras(&o, &mut req)?;
     let created = match e.create_container(&req) {
         Err(Error::NoSuchImage(img)) if o.pull != "never" => {
             eprintln!("Unable to find image '{img}' locally");
@@ -2409,6 +2713,53 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
         longshore_engine::containers::wait_removed(&root, &id, std::time::Duration::from_secs(30));
     }
     Ok(code)
+}
+
+/// What `run`/`create` cannot honour here: a clear "not supported" (125), never silence.
+fn refuse_unsupported_run_flags(o: &RunOpts) -> Res<()> {
+    if let Some(u) = o.userns.as_deref().filter(|u| !u.is_empty()) {
+        return Err(fail(format!(
+            "--userns={u} is not supported: longshore has no user namespace remapping"
+        )));
+    }
+    if let Some(r) = o
+        .runtime
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != "runc" && *r != "longshore")
+    {
+        return Err(fail(format!(
+            "--runtime={r} is not supported: longshore runs containers with its own runtime"
+        )));
+    }
+    if !o.storage_opt.is_empty() {
+        return Err(fail(
+            "--storage-opt is not supported: the storage drivers here take no per-container options",
+        ));
+    }
+    Ok(())
+}
+
+/// The `run`/`create` flags beyond the seed's, into the engine's request.
+fn run_extras(o: &RunOpts, req: &mut CreateRequest) -> Res<()> {
+    refuse_unsupported_run_flags(o)?;
+    req.shm_size = o.shm_size.clone();
+    req.sysctls = o.sysctl.clone();
+    req.network_aliases = o.network_alias.clone();
+    req.group_add = o.group_add.clone();
+    req.cpu_period = o.cpu_period;
+    req.cpu_quota = o.cpu_quota;
+    req.memory_reservation = o.memory_reservation.clone();
+    req.blkio_weight = o.blkio_weight;
+    req.oom_kill_disable = o.oom_kill_disable;
+    req.cgroup_parent = o.cgroup_parent.clone();
+    req.ip = o.ip.clone();
+    req.platform = o.platform.clone();
+    req.mounts = o
+        .mount
+        .iter()
+        .map(|m| longshore_engine::MountSpec::parse(m))
+        .collect::<longshore_engine::Result<_>>()?;
+    Ok(())
 }
 
 fn run_error(err: Error) -> Failure {
@@ -2476,8 +2827,21 @@ fn ps_row(s: &longshore_engine::Summary, no_trunc: bool) -> Value {
 fn ps_options(o: &PsOpts) -> Res<ListOptions> {
     let mut lo = ListOptions::default();
     lo.all = o.all;
-    lo.limit = if o.latest { Some(1) } else { o.last };
+    lo.limit = if o.latest {
+        Some(1)
+    } else {
+        o.last.and_then(|n| usize::try_from(n).ok())
+    };
     lo.filters = parse_filters(&o.filter)?;
+    // docker 1.4's --before/--since: the filters, over containers in every state
+    if let Some(b) = &o.before {
+        lo.filters.push(("before".into(), b.clone()));
+        lo.all = true;
+    }
+    if let Some(s) = &o.since {
+        lo.filters.push(("since".into(), s.clone()));
+        lo.all = true;
+    }
     lo.size = o.size && !o.quiet;
     Ok(lo)
 }
@@ -2561,25 +2925,48 @@ fn print_images(list: &[longshore_engine::ImageSummary], o: ImagesOpts) -> Res<u
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(i.created.max(0) as u64),
         )
         .to_string());
-        let tags: Vec<(String, String)> = if i.repo_tags.is_empty() {
-            vec![("<none>".into(), "<none>".into())]
-        } else {
-            i.repo_tags
-                .iter()
-                .map(|t| match t.rsplit_once(':') {
-                    Some((r, tag)) if !tag.contains('/') => (r.to_string(), tag.to_string()),
-                    _ => (t.clone(), "<none>".into()),
-                })
-                .collect()
-        };
+        let mut tags: Vec<(String, String)> = i
+            .repo_tags
+            .iter()
+            .map(|t| match t.rsplit_once(':') {
+                Some((r, tag)) if !tag.contains('/') => (r.to_string(), tag.to_string()),
+                _ => (t.clone(), "<none>".into()),
+            })
+            .collect();
+        // repo@digest: each repository's digest; with --digests, a repository known only
+        // by its digest gets a row of its own (TAG <none>), as docker shows it
+        let digests: Vec<(String, String)> = i
+            .repo_digests
+            .iter()
+            .filter_map(|d| d.split_once('@'))
+            .map(|(r, d)| (r.to_string(), d.to_string()))
+            .collect();
+        if o.digests {
+            for (r, _) in &digests {
+                if !tags.iter().any(|(tr, _)| tr == r) {
+                    tags.push((r.clone(), "<none>".into()));
+                }
+            }
+        }
+        if tags.is_empty() {
+            tags.push(("<none>".into(), "<none>".into()));
+        }
         for (repo, tag) in tags {
+            let digest = digests
+                .iter()
+                .find(|(r, _)| *r == repo)
+                .map_or("<none>", |(_, d)| d.as_str());
             if o.repository.as_ref().is_some_and(|r| {
-                let (want_repo, want_tag) = r.rsplit_once(':').unwrap_or((r, ""));
+                // a registry's port is no tag
+                let (want_repo, want_tag) = match r.rsplit_once(':') {
+                    Some((wr, wt)) if !wt.contains('/') => (wr, wt),
+                    _ => (r.as_str(), ""),
+                };
                 want_repo != repo || (!want_tag.is_empty() && want_tag != tag)
             }) {
                 continue;
             }
-            rows.push(json!({"ID": id, "Repository": repo, "Tag": tag, "CreatedSince": created, "CreatedAt": i.created, "Size": human_size(i.size), "Containers": i.containers}));
+            rows.push(json!({"ID": id, "Repository": repo, "Tag": tag, "Digest": digest, "CreatedSince": created, "CreatedAt": i.created, "Size": human_size(i.size), "Containers": i.containers}));
         }
     }
     if o.quiet {
@@ -2593,9 +2980,16 @@ fn print_images(list: &[longshore_engine::ImageSummary], o: ImagesOpts) -> Res<u
         return Ok(0);
     }
     let fmt = o.format.unwrap_or_else(|| {
-        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
+        if o.digests {
+            "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+                .into()
+        } else {
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
+        }
     });
-    let fmt = if fmt.starts_with("table {{.Repository}}\t{{.Tag}}\t{{.ID}}") {
+    let fmt = if fmt.starts_with("table {{.Repository}}\t{{.Tag}}\t{{.ID}}")
+        || fmt.starts_with("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}")
+    {
         fmt.replacen("{{.ID}}", "{{.ImageID}}", 1)
     } else {
         fmt
@@ -2719,32 +3113,9 @@ fn print_stats(
     }
 }
 
-/// Docker's memory sizes in `stats`: binary units (`1.5MiB`).
+/// Docker's memory sizes in `stats`: binary units (`1.5MiB`), as go-units' BytesSize.
 fn human_binary(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    // Go's %.4g, as go-units' BytesSize prints it
-    let digits = if v >= 1000.0 {
-        0
-    } else if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let s = format!("{v:.digits$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
+    progress::go_units(n, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"])
 }
 
 /// `CONTAINER:PATH` as docker splits it: a colon before any slash.
@@ -3024,8 +3395,10 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
         VolumeCmd::Create {
             label,
             driver,
+            opt,
             name,
         } => {
+            let opts = volume_opts(&opt)?;
             if driver != "local" {
                 return Err(fail(format!(
                     "Error response from daemon: volume driver {driver:?} is not supported (local)"
@@ -3038,7 +3411,7 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
                     (k.to_string(), v.to_string())
                 })
                 .collect();
-            let v = e.create_volume(name.as_deref(), labels)?;
+            let v = e.create_volume_with_options(name.as_deref(), labels, opts)?;
             println!("{}", v.name);
             Ok(0)
         }
@@ -3055,7 +3428,8 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
             print_json_or_template(&out, format)
         }
         VolumeCmd::Rm { force, names } => each_named(names, |n| e.remove_volume(n, force)),
-        VolumeCmd::Prune { all, force } => {
+        VolumeCmd::Prune { all, force, filter } => {
+            let f = prune_filters(&filter, VOLUME_PRUNE_FILTERS)?;
             let what = if all {
                 "This will remove all local volumes not used by at least one container."
             } else {
@@ -3064,7 +3438,7 @@ fn cmd_volume(e: &Engine, cmd: VolumeCmd) -> Res<u8> {
             if !confirm(force, what) {
                 return Ok(0);
             }
-            let rep = e.prune_volumes_report(all)?;
+            let rep = e.prune_volumes_report(all, &f)?;
             print_prune("Deleted Volumes:", &rep);
             Ok(0)
         }
@@ -3079,9 +3453,15 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
             driver,
             subnet,
             ip_range,
+            gateway,
+            label,
+            internal,
+            aux_address,
             opt,
             name,
         } => {
+            let gw = network_gateway(subnet.as_deref(), gateway.as_deref(), ip_range.as_deref())?;
+            let aux = aux_addresses(&aux_address)?;
             if driver != "bridge" {
                 return Err(fail(format!(
                     "Error response from daemon: plugin \"{driver}\" not found"
@@ -3092,14 +3472,21 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 let n: ipnetwork::Ipv4Network = s
                     .parse()
                     .map_err(|err| fail(format!("invalid subnet {s:?}: {err}")))?;
-                // the gateway is the first address of the subnet, as Docker picks it
+                // the gateway is the first address of the subnet, as Docker picks it,
+                // or --gateway
                 let gw = ipnetwork::Ipv4Network::new(
-                    std::net::Ipv4Addr::from(u32::from(n.network()) + 1),
+                    gw.unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(n.network()) + 1)),
                     n.prefix(),
                 )
                 .map_err(|err| fail(format!("invalid subnet {s:?}: {err}")))?;
                 req.gateway = Some(gw);
             }
+            for l in &label {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                req.labels.insert(k.to_string(), v.to_string());
+            }
+            req.aux_addresses = aux;
+            req.internal = internal;
             if let Some(r) = ip_range {
                 req.fixed_cidr = Some(
                     r.parse()
@@ -3158,8 +3545,10 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                     .map_err(|_| Failure::from(Error::NoSuchNetwork(n.clone())))?;
                 out.push(json!({
                     "Name": info.name, "Id": info.id, "Driver": "bridge", "Scope": "local",
-                    "IPAM": {"Driver": "default", "Config": [{"Subnet": info.gateway.network().to_string() + "/" + &info.gateway.prefix().to_string(), "Gateway": info.gateway.ip().to_string()}]},
+                    "IPAM": {"Driver": "default", "Config": [{"Subnet": info.gateway.network().to_string() + "/" + &info.gateway.prefix().to_string(), "Gateway": info.gateway.ip().to_string(), "AuxiliaryAddresses": info.aux_addresses}]},
+                    "Internal": info.internal,
                     "Options": {"com.docker.network.bridge.name": info.bridge, "com.docker.network.bridge.enable_icc": info.icc.to_string(), "com.docker.network.driver.mtu": info.mtu.to_string()},
+                    "Labels": info.labels,
                 }));
             }
             print_json_or_template(&out, format)
@@ -3191,11 +3580,12 @@ fn cmd_network(e: &Engine, cmd: NetworkCmd) -> Res<u8> {
                 .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
             Ok(0)
         }
-        NetworkCmd::Prune { force } => {
+        NetworkCmd::Prune { force, filter } => {
+            let f = prune_filters(&filter, CONTAINER_PRUNE_FILTERS)?;
             if !confirm(force, NETWORK_PRUNE_WARNING) {
                 return Ok(0);
             }
-            print_deleted("Deleted Networks:", &e.prune_networks()?);
+            print_deleted("Deleted Networks:", &e.prune_networks(&f)?);
             Ok(0)
         }
         NetworkCmd::Rm { names } => each_named(names, |n| {
@@ -3237,6 +3627,160 @@ fn confirm(force: bool, what: &str) -> bool {
 }
 
 /// A prune's list (when anything went) and the space it freed.
+/// `network create --gateway`: an address inside `--subnet`, which it needs (docker's
+/// words); `--ip-range` needs a subnet too.
+fn network_gateway(
+    subnet: Option<&str>,
+    gateway: Option<&str>,
+    ip_range: Option<&str>,
+) -> Res<Option<std::net::Ipv4Addr>> {
+    if subnet.is_none() && (gateway.is_some() || ip_range.is_some()) {
+        return Err(fail(
+            "every ip-range or gateway must have a corresponding subnet",
+        ));
+    }
+    let (Some(s), Some(g)) = (subnet, gateway) else {
+        return Ok(None);
+    };
+    let n: ipnetwork::Ipv4Network = s
+        .parse()
+        .map_err(|err| fail(format!("invalid subnet {s:?}: {err}")))?;
+    let ip: std::net::Ipv4Addr = g
+        .parse()
+        .map_err(|_| fail(format!("invalid gateway {g:?}: expected an IPv4 address")))?;
+    if !n.contains(ip) {
+        return Err(fail(format!("no matching subnet for gateway {g}")));
+    }
+    Ok(Some(ip))
+}
+
+/// `network create --aux-address name=ip`s.
+fn aux_addresses(flags: &[String]) -> Res<std::collections::BTreeMap<String, std::net::Ipv4Addr>> {
+    flags
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .and_then(|(n, ip)| Some((n.to_string(), ip.parse().ok()?)))
+                .ok_or_else(|| fail(format!("invalid --aux-address {a:?}: expected name=IPv4")))
+        })
+        .collect()
+}
+
+/// `build`'s flags checked the same way in process and through the daemon: `--platform`
+/// (the builder's own only), `--progress` (its terminal mode: `Some(false)` for plain,
+/// `Some(true)` for tty, `None` for auto), and BuildKit's `--output`/`--ssh`, refused.
+fn build_checks(
+    platform: Option<&str>,
+    progress: &str,
+    output: Option<&str>,
+    ssh: &[String],
+) -> Res<Option<bool>> {
+    if let Some(p) = platform {
+        longshore_engine::build::check_platform(p).map_err(|e| fail(format!("ERROR: {e}")))?;
+    }
+    if output.is_some() || !ssh.is_empty() {
+        return Err(fail(format!(
+            "ERROR: build {} needs BuildKit, which longshore's builder is not (the legacy builder)",
+            if output.is_some() {
+                "--output"
+            } else {
+                "--ssh"
+            }
+        )));
+    }
+    match progress {
+        "auto" => Ok(None),
+        "plain" => Ok(Some(false)),
+        "tty" => Ok(Some(true)),
+        p => Err(fail(format!(
+            "ERROR: invalid --progress {p:?} (auto, plain, tty)"
+        ))),
+    }
+}
+
+/// `build --secret id=ID,src=PATH` (also `source=`; `type=file`): the files RUN
+/// `--mount=type=secret` shows.
+fn build_secrets(flags: &[String]) -> Res<std::collections::BTreeMap<String, PathBuf>> {
+    let mut out = std::collections::BTreeMap::new();
+    for f in flags {
+        let (mut id, mut src) = (None, None);
+        for kv in f.split(',') {
+            match kv.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("type", "file")) => {}
+                _ => {
+                    return Err(fail(format!(
+                        "ERROR: invalid --secret {f:?}: expected id=ID,src=PATH"
+                    )));
+                }
+            }
+        }
+        let (Some(id), Some(src)) = (id, src) else {
+            return Err(fail(format!(
+                "ERROR: invalid --secret {f:?}: expected id=ID,src=PATH"
+            )));
+        };
+        if !src.is_file() {
+            return Err(fail(format!(
+                "ERROR: secret {id}: {} is not a file",
+                src.display()
+            )));
+        }
+        out.insert(id, src);
+    }
+    Ok(out)
+}
+
+/// `build --iidfile`: the image ID (`sha256:...`), as docker writes it.
+fn write_iidfile(p: &std::path::Path, id: &str) -> Res<()> {
+    std::fs::write(p, id).map_err(|e| fail(format!("write image ID to {}: {e}", p.display())))
+}
+
+/// `volume create -o key=value`s.
+fn volume_opts(opt: &[String]) -> Res<std::collections::BTreeMap<String, String>> {
+    opt.iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| fail(format!("invalid option {o:?}: expected key=value")))
+        })
+        .collect()
+}
+
+/// The filters container, network and system prune take (`label!` is `label!=`).
+const CONTAINER_PRUNE_FILTERS: &[&str] = &["until", "label", "label!"];
+/// image prune's.
+const IMAGE_PRUNE_FILTERS: &[&str] = &["until", "label", "label!", "dangling"];
+/// volume prune's (docker's takes no `until`).
+const VOLUME_PRUNE_FILTERS: &[&str] = &["label", "label!"];
+
+/// A prune's `--filter`s for the engine, refused in docker's words when malformed or not
+/// one of `allowed`.
+fn prune_filters(
+    flags: &[String],
+    allowed: &[&str],
+) -> Res<longshore_engine::system::PruneFilters> {
+    Ok(longshore_engine::system::PruneFilters::parse(
+        &parse_filters(flags)?,
+        allowed,
+    )?)
+}
+
+/// system prune's filters (its images'), checked for every prune it makes.
+fn system_prune_filters(
+    flags: &[String],
+    volumes: bool,
+) -> Res<longshore_engine::system::PruneFilters> {
+    let pairs = parse_filters(flags)?;
+    if volumes && pairs.iter().any(|(k, _)| k == "until") {
+        return Err(fail(
+            "ERROR: The \"until\" filter is not supported with \"--volumes\"",
+        ));
+    }
+    prune_filters(flags, CONTAINER_PRUNE_FILTERS)
+}
+
 fn print_prune(title: &str, rep: &longshore_engine::system::PruneReport) {
     print_pruned(title, &rep.deleted, rep.space_reclaimed);
 }
@@ -3295,7 +3839,33 @@ fn print_history(
     no_trunc: bool,
     quiet: bool,
     format: Option<String>,
+    human: bool,
 ) -> Res<u8> {
+    // --human=false: RFC 3339 times and sizes in bytes, as docker's
+    let created_at = |x: &HistoryRow| {
+        x.created
+            .map(|t| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+                )
+                .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let since = |x: &HistoryRow| {
+        if human {
+            x.created.map(ago_secs).unwrap_or_default()
+        } else {
+            created_at(x)
+        }
+    };
+    let size = |x: &HistoryRow| {
+        if human {
+            human_size(x.size)
+        } else {
+            x.size.to_string()
+        }
+    };
     let id = |x: &HistoryRow| {
         x.id.as_deref()
             .map(|d| if no_trunc { d.to_string() } else { short(d) })
@@ -3311,17 +3881,8 @@ fn print_history(
         let values: Vec<Value> = rows
             .iter()
             .map(|x| {
-                let created_at = x
-                    .created
-                    .map(|t| {
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
-                        )
-                        .to_string()
-                    })
-                    .unwrap_or_default();
-                json!({"ID": id(x), "Image": id(x), "CreatedSince": x.created.map(ago_secs).unwrap_or_default(),
-                       "CreatedAt": created_at, "CreatedBy": x.created_by, "Size": human_size(x.size),
+                json!({"ID": id(x), "Image": id(x), "CreatedSince": since(x),
+                       "CreatedAt": created_at(x), "CreatedBy": x.created_by, "Size": size(x),
                        "Comment": x.comment})
             })
             .collect();
@@ -3342,13 +3903,7 @@ fn print_history(
             } else {
                 format!("{}…", x.created_by.chars().take(44).collect::<String>())
             };
-            vec![
-                id(x),
-                x.created.map(ago_secs).unwrap_or_default(),
-                by,
-                human_size(x.size),
-                x.comment.clone(),
-            ]
+            vec![id(x), since(x), by, size(x), x.comment.clone()]
         })
         .collect();
     print!(
@@ -3656,6 +4211,37 @@ fn pull_preamble(image: &str, quiet: bool) -> Res<longshore_registry::Reference>
             .map_err(|err| fail(format!("invalid reference format: {image}: {err}")));
     }
     Ok(r)
+}
+
+/// The repository of `pull -a`/`push -a`, normalised (`docker.io/library/busybox`); a
+/// tag or digest is refused in docker's words.
+fn all_tags_repository(image: &str) -> Res<String> {
+    let r = longshore_registry::Reference::parse(image)
+        .map_err(|err| fail(format!("invalid reference format: {image}: {err}")))?;
+    if r.tag().is_some() || r.digest().is_some() {
+        return Err(fail("tag can't be used with --all-tags/-a"));
+    }
+    Ok(r.to_string())
+}
+
+/// `--platform os/arch[/variant]` (none: the host's).
+fn parse_platform(p: Option<&str>) -> Res<Option<longshore_registry::Platform>> {
+    p.filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse().map_err(|_| {
+                fail(format!(
+                    "invalid platform {p:?}: expected os/arch[/variant]"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The path part of a repository (`library/busybox`), as docker's "Pulling from" shows.
+fn all_tags_path(repo: &str) -> String {
+    longshore_registry::Reference::parse(repo)
+        .map(|r| r.path().to_string())
+        .unwrap_or_else(|_| repo.to_string())
 }
 
 /// Runs a registry job, drawing its progress events as docker does (none with `quiet`).

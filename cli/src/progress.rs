@@ -107,11 +107,16 @@ fn bar(detail: &Value, width: usize) -> String {
 
 /// go-units' HumanSize: decimal units, four significant digits.
 pub fn size4(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    go_units(n, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"])
+}
+
+/// go-units' sizes with four significant digits (Go's `%.4g`) in `units` of `base`
+/// (1000: HumanSize, 1024: BytesSize).
+pub fn go_units(n: u64, base: f64, units: &[&str]) -> String {
     let mut v = n as f64;
     let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
         i += 1;
     }
     let digits = if v >= 1000.0 {

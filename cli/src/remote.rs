@@ -121,12 +121,17 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
         Cmd::Inspect {
             format,
             kind,
+            size,
             names,
         } => {
             let mut out = Vec::new();
             let mut failed = None;
             for n in &names {
-                let cpath = format!("/containers/{}/json", enc(n));
+                let cpath = format!(
+                    "/containers/{}/json{}",
+                    enc(n),
+                    if size { "?size=1" } else { "" }
+                );
                 let ipath = format!("/images/{n}/json");
                 let r = match kind.as_deref() {
                     Some("container") => c.get(&cpath),
@@ -271,6 +276,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             since,
             until,
             tail,
+            details,
             container,
         } => {
             let v = c.get(&format!("/containers/{}/json", enc(&container)))?;
@@ -283,6 +289,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 ("stderr", "1".into()),
                 ("follow", flag(follow)),
                 ("timestamps", flag(timestamps)),
+                ("details", flag(details)),
                 ("since", since.unwrap_or_default()),
                 ("until", until.unwrap_or_default()),
                 ("tail", tail),
@@ -305,10 +312,12 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             env,
             env_file: _,
             privileged,
+            detach_keys,
             container,
             cmd,
         } => {
             let body = json!({
+                "DetachKeys": detach_keys.clone().unwrap_or_default(),
                 "AttachStdin": interactive && !detach,
                 "AttachStdout": !detach,
                 "AttachStderr": !detach,
@@ -355,7 +364,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 interactive,
                 tty,
                 false,
-                None,
+                detach_keys.as_deref(),
                 move |h, w| {
                     let _ = rc.post(&format!("/exec/{rid}/resize?h={h}&w={w}"));
                 },
@@ -523,9 +532,34 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             println!("{}", v["status"].as_str().unwrap_or_default());
             Ok(0)
         }
-        Cmd::Pull { quiet, image } => {
+        Cmd::Pull {
+            all_tags: true,
+            platform,
+            quiet,
+            image,
+        } => {
+            crate::parse_platform(platform.as_deref())?;
+            // no tag: the daemon pulls every tag of the repository
+            let repo = crate::all_tags_repository(&image)?;
+            let reference = pull(c, config_dir, &repo, platform.as_deref(), quiet)?;
+            println!("{reference}");
+            Ok(0)
+        }
+        Cmd::Pull {
+            all_tags: false,
+            platform,
+            quiet,
+            image,
+        } => {
+            crate::parse_platform(platform.as_deref())?;
             let reference = crate::pull_preamble(&image, quiet)?;
-            let reference = pull(c, config_dir, &reference.to_string(), quiet)?;
+            let reference = pull(
+                c,
+                config_dir,
+                &reference.to_string(),
+                platform.as_deref(),
+                quiet,
+            )?;
             println!("{reference}");
             Ok(0)
         }
@@ -534,10 +568,15 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             quiet,
             image,
         } => {
-            if all_tags {
-                return Err(fail("push --all-tags is not supported yet: push each tag"));
-            }
-            let (repo, tag) = split_tag(&image);
+            // the API pushes every local tag of the repository when given no tag
+            let (repo, tag) = if all_tags {
+                (crate::all_tags_repository(&image)?, String::new())
+            } else {
+                match split_tag(&image) {
+                    (repo, t) if t.is_empty() => (repo, "latest".to_string()),
+                    rt => rt,
+                }
+            };
             let auth = registry_auth(config_dir, &image);
             let r = c.request(
                 "POST",
@@ -547,12 +586,16 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             )?;
             let last = messages_collect(r, quiet)?;
             if quiet {
-                println!("{}", image_name(&image));
+                if all_tags {
+                    println!("{repo}");
+                } else {
+                    println!("{}", image_name(&image));
+                }
             }
             let _ = last;
             Ok(0)
         }
-        Cmd::Tag { source, target } => {
+        Cmd::Tag { source, target, .. } => {
             let (repo, tag) = split_tag(&target);
             c.post(&format!(
                 "/images/{source}/tag{}",
@@ -637,6 +680,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             password,
             password_stdin,
             server,
+            ..
         } => {
             let (server, creds) =
                 crate::login_credentials(username, password, password_stdin, server)?;
@@ -655,6 +699,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             format,
             no_trunc,
             term,
+            ..
         } => {
             let q = query(&[
                 ("term", term),
@@ -698,6 +743,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             no_trunc,
             quiet,
             format,
+            human,
             image,
         } => {
             let v = c.get(&format!("/images/{image}/history"))?;
@@ -716,19 +762,28 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                     comment: x["Comment"].as_str().unwrap_or_default().to_string(),
                 })
                 .collect();
-            crate::print_history(rows, no_trunc, quiet, format)
+            crate::print_history(rows, no_trunc, quiet, format, human)
         }
-        Cmd::Update {
-            memory,
-            memory_swap,
-            cpu_shares,
-            cpus,
-            cpuset_cpus,
-            pids_limit,
-            restart,
-            containers,
-        } => {
+        Cmd::Update(u) => {
+            let crate::UpdateOpts {
+                memory,
+                memory_swap,
+                cpu_shares,
+                cpus,
+                cpuset_cpus,
+                pids_limit,
+                restart,
+                cpu_period,
+                cpu_quota,
+                memory_reservation,
+                blkio_weight,
+                containers,
+            } = u;
             let mut body = json!({
+                "CpuPeriod": cpu_period.unwrap_or(0),
+                "CpuQuota": cpu_quota.unwrap_or(0),
+                "MemoryReservation": memory_reservation.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+                "BlkioWeight": blkio_weight.unwrap_or(0),
                 "Memory": memory.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
                 "MemorySwap": memory_swap.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
                 "CpuShares": cpu_shares.unwrap_or(0),
@@ -756,36 +811,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
                 Ok(())
             })
         }
-        Cmd::Build {
-            tag,
-            file,
-            build_arg,
-            target,
-            no_cache,
-            cache_from,
-            quiet,
-            rm,
-            force_rm,
-            label,
-            pull,
-            context,
-        } => build(
-            c,
-            BuildArgs {
-                tag,
-                file,
-                build_arg,
-                target,
-                no_cache,
-                cache_from,
-                quiet,
-                rm,
-                force_rm,
-                label,
-                pull,
-                context,
-            },
-        ),
+        Cmd::Build(b) => build(c, config_dir, b),
         Cmd::Stats {
             no_stream,
             all,
@@ -831,11 +857,12 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             };
             crate::print_stats(&sample, &ids, no_stream, format, no_trunc)
         }
-        Cmd::Container(ContainerCmd::Prune { force }) => {
+        Cmd::Container(ContainerCmd::Prune { force, filter }) => {
+            let q = prune_query(&filter, crate::CONTAINER_PRUNE_FILTERS, &[])?;
             if !crate::confirm(force, "This will remove all stopped containers.") {
                 return Ok(0);
             }
-            let v = c.post("/containers/prune")?;
+            let v = c.post(&format!("/containers/prune{q}"))?;
             crate::print_pruned(
                 "Deleted Containers:",
                 &strings(&v["ContainersDeleted"]),
@@ -843,7 +870,8 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             );
             Ok(0)
         }
-        Cmd::Image(ImageCmd::Prune { all, force }) => {
+        Cmd::Image(ImageCmd::Prune { all, force, filter }) => {
+            let q = prune_query(&filter, crate::IMAGE_PRUNE_FILTERS, &[])?;
             let msg = if all {
                 "This will remove all images without at least one container associated to them."
             } else {
@@ -852,7 +880,7 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             if !crate::confirm(force, msg) {
                 return Ok(0);
             }
-            let (deleted, space) = prune_images(c, all)?;
+            let (deleted, space) = prune_images(c, all, &filter, &q)?;
             crate::print_pruned("Deleted Images:", &deleted, space);
             Ok(0)
         }
@@ -863,22 +891,25 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
             all,
             volumes,
             force,
+            filter,
         }) => {
+            crate::system_prune_filters(&filter, volumes)?;
+            let q = prune_query(&filter, crate::CONTAINER_PRUNE_FILTERS, &[])?;
             if !crate::confirm(force, &crate::system_prune_warning(all, volumes)) {
                 return Ok(0);
             }
             // docker's order: containers, networks, volumes, images
-            let v = c.post("/containers/prune")?;
+            let v = c.post(&format!("/containers/prune{q}"))?;
             let mut total = v["SpaceReclaimed"].as_u64().unwrap_or(0);
             crate::print_deleted("Deleted Containers:", &strings(&v["ContainersDeleted"]));
-            let v = c.post("/networks/prune")?;
+            let v = c.post(&format!("/networks/prune{q}"))?;
             crate::print_deleted("Deleted Networks:", &strings(&v["NetworksDeleted"]));
             if volumes {
-                let v = c.post("/volumes/prune")?;
+                let v = c.post(&format!("/volumes/prune{q}"))?;
                 total += v["SpaceReclaimed"].as_u64().unwrap_or(0);
                 crate::print_deleted("Deleted Volumes:", &strings(&v["VolumesDeleted"]));
             }
-            let (deleted, space) = prune_images(c, all)?;
+            let (deleted, space) = prune_images(c, all, &filter, &q)?;
             total += space;
             crate::print_deleted("Deleted Images:", &deleted);
             println!("Total reclaimed space: {}", crate::human_size(total));
@@ -890,16 +921,26 @@ pub fn run(c: &Client, config_dir: &Path, cmd: Cmd) -> Res<u8> {
     }
 }
 
+/// A prune's `?filters=` from its `--filter`s (checked as in process: malformed or not
+/// `allowed` is refused before anything is asked) plus `extra` pairs.
+fn prune_query(flags: &[String], allowed: &[&str], extra: &[(String, String)]) -> Res<String> {
+    crate::prune_filters(flags, allowed)?;
+    let mut pairs = crate::parse_filters(flags)?;
+    pairs.extend_from_slice(extra);
+    Ok(query(&[("filters", filters_json(&pairs))]))
+}
+
 /// `POST /images/prune` (every unused image with `all`): docker's lines
 /// (`untagged: x`, `deleted: sha256:...`) and the bytes freed.
-fn prune_images(c: &Client, all: bool) -> Res<(Vec<String>, u64)> {
+fn prune_images(c: &Client, all: bool, filter: &[String], q: &str) -> Res<(Vec<String>, u64)> {
     let q = if all {
-        query(&[(
-            "filters",
-            filters_json(&[("dangling".into(), "false".into())]),
-        )])
+        prune_query(
+            filter,
+            crate::IMAGE_PRUNE_FILTERS,
+            &[("dangling".into(), "false".into())],
+        )?
     } else {
-        String::new()
+        q.to_string()
     };
     let v = c.post(&format!("/images/prune{q}"))?;
     let deleted: Vec<String> = v["ImagesDeleted"]
@@ -961,22 +1002,6 @@ fn disk_usage(v: &Value) -> longshore_engine::system::DiskUsage {
     }
 }
 
-/// `build`'s flags.
-struct BuildArgs {
-    tag: Vec<String>,
-    file: Option<std::path::PathBuf>,
-    build_arg: Vec<String>,
-    target: Option<String>,
-    no_cache: bool,
-    cache_from: Vec<String>,
-    quiet: bool,
-    rm: bool,
-    force_rm: bool,
-    label: Vec<String>,
-    pull: bool,
-    context: String,
-}
-
 /// The name a Dockerfile from outside the context (or stdin) gets inside the context's
 /// tar, as docker's client adds it.
 const OUTSIDE_DOCKERFILE: &str = ".longshore-dockerfile";
@@ -984,7 +1009,19 @@ const OUTSIDE_DOCKERFILE: &str = ".longshore-dockerfile";
 /// `build` through the daemon (`POST /build`, the legacy builder's API): the context
 /// directory sent as a tar as it is made (or a tar on stdin with `-`), the build's lines
 /// as they come, its exit code on failure.
-fn build(c: &Client, b: BuildArgs) -> Res<u8> {
+fn build(c: &Client, config_dir: &Path, b: crate::BuildOpts) -> Res<u8> {
+    crate::build_checks(
+        b.platform.as_deref(),
+        &b.progress,
+        b.output.as_deref(),
+        &b.ssh,
+    )?;
+    if !b.secret.is_empty() {
+        return Err(fail(
+            "ERROR: build --secret needs BuildKit: the daemon's legacy build API (POST /build) carries no secrets; run the build without -H",
+        ));
+    }
+    longshore_engine::build::BuildAuths::default().with_network(b.network.as_deref())?;
     // the Dockerfile: inside the context by its relative path, else added to the tar
     let mut extra: Option<Vec<u8>> = None;
     let dockerfile = match &b.file {
@@ -1038,6 +1075,8 @@ fn build(c: &Client, b: BuildArgs) -> Res<u8> {
         ("rm", if b.rm { "1".into() } else { "0".into() }),
         ("forcerm", flag(b.force_rm)),
         ("pull", flag(b.pull)),
+        ("networkmode", b.network.clone().unwrap_or_default()),
+        ("platform", b.platform.clone().unwrap_or_default()),
     ]);
     let path = format!("/build{}", query(&q));
     let mut body: Box<dyn Read + Send> = if b.context == "-" {
@@ -1072,11 +1111,12 @@ fn build(c: &Client, b: BuildArgs) -> Res<u8> {
         });
         Box::new(r)
     };
+    // the credentials of every registry config.json knows, for the base images' pulls
     let r = c.request(
         "POST",
         &path,
         ReqBody::Stream(&mut body, "application/x-tar"),
-        &[],
+        &[("X-Registry-Config", registry_config(config_dir))],
     )?;
     let mut out = io::stdout();
     for line in io::BufRead::lines(io::BufReader::new(r)) {
@@ -1096,6 +1136,9 @@ fn build(c: &Client, b: BuildArgs) -> Res<u8> {
         if let Some(s) = m["stream"].as_str() {
             out.write_all(s.as_bytes())?;
             out.flush()?;
+        }
+        if let (Some(p), Some(id)) = (&b.iidfile, m["aux"]["ID"].as_str()) {
+            crate::write_iidfile(p, id)?;
         }
     }
     Ok(0)
@@ -1136,6 +1179,34 @@ fn image_name(image: &str) -> String {
     }
 }
 
+/// `X-Registry-Config` of a build: each registry of `config.json`'s `auths` with its
+/// credentials (through the credential store, so helpers answer too), base64 JSON as the
+/// docker CLI sends it (empty: none).
+fn registry_config(config_dir: &Path) -> String {
+    use base64::Engine as _;
+    let path = config_dir.join("config.json");
+    let Some(v) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    else {
+        return String::new();
+    };
+    let store = longshore_registry::CredentialStore::new(path);
+    let mut m = serde_json::Map::new();
+    for k in v["auths"].as_object().into_iter().flat_map(|o| o.keys()) {
+        if let Ok(Some(c)) = store.get(k) {
+            m.insert(
+                k.clone(),
+                json!({"username": c.username, "password": c.password, "serveraddress": k}),
+            );
+        }
+    }
+    if m.is_empty() {
+        return String::new();
+    }
+    base64::engine::general_purpose::URL_SAFE.encode(Value::Object(m).to_string())
+}
+
 /// `X-Registry-Auth` for the registry of `image`, from `config.json` (empty: none).
 fn registry_auth(config_dir: &Path, image: &str) -> String {
     use base64::Engine as _;
@@ -1154,14 +1225,24 @@ fn registry_auth(config_dir: &Path, image: &str) -> String {
 
 /// Pulls `reference` through the daemon, drawing its progress; returns the reference
 /// pulled, normalised as the daemon reports it.
-fn pull(c: &Client, config_dir: &Path, reference: &str, quiet: bool) -> Res<String> {
+fn pull(
+    c: &Client,
+    config_dir: &Path,
+    reference: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> Res<String> {
     let (repo, tag) = split_tag(reference);
     let auth = registry_auth(config_dir, reference);
     let r = c.request(
         "POST",
         &format!(
             "/images/create{}",
-            query(&[("fromImage", repo), ("tag", tag)])
+            query(&[
+                ("fromImage", repo),
+                ("tag", tag),
+                ("platform", platform.unwrap_or_default().to_string())
+            ])
         ),
         ReqBody::Empty,
         &[("X-Registry-Auth", auth)],
@@ -1300,6 +1381,21 @@ fn create_body(o: &RunOpts) -> Res<Value> {
     if !o.lxc_conf.is_empty() {
         return Err(unsupported_flag("--lxc-conf"));
     }
+    crate::refuse_unsupported_run_flags(o)?;
+    let mounts = o
+        .mount
+        .iter()
+        .map(|m| longshore_engine::MountSpec::parse(m))
+        .collect::<longshore_engine::Result<Vec<_>>>()?;
+    let sysctls = o
+        .sysctl
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .ok_or_else(|| fail(format!("invalid --sysctl {s:?}: expected key=value")))
+        })
+        .collect::<Res<serde_json::Map<String, Value>>>()?;
     let mut env = Vec::new();
     for f in &o.env_file {
         env.extend(crate::read_env_file(f)?);
@@ -1440,6 +1536,16 @@ fn create_body(o: &RunOpts) -> Res<Value> {
         "PidsLimit": o.pids_limit.unwrap_or(0),
         "Ulimits": ulimits,
         "Devices": devices,
+        "CpuPeriod": o.cpu_period.unwrap_or(0),
+        "CpuQuota": o.cpu_quota.unwrap_or(0),
+        "MemoryReservation": o.memory_reservation.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+        "BlkioWeight": o.blkio_weight.unwrap_or(0),
+        "OomKillDisable": o.oom_kill_disable,
+        "ShmSize": o.shm_size.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+        "Sysctls": sysctls,
+        "GroupAdd": o.group_add,
+        "CgroupParent": o.cgroup_parent.clone().unwrap_or_default(),
+        "Mounts": mounts,
     });
     if let Some(r) = restart {
         host["RestartPolicy"] = r;
@@ -1487,6 +1593,14 @@ fn create_body(o: &RunOpts) -> Res<Value> {
     if let Some(t) = o.stop_timeout {
         body["StopTimeout"] = json!(t);
     }
+    if !o.network_alias.is_empty() || o.ip.is_some() {
+        let net = o.network.clone().unwrap_or_else(|| "bridge".into());
+        let mut ep = json!({"Aliases": o.network_alias});
+        if let Some(ip) = &o.ip {
+            ep["IPAMConfig"] = json!({"IPv4Address": ip});
+        }
+        body["NetworkingConfig"] = json!({"EndpointsConfig": {net: ep}});
+    }
     if o.args.is_empty() {
         body.as_object_mut().map(|m| m.remove("Cmd"));
     }
@@ -1511,7 +1625,10 @@ fn run_container(c: &Client, config_dir: &Path, o: RunOpts, run: bool) -> Res<u8
     let body = create_body(&o)?;
     let path = format!(
         "/containers/create{}",
-        query(&[("name", o.name.clone().unwrap_or_default())])
+        query(&[
+            ("name", o.name.clone().unwrap_or_default()),
+            ("platform", o.platform.clone().unwrap_or_default())
+        ])
     );
     let create = || {
         c.request("POST", &path, ReqBody::Json(&body), &[])
@@ -1521,7 +1638,7 @@ fn run_container(c: &Client, config_dir: &Path, o: RunOpts, run: bool) -> Res<u8
     let created = match create() {
         Err(e) if e.status == 404 && o.pull != "never" && e.message.contains("No such image") => {
             eprintln!("Unable to find image '{}' locally", o.image);
-            pull(c, config_dir, &image_name(&o.image), true).map_err(|f| Failure {
+            pull(c, config_dir, &image_name(&o.image), None, true).map_err(|f| Failure {
                 code: 125,
                 msg: format!("longshore: {}.\nSee 'longshore {verb} --help'.", f.msg),
             })?;
@@ -1673,8 +1790,10 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
         VolumeCmd::Create {
             label,
             driver,
+            opt,
             name,
         } => {
+            let opts = crate::volume_opts(&opt)?;
             let labels: serde_json::Map<String, Value> = label
                 .iter()
                 .map(|l| {
@@ -1686,7 +1805,7 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
                 .request(
                     "POST",
                     "/volumes/create",
-                    ReqBody::Json(&json!({"Name": name.unwrap_or_default(), "Driver": driver, "Labels": labels})),
+                    ReqBody::Json(&json!({"Name": name.unwrap_or_default(), "Driver": driver, "Labels": labels, "DriverOpts": opts})),
                     &[],
                 )?
                 .json()?;
@@ -1723,7 +1842,13 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
             )
             .map(|_| ())
         }),
-        VolumeCmd::Prune { all, force } => {
+        VolumeCmd::Prune { all, force, filter } => {
+            let extra: Vec<(String, String)> = if all {
+                vec![("all".into(), "true".into())]
+            } else {
+                vec![]
+            };
+            let q = prune_query(&filter, crate::VOLUME_PRUNE_FILTERS, &extra)?;
             let what = if all {
                 "This will remove all local volumes not used by at least one container."
             } else {
@@ -1732,11 +1857,6 @@ fn volume(c: &Client, cmd: VolumeCmd) -> Res<u8> {
             if !crate::confirm(force, what) {
                 return Ok(0);
             }
-            let q = if all {
-                query(&[("filters", filters_json(&[("all".into(), "true".into())]))])
-            } else {
-                String::new()
-            };
             let v = c.post(&format!("/volumes/prune{q}"))?;
             crate::print_pruned(
                 "Deleted Volumes:",
@@ -1754,9 +1874,22 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             driver,
             subnet,
             ip_range,
+            gateway,
+            label,
+            internal,
+            aux_address,
             opt,
             name,
         } => {
+            crate::network_gateway(subnet.as_deref(), gateway.as_deref(), ip_range.as_deref())?;
+            let aux = crate::aux_addresses(&aux_address)?;
+            let labels: serde_json::Map<String, Value> = label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_string(), json!(v))
+                })
+                .collect();
             let mut options = serde_json::Map::new();
             for o in &opt {
                 let (k, v) = o
@@ -1771,6 +1904,12 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             if let Some(r) = ip_range {
                 cfg.insert("IPRange".into(), json!(r));
             }
+            if let Some(g) = gateway {
+                cfg.insert("Gateway".into(), json!(g));
+            }
+            if !aux.is_empty() {
+                cfg.insert("AuxiliaryAddresses".into(), json!(aux));
+            }
             let ipam = if cfg.is_empty() {
                 json!({"Driver": "default", "Config": []})
             } else {
@@ -1781,7 +1920,7 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
                     "POST",
                     "/networks/create",
                     ReqBody::Json(
-                        &json!({"Name": name, "Driver": driver, "IPAM": ipam, "Options": options}),
+                        &json!({"Name": name, "Driver": driver, "IPAM": ipam, "Options": options, "Labels": labels, "Internal": internal}),
                     ),
                     &[],
                 )?
@@ -1812,11 +1951,12 @@ fn network(c: &Client, cmd: NetworkCmd) -> Res<u8> {
             }
             crate::print_json_or_template(&out, format)
         }
-        NetworkCmd::Prune { force } => {
+        NetworkCmd::Prune { force, filter } => {
+            let q = prune_query(&filter, crate::CONTAINER_PRUNE_FILTERS, &[])?;
             if !crate::confirm(force, crate::NETWORK_PRUNE_WARNING) {
                 return Ok(0);
             }
-            let v = c.post("/networks/prune")?;
+            let v = c.post(&format!("/networks/prune{q}"))?;
             crate::print_deleted("Deleted Networks:", &strings(&v["NetworksDeleted"]));
             Ok(0)
         }

@@ -114,6 +114,11 @@ impl Drop for Env {
         for id in ids.lines() {
             let _ = self.run(&["rm", "-f", "-v", id]);
         }
+        // volumes with -o hold a mount on the host (tmpfs, a bound directory)
+        let vols = stdout(&self.run(&["volume", "ls", "-q"]));
+        for v in vols.lines() {
+            let _ = self.run(&["volume", "rm", "-f", v]);
+        }
         if let Some(ns) = &self.netns {
             let name = ns.file_name().unwrap().to_str().unwrap().to_string();
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
@@ -1982,9 +1987,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(env: &Env) -> Daemon {
+        Daemon::start_with(env, &[])
+    }
+
+    /// [`Daemon::start`] with global options before `daemon` (`--insecure-registry`).
+    fn start_with(env: &Env, global: &[&str]) -> Daemon {
         let sock = env.data().join("d.sock");
+        let host = format!("unix://{}", sock.display());
+        let mut args = global.to_vec();
+        args.extend(["daemon", "-H", &host]);
         let child = env
-            .command(&["daemon", "-H", &format!("unix://{}", sock.display())])
+            .command(&args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
@@ -2081,6 +2094,49 @@ fn either(env: &Env, d: &Daemon, remote: bool, args: &[&str]) -> Output {
     let mut with_host = vec!["-H", d.host.as_str()];
     with_host.extend_from_slice(args);
     env.run(&with_host)
+}
+
+/// One side of a test run both ways: the command in process, or through the daemon.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    env: &'a Env,
+    d: &'a Daemon,
+    remote: bool,
+}
+
+impl Side<'_> {
+    /// `l` or `r`, for names and messages.
+    fn name(&self) -> &'static str {
+        if self.remote { "r" } else { "l" }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        either(self.env, self.d, self.remote, args)
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.name(),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// Runs and expects exit `code` with `msg` on stderr.
+    fn refused(&self, args: &[&str], code: i32, msg: &str) {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{} {args:?}", self.name());
+        assert!(
+            stderr(&out).contains(msg),
+            "{} {args:?}: {}",
+            self.name(),
+            stderr(&out)
+        );
+    }
 }
 
 #[test]
@@ -3372,6 +3428,27 @@ fn registry_dir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// A docker-registry that wants a login (htpasswd, bcrypt) of `user`/`password`.
+fn htpasswd_registry(
+    user: &str,
+    password: &str,
+) -> longshore_test_support::registry::RegistryServer {
+    let htpasswd = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    let pdir = registry_dir();
+    let hp = pdir.path().join("htpasswd");
+    std::fs::write(&hp, htpasswd.stdout).unwrap();
+    longshore_test_support::registry::RegistryServer::start(
+        pdir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+            hp.display()
+        ),
+    )
+}
+
 /// `with_host` prefixed by `-H HOST` when given.
 fn maybe_remote<'a>(host: Option<&'a str>, args: &[&'a str]) -> Vec<&'a str> {
     let mut a = Vec::new();
@@ -3382,77 +3459,80 @@ fn maybe_remote<'a>(host: Option<&'a str>, args: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
-#[test]
-fn push_pull_search_login_logout_against_a_registry_both_ways() {
-    require_root!();
-    use longshore_test_support::registry::RegistryServer;
-    let open = RegistryServer::start(registry_dir(), "");
-    let htpasswd = Command::new("htpasswd")
-        .args(["-Bbn", "alice", "s3cret"])
-        .output()
-        .expect("htpasswd (apache2-utils)");
-    let pdir = registry_dir();
-    let hp = pdir.path().join("htpasswd");
-    std::fs::write(&hp, htpasswd.stdout).unwrap();
-    let private = RegistryServer::start(
-        pdir,
-        &format!(
-            "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
-            hp.display()
-        ),
-    );
-    // no network namespace: the registries listen on the host's loopback (only images
-    // and registries are used, so nothing touches the host's network)
-    let env = Env::new();
-    let config = env.data().join("docker-config");
-    let cfg = config.to_str().unwrap();
-    // the daemon reaches both registries over plain HTTP
-    let sock = env.data().join("reg.sock");
-    let mut dcmd = env.command(&[
-        "--insecure-registry",
-        &open.addr,
-        "--insecure-registry",
-        &private.addr,
-        "daemon",
-        "-H",
-        &format!("unix://{}", sock.display()),
-    ]);
-    let child = dcmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child,
-        host: format!("unix://{}", sock.display()),
-    };
-    wait_for("the daemon", || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
-    for host in [None, Some(d.host.as_str())] {
-        let tag = if host.is_some() { "remote" } else { "local" };
-        let run = |args: &[&str]| {
-            let mut a = vec![
-                "--config",
-                cfg,
+/// An open docker-registry and one that wants `user`'s login, a private data root and a
+/// daemon that reaches both over plain HTTP, all on the host's loopback (only images and
+/// registries are used, so nothing touches the host's network).
+struct Registries {
+    d: Daemon,
+    env: Env,
+    private: longshore_test_support::registry::RegistryServer,
+    open: longshore_test_support::registry::RegistryServer,
+    config: PathBuf,
+}
+
+impl Registries {
+    fn start(user: &str, password: &str) -> Registries {
+        let open = longshore_test_support::registry::RegistryServer::start(registry_dir(), "");
+        let private = htpasswd_registry(user, password);
+        let env = Env::new();
+        let config = env.data().join("docker-config");
+        let d = Daemon::start_with(
+            &env,
+            &[
                 "--insecure-registry",
                 &open.addr,
                 "--insecure-registry",
                 &private.addr,
-            ];
-            a.extend(maybe_remote(host, args));
-            env.run(&a)
-        };
-        let okr = |args: &[&str]| {
-            let out = run(args);
-            assert!(
-                out.status.success(),
-                "{tag} {args:?}: {}{}",
-                stdout(&out),
-                stderr(&out)
-            );
-            stdout(&out)
-        };
+            ],
+        );
+        Registries {
+            d,
+            env,
+            private,
+            open,
+            config,
+        }
+    }
+
+    /// Runs `args` with the config directory and both registries reachable, through the
+    /// daemon when `host` is given.
+    fn run(&self, host: Option<&str>, args: &[&str]) -> Output {
+        let mut a = vec![
+            "--config",
+            self.config.to_str().unwrap(),
+            "--insecure-registry",
+            &self.open.addr,
+            "--insecure-registry",
+            &self.private.addr,
+        ];
+        a.extend(maybe_remote(host, args));
+        self.env.run(&a)
+    }
+
+    /// [`Registries::run`], expecting success; returns stdout.
+    fn ok(&self, host: Option<&str>, args: &[&str]) -> String {
+        let out = self.run(host, args);
+        assert!(
+            out.status.success(),
+            "{host:?} {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+}
+
+#[test]
+fn push_pull_search_login_logout_against_a_registry_both_ways() {
+    require_root!();
+    let r = Registries::start("alice", "s3cret");
+    let (env, open, private, d) = (&r.env, &r.open, &r.private, &r.d);
+    let config = r.config.clone();
+    let cfg = config.to_str().unwrap();
+    for host in [None, Some(d.host.as_str())] {
+        let tag = if host.is_some() { "remote" } else { "local" };
+        let run = |args: &[&str]| r.run(host, args);
+        let okr = |args: &[&str]| r.ok(host, args);
         // push to the open registry: docker's lines
         let name = format!("{}/cm/busybox:{tag}", open.addr);
         okr(&["tag", "busybox", &name]);
@@ -3780,4 +3860,1789 @@ fn client_mode_over_tls_with_a_client_certificate() {
     let out = with(&["--tlsverify", "--tlscacert", &c("nosuch.pem")], &["ps"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("nosuch.pem"), "{}", stderr(&out));
+}
+
+/// The seed's option tables (docker 1.4): `ps --before/--since/-n -1`, `tag -f`, in
+/// process and through the daemon.
+#[test]
+fn seed_ps_before_since_last_and_tag_force_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    for n in ["sd-a", "sd-b", "sd-c"] {
+        env.ok(&[
+            "create",
+            "--name",
+            n,
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+    }
+    // --before/--since: containers in every state created before/after the one named
+    let out = same(
+        &env,
+        &d,
+        &["ps", "--before", "sd-c", "--format", "{{.Names}}"],
+    );
+    assert_eq!(stdout(&out), "sd-b\nsd-a\n");
+    let out = same(
+        &env,
+        &d,
+        &["ps", "--since", "sd-a", "--format", "{{.Names}}"],
+    );
+    assert_eq!(stdout(&out), "sd-c\nsd-b\n");
+    let out = same(
+        &env,
+        &d,
+        &[
+            "ps",
+            "--since",
+            "sd-a",
+            "--before",
+            "sd-c",
+            "-q",
+            "--no-trunc",
+        ],
+    );
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    let out = same(&env, &d, &["ps", "--before", "sd-nosuch"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("sd-nosuch"), "{}", stderr(&out));
+    // -n -1 is the seed's default: running ones only, as plain ps
+    let out = same(&env, &d, &["ps", "-n", "-1", "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let out = same(&env, &d, &["ps", "-n", "1", "--format", "{{.Names}}"]);
+    assert_eq!(stdout(&out), "sd-c\n");
+    // tag -f: accepted, and a tag that exists is moved
+    for remote in [false, true] {
+        let ok = |args: &[&str]| {
+            let out = either(&env, &d, remote, args);
+            assert!(
+                out.status.success(),
+                "remote={remote} {args:?}: {}",
+                stderr(&out)
+            );
+            stdout(&out)
+        };
+        ok(&["commit", "sd-a", "sd-img:other"]);
+        ok(&["tag", "busybox", "sd-img:1"]);
+        ok(&["tag", "-f", "sd-img:other", "sd-img:1"]);
+        ok(&["tag", "--force", "sd-img:other", "sd-img:2"]);
+        let other = ok(&["images", "-q", "sd-img:other"]);
+        assert_eq!(ok(&["images", "-q", "sd-img:1"]), other, "remote={remote}");
+        assert_eq!(ok(&["images", "-q", "sd-img:2"]), other, "remote={remote}");
+        ok(&["rmi", "sd-img:1", "sd-img:2", "sd-img:other"]);
+    }
+}
+
+/// The seed's `pull -a` and push of a whole repository (`push -a` today), `search
+/// --automated/-s` and `login -e`, against a real registry, in process and via -H.
+#[test]
+fn pull_and_push_all_tags_and_seed_search_login_flags_both_ways() {
+    require_root!();
+    let r = Registries::start("bob", "pa55");
+    let (open, private, d) = (&r.open, &r.private, &r.d);
+    for host in [None, Some(d.host.as_str())] {
+        let side = if host.is_some() { "remote" } else { "local" };
+        let run = |args: &[&str]| r.run(host, args);
+        let okr = |args: &[&str]| r.ok(host, args);
+        let repo = format!("{}/at-{side}/bb", open.addr);
+        for t in ["one", "two"] {
+            okr(&["tag", "busybox", &format!("{repo}:{t}")]);
+        }
+        // push -a: every local tag of the repository
+        let out = okr(&["push", "-a", &repo]);
+        assert!(
+            out.starts_with(&format!(
+                "The push refers to repository [{}/at-{side}/bb]\n",
+                open.addr
+            )),
+            "{out}"
+        );
+        assert!(out.contains("one: digest: sha256:"), "{out}");
+        assert!(out.contains("two: digest: sha256:"), "{out}");
+        assert!(!out.contains("latest"), "{out}");
+        let pushed_digest = out
+            .lines()
+            .find_map(|l| l.strip_prefix("one: digest: "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        // images --digests: the manifest the registry has, <none> for a local image
+        let out = okr(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Tag}} {{.Digest}}",
+            &repo,
+        ]);
+        assert_eq!(out, format!("one {pushed_digest}\ntwo {pushed_digest}\n"));
+        let out = okr(&["images", "--digests", "busybox"]);
+        let mut l = out.lines();
+        assert_eq!(
+            l.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+            [
+                "REPOSITORY",
+                "TAG",
+                "DIGEST",
+                "IMAGE",
+                "ID",
+                "CREATED",
+                "SIZE"
+            ],
+            "{out}"
+        );
+        assert_eq!(
+            l.next()
+                .unwrap()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>(),
+            ["busybox", "latest", "<none>"],
+            "{out}"
+        );
+        let out = okr(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .RepoDigests}}",
+            &format!("{repo}:one"),
+        ]);
+        // (the local side's repository too, in the remote round: the same image)
+        assert!(
+            out.contains(&format!("\"{repo}@{pushed_digest}\"")),
+            "{out}"
+        );
+        let out = run(&["push", "-a", &format!("{repo}:one")]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("tag can't be used with --all-tags/-a"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&[
+            "push",
+            "--all-tags",
+            &format!("{}/at-{side}/none", open.addr),
+        ]);
+        assert_ne!(out.status.code(), Some(0), "{side}: nothing to push");
+        assert!(
+            stderr(&out).contains("An image does not exist locally with the tag"),
+            "{}",
+            stderr(&out)
+        );
+        // pull -a: every tag the registry has
+        okr(&["rmi", &format!("{repo}:one"), &format!("{repo}:two")]);
+        let out = okr(&["pull", "-a", &repo]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!("one: Pulling from at-{side}/bb"), "{out}");
+        assert!(
+            lines.contains(&format!("two: Pulling from at-{side}/bb").as_str()),
+            "{out}"
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("Digest: sha256:"))
+                .count(),
+            2,
+            "{out}"
+        );
+        assert!(
+            lines.contains(&format!("Status: Downloaded newer image for {repo}").as_str()),
+            "{out}"
+        );
+        assert_eq!(*lines.last().unwrap(), repo, "{out}");
+        let tags = okr(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Tag}} {{.Digest}}",
+            &repo,
+        ]);
+        let mut tags: Vec<&str> = tags.lines().collect();
+        tags.sort();
+        assert_eq!(
+            tags,
+            [
+                format!("one {pushed_digest}"),
+                format!("two {pushed_digest}")
+            ],
+            "{side}: {}",
+            okr(&["images"])
+        );
+        let out = okr(&["pull", "--all-tags", "-q", &repo]);
+        assert_eq!(out, format!("{repo}\n"));
+        let out = run(&["pull", "-a", &format!("{repo}:one")]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("tag can't be used with --all-tags/-a"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&["pull", "-a", &format!("{}/at-{side}/nosuch", open.addr)]);
+        assert_ne!(out.status.code(), Some(0), "{side}: no such repository");
+        // pull --platform: the single-platform image is the host's; another is refused
+        let host_platform = format!(
+            "linux/{}",
+            match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                a => a,
+            }
+        );
+        okr(&["rmi", &format!("{repo}:one")]);
+        let out = okr(&["pull", "--platform", &host_platform, &format!("{repo}:one")]);
+        assert!(out.contains("Digest: sha256:"), "{out}");
+        okr(&["rmi", &format!("{repo}:one")]);
+        let out = run(&["pull", "--platform", "linux/s390x", &format!("{repo}:one")]);
+        assert_ne!(out.status.code(), Some(0), "{side}");
+        assert!(
+            stderr(&out).contains(&format!(
+                "does not match the specified platform: wanted linux/s390x, actual: {host_platform}"
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(okr(&["images", "-q", &format!("{repo}:one")]), "", "{side}");
+        let out = run(&["pull", "--platform", "linux", &format!("{repo}:one")]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("invalid platform"),
+            "{}",
+            stderr(&out)
+        );
+        // search -s N / --automated: the stars= and is-automated= filters
+        let term = format!("{}/at-{side}", open.addr);
+        let out = okr(&["search", "-s", "0", "--format", "{{.Name}}", &term]);
+        assert_eq!(out, format!("at-{side}/bb\n"));
+        let out = okr(&["search", "--stars", "1", "--format", "{{.Name}}", &term]);
+        assert_eq!(out, "");
+        let out = okr(&["search", "--automated", "--format", "{{.Name}}", &term]);
+        assert_eq!(out, "", "{side}: nothing automated in a private registry");
+        // login -e: accepted (registries ignore it), said to be deprecated
+        let out = run(&[
+            "login",
+            "-e",
+            "bob@example.com",
+            "-u",
+            "bob",
+            "-p",
+            "pa55",
+            &private.addr,
+        ]);
+        assert!(out.status.success(), "{side}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "Login Succeeded\n");
+        assert!(
+            stderr(&out).contains("--email has been deprecated"),
+            "{}",
+            stderr(&out)
+        );
+        okr(&["logout", &private.addr]);
+    }
+}
+
+/// `exec -it --detach-keys` through the daemon leaves the exec'd shell running; in
+/// process it is refused, saying why.
+#[test]
+fn exec_detach_keys_through_the_daemon_and_refused_in_process() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ed-c",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let mut c = Command::new("script");
+    c.args([
+        "-qec",
+        &format!(
+            "{BIN} -H {} exec -it --detach-keys ctrl-x,x ed-c sh",
+            d.host
+        ),
+        "/dev/null",
+    ])
+    .env("LONGSHORE_ROOT", env.data())
+    .env_remove("DOCKER_HOST")
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        let mut w = child.stdin.take().unwrap();
+        for i in [&b"echo exec-here; sleep 77 &\n"[..], b"\x18x"] {
+            std::io::Write::write_all(&mut w, i).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        // stdin stays open: only the keys may end the client
+        wait_for("the exec client to leave", || {
+            child.try_wait().unwrap().is_some()
+        });
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("exec-here"), "{}", stdout(&out));
+    // the exec'd shell and its job are still there (ps in the container's pid namespace)
+    let ps = env.ok(&["exec", "ed-c", "ps"]);
+    assert!(ps.contains("sleep 77"), "{ps}");
+    assert!(
+        ps.lines().any(|l| l.trim_end().ends_with(" sh")),
+        "the exec'd sh lives on: {ps}"
+    );
+    let out = env.run(&["exec", "-it", "--detach-keys", "ctrl-x", "ed-c", "sh"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("cannot be detached from") && stderr(&out).contains("-H"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `logs --details`: the `--log-opt labels=/env=` attributes before each line, as
+/// docker's, in process and through the daemon.
+#[test]
+fn logs_details_show_the_log_attributes_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    env.ok(&[
+        "run",
+        "--name",
+        "ld-attrs",
+        "--network",
+        "none",
+        "--log-opt",
+        "labels=app,nosuch",
+        "--log-opt",
+        "env=MODE",
+        "-l",
+        "app=a b",
+        "-e",
+        "MODE=x/y",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2",
+    ]);
+    env.ok(&[
+        "run",
+        "--name",
+        "ld-plain",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "plain",
+    ]);
+    let out = same(&env, &d, &["logs", "--details", "ld-attrs"]);
+    assert_eq!(stdout(&out), "MODE=x%2Fy,app=a+b one\n");
+    assert_eq!(stderr(&out), "MODE=x%2Fy,app=a+b two\n");
+    // no attributes: docker's leading space
+    let out = same(&env, &d, &["logs", "--details", "ld-plain"]);
+    assert_eq!(stdout(&out), " plain\n");
+    let out = same(&env, &d, &["logs", "ld-plain"]);
+    assert_eq!(stdout(&out), "plain\n");
+    // with -t: the time first, then the attributes
+    let out = same(&env, &d, &["logs", "-t", "--details", "ld-attrs"]);
+    let line = stdout(&out);
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(time.ends_with('Z') && time.contains('T'), "{line}");
+    assert_eq!(rest, "MODE=x%2Fy,app=a+b one\n");
+    let out = same(&env, &d, &["logs", "--details", "ld-nosuch"]);
+    assert_ne!(out.status.code(), Some(0));
+}
+
+/// `inspect -s`: SizeRw and SizeRootFs of a container (`?size=1` through the daemon).
+#[test]
+fn inspect_size_shows_the_containers_sizes_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    env.ok(&[
+        "run",
+        "--name",
+        "is-c",
+        "--network",
+        "none",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1000",
+        "count=300",
+    ]);
+    let out = same(
+        &env,
+        &d,
+        &["inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "is-c"],
+    );
+    let text = stdout(&out);
+    let nums: Vec<u64> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(nums[0] >= 300_000, "{text}");
+    let image: u64 = env
+        .ok(&["image", "inspect", "-f", "{{.Size}}", "busybox"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(nums[1], nums[0] + image, "{text}");
+    let out = same(&env, &d, &["container", "inspect", "--size", "is-c"]);
+    assert!(stdout(&out).contains("\"SizeRootFs\""), "{}", stdout(&out));
+    // without -s: no sizes (docker leaves them out)
+    let out = same(&env, &d, &["inspect", "is-c"]);
+    assert!(!stdout(&out).contains("SizeRw"), "{}", stdout(&out));
+    // an image takes -s too (its Size is always there)
+    let out = same(&env, &d, &["inspect", "-s", "-f", "{{.Size}}", "busybox"]);
+    assert_eq!(stdout(&out).trim(), image.to_string());
+}
+
+/// The prunes' `--filter until=/label=/label!=` (container, image, volume, network,
+/// system), in process and through the daemon.
+#[test]
+fn prunes_take_until_and_label_filters_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let tar = env.data().join("rootfs.tar");
+    let tar = tar.to_str().unwrap();
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600)
+        .to_string();
+    for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| s.run(args);
+        let ok = |args: &[&str]| s.ok(args);
+        let names = |args: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = ok(args).lines().map(String::from).collect();
+            v.sort();
+            v
+        };
+        // containers
+        let a = format!("pf-{side}-a");
+        let b = format!("pf-{side}-b");
+        let c = format!("pf-{side}-c");
+        for (n, l) in [(&a, Some("tier=a")), (&b, Some("tier=b")), (&c, None)] {
+            let mut args = vec!["create", "--name", n, "--network", "none"];
+            if let Some(l) = l {
+                args.extend(["-l", l]);
+            }
+            args.extend(["busybox", "true"]);
+            ok(&args);
+        }
+        let ps = || names(&["ps", "-a", "--format", "{{.Names}}"]);
+        let out = ok(&[
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            "until=2001-01-01T00:00:00Z",
+        ]);
+        assert!(out.starts_with("Total reclaimed space"), "{side}: {out}");
+        assert_eq!(ps().len(), 3, "{side}");
+        let out = ok(&["container", "prune", "-f", "--filter", "label=tier=a"]);
+        assert!(out.starts_with("Deleted Containers:\n"), "{side}: {out}");
+        assert_eq!(ps(), [b.clone(), c.clone()], "{side}");
+        ok(&["container", "prune", "-f", "--filter", "label!=tier"]);
+        assert_eq!(ps(), std::slice::from_ref(&b), "{side}");
+        ok(&[
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            &format!("until={later}"),
+        ]);
+        assert!(ps().is_empty(), "{side}");
+        // images (labels from import --change)
+        let img = format!("pf-{side}-img:1");
+        ok(&["import", "-c", "LABEL tier=a", tar, &img]);
+        let other = format!("pf-{side}-other:1");
+        ok(&["import", tar, &other]);
+        let out = ok(&[
+            "image",
+            "prune",
+            "-a",
+            "-f",
+            "--filter",
+            "until=2001-01-01T00:00:00Z",
+        ]);
+        assert!(
+            !out.contains(&img) && !out.contains(&other),
+            "{side}: {out}"
+        );
+        let out = ok(&["image", "prune", "-a", "-f", "--filter", "label=tier=a"]);
+        assert!(out.contains(&format!("untagged: {img}")), "{side}: {out}");
+        assert!(!out.contains(&other), "{side}: {out}");
+        assert_eq!(ok(&["images", "-q", &img]), "", "{side}");
+        assert_ne!(ok(&["images", "-q", &other]), "", "{side}");
+        ok(&["rmi", &other]);
+        // volumes: label; docker's volume prune takes no until
+        let va = format!("pf-{side}-va");
+        let vb = format!("pf-{side}-vb");
+        ok(&["volume", "create", "-l", "tier=a", &va]);
+        ok(&["volume", "create", &vb]);
+        let out = ok(&["volume", "prune", "-a", "-f", "--filter", "label=tier=a"]);
+        assert!(out.contains(&va) && !out.contains(&vb), "{side}: {out}");
+        let out = run(&["volume", "prune", "-a", "-f", "--filter", "until=1h"]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("invalid filter 'until'"),
+            "{}",
+            stderr(&out)
+        );
+        ok(&["volume", "rm", &vb]);
+        // networks: until (its creation) and label (networks carry none)
+        let n = format!("pf-{side}-net");
+        ok(&["network", "create", &n]);
+        let nets = || names(&["network", "ls", "--format", "{{.Name}}"]);
+        ok(&[
+            "network",
+            "prune",
+            "-f",
+            "--filter",
+            "until=2001-01-01T00:00:00Z",
+        ]);
+        assert!(nets().contains(&n), "{side}");
+        ok(&["network", "prune", "-f", "--filter", "label=tier"]);
+        assert!(nets().contains(&n), "{side}");
+        let out = ok(&["network", "prune", "-f", "--filter", "label!=tier"]);
+        assert_eq!(out, format!("Deleted Networks:\n{n}\n\n"), "{side}");
+        // system prune passes them on; until with --volumes is docker's error
+        ok(&[
+            "create",
+            "--name",
+            &a,
+            "-l",
+            "tier=a",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        ok(&[
+            "create",
+            "--name",
+            &c,
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        let out = ok(&["system", "prune", "-f", "--filter", "label=tier=a"]);
+        assert!(out.starts_with("Deleted Containers:\n"), "{side}: {out}");
+        assert_eq!(ps(), std::slice::from_ref(&c), "{side}");
+        let out = run(&["system", "prune", "-f", "--volumes", "--filter", "until=1h"]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("The \"until\" filter is not supported with \"--volumes\""),
+            "{}",
+            stderr(&out)
+        );
+        // bad filters: refused before anything is pruned
+        let out = run(&["container", "prune", "-f", "--filter", "bogus=1"]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("invalid filter 'bogus'"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&["container", "prune", "-f", "--filter", "until=soon"]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("invalid filter 'until=soon'"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(ps(), std::slice::from_ref(&c), "{side}");
+        ok(&["rm", &c]);
+    }
+}
+
+/// `volume create -o` of the local driver: a tmpfs or a bound host directory, mounted on
+/// the volume's data directory and shared by its containers; `volume rm` unmounts and
+/// leaves the host directory's files alone. In process and through the daemon.
+#[test]
+fn volume_create_opt_mounts_a_tmpfs_or_binds_a_directory_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let mounted = |name: &str| {
+        let p = env.data().join("volumes").join(name).join("_data");
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+    };
+    for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| s.run(args);
+        let ok = |args: &[&str]| s.ok(args);
+        // tmpfs
+        let vt = format!("vo-{side}-tmp");
+        ok(&[
+            "volume",
+            "create",
+            "-o",
+            "type=tmpfs",
+            "-o",
+            "device=tmpfs",
+            "-o",
+            "o=size=1m,mode=0700",
+            &vt,
+        ]);
+        assert!(
+            mounted(&vt),
+            "{side}: the tmpfs is on the volume's data directory"
+        );
+        assert_eq!(
+            ok(&["volume", "inspect", "-f", "{{json .Options}}", &vt]),
+            "{\"device\":\"tmpfs\",\"o\":\"size=1m,mode=0700\",\"type\":\"tmpfs\"}\n"
+        );
+        let mnt = format!("{vt}:/data");
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mnt,
+            "busybox",
+            "sh",
+            "-c",
+            "echo shared > /data/f; df -k /data | tail -1; stat -c %a /data",
+        ]);
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(fields[0], "tmpfs", "{side}: {out}");
+        assert_eq!(fields[1], "1024", "{side}: {out}");
+        assert_eq!(*fields.last().unwrap(), "700", "{side}: {out}");
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mnt,
+            "busybox",
+            "cat",
+            "/data/f",
+        ]);
+        assert_eq!(out, "shared\n", "{side}");
+        ok(&["volume", "rm", &vt]);
+        assert!(!mounted(&vt), "{side}: unmounted by volume rm");
+        // a bound host directory
+        let host = env.data().join(format!("host-{side}"));
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("keep"), "host file\n").unwrap();
+        let vb = format!("vo-{side}-bind");
+        let dev = format!("device={}", host.display());
+        ok(&[
+            "volume",
+            "create",
+            "-o",
+            "type=none",
+            "-o",
+            "o=bind",
+            "-o",
+            &dev,
+            &vb,
+        ]);
+        let mnt = format!("{vb}:/data");
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mnt,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/keep; echo from-container > /data/new",
+        ]);
+        assert_eq!(out, "host file\n", "{side}");
+        assert_eq!(
+            std::fs::read_to_string(host.join("new")).unwrap(),
+            "from-container\n"
+        );
+        ok(&["volume", "rm", &vb]);
+        assert!(!mounted(&vb), "{side}");
+        // volume rm unmounted, and removed nothing of the host's directory
+        assert_eq!(
+            std::fs::read_to_string(host.join("keep")).unwrap(),
+            "host file\n",
+            "{side}"
+        );
+        assert!(host.join("new").exists(), "{side}");
+        // what the local driver here does not do: a clear error, nothing left
+        for (opts, msg) in [
+            (
+                &["-o", "type=nfs", "-o", "o=addr=10.0.0.1"][..],
+                "is not supported",
+            ),
+            (
+                &["-o", "type=none", "-o", "o=bind", "-o", "device=rel/path"][..],
+                "absolute host path",
+            ),
+            (&["-o", "size=1m"][..], "invalid option key"),
+            (
+                &["-o", "type=tmpfs", "-o", "o=bogus"][..],
+                "invalid tmpfs option",
+            ),
+            (&["-o", "noequals"][..], "expected key=value"),
+        ] {
+            let mut args = vec!["volume", "create"];
+            args.extend_from_slice(opts);
+            args.push("vo-bad");
+            let out = run(&args);
+            assert_eq!(out.status.code(), Some(125), "{side} {opts:?}");
+            assert!(
+                stderr(&out).contains(msg),
+                "{side} {opts:?}: {}",
+                stderr(&out)
+            );
+            assert_eq!(ok(&["volume", "ls", "-q"]), "", "{side} {opts:?}");
+        }
+    }
+}
+
+/// rmdir of a `--cgroup-parent`'s directories in every hierarchy (the container's own
+/// cgroup goes with it; its parent stays, as with Docker).
+struct CgroupParentGuard(String);
+
+impl Drop for CgroupParentGuard {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in rd.flatten() {
+                let _ = std::fs::remove_dir(h.path().join("longshore").join(&self.0));
+            }
+        }
+    }
+}
+
+/// run/create flags beyond the seed's: --shm-size, --sysctl, --group-add, --cpu-period,
+/// --cpu-quota, --memory-reservation, --oom-kill-disable, --blkio-weight, --cgroup-parent,
+/// --mount, --platform, --ip and --network-alias (user-defined network), and the refused
+/// --userns/--runtime/--storage-opt; update's --cpu-period/--cpu-quota/
+/// --memory-reservation/--blkio-weight. In process and through the daemon.
+#[test]
+fn run_and_update_flags_reach_the_container_and_its_cgroups_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let host_dir = env.data().join("mnt-src");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(host_dir.join("f"), "from the host\n").unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let cg = |ctl: &str, parent: &str, id: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/{parent}/{id}/{file}"))
+            .unwrap_or_else(|e| panic!("{ctl}/{parent}/{id}/{file}: {e}"))
+            .trim()
+            .to_string()
+    };
+    for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
+        let side = if remote { "r" } else { "l" };
+        let run = |args: &[&str]| s.run(args);
+        let ok = |args: &[&str]| s.ok(args);
+        let refused = |args: &[&str], msg: &str| {
+            let out = run(args);
+            // update reports each container's error and exits 1, as docker's
+            let code = if args[0] == "update" { 1 } else { 125 };
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{side} {args:?}: {}",
+                stdout(&out)
+            );
+            assert!(
+                stderr(&out).contains(msg),
+                "{side} {args:?}: {}",
+                stderr(&out)
+            );
+        };
+        // /dev/shm, a namespaced sysctl, extra groups
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--shm-size",
+            "8m",
+            "--sysctl",
+            "kernel.shm_rmid_forced=1",
+            "--group-add",
+            "wheel",
+            "--group-add",
+            "4321",
+            "busybox",
+            "sh",
+            "-c",
+            "df -k /dev/shm | tail -1; cat /proc/sys/kernel/shm_rmid_forced; id -G",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().nth(1),
+            Some("8192"),
+            "{side}: {out}"
+        );
+        assert_eq!(lines[1], "1", "{side}: {out}");
+        let groups: Vec<&str> = lines[2].split_whitespace().collect();
+        assert!(
+            groups.contains(&"10") && groups.contains(&"4321"),
+            "{side}: {out}"
+        );
+        refused(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--sysctl",
+                "vm.swappiness=10",
+                "busybox",
+                "true",
+            ],
+            "is not in a separate kernel namespace",
+        );
+        refused(
+            &[
+                "create",
+                "--network",
+                "host",
+                "--sysctl",
+                "net.ipv4.ip_forward=1",
+                "busybox",
+            ],
+            "not allowed in the host network namespace",
+        );
+        refused(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--group-add",
+                "nosuchgroup",
+                "busybox",
+                "true",
+            ],
+            "Unable to find group nosuchgroup",
+        );
+        // CPU period and quota, a memory soft limit, no OOM killer: in the cgroups
+        let name = format!("rf-{side}");
+        let id = ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "--cpu-period",
+            "50000",
+            "--cpu-quota",
+            "25000",
+            "-m",
+            "64m",
+            "--memory-reservation",
+            "32m",
+            "--oom-kill-disable",
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+        assert_eq!(
+            cg("cpu", "longshore/longshore", &id, "cpu.cfs_period_us"),
+            "50000"
+        );
+        assert_eq!(
+            cg("cpu", "longshore/longshore", &id, "cpu.cfs_quota_us"),
+            "25000"
+        );
+        assert_eq!(
+            cg(
+                "memory",
+                "longshore/longshore",
+                &id,
+                "memory.soft_limit_in_bytes"
+            ),
+            (32 << 20).to_string()
+        );
+        assert!(
+            cg("memory", "longshore/longshore", &id, "memory.oom_control")
+                .contains("oom_kill_disable 1"),
+            "{side}"
+        );
+        assert_eq!(
+            ok(&[
+                "inspect",
+                "-f",
+                "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} {{.HostConfig.MemoryReservation}} {{.HostConfig.OomKillDisable}}",
+                &name,
+            ]),
+            format!("50000 25000 {} true\n", 32 << 20)
+        );
+        ok(&[
+            "update",
+            "--cpu-period",
+            "100000",
+            "--cpu-quota",
+            "30000",
+            "--memory-reservation",
+            "16m",
+            &name,
+        ]);
+        assert_eq!(
+            cg("cpu", "longshore/longshore", &id, "cpu.cfs_period_us"),
+            "100000"
+        );
+        assert_eq!(
+            cg("cpu", "longshore/longshore", &id, "cpu.cfs_quota_us"),
+            "30000"
+        );
+        assert_eq!(
+            cg(
+                "memory",
+                "longshore/longshore",
+                &id,
+                "memory.soft_limit_in_bytes"
+            ),
+            (16 << 20).to_string()
+        );
+        refused(
+            &["update", "--cpus", "1", "--cpu-quota", "5000", &name],
+            "Conflicting options",
+        );
+        refused(
+            &["update", "--memory-reservation", "128m", &name],
+            "memory reservation",
+        );
+        refused(&["update", "--cpu-period", "100", &name], "CPU cfs period");
+        // this host's cgroups have no block I/O weight (no CFQ/BFQ): a clear refusal
+        refused(
+            &["update", "--blkio-weight", "5", &name],
+            "Range of blkio weight",
+        );
+        let blkio = std::path::Path::new("/sys/fs/cgroup/blkio");
+        if blkio.join("blkio.weight").exists() || blkio.join("blkio.bfq.weight").exists() {
+            ok(&["update", "--blkio-weight", "300", &name]);
+        } else {
+            refused(
+                &["update", "--blkio-weight", "300", &name],
+                "--blkio-weight is not supported on this host",
+            );
+            refused(
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--blkio-weight",
+                    "300",
+                    "busybox",
+                    "true",
+                ],
+                "--blkio-weight is not supported on this host",
+            );
+        }
+        ok(&["rm", "-f", &name]);
+        // --cgroup-parent
+        let parent = unique_name("lsparent");
+        let _guard = CgroupParentGuard(parent.clone());
+        let id = ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            &parent,
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+        let pid = ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+        let procs = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+        assert!(
+            procs.contains(&format!(":/longshore/{parent}/{id}\n")),
+            "{side}: {procs}"
+        );
+        ok(&["rm", "-f", &id]);
+        refused(
+            &["create", "--cgroup-parent", "../escape", "busybox"],
+            "invalid --cgroup-parent",
+        );
+        // --mount: bind (read only), tmpfs, volume
+        let vol = format!("mv-{side}");
+        let bind = format!("type=bind,source={},target=/h,readonly", host_dir.display());
+        let volm = format!("type=volume,source={vol},target=/v");
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--mount",
+            &bind,
+            "--mount",
+            "type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=700",
+            "--mount",
+            &volm,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /h/f; touch /h/x 2>/dev/null || echo read-only; df -k /t | tail -1; stat -c %a /t; echo v > /v/y && echo vol-ok",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "from the host", "{side}: {out}");
+        assert_eq!(lines[1], "read-only", "{side}: {out}");
+        assert_eq!(
+            lines[2].split_whitespace().nth(1),
+            Some("1024"),
+            "{side}: {out}"
+        );
+        assert_eq!(lines[3], "700", "{side}: {out}");
+        assert_eq!(lines[4], "vol-ok", "{side}: {out}");
+        assert!(
+            ok(&["volume", "ls", "-q"]).lines().any(|l| l == vol),
+            "{side}"
+        );
+        refused(
+            &[
+                "create",
+                "--mount",
+                "type=bind,source=/nonexistent-longshore,target=/h",
+                "busybox",
+            ],
+            "bind source path does not exist",
+        );
+        refused(
+            &["create", "--mount", "type=nfs,target=/x", "busybox"],
+            "is not supported",
+        );
+        refused(
+            &["create", "--mount", "type=volume,source=x", "busybox"],
+            "Target must not be empty",
+        );
+        refused(
+            &[
+                "create",
+                "--mount",
+                "type=tmpfs,target=/x,bogus=1",
+                "busybox",
+            ],
+            "unexpected key 'bogus'",
+        );
+        // --platform: the image's, or a clear refusal
+        ok(&[
+            "create",
+            "--platform",
+            &format!("linux/{arch}"),
+            "--network",
+            "none",
+            "busybox",
+        ]);
+        refused(
+            &["create", "--platform", "linux/s390x", "busybox"],
+            &format!(
+                "does not match the specified platform: wanted linux/s390x, actual: linux/{arch}"
+            ),
+        );
+        // --ip and --network-alias on a user-defined network
+        let net = format!("rn-{side}");
+        let subnet = format!("10.77.{}.0/24", if remote { 1 } else { 0 });
+        let ip = format!("10.77.{}.50", if remote { 1 } else { 0 });
+        ok(&["network", "create", "--subnet", &subnet, &net]);
+        ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("rn-a-{side}"),
+            "--network",
+            &net,
+            "--ip",
+            &ip,
+            "--network-alias",
+            "webalias",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "busybox",
+            "cat",
+            "/etc/hosts",
+        ]);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{ip} ")) && l.contains("webalias")),
+            "{side}: {out}"
+        );
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "webalias",
+        ]);
+        assert!(out.contains(&format!("({ip})")), "{side}: {out}");
+        refused(
+            &["create", "--ip", "172.17.0.9", "busybox"],
+            "user defined networks only",
+        );
+        refused(
+            &[
+                "create",
+                "--network",
+                "none",
+                "--network-alias",
+                "x",
+                "busybox",
+            ],
+            "supported only for containers in user defined networks",
+        );
+        ok(&["rm", "-f", &format!("rn-a-{side}")]);
+        ok(&["network", "rm", &net]);
+        // what cannot be honoured here: 125, not silence
+        refused(
+            &["run", "--rm", "--userns", "host", "busybox", "true"],
+            "--userns=host is not supported",
+        );
+        refused(
+            &["run", "--rm", "--runtime", "runsc", "busybox", "true"],
+            "--runtime=runsc is not supported",
+        );
+        refused(
+            &["create", "--storage-opt", "size=1G", "busybox"],
+            "--storage-opt is not supported",
+        );
+    }
+}
+
+/// `build -H` of a Dockerfile FROM an image of a registry that wants a login: the client
+/// sends config.json's credentials as X-Registry-Config, the daemon pulls the base with
+/// them for that build only. In process the engine reads config.json itself.
+#[test]
+fn build_from_a_private_base_image_both_ways() {
+    require_root!();
+    let private = htpasswd_registry("carol", "b4se");
+    // the registry is on the host's loopback; FROM + LABEL runs no container
+    let env = Env::new();
+    let config = env.data().join("docker-config");
+    let cfg = config.to_str().unwrap();
+    let other = env.data().join("empty-config");
+    let d = Daemon::start_with(&env, &["--insecure-registry", &private.addr]);
+    let base = format!("{}/cm/base:1", private.addr);
+    let ctx = env.data().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nLABEL from=private\n"),
+    )
+    .unwrap();
+    let run = |config: &str, host: Option<&str>, args: &[&str]| {
+        let mut a = vec!["--config", config, "--insecure-registry", &private.addr];
+        a.extend(maybe_remote(host, args));
+        env.run(&a)
+    };
+    let ok = |config: &str, host: Option<&str>, args: &[&str]| {
+        let out = run(config, host, args);
+        assert!(
+            out.status.success(),
+            "{host:?} {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    ok(
+        cfg,
+        None,
+        &["login", "-u", "carol", "-p", "b4se", &private.addr],
+    );
+    ok(cfg, None, &["tag", "busybox", &base]);
+    ok(cfg, None, &["push", &base]);
+    for host in [None, Some(d.host.as_str())] {
+        let side = if host.is_some() { "remote" } else { "local" };
+        // the base is not here: the build pulls it, with the client's login
+        ok(cfg, None, &["rmi", &base]);
+        let tag = format!("from-private:{side}");
+        let out = ok(cfg, host, &["build", "-t", &tag, ctx.to_str().unwrap()]);
+        assert!(out.contains(&format!("Pulling {base}")), "{side}: {out}");
+        assert_eq!(
+            ok(
+                cfg,
+                None,
+                &["image", "inspect", "-f", "{{.Config.Labels.from}}", &tag]
+            ),
+            "private\n",
+            "{side}"
+        );
+        // a client without the login gets no pull: nothing was kept from the last one
+        ok(cfg, None, &["rmi", &base]);
+        let out = run(
+            other.to_str().unwrap(),
+            host,
+            &["build", "-t", "nope:1", ctx.to_str().unwrap()],
+        );
+        assert_ne!(out.status.code(), Some(0), "{side}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("401")
+                || stderr(&out).to_lowercase().contains("unauthorized")
+                || stderr(&out).to_lowercase().contains("authentication"),
+            "{side}: {}",
+            stderr(&out)
+        );
+        ok(cfg, None, &["tag", "busybox", &base]);
+    }
+}
+
+/// `build --iidfile` and `--network` (the RUN steps' network: host, or a namespace of
+/// their own with none/default), in process and through the daemon.
+#[test]
+fn build_iidfile_and_network_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    // a device only the test's namespace (the builder's "host") has
+    let ns = env
+        .netns
+        .as_ref()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let st = Command::new("ip")
+        .args([
+            "-n", &ns, "link", "add", "lsdum0", "type", "veth", "peer", "name", "lsdum1",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ctx = env.data().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN cat /proc/net/dev > /links\n",
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
+        let side = if remote { "r" } else { "l" };
+        let ok = |args: &[&str]| s.ok(args);
+        let iid = env.data().join(format!("iid-{side}"));
+        let out = ok(&[
+            "build",
+            "-q",
+            "--no-cache",
+            "--network",
+            "host",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "-t",
+            &format!("bn-host-{side}"),
+            c,
+        ]);
+        let id = std::fs::read_to_string(&iid).unwrap();
+        assert!(id.starts_with("sha256:"), "{side}: {id}");
+        assert_eq!(out.trim(), id, "{side}: -q prints the same ID");
+        assert_eq!(
+            ok(&[
+                "image",
+                "inspect",
+                "-f",
+                "{{.Id}}",
+                &format!("bn-host-{side}")
+            ])
+            .trim(),
+            id
+        );
+        let links = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &format!("bn-host-{side}"),
+            "cat",
+            "/links",
+        ]);
+        assert!(links.contains("lsdum0"), "{side}: host network: {links}");
+        for mode in ["none", "default"] {
+            let tag = format!("bn-{mode}-{side}");
+            ok(&[
+                "build",
+                "-q",
+                "--no-cache",
+                "--network",
+                mode,
+                "-t",
+                &tag,
+                c,
+            ]);
+            let links = ok(&["run", "--rm", "--network", "none", &tag, "cat", "/links"]);
+            assert!(
+                !links.contains("lsdum0") && links.contains("lo:"),
+                "{side} {mode}: {links}"
+            );
+        }
+        let out = either(&env, &d, remote, &["build", "--network", "bridge2", c]);
+        assert_eq!(out.status.code(), Some(125), "{side}");
+        assert!(
+            stderr(&out).contains("not supported by the builder"),
+            "{side}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// `network create --gateway` and `--label` (inspect, a container's default route, prune
+/// by label); `--internal` and `--aux-address` refused, saying so. Both ways.
+#[test]
+fn network_create_gateway_and_labels_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
+        let side = if remote { "r" } else { "l" };
+        let i = if remote { 1 } else { 0 };
+        let ok = |args: &[&str]| s.ok(args);
+        let refused = |args: &[&str], msg: &str| s.refused(args, 125, msg);
+        let net = format!("ng-{side}");
+        let subnet = format!("10.78.{i}.0/24");
+        let gw = format!("10.78.{i}.254");
+        ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &subnet,
+            "--gateway",
+            &gw,
+            "--label",
+            "tier=db",
+            "--label",
+            "plain",
+            &net,
+        ]);
+        assert_eq!(
+            ok(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{(index .IPAM.Config 0).Gateway}} {{json .Labels}}",
+                &net
+            ]),
+            format!("{gw} {{\"plain\":\"\",\"tier\":\"db\"}}\n")
+        );
+        let out = ok(&["run", "--rm", "--network", &net, "busybox", "ip", "route"]);
+        assert!(out.contains(&format!("default via {gw} ")), "{side}: {out}");
+        // prune by label: only this network carries it
+        let other = format!("ng-other-{side}");
+        ok(&["network", "create", &other]);
+        let out = ok(&["network", "prune", "-f", "--filter", "label=tier=db"]);
+        assert_eq!(out, format!("Deleted Networks:\n{net}\n\n"), "{side}");
+        ok(&["network", "rm", &other]);
+        refused(
+            &["network", "create", "--gateway", "10.78.9.1", "nx"],
+            "every ip-range or gateway must have a corresponding subnet",
+        );
+        refused(
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.78.9.0/24",
+                "--gateway",
+                "10.79.0.1",
+                "nx",
+            ],
+            "no matching subnet for gateway 10.79.0.1",
+        );
+        // --aux-address: never handed out
+        let an = format!("na-{side}");
+        let asub = format!("10.78.{}.0/29", 4 + i);
+        let r1 = format!("r1=10.78.{}.2", 4 + i);
+        let r2 = format!("r2=10.78.{}.3", 4 + i);
+        ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &asub,
+            "--aux-address",
+            &r1,
+            "--aux-address",
+            &r2,
+            &an,
+        ]);
+        assert_eq!(
+            ok(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{(index .IPAM.Config 0).AuxiliaryAddresses}}",
+                &an
+            ]),
+            format!("map[r1:10.78.{0}.2 r2:10.78.{0}.3]\n", 4 + i),
+            "{side}"
+        );
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &an,
+            "busybox",
+            "ip",
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        ]);
+        assert!(
+            out.contains(&format!(" 10.78.{}.4/29 ", 4 + i)),
+            "{side}: {out}"
+        );
+        ok(&["network", "rm", &an]);
+        refused(
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.78.9.0/24",
+                "--aux-address",
+                "a=10.79.9.5",
+                "nx",
+            ],
+            "no matching subnet",
+        );
+        assert!(
+            !ok(&["network", "ls", "--format", "{{.Name}}"]).contains("nx"),
+            "{side}"
+        );
+    }
+}
+
+/// Deletes a network namespace on drop.
+struct NetnsGuard(String);
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `network create --internal`: a container of an internal network cannot reach an
+/// address outside (the attack: ping and a TCP connect to a host past the bridge), while
+/// one of a plain network can; members still reach each other. Both ways.
+#[test]
+fn internal_networks_reach_nothing_outside_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    // "outside": another namespace behind a veth of the test's, 10.99.0.2, running a
+    // TCP listener
+    let ns = env
+        .netns
+        .as_ref()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out_ns = unique_name("lso");
+    let st = Command::new("ip")
+        .args(["netns", "add", &out_ns])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _guard = NetnsGuard(out_ns.clone());
+    let sh = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    sh(&[
+        "-n", &ns, "link", "add", "lsout0", "type", "veth", "peer", "name", "lsout1", "netns",
+        &out_ns,
+    ]);
+    sh(&["-n", &ns, "addr", "add", "10.99.0.1/24", "dev", "lsout0"]);
+    sh(&["-n", &ns, "link", "set", "lsout0", "up"]);
+    sh(&[
+        "-n",
+        &out_ns,
+        "addr",
+        "add",
+        "10.99.0.2/24",
+        "dev",
+        "lsout1",
+    ]);
+    sh(&["-n", &out_ns, "link", "set", "lsout1", "up"]);
+    sh(&["-n", &out_ns, "link", "set", "lo", "up"]);
+    let mut listener = Command::new("ip")
+        .args([
+            "netns", "exec", &out_ns, "busybox", "nc", "-ll", "-p", "7777", "-e", "echo", "reached",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the outside listener", || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &out_ns,
+                "busybox",
+                "nc",
+                "-w",
+                "1",
+                "127.0.0.1",
+                "7777",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("reached"))
+    });
+    let reach = "ping -c 1 -W 2 10.99.0.2 >/dev/null 2>&1 && echo ping-ok || echo ping-no; \
+                 nc -w 2 10.99.0.2 7777 </dev/null 2>/dev/null || echo tcp-no";
+    for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
+        let side = if remote { "r" } else { "l" };
+        let i = if remote { 1 } else { 0 };
+        let ok = |args: &[&str]| s.ok(args);
+        let open = format!("nopen-{side}");
+        let internal = format!("nint-{side}");
+        ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("10.80.{i}.0/24"),
+            &open,
+        ]);
+        ok(&[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            &format!("10.81.{i}.0/24"),
+            &internal,
+        ]);
+        assert_eq!(
+            ok(&["network", "inspect", "-f", "{{.Internal}}", &internal]),
+            "true\n"
+        );
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &open,
+            "busybox",
+            "sh",
+            "-c",
+            reach,
+        ]);
+        assert_eq!(
+            out, "ping-ok\nreached\n",
+            "{side}: a plain network reaches out"
+        );
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &internal,
+            "busybox",
+            "sh",
+            "-c",
+            reach,
+        ]);
+        assert_eq!(
+            out, "ping-no\ntcp-no\n",
+            "{side}: the internal network must not"
+        );
+        // its members still reach each other
+        ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("nint-a-{side}"),
+            "--network",
+            &internal,
+            "busybox",
+            "sleep",
+            "60",
+        ]);
+        let out = ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &internal,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            &format!("nint-a-{side}"),
+        ]);
+        assert!(out.contains("1 packets received"), "{side}: {out}");
+        ok(&["rm", "-f", &format!("nint-a-{side}")]);
+        ok(&["network", "rm", &open, &internal]);
+    }
+    let _ = listener.kill();
+    let _ = listener.wait();
+}
+
+/// `build --platform` (the builder's own only), `--secret` (in process; through the
+/// daemon refused: the legacy build API has no secrets), `--progress`, and BuildKit's
+/// `--output`/`--ssh` refused.
+#[test]
+fn build_platform_secret_progress_and_buildkit_flags_both_ways() {
+    require_root!();
+    let env = Env::with_netns();
+    let d = Daemon::start(&env);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let ctx = env.data().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = s3cr3t && echo seen > /seen\n",
+    )
+    .unwrap();
+    let plain_ctx = env.data().join("plain");
+    std::fs::create_dir(&plain_ctx).unwrap();
+    std::fs::write(plain_ctx.join("Dockerfile"), "FROM busybox\nLABEL x=y\n").unwrap();
+    let secret = env.data().join("tok");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let src = format!("id=tok,src={}", secret.display());
+    let (c, p) = (ctx.to_str().unwrap(), plain_ctx.to_str().unwrap());
+    // in process the secret reaches the RUN step, and stays out of the image
+    env.ok(&["build", "-q", "--secret", &src, "-t", "bs:1", c]);
+    assert_eq!(
+        env.ok(&["run", "--rm", "--network", "none", "bs:1", "cat", "/seen"]),
+        "seen\n"
+    );
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bs:1",
+        "cat",
+        "/run/secrets/tok",
+    ]);
+    assert_ne!(out.status.code(), Some(0), "the secret is not in the image");
+    for remote in [false, true] {
+        let s = Side {
+            env: &env,
+            d: &d,
+            remote,
+        };
+        let platform = format!("linux/{arch}");
+        s.ok(&[
+            "build",
+            "-q",
+            "--platform",
+            &platform,
+            "--progress",
+            "plain",
+            p,
+        ]);
+        s.refused(
+            &["build", "--platform", "linux/s390x", p],
+            125,
+            "this builder builds only for its own platform",
+        );
+        s.refused(
+            &["build", "--progress", "fancy", p],
+            125,
+            "invalid --progress",
+        );
+        s.refused(
+            &["build", "--output", "type=local,dest=/tmp/x", p],
+            125,
+            "--output needs BuildKit",
+        );
+        s.refused(
+            &["build", "--ssh", "default", p],
+            125,
+            "--ssh needs BuildKit",
+        );
+    }
+    let mut a = vec!["-H", d.host.as_str()];
+    a.extend(["build", "--secret", &src, c]);
+    let out = env.run(&a);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("--secret needs BuildKit"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -8,6 +8,7 @@
 //! A RUN step's network is a namespace of its own with loopback only (`--network none`)
 //! unless the step asks for the host's (`RUN --network=host`).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,11 +26,16 @@ pub use longshore_build::BuildOptions;
 pub use longshore_build::Built;
 /// The build context (a directory or a tar).
 pub use longshore_build::Context as BuildContext;
+/// `build --platform`: only this builder's own platform (no emulation).
+pub use longshore_build::plan::check_platform;
 
 /// Runs RUN steps in containers of the engine's runtime root.
 pub struct ContainerRunner {
     runtime_root: PathBuf,
     bundles: PathBuf,
+    /// `build --network`: the RUN steps' network when they do not ask (`host`, or
+    /// `none`/`default`: a namespace of their own with loopback only).
+    network: Option<String>,
 }
 
 impl StepRunner for ContainerRunner {
@@ -147,7 +153,7 @@ impl ContainerRunner {
                 }
             }
         }
-        let host_net = step.network.as_deref() == Some("host");
+        let host_net = step.network.as_deref().or(self.network.as_deref()) == Some("host");
         let mut namespaces = vec![
             json!({"type": "pid"}),
             json!({"type": "ipc"}),
@@ -240,11 +246,66 @@ impl ContainerRunner {
     }
 }
 
+/// What an engine build takes beside libbuild's options: the credentials its pulls may
+/// use, by registry (Docker's `X-Registry-Config`, keyed as `config.json`'s `auths`:
+/// `host:port`, `https://index.docker.io/v1/`, ...), and `--network`.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct BuildAuths {
+    /// Registry → credentials.
+    pub auths: BTreeMap<String, longshore_registry::Credentials>,
+    /// `--network` of the RUN steps: `default` and `none` (a namespace of their own with
+    /// loopback only, the builder's default here) or `host`.
+    pub network: Option<String>,
+}
+
+impl BuildAuths {
+    /// Checks `--network` (`default`, `none`, `host`), in Docker's words otherwise.
+    pub fn with_network(mut self, network: Option<&str>) -> Result<Self> {
+        match network.filter(|n| !n.is_empty()) {
+            None => {}
+            Some(n @ ("default" | "none" | "host")) => self.network = Some(n.to_string()),
+            Some(n) => {
+                return Err(Error::InvalidArgument(format!(
+                    "network mode {n:?} not supported by the builder (default, none, host)"
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The credentials for the registry of `image` (`None`: anonymous).
+    pub fn for_image(&self, image: &str) -> Option<longshore_registry::Credentials> {
+        let domain = longshore_registry::Reference::parse(image)
+            .ok()?
+            .domain()
+            .to_string();
+        let hub = |d: &str| matches!(d, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+        self.auths.iter().find_map(|(k, c)| {
+            let host = k
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            (host == domain || (hub(host) && hub(&domain))).then(|| c.clone())
+        })
+    }
+}
+
 impl Engine {
     /// Pulls the images a build uses (its stages' bases and `COPY --from` images) that are
     /// missing, or all of them with `--pull`, as Docker's builder does before it starts. A
     /// Dockerfile that does not parse pulls nothing (the build reports it).
-    fn pull_for_build(&self, opts: &BuildOptions, out: &mut (dyn Write + Send)) -> Result<()> {
+    ///
+    /// `auths` (a request's `X-Registry-Config`: registry → credentials) serve the pull of
+    /// an image of that registry, for this build only.
+    fn pull_for_build(
+        &self,
+        opts: &BuildOptions,
+        auths: &BuildAuths,
+        out: &mut (dyn Write + Send),
+    ) -> Result<()> {
         let Ok(plan) = longshore_build::Plan::from_dockerfile(
             &opts.dockerfile_name,
             &opts.dockerfile,
@@ -269,7 +330,11 @@ impl Engine {
                         .enable_all()
                         .build()
                         .map_err(Error::io("start a runtime for the pull"))?;
-                    rt.block_on(self.pull(&image, &crate::pull::PullJobOptions::default()))
+                    let o = crate::pull::PullJobOptions {
+                        credentials: auths.for_image(&image),
+                        ..Default::default()
+                    };
+                    rt.block_on(self.pull(&image, &o))
                 })
                 .join()
                 .unwrap_or_else(|_| Err(Error::Build(format!("pulling {image} panicked"))))
@@ -312,15 +377,29 @@ impl Engine {
         opts: &BuildOptions,
         out: &mut (dyn Write + Send),
     ) -> std::result::Result<Built, BuildFailure> {
+        self.build_with_auths(context, opts, &BuildAuths::default(), out)
+    }
+
+    /// [`Engine::build_with_code`] whose base images are pulled with `auths` (Docker's
+    /// `X-Registry-Config`: the client's credentials per registry, for this build only;
+    /// the engine keeps none of them).
+    pub fn build_with_auths(
+        &self,
+        context: &BuildContext,
+        opts: &BuildOptions,
+        auths: &BuildAuths,
+        out: &mut (dyn Write + Send),
+    ) -> std::result::Result<Built, BuildFailure> {
         let runner = ContainerRunner {
             runtime_root: self.runtime_root(),
             bundles: self.root.join("build-bundles"),
+            network: auths.network.clone(),
         };
         let store = self.store().map_err(|error| BuildFailure {
             error: Box::new(error),
             code: 1,
         })?;
-        self.pull_for_build(opts, out)
+        self.pull_for_build(opts, auths, out)
             .map_err(|error| BuildFailure {
                 error: Box::new(error),
                 code: 1,

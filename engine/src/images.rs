@@ -30,6 +30,9 @@ pub struct ImageSummary {
     /// `repo:tag` (empty for a dangling image).
     #[serde(default)]
     pub repo_tags: Vec<String>,
+    /// `repo@sha256:...`: the manifests it was pulled or pushed as.
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
     /// Seconds since the epoch.
     pub created: i64,
     /// Bytes.
@@ -56,6 +59,7 @@ fn summary(i: &Image, containers: i64) -> ImageSummary {
     ImageSummary {
         id: i.id.to_string(),
         repo_tags: i.tags.clone(),
+        repo_digests: i.repo_digests.clone(),
         created: i
             .created
             .as_deref()
@@ -64,6 +68,14 @@ fn summary(i: &Image, containers: i64) -> ImageSummary {
         size: i.size,
         parent_id: i.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         containers,
+    }
+}
+
+/// `repo` of `repo:tag` (a registry's port is no tag: `host:5000/a/b:t` is `host:5000/a/b`).
+fn repository_of(tagged: &str) -> &str {
+    match tagged.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => tagged,
     }
 }
 
@@ -117,7 +129,7 @@ impl Engine {
                 "reference" => i
                     .tags
                     .iter()
-                    .any(|t| glob_match(v, t) || glob_match(v, t.split(':').next().unwrap_or(t))),
+                    .any(|t| glob_match(v, t) || glob_match(v, repository_of(t))),
                 "label" => self
                     .image_labels(&i)
                     .iter()
@@ -151,7 +163,7 @@ impl Engine {
         Ok(i.created.unwrap_or_default())
     }
 
-    fn image_labels(&self, i: &Image) -> Vec<(String, String)> {
+    pub(crate) fn image_labels(&self, i: &Image) -> Vec<(String, String)> {
         let Ok(g) = self.store() else {
             return Vec::new();
         };
@@ -357,7 +369,7 @@ impl Engine {
         Ok(serde_json::json!({
             "Id": i.id.to_string(),
             "RepoTags": i.tags,
-            "RepoDigests": [],
+            "RepoDigests": i.repo_digests,
             "Parent": i.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
             "Comment": v["comment"].as_str().unwrap_or_default(),
             "Created": i.created.clone().unwrap_or_default(),

@@ -188,7 +188,7 @@ impl Engine {
                 source: Box::new(source),
             },
         })?;
-        self.finish(&name, &parsed, pulled, sched, stager, user)
+        self.finish(&name, &parsed, pulled, sched, stager, opts)
             .await
     }
 
@@ -223,8 +223,10 @@ impl Engine {
         pulled: PulledImage,
         sched: Speculation,
         stager: Option<Stager>,
-        progress: Option<ProgressSender>,
+        opts: &PullJobOptions,
     ) -> Result<PullReport> {
+        let progress = opts.progress.clone();
+        let platform = opts.platform.as_ref();
         let speculative = sched.applied;
         let lease = sched.lease.expect("the pull job sets the lease");
         let config_digest = pulled.config_digest.clone();
@@ -238,6 +240,24 @@ impl Engine {
             digest: config_digest.to_string(),
             reason,
         })?;
+        // a single-platform image (no index to choose from) must be the one asked for
+        if let Some(want) = platform {
+            let v: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+            let os = v["os"].as_str().unwrap_or_default();
+            let arch = v["architecture"].as_str().unwrap_or_default();
+            let variant = v["variant"].as_str();
+            let variant_ok = want.variant.is_none() || want.variant.as_deref() == variant;
+            if want.os != os || want.architecture != arch || !variant_ok {
+                let mut actual = format!("{os}/{arch}");
+                if let Some(v) = variant {
+                    actual.push('/');
+                    actual.push_str(v);
+                }
+                return Err(Error::InvalidArgument(format!(
+                    "image with reference {name} was found but does not match the specified platform: wanted {want}, actual: {actual}"
+                )));
+            }
+        }
         let blobs = pulled.layer_digests.clone();
         if blobs.len() != diff_ids.len() {
             return Err(Error::InvalidConfig {
@@ -269,6 +289,7 @@ impl Engine {
             .filter(|_| parsed.digest().is_none())
             .map(|_| parsed.to_string());
         let manifest_digest = pulled.manifest.digest().to_string();
+        let repo_digest = format!("{}@{manifest_digest}", parsed.name());
         let worker = tokio::task::spawn_blocking(move || -> Result<PullReport> {
             let done = staged_layers.is_some();
             let mut layers: Vec<LayerOutcome> = staged_layers.unwrap_or_default();
@@ -318,6 +339,10 @@ impl Engine {
                     .tag(&id.to_string(), tag)
                     .map_err(graph(format!("tag {id} as {tag}")))?;
             }
+            // docker images --digests, RepoDigests
+            store
+                .add_repo_digest(&id.to_string(), &repo_digest)
+                .map_err(graph(format!("record {repo_digest}")))?;
             Ok(PullReport {
                 reference: name_owned,
                 image_id: id,

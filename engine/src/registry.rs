@@ -108,6 +108,8 @@ impl Engine {
             .resolve(local)
             .map(|d| d.to_string())
             .unwrap_or_default();
+        // docker images --digests, RepoDigests: the manifest the registry now has
+        let _ = store.add_repo_digest(&id, &format!("{}@{}", dest.name(), pushed.digest));
         self.event("image", "push", &id, vec![("name".into(), name.clone())]);
         Ok(PushReport {
             reference: name,
@@ -119,6 +121,74 @@ impl Engine {
                 .filter_map(|l| l.blob_digest.as_ref().map(|d| d.to_string()))
                 .collect(),
         })
+    }
+
+    /// The local tags of `repository`'s repository, sorted (`docker push --all-tags`
+    /// pushes each). A reference with a tag or digest is refused, in docker's words.
+    pub fn repository_tags(&self, repository: &str) -> Result<Vec<String>> {
+        let want = Reference::parse(repository).map_err(|e| invalid(repository, e))?;
+        if want.tag().is_some() || want.digest().is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "tag can't be used with --all-tags/-a: {repository}"
+            )));
+        }
+        let mut out = Vec::new();
+        for i in self.store()?.images().map_err(graph("list images"))? {
+            for t in &i.tags {
+                if let Ok(r) = Reference::parse(t)
+                    && r.domain() == want.domain()
+                    && r.path() == want.path()
+                    && r.tag().is_some()
+                {
+                    out.push(r.to_string());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            return Err(Error::NotFoundPath(format!(
+                "An image does not exist locally with the tag: {repository}"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The tags `repository` has in its registry, sorted (`docker pull --all-tags` pulls
+    /// each), with this request's `credentials` if any.
+    pub async fn remote_tags(
+        &self,
+        repository: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Vec<String>> {
+        let want = Reference::parse(repository).map_err(|e| invalid(repository, e))?;
+        if want.tag().is_some() || want.digest().is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "tag can't be used with --all-tags/-a: {repository}"
+            )));
+        }
+        let client = self.registry_client(want.domain(), credentials);
+        let mut tags =
+            client
+                .tags(want.domain(), want.path())
+                .await
+                .map_err(|source| match source {
+                    longshore_registry::Error::NotFound { .. } => Error::NotFound {
+                        reference: want.to_string(),
+                        source: Box::new(source),
+                    },
+                    source => Error::Registry {
+                        reference: want.to_string(),
+                        source: Box::new(source),
+                    },
+                })?;
+        tags.sort();
+        let mut out = Vec::new();
+        for t in tags {
+            let r = want.with_tag(&t).map_err(|e| invalid(&t, e))?;
+            out.push(r.to_string());
+        }
+        Ok(out)
     }
 
     /// `docker login`: checks the credentials against `registry` (empty: Docker Hub). The

@@ -14,6 +14,87 @@ use crate::engine::Engine;
 use crate::error::{Error, Result, graph};
 use crate::images::RemoveImageOptions;
 
+/// The `--filter` of the prunes, as Docker's daemon reads them: `until=` (created before a
+/// time: Unix seconds, RFC 3339, or a duration ago such as `24h`), `label=KEY[=VALUE]`
+/// (each must match) and `label!=KEY[=VALUE]` (none may match).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PruneFilters {
+    /// Only what was created before this (seconds since the epoch).
+    pub until: Option<i64>,
+    /// `label=`: each must match.
+    pub labels: Vec<(String, Option<String>)>,
+    /// `label!=`: none may match.
+    pub not_labels: Vec<(String, Option<String>)>,
+    /// `dangling=false` of an image prune: every unused image, as `-a`.
+    pub all_images: bool,
+}
+
+impl PruneFilters {
+    /// Reads `filters` (`label!` is the key of `label!=`); a key not in `allowed` is
+    /// refused in Docker's words.
+    pub fn parse(filters: &[(String, String)], allowed: &[&str]) -> Result<PruneFilters> {
+        let mut f = PruneFilters::default();
+        let label = |v: &str| match v.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (v.to_string(), None),
+        };
+        for (k, v) in filters {
+            if !allowed.contains(&k.as_str()) {
+                return Err(Error::InvalidArgument(format!("invalid filter '{k}'")));
+            }
+            match k.as_str() {
+                "until" => f.until = Some(until_secs(v)?),
+                "label" => f.labels.push(label(v)),
+                "label!" => f.not_labels.push(label(v)),
+                "dangling" => match v.as_str() {
+                    "true" | "1" => {}
+                    "false" | "0" => f.all_images = true,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "invalid filter 'dangling={v}'"
+                        )));
+                    }
+                },
+                _ => return Err(Error::InvalidArgument(format!("invalid filter '{k}'"))),
+            }
+        }
+        Ok(f)
+    }
+
+    /// True when something created at `created` (Unix seconds) with `labels` is pruned.
+    pub fn matches(&self, created: i64, labels: &BTreeMap<String, String>) -> bool {
+        let has = |(k, v): &(String, Option<String>)| match v {
+            Some(v) => labels.get(k) == Some(v),
+            None => labels.contains_key(k),
+        };
+        self.until.is_none_or(|u| created < u)
+            && self.labels.iter().all(has)
+            && !self.not_labels.iter().any(has)
+    }
+}
+
+/// `until=`'s time: Unix seconds (with a fraction), RFC 3339, or a duration before now.
+fn until_secs(v: &str) -> Result<i64> {
+    if let Ok(f) = v.parse::<f64>() {
+        return Ok(f as i64);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(v) {
+        return Ok(t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64));
+    }
+    if let Ok(d) = humantime::parse_duration(v) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        return Ok(now - d.as_secs() as i64);
+    }
+    Err(Error::InvalidArgument(format!(
+        "invalid filter 'until={v}': a timestamp (Unix seconds, RFC 3339) or a duration (24h)"
+    )))
+}
+
 /// `docker system df`.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -235,11 +316,17 @@ impl Engine {
         Ok(out)
     }
 
-    /// `docker container prune`: removes every stopped container.
-    pub fn prune_containers(&self) -> Result<PruneReport> {
+    /// `docker container prune`: removes every stopped container `filters` (`until`,
+    /// `label`) select.
+    pub fn prune_containers(&self, filters: &PruneFilters) -> Result<PruneReport> {
         let mut rep = PruneReport::default();
         for c in self.containers()? {
-            if matches!(c.live_status(), "exited" | "created" | "dead") {
+            if matches!(c.live_status(), "exited" | "created" | "dead")
+                && filters.matches(
+                    crate::containers::unix_time(&c.record.created),
+                    &c.record.config.labels,
+                )
+            {
                 let size = self.container_size(&c).unwrap_or(0);
                 match self.remove_container(&c.record.id, &RemoveOptions::default()) {
                     Ok(()) => {
@@ -258,10 +345,24 @@ impl Engine {
 
     /// `docker image prune`: untagged images nothing uses, or with `all` every image no
     /// container uses. Lines as Docker prints them (`untagged: ...`, `deleted: ...`).
-    pub fn prune_images(&self, all: bool) -> Result<PruneReport> {
+    /// `filters` (`until`, `label`, `dangling=false`) select among them; with a filter,
+    /// each dangling image it selects is removed on its own.
+    pub fn prune_images(&self, all: bool, filters: &PruneFilters) -> Result<PruneReport> {
         let before = self.disk_usage_layers()?;
         let mut rep = PruneReport::default();
-        if all {
+        let all = all || filters.all_images;
+        let filtered =
+            filters.until.is_some() || !filters.labels.is_empty() || !filters.not_labels.is_empty();
+        let selected = |img: &longshore_graph::Image| {
+            let labels: BTreeMap<String, String> = self.image_labels(img).into_iter().collect();
+            let created = img
+                .created
+                .as_deref()
+                .map(crate::containers::unix_time)
+                .unwrap_or(0);
+            filters.matches(created, &labels)
+        };
+        if all || filtered {
             let used: BTreeSet<String> = self
                 .containers()?
                 .into_iter()
@@ -272,7 +373,7 @@ impl Engine {
             images.sort_by(|a, b| b.created.cmp(&a.created));
             for img in images {
                 let id = img.id.to_string();
-                if used.contains(&id) {
+                if used.contains(&id) || !selected(&img) || !(all || img.tags.is_empty()) {
                     continue;
                 }
                 // an image with several tags loses them all, as Docker's prune -a does
@@ -291,10 +392,13 @@ impl Engine {
                 }
             }
         }
-        let gone = self
-            .graph()?
-            .prune_dangling()
-            .map_err(graph("prune images"))?;
+        let gone = if filtered {
+            Vec::new()
+        } else {
+            self.graph()?
+                .prune_dangling()
+                .map_err(graph("prune images"))?
+        };
         for d in gone {
             rep.deleted.push(format!("deleted: {d}"));
             self.event("image", "delete", &d.to_string(), vec![]);
@@ -303,6 +407,20 @@ impl Engine {
         rep.space_reclaimed = before.saturating_sub(self.disk_usage_layers()?);
         self.event("image", "prune", "", vec![]);
         Ok(rep)
+    }
+
+    /// When a network was made: its record's time (Unix seconds; 0 if unreadable).
+    fn network_created(&self, name: &str) -> i64 {
+        fs::metadata(
+            self.root
+                .join("network")
+                .join("networks")
+                .join(format!("{name}.json")),
+        )
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
     }
 
     /// The bytes of every layer the store holds.
@@ -323,12 +441,16 @@ impl Engine {
 
     /// `docker volume prune` (`all`: named volumes too, not only anonymous ones, as
     /// Docker does since API 1.42), with the space freed.
-    pub fn prune_volumes_report(&self, all: bool) -> Result<PruneReport> {
+    /// `filters`: `label` (Docker's volume prune takes no `until`).
+    pub fn prune_volumes_report(&self, all: bool, filters: &PruneFilters) -> Result<PruneReport> {
         let mut rep = PruneReport::default();
         for v in self.volumes()? {
             let anonymous = v.name.starts_with("anon-")
                 || (v.name.len() == 64 && v.name.bytes().all(|b| b.is_ascii_hexdigit()));
-            if !(all || anonymous) || !self.volume_users(&v.name)?.is_empty() {
+            if !(all || anonymous)
+                || !filters.matches(crate::containers::unix_time(&v.created_at), &v.labels)
+                || !self.volume_users(&v.name)?.is_empty()
+            {
                 continue;
             }
             let size = du(&v.mountpoint);
@@ -348,7 +470,9 @@ impl Engine {
 
     /// `docker network prune`: the user-defined networks no container is attached to
     /// (never `bridge`). Returns their names.
-    pub fn prune_networks(&self) -> Result<Vec<String>> {
+    /// `filters`: `until` (a network's time is when its record was written, at its
+    /// creation) and `label` (`network create --label`).
+    pub fn prune_networks(&self, filters: &PruneFilters) -> Result<Vec<String>> {
         let c = self.network()?;
         let eps = c
             .endpoints()
@@ -358,7 +482,10 @@ impl Engine {
             .list_networks()
             .map_err(Error::network("list the networks"))?
         {
-            if n.name == "bridge" || eps.iter().any(|e| e.network.as_deref() == Some(&n.name)) {
+            if n.name == "bridge"
+                || eps.iter().any(|e| e.network.as_deref() == Some(&n.name))
+                || !filters.matches(self.network_created(&n.name), &n.labels)
+            {
                 continue;
             }
             // one taken into use meanwhile stays

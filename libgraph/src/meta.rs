@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS tags(
     repo      TEXT NOT NULL,
     image_id  TEXT NOT NULL REFERENCES images(id)
 );
+CREATE TABLE IF NOT EXISTS repo_digests(
+    reference TEXT PRIMARY KEY,
+    image_id  TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS containers(
     id         TEXT PRIMARY KEY,
     image_id   TEXT,
@@ -464,6 +468,18 @@ impl Db {
             .prepare("SELECT reference, repo FROM tags WHERE image_id = ?1 ORDER BY reference")
             .map_err(|e| self.err(e))?;
         st.query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Repository digests of an image (`repo@sha256:...`: the manifests it was pulled
+    /// or pushed as), sorted.
+    pub fn repo_digests_of(&self, id: &Digest) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT reference FROM repo_digests WHERE image_id = ?1 ORDER BY reference")
+            .map_err(|e| self.err(e))?;
+        st.query_map([id.to_string()], |r| r.get(0))
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.err(e))
     }

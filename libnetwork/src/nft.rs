@@ -191,6 +191,9 @@ pub struct NetworkRules<'a> {
     pub masquerade: bool,
     /// Inter-container communication (`--icc`).
     pub icc: bool,
+    /// `--internal`: nothing is forwarded between the bridge and anything else (no
+    /// masquerade, no published ports, no forwarding out).
+    pub internal: bool,
 }
 
 /// The tags of a network's rules.
@@ -290,20 +293,32 @@ add set bridge {TABLE} {set} {{ type ifname; }}
         ));
     }
     let before = std::mem::take(&mut script);
-    if net.masquerade {
+    if net.masquerade && !net.internal {
         script.push_str(&format!(
             "add rule ip {TABLE} postrouting ip saddr {subnet} oifname != \"{br}\" masquerade comment \"{masq}\"\n"
         ));
     }
-    script.push_str(&format!(
-        "add rule ip {TABLE} postrouting ip saddr {subnet} ip daddr {subnet} ct status dnat masquerade comment \"{hairpin}\"
+    if net.internal {
+        // an internal network: only traffic between its own members (the forward
+        // chain's policy drops what leaves the bridge)
+        script.push_str(&format!(
+            "add rule ip {TABLE} forward-in iifname \"{br}\" oifname \"{br}\" {} comment \"{icc}\"
+add rule ip {TABLE} forward-in oifname \"{br}\" drop comment \"{fwd}\"
+add rule ip {TABLE} forward-out iifname \"{br}\" drop comment \"{fwd}\"
+",
+            if net.icc { "accept" } else { "drop" }
+        ));
+    } else {
+        script.push_str(&format!(
+            "add rule ip {TABLE} postrouting ip saddr {subnet} ip daddr {subnet} ct status dnat masquerade comment \"{hairpin}\"
 add rule ip {TABLE} forward-in iifname \"{br}\" oifname \"{br}\" {} comment \"{icc}\"
 add rule ip {TABLE} forward-in oifname \"{br}\" ct status dnat accept comment \"{fwd}\"
 add rule ip {TABLE} forward-in oifname \"{br}\" drop comment \"{fwd}\"
 add rule ip {TABLE} forward-out iifname \"{br}\" accept comment \"{fwd}\"
 ",
-        if net.icc { "accept" } else { "drop" }
-    ));
+            if net.icc { "accept" } else { "drop" }
+        ));
+    }
     if !net.icc {
         let set = icc_set_name(net.id, net.name);
         script.push_str(&format!(

@@ -24,6 +24,55 @@ use super::body::{ApiError, ApiResult, Body};
 use super::router::{Req, State};
 use crate::build::{BuildContext, BuildOptions};
 
+/// `X-Registry-Config`: base64 (URL-safe or standard, padding optional) JSON of registry →
+/// auth config (`username`/`password`, or `auth` = base64 `user:pass`, or an
+/// `identitytoken`), as the docker CLI sends `config.json`'s `auths` with a build.
+fn registry_config(headers: &hyper::HeaderMap) -> Result<crate::build::BuildAuths, ApiError> {
+    use base64::Engine as _;
+    let mut out = crate::build::BuildAuths::default();
+    let Some(v) = headers.get("x-registry-config") else {
+        return Ok(out);
+    };
+    let trimmed: Vec<u8> = v
+        .as_bytes()
+        .iter()
+        .copied()
+        .filter(|c| *c != b'=')
+        .collect();
+    if trimmed.is_empty() {
+        return Ok(out);
+    }
+    let bad = |e: String| ApiError::bad(format!("invalid X-Registry-Config header: {e}"));
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&trimmed))
+        .map_err(|e| bad(e.to_string()))?;
+    let map: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&decoded).map_err(|e| bad(e.to_string()))?;
+    for (registry, a) in map {
+        let s = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+        let (mut user, mut pass) = (s("username"), s("password"));
+        if user.is_empty() && !s("auth").is_empty() {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(s("auth").trim())
+                .map_err(|e| bad(format!("auth of {registry}: {e}")))?;
+            let raw = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((u, p)) = raw.split_once(':') {
+                user = u.to_string();
+                pass = p.to_string();
+            }
+        }
+        if !s("identitytoken").is_empty() {
+            pass = s("identitytoken");
+        }
+        if !user.is_empty() || !pass.is_empty() {
+            out.auths
+                .insert(registry, longshore_registry::Credentials::new(user, pass));
+        }
+    }
+    Ok(out)
+}
+
 /// The options of a build request, decoded before the body is read.
 struct Query {
     opts: BuildOptions,
@@ -171,10 +220,18 @@ impl Write for StreamWriter {
 /// `POST /build?t=&dockerfile=&buildargs=&target=&nocache=&q=&rm=&forcerm=&labels=&cachefrom=`
 /// with the context tar as the body.
 pub async fn build(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiResult {
+    // the client's credentials per registry, for this build's pulls only
+    let (parsed, auths) = match registry_config(req.headers()).and_then(|a| {
+        a.with_network(r.q("networkmode"))
+            .map_err(|e| ApiError::bad(e.to_string()))
+    }) {
+        Ok(a) => (query(r), a),
+        Err(e) => (Err(e), Default::default()),
+    };
     let Query {
         mut opts,
         dockerfile,
-    } = match query(r) {
+    } = match parsed {
         Ok(q) => q,
         Err(e) => {
             // the client is still sending the context: read it to its end, or the answer
@@ -230,7 +287,7 @@ pub async fn build(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiRe
                 error: Box::new(crate::Error::Build(e.to_string())),
                 code: 1,
             })
-            .and_then(|ctx| engine.build_with_code(&ctx, &opts, &mut out));
+            .and_then(|ctx| engine.build_with_auths(&ctx, &opts, &auths, &mut out));
         let _ = out.flush();
         match res {
             Ok(built) => {

@@ -24,7 +24,8 @@ pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
 
 /// `POST /containers/create?name=`.
 pub async fn create(state: &Arc<State>, r: &Req, body: Bytes) -> ApiResult {
-    let req = super::create::parse(&body)?.into_request(r.q("name").map(String::from))?;
+    let mut req = super::create::parse(&body)?.into_request(r.q("name").map(String::from))?;
+    req.platform = r.q("platform").filter(|p| !p.is_empty()).map(String::from);
     let c = state.job(move |e| e.create_container(&req)).await?;
     Ok(json(
         StatusCode::CREATED,
@@ -33,9 +34,19 @@ pub async fn create(state: &Arc<State>, r: &Req, body: Bytes) -> ApiResult {
 }
 
 /// `GET /containers/{id}/json`.
-pub async fn inspect(state: &Arc<State>, id: &str) -> ApiResult {
+pub async fn inspect(state: &Arc<State>, id: &str, r: &Req) -> ApiResult {
     let id = id.to_string();
-    let v = state.job(move |e| e.inspect_container(&id)).await?;
+    // `size=1`: SizeRw and SizeRootFs, as docker inspect -s asks
+    let size = r.flag("size");
+    let v = state
+        .job(move |e| {
+            if size {
+                e.inspect_container_with_size(&id)
+            } else {
+                e.inspect_container(&id)
+            }
+        })
+        .await?;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -240,6 +251,13 @@ pub async fn logs(state: &Arc<State>, id: &str, r: &Req) -> ApiResult {
     let timestamps = r.flag("timestamps");
     let name = id.to_string();
     let c = state.job(move |e| e.container(&name)).await?;
+    // `details=1`: the log attributes before each line, as Docker's daemon writes them
+    let details = if r.flag("details") {
+        let full = c.id().to_string();
+        Some(state.job(move |e| e.log_attributes(&full)).await?)
+    } else {
+        None
+    };
     let tty = c.record.config.tty;
     let full = c.id().to_string();
     let (tx, body) = Body::channel();
@@ -249,6 +267,10 @@ pub async fn logs(state: &Arc<State>, id: &str, r: &Req) -> ApiResult {
             let mut data = Vec::with_capacity(line.data.len() + 40);
             if timestamps {
                 data.extend_from_slice(line.time.as_bytes());
+                data.push(b' ');
+            }
+            if let Some(d) = &details {
+                data.extend_from_slice(d.as_bytes());
                 data.push(b' ');
             }
             data.extend_from_slice(line.data.as_bytes());

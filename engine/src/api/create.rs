@@ -53,6 +53,29 @@ pub struct CreateBody {
     stop_timeout: Option<i64>,
     healthcheck: Option<crate::health::HealthConfig>,
     host_config: Option<HostConfigBody>,
+    networking_config: Option<NetworkingConfigBody>,
+}
+
+/// Docker's NetworkingConfig: the endpoint of the network mode's network.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkingConfigBody {
+    endpoints_config: Option<BTreeMap<String, EndpointBody>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct EndpointBody {
+    aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<IpamBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct IpamBody {
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: Option<String>,
 }
 
 /// Docker's HostConfig (the fields longshore uses).
@@ -91,6 +114,19 @@ struct HostConfigBody {
     ulimits: Option<Vec<UlimitBody>>,
     devices: Option<Vec<DeviceBody>>,
     log_config: Option<LogConfigBody>,
+    cpu_period: Option<i64>,
+    cpu_quota: Option<i64>,
+    memory_reservation: Option<i64>,
+    blkio_weight: Option<u16>,
+    oom_kill_disable: Option<bool>,
+    shm_size: Option<i64>,
+    sysctls: Option<BTreeMap<String, String>>,
+    group_add: Option<Vec<String>>,
+    cgroup_parent: Option<String>,
+    mounts: Option<Vec<crate::MountSpec>>,
+    userns_mode: Option<String>,
+    runtime: Option<String>,
+    storage_opt: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,9 +240,62 @@ impl CreateBody {
             Some(h) => req.health = h,
             None => {}
         }
+        // the network mode's endpoint: --network-alias, --ip
+        for (_, ep) in self
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .unwrap_or_default()
+        {
+            req.network_aliases.extend(ep.aliases.unwrap_or_default());
+            if let Some(ip) = ep
+                .ipam_config
+                .and_then(|i| i.ipv4_address)
+                .filter(|s| !s.is_empty())
+            {
+                req.ip = Some(ip);
+            }
+        }
         let Some(h) = self.host_config else {
             return Ok(req);
         };
+        // what longshore cannot honour is refused, not dropped
+        if let Some(u) = h.userns_mode.as_deref().filter(|s| !s.is_empty()) {
+            return Err(ApiError::bad(format!(
+                "UsernsMode {u:?} is not supported: longshore has no user namespace remapping"
+            )));
+        }
+        if let Some(r) = h
+            .runtime
+            .as_deref()
+            .filter(|s| !s.is_empty() && *s != "runc" && *s != "longshore")
+        {
+            return Err(ApiError::bad(format!(
+                "Runtime {r:?} is not supported: longshore runs containers with its own runtime"
+            )));
+        }
+        if h.storage_opt.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::bad(
+                "StorageOpt is not supported: the storage drivers here take no per-container options",
+            ));
+        }
+        req.cpu_period = h.cpu_period.filter(|v| *v != 0);
+        req.cpu_quota = h.cpu_quota.filter(|v| *v != 0);
+        req.memory_reservation = h
+            .memory_reservation
+            .filter(|v| *v != 0)
+            .map(|v| v.to_string());
+        req.blkio_weight = h.blkio_weight.filter(|v| *v != 0);
+        req.oom_kill_disable = h.oom_kill_disable.unwrap_or(false);
+        req.shm_size = h.shm_size.filter(|v| *v != 0).map(|v| v.to_string());
+        req.sysctls = h
+            .sysctls
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        req.group_add = h.group_add.unwrap_or_default();
+        req.cgroup_parent = h.cgroup_parent.filter(|s| !s.is_empty());
+        req.mounts = h.mounts.unwrap_or_default();
         req.volumes.extend(h.binds.unwrap_or_default());
         req.network = h.network_mode.filter(|n| !n.is_empty() && n != "default");
         for (port, bindings) in h.port_bindings.unwrap_or_default() {

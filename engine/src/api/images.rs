@@ -22,7 +22,6 @@ pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
         .into_iter()
         .map(|i| {
             let mut v = serde_json::to_value(&i).unwrap_or_default();
-            v["RepoDigests"] = json!([]);
             v["SharedSize"] = json!(-1);
             v["VirtualSize"] = json!(i.size);
             v["Labels"] = json!({});
@@ -99,12 +98,33 @@ fn registry_stream<T: Send + 'static>(
     + 'static,
     done: impl FnOnce(T) -> Vec<serde_json::Value> + Send + 'static,
 ) -> Resp {
-    let (tx, body) = Body::channel();
-    let engine = state.engine.clone();
-    std::thread::spawn(move || {
+    registry_steps(state, move |rt, engine, tx| {
         for l in first {
             let _ = tx.blocking_send(json_line(&l));
         }
+        let v = forward(rt, tx, push, |ptx| job(engine, ptx))?;
+        for l in done(v) {
+            let _ = tx.blocking_send(json_line(&l));
+        }
+        Ok(())
+    })
+}
+
+/// A stream whose lines `steps` writes on its own thread and runtime (several registry
+/// jobs in a row, each through [`forward`]); its error is the stream's last line.
+fn registry_steps(
+    state: &Arc<State>,
+    steps: impl FnOnce(
+        &tokio::runtime::Runtime,
+        Arc<crate::Engine>,
+        &tokio::sync::mpsc::Sender<Bytes>,
+    ) -> crate::Result<()>
+    + Send
+    + 'static,
+) -> Resp {
+    let (tx, body) = Body::channel();
+    let engine = state.engine.clone();
+    std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -115,43 +135,45 @@ fn registry_stream<T: Send + 'static>(
                 return;
             }
         };
-        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
-        let out = tx.clone();
-        let res = rt.block_on(async move {
-            let fut = job(engine, ptx);
-            tokio::pin!(fut);
-            loop {
-                tokio::select! {
-                    biased;
-                    Some(p) = prx.recv() => {
-                        for l in progress_line(&p, push) {
-                            // a client that left does not stop the job (Docker finishes a pull too)
-                            let _ = out.send(json_line(&l)).await;
-                        }
-                    }
-                    r = &mut fut => {
-                        while let Ok(p) = prx.try_recv() {
-                            for l in progress_line(&p, push) {
-                                let _ = out.send(json_line(&l)).await;
-                            }
-                        }
-                        break r;
-                    }
-                }
-            }
-        });
-        match res {
-            Ok(v) => {
-                for l in done(v) {
-                    let _ = tx.blocking_send(json_line(&l));
-                }
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(error_line(&e.to_string()));
-            }
+        if let Err(e) = steps(&rt, engine, &tx) {
+            let _ = tx.blocking_send(error_line(&e.to_string()));
         }
     });
     stream("application/json", body)
+}
+
+/// Runs one registry job on `rt`, sending its progress events to `out` as Docker's JSON
+/// lines, in order, until it ends.
+fn forward<T>(
+    rt: &tokio::runtime::Runtime,
+    out: &tokio::sync::mpsc::Sender<Bytes>,
+    push: bool,
+    job: impl FnOnce(longshore_registry::ProgressSender) -> JobFuture<T>,
+) -> crate::Result<T> {
+    let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
+    rt.block_on(async move {
+        let fut = job(ptx);
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                Some(p) = prx.recv() => {
+                    for l in progress_line(&p, push) {
+                        // a client that left does not stop the job (Docker finishes a pull too)
+                        let _ = out.send(json_line(&l)).await;
+                    }
+                }
+                r = &mut fut => {
+                    while let Ok(p) = prx.try_recv() {
+                        for l in progress_line(&p, push) {
+                            let _ = out.send(json_line(&l)).await;
+                        }
+                    }
+                    break r;
+                }
+            }
+        }
+    })
 }
 
 /// The future of a registry job.
@@ -202,8 +224,20 @@ pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiR
     };
     let reference = pull_reference(image, r.q("tag"));
     let creds = registry_auth(req.headers())?;
+    let platform = match r.q("platform").filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => Some(p.parse::<longshore_registry::Platform>().map_err(|_| {
+            ApiError::bad(format!(
+                "invalid platform {p:?}: expected os/arch[/variant]"
+            ))
+        })?),
+    };
     let parsed = longshore_registry::Reference::parse(&reference)
         .map_err(|e| ApiError::bad(format!("invalid reference format: {reference}: {e}")))?;
+    if parsed.tag().is_none() && parsed.digest().is_none() {
+        // no tag: every tag of the repository, as Docker's daemon does (`pull -a`)
+        return Ok(pull_all_tags(state, parsed, creds, platform));
+    }
     let shown_tag = parsed
         .tag()
         .map(String::from)
@@ -220,6 +254,7 @@ pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiR
                 let opts = crate::PullJobOptions {
                     progress: Some(ptx),
                     credentials: creds,
+                    platform,
                     ..Default::default()
                 };
                 engine.pull(&name, &opts).await
@@ -238,6 +273,83 @@ pub async fn create(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiR
     ))
 }
 
+/// `POST /images/create?fromImage=REPO` without a tag: each tag the registry lists, one
+/// pull after the other, with Docker's lines (`TAG: Pulling from`, each pull's `Digest`,
+/// one `Status` for the repository at the end).
+fn pull_all_tags(
+    state: &Arc<State>,
+    repo: longshore_registry::Reference,
+    creds: Option<longshore_registry::Credentials>,
+    platform: Option<longshore_registry::Platform>,
+) -> Resp {
+    registry_steps(state, move |rt, engine, tx| {
+        let send = |v: serde_json::Value| {
+            let _ = tx.blocking_send(json_line(&v));
+        };
+        let name = repo.to_string();
+        let tags = rt.block_on(engine.remote_tags(&name, creds.as_ref()))?;
+        let mut newer = false;
+        for t in tags {
+            let tag = t.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
+            send(json!({"status": format!("Pulling from {}", repo.path()), "id": tag}));
+            let report = forward(rt, tx, false, |ptx| {
+                let opts = crate::PullJobOptions {
+                    progress: Some(ptx),
+                    credentials: creds.clone(),
+                    platform: platform.clone(),
+                    ..Default::default()
+                };
+                let engine = engine.clone();
+                Box::pin(async move { engine.pull(&t, &opts).await })
+            })?;
+            newer |= !report.already_exists;
+            send(json!({"status": format!("Digest: {}", report.manifest_digest)}));
+        }
+        send(json!({"status": format!(
+            "Status: {} for {name}",
+            if newer { "Downloaded newer image" } else { "Image is up to date" }
+        )}));
+        Ok(())
+    })
+}
+
+/// `POST /images/{name}/push` without a tag: each local tag of the repository, one push
+/// after the other (`push -a`).
+fn push_all_tags(
+    state: &Arc<State>,
+    repo: String,
+    creds: Option<longshore_registry::Credentials>,
+) -> Resp {
+    registry_steps(state, move |rt, engine, tx| {
+        let tags = engine.repository_tags(&repo)?;
+        let send = |v: serde_json::Value| {
+            let _ = tx.blocking_send(json_line(&v));
+        };
+        if let Ok(r) = longshore_registry::Reference::parse(&repo) {
+            send(
+                json!({"status": format!("The push refers to repository [{}/{}]", r.domain(), r.path())}),
+            );
+        }
+        for t in tags {
+            let rep = forward(rt, tx, true, |ptx| {
+                let opts = crate::PushJobOptions {
+                    progress: Some(ptx),
+                    credentials: creds.clone(),
+                };
+                let engine = engine.clone();
+                Box::pin(async move { engine.push(&t, &opts).await })
+            })?;
+            send(
+                json!({"status": format!("{}: digest: {} size: {}", rep.tag, rep.digest, rep.size)}),
+            );
+            send(
+                json!({"progressDetail": {}, "aux": {"Tag": rep.tag, "Digest": rep.digest, "Size": rep.size}}),
+            );
+        }
+        Ok(())
+    })
+}
+
 /// `POST /images/{name}/push?tag=` (a JSON progress stream).
 pub async fn push(
     state: &Arc<State>,
@@ -247,6 +359,14 @@ pub async fn push(
 ) -> ApiResult {
     let reference = pull_reference(name, r.q("tag"));
     let creds = registry_auth(headers)?;
+    if r.q("tag").is_none_or(str::is_empty) && !name.contains('@') {
+        let last = name.rsplit('/').next().unwrap_or(name);
+        if !last.contains(':') {
+            // no tag: every local tag of the repository, as Docker's daemon does
+            // (`push -a`)
+            return Ok(push_all_tags(state, name.to_string(), creds));
+        }
+    }
     let parsed = longshore_registry::Reference::parse(&reference)
         .map_err(|e| ApiError::bad(format!("invalid reference format: {reference}: {e}")))?;
     let repo = format!("{}/{}", parsed.domain(), parsed.path());
@@ -452,12 +572,14 @@ pub async fn load(state: &Arc<State>, r: &Req, req: Request<Incoming>) -> ApiRes
 
 /// `POST /images/prune?filters=`: dangling images; every unused one with the
 /// `dangling=false` filter (`docker image prune -a`).
+/// Filters: `until`, `label`, `label!`, `dangling`.
 pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
-    let all = r
-        .filters()?
-        .iter()
-        .any(|(k, v)| k == "dangling" && matches!(v.as_str(), "false" | "0"));
-    let rep = state.job(move |e| e.prune_images(all)).await?;
+    let f = crate::system::PruneFilters::parse(
+        &r.filters()?,
+        &["until", "label", "label!", "dangling"],
+    )
+    .map_err(ApiError::from)?;
+    let rep = state.job(move |e| e.prune_images(false, &f)).await?;
     let deleted: Vec<serde_json::Value> = rep
         .deleted
         .iter()

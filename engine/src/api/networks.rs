@@ -64,6 +64,9 @@ fn shape(n: &NetworkInfo, endpoints: &[longshore_network::EndpointInfo]) -> serd
     if let Some(r) = n.fixed_cidr {
         config["IPRange"] = r.to_string().into();
     }
+    if !n.aux_addresses.is_empty() {
+        config["AuxiliaryAddresses"] = json!(n.aux_addresses);
+    }
     json!({
         "Name": n.name,
         "Id": if n.id.is_empty() { n.name.clone() } else { n.id.clone() },
@@ -72,7 +75,7 @@ fn shape(n: &NetworkInfo, endpoints: &[longshore_network::EndpointInfo]) -> serd
         "Driver": "bridge",
         "EnableIPv6": false,
         "IPAM": {"Driver": "default", "Options": {}, "Config": [config]},
-        "Internal": false,
+        "Internal": n.internal,
         "Attachable": false,
         "Ingress": false,
         "ConfigFrom": {"Network": ""},
@@ -84,7 +87,7 @@ fn shape(n: &NetworkInfo, endpoints: &[longshore_network::EndpointInfo]) -> serd
             "com.docker.network.bridge.enable_ip_masquerade": n.masquerade.to_string(),
             "com.docker.network.driver.mtu": n.mtu.to_string(),
         },
-        "Labels": {},
+        "Labels": n.labels,
     })
 }
 
@@ -212,6 +215,11 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
                     .map_err(|e| ApiError::bad(format!("invalid Gateway {g:?}: {e}")))?,
                 None => std::net::Ipv4Addr::from(u32::from(sub.network()) + 1),
             };
+            if !sub.contains(gw) {
+                return Err(ApiError::bad(format!(
+                    "no matching subnet for gateway {gw}"
+                )));
+            }
             req.gateway = Some(
                 ipnetwork::Ipv4Network::new(gw, sub.prefix())
                     .map_err(|e| ApiError::bad(format!("invalid Subnet: {e}")))?,
@@ -241,6 +249,27 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
             }
         }
     }
+    if let Some(l) = v["Labels"].as_object() {
+        for (k, x) in l {
+            let x = x
+                .as_str()
+                .ok_or_else(|| ApiError::bad(format!("Labels.{k}: expected a string")))?;
+            req.labels.insert(k.clone(), x.to_string());
+        }
+    }
+    req.internal = v["Internal"].as_bool() == Some(true);
+    if let Some(aux) = configs
+        .first()
+        .and_then(|c| c["AuxiliaryAddresses"].as_object())
+    {
+        for (k, x) in aux {
+            let ip = x
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| ApiError::bad(format!("invalid AuxiliaryAddresses.{k}: {x}")))?;
+            req.aux_addresses.insert(k.clone(), ip);
+        }
+    }
     let info = with_net(state, move |c| c.create_network(&req)).await?;
     let id = if info.id.is_empty() {
         info.name
@@ -267,9 +296,12 @@ pub async fn remove(state: &Arc<State>, id: &str) -> ApiResult {
     Ok(status(StatusCode::NO_CONTENT))
 }
 
-/// `POST /networks/prune`: user-defined networks without endpoints.
-pub async fn prune(state: &Arc<State>) -> ApiResult {
-    let gone = state.job(|e| e.prune_networks()).await?;
+/// `POST /networks/prune?filters=`: user-defined networks without endpoints (`label`,
+/// `label!`, `until` filters).
+pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
+    let f = crate::system::PruneFilters::parse(&r.filters()?, &["until", "label", "label!"])
+        .map_err(ApiError::from)?;
+    let gone = state.job(move |e| e.prune_networks(&f)).await?;
     Ok(json(StatusCode::OK, &json!({"NetworksDeleted": gone})))
 }
 

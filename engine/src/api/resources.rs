@@ -197,6 +197,18 @@ pub async fn update(state: &Arc<State>, id: &str, body: Bytes) -> ApiResult {
             .map(String::from),
         pids_limit: int("PidsLimit")?.filter(|m| *m != 0),
         restart: None,
+        cpu_period: int("CpuPeriod")?.filter(|m| *m != 0),
+        cpu_quota: int("CpuQuota")?.filter(|m| *m != 0),
+        memory_reservation: int("MemoryReservation")?
+            .filter(|m| *m != 0)
+            .map(|m| m.to_string()),
+        blkio_weight: match int("BlkioWeight")?.filter(|m| *m != 0) {
+            None => None,
+            Some(w) => Some(
+                u16::try_from(w)
+                    .map_err(|_| ApiError::bad("Range of blkio weight is from 10 to 1000"))?,
+            ),
+        },
     };
     if let Some(name) = v["RestartPolicy"]["Name"]
         .as_str()
@@ -216,9 +228,11 @@ pub async fn update(state: &Arc<State>, id: &str, body: Bytes) -> ApiResult {
     Ok(json(StatusCode::OK, &json!({"Warnings": warnings})))
 }
 
-/// `POST /containers/prune`.
-pub async fn prune(state: &Arc<State>) -> ApiResult {
-    let rep = state.job(|e| e.prune_containers()).await?;
+/// `POST /containers/prune?filters=` (`until`, `label`, `label!`).
+pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
+    let f = crate::system::PruneFilters::parse(&r.filters()?, &["until", "label", "label!"])
+        .map_err(ApiError::from)?;
+    let rep = state.job(move |e| e.prune_containers(&f)).await?;
     Ok(json(
         StatusCode::OK,
         &json!({"ContainersDeleted": rep.deleted, "SpaceReclaimed": rep.space_reclaimed}),

@@ -253,12 +253,12 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::GET, ["version"]) => system::version(state).await,
         (&M::GET, ["info"]) => system::info(state).await,
         (&M::GET, ["containers", "json"]) => containers::list(state, &r).await,
-        (&M::POST, ["containers", "prune"]) => resources::prune(state).await,
+        (&M::POST, ["containers", "prune"]) => resources::prune(state, &r).await,
         (&M::POST, ["containers", "create"]) => {
             let body = read_body(req).await?;
             containers::create(state, &r, body).await
         }
-        (&M::GET, ["containers", id, "json"]) => containers::inspect(state, id).await,
+        (&M::GET, ["containers", id, "json"]) => containers::inspect(state, id, &r).await,
         (&M::GET, ["containers", id, "logs"]) => containers::logs(state, id, &r).await,
         (&M::POST, ["containers", id, "start"]) => containers::start(state, id).await,
         (&M::POST, ["containers", id, "stop"]) => containers::stop(state, id, &r, false).await,
@@ -352,7 +352,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             let body = read_body(req).await?;
             networks::create(state, body).await
         }
-        (&M::POST, ["networks", "prune"]) => networks::prune(state).await,
+        (&M::POST, ["networks", "prune"]) => networks::prune(state, &r).await,
         (&M::POST, ["networks", id, "connect"]) => {
             let body = read_body(req).await?;
             networks::connect(state, id, body).await

@@ -54,10 +54,14 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
             });
         }
     }
-    if v["DriverOpts"].as_object().is_some_and(|o| !o.is_empty()) {
-        return Err(ApiError::bad(
-            "driver options of the local driver (type, device, o) are not supported",
-        ));
+    let mut opts = BTreeMap::new();
+    if let Some(o) = v["DriverOpts"].as_object() {
+        for (k, x) in o {
+            let x = x
+                .as_str()
+                .ok_or_else(|| ApiError::bad(format!("DriverOpts.{k}: expected a string")))?;
+            opts.insert(k.clone(), x.to_string());
+        }
     }
     let mut labels = BTreeMap::new();
     if let Some(l) = v["Labels"].as_object() {
@@ -69,7 +73,7 @@ pub async fn create(state: &Arc<State>, body: Bytes) -> ApiResult {
         }
     }
     let vol = state
-        .job(move |e| e.create_volume(name.as_deref(), labels))
+        .job(move |e| e.create_volume_with_options(name.as_deref(), labels, opts))
         .await?;
     Ok(json(StatusCode::CREATED, &shape(&vol)))
 }
@@ -97,7 +101,10 @@ pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
         || filters
             .iter()
             .any(|(k, v)| k == "all" && matches!(v.as_str(), "true" | "1"));
-    let rep = state.job(move |e| e.prune_volumes_report(all)).await?;
+    let rest: Vec<(String, String)> = filters.into_iter().filter(|(k, _)| k != "all").collect();
+    let f =
+        crate::system::PruneFilters::parse(&rest, &["label", "label!"]).map_err(ApiError::from)?;
+    let rep = state.job(move |e| e.prune_volumes_report(all, &f)).await?;
     Ok(json(
         StatusCode::OK,
         &json!({"VolumesDeleted": rep.deleted, "SpaceReclaimed": rep.space_reclaimed}),

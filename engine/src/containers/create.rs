@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::path::Path;
 
 use longshore_network::ports::{ExposedPort, PortSpec};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
@@ -125,6 +127,296 @@ pub struct CreateRequest {
     pub health: crate::health::HealthConfig,
     /// `--no-healthcheck`.
     pub no_healthcheck: bool,
+    /// `--cpu-period` (µs).
+    pub cpu_period: Option<i64>,
+    /// `--cpu-quota` (µs per period).
+    pub cpu_quota: Option<i64>,
+    /// `--memory-reservation` (a soft limit: `256m`, bytes).
+    pub memory_reservation: Option<String>,
+    /// `--blkio-weight` (10..=1000).
+    pub blkio_weight: Option<u16>,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: bool,
+    /// `--shm-size` (`64m`, bytes).
+    pub shm_size: Option<String>,
+    /// `--sysctl key=value` (namespaced ones only, as Docker).
+    pub sysctls: Vec<String>,
+    /// `--group-add` (group names of the image's /etc/group, or numbers).
+    pub group_add: Vec<String>,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<String>,
+    /// `--mount` (bind, volume, tmpfs).
+    pub mounts: Vec<MountSpec>,
+    /// `--network-alias` (user-defined networks).
+    pub network_aliases: Vec<String>,
+    /// `--ip` (user-defined networks).
+    pub ip: Option<String>,
+    /// `--platform`: the image must be of this platform (`os/arch[/variant]`).
+    pub platform: Option<String>,
+}
+
+/// One `--mount` (Docker's `HostConfig.Mounts` entry, the same JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountSpec {
+    /// `bind`, `volume` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The host path (bind) or volume name (volume; empty: anonymous).
+    pub source: String,
+    /// Where in the container.
+    pub target: String,
+    /// `readonly`.
+    pub read_only: bool,
+    /// `volume-nocopy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<MountVolumeOptions>,
+    /// `tmpfs-size`, `tmpfs-mode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<MountTmpfsOptions>,
+}
+
+/// `VolumeOptions` of a [`MountSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountVolumeOptions {
+    /// `volume-nocopy`: the image's content is not copied into a new volume.
+    pub no_copy: bool,
+}
+
+/// `TmpfsOptions` of a [`MountSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountTmpfsOptions {
+    /// `tmpfs-size` in bytes (0: the kernel's default).
+    pub size_bytes: i64,
+    /// `tmpfs-mode` (0: 1777).
+    pub mode: u32,
+}
+
+impl MountSpec {
+    /// Docker's `--mount type=...,source=...,target=...[,readonly][,volume-nocopy]
+    /// [,tmpfs-size=...][,tmpfs-mode=...]` (`src`, `dst`/`destination` and `ro` too).
+    pub fn parse(s: &str) -> Result<MountSpec> {
+        let bad = |why: String| {
+            Error::InvalidArgument(format!(
+                "invalid argument {s:?} for \"--mount\" flag: {why}"
+            ))
+        };
+        let mut m = MountSpec::default();
+        for field in s.split(',').filter(|f| !f.is_empty()) {
+            let (k, v) = match field.split_once('=') {
+                Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
+                None => (field.trim().to_ascii_lowercase(), None),
+            };
+            let flag = |v: Option<&str>| -> Result<bool> {
+                match v.map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("true") | Some("1") => Ok(true),
+                    Some("false") | Some("0") => Ok(false),
+                    Some(x) => Err(bad(format!("invalid value for {k}: {x}"))),
+                }
+            };
+            let val = || {
+                v.map(String::from)
+                    .ok_or_else(|| bad(format!("invalid field '{field}' must be a key=value pair")))
+            };
+            match k.as_str() {
+                "type" => m.kind = val()?,
+                "source" | "src" => m.source = val()?,
+                "target" | "dst" | "destination" => m.target = val()?,
+                "readonly" | "ro" => m.read_only = flag(v)?,
+                "volume-nocopy" => {
+                    m.volume_options
+                        .get_or_insert_with(Default::default)
+                        .no_copy = flag(v)?
+                }
+                "tmpfs-size" => {
+                    m.tmpfs_options
+                        .get_or_insert_with(Default::default)
+                        .size_bytes = parse_memory(&val()?)?
+                }
+                "tmpfs-mode" => {
+                    let v = val()?;
+                    m.tmpfs_options.get_or_insert_with(Default::default).mode =
+                        u32::from_str_radix(&v, 8)
+                            .map_err(|_| bad(format!("invalid value for tmpfs-mode: {v}")))?
+                }
+                "consistency" | "bind-propagation" => {}
+                _ => return Err(bad(format!("unexpected key '{k}' in '{field}'"))),
+            }
+        }
+        if m.kind.is_empty() {
+            m.kind = "volume".into();
+        }
+        Ok(m)
+    }
+
+    /// The mount as `-v` (`Ok(Left)`) or `--tmpfs` (`Ok(Right)`) say it.
+    fn as_flag(&self) -> Result<(Option<String>, Option<String>)> {
+        let bad = |why: &str| {
+            Error::InvalidArgument(format!(
+                "invalid mount config for type \"{}\": {why}",
+                self.kind
+            ))
+        };
+        if !self.target.starts_with('/') {
+            return Err(bad(if self.target.is_empty() {
+                "field Target must not be empty"
+            } else {
+                "the target must be an absolute path"
+            }));
+        }
+        let ro = if self.read_only { ":ro" } else { "" };
+        match self.kind.as_str() {
+            "bind" => {
+                if !self.source.starts_with('/') {
+                    return Err(bad("field Source must be an absolute host path"));
+                }
+                if !Path::new(&self.source).exists() {
+                    return Err(bad(&format!(
+                        "bind source path does not exist: {}",
+                        self.source
+                    )));
+                }
+                if self.volume_options.is_some() || self.tmpfs_options.is_some() {
+                    return Err(bad("volume or tmpfs options on a bind mount"));
+                }
+                Ok((Some(format!("{}:{}{ro}", self.source, self.target)), None))
+            }
+            "volume" => {
+                if self.tmpfs_options.is_some() {
+                    return Err(bad("tmpfs options on a volume mount"));
+                }
+                if self.source.is_empty() {
+                    return Ok((Some(self.target.clone()), None));
+                }
+                let nocopy = self.volume_options.as_ref().is_some_and(|o| o.no_copy);
+                let opts = match (self.read_only, nocopy) {
+                    (false, false) => String::new(),
+                    (true, false) => ":ro".into(),
+                    (false, true) => ":nocopy".into(),
+                    (true, true) => ":ro,nocopy".into(),
+                };
+                Ok((Some(format!("{}:{}{opts}", self.source, self.target)), None))
+            }
+            "tmpfs" => {
+                if !self.source.is_empty() {
+                    return Err(bad("field Source must not be specified"));
+                }
+                let mut o = Vec::new();
+                if let Some(t) = &self.tmpfs_options {
+                    if t.size_bytes > 0 {
+                        o.push(format!("size={}", t.size_bytes));
+                    }
+                    if t.mode != 0 {
+                        o.push(format!("mode={:o}", t.mode));
+                    }
+                }
+                if self.read_only {
+                    o.push("ro".into());
+                }
+                Ok((None, Some(format!("{}:{}", self.target, o.join(",")))))
+            }
+            other => Err(Error::InvalidArgument(format!(
+                "mount type {other:?} is not supported (bind, volume, tmpfs)"
+            ))),
+        }
+    }
+}
+
+/// Docker's namespaced sysctls (the ones a container may set): IPC ones unless
+/// `--ipc host`, `net.*` unless `--network host`, `kernel.domainname`/`hostname` unless
+/// the host's UTS namespace.
+fn check_sysctl(key: &str, ipc_host: bool, net_host: bool, uts_host: bool) -> Result<()> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let refuse = |why: &str| Err(Error::InvalidArgument(format!("sysctl {key:?} {why}")));
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        return if ipc_host {
+            refuse("is not allowed with --ipc host (it would change the host's)")
+        } else {
+            Ok(())
+        };
+    }
+    if key.starts_with("net.") {
+        return if net_host {
+            refuse("is not allowed in the host network namespace")
+        } else {
+            Ok(())
+        };
+    }
+    if key == "kernel.domainname" || key == "kernel.hostname" {
+        return if uts_host {
+            refuse("is not allowed in the host's UTS namespace")
+        } else {
+            Ok(())
+        };
+    }
+    refuse("is not in a separate kernel namespace (only namespaced sysctls may be set)")
+}
+
+/// True when this host's cgroups take a block I/O weight (CFQ's `blkio.weight`, BFQ's
+/// `blkio.bfq.weight`, or cgroup v2's `io.weight`).
+fn blkio_weight_supported() -> bool {
+    let v1 = Path::new("/sys/fs/cgroup/blkio");
+    v1.join("blkio.weight").exists()
+        || v1.join("blkio.bfq.weight").exists()
+        || (!v1.exists()
+            && std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+                .is_ok_and(|c| c.split_whitespace().any(|x| x == "io")))
+}
+
+/// The resource options shared by `create` and `update`, checked as Docker's daemon does.
+pub(crate) fn check_resources(
+    nano_cpus: i64,
+    cpu_period: i64,
+    cpu_quota: i64,
+    memory: i64,
+    memory_reservation: i64,
+    blkio_weight: u16,
+) -> Result<()> {
+    if nano_cpus > 0 && (cpu_period > 0 || cpu_quota > 0) {
+        return Err(Error::InvalidArgument(
+            "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set".into(),
+        ));
+    }
+    if cpu_period != 0 && !(1000..=1_000_000).contains(&cpu_period) {
+        return Err(Error::InvalidArgument(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+                .into(),
+        ));
+    }
+    if cpu_quota > 0 && cpu_quota < 1000 {
+        return Err(Error::InvalidArgument(
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)".into(),
+        ));
+    }
+    if memory > 0 && memory_reservation > 0 && memory < memory_reservation {
+        return Err(Error::InvalidArgument(
+            "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
+        ));
+    }
+    if blkio_weight > 0 {
+        if !(10..=1000).contains(&blkio_weight) {
+            return Err(Error::InvalidArgument(
+                "Range of blkio weight is from 10 to 1000".into(),
+            ));
+        }
+        if !blkio_weight_supported() {
+            return Err(Error::InvalidArgument(
+                "--blkio-weight is not supported on this host: its cgroups have no block I/O weight (neither blkio.weight nor blkio.bfq.weight: select the bfq I/O scheduler)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses Docker's memory sizes: `512`, `512b`, `64k`, `256m`, `1g` (binary units).
@@ -276,6 +568,22 @@ impl Engine {
     /// creates the read-write layer on the image and writes the records. Nothing is left
     /// behind when it fails.
     pub fn create_container(&self, req: &CreateRequest) -> Result<Container> {
+        // --mount: the same mounts as -v and --tmpfs say them
+        let translated;
+        let req = if req.mounts.is_empty() {
+            req
+        } else {
+            let mut r = req.clone();
+            for m in &req.mounts {
+                match m.as_flag()? {
+                    (Some(v), _) => r.volumes.push(v),
+                    (_, Some(t)) => r.tmpfs.push(t),
+                    (None, None) => {}
+                }
+            }
+            translated = r;
+            &translated
+        };
         if !req.lxc_conf.is_empty() {
             return Err(Error::InvalidArgument(
                 "--lxc-conf is not supported: longshore has no LXC exec driver (use --ulimit, \
@@ -293,6 +601,26 @@ impl Engine {
             .map_err(graph(format!("read the config of image {}", req.image)))?;
         let image: Value = serde_json::from_slice(&config_bytes).unwrap_or_default();
         let ic = image.get("config").cloned().unwrap_or_default();
+        if let Some(p) = req.platform.as_deref().filter(|p| !p.is_empty()) {
+            let want: longshore_registry::Platform = p.parse().map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "invalid platform {p:?}: expected os/arch[/variant]"
+                ))
+            })?;
+            let os = image["os"].as_str().unwrap_or_default();
+            let arch = image["architecture"].as_str().unwrap_or_default();
+            let variant = image["variant"].as_str();
+            if want.os != os
+                || want.architecture != arch
+                || (want.variant.is_some() && want.variant.as_deref() != variant)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "image with reference {} was found but does not match the specified platform: wanted {want}, actual: {os}/{arch}{}",
+                    req.image,
+                    variant.map(|v| format!("/{v}")).unwrap_or_default()
+                )));
+            }
+        }
 
         // the command: Entrypoint and Cmd as the seed's 7.1.8 and today's Docker combine them
         let entrypoint: Vec<String> = match &req.entrypoint {
@@ -427,6 +755,67 @@ impl Engine {
         } else {
             network
         };
+        let cpu_period = req.cpu_period.unwrap_or(0);
+        let cpu_quota = req.cpu_quota.unwrap_or(0);
+        let memory_reservation = req
+            .memory_reservation
+            .as_deref()
+            .map(parse_memory)
+            .transpose()?
+            .unwrap_or(0);
+        let blkio_weight = req.blkio_weight.unwrap_or(0);
+        check_resources(
+            nano_cpus,
+            cpu_period,
+            cpu_quota,
+            memory,
+            memory_reservation,
+            blkio_weight,
+        )?;
+        // 0: Docker's default (64 MiB)
+        let shm_size = req
+            .shm_size
+            .as_deref()
+            .map(parse_memory)
+            .transpose()?
+            .unwrap_or(0);
+        let mut sysctls = BTreeMap::new();
+        for s in &req.sysctls {
+            let (k, v) = s.split_once('=').ok_or_else(|| {
+                Error::InvalidArgument(format!("invalid --sysctl {s:?}: expected key=value"))
+            })?;
+            check_sysctl(
+                k,
+                req.ipc.as_deref() == Some("host"),
+                network == "host",
+                req.uts.as_deref() == Some("host") || network == "host",
+            )?;
+            sysctls.insert(k.to_string(), v.to_string());
+        }
+        if let Some(p) = &req.cgroup_parent
+            && (p.split('/').any(|c| c == "..") || p.contains(':'))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "invalid --cgroup-parent {p:?}: a cgroupfs path without '..' (there is no systemd driver for slices)"
+            )));
+        }
+        let user_network = !matches!(network.as_str(), "bridge" | "host" | "none")
+            && !network.starts_with("container:");
+        if !req.network_aliases.is_empty() && !user_network {
+            return Err(Error::InvalidArgument(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
+        if let Some(ip) = &req.ip {
+            if !user_network {
+                return Err(Error::InvalidArgument(
+                    "user specified IP address is supported on user defined networks only".into(),
+                ));
+            }
+            ip.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| Error::InvalidArgument(format!("invalid IPv4 address: {ip}")))?;
+        }
         if network == "host" && (!req.publish.is_empty() || req.publish_all) {
             // Docker ignores published ports with --network host and says so
             tracing::warn!("published ports are discarded when using host network mode");
@@ -506,6 +895,8 @@ impl Engine {
                         .filter(|n| *n > 0)
                         .ok_or_else(|| Error::InvalidArgument(format!("invalid max-file {v:?}")))?;
                 }
+                // the attributes `logs --details` shows (label keys, variable names)
+                "labels" | "env" => {}
                 _ => {
                     return Err(Error::InvalidArgument(format!(
                         "unknown log opt '{k}' for json-file log driver"
@@ -666,6 +1057,17 @@ impl Engine {
                 mac_address: req.mac_address.clone().unwrap_or_default(),
                 log_driver,
                 log_opts,
+                cpu_period,
+                cpu_quota,
+                memory_reservation,
+                blkio_weight,
+                oom_kill_disable: req.oom_kill_disable,
+                shm_size,
+                sysctls,
+                group_add: req.group_add.clone(),
+                cgroup_parent: req.cgroup_parent.clone().unwrap_or_default(),
+                network_aliases: req.network_aliases.clone(),
+                ip_address: req.ip.clone().unwrap_or_default(),
             },
         };
         let c = Container {

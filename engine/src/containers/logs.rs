@@ -1,6 +1,7 @@
 //! `logs`: reads the json-file log (rotated files first), with `--since`, `--until`,
 //! `--tail`, `-t` and `-f`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -62,6 +63,47 @@ fn parse_line(l: &str) -> Option<LogLine> {
 }
 
 impl Engine {
+    /// `docker logs --details`: the extra attributes the container's `--log-opt labels=`
+    /// (label keys) and `env=` (variable names) ask for, as Docker's daemon writes them
+    /// before each line: `key=value` pairs sorted by key, query-escaped, joined by `,`
+    /// (empty when none).
+    pub fn log_attributes(&self, name_or_id: &str) -> Result<String> {
+        let c = self.container(name_or_id)?;
+        let opts = &c.record.host_config.log_opts;
+        let names = |k: &str| -> Vec<String> {
+            opts.get(k)
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut attrs: BTreeMap<String, String> = BTreeMap::new();
+        for l in names("labels") {
+            if let Some(v) = c.record.config.labels.get(&l) {
+                attrs.insert(l, v.clone());
+            }
+        }
+        for n in names("env") {
+            if let Some(v) = c
+                .record
+                .config
+                .env
+                .iter()
+                .find_map(|e| e.strip_prefix(&format!("{n}=")))
+            {
+                attrs.insert(n, v.to_string());
+            }
+        }
+        Ok(attrs
+            .iter()
+            .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+            .collect::<Vec<_>>()
+            .join(","))
+    }
+
     /// Sends the container's log to `sink` (which returns false to stop).
     pub fn container_logs(
         &self,
@@ -167,4 +209,19 @@ impl Engine {
             pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
+}
+
+/// Go's `url.QueryEscape`: unreserved bytes kept, space as `+`, the rest `%XX`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }

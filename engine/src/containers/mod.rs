@@ -37,7 +37,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use create::{CreateRequest, parse_memory};
+pub use create::{CreateRequest, MountSpec, MountTmpfsOptions, MountVolumeOptions, parse_memory};
 pub use list::{ListOptions, Summary, human_duration, unix_time};
 pub use logs::{LogLine, LogsOptions};
 pub(crate) use remove::RemovalWatch;
@@ -221,8 +221,30 @@ pub struct HostConfig {
     pub mac_address: String,
     /// `--log-driver` (`json-file`, `none`).
     pub log_driver: String,
-    /// `--log-opt` (`max-size`, `max-file`).
+    /// `--log-opt` (`max-size`, `max-file`, `labels`, `env`).
     pub log_opts: BTreeMap<String, String>,
+    /// `--cpu-period` (µs; 0: the kernel's).
+    pub cpu_period: i64,
+    /// `--cpu-quota` (µs per period; 0: none).
+    pub cpu_quota: i64,
+    /// `--memory-reservation` in bytes (0: none).
+    pub memory_reservation: i64,
+    /// `--blkio-weight` (0: none).
+    pub blkio_weight: u16,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: bool,
+    /// `--shm-size` in bytes (0: Docker's 64 MiB).
+    pub shm_size: i64,
+    /// `--sysctl`.
+    pub sysctls: BTreeMap<String, String>,
+    /// `--group-add`.
+    pub group_add: Vec<String>,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: String,
+    /// `--network-alias` (on the network of the network mode).
+    pub network_aliases: Vec<String>,
+    /// `--ip` (on the network of the network mode).
+    pub ip_address: String,
 }
 
 /// Everything a container was created with (`config.json` of its directory).
@@ -738,6 +760,22 @@ impl Engine {
         if fs::remove_dir_all(&dir).is_ok() {
             names::release_all_of(&containers, id);
         }
+    }
+
+    /// [`Engine::inspect_container`] with docker's `SizeRw` (the read-write layer's
+    /// changes) and `SizeRootFs` (those plus the image), as `docker inspect -s` shows.
+    pub fn inspect_container_with_size(&self, name_or_id: &str) -> Result<serde_json::Value> {
+        let mut v = self.inspect_container(name_or_id)?;
+        let c = self.container(name_or_id)?;
+        let rw = self.container_size(&c)?;
+        let image = self
+            .graph()
+            .ok()
+            .and_then(|g| g.image(&c.record.image_id).ok())
+            .map_or(0, |i| i.size);
+        v["SizeRw"] = serde_json::json!(rw);
+        v["SizeRootFs"] = serde_json::json!(rw + image);
+        Ok(v)
     }
 
     /// Docker's `inspect` of a container.

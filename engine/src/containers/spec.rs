@@ -359,7 +359,28 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
     let rc = &c.record;
     let hc = &rc.host_config;
     let cfg = &rc.config;
-    let (uid, gid, extra_gids, home) = resolve_user(inp.rootfs, &cfg.user)?;
+    let (uid, gid, mut extra_gids, home) = resolve_user(inp.rootfs, &cfg.user)?;
+    // --group-add: names from the image's /etc/group, or numbers
+    if !hc.group_add.is_empty() {
+        let group = read_in_root(inp.rootfs, "/etc/group").unwrap_or_default();
+        for g in &hc.group_add {
+            let n = group
+                .lines()
+                .find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u32>().ok())?
+                })
+                .or_else(|| g.parse().ok())
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "Unable to find group {g}: no matching entries in group file"
+                    ))
+                })?;
+            if n != gid && !extra_gids.contains(&n) {
+                extra_gids.push(n);
+            }
+        }
+    }
     let mut env = cfg.env.clone();
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.insert(0, format!("HOSTNAME={}", cfg.hostname));
@@ -408,7 +429,7 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}", if hc.shm_size > 0 { hc.shm_size } else { 67_108_864 })]}),
     ];
     for (f, dest) in [
         ("resolv.conf", "/etc/resolv.conf"),
@@ -482,9 +503,15 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
     let mut linux = json!({
         "namespaces": namespaces,
         "resources": resources,
-        "cgroupsPath": format!("longshore/{}", rc.id),
+        // --cgroup-parent: an absolute path from each hierarchy's root, a relative one
+        // under longshore/ (libcontainer's rules), as Docker's cgroupfs driver joins them
+        "cgroupsPath": if hc.cgroup_parent.is_empty() {
+            format!("longshore/{}", rc.id)
+        } else {
+            format!("{}/{}", hc.cgroup_parent.trim_end_matches('/'), rc.id)
+        },
         "devices": devices,
-        "sysctl": {},
+        "sysctl": hc.sysctls,
     });
     if !hc.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
@@ -528,13 +555,27 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
 /// writes into the spec and `update` into a running container's cgroups).
 pub(crate) fn resource_limits(hc: &super::HostConfig) -> Value {
     let mut resources = json!({});
+    let mut memory = serde_json::Map::new();
     if hc.memory > 0 {
         let swap = match hc.memory_swap {
             0 => hc.memory * 2,
             -1 => -1,
             s => s,
         };
-        resources["memory"] = json!({"limit": hc.memory, "swap": swap});
+        memory.insert("limit".into(), hc.memory.into());
+        memory.insert("swap".into(), swap.into());
+    }
+    if hc.memory_reservation > 0 {
+        memory.insert("reservation".into(), hc.memory_reservation.into());
+    }
+    if hc.oom_kill_disable {
+        memory.insert("disableOOMKiller".into(), true.into());
+    }
+    if !memory.is_empty() {
+        resources["memory"] = Value::Object(memory);
+    }
+    if hc.blkio_weight > 0 {
+        resources["blockIO"] = json!({"weight": hc.blkio_weight});
     }
     let mut cpu = serde_json::Map::new();
     if hc.cpu_shares > 0 {
@@ -543,6 +584,12 @@ pub(crate) fn resource_limits(hc: &super::HostConfig) -> Value {
     if hc.nano_cpus > 0 {
         cpu.insert("period".into(), 100_000.into());
         cpu.insert("quota".into(), (hc.nano_cpus / 10_000).into());
+    }
+    if hc.cpu_period > 0 {
+        cpu.insert("period".into(), hc.cpu_period.into());
+    }
+    if hc.cpu_quota != 0 {
+        cpu.insert("quota".into(), hc.cpu_quota.into());
     }
     if !hc.cpuset_cpus.is_empty() {
         cpu.insert("cpus".into(), hc.cpuset_cpus.clone().into());

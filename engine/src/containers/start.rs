@@ -258,6 +258,7 @@ impl Engine {
                 let p = spec::volume_dir(&self.root, src);
                 if let Some(rootfs) = rootfs {
                     fs::create_dir_all(&p).map_err(Error::io(format!("create volume {src}")))?;
+                    self.ensure_volume_mounted(src)?;
                     if !opts.split(',').any(|x| x == "nocopy") {
                         copy_up(rootfs, dest, &p, &c.record.name)?;
                     }
@@ -324,6 +325,13 @@ impl Engine {
             None => None,
         };
         let mut cfg = EndpointConfig::new(&c.record.id, ns_ref);
+        // --network-alias and --ip (user-defined networks; checked at create)
+        for a in &hc.network_aliases {
+            cfg = cfg.alias(a.clone());
+        }
+        if let Ok(ip) = hc.ip_address.parse() {
+            cfg = cfg.ip(ip);
+        }
         cfg.container_name = c.record.name.clone();
         cfg.mode = net_mode;
         cfg.hostname = Some(c.record.config.hostname.clone());

@@ -25,6 +25,14 @@ pub struct UpdateRequest {
     pub pids_limit: Option<i64>,
     /// `--restart`.
     pub restart: Option<String>,
+    /// `--cpu-period` (µs).
+    pub cpu_period: Option<i64>,
+    /// `--cpu-quota` (µs per period).
+    pub cpu_quota: Option<i64>,
+    /// `--memory-reservation`.
+    pub memory_reservation: Option<String>,
+    /// `--blkio-weight`.
+    pub blkio_weight: Option<u16>,
 }
 
 /// One `docker stats` sample.
@@ -80,6 +88,33 @@ impl Engine {
         if let Some(p) = req.pids_limit {
             hc.pids_limit = p;
         }
+        if let Some(p) = req.cpu_period {
+            hc.cpu_period = p;
+        }
+        if let Some(q) = req.cpu_quota {
+            hc.cpu_quota = q;
+        }
+        if let Some(r) = &req.memory_reservation {
+            hc.memory_reservation = parse_memory(r)?;
+        }
+        if let Some(w) = req.blkio_weight {
+            hc.blkio_weight = w;
+        }
+        // --cpus replaces a period and quota and the other way round, as Docker's update
+        if req.cpus.is_some() && req.cpu_period.is_none() && req.cpu_quota.is_none() {
+            hc.cpu_period = 0;
+            hc.cpu_quota = 0;
+        } else if (req.cpu_period.is_some() || req.cpu_quota.is_some()) && req.cpus.is_none() {
+            hc.nano_cpus = 0;
+        }
+        super::create::check_resources(
+            hc.nano_cpus,
+            hc.cpu_period,
+            hc.cpu_quota,
+            hc.memory,
+            hc.memory_reservation,
+            req.blkio_weight.unwrap_or(0),
+        )?;
         if let Some(r) = &req.restart {
             let p = RestartPolicy::parse(r)?;
             if hc.auto_remove && !p.is_none() {

@@ -115,6 +115,29 @@ impl Store {
         self.db().tx(|tx| insert_tag(tx, &r, &id))
     }
 
+    /// Records that `target` is the image of the manifest `repo@digest` (`docker images
+    /// --digests`, `RepoDigests`), after a pull or a push; one repository's digest moves
+    /// to the image it was last seen for. Informational: it keeps no image alive.
+    pub fn add_repo_digest(&self, target: &str, reference: &str) -> Result<()> {
+        let id = self.resolve(target)?;
+        let r = Reference::parse(reference)?;
+        let Some(d) = r.digest() else {
+            return Err(Error::InvalidReference {
+                reference: reference.to_string(),
+                reason: "a repository digest needs @sha256:...".into(),
+            });
+        };
+        let reference = format!("{}@{d}", r.name());
+        self.db().tx(|tx| {
+            tx.execute(
+                "INSERT INTO repo_digests(reference, image_id) VALUES (?1, ?2)
+                 ON CONFLICT(reference) DO UPDATE SET image_id = excluded.image_id",
+                rusqlite::params![reference, id.to_string()],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// Finds an image by tag, full ID (`sha256:...` or 64 hex) or unique ID prefix.
     pub fn resolve(&self, name: &str) -> Result<Digest> {
         let not_found = || Error::ImageNotFound(name.to_string());
@@ -155,9 +178,16 @@ impl Store {
             .filter_map(|(r, _)| Reference::parse(&r).ok().map(|r| r.familiar()))
             .collect();
         let chain = self.chain_of(row.top_cache.as_deref())?;
+        let repo_digests = self
+            .db()
+            .repo_digests_of(&row.id)?
+            .into_iter()
+            .filter_map(|r| Reference::parse(&r).ok().map(|r| r.familiar()))
+            .collect();
         Ok(Image {
             id: row.id,
             tags,
+            repo_digests,
             parent: row.parent_image,
             size: row.size,
             created: row.created,
@@ -399,6 +429,10 @@ impl Store {
             .ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
         self.db().tx(|tx| {
             tx.execute("DELETE FROM tags WHERE image_id = ?1", [id.to_string()])?;
+            tx.execute(
+                "DELETE FROM repo_digests WHERE image_id = ?1",
+                [id.to_string()],
+            )?;
             tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
             if let Some(t) = &row.top_cache {
                 tx.execute(

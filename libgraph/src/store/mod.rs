@@ -116,6 +116,9 @@ pub struct Image {
     pub id: Digest,
     /// Tags, in Docker's short form (`busybox:latest`).
     pub tags: Vec<String>,
+    /// Repository digests (`busybox@sha256:...`), short form: the manifests it was
+    /// pulled or pushed as.
+    pub repo_digests: Vec<String>,
     /// The image it was committed from.
     pub parent: Option<Digest>,
     /// Sum of its layers' content.

@@ -1,5 +1,6 @@
 //! What a caller fills in and what it gets back.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -93,6 +94,16 @@ pub struct NetworkInfo {
     pub icc: bool,
     /// Masquerade outgoing traffic.
     pub masquerade: bool,
+    /// `docker network create --label`: metadata, kept with the record.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `--aux-address name=ip`: addresses of the subnet never handed out (leased to
+    /// `aux-address <name>` in the pool).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// `--internal`: no traffic between the bridge and the outside.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 impl NetworkInfo {
@@ -142,6 +153,12 @@ pub struct NetworkCreate {
     pub mtu: Option<u32>,
     /// Inter-container communication.
     pub icc: Icc,
+    /// Labels (metadata only).
+    pub labels: BTreeMap<String, String>,
+    /// Addresses of the subnet the pool must not hand out (`--aux-address`).
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// `--internal`: containers reach each other only, nothing outside.
+    pub internal: bool,
 }
 
 impl NetworkCreate {
@@ -155,6 +172,9 @@ impl NetworkCreate {
             fixed_cidr: None,
             mtu: None,
             icc: Icc::Allowed,
+            labels: BTreeMap::new(),
+            aux_addresses: BTreeMap::new(),
+            internal: false,
         }
     }
 

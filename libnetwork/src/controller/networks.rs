@@ -88,6 +88,9 @@ impl Controller {
             mtu,
             icc: self.opts.icc,
             masquerade: self.opts.ip_masq,
+            labels: Default::default(),
+            aux_addresses: Default::default(),
+            internal: false,
         };
         self.setup_network(&info, true)
     }
@@ -116,6 +119,7 @@ impl Controller {
             bridge: &info.bridge,
             masquerade: info.masquerade,
             icc: info.icc,
+            internal: info.internal,
         }
     }
 
@@ -253,10 +257,38 @@ impl Controller {
             mtu,
             icc: req.icc == Icc::Allowed,
             masquerade: self.opts.ip_masq,
+            labels: req.labels.clone(),
+            aux_addresses: req.aux_addresses.clone(),
+            internal: req.internal,
         };
+        let subnet = info.subnet();
+        if let Some((n, ip)) = info
+            .aux_addresses
+            .iter()
+            .find(|(_, ip)| !subnet.contains(**ip))
+        {
+            return Err(Error::InvalidInput {
+                what: "aux-address",
+                value: format!("{n}={ip}"),
+                reason: format!("no matching subnet: not in {subnet}"),
+            });
+        }
         if let Err(e) = self.setup_network(&info, false) {
             let _ = self.remove_network_objects(&info);
             return Err(e);
+        }
+        // the auxiliary addresses of the allocation range: leased for good, so never
+        // handed out (one outside the range is never handed out anyway)
+        let range = info.fixed_cidr.unwrap_or(subnet);
+        for (n, ip) in &info.aux_addresses {
+            if range.contains(*ip)
+                && let Err(e) =
+                    self.ipam
+                        .allocate(&info.name, &format!("aux-address {n}"), Some(*ip))
+            {
+                let _ = self.remove_network_objects(&info);
+                return Err(e);
+            }
         }
         Ok(info)
     }
