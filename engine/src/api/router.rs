@@ -204,7 +204,21 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
 }
 
 async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
-    let (version, path) = split_version(req.uri().path());
+    let mut slot = Some(req);
+    let res = dispatch(state, &mut slot).await;
+    if let Some(req) = slot {
+        drain_later(req.into_body());
+    }
+    res
+}
+
+/// Routes a request; a handler that needs the request itself (its body, an upgrade)
+/// takes it out of `req`.
+async fn dispatch(state: &Arc<State>, req: &mut Option<Request<Incoming>>) -> ApiResult {
+    let head = req
+        .as_ref()
+        .expect("the request is taken only by its handler");
+    let (version, path) = split_version(head.uri().path());
     let version = match version {
         None => None,
         Some(v) => {
@@ -229,7 +243,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         .filter(|s| !s.is_empty())
         .map(|s| percent_decode(s, false))
         .collect();
-    let query = req
+    let query = head
         .uri()
         .query()
         .unwrap_or_default()
@@ -241,7 +255,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         })
         .collect();
     let r = Req {
-        method: req.method().clone(),
+        method: head.method().clone(),
         segs,
         query,
         version,
@@ -255,7 +269,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::GET, ["containers", "json"]) => containers::list(state, &r).await,
         (&M::POST, ["containers", "prune"]) => resources::prune(state, &r).await,
         (&M::POST, ["containers", "create"]) => {
-            let body = read_body(req).await?;
+            let body = read_body(take(req)).await?;
             containers::create(state, &r, body).await
         }
         (&M::GET, ["containers", id, "json"]) => containers::inspect(state, id, &r).await,
@@ -271,21 +285,21 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::DELETE, ["containers", id]) => containers::remove(state, id, &r).await,
         (&M::POST, ["containers", id, "attach"]) => {
             let id = id.to_string();
-            super::attach::attach(state, &id, &r, req).await
+            super::attach::attach(state, &id, &r, take(req)).await
         }
         (&M::GET, ["containers", id, "attach", "ws"]) => {
             let id = id.to_string();
-            super::attach::attach_ws(state, &id, &r, req).await
+            super::attach::attach_ws(state, &id, &r, take(req)).await
         }
         (&M::POST, ["containers", id, "resize"]) => super::attach::resize(state, id, &r).await,
         (&M::POST, ["containers", id, "exec"]) => {
             let id = id.to_string();
-            let body = read_body(req).await?;
+            let body = read_body(take(req)).await?;
             super::exec::create(state, &id, body).await
         }
         (&M::POST, ["exec", id, "start"]) => {
             let id = id.to_string();
-            super::exec::start(state, &id, req).await
+            super::exec::start(state, &id, take(req)).await
         }
         (&M::GET, ["exec", id, "json"]) => super::exec::inspect(state, id).await,
         (&M::POST, ["exec", id, "resize"]) => resources::exec_resize(state, id, &r).await,
@@ -295,7 +309,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::GET, ["containers", id, "stats"]) => resources::stats(state, id, &r).await,
         (&M::POST, ["containers", id, "update"]) => {
             let id = id.to_string();
-            let body = read_body(req).await?;
+            let body = read_body(take(req)).await?;
             resources::update(state, &id, body).await
         }
         (&M::POST, ["commit"]) => resources::commit(state, &r).await,
@@ -311,8 +325,8 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
                 .collect();
             images::save(state, names).await
         }
-        (&M::POST, ["images", "create"]) => images::create(state, &r, req).await,
-        (&M::POST, ["images", "load"]) => images::load(state, &r, req).await,
+        (&M::POST, ["images", "create"]) => images::create(state, &r, take(req)).await,
+        (&M::POST, ["images", "load"]) => images::load(state, &r, take(req)).await,
         (&M::POST, ["images", "prune"]) => images::prune(state, &r).await,
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(state, &name.join("/")).await
@@ -324,7 +338,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
             images::save(state, vec![name.join("/")]).await
         }
         (&M::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
-            images::push(state, &name.join("/"), &r, req.headers()).await
+            images::push(state, &name.join("/"), &r, head.headers()).await
         }
         (&M::POST, ["images", name @ .., "tag"]) if !name.is_empty() => {
             images::tag(state, &name.join("/"), &r).await
@@ -336,12 +350,12 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::GET, ["containers", id, "archive"]) => archive::get(state, id, &r, false).await,
         (&M::PUT, ["containers", id, "archive"]) => {
             let id = id.to_string();
-            archive::put(state, &id, &r, req).await
+            archive::put(state, &id, &r, take(req)).await
         }
         (&M::GET, ["events"]) => events::events(state, &r).await,
         (&M::GET, ["volumes"]) => volumes::list(state, &r).await,
         (&M::POST, ["volumes", "create"]) => {
-            let body = read_body(req).await?;
+            let body = read_body(take(req)).await?;
             volumes::create(state, body).await
         }
         (&M::POST, ["volumes", "prune"]) => volumes::prune(state, &r).await,
@@ -349,27 +363,56 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult {
         (&M::DELETE, ["volumes", name]) => volumes::remove(state, name, &r).await,
         (&M::GET, ["networks"]) => networks::list(state, &r).await,
         (&M::POST, ["networks", "create"]) => {
-            let body = read_body(req).await?;
+            let body = read_body(take(req)).await?;
             networks::create(state, body).await
         }
         (&M::POST, ["networks", "prune"]) => networks::prune(state, &r).await,
         (&M::POST, ["networks", id, "connect"]) => {
-            let body = read_body(req).await?;
+            let body = read_body(take(req)).await?;
             networks::connect(state, id, body).await
         }
         (&M::POST, ["networks", id, "disconnect"]) => {
-            let body = read_body(req).await?;
+            let body = read_body(take(req)).await?;
             networks::disconnect(state, id, body).await
         }
         (&M::GET, ["networks", id]) => networks::inspect(state, id).await,
         (&M::DELETE, ["networks", id]) => networks::remove(state, id).await,
         (&M::POST, ["auth"]) => {
-            let body = read_body(req).await?;
+            let body = read_body(take(req)).await?;
             system::auth(state, body).await
         }
-        (&M::POST, ["build"]) => super::build::build(state, &r, req).await,
+        (&M::POST, ["build"]) => super::build::build(state, &r, take(req)).await,
         _ => Ok(error(StatusCode::NOT_FOUND, "page not found")),
     }
+}
+
+/// The request out of its slot, for the one handler that uses it.
+fn take(req: &mut Option<Request<Incoming>>) -> Request<Incoming> {
+    req.take().expect("the request is taken only once")
+}
+
+/// How much of a body its handler did not read is read and dropped so that the connection
+/// stays usable (Go's net/http, and so dockerd, reads up to 256 KiB).
+const DRAIN_MAX: usize = 256 << 10;
+
+/// How long a client may take to send a body its handler did not need.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads the rest of a body that its handler did not need (`POST /containers/{id}/start`
+/// with `{}`, say), after the answer, off the handler's path. Dropping it unread made
+/// hyper close the connection when the body had not arrived yet by the time the handler
+/// answered (a client that sends the head and the body in two writes, as Python's
+/// http.client does): the client's next request on that keep-alive connection failed
+/// with a broken pipe. Past [`DRAIN_MAX`] or [`DRAIN_TIME`] the body is dropped and the
+/// connection closed, as before.
+fn drain_later(body: Incoming) {
+    use hyper::body::Body as _;
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_MAX).collect()).await;
+    });
 }
 
 /// Reads a request body, up to [`MAX_BODY`].
