@@ -2573,6 +2573,63 @@ fn a_late_body_keeps_the_connection(d: &mut Daemon) {
     assert_eq!(code, 204, "{body}");
 }
 
+/// Containers started at the same time: no monitor inherits the pipe another start
+/// made for its own monitor's report. Before the fix each of 8 monitors started together
+/// held 0-7 extra pipe ends for its whole life (a start whose monitor died before
+/// reporting then waited for an unrelated container to end).
+fn parallel_starts_leak_no_pipe_into_monitors(d: &mut Daemon) {
+    let root = d.dir.path().join("root");
+    let sock = d.sock.clone();
+    let run = |n: usize| -> Vec<String> {
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                let sock = sock.clone();
+                std::thread::spawn(move || {
+                    let (code, body) = http_at(
+                        &sock,
+                        "POST",
+                        "/containers/create",
+                        r#"{"Image":"busybox","Cmd":["sleep","60"],"HostConfig":{"NetworkMode":"none"}}"#,
+                    );
+                    assert_eq!(code, 201, "{body}");
+                    let id = body.split('"').nth(3).expect("an Id").to_string();
+                    let (code, body) =
+                        http_at(&sock, "POST", &format!("/containers/{id}/start"), "");
+                    assert_eq!(code, 204, "{body}");
+                    id
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    };
+    let pipes = |id: &str| -> usize {
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join("containers").join(id).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let pid = state["LongshoreMonitorPid"]
+            .as_i64()
+            .expect("a monitor pid");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+            .count()
+    };
+    let alone = run(1);
+    let own = pipes(&alone[0]);
+    let together = run(8);
+    let counts: Vec<usize> = together.iter().map(|id| pipes(id)).collect();
+    for id in alone.iter().chain(&together) {
+        let (code, body) = d.http("DELETE", &format!("/containers/{id}?force=1"), "");
+        assert_eq!(code, 204, "{body}");
+    }
+    assert!(
+        counts.iter().all(|&n| n == own),
+        "a monitor alone has {own} pipe ends; started together: {counts:?}"
+    );
+}
+
 fn main() -> ExitCode {
     let tests: Vec<Test> = vec![
         ("version_and_ping", |d| version_and_ping(d)),
@@ -2590,6 +2647,10 @@ fn main() -> ExitCode {
             bad_requests_leave_the_daemon_up(d)
         }),
         ("hostile_clients", hostile_clients),
+        (
+            "parallel_starts_leak_no_pipe_into_monitors",
+            parallel_starts_leak_no_pipe_into_monitors,
+        ),
         (
             "a_late_body_keeps_the_connection",
             a_late_body_keeps_the_connection,

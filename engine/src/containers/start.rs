@@ -178,8 +178,12 @@ impl Engine {
             wait_for_attach: opts.wait_for_attach,
             attach_clients: opts.attach_clients,
         };
-        let (rd, wr): (OwnedFd, OwnedFd) =
-            nix::unistd::pipe().map_err(|e| Error::io("pipe")(e.into()))?;
+        // close-on-exec: a monitor another thread spawns at the same time (the daemon
+        // starts containers in parallel) must not inherit this pipe; it held the write end
+        // for its whole life, so that a monitor dying before its report left this start
+        // waiting for an unrelated container to end
+        let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::io("pipe")(e.into()))?;
         let wr_fd = wr.as_raw_fd();
         let mut cmd = Command::new(&program);
         cmd.arg0("longshore-monitor")
@@ -192,10 +196,17 @@ impl Engine {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: between fork and exec the closure only calls async-signal-safe functions
-        // (setsid, dup2) on descriptors this process owns.
+        // (setsid, dup2, fcntl) on descriptors this process owns.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setsid() < 0 || libc::dup2(wr_fd, 3) < 0 {
+                // dup2 gives fd 3 without close-on-exec; when the pipe is fd 3 already,
+                // dup2 does nothing and the flag must be cleared by hand
+                let inherited = if wr_fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(wr_fd, 3)
+                };
+                if libc::setsid() < 0 || inherited < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
