@@ -5646,3 +5646,38 @@ fn build_platform_secret_progress_and_buildkit_flags_both_ways() {
         stderr(&out)
     );
 }
+
+/// A detached container's monitor keeps none of the descriptors its caller left open: a
+/// script that runs `longshore run -d` with a pipe on fd 9 (a CI step capturing output
+/// through an extra descriptor) sees the pipe's end when longshore exits, not when the
+/// container does (before the fix: 60 s later, when `sleep 60` ended).
+#[test]
+fn a_detached_monitor_keeps_none_of_its_callers_descriptors() {
+    require_root!();
+    let env = Env::new();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 9>&1 >/dev/null; {BIN} run -d --network none busybox sleep 60"
+        ))
+        .env("LONGSHORE_ROOT", env.data())
+        .env_remove("LONGSHORE_HOST")
+        .env_remove("DOCKER_HOST")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut rest);
+        let _ = tx.send(());
+    });
+    assert!(child.wait().unwrap().success(), "run -d failed");
+    let running = stdout(&env.run(&["ps", "-q"]));
+    assert_eq!(running.lines().count(), 1, "the container runs: {running}");
+    assert!(
+        rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+        "the caller's fd 9 is still open 20 s after run -d returned (held by the monitor)"
+    );
+}

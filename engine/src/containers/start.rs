@@ -196,7 +196,7 @@ impl Engine {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: between fork and exec the closure only calls async-signal-safe functions
-        // (setsid, dup2, fcntl) on descriptors this process owns.
+        // (setsid, dup2, fcntl, close_range) on the child's own descriptor table.
         unsafe {
             cmd.pre_exec(move || {
                 // dup2 gives fd 3 without close-on-exec; when the pipe is fd 3 already,
@@ -209,6 +209,16 @@ impl Engine {
                 if libc::setsid() < 0 || inherited < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // nothing else our caller left open goes to the monitor, which outlives
+                // it: a script's pipe on fd 9 would otherwise stay open until the
+                // container ends (close-on-exec, not close: std's exec-error pipe must
+                // live until the exec; kernels before 5.11 refuse the flag and keep them)
+                libc::syscall(
+                    libc::SYS_close_range,
+                    4u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
                 Ok(())
             });
         }
