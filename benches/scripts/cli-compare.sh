@@ -43,7 +43,7 @@ if command -v podman >/dev/null; then
     $P load -q -i "$work/busybox-image.tar" >/dev/null
     $P tag localhost/busybox:latest docker.io/library/busybox:latest 2>/dev/null || true
     if ! err=$($P run --rm --network none busybox true 2>&1); then
-        echo "== podman cannot run here, no podman column: $err"
+        echo "== podman cannot run here, no podman column ($err); engine-compare.sh has podman's figures (it runs podman with hugetlb as a v1 hierarchy and lower rlimits)"
         $P rm -af >/dev/null 2>&1 || true
         P=
     fi
