@@ -255,7 +255,22 @@ pub fn validate_id(id: &str) -> Result<()> {
 
 /// What `/proc/<pid>/stat` says of a process: (state letter, start time in ticks).
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // one read into a buffer on the stack: the line is under 1 KiB (comm is at most 16
+    // bytes, then 50 numbers), and read_to_string on a file whose size /proc says is 0
+    // takes about six reads and an allocation (`ps` does this for every running container)
+    use std::io::Read;
+    let mut f = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    while len < buf.len() {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
     let rest = &text[text.rfind(')')? + 2..];
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;

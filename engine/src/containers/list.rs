@@ -114,7 +114,12 @@ fn since(t: &str) -> Duration {
 impl Container {
     /// Docker's status column.
     pub fn status_text(&self) -> String {
-        match self.live_status() {
+        self.status_text_as(self.live_status())
+    }
+
+    /// Docker's status column for the live status `live` (looked at once by the caller).
+    fn status_text_as(&self, live: &str) -> String {
+        match live {
             "running" => {
                 let up = format!("Up {}", human_duration(since(&self.state.started_at)));
                 match self.state.health.as_ref().map(|h| h.status.as_str()) {
@@ -154,8 +159,14 @@ impl Container {
 
     /// This container's `ps` row.
     pub fn summary(&self) -> Summary {
+        self.summary_as(self.live_status())
+    }
+
+    /// This container's `ps` row, its live status `live` looked at once by the caller
+    /// (each look reads `/proc/<pid>/stat`).
+    fn summary_as(&self, live: &str) -> Summary {
         let mut ports = Vec::new();
-        let running = matches!(self.live_status(), "running" | "paused");
+        let running = matches!(live, "running" | "paused");
         let published = self
             .state
             .network
@@ -194,8 +205,8 @@ impl Container {
             created: unix_time(&self.record.created),
             ports,
             labels: self.record.config.labels.clone(),
-            state: self.live_status().to_string(),
-            status: self.status_text(),
+            state: live.to_string(),
+            status: self.status_text_as(live),
             size_rw: None,
             size_root_fs: None,
         }
@@ -287,7 +298,7 @@ impl Engine {
                         || (v == "bridge" && c.record.host_config.network_mode == "default")
                 });
             if keep {
-                out.push(c.summary());
+                out.push(c.summary_as(status));
             }
         }
         if let Some(n) = opts.limit {
