@@ -552,7 +552,7 @@ fn image_config_and_overrides() {
     assert!(r.out.starts_with("args=alone\n"), "{}", r.out);
     assert_eq!(e.container(&r.id).unwrap().record.config.entrypoint, None);
 
-    // -u and -w over the image's
+    // -u and -w over the image's; a user by number; a working directory that is not there
     let mut q = req(&[]);
     q.user = Some("root".into());
     q.workdir = Some("/tmp".into());
@@ -561,6 +561,37 @@ fn image_config_and_overrides() {
         r.out.ends_with("pwd=/tmp uid=0 gid=0 home=/root\n"),
         "{}",
         r.out
+    );
+    let mut q = req(&[]);
+    q.user = Some("1000:10".into());
+    q.workdir = Some("/not/there/yet".into());
+    let r = run(e, &q);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(
+        r.out
+            .ends_with("pwd=/not/there/yet uid=1000 gid=10 home=/home/user\n"),
+        "{}",
+        r.out
+    );
+    // a working directory through a symlink of the image that names a host directory: made
+    // inside the container, never on the host
+    let host = root.dir.path().join("host-dir");
+    fs::create_dir(&host).unwrap();
+    root.import(
+        "linkcfg:1",
+        &[("escape", host.to_str().unwrap(), 0)],
+        &["CMD [\"pwd\"]"],
+    );
+    let mut q = busybox(&[]);
+    q.image = "linkcfg:1".into();
+    q.workdir = Some("/escape/made/here".into());
+    let r = run(e, &q);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.out, format!("{}/made/here\n", host.display()));
+    assert_eq!(
+        fs::read_dir(&host).unwrap().count(),
+        0,
+        "the working directory was made on the host"
     );
     // an unknown user fails the start, in Docker's words
     let mut q = req(&[]);
