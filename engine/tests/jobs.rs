@@ -854,7 +854,10 @@ fn exec_options_and_refusals() {
 
     e.pause_container(&id).unwrap();
     let err = exec(e, &id, &exec_req(&["true"])).unwrap_err();
-    assert!(matches!(err, Error::WrongState(_)), "{err}");
+    assert!(
+        matches!(err, Error::WrongState(_)) && err.to_string().contains("is paused"),
+        "{err}"
+    );
     e.unpause_container(&id).unwrap();
     assert_eq!(
         exec(e, &id, &exec_req(&["echo", "again"])).unwrap().1,
