@@ -1727,6 +1727,83 @@ fn attach_with_and_without_a_tty() {
     ));
 }
 
+/// wait's conditions (next-exit waits for the next run; removed for the removal) and
+/// auto-remove (`--rm`): stopping such a container succeeds and leaves nothing, its
+/// anonymous volumes included.
+fn wait_conditions_and_auto_remove() {
+    require_root!();
+    let root = Root::new();
+    let e = root.e();
+    let waiter = |id: &str, cond: WaitCondition| {
+        let path = root.path();
+        let id = id.to_string();
+        thread::spawn(move || {
+            let e = Engine::open(&path, EngineOptions::default()).expect("open");
+            e.wait_container(&id, cond).map_err(|err| err.to_string())
+        })
+    };
+    // next-exit on an exited container waits for its next run to end
+    let r = run(e, &busybox(&["sh", "-c", "sleep 1; exit 5"]));
+    assert_eq!(r.code, 5);
+    let next = waiter(&r.id, WaitCondition::NextExit);
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        !next.is_finished(),
+        "next-exit returned before the next run"
+    );
+    start(e, &r.id);
+    assert_eq!(next.join().unwrap().unwrap(), 5);
+    // removed: waits for the rm
+    let gone = waiter(&r.id, WaitCondition::Removed);
+    thread::sleep(Duration::from_millis(300));
+    assert!(!gone.is_finished(), "removed returned before the rm");
+    e.remove_container(&r.id, &RemoveOptions::default())
+        .unwrap();
+    assert_eq!(gone.join().unwrap().unwrap(), 5);
+
+    // auto-remove: a stop returns once the monitor has removed the container
+    for round in 0..5 {
+        let mut q = busybox(&["sleep", "1000"]);
+        q.auto_remove = true;
+        q.volumes = strings(&["/anon"]);
+        let id = run_detached(e, &q);
+        let anon = format!("anon-{}-", &id[..12]);
+        assert!(
+            e.volumes()
+                .unwrap()
+                .iter()
+                .any(|v| v.name.starts_with(&anon)),
+            "no anonymous volume"
+        );
+        let removed = waiter(&id, WaitCondition::Removed);
+        e.stop_container(&id, &StopOptions::timeout(0))
+            .unwrap_or_else(|err| panic!("round {round}: stop of a --rm container: {err}"));
+        assert_eq!(removed.join().unwrap().unwrap(), 137, "round {round}");
+        assert!(
+            longshore_engine::containers::wait_removed(&root.path(), &id, Duration::from_secs(10)),
+            "round {round}: the --rm container is still there"
+        );
+        assert!(matches!(e.container(&id), Err(Error::NoSuchContainer(_))));
+        assert!(
+            !e.volumes()
+                .unwrap()
+                .iter()
+                .any(|v| v.name.starts_with(&anon)),
+            "round {round}: its anonymous volume is left"
+        );
+    }
+    // one that exits by itself is removed too; not-running then says how it ended
+    let mut q = busybox(&["sh", "-c", "sleep 1; exit 3"]);
+    q.auto_remove = true;
+    let id = run_detached(e, &q);
+    assert_eq!(e.wait_container(&id, WaitCondition::NotRunning).unwrap(), 3);
+    assert!(longshore_engine::containers::wait_removed(
+        &root.path(),
+        &id,
+        Duration::from_secs(10)
+    ));
+}
+
 /// rename and ps's filters: the new name finds the container and the old one is free; a
 /// taken, unchanged or invalid name is refused; ps filters by name, label, status, exit
 /// code, ID prefix and ancestor, newest first.
@@ -1907,6 +1984,10 @@ fn main() -> ExitCode {
         (
             "attach_with_and_without_a_tty",
             attach_with_and_without_a_tty,
+        ),
+        (
+            "wait_conditions_and_auto_remove",
+            wait_conditions_and_auto_remove,
         ),
         ("rename_and_list_filters", rename_and_list_filters),
         ("parallel_engines_on_one_root", parallel_engines_on_one_root),
