@@ -1955,6 +1955,90 @@ fn parallel_engines_on_one_root() {
     assert!(runtime.is_empty(), "runtime state left: {runtime:?}");
 }
 
+/// Set in the environment of this binary run as a worker of
+/// [`parallel_processes_on_one_root`]: the data root, then the contested name.
+const WORKER_ROOT: &str = "LONGSHORE_JOBS_WORKER_ROOT";
+const WORKER_NAME: &str = "LONGSHORE_JOBS_WORKER_NAME";
+
+/// This binary run as a worker process: an engine of its own on the given root creates,
+/// starts, execs into and removes two containers, then tries to create the contested name;
+/// prints `won` or `lost`. A failure is a panic (exit status 101).
+fn worker(root: &str) -> ExitCode {
+    let e = Engine::open(root, EngineOptions::default()).expect("open");
+    for round in 0..2 {
+        let q = busybox(&["sleep", "1000"]);
+        let name = name_of(&q);
+        let id = run_detached(&e, &q);
+        let word = format!("p{}r{round}", std::process::id());
+        let (code, out, err) = exec(&e, &name, &exec_req(&["echo", &word])).unwrap();
+        assert_eq!((code, out), (0, format!("{word}\n")), "{err}");
+        let st = e.container(&id).unwrap().state;
+        e.remove_container(&name, &force()).unwrap();
+        assert!(!st.is_alive());
+    }
+    let contested = std::env::var(WORKER_NAME).expect("the contested name");
+    let mut q = busybox(&["true"]);
+    q.name = Some(contested.clone());
+    match e.create_container(&q) {
+        Ok(_) => println!("won"),
+        Err(Error::Conflict(m)) if m.contains(&contested) => println!("lost"),
+        Err(err) => panic!("create {contested}: {err}"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Several processes (this binary run again as workers) on one root at once: each
+/// creates, starts, execs into and removes its containers; one name is taken by exactly one
+/// of them; nothing is left.
+fn parallel_processes_on_one_root() {
+    require_root!();
+    let root = Root::new();
+    let contested = unique_name("lsjq");
+    let exe = std::env::current_exe().expect("this test binary");
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .env(WORKER_ROOT, root.path())
+                .env(WORKER_NAME, &contested)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a worker")
+        })
+        .collect();
+    let outputs: Vec<_> = workers
+        .into_iter()
+        .map(|w| w.wait_with_output().expect("a worker's output"))
+        .collect();
+    for o in &outputs {
+        assert!(
+            o.status.success(),
+            "a worker failed ({:?}): {}",
+            o.status,
+            text(&o.stderr)
+        );
+    }
+    let won: Vec<String> = outputs.iter().map(|o| text(&o.stdout)).collect();
+    assert_eq!(won.iter().filter(|w| *w == "won\n").count(), 1, "{won:?}");
+    assert_eq!(won.iter().filter(|w| *w == "lost\n").count(), 3, "{won:?}");
+    let e = root.e();
+    let mut all = ListOptions::default();
+    all.all = true;
+    let left = e.list_containers(&all).unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].names, [format!("/{contested}")]);
+    e.remove_container(&contested, &RemoveOptions::default())
+        .unwrap();
+    let runtime: Vec<_> = fs::read_dir(root.path().join("runtime"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64)
+        .collect();
+    assert!(runtime.is_empty(), "runtime state left: {runtime:?}");
+}
+
 fn main() -> ExitCode {
     let tests: Vec<(&str, fn())> = vec![
         ("create_start_wait_rm", create_start_wait_rm),
@@ -1991,6 +2075,16 @@ fn main() -> ExitCode {
         ),
         ("rename_and_list_filters", rename_and_list_filters),
         ("parallel_engines_on_one_root", parallel_engines_on_one_root),
+        (
+            "parallel_processes_on_one_root",
+            parallel_processes_on_one_root,
+        ),
     ];
+    // a container's monitor first (this binary is the monitor program), then a worker of
+    // parallel_processes_on_one_root
+    longshore_engine::monitor::run_if_monitor();
+    if let Ok(root) = std::env::var(WORKER_ROOT) {
+        return worker(&root);
+    }
     common::daemon::harness("jobs", false, || (), &tests, |t, _| t())
 }
