@@ -172,17 +172,21 @@ impl Engine {
         stdio: longshore_container::Stdio,
     ) -> Result<ExecProcess> {
         let c = self.container(name_or_id)?;
-        if c.live_status() != "running" {
-            return Err(Error::WrongState(format!(
-                "Container {} is not running",
-                c.record.id
-            )));
-        }
-        if c.state.paused {
-            return Err(Error::WrongState(format!(
-                "Container {} is paused, unpause the container before exec",
-                c.record.id
-            )));
+        // paused first: a paused container's live status is "paused", not "running"
+        match c.live_status() {
+            "running" => {}
+            "paused" => {
+                return Err(Error::WrongState(format!(
+                    "Container {} is paused, unpause the container before exec",
+                    c.record.id
+                )));
+            }
+            _ => {
+                return Err(Error::WrongState(format!(
+                    "Container {} is not running",
+                    c.record.id
+                )));
+            }
         }
         if req.cmd.is_empty() {
             return Err(Error::InvalidArgument("no command specified".into()));

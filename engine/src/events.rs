@@ -79,6 +79,18 @@ pub(crate) fn record(
     }
 }
 
+/// The exit code in the last `die` event of container `id` (its monitor records it before
+/// it removes an auto-remove container): how a container that is gone ended.
+pub(crate) fn last_exit_code(root: &Path, id: &str) -> Option<i32> {
+    let log = fs::read_to_string(root.join("events.jsonl")).ok()?;
+    log.lines()
+        .rev()
+        .filter(|l| l.contains(id))
+        .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+        .find(|e| e.kind == "container" && e.action == "die" && e.actor.id == id)
+        .and_then(|e| e.actor.attributes.get("exitCode")?.parse().ok())
+}
+
 /// Options of `docker events`.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]

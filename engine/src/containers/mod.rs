@@ -630,8 +630,19 @@ impl Engine {
             return Err(Error::NoSuchContainer(name_or_id.to_string()));
         }
         let dir = self.containers_dir();
+        // a container removed between the look and the read is no such container (an
+        // auto-remove one goes as soon as it has exited), not a failed read
+        let load = |id: &str| {
+            self.load_container_dir(dir.join(id)).map_err(|e| {
+                if dir.join(id).join("state.json").exists() {
+                    e
+                } else {
+                    Error::NoSuchContainer(name_or_id.to_string())
+                }
+            })
+        };
         if key.len() == 64 && dir.join(key).join("state.json").exists() {
-            return self.load_container_dir(dir.join(key));
+            return load(key);
         }
         if let Some(id) = names::lookup(&self.containers_dir(), key)?
             && let Ok(c) = self.load_container_dir(dir.join(&id))
@@ -644,7 +655,7 @@ impl Engine {
             .filter(|id| id.starts_with(key))
             .collect();
         match matches.as_slice() {
-            [id] => self.load_container_dir(dir.join(id)),
+            [id] => load(id),
             [] => Err(Error::NoSuchContainer(name_or_id.to_string())),
             _ => Err(Error::Conflict(format!(
                 "multiple IDs found with provided prefix: {name_or_id}"

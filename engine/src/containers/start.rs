@@ -120,6 +120,7 @@ impl Engine {
             });
         let _ = self.store()?.unmount_container(&id);
         bound?;
+        make_working_dir(&rootfs, &c.record.config.working_dir, &c.record.name)?;
         let volume_mounts = self.volume_mounts(c, Some(&rootfs))?;
         let netns = self.setup_network(c)?;
         // the networks connected with `network connect` (stopped or running before)
@@ -507,6 +508,88 @@ impl Engine {
         }
         c.state.network = None;
     }
+}
+
+/// Creates the container's working directory in its root filesystem when it is missing
+/// (`-w /new/dir`, or an image's `WORKDIR` its layers never made), as Docker does before a
+/// start: owned by root, mode 0755. Every component is resolved inside the root
+/// (`openat2(RESOLVE_IN_ROOT)`) and made with `mkdirat` beneath its resolved parent; a
+/// dangling symlink is followed inside the root (its target is made), so a symlink in the
+/// image never leads the creation outside the container.
+fn make_working_dir(rootfs: &Path, dir: &str, name: &str) -> Result<()> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    fn split(p: &str) -> Vec<String> {
+        p.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(String::from)
+            .collect()
+    }
+    let mut comps = split(dir);
+    if comps.is_empty() {
+        return Ok(());
+    }
+    let failed = |what: &str| {
+        let what = format!("{what} the working directory {dir} of {name}");
+        move |e: rustix::io::Errno| Error::io(what)(e.into())
+    };
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(failed("open the root for"))?;
+    let open = |comps: &[String]| {
+        let rel = comps.join("/");
+        rustix::fs::openat2(
+            &root,
+            if rel.is_empty() { "." } else { rel.as_str() },
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        )
+    };
+    let mut links = 0;
+    let mut i = 1;
+    while i <= comps.len() {
+        match open(&comps[..i]) {
+            Ok(_) => {
+                i += 1;
+                continue;
+            }
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(rustix::io::Errno::NOTDIR) => {
+                return Err(Error::InvalidArgument(format!(
+                    "the working directory {dir} of {name} is not a directory in the container"
+                )));
+            }
+            Err(e) => return Err(failed("resolve")(e)),
+        }
+        let parent = open(&comps[..i - 1]).map_err(failed("resolve"))?;
+        match rustix::fs::mkdirat(&parent, comps[i - 1].as_str(), Mode::from_raw_mode(0o755)) {
+            Ok(()) => i += 1,
+            // a dangling symlink: its target (inside the root) is what to make
+            Err(rustix::io::Errno::EXIST) => {
+                let target = rustix::fs::readlinkat(&parent, comps[i - 1].as_str(), Vec::new())
+                    .map_err(failed("resolve"))?;
+                links += 1;
+                if links > 40 {
+                    return Err(failed("resolve")(rustix::io::Errno::LOOP));
+                }
+                let target = target.to_string_lossy().into_owned();
+                let mut next = if target.starts_with('/') {
+                    Vec::new()
+                } else {
+                    comps[..i - 1].to_vec()
+                };
+                next.extend(split(&target));
+                next.extend(comps[i..].iter().cloned());
+                comps = next;
+                i = 1;
+            }
+            Err(e) => return Err(failed("create")(e)),
+        }
+    }
+    Ok(())
 }
 
 /// The name of container `id`'s anonymous volume at `path`.

@@ -123,7 +123,13 @@ impl Engine {
                 c.record.id
             )));
         }
-        let mut fresh = self.load_container_dir(c.dir.clone())?;
+        let mut fresh = match self.load_container_dir(c.dir.clone()) {
+            Ok(f) => f,
+            // gone: the monitor of an auto-remove container removes it once it has
+            // recorded the exit (after it let go of its lock); nothing is left to settle
+            Err(_) if !c.dir.join("state.json").exists() => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if matches!(
             fresh.state.status.as_str(),
             "running" | "paused" | "restarting"
@@ -202,14 +208,26 @@ impl Engine {
         let id = c.record.id.clone();
         let first_finish = c.state.finished_at.clone();
         let mut last_code = c.state.exit_code;
+        // as recorded: a process already killed whose monitor has not yet recorded the
+        // exit still counts as up (its recorded exit code is the running state's 0)
+        let up =
+            |c: &Container| matches!(c.state.status.as_str(), "running" | "paused" | "restarting");
+        let mut last_up = up(&c);
         let mut pause = Duration::from_millis(1);
         loop {
             let cur = match self.container(&id) {
                 Ok(c) => c,
+                // removed since the last look: if it was running then (an auto-remove
+                // container its monitor removed right after it exited), how it ended is
+                // in the `die` event its monitor recorded before the removal
+                Err(Error::NoSuchContainer(_)) if last_up => {
+                    return Ok(crate::events::last_exit_code(&self.root, &id).unwrap_or(last_code));
+                }
                 Err(Error::NoSuchContainer(_)) => return Ok(last_code),
                 Err(e) => return Err(e),
             };
             last_code = cur.state.exit_code;
+            last_up = up(&cur);
             let stopped = !matches!(cur.live_status(), "running" | "paused" | "restarting")
                 && !monitor::monitor_alive(&cur.dir);
             match cond {
