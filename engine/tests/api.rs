@@ -159,6 +159,16 @@ fn exec_in_a_running_container(d: &Daemon) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(seen, "done\n", "the detached exec did not run");
+    // paused: dockerd's words (this said "is not running")
+    ok(&d.docker(&["pause", &name]));
+    let o = d.docker(&["exec", &name, "true"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("is paused, unpause the container before exec"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&d.docker(&["unpause", &name]));
     ok(&d.docker(&["stop", "-t", "0", &name]));
     let o = d.docker(&["exec", &name, "true"]);
     assert!(!o.status.success());

@@ -67,10 +67,21 @@ pub async fn create(state: &Arc<State>, id: &str, body: Bytes) -> ApiResult {
     }
     let name = id.to_string();
     let c = state.job(move |e| e.container(&name)).await?;
-    if c.live_status() != "running" {
-        return Err(
-            crate::Error::WrongState(format!("Container {} is not running", c.id())).into(),
-        );
+    match c.live_status() {
+        "running" => {}
+        // dockerd's words (409 both)
+        "paused" => {
+            return Err(crate::Error::WrongState(format!(
+                "Container {} is paused, unpause the container before exec",
+                c.id()
+            ))
+            .into());
+        }
+        _ => {
+            return Err(
+                crate::Error::WrongState(format!("Container {} is not running", c.id())).into(),
+            );
+        }
     }
     let req = ExecRequest {
         cmd,
