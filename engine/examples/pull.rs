@@ -52,7 +52,9 @@ async fn main() {
         }
     };
     if !quiet {
-        eprintln!("{:7.3}s store opened", start.elapsed().as_secs_f64());
+        // the engine opens its store lazily: a fresh root is made (lock, overlay probe, the
+        // SQLite database and its fsyncs) inside the pull, before the first Waiting
+        eprintln!("{:7.3}s engine opened", start.elapsed().as_secs_f64());
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<longshore_registry::Progress>();
     let printer = tokio::spawn(async move {
