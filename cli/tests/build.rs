@@ -481,7 +481,9 @@ fn add_extracts_local_tars_and_hostile_ones_stay_inside() {
 }
 
 /// An HTTP server on loopback serving one file (chunked, with Last-Modified) and a
-/// redirect to it; serves `n` connections.
+/// redirect to it; serves `n` connections, one request each, and says so
+/// (`Connection: close`: without it the client kept the redirect's connection for the
+/// next request and now and then sent it after the server had closed: reset by peer).
 fn http_server(n: usize) -> (String, std::thread::JoinHandle<()>) {
     use std::io::{BufRead, BufReader, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -500,10 +502,10 @@ fn http_server(n: usize) -> (String, std::thread::JoinHandle<()>) {
                 }
             }
             let resp = if path == "/old" {
-                "HTTP/1.1 301 Moved\r\nLocation: /hello.txt\r\nContent-Length: 0\r\n\r\n"
+                "HTTP/1.1 301 Moved\r\nLocation: /hello.txt\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                     .to_string()
             } else {
-                "HTTP/1.1 200 OK\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n6\r\nworld\n\r\n0\r\n\r\n".to_string()
+                "HTTP/1.1 200 OK\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n6\r\nhello \r\n6\r\nworld\n\r\n0\r\n\r\n".to_string()
             };
             let _ = s.write_all(resp.as_bytes());
         }

@@ -838,10 +838,10 @@ fn http_server() -> (String, std::thread::JoinHandle<()>) {
                 }
             }
             let resp = if path == "/old" {
-                "HTTP/1.1 301 Moved\r\nLocation: /hello.txt\r\nContent-Length: 0\r\n\r\n"
+                "HTTP/1.1 301 Moved\r\nLocation: /hello.txt\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                     .to_string()
             } else {
-                "HTTP/1.1 200 OK\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n6\r\nworld\n\r\n0\r\n\r\n".to_string()
+                "HTTP/1.1 200 OK\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n6\r\nhello \r\n6\r\nworld\n\r\n0\r\n\r\n".to_string()
             };
             s.write_all(resp.as_bytes()).unwrap();
         }
