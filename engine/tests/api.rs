@@ -1728,26 +1728,35 @@ fn network_connect_stopped_disconnect_first(_: &mut Daemon) {
 /// Opens `POST path` with `Upgrade: tcp` on the daemon's socket; returns the stream after
 /// the 101 answer's headers.
 fn upgrade(d: &Daemon, path: &str) -> UnixStream {
+    let (s, head) = send_head(
+        d,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(text(&head).starts_with("HTTP/1.1 101"), "{}", text(&head));
+    s
+}
+
+/// Sends `head` (a request's head, perhaps without its body) on a new connection to the
+/// daemon and reads the answer's head, byte by byte so that nothing after it is taken;
+/// returns the connection and that head.
+fn send_head(d: &Daemon, head: &str) -> (UnixStream, Vec<u8>) {
     let mut s = UnixStream::connect(&d.sock).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
     let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
+    while !answer.ends_with(b"\r\n\r\n") {
         assert_eq!(
             s.read(&mut b).expect("read the answer"),
             1,
             "closed: {}",
-            text(&head)
+            text(&answer)
         );
-        head.push(b[0]);
+        answer.push(b[0]);
     }
-    assert!(text(&head).starts_with("HTTP/1.1 101"), "{}", text(&head));
-    s
+    (s, answer)
 }
 
 /// A client that keeps sending input to an attached container which does not read it
@@ -2551,21 +2560,13 @@ fn a_late_body_keeps_the_connection(d: &mut Daemon) {
     );
     assert_eq!(code, 201, "{body}");
     let id = body.split('"').nth(3).expect("an Id").to_string();
-    let mut s = UnixStream::connect(&d.sock).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // the head only: the body comes once the answer is in
-    write!(
-        s,
-        "POST /v1.45/containers/{id}/start HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
-    )
-    .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut buf).expect("the start's answer");
-        assert!(n > 0, "closed before the start's answer");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let (mut s, got) = send_head(
+        d,
+        &format!(
+            "POST /v1.45/containers/{id}/start HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        ),
+    );
     assert!(text(&got).starts_with("HTTP/1.1 204"), "{}", text(&got));
     // the late body, then the next request on the same connection
     let _ = s.write_all(b"{}");

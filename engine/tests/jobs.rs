@@ -330,20 +330,6 @@ fn force() -> RemoveOptions {
     o
 }
 
-/// A tar of regular files.
-fn files_tar(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, data.as_bytes())
-            .expect("tar entry");
-    }
-    b.into_inner().expect("tar")
-}
-
 // ---------------------------------------------------------------------------------------
 // Tests
 
@@ -1326,7 +1312,7 @@ fn cp_stays_inside_the_container() {
     e.copy_to_container(
         &id,
         &format!("/data/hostroot{hp}"),
-        &files_tar(&[("target", "evil-1\n")])[..],
+        &common::files_tar(&[("target", b"evil-1\n")])[..],
     )
     .expect("cp through a symlink to /");
     untouched();
@@ -1336,15 +1322,19 @@ fn cp_stays_inside_the_container() {
     e.copy_to_container(
         &id,
         "/data/victimdir",
-        &files_tar(&[("target", "evil-2\n")])[..],
+        &common::files_tar(&[("target", b"evil-2\n")])[..],
     )
     .expect("cp through a symlink to a directory");
     untouched();
     assert_eq!(cat(&format!("{hp}/target")), "evil-2\n");
 
     // onto a symlink that names the host file
-    e.copy_to_container(&id, "/data", &files_tar(&[("victim", "evil-3\n")])[..])
-        .expect("cp onto a symlink");
+    e.copy_to_container(
+        &id,
+        "/data",
+        &common::files_tar(&[("victim", b"evil-3\n")])[..],
+    )
+    .expect("cp onto a symlink");
     untouched();
     assert_eq!(cat("/data/victim"), "evil-3\n");
 
@@ -1402,7 +1392,7 @@ fn cp_stays_inside_the_container() {
     e.copy_to_container(
         &id,
         &format!("/data/hostroot{hp}"),
-        &files_tar(&[("target", "evil-6\n")])[..],
+        &common::files_tar(&[("target", b"evil-6\n")])[..],
     )
     .expect("cp into a stopped container");
     untouched();
@@ -1420,7 +1410,7 @@ fn cp_stays_inside_the_container() {
         .unwrap();
     assert_eq!(content, "evil-6\n");
     let err = e
-        .copy_to_container(&id, "/nosuchdir", &files_tar(&[("f", "x")])[..])
+        .copy_to_container(&id, "/nosuchdir", &common::files_tar(&[("f", b"x")])[..])
         .unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
 }
