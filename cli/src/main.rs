@@ -330,6 +330,7 @@ struct RunOpts {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum Cmd {
     /// Create and run a new container from an image
     #[command(disable_help_flag = true)]
@@ -811,13 +812,15 @@ enum Cmd {
 #[derive(Args, Debug, Default, Clone)]
 struct DaemonEngineFlags {
     /// Storage driver to use (short form of --storage-driver)
-    #[arg(short = 's')]
+    // ids of their own: the global --storage-driver and --bridge are propagated to this
+    // subcommand (before its own arguments, which clap builds on demand)
+    #[arg(short = 's', id = "daemon_storage_driver")]
     storage_driver: Option<String>,
     /// Storage driver options (unsupported: refused)
     #[arg(long = "storage-opt")]
     storage_opt: Vec<String>,
     /// Attach containers to a network bridge (short form of --bridge)
-    #[arg(short = 'b')]
+    #[arg(short = 'b', id = "daemon_bridge")]
     bridge: Option<String>,
     /// IPv4 subnet for fixed IPs of the default bridge
     #[arg(long = "fixed-cidr")]
@@ -861,6 +864,7 @@ struct DaemonEngineFlags {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum ContainerCmd {
     /// List containers
     #[command(alias = "list", alias = "ps")]
@@ -877,6 +881,7 @@ enum ContainerCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum VolumeCmd {
     /// Create a volume
     Create {
@@ -936,6 +941,7 @@ enum VolumeCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum NetworkCmd {
     /// Create a network
     Create {
@@ -1031,6 +1037,7 @@ struct NetworkLsOpts {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum SystemCmd {
     /// Show docker disk usage
     Df {
@@ -1059,6 +1066,7 @@ enum SystemCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum ImageCmd {
     /// List images
     #[command(alias = "list")]

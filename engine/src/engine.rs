@@ -44,6 +44,9 @@ pub struct Engine {
     /// Parsed container records by ID, reused while their files are unchanged (a
     /// long-lived engine, the daemon, lists without re-reading every record).
     pub(crate) records: crate::containers::RecordCache,
+    /// What `ps` needs of each container, by ID, reused while its directory is unchanged
+    /// (shared with other processes through `containers/.ps-index`).
+    pub(crate) listed: crate::containers::list::ListCache,
 }
 
 impl fmt::Debug for Engine {
@@ -77,6 +80,7 @@ impl Engine {
             opts,
             network: OnceLock::new(),
             records: Default::default(),
+            listed: Default::default(),
         })
     }
 
@@ -126,6 +130,7 @@ impl Engine {
             opts: EngineOptions::default(),
             network: OnceLock::new(),
             records: Default::default(),
+            listed: Default::default(),
         }
     }
 

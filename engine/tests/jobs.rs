@@ -1875,6 +1875,86 @@ fn rename_and_list_filters() {
     assert_eq!(last[0].id, down.id);
 }
 
+/// `ps` reads what it needs of each container from a cache (in memory, and on disk in
+/// `containers/.ps-index` for the next process) while the container's directory is
+/// unchanged: every change made by another engine (another process) shows at once, in a
+/// warm engine and in a new one, and a damaged index is only a slower listing.
+fn the_listing_cache_follows_every_change() {
+    require_root!();
+    let mut root = Root::new();
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(create(root.e(), &busybox(&["true"])));
+    }
+    let mut all = ListOptions::default();
+    all.all = true;
+    let rows = |e: &Engine| -> BTreeMap<String, (String, String)> {
+        e.list_containers(&all)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.id, (s.names[0].clone(), s.status)))
+            .collect()
+    };
+    // settled (older than the file system's clock tick): cached and written out
+    thread::sleep(Duration::from_millis(150));
+    assert_eq!(rows(root.e()).len(), 40);
+    let index = root.path().join("containers/.ps-index");
+    assert!(index.exists(), "40 containers read: the index is written");
+    // another engine on the root (another process) changes four containers
+    let other = Engine::open(root.path(), EngineOptions::default()).unwrap();
+    let renamed = unique_name("lsjc");
+    other.rename_container(&ids[0], &renamed).unwrap();
+    other
+        .start_container(&ids[1], &StartOptions::default())
+        .unwrap();
+    other
+        .wait_container(&ids[1], WaitCondition::NotRunning)
+        .unwrap();
+    other.remove_container(&ids[2], &force()).unwrap();
+    let mut q = busybox(&["true"]);
+    q.labels.insert("new".into(), "yes".into());
+    let added = create(&other, &q);
+    let check = |e: &Engine| {
+        let r = rows(e);
+        assert_eq!(r.len(), 40, "{r:?}");
+        assert_eq!(r[&ids[0]].0, format!("/{renamed}"));
+        assert!(r[&ids[1]].1.starts_with("Exited (0)"), "{:?}", r[&ids[1]]);
+        assert!(!r.contains_key(&ids[2]));
+        assert_eq!(r[&added].1, "Created");
+        assert_eq!(r[&ids[3]].1, "Created");
+        let mut o = ListOptions::default();
+        o.all = true;
+        o.filters = vec![("label".into(), "new=yes".into())];
+        let l = e.list_containers(&o).unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].id, added);
+    };
+    // the warm engine: its memory cache
+    check(root.e());
+    // a change at once after a listing cached the container is seen too
+    thread::sleep(Duration::from_millis(150));
+    rows(root.e());
+    let again = unique_name("lsjc");
+    other.rename_container(&ids[3], &again).unwrap();
+    assert_eq!(rows(root.e())[&ids[3]].0, format!("/{again}"));
+    let last = unique_name("lsjc");
+    other.rename_container(&ids[3], &last).unwrap();
+    // a new engine: the index on disk
+    drop(other);
+    root.reopen();
+    let r = rows(root.e());
+    assert_eq!(r[&ids[3]].0, format!("/{last}"));
+    assert_eq!(r[&ids[0]].0, format!("/{renamed}"));
+    check(root.e());
+    // a damaged index (cut short, then garbage) is read around
+    let whole = fs::read(&index).unwrap();
+    for bad in [&whole[..whole.len() / 2], b"\x00not json".as_slice()] {
+        fs::write(&index, bad).unwrap();
+        root.reopen();
+        check(root.e());
+    }
+}
+
 /// Several engines (as several processes would) on one root at once: each creates, starts,
 /// execs into and removes its containers; one name is taken by exactly one of them; nothing
 /// is left.
@@ -2064,6 +2144,10 @@ fn main() -> ExitCode {
             wait_conditions_and_auto_remove,
         ),
         ("rename_and_list_filters", rename_and_list_filters),
+        (
+            "the_listing_cache_follows_every_change",
+            the_listing_cache_follows_every_change,
+        ),
         ("parallel_engines_on_one_root", parallel_engines_on_one_root),
         (
             "parallel_processes_on_one_root",

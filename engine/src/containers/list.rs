@@ -4,7 +4,12 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::Container;
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Container, ContainerState, FileStamp};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
@@ -111,41 +116,40 @@ fn since(t: &str) -> Duration {
     Duration::from_secs((now - secs).max(0) as u64)
 }
 
-impl Container {
-    /// Docker's status column.
-    pub fn status_text(&self) -> String {
-        self.status_text_as(self.live_status())
-    }
-
+impl ContainerState {
     /// Docker's status column for the live status `live` (looked at once by the caller).
     fn status_text_as(&self, live: &str) -> String {
         match live {
             "running" => {
-                let up = format!("Up {}", human_duration(since(&self.state.started_at)));
-                match self.state.health.as_ref().map(|h| h.status.as_str()) {
+                let up = format!("Up {}", human_duration(since(&self.started_at)));
+                match self.health.as_ref().map(|h| h.status.as_str()) {
                     Some("starting") => format!("{up} (health: starting)"),
                     Some(h @ ("healthy" | "unhealthy")) => format!("{up} ({h})"),
                     _ => up,
                 }
             }
-            "paused" => format!(
-                "Up {} (Paused)",
-                human_duration(since(&self.state.started_at))
-            ),
+            "paused" => format!("Up {} (Paused)", human_duration(since(&self.started_at))),
             "restarting" => format!(
                 "Restarting ({}) {} ago",
-                self.state.exit_code,
-                human_duration(since(&self.state.finished_at))
+                self.exit_code,
+                human_duration(since(&self.finished_at))
             ),
-            "exited" if self.state.finished_at != super::ZERO_TIME => format!(
+            "exited" if self.finished_at != super::ZERO_TIME => format!(
                 "Exited ({}) {} ago",
-                self.state.exit_code,
-                human_duration(since(&self.state.finished_at))
+                self.exit_code,
+                human_duration(since(&self.finished_at))
             ),
             "exited" | "created" => "Created".into(),
             "removing" => "Removal In Progress".into(),
             s => s.to_string(),
         }
+    }
+}
+
+impl Container {
+    /// Docker's status column.
+    pub fn status_text(&self) -> String {
+        self.state.status_text_as(self.live_status())
     }
 
     /// The command as `docker ps` shows it.
@@ -159,7 +163,60 @@ impl Container {
 
     /// This container's `ps` row.
     pub fn summary(&self) -> Summary {
-        self.summary_as(self.live_status())
+        Listed::of(self).summary_as(self.live_status())
+    }
+}
+
+/// What `ps` needs of a container (its row and its filters): a few hundred bytes instead
+/// of both records. A long-lived engine keeps them in memory and every engine shares
+/// them through `containers/.ps-index`, so a new process (the CLI) lists 1000 containers
+/// with one read and one `stat` per container instead of reading and parsing 2000 files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Listed {
+    id: String,
+    name: String,
+    created: String,
+    image: String,
+    image_id: String,
+    command: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    exposed: Vec<String>,
+    #[serde(default)]
+    binds: Vec<String>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    network_mode: String,
+    healthcheck: bool,
+    state: ContainerState,
+}
+
+impl Listed {
+    fn of(c: &Container) -> Listed {
+        let mut state = c.state.clone();
+        // read again at every listing (see Engine::listed)
+        state.health = None;
+        Listed {
+            id: c.record.id.clone(),
+            name: c.record.name.clone(),
+            created: c.record.created.clone(),
+            image: c.record.config.image.clone(),
+            image_id: c.record.image_id.clone(),
+            command: c.command_text(),
+            labels: c.record.config.labels.clone(),
+            exposed: c.record.config.exposed_ports.keys().cloned().collect(),
+            binds: c.record.host_config.binds.clone(),
+            volumes: c.record.config.volumes.keys().cloned().collect(),
+            network_mode: c.record.host_config.network_mode.clone(),
+            healthcheck: c
+                .record
+                .config
+                .healthcheck
+                .as_ref()
+                .is_some_and(|h| h.enabled()),
+            state,
+        }
     }
 
     /// This container's `ps` row, its live status `live` looked at once by the caller
@@ -181,7 +238,7 @@ impl Container {
                 kind: p.proto.clone(),
             });
         }
-        for k in self.record.config.exposed_ports.keys() {
+        for k in &self.exposed {
             let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
             let Ok(port) = port.parse() else { continue };
             if !ports
@@ -197,27 +254,141 @@ impl Container {
             }
         }
         Summary {
-            id: self.record.id.clone(),
-            names: vec![format!("/{}", self.record.name)],
-            image: self.record.config.image.clone(),
-            image_id: self.record.image_id.clone(),
-            command: self.command_text(),
-            created: unix_time(&self.record.created),
+            id: self.id.clone(),
+            names: vec![format!("/{}", self.name)],
+            image: self.image.clone(),
+            image_id: self.image_id.clone(),
+            command: self.command.clone(),
+            created: unix_time(&self.created),
             ports,
-            labels: self.record.config.labels.clone(),
+            labels: self.labels.clone(),
             state: live.to_string(),
-            status: self.status_text_as(live),
+            status: self.state.status_text_as(live),
             size_rw: None,
             size_root_fs: None,
         }
     }
 }
 
+/// The on-disk form of the listing cache: each entry with the stamp of the container's
+/// directory it was read under.
+#[derive(Serialize, Deserialize)]
+struct IndexFile {
+    version: u32,
+    entries: Vec<(FileStamp, Listed)>,
+}
+
+const INDEX_VERSION: u32 = 1;
+const INDEX_FILE: &str = ".ps-index";
+/// A process rewrites the index when it had to read this many containers' records that
+/// the index did not hold (or held stale) or that it held for removed ones: a few new
+/// containers are cheaper to read than to rewrite the index for on every listing.
+const INDEX_REWRITE_AFTER: usize = 32;
+
+/// [`Listed`] entries by container ID with the stamps of their directories; `None`
+/// until this engine has read `containers/.ps-index`.
+#[derive(Debug, Default)]
+pub(crate) struct ListCache {
+    map: std::sync::Mutex<Option<Entries>>,
+}
+
+/// Cached [`Listed`] entries by container ID, with the stamps they were read under.
+type Entries = HashMap<String, (FileStamp, Arc<Listed>)>;
+
+impl Engine {
+    /// What `ps` needs of every container, through the listing cache: a container is
+    /// read from its records only when its directory changed since it was cached.
+    fn listed(&self) -> Result<Vec<Arc<Listed>>> {
+        let dir = self.containers_dir();
+        let ids = self.container_ids()?;
+        // stamps are taken relative to the directory: no walk of its path per container
+        let dirfd = fs::File::open(&dir).map_err(Error::io(format!("open {}", dir.display())))?;
+        let mut guard = self.listed.map.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = guard.get_or_insert_with(|| read_index(&dir.join(INDEX_FILE)));
+        let mut out = Vec::with_capacity(ids.len());
+        let mut misses = Vec::new();
+        for id in &ids {
+            // a container removed since the directory was read has no stamp: skipped
+            let Some(stamp) = FileStamp::at(&dirfd, id) else {
+                continue;
+            };
+            match cache.get(id) {
+                Some((s, l)) if *s == stamp => out.push(l.clone()),
+                _ => misses.push((id.as_str(), stamp)),
+            }
+        }
+        // reading and parsing two small files per container is the whole cost of a
+        // listing without the cache: over many containers, on every core
+        let load = |part: &[(&str, FileStamp)]| {
+            let mut got = Vec::with_capacity(part.len());
+            for (id, stamp) in part {
+                match self.load_container_dir(dir.join(id)) {
+                    Ok(c) => got.push((id.to_string(), *stamp, Arc::new(Listed::of(&c)))),
+                    // one removed meanwhile, or not yet complete, is skipped
+                    Err(_) if !dir.join(id).join("state.json").exists() => {
+                        self.sweep_incomplete(id);
+                    }
+                    Err(_) => {}
+                }
+            }
+            got
+        };
+        let threads = if misses.len() >= 128 {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+        } else {
+            1
+        };
+        let loaded: Vec<_> = if threads <= 1 {
+            load(&misses)
+        } else {
+            let chunk = misses.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let running: Vec<_> = misses
+                    .chunks(chunk)
+                    .map(|part| s.spawn(move || load(part)))
+                    .collect();
+                running
+                    .into_iter()
+                    .flat_map(|t| t.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        let mut changed = 0;
+        for (id, stamp, l) in loaded {
+            out.push(l.clone());
+            // kept only when the directory's last change is older than the file
+            // system's clock can tell apart from a change still to come
+            if stamp.settled() {
+                cache.insert(id, (stamp, l));
+                changed += 1;
+            }
+        }
+        let before = cache.len();
+        let keep: std::collections::HashSet<&String> = ids.iter().collect();
+        cache.retain(|k, _| keep.contains(k));
+        changed += before - cache.len();
+        if changed >= INDEX_REWRITE_AFTER {
+            write_index(&dir.join(INDEX_FILE), cache);
+        }
+        drop(guard);
+        // the health of a container with a check is read at every listing (the monitor's
+        // prober writes it beside the records)
+        for l in &mut out {
+            if l.healthcheck {
+                let mut x = Arc::unwrap_or_clone(l.clone());
+                x.state.health = crate::health::current(&dir.join(&x.id), &x.state.status);
+                *l = Arc::new(x);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Engine {
     /// `docker ps`: newest first.
     pub fn list_containers(&self, opts: &ListOptions) -> Result<Vec<Summary>> {
-        let mut all = self.containers_shared()?;
-        all.sort_by(|a, b| b.record.created.cmp(&a.record.created));
+        let mut all = self.listed()?;
+        all.sort_by(|a, b| b.created.cmp(&a.created));
         let mut before: Option<String> = None;
         let mut since_: Option<String> = None;
         for (k, v) in &opts.filters {
@@ -237,7 +408,7 @@ impl Engine {
             .collect();
         let mut out = Vec::new();
         for c in all {
-            let status = c.live_status();
+            let status = c.state.live_status();
             let show_all = opts.all
                 || opts.limit.is_some()
                 || opts
@@ -247,8 +418,8 @@ impl Engine {
             if !show_all && !matches!(status, "running" | "paused" | "restarting") {
                 continue;
             }
-            if before.as_ref().is_some_and(|b| c.record.created >= *b)
-                || since_.as_ref().is_some_and(|s| c.record.created <= *s)
+            if before.as_ref().is_some_and(|b| c.created >= *b)
+                || since_.as_ref().is_some_and(|s| c.created <= *s)
             {
                 continue;
             }
@@ -261,28 +432,22 @@ impl Engine {
                     .collect();
                 vals.is_empty() || vals.iter().any(|v| f(v))
             };
-            let keep = ok("id", &|v| c.record.id.starts_with(v))
-                && ok("name", &|v| {
-                    c.record.name.contains(v.trim_start_matches('/'))
-                })
+            let keep = ok("id", &|v| c.id.starts_with(v))
+                && ok("name", &|v| c.name.contains(v.trim_start_matches('/')))
                 && ok("status", &|v| v == status)
                 && ok("exited", &|v| {
                     status == "exited" && v.parse() == Ok(c.state.exit_code)
                 })
                 && ok("label", &|v| match v.split_once('=') {
-                    Some((k, val)) => c.record.config.labels.get(k).is_some_and(|x| x == val),
-                    None => c.record.config.labels.contains_key(v),
+                    Some((k, val)) => c.labels.get(k).is_some_and(|x| x == val),
+                    None => c.labels.contains_key(v),
                 })
                 && ok("ancestor", &|v| {
-                    c.record.config.image == v || ancestor_ids.contains(&c.record.image_id)
+                    c.image == v || ancestor_ids.contains(&c.image_id)
                 })
                 && ok("volume", &|v| {
-                    c.record
-                        .host_config
-                        .binds
-                        .iter()
-                        .any(|b| b.split(':').any(|p| p == v))
-                        || c.record.config.volumes.contains_key(v)
+                    c.binds.iter().any(|b| b.split(':').any(|p| p == v))
+                        || c.volumes.iter().any(|x| x == v)
                 })
                 && ok("health", &|v| {
                     let h = c
@@ -294,8 +459,7 @@ impl Engine {
                     v == h
                 })
                 && ok("network", &|v| {
-                    c.record.host_config.network_mode == v
-                        || (v == "bridge" && c.record.host_config.network_mode == "default")
+                    c.network_mode == v || (v == "bridge" && c.network_mode == "default")
                 });
             if keep {
                 out.push(c.summary_as(status));
@@ -321,5 +485,38 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// The listing cache another process left (empty when there is none or it cannot be read:
+/// every container is then read from its records).
+fn read_index(path: &Path) -> Entries {
+    let Ok(data) = fs::read(path) else {
+        return HashMap::new();
+    };
+    match serde_json::from_slice::<IndexFile>(&data) {
+        Ok(f) if f.version == INDEX_VERSION => f
+            .entries
+            .into_iter()
+            .map(|(s, l)| (l.id.clone(), (s, Arc::new(l))))
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+/// Replaces the listing cache on disk (atomically: a reader sees the old or the new
+/// one). Best effort: a listing never fails for its cache.
+fn write_index(path: &Path, cache: &Entries) {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        version: u32,
+        entries: Vec<(&'a FileStamp, &'a Listed)>,
+    }
+    let out = Out {
+        version: INDEX_VERSION,
+        entries: cache.values().map(|(s, l)| (s, &**l)).collect(),
+    };
+    if let Ok(data) = serde_json::to_vec(&out) {
+        let _ = super::write_atomic(path, &data);
     }
 }

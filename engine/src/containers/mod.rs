@@ -16,7 +16,7 @@
 
 mod copy;
 mod create;
-mod list;
+pub(crate) mod list;
 mod logs;
 mod names;
 mod remove;
@@ -376,6 +376,15 @@ impl ContainerState {
     pub fn is_alive(&self) -> bool {
         self.pid > 0 && longshore_container::state::is_alive(self.pid, self.pid_start_time)
     }
+
+    /// The status as it really is: one recorded as running whose init process is gone
+    /// (its monitor was killed too) is exited.
+    pub fn live_status(&self) -> &str {
+        match self.status.as_str() {
+            "running" | "paused" if !self.is_alive() => "exited",
+            s => s,
+        }
+    }
 }
 
 /// A container as the jobs see it: both records.
@@ -407,10 +416,7 @@ impl Container {
     /// The state as it really is: a container recorded as running whose init process is
     /// gone (its monitor was killed too) is reported as exited.
     pub fn live_status(&self) -> &str {
-        match self.state.status.as_str() {
-            "running" | "paused" if !self.state.is_alive() => "exited",
-            s => s,
-        }
+        self.state.live_status()
     }
 
     /// Docker's `inspect` JSON of the container.
@@ -484,61 +490,62 @@ impl Container {
     }
 }
 
-/// What identifies one version of a record file: every write of `config.json` and
-/// `state.json` is a new file renamed into place ([`write_atomic`]), so a new inode, and
-/// a modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What identifies one version of a container's records: every write of `config.json`
+/// and `state.json` is a new file renamed into place ([`write_atomic`]), which changes
+/// the modification time of the container's directory; the directory's own inode tells a
+/// container removed and another made under the same ID (never seen, but cheap to check).
+/// One `stat` of the directory covers both files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FileStamp {
     ino: u64,
-    size: u64,
-    mtime_ns: i128,
+    mtime_ns: i64,
+    ctime_ns: i64,
 }
 
 impl FileStamp {
     /// The stamp of `path` under the directory `dir`.
-    fn at(dir: &fs::File, path: &str) -> Option<FileStamp> {
+    pub(crate) fn at(dir: &fs::File, path: &str) -> Option<FileStamp> {
         let m = rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty()).ok()?;
         Some(FileStamp {
             ino: m.st_ino,
-            size: m.st_size as u64,
-            mtime_ns: m.st_mtime as i128 * 1_000_000_000 + m.st_mtime_nsec as i128,
+            mtime_ns: m.st_mtime * 1_000_000_000 + m.st_mtime_nsec as i64,
+            ctime_ns: m.st_ctime * 1_000_000_000 + m.st_ctime_nsec as i64,
         })
     }
 
-    /// The file was written long enough ago that a later write cannot carry the same
-    /// time: the kernel stamps files from a coarse clock (a tick of a few ms), and an
-    /// inode number can be reused at once, so a stamp is trusted only once its time lies
-    /// 100 ms in the past.
-    fn settled(&self) -> bool {
+    /// The directory was changed long enough ago that a later change cannot carry the
+    /// same time: the kernel stamps files from a coarse clock (a tick of a few ms), so a
+    /// stamp is trusted only once its times lie 100 ms in the past.
+    pub(crate) fn settled(&self) -> bool {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
+            .map(|d| d.as_nanos() as i64)
             .unwrap_or(0);
-        now - self.mtime_ns > 100_000_000
+        now - self.mtime_ns.max(self.ctime_ns) > 100_000_000
     }
 }
 
-/// A cached container with the stamps of its `config.json` and `state.json`.
-type Cached = (FileStamp, FileStamp, Arc<Container>);
+/// A cached container with the stamp of its directory.
+type Cached = (FileStamp, Arc<Container>);
 
-/// Parsed records of containers by ID with the stamps of their files.
+/// Parsed records of containers by ID with the stamps of their directories.
 #[derive(Debug, Default)]
 pub(crate) struct RecordCache {
     map: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
 }
 
 impl RecordCache {
-    fn get(&self, id: &str, rec: FileStamp, st: FileStamp) -> Option<Arc<Container>> {
+    fn get(&self, id: &str, stamp: FileStamp) -> Option<Arc<Container>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (r, s, c) = map.get(id)?;
-        (*r == rec && *s == st).then(|| c.clone())
+        let (s, c) = map.get(id)?;
+        (*s == stamp).then(|| c.clone())
     }
 
-    fn put(&self, id: &str, rec: FileStamp, st: FileStamp, c: Arc<Container>) {
+    fn put(&self, id: &str, stamp: FileStamp, c: Arc<Container>) {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), (rec, st, c));
+            .insert(id.to_string(), (stamp, c));
     }
 
     /// Forgets the containers not in `ids` (removed).
@@ -673,8 +680,8 @@ impl Engine {
     }
 
     /// Every container, shared with the record cache: parsed records are reused while
-    /// their files are unchanged (two `stat`s per container instead of reading and
-    /// parsing both files), so a long-lived engine (the daemon) lists fast.
+    /// their directory is unchanged (one `stat` per container instead of reading and
+    /// parsing two files), so a long-lived engine (the daemon) lists fast.
     pub(crate) fn containers_shared(&self) -> Result<Vec<Arc<Container>>> {
         let dir = self.containers_dir();
         let ids = self.container_ids()?;
@@ -723,11 +730,10 @@ impl Engine {
 
     /// [`Engine::load_container_dir`] through the record cache.
     fn load_cached(&self, dirfd: &fs::File, id: &str, dir: PathBuf) -> Result<Arc<Container>> {
-        let stamp = |f: &str| FileStamp::at(dirfd, &format!("{id}/{f}"));
-        let (Some(rec), Some(st)) = (stamp("config.json"), stamp("state.json")) else {
+        let Some(stamp) = FileStamp::at(dirfd, id) else {
             return self.load_container_dir(dir).map(Arc::new);
         };
-        if let Some(c) = self.records.get(id, rec, st) {
+        if let Some(c) = self.records.get(id, stamp) {
             if c.record
                 .config
                 .healthcheck
@@ -741,10 +747,10 @@ impl Engine {
             return Ok(c);
         }
         let c = Arc::new(self.load_container_dir(dir)?);
-        // kept only when both files are older than the file system's clock can tell
-        // apart from a write still to come (see FileStamp::settled)
-        if rec.settled() && st.settled() {
-            self.records.put(id, rec, st, c.clone());
+        // kept only when the directory's last change is older than the file system's
+        // clock can tell apart from a change still to come (see FileStamp::settled)
+        if stamp.settled() {
+            self.records.put(id, stamp, c.clone());
         }
         Ok(c)
     }
