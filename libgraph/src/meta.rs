@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS containers(
     incomplete INTEGER NOT NULL DEFAULT 1,
     top_cache  TEXT
 );
+-- the few containers a crash left incomplete, found at every open without a scan
+CREATE INDEX IF NOT EXISTS containers_incomplete ON containers(id) WHERE incomplete != 0;
 ";
 
 /// One layer row.
@@ -523,7 +525,19 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
-    /// All containers as (id, cache id, incomplete).
+    /// The containers still incomplete (a crash cut their create or removal short) as
+    /// (id, cache id).
+    pub fn incomplete_containers(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, cache_id FROM containers WHERE incomplete != 0 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every container row: (ID, cache ID, incomplete).
     pub fn containers(&self) -> Result<Vec<(String, String, bool)>> {
         let mut st = self
             .conn

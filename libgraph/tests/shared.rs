@@ -167,3 +167,64 @@ fn check_does_not_call_another_process_layer_in_progress_damage() {
     assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
     assert!(rep.problems[0].contains("missing from the overlay driver"));
 }
+
+/// Containers a killed process left incomplete (its create cut short, or its removal
+/// after the row was marked) are found through their index and removed, row and
+/// read-write layer, by the next open that is alone; complete ones stay.
+#[test]
+fn containers_left_incomplete_are_removed_by_the_next_lone_open() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("incomplete-containers");
+    let root = tmp.path().join("store");
+    let s = open(&root);
+    s.import(&gzip(&base_layer())[..], Some("base:1"), None)
+        .unwrap();
+    for c in ["keep", "cut-short"] {
+        s.create_container(c, "base:1").unwrap();
+    }
+    let layers = |root: &Path| {
+        fs::read_dir(root.join("overlay"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with("-rw")
+            })
+            .count()
+    };
+    assert_eq!(layers(&root), 2);
+    drop(s);
+    // what a process killed in the middle of removing "cut-short", and one killed before
+    // its new container's layer existed, left
+    let conn = rusqlite::Connection::open(root.join("metadata.db")).unwrap();
+    conn.execute(
+        "UPDATE containers SET incomplete = 1 WHERE id = 'cut-short'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO containers(id, image_id, cache_id, incomplete) VALUES ('never', NULL, 'fedcba9876543210fedcba9876543210-rw', 1)",
+        [],
+    )
+    .unwrap();
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id, cache_id FROM containers WHERE incomplete != 0 ORDER BY id",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("containers_incomplete"), "{plan}");
+    drop(conn);
+    let s = open(&root);
+    assert!(s.mount_container("keep").is_ok());
+    s.unmount_container("keep").unwrap();
+    assert!(s.mount_container("cut-short").is_err());
+    assert!(s.mount_container("never").is_err());
+    assert_eq!(layers(&root), 1, "the cut-short container's layer went too");
+    let rep = s.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    s.remove_container("keep").unwrap();
+}

@@ -64,9 +64,15 @@ impl Overlay {
         fs::create_dir_all(home.join("l")).ctx("create directory", home.join("l"))?;
         // layers hold image content (set-user-ID files): only the owner may reach them
         crate::store::private_dir(&home, crate::store::PRIVATE_MODE)?;
-        for e in fs::read_dir(&home).ctx("read directory", &home)? {
+        // (a listing of every layer: only when there is something to do with it)
+        let entries = if cleanup {
+            Some(fs::read_dir(&home).ctx("read directory", &home)?)
+        } else {
+            None
+        };
+        for e in entries.into_iter().flatten() {
             let e = e.ctx("read directory", &home)?;
-            if cleanup && e.file_name().to_string_lossy().starts_with(".tmp-") {
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
                 let merged = e.path().join("merged");
                 let _ = rustix::mount::unmount(&merged, UnmountFlags::DETACH);
                 remove_tree(&e.path())?;

@@ -542,14 +542,12 @@ impl Store {
     /// cannot be removed now stays incomplete (invisible) for the next open to retry: the
     /// store opens anyway.
     fn cleanup_incomplete(&self) -> Result<()> {
-        let containers = self.db().containers()?;
-        for (id, cache, incomplete) in containers {
-            if incomplete {
-                if self.driver.exists(&cache) && self.driver.remove(&cache).is_err() {
-                    continue;
-                }
-                self.drop_container_row(&id)?;
+        let containers = self.db().incomplete_containers()?;
+        for (id, cache) in containers {
+            if self.driver.exists(&cache) && self.driver.remove(&cache).is_err() {
+                continue;
             }
+            self.drop_container_row(&id)?;
         }
         let layers = self.db().incomplete_layers()?;
         for l in layers {
