@@ -102,7 +102,8 @@ impl Engine {
             imgs.retain(|i| !i.tags.is_empty() || !parents.contains(&i.id.to_string()));
         }
         imgs.sort_by(|a, b| b.created.cmp(&a.created));
-        let containers = self.containers()?;
+        // counted from what `ps` caches of each container
+        let containers = self.listed()?;
         let mut out = Vec::new();
         let before = filters
             .iter()
@@ -147,7 +148,7 @@ impl Engine {
             if keep {
                 let n = containers
                     .iter()
-                    .filter(|c| c.record.image_id == i.id.to_string())
+                    .filter(|c| c.image_id == i.id.to_string())
                     .count() as i64;
                 out.push(summary(&i, n));
             }

@@ -211,6 +211,32 @@ impl Db {
         Ok(db)
     }
 
+    /// Folds the write-ahead log into the database and truncates it to nothing, unless
+    /// another connection is writing or reading an older snapshot (then nothing happens:
+    /// `Ok(false)`, at once, without waiting).
+    pub fn truncate_log(&self) -> Result<bool> {
+        self.conn
+            .busy_timeout(std::time::Duration::ZERO)
+            .map_err(|e| self.err(e))?;
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| self.err(e))?;
+        match r {
+            Ok(busy) => Ok(busy == 0),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Brings stores made by earlier versions to the current schema.
     fn migrate(&self) -> rusqlite::Result<()> {
         // containers.image_id lost its foreign key: like Docker, a forced `rmi` deletes an

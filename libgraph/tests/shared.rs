@@ -228,3 +228,56 @@ fn containers_left_incomplete_are_removed_by_the_next_lone_open() {
     assert!(rep.problems.is_empty(), "{:?}", rep.problems);
     s.remove_container("keep").unwrap();
 }
+
+/// `compact_log` empties the metadata log once it is past the size asked for, losing
+/// nothing, and gives up at once (no wait) while another process reads an older snapshot.
+#[test]
+fn compact_log_empties_the_log_without_waiting_for_others() {
+    longshore_test_support::require_root!();
+    let tmp = tempdir("compact-log");
+    let root = tmp.path().join("store");
+    let s = open(&root);
+    s.import(&gzip(&base_layer())[..], Some("base:1"), None)
+        .unwrap();
+    for i in 0..40 {
+        s.create_container(&format!("c{i}"), "base:1").unwrap();
+    }
+    let wal = root.join("metadata.db-wal");
+    let size = || fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(size() > 64 << 10, "{} bytes", size());
+    // under the size asked for: nothing
+    assert!(!s.compact_log(size() + 1).unwrap());
+    // another process in a read transaction on the snapshot before the next write
+    let other = rusqlite::Connection::open(root.join("metadata.db")).unwrap();
+    other.execute_batch("BEGIN").unwrap();
+    let n: i64 = other
+        .query_row("SELECT count(*) FROM containers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 40);
+    s.create_container("late", "base:1").unwrap();
+    let t = std::time::Instant::now();
+    assert!(
+        !s.compact_log(1).unwrap(),
+        "a reader of an older snapshot holds the log"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "it waited");
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+    assert!(s.compact_log(1).unwrap());
+    assert_eq!(size(), 0);
+    // nothing lost, in this store and in a new one
+    for i in 0..40 {
+        s.mount_container(&format!("c{i}")).unwrap();
+        s.unmount_container(&format!("c{i}")).unwrap();
+    }
+    drop(s);
+    let s = open(&root);
+    s.mount_container("late").unwrap();
+    s.unmount_container("late").unwrap();
+    let rep = s.check(false).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    for i in 0..40 {
+        s.remove_container(&format!("c{i}")).unwrap();
+    }
+    s.remove_container("late").unwrap();
+}

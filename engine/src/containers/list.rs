@@ -177,7 +177,7 @@ pub(crate) struct Listed {
     name: String,
     created: String,
     image: String,
-    image_id: String,
+    pub(crate) image_id: String,
     command: String,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
@@ -298,7 +298,7 @@ type Entries = HashMap<String, (FileStamp, Arc<Listed>)>;
 impl Engine {
     /// What `ps` needs of every container, through the listing cache: a container is
     /// read from its records only when its directory changed since it was cached.
-    fn listed(&self) -> Result<Vec<Arc<Listed>>> {
+    pub(crate) fn listed(&self) -> Result<Vec<Arc<Listed>>> {
         let dir = self.containers_dir();
         let ids = self.container_ids()?;
         // stamps are taken relative to the directory: no walk of its path per container

@@ -572,6 +572,21 @@ impl Store {
             .join(format!("{cache}.{}.{n}", std::process::id()))
     }
 
+    /// Empties the metadata database's write-ahead log when it has grown past
+    /// `min_bytes`, folding it into the database; returns whether it did. The first
+    /// process to open the store after every other one closed it reads the whole log
+    /// (SQLite rebuilds its index from it): ~1.3 ms for 600 frames (2.4 MB) here, on the
+    /// path of every command run alone. For moments off anyone's path (a container's
+    /// monitor once its `--rm` container is gone); it does not wait for other processes
+    /// (busy: nothing done) and costs two `fsync`s when it runs.
+    pub fn compact_log(&self, min_bytes: u64) -> Result<bool> {
+        let wal = self.root.join("metadata.db-wal");
+        if fs::metadata(&wal).map_or(0, |m| m.len()) < min_bytes.max(1) {
+            return Ok(false);
+        }
+        self.db().truncate_log()
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
