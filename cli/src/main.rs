@@ -510,7 +510,15 @@ enum Cmd {
         #[arg(short = 'c', long)]
         change: Vec<String>,
         /// Pause container during commit
-        #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
+        #[arg(
+            short = 'p',
+            long,
+            default_value_t = true,
+            action = clap::ArgAction::Set,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true"
+        )]
         pause: bool,
         container: String,
         repository: Option<String>,
@@ -1906,13 +1914,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             Ok(0)
         }
         Cmd::Diff { container } => {
-            let e = engine()?;
-            let c = e.container(&container)?;
-            for ch in e
-                .graph()?
-                .container_changes(&c.record.id)
-                .map_err(|err| fail(format!("Error response from daemon: {err}")))?
-            {
+            for ch in engine()?.container_changes(&container)? {
                 println!("{ch}");
             }
             Ok(0)
@@ -1921,24 +1923,15 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             author,
             message,
             change,
-            pause: _,
+            pause,
             container,
             repository,
         } => {
-            let e = engine()?;
-            let c = e.container(&container)?;
-            let mut o = longshore_graph::CommitOptions::new();
-            (o.reference, o.author, o.message) = (repository, author, message);
-            if !change.is_empty() {
-                return Err(fail(
-                    "commit --change is not supported yet: commit, then import --change",
-                ));
-            }
-            let id = e
-                .graph()?
-                .commit(&c.record.id, &o)
-                .map_err(|err| fail(format!("Error response from daemon: {err}")))?;
-            println!("{id}");
+            let mut r = longshore_engine::CommitRequest::default();
+            (r.reference, r.author, r.message) = (repository, author, message);
+            r.changes = change;
+            r.pause = pause;
+            println!("{}", engine()?.commit_container(&container, &r)?);
             Ok(0)
         }
         Cmd::Export { output, container } => {

@@ -1181,6 +1181,13 @@ fn a_new_volume_gets_the_image_content_and_never_the_hosts() {
         &script,
     ]);
     env.ok(&["commit", "mk", "seeded:1"]);
+    // -c applies Dockerfile instructions over the container's config; -p takes a value
+    // only with `=`, so the container's name is not read as one
+    env.ok(&["commit", "-c", "ENV SEEDED=1", "-p", "mk", "seeded:2"]);
+    env.ok(&["commit", "--pause=false", "-m", "m", "mk", "seeded:3"]);
+    let cfg = env.ok(&["inspect", "-f", "{{json .Config.Env}}", "seeded:2"]);
+    assert!(cfg.contains("SEEDED=1"), "{cfg}");
+    env.ok(&["rmi", "seeded:2", "seeded:3"]);
     // a named volume, new and empty: filled from the image
     let out = env.ok(&[
         "run",

@@ -201,7 +201,7 @@ impl Engine {
     pub fn container_size(&self, c: &Container) -> Result<u64> {
         let store = self.store()?;
         let changes = store
-            .container_changes(&c.record.id)
+            .container_changes_except(&c.record.id, &crate::containers::commit::mount_points())
             .map_err(graph(format!("diff container {}", c.record.name)))?;
         if changes.is_empty() {
             return Ok(0);

@@ -746,6 +746,29 @@ fn container_inspection_endpoints(d: &mut Daemon) {
         "/tmp/newfile",
     ]);
     assert_eq!(ok(&o), "/tmp/newfile\n");
+    // --change instructions, as the docker CLI sends them, over the container's config
+    let changed = format!("{}:c2", unique_name("lsapi"));
+    ok(&d.docker(&[
+        "commit",
+        "-c",
+        "ENV COMMITTED=api",
+        "--change",
+        "CMD [\"echo\", \"committed\"]",
+        "--pause=false",
+        &renamed,
+        &changed,
+    ]));
+    let cfg = ok(&d.docker(&["inspect", "-f", "{{json .Config}}", &changed]));
+    assert!(cfg.contains("COMMITTED=api"), "{cfg}");
+    assert!(cfg.contains(r#""Cmd":["echo","committed"]"#), "{cfg}");
+    let bad = d.docker(&["commit", "-c", "RUN true", &renamed, &changed]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a valid change command"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    ok(&d.docker(&["rmi", &changed]));
     // prune removes the stopped one and keeps the running one
     let stopped = unique_name("lsapi");
     ok(&d.busybox("create", &["--name", &stopped], &["true"]));

@@ -412,3 +412,99 @@ fn walk_overlay(
     }
     Ok(())
 }
+
+/// `changes` without the paths in `exclude` and what is under them, nor the directories
+/// above them that hold no other change (made or copied up only to hold them): what a
+/// container shows of a runtime's mount points (`/etc/hosts`...) when they live in its
+/// read-write layer instead of an init layer under it, as Docker keeps them.
+pub fn except(changes: Vec<Change>, exclude: &[String]) -> Vec<Change> {
+    if exclude.is_empty() {
+        return changes;
+    }
+    // `path` is strictly below the directory `dir`
+    let under = |path: &str, dir: &str| {
+        (dir == "/" && path != "/")
+            || (path.len() > dir.len()
+                && path.starts_with(dir)
+                && path.as_bytes()[dir.len()] == b'/')
+    };
+    let excluded = |path: &str| {
+        exclude
+            .iter()
+            .any(|e| path == e.as_str() || under(path, e.as_str()))
+    };
+    let (dropped, kept): (Vec<Change>, Vec<Change>) =
+        changes.into_iter().partition(|c| excluded(&c.path));
+    let holds = |dir: &str, set: &[Change]| set.iter().any(|c| under(&c.path, dir));
+    let mut out = Vec::with_capacity(kept.len());
+    for c in &kept {
+        // a directory above a dropped path and above nothing kept: only its holder
+        if c.kind != ChangeKind::Deleted && holds(&c.path, &dropped) && !holds(&c.path, &kept) {
+            continue;
+        }
+        out.push(c.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod except_tests {
+    use super::*;
+
+    fn ch(s: &str) -> Change {
+        let (k, p) = s.split_once(' ').unwrap();
+        Change {
+            path: p.to_string(),
+            kind: match k {
+                "A" => ChangeKind::Added,
+                "C" => ChangeKind::Modified,
+                _ => ChangeKind::Deleted,
+            },
+        }
+    }
+
+    fn run(changes: &[&str], exclude: &[&str]) -> Vec<String> {
+        let ex: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+        except(changes.iter().map(|c| ch(c)).collect(), &ex)
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn mount_points_and_their_holders_go_other_changes_stay() {
+        let mounts = [
+            "/etc/hosts",
+            "/etc/hostname",
+            "/etc/resolv.conf",
+            "/dev/pts",
+            "/proc",
+        ];
+        // only the runtime's stubs: nothing
+        let stubs = [
+            "C /etc",
+            "A /etc/hosts",
+            "A /etc/hostname",
+            "A /etc/resolv.conf",
+            "A /dev",
+            "A /dev/pts",
+            "A /proc",
+            "A /proc/x",
+        ];
+        assert!(run(&stubs, &mounts).is_empty());
+        // a real change under the same directory keeps it
+        let mut more = stubs.to_vec();
+        more.extend(["C /etc/passwd", "A /newfile", "D /etc/group"]);
+        assert_eq!(
+            run(&more, &mounts),
+            ["C /etc", "C /etc/passwd", "A /newfile", "D /etc/group"]
+        );
+        // a path that only starts like an excluded one stays
+        assert_eq!(
+            run(&["A /etc/hosts.allow", "A /procfile"], &mounts),
+            ["A /etc/hosts.allow", "A /procfile"]
+        );
+        // nothing excluded: unchanged
+        assert_eq!(run(&stubs, &[]).len(), stubs.len());
+    }
+}

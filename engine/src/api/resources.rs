@@ -25,14 +25,7 @@ pub async fn top(state: &Arc<State>, id: &str, r: &Req) -> ApiResult {
 /// `GET /containers/{id}/changes`: `Kind` 0 modified, 1 added, 2 deleted.
 pub async fn changes(state: &Arc<State>, id: &str) -> ApiResult {
     let id = id.to_string();
-    let list = state
-        .job(move |e| {
-            let c = e.container(&id)?;
-            e.graph()?
-                .container_changes(c.id())
-                .map_err(crate::error::graph(format!("changes of {id}")))
-        })
-        .await?;
+    let list = state.job(move |e| e.container_changes(&id)).await?;
     let out: Vec<serde_json::Value> = list
         .iter()
         .map(|c| {
@@ -239,36 +232,38 @@ pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
     ))
 }
 
-/// `POST /commit?container=&repo=&tag=&comment=&author=`: 201 `{"Id"}`.
+/// `POST /commit?container=&repo=&tag=&comment=&author=&changes=&pause=`: 201 `{"Id"}`.
+/// (A request body, a config to commit instead of the container's, is not read.)
 pub async fn commit(state: &Arc<State>, r: &Req) -> ApiResult {
     let Some(container) = r.q("container").filter(|s| !s.is_empty()) else {
         return Err(ApiError::bad("container is required"));
     };
-    if r.query.iter().any(|(k, v)| k == "changes" && !v.is_empty()) {
-        return Err(ApiError::bad(
-            "commit with changes is not supported: commit, then import with changes",
-        ));
-    }
-    let reference = r.q("repo").filter(|s| !s.is_empty()).map(|repo| {
-        match r.q("tag").filter(|t| !t.is_empty()) {
-            Some(t) => format!("{repo}:{t}"),
-            None => format!("{repo}:latest"),
-        }
-    });
-    let mut opts = longshore_graph::CommitOptions::new();
-    opts.reference = reference;
-    opts.author = r.q("author").filter(|s| !s.is_empty()).map(String::from);
-    opts.message = r.q("comment").filter(|s| !s.is_empty()).map(String::from);
+    let req = crate::CommitRequest {
+        reference: r.q("repo").filter(|s| !s.is_empty()).map(|repo| {
+            match r.q("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{repo}:{t}"),
+                None => format!("{repo}:latest"),
+            }
+        }),
+        author: r.q("author").filter(|s| !s.is_empty()).map(String::from),
+        message: r.q("comment").filter(|s| !s.is_empty()).map(String::from),
+        // one instruction per line or per parameter, as the docker CLI sends them
+        changes: r
+            .query
+            .iter()
+            .filter(|(k, _)| k == "changes")
+            .flat_map(|(_, v)| v.lines())
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect(),
+        pause: r.q("pause").is_none_or(|_| r.flag("pause")),
+        config: None,
+    };
     let container = container.to_string();
     let id = state
-        .job(move |e| {
-            let c = e.container(&container)?;
-            e.graph()?
-                .commit(c.id(), &opts)
-                .map_err(crate::error::graph(format!("commit {container}")))
-        })
+        .job(move |e| e.commit_container(&container, &req))
         .await?;
-    Ok(json(StatusCode::CREATED, &json!({"Id": id.to_string()})))
+    Ok(json(StatusCode::CREATED, &json!({"Id": id})))
 }
 
 /// `GET /system/df`: the engine's disk usage in Docker's shape.

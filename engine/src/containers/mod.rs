@@ -14,6 +14,7 @@
 //! Every file is replaced atomically (written beside, then renamed), so a reader in
 //! another process never sees half a record.
 
+pub(crate) mod commit;
 mod copy;
 mod create;
 pub(crate) mod list;
@@ -37,6 +38,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub use commit::{CommitRequest, MOUNT_POINTS};
 pub use create::{CreateRequest, MountSpec, MountTmpfsOptions, MountVolumeOptions, parse_memory};
 pub use list::{ListOptions, Summary, human_duration, unix_time};
 pub use logs::{LogLine, LogsOptions};

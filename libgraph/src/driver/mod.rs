@@ -97,7 +97,14 @@ pub trait Driver: Send + Sync {
     fn changes(&self, id: &str) -> Result<Vec<Change>>;
 
     /// Writes layer `id`'s changes against its parent as an uncompressed layer tar.
-    fn diff(&self, id: &str, out: &mut dyn Write) -> Result<()>;
+    fn diff(&self, id: &str, out: &mut dyn Write) -> Result<()> {
+        let changes = self.changes(id)?;
+        self.diff_of(id, &changes, out)
+    }
+
+    /// Writes `changes` (some of layer `id`'s, from [`Driver::changes`]) as an
+    /// uncompressed layer tar.
+    fn diff_of(&self, id: &str, changes: &[Change], out: &mut dyn Write) -> Result<()>;
 
     /// The parent given at creation (or by [`Driver::set_parent`]).
     fn parent(&self, id: &str) -> Result<Option<String>>;

@@ -479,12 +479,11 @@ impl Driver for Overlay {
         changes_overlay(&self.dir(id).join("diff"), &self.lower_dirs(id)?)
     }
 
-    fn diff(&self, id: &str, out: &mut dyn Write) -> Result<()> {
-        let changes = self.changes(id)?;
+    fn diff_of(&self, id: &str, changes: &[Change], out: &mut dyn Write) -> Result<()> {
         let root = self.get(id)?;
         let mut w = TarWriter::new(out);
         let r = w
-            .append_changes(&root, &changes)
+            .append_changes(&root, changes)
             .and_then(|()| w.finish().map(|_| ()));
         self.put(id)?;
         r

@@ -183,10 +183,10 @@ impl Driver for Vfs {
         changes_dirs(&root, parent.as_deref())
     }
 
-    fn diff(&self, id: &str, out: &mut dyn Write) -> Result<()> {
-        let changes = self.changes(id)?;
+    fn diff_of(&self, id: &str, changes: &[Change], out: &mut dyn Write) -> Result<()> {
+        self.existing(id)?;
         let mut w = TarWriter::new(out);
-        w.append_changes(&self.dir(id), &changes)?;
+        w.append_changes(&self.dir(id), changes)?;
         w.finish()?;
         Ok(())
     }

@@ -156,6 +156,18 @@ impl Store {
         self.driver.changes(&cache)
     }
 
+    /// The container's changes without `exclude` (see [`CommitOptions::exclude`]).
+    pub fn container_changes_except(
+        &self,
+        container_id: &str,
+        exclude: &[String],
+    ) -> Result<Vec<Change>> {
+        Ok(crate::changes::except(
+            self.container_changes(container_id)?,
+            exclude,
+        ))
+    }
+
     /// `docker export`: the container's whole filesystem as a tar.
     pub fn export_container(&self, container_id: &str, out: impl Write) -> Result<()> {
         let root = self.mount_container(container_id)?;
@@ -191,7 +203,11 @@ impl Store {
         let (reader, mut writer) = pipe()?;
         let layer = std::thread::scope(|s| {
             let diff = s.spawn(move || {
-                let r = self.driver.diff(&cache, &mut writer);
+                let r = self
+                    .driver
+                    .changes(&cache)
+                    .map(|c| crate::changes::except(c, &opts.exclude))
+                    .and_then(|c| self.driver.diff_of(&cache, &c, &mut writer));
                 drop(writer);
                 r
             });
@@ -206,6 +222,9 @@ impl Store {
         })?;
         let now = now_rfc3339();
         let mut cfg = base_config;
+        if let Some(c) = &opts.config {
+            cfg["config"] = c.clone();
+        }
         cfg["created"] = json!(now);
         if let Some(a) = &opts.author {
             cfg["author"] = json!(a);

@@ -167,6 +167,13 @@ pub struct CommitOptions {
     pub message: Option<String>,
     /// Recorded as the history's created-by.
     pub created_by: Option<String>,
+    /// The new image's `config` (its process: Cmd, Env, ...); `None` keeps the base
+    /// image's. Docker's commit gives the container's, with `--change` applied.
+    pub config: Option<Value>,
+    /// Paths left out of the new layer and of [`Store::container_changes_except`]: the
+    /// points a runtime mounts files on (`/etc/hosts`...), with what is under them, and
+    /// the directories that hold nothing else that changed (made only to hold them).
+    pub exclude: Vec<String>,
 }
 
 impl CommitOptions {
@@ -196,6 +203,18 @@ impl CommitOptions {
     /// Records what made the image (the history's created-by).
     pub fn created_by(mut self, created_by: impl Into<String>) -> CommitOptions {
         self.created_by = Some(created_by.into());
+        self
+    }
+
+    /// Gives the new image this `config` instead of the base image's.
+    pub fn config(mut self, config: Value) -> CommitOptions {
+        self.config = Some(config);
+        self
+    }
+
+    /// Leaves `paths` out of the new layer (see [`CommitOptions::exclude`]).
+    pub fn exclude(mut self, paths: impl IntoIterator<Item = impl Into<String>>) -> CommitOptions {
+        self.exclude = paths.into_iter().map(Into::into).collect();
         self
     }
 }
