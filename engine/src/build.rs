@@ -43,6 +43,10 @@ impl StepRunner for ContainerRunner {
         self.run_step(step).map_err(|e| e.to_string())
     }
 
+    fn mount_points(&self) -> Vec<String> {
+        crate::containers::commit::mount_points()
+    }
+
     /// `ADD <url>` over HTTP or HTTPS (rustls, the platform's roots: `SSL_CERT_FILE` /
     /// `SSL_CERT_DIR` when set), following up to 10 redirects across schemes.
     fn fetch(&self, url: &str) -> std::result::Result<longshore_build::fetch::Fetched, String> {

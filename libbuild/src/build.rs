@@ -87,6 +87,14 @@ pub trait StepRunner: Send + Sync {
     fn fetch(&self, url: &str) -> std::result::Result<crate::fetch::Fetched, String> {
         crate::fetch::http_get(url)
     }
+
+    /// The paths the runner mounts over a step's root filesystem (`/proc`, `/dev`,
+    /// `/etc/resolv.conf`...): the stubs it makes in the step's layer to mount them on
+    /// are left out of the layer, with the directories made only to hold them, as
+    /// BuildKit removes its mount stubs. The default: none.
+    fn mount_points(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Options of a build (`docker build` flags).
@@ -938,7 +946,9 @@ impl Shared<'_> {
             guard.keep = !(self.opts.rm || self.opts.force_rm);
             return Err(e);
         }
-        let changes = self.store.container_changes(&cid)?;
+        let changes = self
+            .store
+            .container_changes_except(&cid, &self.runner.mount_points())?;
         if changes.is_empty() && !keep_empty {
             unmount_patiently(self.store, &cid)?;
             guard.mounted = false;

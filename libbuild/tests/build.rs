@@ -1369,3 +1369,70 @@ fn workdir_makes_a_layer_only_when_the_directory_is_missing() {
     e.store.remove_container("longshore-build-wd").unwrap();
     assert!(made);
 }
+
+/// A runner that mounts `/etc/hosts` and `/proc` the way a container runtime does: it
+/// makes their stubs in the step's root filesystem first.
+struct Stubs;
+
+impl StepRunner for Stubs {
+    fn run(&self, step: RunStep<'_>) -> Result<i32, String> {
+        let etc = step.rootfs.join("etc");
+        fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+        if !etc.join("hosts").exists() {
+            fs::write(etc.join("hosts"), "").map_err(|e| e.to_string())?;
+        }
+        fs::create_dir_all(step.rootfs.join("proc/sys")).map_err(|e| e.to_string())?;
+        Chroot.run(step)
+    }
+
+    fn mount_points(&self) -> Vec<String> {
+        vec!["/etc/hosts".into(), "/proc".into()]
+    }
+}
+
+#[test]
+fn the_runners_mount_stubs_stay_out_of_run_layers() {
+    require_root!();
+    let e = env();
+    base(&e);
+    let mut o = opts("FROM base:1\nRUN echo hi > /greeting\n");
+    o.tags = vec!["stubs:1".into()];
+    let ctx = Context::dir(&e.ctx).unwrap();
+    let mut out: Vec<u8> = Vec::new();
+    build(&e.store, &ctx, &o, &Stubs, &mut out)
+        .unwrap_or_else(|err| panic!("{err}\n{}", String::from_utf8_lossy(&out)));
+    let top = config(&e.store, "stubs:1")["rootfs"]["diff_ids"]
+        .as_array()
+        .and_then(|l| l.last().cloned())
+        .and_then(|d| d.as_str().map(String::from))
+        .unwrap();
+    let mut saved = Vec::new();
+    e.store
+        .save(
+            &["stubs:1"],
+            longshore_graph::ArchiveFormat::Docker,
+            &mut saved,
+        )
+        .unwrap();
+    let mut layer = Vec::new();
+    for entry in tar::Archive::new(&saved[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_string_lossy()
+            == format!("blobs/sha256/{}", top.trim_start_matches("sha256:"))
+        {
+            std::io::Read::read_to_end(&mut entry, &mut layer).unwrap();
+        }
+    }
+    let names: Vec<String> = tar::Archive::new(&layer[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("greeting")), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("etc") || n.contains("proc")),
+        "{names:?}"
+    );
+}
