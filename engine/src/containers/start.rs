@@ -155,8 +155,14 @@ impl Engine {
         self.save_state(c)?;
         self.spawn_monitor(c, opts)?;
         // the monitor wrote the state (running, or created while it waits for a client)
-        let fresh = self.load_container_dir(c.dir.clone())?;
-        c.state = fresh.state;
+        match self.load_container_dir(c.dir.clone()) {
+            Ok(fresh) => c.state = fresh.state,
+            // an auto-remove container may have run, exited and been removed by its
+            // monitor between the monitor's report and this read (a busy machine): it
+            // started, and its exit is for wait and attach to tell
+            Err(_) if c.record.host_config.auto_remove && !c.dir.exists() => {}
+            Err(e) => return Err(e),
+        }
         // the `start` event is the monitor's (before it can record the `die`)
         Ok(())
     }
