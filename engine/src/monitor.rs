@@ -669,20 +669,15 @@ impl Monitor {
             };
             // the release waits for the first moment with nothing to do: a short command
             // (`run --rm true`) has exited by now, and its exit is handled first (the
-            // release took 0.4-2 ms, on the path to `run`'s return)
-            let polled = if set_up {
-                match poll(&mut fds, PollTimeout::ZERO) {
-                    Ok(0) => {
-                        set_up = false;
-                        give_back_memory();
-                        poll(&mut fds, timeout)
-                    }
-                    r => r,
-                }
-            } else {
-                poll(&mut fds, timeout)
-            };
-            let n = match polled {
+            // release took 0.4-2 ms, on the path to `run`'s return). What is ready stays
+            // ready (poll is level-triggered) for the poll below, the only one that waits:
+            // a second waiting call site after the release faulted another block of code
+            // back in (+64 kB resident in every idle monitor)
+            if set_up && matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0)) {
+                set_up = false;
+                give_back_memory();
+            }
+            let n = match poll(&mut fds, timeout) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::io("poll")(e.into())),
