@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -191,49 +191,33 @@ impl Engine {
         // waiting for an unrelated container to end
         let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| Error::io("pipe")(e.into()))?;
-        let wr_fd = wr.as_raw_fd();
+        // No `pre_exec`: without one std spawns with posix_spawn (a vfork, sharing this
+        // process's memory until the exec) rather than fork. A fork of the daemon copied
+        // its page tables (0.4 ms under strace -T) and made every heap page it wrote
+        // afterwards fault, copy on write (~300 faults of the daemon per `docker run`,
+        // perf stat). What the `pre_exec` did, the monitor does first thing instead
+        // (`monitor::take_ready_fd`): the report pipe comes as its stdout (the spawn's dup2
+        // clears close-on-exec on it), and it closes the descriptors it inherited past
+        // stderr and leaves for a session of its own. Its own process group from the spawn
+        // on keeps a terminal's ^C to the caller's group from it until then.
         let mut cmd = Command::new(&program);
         cmd.arg0("longshore-monitor")
             .env(
                 MONITOR_ENV,
                 serde_json::to_string(&args).expect("args serialize"),
             )
-            .env("LONGSHORE_MONITOR_READY_FD", "3")
+            .env("LONGSHORE_MONITOR_READY_FD", "1")
+            .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(wr))
             .stderr(Stdio::null());
-        // SAFETY: between fork and exec the closure only calls async-signal-safe functions
-        // (setsid, dup2, fcntl, close_range) on the child's own descriptor table.
-        unsafe {
-            cmd.pre_exec(move || {
-                // dup2 gives fd 3 without close-on-exec; when the pipe is fd 3 already,
-                // dup2 does nothing and the flag must be cleared by hand
-                let inherited = if wr_fd == 3 {
-                    libc::fcntl(3, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(wr_fd, 3)
-                };
-                if libc::setsid() < 0 || inherited < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // nothing else our caller left open goes to the monitor, which outlives
-                // it: a script's pipe on fd 9 would otherwise stay open until the
-                // container ends (close-on-exec, not close: std's exec-error pipe must
-                // live until the exec; kernels before 5.11 refuse the flag and keep them)
-                libc::syscall(
-                    libc::SYS_close_range,
-                    4u32,
-                    u32::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC,
-                );
-                Ok(())
-            });
-        }
         let mut child = cmd.spawn().map_err(Error::io(format!(
             "start the monitor {}",
             program.display()
         )))?;
-        drop(wr);
+        // the write end the command held (its stdout) goes with it: the read sees the end
+        // if the monitor dies before its report
+        drop(cmd);
         let mut line = String::new();
         let n = BufReader::new(fs::File::from(rd))
             .read_line(&mut line)
