@@ -141,7 +141,11 @@ else
   echo "note: docker is not usable here (no daemon): skipped"
 fi
 if command -v podman >/dev/null; then
-  CMDS+=(-n "podman pull" "podman pull -q --tls-verify=false $REF >/dev/null; podman rmi -f $REF >/dev/null")
+  # into a fresh storage root per run too (as longshore's): no rmi timed with the pull, no
+  # deletion between timed runs
+  mkdir -p "$WORK/podman"
+  PM_CMD="n=\$((\$(cat $WORK/ctr)+1)); echo \$n > $WORK/ctr; exec podman --root $WORK/podman/\$n/root --runroot $WORK/podman/\$n/run --storage-driver overlay pull -q --tls-verify=false $REF >/dev/null"
+  CMDS+=(-n "podman pull (overlay)" "bash -c '$PM_CMD'")
 else
   echo "note: podman is not installed: skipped"
 fi

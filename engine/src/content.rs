@@ -246,10 +246,18 @@ impl longshore_registry::BlobWriter for GraphBlobWriter {
             .map_err(io::Error::other)?
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         // (on an error above, dropping the unpack stops it and discards its layer)
-        if let Some((tee, u)) = unpacking
-            && let Some(job) = tee.into_job()
-        {
-            u.streams.finished(digest, job);
+        if let Some((tee, u)) = unpacking {
+            // the blob is clean now: what the unpack has read leaves the page cache (see
+            // stage::FollowReader::drop_behind; it drops the rest as it goes)
+            let consumed = std::num::NonZeroU64::new(tee.consumed());
+            if let Some(len) = consumed
+                && let Ok(f) = u.store.content().open_blob(&digest)
+            {
+                let _ = rustix::fs::fadvise(&f, 0, Some(len), rustix::fs::Advice::DontNeed);
+            }
+            if let Some(job) = tee.into_job() {
+                u.streams.finished(digest, job);
+            }
         }
         Ok(())
     }

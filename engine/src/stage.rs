@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -83,6 +83,8 @@ impl Drop for Slot {
 struct Written {
     state: Mutex<WriteState>,
     changed: Condvar,
+    /// How far the unpack has read (updated every few MiB).
+    consumed: AtomicU64,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -131,6 +133,7 @@ impl StreamUnpack {
         let reader = FollowReader {
             file,
             pos: 0,
+            dropped: 0,
             written: Arc::clone(&written),
         };
         let job = std::thread::Builder::new()
@@ -162,6 +165,11 @@ impl StreamUnpack {
         });
     }
 
+    /// How many bytes of the blob the unpack has read (and will not read again).
+    pub(crate) fn consumed(&self) -> u64 {
+        self.written.consumed.load(Ordering::Acquire)
+    }
+
     /// The unpack, for [`Streams::finished`] once the blob is committed.
     pub(crate) fn into_job(mut self) -> Option<JoinHandle<Result<Staged>>> {
         self.job.take()
@@ -183,7 +191,28 @@ impl Drop for StreamUnpack {
 struct FollowReader {
     file: File,
     pos: u64,
+    /// Up to where the page cache was last asked to drop the file.
+    dropped: u64,
     written: Arc<Written>,
+}
+
+/// How often the unpack lets go of the blob's pages it has read.
+const DROP_BEHIND: u64 = 4 << 20;
+
+impl FollowReader {
+    /// Drops the blob's pages the unpack has read from the page cache: nothing reads them
+    /// again soon, and the pages freed are the ones the unpack's own files are written
+    /// into next, instead of fresh memory (which costs more to touch than reused pages:
+    /// writing 216 MB after dropping a 78 MB file took 0.35-0.39 s of system time here,
+    /// against 0.47-0.53 s without). Pages still dirty are only queued for writeback (the
+    /// blob's commit fsyncs them anyway) and dropped by a later call or by the commit.
+    fn drop_behind(&mut self) {
+        if let Some(len) = std::num::NonZeroU64::new(self.pos) {
+            let _ = rustix::fs::fadvise(&self.file, 0, Some(len), rustix::fs::Advice::DontNeed);
+        }
+        self.dropped = self.pos;
+        self.written.consumed.store(self.pos, Ordering::Release);
+    }
 }
 
 impl Read for FollowReader {
@@ -198,6 +227,8 @@ impl Read for FollowReader {
                     break st.len - self.pos;
                 }
                 if st.complete {
+                    drop(st);
+                    self.drop_behind();
                     return Ok(0);
                 }
                 st = self
@@ -219,6 +250,9 @@ impl Read for FollowReader {
             ));
         }
         self.pos += n as u64;
+        if self.pos - self.dropped >= DROP_BEHIND {
+            self.drop_behind();
+        }
         Ok(n)
     }
 }
@@ -439,6 +473,7 @@ mod tests {
         let mut reader = FollowReader {
             file: File::open(&path).unwrap(),
             pos: 0,
+            dropped: 0,
             written: Arc::clone(&written),
         };
         let follower = std::thread::spawn(move || {
