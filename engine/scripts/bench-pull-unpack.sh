@@ -13,10 +13,10 @@
 # SETUP_ONLY=1: build and push the image, then keep the registry running (for manual runs).
 #
 # Measured 2026-12-04, session 9 (h-pull), 10 runs, load 1.62 before timing (others'
-# builds ran on and off; /bin/true 2.3 +- 2.6 ms 5 min before): longshore pull + unpack 888.5 +- 160.7
-# ms (638-1086 ms; user 0.29 s, sys 0.79 s), skopeo copy (download only) 379.6 +- 46.8 ms,
-# podman pull into a fresh root 3.00 s; peak RSS 52.7 MB (skopeo 20.6 MB). The 0.6 s goal
-# was not met in that window. The same mean as session 8's 887.8 ms, with a third less CPU
+# builds ran on and off; /bin/true 2.3 +- 2.6 ms 5 min before): longshore pull + unpack
+# 888.5 +- 160.7 ms (638-1086 ms; user 0.29 s, sys 0.79 s), skopeo copy (download only)
+# 379.6 +- 46.8 ms, podman pull into a fresh root 3.00 s; peak RSS 52.7 MB (skopeo
+# 20.6 MB). The 0.6 s goal was not met in that window. The same mean as session 8's 887.8 ms, with a third less CPU
 # (1.08 s against 1.59 s) while skopeo took 57 % longer than then (241.5 ms): most of the
 # spread here is system time in copying into page-cache pages, which costs several times
 # more in memory the VM has not touched lately than in pages just freed (300 MB by dd:
