@@ -15,14 +15,15 @@
 # Measured 2026-12-04, session 9 (h-pull), 10 runs, load 1.62 before timing (others'
 # builds ran on and off; /bin/true 2.3 +- 2.6 ms 5 min before): longshore pull + unpack
 # 888.5 +- 160.7 ms (638-1086 ms; user 0.29 s, sys 0.79 s), skopeo copy (download only)
-# 379.6 +- 46.8 ms, podman pull into a fresh root 3.00 s; peak RSS 52.7 MB (skopeo
-# 20.6 MB). The 0.6 s goal was not met in that window. The same mean as session 8's 887.8 ms, with a third less CPU
-# (1.08 s against 1.59 s) while skopeo took 57 % longer than then (241.5 ms): most of the
-# spread here is system time in copying into page-cache pages, which costs several times
-# more in memory the VM has not touched lately than in pages just freed (300 MB by dd:
-# 0.7 s against 0.07 s of system time), and creating files after any mass deletion (ext4
-# without a journal skips recently deleted inodes: a pull took 2-3.4 s for minutes after
-# ~1M files were deleted). Session 2 measured 524.7 +- 27.4 ms on a quiet machine.
+# 379.6 +- 46.8 ms, podman pull into a fresh root 3.00 s; peak RSS 52.7 MB (skopeo 20.6
+# MB). The 0.6 s goal was not met in that window. The same mean as session 8's 887.8 ms,
+# with a third less CPU (1.08 s against 1.59 s) while skopeo took 57 % longer than then
+# (241.5 ms): most of the spread here is system time in copying into page-cache pages,
+# which costs several times more in memory the VM has not touched lately than in pages
+# just freed (300 MB by dd: 0.7 s against 0.07 s of system time), and creating files after
+# any mass deletion (ext4 without a journal skips recently deleted inodes: a pull took
+# 2-3.4 s for minutes after ~1M files were deleted). Session 2 measured 524.7 +- 27.4 ms
+# on a quiet machine.
 # Since session 8: downloads never wait for their unpacks (each unpack follows its blob's
 # ingest file), the config takes no layer download slot, and the blob pages an unpack has
 # read leave the page cache. podman's timing used to include 'podman rmi -f' (and deleted
