@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use longshore_graph::{ContentStore, Digest, Error as GraphError, Lease, Store, Writer};
 
-use crate::stage::{StreamTee, Streams};
+use crate::stage::{StreamUnpack, Streams};
 
 /// Bytes gathered before one `write(2)` into the ingest file.
 const BUF: usize = 1 << 20;
@@ -121,7 +121,7 @@ impl longshore_registry::ContentStore for GraphContent {
             size,
             received: 0,
             unpack: self.unpack.clone(),
-            tee: None,
+            stream: None,
         })
     }
 
@@ -146,19 +146,53 @@ pub struct GraphBlobWriter {
     size: u64,
     received: u64,
     unpack: Option<Unpack>,
-    /// The unpack of this layer running from its bytes as they arrive.
-    tee: Option<(StreamTee, Unpack)>,
+    /// The unpack of this layer, following its ingest file as it is written.
+    stream: Option<(StreamUnpack, Unpack)>,
 }
 
 impl GraphBlobWriter {
-    fn flush_buf(&mut self) -> io::Result<()> {
-        let w = self
-            .inner
+    fn ingest(&mut self) -> io::Result<&mut Writer> {
+        self.inner
             .as_mut()
-            .ok_or_else(|| io::Error::other("blob writer already finished"))?;
-        w.write_all(&self.buf)?;
-        self.buf.clear();
+            .ok_or_else(|| io::Error::other("blob writer already finished"))
+    }
+
+    /// Writes `data` to the ingest file and tells the unpack following it.
+    fn write_out(&mut self, data: &[u8]) -> io::Result<()> {
+        let w = self.ingest()?;
+        w.write_all(data)?;
+        let len = w.offset();
+        if let Some((s, _)) = &self.stream {
+            s.wrote(len);
+        }
         Ok(())
+    }
+
+    fn flush_buf(&mut self) -> io::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.write_out(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+
+    /// Starts unpacking this compressed layer from its ingest file as it is written (the
+    /// first bytes are not written yet). Without room or on any error, the layer is
+    /// unpacked from its blob once committed.
+    fn start_unpack(&mut self, u: Unpack) {
+        let Some(w) = self.inner.as_ref() else { return };
+        let Ok(file) = std::fs::File::open(w.data_path()) else {
+            return;
+        };
+        self.stream = StreamUnpack::start(
+            &u.streams,
+            Arc::clone(&u.store),
+            self.digest.clone(),
+            u.name.clone(),
+            file,
+        )
+        .ok()
+        .map(|t| (t, u));
     }
 }
 
@@ -177,25 +211,15 @@ impl longshore_registry::BlobWriter for GraphBlobWriter {
             && let Some(u) = self.unpack.take()
             && compressed_layer(data)
         {
-            // an unpack that cannot start just leaves the layer to be unpacked later
-            self.tee = StreamTee::start(Arc::clone(&u.store), self.digest.clone(), u.name.clone())
-                .ok()
-                .map(|t| (t, u));
+            self.start_unpack(u);
         }
         self.received += data.len() as u64;
-        if let Some((tee, _)) = &mut self.tee {
-            tee.write(data).await;
-        }
         // Page-cache writes of at most 1 MiB: short enough to do on the runtime thread.
         if self.buf.len() + data.len() > BUF {
             self.flush_buf()?;
         }
         if data.len() >= BUF {
-            let w = self
-                .inner
-                .as_mut()
-                .ok_or_else(|| io::Error::other("blob writer already finished"))?;
-            w.write_all(data)?;
+            self.write_out(data)?;
         } else {
             self.buf.extend_from_slice(data);
         }
@@ -209,11 +233,11 @@ impl longshore_registry::BlobWriter for GraphBlobWriter {
             .take()
             .ok_or_else(|| io::Error::other("blob writer already finished"))?;
         let (size, digest) = (self.size, self.digest.clone());
-        // the unpack gets the end of its stream first, and runs on during the fsync
-        let unpacking = match self.tee.take() {
-            Some((tee, u)) => tee.finish().await.map(|job| (job, u)),
-            None => None,
-        };
+        // the unpack reads the end of the file during the fsync
+        let unpacking = self.stream.take();
+        if let Some((tee, _)) = &unpacking {
+            tee.complete(w.offset());
+        }
         // fsync and rename: off the runtime thread. If the pull is cancelled meanwhile
         // the commit still completes, leaving a whole, verified blob.
         let d = digest.clone();
@@ -221,9 +245,19 @@ impl longshore_registry::BlobWriter for GraphBlobWriter {
             .await
             .map_err(io::Error::other)?
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        // (on an error above, dropping the unpack lets it end and discard its layer)
-        if let Some((job, u)) = unpacking {
-            u.streams.finished(digest, job);
+        // (on an error above, dropping the unpack stops it and discards its layer)
+        if let Some((tee, u)) = unpacking {
+            // the blob is clean now: what the unpack has read leaves the page cache (see
+            // stage::FollowReader::drop_behind; it drops the rest as it goes)
+            let consumed = std::num::NonZeroU64::new(tee.consumed());
+            if let Some(len) = consumed
+                && let Ok(f) = u.store.content().open_blob(&digest)
+            {
+                let _ = rustix::fs::fadvise(&f, 0, Some(len), rustix::fs::Advice::DontNeed);
+            }
+            if let Some(job) = tee.into_job() {
+                u.streams.finished(digest, job);
+            }
         }
         Ok(())
     }

@@ -4,8 +4,10 @@
 //! attaches them base first.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use longshore_graph::{Digest, StagedLayer, Store};
@@ -16,11 +18,29 @@ use crate::error::{Error, Result, graph};
 use crate::pull::send;
 
 /// Layers being unpacked straight from their downloads, by blob digest: the content
-/// adapter starts them ([`StreamTee`]) and hands them over when the blob is committed; the
+/// adapter starts them ([`StreamUnpack`]) and hands them over when the blob is committed; the
 /// stager picks them up. A handle dropped unclaimed lets its thread finish and discard.
-#[derive(Default)]
 pub(crate) struct Streams {
     done: Mutex<HashMap<Digest, JoinHandle<Result<Staged>>>>,
+    /// Unpacks following a download that have not ended yet.
+    running: Arc<AtomicUsize>,
+    /// The most of them at once; a layer downloaded beyond that is unpacked from its
+    /// stored blob by the stager.
+    limit: usize,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        // Downloads never wait for their unpacks (which follow the ingest files), so every
+        // layer of an image could start one: a few per core keep the cores busy to the
+        // end (layers of similar sizes finish together) without a crowd of pipelines.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Streams {
+            done: Mutex::default(),
+            running: Arc::default(),
+            limit: (2 * cores).clamp(4, 8),
+        }
+    }
 }
 
 impl Streams {
@@ -36,99 +56,203 @@ impl Streams {
     fn take(&self, blob: &Digest) -> Option<JoinHandle<Result<Staged>>> {
         self.lock().remove(blob)
     }
+
+    /// A place for one more unpack following a download, if there is room.
+    fn slot(&self) -> Option<Slot> {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(&self.running)))
+    }
 }
 
-/// Bytes gathered before one hand-off to a streaming unpack.
-const TEE_CHUNK: usize = 256 << 10;
-/// Chunks in flight to one streaming unpack (bounds its memory to about 4 MiB).
-const TEE_DEPTH: usize = 16;
+/// One of [`Streams`]' places, given back when the unpack's thread ends.
+struct Slot(Arc<AtomicUsize>);
 
-/// The download side of a streaming unpack: the blob's bytes go to a thread that stages
-/// the layer from them while they are also written to the content store.
-pub(crate) struct StreamTee {
-    tx: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
-    pending: Vec<u8>,
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How much of a blob's ingest file the download has written, shared with the unpack
+/// that reads it.
+#[derive(Default)]
+struct Written {
+    state: Mutex<WriteState>,
+    changed: Condvar,
+    /// How far the unpack has read (updated every few MiB).
+    consumed: AtomicU64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct WriteState {
+    /// Bytes in the file (written, not necessarily flushed to disk).
+    len: u64,
+    /// The download wrote its last byte.
+    complete: bool,
+    /// The download stopped (error, mismatch, cancelled): the unpack stops too.
+    aborted: bool,
+}
+
+impl Written {
+    fn update(&self, f: impl FnOnce(&mut WriteState)) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut st);
+        drop(st);
+        self.changed.notify_all();
+    }
+}
+
+/// The download side of a streaming unpack: a thread stages the layer from the blob's
+/// ingest file, reading what the download has written so far and waiting for more. The
+/// download never waits for it (it only says how far it wrote), so a download slot is
+/// held for the transfer alone and the next blob's transfer starts at once, however long
+/// the unpacks take; the unpack reads back from the page cache what was just written.
+pub(crate) struct StreamUnpack {
+    written: Arc<Written>,
     job: Option<JoinHandle<Result<Staged>>>,
 }
 
-impl StreamTee {
-    /// Starts unpacking `blob` from the bytes [`StreamTee::write`] will pass on.
-    pub(crate) fn start(store: Arc<Store>, blob: Digest, name: String) -> io::Result<StreamTee> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(TEE_DEPTH);
+impl StreamUnpack {
+    /// Starts unpacking `blob` from `file` (the blob's ingest file, opened for reading
+    /// before anything was written to it), if `streams` has room.
+    pub(crate) fn start(
+        streams: &Streams,
+        store: Arc<Store>,
+        blob: Digest,
+        name: String,
+        file: File,
+    ) -> io::Result<StreamUnpack> {
+        let slot = streams
+            .slot()
+            .ok_or_else(|| io::Error::other("enough unpacks follow downloads already"))?;
+        let written = Arc::new(Written::default());
+        let reader = FollowReader {
+            file,
+            pos: 0,
+            dropped: 0,
+            written: Arc::clone(&written),
+        };
         let job = std::thread::Builder::new()
             .name("longshore-unpack".into())
             .spawn(move || {
-                let reader = TeeReader {
-                    rx,
-                    buf: Vec::new(),
-                    pos: 0,
-                };
+                let _slot = slot;
                 // the bytes are the download's, which libregistry hashes: not again here
                 // (the layer is attached only once the blob committed, so verified)
                 let r = store.stage_layer_download(&blob, reader);
                 Staged::new(&store, r, true, &blob, &name)
             })?;
-        Ok(StreamTee {
-            tx: Some(tx),
-            pending: Vec::with_capacity(TEE_CHUNK),
+        Ok(StreamUnpack {
+            written,
             job: Some(job),
         })
     }
 
-    /// Passes bytes on. An unpack that stopped (its error is reported when the stager
-    /// asks for the layer, which it then unpacks from the stored blob) just stops the tee.
-    pub(crate) async fn write(&mut self, data: &[u8]) {
-        if self.tx.is_none() {
-            return;
-        }
-        self.pending.extend_from_slice(data);
-        if self.pending.len() >= TEE_CHUNK {
-            self.flush().await;
-        }
+    /// The ingest file now holds `len` bytes.
+    pub(crate) fn wrote(&self, len: u64) {
+        self.written.update(|st| st.len = len);
     }
 
-    async fn flush(&mut self) {
-        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(TEE_CHUNK));
-        if let Some(tx) = &self.tx
-            && tx.send(chunk).await.is_err()
-        {
-            self.tx = None;
-        }
+    /// The whole blob is in the ingest file (`len` bytes): the unpack reads to its end
+    /// (during the blob's commit).
+    pub(crate) fn complete(&self, len: u64) {
+        self.written.update(|st| {
+            st.len = len;
+            st.complete = true;
+        });
     }
 
-    /// The whole blob was passed on (and committed): ends the stream and returns the
-    /// unpack for [`Streams::finished`].
-    pub(crate) async fn finish(mut self) -> Option<JoinHandle<Result<Staged>>> {
-        if !self.pending.is_empty() {
-            self.flush().await;
-        }
-        self.tx = None;
+    /// How many bytes of the blob the unpack has read (and will not read again).
+    pub(crate) fn consumed(&self) -> u64 {
+        self.written.consumed.load(Ordering::Acquire)
+    }
+
+    /// The unpack, for [`Streams::finished`] once the blob is committed.
+    pub(crate) fn into_job(mut self) -> Option<JoinHandle<Result<Staged>>> {
         self.job.take()
     }
 }
 
-/// The unpacking thread's side of the tee.
-struct TeeReader {
-    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
+impl Drop for StreamUnpack {
+    /// Dropped without [`StreamUnpack::into_job`] (the download failed, was cancelled or
+    /// its blob did not commit): the unpack stops at its next read, fails and discards
+    /// its layer.
+    fn drop(&mut self) {
+        if self.job.is_some() {
+            self.written.update(|st| st.aborted = true);
+        }
+    }
 }
 
-impl Read for TeeReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => {
-                    self.buf = chunk;
-                    self.pos = 0;
-                }
-                // the download ended or was dropped: a cut stream fails the digest check
-                None => return Ok(0),
-            }
+/// The unpacking thread's side: reads the ingest file as far as the download wrote it.
+struct FollowReader {
+    file: File,
+    pos: u64,
+    /// Up to where the page cache was last asked to drop the file.
+    dropped: u64,
+    written: Arc<Written>,
+}
+
+/// How often the unpack lets go of the blob's pages it has read.
+const DROP_BEHIND: u64 = 4 << 20;
+
+impl FollowReader {
+    /// Drops the blob's pages the unpack has read from the page cache: nothing reads them
+    /// again soon, and the pages freed are the ones the unpack's own files are written
+    /// into next, instead of fresh memory (which costs more to touch than reused pages:
+    /// writing 216 MB after dropping a 78 MB file took 0.35-0.39 s of system time here,
+    /// against 0.47-0.53 s without). Pages still dirty are only queued for writeback (the
+    /// blob's commit fsyncs them anyway) and dropped by a later call or by the commit.
+    fn drop_behind(&mut self) {
+        if let Some(len) = std::num::NonZeroU64::new(self.pos) {
+            let _ = rustix::fs::fadvise(&self.file, 0, Some(len), rustix::fs::Advice::DontNeed);
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
+        self.dropped = self.pos;
+        self.written.consumed.store(self.pos, Ordering::Release);
+    }
+}
+
+impl Read for FollowReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = {
+            let mut st = self.written.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if st.aborted {
+                    return Err(io::Error::other("the download stopped"));
+                }
+                if st.len > self.pos {
+                    break st.len - self.pos;
+                }
+                if st.complete {
+                    drop(st);
+                    self.drop_behind();
+                    return Ok(0);
+                }
+                st = self
+                    .written
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let want = out
+            .len()
+            .min(usize::try_from(available).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut out[..want])?;
+        if n == 0 && want > 0 {
+            // shorter than the download said: a cut stream fails the digest check anyway
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the ingest file is shorter than what was written",
+            ));
+        }
+        self.pos += n as u64;
+        if self.pos - self.dropped >= DROP_BEHIND {
+            self.drop_behind();
+        }
         Ok(n)
     }
 }
@@ -331,5 +455,72 @@ impl Stager {
             self.next().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A file written in steps by one thread while another follows it.
+    fn follow(steps: &[&[u8]], end: impl FnOnce(&Written)) -> (io::Result<Vec<u8>>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let mut w = File::create(&path).unwrap();
+        let written = Arc::new(Written::default());
+        let mut reader = FollowReader {
+            file: File::open(&path).unwrap(),
+            pos: 0,
+            dropped: 0,
+            written: Arc::clone(&written),
+        };
+        let follower = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).map(|_| out)
+        });
+        let mut all = Vec::new();
+        for s in steps {
+            w.write_all(s).unwrap();
+            all.extend_from_slice(s);
+            let len = all.len() as u64;
+            written.update(|st| st.len = len);
+        }
+        end(&written);
+        (follower.join().unwrap(), all)
+    }
+
+    #[test]
+    fn the_unpack_reads_what_the_download_wrote_then_ends_with_it() {
+        let big = vec![7u8; 3 << 20];
+        let steps: Vec<&[u8]> = vec![b"first ", &big, b"", b"last"];
+        let (got, all) = follow(&steps, |w| w.update(|st| st.complete = true));
+        assert_eq!(got.unwrap(), all);
+    }
+
+    #[test]
+    fn a_stopped_download_stops_its_unpack_with_an_error() {
+        let (got, _) = follow(&[b"some bytes"], |w| w.update(|st| st.aborted = true));
+        let e = got.unwrap_err();
+        assert!(e.to_string().contains("download stopped"), "{e}");
+        // aborted after complete (the blob did not commit): the reader stops too
+        let (got, _) = follow(&[b"some bytes"], |w| {
+            w.update(|st| {
+                st.complete = true;
+                st.aborted = true;
+            })
+        });
+        assert!(got.is_err());
+    }
+
+    #[test]
+    fn streams_refuse_an_unpack_beyond_their_limit_and_give_places_back() {
+        let streams = Streams::default();
+        let slots: Vec<Slot> = std::iter::from_fn(|| streams.slot()).collect();
+        assert_eq!(slots.len(), streams.limit);
+        assert!(streams.slot().is_none());
+        drop(slots);
+        assert!(streams.slot().is_some());
     }
 }

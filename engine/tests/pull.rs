@@ -472,3 +472,57 @@ async fn gc_running_during_a_pull_keeps_what_the_pull_needs() {
         assert!(!gc.blobs_removed.contains(&l.blob), "{gc:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_with_more_layers_than_unpacks_following_downloads_pulls_whole() {
+    // Twelve layers, all downloading at once: downloads never wait for their unpacks, at
+    // most a few unpacks follow downloads and the rest unpack from their stored blobs.
+    // Every layer lands, in order, each file where it belongs.
+    require_root!();
+    let reg = Registry::start();
+    let contents: Vec<Vec<u8>> = (0..12u64).map(|n| random_bytes(100 + n, 1 << 20)).collect();
+    let names: Vec<String> = (0..12).map(|n| format!("layer{n:02}.bin")).collect();
+    let tars: Vec<Vec<u8>> = names
+        .iter()
+        .zip(&contents)
+        .map(|(n, c)| files_tar(&[(n.as_str(), c.as_slice()), ("top", n.as_bytes())]))
+        .collect();
+    let built = push_image(&reg, "test/many", "v1", &tars, None).await;
+    let root = tempdir();
+    let engine = Engine::open(
+        root.path(),
+        EngineOptions {
+            driver: Some("overlay".into()),
+            client: reg.client_options().max_concurrent_downloads(12),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let reference = format!("{}/test/many:v1", reg.addr);
+    let report = engine
+        .pull(&reference, &PullJobOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.image_id.to_string(), built.config.to_string());
+    assert_eq!(report.layers.len(), 12);
+    for (i, l) in report.layers.iter().enumerate() {
+        assert_eq!(l.diff_id.to_string(), built.diff_ids[i].to_string());
+    }
+    let g = engine.graph().unwrap();
+    assert!(g.content().ingests().unwrap().is_empty());
+    let check = g.check(false).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    let cid = unique_name("eng");
+    g.create_container(&cid, &reference).unwrap();
+    let guard = ContainerGuard(g, cid.clone());
+    let mnt = g.mount_container(&cid).unwrap();
+    for (n, c) in names.iter().zip(&contents) {
+        assert_eq!(&std::fs::read(mnt.join(n)).unwrap(), c, "{n}");
+    }
+    // the top layer's file hides the others'
+    assert_eq!(
+        std::fs::read(mnt.join("top")).unwrap(),
+        names[11].as_bytes()
+    );
+    drop(guard);
+}

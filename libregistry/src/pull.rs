@@ -412,11 +412,15 @@ impl Client {
             );
         }
         let progress = opts.progress.as_ref();
-        futures::stream::iter(blobs.clone())
+        // The config is fetched beside the layers, outside their download slots (as
+        // Docker does): its commit (fsync) would otherwise hold a slot a layer could use,
+        // and the layers start as soon as the manifest is known.
+        let config_fetch = self.fetch_blob(ep, repo, &blobs[0], store, progress);
+        let layers_fetch = futures::stream::iter(blobs[1..].to_vec())
             .map(|d| async move { self.fetch_blob(ep, repo, &d, store, progress).await })
             .buffer_unordered(self.options().max_concurrent_downloads.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+            .try_collect::<Vec<()>>();
+        futures::try_join!(config_fetch, layers_fetch)?;
         // Manifests last: their presence means everything they name is present.
         for m in [Some(&raw), index.as_ref()].into_iter().flatten() {
             put_small(store, &m.digest, &m.bytes).await?;

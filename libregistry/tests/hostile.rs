@@ -546,3 +546,60 @@ async fn traffic_goes_through_the_configured_proxy() {
             .any(|r| r.path.ends_with(&fake.layer_digest))
     );
 }
+
+#[tokio::test]
+async fn the_config_does_not_hold_a_layer_download_slot() {
+    // One download slot, and a config that never finishes: the layer is still fetched
+    // (and committed) beside it, as Docker fetches the config outside its download limit.
+    // Before, the config held the only slot until it failed, and the layer was never asked.
+    let fake = fake_image();
+    let config_path = format!("/v2/hostile/img/blobs/{}", fake.config_digest);
+    let f2 = fake.clone();
+    let srv = TinyServer::start(move |req| {
+        if req.path == "/v2/" {
+            Reply::new(200, "{}")
+        } else if req.path.starts_with("/v2/hostile/img/manifests/") {
+            Reply::new(200, f2.manifest.clone())
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        } else if req.path == config_path {
+            Reply::new(200, "").body(Body::Stall(f2.config.clone(), 10))
+        } else if is_layer(req, &f2) {
+            Reply::new(200, f2.layer.clone())
+        } else {
+            Reply::new(404, "")
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let store = DirStore::open(dir.path()).unwrap();
+    let c = Client::new(
+        ClientOptions::new()
+            .insecure_registries(vec![srv.addr.clone()])
+            .max_concurrent_downloads(1)
+            .retries(0)
+            .read_timeout(Duration::from_secs(3)),
+    );
+    let r: Reference = format!("{}/hostile/img:1", srv.addr).parse().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let e = c
+        .pull(&r, &store, &PullOptions::new().progress(Some(tx)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Incomplete { .. }), "{e}");
+    assert!(
+        srv.requests().iter().any(|q| is_layer(q, &fake)),
+        "the layer was never requested: {:?}",
+        srv.requests()
+    );
+    let mut layer_done = false;
+    while let Ok(p) = rx.try_recv() {
+        layer_done |= p.digest.to_string() == fake.layer_digest
+            && matches!(p.event, longshore_registry::ProgressEvent::Done);
+    }
+    assert!(layer_done, "the layer was not committed beside the config");
+    // no manifest (the pull failed), no partial config
+    let (blobs, ingest) = blob_files(store.root());
+    assert!(ingest.is_empty(), "partial blobs left: {ingest:?}");
+    let manifest_hex = sha256_digest(&fake.manifest).hex().to_string();
+    assert!(!blobs.contains(&manifest_hex), "{blobs:?}");
+}

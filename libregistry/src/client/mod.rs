@@ -39,7 +39,8 @@ pub struct ClientOptions {
     pub certs_dir: Option<PathBuf>,
     /// Where stored credentials are read from and `login` saves to.
     pub credential_store: Option<CredentialStore>,
-    /// Blobs downloaded at the same time (Docker: 3).
+    /// Layer blobs downloaded at the same time (Docker: 3); an image's config is fetched
+    /// beside them.
     pub max_concurrent_downloads: usize,
     /// Blobs uploaded at the same time (Docker: 5).
     pub max_concurrent_uploads: usize,
