@@ -640,3 +640,70 @@ fn v2_device_rules_are_enforced_with_ebpf() {
     assert_eq!(cgroups::devices::attached_programs(&dir).unwrap(), 1);
     drop(g);
 }
+
+/// The real cgroup, except that its freezer never reaches FROZEN (a task the freezer
+/// cannot stop, as on a loaded machine where `rm -f` once left a container running).
+#[derive(Debug)]
+struct Unfreezable(Box<dyn CgroupManager>);
+
+impl CgroupManager for Unfreezable {
+    fn layout(&self) -> CgroupLayout {
+        self.0.layout()
+    }
+    fn create(&self) -> Result<(), CgroupError> {
+        self.0.create()
+    }
+    fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        self.0.apply(resources)
+    }
+    fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
+        self.0.add_task(pid)
+    }
+    fn freeze(&self) -> Result<(), CgroupError> {
+        Err(CgroupError::FreezeTimeout {
+            path: PathBuf::from("freezer.state"),
+            waited: Duration::from_secs(5),
+            state: "FREEZING".into(),
+        })
+    }
+    fn thaw(&self) -> Result<(), CgroupError> {
+        self.0.thaw()
+    }
+    fn freezer_state(&self) -> Result<FreezerState, CgroupError> {
+        self.0.freezer_state()
+    }
+    fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        self.0.pids()
+    }
+    fn stats(&self) -> Result<cgroups::Stats, CgroupError> {
+        self.0.stats()
+    }
+    fn destroy(&self) -> Result<(), CgroupError> {
+        self.0.destroy()
+    }
+    fn paths(&self) -> std::collections::BTreeMap<String, PathBuf> {
+        self.0.paths()
+    }
+}
+
+#[test]
+fn sigkill_reaches_a_cgroup_that_does_not_freeze() {
+    require_root!();
+    let path = format!("/longshore-{}", unique_name("nofreeze"));
+    let mut g = Guard::new(&path);
+    g.cg.create().unwrap();
+    g.spawn_sleep();
+    let u = Unfreezable(cgroups::manager(Path::new(&path), "unused").unwrap());
+    // another signal reports the freezer's failure (nothing was sent)
+    assert!(matches!(
+        u.kill_all(libc::SIGTERM),
+        Err(CgroupError::FreezeTimeout { .. })
+    ));
+    // a kill goes through unfrozen
+    u.kill_all(libc::SIGKILL).unwrap();
+    let status = g.children[0].wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    g.children.clear();
+    wait_until("empty cgroup", || g.cg.pids().unwrap().is_empty());
+}

@@ -278,27 +278,31 @@ fn freeze_signal_thaw<M: CgroupManager + ?Sized>(m: &M, signal: i32) -> Result<(
     // A paused container stays paused, unless it is being killed (frozen tasks only die
     // once thawed).
     let was_frozen = m.freezer_state().ok() == Some(FreezerState::Frozen);
+    let mut unfrozen_kill = false;
     let frozen = match m.freeze() {
         Ok(()) => !was_frozen || sig == Signal::SIGKILL,
         Err(CgroupError::MissingController { .. }) => false,
+        // a cgroup that did not freeze in time (a task the freezer cannot stop, on a busy
+        // machine) is killed all the same: a kill that fails leaves the container running
+        // and its remover waiting. Unfrozen, a task forked meanwhile could miss a round,
+        // so the kill goes round again while tasks are left.
+        Err(_) if sig == Signal::SIGKILL => {
+            unfrozen_kill = true;
+            false
+        }
         Err(e) => return Err(e),
     };
+    let rounds = if unfrozen_kill { 5 } else { 1 };
     let sent = (|| {
-        for pid in m.pids()? {
-            // Pids of other pid namespaces read as 0: kill(0) would hit our own group.
-            if pid <= 0 {
-                continue;
+        for round in 0..rounds {
+            if round > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            match kill(Pid::from_raw(pid), sig) {
-                Ok(()) | Err(Errno::ESRCH) => {}
-                Err(source) => {
-                    return Err(CgroupError::Signal {
-                        pid,
-                        signal,
-                        source,
-                    });
-                }
+            let pids = m.pids()?;
+            if round > 0 && pids.iter().all(|&p| p <= 0) {
+                break;
             }
+            signal_pids(&pids, sig, signal)?;
         }
         Ok(())
     })();
@@ -309,6 +313,27 @@ fn freeze_signal_thaw<M: CgroupManager + ?Sized>(m: &M, signal: i32) -> Result<(
     } else {
         sent
     }
+}
+
+/// Sends `sig` to each of `pids`.
+fn signal_pids(pids: &[i32], sig: Signal, signal: i32) -> Result<(), CgroupError> {
+    for &pid in pids {
+        // Pids of other pid namespaces read as 0: kill(0) would hit our own group.
+        if pid <= 0 {
+            continue;
+        }
+        match kill(Pid::from_raw(pid), sig) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(source) => {
+                return Err(CgroupError::Signal {
+                    pid,
+                    signal,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Detects the host's cgroup layout from `/proc/self/mountinfo`.
