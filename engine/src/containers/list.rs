@@ -317,42 +317,17 @@ impl Engine {
                 _ => misses.push((id.as_str(), stamp)),
             }
         }
-        // reading and parsing two small files per container is the whole cost of a
-        // listing without the cache: over many containers, on every core
         let load = |part: &[(&str, FileStamp)]| {
             let mut got = Vec::with_capacity(part.len());
             for (id, stamp) in part {
                 match self.load_container_dir(dir.join(id)) {
                     Ok(c) => got.push((id.to_string(), *stamp, Arc::new(Listed::of(&c)))),
-                    // one removed meanwhile, or not yet complete, is skipped
-                    Err(_) if !dir.join(id).join("state.json").exists() => {
-                        self.sweep_incomplete(id);
-                    }
-                    Err(_) => {}
+                    Err(_) => self.skip_unreadable(id),
                 }
             }
             got
         };
-        let threads = if misses.len() >= 128 {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-        } else {
-            1
-        };
-        let loaded: Vec<_> = if threads <= 1 {
-            load(&misses)
-        } else {
-            let chunk = misses.len().div_ceil(threads);
-            std::thread::scope(|s| {
-                let running: Vec<_> = misses
-                    .chunks(chunk)
-                    .map(|part| s.spawn(move || load(part)))
-                    .collect();
-                running
-                    .into_iter()
-                    .flat_map(|t| t.join().unwrap_or_default())
-                    .collect()
-            })
-        };
+        let loaded = super::on_every_core(&misses, load);
         let mut changed = 0;
         for (id, stamp, l) in loaded {
             out.push(l.clone());
