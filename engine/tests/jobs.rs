@@ -1621,21 +1621,8 @@ fn commit_diff_export() {
         .as_array()
         .and_then(|l| l.last())
         .and_then(|d| d.as_str())
-        .expect("the image's layers")
-        .trim_start_matches("sha256:")
-        .to_string();
-    let mut last_layer = Vec::new();
-    for entry in tar::Archive::new(&layer[..]).entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().to_string_lossy() == format!("blobs/sha256/{top}") {
-            entry.read_to_end(&mut last_layer).unwrap();
-        }
-    }
-    let names: Vec<String> = tar::Archive::new(&last_layer[..])
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-        .collect();
+        .expect("the image's layers");
+    let names = longshore_test_support::archive_layer_names(&layer, top);
     assert!(names.iter().any(|n| n.ends_with("newfile")), "{names:?}");
     assert!(
         !names

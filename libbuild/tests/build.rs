@@ -1414,20 +1414,7 @@ fn the_runners_mount_stubs_stay_out_of_run_layers() {
             &mut saved,
         )
         .unwrap();
-    let mut layer = Vec::new();
-    for entry in tar::Archive::new(&saved[..]).entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().to_string_lossy()
-            == format!("blobs/sha256/{}", top.trim_start_matches("sha256:"))
-        {
-            std::io::Read::read_to_end(&mut entry, &mut layer).unwrap();
-        }
-    }
-    let names: Vec<String> = tar::Archive::new(&layer[..])
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let names = longshore_test_support::archive_layer_names(&saved, &top);
     assert!(names.iter().any(|n| n.ends_with("greeting")), "{names:?}");
     assert!(
         !names

@@ -182,6 +182,31 @@ pub fn busybox_bundle_dir() -> io::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
+/// The entry names of the layer with diff ID `diff_id` (`sha256:...`) in a saved image
+/// archive (`docker save`'s format, layers under `blobs/sha256/`); empty when it has none.
+pub fn archive_layer_names(archive: &[u8], diff_id: &str) -> Vec<String> {
+    use std::io::Read;
+    let want = format!("blobs/sha256/{}", diff_id.trim_start_matches("sha256:"));
+    let mut layer = Vec::new();
+    for entry in tar::Archive::new(archive).entries().expect("a tar archive") {
+        let mut entry = entry.expect("an archive entry");
+        if entry.path().expect("an entry path").to_string_lossy() == want {
+            entry.read_to_end(&mut layer).expect("the layer");
+        }
+    }
+    tar::Archive::new(&layer[..])
+        .entries()
+        .expect("a layer tar")
+        .map(|e| {
+            let e = e.expect("a layer entry");
+            e.path()
+                .expect("a layer path")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
