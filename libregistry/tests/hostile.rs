@@ -52,16 +52,29 @@ async fn hostile(
     fake: Arc<Fake>,
     layer: impl Fn(&Req, &Fake) -> Reply + Send + Sync + 'static,
 ) -> TinyServer {
+    hostile_blobs(fake, move |req, fake| {
+        if req.path == format!("/v2/hostile/img/blobs/{}", fake.config_digest) {
+            Reply::new(200, fake.config.clone())
+        } else {
+            layer(req, fake)
+        }
+    })
+    .await
+}
+
+/// Like [`hostile`], with `blob` answering for the config blob too.
+async fn hostile_blobs(
+    fake: Arc<Fake>,
+    blob: impl Fn(&Req, &Fake) -> Reply + Send + Sync + 'static,
+) -> TinyServer {
     TinyServer::start(move |req| {
         if req.path == "/v2/" {
             Reply::new(200, "{}")
         } else if req.path.starts_with("/v2/hostile/img/manifests/") {
             Reply::new(200, fake.manifest.clone())
                 .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        } else if req.path == format!("/v2/hostile/img/blobs/{}", fake.config_digest) {
-            Reply::new(200, fake.config.clone())
         } else {
-            layer(req, &fake)
+            blob(req, &fake)
         }
     })
     .await
@@ -554,17 +567,11 @@ async fn the_config_does_not_hold_a_layer_download_slot() {
     // Before, the config held the only slot until it failed, and the layer was never asked.
     let fake = fake_image();
     let config_path = format!("/v2/hostile/img/blobs/{}", fake.config_digest);
-    let f2 = fake.clone();
-    let srv = TinyServer::start(move |req| {
-        if req.path == "/v2/" {
-            Reply::new(200, "{}")
-        } else if req.path.starts_with("/v2/hostile/img/manifests/") {
-            Reply::new(200, f2.manifest.clone())
-                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        } else if req.path == config_path {
-            Reply::new(200, "").body(Body::Stall(f2.config.clone(), 10))
-        } else if is_layer(req, &f2) {
-            Reply::new(200, f2.layer.clone())
+    let srv = hostile_blobs(fake.clone(), move |req, f| {
+        if req.path == config_path {
+            Reply::new(200, "").body(Body::Stall(f.config.clone(), 10))
+        } else if is_layer(req, f) {
+            Reply::new(200, f.layer.clone())
         } else {
             Reply::new(404, "")
         }
