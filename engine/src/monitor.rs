@@ -1021,6 +1021,7 @@ pub(crate) fn release_file_pages() -> Option<(usize, usize)> {
         .flatten()
         .map_or(4096, |p| p as usize);
     let mut entries = Vec::new();
+    let mut drops: Vec<(usize, usize)> = Vec::new();
     for line in maps.lines() {
         let mut words = line.split_whitespace();
         let (Some(range), Some(perms), Some(path)) = (words.next(), words.next(), words.nth(3))
@@ -1062,17 +1063,22 @@ pub(crate) fn release_file_pages() -> Option<(usize, usize)> {
             while i < pages && droppable(i) {
                 i += 1;
             }
-            // SAFETY: [start, i) are pages of a private read-only file mapping of this
-            // process that are either absent or clean page-cache pages (pagemap, just
-            // read; nothing in this process writes to a read-only mapping): dropping them
-            // only unmaps them, and they fault back in with the same content.
-            unsafe {
-                libc::madvise(
-                    (lo + start * page) as *mut libc::c_void,
-                    (i - start) * page,
-                    libc::MADV_DONTNEED,
-                );
-            }
+            drops.push((lo + start * page, (i - start) * page));
+        }
+    }
+    // dropped only once every mapping was read: the reading (this function, the string
+    // search, the pagemap reads) runs from the binary's own text, and dropping that text
+    // before the end faulted back in a whole page-cache folio (up to 512 KiB here) for
+    // each function reached afterwards, in every idle monitor. After these calls only
+    // this loop's folio comes back.
+    for (addr, len) in drops {
+        // SAFETY: [addr, addr + len) are pages of a private read-only file mapping of this
+        // process that were either absent or clean page-cache pages when pagemap was read
+        // above, and still are (nothing in this process writes to a read-only mapping; a
+        // fault since brought in a page-cache page): dropping them only unmaps them, and
+        // they fault back in with the same content.
+        unsafe {
+            libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
         }
     }
     stack
