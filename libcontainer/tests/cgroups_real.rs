@@ -707,3 +707,30 @@ fn sigkill_reaches_a_cgroup_that_does_not_freeze() {
     g.children.clear();
     wait_until("empty cgroup", || g.cg.pids().unwrap().is_empty());
 }
+
+/// The shared default parent (`longshore`, as Docker keeps `docker`) outlives its last
+/// container, so the next start makes one directory per hierarchy instead of three; a
+/// caller's own `longshore-*` parent below it still goes with its last child.
+#[test]
+fn the_shared_longshore_parent_stays_and_a_callers_own_parent_goes() {
+    require_root!();
+    let own = format!("longshore-{}", unique_name("keep"));
+    let mut g = Guard::new(&format!("/longshore/{own}/leaf"));
+    g.cg.create().unwrap();
+    let paths = g.cg.paths();
+    assert!(!paths.is_empty());
+    g.spawn_sleep();
+    g.cg.kill_all(libc::SIGKILL).unwrap();
+    let _ = g.children[0].wait();
+    g.children.clear();
+    wait_until("empty cgroup", || g.cg.pids().unwrap().is_empty());
+    g.cg.destroy().unwrap();
+    for leaf in paths.values() {
+        let own_dir = leaf.parent().unwrap();
+        let shared = own_dir.parent().unwrap();
+        assert!(!leaf.exists(), "{}", leaf.display());
+        assert!(!own_dir.exists(), "{}", own_dir.display());
+        assert!(shared.is_dir(), "{} was removed", shared.display());
+        assert_eq!(shared.file_name().unwrap(), "longshore");
+    }
+}

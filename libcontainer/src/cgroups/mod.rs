@@ -801,8 +801,12 @@ impl CgroupError {
 
 /// Removes `dir` and every cgroup below it, deepest first. Missing directories are
 /// fine; EBUSY (tasks still exiting) is retried for about a second. Then removes empty
-/// ancestors whose names start with `longshore` (the shared default parent), which
-/// fails harmlessly while another container still lives there.
+/// ancestors named `longshore-*` (a caller's own parent, as tests use), which fails
+/// harmlessly while another container still lives there. A parent named exactly
+/// `longshore` (the shared default, as Docker keeps its `docker` parent) and what holds
+/// it stay: removing and making them again cost every container's start and removal 2
+/// `mkdir`s and 2 `rmdir`s in each hierarchy, and raced with neighbours (see
+/// [`retry_vanished`]).
 fn remove_cgroup_tree(dir: &Path) -> Result<(), CgroupError> {
     remove_tree(dir)?;
     let mut p = dir.parent();
@@ -810,7 +814,7 @@ fn remove_cgroup_tree(dir: &Path) -> Result<(), CgroupError> {
         let named_ours = parent
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("longshore"));
+            .is_some_and(|n| n.starts_with("longshore-"));
         if !named_ours || std::fs::remove_dir(parent).is_err() {
             break;
         }
