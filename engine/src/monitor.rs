@@ -60,6 +60,11 @@ pub(crate) struct MonitorArgs {
     /// With `wait_for_attach`: how many clients to wait for (at least one).
     #[serde(default)]
     pub attach_clients: usize,
+    /// Wait for the engine's go (one byte on stdin) before touching the container: the
+    /// engine spawns the monitor ahead of the start's mount and spec, and the end of the
+    /// pipe without a byte means the start failed (the monitor then leaves quietly).
+    #[serde(default)]
+    pub wait_for_go: bool,
 }
 
 /// libnetwork's daemon options, as the monitor needs them to disconnect the container.
@@ -269,6 +274,29 @@ fn take_ready_fd(fd: Option<i32>) -> Option<fs::File> {
     kept
 }
 
+/// Waits for the engine's go on stdin (one byte), then puts /dev/null there. False when
+/// the pipe ended without it (the start failed before the monitor was needed).
+fn wait_for_go() -> bool {
+    // SAFETY: fd 0 is open for the whole call (std never closes it) and is only read here.
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    let mut byte = [0u8; 1];
+    let go = loop {
+        match rustix::io::read(stdin, &mut byte) {
+            Ok(n) => break n == 1 && byte[0] == b'g',
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break false,
+        }
+    };
+    if let Ok(null) = fs::File::open("/dev/null") {
+        // SAFETY: dup2 onto a standard descriptor, which no Rust object in this process
+        // owns (std's stdio handles use the numbers without owning them).
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+        }
+    }
+    go
+}
+
 /// Closes descriptors `first..=last` (none when the kernel has no close_range).
 fn close_range(first: u32, last: u32) {
     // SAFETY: close_range only closes descriptors; the process is single-threaded here and
@@ -305,6 +333,9 @@ fn monitor_main(args: MonitorArgs, ready: Option<i32>) -> i32 {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         reporter.send(&format!("err 125 become a child subreaper: {e}"));
         return 125;
+    }
+    if args.wait_for_go && !wait_for_go() {
+        return 0;
     }
     let mut m = match Monitor::new(args) {
         Ok(m) => m,

@@ -131,6 +131,24 @@ impl Drop for Root {
 }
 
 /// A `create` request for busybox running `cmd`, with a unique name, on network `none`.
+/// Pids of live monitor processes of container `id` (their arguments in the environment
+/// name it).
+fn monitors_of(id: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|d| d.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0).any(|v| {
+                    v.starts_with(b"LONGSHORE_MONITOR=")
+                        && v.windows(id.len()).any(|w| w == id.as_bytes())
+                })
+            })
+        })
+        .collect()
+}
+
 fn busybox(cmd: &[&str]) -> CreateRequest {
     let mut r = CreateRequest::default();
     r.image = "busybox".into();
@@ -435,6 +453,28 @@ fn create_start_wait_rm() {
         e.remove_container(&id, &RemoveOptions::default())
             .unwrap_or_else(|err| panic!("rm after a failed start of {cmd}: {err}"));
     }
+
+    // a start that fails before the container's process is made (joining the network of
+    // a container that does not run): the monitor spawned ahead of it has left when the
+    // start returns, and holds no lock that would refuse the next start
+    let stopped = create(e, &busybox(&["true"]));
+    let mut req = busybox(&["echo", "joined"]);
+    req.network = Some(format!("container:{stopped}"));
+    let id = create(e, &req);
+    let err = e
+        .start_container(&id, &StartOptions::default())
+        .expect_err("a start joining a stopped container's network");
+    assert!(err.to_string().contains("non running container"), "{err}");
+    assert!(
+        monitors_of(&id).is_empty(),
+        "a monitor outlived the failed start: {:?}",
+        monitors_of(&id)
+    );
+    assert_eq!(e.container(&id).unwrap().live_status(), "created");
+    e.start_container(&stopped, &StartOptions::default())
+        .expect("the other container starts");
+    e.remove_container(&stopped, &force()).unwrap();
+    e.remove_container(&id, &RemoveOptions::default()).unwrap();
 
     // rm of a running container: refused without force, and it runs on
     let id = run_detached(e, &busybox(&["sleep", "1000"]));

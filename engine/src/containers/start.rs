@@ -87,6 +87,11 @@ impl Engine {
 
     fn start_inner(&self, c: &mut Container, opts: &StartOptions) -> Result<()> {
         let id = c.record.id.clone();
+        // the monitor is spawned first and waits for the go below: loading this program
+        // again (exec, the dynamic loader, the detaching fork) overlaps the mount, the
+        // network and the spec instead of following them. Dropped before the go (a
+        // failed start), it ends without touching the container.
+        let monitor = self.spawn_monitor(c, opts)?;
         // a `--rm` container's layer is mounted volatile (as podman does): its unmount
         // then skips the sync of the whole filesystem under it, on the path of `run --rm`
         let mount = longshore_graph::driver::MountOptions::default()
@@ -153,7 +158,7 @@ impl Engine {
         let _ = fs::remove_file(c.dir.join("stopped-by-user"));
         c.state.restart_count = 0;
         self.save_state(c)?;
-        self.spawn_monitor(c, opts)?;
+        monitor.go(&c.record.name)?;
         // the monitor wrote the state (running, or created while it waits for a client)
         match self.load_container_dir(c.dir.clone()) {
             Ok(fresh) => c.state = fresh.state,
@@ -175,7 +180,7 @@ impl Engine {
         }
     }
 
-    fn spawn_monitor(&self, c: &mut Container, opts: &StartOptions) -> Result<()> {
+    fn spawn_monitor(&self, c: &Container, opts: &StartOptions) -> Result<PendingMonitor> {
         let program = self.monitor_program()?;
         let args = MonitorArgs {
             root: self.root.clone(),
@@ -184,22 +189,28 @@ impl Engine {
             network: self.opts.network.clone().map(Into::into),
             wait_for_attach: opts.wait_for_attach,
             attach_clients: opts.attach_clients,
+            wait_for_go: true,
         };
         // close-on-exec: a monitor another thread spawns at the same time (the daemon
-        // starts containers in parallel) must not inherit this pipe; it held the write end
-        // for its whole life, so that a monitor dying before its report left this start
+        // starts containers in parallel) must not inherit these pipes; it held the write
+        // end for its whole life, so that a monitor dying before its report left this start
         // waiting for an unrelated container to end
-        let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| Error::io("pipe")(e.into()))?;
+        let pipe = || -> Result<(OwnedFd, OwnedFd)> {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| Error::io("pipe")(e.into()))
+        };
+        let (rd, wr) = pipe()?;
+        let (go_rd, go_wr) = pipe()?;
         // No `pre_exec`: without one std spawns with posix_spawn (a vfork, sharing this
         // process's memory until the exec) rather than fork. A fork of the daemon copied
         // its page tables (0.4 ms under strace -T) and made every heap page it wrote
         // afterwards fault, copy on write (~300 faults of the daemon per `docker run`,
         // perf stat). What the `pre_exec` did, the monitor does first thing instead
         // (`monitor::take_ready_fd`): the report pipe comes as its stdout (the spawn's dup2
-        // clears close-on-exec on it), and it closes the descriptors it inherited past
-        // stderr and leaves for a session of its own. Its own process group from the spawn
-        // on keeps a terminal's ^C to the caller's group from it until then.
+        // clears close-on-exec on it), the go pipe as its stdin, and it closes the
+        // descriptors it inherited past stderr and leaves for a session of its own. Its
+        // own process group from the spawn on keeps a terminal's ^C to the caller's group
+        // from it until then.
         let mut cmd = Command::new(&program);
         cmd.arg0("longshore-monitor")
             .env(
@@ -208,29 +219,21 @@ impl Engine {
             )
             .env("LONGSHORE_MONITOR_READY_FD", "1")
             .process_group(0)
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(go_rd))
             .stdout(Stdio::from(wr))
             .stderr(Stdio::null());
-        let mut child = cmd.spawn().map_err(Error::io(format!(
+        let child = cmd.spawn().map_err(Error::io(format!(
             "start the monitor {}",
             program.display()
         )))?;
-        // the write end the command held (its stdout) goes with it: the read sees the end
-        // if the monitor dies before its report
+        // the ends the command held (the monitor's stdin and stdout) go with it: the read
+        // sees the end if the monitor dies before its report
         drop(cmd);
-        let mut line = String::new();
-        let n = BufReader::new(fs::File::from(rd))
-            .read_line(&mut line)
-            .map_err(Error::io("read the monitor's report"))?;
-        // the monitor detaches (a grandchild runs on); reap the first child
-        let _ = child.wait();
-        if n == 0 {
-            return Err(Error::Io {
-                what: format!("start container {}", c.record.name),
-                source: std::io::Error::other("the monitor exited before reporting"),
-            });
-        }
-        crate::monitor::parse_report(line.trim_end())
+        Ok(PendingMonitor {
+            child,
+            report: Some(rd),
+            go: Some(go_wr),
+        })
     }
 
     /// Bind mounts for `-v`, named and anonymous volumes and `--volumes-from`. With
@@ -640,4 +643,59 @@ fn copy_up(rootfs: &Path, dest: &str, volume: &Path, name: &str) -> Result<()> {
     fs::set_permissions(volume, fs::Permissions::from_mode(md.mode() & 0o7777))
         .map_err(Error::io(format!("chmod volume {}", volume.display())))?;
     Ok(())
+}
+
+/// A monitor spawned for a start, waiting for the engine's go (one byte on its stdin)
+/// before it touches the container. Dropped without [`PendingMonitor::go`], it is told
+/// nothing (the end of the pipe) and waited for: it exits without a trace, and a later
+/// start does not find its lock held.
+struct PendingMonitor {
+    child: std::process::Child,
+    report: Option<OwnedFd>,
+    go: Option<OwnedFd>,
+}
+
+impl PendingMonitor {
+    /// Lets the monitor start the container (its bundle and state are written), and waits
+    /// for its report: running, or waiting for an attach client.
+    fn go(mut self, name: &str) -> Result<()> {
+        let go = self.go.take().expect("go is sent once");
+        let sent = rustix::io::write(&go, b"g");
+        drop(go);
+        let line = self.read_report()?;
+        match line {
+            Some(line) => crate::monitor::parse_report(line.trim_end()),
+            None => Err(Error::Io {
+                what: format!("start container {name}"),
+                source: std::io::Error::other(match sent {
+                    Ok(_) => "the monitor exited before reporting".to_string(),
+                    Err(e) => format!("the monitor exited before its start: {e}"),
+                }),
+            }),
+        }
+    }
+
+    /// The monitor's one report line, or None when it ended without one; reaps the
+    /// spawned process (the monitor runs on in a detached child).
+    fn read_report(&mut self) -> Result<Option<String>> {
+        let Some(rd) = self.report.take() else {
+            return Ok(None);
+        };
+        let mut line = String::new();
+        let n = BufReader::new(fs::File::from(rd))
+            .read_line(&mut line)
+            .map_err(Error::io("read the monitor's report"));
+        let _ = self.child.wait();
+        Ok((n? > 0).then_some(line))
+    }
+}
+
+impl Drop for PendingMonitor {
+    fn drop(&mut self) {
+        if self.go.take().is_some() {
+            // the end of the go pipe: the monitor (and its detached child) exit; the end of
+            // the report pipe says they did
+            let _ = self.read_report();
+        }
+    }
 }
