@@ -7,8 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release -q -p longshore-cli
-L=$PWD/target/release/longshore
+L=$(bash scripts/build-longshore.sh)
 export LONGSHORE_ROOT=${LONGSHORE_ROOT:-/var/lib/longshore}
 work=$(mktemp -d /tmp/longshore-demo-XXXXXX)
 cleanup() { "$L" rm -f demo-web >/dev/null 2>&1 || true; rm -rf "$work"; }

@@ -18,10 +18,7 @@ runs=${1:-30}
 secs=${2:-30}
 peers=1
 [ "${3:-}" = --no-peers ] && peers=0
-if [ -z "${LONGSHORE_BIN:-}" ]; then
-    cargo build --release -q -p longshore-cli
-fi
-L=${LONGSHORE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/longshore}
+L=${LONGSHORE_BIN:-$(bash scripts/build-longshore.sh)}
 DOCKER=/usr/local/bin/docker
 command -v "$DOCKER" >/dev/null || DOCKER=docker
 work=$(mktemp -d /tmp/longshore-apibench-XXXXXX)

@@ -15,8 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-5}
-cargo build --release -q -p longshore-cli
-L=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore
+L=$(bash scripts/build-longshore.sh)
 work=$(mktemp -d /tmp/longshore-bbench-XXXXXX)
 dockerd_pid=
 cleanup() {

@@ -11,8 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-30}
 bash scripts/deps.sh
-cargo build --release -q -p longshore-cli
-L=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore
+L=$(bash scripts/build-longshore.sh)
 work=$(mktemp -d /tmp/longshore-clibench-XXXXXX)
 ns=lscb$$
 export LONGSHORE_ROOT=$work/root LONGSHORE_BRIDGE=lscbr$$

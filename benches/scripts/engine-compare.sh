@@ -19,8 +19,7 @@ runs=${1:-50}
 peers=1
 [ "${2:-}" = --no-peers ] && peers=0
 bash scripts/deps.sh
-cargo build --release -q -p longshore-cli
-L=${CARGO_TARGET_DIR:-$PWD/target}/release/longshore
+L=$(bash scripts/build-longshore.sh)
 work=$(mktemp -d /tmp/longshore-ebench-XXXXXX)
 ns=lseb$$
 export LONGSHORE_ROOT=$work/root LONGSHORE_BRIDGE=lsebr$$
