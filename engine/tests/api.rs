@@ -769,6 +769,34 @@ fn container_inspection_endpoints(d: &mut Daemon) {
         String::from_utf8_lossy(&bad.stderr)
     );
     ok(&d.docker(&["rmi", &changed]));
+    // a config in the request body, as Docker's API takes it: its fields over the
+    // container's, then the changes; a field of the wrong type is a 400 and no image
+    let repo = unique_name("lsapi");
+    let (code, body) = d.http(
+        "POST",
+        &format!(
+            "/commit?container={renamed}&repo={repo}&tag=body&pause=0&changes=ENV%20CHANGED%3D1"
+        ),
+        r#"{"Cmd":["echo","from-body"],"Env":["BODY=1"],"Labels":null}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    let cfg = ok(&d.docker(&["inspect", "-f", "{{json .Config}}", &format!("{repo}:body")]));
+    assert!(cfg.contains(r#""Cmd":["echo","from-body"]"#), "{cfg}");
+    assert!(cfg.contains("BODY=1") && cfg.contains("CHANGED=1"), "{cfg}");
+    let o = d.docker(&["run", "--rm", "--network", "none", &format!("{repo}:body")]);
+    assert_eq!(ok(&o), "from-body\n");
+    for bad in [r#"{"Cmd":5}"#, "[1,2]", "{not json"] {
+        let (code, body) = d.http(
+            "POST",
+            &format!("/commit?container={renamed}&repo={repo}&tag=bad&pause=0"),
+            bad,
+        );
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body.contains("commit config"), "{bad}: {body}");
+    }
+    let images = ok(&d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    assert!(!images.contains(&format!("{repo}:bad")), "{images}");
+    ok(&d.docker(&["rmi", &format!("{repo}:body")]));
     // prune removes the stopped one and keeps the running one
     let stopped = unique_name("lsapi");
     ok(&d.busybox("create", &["--name", &stopped], &["true"]));

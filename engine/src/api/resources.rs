@@ -233,11 +233,13 @@ pub async fn prune(state: &Arc<State>, r: &Req) -> ApiResult {
 }
 
 /// `POST /commit?container=&repo=&tag=&comment=&author=&changes=&pause=`: 201 `{"Id"}`.
-/// (A request body, a config to commit instead of the container's, is not read.)
-pub async fn commit(state: &Arc<State>, r: &Req) -> ApiResult {
+/// A body (a container config, as Docker's) sets the fields it names over the container's
+/// config, before the `changes`; an empty body or `null` sets none.
+pub async fn commit(state: &Arc<State>, r: &Req, body: Bytes) -> ApiResult {
     let Some(container) = r.q("container").filter(|s| !s.is_empty()) else {
         return Err(ApiError::bad("container is required"));
     };
+    let config = commit_body(&body)?;
     let req = crate::CommitRequest {
         reference: r.q("repo").filter(|s| !s.is_empty()).map(|repo| {
             match r.q("tag").filter(|t| !t.is_empty()) {
@@ -257,13 +259,37 @@ pub async fn commit(state: &Arc<State>, r: &Req) -> ApiResult {
             .map(String::from)
             .collect(),
         pause: r.q("pause").is_none_or(|_| r.flag("pause")),
-        config: None,
+        config,
     };
     let container = container.to_string();
     let id = state
         .job(move |e| e.commit_container(&container, &req))
         .await?;
     Ok(json(StatusCode::CREATED, &json!({"Id": id})))
+}
+
+/// The config of a commit's body: the fields it sets, each checked against the type of a
+/// container's config (a wrong type is a 400, not an image whose config no run can read).
+fn commit_body(body: &[u8]) -> Result<Option<serde_json::Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("invalid JSON in the commit config: {e}")))?;
+    let serde_json::Value::Object(fields) = v else {
+        return if v.is_null() {
+            Ok(None)
+        } else {
+            Err(ApiError::bad("the commit config must be a JSON object"))
+        };
+    };
+    let set: serde_json::Map<String, serde_json::Value> =
+        fields.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    serde_json::from_value::<crate::containers::ContainerConfig>(serde_json::Value::Object(
+        set.clone(),
+    ))
+    .map_err(|e| ApiError::bad(format!("invalid commit config: {e}")))?;
+    Ok((!set.is_empty()).then_some(serde_json::Value::Object(set)))
 }
 
 /// `GET /system/df`: the engine's disk usage in Docker's shape.

@@ -312,7 +312,10 @@ async fn dispatch(state: &Arc<State>, req: &mut Option<Request<Incoming>>) -> Ap
             let body = read_body(take(req)).await?;
             resources::update(state, &id, body).await
         }
-        (&M::POST, ["commit"]) => resources::commit(state, &r).await,
+        (&M::POST, ["commit"]) => {
+            let body = read_body(take(req)).await?;
+            resources::commit(state, &r, body).await
+        }
         (&M::GET, ["system", "df"]) => resources::df(state).await,
         (&M::GET, ["images", "json"]) => images::list(state, &r).await,
         (&M::GET, ["images", "search"]) => images::search(state, &r).await,
