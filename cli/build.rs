@@ -11,4 +11,11 @@
 fn main() {
     println!("cargo:rustc-link-arg-bins=-no-pie");
     println!("cargo:rustc-link-arg-bins=-fuse-ld=bfd");
+    // Statically linked (`scripts/build-longshore.sh`), glibc's link-time notes that
+    // getaddrinfo and dlopen (libnftables, libisal) need the same glibc at run time, true
+    // of a binary built where it runs, would be printed by every build.
+    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    if features.split(',').any(|f| f == "crt-static") {
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warnings");
+    }
 }

@@ -8,8 +8,9 @@
 # without the dynamic loader, and each container's monitor, this program re-executed,
 # keeps no private copies of the relocated data of libc, libm and libgcc_s: measured here
 # with 20 idle monitors, 181 -> 115 KiB of PSS per monitor, and `longshore version`
-# 1.25 -> 0.97 ms of CPU. libisal (pull's gzip decoder) is still opened with dlopen, which
-# a static glibc program does with a private copy of libc for the library.
+# 1.25 -> 0.97 ms of CPU. libisal (pull's gzip decoder) and libnftables (published ports) are
+# still opened with dlopen, which a static glibc program does with a private copy of libc
+# for them (glibc's link-time note about it is silenced in cli/build.rs).
 # `cargo build --release -p longshore-cli` gives the same program, dynamically linked.
 # LONGSHORE_DYNAMIC=1 builds that one instead.
 set -euo pipefail
