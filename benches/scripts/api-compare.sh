@@ -110,6 +110,17 @@ rss_kb() {
     echo "$t"
 }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f MB", k/1024}'; }
+# the same split into anonymous memory and file pages (the binary's code and data, shared
+# with the page cache: how much of it a process maps depends on how the file's pages
+# came into the page cache, see ARCHITECTURE.md)
+rss_parts() {
+    local a=0 f=0 p
+    for p in "$@"; do
+        a=$((a + $(awk '/^RssAnon/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+        f=$((f + $(awk '/^RssFile/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "anon $(mb "$a"), file $(mb "$f")"
+}
 
 # figures NAME SOCKET API_VERSION "DOCKER CLI" "PIDS COMMAND" "CONTAINERS COMMAND"
 figures() {
@@ -121,7 +132,7 @@ figures() {
         echo "fds=$(ls /proc/${pids%% *}/fd | wc -l) rss=$(mb "$(rss_kb $pids)") containers=$($count_cmd | wc -l) mounts=$(grep -c "$work" /proc/mounts || true)"
     }
     # shellcheck disable=SC2046
-    echo "== [$name] idle daemon RSS: $(mb "$(rss_kb $($pids_cmd))")"
+    echo "== [$name] idle daemon RSS: $(mb "$(rss_kb $($pids_cmd))") ($(rss_parts $($pids_cmd)))"
     echo "== [$name] docker run --rm --network none busybox true through the daemon"
     hyperfine -N -w 3 -r "$runs" "$cli run --rm --network none busybox true" 2>&1 | grep -E 'Time|Range'
     # shellcheck disable=SC2046

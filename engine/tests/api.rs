@@ -2455,6 +2455,44 @@ fn listing_sees_every_change(d: &mut Daemon) {
     assert_eq!(ps(&b), "");
 }
 
+/// After 5 s without requests the daemon gives back its allocator's free memory and the
+/// pages of its binary that serving mapped (they fault back in from the page cache): its
+/// resident file pages drop, and it answers as before.
+fn an_idle_daemon_gives_back_its_pages(d: &mut Daemon) {
+    let pid = d.child.as_ref().expect("the daemon runs").id();
+    let rss_file = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssFile:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("RssFile in /proc/PID/status")
+    };
+    let id = ok(&d.busybox("create", &[], &["true"])).trim().to_string();
+    for _ in 0..10 {
+        assert_eq!(d.http("GET", "/containers/json?all=1", "").0, 200);
+        assert_eq!(d.http("GET", &format!("/containers/{id}/json"), "").0, 200);
+        assert_eq!(d.http("GET", "/_ping", "").0, 200);
+    }
+    let busy = rss_file();
+    let mut idle = busy;
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(100));
+        idle = rss_file();
+        if idle + 1024 < busy {
+            break;
+        }
+    }
+    assert!(
+        idle + 1024 < busy,
+        "the daemon's resident file pages: {busy} kB after the requests, {idle} kB idle"
+    );
+    let (code, body) = d.http("GET", "/containers/json?all=1", "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&id), "{body}");
+    ok(&d.docker(&["rm", &id]));
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -2733,6 +2771,10 @@ fn main() -> ExitCode {
         ("daemon_engine_settings", daemon_engine_settings),
         ("creates_while_listing", |d| creates_while_listing(d)),
         ("listing_sees_every_change", listing_sees_every_change),
+        (
+            "an_idle_daemon_gives_back_its_pages",
+            an_idle_daemon_gives_back_its_pages,
+        ),
         ("tcp_and_socket_activation", tcp_and_socket_activation),
         ("tls_tcp", tls_tcp),
         ("start_while_the_monitor_lock_is_checked", |d| {
