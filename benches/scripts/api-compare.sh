@@ -5,7 +5,8 @@
 # its unix socket:
 #   - idle daemon RSS (right after start; dockerd: dockerd + its containerd)
 #   - `docker run --rm --network none busybox true` through the daemon (whole CLI process)
-#   - `GET /containers/json?all=1` with 1000 containers (curl), and `docker ps -a -q`
+#   - `GET /containers/json?all=1` with 1000 containers (curl; beside it curl's own floor,
+#     the same curl asking for /_ping), and `docker ps -a -q`
 #   - 200 concurrent API clients (ping, list, inspect, create/start/wait/rm) for 30 s:
 #     errors, and the daemon's fds, RSS, containers and mounts before, 2 s after and 12 s
 #     after
@@ -144,7 +145,12 @@ figures() {
             "http://d/v$v/containers/create" >/dev/null
     done
     echo "   containers: $(curl -s --unix-socket "$s" "http://d/v$v/containers/json?all=1" | grep -o '"Id"' | wc -l)"
-    hyperfine -N -w 3 -r "$runs" "curl -s -o /dev/null --unix-socket $s http://d/v$v/containers/json?all=1" 2>&1 | grep -E 'Time|Range'
+    # the same curl asking for /_ping in the same hyperfine run: curl's own cost (process
+    # start, connect, one small answer), the floor under the list's figure
+    hyperfine -N -w 3 -r "$runs" \
+        -n "containers/json?all=1" "curl -s -o /dev/null --unix-socket $s http://d/v$v/containers/json?all=1" \
+        -n "_ping (curl's floor)" "curl -s -o /dev/null --unix-socket $s http://d/_ping" 2>&1 |
+        grep -E 'Benchmark|Time|Range' | sed 's/^Benchmark [0-9]*: /   /'
     echo "   (docker ps -a -q, whole CLI:)"
     hyperfine -N -w 2 -r 10 "$cli ps -a -q" 2>&1 | grep -E 'Time|Range'
     $cli container prune -f >/dev/null

@@ -2455,6 +2455,77 @@ fn listing_sees_every_change(d: &mut Daemon) {
     assert_eq!(ps(&b), "");
 }
 
+/// The daemon's container list follows what another process does on its root (the
+/// test's own engine, as the `longshore` CLI would): a container created, renamed,
+/// started and exited, and removed there shows at the next `GET /containers/json`, also
+/// right after a listing and after listings served from the daemon's cache (its inotify
+/// watch of the containers' directories); a row is the in-process engine's summary, with
+/// Docker's fields.
+fn listing_follows_other_processes(d: &mut Daemon) {
+    use longshore_engine::{
+        CreateRequest, ListOptions, RemoveOptions, StartOptions, WaitCondition,
+    };
+    let e = &d.engine;
+    let list = || -> Vec<serde_json::Value> {
+        let (code, body) = d.http("GET", "/v1.45/containers/json?all=1", "");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("a JSON array")
+    };
+    let row = |id: &str| list().into_iter().find(|r| r["Id"] == id);
+    let mut all = ListOptions::default();
+    all.all = true;
+    let summary = |id: &str| {
+        let s = e.list_containers(&all).unwrap();
+        serde_json::to_value(
+            s.into_iter()
+                .find(|s| s.id == id)
+                .expect("listed in process"),
+        )
+        .unwrap()
+    };
+    let mut req = CreateRequest::default();
+    req.image = "busybox".into();
+    req.cmd = vec!["true".into()];
+    req.network = Some("none".into());
+    req.name = Some(unique_name("lsw"));
+    req.labels.insert("k".into(), "v \"q\"".into());
+    // the daemon has listed (and watches) before the change
+    list();
+    let id = e.create_container(&req).unwrap().id().to_string();
+    let r = row(&id).expect("a container created by another process is listed at once");
+    assert_eq!(r, summary(&id));
+    let keys: std::collections::BTreeSet<&str> =
+        r.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let docker: std::collections::BTreeSet<&str> = [
+        "Id", "Names", "Image", "ImageID", "Command", "Created", "Ports", "Labels", "State",
+        "Status",
+    ]
+    .into();
+    assert_eq!(keys, docker);
+    // settled (older than the file system's clock tick) and listed from the cache
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(row(&id).unwrap(), summary(&id));
+    assert_eq!(row(&id).unwrap(), summary(&id));
+    let renamed = unique_name("lsw");
+    e.rename_container(&id, &renamed).unwrap();
+    assert_eq!(row(&id).unwrap()["Names"][0], format!("/{renamed}"));
+    e.start_container(&id, &StartOptions::default()).unwrap();
+    e.wait_container(&id, WaitCondition::NotRunning).unwrap();
+    let r = row(&id).unwrap();
+    assert_eq!(r["State"], "exited", "{r}");
+    assert!(
+        r["Status"].as_str().unwrap().starts_with("Exited (0) "),
+        "{r}"
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(row(&id).unwrap()["State"], "exited");
+    e.remove_container(&id, &RemoveOptions::default()).unwrap();
+    assert!(
+        row(&id).is_none(),
+        "a container removed by another process is not listed"
+    );
+}
+
 /// After 5 s without requests the daemon gives back its allocator's free memory and the
 /// pages of its binary that serving mapped (they fault back in from the page cache): its
 /// resident file pages drop, and it answers as before.
@@ -2771,6 +2842,10 @@ fn main() -> ExitCode {
         ("daemon_engine_settings", daemon_engine_settings),
         ("creates_while_listing", |d| creates_while_listing(d)),
         ("listing_sees_every_change", listing_sees_every_change),
+        (
+            "listing_follows_other_processes",
+            listing_follows_other_processes,
+        ),
         (
             "an_idle_daemon_gives_back_its_pages",
             an_idle_daemon_gives_back_its_pages,

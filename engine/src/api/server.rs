@@ -1182,6 +1182,8 @@ fn run_with(
         write_pidfile(p)?;
     }
     let res = (|| {
+        // listings (ps, the API's list) stat no container that did not change since
+        engine.watch_containers();
         let server = Server::bind_with(Arc::new(engine), opts, client_base)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
