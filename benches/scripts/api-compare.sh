@@ -5,7 +5,8 @@
 # its unix socket:
 #   - idle daemon RSS (right after start; dockerd: dockerd + its containerd)
 #   - `docker run --rm --network none busybox true` through the daemon (whole CLI process)
-#   - `GET /containers/json?all=1` with 1000 containers (curl), and `docker ps -a -q`
+#   - `GET /containers/json?all=1` with 1000 containers (curl; beside it curl's own floor,
+#     the same curl asking for /_ping), and `docker ps -a -q`
 #   - 200 concurrent API clients (ping, list, inspect, create/start/wait/rm) for 30 s:
 #     errors, and the daemon's fds, RSS, containers and mounts before, 2 s after and 12 s
 #     after
@@ -107,6 +108,17 @@ rss_kb() {
     echo "$t"
 }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f MB", k/1024}'; }
+# the same split into anonymous memory and file pages (the binary's code and data, shared
+# with the page cache: how much of it a process maps depends on how the file's pages
+# came into the page cache, see ARCHITECTURE.md)
+rss_parts() {
+    local a=0 f=0 p
+    for p in "$@"; do
+        a=$((a + $(awk '/^RssAnon/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+        f=$((f + $(awk '/^RssFile/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "anon $(mb "$a"), file $(mb "$f")"
+}
 
 # figures NAME SOCKET API_VERSION "DOCKER CLI" "PIDS COMMAND" "CONTAINERS COMMAND"
 figures() {
@@ -118,7 +130,7 @@ figures() {
         echo "fds=$(ls /proc/${pids%% *}/fd | wc -l) rss=$(mb "$(rss_kb $pids)") containers=$($count_cmd | wc -l) mounts=$(grep -c "$work" /proc/mounts || true)"
     }
     # shellcheck disable=SC2046
-    echo "== [$name] idle daemon RSS: $(mb "$(rss_kb $($pids_cmd))")"
+    echo "== [$name] idle daemon RSS: $(mb "$(rss_kb $($pids_cmd))") ($(rss_parts $($pids_cmd)))"
     echo "== [$name] docker run --rm --network none busybox true through the daemon"
     hyperfine -N -w 3 -r "$runs" "$cli run --rm --network none busybox true" 2>&1 | grep -E 'Time|Range'
     # shellcheck disable=SC2046
@@ -130,7 +142,12 @@ figures() {
             "http://d/v$v/containers/create" >/dev/null
     done
     echo "   containers: $(curl -s --unix-socket "$s" "http://d/v$v/containers/json?all=1" | grep -o '"Id"' | wc -l)"
-    hyperfine -N -w 3 -r "$runs" "curl -s -o /dev/null --unix-socket $s http://d/v$v/containers/json?all=1" 2>&1 | grep -E 'Time|Range'
+    # the same curl asking for /_ping in the same hyperfine run: curl's own cost (process
+    # start, connect, one small answer), the floor under the list's figure
+    hyperfine -N -w 3 -r "$runs" \
+        -n "containers/json?all=1" "curl -s -o /dev/null --unix-socket $s http://d/v$v/containers/json?all=1" \
+        -n "_ping (curl's floor)" "curl -s -o /dev/null --unix-socket $s http://d/_ping" 2>&1 |
+        grep -E 'Benchmark|Time|Range' | sed 's/^Benchmark [0-9]*: /   /'
     echo "   (docker ps -a -q, whole CLI:)"
     hyperfine -N -w 2 -r 10 "$cli ps -a -q" 2>&1 | grep -E 'Time|Range'
     $cli container prune -f >/dev/null

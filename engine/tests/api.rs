@@ -2483,6 +2483,115 @@ fn listing_sees_every_change(d: &mut Daemon) {
     assert_eq!(ps(&b), "");
 }
 
+/// The daemon's container list follows what another process does on its root (the
+/// test's own engine, as the `longshore` CLI would): a container created, renamed,
+/// started and exited, and removed there shows at the next `GET /containers/json`, also
+/// right after a listing and after listings served from the daemon's cache (its inotify
+/// watch of the containers' directories); a row is the in-process engine's summary, with
+/// Docker's fields.
+fn listing_follows_other_processes(d: &mut Daemon) {
+    use longshore_engine::{
+        CreateRequest, ListOptions, RemoveOptions, StartOptions, WaitCondition,
+    };
+    let e = &d.engine;
+    let list = || -> Vec<serde_json::Value> {
+        let (code, body) = d.http("GET", "/v1.45/containers/json?all=1", "");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("a JSON array")
+    };
+    let row = |id: &str| list().into_iter().find(|r| r["Id"] == id);
+    let mut all = ListOptions::default();
+    all.all = true;
+    let summary = |id: &str| {
+        let s = e.list_containers(&all).unwrap();
+        serde_json::to_value(
+            s.into_iter()
+                .find(|s| s.id == id)
+                .expect("listed in process"),
+        )
+        .unwrap()
+    };
+    let mut req = CreateRequest::default();
+    req.image = "busybox".into();
+    req.cmd = vec!["true".into()];
+    req.network = Some("none".into());
+    req.name = Some(unique_name("lsw"));
+    req.labels.insert("k".into(), "v \"q\"".into());
+    // the daemon has listed (and watches) before the change
+    list();
+    let id = e.create_container(&req).unwrap().id().to_string();
+    let r = row(&id).expect("a container created by another process is listed at once");
+    assert_eq!(r, summary(&id));
+    let keys: std::collections::BTreeSet<&str> =
+        r.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let docker: std::collections::BTreeSet<&str> = [
+        "Id", "Names", "Image", "ImageID", "Command", "Created", "Ports", "Labels", "State",
+        "Status",
+    ]
+    .into();
+    assert_eq!(keys, docker);
+    // settled (older than the file system's clock tick) and listed from the cache
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(row(&id).unwrap(), summary(&id));
+    assert_eq!(row(&id).unwrap(), summary(&id));
+    let renamed = unique_name("lsw");
+    e.rename_container(&id, &renamed).unwrap();
+    assert_eq!(row(&id).unwrap()["Names"][0], format!("/{renamed}"));
+    e.start_container(&id, &StartOptions::default()).unwrap();
+    e.wait_container(&id, WaitCondition::NotRunning).unwrap();
+    let r = row(&id).unwrap();
+    assert_eq!(r["State"], "exited", "{r}");
+    assert!(
+        r["Status"].as_str().unwrap().starts_with("Exited (0) "),
+        "{r}"
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(row(&id).unwrap()["State"], "exited");
+    e.remove_container(&id, &RemoveOptions::default()).unwrap();
+    assert!(
+        row(&id).is_none(),
+        "a container removed by another process is not listed"
+    );
+}
+
+/// After 5 s without requests the daemon gives back its allocator's free memory and the
+/// pages of its binary that serving mapped (they fault back in from the page cache): its
+/// resident file pages drop, and it answers as before.
+fn an_idle_daemon_gives_back_its_pages(d: &mut Daemon) {
+    let pid = d.child.as_ref().expect("the daemon runs").id();
+    let rss_file = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssFile:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("RssFile in /proc/PID/status")
+    };
+    let id = ok(&d.busybox("create", &[], &["true"])).trim().to_string();
+    for _ in 0..10 {
+        assert_eq!(d.http("GET", "/containers/json?all=1", "").0, 200);
+        assert_eq!(d.http("GET", &format!("/containers/{id}/json"), "").0, 200);
+        assert_eq!(d.http("GET", "/_ping", "").0, 200);
+    }
+    let busy = rss_file();
+    let mut idle = busy;
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(100));
+        idle = rss_file();
+        if idle + 1024 < busy {
+            break;
+        }
+    }
+    assert!(
+        idle + 1024 < busy,
+        "the daemon's resident file pages: {busy} kB after the requests, {idle} kB idle"
+    );
+    let (code, body) = d.http("GET", "/containers/json?all=1", "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&id), "{body}");
+    ok(&d.docker(&["rm", &id]));
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&mut Daemon));
 
@@ -2761,6 +2870,14 @@ fn main() -> ExitCode {
         ("daemon_engine_settings", daemon_engine_settings),
         ("creates_while_listing", |d| creates_while_listing(d)),
         ("listing_sees_every_change", listing_sees_every_change),
+        (
+            "listing_follows_other_processes",
+            listing_follows_other_processes,
+        ),
+        (
+            "an_idle_daemon_gives_back_its_pages",
+            an_idle_daemon_gives_back_its_pages,
+        ),
         ("tcp_and_socket_activation", tcp_and_socket_activation),
         ("tls_tcp", tls_tcp),
         ("start_while_the_monitor_lock_is_checked", |d| {

@@ -2064,6 +2064,90 @@ fn the_listing_cache_follows_every_change() {
     }
 }
 
+/// A watching engine (the daemon's: `Engine::watch_containers`) lists what another engine
+/// (another process) changes, at once, also after listings it served from its watch
+/// without looking at the containers: renamed, started and exited, removed, created, and
+/// renamed right after a listing. Its API rows (`list_containers_json`) are the JSON of
+/// its summaries.
+fn a_watching_engine_lists_every_change() {
+    require_root!();
+    let root = Root::new();
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(create(root.e(), &busybox(&["true"])));
+    }
+    let w = Engine::open(root.path(), EngineOptions::default()).unwrap();
+    w.watch_containers();
+    let mut all = ListOptions::default();
+    all.all = true;
+    let rows = |e: &Engine| -> BTreeMap<String, (String, String)> {
+        e.list_containers(&all)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.id, (s.names[0].clone(), s.status)))
+            .collect()
+    };
+    let first = rows(&w);
+    assert_eq!(first.len(), 40);
+    // settled: the next listing finds every container current and keeps the listing
+    thread::sleep(Duration::from_millis(150));
+    assert_eq!(rows(&w), first);
+    assert_eq!(rows(&w), first);
+    // every row is Created (no time in its status): the same bytes both ways
+    assert_eq!(
+        String::from_utf8(w.list_containers_json(&all).unwrap()).unwrap(),
+        serde_json::to_string(&w.list_containers(&all).unwrap()).unwrap()
+    );
+    let other = Engine::open(root.path(), EngineOptions::default()).unwrap();
+    let renamed = unique_name("lsjw");
+    other.rename_container(&ids[0], &renamed).unwrap();
+    other
+        .start_container(&ids[1], &StartOptions::default())
+        .unwrap();
+    other
+        .wait_container(&ids[1], WaitCondition::NotRunning)
+        .unwrap();
+    other.remove_container(&ids[2], &force()).unwrap();
+    let mut q = busybox(&["true"]);
+    q.labels.insert("new".into(), "yes".into());
+    let added = create(&other, &q);
+    let r = rows(&w);
+    assert_eq!(r.len(), 40, "{r:?}");
+    assert_eq!(r[&ids[0]].0, format!("/{renamed}"));
+    assert!(r[&ids[1]].1.starts_with("Exited (0)"), "{:?}", r[&ids[1]]);
+    assert!(!r.contains_key(&ids[2]));
+    assert_eq!(r[&added].1, "Created");
+    let mut o = ListOptions::default();
+    o.all = true;
+    o.filters = vec![("label".into(), "new=yes".into())];
+    let l = w.list_containers(&o).unwrap();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].id, added);
+    // a change right after a listing, twice, and after listings kept
+    for _ in 0..2 {
+        rows(&w);
+        let again = unique_name("lsjw");
+        other.rename_container(&ids[3], &again).unwrap();
+        assert_eq!(rows(&w)[&ids[3]].0, format!("/{again}"));
+    }
+    thread::sleep(Duration::from_millis(150));
+    rows(&w);
+    rows(&w);
+    let last = unique_name("lsjw");
+    other.rename_container(&ids[3], &last).unwrap();
+    other.remove_container(&ids[4], &force()).unwrap();
+    let r = rows(&w);
+    assert_eq!(r[&ids[3]].0, format!("/{last}"));
+    assert!(!r.contains_key(&ids[4]));
+    assert_eq!(r.len(), 39);
+    // the same as an engine without a watch (which stats every container)
+    let fresh = Engine::open(root.path(), EngineOptions::default()).unwrap();
+    let names = |r: BTreeMap<String, (String, String)>| -> Vec<(String, String)> {
+        r.into_iter().map(|(id, (name, _))| (id, name)).collect()
+    };
+    assert_eq!(names(rows(&w)), names(rows(&fresh)));
+}
+
 /// Several engines (as several processes would) on one root at once: each creates, starts,
 /// execs into and removes its containers; one name is taken by exactly one of them; nothing
 /// is left.
@@ -2256,6 +2340,10 @@ fn main() -> ExitCode {
         (
             "the_listing_cache_follows_every_change",
             the_listing_cache_follows_every_change,
+        ),
+        (
+            "a_watching_engine_lists_every_change",
+            a_watching_engine_lists_every_change,
         ),
         ("parallel_engines_on_one_root", parallel_engines_on_one_root),
         (

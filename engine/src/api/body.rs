@@ -65,6 +65,11 @@ pub type Resp = Response<Body>;
 pub fn json(status: StatusCode, v: &impl serde::Serialize) -> Resp {
     let bytes = serde_json::to_vec(v)
         .unwrap_or_else(|e| format!("{{\"message\":\"encode the answer: {e}\"}}").into_bytes());
+    json_bytes(status, bytes)
+}
+
+/// A JSON answer encoded already.
+pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Resp {
     let mut r = Response::new(Body::Full(Some(Bytes::from(bytes))));
     *r.status_mut() = status;
     r.headers_mut().insert(

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::json;
 
-use super::body::{ApiError, ApiResult, Body, json, status};
+use super::body::{ApiError, ApiResult, Body, json, json_bytes, status};
 use super::router::{Req, State};
 use crate::{ListOptions, LogsOptions, RemoveOptions, StartOptions, StopOptions, WaitCondition};
 
@@ -18,8 +18,9 @@ pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
         filters: r.filters()?,
         size: r.flag("size"),
     };
-    let list = state.job(move |e| e.list_containers(&opts)).await?;
-    Ok(json(StatusCode::OK, &list))
+    // encoded by the engine from its listing cache: no summary values in between
+    let body = state.job(move |e| e.list_containers_json(&opts)).await?;
+    Ok(json_bytes(StatusCode::OK, body))
 }
 
 /// `POST /containers/create?name=`.
