@@ -11,6 +11,8 @@
 #
 # Usage: engine/scripts/bench-pull-unpack.sh [RUNS]   (needs root for the overlay driver)
 # SETUP_ONLY=1: build and push the image, then keep the registry running (for manual runs).
+# COMPARE_BIN=PATH: also times that build of engine/examples/pull (an older commit's) the same
+# way, right after this one's, so that two builds are compared in the same window.
 #
 # Measured 2026-12-04, session 9 (h-pull), 10 runs, load 1.62 before timing (others'
 # builds ran on and off; /bin/true 2.3 +- 2.6 ms 5 min before): longshore pull + unpack
@@ -143,6 +145,10 @@ LS_CMD="n=\$((\$(cat $WORK/ctr)+1)); echo \$n > $WORK/ctr; exec $PULL_BIN --quie
 SK_CMD="n=\$((\$(cat $WORK/ctr)+1)); echo \$n > $WORK/ctr; exec skopeo copy -q --src-tls-verify=false docker://$REF oci:$WORK/skopeo/\$n:v1"
 CMDS=(-n "skopeo copy (download only)" "bash -c '$SK_CMD'"
       -n "longshore pull + unpack (overlay)" "bash -c '$LS_CMD'")
+if [ -n "${COMPARE_BIN:-}" ]; then
+  CMP_CMD=${LS_CMD//"$PULL_BIN"/"$COMPARE_BIN"}
+  CMDS+=(-n "longshore pull + unpack (overlay), $COMPARE_BIN" "bash -c '$CMP_CMD'")
+fi
 if docker info >/dev/null 2>&1; then
   CMDS+=(-n "docker pull" "docker pull -q $REF >/dev/null; docker rmi -f $REF >/dev/null")
   echo "note: docker pull needs $ADDR in the daemon's insecure-registries (127.0.0.0/8 is by default)"
