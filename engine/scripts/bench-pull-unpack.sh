@@ -173,8 +173,16 @@ echo "== timing ($RUNS runs each, 1 warmup)"
 sync
 sleep "${SETTLE:-70}"
 echo "load before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
-hyperfine --prepare sync --warmup 1 --runs "$RUNS" --export-markdown "$WORK/results.md" "${CMDS[@]}"
+hyperfine --prepare sync --warmup 1 --runs "$RUNS" --export-markdown "$WORK/results.md" \
+  --export-json "$WORK/results.json" "${CMDS[@]}"
 cat "$WORK/results.md"
+# every run in order, and the median: on this VM a few runs land in a slow regime (see above)
+python3 - "$WORK/results.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    times = " ".join(f"{t * 1000:.0f}" for t in r["times"])
+    print(f"{r['command']}: median {r['median'] * 1000:.1f} ms; runs in order (ms): {times}")
+PY
 
 echo "== peak memory (one more run each)"
 rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F': ' '/Maximum resident set size/ {printf "%.1f MB\n", $2/1024}'; }
