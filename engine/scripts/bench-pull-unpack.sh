@@ -11,19 +11,23 @@
 #
 # Usage: engine/scripts/bench-pull-unpack.sh [RUNS]   (needs root for the overlay driver)
 # SETUP_ONLY=1: build and push the image, then keep the registry running (for manual runs).
+# COMPARE_BIN=PATH: also times that build of engine/examples/pull (an older commit's) the same
+# way, right after this one's, so that two builds are compared in the same window.
 #
-# Measured 2026-12-04, session 9 (h-pull), 10 runs, load 1.62 before timing (others'
-# builds ran on and off; /bin/true 2.3 +- 2.6 ms 5 min before): longshore pull + unpack
-# 888.5 +- 160.7 ms (638-1086 ms; user 0.29 s, sys 0.79 s), skopeo copy (download only)
-# 379.6 +- 46.8 ms, podman pull into a fresh root 3.00 s; peak RSS 52.7 MB (skopeo 20.6
-# MB). The 0.6 s goal was not met in that window. The same mean as session 8's 887.8 ms,
-# with a third less CPU (1.08 s against 1.59 s) while skopeo took 57 % longer than then
-# (241.5 ms): most of the spread here is system time in copying into page-cache pages,
-# which costs several times more in memory the VM has not touched lately than in pages
-# just freed (300 MB by dd: 0.7 s against 0.07 s of system time), and creating files after
-# any mass deletion (ext4 without a journal skips recently deleted inodes: a pull took
-# 2-3.4 s for minutes after ~1M files were deleted). Session 2 measured 524.7 +- 27.4 ms
-# on a quiet machine.
+# Measured 2026-12-04, session 10 (h-pull), 10 runs, load 0.11 before timing, with
+# COMPARE_BIN set to session 9's build: longshore pull + unpack 716.1 +- 241.9 ms (517-1296
+# ms; user 0.34 s, sys 0.96 s), session 9's build 739.2 +- 395.3 ms (419-1519 ms), skopeo
+# copy (download only) 207.1 ms, podman 2.23 s; peak RSS 22.3 MB (session 9: 52.7 MB;
+# skopeo 20.7 MB). The 0.6 s goal was not met. The spread is the machine's, in three
+# regimes of system time for one pull: ~0.65 s when the page-cache pages it writes into
+# were just freed by someone, ~1.1 s when they are memory the VM gave back to its host
+# (a first touch then costs a host fault: copy_folio_from_iter_atomic 32-36 % of the
+# samples, against 5 %), and 2-3 s within minutes of a mass deletion on this ext4 without
+# a journal (inode allocation skips recently deleted inodes: 53 % of the samples). Dirty
+# throttling never fires (313 MB dirtied per pull, threshold 4.3 GB). Interleaved pairs
+# under load 5-8: 0.908 -> 0.708 s, 0.948 -> 0.854 s, 0.771 -> 0.678 s (fewer, smaller
+# unpack buffers: 15.6k -> 5.0k page faults per pull). Session 2 measured 524.7 +- 27.4 ms
+# on a quiet machine, session 9 648.5 +- 205.4 ms (its closing run).
 # Since session 8: downloads never wait for their unpacks (each unpack follows its blob's
 # ingest file), the config takes no layer download slot, and the blob pages an unpack has
 # read leave the page cache. podman's timing used to include 'podman rmi -f' (and deleted
@@ -143,6 +147,10 @@ LS_CMD="n=\$((\$(cat $WORK/ctr)+1)); echo \$n > $WORK/ctr; exec $PULL_BIN --quie
 SK_CMD="n=\$((\$(cat $WORK/ctr)+1)); echo \$n > $WORK/ctr; exec skopeo copy -q --src-tls-verify=false docker://$REF oci:$WORK/skopeo/\$n:v1"
 CMDS=(-n "skopeo copy (download only)" "bash -c '$SK_CMD'"
       -n "longshore pull + unpack (overlay)" "bash -c '$LS_CMD'")
+if [ -n "${COMPARE_BIN:-}" ]; then
+  CMP_CMD=${LS_CMD//"$PULL_BIN"/"$COMPARE_BIN"}
+  CMDS+=(-n "longshore pull + unpack (overlay), $COMPARE_BIN" "bash -c '$CMP_CMD'")
+fi
 if docker info >/dev/null 2>&1; then
   CMDS+=(-n "docker pull" "docker pull -q $REF >/dev/null; docker rmi -f $REF >/dev/null")
   echo "note: docker pull needs $ADDR in the daemon's insecure-registries (127.0.0.0/8 is by default)"
@@ -165,8 +173,16 @@ echo "== timing ($RUNS runs each, 1 warmup)"
 sync
 sleep "${SETTLE:-70}"
 echo "load before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
-hyperfine --prepare sync --warmup 1 --runs "$RUNS" --export-markdown "$WORK/results.md" "${CMDS[@]}"
+hyperfine --prepare sync --warmup 1 --runs "$RUNS" --export-markdown "$WORK/results.md" \
+  --export-json "$WORK/results.json" "${CMDS[@]}"
 cat "$WORK/results.md"
+# every run in order, and the median: on this VM a few runs land in a slow regime (see above)
+python3 - "$WORK/results.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    times = " ".join(f"{t * 1000:.0f}" for t in r["times"])
+    print(f"{r['command']}: median {r['median'] * 1000:.1f} ms; runs in order (ms): {times}")
+PY
 
 echo "== peak memory (one more run each)"
 rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F': ' '/Maximum resident set size/ {printf "%.1f MB\n", $2/1024}'; }

@@ -9,7 +9,7 @@ use longshore_graph::{ContentStore, Digest, Error as GraphError, Lease, Store, W
 use crate::stage::{StreamUnpack, Streams};
 
 /// Bytes gathered before one `write(2)` into the ingest file.
-const BUF: usize = 1 << 20;
+const BUF: usize = 1 << 18;
 
 fn other(e: GraphError) -> io::Error {
     io::Error::other(e)
