@@ -14,20 +14,24 @@
 # COMPARE_BIN=PATH: also times that build of engine/examples/pull (an older commit's) the same
 # way, right after this one's, so that two builds are compared in the same window.
 #
-# Measured 2026-12-04, session 10 (h-pull), 10 runs, load 0.11 before timing, with
-# COMPARE_BIN set to session 9's build: longshore pull + unpack 716.1 +- 241.9 ms (517-1296
-# ms; user 0.34 s, sys 0.96 s), session 9's build 739.2 +- 395.3 ms (419-1519 ms), skopeo
-# copy (download only) 207.1 ms, podman 2.23 s; peak RSS 22.3 MB (session 9: 52.7 MB;
-# skopeo 20.7 MB). The 0.6 s goal was not met. The spread is the machine's, in three
-# regimes of system time for one pull: ~0.65 s when the page-cache pages it writes into
-# were just freed by someone, ~1.1 s when they are memory the VM gave back to its host
-# (a first touch then costs a host fault: copy_folio_from_iter_atomic 32-36 % of the
-# samples, against 5 %), and 2-3 s within minutes of a mass deletion on this ext4 without
-# a journal (inode allocation skips recently deleted inodes: 53 % of the samples). Dirty
-# throttling never fires (313 MB dirtied per pull, threshold 4.3 GB). Interleaved pairs
-# under load 5-8: 0.908 -> 0.708 s, 0.948 -> 0.854 s, 0.771 -> 0.678 s (fewer, smaller
-# unpack buffers: 15.6k -> 5.0k page faults per pull). Session 2 measured 524.7 +- 27.4 ms
-# on a quiet machine, session 9 648.5 +- 205.4 ms (its closing run).
+# Measured 2026-12-04, session 10 (h-pull), 10 runs, SETTLE=300, load 1.71 before timing,
+# COMPARE_BIN = session 9's build: longshore pull + unpack 629.5 +- 72.1 ms (494-748 ms,
+# median 628; user 0.34 s, sys 0.38 s), session 9's build 607.1 +- 43.9 ms (527-668 ms,
+# median 602; user 0.29 s, sys 0.41 s), skopeo copy (download only) 314.4 ms, podman
+# 3.16 s; peak RSS 22.5 MB (session 9: 52.7 MB; skopeo 21.5 MB). The 0.6 s goal was not
+# met. Runs spread over three regimes of system time for one pull: ~0.4-0.7 s when the
+# page-cache pages it writes into were just freed by someone, ~1.1 s when they are memory
+# the VM gave back to its host (a first touch then costs a host fault:
+# copy_folio_from_iter_atomic 32-36 % of the samples, against 5 %), and 1.6-3 s within
+# minutes of a mass deletion on this ext4 without a journal (inode allocation skips and
+# looks up recently deleted inodes: 53 % of the samples). With a 70-120 s settle, the
+# same two builds averaged 1.03-1.30 s when the bench started within minutes of a mass
+# deletion (the previous bench's cleanup, A/B stores; sys 1.6-2.1 s). Dirty throttling
+# never fires (313 MB dirtied per pull, threshold 4.3 GB). Interleaved pairs under load
+# 5-8: 0.908 -> 0.708 s, 0.948 -> 0.854 s, 0.771 -> 0.678 s (fewer, smaller unpack
+# buffers: 15.6k -> 5.0k page faults per pull); in the quiet window above the two builds
+# are within noise. Session 2 measured 524.7 +- 27.4
+# ms on a quiet machine, session 9 648.5 +- 205.4 ms (its closing run).
 # Since session 8: downloads never wait for their unpacks (each unpack follows its blob's
 # ingest file), the config takes no layer download slot, and the blob pages an unpack has
 # read leave the page cache. podman's timing used to include 'podman rmi -f' (and deleted
@@ -168,10 +172,13 @@ else
 fi
 
 echo "== timing ($RUNS runs each, 1 warmup)"
-# SETTLE (default 70 s): let writeback of the generated image and any recent deletions on
-# this filesystem (by anyone) age out first; see above.
+# SETTLE (default 300 s): let writeback of the generated image and any recent deletions on
+# this filesystem (by anyone: the last bench's own cleanup too) age out first. ext4 without
+# a journal passes over inodes deleted in the last 60 s, 300 s while their inode table
+# block is dirty, and a pull creating 10,000 files then pays 1.6-3 s of system time
+# instead of ~0.4: a cost of the deletion, not of the pull. 70 s was too short for that.
 sync
-sleep "${SETTLE:-70}"
+sleep "${SETTLE:-300}"
 echo "load before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 hyperfine --prepare sync --warmup 1 --runs "$RUNS" --export-markdown "$WORK/results.md" \
   --export-json "$WORK/results.json" "${CMDS[@]}"
