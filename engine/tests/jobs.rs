@@ -131,6 +131,52 @@ impl Drop for Root {
 }
 
 /// A `create` request for busybox running `cmd`, with a unique name, on network `none`.
+/// Every container of `e`'s root as id -> (name, status).
+fn listing_rows(e: &Engine) -> BTreeMap<String, (String, String)> {
+    let mut all = ListOptions::default();
+    all.all = true;
+    e.list_containers(&all)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, (s.names[0].clone(), s.status)))
+        .collect()
+}
+
+/// What another engine (another process) does to a root of 40 containers in the listing
+/// tests: renames the first, runs the second to its exit, removes the third and creates
+/// one labelled `new=yes`. Returns the new name and the new container's ID.
+fn change_four(other: &Engine, ids: &[String], prefix: &str) -> (String, String) {
+    let renamed = unique_name(prefix);
+    other.rename_container(&ids[0], &renamed).unwrap();
+    other
+        .start_container(&ids[1], &StartOptions::default())
+        .unwrap();
+    other
+        .wait_container(&ids[1], WaitCondition::NotRunning)
+        .unwrap();
+    other.remove_container(&ids[2], &force()).unwrap();
+    let mut q = busybox(&["true"]);
+    q.labels.insert("new".into(), "yes".into());
+    let added = create(other, &q);
+    (renamed, added)
+}
+
+/// `e` lists what [`change_four`] did, a label filter included.
+fn assert_four_changed(e: &Engine, ids: &[String], renamed: &str, added: &str) {
+    let r = listing_rows(e);
+    assert_eq!(r.len(), 40, "{r:?}");
+    assert_eq!(r[&ids[0]].0, format!("/{renamed}"));
+    assert!(r[&ids[1]].1.starts_with("Exited (0)"), "{:?}", r[&ids[1]]);
+    assert!(!r.contains_key(&ids[2]));
+    assert_eq!(r[added].1, "Created");
+    let mut o = ListOptions::default();
+    o.all = true;
+    o.filters = vec![("label".into(), "new=yes".into())];
+    let l = e.list_containers(&o).unwrap();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].id, added);
+}
+
 /// Pids of live monitor processes of container `id` (their arguments in the environment
 /// name it).
 fn monitors_of(id: &str) -> Vec<u32> {
@@ -1995,15 +2041,7 @@ fn the_listing_cache_follows_every_change() {
     for _ in 0..40 {
         ids.push(create(root.e(), &busybox(&["true"])));
     }
-    let mut all = ListOptions::default();
-    all.all = true;
-    let rows = |e: &Engine| -> BTreeMap<String, (String, String)> {
-        e.list_containers(&all)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.id, (s.names[0].clone(), s.status)))
-            .collect()
-    };
+    let rows = listing_rows;
     // settled (older than the file system's clock tick): cached and written out
     thread::sleep(Duration::from_millis(150));
     assert_eq!(rows(root.e()).len(), 40);
@@ -2011,32 +2049,10 @@ fn the_listing_cache_follows_every_change() {
     assert!(index.exists(), "40 containers read: the index is written");
     // another engine on the root (another process) changes four containers
     let other = Engine::open(root.path(), EngineOptions::default()).unwrap();
-    let renamed = unique_name("lsjc");
-    other.rename_container(&ids[0], &renamed).unwrap();
-    other
-        .start_container(&ids[1], &StartOptions::default())
-        .unwrap();
-    other
-        .wait_container(&ids[1], WaitCondition::NotRunning)
-        .unwrap();
-    other.remove_container(&ids[2], &force()).unwrap();
-    let mut q = busybox(&["true"]);
-    q.labels.insert("new".into(), "yes".into());
-    let added = create(&other, &q);
+    let (renamed, added) = change_four(&other, &ids, "lsjc");
     let check = |e: &Engine| {
-        let r = rows(e);
-        assert_eq!(r.len(), 40, "{r:?}");
-        assert_eq!(r[&ids[0]].0, format!("/{renamed}"));
-        assert!(r[&ids[1]].1.starts_with("Exited (0)"), "{:?}", r[&ids[1]]);
-        assert!(!r.contains_key(&ids[2]));
-        assert_eq!(r[&added].1, "Created");
-        assert_eq!(r[&ids[3]].1, "Created");
-        let mut o = ListOptions::default();
-        o.all = true;
-        o.filters = vec![("label".into(), "new=yes".into())];
-        let l = e.list_containers(&o).unwrap();
-        assert_eq!(l.len(), 1);
-        assert_eq!(l[0].id, added);
+        assert_four_changed(e, &ids, &renamed, &added);
+        assert_eq!(rows(e)[&ids[3]].1, "Created");
     };
     // the warm engine: its memory cache
     check(root.e());
@@ -2078,15 +2094,9 @@ fn a_watching_engine_lists_every_change() {
     }
     let w = Engine::open(root.path(), EngineOptions::default()).unwrap();
     w.watch_containers();
+    let rows = listing_rows;
     let mut all = ListOptions::default();
     all.all = true;
-    let rows = |e: &Engine| -> BTreeMap<String, (String, String)> {
-        e.list_containers(&all)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.id, (s.names[0].clone(), s.status)))
-            .collect()
-    };
     let first = rows(&w);
     assert_eq!(first.len(), 40);
     // settled: the next listing finds every container current and keeps the listing
@@ -2099,30 +2109,8 @@ fn a_watching_engine_lists_every_change() {
         serde_json::to_string(&w.list_containers(&all).unwrap()).unwrap()
     );
     let other = Engine::open(root.path(), EngineOptions::default()).unwrap();
-    let renamed = unique_name("lsjw");
-    other.rename_container(&ids[0], &renamed).unwrap();
-    other
-        .start_container(&ids[1], &StartOptions::default())
-        .unwrap();
-    other
-        .wait_container(&ids[1], WaitCondition::NotRunning)
-        .unwrap();
-    other.remove_container(&ids[2], &force()).unwrap();
-    let mut q = busybox(&["true"]);
-    q.labels.insert("new".into(), "yes".into());
-    let added = create(&other, &q);
-    let r = rows(&w);
-    assert_eq!(r.len(), 40, "{r:?}");
-    assert_eq!(r[&ids[0]].0, format!("/{renamed}"));
-    assert!(r[&ids[1]].1.starts_with("Exited (0)"), "{:?}", r[&ids[1]]);
-    assert!(!r.contains_key(&ids[2]));
-    assert_eq!(r[&added].1, "Created");
-    let mut o = ListOptions::default();
-    o.all = true;
-    o.filters = vec![("label".into(), "new=yes".into())];
-    let l = w.list_containers(&o).unwrap();
-    assert_eq!(l.len(), 1);
-    assert_eq!(l[0].id, added);
+    let (renamed, added) = change_four(&other, &ids, "lsjw");
+    assert_four_changed(&w, &ids, &renamed, &added);
     // a change right after a listing, twice, and after listings kept
     for _ in 0..2 {
         rows(&w);
