@@ -259,11 +259,20 @@ fn take_ready_fd(fd: Option<i32>) -> Option<fs::File> {
             close_range(first, last);
         }
     }
-    if let Some(fd) = fd.filter(|fd| (0..=2).contains(fd))
-        && let Ok(null) = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
+    if let Some(fd) = fd.filter(|fd| (0..=2).contains(fd)) {
+        null_onto(fd);
+    }
+    kept
+}
+
+/// Puts /dev/null (read and write) on standard descriptor `fd` (0, 1 or 2), in place of
+/// a pipe the engine passed there.
+fn null_onto(fd: i32) {
+    debug_assert!((0..=2).contains(&fd));
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
     {
         // SAFETY: dup2 onto a standard descriptor, which no Rust object in this process
         // owns (std's stdio handles use the numbers without owning them).
@@ -271,7 +280,6 @@ fn take_ready_fd(fd: Option<i32>) -> Option<fs::File> {
             libc::dup2(null.as_raw_fd(), fd);
         }
     }
-    kept
 }
 
 /// Waits for the engine's go on stdin (one byte), then puts /dev/null there. False when
@@ -287,13 +295,7 @@ fn wait_for_go() -> bool {
             Err(_) => break false,
         }
     };
-    if let Ok(null) = fs::File::open("/dev/null") {
-        // SAFETY: dup2 onto a standard descriptor, which no Rust object in this process
-        // owns (std's stdio handles use the numbers without owning them).
-        unsafe {
-            libc::dup2(null.as_raw_fd(), 0);
-        }
-    }
+    null_onto(0);
     go
 }
 
