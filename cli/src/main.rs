@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use longshore_engine::{
-    CreateRequest, Engine, EngineOptions, Error, ListOptions, LogsOptions, RemoveImageOptions,
-    RemoveOptions, StartOptions, StopOptions, WaitCondition,
+    AttachStreams, CreateRequest, Engine, EngineOptions, Error, ListOptions, LogsOptions,
+    RemoveImageOptions, RemoveOptions, StartOptions, StopOptions, WaitCondition,
 };
 use serde_json::{Value, json};
 
@@ -1609,9 +1609,10 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
                 let c = e.container(&containers[0])?;
                 let id = c.record.id.clone();
                 let tty = c.record.config.tty;
-                e.start_container(&id, &start_opts(true))?;
+                let made = start_attached(&e, &id, interactive)?;
                 drop(e);
                 return term::attach_loop(
+                    made,
                     &id,
                     interactive,
                     tty,
@@ -2233,6 +2234,7 @@ fn run(root: &PathBuf, opts: &EngineOptions, config_dir: &std::path::Path, cmd: 
             );
             drop(e);
             term::attach_loop(
+                None,
                 &id,
                 open_stdin && !no_stdin,
                 tty,
@@ -2553,10 +2555,20 @@ fn print_loaded(loaded: &[(String, Vec<String>)]) {
     }
 }
 
-fn start_opts(wait_for_attach: bool) -> StartOptions {
-    let mut o = StartOptions::default();
-    o.wait_for_attach = wait_for_attach;
-    o
+/// Starts a container with this process attached from its first byte: the connection
+/// (None when it ran already: `attach_loop` connects then).
+fn start_attached(
+    e: &Engine,
+    id: &str,
+    stdin: bool,
+) -> Result<Option<longshore_engine::Attached>, Error> {
+    let streams = AttachStreams {
+        stdin,
+        stdout: true,
+        stderr: true,
+    };
+    let (_, made) = e.start_attached(id, &[streams])?;
+    made.into_iter().next().transpose()
 }
 
 /// Runs `f` on each container, printing its name as docker does, or the error.
@@ -2696,11 +2708,11 @@ fn cmd_run(e: Engine, o: RunOpts, run: bool) -> Res<u8> {
         println!("{id}");
         return Ok(0);
     }
-    e.start_container(&id, &start_opts(true))
-        .map_err(run_error)?;
+    let made = start_attached(&e, &id, o.interactive).map_err(run_error)?;
     let root = e.root().to_path_buf();
     drop(e);
     let code = term::attach_loop(
+        made,
         &id,
         o.interactive,
         o.tty,

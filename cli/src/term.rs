@@ -97,6 +97,7 @@ const FORWARDED: &[Signal] = &[
 /// Attaches this process's stdio to container `id` until it exits (returns its exit code)
 /// or the user detaches (returns 0).
 pub fn attach_loop(
+    made: Option<Attached>,
     id: &str,
     stdin: bool,
     tty: bool,
@@ -110,7 +111,10 @@ pub fn attach_loop(
         set.add(*s);
     }
     let _ = set.thread_block();
-    let mut conn = attach_to(id, stdin, true, true)?;
+    let mut conn = match made {
+        Some(c) => c,
+        None => attach_to(id, stdin, true, true)?,
+    };
     let _raw = RawMode::enter(tty && stdin);
     if tty && let Some((r, c)) = winsize() {
         let _ = conn.resize(r, c);

@@ -29,6 +29,19 @@ pub struct Attached {
 /// Returns once the monitor has registered the connection: every byte the container
 /// writes after that comes on it.
 pub fn attach_to(id: &str, stdin: bool, stdout: bool, stderr: bool) -> Result<Attached> {
+    let stream = request_attach(id, stdin, stdout, stderr)?;
+    registered(id, stream)
+}
+
+/// Connects to container `id`'s monitor and sends the attach request, without waiting for
+/// the monitor to take it: a monitor that has not started its container yet finds it
+/// queued on its socket (see [`registered`]).
+pub(crate) fn request_attach(
+    id: &str,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<UnixStream> {
     let path = attach_socket(id);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         Error::WrongState(format!(
@@ -41,6 +54,11 @@ pub fn attach_to(id: &str, stdin: bool, stdout: bool, stderr: bool) -> Result<At
     stream
         .write_all(format!("{header}\n").as_bytes())
         .map_err(Error::io("send the attach request"))?;
+    Ok(stream)
+}
+
+/// Waits for the monitor's acknowledgement of a [`request_attach`].
+pub(crate) fn registered(id: &str, mut stream: UnixStream) -> Result<Attached> {
     // the monitor answers from its poll loop; a monitor that is gone closes the connection
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
     let mut ack = [0u8; 8];

@@ -77,9 +77,9 @@ mod volumes;
 
 pub use attach::{Attached, ExecProcess, ExecRequest, Frame, attach_to};
 pub use containers::{
-    CommitRequest, Container, ContainerConfig, ContainerRecord, ContainerState, CreateRequest,
-    HostConfig, ListOptions, LogLine, LogsOptions, MountSpec, RemoveOptions, StartOptions,
-    StatsSample, StopOptions, Summary, UpdateRequest, WaitCondition,
+    AttachStreams, CommitRequest, Container, ContainerConfig, ContainerRecord, ContainerState,
+    CreateRequest, HostConfig, ListOptions, LogLine, LogsOptions, MountSpec, RemoveOptions,
+    StartOptions, StatsSample, StopOptions, Summary, UpdateRequest, WaitCondition,
 };
 pub use content::{GraphBlobWriter, GraphContent};
 pub use engine::{Engine, EngineOptions, default_network};

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use longshore_engine::containers::ZERO_TIME;
 use longshore_engine::{
-    Attached, CreateRequest, Engine, EngineOptions, Error, EventsOptions, ExecRequest, Frame,
-    ListOptions, LogLine, LogsOptions, RemoveOptions, StartOptions, StopOptions, UpdateRequest,
-    WaitCondition, attach_to,
+    AttachStreams, Attached, CreateRequest, Engine, EngineOptions, Error, EventsOptions,
+    ExecRequest, Frame, ListOptions, LogLine, LogsOptions, RemoveOptions, StartOptions,
+    StopOptions, UpdateRequest, WaitCondition, attach_to,
 };
 use longshore_test_support::{busybox_rootfs, require_root, unique_name};
 
@@ -1825,6 +1825,33 @@ fn attach_with_and_without_a_tty() {
         logs(e, &id, &LogsOptions::default()),
         ("got-hello\nrest\n".to_string(), "err-hello\n".to_string())
     );
+
+    // clients the start attaches itself (connected while the container is set up): each
+    // gets its stream from the first byte, and the process starts once both are there
+    let id = create(
+        e,
+        &busybox(&["sh", "-c", "echo first; echo early >&2; exit 5"]),
+    );
+    let only = |stdout, stderr| AttachStreams {
+        stdin: false,
+        stdout,
+        stderr,
+    };
+    let (c, made) = e
+        .start_attached(&id, &[only(true, false), only(false, true)])
+        .unwrap();
+    assert_eq!(c.id(), id);
+    let mut made = made.into_iter().map(Result::unwrap);
+    let (out, err, code) = collect(made.next().unwrap());
+    assert_eq!((out.as_str(), err.as_str(), code), ("first\n", "", Some(5)));
+    let (out, err, code) = collect(made.next().unwrap());
+    assert_eq!((out.as_str(), err.as_str(), code), ("", "early\n", Some(5)));
+    assert!(made.next().is_none());
+    // a container that runs already is not started again: no connection
+    let running = run_detached(e, &busybox(&["sleep", "30"]));
+    let (_, none) = e.start_attached(&running, &[only(true, true)]).unwrap();
+    assert!(none.is_empty());
+    e.remove_container(&running, &force()).unwrap();
 
     // to a running container: a second client that wants stdout only, and a detach that
     // leaves the container running

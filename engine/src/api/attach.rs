@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::body::{ApiError, ApiResult, Body, status};
 use super::containers::frame;
 use super::router::{Req, State};
-use crate::{Attached, Frame, LogsOptions, attach_to};
+use crate::{AttachStreams, Attached, Frame, LogsOptions, attach_to};
 
 /// An attach that waits for its container's start (the docker CLI attaches first).
 #[derive(Debug)]
@@ -28,9 +28,17 @@ pub(crate) struct PendingAttach {
 }
 
 impl PendingAttach {
-    /// Connects to the started container's monitor and hands the connection over.
-    pub(crate) fn connect(self, id: &str) {
-        let r = attach_to(id, self.stdin, self.stdout, self.stderr).map_err(|e| e.to_string());
+    /// The streams it asked for.
+    pub(crate) fn streams(&self) -> AttachStreams {
+        AttachStreams {
+            stdin: self.stdin,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+
+    /// Hands over the connection the container's start made for it.
+    pub(crate) fn deliver(self, r: Result<Attached, String>) {
         let _ = self.tx.send(r);
     }
 

@@ -6,9 +6,10 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::json;
 
+use super::attach::PendingAttach;
 use super::body::{ApiError, ApiResult, Body, json, json_bytes, status};
 use super::router::{Req, State};
-use crate::{ListOptions, LogsOptions, RemoveOptions, StartOptions, StopOptions, WaitCondition};
+use crate::{ListOptions, LogsOptions, RemoveOptions, StopOptions, WaitCondition};
 
 /// `GET /containers/json?all=&limit=&filters=&size=`.
 pub async fn list(state: &Arc<State>, r: &Req) -> ApiResult {
@@ -67,23 +68,19 @@ pub async fn start(state: &Arc<State>, id: &str) -> ApiResult {
         .remove(&full)
         .unwrap_or_default();
     // the monitor waits for every attach (one connection per stream for some clients)
-    // before the process starts, so that none misses its first output
-    let opts = StartOptions {
-        wait_for_attach: !waiting.is_empty(),
-        attach_clients: waiting.len(),
-    };
+    // before the process starts, so that none misses its first output; their connections
+    // are made while the container is set up
+    let clients: Vec<_> = waiting.iter().map(PendingAttach::streams).collect();
     let f = full.clone();
-    let res = state.job(move |e| e.start_container(&f, &opts)).await;
+    let res = state.job(move |e| e.start_attached(&f, &clients)).await;
     match res {
-        Ok(_) => {
-            if !waiting.is_empty() {
-                // each returns once the monitor registered it (blocking: off the runtime)
-                let _ = tokio::task::spawn_blocking(move || {
-                    for p in waiting {
-                        p.connect(&full);
-                    }
-                })
-                .await;
+        Ok((_, attached)) => {
+            let mut attached = attached.into_iter();
+            for p in waiting {
+                match attached.next() {
+                    Some(a) => p.deliver(a.map_err(|e| e.to_string())),
+                    None => p.fail("the container was started by another request"),
+                }
             }
             Ok(status(StatusCode::NO_CONTENT))
         }

@@ -46,8 +46,8 @@ pub(crate) use remove::RemovalWatch;
 pub use remove::RemoveOptions;
 pub use remove::wait_removed;
 pub use restore::RestoreReport;
-pub use start::StartOptions;
 pub(crate) use start::unpin_netns as unpin_netns_path;
+pub use start::{AttachStreams, StartOptions};
 pub use stop::{StopOptions, WaitCondition};
 pub use update::{StatsSample, UpdateRequest};
 

@@ -16,6 +16,7 @@ use longshore_network::{EndpointConfig, NetMode};
 
 use super::spec::{self, SpecInputs};
 use super::{Container, NetworkState, PublishedPort, write_atomic};
+use crate::attach::Attached;
 use crate::engine::Engine;
 use crate::error::{Error, Result, graph};
 use crate::monitor::{MONITOR_ENV, MonitorArgs};
@@ -31,6 +32,18 @@ pub struct StartOptions {
     /// (0 and 1 both mean one), for callers that attach several connections (one per
     /// stream) before a start.
     pub attach_clients: usize,
+}
+
+/// The streams of a client attached from a container's first byte
+/// ([`Engine::start_attached`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachStreams {
+    /// It writes the container's stdin.
+    pub stdin: bool,
+    /// It reads its stdout (or its terminal).
+    pub stdout: bool,
+    /// It reads its stderr.
+    pub stderr: bool,
 }
 
 /// Name of the pinned network namespace of a container (`ls` + 12 hex digits).
@@ -50,9 +63,36 @@ impl Engine {
     /// on its attach socket). A start that fails undoes its network and mount and records
     /// the error in the container's state.
     pub fn start_container(&self, name_or_id: &str, opts: &StartOptions) -> Result<Container> {
+        self.start_with(name_or_id, opts, &[]).map(|(c, _)| c)
+    }
+
+    /// Starts a created or stopped container with `clients` attached from its first byte
+    /// (a foreground `run`, `start -a`, the API's attaches made before its start). Their
+    /// connections are made while the container is set up, and its process starts as
+    /// soon as the container is created: one connection per client, in order, each the
+    /// connection or why it could not be made. A container that runs already is returned
+    /// with no connection.
+    pub fn start_attached(
+        &self,
+        name_or_id: &str,
+        clients: &[AttachStreams],
+    ) -> Result<(Container, Vec<Result<Attached>>)> {
+        let opts = StartOptions {
+            wait_for_attach: !clients.is_empty(),
+            attach_clients: clients.len(),
+        };
+        self.start_with(name_or_id, &opts, clients)
+    }
+
+    fn start_with(
+        &self,
+        name_or_id: &str,
+        opts: &StartOptions,
+        clients: &[AttachStreams],
+    ) -> Result<(Container, Vec<Result<Attached>>)> {
         let mut c = self.container(name_or_id)?;
         match c.live_status() {
-            "running" | "paused" => return Ok(c),
+            "running" | "paused" => return Ok((c, Vec::new())),
             "removing" | "dead" => {
                 return Err(Error::WrongState(format!(
                     "container {} is marked for removal and cannot be started",
@@ -67,7 +107,7 @@ impl Engine {
                 c.record.id
             )));
         }
-        let res = self.start_inner(&mut c, opts);
+        let res = self.start_inner(&mut c, opts, clients);
         if let Err(e) = &res {
             self.teardown_network(&mut c);
             super::unmount_rootfs(&c.dir);
@@ -82,10 +122,15 @@ impl Engine {
             }
             let _ = self.save_state(&c);
         }
-        res.map(|()| c)
+        res.map(|attached| (c, attached))
     }
 
-    fn start_inner(&self, c: &mut Container, opts: &StartOptions) -> Result<()> {
+    fn start_inner(
+        &self,
+        c: &mut Container,
+        opts: &StartOptions,
+        clients: &[AttachStreams],
+    ) -> Result<Vec<Result<Attached>>> {
         let id = c.record.id.clone();
         // the monitor is spawned first and waits for the go below: loading this program
         // again (exec, the dynamic loader, the detaching fork) overlaps the mount, the
@@ -158,7 +203,13 @@ impl Engine {
         let _ = fs::remove_file(c.dir.join("stopped-by-user"));
         c.state.restart_count = 0;
         self.save_state(c)?;
-        monitor.go(&c.record.name)?;
+        let requested = monitor.go(&c.record.name, &id, clients)?;
+        // the clients' connections wait in the monitor's queue: it takes them, and starts
+        // the process, as soon as the container is created (no round trip through here)
+        let attached = requested
+            .into_iter()
+            .map(|r| r.and_then(|stream| crate::attach::registered(&id, stream)))
+            .collect();
         // the monitor wrote the state (running, or created while it waits for a client)
         match self.load_container_dir(c.dir.clone()) {
             Ok(fresh) => c.state = fresh.state,
@@ -169,7 +220,7 @@ impl Engine {
             Err(e) => return Err(e),
         }
         // the `start` event is the monitor's (before it can record the `die`)
-        Ok(())
+        Ok(attached)
     }
 
     /// The program the monitors run as.
@@ -231,7 +282,7 @@ impl Engine {
         drop(cmd);
         Ok(PendingMonitor {
             child,
-            report: Some(rd),
+            report: Some(BufReader::new(fs::File::from(rd))),
             go: Some(go_wr),
         })
     }
@@ -651,20 +702,38 @@ fn copy_up(rootfs: &Path, dest: &str, volume: &Path, name: &str) -> Result<()> {
 /// start does not find its lock held.
 struct PendingMonitor {
     child: std::process::Child,
-    report: Option<OwnedFd>,
+    report: Option<BufReader<fs::File>>,
     go: Option<OwnedFd>,
 }
 
 impl PendingMonitor {
     /// Lets the monitor start the container (its bundle and state are written), and waits
-    /// for its report: running, or waiting for an attach client.
-    fn go(mut self, name: &str) -> Result<()> {
+    /// for its report: running, or waiting for attach clients. A monitor that waits for
+    /// clients says first that its socket listens: `clients` are connected then, while it
+    /// creates the container.
+    fn go(
+        mut self,
+        name: &str,
+        id: &str,
+        clients: &[AttachStreams],
+    ) -> Result<Vec<Result<std::os::unix::net::UnixStream>>> {
         let go = self.go.take().expect("go is sent once");
         let sent = rustix::io::write(&go, b"g");
         drop(go);
-        let line = self.read_report()?;
-        match line {
-            Some(line) => crate::monitor::parse_report(line.trim_end()),
+        let mut requested = Vec::new();
+        let mut line = self.read_line();
+        if let Ok(Some(l)) = &line
+            && l.trim_end() == crate::monitor::LISTENING
+        {
+            requested = clients
+                .iter()
+                .map(|a| crate::attach::request_attach(id, a.stdin, a.stdout, a.stderr))
+                .collect();
+            line = self.read_line();
+        }
+        self.reap();
+        match line? {
+            Some(line) => crate::monitor::parse_report(line.trim_end()).map(|()| requested),
             None => Err(Error::Io {
                 what: format!("start container {name}"),
                 source: std::io::Error::other(match sent {
@@ -675,18 +744,23 @@ impl PendingMonitor {
         }
     }
 
-    /// The monitor's one report line, or None when it ended without one; reaps the
-    /// spawned process (the monitor runs on in a detached child).
-    fn read_report(&mut self) -> Result<Option<String>> {
-        let Some(rd) = self.report.take() else {
+    /// The monitor's next line, or None when it ended without one.
+    fn read_line(&mut self) -> Result<Option<String>> {
+        let Some(rd) = self.report.as_mut() else {
             return Ok(None);
         };
         let mut line = String::new();
-        let n = BufReader::new(fs::File::from(rd))
+        let n = rd
             .read_line(&mut line)
-            .map_err(Error::io("read the monitor's report"));
+            .map_err(Error::io("read the monitor's report"))?;
+        Ok((n > 0).then_some(line))
+    }
+
+    /// Closes the report pipe and reaps the spawned process (the monitor runs on in a
+    /// detached child).
+    fn reap(&mut self) {
+        self.report = None;
         let _ = self.child.wait();
-        Ok((n? > 0).then_some(line))
     }
 }
 
@@ -695,7 +769,8 @@ impl Drop for PendingMonitor {
         if self.go.take().is_some() {
             // the end of the go pipe: the monitor (and its detached child) exit; the end of
             // the report pipe says they did
-            let _ = self.read_report();
+            while let Ok(Some(_)) = self.read_line() {}
+            self.reap();
         }
     }
 }

@@ -37,12 +37,13 @@ pub(super) fn key(seccomp: &LinuxSeccomp) -> Option<String> {
     let v = libseccomp::ScmpVersion::current().ok()?;
     let spec = serde_json::to_string(seccomp).ok()?;
     Some(format!(
-        "longshore-container {} {} libseccomp {}.{}.{}\n{spec}",
+        "longshore-container {} {} libseccomp {}.{}.{} optimize {}\n{spec}",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH,
         v.major,
         v.minor,
         v.micro,
+        super::OPTIMIZE,
     ))
 }
 

@@ -54,6 +54,8 @@ use oci_spec::runtime::{
 
 pub use docker::{DockerProfileContext, docker_profile, try_docker_default_profile};
 
+/// libseccomp's `SCMP_FLTATR_CTL_OPTIMIZE`: 2, a binary tree of the syscall numbers.
+const OPTIMIZE: u32 = 2;
 /// Size of one `struct sock_filter` instruction in bytes.
 const INSN_SIZE: usize = 8;
 /// The kernel's limit on instructions in one filter (`BPF_MAXINSNS`).
@@ -313,6 +315,13 @@ pub fn compile_uncached(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, Seccom
             what: "cannot create a filter context",
             source,
         })?;
+    // a binary tree over the syscall numbers instead of libseccomp's default chain of
+    // one comparison per syscall (~350 for Docker's profile on each architecture): a
+    // syscall in the container takes ~9 comparisons instead of up to 350, and loading the
+    // filter, where the kernel runs the program once for every syscall number to build
+    // its always-allowed bitmap (`seccomp_cache_prepare`), takes a fraction of the time.
+    // libseccomp before 2.5 has no such choice: it builds the chain, which means the same
+    let _ = ctx.set_ctl_optimize(OPTIMIZE);
     ctx.add_arch(ScmpArch::native())
         .map_err(|source| SeccompError::Libseccomp {
             what: "cannot add the native architecture",
