@@ -64,9 +64,11 @@ pub(crate) struct MonitorArgs {
     /// With `wait_for_attach`: how many clients to wait for (at least one).
     #[serde(default)]
     pub attach_clients: usize,
-    /// Wait for the engine's go (one byte on stdin) before touching the container: the
-    /// engine spawns the monitor ahead of the start's mount and spec, and the end of the
-    /// pipe without a byte means the start failed (the monitor then leaves quietly).
+    /// Wait for the engine's go (one byte on stdin) before making the container: the
+    /// engine spawns the monitor ahead of the start's mount and spec. Until the go it only
+    /// takes the container's monitor lock, reads its config and listens on its attach
+    /// socket; the end of the pipe without a byte means the start failed (the monitor then
+    /// removes its socket and leaves quietly).
     #[serde(default)]
     pub wait_for_go: bool,
 }
@@ -348,9 +350,9 @@ fn monitor_main(args: MonitorArgs, ready: Option<i32>) -> i32 {
         reporter.send(&format!("err 125 become a child subreaper: {e}"));
         return 125;
     }
-    if args.wait_for_go && !wait_for_go() {
-        return 0;
-    }
+    // what needs nothing the start writes (the lock, the container's config, the attach
+    // socket) is done while the engine mounts and writes: off the path from its go to the
+    // container's creation
     let mut m = match Monitor::new(args) {
         Ok(m) => m,
         Err(e) => {
@@ -363,6 +365,17 @@ fn monitor_main(args: MonitorArgs, ready: Option<i32>) -> i32 {
         // run's, the API's attaches made before the start) while the container is set up,
         // and they are there to take once it is created
         reporter.note(LISTENING);
+    }
+    if m.args.wait_for_go && !wait_for_go() {
+        // the start failed before it needed the monitor: nothing of it stays
+        let _ = fs::remove_file(attach_socket(&m.args.id));
+        return 0;
+    }
+    // the state the start wrote right before its go
+    if let Err(e) = m.load_state() {
+        let _ = fs::remove_file(attach_socket(&m.args.id));
+        reporter.send(&format!("err 125 {e}"));
+        return 125;
     }
     let code = m.run(&mut reporter);
     m.finish();
@@ -426,7 +439,6 @@ impl Monitor {
         }
         let record: crate::containers::ContainerRecord =
             crate::containers::read_json(&dir.join("config.json"))?;
-        let state: ContainerState = crate::containers::read_json(&dir.join("state.json"))?;
         fs::create_dir_all(SOCKET_DIR).map_err(Error::io(format!("create {SOCKET_DIR}")))?;
         let sock = attach_socket(&args.id);
         let _ = fs::remove_file(&sock);
@@ -454,7 +466,7 @@ impl Monitor {
         Ok(Monitor {
             dir,
             _lock: lock,
-            state,
+            state: ContainerState::default(),
             listener,
             clients: Vec::new(),
             log,
@@ -476,6 +488,12 @@ impl Monitor {
             removal_engine: None,
             args,
         })
+    }
+
+    /// Reads the container's state (the start's, written right before its go).
+    fn load_state(&mut self) -> Result<()> {
+        self.state = crate::containers::read_json(&self.dir.join("state.json"))?;
+        Ok(())
     }
 
     fn save(&mut self) {

@@ -517,6 +517,20 @@ fn create_start_wait_rm() {
         monitors_of(&id)
     );
     assert_eq!(e.container(&id).unwrap().live_status(), "created");
+    // the monitor listened on the container's attach socket before the go: gone with it
+    let socket = longshore_engine::monitor::attach_socket(&id);
+    assert!(!socket.exists(), "{} was left", socket.display());
+    // the same with clients to attach (the monitor says its socket listens first)
+    let only_out = AttachStreams {
+        stdout: true,
+        ..Default::default()
+    };
+    let err = e
+        .start_attached(&id, &[only_out])
+        .expect_err("an attached start joining a stopped container's network");
+    assert!(err.to_string().contains("non running container"), "{err}");
+    assert!(monitors_of(&id).is_empty(), "{:?}", monitors_of(&id));
+    assert!(!socket.exists(), "{} was left", socket.display());
     e.start_container(&stopped, &StartOptions::default())
         .expect("the other container starts");
     e.remove_container(&stopped, &force()).unwrap();

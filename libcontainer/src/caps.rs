@@ -194,14 +194,18 @@ fn normalize(name: &str) -> String {
 /// The highest capability number the running kernel knows (its `cap_last_cap`), found
 /// with `prctl(PR_CAPBSET_READ)`, which fails with `EINVAL` past it. Safe after fork.
 pub fn last_cap() -> u8 {
-    let mut last = 0;
-    for n in 0..64u8 {
-        match rustix::thread::capability_is_in_bounding_set(bit(n)) {
-            Err(Errno::INVAL) => break,
-            _ => last = n,
+    // the kernel's, asked once per process (one prctl per capability, ~41 of them)
+    static LAST: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        let mut last = 0;
+        for n in 0..64u8 {
+            match rustix::thread::capability_is_in_bounding_set(bit(n)) {
+                Err(Errno::INVAL) => break,
+                _ => last = n,
+            }
         }
-    }
-    last
+        last
+    })
 }
 
 /// Every capability both the running kernel and oci-spec know: what `--cap-add ALL`

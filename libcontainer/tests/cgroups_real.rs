@@ -734,3 +734,31 @@ fn the_shared_longshore_parent_stays_and_a_callers_own_parent_goes() {
         assert_eq!(shared.file_name().unwrap(), "longshore");
     }
 }
+
+/// A container's cgroup is removed with one rmdir when it has no child; one that has
+/// cgroups of its own below it (a container running systemd, or nested containers, makes
+/// them) is listed and removed deepest first, whatever the kernel answers the first rmdir.
+#[test]
+fn destroy_removes_child_cgroups_made_inside() {
+    require_root!();
+    let mut g = Guard::new(&format!("/longshore-{}", unique_name("nest")));
+    g.cg.create().unwrap();
+    let paths = g.cg.paths();
+    assert!(!paths.is_empty());
+    let mut made = Vec::new();
+    for dir in paths.values() {
+        let deep = dir.join("inner").join("deeper");
+        std::fs::create_dir_all(&deep).unwrap();
+        made.push(deep);
+    }
+    g.spawn_sleep();
+    g.cg.kill_all(libc::SIGKILL).unwrap();
+    let _ = g.children[0].wait();
+    g.children.clear();
+    wait_until("empty cgroup", || g.cg.pids().unwrap().is_empty());
+    g.cg.destroy().unwrap();
+    for (dir, deep) in paths.values().zip(&made) {
+        assert!(!deep.exists(), "{}", deep.display());
+        assert!(!dir.exists(), "{}", dir.display());
+    }
+}

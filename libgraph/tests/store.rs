@@ -1295,3 +1295,55 @@ fn corrupt_digest_in_the_database_is_an_error_naming_the_row() {
         "{err:?}"
     );
 }
+
+/// `mount_container_at`: the container's filesystem where the caller wants it (a
+/// container's root), not counted with `mount_container`; what is written there lands in
+/// the container's layer, and the caller's unmount is all it takes.
+fn mount_at_a_callers_target(driver: &str) {
+    longshore_test_support::require_root!();
+    let a = tempdir("store");
+    let s = open(a.path(), driver);
+    s.import(&rootfs_tar()[..], Some("app:1"), None).unwrap();
+    s.create_container("held", "app:1").unwrap();
+    let target = a.path().join("rootfs");
+    fs::create_dir(&target).unwrap();
+    let opts = longshore_graph::driver::MountOptions::default().volatile(true);
+    s.mount_container_at("held", &target, opts).unwrap();
+    assert!(mounted_under(&target), "nothing mounted at the target");
+    assert_eq!(fs::read(target.join("etc/hostname")).unwrap(), b"box\n");
+    fs::write(target.join("etc/hostname"), b"written\n").unwrap();
+    // the store's own counted mount is another view of the same layer
+    let root = s.mount_container("held").unwrap();
+    assert_eq!(fs::read(root.join("etc/hostname")).unwrap(), b"written\n");
+    s.unmount_container("held").unwrap();
+    rustix::mount::unmount(&target, rustix::mount::UnmountFlags::DETACH).unwrap();
+    assert!(!mounted_under(&target));
+    let changes: Vec<String> = s
+        .container_changes("held")
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert!(
+        changes.iter().any(|c| c == "C /etc/hostname"),
+        "{changes:?}"
+    );
+    // an unknown container is refused and mounts nothing
+    assert!(matches!(
+        s.mount_container_at("none", &target, Default::default()),
+        Err(Error::LayerNotFound(_))
+    ));
+    assert!(!mounted_under(&target));
+    s.remove_container("held").unwrap();
+    assert!(s.check(false).unwrap().problems.is_empty());
+}
+
+#[test]
+fn mount_at_a_callers_target_overlay() {
+    mount_at_a_callers_target("overlay");
+}
+
+#[test]
+fn mount_at_a_callers_target_vfs() {
+    mount_at_a_callers_target("vfs");
+}

@@ -141,35 +141,17 @@ impl Engine {
         // then skips the sync of the whole filesystem under it, on the path of `run --rm`
         let mount = longshore_graph::driver::MountOptions::default()
             .volatile(c.record.host_config.auto_remove);
-        let merged = self
-            .store()?
-            .mount_container_with(&id, mount)
+        // the container's own mount of its layers, made at `<dir>/rootfs`: it outlives
+        // this process until the container stops
+        let rootfs = c.dir.join("rootfs");
+        super::unmount_rootfs(&c.dir);
+        fs::create_dir_all(&rootfs).map_err(Error::io(format!("create {}", rootfs.display())))?;
+        self.store()?
+            .mount_container_at(&id, &rootfs, mount)
             .map_err(graph(format!(
                 "mount the root filesystem of {}",
                 c.record.name
             )))?;
-        // the container's own bind of the mounted layers: it outlives this process (the
-        // store unmounts what it mounted when it is dropped) until the container stops
-        let rootfs = c.dir.join("rootfs");
-        super::unmount_rootfs(&c.dir);
-        let bound = fs::create_dir_all(&rootfs)
-            .map_err(Error::io(format!("create {}", rootfs.display())))
-            .and_then(|()| {
-                nix::mount::mount(
-                    Some(&merged),
-                    &rootfs,
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .map_err(|e| {
-                    Error::io(format!("bind {} to {}", merged.display(), rootfs.display()))(
-                        e.into(),
-                    )
-                })
-            });
-        let _ = self.store()?.unmount_container(&id);
-        bound?;
         make_working_dir(&rootfs, &c.record.config.working_dir, &c.record.name)?;
         let volume_mounts = self.volume_mounts(c, Some(&rootfs))?;
         let netns = self.setup_network(c)?;

@@ -77,6 +77,22 @@ pub trait Driver: Send + Sync {
     /// Releases one [`Driver::get`]; the last one unmounts.
     fn put(&self, id: &str) -> Result<()>;
 
+    /// Mounts the layer's full filesystem at `target`, an existing directory, for a caller
+    /// that keeps it there beyond this process (a container's root): not counted by
+    /// [`Driver::get`] and [`Driver::put`]; the caller unmounts it. Drivers that do not
+    /// override it bind what [`Driver::get_with`] gives there and release that.
+    fn mount_at(&self, id: &str, target: &Path, opts: MountOptions) -> Result<()> {
+        let source = self.get_with(id, opts)?;
+        let bound =
+            rustix::mount::mount_bind_recursive(&source, target).map_err(|e| Error::Mount {
+                op: "bind mount",
+                id: id.to_string(),
+                source: e.into(),
+            });
+        let released = self.put(id);
+        bound.and(released)
+    }
+
     /// Applies a layer tar (plain, gzip or zstd) to layer `id`, created empty on `parent`.
     fn apply_diff(&self, id: &str, diff: &mut (dyn Read + Send)) -> Result<ApplyReport>;
 

@@ -435,6 +435,37 @@ impl Driver for Overlay {
         Ok(path)
     }
 
+    fn mount_at(&self, id: &str, target: &Path, opts: MountOptions) -> Result<()> {
+        check_id(id)?;
+        if !self.exists(id) {
+            return Err(Error::LayerNotFound(id.to_string()));
+        }
+        let lowers = self.lower_dirs(id)?;
+        let dir = self.dir(id);
+        let mount_err = |op| {
+            move |source| Error::Mount {
+                op,
+                id: id.to_string(),
+                source,
+            }
+        };
+        if lowers.is_empty() {
+            return rustix::mount::mount_bind_recursive(dir.join("diff"), target)
+                .map_err(|e| mount_err("bind mount")(e.into()));
+        }
+        // one overlay mount, made where the caller wants it: no mount at `merged` to bind
+        // from and unmount again (an unmount waits for an RCU grace period)
+        let _ = remove_tree(&dir.join("work").join("work").join("incompat"));
+        let (diff, work) = (dir.join("diff"), dir.join("work"));
+        let upper = Some((diff.as_path(), work.as_path()));
+        mount_overlay(&lowers, upper, target, opts.volatile)
+            .or_else(|e| match opts.volatile {
+                true => mount_overlay(&lowers, upper, target, false),
+                false => Err(e),
+            })
+            .map_err(mount_err("overlay mount"))
+    }
+
     fn put(&self, id: &str) -> Result<()> {
         check_id(id)?;
         let mut mounts = self.mounts();

@@ -75,6 +75,19 @@ impl Store {
         self.driver.get_with(&cache, opts)
     }
 
+    /// Mounts a container's filesystem at `target` (an existing directory) for a caller
+    /// that keeps it there (a container's root while it runs): not reference counted, the
+    /// caller unmounts it.
+    pub fn mount_container_at(
+        &self,
+        container_id: &str,
+        target: &Path,
+        opts: driver::MountOptions,
+    ) -> Result<()> {
+        let (_, cache) = self.container_cache(container_id)?;
+        self.driver.mount_at(&cache, target, opts)
+    }
+
     /// Releases one [`Store::mount_container`].
     pub fn unmount_container(&self, container_id: &str) -> Result<()> {
         let (_, cache) = self.container_cache(container_id)?;
