@@ -43,6 +43,16 @@ impl Guard {
         self.cg.add_task(pid).expect("add_task");
         pid
     }
+
+    /// Runs a task in the cgroup, kills it, waits for the cgroup to empty and destroys it.
+    fn used_then_destroyed(&mut self) {
+        self.spawn_sleep();
+        self.cg.kill_all(libc::SIGKILL).unwrap();
+        let _ = self.children[0].wait();
+        self.children.clear();
+        wait_until("empty cgroup", || self.cg.pids().unwrap().is_empty());
+        self.cg.destroy().unwrap();
+    }
 }
 
 impl Drop for Guard {
@@ -719,12 +729,7 @@ fn the_shared_longshore_parent_stays_and_a_callers_own_parent_goes() {
     g.cg.create().unwrap();
     let paths = g.cg.paths();
     assert!(!paths.is_empty());
-    g.spawn_sleep();
-    g.cg.kill_all(libc::SIGKILL).unwrap();
-    let _ = g.children[0].wait();
-    g.children.clear();
-    wait_until("empty cgroup", || g.cg.pids().unwrap().is_empty());
-    g.cg.destroy().unwrap();
+    g.used_then_destroyed();
     for leaf in paths.values() {
         let own_dir = leaf.parent().unwrap();
         let shared = own_dir.parent().unwrap();
@@ -751,12 +756,7 @@ fn destroy_removes_child_cgroups_made_inside() {
         std::fs::create_dir_all(&deep).unwrap();
         made.push(deep);
     }
-    g.spawn_sleep();
-    g.cg.kill_all(libc::SIGKILL).unwrap();
-    let _ = g.children[0].wait();
-    g.children.clear();
-    wait_until("empty cgroup", || g.cg.pids().unwrap().is_empty());
-    g.cg.destroy().unwrap();
+    g.used_then_destroyed();
     for (dir, deep) in paths.values().zip(&made) {
         assert!(!deep.exists(), "{}", deep.display());
         assert!(!dir.exists(), "{}", dir.display());
