@@ -531,11 +531,7 @@ pub(crate) fn build(c: &Container, inp: &SpecInputs<'_>) -> Result<Value> {
                 .map_err(|e| Error::InvalidArgument(format!("seccomp profile {p}: {e}")))?;
             linux["seccomp"] = v;
         } else if !unconfined {
-            let set: Vec<_> = caps
-                .iter()
-                .filter_map(|c| longshore_container::caps::parse_capability(c).ok())
-                .collect();
-            linux["seccomp"] = default_seccomp(&caps, &set);
+            linux["seccomp"] = default_seccomp(&caps);
         }
     }
     Ok(json!({
@@ -663,11 +659,11 @@ fn device(spec: &str) -> Result<(Value, Value)> {
     ))
 }
 
-/// Docker's default seccomp profile for a container holding `caps` (their names, and
-/// `set` parsed), as the spec's JSON. Built once per capability set in a process (the
-/// daemon starts many containers with Docker's 14): the profile's ~350 rules took
-/// ~0.2 ms to build and convert at every start.
-fn default_seccomp(caps: &[String], set: &[oci_spec::runtime::Capability]) -> Value {
+/// Docker's default seccomp profile for a container holding `caps` (their names), as the
+/// spec's JSON. Built once per capability set in a process (the daemon starts many
+/// containers with Docker's 14): the profile's ~350 rules took ~0.2 ms to build and
+/// convert at every start.
+fn default_seccomp(caps: &[String]) -> Value {
     type Built = Vec<(Vec<String>, Value)>;
     static BUILT: std::sync::Mutex<Built> = std::sync::Mutex::new(Vec::new());
     let mut key = caps.to_vec();
@@ -676,7 +672,11 @@ fn default_seccomp(caps: &[String], set: &[oci_spec::runtime::Capability]) -> Va
     if let Some((_, v)) = built.iter().find(|(k, _)| *k == key) {
         return v.clone();
     }
-    let v = serde_json::to_value(longshore_container::seccomp::docker_default_profile(set))
+    let set: Vec<_> = caps
+        .iter()
+        .filter_map(|c| longshore_container::caps::parse_capability(c).ok())
+        .collect();
+    let v = serde_json::to_value(longshore_container::seccomp::docker_default_profile(&set))
         .unwrap_or_default();
     if built.len() >= 8 {
         built.remove(0);

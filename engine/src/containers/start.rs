@@ -135,7 +135,7 @@ impl Engine {
         // the monitor is spawned first and waits for the go below: loading this program
         // again (exec, the dynamic loader, the detaching fork) overlaps the mount, the
         // network and the spec instead of following them. Dropped before the go (a
-        // failed start), it ends without touching the container.
+        // failed start), it ends without making the container.
         let monitor = self.spawn_monitor(c, opts)?;
         // a `--rm` container's layer is mounted volatile (as podman does): its unmount
         // then skips the sync of the whole filesystem under it, on the path of `run --rm`
@@ -679,9 +679,10 @@ fn copy_up(rootfs: &Path, dest: &str, volume: &Path, name: &str) -> Result<()> {
 }
 
 /// A monitor spawned for a start, waiting for the engine's go (one byte on its stdin)
-/// before it touches the container. Dropped without [`PendingMonitor::go`], it is told
-/// nothing (the end of the pipe) and waited for: it exits without a trace, and a later
-/// start does not find its lock held.
+/// before it makes the container (until then it only holds its lock, has read its config
+/// and listens on its attach socket). Dropped without [`PendingMonitor::go`], it is told
+/// nothing (the end of the pipe) and waited for: it removes its socket and exits, and a
+/// later start does not find its lock held.
 struct PendingMonitor {
     child: std::process::Child,
     report: Option<BufReader<fs::File>>,

@@ -43,6 +43,34 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    /// Mounts layer `id` (read-write, on `lowers`) at `target`.
+    fn mount_layer(
+        &self,
+        id: &str,
+        lowers: &[PathBuf],
+        target: &Path,
+        opts: MountOptions,
+    ) -> Result<()> {
+        let dir = self.dir(id);
+        // a volatile mount marks its work directory, and overlay refuses to mount one
+        // that was left marked (by a crash while it was mounted): the layer is a
+        // removed-at-exit container's, whose writes nobody needs any more
+        let _ = remove_tree(&dir.join("work").join("work").join("incompat"));
+        let (diff, work) = (dir.join("diff"), dir.join("work"));
+        let upper = Some((diff.as_path(), work.as_path()));
+        mount_overlay(lowers, upper, target, opts.volatile)
+            .or_else(|e| match opts.volatile {
+                // the legacy mount call of a kernel without `volatile`
+                true => mount_overlay(lowers, upper, target, false),
+                false => Err(e),
+            })
+            .map_err(|source| Error::Mount {
+                op: "overlay mount",
+                id: id.to_string(),
+                source,
+            })
+    }
+
     /// Opens the driver, checking overlayfs works here with a probe mount, and removes
     /// half-created layers left by a crash.
     pub fn open(home: impl Into<PathBuf>) -> Result<Overlay> {
@@ -413,23 +441,7 @@ impl Driver for Overlay {
                 // left by a previous process
                 let _ = rustix::mount::unmount(&path, UnmountFlags::DETACH);
             }
-            // a volatile mount marks its work directory, and overlay refuses to mount
-            // one that was left marked (by a crash while it was mounted): the layer is
-            // a removed-at-exit container's, whose writes nobody needs any more
-            let _ = remove_tree(&dir.join("work").join("work").join("incompat"));
-            let (diff, work) = (dir.join("diff"), dir.join("work"));
-            let upper = Some((diff.as_path(), work.as_path()));
-            mount_overlay(&lowers, upper, &path, opts.volatile)
-                .or_else(|e| match opts.volatile {
-                    // the legacy mount call of a kernel without `volatile`
-                    true => mount_overlay(&lowers, upper, &path, false),
-                    false => Err(e),
-                })
-                .map_err(|source| Error::Mount {
-                    op: "overlay mount",
-                    id: id.to_string(),
-                    source,
-                })?;
+            self.mount_layer(id, &lowers, &path, opts)?;
         }
         *count += 1;
         Ok(path)
@@ -441,29 +453,18 @@ impl Driver for Overlay {
             return Err(Error::LayerNotFound(id.to_string()));
         }
         let lowers = self.lower_dirs(id)?;
-        let dir = self.dir(id);
-        let mount_err = |op| {
-            move |source| Error::Mount {
-                op,
-                id: id.to_string(),
-                source,
-            }
-        };
         if lowers.is_empty() {
-            return rustix::mount::mount_bind_recursive(dir.join("diff"), target)
-                .map_err(|e| mount_err("bind mount")(e.into()));
+            return rustix::mount::mount_bind_recursive(self.dir(id).join("diff"), target).map_err(
+                |e| Error::Mount {
+                    op: "bind mount",
+                    id: id.to_string(),
+                    source: e.into(),
+                },
+            );
         }
         // one overlay mount, made where the caller wants it: no mount at `merged` to bind
         // from and unmount again (an unmount waits for an RCU grace period)
-        let _ = remove_tree(&dir.join("work").join("work").join("incompat"));
-        let (diff, work) = (dir.join("diff"), dir.join("work"));
-        let upper = Some((diff.as_path(), work.as_path()));
-        mount_overlay(&lowers, upper, target, opts.volatile)
-            .or_else(|e| match opts.volatile {
-                true => mount_overlay(&lowers, upper, target, false),
-                false => Err(e),
-            })
-            .map_err(mount_err("overlay mount"))
+        self.mount_layer(id, &lowers, target, opts)
     }
 
     fn put(&self, id: &str) -> Result<()> {
